@@ -1,0 +1,17 @@
+//! # rocketmq-mio
+//!
+//! A blocking Apache RocketMQ producer for programs that run no async runtime.
+#![doc(test(attr(deny(warnings))))]
+
+pub mod error;
+pub mod message;
+pub mod protocol;
+pub mod remoting;
+pub mod routing;
+pub mod testing;
+
+mod config;
+mod producer;
+
+pub use error::{Error, ErrorKind, Result};
+pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};

@@ -1,0 +1,892 @@
+//! `RemotingCommand`: the frame every request and response travels in, its two header
+//! serializations, and an incremental [`FrameDecoder`].
+//!
+//! ```text
+//! +----------------+--------------------------+----------------------+-----------------+
+//! | total_len: i32 | proto_and_hdr_len: i32   | header: hdr_len bytes| body: rest      |
+//! +----------------+--------------------------+----------------------+-----------------+
+//! total_len         = 4 + hdr_len + body_len     (does not count its own 4 bytes)
+//! proto_and_hdr_len = (serialize_type << 24) | hdr_len
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use byteorder::{BigEndian, ByteOrder};
+use serde_json::Value;
+
+use super::codes::{LanguageCode, CLIENT_LANGUAGE, CLIENT_VERSION};
+
+/// Default maximum frame size, length prefix included: 16 MiB, as Java's `frameMaxLength`.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// The largest header a frame can carry (24 bits of length).
+pub const MAX_HEADER_LEN: usize = 0x00FF_FFFF;
+
+/// Flag bit 0: the command is a response.
+pub const FLAG_RESPONSE: i32 = 1;
+/// Flag bit 1: the request expects no response.
+pub const FLAG_ONEWAY: i32 = 1 << 1;
+
+/// Header serialization of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SerializeType {
+    /// JSON header (type 0); what Java clients and servers use by default.
+    #[default]
+    Json,
+    /// The binary ROCKETMQ header layout (type 1).
+    RocketMq,
+}
+
+impl SerializeType {
+    /// The type byte on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            SerializeType::Json => 0,
+            SerializeType::RocketMq => 1,
+        }
+    }
+
+    /// The type for a wire byte.
+    pub fn from_code(code: u8) -> Result<SerializeType, CodecError> {
+        match code {
+            0 => Ok(SerializeType::Json),
+            1 => Ok(SerializeType::RocketMq),
+            other => Err(CodecError::UnknownSerializeType(other)),
+        }
+    }
+}
+
+/// Everything that can be wrong with bytes that should be a frame, a header or a message.
+///
+/// Decoding never panics: any input yields a value or one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The length prefix is negative.
+    NegativeLength(i32),
+    /// The frame (length prefix included) is over the limit.
+    FrameTooLarge {
+        /// The frame length, prefix included.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The frame is too short to hold the header-length word.
+    FrameTooShort(usize),
+    /// The header length points past the end of the frame.
+    HeaderLengthExceedsFrame {
+        /// The header length from the frame.
+        header_len: usize,
+        /// The bytes the frame has after the header-length word.
+        available: usize,
+    },
+    /// A header over 16 MiB - 1 cannot be encoded.
+    HeaderTooLarge(usize),
+    /// The serialize-type byte is neither 0 (JSON) nor 1 (ROCKETMQ).
+    UnknownSerializeType(u8),
+    /// The JSON header (or a JSON body) is not what it should be.
+    Json(String),
+    /// The binary header is truncated or inconsistent; says where.
+    BinaryHeader(&'static str),
+    /// A required field is missing.
+    MissingField(&'static str),
+    /// A field is present but cannot be parsed.
+    InvalidField {
+        /// The field's name.
+        field: &'static str,
+        /// The value found (cut to 64 characters).
+        value: String,
+    },
+    /// A message body or id is malformed; says what.
+    Malformed(String),
+}
+
+impl CodecError {
+    /// An [`CodecError::InvalidField`], the value cut to 64 characters.
+    pub fn invalid(field: &'static str, value: &str) -> CodecError {
+        CodecError::InvalidField {
+            field,
+            value: value.chars().take(64).collect(),
+        }
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::NegativeLength(n) => write!(f, "negative frame length {n}"),
+            CodecError::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes is over the limit of {max} bytes")
+            }
+            CodecError::FrameTooShort(n) => write!(f, "frame of {n} bytes has no header length"),
+            CodecError::HeaderLengthExceedsFrame {
+                header_len,
+                available,
+            } => write!(
+                f,
+                "header length {header_len} exceeds the {available} bytes left in the frame"
+            ),
+            CodecError::HeaderTooLarge(n) => {
+                write!(f, "header of {n} bytes is over the 16 MiB limit")
+            }
+            CodecError::UnknownSerializeType(t) => write!(f, "unknown serialize type {t}"),
+            CodecError::Json(e) => write!(f, "bad JSON: {e}"),
+            CodecError::BinaryHeader(what) => write!(f, "bad binary header: {what}"),
+            CodecError::MissingField(name) => write!(f, "missing field {name}"),
+            CodecError::InvalidField { field, value } => {
+                write!(f, "invalid value {value:?} for field {field}")
+            }
+            CodecError::Malformed(what) => write!(f, "malformed: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// The custom-header fields of a command: string keys to string values, kept sorted by key
+/// (the order fastjson writes them in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtFields {
+    entries: Vec<(Cow<'static, str>, String)>,
+}
+
+impl ExtFields {
+    /// An empty map.
+    pub fn new() -> Self {
+        ExtFields::default()
+    }
+
+    /// An empty map with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        ExtFields {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+        let key = key.into();
+        match self
+            .entries
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
+        {
+            Ok(i) => self.entries[i].1 = value.into(),
+            Err(i) => self.entries.insert(i, (key, value.into())),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.entries[i].1.as_str())
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.entries
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| self.entries.remove(i).1)
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every field, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The value of a required field.
+    pub fn required(&self, key: &'static str) -> Result<&str, CodecError> {
+        self.get(key).ok_or(CodecError::MissingField(key))
+    }
+
+    /// A required field parsed as `i32`.
+    pub fn required_i32(&self, key: &'static str) -> Result<i32, CodecError> {
+        let v = self.required(key)?;
+        v.trim().parse().map_err(|_| CodecError::invalid(key, v))
+    }
+
+    /// A required field parsed as `i64`.
+    pub fn required_i64(&self, key: &'static str) -> Result<i64, CodecError> {
+        let v = self.required(key)?;
+        v.trim().parse().map_err(|_| CodecError::invalid(key, v))
+    }
+
+    /// An optional field parsed as `i32`: absent is `None`, unparsable is an error.
+    pub fn optional_i32(&self, key: &'static str) -> Result<Option<i32>, CodecError> {
+        self.get(key)
+            .map(|v| v.trim().parse().map_err(|_| CodecError::invalid(key, v)))
+            .transpose()
+    }
+
+    /// An optional field parsed as `i64`: absent is `None`, unparsable is an error.
+    pub fn optional_i64(&self, key: &'static str) -> Result<Option<i64>, CodecError> {
+        self.get(key)
+            .map(|v| v.trim().parse().map_err(|_| CodecError::invalid(key, v)))
+            .transpose()
+    }
+
+    /// An optional boolean with Java's `Boolean.parseBoolean` semantics: `"true"` in any case is
+    /// true, anything else false; absent is `None`.
+    pub fn optional_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).map(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+impl<K: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
+        let mut m = ExtFields::new();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+/// One request or response of the remoting protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotingCommand {
+    /// Request code (requests) or response code (responses).
+    pub code: i32,
+    /// The sender's language.
+    pub language: LanguageCode,
+    /// The sender's version ordinal.
+    pub version: i32,
+    /// Request id; a response echoes its request's.
+    pub opaque: i32,
+    /// Bit 0: response; bit 1: oneway request.
+    pub flag: i32,
+    /// Free text: the error message of a failed response.
+    pub remark: Option<String>,
+    /// The custom-header fields.
+    pub ext_fields: ExtFields,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// How the header is (or was) serialized.
+    pub serialize_type: SerializeType,
+}
+
+impl Default for RemotingCommand {
+    fn default() -> Self {
+        RemotingCommand {
+            code: 0,
+            language: CLIENT_LANGUAGE,
+            version: CLIENT_VERSION,
+            opaque: 0,
+            flag: 0,
+            remark: None,
+            ext_fields: ExtFields::new(),
+            body: Vec::new(),
+            serialize_type: SerializeType::Json,
+        }
+    }
+}
+
+impl RemotingCommand {
+    /// A request with this client's language and version.
+    pub fn request(code: i32) -> Self {
+        RemotingCommand {
+            code,
+            ..Default::default()
+        }
+    }
+
+    /// A response to the request with `opaque`.
+    pub fn response(code: i32, opaque: i32) -> Self {
+        RemotingCommand {
+            code,
+            opaque,
+            flag: FLAG_RESPONSE,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the ext fields (builder style).
+    pub fn with_ext_fields(mut self, ext_fields: ExtFields) -> Self {
+        self.ext_fields = ext_fields;
+        self
+    }
+
+    /// Sets the body (builder style).
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets the remark (builder style).
+    pub fn with_remark(mut self, remark: impl Into<String>) -> Self {
+        self.remark = Some(remark.into());
+        self
+    }
+
+    /// Marks the request oneway (builder style).
+    pub fn into_oneway(mut self) -> Self {
+        self.flag |= FLAG_ONEWAY;
+        self
+    }
+
+    /// Whether this is a response.
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    /// Whether this is a oneway request.
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    /// The remark, or `""`.
+    pub fn remark_str(&self) -> &str {
+        self.remark.as_deref().unwrap_or("")
+    }
+
+    /// Appends the whole frame (length prefix included) to `out`.
+    ///
+    /// # Errors
+    /// [`CodecError::HeaderTooLarge`] if the header does not fit in 24 bits of length; `out` is
+    /// then left as it was. In the binary layout, `code` and `version` are 16-bit on the wire.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 8]);
+        match self.serialize_type {
+            SerializeType::Json => self.write_json_header(out),
+            SerializeType::RocketMq => self.write_binary_header(out),
+        }
+        let header_len = out.len() - start - 8;
+        if header_len > MAX_HEADER_LEN {
+            out.truncate(start);
+            return Err(CodecError::HeaderTooLarge(header_len));
+        }
+        out.extend_from_slice(&self.body);
+        let total = out.len() - start - 4;
+        BigEndian::write_u32(&mut out[start..start + 4], total as u32);
+        let proto = ((self.serialize_type.code() as u32) << 24) | header_len as u32;
+        BigEndian::write_u32(&mut out[start + 4..start + 8], proto);
+        Ok(())
+    }
+
+    /// Encodes the whole frame into a new buffer.
+    pub fn to_frame(&self) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        self.encode(&mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes one frame without its 4-byte length prefix: `[proto_and_hdr_len | header | body]`.
+    pub fn decode_unprefixed(frame: &[u8]) -> Result<Self, CodecError> {
+        if frame.len() < 4 {
+            return Err(CodecError::FrameTooShort(frame.len()));
+        }
+        let proto = BigEndian::read_u32(&frame[..4]);
+        let serialize_type = SerializeType::from_code((proto >> 24) as u8)?;
+        let header_len = (proto & MAX_HEADER_LEN as u32) as usize;
+        let rest = &frame[4..];
+        if header_len > rest.len() {
+            return Err(CodecError::HeaderLengthExceedsFrame {
+                header_len,
+                available: rest.len(),
+            });
+        }
+        let (header, body) = rest.split_at(header_len);
+        let mut cmd = match serialize_type {
+            SerializeType::Json => Self::read_json_header(header)?,
+            SerializeType::RocketMq => Self::read_binary_header(header)?,
+        };
+        cmd.serialize_type = serialize_type;
+        cmd.body = body.to_vec();
+        Ok(cmd)
+    }
+
+    /// Decodes one whole frame, length prefix included; the prefix must match the slice.
+    pub fn decode(frame: &[u8]) -> Result<Self, CodecError> {
+        if frame.len() < 4 {
+            return Err(CodecError::FrameTooShort(frame.len()));
+        }
+        let total = BigEndian::read_i32(&frame[..4]);
+        if total < 0 {
+            return Err(CodecError::NegativeLength(total));
+        }
+        if total as usize != frame.len() - 4 {
+            return Err(CodecError::Malformed(format!(
+                "length prefix {total} does not match the {} bytes after it",
+                frame.len() - 4
+            )));
+        }
+        Self::decode_unprefixed(&frame[4..])
+    }
+
+    fn write_json_header(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Keys in alphabetical order, as fastjson writes them. Writing into a Vec cannot fail.
+        let _ = write!(out, "{{\"code\":{}", self.code);
+        if !self.ext_fields.is_empty() {
+            out.extend_from_slice(b",\"extFields\":{");
+            for (i, (k, v)) in self.ext_fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_str(out, k);
+                out.push(b':');
+                write_json_str(out, v);
+            }
+            out.push(b'}');
+        }
+        let _ = write!(out, ",\"flag\":{},\"language\":", self.flag);
+        write_json_str(out, self.language.name());
+        let _ = write!(out, ",\"opaque\":{}", self.opaque);
+        if let Some(remark) = &self.remark {
+            out.extend_from_slice(b",\"remark\":");
+            write_json_str(out, remark);
+        }
+        let _ = write!(
+            out,
+            ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
+            self.version
+        );
+    }
+
+    fn write_binary_header(&self, out: &mut Vec<u8>) {
+        let mut b2 = [0u8; 2];
+        let mut b4 = [0u8; 4];
+        BigEndian::write_i16(&mut b2, self.code as i16);
+        out.extend_from_slice(&b2);
+        out.push(self.language.0);
+        BigEndian::write_i16(&mut b2, self.version as i16);
+        out.extend_from_slice(&b2);
+        BigEndian::write_i32(&mut b4, self.opaque);
+        out.extend_from_slice(&b4);
+        BigEndian::write_i32(&mut b4, self.flag);
+        out.extend_from_slice(&b4);
+        let remark = self.remark.as_deref().unwrap_or("");
+        BigEndian::write_i32(&mut b4, remark.len() as i32);
+        out.extend_from_slice(&b4);
+        out.extend_from_slice(remark.as_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        for (k, v) in self.ext_fields.iter() {
+            // A zero-length value decodes as null in Java: such entries are skipped.
+            if k.is_empty() || v.is_empty() {
+                continue;
+            }
+            BigEndian::write_i16(&mut b2, k.len() as i16);
+            out.extend_from_slice(&b2);
+            out.extend_from_slice(k.as_bytes());
+            BigEndian::write_i32(&mut b4, v.len() as i32);
+            out.extend_from_slice(&b4);
+            out.extend_from_slice(v.as_bytes());
+        }
+        let map_len = (out.len() - len_at - 4) as i32;
+        BigEndian::write_i32(&mut out[len_at..len_at + 4], map_len);
+    }
+
+    fn read_json_header(header: &[u8]) -> Result<Self, CodecError> {
+        let value: Value =
+            serde_json::from_slice(header).map_err(|e| CodecError::Json(e.to_string()))?;
+        let Value::Object(obj) = value else {
+            return Err(CodecError::Json("header is not a JSON object".into()));
+        };
+        let int = |key: &'static str, default: i64| -> Result<i64, CodecError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .ok_or_else(|| CodecError::invalid(key, &n.to_string())),
+                Some(Value::String(s)) => s.parse().map_err(|_| CodecError::invalid(key, s)),
+                Some(other) => Err(CodecError::invalid(key, &other.to_string())),
+            }
+        };
+        let to_i32 = |key: &'static str, v: i64| -> Result<i32, CodecError> {
+            i32::try_from(v).map_err(|_| CodecError::invalid(key, &v.to_string()))
+        };
+        let code = to_i32("code", int("code", -1)?)?;
+        if !obj.contains_key("code") {
+            return Err(CodecError::MissingField("code"));
+        }
+        let language = match obj.get("language") {
+            None | Some(Value::Null) => LanguageCode::JAVA,
+            Some(Value::String(s)) => LanguageCode::from_name(s).unwrap_or(LanguageCode::OTHER),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u8::try_from(n).ok())
+                .map(LanguageCode)
+                .ok_or_else(|| CodecError::invalid("language", &n.to_string()))?,
+            Some(other) => return Err(CodecError::invalid("language", &other.to_string())),
+        };
+        let remark = match obj.get("remark") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        let mut ext_fields = ExtFields::new();
+        match obj.get("extFields") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                ext_fields.entries.reserve(map.len());
+                for (k, v) in map {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    ext_fields.insert(k.clone(), v);
+                }
+            }
+            Some(other) => return Err(CodecError::invalid("extFields", &other.to_string())),
+        }
+        Ok(RemotingCommand {
+            code,
+            language,
+            version: to_i32("version", int("version", 0)?)?,
+            opaque: to_i32("opaque", int("opaque", 0)?)?,
+            flag: to_i32("flag", int("flag", 0)?)?,
+            remark,
+            ext_fields,
+            body: Vec::new(),
+            serialize_type: SerializeType::Json,
+        })
+    }
+
+    fn read_binary_header(header: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader { buf: header, pos: 0 };
+        let code = r.i16("code")? as i32;
+        let language = LanguageCode(r.u8("language")?);
+        let version = r.i16("version")? as i32;
+        let opaque = r.i32("opaque")?;
+        let flag = r.i32("flag")?;
+        let remark_len = r.len_i32("remark length")?;
+        let remark = if remark_len > 0 {
+            Some(r.string(remark_len, "remark")?)
+        } else {
+            None
+        };
+        let map_len = r.len_i32("extFields length")?;
+        let map = r.take(map_len, "extFields")?;
+        let mut ext_fields = ExtFields::new();
+        let mut m = Reader { buf: map, pos: 0 };
+        while m.pos < map.len() {
+            let key_len = m.i16("extFields key length")?;
+            if key_len < 0 {
+                return Err(CodecError::BinaryHeader("negative extFields key length"));
+            }
+            let key = m.string(key_len as usize, "extFields key")?;
+            let val_len = m.len_i32("extFields value length")?;
+            let val = m.string(val_len, "extFields value")?;
+            ext_fields.insert(key, val);
+        }
+        if r.pos != header.len() {
+            return Err(CodecError::BinaryHeader("trailing bytes after extFields"));
+        }
+        Ok(RemotingCommand {
+            code,
+            language,
+            version,
+            opaque,
+            flag,
+            remark,
+            ext_fields,
+            body: Vec::new(),
+            serialize_type: SerializeType::RocketMq,
+        })
+    }
+}
+
+/// A bounds-checked big-endian reader over a slice; every read names what it was reading.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(CodecError::BinaryHeader(what))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn i16(&mut self, what: &'static str) -> Result<i16, CodecError> {
+        Ok(BigEndian::read_i16(self.take(2, what)?))
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, CodecError> {
+        Ok(BigEndian::read_i32(self.take(4, what)?))
+    }
+    fn len_i32(&mut self, what: &'static str) -> Result<usize, CodecError> {
+        let n = self.i32(what)?;
+        usize::try_from(n).map_err(|_| CodecError::BinaryHeader(what))
+    }
+    fn string(&mut self, n: usize, what: &'static str) -> Result<String, CodecError> {
+        let bytes = self.take(n, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::BinaryHeader(what))
+    }
+}
+
+/// Writes `s` as a JSON string literal: quotes, backslashes and control characters escaped
+/// (control characters as `\u00XX`, as fastjson does); everything else as UTF-8.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// An incremental frame decoder: feed it bytes in any pieces, take whole commands out.
+///
+/// After an error the decoder is poisoned (the stream cannot be resynchronised); the connection
+/// that feeds it must be closed.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    pos: usize,
+    max_frame: usize,
+    poisoned: bool,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder::new()
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder with the default 16 MiB frame limit.
+    pub fn new() -> Self {
+        FrameDecoder::with_max_frame(DEFAULT_MAX_FRAME)
+    }
+
+    /// A decoder that rejects frames (length prefix included) over `max_frame` bytes.
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        FrameDecoder {
+            buf: Vec::new(),
+            pos: 0,
+            max_frame,
+            poisoned: false,
+        }
+    }
+
+    /// The frame limit.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes fed but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// The next whole command, `Ok(None)` if more bytes are needed.
+    ///
+    /// # Errors
+    /// A [`CodecError`] if the stream is malformed; every later call returns the same error.
+    pub fn next_frame(&mut self) -> Result<Option<RemotingCommand>, CodecError> {
+        match self.next_frame_bytes()? {
+            None => Ok(None),
+            Some((start, end)) => {
+                let result = RemotingCommand::decode_unprefixed(&self.buf[start..end]);
+                self.pos = end;
+                self.compact();
+                match result {
+                    Ok(cmd) => Ok(Some(cmd)),
+                    Err(e) => {
+                        self.poisoned = true;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the next frame's length and returns its range (without the length prefix).
+    fn next_frame_bytes(&mut self) -> Result<Option<(usize, usize)>, CodecError> {
+        if self.poisoned {
+            return Err(CodecError::Malformed("stream already failed to decode".into()));
+        }
+        let avail = &self.buf[self.pos..];
+        if avail.len() < 4 {
+            return Ok(None);
+        }
+        let total = BigEndian::read_i32(&avail[..4]);
+        let result = if total < 0 {
+            Err(CodecError::NegativeLength(total))
+        } else if (total as usize).saturating_add(4) > self.max_frame {
+            Err(CodecError::FrameTooLarge {
+                len: total as usize + 4,
+                max: self.max_frame,
+            })
+        } else if total < 4 {
+            Err(CodecError::FrameTooShort(total as usize))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let end = 4 + total as usize;
+        if avail.len() < end {
+            self.buf.reserve(end - avail.len());
+            return Ok(None);
+        }
+        Ok(Some((self.pos + 4, self.pos + end)))
+    }
+
+    fn compact(&mut self) {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_request() -> RemotingCommand {
+        let mut cmd = RemotingCommand::request(105);
+        cmd.language = LanguageCode::JAVA;
+        cmd.version = 479;
+        cmd.opaque = 1;
+        cmd.ext_fields.insert("topic", "TopicTest");
+        cmd
+    }
+
+    #[test]
+    fn golden_json_route_request() {
+        let frame = route_request().to_frame().unwrap();
+        let json = br#"{"code":105,"extFields":{"topic":"TopicTest"},"flag":0,"language":"JAVA","opaque":1,"serializeTypeCurrentRPC":"JSON","version":479}"#;
+        assert_eq!(json.len(), 131);
+        let mut expected = vec![0, 0, 0, 0x87, 0, 0, 0, 0x83];
+        expected.extend_from_slice(json);
+        assert_eq!(frame, expected);
+    }
+
+    #[test]
+    fn golden_binary_route_request() {
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        let frame = cmd.to_frame().unwrap();
+        let hex = "0000002d010000290069000\
+                   1df000000010000000000000000000000140005746f7069630000000954\
+                   6f70696354657374";
+        let expected: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(frame.len(), 49);
+        assert_eq!(frame, expected);
+        assert_eq!(RemotingCommand::decode(&frame).unwrap(), cmd);
+    }
+
+    #[test]
+    fn round_trip_both_types() {
+        for st in [SerializeType::Json, SerializeType::RocketMq] {
+            let mut cmd = RemotingCommand::response(2, -7)
+                .with_remark("busy \"now\" \u{1} ✓")
+                .with_body(vec![1, 2, 3, 0]);
+            cmd.ext_fields.insert("i", "TAGS\u{1}a\u{2}");
+            cmd.ext_fields.insert("b", "Topic");
+            cmd.serialize_type = st;
+            let frame = cmd.to_frame().unwrap();
+            assert_eq!(RemotingCommand::decode(&frame).unwrap(), cmd);
+        }
+    }
+
+    #[test]
+    fn decoder_rejects_bad_lengths() {
+        let mut d = FrameDecoder::with_max_frame(1024);
+        d.feed(&(-5i32).to_be_bytes());
+        assert_eq!(d.next_frame(), Err(CodecError::NegativeLength(-5)));
+        let mut d = FrameDecoder::with_max_frame(1024);
+        d.feed(&2000i32.to_be_bytes());
+        assert!(matches!(
+            d.next_frame(),
+            Err(CodecError::FrameTooLarge { len: 2004, .. })
+        ));
+        let mut d = FrameDecoder::new();
+        d.feed(&[0, 0, 0, 8, 0, 0, 0, 100, 1, 2, 3, 4]);
+        assert!(matches!(
+            d.next_frame(),
+            Err(CodecError::HeaderLengthExceedsFrame { header_len: 100, .. })
+        ));
+        let mut d = FrameDecoder::new();
+        d.feed(&[0, 0, 0, 6, 7, 0, 0, 0, b'{', b'}']);
+        assert_eq!(d.next_frame(), Err(CodecError::UnknownSerializeType(7)));
+    }
+
+    #[test]
+    fn ext_fields_sorted_and_typed() {
+        let mut f = ExtFields::new();
+        f.insert("z", "1");
+        f.insert("a", "x");
+        f.insert("m", "true");
+        f.insert("a", "y");
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            vec![("a", "y"), ("m", "true"), ("z", "1")]
+        );
+        assert_eq!(f.required_i32("z"), Ok(1));
+        assert_eq!(f.required_i32("q"), Err(CodecError::MissingField("q")));
+        assert!(matches!(
+            f.required_i64("a"),
+            Err(CodecError::InvalidField { field: "a", .. })
+        ));
+        assert_eq!(f.optional_bool("m"), Some(true));
+    }
+}

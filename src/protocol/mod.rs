@@ -1,0 +1,19 @@
+//! The RocketMQ remoting wire protocol, sans-IO: no sockets, threads or clocks.
+//!
+//! - [`frame`]: [`RemotingCommand`], its JSON and binary header layouts, and the incremental
+//!   [`FrameDecoder`].
+//! - [`codes`]: request, response and language codes, and the version this client sends.
+//! - [`header`]: typed custom headers to and from `extFields`.
+//! - [`route`]: `TopicRouteData` from standard and legacy (unquoted integer key) JSON.
+//! - [`message_codec`]: properties strings, batch bodies, stored messages, message ids.
+//! - [`heartbeat`]: the HEART_BEAT body.
+
+pub mod codes;
+pub mod frame;
+pub mod header;
+pub mod heartbeat;
+pub mod message_codec;
+pub mod route;
+
+pub use codes::{LanguageCode, RequestCode, ResponseCode};
+pub use frame::{CodecError, ExtFields, FrameDecoder, RemotingCommand, SerializeType};

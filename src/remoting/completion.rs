@@ -1,0 +1,342 @@
+//! A one-shot completion: a thread can wait on it, a task can await it.
+//!
+//! [`pair`] makes a [`Completer`] (the side that finishes a request) and a [`Handle`] (the side
+//! that waits). The completer stores the value, wakes a blocked thread through a condition
+//! variable and a task through its [`Waker`], whichever waits. Dropping a completer without
+//! completing it ends the request with [`Error::Shutdown`], so no handle can hang.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Makes a connected completer and handle.
+pub fn pair<T>() -> (Completer<T>, Handle<T>) {
+    let shared = Arc::new(Shared {
+        slot: Mutex::new(Slot {
+            state: State::Pending,
+            waker: None,
+        }),
+        cond: Condvar::new(),
+    });
+    (
+        Completer {
+            shared: Some(shared.clone()),
+        },
+        Handle { shared },
+    )
+}
+
+struct Shared<T> {
+    slot: Mutex<Slot<T>>,
+    cond: Condvar,
+}
+
+struct Slot<T> {
+    state: State<T>,
+    waker: Option<Waker>,
+}
+
+enum State<T> {
+    Pending,
+    Done(Result<T>),
+    Taken,
+}
+
+/// The finishing side of a completion. Completes at most once; dropping it unfinished
+/// completes the handle with [`Error::Shutdown`].
+pub struct Completer<T> {
+    shared: Option<Arc<Shared<T>>>,
+}
+
+impl<T> Completer<T> {
+    /// Completes the handle with `value`. Returns `false` if it was already complete.
+    pub fn complete(mut self, value: Result<T>) -> bool {
+        match self.shared.take() {
+            Some(shared) => finish(&shared, value),
+            None => false,
+        }
+    }
+
+    /// Whether the handle was dropped, so nobody will look at the value.
+    pub fn is_abandoned(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+    }
+}
+
+fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
+    let waker = {
+        let mut slot = shared.slot.lock();
+        if !matches!(slot.state, State::Pending) {
+            return false;
+        }
+        slot.state = State::Done(value);
+        shared.cond.notify_all();
+        slot.waker.take()
+    };
+    // Wake the task outside the lock: its poll takes the same lock.
+    if let Some(w) = waker {
+        w.wake();
+    }
+    true
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            finish(&shared, Err(Error::Shutdown));
+        }
+    }
+}
+
+impl<T> fmt::Debug for Completer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completer").finish_non_exhaustive()
+    }
+}
+
+/// The waiting side of a completion: [`Handle::wait`] blocks a thread; `.await` suspends a task
+/// on any executor.
+#[must_use = "dropping the handle discards the result"]
+pub struct Handle<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Handle<T> {
+    /// A handle that is already complete.
+    pub fn ready(value: Result<T>) -> Self {
+        let (c, h) = pair();
+        c.complete(value);
+        h
+    }
+
+    /// Blocks until the result is there.
+    pub fn wait(self) -> Result<T> {
+        let mut slot = self.shared.slot.lock();
+        loop {
+            match std::mem::replace(&mut slot.state, State::Taken) {
+                State::Done(v) => return v,
+                State::Taken => return Err(already_taken()),
+                State::Pending => {
+                    slot.state = State::Pending;
+                    self.shared.cond.wait(&mut slot);
+                }
+            }
+        }
+    }
+
+    /// Blocks up to `timeout`. `None` if the result is not there yet; the handle stays usable.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<Result<T>> {
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Blocks until `deadline`. `None` if the result is not there yet; the handle stays usable.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Option<Result<T>> {
+        let mut slot = self.shared.slot.lock();
+        loop {
+            match std::mem::replace(&mut slot.state, State::Taken) {
+                State::Done(v) => return Some(v),
+                State::Taken => return Some(Err(already_taken())),
+                State::Pending => {
+                    slot.state = State::Pending;
+                    if self.shared.cond.wait_until(&mut slot, deadline).timed_out() {
+                        // One last look: the value may have arrived with the timeout.
+                        if let State::Done(_) = slot.state {
+                            continue;
+                        }
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the result is there (or was taken).
+    pub fn is_done(&self) -> bool {
+        !matches!(self.shared.slot.lock().state, State::Pending)
+    }
+
+    /// Takes the result if it is there, without blocking.
+    pub fn try_take(&mut self) -> Option<Result<T>> {
+        self.wait_deadline(Instant::now())
+    }
+
+    /// Maps the eventual value (lazily, on the waiting side).
+    pub fn map<U, F>(self, f: F) -> Mapped<T, F>
+    where
+        F: FnOnce(Result<T>) -> Result<U>,
+    {
+        Mapped {
+            inner: self,
+            f: Some(f),
+        }
+    }
+}
+
+fn already_taken() -> Error {
+    Error::User("the result of this handle was already taken".into())
+}
+
+impl<T> Future for Handle<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let mut slot = self.shared.slot.lock();
+        match std::mem::replace(&mut slot.state, State::Taken) {
+            State::Done(v) => Poll::Ready(v),
+            State::Taken => Poll::Ready(Err(already_taken())),
+            State::Pending => {
+                slot.state = State::Pending;
+                match &slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => slot.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
+
+/// A [`Handle`] whose value is mapped when taken.
+#[must_use = "dropping the handle discards the result"]
+pub struct Mapped<T, F> {
+    inner: Handle<T>,
+    f: Option<F>,
+}
+
+impl<T, U, F: FnOnce(Result<T>) -> Result<U>> Mapped<T, F> {
+    /// Blocks until the result is there.
+    pub fn wait(mut self) -> Result<U> {
+        let v = self.inner.wait_deadline_forever();
+        self.apply(v)
+    }
+
+    fn apply(&mut self, v: Result<T>) -> Result<U> {
+        match self.f.take() {
+            Some(f) => f(v),
+            None => Err(already_taken()),
+        }
+    }
+}
+
+impl<T> Handle<T> {
+    fn wait_deadline_forever(&mut self) -> Result<T> {
+        let mut slot = self.shared.slot.lock();
+        loop {
+            match std::mem::replace(&mut slot.state, State::Taken) {
+                State::Done(v) => return v,
+                State::Taken => return Err(already_taken()),
+                State::Pending => {
+                    slot.state = State::Pending;
+                    self.shared.cond.wait(&mut slot);
+                }
+            }
+        }
+    }
+}
+
+impl<T, U, F: FnOnce(Result<T>) -> Result<U> + Unpin> Future for Mapped<T, F> {
+    type Output = Result<U>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<U>> {
+        match Pin::new(&mut self.inner).poll(cx) {
+            Poll::Ready(v) => Poll::Ready(self.apply(v)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T, F> fmt::Debug for Mapped<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapped")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct CountingWaker(AtomicUsize);
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn wait_gets_value_from_other_thread() {
+        let (c, h) = pair::<u32>();
+        let t = std::thread::spawn(move || c.complete(Ok(7)));
+        assert_eq!(h.wait().unwrap(), 7);
+        assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn dropped_completer_is_shutdown() {
+        let (c, h) = pair::<u32>();
+        drop(c);
+        assert!(h.wait().unwrap_err().is_shutdown());
+    }
+
+    #[test]
+    fn wait_timeout_expires_then_succeeds() {
+        let (c, mut h) = pair::<u32>();
+        assert!(h.wait_timeout(Duration::from_millis(10)).is_none());
+        assert!(!h.is_done());
+        c.complete(Ok(1));
+        assert!(h.is_done());
+        assert_eq!(h.wait_timeout(Duration::ZERO).unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn poll_pending_one_wake_ready() {
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let (c, mut h) = pair::<u32>();
+        assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        c.complete(Ok(5));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        match Pin::new(&mut h).poll(&mut cx) {
+            Poll::Ready(Ok(5)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn block_on_and_map() {
+        let (c, h) = pair::<u32>();
+        std::thread::spawn(move || c.complete(Ok(20)));
+        let v = futures_lite::future::block_on(h.map(|r| r.map(|v| v * 2))).unwrap();
+        assert_eq!(v, 40);
+    }
+
+    #[test]
+    fn completes_once() {
+        let (c, h) = pair::<u32>();
+        assert!(c.complete(Ok(1)));
+        assert_eq!(h.wait().unwrap(), 1);
+    }
+}

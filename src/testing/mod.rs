@@ -1,0 +1,1 @@
+//! OWNER: mock broker helper. MockBroker / MockCluster.
