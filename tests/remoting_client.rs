@@ -49,7 +49,9 @@ fn sync_round_trip() {
         conn.answer(&req, 0);
         (req.opaque, conn)
     });
-    let resp = client.invoke_sync(&addr, request(10, "hello"), LONG).unwrap();
+    let resp = client
+        .invoke_sync(&addr, request(10, "hello"), LONG)
+        .unwrap();
     let (opaque, _conn) = server.join().unwrap();
     assert_eq!(resp.code, 0);
     assert_eq!(resp.opaque, opaque);
@@ -211,7 +213,9 @@ fn timeout_not_before_the_deadline_and_connection_stays_usable() {
     }
     assert!(err.to_string().contains(&addr));
     assert!(err.to_string().contains("200ms"));
-    let resp = client.invoke_sync(&addr, request(10, "next"), LONG).unwrap();
+    let resp = client
+        .invoke_sync(&addr, request(10, "next"), LONG)
+        .unwrap();
     assert_eq!(resp.body, b"next");
     let _conn = server.join().unwrap();
     assert_eq!(
@@ -293,7 +297,9 @@ fn peer_closing_mid_stream_fails_all_pending_then_reconnects() {
         conn.answer(&req, 0);
         conn
     });
-    let resp = client.invoke_sync(&addr, request(10, "again"), LONG).unwrap();
+    let resp = client
+        .invoke_sync(&addr, request(10, "again"), LONG)
+        .unwrap();
     assert_eq!(resp.body, b"again");
     let _conn = server.join().unwrap();
 }
@@ -336,7 +342,10 @@ fn bad_bytes_close_the_connection(config: RemotingConfig, bytes: Vec<u8>, reason
         conn.answer(&req, 0);
     });
     assert_eq!(
-        client.invoke_sync(&addr, request(10, "r"), LONG).unwrap().body,
+        client
+            .invoke_sync(&addr, request(10, "r"), LONG)
+            .unwrap()
+            .body,
         b"r"
     );
     server.join().unwrap();
@@ -347,11 +356,7 @@ fn garbage_closes_the_connection() {
     // Length 8, then an unknown serialize type.
     let mut garbage = 8u32.to_be_bytes().to_vec();
     garbage.extend_from_slice(&[9, 0, 0, 0, 1, 2, 3, 4]);
-    bad_bytes_close_the_connection(
-        RemotingConfig::default(),
-        garbage,
-        "unknown serialize type",
-    );
+    bad_bytes_close_the_connection(RemotingConfig::default(), garbage, "unknown serialize type");
 }
 
 #[test]
@@ -379,7 +384,11 @@ fn frame_over_the_limit_closes_the_connection() {
         ..Default::default()
     };
     // Only the length prefix: the client must not wait for the megabyte behind it.
-    bad_bytes_close_the_connection(config, (1u32 << 20).to_be_bytes().to_vec(), "over the limit");
+    bad_bytes_close_the_connection(
+        config,
+        (1u32 << 20).to_be_bytes().to_vec(),
+        "over the limit",
+    );
 }
 
 #[test]
@@ -398,7 +407,11 @@ fn large_frames_within_the_limit_pass() {
     let client = client();
     let body = vec![0xA5u8; 3 * 1024 * 1024];
     let resp = client
-        .invoke_sync(&addr, RemotingCommand::request(10).with_body(body.clone()), LONG)
+        .invoke_sync(
+            &addr,
+            RemotingCommand::request(10).with_body(body.clone()),
+            LONG,
+        )
         .unwrap();
     assert!(resp.body == body);
 }
@@ -411,11 +424,16 @@ fn unknown_opaque_is_dropped() {
     let server = thread::spawn(move || {
         let mut conn = peer.accept();
         let req = conn.read_cmd().unwrap();
-        conn.write_cmd(&RemotingCommand::response(0, req.opaque.wrapping_add(1_000_000)));
+        conn.write_cmd(&RemotingCommand::response(
+            0,
+            req.opaque.wrapping_add(1_000_000),
+        ));
         conn.answer(&req, 0);
         conn
     });
-    let resp = client.invoke_sync(&addr, request(10, "mine"), LONG).unwrap();
+    let resp = client
+        .invoke_sync(&addr, request(10, "mine"), LONG)
+        .unwrap();
     assert_eq!(resp.body, b"mine");
     let _conn = server.join().unwrap();
 }
@@ -449,7 +467,9 @@ fn server_request_reaches_the_handler_and_its_reply_the_peer() {
     conn.read_cmd().unwrap();
 
     // A oneway request from the server: handled, nothing sent back.
-    let oneway = RemotingCommand::request(39).with_body("check").into_oneway();
+    let oneway = RemotingCommand::request(39)
+        .with_body("check")
+        .into_oneway();
     let mut oneway = oneway;
     oneway.opaque = 776;
     conn.write_cmd(&oneway);
@@ -648,7 +668,8 @@ fn connect_refused_fails_promptly_with_the_address() {
         request(10, "y"),
         Duration::from_secs(60),
         Completion::Callback(Box::new(move |r| {
-            tx.send((r.unwrap_err().kind(), is_callback_thread())).unwrap()
+            tx.send((r.unwrap_err().kind(), is_callback_thread()))
+                .unwrap()
         })),
     );
     assert_eq!(
@@ -704,7 +725,12 @@ fn several_loops_and_addresses() {
         .map(|i| {
             let (c, h) = pair();
             let addr = &addrs[i % addrs.len()];
-            client.invoke_async(addr, request(10, &i.to_string()), LONG, Completion::Handle(c));
+            client.invoke_async(
+                addr,
+                request(10, &i.to_string()),
+                LONG,
+                Completion::Handle(c),
+            );
             h
         })
         .collect();

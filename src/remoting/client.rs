@@ -15,7 +15,9 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::completion::pair;
-use super::event_loop::{self, deadline_after, Command, LoopConfig, LoopShared, Reply, Request, Target};
+use super::event_loop::{
+    self, deadline_after, Command, LoopConfig, LoopShared, Reply, Request, Target,
+};
 use super::pool::{self, CallbackReply, HandlerSlot, Task};
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
@@ -174,7 +176,13 @@ impl RemotingClient {
     ) -> Result<RemotingCommand> {
         let (target, frame, opaque) = self.prepare(addr, request, false)?;
         let (completer, handle) = pair();
-        self.push(target, frame, opaque, timeout, Some(Reply::Handle(completer)))?;
+        self.push(
+            target,
+            frame,
+            opaque,
+            timeout,
+            Some(Reply::Handle(completer)),
+        )?;
         handle.wait()
     }
 

@@ -593,7 +593,8 @@ impl EventLoop {
             .filter(|(_, p)| p.token == idx && p.conn_id == conn.id)
             .map(|(&opaque, _)| opaque)
             .collect();
-        self.pending_count.fetch_sub(failed.len(), Ordering::Relaxed);
+        self.pending_count
+            .fetch_sub(failed.len(), Ordering::Relaxed);
         self.set_state(
             conn.addr.clone(),
             ConnectionState::Closed {

@@ -159,7 +159,9 @@ fn serve(sr: ServerRequest, handler: Option<&HandlerSlot>) {
             Ok(response) => response,
             Err(panic) => {
                 let why = panic_message(&panic);
-                log::error!("the request handler panicked on request code {code} from {addr}: {why}");
+                log::error!(
+                    "the request handler panicked on request code {code} from {addr}: {why}"
+                );
                 Some(
                     RemotingCommand::response(ResponseCode::SYSTEM_ERROR, opaque)
                         .with_remark(format!("request handler panicked: {why}")),
