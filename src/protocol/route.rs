@@ -224,13 +224,13 @@ impl TopicRouteData {
     pub fn normalized(&self) -> TopicRouteData {
         let mut r = self.clone();
         r.queue_datas.sort_by(|a, b| {
-            a.broker_name
-                .cmp(&b.broker_name)
-                .then_with(|| (a.perm, a.read_queue_nums, a.write_queue_nums).cmp(&(
+            a.broker_name.cmp(&b.broker_name).then_with(|| {
+                (a.perm, a.read_queue_nums, a.write_queue_nums).cmp(&(
                     b.perm,
                     b.read_queue_nums,
                     b.write_queue_nums,
-                )))
+                ))
+            })
         });
         r.broker_datas.sort_by(|a, b| {
             a.broker_name
@@ -583,9 +583,15 @@ mod tests {
     #[test]
     fn repair_only_touches_keys() {
         // Integer values after `,` inside arrays are not keys (no `:` follows).
-        assert_eq!(quote_integer_keys(b"[1,2,{3:4}]"), br#"[1,2,{"3":4}]"#.to_vec());
+        assert_eq!(
+            quote_integer_keys(b"[1,2,{3:4}]"),
+            br#"[1,2,{"3":4}]"#.to_vec()
+        );
         assert_eq!(quote_integer_keys(b"{-:1}"), b"{-:1}".to_vec());
-        assert_eq!(quote_integer_keys(b"{\"a\":1,7 :2}"), b"{\"a\":1,\"7\" :2}".to_vec());
+        assert_eq!(
+            quote_integer_keys(b"{\"a\":1,7 :2}"),
+            b"{\"a\":1,\"7\" :2}".to_vec()
+        );
     }
 
     #[test]
@@ -615,7 +621,11 @@ mod tests {
         let r = TopicRouteData::from_json(body).unwrap();
         assert!(r.has_static_queue_mapping);
         let body = br#"{"queueDatas":[],"brokerDatas":[],"topicQueueMappingByBroker":{}}"#;
-        assert!(!TopicRouteData::from_json(body).unwrap().has_static_queue_mapping);
+        assert!(
+            !TopicRouteData::from_json(body)
+                .unwrap()
+                .has_static_queue_mapping
+        );
         let mut s = sample();
         s.has_static_queue_mapping = true;
         assert_eq!(TopicRouteData::from_json(&s.to_json()).unwrap(), s);
@@ -663,10 +673,13 @@ mod tests {
         assert_eq!(TopicRouteData::from_json(&std_json).unwrap(), r);
         let legacy = r.to_legacy_json();
         let text = String::from_utf8(legacy.clone()).unwrap();
-        assert!(text.contains(r#"{0:"10.0.0.1:10911",1:"10.0.0.2:10911"}"#), "{text}");
+        assert!(
+            text.contains(r#"{0:"10.0.0.1:10911",1:"10.0.0.2:10911"}"#),
+            "{text}"
+        );
         assert!(serde_json::from_slice::<Value>(&legacy).is_err());
         assert_eq!(TopicRouteData::from_json(&legacy).unwrap(), r);
-        let mut ordered = r.clone();
+        let mut ordered = r;
         ordered.order_topic_conf = Some("broker-a:4;broker-b:4".into());
         assert_eq!(
             TopicRouteData::from_json(&ordered.to_legacy_json()).unwrap(),
@@ -691,6 +704,9 @@ mod tests {
         assert!(perm::is_inherited(7));
         assert!(!perm::is_writeable(4));
         assert!(!perm::is_readable(2));
-        assert_eq!(perm::PRIORITY | perm::READ | perm::WRITE | perm::INHERIT, 15);
+        assert_eq!(
+            perm::PRIORITY | perm::READ | perm::WRITE | perm::INHERIT,
+            15
+        );
     }
 }

@@ -155,8 +155,10 @@ pub struct BrokerFaultInfo {
     pub reachable: bool,
     /// The latency of the last attempt.
     pub last_latency: Option<Duration>,
-    /// Exponentially weighted moving average of attempt latencies (weight
-    /// [`LATENCY_EWMA_WEIGHT`] per new sample).
+    /// Exponentially weighted moving average of the latencies of attempts that did not isolate
+    /// the broker (weight [`LATENCY_EWMA_WEIGHT`] per new sample). Isolating attempts (errors,
+    /// latencies that map to a non-zero duration) are left out: isolation already accounts for
+    /// them, and one timeout would otherwise dominate the average for a long time.
     pub latency_ewma: Option<Duration>,
     /// Attempts reported.
     pub attempts: u64,
@@ -172,26 +174,37 @@ pub struct BrokerFaultInfo {
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct FaultItem {
     available_at: Option<Instant>,
     reachable: bool,
     last_latency: Option<Duration>,
     ewma_secs: Option<f64>,
+    ewma_at: Option<Instant>,
     attempts: u64,
     consecutive_failures: u32,
     total_failures: u64,
     last_error: Option<String>,
 }
 
-impl FaultItem {
-    fn new() -> Self {
+impl Default for FaultItem {
+    /// A broker never reported: available and reachable.
+    fn default() -> Self {
         FaultItem {
+            available_at: None,
             reachable: true,
-            ..FaultItem::default()
+            last_latency: None,
+            ewma_secs: None,
+            ewma_at: None,
+            attempts: 0,
+            consecutive_failures: 0,
+            total_failures: 0,
+            last_error: None,
         }
     }
+}
 
+impl FaultItem {
     fn is_available(&self, now: Instant) -> bool {
         self.available_at.map_or(true, |at| now >= at)
     }
@@ -246,24 +259,29 @@ impl LatencyFaultTolerance {
         reachable: bool,
         now: Instant,
     ) {
-        let duration = self
-            .tables
-            .not_available_for(if isolation { ISOLATION_LATENCY } else { latency });
+        let duration = self.tables.not_available_for(if isolation {
+            ISOLATION_LATENCY
+        } else {
+            latency
+        });
         let available_at = now.checked_add(duration).unwrap_or(now);
         let failed = isolation || !reachable;
         let mut items = self.items.write();
         let item = match items.get_mut(broker) {
             Some(item) => item,
-            None => items.entry(broker.to_owned()).or_insert_with(FaultItem::new),
+            None => items.entry(broker.to_owned()).or_default(),
         };
         item.available_at = Some(available_at);
         item.reachable = reachable;
         item.last_latency = Some(latency);
-        let sample = latency.as_secs_f64();
-        item.ewma_secs = Some(match item.ewma_secs {
-            None => sample,
-            Some(old) => old + LATENCY_EWMA_WEIGHT * (sample - old),
-        });
+        if duration.is_zero() && !isolation {
+            let sample = latency.as_secs_f64();
+            item.ewma_secs = Some(match item.ewma_secs {
+                None => sample,
+                Some(old) => old + LATENCY_EWMA_WEIGHT * (sample - old),
+            });
+            item.ewma_at = Some(now);
+        }
         item.attempts += 1;
         if failed {
             item.consecutive_failures = item.consecutive_failures.saturating_add(1);
@@ -280,7 +298,7 @@ impl LatencyFaultTolerance {
         let mut items = self.items.write();
         let item = match items.get_mut(broker) {
             Some(item) => item,
-            None => items.entry(broker.to_owned()).or_insert_with(FaultItem::new),
+            None => items.entry(broker.to_owned()).or_default(),
         };
         item.last_error = Some(error);
     }
@@ -310,7 +328,7 @@ impl LatencyFaultTolerance {
         }
     }
 
-    /// The latency EWMA of `broker`, if any attempt was reported.
+    /// The latency EWMA of `broker` (non-isolating attempts only), if any was reported.
     pub fn latency_ewma(&self, broker: &str) -> Option<Duration> {
         self.items
             .read()
@@ -396,9 +414,19 @@ impl FaultView<'_> {
         self.items.get(broker).map_or(true, |item| item.reachable)
     }
 
-    /// The EWMA in seconds.
-    pub(crate) fn ewma_secs(&self, broker: &str) -> Option<f64> {
-        self.items.get(broker).and_then(|item| item.ewma_secs)
+    /// The EWMA in seconds, if its last sample is no older than `max_age` at `now`.
+    pub(crate) fn fresh_ewma_secs(
+        &self,
+        broker: &str,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<f64> {
+        let item = self.items.get(broker)?;
+        let at = item.ewma_at?;
+        if now.saturating_duration_since(at) > max_age {
+            return None;
+        }
+        item.ewma_secs
     }
 }
 
@@ -522,6 +550,24 @@ mod tests {
         f.retain(|n| n != "c");
         f.remove("a");
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn isolating_attempts_stay_out_of_the_ewma() {
+        let f = LatencyFaultTolerance::default();
+        let t0 = Instant::now();
+        f.update("a", MS * 100, false, true, t0);
+        f.update("a", MS * 3000, false, true, t0); // isolates: not a sample
+        f.update("a", MS * 20, true, false, t0); // error: not a sample
+        assert_eq!(f.latency_ewma("a"), Some(MS * 100));
+        let info = &f.snapshot(t0)[0];
+        assert_eq!(info.last_latency, Some(MS * 20));
+        assert_eq!(info.attempts, 3);
+        f.with_view(|v| {
+            assert_eq!(v.fresh_ewma_secs("a", t0 + MS * 1000, MS * 1000), Some(0.1));
+            assert_eq!(v.fresh_ewma_secs("a", t0 + MS * 1001, MS * 1000), None);
+            assert_eq!(v.fresh_ewma_secs("zz", t0, MS * 1000), None);
+        });
     }
 
     #[test]

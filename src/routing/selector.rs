@@ -135,8 +135,9 @@ impl QueueSelector for MessageHashSelector {
 // The codec's `java_string_hash_code` (protocol::message_codec) computes the same; one of the two
 // is to go once both are on main.
 fn java_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    s.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 #[cfg(test)]
@@ -176,7 +177,10 @@ mod tests {
         // 1234255197 % 4 = 1
         assert_eq!(MessageHashSelector.select(&qs, &msg, "order-42"), 1);
         // i32::MIN % 4 = 0 in Java
-        assert_eq!(MessageHashSelector.select(&qs, &msg, "polygenelubricants"), 0);
+        assert_eq!(
+            MessageHashSelector.select(&qs, &msg, "polygenelubricants"),
+            0
+        );
         // i32::MIN % 3 = -2 in Java -> abs -> 2
         assert_eq!(MessageHashSelector::index_for("polygenelubricants", 3), 2);
         // "customer-77" hashes to -1772111057 in Java: % 7 = -3 -> abs -> 3.
