@@ -2073,18 +2073,6 @@ mod tests {
     }
 
     #[test]
-    fn from_env_reads_the_process_environment() {
-        // Only reads: the test does not mutate the environment. Whatever it holds must either
-        // parse or fail with an error naming a variable.
-        match base().from_env() {
-            Ok(b) => {
-                let _ = b.build();
-            }
-            Err(e) => assert!(ENV_VARS.contains(&setting_of(e).as_str())),
-        }
-    }
-
-    #[test]
     fn config_is_clone_debug_send_sync() {
         fn check<T: Clone + std::fmt::Debug + Send + Sync>() {}
         check::<ProducerConfig>();
