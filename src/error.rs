@@ -345,11 +345,7 @@ mod tests {
 
     #[test]
     fn error_is_small() {
-        assert!(
-            std::mem::size_of::<Error>() <= 72,
-            "{}",
-            std::mem::size_of::<Error>()
-        );
+        assert!(std::mem::size_of::<Error>() <= 72, "{}", std::mem::size_of::<Error>());
     }
 
     #[test]
@@ -399,10 +395,7 @@ mod tests {
             addr: "10.0.0.1:10911".into(),
             after: Duration::from_millis(250),
         };
-        assert_eq!(
-            t.to_string(),
-            "request to 10.0.0.1:10911 timed out after 250ms"
-        );
+        assert_eq!(t.to_string(), "request to 10.0.0.1:10911 timed out after 250ms");
     }
 
     #[test]

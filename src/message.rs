@@ -172,10 +172,7 @@ impl Message {
 
     /// Whether the broker should answer only once the message is stored (default true).
     pub fn with_wait_store_msg_ok(mut self, wait: bool) -> Self {
-        self.set_property(
-            property::WAIT_STORE_MSG_OK,
-            if wait { "true" } else { "false" },
-        );
+        self.set_property(property::WAIT_STORE_MSG_OK, if wait { "true" } else { "false" });
         self
     }
 
@@ -228,9 +225,7 @@ impl Message {
 
     /// All properties, in the order they were set.
     pub fn properties(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.properties
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Sets the topic.
@@ -272,11 +267,7 @@ pub struct MessageQueue {
 
 impl MessageQueue {
     /// A queue.
-    pub fn new(
-        topic: impl Into<Arc<str>>,
-        broker_name: impl Into<Arc<str>>,
-        queue_id: i32,
-    ) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, broker_name: impl Into<Arc<str>>, queue_id: i32) -> Self {
         MessageQueue {
             topic: topic.into(),
             broker_name: broker_name.into(),

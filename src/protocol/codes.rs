@@ -196,8 +196,8 @@ impl LanguageCode {
     pub const NODE_JS: LanguageCode = LanguageCode(13);
 
     const NAMES: [&'static str; 14] = [
-        "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO",
-        "PHP", "OMS", "RUST", "NODE_JS",
+        "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",
+        "OMS", "RUST", "NODE_JS",
     ];
 
     /// The enum name used in JSON headers; `"OTHER"` for codes this crate does not know.

@@ -564,10 +564,7 @@ impl RemotingCommand {
     }
 
     fn read_binary_header(header: &[u8]) -> Result<Self, CodecError> {
-        let mut r = Reader {
-            buf: header,
-            pos: 0,
-        };
+        let mut r = Reader { buf: header, pos: 0 };
         let code = r.i16("code")? as i32;
         let language = LanguageCode(r.u8("language")?);
         let version = r.i16("version")? as i32;
@@ -755,9 +752,7 @@ impl FrameDecoder {
     /// Checks the next frame's length and returns its range (without the length prefix).
     fn next_frame_bytes(&mut self) -> Result<Option<(usize, usize)>, CodecError> {
         if self.poisoned {
-            return Err(CodecError::Malformed(
-                "stream already failed to decode".into(),
-            ));
+            return Err(CodecError::Malformed("stream already failed to decode".into()));
         }
         let avail = &self.buf[self.pos..];
         if avail.len() < 4 {
@@ -868,10 +863,7 @@ mod tests {
         d.feed(&[0, 0, 0, 8, 0, 0, 0, 100, 1, 2, 3, 4]);
         assert!(matches!(
             d.next_frame(),
-            Err(CodecError::HeaderLengthExceedsFrame {
-                header_len: 100,
-                ..
-            })
+            Err(CodecError::HeaderLengthExceedsFrame { header_len: 100, .. })
         ));
         let mut d = FrameDecoder::new();
         d.feed(&[0, 0, 0, 6, 7, 0, 0, 0, b'{', b'}']);
