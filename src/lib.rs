@@ -10,7 +10,7 @@ pub mod remoting;
 pub mod routing;
 pub mod testing;
 
-mod config;
+pub mod config;
 mod producer;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,17 +1,50 @@
 //! The remoting core: library-owned mio event-loop threads, requests matched by opaque,
 //! completions that never hang. The only module that touches mio.
 //!
-//! OWNER: remoting helper. The public contract below is what the producer is written against;
-//! keep these names and signatures (add more freely).
+//! # Threads
+//!
+//! A [`RemotingClient`] owns `io_threads` event loops (`rocketmq-io-N`) and `callback_threads`
+//! callback threads (`rocketmq-callback-N`).
+//!
+//! - Each peer address belongs to one event loop (chosen by a hash of the address), which owns
+//!   the one TCP connection to it. Any number of requests are in flight on that connection,
+//!   matched by `opaque`.
+//! - A caller assigns the opaque and encodes the frame on its own thread, then hands it to the
+//!   loop over a channel and wakes the loop. The loop coalesces queued frames into as few writes
+//!   as it can, reads until the socket would block, and matches responses to pending requests.
+//! - [`Completion::Handle`] is completed directly on the I/O thread (no user code runs there);
+//!   [`Completion::Callback`], [`RequestHandler`]s and [`RemotingClient::execute`] tasks run on
+//!   the callback pool, never on an I/O thread. A panicking callback is caught and logged.
+//!
+//! # Every request ends exactly once
+//!
+//! With the response, a [`Timeout`](crate::Error::Timeout) naming the address and the timeout,
+//! a connection error naming the address ([`Io`](crate::Error::Io) or
+//! [`ConnectionClosed`](crate::Error::ConnectionClosed)), or [`Shutdown`](crate::Error::Shutdown).
+//! A connection that fails (EOF, reset, a malformed frame, a frame over
+//! [`RemotingConfig::max_frame`], a refused or timed-out connect) fails every request pending on
+//! it at once; the next request to that address connects again.
+//!
+//! # Server-initiated requests
+//!
+//! A frame from a peer without the response flag is a request (CHECK_TRANSACTION_STATE and the
+//! like). It goes to the [`RequestHandler`] on a callback thread; when the request expects a
+//! reply, the handler's response is sent back on the same connection with the request's opaque.
+//! With no handler, or a handler that returns `None` for a request that expects a reply, the
+//! peer gets REQUEST_CODE_NOT_SUPPORTED.
 
+mod client;
 pub mod completion;
+mod connection;
+mod event_loop;
+mod pool;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
 use crate::protocol::{RemotingCommand, SerializeType};
 
+pub use client::RemotingClient;
 pub use completion::{pair, Completer, Handle};
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.
@@ -22,6 +55,10 @@ pub enum Completion {
     /// Complete a [`Handle`] (the I/O thread completes it directly: no user code runs).
     Handle(Completer<RemotingCommand>),
     /// Run a callback on the callback pool (never on an I/O thread).
+    ///
+    /// The callback runs exactly once. If the client shuts down first it gets
+    /// [`Error::Shutdown`](crate::Error::Shutdown): on the pool while it still runs, otherwise
+    /// on the thread that invoked or shut down the client.
     Callback(ResponseCallback),
 }
 
@@ -38,16 +75,20 @@ impl std::fmt::Debug for Completion {
 pub trait RequestHandler: Send + Sync + 'static {
     /// Called on a worker thread, never on an I/O thread. `addr` is the peer the request came
     /// from. Return the response for a request that expects one; it is sent on the same
-    /// connection with the request's opaque.
+    /// connection with the request's opaque (the response flag is set for you).
+    ///
+    /// Returning `None` for a request that expects a reply (not oneway) answers
+    /// REQUEST_CODE_NOT_SUPPORTED; for a oneway request nothing is sent either way. A panic is
+    /// caught and logged, and answered with SYSTEM_ERROR when a reply is expected.
     fn handle_request(&self, addr: &str, request: RemotingCommand) -> Option<RemotingCommand>;
 }
 
 /// Settings of a [`RemotingClient`].
 #[derive(Debug, Clone)]
 pub struct RemotingConfig {
-    /// Event-loop threads (`rocketmq-io-N`).
+    /// Event-loop threads (`rocketmq-io-N`). At least 1.
     pub io_threads: usize,
-    /// Callback threads (`rocketmq-callback-N`).
+    /// Callback threads (`rocketmq-callback-N`). At least 1.
     pub callback_threads: usize,
     /// Connect timeout.
     pub connect_timeout: Duration,
@@ -69,58 +110,24 @@ impl Default for RemotingConfig {
     }
 }
 
-/// The client side of the remoting protocol. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct RemotingClient {
-    _inner: Arc<()>,
+/// The state of the connection to one address, as seen by its event loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// A TCP connect is under way.
+    Connecting,
+    /// Connected; requests flow.
+    Connected,
+    /// The last connection failed or was closed; the next request connects again.
+    Closed {
+        /// Why (the error that closed it).
+        reason: String,
+    },
 }
 
-impl RemotingClient {
-    /// Starts the event-loop and callback threads.
-    pub fn new(_config: RemotingConfig) -> Result<Self> {
-        todo!("remoting helper")
-    }
-
-    /// Installs the handler for server-initiated requests.
-    pub fn set_request_handler(&self, _handler: Arc<dyn RequestHandler>) {
-        todo!("remoting helper")
-    }
-
-    /// Sends `request` to `addr` and blocks until the response, a timeout, a connection error
-    /// or shutdown. The opaque is assigned here.
-    pub fn invoke_sync(
-        &self,
-        _addr: &str,
-        _request: RemotingCommand,
-        _timeout: Duration,
-    ) -> Result<RemotingCommand> {
-        todo!("remoting helper")
-    }
-
-    /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
-    pub fn invoke_async(
-        &self,
-        _addr: &str,
-        _request: RemotingCommand,
-        _timeout: Duration,
-        _completion: Completion,
-    ) {
-        todo!("remoting helper")
-    }
-
-    /// Sends a oneway request (flag bit 1 set here). `Ok` once queued for the socket.
-    pub fn invoke_oneway(&self, _addr: &str, _request: RemotingCommand) -> Result<()> {
-        todo!("remoting helper")
-    }
-
-    /// Runs `task` on the callback pool.
-    pub fn execute(&self, _task: Box<dyn FnOnce() + Send + 'static>) -> Result<()> {
-        todo!("remoting helper")
-    }
-
-    /// Stops accepting requests, fails everything pending with `Shutdown`, joins every thread.
-    /// Idempotent.
-    pub fn shutdown(&self) {
-        todo!("remoting helper")
+impl ConnectionState {
+    /// Whether the connection is up.
+    pub fn is_connected(&self) -> bool {
+        matches!(self, ConnectionState::Connected)
     }
 }

@@ -1,1 +1,596 @@
-//! OWNER: routing helper.
+//! Latency fault tolerance: which brokers to avoid for a while, and per-broker health data.
+//!
+//! This is Java's `LatencyFaultToleranceImpl` with the 5.1.4+ tables. After each send attempt the
+//! producer reports the attempt's latency; the broker is then "not available" for the duration
+//! that the latency maps to:
+//!
+//! | latency at least (ms) | 50 | 100 | 550 | 1800 | 3000 | 5000 | 15000 |
+//! | --- | --- | --- | --- | --- | --- | --- | --- |
+//! | not available for (ms) | 0 | 0 | 2000 | 5000 | 6000 | 10000 | 30000 |
+//!
+//! The duration is the one of the **largest** threshold the latency reaches (below the first
+//! threshold: 0). A failed attempt that isolates the broker (a connection error, a timeout, an
+//! error response) counts as a latency of [`ISOLATION_LATENCY`] (10 s, so 10 s of isolation with
+//! the default tables), as in Java 5.1.4+.
+//!
+//! The table is pure: every call that needs the time takes `now`, so tests inject time instead of
+//! sleeping. It is `Send + Sync`, with interior mutability behind a `parking_lot::RwLock`.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use rocketmq_mio::routing::fault::LatencyFaultTolerance;
+//!
+//! let fault = LatencyFaultTolerance::default();
+//! let t0 = Instant::now();
+//! fault.update("broker-a", Duration::from_millis(3000), false, true, t0);
+//! assert!(!fault.is_available("broker-a", t0 + Duration::from_millis(5999)));
+//! assert!(fault.is_available("broker-a", t0 + Duration::from_millis(6000)));
+//! assert!(fault.is_available("never-seen", t0));
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+
+/// Java 5.1.4+ `latencyMax`: latency thresholds.
+pub const DEFAULT_LATENCY_MAX: [Duration; 7] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(550),
+    Duration::from_millis(1800),
+    Duration::from_millis(3000),
+    Duration::from_millis(5000),
+    Duration::from_millis(15000),
+];
+
+/// Java 5.1.4+ `notAvailableDuration`: how long a broker is avoided after a latency reaching
+/// the threshold at the same index of [`DEFAULT_LATENCY_MAX`].
+pub const DEFAULT_NOT_AVAILABLE_DURATION: [Duration; 7] = [
+    Duration::ZERO,
+    Duration::ZERO,
+    Duration::from_millis(2000),
+    Duration::from_millis(5000),
+    Duration::from_millis(6000),
+    Duration::from_millis(10000),
+    Duration::from_millis(30000),
+];
+
+/// The latency an isolating failure counts as (Java 5.1.4+: 10 000 ms; 30 000 ms before).
+pub const ISOLATION_LATENCY: Duration = Duration::from_millis(10_000);
+
+/// The most entries a table may have.
+pub const MAX_TABLE_LEN: usize = 64;
+
+/// Weight of a new sample in the latency EWMA (`ewma = ewma + WEIGHT * (sample - ewma)`).
+pub const LATENCY_EWMA_WEIGHT: f64 = 0.2;
+
+/// The two tables: latency thresholds and the not-available durations they map to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultTables {
+    latency_max: Vec<Duration>,
+    not_available: Vec<Duration>,
+}
+
+impl FaultTables {
+    /// Tables from thresholds and durations.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `fault_latency_max` or `fault_not_available_duration` when a table
+    /// is empty or longer than [`MAX_TABLE_LEN`], the lengths differ, or the thresholds are not in
+    /// ascending order.
+    pub fn new(latency_max: Vec<Duration>, not_available_duration: Vec<Duration>) -> Result<Self> {
+        if latency_max.is_empty() || latency_max.len() > MAX_TABLE_LEN {
+            return Err(Error::config(
+                "fault_latency_max",
+                format!(
+                    "needs 1 to {MAX_TABLE_LEN} thresholds, got {}",
+                    latency_max.len()
+                ),
+            ));
+        }
+        if not_available_duration.len() != latency_max.len() {
+            return Err(Error::config(
+                "fault_not_available_duration",
+                format!(
+                    "needs one duration per latency threshold ({}), got {}",
+                    latency_max.len(),
+                    not_available_duration.len()
+                ),
+            ));
+        }
+        if latency_max.windows(2).any(|w| w[0] > w[1]) {
+            return Err(Error::config(
+                "fault_latency_max",
+                format!("thresholds must be in ascending order, got {latency_max:?}"),
+            ));
+        }
+        Ok(FaultTables {
+            latency_max,
+            not_available: not_available_duration,
+        })
+    }
+
+    /// The latency thresholds, ascending.
+    pub fn latency_max(&self) -> &[Duration] {
+        &self.latency_max
+    }
+
+    /// The not-available durations, one per threshold.
+    pub fn not_available_duration(&self) -> &[Duration] {
+        &self.not_available
+    }
+
+    /// How long a broker is avoided after an attempt with this latency: the duration of the
+    /// largest threshold that `latency` reaches, or zero below the first.
+    pub fn not_available_for(&self, latency: Duration) -> Duration {
+        self.latency_max
+            .iter()
+            .rposition(|max| latency >= *max)
+            .map_or(Duration::ZERO, |i| self.not_available[i])
+    }
+}
+
+impl Default for FaultTables {
+    /// The Java 5.1.4+ tables.
+    fn default() -> Self {
+        FaultTables {
+            latency_max: DEFAULT_LATENCY_MAX.to_vec(),
+            not_available: DEFAULT_NOT_AVAILABLE_DURATION.to_vec(),
+        }
+    }
+}
+
+/// Health of one broker, as [`LatencyFaultTolerance::snapshot`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BrokerFaultInfo {
+    /// The broker's name.
+    pub broker_name: String,
+    /// Whether the broker may be chosen now (its isolation, if any, has ended).
+    pub available: bool,
+    /// Whether the last attempt reached the broker.
+    pub reachable: bool,
+    /// The latency of the last attempt.
+    pub last_latency: Option<Duration>,
+    /// Exponentially weighted moving average of the latencies of attempts that did not isolate
+    /// the broker (weight [`LATENCY_EWMA_WEIGHT`] per new sample). Isolating attempts (errors,
+    /// latencies that map to a non-zero duration) are left out: isolation already accounts for
+    /// them, and one timeout would otherwise dominate the average for a long time.
+    pub latency_ewma: Option<Duration>,
+    /// Attempts reported.
+    pub attempts: u64,
+    /// Failed attempts (isolating or unreachable) since the last good one.
+    pub consecutive_failures: u32,
+    /// Failed attempts in total.
+    pub total_failures: u64,
+    /// When the current isolation ends, if the broker is isolated now.
+    pub isolated_until: Option<Instant>,
+    /// How much of the current isolation is left (zero if not isolated).
+    pub isolation_remaining: Duration,
+    /// The text of the last error recorded with [`LatencyFaultTolerance::record_error`].
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct FaultItem {
+    available_at: Option<Instant>,
+    reachable: bool,
+    last_latency: Option<Duration>,
+    ewma_secs: Option<f64>,
+    ewma_at: Option<Instant>,
+    attempts: u64,
+    consecutive_failures: u32,
+    total_failures: u64,
+    last_error: Option<String>,
+}
+
+impl Default for FaultItem {
+    /// A broker never reported: available and reachable.
+    fn default() -> Self {
+        FaultItem {
+            available_at: None,
+            reachable: true,
+            last_latency: None,
+            ewma_secs: None,
+            ewma_at: None,
+            attempts: 0,
+            consecutive_failures: 0,
+            total_failures: 0,
+            last_error: None,
+        }
+    }
+}
+
+impl FaultItem {
+    fn is_available(&self, now: Instant) -> bool {
+        self.available_at.map_or(true, |at| now >= at)
+    }
+}
+
+/// Per-broker latency fault tolerance and health data. `Send + Sync`; share it by reference or in
+/// an `Arc`.
+#[derive(Debug)]
+pub struct LatencyFaultTolerance {
+    tables: FaultTables,
+    items: RwLock<HashMap<String, FaultItem>>,
+}
+
+impl Default for LatencyFaultTolerance {
+    /// With the Java 5.1.4+ tables.
+    fn default() -> Self {
+        LatencyFaultTolerance::new(FaultTables::default())
+    }
+}
+
+impl LatencyFaultTolerance {
+    /// An empty table using `tables`.
+    pub fn new(tables: FaultTables) -> Self {
+        LatencyFaultTolerance {
+            tables,
+            items: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The tables in use.
+    pub fn tables(&self) -> &FaultTables {
+        &self.tables
+    }
+
+    /// Reports an attempt on `broker` (Java `MQFaultStrategy.updateFaultItem`, 5.1.4+).
+    ///
+    /// - `latency`: how long the attempt took;
+    /// - `isolation`: the attempt failed in a way that should isolate the broker (a connection
+    ///   error, a timeout, an error response); the not-available duration is then computed from
+    ///   [`ISOLATION_LATENCY`] instead of `latency`;
+    /// - `reachable`: whether the broker was reached;
+    /// - `now`: when the attempt ended.
+    ///
+    /// The broker is avoided until `now` + the duration (which may be zero: a good attempt ends
+    /// an earlier isolation). An attempt with `isolation` or `!reachable` counts as a failure for
+    /// the health data; any other ends a run of consecutive failures.
+    pub fn update(
+        &self,
+        broker: &str,
+        latency: Duration,
+        isolation: bool,
+        reachable: bool,
+        now: Instant,
+    ) {
+        let duration = self.tables.not_available_for(if isolation {
+            ISOLATION_LATENCY
+        } else {
+            latency
+        });
+        let available_at = now.checked_add(duration).unwrap_or(now);
+        let failed = isolation || !reachable;
+        let mut items = self.items.write();
+        let item = match items.get_mut(broker) {
+            Some(item) => item,
+            None => items.entry(broker.to_owned()).or_default(),
+        };
+        item.available_at = Some(available_at);
+        item.reachable = reachable;
+        item.last_latency = Some(latency);
+        if duration.is_zero() && !isolation {
+            let sample = latency.as_secs_f64();
+            item.ewma_secs = Some(match item.ewma_secs {
+                None => sample,
+                Some(old) => old + LATENCY_EWMA_WEIGHT * (sample - old),
+            });
+            item.ewma_at = Some(now);
+        }
+        item.attempts += 1;
+        if failed {
+            item.consecutive_failures = item.consecutive_failures.saturating_add(1);
+            item.total_failures += 1;
+        } else {
+            item.consecutive_failures = 0;
+        }
+    }
+
+    /// Stores the text of the last error seen on `broker`, for the health snapshot. Does not
+    /// change availability (that is [`LatencyFaultTolerance::update`]'s job).
+    pub fn record_error(&self, broker: &str, error: impl Into<String>) {
+        let error = error.into();
+        let mut items = self.items.write();
+        let item = match items.get_mut(broker) {
+            Some(item) => item,
+            None => items.entry(broker.to_owned()).or_default(),
+        };
+        item.last_error = Some(error);
+    }
+
+    /// Whether `broker` may be chosen at `now`: true unless an isolation is running. Brokers
+    /// never reported are available.
+    pub fn is_available(&self, broker: &str, now: Instant) -> bool {
+        self.items
+            .read()
+            .get(broker)
+            .map_or(true, |item| item.is_available(now))
+    }
+
+    /// Whether the last attempt on `broker` reached it. Brokers never reported are reachable.
+    pub fn is_reachable(&self, broker: &str) -> bool {
+        self.items
+            .read()
+            .get(broker)
+            .map_or(true, |item| item.reachable)
+    }
+
+    /// Marks `broker` reachable again (for example after a successful probe), without changing
+    /// its isolation.
+    pub fn mark_reachable(&self, broker: &str) {
+        if let Some(item) = self.items.write().get_mut(broker) {
+            item.reachable = true;
+        }
+    }
+
+    /// The latency EWMA of `broker` (non-isolating attempts only), if any was reported.
+    pub fn latency_ewma(&self, broker: &str) -> Option<Duration> {
+        self.items
+            .read()
+            .get(broker)
+            .and_then(|item| item.ewma_secs)
+            .map(secs_to_duration)
+    }
+
+    /// Forgets `broker`.
+    pub fn remove(&self, broker: &str) {
+        self.items.write().remove(broker);
+    }
+
+    /// Keeps only the brokers for which `keep` is true.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.items.write().retain(|name, _| keep(name));
+    }
+
+    /// How many brokers have data.
+    pub fn len(&self) -> usize {
+        self.items.read().len()
+    }
+
+    /// Whether no broker has data.
+    pub fn is_empty(&self) -> bool {
+        self.items.read().is_empty()
+    }
+
+    /// Health of every broker with data, sorted by broker name.
+    pub fn snapshot(&self, now: Instant) -> Vec<BrokerFaultInfo> {
+        let items = self.items.read();
+        let mut out: Vec<BrokerFaultInfo> = items
+            .iter()
+            .map(|(name, item)| {
+                let isolated_until = item.available_at.filter(|at| *at > now);
+                BrokerFaultInfo {
+                    broker_name: name.clone(),
+                    available: item.is_available(now),
+                    reachable: item.reachable,
+                    last_latency: item.last_latency,
+                    latency_ewma: item.ewma_secs.map(secs_to_duration),
+                    attempts: item.attempts,
+                    consecutive_failures: item.consecutive_failures,
+                    total_failures: item.total_failures,
+                    isolated_until,
+                    isolation_remaining: isolated_until
+                        .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+                    last_error: item.last_error.clone(),
+                }
+            })
+            .collect();
+        drop(items);
+        out.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
+        out
+    }
+
+    /// Runs `f` with a view of the table under one read lock (the router ranks all brokers of a
+    /// topic at once).
+    pub(crate) fn with_view<R>(&self, f: impl FnOnce(&FaultView<'_>) -> R) -> R {
+        let items = self.items.read();
+        f(&FaultView { items: &items })
+    }
+}
+
+/// A read-only view of the table, valid while its read lock is held.
+pub(crate) struct FaultView<'a> {
+    items: &'a HashMap<String, FaultItem>,
+}
+
+impl FaultView<'_> {
+    /// Whether the table has no data at all (nothing to avoid).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub(crate) fn is_available(&self, broker: &str, now: Instant) -> bool {
+        self.items
+            .get(broker)
+            .map_or(true, |item| item.is_available(now))
+    }
+
+    pub(crate) fn is_reachable(&self, broker: &str) -> bool {
+        self.items.get(broker).map_or(true, |item| item.reachable)
+    }
+
+    /// The EWMA in seconds, if its last sample is no older than `max_age` at `now`.
+    pub(crate) fn fresh_ewma_secs(
+        &self,
+        broker: &str,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<f64> {
+        let item = self.items.get(broker)?;
+        let at = item.ewma_at?;
+        if now.saturating_duration_since(at) > max_age {
+            return None;
+        }
+        item.ewma_secs
+    }
+}
+
+fn secs_to_duration(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn default_tables_map_latencies() {
+        let t = FaultTables::default();
+        let cases = [
+            (0, 0),
+            (49, 0),
+            (50, 0),
+            (549, 0),
+            (550, 2000),
+            (1799, 2000),
+            (1800, 5000),
+            (3000, 6000),
+            (4999, 6000),
+            (5000, 10000),
+            (10000, 10000),
+            (15000, 30000),
+            (999_999, 30000),
+        ];
+        for (latency, expected) in cases {
+            assert_eq!(
+                t.not_available_for(MS * latency),
+                MS * expected,
+                "latency {latency}"
+            );
+        }
+    }
+
+    #[test]
+    fn tables_validate() {
+        let e = FaultTables::new(vec![], vec![]).unwrap_err();
+        assert!(matches!(e, Error::Config { ref setting, .. } if setting == "fault_latency_max"));
+        let e = FaultTables::new(vec![MS], vec![MS, MS]).unwrap_err();
+        assert!(
+            matches!(e, Error::Config { ref setting, .. } if setting == "fault_not_available_duration")
+        );
+        let e = FaultTables::new(vec![MS * 2, MS], vec![MS, MS]).unwrap_err();
+        assert!(matches!(e, Error::Config { ref setting, .. } if setting == "fault_latency_max"));
+        let t = FaultTables::new(vec![MS * 10], vec![MS * 100]).unwrap();
+        assert_eq!(t.not_available_for(MS * 9), Duration::ZERO);
+        assert_eq!(t.not_available_for(MS * 10), MS * 100);
+    }
+
+    #[test]
+    fn isolation_and_recovery_with_injected_time() {
+        let f = LatencyFaultTolerance::default();
+        let t0 = Instant::now();
+        assert!(f.is_available("a", t0));
+        f.update("a", MS * 3000, false, true, t0);
+        assert!(!f.is_available("a", t0));
+        assert!(!f.is_available("a", t0 + MS * 5999));
+        assert!(f.is_available("a", t0 + MS * 6000));
+        assert!(f.is_reachable("a"));
+        // Isolation: 10 s penalty whatever the latency.
+        f.update("b", MS * 5, true, false, t0);
+        assert!(!f.is_available("b", t0 + MS * 9999));
+        assert!(f.is_available("b", t0 + MS * 10000));
+        assert!(!f.is_reachable("b"));
+        // A good attempt ends the isolation at once and makes it reachable again.
+        f.update("b", MS * 5, false, true, t0 + MS * 1);
+        assert!(f.is_available("b", t0 + MS * 1));
+        assert!(f.is_reachable("b"));
+        // Fast attempts never isolate.
+        f.update("c", MS * 99, false, true, t0);
+        assert!(f.is_available("c", t0));
+    }
+
+    #[test]
+    fn health_data() {
+        let f = LatencyFaultTolerance::default();
+        let t0 = Instant::now();
+        f.update("a", MS * 100, false, true, t0);
+        f.update("a", MS * 200, false, true, t0);
+        f.update("b", MS * 10, true, true, t0);
+        f.update("b", MS * 10, true, false, t0);
+        f.record_error("b", "connection refused");
+        f.record_error("c", "never updated");
+        let snap = f.snapshot(t0 + MS * 1000);
+        let names: Vec<&str> = snap.iter().map(|i| i.broker_name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let a = &snap[0];
+        assert!(a.available && a.reachable);
+        assert_eq!(a.last_latency, Some(MS * 200));
+        // 100 + 0.2 * (200 - 100) = 120 ms
+        let ewma = a.latency_ewma.unwrap().as_secs_f64();
+        assert!((ewma - 0.120).abs() < 1e-9, "{ewma}");
+        assert_eq!(a.attempts, 2);
+        assert_eq!(a.consecutive_failures, 0);
+        assert_eq!(a.isolated_until, None);
+        let b = &snap[1];
+        assert!(!b.available && !b.reachable);
+        assert_eq!(b.consecutive_failures, 2);
+        assert_eq!(b.total_failures, 2);
+        assert_eq!(b.isolated_until, Some(t0 + MS * 10000));
+        assert_eq!(b.isolation_remaining, MS * 9000);
+        assert_eq!(b.last_error.as_deref(), Some("connection refused"));
+        let c = &snap[2];
+        assert!(c.available && c.reachable && c.attempts == 0);
+        assert_eq!(c.latency_ewma, None);
+        // A success resets the run of failures, not the total.
+        f.update("b", MS * 10, false, true, t0 + MS * 2000);
+        let b = f
+            .snapshot(t0 + MS * 2000)
+            .into_iter()
+            .find(|i| i.broker_name == "b")
+            .unwrap();
+        assert_eq!((b.consecutive_failures, b.total_failures), (0, 2));
+        assert_eq!(f.latency_ewma("a"), Some(Duration::from_secs_f64(0.120)));
+        f.retain(|n| n != "c");
+        f.remove("a");
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn isolating_attempts_stay_out_of_the_ewma() {
+        let f = LatencyFaultTolerance::default();
+        let t0 = Instant::now();
+        f.update("a", MS * 100, false, true, t0);
+        f.update("a", MS * 3000, false, true, t0); // isolates: not a sample
+        f.update("a", MS * 20, true, false, t0); // error: not a sample
+        assert_eq!(f.latency_ewma("a"), Some(MS * 100));
+        let info = &f.snapshot(t0)[0];
+        assert_eq!(info.last_latency, Some(MS * 20));
+        assert_eq!(info.attempts, 3);
+        f.with_view(|v| {
+            assert_eq!(v.fresh_ewma_secs("a", t0 + MS * 1000, MS * 1000), Some(0.1));
+            assert_eq!(v.fresh_ewma_secs("a", t0 + MS * 1001, MS * 1000), None);
+            assert_eq!(v.fresh_ewma_secs("zz", t0, MS * 1000), None);
+        });
+    }
+
+    #[test]
+    fn send_sync_and_shared() {
+        fn check<T: Send + Sync>() {}
+        check::<LatencyFaultTolerance>();
+        let f = std::sync::Arc::new(LatencyFaultTolerance::default());
+        let t0 = Instant::now();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    for j in 0..100u64 {
+                        f.update(&format!("b{}", j % 3), MS * (i * 10), false, true, t0);
+                        let _ = f.is_available("b1", t0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let total: u64 = f.snapshot(t0).iter().map(|i| i.attempts).sum();
+        assert_eq!(total, 400);
+    }
+}

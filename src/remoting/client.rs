@@ -1,0 +1,454 @@
+//! [`RemotingClient`]: the caller-facing side of the event loops and the callback pool.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::completion::pair;
+use super::event_loop::{
+    self, deadline_after, Command, LoopConfig, LoopShared, Reply, Request, Target,
+};
+use super::pool::{self, CallbackReply, HandlerSlot, Task};
+use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
+use crate::error::{Error, Result};
+use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
+use crate::protocol::RemotingCommand;
+
+/// Request ids, shared by every client of the process (as in the Java client).
+static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(0);
+
+/// The client side of the remoting protocol. Cheap to clone; the last clone dropped shuts the
+/// client down (as [`RemotingClient::shutdown`] does).
+///
+/// See the [module docs](super) for the threads and the guarantees.
+#[derive(Clone)]
+pub struct RemotingClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RemotingConfig,
+    loops: Vec<LoopHandle>,
+    /// Dropped at shutdown: the workers stop once every sender is gone.
+    pool_tx: RwLock<Option<Sender<Task>>>,
+    pool_threads: Mutex<Vec<JoinHandle<()>>>,
+    handler: Arc<HandlerSlot>,
+    /// Addresses resolved once, with the loop that owns each.
+    targets: RwLock<HashMap<String, Arc<Target>>>,
+    closed: AtomicBool,
+    lifecycle: Mutex<Lifecycle>,
+    lifecycle_cv: Condvar,
+    /// Every thread this client started, to avoid joining oneself.
+    own_threads: Vec<ThreadId>,
+    pending: Arc<AtomicUsize>,
+}
+
+struct LoopHandle {
+    shared: Arc<LoopShared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Running,
+    Stopping,
+    Stopped,
+}
+
+impl RemotingClient {
+    /// Starts the event-loop and callback threads.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a thread count is zero or the frame limit is too small to hold a
+    /// frame, or if the threads or pollers cannot be created.
+    pub fn new(config: RemotingConfig) -> Result<Self> {
+        if config.io_threads == 0 {
+            return Err(Error::config("io_threads", "must be at least 1"));
+        }
+        if config.callback_threads == 0 {
+            return Err(Error::config("callback_threads", "must be at least 1"));
+        }
+        if config.max_frame < 16 {
+            return Err(Error::config("max_frame", "must be at least 16 bytes"));
+        }
+        let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let (pool_tx, pool_rx) = crossbeam_channel::unbounded();
+        let workers = pool::spawn_workers(config.callback_threads, &pool_rx, &handler);
+        drop(pool_rx);
+        let workers = match workers {
+            Ok(w) => w,
+            Err(e) => {
+                // The workers started so far stop when `pool_tx` is dropped; none is joinable
+                // here, since the failed spawn lost their handles.
+                return Err(Error::config(
+                    "callback_threads",
+                    format!("cannot start a callback thread: {e}"),
+                ));
+            }
+        };
+        let loop_config = LoopConfig {
+            connect_timeout: config.connect_timeout,
+            max_frame: config.max_frame,
+        };
+        let mut loops = Vec::with_capacity(config.io_threads);
+        for i in 0..config.io_threads {
+            match event_loop::spawn(i, loop_config.clone(), pool_tx.clone(), pending.clone()) {
+                Ok((shared, thread)) => loops.push(LoopHandle {
+                    shared,
+                    thread: Mutex::new(Some(thread)),
+                }),
+                Err(e) => {
+                    for lp in &loops {
+                        let _ = lp.shared.send(Command::Shutdown);
+                    }
+                    for lp in &loops {
+                        if let Some(t) = lp.thread.lock().take() {
+                            let _ = t.join();
+                        }
+                    }
+                    drop(pool_tx);
+                    for w in workers {
+                        let _ = w.join();
+                    }
+                    return Err(Error::config(
+                        "io_threads",
+                        format!("cannot start an event loop: {e}"),
+                    ));
+                }
+            }
+        }
+        let mut own_threads: Vec<ThreadId> = workers.iter().map(|t| t.thread().id()).collect();
+        for lp in &loops {
+            if let Some(t) = lp.thread.lock().as_ref() {
+                own_threads.push(t.thread().id());
+            }
+        }
+        Ok(RemotingClient {
+            inner: Arc::new(Inner {
+                config,
+                loops,
+                pool_tx: RwLock::new(Some(pool_tx)),
+                pool_threads: Mutex::new(workers),
+                handler,
+                targets: RwLock::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+                lifecycle: Mutex::new(Lifecycle::Running),
+                lifecycle_cv: Condvar::new(),
+                own_threads,
+                pending,
+            }),
+        })
+    }
+
+    /// Installs the handler for server-initiated requests (replacing an earlier one). Ignored
+    /// once the client is shut down.
+    pub fn set_request_handler(&self, handler: Arc<dyn RequestHandler>) {
+        let mut slot = self.inner.handler.write();
+        if !self.inner.closed.load(Ordering::SeqCst) {
+            *slot = Some(handler);
+        }
+    }
+
+    /// Sends `request` to `addr` and blocks until the response, a timeout, a connection error
+    /// or shutdown. The opaque is assigned here.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] naming `addr` and `timeout`; [`Error::Io`] or
+    /// [`Error::ConnectionClosed`] naming `addr` if the connect fails or the connection is lost
+    /// while the request is pending; [`Error::Shutdown`]; [`Error::Protocol`] if the request
+    /// cannot be encoded. A response with an error code is still `Ok`: the caller reads it.
+    pub fn invoke_sync(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let (target, frame, opaque) = self.prepare(addr, request, false)?;
+        let (completer, handle) = pair();
+        self.push(
+            target,
+            frame,
+            opaque,
+            timeout,
+            Some(Reply::Handle(completer)),
+        )?;
+        handle.wait()
+    }
+
+    /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
+    ///
+    /// Errors found before anything is queued (shut down, an address that does not resolve, a
+    /// request that cannot be encoded) complete it at once, a callback still on the pool.
+    pub fn invoke_async(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+    ) {
+        let reply = match completion {
+            Completion::Handle(c) => Reply::Handle(c),
+            Completion::Callback(cb) => {
+                Reply::Callback(CallbackReply::new(cb, self.inner.pool_tx.read().clone()))
+            }
+        };
+        match self.prepare(addr, request, false) {
+            // A failed push has completed the reply with `Shutdown`.
+            Ok((target, frame, opaque)) => {
+                let _ = self.push(target, frame, opaque, timeout, Some(reply));
+            }
+            Err(e) => reply.complete(Err(e)),
+        }
+    }
+
+    /// Sends a oneway request (flag bit 1 set here). `Ok` once queued for the socket; a later
+    /// connection failure is only logged.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`], an address that does not resolve, or a request that cannot be
+    /// encoded.
+    pub fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
+        let (target, frame, opaque) = self.prepare(addr, request, true)?;
+        self.push(target, frame, opaque, Duration::ZERO, None)
+    }
+
+    /// Runs `task` on the callback pool. A task accepted here always runs (a panic in it is
+    /// caught and logged).
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`] once the client is shut down; the task is dropped unrun.
+    pub fn execute(&self, task: Box<dyn FnOnce() + Send + 'static>) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Shutdown);
+        }
+        match self.inner.pool_tx.read().as_ref() {
+            Some(tx) => tx.send(Task::Run(task)).map_err(|_| Error::Shutdown),
+            None => Err(Error::Shutdown),
+        }
+    }
+
+    /// Stops accepting requests, fails everything pending with `Shutdown`, joins every thread.
+    /// Idempotent.
+    ///
+    /// Callable from a callback: the calling callback thread is then not joined (it finishes
+    /// its queue and ends by itself). Blocks until every callback that is running has
+    /// returned. Other callers that come while a shutdown is under way wait for it to end.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Whether [`RemotingClient::shutdown`] was called (or the last clone dropped).
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// The state of the connection to every address used so far, for health snapshots.
+    pub fn connection_states(&self) -> Vec<(String, ConnectionState)> {
+        let mut states: Vec<(String, ConnectionState)> = self
+            .inner
+            .loops
+            .iter()
+            .flat_map(|lp| {
+                lp.shared
+                    .states
+                    .lock()
+                    .iter()
+                    .map(|(addr, state)| (addr.to_string(), state.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    }
+
+    /// The state of the connection to `addr`, if it was used.
+    pub fn connection_state(&self, addr: &str) -> Option<ConnectionState> {
+        let target = self.inner.targets.read().get(addr).cloned()?;
+        let lp = self.inner.loops.get(target.lp)?;
+        let state = lp.shared.states.lock().get(&target.addr).cloned();
+        state
+    }
+
+    /// Closes the connection to `addr`, if there is one: requests pending on it fail with
+    /// [`Error::ConnectionClosed`]; the next request connects again.
+    pub fn close_connection(&self, addr: &str) {
+        let target = self.inner.targets.read().get(addr).cloned();
+        if let Some(target) = target {
+            if let Some(lp) = self.inner.loops.get(target.lp) {
+                let _ = lp.shared.send(Command::Close(target.addr.clone()));
+            }
+        }
+    }
+
+    /// Requests sent and waiting for their response, over all connections.
+    pub fn pending_count(&self) -> usize {
+        self.inner.pending.load(Ordering::Relaxed)
+    }
+
+    /// The settings this client was started with.
+    pub fn config(&self) -> &RemotingConfig {
+        &self.inner.config
+    }
+
+    /// Checks the client is running, resolves `addr`, assigns the opaque and encodes.
+    fn prepare(
+        &self,
+        addr: &str,
+        mut request: RemotingCommand,
+        oneway: bool,
+    ) -> Result<(Arc<Target>, Vec<u8>, i32)> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Shutdown);
+        }
+        let target = self.target(addr)?;
+        let opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        request.opaque = opaque;
+        request.serialize_type = self.inner.config.serialize_type;
+        request.flag &= !(FLAG_RESPONSE | FLAG_ONEWAY);
+        if oneway {
+            request.flag |= FLAG_ONEWAY;
+        }
+        let frame = request.to_frame()?;
+        Ok((target, frame, opaque))
+    }
+
+    /// Hands a request to the loop that owns its address. If the loop has stopped, the request
+    /// (and its reply, which completes with `Shutdown` as it drops) is dropped here.
+    fn push(
+        &self,
+        target: Arc<Target>,
+        frame: Vec<u8>,
+        opaque: i32,
+        timeout: Duration,
+        reply: Option<Reply>,
+    ) -> Result<()> {
+        let deadline = deadline_after(Instant::now(), timeout);
+        let Some(lp) = self.inner.loops.get(target.lp) else {
+            return Err(Error::Shutdown); // targets only name existing loops
+        };
+        let cmd = Command::Request(Request {
+            target,
+            frame,
+            opaque,
+            timeout,
+            deadline,
+            reply,
+        });
+        lp.shared.send(cmd).map_err(|_| Error::Shutdown)
+    }
+
+    /// The target for `addr`, resolving it the first time (on the caller's thread, so that a
+    /// slow name lookup never stalls an event loop).
+    fn target(&self, addr: &str) -> Result<Arc<Target>> {
+        if let Some(t) = self.inner.targets.read().get(addr) {
+            return Ok(t.clone());
+        }
+        let socket = resolve(addr)?;
+        let mut hasher = DefaultHasher::new();
+        addr.hash(&mut hasher);
+        let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
+        let target = Arc::new(Target {
+            addr: Arc::from(addr),
+            socket,
+            lp,
+        });
+        let mut targets = self.inner.targets.write();
+        Ok(targets.entry(addr.to_owned()).or_insert(target).clone())
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        return Ok(socket);
+    }
+    let io_error = |source: io::Error| Error::Io {
+        addr: addr.to_owned(),
+        source,
+    };
+    let mut all = addr.to_socket_addrs().map_err(io_error)?;
+    all.next().ok_or_else(|| {
+        io_error(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        ))
+    })
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        let me = thread::current().id();
+        {
+            let mut state = self.lifecycle.lock();
+            match *state {
+                Lifecycle::Running => *state = Lifecycle::Stopping,
+                Lifecycle::Stopped => return,
+                Lifecycle::Stopping => {
+                    // One of our own threads must not wait: the shutdown may be joining it.
+                    if !self.own_threads.contains(&me) {
+                        while *state != Lifecycle::Stopped {
+                            self.lifecycle_cv.wait(&mut state);
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        self.closed.store(true, Ordering::SeqCst);
+        for lp in &self.loops {
+            // A loop that already stopped has failed its requests.
+            let _ = lp.shared.send(Command::Shutdown);
+        }
+        for lp in &self.loops {
+            let thread = lp.thread.lock().take();
+            if let Some(t) = thread {
+                join_unless_current(t, me);
+            }
+        }
+        // Every loop has ended its requests; the callbacks they queued are on the pool.
+        self.handler.write().take();
+        drop(self.pool_tx.write().take());
+        let workers = std::mem::take(&mut *self.pool_threads.lock());
+        for t in workers {
+            join_unless_current(t, me);
+        }
+        *self.lifecycle.lock() = Lifecycle::Stopped;
+        self.lifecycle_cv.notify_all();
+    }
+}
+
+fn join_unless_current(thread: JoinHandle<()>, me: ThreadId) {
+    if thread.thread().id() == me {
+        return; // this thread ends by itself once its work is done
+    }
+    let name = thread.thread().name().unwrap_or("?").to_owned();
+    if thread.join().is_err() {
+        log::error!("thread {name} panicked");
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for RemotingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotingClient")
+            .field("config", &self.inner.config)
+            .field("shut_down", &self.is_shutdown())
+            .field("pending", &self.pending_count())
+            .finish()
+    }
+}

@@ -1,0 +1,656 @@
+//! The body of an event-loop thread (`rocketmq-io-N`): one mio `Poll`, a `Waker` on token 0,
+//! the connections it owns, and the requests pending on them.
+//!
+//! One turn of the loop: poll (the timeout is the nearest deadline); read every ready
+//! connection until it would block and complete the requests its responses match; drain the
+//! command channel (new requests are appended to their connection's output); flush every
+//! connection with output (one write for everything queued in the turn); expire overdue
+//! requests and connects.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::TcpStream;
+use mio::{Events, Poll, Token, Waker};
+use parking_lot::Mutex;
+
+use super::completion::Completer;
+use super::connection::{Conn, Failure, Phase};
+use super::pool::{CallbackReply, ServerRequest, Task};
+use super::ConnectionState;
+use crate::error::{Error, Result};
+use crate::protocol::{CodecError, RemotingCommand};
+
+/// The waker's token; connection `i` has token `i + 1`.
+const WAKER: Token = Token(0);
+/// Commands taken from the channel in one turn, so that I/O is not starved by a flood.
+const COMMANDS_PER_TURN: usize = 4096;
+
+/// Where a request is headed: the address as the caller wrote it, resolved once, and the
+/// event loop that owns it.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) addr: Arc<str>,
+    pub(crate) socket: SocketAddr,
+    pub(crate) lp: usize,
+}
+
+/// How a request that expects a response ends.
+pub(crate) enum Reply {
+    /// Complete a handle, on the I/O thread.
+    Handle(Completer<RemotingCommand>),
+    /// Run a callback, on the callback pool.
+    Callback(CallbackReply),
+}
+
+impl Reply {
+    pub(crate) fn complete(self, result: Result<RemotingCommand>) {
+        match self {
+            Reply::Handle(c) => {
+                c.complete(result);
+            }
+            Reply::Callback(c) => c.complete(result),
+        }
+    }
+}
+
+/// A request on its way to the socket.
+pub(crate) struct Request {
+    pub(crate) target: Arc<Target>,
+    pub(crate) frame: Vec<u8>,
+    pub(crate) opaque: i32,
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Instant,
+    /// `None` for a oneway request.
+    pub(crate) reply: Option<Reply>,
+}
+
+/// What callers and callback threads send to an event loop.
+pub(crate) enum Command {
+    /// Send a request.
+    Request(Request),
+    /// Send the reply to a server-initiated request on the connection it came on.
+    Reply {
+        token: usize,
+        conn_id: u64,
+        frame: Vec<u8>,
+    },
+    /// Close the connection to an address, failing what is pending on it.
+    Close(Arc<str>),
+    /// Fail everything with `Shutdown` and stop.
+    Shutdown,
+}
+
+/// The part of an event loop that other threads use.
+#[derive(Debug)]
+pub(crate) struct LoopShared {
+    tx: Sender<Command>,
+    waker: Waker,
+    /// Set by senders, cleared by the loop before it drains the channel: a sender calls the
+    /// waker (a syscall) only when the loop has not been told yet.
+    notified: AtomicBool,
+    /// Connection state per address, for health snapshots.
+    pub(crate) states: Mutex<HashMap<Arc<str>, ConnectionState>>,
+}
+
+impl LoopShared {
+    /// Queues a command and wakes the loop. Gives the command back if the loop has stopped.
+    pub(crate) fn send(&self, cmd: Command) -> std::result::Result<(), Command> {
+        self.tx.send(cmd).map_err(|e| e.into_inner())?;
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake an event loop: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Request(r) => write!(f, "Request({}, opaque {})", r.target.addr, r.opaque),
+            Command::Reply { token, .. } => write!(f, "Reply(token {token})"),
+            Command::Close(addr) => write!(f, "Close({addr})"),
+            Command::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+/// Settings an event loop needs.
+#[derive(Debug, Clone)]
+pub(crate) struct LoopConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_frame: usize,
+}
+
+/// Starts event loop `index` on its own thread.
+pub(crate) fn spawn(
+    index: usize,
+    config: LoopConfig,
+    pool: Sender<Task>,
+    pending_count: Arc<AtomicUsize>,
+) -> io::Result<(Arc<LoopShared>, JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let shared = Arc::new(LoopShared {
+        tx,
+        waker,
+        notified: AtomicBool::new(false),
+        states: Mutex::new(HashMap::new()),
+    });
+    let lp = EventLoop {
+        poll,
+        rx,
+        shared: shared.clone(),
+        pool,
+        config,
+        conns: Vec::new(),
+        free: Vec::new(),
+        by_addr: HashMap::new(),
+        pending: HashMap::default(),
+        deadlines: BinaryHeap::new(),
+        dirty: Vec::new(),
+        frames: Vec::new(),
+        scratch: Vec::new(),
+        next_conn_id: 0,
+        pending_count,
+    };
+    let thread = thread::Builder::new()
+        .name(format!("rocketmq-io-{index}"))
+        .spawn(move || lp.run())?;
+    Ok((shared, thread))
+}
+
+/// A request waiting for its response.
+struct Pending {
+    deadline: Instant,
+    timeout: Duration,
+    token: usize,
+    conn_id: u64,
+    reply: Reply,
+}
+
+/// Opaques are sequential: a multiplicative hash spreads them over the table.
+#[derive(Default)]
+struct OpaqueHasher(u64);
+
+impl Hasher for OpaqueHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type PendingMap = HashMap<i32, Pending, BuildHasherDefault<OpaqueHasher>>;
+
+struct EventLoop {
+    poll: Poll,
+    rx: Receiver<Command>,
+    shared: Arc<LoopShared>,
+    pool: Sender<Task>,
+    config: LoopConfig,
+    /// Connections by token index; `free` lists the empty slots.
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    by_addr: HashMap<Arc<str>, usize>,
+    pending: PendingMap,
+    /// Deadlines of pending requests, nearest first. Entries of requests that ended are
+    /// dropped lazily (when they reach the top, or when the heap is rebuilt).
+    deadlines: BinaryHeap<Reverse<(Instant, i32)>>,
+    /// Connections with output queued in this turn.
+    dirty: Vec<usize>,
+    /// Reused buffers.
+    frames: Vec<RemotingCommand>,
+    scratch: Vec<usize>,
+    next_conn_id: u64,
+    pending_count: Arc<AtomicUsize>,
+}
+
+enum Drained {
+    /// The channel is empty.
+    Idle,
+    /// More commands are waiting.
+    Busy,
+    /// Stop the loop.
+    Stop,
+}
+
+impl EventLoop {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut busy = false;
+        loop {
+            let timeout = if busy {
+                Some(Duration::ZERO)
+            } else {
+                self.poll_timeout()
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("event loop poll failed, stopping the loop: {e}");
+                break;
+            }
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+                self.on_event(event.token().0 - 1, readable);
+            }
+            match self.drain_commands() {
+                Drained::Idle => busy = false,
+                Drained::Busy => busy = true,
+                Drained::Stop => break,
+            }
+            self.flush_dirty();
+            self.expire(Instant::now());
+        }
+        self.stop();
+    }
+
+    /// The time until the nearest request or connect deadline.
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        let mut next = None;
+        while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
+            if self
+                .pending
+                .get(&opaque)
+                .is_some_and(|p| p.deadline == deadline)
+            {
+                next = Some(deadline);
+                break;
+            }
+            self.deadlines.pop();
+        }
+        for conn in self.conns.iter().flatten() {
+            if let Phase::Connecting { deadline } = conn.phase {
+                next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+            }
+        }
+        next.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    fn on_event(&mut self, idx: usize, readable: bool) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return; // a connection closed earlier in this turn
+        };
+        if !conn.is_connected() {
+            match conn.finish_connect() {
+                Ok(true) => {
+                    log::debug!("connected to {}", conn.addr);
+                    let addr = conn.addr.clone();
+                    if !conn.dirty {
+                        conn.dirty = true;
+                        self.dirty.push(idx);
+                    }
+                    self.set_state(addr, ConnectionState::Connected);
+                }
+                Ok(false) => return,
+                Err(failure) => {
+                    self.close(idx, failure);
+                    return;
+                }
+            }
+        }
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.has_output() && !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
+        if !readable {
+            return;
+        }
+        let mut frames = std::mem::take(&mut self.frames);
+        let result = conn.read(&mut frames);
+        let conn_id = conn.id;
+        let addr = conn.addr.clone();
+        for frame in frames.drain(..) {
+            self.on_frame(idx, conn_id, &addr, frame);
+        }
+        self.frames = frames;
+        if let Err(failure) = result {
+            self.close(idx, failure);
+        }
+    }
+
+    fn on_frame(&mut self, idx: usize, conn_id: u64, addr: &Arc<str>, cmd: RemotingCommand) {
+        if !cmd.is_response() {
+            let task = Task::Serve(ServerRequest {
+                addr: addr.clone(),
+                token: idx,
+                conn_id,
+                request: cmd,
+                reply_to: self.shared.clone(),
+            });
+            if self.pool.send(task).is_err() {
+                log::warn!("callback pool gone: dropping a request from {addr}");
+            }
+            return;
+        }
+        let opaque = cmd.opaque;
+        let ours = self
+            .pending
+            .get(&opaque)
+            .is_some_and(|p| p.token == idx && p.conn_id == conn_id);
+        match ours.then(|| self.pending.remove(&opaque)).flatten() {
+            Some(p) => {
+                self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                p.reply.complete(Ok(cmd));
+            }
+            None => log::debug!(
+                "response with opaque {opaque} from {addr} matches no pending request \
+                 (it timed out, or the peer is confused): dropped"
+            ),
+        }
+    }
+
+    fn drain_commands(&mut self) -> Drained {
+        self.shared.notified.store(false, Ordering::SeqCst);
+        for _ in 0..COMMANDS_PER_TURN {
+            match self.rx.try_recv() {
+                Ok(Command::Request(r)) => self.on_request(r),
+                Ok(Command::Reply {
+                    token,
+                    conn_id,
+                    frame,
+                }) => match self.conns.get_mut(token).and_then(Option::as_mut) {
+                    Some(conn) if conn.id == conn_id => {
+                        conn.queue(&frame);
+                        if !conn.dirty {
+                            conn.dirty = true;
+                            self.dirty.push(token);
+                        }
+                    }
+                    _ => log::debug!("connection gone: dropping a reply to a server request"),
+                },
+                Ok(Command::Close(addr)) => {
+                    if let Some(&idx) = self.by_addr.get(&addr) {
+                        self.close(idx, Failure::Local("closed by the client"));
+                    }
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return Drained::Stop,
+                Err(TryRecvError::Empty) => return Drained::Idle,
+            }
+        }
+        Drained::Busy
+    }
+
+    fn on_request(&mut self, r: Request) {
+        let idx = match self.by_addr.get(&r.target.addr) {
+            Some(&idx) => idx,
+            None => match self.connect(&r.target) {
+                Ok(idx) => idx,
+                Err(e) => {
+                    log::warn!("cannot connect to {}: {e}", r.target.addr);
+                    self.set_state(
+                        r.target.addr.clone(),
+                        ConnectionState::Closed {
+                            reason: e.to_string(),
+                        },
+                    );
+                    if let Some(reply) = r.reply {
+                        reply.complete(Err(Error::Io {
+                            addr: r.target.addr.to_string(),
+                            source: e,
+                        }));
+                    }
+                    return;
+                }
+            },
+        };
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            // by_addr only names live connections.
+            log::error!("no connection behind token {idx} for {}", r.target.addr);
+            return;
+        };
+        if let Some(reply) = r.reply {
+            match self.pending.entry(r.opaque) {
+                Entry::Occupied(_) => {
+                    reply.complete(Err(Error::Protocol(CodecError::Malformed(format!(
+                        "opaque {} is still in use by a pending request",
+                        r.opaque
+                    )))));
+                    return;
+                }
+                Entry::Vacant(v) => {
+                    v.insert(Pending {
+                        deadline: r.deadline,
+                        timeout: r.timeout,
+                        token: idx,
+                        conn_id: conn.id,
+                        reply,
+                    });
+                }
+            }
+            self.deadlines.push(Reverse((r.deadline, r.opaque)));
+            self.pending_count.fetch_add(1, Ordering::Relaxed);
+        }
+        conn.queue(&r.frame);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// Starts a non-blocking connect to `target`.
+    fn connect(&mut self, target: &Target) -> io::Result<usize> {
+        let stream = TcpStream::connect(target.socket)?;
+        let idx = match self.free.pop() {
+            Some(idx) => idx,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        self.next_conn_id += 1;
+        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
+        let mut conn = Conn::connecting(
+            self.next_conn_id,
+            target.addr.clone(),
+            stream,
+            deadline,
+            self.config.max_frame,
+        );
+        if let Err(e) = conn.register(self.poll.registry(), Token(idx + 1)) {
+            self.free.push(idx);
+            return Err(e);
+        }
+        log::debug!("connecting to {} ({})", target.addr, target.socket);
+        self.conns[idx] = Some(conn);
+        self.by_addr.insert(target.addr.clone(), idx);
+        self.set_state(target.addr.clone(), ConnectionState::Connecting);
+        Ok(idx)
+    }
+
+    /// Writes the output queued on every dirty connection, and sets write interest from
+    /// what is left.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &idx in &dirty {
+            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
+            conn.dirty = false;
+            if !conn.is_connected() {
+                continue; // flushed once connected
+            }
+            let result = conn.flush().and_then(|()| {
+                conn.update_interest(self.poll.registry(), Token(idx + 1))
+                    .map_err(Failure::Io)
+            });
+            if let Err(failure) = result {
+                self.close(idx, failure);
+            }
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Ends overdue requests with `Timeout` and overdue connects with an error.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            if !self
+                .pending
+                .get(&opaque)
+                .is_some_and(|p| p.deadline == deadline)
+            {
+                continue; // ended already
+            }
+            if let Some(p) = self.pending.remove(&opaque) {
+                self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                let addr = self
+                    .conns
+                    .get(p.token)
+                    .and_then(Option::as_ref)
+                    .map(|c| c.addr.to_string())
+                    .unwrap_or_default();
+                p.reply.complete(Err(Error::Timeout {
+                    addr,
+                    after: p.timeout,
+                }));
+            }
+        }
+        // Keep the heap in proportion to the pending requests.
+        if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
+            let mut heap = std::mem::take(&mut self.deadlines).into_vec();
+            heap.clear();
+            heap.extend(
+                self.pending
+                    .iter()
+                    .map(|(&opaque, p)| Reverse((p.deadline, opaque))),
+            );
+            self.deadlines = BinaryHeap::from(heap);
+        }
+        let mut overdue = std::mem::take(&mut self.scratch);
+        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| match c {
+            Some(Conn {
+                phase: Phase::Connecting { deadline },
+                ..
+            }) if *deadline <= now => Some(i),
+            _ => None,
+        }));
+        for &idx in &overdue {
+            let failure = Failure::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect timed out after {:?}", self.config.connect_timeout),
+            ));
+            self.close(idx, failure);
+        }
+        overdue.clear();
+        self.scratch = overdue;
+    }
+
+    /// Closes connection `idx` and fails every request pending on it.
+    fn close(&mut self, idx: usize, failure: Failure) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(idx);
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            log::debug!("deregistering {}: {e}", conn.addr);
+        }
+        if self.by_addr.get(&conn.addr) == Some(&idx) {
+            self.by_addr.remove(&conn.addr);
+        }
+        let error = failure.to_error(&conn.addr);
+        match failure {
+            Failure::Local(_) => log::debug!("{error}"),
+            _ => log::warn!("{error}"),
+        }
+        let failed: Vec<i32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.token == idx && p.conn_id == conn.id)
+            .map(|(&opaque, _)| opaque)
+            .collect();
+        self.pending_count
+            .fetch_sub(failed.len(), Ordering::Relaxed);
+        self.set_state(
+            conn.addr.clone(),
+            ConnectionState::Closed {
+                reason: error.to_string(),
+            },
+        );
+        drop(conn);
+        for opaque in failed {
+            if let Some(p) = self.pending.remove(&opaque) {
+                p.reply.complete(Err(error.duplicate()));
+            }
+        }
+    }
+
+    fn set_state(&self, addr: Arc<str>, state: ConnectionState) {
+        self.shared.states.lock().insert(addr, state);
+    }
+
+    /// Ends everything with `Shutdown`: queued commands, pending requests. Output already
+    /// queued gets one non-blocking attempt to leave.
+    fn stop(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            if let Command::Request(Request {
+                reply: Some(reply), ..
+            }) = cmd
+            {
+                reply.complete(Err(Error::Shutdown));
+            }
+        }
+        for conn in self.conns.iter_mut().flatten() {
+            if conn.is_connected() && conn.has_output() {
+                let _ = conn.flush();
+            }
+        }
+        self.pending_count
+            .fetch_sub(self.pending.len(), Ordering::Relaxed);
+        for (_, p) in self.pending.drain() {
+            p.reply.complete(Err(Error::Shutdown));
+        }
+        self.deadlines.clear();
+        for conn in self.conns.iter_mut().filter_map(Option::take) {
+            self.shared.states.lock().insert(
+                conn.addr.clone(),
+                ConnectionState::Closed {
+                    reason: "the client is shut down".into(),
+                },
+            );
+        }
+        self.by_addr.clear();
+    }
+}
+
+/// `now + timeout`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        // Unreachable on real clocks; an immediate deadline beats a panic.
+        .unwrap_or(now)
+}
