@@ -10,8 +10,11 @@ pub mod remoting;
 pub mod routing;
 pub mod testing;
 
+mod client;
 pub mod config;
 mod producer;
 
+pub use config::{ProducerConfig, ProducerConfigBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};
+pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

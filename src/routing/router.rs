@@ -35,7 +35,7 @@ use rand::Rng;
 
 use crate::config::ProducerConfig;
 use crate::error::Error;
-use crate::message::{Message, MessageQueue};
+use crate::message::MessageQueue;
 use crate::routing::fault::{BrokerFaultInfo, FaultView, LatencyFaultTolerance};
 use crate::routing::mapping::TopicPublishInfo;
 use crate::routing::selector::MessageHashSelector;
@@ -202,13 +202,14 @@ impl MessageRouter {
         self.fault.snapshot(now)
     }
 
-    /// The queue for the next attempt of a send of `msg`, or `None` when the topic has no queues.
+    /// The queue for the next attempt of a send, or `None` when the topic has no queues.
+    /// `hash_key` is the message's first business key (the message-hash strategy routes on it).
     /// `last_broker` is the previous attempt's broker (`None` on the first attempt). See the
     /// module docs for the rules.
     pub fn select_queue(
         &self,
         info: &TopicPublishInfo,
-        msg: &Message,
+        hash_key: Option<&str>,
         last_broker: Option<&str>,
         now: Instant,
     ) -> Option<MessageQueue> {
@@ -223,7 +224,7 @@ impl MessageRouter {
             RoutingStrategy::RoundRobin if retry => (random(), false),
             RoutingStrategy::RoundRobin => (info.next_queue_index() % n, false),
             RoutingStrategy::Random => (random(), false),
-            RoutingStrategy::MessageHash => match msg.keys().next() {
+            RoutingStrategy::MessageHash => match hash_key {
                 Some(key) => (MessageHashSelector::index_for(key, n), true),
                 None if retry => (random(), false),
                 None => (info.next_queue_index() % n, false),
@@ -297,6 +298,7 @@ fn slow_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
     use crate::protocol::route::{BrokerData, QueueData, TopicRouteData};
 
     const MS: Duration = Duration::from_millis(1);
@@ -333,7 +335,7 @@ mod tests {
     }
 
     fn pick(r: &MessageRouter, i: &TopicPublishInfo, last: Option<&str>, now: Instant) -> String {
-        r.select_queue(i, &Message::new("t", "b"), last, now)
+        r.select_queue(i, None, last, now)
             .unwrap()
             .broker_name()
             .to_string()
@@ -371,7 +373,9 @@ mod tests {
             let now = Instant::now();
             for k in 0..200 {
                 let msg = Message::new("t", "b").with_keys([format!("key-{k}")]);
-                let q = r.select_queue(&i, &msg, Some("a"), now).unwrap();
+                let q = r
+                    .select_queue(&i, msg.keys().next(), Some("a"), now)
+                    .unwrap();
                 assert_ne!(q.broker_name(), "a", "{strategy:?} ft={ft}");
             }
         }
@@ -385,14 +389,14 @@ mod tests {
         r.update_fault("a", MS * 10, true, false, t0);
         assert!(!r.fault().is_available("a", t0));
         let q = r
-            .select_queue(&i, &Message::new("t", "b"), Some("a"), t0)
+            .select_queue(&i, None, Some("a"), t0)
             .unwrap();
         assert_eq!(q.broker_name(), "a");
         assert_eq!(pick(&r, &i, None, t0), "a");
         // No queues: None.
         let empty = info(&[], 2);
         assert!(r
-            .select_queue(&empty, &Message::new("t", "b"), None, t0)
+            .select_queue(&empty, None, None, t0)
             .is_none());
     }
 
@@ -433,10 +437,10 @@ mod tests {
         let i = info(&["a", "b"], 2);
         let now = Instant::now();
         let msg = Message::new("t", "b");
-        let first = r.select_queue(&i, &msg, None, now).unwrap();
+        let first = r.select_queue(&i, msg.keys().next(), None, now).unwrap();
         let pos = i.queues().iter().position(|q| *q == first).unwrap();
         for k in 1..9 {
-            let q = r.select_queue(&i, &msg, None, now).unwrap();
+            let q = r.select_queue(&i, msg.keys().next(), None, now).unwrap();
             assert_eq!(q, i.queues()[(pos + k) % 4]);
         }
     }
@@ -450,26 +454,33 @@ mod tests {
             let msg = Message::new("t", "b").with_keys([key, "second"]);
             let expected = &i.queues()[MessageHashSelector::index_for(key, 8)];
             for _ in 0..5 {
-                assert_eq!(&r.select_queue(&i, &msg, None, now).unwrap(), expected);
+                assert_eq!(
+                    &r.select_queue(&i, msg.keys().next(), None, now).unwrap(),
+                    expected
+                );
             }
         }
         // "customer-77": Java hashCode -1772111057 % 8 = -1 -> 1 -> broker a, queue 1.
         let msg = Message::new("t", "b").with_keys(["customer-77"]);
         assert_eq!(
-            r.select_queue(&i, &msg, None, now).unwrap().to_string(),
+            r.select_queue(&i, msg.keys().next(), None, now)
+                .unwrap()
+                .to_string(),
             "t@a#1"
         );
         // No key: round robin.
         let msg = Message::new("t", "b");
-        let a = r.select_queue(&i, &msg, None, now).unwrap();
-        let b = r.select_queue(&i, &msg, None, now).unwrap();
+        let a = r.select_queue(&i, msg.keys().next(), None, now).unwrap();
+        let b = r.select_queue(&i, msg.keys().next(), None, now).unwrap();
         let pa = i.queues().iter().position(|q| *q == a).unwrap();
         assert_eq!(b, i.queues()[(pa + 1) % 8]);
         // The hashed broker isolated: the next available queue after it.
         r.update_fault("a", MS * 10, true, false, now);
         let msg = Message::new("t", "b").with_keys(["customer-77"]);
         assert_eq!(
-            r.select_queue(&i, &msg, None, now).unwrap().to_string(),
+            r.select_queue(&i, msg.keys().next(), None, now)
+                .unwrap()
+                .to_string(),
             "t@b#0"
         );
     }

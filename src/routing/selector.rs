@@ -130,15 +130,7 @@ impl QueueSelector for MessageHashSelector {
     }
 }
 
-/// Java `String.hashCode`: `s[0]*31^(n-1) + ... + s[n-1]` over UTF-16 code units, wrapping in
-/// 32 bits.
-// The codec's `java_string_hash_code` (protocol::message_codec) computes the same; one of the two
-// is to go once both are on main.
-fn java_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
-}
+use crate::protocol::message_codec::java_string_hash_code as java_hash;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,93 @@
+//! Route lookups across the name server list, with rotation on failure.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::protocol::header::{CommandHeader, GetRouteInfoRequestHeader};
+use crate::protocol::route::TopicRouteData;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::remoting::RemotingClient;
+
+/// The name servers of one producer; lookups start at a rotating index and move on to the
+/// next address when one fails.
+#[derive(Debug)]
+pub(crate) struct NameServers {
+    addrs: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl NameServers {
+    pub(crate) fn new(addrs: Vec<String>) -> Self {
+        let start = if addrs.is_empty() {
+            0
+        } else {
+            rand::random::<usize>() % addrs.len()
+        };
+        NameServers {
+            addrs,
+            next: AtomicUsize::new(start),
+        }
+    }
+
+    /// Fetches the route of `topic`. A definitive answer (`TOPIC_NOT_EXIST`) from one name
+    /// server ends the lookup; connection errors and timeouts move on to the next one, until
+    /// `deadline`. Each request waits at most `per_request`.
+    pub(crate) fn fetch_route(
+        &self,
+        remoting: &RemotingClient,
+        topic: &str,
+        per_request: Duration,
+        deadline: Instant,
+    ) -> Result<TopicRouteData> {
+        if self.addrs.is_empty() {
+            return Err(Error::NoRoute {
+                topic: topic.to_string(),
+                reason: "no name server is configured".into(),
+            });
+        }
+        let mut last = None;
+        for _ in 0..self.addrs.len() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let i = self.next.load(Ordering::Relaxed) % self.addrs.len();
+            let addr = &self.addrs[i];
+            let mut request = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
+            GetRouteInfoRequestHeader {
+                topic: topic.to_string(),
+                accept_standard_json_only: true,
+            }
+            .write_to(&mut request.ext_fields);
+            let timeout = per_request.min(deadline - now);
+            match remoting.invoke_sync(addr, request, timeout) {
+                Ok(response) if response.code == ResponseCode::SUCCESS => {
+                    return Ok(TopicRouteData::from_json(&response.body)?);
+                }
+                Ok(response) => {
+                    return Err(Error::Broker {
+                        code: response.code,
+                        remark: response.remark.unwrap_or_default(),
+                        addr: addr.clone(),
+                    });
+                }
+                Err(e) => {
+                    log::warn!("route lookup of {topic} at name server {addr} failed: {e}");
+                    // Rotate: the next lookup starts at the next server.
+                    let _ = self.next.compare_exchange(
+                        i,
+                        (i + 1) % self.addrs.len(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(Error::Timeout {
+            addr: String::new(),
+            after: per_request,
+        }))
+    }
+}

@@ -1,0 +1,335 @@
+//! Validation and one-time preparation of a message before its first attempt: the id, the
+//! properties string, compression and the sysFlag. Retries reuse what is prepared here.
+
+use std::io::Write as _;
+
+use flate2::write::ZlibEncoder;
+use flate2::Compression;
+
+use crate::config::ProducerConfig;
+use crate::error::{Error, Result};
+use crate::message::{property, Message};
+use crate::protocol::message_codec::{self, sys_flag};
+
+/// Longest topic name.
+pub(crate) const MAX_TOPIC_LEN: usize = 127;
+/// Longest encoded properties string (stored with an i16 length).
+pub(crate) const MAX_PROPERTIES_LEN: usize = 32_767;
+
+/// Topics no producer may send to.
+const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// A message ready for the wire: everything but the queue and the born timestamp.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The topic as the user named it.
+    pub(crate) topic: String,
+    /// The topic on the wire (with the namespace, if any).
+    pub(crate) wire_topic: String,
+    /// The body on the wire (compressed, or a batch body).
+    pub(crate) body: Vec<u8>,
+    /// The encoded properties string.
+    pub(crate) properties: String,
+    pub(crate) sys_flag: i32,
+    pub(crate) flag: i32,
+    /// The client message id(s): `UNIQ_KEY`, comma-joined for a batch.
+    pub(crate) msg_id: String,
+    pub(crate) batch: bool,
+    /// The first business key, for the message-hash routing strategy.
+    pub(crate) first_key: Option<String>,
+    /// Bytes this send holds in memory (for backpressure and statistics).
+    pub(crate) size: usize,
+}
+
+/// Checks a topic name (protocol.md 7.7).
+pub(crate) fn check_topic(topic: &str) -> Result<()> {
+    if topic.trim().is_empty() {
+        return Err(Error::InvalidMessage("the topic is blank".into()));
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(Error::InvalidMessage(format!(
+            "the topic is {} bytes long; the limit is {MAX_TOPIC_LEN}",
+            topic.len()
+        )));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+    {
+        return Err(Error::InvalidMessage(format!(
+            "the topic {topic:?} contains {c:?}; allowed are [%|a-zA-Z0-9_-]"
+        )));
+    }
+    if NOT_ALLOWED_SEND_TOPICS.contains(&topic) {
+        return Err(Error::InvalidMessage(format!(
+            "the topic {topic} is a system topic that producers may not send to"
+        )));
+    }
+    Ok(())
+}
+
+fn check_properties(msg: &Message) -> Result<()> {
+    for (k, v) in msg.properties() {
+        if k.is_empty() || v.is_empty() {
+            return Err(Error::InvalidMessage(format!(
+                "property {k:?} has an empty name or value"
+            )));
+        }
+        let bad = |s: &str| s.contains(['\u{1}', '\u{2}']);
+        if bad(k) || bad(v) {
+            return Err(Error::InvalidMessage(format!(
+                "property {k:?} contains a separator character (\\u0001 or \\u0002)"
+            )));
+        }
+        if property::RESERVED_BY_BROKER.contains(&k) {
+            return Err(Error::InvalidMessage(format!(
+                "property {k} is reserved for brokers"
+            )));
+        }
+    }
+    if let Some(level) = msg.property(property::DELAY_TIME_LEVEL) {
+        match level.parse::<u32>() {
+            Ok(n) if n > 0 => {}
+            _ => {
+                return Err(Error::InvalidMessage(format!(
+                    "delay level {level:?} is not a positive integer"
+                )))
+            }
+        }
+    }
+    if let Some(ms) = msg.property(property::TIMER_DELIVER_MS) {
+        if ms.parse::<i64>().map_or(true, |v| v <= 0) {
+            return Err(Error::InvalidMessage(format!(
+                "delivery time {ms:?} is not a positive epoch millisecond"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one message against the config (protocol.md 7.7).
+pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()> {
+    check_topic(msg.topic())?;
+    if msg.body().is_empty() {
+        return Err(Error::InvalidMessage("the body is empty".into()));
+    }
+    let max = config.max_message_size();
+    if msg.body().len() > max {
+        return Err(Error::InvalidMessage(format!(
+            "the body is {} bytes; the limit is {max}",
+            msg.body().len()
+        )));
+    }
+    check_properties(msg)
+}
+
+/// The topic on the wire: `namespace%topic` when a namespace is configured.
+pub(crate) fn wire_topic(topic: &str, config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(ns) if !ns.is_empty() && !topic.starts_with(&format!("{ns}%")) => {
+            format!("{ns}%{topic}")
+        }
+        _ => topic.to_string(),
+    }
+}
+
+fn ensure_defaults(msg: &mut Message, id: &str) {
+    if msg
+        .property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+        .is_none()
+    {
+        msg.set_property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id);
+    }
+    if msg.property(property::WAIT_STORE_MSG_OK).is_none() {
+        msg.set_property(property::WAIT_STORE_MSG_OK, "true");
+    }
+}
+
+fn encoded_properties(msg: &Message) -> Result<String> {
+    let mut properties = String::with_capacity(128);
+    message_codec::encode_properties(msg.properties(), &mut properties);
+    if properties.len() > MAX_PROPERTIES_LEN {
+        return Err(Error::InvalidMessage(format!(
+            "the properties are {} bytes encoded; the limit is {MAX_PROPERTIES_LEN}",
+            properties.len()
+        )));
+    }
+    Ok(properties)
+}
+
+/// Validates and prepares a single message. `new_id` makes a fresh `UNIQ_KEY`.
+pub(crate) fn prepare_single(
+    mut msg: Message,
+    config: &ProducerConfig,
+    new_id: impl FnOnce() -> String,
+) -> Result<Prepared> {
+    check_message(&msg, config)?;
+    let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        Some(existing) => existing.to_string(),
+        None => new_id(),
+    };
+    ensure_defaults(&mut msg, &id);
+    let mut sys = 0;
+    if msg
+        .property(property::TRANSACTION_PREPARED)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        sys |= sys_flag::TRANSACTION_PREPARED;
+    }
+    let properties = encoded_properties(&msg)?;
+    let first_key = msg.keys().next().map(str::to_string);
+    let topic = msg.topic().to_string();
+    let wire_topic = wire_topic(&topic, config);
+    let flag = msg.flag();
+    let mut body = msg.into_body();
+    if body.len() >= config.compress_threshold() {
+        if let Some(compressed) = zlib(&body, config.compress_level()) {
+            // Only worth it when it saves bytes.
+            if compressed.len() < body.len() {
+                body = compressed;
+                sys |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+            }
+        }
+    }
+    let size = body.len() + properties.len() + wire_topic.len();
+    Ok(Prepared {
+        topic,
+        wire_topic,
+        body,
+        properties,
+        sys_flag: sys,
+        flag,
+        msg_id: id,
+        batch: false,
+        first_key,
+        size,
+    })
+}
+
+/// Validates and prepares a batch: same topic, no delay, no transaction, no retry topic;
+/// never compressed (protocol.md 7.6).
+pub(crate) fn prepare_batch(
+    msgs: Vec<Message>,
+    config: &ProducerConfig,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Prepared> {
+    let Some(first) = msgs.first() else {
+        return Err(Error::InvalidMessage("the batch is empty".into()));
+    };
+    let topic = first.topic().to_string();
+    let wait = first
+        .property(property::WAIT_STORE_MSG_OK)
+        .map(str::to_string);
+    if topic.starts_with("%RETRY%") {
+        return Err(Error::InvalidMessage(
+            "retry topics cannot take batches".into(),
+        ));
+    }
+    let mut ids = String::with_capacity(msgs.len() * 33);
+    let mut prepared = Vec::with_capacity(msgs.len());
+    for (i, mut msg) in msgs.into_iter().enumerate() {
+        check_message(&msg, config)?;
+        if msg.topic() != topic {
+            return Err(Error::InvalidMessage(format!(
+                "message {i} of the batch is for topic {:?}, the first for {topic:?}; \
+                 a batch takes one topic",
+                msg.topic()
+            )));
+        }
+        if msg
+            .property(property::WAIT_STORE_MSG_OK)
+            .map(str::to_string)
+            != wait
+        {
+            return Err(Error::InvalidMessage(format!(
+                "message {i} of the batch differs in its wait-store setting"
+            )));
+        }
+        if msg.delay_level().is_some_and(|l| l > 0)
+            || msg.property(property::TIMER_DELIVER_MS).is_some()
+        {
+            return Err(Error::InvalidMessage(format!(
+                "message {i} of the batch is delayed; batches cannot be delayed"
+            )));
+        }
+        if msg.property(property::TRANSACTION_PREPARED).is_some() {
+            return Err(Error::InvalidMessage(format!(
+                "message {i} of the batch is transactional; batches cannot be"
+            )));
+        }
+        let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+            Some(existing) => existing.to_string(),
+            None => new_id(),
+        };
+        ensure_defaults(&mut msg, &id);
+        if !ids.is_empty() {
+            ids.push(',');
+        }
+        ids.push_str(&id);
+        encoded_properties(&msg)?;
+        prepared.push(msg);
+    }
+    let mut body = Vec::new();
+    message_codec::encode_batch(prepared.iter(), &mut body)?;
+    if body.len() > config.max_message_size() {
+        return Err(Error::InvalidMessage(format!(
+            "the batch is {} bytes encoded; the limit is {}",
+            body.len(),
+            config.max_message_size()
+        )));
+    }
+    let mut properties = String::new();
+    let wait = wait.unwrap_or_else(|| "true".to_string());
+    message_codec::encode_properties(
+        [(property::WAIT_STORE_MSG_OK, wait.as_str())],
+        &mut properties,
+    );
+    let first_key = prepared
+        .first()
+        .and_then(|m| m.keys().next().map(str::to_string));
+    let wire_topic = wire_topic(&topic, config);
+    let size = body.len() + properties.len() + wire_topic.len();
+    Ok(Prepared {
+        topic,
+        wire_topic,
+        body,
+        properties,
+        sys_flag: 0,
+        flag: 0,
+        msg_id: ids,
+        batch: true,
+        first_key,
+        size,
+    })
+}
+
+fn zlib(body: &[u8], level: u32) -> Option<Vec<u8>> {
+    let mut enc = ZlibEncoder::new(
+        Vec::with_capacity(body.len() / 2),
+        Compression::new(level.min(9)),
+    );
+    enc.write_all(body).ok()?;
+    enc.finish().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics() {
+        assert!(check_topic("orders-1_%|x").is_ok());
+        assert!(check_topic("").is_err());
+        assert!(check_topic("bad topic").is_err());
+        assert!(check_topic(&"a".repeat(128)).is_err());
+        assert!(check_topic(&"a".repeat(127)).is_ok());
+        assert!(check_topic("RMQ_SYS_TRANS_HALF_TOPIC").is_err());
+    }
+}
