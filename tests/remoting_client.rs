@@ -652,9 +652,26 @@ fn connect_refused_fails_promptly_with_the_address() {
         peer.addr()
     };
     let client = client();
+    // Requests queued behind the connect all fail with it.
+    let queued: Vec<_> = (0..5)
+        .map(|_| {
+            let (c, h) = pair();
+            client.invoke_async(
+                &addr,
+                request(10, "q"),
+                Duration::from_secs(60),
+                Completion::Handle(c),
+            );
+            h
+        })
+        .collect();
     let err = client
         .invoke_sync(&addr, request(10, "x"), Duration::from_secs(60))
         .unwrap_err();
+    for mut h in queued {
+        let e = h.wait_timeout(STUCK).unwrap().unwrap_err();
+        assert_eq!(e.broker_addr(), Some(addr.as_str()), "{e}");
+    }
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert_eq!(err.broker_addr(), Some(addr.as_str()));
     assert!(matches!(

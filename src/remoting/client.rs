@@ -61,7 +61,8 @@ struct LoopHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lifecycle {
     Running,
-    Stopping,
+    /// A shutdown is under way on this thread.
+    Stopping(ThreadId),
     Stopped,
 }
 
@@ -89,8 +90,7 @@ impl RemotingClient {
         let workers = match workers {
             Ok(w) => w,
             Err(e) => {
-                // The workers started so far stop when `pool_tx` is dropped; none is joinable
-                // here, since the failed spawn lost their handles.
+                // The workers started so far stop by themselves once `pool_tx` is dropped.
                 return Err(Error::config(
                     "callback_threads",
                     format!("cannot start a callback thread: {e}"),
@@ -391,11 +391,12 @@ impl Inner {
         {
             let mut state = self.lifecycle.lock();
             match *state {
-                Lifecycle::Running => *state = Lifecycle::Stopping,
+                Lifecycle::Running => *state = Lifecycle::Stopping(me),
                 Lifecycle::Stopped => return,
-                Lifecycle::Stopping => {
+                Lifecycle::Stopping(stopper) => {
                     // One of our own threads must not wait: the shutdown may be joining it.
-                    if !self.own_threads.contains(&me) {
+                    // Nor may the stopping thread itself (a callback run inline, a waker).
+                    if stopper != me && !self.own_threads.contains(&me) {
                         while *state != Lifecycle::Stopped {
                             self.lifecycle_cv.wait(&mut state);
                         }
