@@ -797,3 +797,12 @@ fn invalid_config_is_rejected() {
         assert_eq!(err.kind(), ErrorKind::Config);
     }
 }
+
+#[test]
+fn client_types_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<RemotingClient>();
+    check::<rocketmq_mio::remoting::Handle<RemotingCommand>>();
+    fn check_send<T: Send + 'static>() {}
+    check_send::<Completion>();
+}

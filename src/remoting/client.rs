@@ -31,6 +31,50 @@ static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(0);
 /// client down (as [`RemotingClient::shutdown`] does).
 ///
 /// See the [module docs](super) for the threads and the guarantees.
+///
+/// # Examples
+///
+/// A round trip to a peer that answers one request (here a `std::net` listener on a thread):
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use rocketmq_mio::protocol::RemotingCommand;
+/// use rocketmq_mio::remoting::{pair, Completion, RemotingClient, RemotingConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?.to_string();
+/// std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut socket, _) = listener.accept()?;
+///     for _ in 0..2 {
+///         let mut len = [0u8; 4];
+///         socket.read_exact(&mut len)?;
+///         let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+///         socket.read_exact(&mut frame)?;
+///         let request = RemotingCommand::decode_unprefixed(&frame).expect("a frame");
+///         let response = RemotingCommand::response(0, request.opaque).with_body("pong");
+///         socket.write_all(&response.to_frame().expect("encodes"))?;
+///     }
+///     Ok(())
+/// });
+///
+/// let client = RemotingClient::new(RemotingConfig::default())?;
+/// let timeout = Duration::from_secs(3);
+///
+/// // Blocking.
+/// let response = client.invoke_sync(&addr, RemotingCommand::request(34), timeout)?;
+/// assert_eq!(response.body, b"pong");
+///
+/// // With a handle: `wait()` it, or `.await` it on any executor.
+/// let (completer, handle) = pair();
+/// client.invoke_async(&addr, RemotingCommand::request(34), timeout, Completion::Handle(completer));
+/// assert_eq!(handle.wait()?.body, b"pong");
+///
+/// client.shutdown();
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RemotingClient {
     inner: Arc<Inner>,
