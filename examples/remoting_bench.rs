@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example remoting_bench            # full run
 //! cargo run --release --example remoting_bench -- --quick # short run
+//! cargo run --release --example remoting_bench -- --only rocketmq   # or json
 //! ```
 //!
 //! The peer answers every request by echoing its frame with the response flag set (patched in
@@ -36,7 +37,19 @@ fn main() {
         "case", "msgs/s", "p50 µs", "p99 µs"
     );
 
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.to_ascii_lowercase());
     for st in [SerializeType::Json, SerializeType::RocketMq] {
+        if only
+            .as_ref()
+            .is_some_and(|o| *o != format!("{st:?}").to_ascii_lowercase())
+        {
+            continue;
+        }
         let client = RemotingClient::new(RemotingConfig {
             serialize_type: st,
             ..Default::default()
