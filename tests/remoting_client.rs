@@ -806,3 +806,47 @@ fn client_types_are_send_and_sync() {
     fn check_send<T: Send + 'static>() {}
     check_send::<Completion>();
 }
+
+#[test]
+fn connect_timeout_fails_the_queued_requests() {
+    // A listener whose accept queue is full drops further SYNs: connects hang.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filler = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+        filler.push(s);
+        assert!(filler.len() < 10_000, "the accept queue never filled");
+    }
+    let addr = addr.to_string();
+    let connect_timeout = Duration::from_millis(200);
+    let client = RemotingClient::new(RemotingConfig {
+        connect_timeout,
+        ..Default::default()
+    })
+    .unwrap();
+    let start = Instant::now();
+    let (c, mut queued) = pair();
+    client.invoke_async(&addr, request(10, "q"), LONG, Completion::Handle(c));
+    let err = client
+        .invoke_sync(&addr, request(10, "x"), LONG)
+        .unwrap_err();
+    assert!(start.elapsed() >= connect_timeout);
+    match &err {
+        Error::Io { addr: a, source } => {
+            assert_eq!(a, &addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        }
+        other => panic!("expected an i/o error, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("connect timed out after 200ms"),
+        "{err}"
+    );
+    let err = queued.wait_timeout(STUCK).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert!(matches!(
+        client.connection_state(&addr),
+        Some(ConnectionState::Closed { .. })
+    ));
+    drop(filler);
+}
