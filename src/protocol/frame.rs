@@ -497,6 +497,16 @@ impl RemotingCommand {
     }
 
     fn read_json_header(header: &[u8]) -> Result<Self, CodecError> {
+        // The hand-rolled scanner decides the common case; anything unusual (and every error)
+        // goes through serde_json, which the scanner agrees with wherever it answers.
+        match super::json_scan::decode(header) {
+            Some(cmd) => Ok(cmd),
+            None => Self::read_json_header_serde(header),
+        }
+    }
+
+    /// The reference decoding of a JSON header, through `serde_json::Value`.
+    pub(crate) fn read_json_header_serde(header: &[u8]) -> Result<Self, CodecError> {
         let value: Value =
             serde_json::from_slice(header).map_err(|e| CodecError::Json(e.to_string()))?;
         let Value::Object(obj) = value else {

@@ -12,6 +12,7 @@ pub mod codes;
 pub mod frame;
 pub mod header;
 pub mod heartbeat;
+mod json_scan;
 pub mod message_codec;
 pub mod route;
 
