@@ -523,7 +523,13 @@ mod tests {
         cmd.encode(&mut frame).unwrap();
         let len = (u32::from_be_bytes(frame[4..8].try_into().unwrap()) & 0xff_ffff) as usize;
         let got = accepted(std::str::from_utf8(&frame[8..8 + len]).unwrap());
-        assert_eq!(got, RemotingCommand { body: Vec::new(), ..cmd });
+        assert_eq!(
+            got,
+            RemotingCommand {
+                body: Vec::new(),
+                ..cmd
+            }
+        );
     }
 
     #[test]
@@ -575,7 +581,11 @@ mod tests {
         ] {
             declined(h);
         }
-        let deep = format!("{{\"code\":1,\"x\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        let deep = format!(
+            "{{\"code\":1,\"x\":{}{}}}",
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         declined(&deep);
         assert!(decode(b"{\"code\":1,\"remark\":\"\xff\"}").is_none());
     }
@@ -587,7 +597,11 @@ mod tests {
         let alphabet: &[u8] = b"{}[]\",:\\/ \t\n-+.0123456789eEtrueflsnu\xc3\xa9\xff\x01abAF";
         let mut rng = StdRng::seed_from_u64(0x5eed_9);
         let headers = fixture_headers();
-        let rounds = if cfg!(debug_assertions) { 3_000 } else { 30_000 };
+        let rounds = if cfg!(debug_assertions) {
+            3_000
+        } else {
+            30_000
+        };
         let (mut fast, mut total) = (0, 0);
         for round in 0..rounds {
             let mut h = headers[round % headers.len()].clone();
@@ -630,7 +644,9 @@ mod tests {
     #[test]
     fn differential_random_valid_headers() {
         let mut rng = StdRng::seed_from_u64(42);
-        let pieces = ["a", "é", "𝄞", "\"", "\\", "\n", "\u{1}", "/", "x y", "✓", "\u{0}"];
+        let pieces = [
+            "a", "é", "𝄞", "\"", "\\", "\n", "\u{1}", "/", "x y", "✓", "\u{0}",
+        ];
         let rounds = if cfg!(debug_assertions) { 500 } else { 5_000 };
         for _ in 0..rounds {
             let text = |rng: &mut StdRng| -> String {
@@ -667,7 +683,10 @@ mod tests {
                 format!("\"opaque\":{}", int(&mut rng)),
                 format!("\"version\":{}", int(&mut rng)),
                 format!("\"flag\":{}", int(&mut rng)),
-                format!("\"language\":\"{}\"", ["JAVA", "RUST", "GO", "??"][rng.gen_range(0..4)]),
+                format!(
+                    "\"language\":\"{}\"",
+                    ["JAVA", "RUST", "GO", "??"][rng.gen_range(0..4)]
+                ),
                 format!("\"remark\":{}", text(&mut rng)),
                 format!("\"serializeTypeCurrentRPC\":\"JSON\""),
                 format!("\"unknown\":{{\"a\":[1,-2,{},null,true]}}", text(&mut rng)),

@@ -75,6 +75,8 @@ pub(crate) struct Store {
     pub(crate) counters: MockCounters,
     /// Producer group -> connections that heartbeat for it.
     groups: HashMap<String, Vec<Weak<Conn>>>,
+    /// Reused to measure each record's commit-log length.
+    scratch: Vec<u8>,
 }
 
 /// The broker role of a node.
@@ -82,6 +84,9 @@ pub(crate) struct BrokerCore {
     pub(crate) name: String,
     pub(crate) cluster: String,
     pub(crate) auto_create: bool,
+    /// Whether visible messages are kept for [`super::MockBroker::messages`] (offsets and
+    /// counters advance either way).
+    pub(crate) keep_messages: bool,
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Mutex<Faults>,
     /// Set once the server is bound.
@@ -143,6 +148,7 @@ impl BrokerCore {
             name: name.to_string(),
             cluster: "DefaultCluster".to_string(),
             auto_create,
+            keep_messages: true,
             store: Mutex::new(store),
             faults: Mutex::new(Faults::default()),
             addr: Mutex::new(None),
@@ -170,13 +176,15 @@ impl BrokerCore {
         msg.store_host = self.store_addr();
         msg.store_timestamp = now_ms();
         msg.body_crc = message_codec::body_crc32(&msg.body);
-        let mut encoded = Vec::new();
+        let mut encoded = std::mem::take(&mut store.scratch);
+        encoded.clear();
         let len = match message_codec::encode_stored_message(&msg, &mut encoded) {
             Ok(()) => encoded.len() as i64,
             Err(_) => 64 + msg.body.len() as i64,
         };
+        store.scratch = encoded;
         store.next_commit_offset += len;
-        if visible {
+        if visible && self.keep_messages {
             store
                 .by_offset
                 .insert(msg.commit_log_offset, store.log.len());
