@@ -799,8 +799,14 @@ impl Inner {
             }
             Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
         };
-        let deadline = Instant::now() + self.config.send_timeout();
-        let permit = self.in_flight.acquire(prepared.size, deadline)?;
+        let permit = if on_callback_thread() {
+            // A callback that sends must not wait for room: room is made by the very callback
+            // threads it would block.
+            self.in_flight.acquire_unbounded(prepared.size)
+        } else {
+            let deadline = Instant::now() + self.config.send_timeout();
+            self.in_flight.acquire(prepared.size, deadline)?
+        };
         Ok((prepared, permit))
     }
 
@@ -933,6 +939,13 @@ impl Inner {
     }
 }
 
+/// Whether the current thread is one of the callback pool's.
+fn on_callback_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("rocketmq-callback"))
+}
+
 /// Ends an asynchronous send: completes its handle or runs its callback on the pool.
 fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller: bool) {
     match done {
@@ -946,15 +959,19 @@ fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller:
                 }
             };
             if on_caller {
-                // User code runs on the callback pool, not on the caller's thread.
-                let mut slot = Some(run);
+                // User code runs on the callback pool, not on the caller's thread; only when
+                // the pool is gone (shutdown) does it run here, so that it still runs once.
+                let slot = Arc::new(Mutex::new(Some(run)));
+                let pooled = slot.clone();
                 let task = Box::new(move || {
-                    if let Some(run) = slot.take() {
+                    if let Some(run) = pooled.lock().take() {
                         run();
                     }
                 });
-                if let Err(e) = inner.remoting.execute(task) {
-                    log::warn!("callback pool unavailable ({e}); a send callback is lost");
+                if inner.remoting.execute(task).is_err() {
+                    if let Some(run) = slot.lock().take() {
+                        run();
+                    }
                 }
             } else {
                 run();
