@@ -7,32 +7,92 @@
 #   scripts/real-broker.sh stop DIR
 #   scripts/real-broker.sh kill-broker DIR NAME    # e.g. broker-a (SIGKILL, for fault tests)
 #   scripts/real-broker.sh start-broker DIR NAME   # start one broker again with its old config
+#   scripts/real-broker.sh status DIR              # which processes of DIR are alive
+#
+# Everything listens on 127.0.0.1 only. Broker i (broker-a, broker-b, ...) listens on
+# BROKER_PORT + 10*i and also takes the port 2 below it (VIP channel) and 1 above it (HA).
+# `start` refuses ports that are already taken (exit status 3), so a caller can pick other ones.
+# State (configs, stores, logs, pids) lives in DIR; `stop` leaves it for inspection.
 #
 # Binaries live in $ROCKETMQ_REAL_ROOT (default $HOME/.local/rocketmq-real), outside the checkout.
 set -euo pipefail
 root=${ROCKETMQ_REAL_ROOT:-$HOME/.local/rocketmq-real}
 bin=$root/bin
 
-wait_port() {
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # PORT [what]
   for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    port_open "$1" && return 0
     sleep 0.2
   done
-  echo "port $1 did not open" >&2
+  echo "port $1 ${2:-} did not open" >&2
+  return 1
+}
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_gone() { # PIDFILE SECONDS
+  local pid
+  [[ -f $1 ]] || return 0
+  pid=$(cat "$1")
+  for _ in $(seq 1 $((${2} * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
   return 1
 }
 
 installed() { [[ -x $bin/rocketmq-namesrv-rust && -x $bin/rocketmq-broker-rust ]]; }
 
+broker_ports() { # PORT -> the ports one broker takes
+  echo "$(($1 - 2)) $1 $(($1 + 1))"
+}
+
+registrations() { # LOG -> how many times the broker registered with the name server
+  [[ -f $1 ]] || { echo 0; return; }
+  grep -c "Register broker to name remoting_server success" "$1" || true
+}
+
 start_broker() { # DIR NAME
-  local dir=$1 name=$2 bdir=$1/$2
-  local port
+  local dir=$1 name=$2 bdir=$1/$2 port p before
   port=$(cat "$bdir/port")
+  if alive "$dir/$name.pid"; then
+    echo "$name is already running (pid $(cat "$dir/$name.pid"))" >&2
+    return 1
+  fi
+  # A broker killed a moment ago may still hold its ports for a few ms.
+  for p in $(broker_ports "$port"); do
+    for _ in $(seq 1 100); do
+      port_open "$p" || break
+      sleep 0.1
+    done
+    if port_open "$p"; then
+      echo "port $p of $name is taken" >&2
+      return 3
+    fi
+  done
+  before=$(registrations "$bdir/broker.log")
   ROCKETMQ_HOME=$bdir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
     nohup "$bin/rocketmq-broker-rust" -c "$bdir/conf/broker.toml" -n "$(cat "$dir/namesrv.addr")" \
     >>"$bdir/broker.log" 2>&1 &
   echo $! >"$dir/$name.pid"
-  wait_port "$port"
+  wait_port "$port" "($name)"
+  # Ready once it has registered with the name server (it does so right after start).
+  for _ in $(seq 1 300); do
+    [[ $(registrations "$bdir/broker.log") -gt $before ]] && return 0
+    alive "$dir/$name.pid" || { echo "$name exited; see $bdir/broker.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$name did not register with the name server within 30 s; see $bdir/broker.log" >&2
+  return 1
+}
+
+stop_pid() { # PIDFILE
+  alive "$1" || { rm -f "$1"; return 0; }
+  kill "$(cat "$1")" 2>/dev/null || true
+  wait_gone "$1" 10 || { kill -9 "$(cat "$1")" 2>/dev/null || true; wait_gone "$1" 5 || true; }
+  rm -f "$1"
 }
 
 cmd=${1:-}
@@ -52,12 +112,24 @@ start)
   installed || { echo "not installed: run $0 install" >&2; exit 1; }
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  if alive "$dir/namesrv.pid"; then
+    echo "a name server of $dir is already running (pid $(cat "$dir/namesrv.pid"))" >&2
+    exit 1
+  fi
+  ports=$ns_port
+  for i in $(seq 0 $((brokers - 1))); do ports="$ports $(broker_ports $((br_port + 10 * i)))"; done
+  for p in $ports; do
+    if port_open "$p"; then
+      echo "port $p is taken" >&2
+      exit 3
+    fi
+  done
   export ROCKETMQ_HOME=$dir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback
   nohup "$bin/rocketmq-namesrv-rust" --listenPort "$ns_port" --bindAddress 127.0.0.1 \
     --rocketmqHome "$dir" >"$dir/namesrv.log" 2>&1 &
   echo $! >"$dir/namesrv.pid"
   echo "127.0.0.1:$ns_port" >"$dir/namesrv.addr"
-  wait_port "$ns_port"
+  wait_port "$ns_port" "(name server)"
   for i in $(seq 0 $((brokers - 1))); do
     name=broker-$(printf "\\x$(printf %x $((97 + i)))")
     port=$((br_port + 10 * i))
@@ -91,26 +163,36 @@ haListenPort = $((port + 1))
 TOML
     start_broker "$dir" "$name"
   done
-  # Wait until the brokers registered with the name server (they do so right after start).
-  sleep 2
   echo "127.0.0.1:$ns_port"
   ;;
 stop)
   dir=${2:?usage: stop DIR}
-  for f in "$dir"/broker-*.pid "$dir"/namesrv.pid; do
-    [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true
+  for f in "$dir"/broker-*.pid; do
+    [[ -f $f ]] && stop_pid "$f"
   done
+  stop_pid "$dir/namesrv.pid"
   ;;
 kill-broker)
   dir=${2:?usage: kill-broker DIR NAME}
-  kill -9 "$(cat "$dir/${3:?name}.pid")" 2>/dev/null || true
+  pidfile=$dir/${3:?name}.pid
+  if alive "$pidfile"; then
+    kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    wait_gone "$pidfile" 10 || { echo "$3 did not die" >&2; exit 1; }
+  fi
   ;;
 start-broker)
   dir=${2:?usage: start-broker DIR NAME}
   start_broker "$(cd "$dir" && pwd)" "${3:?name}"
   ;;
+status)
+  dir=${2:?usage: status DIR}
+  for f in "$dir"/namesrv.pid "$dir"/broker-*.pid; do
+    [[ -f $f ]] || continue
+    if alive "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) stopped"; fi
+  done
+  ;;
 *)
-  echo "usage: $0 install|start|stop|kill-broker|start-broker ..." >&2
+  echo "usage: $0 install|start|stop|kill-broker|start-broker|status ..." >&2
   exit 2
   ;;
 esac
