@@ -652,9 +652,26 @@ fn connect_refused_fails_promptly_with_the_address() {
         peer.addr()
     };
     let client = client();
+    // Requests queued behind the connect all fail with it.
+    let queued: Vec<_> = (0..5)
+        .map(|_| {
+            let (c, h) = pair();
+            client.invoke_async(
+                &addr,
+                request(10, "q"),
+                Duration::from_secs(60),
+                Completion::Handle(c),
+            );
+            h
+        })
+        .collect();
     let err = client
         .invoke_sync(&addr, request(10, "x"), Duration::from_secs(60))
         .unwrap_err();
+    for mut h in queued {
+        let e = h.wait_timeout(STUCK).unwrap().unwrap_err();
+        assert_eq!(e.broker_addr(), Some(addr.as_str()), "{e}");
+    }
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert_eq!(err.broker_addr(), Some(addr.as_str()));
     assert!(matches!(
@@ -779,4 +796,57 @@ fn invalid_config_is_rejected() {
         let err = RemotingClient::new(config).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
     }
+}
+
+#[test]
+fn client_types_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<RemotingClient>();
+    check::<rocketmq_mio::remoting::Handle<RemotingCommand>>();
+    fn check_send<T: Send + 'static>() {}
+    check_send::<Completion>();
+}
+
+#[test]
+fn connect_timeout_fails_the_queued_requests() {
+    // A listener whose accept queue is full drops further SYNs: connects hang.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filler = Vec::new();
+    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+        filler.push(s);
+        assert!(filler.len() < 10_000, "the accept queue never filled");
+    }
+    let addr = addr.to_string();
+    let connect_timeout = Duration::from_millis(200);
+    let client = RemotingClient::new(RemotingConfig {
+        connect_timeout,
+        ..Default::default()
+    })
+    .unwrap();
+    let start = Instant::now();
+    let (c, mut queued) = pair();
+    client.invoke_async(&addr, request(10, "q"), LONG, Completion::Handle(c));
+    let err = client
+        .invoke_sync(&addr, request(10, "x"), LONG)
+        .unwrap_err();
+    assert!(start.elapsed() >= connect_timeout);
+    match &err {
+        Error::Io { addr: a, source } => {
+            assert_eq!(a, &addr);
+            assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        }
+        other => panic!("expected an i/o error, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("connect timed out after 200ms"),
+        "{err}"
+    );
+    let err = queued.wait_timeout(STUCK).unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection);
+    assert!(matches!(
+        client.connection_state(&addr),
+        Some(ConnectionState::Closed { .. })
+    ));
+    drop(filler);
 }

@@ -15,7 +15,7 @@ pub(crate) mod prepare;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     /// Synchronous sends (unbounded; shutdown waits for them too).
     sync_in_flight: Arc<InFlight>,
     state: AtomicU8,
+    /// Added to `Instant::now()` for routing decisions (tests move time forward with it).
+    routing_clock_skew_ms: AtomicU64,
     /// Broker addresses that got a heartbeat already.
     heartbeated: Mutex<Vec<String>>,
     service: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
@@ -271,6 +273,16 @@ impl Producer {
         self.inner().shutdown(timeout)
     }
 
+    /// Moves the clock that fault tolerance and routing see forward by `by`, so tests can end
+    /// a broker's isolation without sleeping. Not for production use.
+    #[doc(hidden)]
+    pub fn advance_routing_clock(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.inner()
+            .routing_clock_skew_ms
+            .fetch_add(ms, Ordering::Relaxed);
+    }
+
     /// Whether [`Producer::shutdown`] has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner().state.load(Ordering::Acquire) != RUNNING
@@ -400,6 +412,7 @@ impl Inner {
             in_flight,
             sync_in_flight: InFlight::new(None),
             state: AtomicU8::new(RUNNING),
+            routing_clock_skew_ms: AtomicU64::new(0),
             heartbeated: Mutex::new(Vec::new()),
             service: Mutex::new(None),
             server_hooks: RwLock::new(Vec::new()),
@@ -416,6 +429,12 @@ impl Inner {
             .map_err(|e| Error::config("service thread", e.to_string()))?;
         *inner.service.lock() = Some((stop_tx, thread));
         Ok(inner)
+    }
+
+    /// The clock the fault table and the router see: real time plus a skew that tests can
+    /// advance instead of sleeping.
+    pub(crate) fn routing_now(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
     }
 
     fn check_running(&self) -> Result<()> {
@@ -535,7 +554,7 @@ impl Inner {
 
     /// Records an attempt's outcome in the fault table (and statistics).
     fn record_attempt(&self, broker_name: &str, latency: Duration, result: &Result<SendResult>) {
-        let now = Instant::now();
+        let now = self.routing_now();
         match result {
             Ok(_) => self
                 .router
@@ -571,7 +590,7 @@ impl Inner {
                 info,
                 prepared.first_key.as_deref(),
                 last_broker,
-                Instant::now(),
+                self.routing_now(),
             )
             .ok_or_else(|| Error::NoRoute {
                 topic: prepared.topic.clone(),

@@ -31,6 +31,50 @@ static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(0);
 /// client down (as [`RemotingClient::shutdown`] does).
 ///
 /// See the [module docs](super) for the threads and the guarantees.
+///
+/// # Examples
+///
+/// A round trip to a peer that answers one request (here a `std::net` listener on a thread):
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use rocketmq_mio::protocol::RemotingCommand;
+/// use rocketmq_mio::remoting::{pair, Completion, RemotingClient, RemotingConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?.to_string();
+/// std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut socket, _) = listener.accept()?;
+///     for _ in 0..2 {
+///         let mut len = [0u8; 4];
+///         socket.read_exact(&mut len)?;
+///         let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+///         socket.read_exact(&mut frame)?;
+///         let request = RemotingCommand::decode_unprefixed(&frame).expect("a frame");
+///         let response = RemotingCommand::response(0, request.opaque).with_body("pong");
+///         socket.write_all(&response.to_frame().expect("encodes"))?;
+///     }
+///     Ok(())
+/// });
+///
+/// let client = RemotingClient::new(RemotingConfig::default())?;
+/// let timeout = Duration::from_secs(3);
+///
+/// // Blocking.
+/// let response = client.invoke_sync(&addr, RemotingCommand::request(34), timeout)?;
+/// assert_eq!(response.body, b"pong");
+///
+/// // With a handle: `wait()` it, or `.await` it on any executor.
+/// let (completer, handle) = pair();
+/// client.invoke_async(&addr, RemotingCommand::request(34), timeout, Completion::Handle(completer));
+/// assert_eq!(handle.wait()?.body, b"pong");
+///
+/// client.shutdown();
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RemotingClient {
     inner: Arc<Inner>,
@@ -61,7 +105,8 @@ struct LoopHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lifecycle {
     Running,
-    Stopping,
+    /// A shutdown is under way on this thread.
+    Stopping(ThreadId),
     Stopped,
 }
 
@@ -89,8 +134,7 @@ impl RemotingClient {
         let workers = match workers {
             Ok(w) => w,
             Err(e) => {
-                // The workers started so far stop when `pool_tx` is dropped; none is joinable
-                // here, since the failed spawn lost their handles.
+                // The workers started so far stop by themselves once `pool_tx` is dropped.
                 return Err(Error::config(
                     "callback_threads",
                     format!("cannot start a callback thread: {e}"),
@@ -391,11 +435,12 @@ impl Inner {
         {
             let mut state = self.lifecycle.lock();
             match *state {
-                Lifecycle::Running => *state = Lifecycle::Stopping,
+                Lifecycle::Running => *state = Lifecycle::Stopping(me),
                 Lifecycle::Stopped => return,
-                Lifecycle::Stopping => {
+                Lifecycle::Stopping(stopper) => {
                     // One of our own threads must not wait: the shutdown may be joining it.
-                    if !self.own_threads.contains(&me) {
+                    // Nor may the stopping thread itself (a callback run inline, a waker).
+                    if stopper != me && !self.own_threads.contains(&me) {
                         while *state != Lifecycle::Stopped {
                             self.lifecycle_cv.wait(&mut state);
                         }

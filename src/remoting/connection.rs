@@ -80,12 +80,7 @@ pub(crate) struct Conn {
     out: Vec<u8>,
     out_pos: usize,
     write_interest: bool,
-    input: Vec<u8>,
-    in_start: usize,
-    in_end: usize,
-    /// Length (prefix included) of the frame at `in_start`, once known and not yet complete.
-    need: usize,
-    max_frame: usize,
+    input: ReadBuf,
 }
 
 impl Conn {
@@ -107,11 +102,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             write_interest: true,
-            input: Vec::new(),
-            in_start: 0,
-            in_end: 0,
-            need: 0,
-            max_frame,
+            input: ReadBuf::new(max_frame),
         }
     }
 
@@ -127,7 +118,6 @@ impl Conn {
                 if let Err(e) = self.stream.set_nodelay(true) {
                     log::debug!("cannot set TCP_NODELAY on {}: {e}", self.addr);
                 }
-                self.input.resize(READ_BUF, 0);
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -196,79 +186,15 @@ impl Conn {
     /// decoded before an error are pushed too: the caller handles them, then closes.
     pub(crate) fn read(&mut self, frames: &mut Vec<RemotingCommand>) -> Result<(), Failure> {
         loop {
-            if self.in_end == self.input.len() {
-                self.make_room();
-            }
-            match self.stream.read(&mut self.input[self.in_end..]) {
+            match self.stream.read(self.input.spare()) {
                 Ok(0) => return Err(Failure::Eof),
-                Ok(n) => {
-                    self.in_end += n;
-                    self.parse(frames)?;
-                }
+                Ok(n) => self.input.filled(n, frames).map_err(Failure::Codec)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Failure::Io(e)),
             }
         }
-        if self.in_start == self.in_end && self.input.len() > SHRINK_ABOVE {
-            self.input = vec![0; READ_BUF];
-            self.in_start = 0;
-            self.in_end = 0;
-        }
-        Ok(())
-    }
-
-    /// Moves the unread bytes to the front, and grows the buffer if a frame needs more room.
-    fn make_room(&mut self) {
-        if self.in_start > 0 {
-            self.input.copy_within(self.in_start..self.in_end, 0);
-            self.in_end -= self.in_start;
-            self.in_start = 0;
-        }
-        if self.in_end == self.input.len() {
-            let grown = (self.input.len() * 2)
-                .min(self.max_frame)
-                .max(self.need)
-                .max(READ_BUF);
-            self.input.resize(grown, 0);
-        }
-    }
-
-    /// Decodes the whole frames in the read buffer.
-    fn parse(&mut self, frames: &mut Vec<RemotingCommand>) -> Result<(), Failure> {
-        loop {
-            let avail = self.in_end - self.in_start;
-            if avail < 4 {
-                break;
-            }
-            let total = BigEndian::read_i32(&self.input[self.in_start..self.in_start + 4]);
-            if total < 0 {
-                return Err(Failure::Codec(CodecError::NegativeLength(total)));
-            }
-            let len = total as usize + 4;
-            if len > self.max_frame {
-                return Err(Failure::Codec(CodecError::FrameTooLarge {
-                    len,
-                    max: self.max_frame,
-                }));
-            }
-            if total < 4 {
-                return Err(Failure::Codec(CodecError::FrameTooShort(total as usize)));
-            }
-            if avail < len {
-                self.need = len;
-                break;
-            }
-            let body = &self.input[self.in_start + 4..self.in_start + len];
-            let cmd = RemotingCommand::decode_unprefixed(body).map_err(Failure::Codec)?;
-            self.in_start += len;
-            self.need = 0;
-            frames.push(cmd);
-        }
-        if self.in_start == self.in_end {
-            self.in_start = 0;
-            self.in_end = 0;
-        }
+        self.input.shrink_if_idle();
         Ok(())
     }
 
@@ -279,5 +205,211 @@ impl Conn {
             token,
             Interest::READABLE | Interest::WRITABLE,
         )
+    }
+}
+
+/// The read side of a connection: bytes are read straight into `buf[end..]`, and whole frames
+/// decoded in place from `buf[start..end]`. The unread tail moves to the front only when the
+/// buffer is full, and the buffer grows only for a frame that does not fit.
+#[derive(Debug)]
+pub(crate) struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Length (prefix included) of the incomplete frame at `start`, once known.
+    need: usize,
+    max_frame: usize,
+}
+
+impl ReadBuf {
+    pub(crate) fn new(max_frame: usize) -> Self {
+        ReadBuf {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            need: 0,
+            max_frame,
+        }
+    }
+
+    /// Room to read into (never empty).
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                let grown = (self.buf.len() * 2)
+                    .min(self.max_frame)
+                    .max(self.need)
+                    .max(READ_BUF);
+                self.buf.resize(grown, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Takes `n` bytes read into [`ReadBuf::spare`] and decodes every whole frame.
+    ///
+    /// # Errors
+    /// The stream is malformed (negative, too short or over-limit length, bad header); the
+    /// connection must be closed. Frames before the bad one are on `frames`.
+    pub(crate) fn filled(
+        &mut self,
+        n: usize,
+        frames: &mut Vec<RemotingCommand>,
+    ) -> Result<(), CodecError> {
+        self.end += n;
+        loop {
+            let avail = self.end - self.start;
+            if avail < 4 {
+                break;
+            }
+            let total = BigEndian::read_i32(&self.buf[self.start..self.start + 4]);
+            if total < 0 {
+                return Err(CodecError::NegativeLength(total));
+            }
+            let len = total as usize + 4;
+            if len > self.max_frame {
+                return Err(CodecError::FrameTooLarge {
+                    len,
+                    max: self.max_frame,
+                });
+            }
+            if total < 4 {
+                return Err(CodecError::FrameTooShort(total as usize));
+            }
+            if avail < len {
+                self.need = len;
+                break;
+            }
+            let frame = &self.buf[self.start + 4..self.start + len];
+            let cmd = RemotingCommand::decode_unprefixed(frame)?;
+            self.start += len;
+            self.need = 0;
+            frames.push(cmd);
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(())
+    }
+
+    /// Gives back a buffer that grew for a large frame, once it is empty.
+    pub(crate) fn shrink_if_idle(&mut self) {
+        if self.start == self.end && self.buf.len() > SHRINK_ABOVE {
+            self.buf = vec![0; READ_BUF];
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames_of(cmds: &[RemotingCommand]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in cmds {
+            c.encode(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// Feeds `bytes` in pieces of `piece` bytes (at most what `spare` offers).
+    fn feed(
+        rb: &mut ReadBuf,
+        bytes: &[u8],
+        piece: usize,
+    ) -> Result<Vec<RemotingCommand>, CodecError> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let spare = rb.spare();
+            let n = piece.min(spare.len()).min(bytes.len() - at);
+            spare[..n].copy_from_slice(&bytes[at..at + n]);
+            at += n;
+            rb.filled(n, &mut frames)?;
+        }
+        Ok(frames)
+    }
+
+    fn sample() -> Vec<RemotingCommand> {
+        (0..5)
+            .map(|i| {
+                let mut c =
+                    RemotingCommand::response(i, 100 + i).with_body(vec![i as u8; 50 * i as usize]);
+                c.ext_fields.insert("k", format!("v{i}"));
+                c
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_split_at_every_byte_decode_the_same() {
+        let cmds = sample();
+        let bytes = frames_of(&cmds);
+        for piece in [1, 2, 3, 7, 64, 1000, bytes.len()] {
+            let mut rb = ReadBuf::new(1 << 20);
+            let got = feed(&mut rb, &bytes, piece).unwrap();
+            assert_eq!(got.len(), cmds.len(), "piece {piece}");
+            for (g, c) in got.iter().zip(&cmds) {
+                assert_eq!((g.code, g.opaque, &g.body), (c.code, c.opaque, &c.body));
+                assert_eq!(g.ext_fields.get("k"), c.ext_fields.get("k"));
+            }
+        }
+    }
+
+    #[test]
+    fn grows_for_a_large_frame_and_shrinks_back() {
+        let big = RemotingCommand::response(0, 1).with_body(vec![9u8; 3 * 1024 * 1024]);
+        let bytes = frames_of(&[big]);
+        let mut rb = ReadBuf::new(16 << 20);
+        let got = feed(&mut rb, &bytes, 100_000).unwrap();
+        assert_eq!(got[0].body.len(), 3 * 1024 * 1024);
+        assert!(rb.capacity() >= bytes.len());
+        rb.shrink_if_idle();
+        assert_eq!(rb.capacity(), READ_BUF);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        let mut rb = ReadBuf::new(1024);
+        let err = feed(&mut rb, &(-1i32).to_be_bytes(), 4).unwrap_err();
+        assert_eq!(err, CodecError::NegativeLength(-1));
+        let mut rb = ReadBuf::new(1024);
+        let err = feed(&mut rb, &2000u32.to_be_bytes(), 4).unwrap_err();
+        assert!(matches!(
+            err,
+            CodecError::FrameTooLarge {
+                len: 2004,
+                max: 1024
+            }
+        ));
+        let mut rb = ReadBuf::new(1024);
+        let err = feed(&mut rb, &2u32.to_be_bytes(), 4).unwrap_err();
+        assert_eq!(err, CodecError::FrameTooShort(2));
+    }
+
+    #[test]
+    fn good_frames_before_a_bad_one_are_kept() {
+        let mut bytes = frames_of(&sample()[..2]);
+        bytes.extend_from_slice(&8u32.to_be_bytes());
+        bytes.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
+        let mut rb = ReadBuf::new(1 << 20);
+        let mut frames = Vec::new();
+        rb.spare()[..bytes.len()].copy_from_slice(&bytes);
+        let err = rb.filled(bytes.len(), &mut frames).unwrap_err();
+        assert_eq!(err, CodecError::UnknownSerializeType(7));
+        assert_eq!(frames.len(), 2);
     }
 }

@@ -160,6 +160,7 @@ pub(crate) fn spawn(
         by_addr: HashMap::new(),
         pending: HashMap::default(),
         deadlines: BinaryHeap::new(),
+        epoch: Instant::now(),
         dirty: Vec::new(),
         frames: Vec::new(),
         scratch: Vec::new(),
@@ -174,7 +175,8 @@ pub(crate) fn spawn(
 
 /// A request waiting for its response.
 struct Pending {
-    deadline: Instant,
+    /// The deadline in [`EventLoop::ticks`].
+    deadline: u64,
     timeout: Duration,
     token: usize,
     conn_id: u64,
@@ -214,9 +216,11 @@ struct EventLoop {
     free: Vec<usize>,
     by_addr: HashMap<Arc<str>, usize>,
     pending: PendingMap,
-    /// Deadlines of pending requests, nearest first. Entries of requests that ended are
-    /// dropped lazily (when they reach the top, or when the heap is rebuilt).
-    deadlines: BinaryHeap<Reverse<(Instant, i32)>>,
+    /// Deadlines (in ticks) of pending requests, nearest first. Entries of requests that
+    /// ended are dropped lazily (when they reach the top, or when the heap is rebuilt).
+    deadlines: BinaryHeap<Reverse<(u64, i32)>>,
+    /// The origin of ticks (nanoseconds): 16-byte heap entries instead of 24.
+    epoch: Instant,
     /// Connections with output queued in this turn.
     dirty: Vec<usize>,
     /// Reused buffers.
@@ -284,6 +288,7 @@ impl EventLoop {
             }
             self.deadlines.pop();
         }
+        let mut next = next.map(|ticks| self.epoch + Duration::from_nanos(ticks));
         for conn in self.conns.iter().flatten() {
             if let Phase::Connecting { deadline } = conn.phase {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
@@ -400,6 +405,7 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, r: Request) {
+        let deadline = self.ticks(r.deadline);
         let idx = match self.by_addr.get(&r.target.addr) {
             Some(&idx) => idx,
             None => match self.connect(&r.target) {
@@ -438,7 +444,7 @@ impl EventLoop {
                 }
                 Entry::Vacant(v) => {
                     v.insert(Pending {
-                        deadline: r.deadline,
+                        deadline,
                         timeout: r.timeout,
                         token: idx,
                         conn_id: conn.id,
@@ -446,7 +452,7 @@ impl EventLoop {
                     });
                 }
             }
-            self.deadlines.push(Reverse((r.deadline, r.opaque)));
+            self.deadlines.push(Reverse((deadline, r.opaque)));
             self.pending_count.fetch_add(1, Ordering::Relaxed);
         }
         conn.queue(&r.frame);
@@ -514,8 +520,9 @@ impl EventLoop {
 
     /// Ends overdue requests with `Timeout` and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
+        let now_ticks = self.ticks(now);
         while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
-            if deadline > now {
+            if deadline > now_ticks {
                 break;
             }
             self.deadlines.pop();
@@ -607,6 +614,11 @@ impl EventLoop {
                 p.reply.complete(Err(error.duplicate()));
             }
         }
+    }
+
+    /// Nanoseconds from the loop's epoch to `t` (0 for earlier instants).
+    fn ticks(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn set_state(&self, addr: Arc<str>, state: ConnectionState) {

@@ -388,16 +388,12 @@ mod tests {
         let t0 = Instant::now();
         r.update_fault("a", MS * 10, true, false, t0);
         assert!(!r.fault().is_available("a", t0));
-        let q = r
-            .select_queue(&i, None, Some("a"), t0)
-            .unwrap();
+        let q = r.select_queue(&i, None, Some("a"), t0).unwrap();
         assert_eq!(q.broker_name(), "a");
         assert_eq!(pick(&r, &i, None, t0), "a");
         // No queues: None.
         let empty = info(&[], 2);
-        assert!(r
-            .select_queue(&empty, None, None, t0)
-            .is_none());
+        assert!(r.select_queue(&empty, None, None, t0).is_none());
     }
 
     #[test]
