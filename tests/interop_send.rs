@@ -47,7 +47,6 @@ fn sync_send_reads_back() {
         let r = producer.send(msg.clone()).expect("send");
         assert_result(&r, &topic);
         let stored = reader.view_result(&r);
-        println!("{stored:?}");
         assert_stored(&stored, &msg, &r.msg_id);
         assert_eq!(stored.queue_id, r.queue.queue_id());
         assert_eq!(stored.queue_offset, r.queue_offset);
@@ -73,7 +72,6 @@ fn oneway_found_by_key() {
     let stored = reader
         .find(&topic, &token, false, Duration::from_secs(20))
         .expect("the oneway message is stored and indexed by its key");
-    println!("{stored:?}");
     let uniq = stored.msg_id().expect("UNIQ_KEY").to_string();
     assert_stored(&stored, &msg, &uniq);
     producer.shutdown(PROMPTLY).unwrap();
@@ -309,7 +307,6 @@ fn delay_level_is_scheduled_then_delivered() {
     let r = producer.send(msg.clone()).expect("delayed send");
     assert_result(&r, &topic);
     let scheduled = reader.view_result(&r);
-    println!("scheduled: {scheduled:?}");
     assert_eq!(scheduled.topic, "SCHEDULE_TOPIC_XXXX");
     assert_eq!(scheduled.queue_id, 0, "delay level 1 is schedule queue 0");
     assert_eq!(scheduled.property("DELAY"), Some("1"));
@@ -321,7 +318,6 @@ fn delay_level_is_scheduled_then_delivered() {
     let delivered = reader
         .find(&topic, &r.msg_id, true, PROMPTLY)
         .expect("the delayed message is delivered to its topic");
-    println!("delivered: {delivered:?}");
     assert_stored(&delivered, &msg, &r.msg_id);
     assert_eq!(delivered.queue_id, r.queue.queue_id());
     assert_eq!(
@@ -410,7 +406,6 @@ fn unicode_properties_survive() {
         .with_flag(-5);
     let r = producer.send(msg.clone()).expect("send");
     let stored = reader.view_result(&r);
-    println!("{stored:?}");
     assert_stored(&stored, &msg, &r.msg_id);
     assert_eq!(stored.property("grüße"), Some("grün ✓ 𝄞"));
     // The broker's key index takes non-ASCII keys too.
@@ -419,4 +414,147 @@ fn unicode_properties_survive() {
         .expect("found by its non-ASCII key");
     assert_eq!(found.commit_log_offset, stored.commit_log_offset);
     producer.shutdown(PROMPTLY).unwrap();
+}
+
+#[test]
+fn timer_message_is_delivered_at_its_time() {
+    let Some(ns) = namesrv("timer_message_is_delivered_at_its_time") else {
+        return;
+    };
+    let topic = unique_topic("interop-timer");
+    let producer = interop::producer("GID_interop_timer", &ns);
+    let reader = Reader::new(&ns);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let at = now + 1500;
+    let msg = sample(&topic, 1).with_deliver_time_ms(at);
+    let r = producer.send(msg.clone()).expect("timer send");
+    assert_result(&r, &topic);
+    // Parked in the timer wheel's topic until its time.
+    let parked = reader.view_result(&r);
+    assert_ne!(parked.topic, topic);
+    assert_eq!(parked.property("REAL_TOPIC"), Some(topic.as_str()));
+    let at_s = at.to_string();
+    assert_eq!(parked.property("TIMER_DELIVER_MS"), Some(at_s.as_str()));
+    let delivered = reader
+        .find(&topic, &r.msg_id, true, PROMPTLY)
+        .expect("the timer message is delivered to its topic");
+    assert_stored(&delivered, &msg, &r.msg_id);
+    assert_eq!(delivered.queue_id, r.queue.queue_id());
+    // Not before its time, give or take the wheel's one-second precision.
+    assert!(
+        delivered.store_timestamp >= at - 1000,
+        "delivered {} ms before its time",
+        at - delivered.store_timestamp
+    );
+    producer.shutdown(PROMPTLY).unwrap();
+}
+
+#[test]
+fn namespace_prefixes_the_stored_topic() {
+    let Some(ns) = namesrv("namespace_prefixes_the_stored_topic") else {
+        return;
+    };
+    let topic = unique_topic("interop-ns");
+    let producer = rocketmq_mio::ProducerConfig::testing("GID_interop_ns")
+        .name_server(&ns)
+        .namespace("interopns")
+        .start()
+        .unwrap();
+    let reader = Reader::new(&ns);
+    let msg = sample(&topic, 1);
+    let r = producer.send(msg.clone()).expect("send");
+    // The result speaks of the user's topic; the broker stores `namespace%topic`.
+    assert_result(&r, &topic);
+    let stored = reader.view_result(&r);
+    assert_eq!(stored.topic, format!("interopns%{topic}"));
+    let mut on_wire = msg;
+    on_wire.set_topic(stored.topic.clone());
+    assert_stored(&stored, &on_wire, &r.msg_id);
+    producer.shutdown(PROMPTLY).unwrap();
+}
+
+#[test]
+fn queue_out_of_range_is_a_broker_error() {
+    let Some(ns) = namesrv("queue_out_of_range_is_a_broker_error") else {
+        return;
+    };
+    let topic = unique_topic("interop-badqueue");
+    let reader = Reader::new(&ns);
+    reader.create_topic(&topic, 2);
+    let producer = interop::producer("GID_interop_badqueue", &ns);
+    let queues = producer.publish_queues(&topic).unwrap();
+    let bad = rocketmq_mio::MessageQueue::new(topic.as_str(), queues[0].broker_name(), 9);
+    let e = producer
+        .send_to_queue(sample(&topic, 1), &bad)
+        .expect_err("queue 9 of 2");
+    // SYSTEM_ERROR (as Java's msgCheck answers), not INVALID_PARAMETER.
+    assert_eq!(e.response_code(), Some(1), "{e:?}");
+    assert!(e.to_string().contains("queueId[9] is illegal"), "{e}");
+    assert_eq!(
+        e.broker_addr(),
+        Some(reader.master_addr(queues[0].broker_name()).as_str())
+    );
+    producer.shutdown(PROMPTLY).unwrap();
+}
+
+#[test]
+fn large_incompressible_body_is_sent_as_is() {
+    let Some(ns) = namesrv("large_incompressible_body_is_sent_as_is") else {
+        return;
+    };
+    use rand::RngCore;
+    let topic = unique_topic("interop-large");
+    let producer = interop::producer("GID_interop_large", &ns);
+    let reader = Reader::new(&ns);
+    let mut big = vec![0u8; 1 << 20];
+    rand::thread_rng().fill_bytes(&mut big);
+    let msg = Message::new(&topic, big).with_tags("Large");
+    let r = producer.send(msg.clone()).expect("1 MiB send");
+    let stored = reader.view_result(&r);
+    // zlib would not make it smaller, so it travels and is stored uncompressed.
+    assert_eq!(stored.sys_flag, 0);
+    assert_stored(&stored, &msg, &r.msg_id);
+    producer.shutdown(PROMPTLY).unwrap();
+}
+
+#[test]
+fn heartbeat_registers_and_shutdown_unregisters() {
+    let Some(ns) = namesrv("heartbeat_registers_and_shutdown_unregisters") else {
+        return;
+    };
+    let topic = unique_topic("interop-hb");
+    let group = unique_topic("GID_interop_hb");
+    let producer = interop::producer(&group, &ns);
+    let reader = Reader::new(&ns);
+    let r = producer.send(sample(&topic, 1)).expect("send");
+    let addr = r.offset_id().unwrap().store_host.to_string();
+    let client_id = producer.client_id().to_string();
+    let mut seen = Vec::new();
+    assert!(
+        common::wait_until(PROMPTLY, || {
+            seen = reader.producer_connections(&addr, &group);
+            seen.iter().any(|c| c["clientId"] == client_id.as_str())
+        }),
+        "the broker never registered {client_id} for {group}: {seen:?}"
+    );
+    let me = seen
+        .iter()
+        .find(|c| c["clientId"] == client_id.as_str())
+        .unwrap();
+    // The language and version of every request we send, as the broker decoded them.
+    assert_eq!(me["language"], "RUST");
+    assert_eq!(me["version"], rocketmq_mio::protocol::codes::CLIENT_VERSION);
+    producer.shutdown(PROMPTLY).unwrap();
+    // Gone after shutdown (UNREGISTER_CLIENT, or the closed connection: the broker drops a
+    // producer's registration either way).
+    assert!(
+        common::wait_until(PROMPTLY, || {
+            seen = reader.producer_connections(&addr, &group);
+            !seen.iter().any(|c| c["clientId"] == client_id.as_str())
+        }),
+        "still registered after shutdown: {seen:?}"
+    );
 }

@@ -92,7 +92,8 @@ pub fn inflate(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Properties the producer or the broker add; everything else on a stored message is the user's.
+/// Properties the producer or the broker add (with every `TIMER_*` one); everything else on a
+/// stored message is the user's.
 pub const SYSTEM_PROPERTIES: &[&str] = &[
     "TAGS",
     "KEYS",
@@ -110,12 +111,17 @@ pub const SYSTEM_PROPERTIES: &[&str] = &[
     "TRANSACTION_CHECK_TIMES",
 ];
 
+/// Whether `key` is a property the producer or the broker adds (not a user property).
+pub fn is_system_property(key: &str) -> bool {
+    SYSTEM_PROPERTIES.contains(&key) || key.starts_with("TIMER_")
+}
+
 /// The user properties of a stored message, sorted.
 pub fn user_properties(m: &MessageExt) -> Vec<(String, String)> {
     let mut v: Vec<_> = m
         .properties
         .iter()
-        .filter(|(k, _)| !SYSTEM_PROPERTIES.contains(&k.as_str()))
+        .filter(|(k, _)| !is_system_property(k))
         .cloned()
         .collect();
     v.sort();
@@ -123,9 +129,15 @@ pub fn user_properties(m: &MessageExt) -> Vec<(String, String)> {
 }
 
 /// Checks that `stored` is `sent` as the broker keeps it: topic, body (inflated when the
-/// compressed bit is set), tags, keys, user flag, user properties, the client id and the
-/// transaction bits (none). Returns the stored body as it was on the wire.
+/// compressed bit is set), tags, keys, user flag, user properties, the client id, and a sysFlag
+/// of exactly what the producer sends (0, or 0x301 when zlib-compressed).
 pub fn assert_stored(stored: &MessageExt, sent: &Message, uniq_key: &str) {
+    assert_stored_tx(stored, sent, uniq_key, sys_flag::TRANSACTION_NOT_TYPE);
+}
+
+/// [`assert_stored`] for a message whose sysFlag also carries the transaction bits
+/// `transaction` (`sys_flag::TRANSACTION_COMMIT` for a committed message, ...).
+pub fn assert_stored_tx(stored: &MessageExt, sent: &Message, uniq_key: &str, transaction: i32) {
     assert_eq!(stored.topic, sent.topic(), "topic");
     let body = if stored.sys_flag & sys_flag::COMPRESSED != 0 {
         inflate(&stored.body)
@@ -147,18 +159,18 @@ pub fn assert_stored(stored: &MessageExt, sent: &Message, uniq_key: &str) {
     assert_eq!(stored.flag, sent.flag(), "user flag");
     let mut sent_user: Vec<(String, String)> = sent
         .properties()
-        .filter(|(k, _)| !SYSTEM_PROPERTIES.contains(k))
+        .filter(|(k, _)| !is_system_property(k))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     sent_user.sort();
     assert_eq!(user_properties(stored), sent_user, "user properties");
     assert_eq!(stored.msg_id(), Some(uniq_key), "UNIQ_KEY");
-    // The sysFlag is what the producer sent: 0, or zlib-compressed (0x301).
-    let expected_flag = if stored.sys_flag & sys_flag::COMPRESSED != 0 {
+    let compression = if stored.sys_flag & sys_flag::COMPRESSED != 0 {
         sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB
     } else {
         0
     };
+    let expected_flag = compression | transaction;
     assert_eq!(
         stored.sys_flag, expected_flag,
         "sysFlag {:#x}",
@@ -359,6 +371,22 @@ impl Reader {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// GET_PRODUCER_CONNECTION_LIST (204): the connections the broker at `addr` has registered
+    /// for producer `group` by heartbeat (`connectionSet` entries: `clientId`, `clientAddr`,
+    /// `language`, `version`); empty when it knows no producer of the group.
+    pub fn producer_connections(&self, addr: &str, group: &str) -> Vec<serde_json::Value> {
+        let mut request = RemotingCommand::request(204);
+        request.ext_fields.insert("producerGroup", group);
+        let r = self.invoke(addr, request).unwrap_or_else(|e| panic!("{e}"));
+        if r.code != ResponseCode::SUCCESS {
+            // SYSTEM_ERROR "the producer group[..] not exist"
+            return Vec::new();
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.body).expect("ProducerConnection JSON");
+        v["connectionSet"].as_array().cloned().unwrap_or_default()
     }
 
     /// GET_MAX_OFFSET of one queue on `addr`.
