@@ -10,7 +10,8 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::interop::{assert_stored, cluster, real_broker_script, unique_topic, Reader};
@@ -133,6 +134,34 @@ fn broker_killed_with_sends_in_flight_then_restarted() {
         pending: false,
     };
 
+    // A thread sending synchronously (automatic queue choice) all through the kill.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sync_count = Arc::new(AtomicUsize::new(0));
+    let sync_sender = {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        let (stop, count) = (stop.clone(), sync_count.clone());
+        std::thread::spawn(move || {
+            let mut results = Vec::new();
+            for i in 6000.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let m = msg(&topic, i);
+                let r = producer.send(m.clone());
+                if r.is_err() {
+                    // No live broker (one-broker cluster): do not spin.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                results.push((m, r));
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            results
+        })
+    };
+    assert!(common::wait_until(PROMPTLY, || sync_count
+        .load(Ordering::SeqCst)
+        >= 3));
+
     // Sends in flight: to the victim's queues (no retry elsewhere), automatic ones (retried on
     // another broker), and callbacks.
     let mut sent: Vec<(bool, Message, rocketmq_mio::SendHandle)> = Vec::new();
@@ -186,8 +215,33 @@ fn broker_killed_with_sends_in_flight_then_restarted() {
         "after the kill: {} stored, {failed} failed ({auto_failed} automatic); callbacks: {callback_failed} of {callbacks} failed",
         stored.len()
     );
+    // The synchronous sender keeps going past the kill.
+    let at_kill = sync_count.load(Ordering::SeqCst);
+    assert!(
+        common::wait_until(send_timeout + PROMPTLY, || sync_count
+            .load(Ordering::SeqCst)
+            >= at_kill + 10),
+        "synchronous sends stalled after the kill"
+    );
+    stop.store(true, Ordering::SeqCst);
+    let mut sync_failed = 0;
+    for (m, r) in sync_sender.join().expect("sync sender") {
+        match r {
+            Ok(r) => stored.push((m, r)),
+            Err(e) => {
+                assert!(
+                    is_broker_loss(&e) || matches!(e, Error::NoRoute { .. }),
+                    "unexpected error: {e:?}"
+                );
+                sync_failed += 1;
+            }
+        }
+    }
+    println!("synchronous sends: {sync_failed} failed");
+
     if !survivors.is_empty() {
         // Automatic sends are retried on another broker: none of them fails.
+        assert_eq!(sync_failed, 0, "synchronous sends failed over");
         assert_eq!(auto_failed, 0, "automatic sends failed over");
         assert_eq!(
             callback_failed, 0,
