@@ -55,6 +55,11 @@ fn sync_send_reads_back() {
     producer.shutdown(PROMPTLY).unwrap();
 }
 
+/// A oneway send returns no id and no queue. The message carries a business key no other
+/// message has; the broker indexes KEYS, so QUERY_MESSAGE by that key (polled until the index
+/// has caught up, on every master) returns exactly the stored message, whatever queue or broker
+/// it went to and whatever else is written meanwhile. Its fields are then checked as for the
+/// other modes, and its UNIQ_KEY is the producer's.
 #[test]
 fn oneway_found_by_key() {
     let Some(ns) = namesrv("oneway_found_by_key") else {
@@ -151,9 +156,11 @@ fn batch_reads_back_every_message() {
     let topic = unique_topic("interop-batch");
     let producer = interop::producer("GID_interop_batch", &ns);
     let reader = Reader::new(&ns);
-    let msgs: Vec<Message> = (0..4)
+    let mut msgs: Vec<Message> = (0..4)
         .map(|i| sample(&topic, i).with_tags(format!("Tag{i}")))
         .collect();
+    // Over the compression threshold, but batches are never compressed.
+    msgs.push(Message::new(&topic, vec![b'z'; 5000]).with_tags("Big"));
     let r = producer.send_batch(msgs.clone()).expect("batch");
     assert_eq!(r.status, SendStatus::SendOk);
     let uniq: Vec<&str> = r.msg_id.split(',').collect();
@@ -557,4 +564,30 @@ fn heartbeat_registers_and_shutdown_unregisters() {
         }),
         "still registered after shutdown: {seen:?}"
     );
+}
+
+#[test]
+fn longest_topic_and_large_properties() {
+    let Some(ns) = namesrv("longest_topic_and_large_properties") else {
+        return;
+    };
+    let producer = interop::producer("GID_interop_limits", &ns);
+    let reader = Reader::new(&ns);
+    let topic = unique_topic("interop-limits");
+    // 127 bytes, the longest topic a producer and a broker accept.
+    let long_topic = format!("{topic}-{}", "x".repeat(127 - topic.len() - 1));
+    let msg = sample(&long_topic, 1);
+    let r = producer.send(msg.clone()).expect("127-byte topic");
+    assert_stored(&reader.view_result(&r), &msg, &r.msg_id);
+
+    let msg = sample(&topic, 2).with_property("big", "v".repeat(32_000));
+    let r = producer.send(msg.clone()).expect("32 000-byte property");
+    assert_stored(&reader.view_result(&r), &msg, &r.msg_id);
+    // About 32 760 bytes encoded with UNIQ_KEY and WAIT: within the producer's 32 767-byte
+    // limit, but over it once the broker adds CLUSTER, MSG_REGION and TRACE_ON to the stored
+    // properties: MESSAGE_ILLEGAL, as a Java broker's commit log answers.
+    let msg = Message::new(&topic, "b").with_property("big", "v".repeat(32_700));
+    let e = producer.send(msg).expect_err("the broker's limit");
+    assert_eq!(e.response_code(), Some(13), "{e:?}");
+    producer.shutdown(PROMPTLY).unwrap();
 }
