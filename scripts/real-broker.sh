@@ -7,6 +7,8 @@
 #   scripts/real-broker.sh stop DIR
 #   scripts/real-broker.sh kill-broker DIR NAME    # e.g. broker-a (SIGKILL, for fault tests)
 #   scripts/real-broker.sh start-broker DIR NAME   # start one broker again with its old config
+#   scripts/real-broker.sh pause-broker DIR NAME   # SIGSTOP: connections stay open, nothing answers
+#   scripts/real-broker.sh resume-broker DIR NAME  # SIGCONT
 #   scripts/real-broker.sh status DIR              # which processes of DIR are alive
 #
 # Everything listens on 127.0.0.1 only. Broker i (broker-a, broker-b, ...) listens on
@@ -90,6 +92,7 @@ start_broker() { # DIR NAME
 
 stop_pid() { # PIDFILE
   alive "$1" || { rm -f "$1"; return 0; }
+  kill -CONT "$(cat "$1")" 2>/dev/null || true # a paused broker handles TERM only once resumed
   kill "$(cat "$1")" 2>/dev/null || true
   wait_gone "$1" 10 || { kill -9 "$(cat "$1")" 2>/dev/null || true; wait_gone "$1" 5 || true; }
   rm -f "$1"
@@ -184,6 +187,12 @@ start-broker)
   dir=${2:?usage: start-broker DIR NAME}
   start_broker "$(cd "$dir" && pwd)" "${3:?name}"
   ;;
+pause-broker | resume-broker)
+  dir=${2:?usage: $cmd DIR NAME}
+  pidfile=$dir/${3:?name}.pid
+  alive "$pidfile" || { echo "$3 is not running" >&2; exit 1; }
+  if [[ $cmd == pause-broker ]]; then kill -STOP "$(cat "$pidfile")"; else kill -CONT "$(cat "$pidfile")"; fi
+  ;;
 status)
   dir=${2:?usage: status DIR}
   for f in "$dir"/namesrv.pid "$dir"/broker-*.pid; do
@@ -192,7 +201,7 @@ status)
   done
   ;;
 *)
-  echo "usage: $0 install|start|stop|kill-broker|start-broker|status ..." >&2
+  echo "usage: $0 install|start|stop|kill-broker|start-broker|pause-broker|resume-broker|status ..." >&2
   exit 2
   ;;
 esac

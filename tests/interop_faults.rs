@@ -309,3 +309,126 @@ fn broker_killed_with_sends_in_flight_then_restarted() {
     println!("{victim_addr_stored} acknowledged sends on {victim} survived the kill");
     producer.shutdown(PROMPTLY).unwrap();
 }
+
+/// Resumes the paused broker if the test ends (or panics) before it did.
+struct Resume<'a> {
+    dir: &'a Path,
+    name: String,
+    pending: bool,
+}
+
+impl Resume<'_> {
+    fn pause(&mut self) {
+        self.pending = true;
+        real_broker_script(&["pause-broker", &self.dir.to_string_lossy(), &self.name]);
+    }
+
+    fn resume(&mut self) {
+        real_broker_script(&["resume-broker", &self.dir.to_string_lossy(), &self.name]);
+        self.pending = false;
+    }
+}
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            let _ = std::process::Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/scripts/real-broker.sh"
+                ))
+                .args(["resume-broker", &self.dir.to_string_lossy(), &self.name])
+                .status();
+        }
+    }
+}
+
+/// A broker that stops answering (SIGSTOP: its connections stay open) makes sends to it time out
+/// after the per-attempt cap; automatic sends go to another broker; once it answers again (and
+/// its late answers to the timed-out requests arrive), sends to it succeed again.
+#[test]
+fn broker_paused_sends_time_out_then_resume() {
+    let Some((ns, dir)) = cluster("broker_paused_sends_time_out_then_resume") else {
+        return;
+    };
+    let _serial = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let reader = Reader::new(&ns);
+    let mut brokers: Vec<String> = reader
+        .route("TBW102")
+        .expect("route of TBW102")
+        .broker_datas
+        .iter()
+        .map(|b| b.broker_name.clone())
+        .collect();
+    brokers.sort();
+    let victim = brokers[0].clone();
+    let topic = unique_topic("interop-pause");
+    reader.create_topic(&topic, 2);
+    let cap = Duration::from_secs(1);
+    let send_timeout = Duration::from_secs(6);
+    let producer = ProducerConfig::testing("GID_interop_pause")
+        .name_server(&ns)
+        .send_timeout(send_timeout)
+        .per_attempt_timeout(cap)
+        .start()
+        .expect("producer");
+    let queues = producer.publish_queues(&topic).expect("queues");
+    let on_victim: Vec<MessageQueue> = queues
+        .iter()
+        .filter(|q| q.broker_name() == victim)
+        .cloned()
+        .collect();
+    producer
+        .send_to_queue(msg(&topic, 0), &on_victim[0])
+        .expect("warm-up send");
+
+    let mut paused = Resume {
+        dir: &dir,
+        name: victim.clone(),
+        pending: false,
+    };
+    paused.pause();
+    let handles: Vec<_> = (0..20)
+        .map(|i| producer.send_to_queue_async(msg(&topic, i), &on_victim[i % on_victim.len()]))
+        .collect();
+    let deadline = Instant::now() + send_timeout + PROMPTLY;
+    for mut h in handles {
+        match h.wait_deadline(deadline) {
+            Some(Err(Error::Timeout { .. })) => {}
+            other => panic!("expected a timeout from the paused broker, got {other:?}"),
+        }
+    }
+    let e = producer
+        .send_to_queue(msg(&topic, 100), &on_victim[0])
+        .expect_err("the broker is paused");
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    if brokers.len() > 1 {
+        for i in 0..4 {
+            let m = msg(&topic, 200 + i);
+            let r = producer.send(m.clone()).expect("retried on a live broker");
+            assert_ne!(r.queue.broker_name(), victim);
+            assert_stored(&reader.view_result(&r), &m, &r.msg_id);
+            let m = msg(&topic, 300 + i);
+            let r = producer
+                .send_async(m.clone())
+                .wait()
+                .expect("async retried");
+            assert_ne!(r.queue.broker_name(), victim);
+        }
+    }
+
+    paused.resume();
+    let resume_deadline = Instant::now() + Duration::from_secs(60);
+    for q in &on_victim {
+        let (m, r) = send_until_ok(&producer, &topic, q, resume_deadline);
+        assert_stored(&reader.view_result(&r), &m, &r.msg_id);
+    }
+    for i in 0..5 {
+        let m = msg(&topic, 400 + i);
+        let r = producer
+            .send_to_queue(m.clone(), &on_victim[i % on_victim.len()])
+            .expect("the broker answers again");
+        assert_stored(&reader.view_result(&r), &m, &r.msg_id);
+    }
+    producer.shutdown(PROMPTLY).unwrap();
+}
