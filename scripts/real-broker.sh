@@ -9,6 +9,9 @@
 #   scripts/real-broker.sh start-broker DIR NAME   # start one broker again with its old config
 #   scripts/real-broker.sh pause-broker DIR NAME   # SIGSTOP: connections stay open, nothing answers
 #   scripts/real-broker.sh resume-broker DIR NAME  # SIGCONT
+#   scripts/real-broker.sh kill-namesrv DIR        # SIGKILL the name server
+#   scripts/real-broker.sh start-namesrv DIR       # start it again on its port; brokers register
+#                                                  # with it again within registerNameServerPeriod (10 s)
 #   scripts/real-broker.sh status DIR              # which processes of DIR are alive
 #
 # Everything listens on 127.0.0.1 only. Broker i (broker-a, broker-b, ...) listens on
@@ -90,6 +93,28 @@ start_broker() { # DIR NAME
   return 1
 }
 
+start_namesrv() { # DIR
+  local dir=$1 port
+  port=$(cut -d: -f2 "$dir/namesrv.addr")
+  if alive "$dir/namesrv.pid"; then
+    echo "the name server of $dir is already running (pid $(cat "$dir/namesrv.pid"))" >&2
+    return 1
+  fi
+  for _ in $(seq 1 100); do
+    port_open "$port" || break
+    sleep 0.1
+  done
+  if port_open "$port"; then
+    echo "port $port of the name server is taken" >&2
+    return 3
+  fi
+  ROCKETMQ_HOME=$dir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
+    nohup "$bin/rocketmq-namesrv-rust" --listenPort "$port" --bindAddress 127.0.0.1 \
+    --rocketmqHome "$dir" >>"$dir/namesrv.log" 2>&1 &
+  echo $! >"$dir/namesrv.pid"
+  wait_port "$port" "(name server)"
+}
+
 stop_pid() { # PIDFILE
   alive "$1" || { rm -f "$1"; return 0; }
   kill -CONT "$(cat "$1")" 2>/dev/null || true # a paused broker handles TERM only once resumed
@@ -127,12 +152,8 @@ start)
       exit 3
     fi
   done
-  export ROCKETMQ_HOME=$dir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback
-  nohup "$bin/rocketmq-namesrv-rust" --listenPort "$ns_port" --bindAddress 127.0.0.1 \
-    --rocketmqHome "$dir" >"$dir/namesrv.log" 2>&1 &
-  echo $! >"$dir/namesrv.pid"
   echo "127.0.0.1:$ns_port" >"$dir/namesrv.addr"
-  wait_port "$ns_port" "(name server)"
+  start_namesrv "$dir"
   for i in $(seq 0 $((brokers - 1))); do
     name=broker-$(printf "\\x$(printf %x $((97 + i)))")
     port=$((br_port + 10 * i))
@@ -148,6 +169,7 @@ storePathRootDir = "$bdir/store"
 autoCreateTopicEnable = true
 transactionCheckInterval = 3000
 transactionTimeout = 2000
+registerNameServerPeriod = 10000
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"
@@ -187,6 +209,17 @@ start-broker)
   dir=${2:?usage: start-broker DIR NAME}
   start_broker "$(cd "$dir" && pwd)" "${3:?name}"
   ;;
+kill-namesrv)
+  dir=${2:?usage: kill-namesrv DIR}
+  if alive "$dir/namesrv.pid"; then
+    kill -9 "$(cat "$dir/namesrv.pid")" 2>/dev/null || true
+    wait_gone "$dir/namesrv.pid" 10 || { echo "the name server did not die" >&2; exit 1; }
+  fi
+  ;;
+start-namesrv)
+  dir=${2:?usage: start-namesrv DIR}
+  start_namesrv "$(cd "$dir" && pwd)"
+  ;;
 pause-broker | resume-broker)
   dir=${2:?usage: $cmd DIR NAME}
   pidfile=$dir/${3:?name}.pid
@@ -201,7 +234,7 @@ status)
   done
   ;;
 *)
-  echo "usage: $0 install|start|stop|kill-broker|start-broker|pause-broker|resume-broker|status ..." >&2
+  echo "usage: $0 install|start|stop|kill-broker|start-broker|pause-broker|resume-broker|kill-namesrv|start-namesrv|status ..." >&2
   exit 2
   ;;
 esac

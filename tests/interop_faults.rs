@@ -432,3 +432,118 @@ fn broker_paused_sends_time_out_then_resume() {
     }
     producer.shutdown(PROMPTLY).unwrap();
 }
+
+/// Starts the killed name server again if the test ends (or panics) before it did, and waits
+/// until every broker registered with it again.
+struct RestartNamesrv<'a> {
+    dir: &'a Path,
+    pending: bool,
+}
+
+impl RestartNamesrv<'_> {
+    fn kill(&mut self) {
+        self.pending = true;
+        real_broker_script(&["kill-namesrv", &self.dir.to_string_lossy()]);
+    }
+
+    fn start(&mut self) {
+        real_broker_script(&["start-namesrv", &self.dir.to_string_lossy()]);
+        self.pending = false;
+    }
+}
+
+impl Drop for RestartNamesrv<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            let _ = std::process::Command::new("bash")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/scripts/real-broker.sh"
+                ))
+                .args(["start-namesrv", &self.dir.to_string_lossy()])
+                .status();
+        }
+    }
+}
+
+/// With the name server down, sends keep going to the brokers of the last good route; a topic
+/// with no cached route fails with `NoRoute` within the send timeout; once the name server is
+/// back (and the brokers registered again), new topics work again.
+#[test]
+fn name_server_down_keeps_the_last_good_route() {
+    let Some((ns, dir)) = cluster("name_server_down_keeps_the_last_good_route") else {
+        return;
+    };
+    let _serial = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let reader = Reader::new(&ns);
+    let brokers = reader.master_addrs().len();
+    let topic = unique_topic("interop-nsdown");
+    reader.create_topic(&topic, 2);
+    let send_timeout = Duration::from_secs(3);
+    let producer = ProducerConfig::testing("GID_interop_nsdown")
+        .name_server(&ns)
+        .send_timeout(send_timeout)
+        .client_api_timeout(Duration::from_secs(1))
+        .start()
+        .expect("producer");
+    let r = producer.send(msg(&topic, 0)).expect("route cached");
+    assert_stored(&reader.view_result(&r), &msg(&topic, 0), &r.msg_id);
+
+    let mut namesrv = RestartNamesrv {
+        dir: &dir,
+        pending: false,
+    };
+    namesrv.kill();
+    // Several route refreshes (every second with the testing preset) fail meanwhile.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut i = 1;
+    while Instant::now() < until {
+        let m = msg(&topic, i);
+        let r = producer.send(m.clone()).expect("the last good route stays");
+        assert_stored(&reader.view_result(&r), &m, &r.msg_id);
+        let m = msg(&topic, 1000 + i);
+        let r = producer.send_async(m.clone()).wait().expect("async too");
+        assert_stored(&reader.view_result(&r), &m, &r.msg_id);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fresh = unique_topic("interop-nsdown-new");
+    let started = Instant::now();
+    let e = producer
+        .send(msg(&fresh, 0))
+        .expect_err("no route without a name server");
+    assert!(matches!(e, Error::NoRoute { .. }), "{e:?}");
+    assert!(
+        started.elapsed() < send_timeout + PROMPTLY,
+        "bounded by the send timeout"
+    );
+
+    namesrv.start();
+    // The brokers register again within their registration period (10 s in the script's config).
+    assert!(
+        common::wait_until(Duration::from_secs(60), || reader
+            .route("TBW102")
+            .is_ok_and(|r| r.broker_datas.len() == brokers)),
+        "the brokers did not register with the restarted name server"
+    );
+    let (m, r) = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = msg(&fresh, 1);
+            match producer.send(m.clone()) {
+                Ok(r) => break (m, r),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("a new topic never worked again: {e:?}"),
+            }
+        }
+    };
+    assert_stored(&reader.view_result(&r), &m, &r.msg_id);
+    // The old topic's route comes back too (the broker registers its topics again).
+    assert!(
+        common::wait_until(Duration::from_secs(30), || reader.route(&topic).is_ok()),
+        "route of {topic} after the restart"
+    );
+    producer.shutdown(PROMPTLY).unwrap();
+}
