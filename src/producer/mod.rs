@@ -283,6 +283,11 @@ impl Producer {
             .fetch_add(ms, Ordering::Relaxed);
     }
 
+    /// Asynchronous sends in flight now: (count, bytes). Backpressure bounds both.
+    pub fn in_flight(&self) -> (usize, usize) {
+        self.inner().in_flight.current()
+    }
+
     /// Whether [`Producer::shutdown`] has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner().state.load(Ordering::Acquire) != RUNNING
@@ -379,10 +384,11 @@ impl Inner {
             None => local_ip(),
         };
         let instance = if config.instance_name() == "DEFAULT" {
+            // Java: `pid#System.nanoTime()`; any per-process unique suffix serves.
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            format!("{}#{}{}", std::process::id(), now_ms(), nanos)
+                .map_or(0, |d| d.as_nanos());
+            format!("{}#{nanos}", std::process::id())
         } else {
             config.instance_name().to_string()
         };

@@ -1,0 +1,289 @@
+//! The network side of a mock node: a listener, a thread per connection, pipelined replies,
+//! and the socket-level faults. Plain `std::net` with blocking threads: nothing here is shared
+//! with the client's mio event loop, so a bug in one cannot hide in the other.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::protocol::{FrameDecoder, RemotingCommand};
+
+/// What the node does with one request.
+pub(crate) enum Action {
+    /// Nothing goes back (oneway requests, black hole).
+    Silent,
+    /// Reply at once.
+    Reply(RemotingCommand),
+    /// Reply after a delay, without holding up the connection's other requests.
+    Delayed(RemotingCommand, Duration),
+    /// Write the first half of the reply, then reset the connection.
+    ResetMidFrame(RemotingCommand),
+    /// Write a frame the client cannot decode.
+    Malformed,
+    /// Close the connection.
+    Close,
+}
+
+/// Decides what to do with each request; implemented by the node.
+pub(crate) trait Dispatch: Send + Sync + 'static {
+    fn dispatch(&self, conn: &Arc<Conn>, request: RemotingCommand) -> Action;
+}
+
+/// One accepted connection; other threads write to it (check-backs, delayed replies).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    writer: Mutex<TcpStream>,
+    alive: AtomicBool,
+}
+
+impl Conn {
+    /// Writes whole frames; `false` if the connection is gone.
+    pub(crate) fn write(&self, bytes: &[u8]) -> bool {
+        if !self.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut w = self.writer.lock();
+        if w.write_all(bytes).and_then(|_| w.flush()).is_err() {
+            self.alive.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Sends a command.
+    pub(crate) fn send(&self, cmd: &RemotingCommand) -> bool {
+        match cmd.to_frame() {
+            Ok(frame) => self.write(&frame),
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        let _ = self.writer.lock().shutdown(Shutdown::Both);
+    }
+}
+
+/// A listener that can stop and start again on the same port.
+pub(crate) struct Server {
+    addr: SocketAddr,
+    dispatch: Mutex<Option<Weak<dyn Dispatch>>>,
+    running: AtomicBool,
+    acceptor: Mutex<Option<JoinHandle<()>>>,
+    conns: Mutex<Vec<Arc<Conn>>>,
+    next_id: AtomicU64,
+}
+
+impl Server {
+    /// Binds 127.0.0.1:0 (or `port`); serving starts with [`Server::start`].
+    pub(crate) fn bind(port: u16) -> io::Result<(Arc<Server>, TcpListener)> {
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
+        Ok((
+            Arc::new(Server {
+                addr,
+                dispatch: Mutex::new(None),
+                running: AtomicBool::new(false),
+                acceptor: Mutex::new(None),
+                conns: Mutex::new(Vec::new()),
+                next_id: AtomicU64::new(1),
+            }),
+            listener,
+        ))
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Starts accepting on `listener` (bound to this server's address).
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        dispatch: Weak<dyn Dispatch>,
+    ) -> io::Result<()> {
+        *self.dispatch.lock() = Some(dispatch);
+        self.running.store(true, Ordering::Release);
+        let server = Arc::downgrade(self);
+        let handle = thread::Builder::new()
+            .name(format!("mock-accept-{}", self.addr.port()))
+            .spawn(move || accept_loop(server, listener))?;
+        *self.acceptor.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Stops accepting and closes every connection.
+    pub(crate) fn stop(&self) {
+        if !self.running.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        // Unblock the acceptor: it sees `running == false` and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(h) = self.acceptor.lock().take() {
+            let _ = h.join();
+        }
+        self.close_connections();
+    }
+
+    /// Binds the same port again and serves.
+    pub(crate) fn restart(self: &Arc<Self>) -> io::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let listener = bind_retrying(self.addr)?;
+        let dispatch = self
+            .dispatch
+            .lock()
+            .clone()
+            .ok_or_else(|| io::Error::other("server was never started"))?;
+        self.start(listener, dispatch)
+    }
+
+    pub(crate) fn close_connections(&self) {
+        let conns = std::mem::take(&mut *self.conns.lock());
+        for c in conns {
+            c.close();
+        }
+    }
+
+    /// Live connections.
+    pub(crate) fn connections(&self) -> Vec<Arc<Conn>> {
+        self.conns
+            .lock()
+            .iter()
+            .filter(|c| c.is_alive())
+            .cloned()
+            .collect()
+    }
+}
+
+fn bind_retrying(addr: SocketAddr) -> io::Result<TcpListener> {
+    let mut last = None;
+    for _ in 0..100 {
+        match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => {
+                last = Some(e);
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("bind failed")))
+}
+
+fn accept_loop(server: Weak<Server>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        let Some(srv) = server.upgrade() else { return };
+        if !srv.is_running() {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_nodelay(true);
+        let (Ok(peer), Ok(writer)) = (stream.peer_addr(), stream.try_clone()) else {
+            continue;
+        };
+        let conn = Arc::new(Conn {
+            id: srv.next_id.fetch_add(1, Ordering::Relaxed),
+            peer,
+            writer: Mutex::new(writer),
+            alive: AtomicBool::new(true),
+        });
+        {
+            let mut conns = srv.conns.lock();
+            conns.retain(|c| c.is_alive());
+            conns.push(conn.clone());
+        }
+        let Some(dispatch) = srv.dispatch.lock().as_ref().and_then(Weak::upgrade) else {
+            return;
+        };
+        let spawned = thread::Builder::new()
+            .name(format!("mock-conn-{}", srv.addr.port()))
+            .spawn(move || serve(conn, stream, dispatch));
+        if let Err(e) = spawned {
+            log::error!("mock broker cannot spawn a connection thread: {e}");
+        }
+    }
+}
+
+/// Reads requests, answers each batch of pipelined requests with one write.
+fn serve(conn: Arc<Conn>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(64 * 1024);
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        decoder.feed(&buf[..n]);
+        loop {
+            let request = match decoder.next_frame() {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("mock broker: bad frame from {}: {e}", conn.peer);
+                    conn.close();
+                    return;
+                }
+            };
+            match dispatch.dispatch(&conn, request) {
+                Action::Silent => {}
+                Action::Reply(response) => {
+                    if response.encode(&mut out).is_err() {
+                        log::error!("mock broker: cannot encode a response");
+                    }
+                }
+                Action::Delayed(response, delay) => {
+                    let conn = conn.clone();
+                    let _ = thread::Builder::new()
+                        .name("mock-delay".into())
+                        .spawn(move || {
+                            thread::sleep(delay);
+                            conn.send(&response);
+                        });
+                }
+                Action::ResetMidFrame(response) => {
+                    if let Ok(frame) = response.to_frame() {
+                        out.extend_from_slice(&frame[..frame.len() / 2]);
+                    }
+                    conn.write(&out);
+                    conn.close();
+                    return;
+                }
+                Action::Malformed => {
+                    // A valid length, then an unknown serialize type and junk.
+                    out.extend_from_slice(&[0, 0, 0, 8, 0x7f, 0, 0, 2, b'{', b'!']);
+                    conn.write(&out);
+                    out.clear();
+                }
+                Action::Close => {
+                    conn.write(&out);
+                    conn.close();
+                    return;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if !conn.write(&out) {
+                break;
+            }
+            out.clear();
+        }
+    }
+    conn.close();
+}

@@ -1,0 +1,120 @@
+//! Backpressure and shutdown: bounded memory, and every send ends.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rocketmq_mio::testing::MockBroker;
+use rocketmq_mio::{Error, Message, Producer};
+
+use common::{wait_until, PROMPTLY};
+
+#[derive(Default)]
+struct Outcomes {
+    ok: AtomicUsize,
+    timeout: AtomicUsize,
+    backpressure: AtomicUsize,
+    other: AtomicUsize,
+}
+
+#[test]
+fn backpressure_bounds_in_flight_against_a_black_hole() {
+    let broker = MockBroker::start().unwrap();
+    let bound = 1_000;
+    let p = Producer::builder("GID_BACKPRESSURE")
+        .name_server(broker.namesrv_addr())
+        .send_timeout(Duration::from_millis(100))
+        .max_in_flight(bound)
+        .start()
+        .unwrap();
+    p.publish_queues("HoleTopic").unwrap();
+    broker.black_hole(true);
+
+    let offered = 100_000;
+    let outcomes = Arc::new(Outcomes::default());
+    let mut max_seen = 0;
+    for i in 0..offered {
+        let o = outcomes.clone();
+        p.send_with_callback(Message::new("HoleTopic", vec![b'x'; 128]), move |r| {
+            let counter = match r {
+                Ok(_) => &o.ok,
+                Err(Error::Timeout { .. }) => &o.timeout,
+                Err(Error::Backpressure { .. }) => &o.backpressure,
+                Err(_) => &o.other,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        if i % 1_000 == 0 {
+            max_seen = max_seen.max(p.in_flight().0);
+        }
+    }
+    let total = |o: &Outcomes| {
+        o.ok.load(Ordering::Relaxed)
+            + o.timeout.load(Ordering::Relaxed)
+            + o.backpressure.load(Ordering::Relaxed)
+            + o.other.load(Ordering::Relaxed)
+    };
+    assert!(wait_until(PROMPTLY, || total(&outcomes) == offered));
+    assert!(
+        max_seen <= bound,
+        "in flight {max_seen} over the bound {bound}"
+    );
+    assert_eq!(outcomes.ok.load(Ordering::Relaxed), 0);
+    assert_eq!(outcomes.other.load(Ordering::Relaxed), 0);
+    assert!(outcomes.timeout.load(Ordering::Relaxed) >= bound);
+    // The broker never saw more than the bound at once plus what timed out.
+    assert_eq!(p.in_flight(), (0, 0));
+}
+
+#[test]
+fn backpressure_error_is_clear() {
+    let broker = MockBroker::start().unwrap();
+    let p = Producer::builder("GID_BACKPRESSURE2")
+        .name_server(broker.namesrv_addr())
+        .send_timeout(Duration::from_millis(300))
+        .max_in_flight(10)
+        .start()
+        .unwrap();
+    p.publish_queues("HoleTopic").unwrap();
+    broker.black_hole(true);
+    let handles: Vec<_> = (0..10)
+        .map(|_| p.send_async(Message::new("HoleTopic", "x")))
+        .collect();
+    let started = Instant::now();
+    let e = p
+        .send_async(Message::new("HoleTopic", "x"))
+        .wait()
+        .unwrap_err();
+    // Either it waited and gave up, or a slot freed when the first sends timed out.
+    match e {
+        Error::Backpressure { in_flight, .. } => {
+            assert_eq!(in_flight, 10);
+            assert!(started.elapsed() >= Duration::from_millis(250));
+            assert!(e.to_string().contains("10 sends"), "{e}");
+        }
+        Error::Timeout { .. } => {}
+        other => panic!("unexpected {other}"),
+    }
+    for h in handles {
+        assert!(h.wait().unwrap_err().is_timeout());
+    }
+}
+
+#[test]
+fn drop_without_shutdown_unregisters() {
+    let broker = MockBroker::start().unwrap();
+    let p = Producer::builder("GID_DROP")
+        .name_server(broker.namesrv_addr())
+        .start()
+        .unwrap();
+    let clone = p.clone();
+    clone.send(Message::new("DropTopic", "x")).unwrap();
+    drop(clone);
+    // The other clone still works: dropping one clone does not shut the producer down.
+    p.send(Message::new("DropTopic", "y")).unwrap();
+    assert_eq!(broker.counters().unregisters(), 0);
+    drop(p);
+    assert!(wait_until(PROMPTLY, || broker.counters().unregisters() >= 1));
+}
