@@ -66,8 +66,8 @@ pub(crate) struct Store {
     log: Vec<MessageExt>,
     /// Commit-log offset -> index in `log`.
     by_offset: HashMap<i64, usize>,
-    /// Next offset per (topic, queue).
-    queue_offsets: HashMap<(String, i32), i64>,
+    /// Next offset per topic and queue.
+    queue_offsets: HashMap<String, HashMap<i32, i64>>,
     next_commit_offset: i64,
     halves: Vec<Half>,
     half_queue_offset: i64,
@@ -118,6 +118,27 @@ fn response(code: i32, opaque: i32, remark: &str) -> RemotingCommand {
     r
 }
 
+/// The size of `msg` in the stored layout (V1 magic), which is how far it moves the
+/// commit-log offset (protocol.md 9.5).
+fn stored_len(msg: &MessageExt) -> i64 {
+    let host = |a: &SocketAddr| if a.is_ipv4() { 8 } else { 20 };
+    let props: usize = msg
+        .properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    let fixed = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 4 + 8;
+    (fixed
+        + host(&msg.born_host)
+        + host(&msg.store_host)
+        + 4
+        + msg.body.len()
+        + 1
+        + msg.topic.len()
+        + 2
+        + props) as i64
+}
+
 /// Topic names a real broker accepts.
 fn valid_topic(topic: &str) -> bool {
     !topic.is_empty()
@@ -164,18 +185,14 @@ impl BrokerCore {
         .to_string()
     }
 
-    /// Appends to the commit log; returns the record's commit-log offset.
+    /// Gives `msg` the next commit-log offset and its store fields; `visible` messages go into
+    /// the log readers see. Returns the commit-log offset.
     fn append(&self, store: &mut Store, mut msg: MessageExt, visible: bool) -> MessageExt {
         msg.commit_log_offset = store.next_commit_offset;
         msg.store_host = self.store_addr();
         msg.store_timestamp = now_ms();
         msg.body_crc = message_codec::body_crc32(&msg.body);
-        let mut encoded = Vec::new();
-        let len = match message_codec::encode_stored_message(&msg, &mut encoded) {
-            Ok(()) => encoded.len() as i64,
-            Err(_) => 64 + msg.body.len() as i64,
-        };
-        store.next_commit_offset += len;
+        store.next_commit_offset += stored_len(&msg);
         if visible {
             store
                 .by_offset
@@ -186,10 +203,11 @@ impl BrokerCore {
     }
 
     fn next_queue_offset(store: &mut Store, topic: &str, queue: i32) -> i64 {
-        let slot = store
-            .queue_offsets
-            .entry((topic.to_string(), queue))
-            .or_insert(0);
+        let offsets = match store.queue_offsets.get_mut(topic) {
+            Some(o) => o,
+            None => store.queue_offsets.entry(topic.to_string()).or_default(),
+        };
+        let slot = offsets.entry(queue).or_insert(0);
         let v = *slot;
         *slot += 1;
         v
@@ -586,7 +604,8 @@ impl BrokerCore {
         let store = self.store.lock();
         let offset = store
             .queue_offsets
-            .get(&(header.topic, header.queue_id))
+            .get(&header.topic)
+            .and_then(|q| q.get(&header.queue_id))
             .copied()
             .unwrap_or(0);
         let mut r = RemotingCommand::response(ResponseCode::SUCCESS, opaque);
