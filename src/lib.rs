@@ -115,4 +115,7 @@ mod producer;
 pub use config::{ProducerConfig, ProducerConfigBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};
+pub use producer::health::HealthReport;
+pub use producer::stats::ProducerStats;
+pub use producer::{health, stats};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};
