@@ -1,6 +1,104 @@
 //! # rocketmq-mio
 //!
-//! A blocking Apache RocketMQ producer for programs that run no async runtime.
+//! A blocking Apache RocketMQ producer for Rust programs that run no async runtime.
+//!
+//! Library-owned [mio] event-loop threads drive the broker sockets; your threads stay
+//! synchronous. [`Producer::send`] blocks until the broker has stored the message. Asynchronous
+//! sends come back as callbacks ([`Producer::send_with_callback`]) or as a [`SendHandle`] that
+//! you can block on with [`SendHandle::wait`] or `.await` on any executor (futures-lite's
+//! `block_on`, smol, tokio): it is a plain [`std::future::Future`] and needs no runtime of ours.
+//!
+//! ## Quick start
+//!
+//! The embedded [`testing::MockBroker`] plays name server and broker in-process, so this runs
+//! as it is; point [`ProducerConfigBuilder::name_server`] at your name servers instead.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rocketmq_mio::{Message, Producer};
+//! use rocketmq_mio::routing::selector::MessageHashSelector;
+//! # use rocketmq_mio::testing::MockBroker;
+//! # let broker = MockBroker::start()?;
+//! # let namesrv = broker.namesrv_addr();
+//!
+//! let producer = Producer::builder("GID_ORDERS")
+//!     .name_server(namesrv)                      // "host:port;host:port"
+//!     .send_timeout(Duration::from_secs(3))      // one budget for all attempts
+//!     .retries(2)
+//!     .start()?;
+//!
+//! let msg = Message::new("orders", "order 42 created")
+//!     .with_tags("created")
+//!     .with_keys(["o-42"]);
+//! let result = producer.send(msg)?;              // blocks until the broker answers
+//! println!("stored at {} offset {}", result.queue, result.queue_offset);
+//!
+//! let handle = producer.send_async(Message::new("orders", "order 43 created"));
+//! let result = handle.wait()?;                   // or `handle.await?` in async code
+//!
+//! // Ordered: the same key always goes to the same queue (and to the queue a Java producer
+//! // would pick for it).
+//! producer.send_with_selector(Message::new("orders", "o-42 paid"), &MessageHashSelector, "o-42")?;
+//!
+//! producer.shutdown(Duration::from_secs(5))?;   // drains in-flight sends, unregisters
+//! # let _ = result;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Threads and blocking
+//!
+//! A producer owns `rocketmq-io-N` threads (mio event loops that own every socket and match
+//! responses by opaque), a `rocketmq-callback-N` pool (completion callbacks, asynchronous
+//! retries, route lookups for asynchronous sends, broker-initiated requests) and a
+//! `rocketmq-service` thread (route refresh and heartbeats every 30 s). Your code (callbacks,
+//! selectors, transaction listeners) never runs on an I/O thread. All of them are joined by
+//! [`Producer::shutdown`], or when the last clone of the producer is dropped.
+//!
+//! Every request ends exactly once: with the broker's answer, a timeout, a connection error, or
+//! [`Error::Shutdown`]. No handle, callback or blocked caller can hang.
+//!
+//! ## Send modes
+//!
+//! | method | returns | retries on another broker |
+//! | --- | --- | --- |
+//! | [`Producer::send`] | `Result<SendResult>` when stored | yes (`retries`, default 2) |
+//! | [`Producer::send_async`] | [`SendHandle`] at once | yes (`async_retries`, default 2), on the callback pool |
+//! | [`Producer::send_with_callback`] | `()`; the callback gets the result on a callback thread | yes |
+//! | [`Producer::send_oneway`] | `Ok` once queued for the socket | no |
+//! | [`Producer::send_batch`] | one `SendResult` for the batch (ids comma-joined) | yes |
+//! | [`Producer::send_to_queue`] | `Result<SendResult>` | no |
+//! | [`Producer::send_with_selector`] | `Result<SendResult>` | no (order matters) |
+//!
+//! Asynchronous forms exist for batches, queues and selectors too. Asynchronous sends never
+//! block on the network; with backpressure on (the default) they block while the producer has
+//! `max_in_flight` sends or `max_in_flight_bytes` in flight, up to the send timeout, and then
+//! fail with [`Error::Backpressure`].
+//!
+//! ## Errors and retries
+//!
+//! One error type, [`Error`], sorted into [`ErrorKind`]s. Invalid messages are refused before
+//! anything is sent ([`Error::InvalidMessage`]). A send is retried, within one time budget
+//! (`send_timeout`, default 3 s), on connection errors, timeouts and the broker codes in
+//! `retry_codes` (Java's list: 1, 2, 14, 16, 17, 204, 205, 1500); a retry avoids the broker that
+//! just failed, and the latency fault table keeps new sends away from a failing broker for a
+//! while ([`routing::fault`]). [`Error::is_retriable`], [`Error::response_code`] and
+//! [`Error::broker_addr`] tell what happened.
+//!
+//! ## Configuration
+//!
+//! [`ProducerConfig`] holds every RocketMQ producer setting, with Java's defaults, built with
+//! [`Producer::builder`] or [`ProducerConfig::builder`], from `ROCKETMQ_*` environment
+//! variables ([`ProducerConfigBuilder::from_env`]), or from presets
+//! ([`ProducerConfig::production`], [`ProducerConfig::high_throughput`], ...). Invalid values are
+//! errors that name the setting.
+//!
+//! ## Testing your own code
+//!
+//! [`testing::MockBroker`] and [`testing::MockCluster`] are always compiled: an in-process name
+//! server and broker with an in-memory store you can read back, transactions with check-backs,
+//! and scripted faults (error codes, delays, black holes, resets, malformed frames, restarts).
+//!
+//! [mio]: https://docs.rs/mio
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
@@ -17,4 +115,7 @@ mod producer;
 pub use config::{ProducerConfig, ProducerConfigBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};
+pub use producer::health::HealthReport;
+pub use producer::stats::ProducerStats;
+pub use producer::{health, stats};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::stats::Op;
 use super::{finish_done, Done, Inner, Target};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
@@ -71,6 +72,8 @@ struct Entry {
     msg: Message,
     id: String,
     done: Done,
+    /// The caller's statistics, ended with its own result.
+    op: Op,
 }
 
 /// An open batch.
@@ -194,8 +197,10 @@ impl Accumulator {
         mut msg: Message,
         target: Target,
         done: Done,
+        mut op: Op,
     ) {
         if let Err(e) = prepare::check_message(&msg, &inner.config) {
+            op.fail(&e);
             return finish_done(inner, done, Err(e), true);
         }
         let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
@@ -236,6 +241,7 @@ impl Accumulator {
                         waited: started.elapsed(),
                     };
                     drop(state);
+                    op.fail(&e);
                     return finish_done(inner, done, Err(e), true);
                 }
             }
@@ -243,6 +249,7 @@ impl Accumulator {
         }
         if state.closed {
             drop(state);
+            op.fail(&Error::Shutdown);
             return finish_done(inner, done, Err(Error::Shutdown), true);
         }
         state.held += bytes;
@@ -258,7 +265,7 @@ impl Accumulator {
             entries: Vec::new(),
         });
         batch.bytes += bytes;
-        batch.entries.push(Entry { msg, id, done });
+        batch.entries.push(Entry { msg, id, done, op });
         let full = batch.bytes >= self.max_bytes;
         let full_seq = batch.seq;
         drop(state);
@@ -307,7 +314,7 @@ impl Accumulator {
             None => {
                 for (_, batch) in batches {
                     for entry in batch.entries {
-                        resolve_one(entry.done, Err(Error::Shutdown));
+                        resolve_one(entry.done, entry.op, Err(Error::Shutdown));
                     }
                 }
             }
@@ -382,24 +389,20 @@ impl Accumulator {
         let mut entries = batch.entries;
         let bytes = batch.bytes;
         if entries.len() == 1 {
-            if let Some(Entry { msg, done, .. }) = entries.pop() {
+            if let Some(Entry { msg, done, op, .. }) = entries.pop() {
                 let acc = self.clone();
-                let done = match done {
-                    Done::Handle(completer) => Done::Callback(Box::new(move |r| {
-                        acc.release(bytes);
-                        completer.complete(r);
-                    })),
-                    Done::Callback(cb) => Done::Callback(Box::new(move |r| {
-                        acc.release(bytes);
-                        cb(r);
-                    })),
-                };
+                let done = Done::Callback(Box::new(move |r| {
+                    acc.release(bytes);
+                    resolve_one(done, op, r);
+                }));
                 inner.launch_async(super::Prep::Single(msg), target, done);
             }
             return;
         }
-        let (msgs, waiters): (Vec<Message>, Vec<(String, Done)>) =
-            entries.into_iter().map(|e| (e.msg, (e.id, e.done))).unzip();
+        let (msgs, waiters): (Vec<Message>, Vec<(String, Done, Op)>) = entries
+            .into_iter()
+            .map(|e| (e.msg, (e.id, e.done, e.op)))
+            .unzip();
         let waiters = Waiters(waiters);
         let acc = self.clone();
         let on_done = Done::Callback(Box::new(move |result: Result<SendResult>| {
@@ -411,7 +414,7 @@ impl Accumulator {
 }
 
 /// The callers of a batch in flight; whoever is not resolved when this drops gets `Shutdown`.
-struct Waiters(Vec<(String, Done)>);
+struct Waiters(Vec<(String, Done, Op)>);
 
 impl Waiters {
     fn resolve(mut self, result: Result<SendResult>) {
@@ -419,14 +422,14 @@ impl Waiters {
         let n = waiters.len();
         match result {
             Ok(r) => {
-                let split = split_result(&r, waiters.iter().map(|(id, _)| id.as_str()), n);
-                for ((_, done), one) in waiters.into_iter().zip(split) {
-                    resolve_one(done, Ok(one));
+                let split = split_result(&r, waiters.iter().map(|(id, ..)| id.as_str()), n);
+                for ((_, done, op), one) in waiters.into_iter().zip(split) {
+                    resolve_one(done, op, Ok(one));
                 }
             }
             Err(e) => {
-                for (_, done) in waiters {
-                    resolve_one(done, Err(e.duplicate()));
+                for (_, done, op) in waiters {
+                    resolve_one(done, op, Err(e.duplicate()));
                 }
             }
         }
@@ -435,14 +438,15 @@ impl Waiters {
 
 impl Drop for Waiters {
     fn drop(&mut self) {
-        for (_, done) in self.0.drain(..) {
-            resolve_one(done, Err(Error::Shutdown));
+        for (_, done, op) in self.0.drain(..) {
+            resolve_one(done, op, Err(Error::Shutdown));
         }
     }
 }
 
 /// Resolves one caller, here (this runs on a callback thread already).
-fn resolve_one(done: Done, result: Result<SendResult>) {
+fn resolve_one(done: Done, mut op: Op, result: Result<SendResult>) {
+    op.record(&result);
     match done {
         Done::Handle(completer) => {
             completer.complete(result);

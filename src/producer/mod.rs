@@ -12,7 +12,9 @@
 pub(crate) mod backpressure;
 mod batch;
 mod handle;
+pub mod health;
 pub(crate) mod prepare;
+pub mod stats;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -99,6 +101,8 @@ pub(crate) struct Inner {
     batcher: Option<Arc<batch::Accumulator>>,
     /// Handlers of broker-initiated requests, by request code.
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
+    /// Counters and histograms (no-ops when statistics are off).
+    pub(crate) stats: stats::StatsRecorder,
 }
 
 /// What an attempt sends to.
@@ -158,20 +162,23 @@ impl Producer {
     /// [`Error::Io`]/[`Error::ConnectionClosed`] from the last attempt; [`Error::NoRoute`];
     /// [`Error::Shutdown`].
     pub fn send(&self, msg: Message) -> Result<SendResult> {
-        match self.inner().send_batched(msg, Target::Auto) {
+        let op = self.inner().stats.begin(&msg, false);
+        op.end(match self.inner().send_batched(msg, Target::Auto) {
             Ok(handle) => handle.wait(),
             Err(msg) => self.inner().send_sync(msg, SyncTarget::Auto),
-        }
+        })
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
-        match self.inner().send_batched(msg, Target::Queue(queue.clone())) {
-            Ok(handle) => handle.wait(),
-            Err(msg) => self
-                .inner()
-                .send_sync(msg, SyncTarget::Queue(queue.clone())),
-        }
+        let op = self.inner().stats.begin(&msg, false);
+        let inner = self.inner();
+        op.end(
+            match inner.send_batched(msg, Target::Queue(queue.clone())) {
+                Ok(handle) => handle.wait(),
+                Err(msg) => inner.send_sync(msg, SyncTarget::Queue(queue.clone())),
+            },
+        )
     }
 
     /// Sends `msg` to the queue `selector` picks for `arg` (for ordered messages: the same
@@ -183,13 +190,21 @@ impl Producer {
         selector: &dyn QueueSelector,
         arg: &str,
     ) -> Result<SendResult> {
-        self.inner()
-            .send_sync(msg, SyncTarget::Selector(selector, arg))
+        let op = self.inner().stats.begin(&msg, false);
+        op.end(
+            self.inner()
+                .send_sync(msg, SyncTarget::Selector(selector, arg)),
+        )
     }
 
     /// Sends several messages of one topic as one batch (never compressed). The result's
     /// `msg_id` and `offset_msg_id` list every message, comma-separated.
     pub fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
+        let op = self.inner().stats.begin_batch(&msgs);
+        op.end(self.send_batch_inner(msgs))
+    }
+
+    fn send_batch_inner(&self, msgs: Vec<Message>) -> Result<SendResult> {
         let inner = self.inner();
         inner.check_running()?;
         let prepared = prepare::prepare_batch(msgs, &inner.config, || inner.new_msg_id())?;
@@ -261,7 +276,8 @@ impl Producer {
     /// Sends `msg` without waiting for any answer. `Ok` once it is queued for the socket; no
     /// retry. The route lookup (first send to a topic) may block up to the send timeout.
     pub fn send_oneway(&self, msg: Message) -> Result<()> {
-        self.inner().send_oneway(msg)
+        let op = self.inner().stats.begin(&msg, true);
+        op.end_oneway(self.inner().send_oneway(msg))
     }
 
     /// The queues sends to `topic` can go to (fetching the route if needed), for selectors.
@@ -296,6 +312,20 @@ impl Producer {
     /// Asynchronous sends in flight now: (count, bytes). Backpressure bounds both.
     pub fn in_flight(&self) -> (usize, usize) {
         self.inner().in_flight.current()
+    }
+
+    /// A snapshot of this producer's statistics: sends, failures by kind, retries, bytes,
+    /// latency percentiles and rates, per producer, topic and broker. See [`stats`] for the
+    /// definitions and the JSON schema. All zero when [`ProducerConfig::stats`] is off.
+    pub fn stats(&self) -> stats::ProducerStats {
+        self.inner().stats_snapshot()
+    }
+
+    /// A health report: the producer's state, name server reachability, the route cache, and
+    /// per broker isolation, failures, last error, latency, in-flight attempts and connection
+    /// state. See [`health`] for the JSON schema.
+    pub fn health(&self) -> health::HealthReport {
+        self.inner().health_report()
     }
 
     /// Whether [`Producer::shutdown`] has begun.
@@ -435,6 +465,7 @@ impl Inner {
                 .auto_batch()
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
+            stats: stats::StatsRecorder::new(config.stats()),
             config,
         });
         inner
@@ -695,12 +726,16 @@ impl Inner {
                 continue;
             };
             let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
+            let attempt = self
+                .stats
+                .attempt(prepared, queue.broker_name(), last_broker.is_some());
             let started = Instant::now();
             let timeout = self.attempt_timeout(deadline, started);
             let result = self
                 .remoting
                 .invoke_sync(&addr, request, timeout)
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+            attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
             if fixed_queue.is_none() && self.should_retry(&result) {
                 log::debug!(
@@ -741,11 +776,13 @@ impl Inner {
             return Ok(first);
         };
         let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
+        let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
         let started = Instant::now();
         let result = self
             .remoting
             .invoke_sync(&addr, request, self.attempt_timeout(deadline, started))
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+        attempt.end(started, &result);
         self.record_attempt(queue.broker_name(), started.elapsed(), &result);
         match result {
             Ok(r) if r.status == SendStatus::SendOk => Ok(r),
@@ -794,7 +831,13 @@ impl Inner {
         match &self.batcher {
             Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
                 let (completer, handle) = crate::remoting::pair();
-                acc.add(self, msg, target, Done::Handle(completer));
+                acc.add(
+                    self,
+                    msg,
+                    target,
+                    Done::Handle(completer),
+                    stats::Op::none(),
+                );
                 Ok(handle)
             }
             _ => Err(msg),
@@ -802,22 +845,27 @@ impl Inner {
     }
 
     fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        let mut op = self.stats.begin_prep(&prep);
         let prep = match (prep, &self.batcher) {
             (Prep::Single(msg), Some(acc))
                 if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
             {
-                return acc.add(self, msg, target, done);
+                return acc.add(self, msg, target, done, op);
             }
             (prep, _) => prep,
         };
         match self.prepare_async(prep, &target) {
-            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done),
-            Err(e) => finish_done(self, done, Err(e), true),
+            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
+            Err(e) => {
+                op.fail(&e);
+                finish_done(self, done, Err(e), true)
+            }
         }
     }
 
     /// Sends what the auto-batch accumulator admitted (it bounds their memory): no check that
-    /// the producer runs (shutdown flushes batches), no wait for in-flight room.
+    /// the producer runs (shutdown flushes batches), no wait for in-flight room. The callers'
+    /// statistics are kept by the accumulator, not here.
     fn launch_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
         let prepared = match prep {
             Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
@@ -826,7 +874,7 @@ impl Inner {
         match prepared {
             Ok(prepared) => {
                 let permit = self.in_flight.acquire_unbounded(prepared.size);
-                self.start_async(prepared, permit, target, done);
+                self.start_async(prepared, permit, target, done, stats::Op::none());
             }
             Err(e) => finish_done(self, done, Err(e), true),
         }
@@ -838,6 +886,7 @@ impl Inner {
         permit: Permit,
         target: Target,
         done: Done,
+        op: stats::Op,
     ) {
         let attempts_left = match target {
             Target::Auto => self.config.async_retries(),
@@ -853,6 +902,7 @@ impl Inner {
             last_error: None,
             done: Some(done),
             _permit: Some(permit),
+            op,
         });
         job.attempt(true);
     }
@@ -868,8 +918,14 @@ impl Inner {
             }
             Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
         };
-        let deadline = Instant::now() + self.config.send_timeout();
-        let permit = self.in_flight.acquire(prepared.size, deadline)?;
+        let permit = if on_callback_thread() {
+            // A callback that sends must not wait for room: room is made by the very callback
+            // threads it would block.
+            self.in_flight.acquire_unbounded(prepared.size)
+        } else {
+            let deadline = Instant::now() + self.config.send_timeout();
+            self.in_flight.acquire(prepared.size, deadline)?
+        };
         Ok((prepared, permit))
     }
 
@@ -1006,6 +1062,13 @@ impl Inner {
     }
 }
 
+/// Whether the current thread is one of the callback pool's.
+fn on_callback_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("rocketmq-callback"))
+}
+
 /// Ends an asynchronous send: completes its handle or runs its callback on the pool.
 fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller: bool) {
     match done {
@@ -1019,15 +1082,19 @@ fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller:
                 }
             };
             if on_caller {
-                // User code runs on the callback pool, not on the caller's thread.
-                let mut slot = Some(run);
+                // User code runs on the callback pool, not on the caller's thread; only when
+                // the pool is gone (shutdown) does it run here, so that it still runs once.
+                let slot = Arc::new(Mutex::new(Some(run)));
+                let pooled = slot.clone();
                 let task = Box::new(move || {
-                    if let Some(run) = slot.take() {
+                    if let Some(run) = pooled.lock().take() {
                         run();
                     }
                 });
-                if let Err(e) = inner.remoting.execute(task) {
-                    log::warn!("callback pool unavailable ({e}); a send callback is lost");
+                if inner.remoting.execute(task).is_err() {
+                    if let Some(run) = slot.lock().take() {
+                        run();
+                    }
                 }
             } else {
                 run();
@@ -1048,6 +1115,8 @@ struct AsyncSend {
     last_error: Option<Error>,
     done: Option<Done>,
     _permit: Option<Permit>,
+    /// Statistics of this send.
+    op: stats::Op,
 }
 
 impl AsyncSend {
@@ -1090,6 +1159,11 @@ impl AsyncSend {
             },
         };
         let request = broker::send_request(&self.prepared, &queue, &self.inner.defaults, now_ms());
+        let attempt = self.inner.stats.attempt(
+            &self.prepared,
+            queue.broker_name(),
+            self.last_broker.is_some(),
+        );
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         let remoting = self.inner.remoting.clone();
@@ -1099,7 +1173,7 @@ impl AsyncSend {
             request,
             timeout,
             Completion::Callback(Box::new(move |response| {
-                self.on_response(response, queue, addr, started)
+                self.on_response(response, queue, addr, started, attempt)
             })),
         );
     }
@@ -1156,8 +1230,10 @@ impl AsyncSend {
         queue: MessageQueue,
         addr: String,
         started: Instant,
+        attempt: stats::Attempt,
     ) {
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
+        attempt.end(started, &result);
         self.inner
             .record_attempt(queue.broker_name(), started.elapsed(), &result);
         let retry = self.attempts_left > 0
@@ -1181,6 +1257,7 @@ impl AsyncSend {
     fn finish(mut self: Box<Self>, result: Result<SendResult>, on_caller: bool) {
         // Release the in-flight share first: a callback that sends again must find room.
         self._permit = None;
+        self.op.record(&result);
         if let Some(done) = self.done.take() {
             finish_done(&self.inner, done, result, on_caller);
         }
@@ -1190,6 +1267,7 @@ impl AsyncSend {
 impl Drop for AsyncSend {
     fn drop(&mut self) {
         self._permit = None;
+        self.op.fail(&Error::Shutdown);
         if let Some(done) = self.done.take() {
             match done {
                 Done::Handle(completer) => {

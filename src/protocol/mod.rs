@@ -12,7 +12,6 @@ pub mod codes;
 pub mod frame;
 pub mod header;
 pub mod heartbeat;
-mod json_scan;
 pub mod message_codec;
 pub mod route;
 

@@ -66,8 +66,8 @@ pub(crate) struct Store {
     log: Vec<MessageExt>,
     /// Commit-log offset -> index in `log`.
     by_offset: HashMap<i64, usize>,
-    /// Next offset per (topic, queue).
-    queue_offsets: HashMap<(String, i32), i64>,
+    /// Next offset per topic and queue.
+    queue_offsets: HashMap<String, HashMap<i32, i64>>,
     next_commit_offset: i64,
     halves: Vec<Half>,
     half_queue_offset: i64,
@@ -75,8 +75,6 @@ pub(crate) struct Store {
     pub(crate) counters: MockCounters,
     /// Producer group -> connections that heartbeat for it.
     groups: HashMap<String, Vec<Weak<Conn>>>,
-    /// Reused to measure each record's commit-log length.
-    scratch: Vec<u8>,
 }
 
 /// The broker role of a node.
@@ -121,6 +119,27 @@ fn response(code: i32, opaque: i32, remark: &str) -> RemotingCommand {
         r.remark = Some(remark.to_string());
     }
     r
+}
+
+/// The size of `msg` in the stored layout (V1 magic), which is how far it moves the
+/// commit-log offset (protocol.md 9.5).
+fn stored_len(msg: &MessageExt) -> i64 {
+    let host = |a: &SocketAddr| if a.is_ipv4() { 8 } else { 20 };
+    let props: usize = msg
+        .properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    let fixed = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 4 + 8;
+    (fixed
+        + host(&msg.born_host)
+        + host(&msg.store_host)
+        + 4
+        + msg.body.len()
+        + 1
+        + msg.topic.len()
+        + 2
+        + props) as i64
 }
 
 /// Topic names a real broker accepts.
@@ -170,20 +189,14 @@ impl BrokerCore {
         .to_string()
     }
 
-    /// Appends to the commit log; returns the record's commit-log offset.
+    /// Gives `msg` the next commit-log offset and its store fields; `visible` messages go into
+    /// the log readers see. Returns the commit-log offset.
     fn append(&self, store: &mut Store, mut msg: MessageExt, visible: bool) -> MessageExt {
         msg.commit_log_offset = store.next_commit_offset;
         msg.store_host = self.store_addr();
         msg.store_timestamp = now_ms();
         msg.body_crc = message_codec::body_crc32(&msg.body);
-        let mut encoded = std::mem::take(&mut store.scratch);
-        encoded.clear();
-        let len = match message_codec::encode_stored_message(&msg, &mut encoded) {
-            Ok(()) => encoded.len() as i64,
-            Err(_) => 64 + msg.body.len() as i64,
-        };
-        store.scratch = encoded;
-        store.next_commit_offset += len;
+        store.next_commit_offset += stored_len(&msg);
         if visible && self.keep_messages {
             store
                 .by_offset
@@ -194,10 +207,11 @@ impl BrokerCore {
     }
 
     fn next_queue_offset(store: &mut Store, topic: &str, queue: i32) -> i64 {
-        let slot = store
-            .queue_offsets
-            .entry((topic.to_string(), queue))
-            .or_insert(0);
+        let offsets = match store.queue_offsets.get_mut(topic) {
+            Some(o) => o,
+            None => store.queue_offsets.entry(topic.to_string()).or_default(),
+        };
+        let slot = offsets.entry(queue).or_insert(0);
         let v = *slot;
         *slot += 1;
         v
@@ -248,12 +262,6 @@ impl BrokerCore {
                 format!("the message body size over max value, MAX: {MAX_MESSAGE_SIZE}"),
             ));
         }
-        if header.properties.len() > i16::MAX as usize {
-            return Err((
-                ResponseCode::MESSAGE_ILLEGAL,
-                "msg properties length limit 32KB".into(),
-            ));
-        }
         let conf = self.topic_for_send(store, header)?;
         if !perm::is_writeable(conf.perm) {
             return Err((
@@ -261,9 +269,11 @@ impl BrokerCore {
                 format!("the topic[{}] sending message is forbidden", header.topic),
             ));
         }
+        // SYSTEM_ERROR, as Java's `msgCheck` and the RocketMQ-Rust broker answer (checked on the
+        // wire), not INVALID_PARAMETER.
         if header.queue_id >= conf.queues {
             return Err((
-                ResponseCode::INVALID_PARAMETER,
+                ResponseCode::SYSTEM_ERROR,
                 format!(
                     "request queueId[{}] is illegal, topic {} has {} queues",
                     header.queue_id, header.topic, conf.queues
@@ -298,6 +308,24 @@ impl BrokerCore {
             prepared_transaction_offset: 0,
             body_crc: 0,
         }
+    }
+
+    /// Adds the properties a real broker stamps on every stored message (`CLUSTER`,
+    /// `MSG_REGION`, `TRACE_ON`) and checks the stored properties against the commit log's
+    /// 32 767-byte limit, which therefore includes them (as on a real broker).
+    fn stamp(&self, properties: &mut Vec<(String, String)>) -> Result<(), (i32, String)> {
+        properties.push((property::CLUSTER.into(), self.cluster.clone()));
+        properties.push((property::MSG_REGION.into(), "DefaultRegion".into()));
+        properties.push((property::TRACE_ON.into(), "true".into()));
+        let len: usize = properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        if len > i16::MAX as usize {
+            return Err((
+                ResponseCode::MESSAGE_ILLEGAL,
+                "Message validation failed. Check body length (<4MB) and properties size (<32KB)."
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn send_response(
@@ -346,6 +374,12 @@ impl BrokerCore {
                 Ok(_) => return response(ResponseCode::MESSAGE_ILLEGAL, opaque, "empty batch"),
                 Err(e) => return response(ResponseCode::MESSAGE_ILLEGAL, opaque, &e.to_string()),
             };
+            let mut entries = entries;
+            for entry in &mut entries {
+                if let Err((code, remark)) = self.stamp(&mut entry.properties) {
+                    return response(code, opaque, &remark);
+                }
+            }
             let mut ids = Vec::with_capacity(entries.len());
             let mut first_offset = None;
             for entry in entries {
@@ -357,8 +391,6 @@ impl BrokerCore {
                     entry.properties,
                     conn.peer,
                 );
-                msg.properties
-                    .push((property::CLUSTER.into(), self.cluster.clone()));
                 msg.queue_offset = Self::next_queue_offset(&mut store, &header.topic, queue_id);
                 first_offset.get_or_insert(msg.queue_offset);
                 let stored = self.append(&mut store, msg, true);
@@ -374,7 +406,9 @@ impl BrokerCore {
             );
         }
         let mut properties = message_codec::decode_properties(&header.properties);
-        properties.push((property::CLUSTER.into(), self.cluster.clone()));
+        if let Err((code, remark)) = self.stamp(&mut properties) {
+            return response(code, opaque, &remark);
+        }
         let uniq = properties
             .iter()
             .find(|(k, _)| k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
@@ -574,7 +608,8 @@ impl BrokerCore {
         let store = self.store.lock();
         let offset = store
             .queue_offsets
-            .get(&(header.topic, header.queue_id))
+            .get(&header.topic)
+            .and_then(|q| q.get(&header.queue_id))
             .copied()
             .unwrap_or(0);
         let mut r = RemotingCommand::response(ResponseCode::SUCCESS, opaque);

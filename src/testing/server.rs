@@ -267,7 +267,7 @@ fn serve(conn: Arc<Conn>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
                 }
                 Action::Malformed => {
                     // A valid length, then an unknown serialize type and junk.
-                    out.extend_from_slice(&[0, 0, 0, 8, 0x7f, 0, 0, 2, b'{', b'!']);
+                    out.extend_from_slice(&[0, 0, 0, 6, 0x7f, 0, 0, 2, b'{', b'!']);
                     conn.write(&out);
                     out.clear();
                 }
