@@ -148,7 +148,7 @@ fn main() {
     });
 
     let window = 64;
-    let mut async_send = |n: usize| {
+    let async_send = |n: usize| {
         let mut pending = std::collections::VecDeque::with_capacity(window);
         measure(n, |m| {
             if pending.len() == window {
