@@ -254,6 +254,15 @@ impl ExtFields {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
+        // Headers hold a dozen fields at most: a scan that compares lengths first beats the
+        // binary search's string comparisons.
+        if self.entries.len() <= 16 {
+            return self
+                .entries
+                .iter()
+                .position(|(k, ..)| k.len() == key.len() && k.as_ref() == key)
+                .map(|i| self.value(i));
+        }
         self.position(key).ok().map(|i| self.value(i))
     }
 
@@ -898,10 +907,26 @@ fn intern_key(key: &str) -> Cow<'static, str> {
     if let [b @ b'a'..=b'n'] = key.as_bytes() {
         return Cow::Borrowed(LETTERS[(b - b'a') as usize]);
     }
-    match KNOWN.binary_search(&key) {
-        Ok(i) => Cow::Borrowed(KNOWN[i]),
-        Err(_) => Cow::Owned(key.to_owned()),
+    // A match compiles to a dispatch on the length, then one comparison or two.
+    macro_rules! known {
+        ($($k:literal)*) => {
+            match key {
+                $($k => Cow::Borrowed($k),)*
+                _ => Cow::Owned(key.to_owned()),
+            }
+        };
     }
+    let interned = known!(
+        "IS_SUB_CHANGE" "IS_SUPPORT_HEART_BEAT_V2" "MSG_REGION" "TRACE_ON"
+        "acceptStandardJsonOnly" "batch" "batchUniqId" "bname" "bornTimestamp" "clientID"
+        "commitLogOffset" "commitOrRollback" "committed" "consumerGroup" "defaultTopic"
+        "defaultTopicQueueNums" "flag" "fromTransactionCheck" "maxReconsumeTimes" "msgId"
+        "offset" "offsetMsgId" "producerGroup" "properties" "queueId" "queueOffset"
+        "recallHandle" "reconsumeTimes" "sysFlag" "topic" "tranStateTableOffset"
+        "transactionId" "unitMode"
+    );
+    debug_assert!(matches!(interned, Cow::Owned(_)) != KNOWN.contains(&key));
+    interned
 }
 
 /// A fast reader for the JSON header, straight from the bytes into a [`RemotingCommand`].
@@ -1449,6 +1474,43 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.feed(&[0, 0, 0, 6, 7, 0, 0, 0, b'{', b'}']);
         assert_eq!(d.next_frame(), Err(CodecError::UnknownSerializeType(7)));
+    }
+
+    #[test]
+    fn known_keys_are_interned() {
+        let known = [
+            "IS_SUB_CHANGE",
+            "MSG_REGION",
+            "TRACE_ON",
+            "msgId",
+            "queueId",
+            "queueOffset",
+            "transactionId",
+            "unitMode",
+            "a",
+            "n",
+            "tranStateTableOffset",
+        ];
+        for k in known {
+            assert!(matches!(intern_key(k), Cow::Borrowed(b) if b == k), "{k}");
+        }
+        for k in ["o", "msgid", "", "queueIdX", "é"] {
+            assert!(matches!(intern_key(k), Cow::Owned(o) if o == k), "{k}");
+        }
+        let mut f = ExtFields::new();
+        for i in 0..40 {
+            f.insert(format!("k{i:02}"), format!("v{i}"));
+        }
+        assert_eq!(f.get("k07"), Some("v7"));
+        assert_eq!(f.get("k39"), Some("v39"));
+        assert_eq!(f.get("k40"), None);
+        f.clear();
+        f.insert("ab", "1");
+        f.insert("b", "2");
+        assert_eq!(
+            (f.get("ab"), f.get("b"), f.get("a")),
+            (Some("1"), Some("2"), None)
+        );
     }
 
     /// The fast JSON reader agrees with the `serde_json::Value` reader whenever it answers.
