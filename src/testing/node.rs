@@ -3,8 +3,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -12,9 +13,9 @@ use super::server::{Action, Conn, Dispatch, Server};
 use super::{EndTransactionRecord, HalfMessage, MockCounters, TransactionState};
 use crate::message::{property, MessageExt, OffsetMessageId};
 use crate::protocol::header::{
-    CheckTransactionStateRequestHeader, CommandHeader, EndTransactionRequestHeader,
-    GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader, SendMessageRequestHeader,
-    UnregisterClientRequestHeader, ViewMessageByIdRequestHeader,
+    CheckTransactionStateRequestHeader, CommandHeader, CreateTopicRequestHeader,
+    EndTransactionRequestHeader, GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader,
+    SendMessageRequestHeader, UnregisterClientRequestHeader, ViewMessageByIdRequestHeader,
 };
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::message_codec::{self, sys_flag};
@@ -27,11 +28,37 @@ pub(crate) const DEFAULT_TOPIC: &str = "TBW102";
 pub(crate) const DEFAULT_TOPIC_QUEUES: i32 = 8;
 /// Largest body a broker accepts (`maxMessageSize`).
 pub(crate) const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Where a real broker keeps half messages (queue 0).
+pub(crate) const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// Topics a real broker refuses sends to (`TopicValidator.isNotAllowedSendTopic`).
+const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
+    HALF_TOPIC,
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "RMQ_SYS_TRANS_CHECK_MAX_TIME_TOPIC",
+    "SCHEDULE_TOPIC_XXXX",
+    "rmq_sys_wheel_timer",
+    "RMQ_SYS_SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+/// The first request version a name server answers with standard JSON (V4_9_4).
+const STANDARD_JSON_VERSION: i32 = 401;
 
+/// A topic's configuration on a broker.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TopicConf {
-    pub(crate) queues: i32,
+    pub(crate) read_queues: i32,
+    pub(crate) write_queues: i32,
     pub(crate) perm: i32,
+}
+
+impl TopicConf {
+    pub(crate) fn rw(queues: i32) -> TopicConf {
+        TopicConf {
+            read_queues: queues,
+            write_queues: queues,
+            perm: perm::READ | perm::WRITE,
+        }
+    }
 }
 
 /// A scripted fault for the next request of a code.
@@ -51,12 +78,23 @@ pub(crate) struct Faults {
     pub(crate) black_hole: bool,
 }
 
+impl Faults {
+    fn is_empty(&self) -> bool {
+        self.next.is_empty() && self.standing_delay.is_empty() && !self.black_hole
+    }
+}
+
+/// A half message and where it stands.
 struct Half {
+    /// The latest half record (the original or the copy of the last check), with its real topic
+    /// and queue.
     msg: MessageExt,
     tran_state_offset: i64,
     group: String,
     state: TransactionState,
     checks: u32,
+    /// When the original was stored (checks wait for `transaction_timeout` after it).
+    stored_at: Instant,
 }
 
 #[derive(Default)]
@@ -70,6 +108,9 @@ pub(crate) struct Store {
     queue_offsets: HashMap<String, HashMap<i32, i64>>,
     next_commit_offset: i64,
     halves: Vec<Half>,
+    /// Every half record (originals and check copies) by commit-log offset, as a real broker
+    /// keeps them: in the half topic, queue 0.
+    half_records: HashMap<i64, MessageExt>,
     half_queue_offset: i64,
     pub(crate) end_transactions: Vec<EndTransactionRecord>,
     pub(crate) counters: MockCounters,
@@ -77,13 +118,22 @@ pub(crate) struct Store {
     groups: HashMap<String, Vec<Weak<Conn>>>,
 }
 
+/// Settings of the broker role.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerSettings {
+    pub(crate) auto_create: bool,
+    pub(crate) keep_messages: bool,
+    pub(crate) slave: bool,
+    pub(crate) transaction_timeout: Duration,
+    pub(crate) transaction_check_max: u32,
+}
+
 /// The broker role of a node.
 pub(crate) struct BrokerCore {
     pub(crate) name: String,
     pub(crate) cluster: String,
-    pub(crate) auto_create: bool,
+    pub(crate) settings: BrokerSettings,
     pub(crate) store: Mutex<Store>,
-    pub(crate) faults: Mutex<Faults>,
     /// Set once the server is bound.
     pub(crate) addr: Mutex<Option<SocketAddr>>,
     /// The address of a slave listed in routes as id 1, if any.
@@ -95,6 +145,8 @@ pub(crate) struct NamesrvCore {
     /// Brokers of the cluster (a single MockBroker serves routes to itself instead).
     pub(crate) brokers: Mutex<Vec<(Arc<Node>, bool)>>,
     pub(crate) serve_self: bool,
+    /// Always answer routes in the legacy (pre-4.9.4) form with unquoted integer keys.
+    pub(crate) legacy_json: AtomicBool,
 }
 
 /// A mock node: a broker, a name server, or both on one port.
@@ -102,6 +154,11 @@ pub(crate) struct Node {
     pub(crate) broker: Option<BrokerCore>,
     pub(crate) namesrv: Option<NamesrvCore>,
     pub(crate) server: Mutex<Option<Arc<Server>>>,
+    pub(crate) faults: Mutex<Faults>,
+    /// Fast path: false while no fault is scripted.
+    pub(crate) any_fault: AtomicBool,
+    /// Requests received per code.
+    pub(crate) received: Mutex<HashMap<i32, u64>>,
 }
 
 fn now_ms() -> i64 {
@@ -148,14 +205,30 @@ fn valid_topic(topic: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
 }
 
+fn set_property(props: &mut Vec<(String, String)>, key: &str, value: impl Into<String>) {
+    let value = value.into();
+    match props.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => props.push((key.to_string(), value)),
+    }
+}
+
+fn remove_property(props: &mut Vec<(String, String)>, key: &str) {
+    props.retain(|(k, _)| k != key);
+}
+
+/// A send rejected before anything was stored: code and remark.
+type Refusal = (i32, String);
+
 impl BrokerCore {
-    pub(crate) fn new(name: &str, auto_create: bool) -> Self {
+    pub(crate) fn new(name: &str, settings: BrokerSettings) -> Self {
         let mut store = Store::default();
-        if auto_create {
+        if settings.auto_create {
             store.topics.insert(
                 DEFAULT_TOPIC.to_string(),
                 TopicConf {
-                    queues: DEFAULT_TOPIC_QUEUES,
+                    read_queues: DEFAULT_TOPIC_QUEUES,
+                    write_queues: DEFAULT_TOPIC_QUEUES,
                     perm: perm::READ | perm::WRITE | perm::INHERIT,
                 },
             );
@@ -163,9 +236,8 @@ impl BrokerCore {
         BrokerCore {
             name: name.to_string(),
             cluster: "DefaultCluster".to_string(),
-            auto_create,
+            settings,
             store: Mutex::new(store),
-            faults: Mutex::new(Faults::default()),
             addr: Mutex::new(None),
             slave_addr: Mutex::new(None),
         }
@@ -185,21 +257,37 @@ impl BrokerCore {
         .to_string()
     }
 
-    /// Gives `msg` the next commit-log offset and its store fields; `visible` messages go into
-    /// the log readers see. Returns the commit-log offset.
+    /// Gives `msg` the next commit-log offset and its store fields; visible messages go into
+    /// the log readers see (if kept). Returns the message as stored.
     fn append(&self, store: &mut Store, mut msg: MessageExt, visible: bool) -> MessageExt {
         msg.commit_log_offset = store.next_commit_offset;
         msg.store_host = self.store_addr();
         msg.store_timestamp = now_ms();
         msg.body_crc = message_codec::body_crc32(&msg.body);
         store.next_commit_offset += stored_len(&msg);
-        if visible {
+        if visible && self.settings.keep_messages {
             store
                 .by_offset
                 .insert(msg.commit_log_offset, store.log.len());
             store.log.push(msg.clone());
         }
         msg
+    }
+
+    /// Appends a half record: the commit log holds it in the half topic, queue 0, with its real
+    /// topic and queue in `REAL_TOPIC` / `REAL_QID`. Returns it with its real topic and queue.
+    fn append_half(&self, store: &mut Store, msg: MessageExt) -> MessageExt {
+        let mut record = msg;
+        let (topic, queue) = (record.topic.clone(), record.queue_id);
+        record.topic = HALF_TOPIC.to_string();
+        record.queue_id = 0;
+        let mut record = self.append(store, record, false);
+        store
+            .half_records
+            .insert(record.commit_log_offset, record.clone());
+        record.topic = topic;
+        record.queue_id = queue;
+        record
     }
 
     fn next_queue_offset(store: &mut Store, topic: &str, queue: i32) -> i64 {
@@ -213,20 +301,22 @@ impl BrokerCore {
         v
     }
 
-    /// The topic's config, auto-creating it from TBW102 when allowed.
+    /// The topic's config, auto-creating it from the default topic when allowed.
     fn topic_for_send(
         &self,
         store: &mut Store,
         header: &SendMessageRequestHeader,
-    ) -> Result<TopicConf, (i32, String)> {
+    ) -> Result<TopicConf, Refusal> {
         if let Some(conf) = store.topics.get(&header.topic) {
             return Ok(*conf);
         }
         let template = store.topics.get(&header.default_topic).copied();
         match template {
-            Some(t) if self.auto_create && perm::is_inherited(t.perm) => {
+            Some(t) if self.settings.auto_create && perm::is_inherited(t.perm) => {
+                let queues = header.default_topic_queue_nums.clamp(1, t.write_queues);
                 let conf = TopicConf {
-                    queues: header.default_topic_queue_nums.clamp(1, t.queues),
+                    read_queues: queues,
+                    write_queues: queues,
                     perm: t.perm & !perm::INHERIT,
                 };
                 store.topics.insert(header.topic.clone(), conf);
@@ -239,17 +329,33 @@ impl BrokerCore {
         }
     }
 
+    /// `AbstractSendMessageProcessor.msgCheck` and the store's checks, in a real broker's order.
     fn check_send(
         &self,
         store: &mut Store,
         header: &SendMessageRequestHeader,
         body_len: usize,
-    ) -> Result<TopicConf, (i32, String)> {
+    ) -> Result<TopicConf, Refusal> {
+        if self.settings.slave {
+            return Err((
+                ResponseCode::SERVICE_NOT_AVAILABLE,
+                "service not available now. It may be caused by one of the following reasons: \
+                 the broker's disk is full, messages are put to the slave, message store has \
+                 been shut down, etc."
+                    .into(),
+            ));
+        }
         if !valid_topic(&header.topic) {
             return Err((
                 ResponseCode::SYSTEM_ERROR,
                 "The specified topic contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
                     .into(),
+            ));
+        }
+        if NOT_ALLOWED_SEND_TOPICS.contains(&header.topic.as_str()) {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                format!("Sending message to topic[{}] is forbidden.", header.topic),
             ));
         }
         if body_len > MAX_MESSAGE_SIZE {
@@ -267,12 +373,13 @@ impl BrokerCore {
         }
         // SYSTEM_ERROR, as Java's `msgCheck` and the RocketMQ-Rust broker answer (checked on the
         // wire), not INVALID_PARAMETER.
-        if header.queue_id >= conf.queues {
+        let queues = conf.read_queues.max(conf.write_queues);
+        if header.queue_id >= queues {
             return Err((
                 ResponseCode::SYSTEM_ERROR,
                 format!(
                     "request queueId[{}] is illegal, topic {} has {} queues",
-                    header.queue_id, header.topic, conf.queues
+                    header.queue_id, header.topic, queues
                 ),
             ));
         }
@@ -309,7 +416,7 @@ impl BrokerCore {
     /// Adds the properties a real broker stamps on every stored message (`CLUSTER`,
     /// `MSG_REGION`, `TRACE_ON`) and checks the stored properties against the commit log's
     /// 32 767-byte limit, which therefore includes them (as on a real broker).
-    fn stamp(&self, properties: &mut Vec<(String, String)>) -> Result<(), (i32, String)> {
+    fn stamp(&self, properties: &mut Vec<(String, String)>) -> Result<(), Refusal> {
         properties.push((property::CLUSTER.into(), self.cluster.clone()));
         properties.push((property::MSG_REGION.into(), "DefaultRegion".into()));
         properties.push((property::TRACE_ON.into(), "true".into()));
@@ -324,23 +431,29 @@ impl BrokerCore {
         Ok(())
     }
 
-    fn send_response(
-        &self,
+    /// A send response: a real broker puts `MSG_REGION` and `TRACE_ON` on every response of
+    /// the send path, failures included.
+    fn send_reply(code: i32, opaque: i32, remark: &str) -> RemotingCommand {
+        let mut r = response(code, opaque, remark);
+        r.ext_fields.insert("MSG_REGION", "DefaultRegion");
+        r.ext_fields.insert("TRACE_ON", "true");
+        r
+    }
+
+    fn send_ok(
         opaque: i32,
         msg_ids: &str,
         queue_id: i32,
         queue_offset: i64,
         transaction_id: Option<&str>,
     ) -> RemotingCommand {
-        let mut r = RemotingCommand::response(ResponseCode::SUCCESS, opaque);
+        let mut r = Self::send_reply(ResponseCode::SUCCESS, opaque, "");
         r.ext_fields.insert("msgId", msg_ids);
         r.ext_fields.insert("queueId", queue_id.to_string());
         r.ext_fields.insert("queueOffset", queue_offset.to_string());
         if let Some(tx) = transaction_id {
             r.ext_fields.insert("transactionId", tx);
         }
-        r.ext_fields.insert("MSG_REGION", "DefaultRegion");
-        r.ext_fields.insert("TRACE_ON", "true");
         r
     }
 
@@ -357,53 +470,19 @@ impl BrokerCore {
         let mut store = self.store.lock();
         let conf = match self.check_send(&mut store, &header, request.body.len()) {
             Ok(c) => c,
-            Err((code, remark)) => return response(code, opaque, &remark),
+            Err((code, remark)) => return Self::send_reply(code, opaque, &remark),
         };
         let queue_id = if header.queue_id < 0 {
-            rand::random::<u32>() as i32 % conf.queues
+            (rand::random::<u32>() % conf.write_queues.max(1) as u32) as i32
         } else {
             header.queue_id
         };
         if request.code == RequestCode::SEND_BATCH_MESSAGE {
-            let entries = match message_codec::decode_batch(&request.body) {
-                Ok(e) if !e.is_empty() => e,
-                Ok(_) => return response(ResponseCode::MESSAGE_ILLEGAL, opaque, "empty batch"),
-                Err(e) => return response(ResponseCode::MESSAGE_ILLEGAL, opaque, &e.to_string()),
-            };
-            let mut entries = entries;
-            for entry in &mut entries {
-                if let Err((code, remark)) = self.stamp(&mut entry.properties) {
-                    return response(code, opaque, &remark);
-                }
-            }
-            let mut ids = Vec::with_capacity(entries.len());
-            let mut first_offset = None;
-            for entry in entries {
-                let mut msg = Self::base_message(
-                    &header,
-                    queue_id,
-                    entry.body,
-                    entry.flag,
-                    entry.properties,
-                    conn.peer,
-                );
-                msg.queue_offset = Self::next_queue_offset(&mut store, &header.topic, queue_id);
-                first_offset.get_or_insert(msg.queue_offset);
-                let stored = self.append(&mut store, msg, true);
-                ids.push(self.offset_id(stored.commit_log_offset));
-            }
-            store.counters.messages_stored += ids.len() as u64;
-            return self.send_response(
-                opaque,
-                &ids.join(","),
-                queue_id,
-                first_offset.unwrap_or(0),
-                None,
-            );
+            return self.store_batch(&mut store, conn, &header, queue_id, request);
         }
         let mut properties = message_codec::decode_properties(&header.properties);
         if let Err((code, remark)) = self.stamp(&mut properties) {
-            return response(code, opaque, &remark);
+            return Self::send_reply(code, opaque, &remark);
         }
         let uniq = properties
             .iter()
@@ -421,32 +500,111 @@ impl BrokerCore {
             conn.peer,
         );
         if transactional {
-            let group = msg
-                .property(property::PRODUCER_GROUP)
-                .unwrap_or_default()
-                .to_string();
-            let tran_state_offset = store.half_queue_offset;
-            store.half_queue_offset += 1;
-            let mut half = msg;
-            half.queue_offset = tran_state_offset;
-            let half = self.append(&mut store, half, false);
-            let id = self.offset_id(half.commit_log_offset);
-            store.halves.push(Half {
-                msg: half,
-                tran_state_offset,
-                group,
-                state: TransactionState::Prepared,
-                checks: 0,
-            });
-            store.counters.half_messages += 1;
-            return self.send_response(opaque, &id, queue_id, tran_state_offset, uniq.as_deref());
+            return self.store_half(&mut store, msg, opaque, uniq.as_deref());
         }
         let mut msg = msg;
         msg.queue_offset = Self::next_queue_offset(&mut store, &header.topic, queue_id);
         let stored = self.append(&mut store, msg, true);
         store.counters.messages_stored += 1;
         let id = self.offset_id(stored.commit_log_offset);
-        self.send_response(opaque, &id, queue_id, stored.queue_offset, uniq.as_deref())
+        Self::send_ok(opaque, &id, queue_id, stored.queue_offset, uniq.as_deref())
+    }
+
+    /// Stores each message of a batch; the response lists one offset id per message.
+    fn store_batch(
+        &self,
+        store: &mut Store,
+        conn: &Conn,
+        header: &SendMessageRequestHeader,
+        queue_id: i32,
+        request: &RemotingCommand,
+    ) -> RemotingCommand {
+        let opaque = request.opaque;
+        let mut entries = match message_codec::decode_batch(&request.body) {
+            Ok(e) if !e.is_empty() => e,
+            Ok(_) => return Self::send_reply(ResponseCode::MESSAGE_ILLEGAL, opaque, "empty batch"),
+            Err(e) => {
+                return Self::send_reply(ResponseCode::MESSAGE_ILLEGAL, opaque, &e.to_string())
+            }
+        };
+        // A real broker appends the batch's own properties to each message's.
+        let outer = message_codec::decode_properties(&header.properties);
+        for entry in &mut entries {
+            for (k, v) in &outer {
+                if !entry.properties.iter().any(|(ek, _)| ek == k) {
+                    entry.properties.push((k.clone(), v.clone()));
+                }
+            }
+            if let Err((code, remark)) = self.stamp(&mut entry.properties) {
+                return Self::send_reply(code, opaque, &remark);
+            }
+        }
+        let mut ids = String::with_capacity(33 * entries.len());
+        let mut first_offset = None;
+        let count = entries.len() as u64;
+        for entry in entries {
+            let mut msg = Self::base_message(
+                header,
+                queue_id,
+                entry.body,
+                entry.flag,
+                entry.properties,
+                conn.peer,
+            );
+            msg.queue_offset = Self::next_queue_offset(store, &header.topic, queue_id);
+            first_offset.get_or_insert(msg.queue_offset);
+            let stored = self.append(store, msg, true);
+            if !ids.is_empty() {
+                ids.push(',');
+            }
+            ids.push_str(&self.offset_id(stored.commit_log_offset));
+        }
+        store.counters.messages_stored += count;
+        Self::send_ok(opaque, &ids, queue_id, first_offset.unwrap_or(0), None)
+    }
+
+    /// Holds a half message: the response names its half-queue offset.
+    fn store_half(
+        &self,
+        store: &mut Store,
+        msg: MessageExt,
+        opaque: i32,
+        uniq: Option<&str>,
+    ) -> RemotingCommand {
+        let group = msg
+            .property(property::PRODUCER_GROUP)
+            .unwrap_or_default()
+            .to_string();
+        let queue_id = msg.queue_id;
+        let mut half = msg;
+        set_property(
+            &mut half.properties,
+            property::REAL_TOPIC,
+            half.topic.clone(),
+        );
+        set_property(
+            &mut half.properties,
+            property::REAL_QUEUE_ID,
+            queue_id.to_string(),
+        );
+        if let Some(id) = uniq {
+            set_property(&mut half.properties, property::TRANSACTION_ID, id);
+        }
+        let tran_state_offset = store.half_queue_offset;
+        store.half_queue_offset += 1;
+        half.queue_offset = tran_state_offset;
+        let half = self.append_half(store, half);
+        let id = self.offset_id(half.commit_log_offset);
+        store.halves.push(Half {
+            msg: half,
+            tran_state_offset,
+            group,
+            state: TransactionState::Prepared,
+            checks: 0,
+            stored_at: Instant::now(),
+        });
+        store.counters.half_messages += 1;
+        Self::send_ok(opaque, &id, queue_id, tran_state_offset, uniq)
     }
 
     fn handle_end_transaction(&self, request: &RemotingCommand) -> RemotingCommand {
@@ -469,6 +627,13 @@ impl BrokerCore {
             remark: request.remark.clone(),
             oneway: request.is_oneway(),
         });
+        if self.settings.slave {
+            return response(
+                ResponseCode::SLAVE_NOT_AVAILABLE,
+                opaque,
+                "Transaction message is not available on a slave broker",
+            );
+        }
         let decision = header.commit_or_rollback;
         if decision != sys_flag::TRANSACTION_COMMIT && decision != sys_flag::TRANSACTION_ROLLBACK {
             // TRANSACTION_NOT_TYPE: logged by a real broker, which then waits for a check.
@@ -507,9 +672,12 @@ impl BrokerCore {
             return response(ResponseCode::SUCCESS, opaque, "");
         }
         store.halves[i].state = TransactionState::Committed;
+        // `EndTransactionProcessor.endMessageTransaction`: the real topic and queue, the half's
+        // properties without REAL_TOPIC / REAL_QID / TRAN_MSG, the commit bits.
         let mut real = store.halves[i].msg.clone();
-        real.properties
-            .retain(|(k, _)| k != property::TRANSACTION_PREPARED);
+        remove_property(&mut real.properties, property::REAL_TOPIC);
+        remove_property(&mut real.properties, property::REAL_QUEUE_ID);
+        remove_property(&mut real.properties, property::TRANSACTION_PREPARED);
         real.sys_flag = sys_flag::reset_transaction_value(real.sys_flag, decision);
         real.prepared_transaction_offset = header.commit_log_offset;
         real.queue_offset = Self::next_queue_offset(&mut store, &real.topic, real.queue_id);
@@ -547,14 +715,24 @@ impl BrokerCore {
             }
             None => clients.push((data.client_id, data.producer_groups)),
         }
-        response(ResponseCode::SUCCESS, opaque, "")
+        // What a 5.x broker (Java or Rust) answers.
+        let mut r = response(ResponseCode::SUCCESS, opaque, "");
+        r.ext_fields.insert("IS_SUB_CHANGE", "true");
+        r.ext_fields.insert("IS_SUPPORT_HEART_BEAT_V2", "true");
+        r
     }
 
-    fn handle_unregister(&self, request: &RemotingCommand) -> RemotingCommand {
+    fn handle_unregister(&self, conn: &Conn, request: &RemotingCommand) -> RemotingCommand {
         let opaque = request.opaque;
         match UnregisterClientRequestHeader::read_from(&request.ext_fields) {
             Ok(h) => {
                 let mut store = self.store.lock();
+                // The group no longer reaches this connection (no more check-backs through it).
+                if let Some(group) = &h.producer_group {
+                    if let Some(conns) = store.groups.get_mut(group) {
+                        conns.retain(|c| c.upgrade().is_some_and(|c| c.id != conn.id));
+                    }
+                }
                 store.counters.unregisters += 1;
                 store.counters.unregistered.push(h.client_id);
                 response(ResponseCode::SUCCESS, opaque, "")
@@ -574,13 +752,7 @@ impl BrokerCore {
             .by_offset
             .get(&header.offset)
             .map(|&i| &store.log[i])
-            .or_else(|| {
-                store
-                    .halves
-                    .iter()
-                    .map(|h| &h.msg)
-                    .find(|m| m.commit_log_offset == header.offset)
-            });
+            .or_else(|| store.half_records.get(&header.offset));
         let Some(msg) = msg else {
             return response(
                 ResponseCode::SYSTEM_ERROR,
@@ -593,6 +765,62 @@ impl BrokerCore {
             return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string());
         }
         RemotingCommand::response(ResponseCode::SUCCESS, opaque).with_body(body)
+    }
+
+    /// QUERY_MESSAGE: stored messages of a topic by `UNIQ_KEY` (`_UNIQUE_KEY_QUERY=true`) or by
+    /// one of their `KEYS`, within a store-time range.
+    fn handle_query(&self, request: &RemotingCommand) -> RemotingCommand {
+        let opaque = request.opaque;
+        let f = &request.ext_fields;
+        let parsed = (|| {
+            Ok::<_, crate::protocol::CodecError>((
+                f.required("topic")?.to_string(),
+                f.required("key")?.to_string(),
+                f.required_i32("maxNum")?,
+                f.required_i64("beginTimestamp")?,
+                f.required_i64("endTimestamp")?,
+            ))
+        })();
+        let (topic, key, max, begin, end) = match parsed {
+            Ok(p) => p,
+            Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string()),
+        };
+        let unique = f.optional_bool("_UNIQUE_KEY_QUERY").unwrap_or(false);
+        let store = self.store.lock();
+        let mut body = Vec::new();
+        let mut found = 0;
+        for m in store.log.iter().filter(|m| {
+            m.topic == topic
+                && (begin..=end).contains(&m.store_timestamp)
+                && if unique {
+                    m.msg_id() == Some(key.as_str())
+                } else {
+                    m.keys().any(|k| k == key)
+                }
+        }) {
+            if found >= max.max(1) {
+                break;
+            }
+            if let Err(e) = message_codec::encode_stored_message(m, &mut body) {
+                return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string());
+            }
+            found += 1;
+        }
+        if found == 0 {
+            return response(
+                ResponseCode::QUERY_NOT_FOUND,
+                opaque,
+                "can not find message, maybe time range not correct",
+            );
+        }
+        let mut r = RemotingCommand::response(ResponseCode::SUCCESS, opaque).with_body(body);
+        r.ext_fields
+            .insert("indexLastUpdateTimestamp", now_ms().to_string());
+        r.ext_fields.insert(
+            "indexLastUpdatePhyoffset",
+            store.next_commit_offset.to_string(),
+        );
+        r
     }
 
     fn handle_max_offset(&self, request: &RemotingCommand) -> RemotingCommand {
@@ -613,16 +841,55 @@ impl BrokerCore {
         r
     }
 
-    /// Re-appends a half message and sends CHECK_TRANSACTION_STATE for it to a connection of
-    /// its group. Returns whether a check went out.
-    pub(crate) fn check(&self, matches: &dyn Fn(&MessageExt) -> bool) -> usize {
+    /// UPDATE_AND_CREATE_TOPIC (admin): creates or updates the topic; routes change at once.
+    fn handle_create_topic(&self, request: &RemotingCommand) -> RemotingCommand {
+        let opaque = request.opaque;
+        let header = match CreateTopicRequestHeader::read_from(&request.ext_fields) {
+            Ok(h) => h,
+            Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string()),
+        };
+        if !valid_topic(&header.topic) {
+            return response(
+                ResponseCode::SYSTEM_ERROR,
+                opaque,
+                "The specified topic contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$",
+            );
+        }
+        if header.topic == DEFAULT_TOPIC || NOT_ALLOWED_SEND_TOPICS.contains(&&*header.topic) {
+            return response(
+                ResponseCode::SYSTEM_ERROR,
+                opaque,
+                &format!("The topic[{}] is conflict with system topic.", header.topic),
+            );
+        }
+        self.store.lock().topics.insert(
+            header.topic,
+            TopicConf {
+                read_queues: header.read_queue_nums,
+                write_queues: header.write_queue_nums,
+                perm: header.perm,
+            },
+        );
+        response(ResponseCode::SUCCESS, opaque, "")
+    }
+
+    /// Re-appends matching unresolved half messages and sends CHECK_TRANSACTION_STATE for each
+    /// to a live connection of its group. `automatic` checks honour the transaction timeout and
+    /// the check limit, as the broker's check service does. Returns how many checks went out.
+    pub(crate) fn check(&self, matches: &dyn Fn(&MessageExt) -> bool, automatic: bool) -> usize {
         let mut sent = 0;
         let mut store = self.store.lock();
+        let timeout = self.settings.transaction_timeout;
+        let max = self.settings.transaction_check_max;
         let candidates: Vec<usize> = store
             .halves
             .iter()
             .enumerate()
-            .filter(|(_, h)| h.state == TransactionState::Prepared && matches(&h.msg))
+            .filter(|(_, h)| {
+                h.state == TransactionState::Prepared
+                    && matches(&h.msg)
+                    && (!automatic || (h.stored_at.elapsed() >= timeout && h.checks < max))
+            })
             .map(|(i, _)| i)
             .collect();
         for i in candidates {
@@ -634,40 +901,43 @@ impl BrokerCore {
                     .find(|c| c.is_alive())
             });
             let Some(conn) = conn else { continue };
-            // Like a real broker: store the half message again; the check names the new copy.
+            // Like a real broker: count the check on the message and store it again; the check
+            // names the new copy.
+            let checks = store.halves[i].checks + 1;
             let tran_state_offset = store.half_queue_offset;
             store.half_queue_offset += 1;
             let mut copy = store.halves[i].msg.clone();
+            set_property(
+                &mut copy.properties,
+                property::TRANSACTION_CHECK_TIMES,
+                checks.to_string(),
+            );
             copy.queue_offset = tran_state_offset;
-            let copy = self.append(&mut store, copy, false);
-            let checks = store.halves[i].checks + 1;
-            let offset_id = self.offset_id(copy.commit_log_offset);
-            let uniq = copy.msg_id().map(str::to_string);
+            let copy = self.append_half(&mut store, copy);
+            // The body: the copy with its real topic and queue, without transaction bits.
             let mut view = copy.clone();
-            view.properties
-                .retain(|(k, _)| k != property::TRANSACTION_CHECK_TIMES);
-            view.properties
-                .push((property::TRANSACTION_CHECK_TIMES.into(), checks.to_string()));
+            view.sys_flag =
+                sys_flag::reset_transaction_value(view.sys_flag, sys_flag::TRANSACTION_NOT_TYPE);
             let mut body = Vec::new();
             if message_codec::encode_stored_message(&view, &mut body).is_err() {
                 continue;
             }
-            store.halves[i] = Half {
-                msg: copy.clone(),
-                tran_state_offset,
-                group,
-                state: TransactionState::Prepared,
-                checks,
-            };
+            let uniq = copy.msg_id().map(str::to_string);
             let header = CheckTransactionStateRequestHeader {
-                topic: Some(copy.topic.clone()),
+                topic: Some(HALF_TOPIC.to_string()),
                 tran_state_table_offset: tran_state_offset,
                 commit_log_offset: copy.commit_log_offset,
                 msg_id: uniq.clone(),
                 transaction_id: uniq,
-                offset_msg_id: Some(offset_id),
+                // The RocketMQ-Rust broker sends it empty (a Java broker sends the copy's offset
+                // id): a client must not depend on it.
+                offset_msg_id: Some(String::new()),
                 broker_name: Some(self.name.clone()),
             };
+            let half = &mut store.halves[i];
+            half.msg = copy;
+            half.tran_state_offset = tran_state_offset;
+            half.checks = checks;
             let mut request =
                 RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE).into_oneway();
             request.opaque = rand::random::<i32>() & 0x3fff_ffff;
@@ -696,6 +966,16 @@ impl BrokerCore {
             .collect()
     }
 
+    pub(crate) fn transaction_state(&self, transaction_id: &str) -> Option<TransactionState> {
+        self.store
+            .lock()
+            .halves
+            .iter()
+            .rev()
+            .find(|h| h.msg.msg_id() == Some(transaction_id))
+            .map(|h| h.state)
+    }
+
     pub(crate) fn messages(&self, topic: &str) -> Vec<MessageExt> {
         self.store
             .lock()
@@ -706,13 +986,22 @@ impl BrokerCore {
             .collect()
     }
 
+    pub(crate) fn message_count(&self, topic: &str) -> usize {
+        self.store
+            .lock()
+            .log
+            .iter()
+            .filter(|m| m.topic == topic)
+            .count()
+    }
+
     pub(crate) fn queue_data(&self, topic: &str) -> Option<QueueData> {
         let store = self.store.lock();
         let conf = store.topics.get(topic)?;
         Some(QueueData {
             broker_name: self.name.clone(),
-            read_queue_nums: conf.queues,
-            write_queue_nums: conf.queues,
+            read_queue_nums: conf.read_queues,
+            write_queue_nums: conf.write_queues,
             perm: conf.perm,
             topic_sys_flag: 0,
         })
@@ -734,15 +1023,6 @@ impl BrokerCore {
         })
     }
 
-    /// Takes the next scripted fault for `code`.
-    fn next_fault(&self, code: i32) -> Option<Fault> {
-        let mut faults = self.faults.lock();
-        if let Some(f) = faults.next.get_mut(&code).and_then(VecDeque::pop_front) {
-            return Some(f);
-        }
-        faults.standing_delay.get(&code).map(|d| Fault::Delay(*d))
-    }
-
     fn dispatch_broker(
         &self,
         conn: &Arc<Conn>,
@@ -753,10 +1033,12 @@ impl BrokerCore {
             | RequestCode::SEND_MESSAGE_V2
             | RequestCode::SEND_BATCH_MESSAGE => self.handle_send(conn, request),
             RequestCode::HEART_BEAT => self.handle_heartbeat(conn, request),
-            RequestCode::UNREGISTER_CLIENT => self.handle_unregister(request),
+            RequestCode::UNREGISTER_CLIENT => self.handle_unregister(conn, request),
             RequestCode::END_TRANSACTION => self.handle_end_transaction(request),
             RequestCode::VIEW_MESSAGE_BY_ID => self.handle_view(request),
+            RequestCode::QUERY_MESSAGE => self.handle_query(request),
             RequestCode::GET_MAX_OFFSET => self.handle_max_offset(request),
+            RequestCode::UPDATE_AND_CREATE_TOPIC => self.handle_create_topic(request),
             _ => return None,
         };
         Some(r)
@@ -764,6 +1046,28 @@ impl BrokerCore {
 }
 
 impl Node {
+    pub(crate) fn new(broker: Option<BrokerCore>, namesrv: Option<NamesrvCore>) -> Node {
+        Node {
+            broker,
+            namesrv,
+            server: Mutex::new(None),
+            faults: Mutex::new(Faults::default()),
+            any_fault: AtomicBool::new(false),
+            received: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.server.lock().as_ref().is_some_and(|s| s.is_running())
+    }
+
+    /// Changes the scripted faults.
+    pub(crate) fn with_faults(&self, change: impl FnOnce(&mut Faults)) {
+        let mut faults = self.faults.lock();
+        change(&mut faults);
+        self.any_fault.store(!faults.is_empty(), Ordering::Release);
+    }
+
     fn route(&self, topic: &str) -> Option<TopicRouteData> {
         let ns = self.namesrv.as_ref()?;
         let mut route = TopicRouteData::default();
@@ -779,8 +1083,7 @@ impl Node {
             }
         }
         for (node, in_routes) in ns.brokers.lock().iter() {
-            let running = node.server.lock().as_ref().is_some_and(|s| s.is_running());
-            if *in_routes && running {
+            if *in_routes && node.is_running() {
                 if let Some(b) = &node.broker {
                     add(b);
                 }
@@ -801,7 +1104,20 @@ impl Node {
         };
         match self.route(&header.topic) {
             Some(route) => {
-                RemotingCommand::response(ResponseCode::SUCCESS, opaque).with_body(route.to_json())
+                // `ClientRequestProcessor.getRouteInfoByTopic`: standard JSON for 4.9.4+ clients
+                // or on request, the legacy form with unquoted integer keys otherwise.
+                let legacy = self
+                    .namesrv
+                    .as_ref()
+                    .is_some_and(|ns| ns.legacy_json.load(Ordering::Acquire))
+                    || (request.version < STANDARD_JSON_VERSION
+                        && !header.accept_standard_json_only);
+                let body = if legacy {
+                    route.to_legacy_json()
+                } else {
+                    route.to_json()
+                };
+                RemotingCommand::response(ResponseCode::SUCCESS, opaque).with_body(body)
             }
             None => response(
                 ResponseCode::TOPIC_NOT_EXIST,
@@ -815,9 +1131,50 @@ impl Node {
     }
 
     fn count(&self, code: i32) {
-        if let Some(b) = &self.broker {
-            *b.store.lock().counters.received.entry(code).or_insert(0) += 1;
+        *self.received.lock().entry(code).or_insert(0) += 1;
+    }
+
+    /// Takes the next scripted fault for `code`; `Err(())` for the black hole.
+    fn next_fault(&self, code: i32) -> Result<Option<Fault>, ()> {
+        if !self.any_fault.load(Ordering::Acquire) {
+            return Ok(None);
         }
+        let mut faults = self.faults.lock();
+        if faults.black_hole {
+            return Err(());
+        }
+        let fault = match faults.next.get_mut(&code) {
+            Some(queue) => {
+                let f = queue.pop_front();
+                if queue.is_empty() {
+                    faults.next.remove(&code);
+                }
+                f
+            }
+            None => None,
+        };
+        let fault = fault.or_else(|| faults.standing_delay.get(&code).map(|d| Fault::Delay(*d)));
+        self.any_fault.store(!faults.is_empty(), Ordering::Release);
+        Ok(fault)
+    }
+
+    /// The answer to a request, fault-free.
+    fn handle(&self, conn: &Arc<Conn>, request: &RemotingCommand) -> RemotingCommand {
+        let reply = if request.code == RequestCode::GET_ROUTEINFO_BY_TOPIC && self.namesrv.is_some()
+        {
+            Some(self.handle_route(request))
+        } else {
+            self.broker
+                .as_ref()
+                .and_then(|b| b.dispatch_broker(conn, request))
+        };
+        reply.unwrap_or_else(|| {
+            response(
+                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                request.opaque,
+                &format!(" request type {} not supported", request.code),
+            )
+        })
     }
 }
 
@@ -828,45 +1185,37 @@ impl Dispatch for Node {
         }
         self.count(request.code);
         let oneway = request.is_oneway();
-        let mut delay = None;
-        if let Some(b) = &self.broker {
-            if b.faults.lock().black_hole {
-                return Action::Silent;
-            }
-            match b.next_fault(request.code) {
-                Some(Fault::Fail(code, remark)) => {
-                    return Action::Reply(response(code, request.opaque, &remark))
-                }
-                Some(Fault::Malformed) => return Action::Malformed,
-                Some(Fault::Close) => return Action::Close,
-                Some(Fault::Reset) => {
-                    let r = b.dispatch_broker(conn, &request).unwrap_or_else(|| {
-                        response(ResponseCode::SYSTEM_ERROR, request.opaque, "")
-                    });
-                    return Action::ResetMidFrame(r);
-                }
-                Some(Fault::Delay(d)) => delay = Some(d),
-                None => {}
-            }
-        }
-        let reply = if request.code == RequestCode::GET_ROUTEINFO_BY_TOPIC && self.namesrv.is_some()
-        {
-            Some(self.handle_route(&request))
-        } else {
-            self.broker
-                .as_ref()
-                .and_then(|b| b.dispatch_broker(conn, &request))
+        // A real server answers in the request's header format.
+        let st = request.serialize_type;
+        let fault = match self.next_fault(request.code) {
+            Ok(f) => f,
+            Err(()) => return Action::Silent,
         };
-        let reply = reply.unwrap_or_else(|| {
-            response(
-                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
-                request.opaque,
-                &format!(" request type {} not supported", request.code),
-            )
-        });
+        let delay = match fault {
+            Some(Fault::Fail(code, remark)) => {
+                let mut r = response(code, request.opaque, &remark);
+                r.serialize_type = st;
+                return if oneway {
+                    Action::Silent
+                } else {
+                    Action::Reply(r)
+                };
+            }
+            Some(Fault::Malformed) => return Action::Malformed,
+            Some(Fault::Close) => return Action::Close,
+            Some(Fault::Reset) => {
+                let mut r = self.handle(conn, &request);
+                r.serialize_type = st;
+                return Action::ResetMidFrame(r);
+            }
+            Some(Fault::Delay(d)) => Some(d),
+            None => None,
+        };
+        let mut reply = self.handle(conn, &request);
         if oneway {
             return Action::Silent;
         }
+        reply.serialize_type = st;
         match delay {
             Some(d) => Action::Delayed(reply, d),
             None => Action::Reply(reply),

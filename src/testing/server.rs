@@ -161,6 +161,11 @@ impl Server {
         }
     }
 
+    /// Connections accepted since the server was bound.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Live connections.
     pub(crate) fn connections(&self) -> Vec<Arc<Conn>> {
         self.conns
