@@ -380,7 +380,7 @@ impl MockBrokerBuilder {
         let node = Arc::new(Node::new(Some(core), namesrv));
         let server = serve(&node, self.port)?;
         if let Some(b) = &node.broker {
-            *b.addr.lock() = Some(server.addr());
+            let _ = b.addr.set(server.addr());
         }
         if let Some(interval) = self.check_interval {
             let weak = Arc::downgrade(&node);
@@ -694,7 +694,7 @@ impl MockBroker {
     /// What it received and did.
     pub fn counters(&self) -> MockCounters {
         let mut c = self.core().store.lock().counters.clone();
-        c.received = self.node.received.lock().clone();
+        c.received = self.node.received.snapshot();
         c.end_transactions = self.core().store.lock().end_transactions.len() as u64;
         c.connections = self.node.server.lock().as_ref().map_or(0, |s| s.accepted());
         c
@@ -725,7 +725,7 @@ impl std::fmt::Debug for MockNameServer {
 impl MockNameServer {
     /// Requests it received with `code`.
     pub fn received(&self, code: i32) -> u64 {
-        self.node.received.lock().get(&code).copied().unwrap_or(0)
+        self.node.received.get(code)
     }
 
     /// Route requests it received (GET_ROUTEINFO_BY_TOPIC).

@@ -3,24 +3,26 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
 use super::server::{Action, Conn, Dispatch, Server};
 use super::{EndTransactionRecord, HalfMessage, MockCounters, TransactionState};
-use crate::message::{property, MessageExt, OffsetMessageId};
+use crate::message::{property, MessageExt};
+use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
+use crate::protocol::frame::write_json_str;
 use crate::protocol::header::{
     CheckTransactionStateRequestHeader, CommandHeader, CreateTopicRequestHeader,
     EndTransactionRequestHeader, GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader,
-    SendMessageRequestHeader, UnregisterClientRequestHeader, ViewMessageByIdRequestHeader,
+    UnregisterClientRequestHeader, ViewMessageByIdRequestHeader,
 };
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::message_codec::{self, sys_flag};
 use crate::protocol::route::{perm, BrokerData, QueueData, TopicRouteData};
-use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode, SerializeType};
 
 /// The topic real brokers auto-create topics from.
 pub(crate) const DEFAULT_TOPIC: &str = "TBW102";
@@ -59,6 +61,219 @@ impl TopicConf {
             perm: perm::READ | perm::WRITE,
         }
     }
+}
+
+/// A visible stored message, compact: properties stay encoded until a test reads them back.
+struct Record {
+    topic: Arc<str>,
+    body: Vec<u8>,
+    flag: i32,
+    /// Encoded as stored (`name \u0001 value \u0002`...), broker stamps included.
+    properties: String,
+    queue_id: i32,
+    queue_offset: i64,
+    commit_log_offset: i64,
+    sys_flag: i32,
+    born_timestamp: i64,
+    born_host: SocketAddr,
+    store_timestamp: i64,
+    reconsume_times: i32,
+    prepared_transaction_offset: i64,
+}
+
+impl Record {
+    fn from_message(msg: MessageExt) -> Record {
+        let mut properties = String::new();
+        message_codec::encode_properties(
+            msg.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &mut properties,
+        );
+        Record {
+            topic: msg.topic.into(),
+            body: msg.body,
+            flag: msg.flag,
+            properties,
+            queue_id: msg.queue_id,
+            queue_offset: msg.queue_offset,
+            commit_log_offset: msg.commit_log_offset,
+            sys_flag: msg.sys_flag,
+            born_timestamp: msg.born_timestamp,
+            born_host: msg.born_host,
+            store_timestamp: msg.store_timestamp,
+            reconsume_times: msg.reconsume_times,
+            prepared_transaction_offset: msg.prepared_transaction_offset,
+        }
+    }
+
+    fn to_message(&self, store_host: SocketAddr) -> MessageExt {
+        MessageExt {
+            topic: self.topic.to_string(),
+            body: self.body.clone(),
+            flag: self.flag,
+            properties: message_codec::decode_properties(&self.properties),
+            queue_id: self.queue_id,
+            queue_offset: self.queue_offset,
+            commit_log_offset: self.commit_log_offset,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            store_timestamp: self.store_timestamp,
+            store_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: self.prepared_transaction_offset,
+            body_crc: message_codec::body_crc32(&self.body),
+        }
+    }
+}
+
+/// Where a record's variable parts start in the stored layout: everything but the body, topic
+/// and properties (IPv4 hosts; 12 more bytes per IPv6 host).
+const STORED_FIXED_LEN: usize = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4 + 8 + 4 + 1 + 2;
+
+fn stored_len_of(
+    born: &SocketAddr,
+    store: &SocketAddr,
+    body: usize,
+    topic: usize,
+    props: usize,
+) -> i64 {
+    let v6 = |a: &SocketAddr| if a.is_ipv4() { 0 } else { 12 };
+    (STORED_FIXED_LEN + v6(born) + v6(store) + body + topic + props) as i64
+}
+
+/// The send header fields the broker uses, borrowed from the request: one pass over the
+/// extFields, V1 (long names) or V2 (single letters) alike.
+struct SendFields<'a> {
+    topic: &'a str,
+    default_topic: &'a str,
+    default_topic_queue_nums: i32,
+    queue_id: i32,
+    sys_flag: i32,
+    born_timestamp: i64,
+    flag: i32,
+    properties: &'a str,
+    reconsume_times: i32,
+}
+
+impl<'a> SendFields<'a> {
+    fn read(fields: &'a ExtFields) -> Result<SendFields<'a>, String> {
+        let mut topic = None;
+        let mut default_topic = None;
+        let mut default_nums = None;
+        let mut queue_id = None;
+        let mut sys_flag = None;
+        let mut born = None;
+        let mut flag = None;
+        let mut properties = "";
+        let mut reconsume = 0;
+        fn int<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+            v.parse().map_err(|_| format!("invalid {key}: {v:?}"))
+        }
+        for (k, v) in fields.iter() {
+            match k {
+                "b" | "topic" => topic = Some(v),
+                "c" | "defaultTopic" => default_topic = Some(v),
+                "d" | "defaultTopicQueueNums" => default_nums = Some(int(k, v)?),
+                "e" | "queueId" => queue_id = Some(int(k, v)?),
+                "f" | "sysFlag" => sys_flag = Some(int(k, v)?),
+                "g" | "bornTimestamp" => born = Some(int(k, v)?),
+                "h" | "flag" => flag = Some(int(k, v)?),
+                "i" | "properties" => properties = v,
+                "j" | "reconsumeTimes" => reconsume = int(k, v)?,
+                _ => {}
+            }
+        }
+        let missing = |name: &str| format!("the custom field <{name}> is null");
+        Ok(SendFields {
+            topic: topic.ok_or_else(|| missing("topic"))?,
+            default_topic: default_topic.ok_or_else(|| missing("defaultTopic"))?,
+            default_topic_queue_nums: default_nums
+                .ok_or_else(|| missing("defaultTopicQueueNums"))?,
+            queue_id: queue_id.ok_or_else(|| missing("queueId"))?,
+            sys_flag: sys_flag.ok_or_else(|| missing("sysFlag"))?,
+            born_timestamp: born.ok_or_else(|| missing("bornTimestamp"))?,
+            flag: flag.ok_or_else(|| missing("flag"))?,
+            properties,
+            reconsume_times: reconsume,
+        })
+    }
+}
+
+/// The properties a broker stamps on every stored message.
+const STAMPS: [(&str, &str); 2] = [
+    (property::MSG_REGION, "DefaultRegion"),
+    (property::TRACE_ON, "true"),
+];
+
+/// What the send path needs to know of a properties string, found without allocating.
+struct PropScan<'a> {
+    uniq: Option<&'a str>,
+    transactional: bool,
+    /// Whether `decode_properties` + re-encoding would give the string back unchanged (every
+    /// pair well formed and ended, no repeated or broker-stamped name), so it can be stored
+    /// as it came.
+    canonical: bool,
+}
+
+fn scan_properties(s: &str) -> PropScan<'_> {
+    let mut scan = PropScan {
+        uniq: None,
+        transactional: false,
+        canonical: s.is_empty() || s.ends_with(message_codec::PROPERTY_SEPARATOR),
+    };
+    let mut names: [&str; 16] = [""; 16];
+    let mut n = 0;
+    let body = s
+        .strip_suffix(message_codec::PROPERTY_SEPARATOR)
+        .unwrap_or(s);
+    for segment in body.split(message_codec::PROPERTY_SEPARATOR) {
+        if segment.is_empty() {
+            // Only the end may be empty (and `s` itself).
+            scan.canonical &= s.is_empty();
+            continue;
+        }
+        let Some((k, v)) = segment.split_once(message_codec::NAME_VALUE_SEPARATOR) else {
+            scan.canonical = false;
+            continue;
+        };
+        if k.is_empty() || v.is_empty() {
+            scan.canonical = false;
+            continue;
+        }
+        if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
+            scan.uniq = Some(v);
+        } else if k == property::TRANSACTION_PREPARED {
+            scan.transactional = v.eq_ignore_ascii_case("true");
+        }
+        if n == names.len()
+            || names[..n].contains(&k)
+            || k == property::CLUSTER
+            || STAMPS.iter().any(|(s, _)| *s == k)
+        {
+            scan.canonical = false;
+        } else {
+            names[n] = k;
+            n += 1;
+        }
+    }
+    scan
+}
+
+/// An offset message id: store host and commit-log offset, 32 upper-case hex digits for IPv4.
+fn write_offset_id(out: &mut String, host: SocketAddr, offset: i64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut push = |bytes: &[u8]| {
+        for b in bytes {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xF) as usize] as char);
+        }
+    };
+    match host.ip() {
+        std::net::IpAddr::V4(ip) => push(&ip.octets()),
+        std::net::IpAddr::V6(ip) => push(&ip.octets()),
+    }
+    push(&i32::from(host.port()).to_be_bytes());
+    push(&offset.to_be_bytes());
 }
 
 /// A scripted fault for the next request of a code.
@@ -100,8 +315,10 @@ struct Half {
 #[derive(Default)]
 pub(crate) struct Store {
     pub(crate) topics: HashMap<String, TopicConf>,
-    /// Every visible message, in arrival order.
-    log: Vec<MessageExt>,
+    /// Every visible message, in arrival order (unless messages are not kept).
+    log: Vec<Record>,
+    /// Topic names shared by stored records.
+    names: HashMap<String, Arc<str>>,
     /// Commit-log offset -> index in `log`.
     by_offset: HashMap<i64, usize>,
     /// Next offset per topic and queue.
@@ -135,7 +352,9 @@ pub(crate) struct BrokerCore {
     pub(crate) settings: BrokerSettings,
     pub(crate) store: Mutex<Store>,
     /// Set once the server is bound.
-    pub(crate) addr: Mutex<Option<SocketAddr>>,
+    pub(crate) addr: OnceLock<SocketAddr>,
+    /// The stamps appended to a stored properties string.
+    stamp_suffix: String,
     /// The address of a slave listed in routes as id 1, if any.
     pub(crate) slave_addr: Mutex<Option<String>>,
 }
@@ -158,7 +377,49 @@ pub(crate) struct Node {
     /// Fast path: false while no fault is scripted.
     pub(crate) any_fault: AtomicBool,
     /// Requests received per code.
-    pub(crate) received: Mutex<HashMap<i32, u64>>,
+    pub(crate) received: RequestCounts,
+}
+
+/// Requests received per code: lock-free for the codes a client sends (below 1024).
+pub(crate) struct RequestCounts {
+    low: Box<[AtomicU64]>,
+    other: Mutex<HashMap<i32, u64>>,
+}
+
+impl RequestCounts {
+    fn new() -> Self {
+        RequestCounts {
+            low: (0..1024).map(|_| AtomicU64::new(0)).collect(),
+            other: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn add(&self, code: i32) {
+        match usize::try_from(code).ok().and_then(|i| self.low.get(i)) {
+            Some(slot) => {
+                slot.fetch_add(1, Ordering::Relaxed);
+            }
+            None => *self.other.lock().entry(code).or_insert(0) += 1,
+        }
+    }
+
+    pub(crate) fn get(&self, code: i32) -> u64 {
+        match usize::try_from(code).ok().and_then(|i| self.low.get(i)) {
+            Some(slot) => slot.load(Ordering::Relaxed),
+            None => self.other.lock().get(&code).copied().unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> HashMap<i32, u64> {
+        let mut all = self.other.lock().clone();
+        for (code, slot) in self.low.iter().enumerate() {
+            let n = slot.load(Ordering::Relaxed);
+            if n > 0 {
+                all.insert(code as i32, n);
+            }
+        }
+        all
+    }
 }
 
 fn now_ms() -> i64 {
@@ -178,22 +439,30 @@ fn response(code: i32, opaque: i32, remark: &str) -> RemotingCommand {
 /// The size of `msg` in the stored layout (V1 magic), which is how far it moves the
 /// commit-log offset (protocol.md 9.5).
 fn stored_len(msg: &MessageExt) -> i64 {
-    let host = |a: &SocketAddr| if a.is_ipv4() { 8 } else { 20 };
     let props: usize = msg
         .properties
         .iter()
         .map(|(k, v)| k.len() + v.len() + 2)
         .sum();
-    let fixed = 4 + 4 + 4 + 4 + 4 + 8 + 8 + 4 + 8 + 8 + 4 + 8;
-    (fixed
-        + host(&msg.born_host)
-        + host(&msg.store_host)
-        + 4
-        + msg.body.len()
-        + 1
-        + msg.topic.len()
-        + 2
-        + props) as i64
+    stored_len_of(
+        &msg.born_host,
+        &msg.store_host,
+        msg.body.len(),
+        msg.topic.len(),
+        props,
+    )
+}
+
+/// The commit log's limit on a stored properties string (an i16 length).
+fn check_properties_len(len: usize) -> Result<(), Refusal> {
+    if len > message_codec::MAX_PROPERTIES_LEN {
+        return Err((
+            ResponseCode::MESSAGE_ILLEGAL,
+            "Message validation failed. Check body length (<4MB) and properties size (<32KB)."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Topic names a real broker accepts.
@@ -220,6 +489,100 @@ fn remove_property(props: &mut Vec<(String, String)>, key: &str) {
 /// A send rejected before anything was stored: code and remark.
 type Refusal = (i32, String);
 
+/// A successful send's response, written straight into the output buffer (the hot path of a
+/// pipelined benchmark); [`SendOk::command`] builds the same response as a command.
+#[derive(Debug, Clone)]
+pub(crate) struct SendOk {
+    opaque: i32,
+    msg_ids: String,
+    queue_id: i32,
+    queue_offset: i64,
+    transaction_id: Option<String>,
+}
+
+impl SendOk {
+    pub(crate) fn command(&self) -> RemotingCommand {
+        let mut r = RemotingCommand::response(ResponseCode::SUCCESS, self.opaque);
+        // In key order, so every insert appends.
+        let mut f = ExtFields::with_capacity(6);
+        f.insert("MSG_REGION", "DefaultRegion");
+        f.insert("TRACE_ON", "true");
+        f.insert("msgId", &self.msg_ids);
+        f.insert_int("queueId", self.queue_id.into());
+        f.insert_int("queueOffset", self.queue_offset);
+        if let Some(tx) = &self.transaction_id {
+            f.insert("transactionId", tx);
+        }
+        r.ext_fields = f;
+        r
+    }
+
+    /// Appends the frame [`SendOk::command`] encodes to (JSON header), byte for byte.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(
+            b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+        );
+        write_json_str(out, &self.msg_ids);
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            ",\"queueId\":\"{}\",\"queueOffset\":\"{}\"",
+            self.queue_id, self.queue_offset
+        );
+        if let Some(tx) = &self.transaction_id {
+            out.extend_from_slice(b",\"transactionId\":");
+            write_json_str(out, tx);
+        }
+        let _ = write!(
+            out,
+            "}},\"flag\":1,\"language\":\"{}\",\"opaque\":{},\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
+            CLIENT_LANGUAGE.name(),
+            self.opaque,
+            CLIENT_VERSION
+        );
+        let header_len = (out.len() - start - 8) as u32;
+        let total = header_len + 4;
+        out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+        out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
+    }
+}
+
+/// What a handler answers.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Cmd(RemotingCommand),
+    SendOk(SendOk),
+}
+
+impl Reply {
+    pub(crate) fn into_command(self) -> RemotingCommand {
+        match self {
+            Reply::Cmd(c) => c,
+            Reply::SendOk(ok) => ok.command(),
+        }
+    }
+
+    /// Appends the response frame.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), crate::protocol::CodecError> {
+        match self {
+            Reply::Cmd(c) => c.encode(out),
+            Reply::SendOk(ok) => {
+                ok.encode(out);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<RemotingCommand> for Reply {
+    fn from(c: RemotingCommand) -> Reply {
+        Reply::Cmd(c)
+    }
+}
+
 impl BrokerCore {
     pub(crate) fn new(name: &str, settings: BrokerSettings) -> Self {
         let mut store = Store::default();
@@ -233,43 +596,63 @@ impl BrokerCore {
                 },
             );
         }
+        let cluster = "DefaultCluster".to_string();
+        let mut stamp_suffix = String::new();
+        message_codec::encode_properties(
+            std::iter::once((property::CLUSTER, cluster.as_str())).chain(STAMPS),
+            &mut stamp_suffix,
+        );
         BrokerCore {
             name: name.to_string(),
-            cluster: "DefaultCluster".to_string(),
+            cluster,
             settings,
             store: Mutex::new(store),
-            addr: Mutex::new(None),
+            addr: OnceLock::new(),
+            stamp_suffix,
             slave_addr: Mutex::new(None),
         }
     }
 
     fn store_addr(&self) -> SocketAddr {
         self.addr
-            .lock()
+            .get()
+            .copied()
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     fn offset_id(&self, offset: i64) -> String {
-        OffsetMessageId {
-            store_host: self.store_addr(),
-            commit_log_offset: offset,
-        }
-        .to_string()
+        let mut s = String::with_capacity(32);
+        write_offset_id(&mut s, self.store_addr(), offset);
+        s
     }
 
-    /// Gives `msg` the next commit-log offset and its store fields; visible messages go into
-    /// the log readers see (if kept). Returns the message as stored.
+    /// Takes the next commit-log offset for a record of `len` bytes.
+    fn next_commit_offset(store: &mut Store, len: i64) -> i64 {
+        let at = store.next_commit_offset;
+        store.next_commit_offset += len;
+        at
+    }
+
+    /// Keeps a visible record for readers (unless messages are not kept).
+    fn keep(&self, store: &mut Store, record: Record) {
+        if self.settings.keep_messages {
+            store
+                .by_offset
+                .insert(record.commit_log_offset, store.log.len());
+            store.log.push(record);
+        }
+    }
+
+    /// Gives `msg` the next commit-log offset and its store fields; visible messages are kept
+    /// for readers. Returns the message as stored. (The path of half records and committed
+    /// messages; plain sends take a faster one.)
     fn append(&self, store: &mut Store, mut msg: MessageExt, visible: bool) -> MessageExt {
-        msg.commit_log_offset = store.next_commit_offset;
         msg.store_host = self.store_addr();
         msg.store_timestamp = now_ms();
         msg.body_crc = message_codec::body_crc32(&msg.body);
-        store.next_commit_offset += stored_len(&msg);
-        if visible && self.settings.keep_messages {
-            store
-                .by_offset
-                .insert(msg.commit_log_offset, store.log.len());
-            store.log.push(msg.clone());
+        msg.commit_log_offset = Self::next_commit_offset(store, stored_len(&msg));
+        if visible {
+            self.keep(store, Record::from_message(msg.clone()));
         }
         msg
     }
@@ -301,30 +684,38 @@ impl BrokerCore {
         v
     }
 
+    /// The shared name of a topic, for stored records.
+    fn topic_name(store: &mut Store, topic: &str) -> Arc<str> {
+        match store.names.get(topic) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = topic.into();
+                store.names.insert(topic.to_string(), name.clone());
+                name
+            }
+        }
+    }
+
     /// The topic's config, auto-creating it from the default topic when allowed.
-    fn topic_for_send(
-        &self,
-        store: &mut Store,
-        header: &SendMessageRequestHeader,
-    ) -> Result<TopicConf, Refusal> {
-        if let Some(conf) = store.topics.get(&header.topic) {
+    fn topic_for_send(&self, store: &mut Store, f: &SendFields<'_>) -> Result<TopicConf, Refusal> {
+        if let Some(conf) = store.topics.get(f.topic) {
             return Ok(*conf);
         }
-        let template = store.topics.get(&header.default_topic).copied();
+        let template = store.topics.get(f.default_topic).copied();
         match template {
             Some(t) if self.settings.auto_create && perm::is_inherited(t.perm) => {
-                let queues = header.default_topic_queue_nums.clamp(1, t.write_queues);
+                let queues = f.default_topic_queue_nums.clamp(1, t.write_queues);
                 let conf = TopicConf {
                     read_queues: queues,
                     write_queues: queues,
                     perm: t.perm & !perm::INHERIT,
                 };
-                store.topics.insert(header.topic.clone(), conf);
+                store.topics.insert(f.topic.to_string(), conf);
                 Ok(conf)
             }
             _ => Err((
                 ResponseCode::TOPIC_NOT_EXIST,
-                format!("topic[{}] not exist, apply first please!", header.topic),
+                format!("topic[{}] not exist, apply first please!", f.topic),
             )),
         }
     }
@@ -333,7 +724,7 @@ impl BrokerCore {
     fn check_send(
         &self,
         store: &mut Store,
-        header: &SendMessageRequestHeader,
+        f: &SendFields<'_>,
         body_len: usize,
     ) -> Result<TopicConf, Refusal> {
         if self.settings.slave {
@@ -345,17 +736,17 @@ impl BrokerCore {
                     .into(),
             ));
         }
-        if !valid_topic(&header.topic) {
+        if !valid_topic(f.topic) {
             return Err((
                 ResponseCode::SYSTEM_ERROR,
                 "The specified topic contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
                     .into(),
             ));
         }
-        if NOT_ALLOWED_SEND_TOPICS.contains(&header.topic.as_str()) {
+        if NOT_ALLOWED_SEND_TOPICS.contains(&f.topic) {
             return Err((
                 ResponseCode::NO_PERMISSION,
-                format!("Sending message to topic[{}] is forbidden.", header.topic),
+                format!("Sending message to topic[{}] is forbidden.", f.topic),
             ));
         }
         if body_len > MAX_MESSAGE_SIZE {
@@ -364,22 +755,22 @@ impl BrokerCore {
                 format!("the message body size over max value, MAX: {MAX_MESSAGE_SIZE}"),
             ));
         }
-        let conf = self.topic_for_send(store, header)?;
+        let conf = self.topic_for_send(store, f)?;
         if !perm::is_writeable(conf.perm) {
             return Err((
                 ResponseCode::NO_PERMISSION,
-                format!("the topic[{}] sending message is forbidden", header.topic),
+                format!("the topic[{}] sending message is forbidden", f.topic),
             ));
         }
         // SYSTEM_ERROR, as Java's `msgCheck` and the RocketMQ-Rust broker answer (checked on the
         // wire), not INVALID_PARAMETER.
         let queues = conf.read_queues.max(conf.write_queues);
-        if header.queue_id >= queues {
+        if f.queue_id >= queues {
             return Err((
                 ResponseCode::SYSTEM_ERROR,
                 format!(
                     "request queueId[{}] is illegal, topic {} has {} queues",
-                    header.queue_id, header.topic, queues
+                    f.queue_id, f.topic, queues
                 ),
             ));
         }
@@ -387,7 +778,7 @@ impl BrokerCore {
     }
 
     fn base_message(
-        header: &SendMessageRequestHeader,
+        f: &SendFields<'_>,
         queue_id: i32,
         body: Vec<u8>,
         flag: i32,
@@ -395,119 +786,148 @@ impl BrokerCore {
         born_host: SocketAddr,
     ) -> MessageExt {
         MessageExt {
-            topic: header.topic.clone(),
+            topic: f.topic.to_string(),
             body,
             flag,
             properties,
             queue_id,
             queue_offset: 0,
             commit_log_offset: 0,
-            sys_flag: header.sys_flag,
-            born_timestamp: header.born_timestamp,
+            sys_flag: f.sys_flag,
+            born_timestamp: f.born_timestamp,
             born_host,
             store_timestamp: 0,
             store_host: born_host,
-            reconsume_times: header.reconsume_times.unwrap_or(0),
+            reconsume_times: f.reconsume_times,
             prepared_transaction_offset: 0,
             body_crc: 0,
         }
     }
 
-    /// Adds the properties a real broker stamps on every stored message (`CLUSTER`,
+    /// Sets the properties a real broker stamps on every stored message (`CLUSTER`,
     /// `MSG_REGION`, `TRACE_ON`) and checks the stored properties against the commit log's
     /// 32 767-byte limit, which therefore includes them (as on a real broker).
     fn stamp(&self, properties: &mut Vec<(String, String)>) -> Result<(), Refusal> {
-        properties.push((property::CLUSTER.into(), self.cluster.clone()));
-        properties.push((property::MSG_REGION.into(), "DefaultRegion".into()));
-        properties.push((property::TRACE_ON.into(), "true".into()));
-        let len: usize = properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        if len > i16::MAX as usize {
-            return Err((
-                ResponseCode::MESSAGE_ILLEGAL,
-                "Message validation failed. Check body length (<4MB) and properties size (<32KB)."
-                    .into(),
-            ));
+        set_property(properties, property::CLUSTER, self.cluster.clone());
+        for (k, v) in STAMPS {
+            set_property(properties, k, v);
         }
-        Ok(())
+        let len: usize = properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        check_properties_len(len)
     }
 
     /// A send response: a real broker puts `MSG_REGION` and `TRACE_ON` on every response of
     /// the send path, failures included.
-    fn send_reply(code: i32, opaque: i32, remark: &str) -> RemotingCommand {
+    fn send_reply(code: i32, opaque: i32, remark: &str) -> Reply {
         let mut r = response(code, opaque, remark);
         r.ext_fields.insert("MSG_REGION", "DefaultRegion");
         r.ext_fields.insert("TRACE_ON", "true");
-        r
+        Reply::Cmd(r)
     }
 
     fn send_ok(
         opaque: i32,
-        msg_ids: &str,
+        msg_ids: String,
         queue_id: i32,
         queue_offset: i64,
         transaction_id: Option<&str>,
-    ) -> RemotingCommand {
-        let mut r = Self::send_reply(ResponseCode::SUCCESS, opaque, "");
-        r.ext_fields.insert("msgId", msg_ids);
-        r.ext_fields.insert("queueId", queue_id.to_string());
-        r.ext_fields.insert("queueOffset", queue_offset.to_string());
-        if let Some(tx) = transaction_id {
-            r.ext_fields.insert("transactionId", tx);
-        }
-        r
+    ) -> Reply {
+        Reply::SendOk(SendOk {
+            opaque,
+            msg_ids,
+            queue_id,
+            queue_offset,
+            transaction_id: transaction_id.map(str::to_string),
+        })
     }
 
-    fn handle_send(&self, conn: &Conn, request: &RemotingCommand) -> RemotingCommand {
+    fn handle_send(&self, conn: &Conn, request: &mut RemotingCommand) -> Reply {
         let opaque = request.opaque;
-        let header = match if request.code == RequestCode::SEND_MESSAGE {
-            SendMessageRequestHeader::read_v1(&request.ext_fields)
-        } else {
-            SendMessageRequestHeader::read_v2(&request.ext_fields)
-        } {
-            Ok(h) => h,
-            Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string()),
+        let body = std::mem::take(&mut request.body);
+        let f = match SendFields::read(&request.ext_fields) {
+            Ok(f) => f,
+            Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e).into(),
         };
         let mut store = self.store.lock();
-        let conf = match self.check_send(&mut store, &header, request.body.len()) {
+        let conf = match self.check_send(&mut store, &f, body.len()) {
             Ok(c) => c,
             Err((code, remark)) => return Self::send_reply(code, opaque, &remark),
         };
-        let queue_id = if header.queue_id < 0 {
+        let queue_id = if f.queue_id < 0 {
             (rand::random::<u32>() % conf.write_queues.max(1) as u32) as i32
         } else {
-            header.queue_id
+            f.queue_id
         };
         if request.code == RequestCode::SEND_BATCH_MESSAGE {
-            return self.store_batch(&mut store, conn, &header, queue_id, request);
+            return self.store_batch(&mut store, conn, &f, queue_id, &body, opaque);
         }
-        let mut properties = message_codec::decode_properties(&header.properties);
-        if let Err((code, remark)) = self.stamp(&mut properties) {
+        let scan = scan_properties(f.properties);
+        if scan.transactional {
+            let mut properties = message_codec::decode_properties(f.properties);
+            if let Err((code, remark)) = self.stamp(&mut properties) {
+                return Self::send_reply(code, opaque, &remark);
+            }
+            let msg = Self::base_message(&f, queue_id, body, f.flag, properties, conn.peer);
+            return self.store_half(&mut store, msg, opaque, scan.uniq);
+        }
+        // The stored properties: as they came plus the stamps when that is what re-encoding
+        // would give, else decoded, stamped and encoded again.
+        let properties = if scan.canonical {
+            let mut p = String::with_capacity(f.properties.len() + self.stamp_suffix.len());
+            p.push_str(f.properties);
+            p.push_str(&self.stamp_suffix);
+            p
+        } else {
+            let mut props = message_codec::decode_properties(f.properties);
+            if let Err((code, remark)) = self.stamp(&mut props) {
+                return Self::send_reply(code, opaque, &remark);
+            }
+            let mut p = String::new();
+            message_codec::encode_properties(
+                props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut p,
+            );
+            p
+        };
+        if let Err((code, remark)) = check_properties_len(properties.len()) {
             return Self::send_reply(code, opaque, &remark);
         }
-        let uniq = properties
-            .iter()
-            .find(|(k, _)| k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
-            .map(|(_, v)| v.clone());
-        let transactional = properties
-            .iter()
-            .any(|(k, v)| k == property::TRANSACTION_PREPARED && v.eq_ignore_ascii_case("true"));
-        let msg = Self::base_message(
-            &header,
-            queue_id,
-            request.body.clone(),
-            header.flag,
-            properties,
-            conn.peer,
+        let store_host = self.store_addr();
+        let len = stored_len_of(
+            &conn.peer,
+            &store_host,
+            body.len(),
+            f.topic.len(),
+            properties.len(),
         );
-        if transactional {
-            return self.store_half(&mut store, msg, opaque, uniq.as_deref());
-        }
-        let mut msg = msg;
-        msg.queue_offset = Self::next_queue_offset(&mut store, &header.topic, queue_id);
-        let stored = self.append(&mut store, msg, true);
+        let commit_log_offset = Self::next_commit_offset(&mut store, len);
+        let queue_offset = Self::next_queue_offset(&mut store, f.topic, queue_id);
         store.counters.messages_stored += 1;
-        let id = self.offset_id(stored.commit_log_offset);
-        Self::send_ok(opaque, &id, queue_id, stored.queue_offset, uniq.as_deref())
+        if self.settings.keep_messages {
+            let topic = Self::topic_name(&mut store, f.topic);
+            self.keep(
+                &mut store,
+                Record {
+                    topic,
+                    body,
+                    flag: f.flag,
+                    properties,
+                    queue_id,
+                    queue_offset,
+                    commit_log_offset,
+                    sys_flag: f.sys_flag,
+                    born_timestamp: f.born_timestamp,
+                    born_host: conn.peer,
+                    store_timestamp: now_ms(),
+                    reconsume_times: f.reconsume_times,
+                    prepared_transaction_offset: 0,
+                },
+            );
+        }
+        drop(store);
+        let mut id = String::with_capacity(32);
+        write_offset_id(&mut id, store_host, commit_log_offset);
+        Self::send_ok(opaque, id, queue_id, queue_offset, scan.uniq)
     }
 
     /// Stores each message of a batch; the response lists one offset id per message.
@@ -515,52 +935,87 @@ impl BrokerCore {
         &self,
         store: &mut Store,
         conn: &Conn,
-        header: &SendMessageRequestHeader,
+        f: &SendFields<'_>,
         queue_id: i32,
-        request: &RemotingCommand,
-    ) -> RemotingCommand {
-        let opaque = request.opaque;
-        let mut entries = match message_codec::decode_batch(&request.body) {
+        body: &[u8],
+        opaque: i32,
+    ) -> Reply {
+        let mut entries = match message_codec::decode_batch(body) {
             Ok(e) if !e.is_empty() => e,
             Ok(_) => return Self::send_reply(ResponseCode::MESSAGE_ILLEGAL, opaque, "empty batch"),
             Err(e) => {
                 return Self::send_reply(ResponseCode::MESSAGE_ILLEGAL, opaque, &e.to_string())
             }
         };
-        // A real broker appends the batch's own properties to each message's.
-        let outer = message_codec::decode_properties(&header.properties);
+        // A real broker stamps the batch's own properties and appends them, as they are, to
+        // each message's (a name in both is then stored twice; readers see the last value).
+        let mut outer = message_codec::decode_properties(f.properties);
+        if let Err((code, remark)) = self.stamp(&mut outer) {
+            return Self::send_reply(code, opaque, &remark);
+        }
+        let mut outer_s = String::new();
+        message_codec::encode_properties(
+            outer.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &mut outer_s,
+        );
+        let mut stored_props = Vec::with_capacity(entries.len());
         for entry in &mut entries {
-            for (k, v) in &outer {
-                if !entry.properties.iter().any(|(ek, _)| ek == k) {
-                    entry.properties.push((k.clone(), v.clone()));
-                }
-            }
-            if let Err((code, remark)) = self.stamp(&mut entry.properties) {
+            let mut p = String::new();
+            message_codec::encode_properties(
+                entry
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut p,
+            );
+            p.push_str(&outer_s);
+            if let Err((code, remark)) = check_properties_len(p.len()) {
                 return Self::send_reply(code, opaque, &remark);
             }
+            stored_props.push(p);
         }
+        let store_host = self.store_addr();
+        let topic = Self::topic_name(store, f.topic);
+        let now = now_ms();
         let mut ids = String::with_capacity(33 * entries.len());
         let mut first_offset = None;
         let count = entries.len() as u64;
-        for entry in entries {
-            let mut msg = Self::base_message(
-                header,
-                queue_id,
-                entry.body,
-                entry.flag,
-                entry.properties,
-                conn.peer,
+        for (entry, properties) in entries.into_iter().zip(stored_props) {
+            let len = stored_len_of(
+                &conn.peer,
+                &store_host,
+                entry.body.len(),
+                f.topic.len(),
+                properties.len(),
             );
-            msg.queue_offset = Self::next_queue_offset(store, &header.topic, queue_id);
-            first_offset.get_or_insert(msg.queue_offset);
-            let stored = self.append(store, msg, true);
+            let commit_log_offset = Self::next_commit_offset(store, len);
+            let queue_offset = Self::next_queue_offset(store, f.topic, queue_id);
+            first_offset.get_or_insert(queue_offset);
+            self.keep(
+                store,
+                Record {
+                    topic: topic.clone(),
+                    body: entry.body,
+                    flag: entry.flag,
+                    properties,
+                    queue_id,
+                    queue_offset,
+                    commit_log_offset,
+                    sys_flag: f.sys_flag,
+                    born_timestamp: f.born_timestamp,
+                    born_host: conn.peer,
+                    store_timestamp: now,
+                    reconsume_times: f.reconsume_times,
+                    prepared_transaction_offset: 0,
+                },
+            );
             if !ids.is_empty() {
                 ids.push(',');
             }
-            ids.push_str(&self.offset_id(stored.commit_log_offset));
+            write_offset_id(&mut ids, store_host, commit_log_offset);
         }
         store.counters.messages_stored += count;
-        Self::send_ok(opaque, &ids, queue_id, first_offset.unwrap_or(0), None)
+        Self::send_ok(opaque, ids, queue_id, first_offset.unwrap_or(0), None)
     }
 
     /// Holds a half message: the response names its half-queue offset.
@@ -570,7 +1025,7 @@ impl BrokerCore {
         msg: MessageExt,
         opaque: i32,
         uniq: Option<&str>,
-    ) -> RemotingCommand {
+    ) -> Reply {
         let group = msg
             .property(property::PRODUCER_GROUP)
             .unwrap_or_default()
@@ -604,7 +1059,7 @@ impl BrokerCore {
             stored_at: Instant::now(),
         });
         store.counters.half_messages += 1;
-        Self::send_ok(opaque, &id, queue_id, tran_state_offset, uniq)
+        Self::send_ok(opaque, id, queue_id, tran_state_offset, uniq)
     }
 
     fn handle_end_transaction(&self, request: &RemotingCommand) -> RemotingCommand {
@@ -751,8 +1206,9 @@ impl BrokerCore {
         let msg = store
             .by_offset
             .get(&header.offset)
-            .map(|&i| &store.log[i])
-            .or_else(|| store.half_records.get(&header.offset));
+            .map(|&i| store.log[i].to_message(self.store_addr()))
+            .or_else(|| store.half_records.get(&header.offset).cloned());
+        drop(store);
         let Some(msg) = msg else {
             return response(
                 ResponseCode::SYSTEM_ERROR,
@@ -761,7 +1217,7 @@ impl BrokerCore {
             );
         };
         let mut body = Vec::new();
-        if let Err(e) = message_codec::encode_stored_message(msg, &mut body) {
+        if let Err(e) = message_codec::encode_stored_message(&msg, &mut body) {
             return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string());
         }
         RemotingCommand::response(ResponseCode::SUCCESS, opaque).with_body(body)
@@ -789,19 +1245,23 @@ impl BrokerCore {
         let store = self.store.lock();
         let mut body = Vec::new();
         let mut found = 0;
-        for m in store.log.iter().filter(|m| {
-            m.topic == topic
-                && (begin..=end).contains(&m.store_timestamp)
-                && if unique {
+        let hits = store
+            .log
+            .iter()
+            .filter(|r| *r.topic == *topic && (begin..=end).contains(&r.store_timestamp))
+            .map(|r| r.to_message(self.store_addr()))
+            .filter(|m| {
+                if unique {
                     m.msg_id() == Some(key.as_str())
                 } else {
                     m.keys().any(|k| k == key)
                 }
-        }) {
+            });
+        for m in hits {
             if found >= max.max(1) {
                 break;
             }
-            if let Err(e) = message_codec::encode_stored_message(m, &mut body) {
+            if let Err(e) = message_codec::encode_stored_message(&m, &mut body) {
                 return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string());
             }
             found += 1;
@@ -931,7 +1391,7 @@ impl BrokerCore {
                 transaction_id: uniq,
                 // The RocketMQ-Rust broker sends it empty (a Java broker sends the copy's offset
                 // id): a client must not depend on it.
-                offset_msg_id: Some(String::new()),
+                offset_msg_id: None,
                 broker_name: Some(self.name.clone()),
             };
             let half = &mut store.halves[i];
@@ -942,6 +1402,8 @@ impl BrokerCore {
                 RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE).into_oneway();
             request.opaque = rand::random::<i32>() & 0x3fff_ffff;
             header.write_to(&mut request.ext_fields);
+            // The header writer leaves an empty value out; the real broker sends the key.
+            request.ext_fields.insert("offsetMsgId", "");
             request.body = body;
             store.counters.checks_sent += 1;
             if conn.send(&request) {
@@ -977,12 +1439,13 @@ impl BrokerCore {
     }
 
     pub(crate) fn messages(&self, topic: &str) -> Vec<MessageExt> {
+        let host = self.store_addr();
         self.store
             .lock()
             .log
             .iter()
-            .filter(|m| m.topic == topic)
-            .cloned()
+            .filter(|r| *r.topic == *topic)
+            .map(|r| r.to_message(host))
             .collect()
     }
 
@@ -991,7 +1454,7 @@ impl BrokerCore {
             .lock()
             .log
             .iter()
-            .filter(|m| m.topic == topic)
+            .filter(|r| *r.topic == *topic)
             .count()
     }
 
@@ -1008,7 +1471,7 @@ impl BrokerCore {
     }
 
     pub(crate) fn broker_data(&self) -> Option<BrokerData> {
-        let addr = (*self.addr.lock())?;
+        let addr = *self.addr.get()?;
         let mut addrs = std::collections::BTreeMap::new();
         addrs.insert(0, addr.to_string());
         if let Some(slave) = self.slave_addr.lock().clone() {
@@ -1023,15 +1486,11 @@ impl BrokerCore {
         })
     }
 
-    fn dispatch_broker(
-        &self,
-        conn: &Arc<Conn>,
-        request: &RemotingCommand,
-    ) -> Option<RemotingCommand> {
+    fn dispatch_broker(&self, conn: &Arc<Conn>, request: &mut RemotingCommand) -> Option<Reply> {
         let r = match request.code {
             RequestCode::SEND_MESSAGE
             | RequestCode::SEND_MESSAGE_V2
-            | RequestCode::SEND_BATCH_MESSAGE => self.handle_send(conn, request),
+            | RequestCode::SEND_BATCH_MESSAGE => return Some(self.handle_send(conn, request)),
             RequestCode::HEART_BEAT => self.handle_heartbeat(conn, request),
             RequestCode::UNREGISTER_CLIENT => self.handle_unregister(conn, request),
             RequestCode::END_TRANSACTION => self.handle_end_transaction(request),
@@ -1041,7 +1500,7 @@ impl BrokerCore {
             RequestCode::UPDATE_AND_CREATE_TOPIC => self.handle_create_topic(request),
             _ => return None,
         };
-        Some(r)
+        Some(Reply::Cmd(r))
     }
 }
 
@@ -1053,7 +1512,7 @@ impl Node {
             server: Mutex::new(None),
             faults: Mutex::new(Faults::default()),
             any_fault: AtomicBool::new(false),
-            received: Mutex::new(HashMap::new()),
+            received: RequestCounts::new(),
         }
     }
 
@@ -1131,7 +1590,7 @@ impl Node {
     }
 
     fn count(&self, code: i32) {
-        *self.received.lock().entry(code).or_insert(0) += 1;
+        self.received.add(code);
     }
 
     /// Takes the next scripted fault for `code`; `Err(())` for the black hole.
@@ -1159,27 +1618,39 @@ impl Node {
     }
 
     /// The answer to a request, fault-free.
-    fn handle(&self, conn: &Arc<Conn>, request: &RemotingCommand) -> RemotingCommand {
+    fn handle(&self, conn: &Arc<Conn>, request: &mut RemotingCommand) -> Reply {
         let reply = if request.code == RequestCode::GET_ROUTEINFO_BY_TOPIC && self.namesrv.is_some()
         {
-            Some(self.handle_route(request))
+            Some(Reply::Cmd(self.handle_route(request)))
         } else {
             self.broker
                 .as_ref()
                 .and_then(|b| b.dispatch_broker(conn, request))
         };
         reply.unwrap_or_else(|| {
-            response(
+            Reply::Cmd(response(
                 ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
                 request.opaque,
                 &format!(" request type {} not supported", request.code),
-            )
+            ))
         })
     }
 }
 
+/// A reply in the header format `st`.
+fn in_format(reply: Reply, st: SerializeType) -> Reply {
+    match (reply, st) {
+        (r @ Reply::SendOk(_), SerializeType::Json) => r,
+        (r, st) => {
+            let mut c = r.into_command();
+            c.serialize_type = st;
+            Reply::Cmd(c)
+        }
+    }
+}
+
 impl Dispatch for Node {
-    fn dispatch(&self, conn: &Arc<Conn>, request: RemotingCommand) -> Action {
+    fn dispatch(&self, conn: &Arc<Conn>, mut request: RemotingCommand) -> Action {
         if request.is_response() {
             return Action::Silent;
         }
@@ -1193,32 +1664,153 @@ impl Dispatch for Node {
         };
         let delay = match fault {
             Some(Fault::Fail(code, remark)) => {
-                let mut r = response(code, request.opaque, &remark);
-                r.serialize_type = st;
+                let r = response(code, request.opaque, &remark);
                 return if oneway {
                     Action::Silent
                 } else {
-                    Action::Reply(r)
+                    Action::Reply(in_format(r.into(), st))
                 };
             }
             Some(Fault::Malformed) => return Action::Malformed,
             Some(Fault::Close) => return Action::Close,
             Some(Fault::Reset) => {
-                let mut r = self.handle(conn, &request);
-                r.serialize_type = st;
-                return Action::ResetMidFrame(r);
+                let r = self.handle(conn, &mut request);
+                return Action::ResetMidFrame(in_format(r, st));
             }
             Some(Fault::Delay(d)) => Some(d),
             None => None,
         };
-        let mut reply = self.handle(conn, &request);
+        let reply = self.handle(conn, &mut request);
         if oneway {
             return Action::Silent;
         }
-        reply.serialize_type = st;
+        let reply = in_format(reply, st);
         match delay {
             Some(d) => Action::Delayed(reply, d),
             None => Action::Reply(reply),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::OffsetMessageId;
+
+    #[test]
+    fn send_ok_fast_encoding_is_the_generic_encoding() {
+        for tx in [
+            None,
+            Some("7F0000010001FIXTURE0000000001"),
+            Some("q\"uo\\te ✓ \u{1}"),
+        ] {
+            for (opaque, queue, offset) in [(0, 0, 0), (i32::MAX, 7, i64::MAX), (-5, -1, -9)] {
+                let ok = SendOk {
+                    opaque,
+                    msg_ids: "7F000001000051E10000000000000000,7F00".into(),
+                    queue_id: queue,
+                    queue_offset: offset,
+                    transaction_id: tx.map(str::to_string),
+                };
+                let mut fast = vec![1, 2, 3];
+                ok.encode(&mut fast);
+                let mut generic = vec![1, 2, 3];
+                ok.command().encode(&mut generic).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&generic)
+                );
+                assert_eq!(fast, generic);
+            }
+        }
+    }
+
+    #[test]
+    fn offset_ids_match_offset_message_id() {
+        for host in [
+            "127.0.0.1:20961",
+            "10.1.2.3:0",
+            "[::1]:65535",
+            "[fe80::1:2]:10911",
+        ] {
+            for offset in [0, 1, 0x11B, i64::MAX] {
+                let store_host: SocketAddr = host.parse().unwrap();
+                let mut s = String::new();
+                write_offset_id(&mut s, store_host, offset);
+                let id = OffsetMessageId {
+                    store_host,
+                    commit_log_offset: offset,
+                };
+                assert_eq!(s, id.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn property_scan() {
+        let enc = |pairs: &[(&str, &str)]| {
+            let mut s = String::new();
+            message_codec::encode_properties(pairs.iter().copied(), &mut s);
+            s
+        };
+        let s = enc(&[("UNIQ_KEY", "U1"), ("TAGS", "t"), ("TRAN_MSG", "TRUE")]);
+        let scan = scan_properties(&s);
+        assert_eq!(scan.uniq, Some("U1"));
+        assert!(scan.transactional);
+        assert!(scan.canonical);
+        assert!(scan_properties("").canonical);
+        // Not what re-encoding gives: no final separator, a repeat, an empty value, a name
+        // the broker stamps, too many pairs to check cheaply.
+        for odd in [
+            "A\u{1}1".to_string(),
+            enc(&[("A", "1"), ("A", "2")]),
+            "A\u{1}\u{2}".to_string(),
+            "\u{2}A\u{1}1\u{2}".to_string(),
+            enc(&[("CLUSTER", "x")]),
+            enc(&[("TRACE_ON", "false")]),
+            (0..17).map(|i| format!("k{i}\u{1}v\u{2}")).collect(),
+        ] {
+            let scan = scan_properties(&odd);
+            assert!(!scan.canonical, "{odd:?}");
+            let mut round = String::new();
+            let decoded = message_codec::decode_properties(&odd);
+            message_codec::encode_properties(
+                decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut round,
+            );
+            let stamped = odd.contains("CLUSTER") || odd.contains("TRACE_ON");
+            assert!(round != odd || stamped || odd.starts_with('k'), "{odd:?}");
+        }
+        assert!(!scan_properties(&enc(&[("TRAN_MSG", "false")])).transactional);
+    }
+
+    #[test]
+    fn stored_length_is_the_encoded_length() {
+        let msg = MessageExt {
+            topic: "TopicA".into(),
+            body: vec![7; 100],
+            flag: 3,
+            properties: vec![("UNIQ_KEY".into(), "ü".into()), ("K".into(), "v".into())],
+            queue_id: 1,
+            queue_offset: 2,
+            commit_log_offset: 3,
+            sys_flag: 0,
+            born_timestamp: 4,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_timestamp: 5,
+            store_host: "[::1]:2".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+        };
+        let mut msg = msg;
+        msg.sys_flag = sys_flag::STOREHOST_V6;
+        let mut out = Vec::new();
+        message_codec::encode_stored_message(&msg, &mut out).unwrap();
+        assert_eq!(stored_len(&msg), out.len() as i64);
+        let record = Record::from_message(msg.clone());
+        let back = record.to_message(msg.store_host);
+        assert_eq!(back.properties, msg.properties);
+        assert_eq!(back.body_crc, message_codec::body_crc32(&msg.body));
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::node::Reply;
 use crate::protocol::{FrameDecoder, RemotingCommand};
 
 /// What the node does with one request.
@@ -18,11 +19,11 @@ pub(crate) enum Action {
     /// Nothing goes back (oneway requests, black hole).
     Silent,
     /// Reply at once.
-    Reply(RemotingCommand),
+    Reply(Reply),
     /// Reply after a delay, without holding up the connection's other requests.
-    Delayed(RemotingCommand, Duration),
+    Delayed(Reply, Duration),
     /// Write the first half of the reply, then reset the connection.
-    ResetMidFrame(RemotingCommand),
+    ResetMidFrame(Reply),
     /// Write a frame the client cannot decode.
     Malformed,
     /// Close the connection.
@@ -259,11 +260,12 @@ fn serve(conn: Arc<Conn>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
                         .name("mock-delay".into())
                         .spawn(move || {
                             thread::sleep(delay);
-                            conn.send(&response);
+                            conn.send(&response.into_command());
                         });
                 }
                 Action::ResetMidFrame(response) => {
-                    if let Ok(frame) = response.to_frame() {
+                    let mut frame = Vec::new();
+                    if response.encode(&mut frame).is_ok() {
                         out.extend_from_slice(&frame[..frame.len() / 2]);
                     }
                     conn.write(&out);
