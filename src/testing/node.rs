@@ -315,12 +315,11 @@ struct Half {
 #[derive(Default)]
 pub(crate) struct Store {
     pub(crate) topics: HashMap<String, TopicConf>,
-    /// Every visible message, in arrival order (unless messages are not kept).
+    /// Every visible message, in arrival order (unless messages are not kept), which is also
+    /// commit-log order: VIEW_MESSAGE_BY_ID finds a record by binary search.
     log: Vec<Record>,
     /// Topic names shared by stored records.
     names: HashMap<String, Arc<str>>,
-    /// Commit-log offset -> index in `log`.
-    by_offset: HashMap<i64, usize>,
     /// Next offset per topic and queue.
     queue_offsets: HashMap<String, HashMap<i32, i64>>,
     next_commit_offset: i64,
@@ -519,35 +518,52 @@ impl SendOk {
 
     /// Appends the frame [`SendOk::command`] encodes to (JSON header), byte for byte.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
         let start = out.len();
         out.extend_from_slice(&[0u8; 8]);
         out.extend_from_slice(
             b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
         );
         write_json_str(out, &self.msg_ids);
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            out,
-            ",\"queueId\":\"{}\",\"queueOffset\":\"{}\"",
-            self.queue_id, self.queue_offset
-        );
+        out.extend_from_slice(b",\"queueId\":\"");
+        push_decimal(out, self.queue_id.into());
+        out.extend_from_slice(b"\",\"queueOffset\":\"");
+        push_decimal(out, self.queue_offset);
+        out.push(b'"');
         if let Some(tx) = &self.transaction_id {
             out.extend_from_slice(b",\"transactionId\":");
             write_json_str(out, tx);
         }
-        let _ = write!(
-            out,
-            "}},\"flag\":1,\"language\":\"{}\",\"opaque\":{},\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
-            CLIENT_LANGUAGE.name(),
-            self.opaque,
-            CLIENT_VERSION
-        );
+        out.extend_from_slice(b"},\"flag\":1,\"language\":");
+        write_json_str(out, CLIENT_LANGUAGE.name());
+        out.extend_from_slice(b",\"opaque\":");
+        push_decimal(out, self.opaque.into());
+        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        push_decimal(out, CLIENT_VERSION.into());
+        out.push(b'}');
         let header_len = (out.len() - start - 8) as u32;
         let total = header_len + 4;
         out[start..start + 4].copy_from_slice(&total.to_be_bytes());
         out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
     }
+}
+
+/// Appends `v` in decimal.
+fn push_decimal(out: &mut Vec<u8>, v: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// What a handler answers.
@@ -636,9 +652,6 @@ impl BrokerCore {
     /// Keeps a visible record for readers (unless messages are not kept).
     fn keep(&self, store: &mut Store, record: Record) {
         if self.settings.keep_messages {
-            store
-                .by_offset
-                .insert(record.commit_log_offset, store.log.len());
             store.log.push(record);
         }
     }
@@ -1204,9 +1217,10 @@ impl BrokerCore {
         };
         let store = self.store.lock();
         let msg = store
-            .by_offset
-            .get(&header.offset)
-            .map(|&i| store.log[i].to_message(self.store_addr()))
+            .log
+            .binary_search_by_key(&header.offset, |r| r.commit_log_offset)
+            .ok()
+            .map(|i| store.log[i].to_message(self.store_addr()))
             .or_else(|| store.half_records.get(&header.offset).cloned());
         drop(store);
         let Some(msg) = msg else {
@@ -1704,7 +1718,13 @@ mod tests {
             Some("7F0000010001FIXTURE0000000001"),
             Some("q\"uo\\te ✓ \u{1}"),
         ] {
-            for (opaque, queue, offset) in [(0, 0, 0), (i32::MAX, 7, i64::MAX), (-5, -1, -9)] {
+            for (opaque, queue, offset) in [
+                (0, 0, 0),
+                (i32::MAX, 7, i64::MAX),
+                (i32::MIN, i32::MIN, i64::MIN),
+                (-5, -1, -9),
+                (10, 100, 1_000_000),
+            ] {
                 let ok = SendOk {
                     opaque,
                     msg_ids: "7F000001000051E10000000000000000,7F00".into(),
