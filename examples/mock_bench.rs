@@ -145,8 +145,9 @@ fn run_connection(addr: &str, n: usize, window: i64, conn: usize, binary: bool) 
         .collect();
     let mut stream = stream;
     let mut chunk = Vec::with_capacity(64 * 1024);
-    let mut sent = 0i64;
-    for frame in &frames {
+    for (sent, frame) in frames.iter().enumerate() {
+        // Requests written so far (those in `chunk` included).
+        let sent = sent as i64;
         if sent - *state.answered.lock().expect("window lock") >= window {
             if !chunk.is_empty() {
                 stream.write_all(&chunk).expect("write");
@@ -158,7 +159,6 @@ fn run_connection(addr: &str, n: usize, window: i64, conn: usize, binary: bool) 
             }
         }
         chunk.extend_from_slice(frame);
-        sent += 1;
         if chunk.len() >= 64 * 1024 {
             stream.write_all(&chunk).expect("write");
             chunk.clear();

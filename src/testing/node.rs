@@ -1672,9 +1672,9 @@ impl Dispatch for Node {
         let oneway = request.is_oneway();
         // A real server answers in the request's header format.
         let st = request.serialize_type;
-        let fault = match self.next_fault(request.code) {
-            Ok(f) => f,
-            Err(()) => return Action::Silent,
+        // Err: the black hole.
+        let Ok(fault) = self.next_fault(request.code) else {
+            return Action::Silent;
         };
         let delay = match fault {
             Some(Fault::Fail(code, remark)) => {
