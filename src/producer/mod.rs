@@ -12,6 +12,7 @@
 pub(crate) mod backpressure;
 mod handle;
 pub(crate) mod prepare;
+pub(crate) mod transaction;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
