@@ -1189,6 +1189,116 @@ mod tests {
         assert_eq!(r.as_deref(), Some("p: panicked: a panic"));
     }
 
+    struct Fixed(LocalTransactionState);
+
+    impl TransactionListener for Fixed {
+        fn execute_local_transaction(&self, _: &Message, _: &str, _: &dyn Any) -> ListenerResult {
+            Ok(self.0)
+        }
+
+        fn check_local_transaction(&self, _: &MessageExt, _: &str) -> ListenerResult {
+            Ok(self.0)
+        }
+    }
+
+    fn core(queue: usize) -> (Arc<Core>, Receiver<CheckJob>) {
+        let (tx, rx) = crossbeam_channel::bounded(queue);
+        let core = Arc::new(Core {
+            group: "GID_OURS".into(),
+            listener: Arc::new(Fixed(LocalTransactionState::CommitMessage)),
+            inner: Weak::new(),
+            stats: Counters::default(),
+            checks: RwLock::new(Some(tx)),
+            tx_pool: Mutex::new(TxPool::NotStarted),
+            tx_threads: 1,
+        });
+        (core, rx)
+    }
+
+    fn check_request(group: Option<&str>) -> RemotingCommand {
+        let mut properties = vec![
+            (
+                "UNIQ_KEY".to_string(),
+                "AC11000100002A9F0000000000000001".to_string(),
+            ),
+            ("TRAN_MSG".to_string(), "true".to_string()),
+        ];
+        if let Some(g) = group {
+            properties.push(("PGROUP".to_string(), g.to_string()));
+        }
+        let msg = MessageExt {
+            topic: "orders".into(),
+            body: b"body".to_vec(),
+            flag: 0,
+            properties,
+            queue_id: 1,
+            queue_offset: 5,
+            commit_log_offset: 4096,
+            sys_flag: sys_flag::TRANSACTION_PREPARED,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1234".parse().unwrap(),
+            store_timestamp: 2,
+            store_host: "127.0.0.1:10911".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+        };
+        let mut body = Vec::new();
+        crate::protocol::message_codec::encode_stored_message(&msg, &mut body).unwrap();
+        let mut request =
+            RemotingCommand::request(RequestCode::CHECK_TRANSACTION_STATE).into_oneway();
+        CheckTransactionStateRequestHeader {
+            topic: Some("orders".into()),
+            tran_state_table_offset: 77,
+            commit_log_offset: 4096,
+            msg_id: Some("AC11000100002A9F0000000000000001".into()),
+            transaction_id: Some("AC11000100002A9F0000000000000001".into()),
+            offset_msg_id: None,
+            broker_name: Some("broker-a".into()),
+        }
+        .write_to(&mut request.ext_fields);
+        request.body = body;
+        request
+    }
+
+    #[test]
+    fn checks_are_filtered_queued_and_overflow_counted() {
+        let (core, rx) = core(1);
+        core.on_check("127.0.0.1:10911", check_request(Some("GID_OTHER")));
+        core.on_check("127.0.0.1:10911", check_request(None));
+        let mut garbage = check_request(Some("GID_OURS"));
+        garbage.body = vec![0, 0, 0, 9, 1, 2];
+        core.on_check("127.0.0.1:10911", garbage);
+        let mut no_header = check_request(Some("GID_OURS"));
+        no_header.ext_fields = Default::default();
+        core.on_check("127.0.0.1:10911", no_header);
+        assert_eq!(core.stats.snapshot().check_ignored, 4);
+        assert!(rx.is_empty());
+
+        core.on_check("127.0.0.1:10911", check_request(Some("GID_OURS")));
+        core.on_check("127.0.0.1:10911", check_request(Some("GID_OURS")));
+        let stats = core.stats.snapshot();
+        assert_eq!((stats.check_overflow, stats.check_ignored), (1, 4));
+        let job = rx.try_recv().unwrap();
+        assert_eq!(job.addr, "127.0.0.1:10911");
+        assert_eq!(job.header.tran_state_table_offset, 77);
+        assert_eq!(job.msg.body, b"body");
+        assert!(rx.is_empty());
+
+        // Without a producer (gone), the answer cannot be sent: counted, no panic.
+        core.run_check(job);
+        let stats = core.stats.snapshot();
+        assert_eq!(
+            (stats.checked, stats.committed, stats.end_failed),
+            (1, 1, 1)
+        );
+
+        // After shutdown began, checks are ignored.
+        core.checks.write().take();
+        core.on_check("127.0.0.1:10911", check_request(Some("GID_OURS")));
+        assert_eq!(core.stats.snapshot().check_ignored, 5);
+    }
+
     #[test]
     fn workers_drain_then_end() {
         let (tx, rx) = crossbeam_channel::unbounded::<u32>();
