@@ -11,7 +11,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rocketmq_mio::testing::MockBroker;
@@ -27,7 +27,7 @@ struct Orders {
 }
 
 struct OrderListener {
-    db: Arc<Orders>,
+    db: Orders,
 }
 
 impl TransactionListener for OrderListener {
@@ -93,11 +93,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let db = Arc::new(Orders::default());
     let producer = TransactionProducer::builder("GID_TX_EXAMPLE")
         .name_server(namesrv.as_str())
         .send_timeout(Duration::from_secs(5))
-        .listener(OrderListener { db: db.clone() })
+        .listener(OrderListener {
+            db: Orders::default(),
+        })
         .start()?;
     println!(
         "transaction producer {} started",
