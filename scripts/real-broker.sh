@@ -7,32 +7,120 @@
 #   scripts/real-broker.sh stop DIR
 #   scripts/real-broker.sh kill-broker DIR NAME    # e.g. broker-a (SIGKILL, for fault tests)
 #   scripts/real-broker.sh start-broker DIR NAME   # start one broker again with its old config
+#   scripts/real-broker.sh pause-broker DIR NAME   # SIGSTOP: connections stay open, nothing answers
+#   scripts/real-broker.sh resume-broker DIR NAME  # SIGCONT
+#   scripts/real-broker.sh kill-namesrv DIR        # SIGKILL the name server
+#   scripts/real-broker.sh start-namesrv DIR       # start it again on its port; brokers register
+#                                                  # with it again within registerNameServerPeriod (10 s)
+#   scripts/real-broker.sh status DIR              # which processes of DIR are alive
+#
+# Everything listens on 127.0.0.1 only. Broker i (broker-a, broker-b, ...) listens on
+# BROKER_PORT + 10*i and also takes the port 2 below it (VIP channel) and 1 above it (HA).
+# `start` refuses ports that are already taken (exit status 3), so a caller can pick other ones.
+# State (configs, stores, logs, pids) lives in DIR; `stop` leaves it for inspection.
 #
 # Binaries live in $ROCKETMQ_REAL_ROOT (default $HOME/.local/rocketmq-real), outside the checkout.
 set -euo pipefail
 root=${ROCKETMQ_REAL_ROOT:-$HOME/.local/rocketmq-real}
 bin=$root/bin
 
-wait_port() {
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # PORT [what]
   for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    port_open "$1" && return 0
     sleep 0.2
   done
-  echo "port $1 did not open" >&2
+  echo "port $1 ${2:-} did not open" >&2
+  return 1
+}
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_gone() { # PIDFILE SECONDS
+  local pid
+  [[ -f $1 ]] || return 0
+  pid=$(cat "$1")
+  for _ in $(seq 1 $((${2} * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
   return 1
 }
 
 installed() { [[ -x $bin/rocketmq-namesrv-rust && -x $bin/rocketmq-broker-rust ]]; }
 
+broker_ports() { # PORT -> the ports one broker takes
+  echo "$(($1 - 2)) $1 $(($1 + 1))"
+}
+
+registrations() { # LOG -> how many times the broker registered with the name server
+  [[ -f $1 ]] || { echo 0; return; }
+  grep -c "Register broker to name remoting_server success" "$1" || true
+}
+
 start_broker() { # DIR NAME
-  local dir=$1 name=$2 bdir=$1/$2
-  local port
+  local dir=$1 name=$2 bdir=$1/$2 port p before
   port=$(cat "$bdir/port")
+  if alive "$dir/$name.pid"; then
+    echo "$name is already running (pid $(cat "$dir/$name.pid"))" >&2
+    return 1
+  fi
+  # A broker killed a moment ago may still hold its ports for a few ms.
+  for p in $(broker_ports "$port"); do
+    for _ in $(seq 1 100); do
+      port_open "$p" || break
+      sleep 0.1
+    done
+    if port_open "$p"; then
+      echo "port $p of $name is taken" >&2
+      return 3
+    fi
+  done
+  before=$(registrations "$bdir/broker.log")
   ROCKETMQ_HOME=$bdir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
     nohup "$bin/rocketmq-broker-rust" -c "$bdir/conf/broker.toml" -n "$(cat "$dir/namesrv.addr")" \
     >>"$bdir/broker.log" 2>&1 &
   echo $! >"$dir/$name.pid"
-  wait_port "$port"
+  wait_port "$port" "($name)"
+  # Ready once it has registered with the name server (it does so right after start).
+  for _ in $(seq 1 300); do
+    [[ $(registrations "$bdir/broker.log") -gt $before ]] && return 0
+    alive "$dir/$name.pid" || { echo "$name exited; see $bdir/broker.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$name did not register with the name server within 30 s; see $bdir/broker.log" >&2
+  return 1
+}
+
+start_namesrv() { # DIR
+  local dir=$1 port
+  port=$(cut -d: -f2 "$dir/namesrv.addr")
+  if alive "$dir/namesrv.pid"; then
+    echo "the name server of $dir is already running (pid $(cat "$dir/namesrv.pid"))" >&2
+    return 1
+  fi
+  for _ in $(seq 1 100); do
+    port_open "$port" || break
+    sleep 0.1
+  done
+  if port_open "$port"; then
+    echo "port $port of the name server is taken" >&2
+    return 3
+  fi
+  ROCKETMQ_HOME=$dir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
+    nohup "$bin/rocketmq-namesrv-rust" --listenPort "$port" --bindAddress 127.0.0.1 \
+    --rocketmqHome "$dir" >>"$dir/namesrv.log" 2>&1 &
+  echo $! >"$dir/namesrv.pid"
+  wait_port "$port" "(name server)"
+}
+
+stop_pid() { # PIDFILE
+  alive "$1" || { rm -f "$1"; return 0; }
+  kill -CONT "$(cat "$1")" 2>/dev/null || true # a paused broker handles TERM only once resumed
+  kill "$(cat "$1")" 2>/dev/null || true
+  wait_gone "$1" 10 || { kill -9 "$(cat "$1")" 2>/dev/null || true; wait_gone "$1" 5 || true; }
+  rm -f "$1"
 }
 
 cmd=${1:-}
@@ -52,12 +140,20 @@ start)
   installed || { echo "not installed: run $0 install" >&2; exit 1; }
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  export ROCKETMQ_HOME=$dir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback
-  nohup "$bin/rocketmq-namesrv-rust" --listenPort "$ns_port" --bindAddress 127.0.0.1 \
-    --rocketmqHome "$dir" >"$dir/namesrv.log" 2>&1 &
-  echo $! >"$dir/namesrv.pid"
+  if alive "$dir/namesrv.pid"; then
+    echo "a name server of $dir is already running (pid $(cat "$dir/namesrv.pid"))" >&2
+    exit 1
+  fi
+  ports=$ns_port
+  for i in $(seq 0 $((brokers - 1))); do ports="$ports $(broker_ports $((br_port + 10 * i)))"; done
+  for p in $ports; do
+    if port_open "$p"; then
+      echo "port $p is taken" >&2
+      exit 3
+    fi
+  done
   echo "127.0.0.1:$ns_port" >"$dir/namesrv.addr"
-  wait_port "$ns_port"
+  start_namesrv "$dir"
   for i in $(seq 0 $((brokers - 1))); do
     name=broker-$(printf "\\x$(printf %x $((97 + i)))")
     port=$((br_port + 10 * i))
@@ -73,6 +169,7 @@ storePathRootDir = "$bdir/store"
 autoCreateTopicEnable = true
 transactionCheckInterval = 3000
 transactionTimeout = 2000
+registerNameServerPeriod = 10000
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"
@@ -91,26 +188,53 @@ haListenPort = $((port + 1))
 TOML
     start_broker "$dir" "$name"
   done
-  # Wait until the brokers registered with the name server (they do so right after start).
-  sleep 2
   echo "127.0.0.1:$ns_port"
   ;;
 stop)
   dir=${2:?usage: stop DIR}
-  for f in "$dir"/broker-*.pid "$dir"/namesrv.pid; do
-    [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null || true
+  for f in "$dir"/broker-*.pid; do
+    [[ -f $f ]] && stop_pid "$f"
   done
+  stop_pid "$dir/namesrv.pid"
   ;;
 kill-broker)
   dir=${2:?usage: kill-broker DIR NAME}
-  kill -9 "$(cat "$dir/${3:?name}.pid")" 2>/dev/null || true
+  pidfile=$dir/${3:?name}.pid
+  if alive "$pidfile"; then
+    kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    wait_gone "$pidfile" 10 || { echo "$3 did not die" >&2; exit 1; }
+  fi
   ;;
 start-broker)
   dir=${2:?usage: start-broker DIR NAME}
   start_broker "$(cd "$dir" && pwd)" "${3:?name}"
   ;;
+kill-namesrv)
+  dir=${2:?usage: kill-namesrv DIR}
+  if alive "$dir/namesrv.pid"; then
+    kill -9 "$(cat "$dir/namesrv.pid")" 2>/dev/null || true
+    wait_gone "$dir/namesrv.pid" 10 || { echo "the name server did not die" >&2; exit 1; }
+  fi
+  ;;
+start-namesrv)
+  dir=${2:?usage: start-namesrv DIR}
+  start_namesrv "$(cd "$dir" && pwd)"
+  ;;
+pause-broker | resume-broker)
+  dir=${2:?usage: $cmd DIR NAME}
+  pidfile=$dir/${3:?name}.pid
+  alive "$pidfile" || { echo "$3 is not running" >&2; exit 1; }
+  if [[ $cmd == pause-broker ]]; then kill -STOP "$(cat "$pidfile")"; else kill -CONT "$(cat "$pidfile")"; fi
+  ;;
+status)
+  dir=${2:?usage: status DIR}
+  for f in "$dir"/namesrv.pid "$dir"/broker-*.pid; do
+    [[ -f $f ]] || continue
+    if alive "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) stopped"; fi
+  done
+  ;;
 *)
-  echo "usage: $0 install|start|stop|kill-broker|start-broker ..." >&2
+  echo "usage: $0 install|start|stop|kill-broker|start-broker|pause-broker|resume-broker|kill-namesrv|start-namesrv|status ..." >&2
   exit 2
   ;;
 esac

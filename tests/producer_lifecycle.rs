@@ -118,3 +118,45 @@ fn drop_without_shutdown_unregisters() {
     drop(p);
     assert!(wait_until(PROMPTLY, || broker.counters().unregisters() >= 1));
 }
+
+fn chain(p: Producer, left: usize, done: std::sync::mpsc::Sender<Result<(), Error>>) {
+    let next = p.clone();
+    p.send_with_callback(Message::new("ChainTopic", "link"), move |r| {
+        if let Err(e) = r {
+            let _ = done.send(Err(e));
+        } else if left == 0 {
+            let _ = done.send(Ok(()));
+        } else {
+            chain(next, left - 1, done);
+        }
+    });
+}
+
+#[test]
+fn callbacks_that_send_do_not_wait_for_their_own_room() {
+    let broker = MockBroker::start().unwrap();
+    let p = Producer::builder("GID_CHAIN")
+        .name_server(broker.namesrv_addr())
+        .send_timeout(Duration::from_secs(30))
+        .max_in_flight(1)
+        .callback_threads(1)
+        .start()
+        .unwrap();
+    p.publish_queues("ChainTopic").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..2 {
+        chain(p.clone(), 20, tx.clone());
+    }
+    // Meanwhile this thread keeps the producer full: the chains' callbacks find no room, and
+    // the room they would wait for is made on the one callback thread they occupy.
+    let handles: Vec<_> = (0..200)
+        .map(|_| p.send_async(Message::new("ChainTopic", "flood")))
+        .collect();
+    for h in handles {
+        h.wait().unwrap();
+    }
+    for _ in 0..2 {
+        rx.recv_timeout(PROMPTLY).unwrap().unwrap();
+    }
+    assert_eq!(broker.message_count("ChainTopic"), 242);
+}

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use crate::error::{Error, Result};
 use crate::protocol::header::{CommandHeader, GetRouteInfoRequestHeader};
 use crate::protocol::route::TopicRouteData;
@@ -15,6 +17,19 @@ use crate::remoting::RemotingClient;
 pub(crate) struct NameServers {
     addrs: Vec<String>,
     next: AtomicUsize,
+    /// The outcome of the last lookups at each address (same order as `addrs`).
+    outcomes: Vec<Mutex<LookupOutcome>>,
+}
+
+/// What the route lookups at one name server came to, for health reports.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LookupOutcome {
+    /// When it last answered (any response code: it was reached).
+    pub(crate) last_answer: Option<Instant>,
+    /// When it last could not be reached, and why.
+    pub(crate) last_failure: Option<(Instant, String)>,
+    /// Failed lookups since its last answer.
+    pub(crate) consecutive_failures: u32,
 }
 
 impl NameServers {
@@ -25,8 +40,35 @@ impl NameServers {
             rand::random::<usize>() % addrs.len()
         };
         NameServers {
+            outcomes: addrs.iter().map(|_| Mutex::default()).collect(),
             addrs,
             next: AtomicUsize::new(start),
+        }
+    }
+
+    /// Every name server with the outcome of its last lookups.
+    pub(crate) fn outcomes(&self) -> Vec<(String, LookupOutcome)> {
+        self.addrs
+            .iter()
+            .zip(&self.outcomes)
+            .map(|(a, o)| (a.clone(), o.lock().clone()))
+            .collect()
+    }
+
+    fn record(&self, i: usize, failure: Option<&Error>) {
+        let Some(outcome) = self.outcomes.get(i) else {
+            return;
+        };
+        let mut o = outcome.lock();
+        match failure {
+            None => {
+                o.last_answer = Some(Instant::now());
+                o.consecutive_failures = 0;
+            }
+            Some(e) => {
+                o.last_failure = Some((Instant::now(), e.to_string()));
+                o.consecutive_failures = o.consecutive_failures.saturating_add(1);
+            }
         }
     }
 
@@ -61,7 +103,9 @@ impl NameServers {
             }
             .write_to(&mut request.ext_fields);
             let timeout = per_request.min(deadline - now);
-            match remoting.invoke_sync(addr, request, timeout) {
+            let result = remoting.invoke_sync(addr, request, timeout);
+            self.record(i, result.as_ref().err());
+            match result {
                 Ok(response) if response.code == ResponseCode::SUCCESS => {
                     return Ok(TopicRouteData::from_json(&response.body)?);
                 }

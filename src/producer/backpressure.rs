@@ -13,6 +13,8 @@ struct Counts {
     sends: usize,
     bytes: usize,
     waiting: usize,
+    /// Acquisitions that had to wait (statistics).
+    waits: u64,
 }
 
 /// Tracks sends in flight; optionally bounds them.
@@ -65,6 +67,7 @@ impl InFlight {
             };
             if !fits(&c) {
                 c.waiting += 1;
+                c.waits += 1;
                 while !fits(&c) {
                     if self.changed.wait_until(&mut c, deadline).timed_out() && !fits(&c) {
                         c.waiting -= 1;
@@ -101,6 +104,17 @@ impl InFlight {
     pub(crate) fn current(&self) -> (usize, usize) {
         let c = self.counts.lock();
         (c.sends, c.bytes)
+    }
+
+    /// (sends, bytes, callers waiting now, acquisitions that waited so far), for statistics.
+    pub(crate) fn stats(&self) -> (usize, usize, usize, u64) {
+        let c = self.counts.lock();
+        (c.sends, c.bytes, c.waiting, c.waits)
+    }
+
+    /// The bounds (sends, bytes), if any.
+    pub(crate) fn limits(&self) -> Option<(usize, usize)> {
+        self.limits
     }
 
     /// Waits until nothing is in flight or `deadline`; returns whether it drained.

@@ -11,8 +11,10 @@
 
 pub(crate) mod backpressure;
 mod handle;
+pub mod health;
 pub(crate) mod prepare;
-pub(crate) mod transaction;
+pub mod stats;
+pub mod transaction;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -97,6 +99,8 @@ pub(crate) struct Inner {
     service: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
     /// Handlers of broker-initiated requests, by request code.
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
+    /// Counters and histograms (no-ops when statistics are off).
+    pub(crate) stats: stats::StatsRecorder,
 }
 
 /// What an attempt sends to.
@@ -156,13 +160,17 @@ impl Producer {
     /// [`Error::Io`]/[`Error::ConnectionClosed`] from the last attempt; [`Error::NoRoute`];
     /// [`Error::Shutdown`].
     pub fn send(&self, msg: Message) -> Result<SendResult> {
-        self.inner().send_sync(msg, SyncTarget::Auto)
+        let op = self.inner().stats.begin(&msg, false);
+        op.end(self.inner().send_sync(msg, SyncTarget::Auto))
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
-        self.inner()
-            .send_sync(msg, SyncTarget::Queue(queue.clone()))
+        let op = self.inner().stats.begin(&msg, false);
+        op.end(
+            self.inner()
+                .send_sync(msg, SyncTarget::Queue(queue.clone())),
+        )
     }
 
     /// Sends `msg` to the queue `selector` picks for `arg` (for ordered messages: the same
@@ -174,13 +182,21 @@ impl Producer {
         selector: &dyn QueueSelector,
         arg: &str,
     ) -> Result<SendResult> {
-        self.inner()
-            .send_sync(msg, SyncTarget::Selector(selector, arg))
+        let op = self.inner().stats.begin(&msg, false);
+        op.end(
+            self.inner()
+                .send_sync(msg, SyncTarget::Selector(selector, arg)),
+        )
     }
 
     /// Sends several messages of one topic as one batch (never compressed). The result's
     /// `msg_id` and `offset_msg_id` list every message, comma-separated.
     pub fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
+        let op = self.inner().stats.begin_batch(&msgs);
+        op.end(self.send_batch_inner(msgs))
+    }
+
+    fn send_batch_inner(&self, msgs: Vec<Message>) -> Result<SendResult> {
         let inner = self.inner();
         inner.check_running()?;
         let prepared = prepare::prepare_batch(msgs, &inner.config, || inner.new_msg_id())?;
@@ -252,7 +268,8 @@ impl Producer {
     /// Sends `msg` without waiting for any answer. `Ok` once it is queued for the socket; no
     /// retry. The route lookup (first send to a topic) may block up to the send timeout.
     pub fn send_oneway(&self, msg: Message) -> Result<()> {
-        self.inner().send_oneway(msg)
+        let op = self.inner().stats.begin(&msg, true);
+        op.end_oneway(self.inner().send_oneway(msg))
     }
 
     /// The queues sends to `topic` can go to (fetching the route if needed), for selectors.
@@ -287,6 +304,20 @@ impl Producer {
     /// Asynchronous sends in flight now: (count, bytes). Backpressure bounds both.
     pub fn in_flight(&self) -> (usize, usize) {
         self.inner().in_flight.current()
+    }
+
+    /// A snapshot of this producer's statistics: sends, failures by kind, retries, bytes,
+    /// latency percentiles and rates, per producer, topic and broker. See [`stats`] for the
+    /// definitions and the JSON schema. All zero when [`ProducerConfig::stats`] is off.
+    pub fn stats(&self) -> stats::ProducerStats {
+        self.inner().stats_snapshot()
+    }
+
+    /// A health report: the producer's state, name server reachability, the route cache, and
+    /// per broker isolation, failures, last error, latency, in-flight attempts and connection
+    /// state. See [`health`] for the JSON schema.
+    pub fn health(&self) -> health::HealthReport {
+        self.inner().health_report()
     }
 
     /// Whether [`Producer::shutdown`] has begun.
@@ -423,6 +454,7 @@ impl Inner {
             heartbeated: Mutex::new(Vec::new()),
             service: Mutex::new(None),
             server_hooks: RwLock::new(Vec::new()),
+            stats: stats::StatsRecorder::new(config.stats()),
             config,
         });
         inner
@@ -677,12 +709,16 @@ impl Inner {
                 continue;
             };
             let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
+            let attempt = self
+                .stats
+                .attempt(prepared, queue.broker_name(), last_broker.is_some());
             let started = Instant::now();
             let timeout = self.attempt_timeout(deadline, started);
             let result = self
                 .remoting
                 .invoke_sync(&addr, request, timeout)
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+            attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
             if fixed_queue.is_none() && self.should_retry(&result) {
                 log::debug!(
@@ -723,11 +759,13 @@ impl Inner {
             return Ok(first);
         };
         let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
+        let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
         let started = Instant::now();
         let result = self
             .remoting
             .invoke_sync(&addr, request, self.attempt_timeout(deadline, started))
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+        attempt.end(started, &result);
         self.record_attempt(queue.broker_name(), started.elapsed(), &result);
         match result {
             Ok(r) if r.status == SendStatus::SendOk => Ok(r),
@@ -766,6 +804,7 @@ impl Inner {
     }
 
     fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        let mut op = self.stats.begin_prep(&prep);
         let job = match self.prepare_async(prep, &target) {
             Ok((prepared, permit)) => {
                 let attempts_left = match target {
@@ -782,9 +821,13 @@ impl Inner {
                     last_error: None,
                     done: Some(done),
                     _permit: Some(permit),
+                    op,
                 })
             }
-            Err(e) => return finish_done(self, done, Err(e), true),
+            Err(e) => {
+                op.fail(&e);
+                return finish_done(self, done, Err(e), true);
+            }
         };
         job.attempt(true);
     }
@@ -800,8 +843,14 @@ impl Inner {
             }
             Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
         };
-        let deadline = Instant::now() + self.config.send_timeout();
-        let permit = self.in_flight.acquire(prepared.size, deadline)?;
+        let permit = if on_callback_thread() {
+            // A callback that sends must not wait for room: room is made by the very callback
+            // threads it would block.
+            self.in_flight.acquire_unbounded(prepared.size)
+        } else {
+            let deadline = Instant::now() + self.config.send_timeout();
+            self.in_flight.acquire(prepared.size, deadline)?
+        };
         Ok((prepared, permit))
     }
 
@@ -934,6 +983,13 @@ impl Inner {
     }
 }
 
+/// Whether the current thread is one of the callback pool's.
+fn on_callback_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("rocketmq-callback"))
+}
+
 /// Ends an asynchronous send: completes its handle or runs its callback on the pool.
 fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller: bool) {
     match done {
@@ -947,15 +1003,19 @@ fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller:
                 }
             };
             if on_caller {
-                // User code runs on the callback pool, not on the caller's thread.
-                let mut slot = Some(run);
+                // User code runs on the callback pool, not on the caller's thread; only when
+                // the pool is gone (shutdown) does it run here, so that it still runs once.
+                let slot = Arc::new(Mutex::new(Some(run)));
+                let pooled = slot.clone();
                 let task = Box::new(move || {
-                    if let Some(run) = slot.take() {
+                    if let Some(run) = pooled.lock().take() {
                         run();
                     }
                 });
-                if let Err(e) = inner.remoting.execute(task) {
-                    log::warn!("callback pool unavailable ({e}); a send callback is lost");
+                if inner.remoting.execute(task).is_err() {
+                    if let Some(run) = slot.lock().take() {
+                        run();
+                    }
                 }
             } else {
                 run();
@@ -976,6 +1036,8 @@ struct AsyncSend {
     last_error: Option<Error>,
     done: Option<Done>,
     _permit: Option<Permit>,
+    /// Statistics of this send.
+    op: stats::Op,
 }
 
 impl AsyncSend {
@@ -1018,6 +1080,11 @@ impl AsyncSend {
             },
         };
         let request = broker::send_request(&self.prepared, &queue, &self.inner.defaults, now_ms());
+        let attempt = self.inner.stats.attempt(
+            &self.prepared,
+            queue.broker_name(),
+            self.last_broker.is_some(),
+        );
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         let remoting = self.inner.remoting.clone();
@@ -1027,7 +1094,7 @@ impl AsyncSend {
             request,
             timeout,
             Completion::Callback(Box::new(move |response| {
-                self.on_response(response, queue, addr, started)
+                self.on_response(response, queue, addr, started, attempt)
             })),
         );
     }
@@ -1084,8 +1151,10 @@ impl AsyncSend {
         queue: MessageQueue,
         addr: String,
         started: Instant,
+        attempt: stats::Attempt,
     ) {
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
+        attempt.end(started, &result);
         self.inner
             .record_attempt(queue.broker_name(), started.elapsed(), &result);
         let retry = self.attempts_left > 0
@@ -1109,6 +1178,7 @@ impl AsyncSend {
     fn finish(mut self: Box<Self>, result: Result<SendResult>, on_caller: bool) {
         // Release the in-flight share first: a callback that sends again must find room.
         self._permit = None;
+        self.op.record(&result);
         if let Some(done) = self.done.take() {
             finish_done(&self.inner, done, result, on_caller);
         }
@@ -1118,6 +1188,7 @@ impl AsyncSend {
 impl Drop for AsyncSend {
     fn drop(&mut self) {
         self._permit = None;
+        self.op.fail(&Error::Shutdown);
         if let Some(done) = self.done.take() {
             match done {
                 Done::Handle(completer) => {

@@ -146,9 +146,15 @@ impl std::error::Error for CodecError {}
 
 /// The custom-header fields of a command: string keys to string values, kept sorted by key
 /// (the order fastjson writes them in).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Values live in one shared buffer, so a header of a dozen fields costs two allocations, not a
+/// dozen; keys this crate knows are static strings.
+#[derive(Clone, Default)]
 pub struct ExtFields {
-    entries: Vec<(Cow<'static, str>, String)>,
+    /// Sorted by key: the key and the range of its value in `values`.
+    entries: Vec<(Cow<'static, str>, usize, usize)>,
+    /// Every value, back to back (replaced values leave garbage until [`ExtFields::compact`]).
+    values: String,
 }
 
 impl ExtFields {
@@ -161,40 +167,109 @@ impl ExtFields {
     pub fn with_capacity(n: usize) -> Self {
         ExtFields {
             entries: Vec::with_capacity(n),
+            values: String::with_capacity(n * 16),
         }
     }
 
     /// Sets `key` to `value`, replacing an earlier value.
-    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) {
-        let key = key.into();
-        match self
-            .entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
-        {
-            Ok(i) => self.entries[i].1 = value.into(),
-            Err(i) => self.entries.insert(i, (key, value.into())),
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl AsRef<str>) {
+        let value = value.as_ref();
+        self.insert_with(key.into(), |buf| {
+            buf.push_str(value);
+            Some(())
+        });
+    }
+
+    /// Sets `key` to the decimal form of `value`.
+    pub fn insert_int(&mut self, key: impl Into<Cow<'static, str>>, value: i64) {
+        self.insert_with(key.into(), |buf| {
+            push_int(buf, value);
+            Some(())
+        });
+    }
+
+    /// Sets `key` to `"true"` or `"false"`.
+    pub fn insert_bool(&mut self, key: impl Into<Cow<'static, str>>, value: bool) {
+        self.insert(key, if value { "true" } else { "false" });
+    }
+
+    /// Sets `key` to whatever `write` appends to the value buffer; if `write` fails, nothing
+    /// changes.
+    fn insert_with(
+        &mut self,
+        key: Cow<'static, str>,
+        write: impl FnOnce(&mut String) -> Option<()>,
+    ) -> Option<()> {
+        let start = self.values.len();
+        if write(&mut self.values).is_none() {
+            self.values.truncate(start);
+            return None;
         }
+        let end = self.values.len();
+        // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
+        let append = match self.entries.last() {
+            None => true,
+            Some((last, ..)) => last.as_ref() < key.as_ref(),
+        };
+        if append {
+            self.entries.push((key, start, end));
+            return Some(());
+        }
+        match self.position(&key) {
+            Ok(i) => {
+                self.entries[i].1 = start;
+                self.entries[i].2 = end;
+                self.compact_if_wasteful();
+            }
+            Err(i) => self.entries.insert(i, (key, start, end)),
+        }
+        Some(())
+    }
+
+    /// Makes room for a decoded header's fields: a dozen entries, `value_bytes` of values.
+    fn reserve_for_decoding(&mut self, value_bytes: usize) {
+        self.entries.reserve(16);
+        self.values.reserve(value_bytes);
+    }
+
+    /// Removes `key` without handing its value back.
+    fn remove_entry(&mut self, key: &str) -> bool {
+        match self.position(key) {
+            Ok(i) => {
+                self.entries.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, ..)| k.as_ref().cmp(key))
+    }
+
+    fn value(&self, i: usize) -> &str {
+        let (_, start, end) = self.entries[i];
+        &self.values[start..end]
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| self.entries[i].1.as_str())
+        self.position(key).ok().map(|i| self.value(i))
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.entries
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|i| self.entries.remove(i).1)
+        let i = self.position(key).ok()?;
+        let value = self.value(i).to_owned();
+        self.entries.remove(i);
+        Some(value)
     }
 
     /// The fields in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_ref(), v.as_str()))
+        self.entries
+            .iter()
+            .map(|(k, start, end)| (k.as_ref(), &self.values[*start..*end]))
     }
 
     /// Number of fields.
@@ -210,6 +285,26 @@ impl ExtFields {
     /// Removes every field, keeping the allocation.
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.values.clear();
+    }
+
+    /// Drops the bytes of replaced and removed values once they are most of the buffer.
+    fn compact_if_wasteful(&mut self) {
+        let live: usize = self.entries.iter().map(|(_, s, e)| e - s).sum();
+        if self.values.len() > 256 && self.values.len() > 2 * live {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let mut values = String::with_capacity(self.values.len());
+        for (_, start, end) in &mut self.entries {
+            let new_start = values.len();
+            values.push_str(&self.values[*start..*end]);
+            *start = new_start;
+            *end = values.len();
+        }
+        self.values = values;
     }
 
     /// The value of a required field.
@@ -250,7 +345,21 @@ impl ExtFields {
     }
 }
 
-impl<K: Into<Cow<'static, str>>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<Cow<'static, str>>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
         let mut m = ExtFields::new();
         for (k, v) in iter {
@@ -433,9 +542,9 @@ impl RemotingCommand {
     }
 
     fn write_json_header(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Keys in alphabetical order, as fastjson writes them. Writing into a Vec cannot fail.
-        let _ = write!(out, "{{\"code\":{}", self.code);
+        // Keys in alphabetical order, as fastjson writes them.
+        out.extend_from_slice(b"{\"code\":");
+        write_int(out, self.code.into());
         if !self.ext_fields.is_empty() {
             out.extend_from_slice(b",\"extFields\":{");
             for (i, (k, v)) in self.ext_fields.iter().enumerate() {
@@ -448,18 +557,19 @@ impl RemotingCommand {
             }
             out.push(b'}');
         }
-        let _ = write!(out, ",\"flag\":{},\"language\":", self.flag);
+        out.extend_from_slice(b",\"flag\":");
+        write_int(out, self.flag.into());
+        out.extend_from_slice(b",\"language\":");
         write_json_str(out, self.language.name());
-        let _ = write!(out, ",\"opaque\":{}", self.opaque);
+        out.extend_from_slice(b",\"opaque\":");
+        write_int(out, self.opaque.into());
         if let Some(remark) = &self.remark {
             out.extend_from_slice(b",\"remark\":");
             write_json_str(out, remark);
         }
-        let _ = write!(
-            out,
-            ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
-            self.version
-        );
+        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        write_int(out, self.version.into());
+        out.push(b'}');
     }
 
     fn write_binary_header(&self, out: &mut Vec<u8>) {
@@ -497,6 +607,15 @@ impl RemotingCommand {
     }
 
     fn read_json_header(header: &[u8]) -> Result<Self, CodecError> {
+        match json_fast::parse_header(header) {
+            Some(cmd) => Ok(cmd),
+            None => Self::read_json_header_value(header),
+        }
+    }
+
+    /// The general JSON header reader, through `serde_json::Value`: the reference semantics, and
+    /// the path for everything [`json_fast`] does not take (and for every error).
+    fn read_json_header_value(header: &[u8]) -> Result<Self, CodecError> {
         let value: Value =
             serde_json::from_slice(header).map_err(|e| CodecError::Json(e.to_string()))?;
         let Value::Object(obj) = value else {
@@ -538,14 +657,14 @@ impl RemotingCommand {
         match obj.get("extFields") {
             None | Some(Value::Null) => {}
             Some(Value::Object(map)) => {
-                ext_fields.entries.reserve(map.len());
+                ext_fields = ExtFields::with_capacity(map.len());
                 for (k, v) in map {
                     let v = match v {
                         Value::String(s) => s.clone(),
                         Value::Null => continue,
                         other => other.to_string(),
                     };
-                    ext_fields.insert(k.clone(), v);
+                    ext_fields.insert(intern_key(k), v);
                 }
             }
             Some(other) => return Err(CodecError::invalid("extFields", &other.to_string())),
@@ -582,16 +701,19 @@ impl RemotingCommand {
         let map_len = r.len_i32("extFields length")?;
         let map = r.take(map_len, "extFields")?;
         let mut ext_fields = ExtFields::new();
+        if !map.is_empty() {
+            ext_fields.reserve_for_decoding(map.len());
+        }
         let mut m = Reader { buf: map, pos: 0 };
         while m.pos < map.len() {
             let key_len = m.i16("extFields key length")?;
             if key_len < 0 {
                 return Err(CodecError::BinaryHeader("negative extFields key length"));
             }
-            let key = m.string(key_len as usize, "extFields key")?;
+            let key = m.str(key_len as usize, "extFields key")?;
             let val_len = m.len_i32("extFields value length")?;
-            let val = m.string(val_len, "extFields value")?;
-            ext_fields.insert(key, val);
+            let val = m.str(val_len, "extFields value")?;
+            ext_fields.insert(intern_key(key), val);
         }
         if r.pos != header.len() {
             return Err(CodecError::BinaryHeader("trailing bytes after extFields"));
@@ -640,41 +762,492 @@ impl<'a> Reader<'a> {
         let n = self.i32(what)?;
         usize::try_from(n).map_err(|_| CodecError::BinaryHeader(what))
     }
-    fn string(&mut self, n: usize, what: &'static str) -> Result<String, CodecError> {
+    fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str, CodecError> {
         let bytes = self.take(n, what)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::BinaryHeader(what))
+        std::str::from_utf8(bytes).map_err(|_| CodecError::BinaryHeader(what))
+    }
+    fn string(&mut self, n: usize, what: &'static str) -> Result<String, CodecError> {
+        self.str(n, what).map(str::to_owned)
     }
 }
+
+/// For each byte: 0 if it goes into a JSON string as is, else the character after the
+/// backslash (`u` for a `\u00XX` escape).
+const JSON_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
 
 /// Writes `s` as a JSON string literal: quotes, backslashes and control characters escaped
 /// (control characters as `\u00XX`, as fastjson does); everything else as UTF-8.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+        let escape = JSON_ESCAPE[b as usize];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
+        if escape == b'u' {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[(b >> 4) as usize]);
             out.push(HEX[(b & 0xf) as usize]);
         } else {
-            out.extend_from_slice(escape);
+            out.push(b'\\');
+            out.push(escape);
         }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Appends `v` in decimal to a `String`.
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let digits = int_digits(&mut buf, v);
+    if v < 0 {
+        out.push('-');
+    }
+    // Digits are ASCII.
+    out.extend(digits.iter().map(|&d| d as char));
+}
+
+/// The decimal digits of `|v|`, at the end of `buf`.
+fn int_digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Writes `v` in decimal (no `fmt` machinery: this is on every frame).
+fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let digits = int_digits(&mut buf, v);
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(digits);
+}
+
+/// The `extFields` keys this crate reads or writes, as static strings: a decoded frame's keys
+/// then cost no allocation.
+fn intern_key(key: &str) -> Cow<'static, str> {
+    // The V2 send header's single letters.
+    const LETTERS: [&str; 14] = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
+    ];
+    // Sorted (byte order) for the binary search.
+    const KNOWN: &[&str] = &[
+        "IS_SUB_CHANGE",
+        "IS_SUPPORT_HEART_BEAT_V2",
+        "MSG_REGION",
+        "TRACE_ON",
+        "acceptStandardJsonOnly",
+        "batch",
+        "batchUniqId",
+        "bname",
+        "bornTimestamp",
+        "clientID",
+        "commitLogOffset",
+        "commitOrRollback",
+        "committed",
+        "consumerGroup",
+        "defaultTopic",
+        "defaultTopicQueueNums",
+        "flag",
+        "fromTransactionCheck",
+        "maxReconsumeTimes",
+        "msgId",
+        "offset",
+        "offsetMsgId",
+        "producerGroup",
+        "properties",
+        "queueId",
+        "queueOffset",
+        "recallHandle",
+        "reconsumeTimes",
+        "sysFlag",
+        "topic",
+        "tranStateTableOffset",
+        "transactionId",
+        "unitMode",
+    ];
+    if let [b @ b'a'..=b'n'] = key.as_bytes() {
+        return Cow::Borrowed(LETTERS[(b - b'a') as usize]);
+    }
+    match KNOWN.binary_search(&key) {
+        Ok(i) => Cow::Borrowed(KNOWN[i]),
+        Err(_) => Cow::Owned(key.to_owned()),
+    }
+}
+
+/// A fast reader for the JSON header, straight from the bytes into a [`RemotingCommand`].
+///
+/// It takes the common case only: an object whose `code`, `version`, `opaque` and `flag` are
+/// integers or null, `language` a string or null, `remark` a string or null, `extFields` an
+/// object of string (or null) values or null, and any other keys with any valid JSON value
+/// (skipped). Keys may come in any order, with escapes, repeated (the last one wins, as in
+/// `serde_json`'s map). Whenever anything else turns up (a number where a string belongs, a
+/// fraction, a lone surrogate, a syntax error, invalid UTF-8, trailing bytes, nesting over 64
+/// levels), it gives up with `None`, and the `serde_json::Value` reader decides: the result
+/// or the error is then exactly what that reader says.
+mod json_fast {
+    use std::borrow::Cow;
+
+    use super::{intern_key, ExtFields, LanguageCode, RemotingCommand, SerializeType};
+
+    const MAX_DEPTH: u32 = 64;
+
+    struct Parser<'a> {
+        /// The whole header, valid UTF-8 (checked once, up front).
+        text: &'a str,
+        buf: &'a [u8],
+        pos: usize,
+    }
+
+    pub(super) fn parse_header(header: &[u8]) -> Option<RemotingCommand> {
+        // Invalid UTF-8 anywhere is an error for serde_json too (in a string) or a syntax error.
+        let text = std::str::from_utf8(header).ok()?;
+        let mut p = Parser {
+            text,
+            buf: header,
+            pos: 0,
+        };
+        let cmd = p.header()?;
+        p.ws();
+        (p.pos == p.buf.len()).then_some(cmd)
+    }
+
+    impl<'a> Parser<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.buf.get(self.pos).copied()
+        }
+
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                self.pos += 1;
+            }
+        }
+
+        /// Skips whitespace, then consumes `b` if it is next.
+        fn eat(&mut self, b: u8) -> bool {
+            self.ws();
+            if self.peek() == Some(b) {
+                self.pos += 1;
+                true
+            } else {
+                false
+            }
+        }
+
+        fn literal(&mut self, lit: &[u8]) -> Option<()> {
+            let end = self.pos.checked_add(lit.len())?;
+            (self.buf.get(self.pos..end)? == lit).then(|| self.pos = end)
+        }
+
+        /// `null` at the cursor (after whitespace)?
+        fn null(&mut self) -> bool {
+            self.ws();
+            if self.buf[self.pos..].starts_with(b"null") {
+                self.pos += 4;
+                true
+            } else {
+                false
+            }
+        }
+
+        fn header(&mut self) -> Option<RemotingCommand> {
+            let mut code = None;
+            let mut cmd = RemotingCommand {
+                code: 0,
+                language: LanguageCode::JAVA,
+                version: 0,
+                opaque: 0,
+                flag: 0,
+                remark: None,
+                ext_fields: ExtFields::new(),
+                body: Vec::new(),
+                serialize_type: SerializeType::Json,
+            };
+            self.members(|p, key| {
+                match key {
+                    "code" => code = Some(p.int_or_null(-1)?),
+                    "version" => cmd.version = p.int_or_null(0)?,
+                    "opaque" => cmd.opaque = p.int_or_null(0)?,
+                    "flag" => cmd.flag = p.int_or_null(0)?,
+                    "language" => {
+                        cmd.language = if p.null() {
+                            LanguageCode::JAVA
+                        } else {
+                            let name = p.string()?;
+                            LanguageCode::from_name(&name).unwrap_or(LanguageCode::OTHER)
+                        }
+                    }
+                    "remark" => {
+                        cmd.remark = if p.null() {
+                            None
+                        } else {
+                            Some(p.string()?.into_owned())
+                        }
+                    }
+                    "extFields" => {
+                        cmd.ext_fields.clear();
+                        if !p.null() {
+                            // Unescaping only shrinks: the header length bounds the values.
+                            let fields = &mut cmd.ext_fields;
+                            fields.reserve_for_decoding(p.buf.len());
+                            p.members(|p, key| {
+                                if p.null() {
+                                    fields.remove_entry(key);
+                                    Some(())
+                                } else {
+                                    p.ws();
+                                    fields.insert_with(intern_key(key), |buf| p.string_into(buf))
+                                }
+                            })?;
+                        }
+                    }
+                    _ => p.skip_value(1)?,
+                }
+                Some(())
+            })?;
+            cmd.code = code?;
+            Some(cmd)
+        }
+
+        /// An object: `{ "key": value, ... }`, calling `member` with the cursor on each value.
+        fn members(&mut self, mut member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+            if !self.eat(b'{') {
+                return None;
+            }
+            if self.eat(b'}') {
+                return Some(());
+            }
+            loop {
+                self.ws();
+                let key = self.string()?;
+                if !self.eat(b':') {
+                    return None;
+                }
+                member(self, &key)?;
+                if self.eat(b',') {
+                    continue;
+                }
+                return self.eat(b'}').then_some(());
+            }
+        }
+
+        /// An integer that fits an i32, or null (`default`).
+        fn int_or_null(&mut self, default: i32) -> Option<i32> {
+            if self.null() {
+                return Some(default);
+            }
+            i32::try_from(self.integer()?).ok()
+        }
+
+        /// A JSON integer of at most 18 digits, not `-0`, not followed by a fraction or an
+        /// exponent.
+        fn integer(&mut self) -> Option<i64> {
+            self.ws();
+            let negative = self.peek() == Some(b'-');
+            if negative {
+                self.pos += 1;
+            }
+            let start = self.pos;
+            let mut n: i64 = 0;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                if self.pos - start == 18 {
+                    return None;
+                }
+                n = n * 10 + i64::from(d - b'0');
+                self.pos += 1;
+            }
+            let digits = self.pos - start;
+            if digits == 0 || (digits > 1 && self.buf[start] == b'0') || (negative && n == 0) {
+                return None;
+            }
+            if let Some(b'.' | b'e' | b'E') = self.peek() {
+                return None;
+            }
+            Some(if negative { -n } else { n })
+        }
+
+        /// A string literal at the cursor, unescaped (borrowed when it has no escapes).
+        fn string(&mut self) -> Option<Cow<'a, str>> {
+            if self.peek() != Some(b'"') {
+                return None;
+            }
+            let open = self.pos;
+            self.pos += 1;
+            self.scan()?;
+            if self.buf[self.pos] == b'"' {
+                let s = self.text.get(open + 1..self.pos)?;
+                self.pos += 1;
+                return Some(Cow::Borrowed(s));
+            }
+            self.pos = open;
+            let mut out = String::new();
+            self.string_into(&mut out)?;
+            Some(Cow::Owned(out))
+        }
+
+        /// A string literal at the cursor, unescaped and appended to `out`.
+        fn string_into(&mut self, out: &mut String) -> Option<()> {
+            if self.peek() != Some(b'"') {
+                return None;
+            }
+            self.pos += 1;
+            loop {
+                let run = self.pos;
+                self.scan()?;
+                out.push_str(self.text.get(run..self.pos)?);
+                if self.buf[self.pos] == b'"' {
+                    self.pos += 1;
+                    return Some(());
+                }
+                self.pos += 1;
+                let c = match *self.buf.get(self.pos)? {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => {
+                        self.pos += 1;
+                        let hi = self.hex4()?;
+                        let c = match hi {
+                            0xD800..=0xDBFF => {
+                                self.literal(b"\\u")?;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..=0xDFFF).contains(&lo) {
+                                    return None;
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            }
+                            0xDC00..=0xDFFF => return None,
+                            _ => hi,
+                        };
+                        out.push(char::from_u32(c)?);
+                        continue;
+                    }
+                    _ => return None,
+                };
+                out.push(c);
+                self.pos += 1;
+            }
+        }
+
+        /// Moves the cursor to the next `"` or `\\` of a string; `None` at the end of the input
+        /// or at a control character. Eight bytes at a time while none of them is special.
+        fn scan(&mut self) -> Option<()> {
+            const LO: u64 = 0x0101_0101_0101_0101;
+            const HI: u64 = 0x8080_8080_8080_8080;
+            let buf = self.buf;
+            let mut i = self.pos;
+            while let Some(chunk) = buf.get(i..i + 8) {
+                let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+                    break;
+                };
+                let w = u64::from_le_bytes(word);
+                let quote = w ^ (LO * u64::from(b'"'));
+                let backslash = w ^ (LO * u64::from(b'\\'));
+                // "Some byte is zero" / "some byte is below 0x20", exact for any byte.
+                let special = (quote.wrapping_sub(LO) & !quote)
+                    | (backslash.wrapping_sub(LO) & !backslash)
+                    | (w.wrapping_sub(LO * 0x20) & !w);
+                if special & HI != 0 {
+                    break;
+                }
+                i += 8;
+            }
+            while let Some(&b) = buf.get(i) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    self.pos = i;
+                    return (b >= 0x20).then_some(());
+                }
+                i += 1;
+            }
+            None
+        }
+
+        fn hex4(&mut self) -> Option<u32> {
+            let end = self.pos.checked_add(4)?;
+            let digits = self.buf.get(self.pos..end)?;
+            let mut v = 0;
+            for &d in digits {
+                v = v * 16 + (d as char).to_digit(16)?;
+            }
+            self.pos = end;
+            Some(v)
+        }
+
+        /// Skips any JSON value (validating it); gives up on fractions, exponents, integers of
+        /// more than 18 digits (whose range `serde_json` may reject) and deep nesting.
+        fn skip_value(&mut self, depth: u32) -> Option<()> {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            self.ws();
+            match self.peek()? {
+                b'"' => self.string().map(drop),
+                b'{' => self.members(|p, _| p.skip_value(depth + 1)),
+                b'[' => {
+                    self.pos += 1;
+                    if self.eat(b']') {
+                        return Some(());
+                    }
+                    loop {
+                        self.skip_value(depth + 1)?;
+                        if self.eat(b',') {
+                            continue;
+                        }
+                        return self.eat(b']').then_some(());
+                    }
+                }
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                b'-' | b'0'..=b'9' => self.integer().map(drop),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Fuzzing hook: the fast JSON header reader must agree with the `serde_json::Value` reader
+/// whenever it gives an answer.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn json_header_differential(header: &[u8]) {
+    if let Some(fast) = json_fast::parse_header(header) {
+        assert_eq!(RemotingCommand::read_json_header_value(header), Ok(fast));
+    }
 }
 
 /// An incremental frame decoder: feed it bytes in any pieces, take whole commands out.
@@ -876,6 +1449,148 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.feed(&[0, 0, 0, 6, 7, 0, 0, 0, b'{', b'}']);
         assert_eq!(d.next_frame(), Err(CodecError::UnknownSerializeType(7)));
+    }
+
+    /// The fast JSON reader agrees with the `serde_json::Value` reader whenever it answers.
+    fn agree(header: &str) -> bool {
+        let fast = json_fast::parse_header(header.as_bytes());
+        let slow = RemotingCommand::read_json_header_value(header.as_bytes());
+        if let Some(fast) = &fast {
+            assert_eq!(slow.as_ref(), Ok(fast), "{header}");
+        }
+        fast.is_some()
+    }
+
+    #[test]
+    fn fast_json_takes_the_common_headers() {
+        for h in [
+            r#"{"code":105,"extFields":{"topic":"TopicTest"},"flag":0,"language":"JAVA","opaque":1,"serializeTypeCurrentRPC":"JSON","version":479}"#,
+            r#"{"code":0,"language":"RUST","version":474,"opaque":1001,"flag":1,"remark":null,"extFields":null,"serializeTypeCurrentRPC":"JSON"}"#,
+            r#"{"code":310,"extFields":{"i":"WAIT\u0001true\u0002c\u0001gr\u00fcn \u2713 \ud834\udd1e\u0002"},"flag":0}"#,
+            r#" { "code" : -1 , "extFields" : { } , "x" : [ 1 , { "y" : [ ] } , "s" , true , false , null , -20 ] } "#,
+            r#"{"code":null}"#,
+            r#"{"c\u006fde":3,"remark":"a\"b\\c\/d\b\f\n\r\t"}"#,
+            r#"{"code":1,"code":2,"remark":"x","remark":null,"language":"GO","language":null}"#,
+            r#"{"code":1,"extFields":{"k":"v","k":null,"j":null,"j":"w"},"extFields":{"z":"1"}}"#,
+            r#"{"code":1,"extFields":{"k":"v"},"extFields":null}"#,
+            r#"{"code":2147483647,"opaque":-2147483648,"unknown":123456789012345678}"#,
+            "{\"code\":1,\"remark\":\"gr\u{fc}n \u{2713} \u{1d11e}\"}",
+        ] {
+            assert!(agree(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn fast_json_takes_every_real_broker_header() {
+        for frame in [
+            &include_bytes!("../../tests/data/send_v2_request.bin")[..],
+            include_bytes!("../../tests/data/send_v2_response.bin"),
+            include_bytes!("../../tests/data/check_transaction_request.bin"),
+            include_bytes!("../../tests/data/route_response_missing_topic.bin"),
+            include_bytes!("../../tests/data/heartbeat_response.bin"),
+        ] {
+            let header_len = BigEndian::read_u32(&frame[4..8]) as usize;
+            let header = std::str::from_utf8(&frame[8..8 + header_len]).unwrap();
+            assert!(agree(header), "{header}");
+        }
+    }
+
+    #[test]
+    fn fast_json_gives_up_to_the_general_reader() {
+        for h in [
+            "",
+            "{",
+            "[]",
+            r#"{}"#,
+            r#"{"code":1.0}"#,
+            r#"{"code":1e2}"#,
+            r#"{"code":-0}"#,
+            r#"{"code":01}"#,
+            r#"{"code":"1"}"#,
+            r#"{"code":2147483648}"#,
+            r#"{"code":1,"language":3}"#,
+            r#"{"code":1,"remark":5}"#,
+            r#"{"code":1,"extFields":{"k":1}}"#,
+            r#"{"code":1,"extFields":[]}"#,
+            r#"{"code":1,"x":1.5}"#,
+            r#"{"code":1,"x":1234567890123456789}"#,
+            r#"{"code":1,"remark":"\ud834"}"#,
+            r#"{"code":1,"remark":"\udd1e"}"#,
+            r#"{"code":1,"remark":"\ud834\u0041"}"#,
+            r#"{"code":1,"remark":"\q"}"#,
+            r#"{"code":1,"remark":"\u12"}"#,
+            r#"{"code":1,}"#,
+            r#"{"code":1} x"#,
+            r#"{"code":1,"x":tru}"#,
+            "{\"code\":1,\"remark\":\"a\u{1}b\"}",
+        ] {
+            assert!(!agree(h), "{h}");
+        }
+        let deep = format!(r#"{{"code":1,"x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+        assert!(!agree(&deep));
+        let ok = format!(r#"{{"code":1,"x":{}{}}}"#, "[".repeat(60), "]".repeat(60));
+        assert!(agree(&ok));
+        // Invalid UTF-8 in a string.
+        let mut b = br#"{"code":1,"remark":"xx"}"#.to_vec();
+        b[21] = 0xC3;
+        assert!(json_fast::parse_header(&b).is_none());
+        assert!(RemotingCommand::read_json_header_value(&b).is_err());
+    }
+
+    #[test]
+    fn fast_json_agrees_on_random_headers() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &[
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\"",
+            "\\\"",
+            "\\\\",
+            "\\u00e9",
+            "\\ud834",
+            "\\udd1e",
+            "\\n",
+            "null",
+            "true",
+            "-",
+            "0",
+            "7",
+            "1e2",
+            ".5",
+            "\"code\"",
+            "\"extFields\"",
+            "\"language\"",
+            "\"JAVA\"",
+            "\"remark\"",
+            "\"opaque\"",
+            "\"k\"",
+            "\"v\"",
+            "ü",
+            "\u{1}",
+        ];
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut answered = 0;
+        for _ in 0..20_000 {
+            // A valid header with a few random pieces spliced in.
+            let mut h = String::from(
+                r#"{"code":310,"extFields":{"a":"g","b":"t"},"flag":0,"language":"JAVA","opaque":7,"remark":"r","version":401}"#,
+            );
+            for _ in 0..rng.gen_range(0..3) {
+                let mut at = rng.gen_range(0..=h.len());
+                while !h.is_char_boundary(at) {
+                    at -= 1;
+                }
+                h.insert_str(at, PIECES[rng.gen_range(0..PIECES.len())]);
+            }
+            answered += usize::from(agree(&h));
+        }
+        assert!(answered > 1000, "{answered}");
     }
 
     #[test]

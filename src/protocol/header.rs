@@ -45,35 +45,12 @@ pub trait CommandHeader: Sized {
     }
 }
 
-/// A decimal string for an integer, without going through `fmt` (this is on the send path).
-pub(crate) fn int_string(v: i64) -> String {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut s = String::with_capacity(buf.len() - i + 1);
-    if v < 0 {
-        s.push('-');
-    }
-    for &b in &buf[i..] {
-        s.push(b as char);
-    }
-    s
-}
-
 fn put_int(fields: &mut ExtFields, key: &'static str, v: i64) {
-    fields.insert(key, int_string(v));
+    fields.insert_int(key, v);
 }
 
 fn put_bool(fields: &mut ExtFields, key: &'static str, v: bool) {
-    fields.insert(key, if v { "true" } else { "false" });
+    fields.insert_bool(key, v);
 }
 
 fn put_str(fields: &mut ExtFields, key: &'static str, v: &str) {
@@ -83,7 +60,7 @@ fn put_str(fields: &mut ExtFields, key: &'static str, v: &str) {
 fn put_opt_str(fields: &mut ExtFields, key: &'static str, v: &Option<String>) {
     if let Some(v) = v {
         if !v.is_empty() {
-            fields.insert(key, v.as_str());
+            fields.insert(key, v);
         }
     }
 }
@@ -623,7 +600,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn int_string_matches_display() {
+    fn ints_match_display() {
         for v in [
             0,
             1,
@@ -636,7 +613,9 @@ mod tests {
             i64::MIN,
             i64::MAX,
         ] {
-            assert_eq!(int_string(v), v.to_string());
+            let mut f = ExtFields::new();
+            put_int(&mut f, "v", v);
+            assert_eq!(f.get("v"), Some(v.to_string().as_str()));
         }
     }
 

@@ -258,12 +258,6 @@ impl BrokerCore {
                 format!("the message body size over max value, MAX: {MAX_MESSAGE_SIZE}"),
             ));
         }
-        if header.properties.len() > i16::MAX as usize {
-            return Err((
-                ResponseCode::MESSAGE_ILLEGAL,
-                "msg properties length limit 32KB".into(),
-            ));
-        }
         let conf = self.topic_for_send(store, header)?;
         if !perm::is_writeable(conf.perm) {
             return Err((
@@ -271,9 +265,11 @@ impl BrokerCore {
                 format!("the topic[{}] sending message is forbidden", header.topic),
             ));
         }
+        // SYSTEM_ERROR, as Java's `msgCheck` and the RocketMQ-Rust broker answer (checked on the
+        // wire), not INVALID_PARAMETER.
         if header.queue_id >= conf.queues {
             return Err((
-                ResponseCode::INVALID_PARAMETER,
+                ResponseCode::SYSTEM_ERROR,
                 format!(
                     "request queueId[{}] is illegal, topic {} has {} queues",
                     header.queue_id, header.topic, conf.queues
@@ -308,6 +304,24 @@ impl BrokerCore {
             prepared_transaction_offset: 0,
             body_crc: 0,
         }
+    }
+
+    /// Adds the properties a real broker stamps on every stored message (`CLUSTER`,
+    /// `MSG_REGION`, `TRACE_ON`) and checks the stored properties against the commit log's
+    /// 32 767-byte limit, which therefore includes them (as on a real broker).
+    fn stamp(&self, properties: &mut Vec<(String, String)>) -> Result<(), (i32, String)> {
+        properties.push((property::CLUSTER.into(), self.cluster.clone()));
+        properties.push((property::MSG_REGION.into(), "DefaultRegion".into()));
+        properties.push((property::TRACE_ON.into(), "true".into()));
+        let len: usize = properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        if len > i16::MAX as usize {
+            return Err((
+                ResponseCode::MESSAGE_ILLEGAL,
+                "Message validation failed. Check body length (<4MB) and properties size (<32KB)."
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn send_response(
@@ -356,6 +370,12 @@ impl BrokerCore {
                 Ok(_) => return response(ResponseCode::MESSAGE_ILLEGAL, opaque, "empty batch"),
                 Err(e) => return response(ResponseCode::MESSAGE_ILLEGAL, opaque, &e.to_string()),
             };
+            let mut entries = entries;
+            for entry in &mut entries {
+                if let Err((code, remark)) = self.stamp(&mut entry.properties) {
+                    return response(code, opaque, &remark);
+                }
+            }
             let mut ids = Vec::with_capacity(entries.len());
             let mut first_offset = None;
             for entry in entries {
@@ -367,8 +387,6 @@ impl BrokerCore {
                     entry.properties,
                     conn.peer,
                 );
-                msg.properties
-                    .push((property::CLUSTER.into(), self.cluster.clone()));
                 msg.queue_offset = Self::next_queue_offset(&mut store, &header.topic, queue_id);
                 first_offset.get_or_insert(msg.queue_offset);
                 let stored = self.append(&mut store, msg, true);
@@ -384,7 +402,9 @@ impl BrokerCore {
             );
         }
         let mut properties = message_codec::decode_properties(&header.properties);
-        properties.push((property::CLUSTER.into(), self.cluster.clone()));
+        if let Err((code, remark)) = self.stamp(&mut properties) {
+            return response(code, opaque, &remark);
+        }
         let uniq = properties
             .iter()
             .find(|(k, _)| k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)

@@ -38,3 +38,4 @@ pub fn java_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
+pub mod interop;
