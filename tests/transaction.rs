@@ -646,3 +646,42 @@ fn shut_down_producer_refuses_transactions() {
     assert_eq!(tp.transaction_stats().end_failed, 1);
     assert_eq!(broker.message_count("TxShutdown"), 0);
 }
+
+#[test]
+fn shutdown_waits_for_a_running_async_transaction() {
+    let broker = MockBroker::start().unwrap();
+    let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
+    let entered = Arc::new(AtomicUsize::new(0));
+    let e = entered.clone();
+    let tp = start(
+        &broker,
+        "GID_TX_DRAIN",
+        listener(
+            move |_: &Message, _: &str, _: &dyn Any| {
+                e.fetch_add(1, Ordering::SeqCst);
+                let _ = gate_rx.recv();
+                Ok(CommitMessage)
+            },
+            |_: &MessageExt, _: &str| Ok(RollbackMessage),
+        ),
+    );
+    let handle = tp.send_message_in_transaction_async(Message::new("TxDrain", "slow"), ());
+    assert!(wait_until(PROMPTLY, || entered.load(Ordering::SeqCst) == 1));
+    let stopper = {
+        let tp = tp.clone();
+        std::thread::spawn(move || tp.shutdown(PROMPTLY))
+    };
+    // Shutdown has begun: new transactions are refused while the running one goes on.
+    assert!(wait_until(PROMPTLY, || tp.is_shut_down()));
+    assert!(matches!(
+        tp.send_message_in_transaction(Message::new("TxDrain", "late"), &()),
+        Err(Error::Shutdown)
+    ));
+    drop(gate_tx);
+    let r = handle.wait().unwrap();
+    assert_eq!(r.local_state, CommitMessage);
+    stopper.join().unwrap().unwrap();
+    // Its END_TRANSACTION went out before the connections closed.
+    assert!(wait_until(PROMPTLY, || broker.message_count("TxDrain") == 1));
+    assert_eq!(tp.transaction_stats().end_failed, 0);
+}

@@ -501,8 +501,7 @@ impl TransactionProducer {
         msg: Message,
         arg: &dyn Any,
     ) -> Result<TransactionSendResult> {
-        self.check_running()?;
-        let _active = self.owner.active.acquire_unbounded(0);
+        let _active = self.enter()?;
         let (half, wire_topic) = self.half_message(msg)?;
         let mut view = half.clone();
         let result = self.owner.producer.send(half)?;
@@ -528,11 +527,13 @@ impl TransactionProducer {
         A: Any + Send,
     {
         let (completer, handle) = pair();
-        if let Err(e) = self.check_running() {
-            completer.complete(Err(e));
-            return TransactionHandle { inner: handle };
-        }
-        let permit = self.owner.active.acquire_unbounded(0);
+        let permit = match self.enter() {
+            Ok(p) => p,
+            Err(e) => {
+                completer.complete(Err(e));
+                return TransactionHandle { inner: handle };
+            }
+        };
         let (half, wire_topic) = match self.half_message(msg) {
             Ok(h) => h,
             Err(e) => {
@@ -561,15 +562,15 @@ impl TransactionProducer {
     /// `check_local_transaction` answers check-backs for this transaction as for any other.
     ///
     /// A `Transaction` dropped without commit or rollback sends nothing: the broker checks
-    /// back (after about 6 s on a real broker) and the listener decides.
+    /// back (a real broker at its first check round after the transaction timeout, 6 s by
+    /// default) and the listener decides.
     ///
     /// # Errors
     /// The half message's send errors (as [`Producer::send`]). A half message stored with a
     /// flush or slave problem is rolled back at once and reported as [`Error::Broker`] with the
     /// status's response code (10, 11 or 12).
     pub fn begin(&self, msg: Message) -> Result<Transaction> {
-        self.check_running()?;
-        let _active = self.owner.active.acquire_unbounded(0);
+        let _active = self.enter()?;
         let (half, wire_topic) = self.half_message(msg)?;
         let result = self.owner.producer.send(half)?;
         let target = EndTarget::new(&result, wire_topic);
@@ -624,11 +625,14 @@ impl TransactionProducer {
         self.owner.stopping.load(Ordering::Acquire) || self.owner.producer.is_shut_down()
     }
 
-    fn check_running(&self) -> Result<()> {
+    /// Registers a transactional send that shutdown waits for, unless shutdown has begun.
+    fn enter(&self) -> Result<Permit> {
+        // Counted first, checked second: a shutdown that begins in between sees the count.
+        let permit = self.owner.active.acquire_unbounded(0);
         if self.is_shut_down() {
             Err(Error::Shutdown)
         } else {
-            Ok(())
+            Ok(permit)
         }
     }
 
