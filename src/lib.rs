@@ -118,4 +118,8 @@ pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult
 pub use producer::health::HealthReport;
 pub use producer::stats::ProducerStats;
 pub use producer::{health, stats};
+pub use producer::transaction::{
+    ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
+    TransactionProducer, TransactionProducerBuilder, TransactionSendResult, TransactionStats,
+};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

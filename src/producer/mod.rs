@@ -14,6 +14,7 @@ mod handle;
 pub mod health;
 pub(crate) mod prepare;
 pub mod stats;
+pub(crate) mod transaction;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
