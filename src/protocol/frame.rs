@@ -269,7 +269,7 @@ impl ExtFields {
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, ..)| k.as_ref().cmp(key))
+        self.entries.binary_search_by(|(k, ..)| key_cmp(k, key))
     }
 
     fn value(&self, i: usize) -> &str {
@@ -279,7 +279,15 @@ impl ExtFields {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.position(key).ok().map(|i| self.value(i))
+        // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
+        let found = if self.entries.len() <= 16 {
+            self.entries
+                .iter()
+                .position(|(k, ..)| k.len() == key.len() && k == key)
+        } else {
+            self.position(key).ok()
+        };
+        found.map(|i| self.value(i))
     }
 
     /// Removes `key`, returning its value.
@@ -951,12 +959,17 @@ fn write_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(digits);
 }
 
-/// `a < b`, deciding on the first byte when it differs (most keys do): no `memcmp` call.
-fn key_less(a: &str, b: &str) -> bool {
+/// `a.cmp(b)`, deciding on the first byte when it differs (most keys do): no `memcmp` call.
+fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.as_bytes().first(), b.as_bytes().first()) {
-        (Some(x), Some(y)) if x != y => x < y,
-        _ => a < b,
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
     }
+}
+
+/// `a < b`, as [`key_cmp`].
+fn key_less(a: &str, b: &str) -> bool {
+    key_cmp(a, b).is_lt()
 }
 
 /// A one-letter key; static for the V2 send header's `a`..`n`.
@@ -973,49 +986,47 @@ fn intern_letter(b: u8) -> Cow<'static, str> {
 /// The `extFields` keys this crate reads or writes, as static strings: a decoded frame's keys
 /// then cost no allocation.
 fn intern_key(key: &str) -> Cow<'static, str> {
-    // Sorted (byte order) for the binary search.
-    const KNOWN: &[&str] = &[
-        "IS_SUB_CHANGE",
-        "IS_SUPPORT_HEART_BEAT_V2",
-        "MSG_REGION",
-        "TRACE_ON",
-        "acceptStandardJsonOnly",
-        "batch",
-        "batchUniqId",
-        "bname",
-        "bornTimestamp",
-        "clientID",
-        "commitLogOffset",
-        "commitOrRollback",
-        "committed",
-        "consumerGroup",
-        "defaultTopic",
-        "defaultTopicQueueNums",
-        "flag",
-        "fromTransactionCheck",
-        "maxReconsumeTimes",
-        "msgId",
-        "offset",
-        "offsetMsgId",
-        "producerGroup",
-        "properties",
-        "queueId",
-        "queueOffset",
-        "recallHandle",
-        "reconsumeTimes",
-        "sysFlag",
-        "topic",
-        "tranStateTableOffset",
-        "transactionId",
-        "unitMode",
-    ];
     if let [b @ b'a'..=b'n'] = key.as_bytes() {
         return intern_letter(*b);
     }
-    match KNOWN.binary_search(&key) {
-        Ok(i) => Cow::Borrowed(KNOWN[i]),
-        Err(_) => Cow::Owned(key.to_owned()),
-    }
+    // A `match` compares lengths first: only keys of the same length reach `memcmp`.
+    let known = match key {
+        "IS_SUB_CHANGE" => "IS_SUB_CHANGE",
+        "IS_SUPPORT_HEART_BEAT_V2" => "IS_SUPPORT_HEART_BEAT_V2",
+        "MSG_REGION" => "MSG_REGION",
+        "TRACE_ON" => "TRACE_ON",
+        "acceptStandardJsonOnly" => "acceptStandardJsonOnly",
+        "batch" => "batch",
+        "batchUniqId" => "batchUniqId",
+        "bname" => "bname",
+        "bornTimestamp" => "bornTimestamp",
+        "clientID" => "clientID",
+        "commitLogOffset" => "commitLogOffset",
+        "commitOrRollback" => "commitOrRollback",
+        "committed" => "committed",
+        "consumerGroup" => "consumerGroup",
+        "defaultTopic" => "defaultTopic",
+        "defaultTopicQueueNums" => "defaultTopicQueueNums",
+        "flag" => "flag",
+        "fromTransactionCheck" => "fromTransactionCheck",
+        "maxReconsumeTimes" => "maxReconsumeTimes",
+        "msgId" => "msgId",
+        "offset" => "offset",
+        "offsetMsgId" => "offsetMsgId",
+        "producerGroup" => "producerGroup",
+        "properties" => "properties",
+        "queueId" => "queueId",
+        "queueOffset" => "queueOffset",
+        "recallHandle" => "recallHandle",
+        "reconsumeTimes" => "reconsumeTimes",
+        "sysFlag" => "sysFlag",
+        "topic" => "topic",
+        "tranStateTableOffset" => "tranStateTableOffset",
+        "transactionId" => "transactionId",
+        "unitMode" => "unitMode",
+        _ => return Cow::Owned(key.to_owned()),
+    };
+    Cow::Borrowed(known)
 }
 
 /// A fast reader for the JSON header, straight from the bytes into a [`RemotingCommand`].
@@ -1742,6 +1753,14 @@ mod tests {
             values,
         );
         assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "y"), ("z", "z")]);
+        // Small maps are searched linearly, large ones by binary search: both find every key.
+        let big: ExtFields = (0..40)
+            .map(|i| (format!("key{i}"), i.to_string()))
+            .collect();
+        for i in 0..40 {
+            assert_eq!(big.get(&format!("key{i}")), Some(i.to_string().as_str()));
+        }
+        assert_eq!(big.get("key40"), None);
         assert_eq!(intern_key("queueId"), Cow::Borrowed("queueId"));
         assert!(matches!(intern_key("custom"), Cow::Owned(_)));
         assert_eq!(intern_letter(b'z'), "z");
