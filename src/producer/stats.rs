@@ -1034,6 +1034,12 @@ struct OpState {
 pub(crate) struct Op(Option<OpState>);
 
 impl Op {
+    /// An operation that counts nothing (a send whose callers are counted elsewhere: the
+    /// batch an auto-batch accumulator sends for them).
+    pub(crate) fn none() -> Op {
+        Op(None)
+    }
+
     /// Records `result` and hands it back.
     pub(crate) fn end(mut self, result: Result<SendResult>) -> Result<SendResult> {
         self.record(&result);
