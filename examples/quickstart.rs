@@ -90,6 +90,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         r.status, r.msg_id, r.queue
     );
 
+    // What the producer did: counts, latency percentiles, per-broker health.
+    println!("\n{}", producer.stats());
+    println!("health: {:#}", producer.health().to_json());
+
     producer.shutdown(Duration::from_secs(5))?;
     println!("producer shut down");
     Ok(())

@@ -648,6 +648,41 @@ fn shut_down_producer_refuses_transactions() {
 }
 
 #[test]
+fn transaction_counters_appear_in_the_producer_stats() {
+    let broker = MockBroker::start().unwrap();
+    let tp = start(
+        &broker,
+        "GID_TX_STATS",
+        listener(
+            |m: &Message, _: &str, _: &dyn Any| {
+                Ok(if m.body() == b"yes" {
+                    CommitMessage
+                } else {
+                    RollbackMessage
+                })
+            },
+            |_: &MessageExt, _: &str| Ok(RollbackMessage),
+        ),
+    );
+    // Attached at start, before any transaction.
+    assert_eq!(tp.producer().stats().transactions, Some(Default::default()));
+    tp.send_message_in_transaction(Message::new("TxStats", "yes"), &())
+        .unwrap();
+    tp.send_message_in_transaction(Message::new("TxStats", "no"), &())
+        .unwrap();
+    let stats = tp.producer().stats();
+    let t = stats
+        .transactions
+        .expect("transaction counters in the snapshot");
+    assert_eq!((t.committed, t.rolled_back), (1, 1));
+    assert_eq!(t, tp.transaction_stats());
+    let json = stats.to_json();
+    assert_eq!(json["transactions"]["committed"], 1);
+    assert_eq!(json["transactions"]["rolled_back"], 1);
+    assert_eq!(json["totals"]["succeeded"], 2);
+}
+
+#[test]
 fn shutdown_waits_for_a_running_async_transaction() {
     let broker = MockBroker::start().unwrap();
     let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();

@@ -10,6 +10,7 @@
 //! Completion callbacks, selectors and transaction listeners never run on an I/O thread.
 
 pub(crate) mod backpressure;
+mod batch;
 mod handle;
 pub mod health;
 pub(crate) mod prepare;
@@ -97,6 +98,8 @@ pub(crate) struct Inner {
     /// Broker addresses that got a heartbeat already.
     heartbeated: Mutex<Vec<String>>,
     service: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    /// The auto-batch accumulator, when auto-batching is on.
+    batcher: Option<Arc<batch::Accumulator>>,
     /// Handlers of broker-initiated requests, by request code.
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
@@ -161,15 +164,21 @@ impl Producer {
     /// [`Error::Shutdown`].
     pub fn send(&self, msg: Message) -> Result<SendResult> {
         let op = self.inner().stats.begin(&msg, false);
-        op.end(self.inner().send_sync(msg, SyncTarget::Auto))
+        op.end(match self.inner().send_batched(msg, Target::Auto) {
+            Ok(handle) => handle.wait(),
+            Err(msg) => self.inner().send_sync(msg, SyncTarget::Auto),
+        })
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
         let op = self.inner().stats.begin(&msg, false);
+        let inner = self.inner();
         op.end(
-            self.inner()
-                .send_sync(msg, SyncTarget::Queue(queue.clone())),
+            match inner.send_batched(msg, Target::Queue(queue.clone())) {
+                Ok(handle) => handle.wait(),
+                Err(msg) => inner.send_sync(msg, SyncTarget::Queue(queue.clone())),
+            },
         )
     }
 
@@ -453,6 +462,9 @@ impl Inner {
             routing_clock_skew_ms: AtomicU64::new(0),
             heartbeated: Mutex::new(Vec::new()),
             service: Mutex::new(None),
+            batcher: config
+                .auto_batch()
+                .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
             config,
@@ -467,6 +479,12 @@ impl Inner {
             .spawn(move || service_inner.service_loop(stop_rx))
             .map_err(|e| Error::config("service thread", e.to_string()))?;
         *inner.service.lock() = Some((stop_tx, thread));
+        if let Some(acc) = &inner.batcher {
+            if let Err(e) = acc.start(&inner) {
+                let _ = inner.shutdown(Duration::ZERO);
+                return Err(e);
+            }
+        }
         Ok(inner)
     }
 
@@ -803,32 +821,90 @@ impl Inner {
         self.remoting.invoke_oneway(&addr, request)
     }
 
+    /// Hands `msg` to the auto-batch accumulator when it takes it; the handle resolves with
+    /// the message's own result. Gives the message back otherwise.
+    #[allow(clippy::result_large_err)] // the message is handed back, not an error
+    fn send_batched(
+        self: &Arc<Self>,
+        msg: Message,
+        target: Target,
+    ) -> std::result::Result<crate::remoting::Handle<SendResult>, Message> {
+        match &self.batcher {
+            Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
+                let (completer, handle) = crate::remoting::pair();
+                acc.add(
+                    self,
+                    msg,
+                    target,
+                    Done::Handle(completer),
+                    stats::Op::none(),
+                );
+                Ok(handle)
+            }
+            _ => Err(msg),
+        }
+    }
+
     fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
         let mut op = self.stats.begin_prep(&prep);
-        let job = match self.prepare_async(prep, &target) {
-            Ok((prepared, permit)) => {
-                let attempts_left = match target {
-                    Target::Auto => self.config.async_retries(),
-                    _ => 0,
-                };
-                Box::new(AsyncSend {
-                    inner: self.clone(),
-                    deadline: Instant::now() + self.config.send_timeout(),
-                    prepared,
-                    target,
-                    attempts_left,
-                    last_broker: None,
-                    last_error: None,
-                    done: Some(done),
-                    _permit: Some(permit),
-                    op,
-                })
+        let prep = match (prep, &self.batcher) {
+            (Prep::Single(msg), Some(acc))
+                if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
+            {
+                return acc.add(self, msg, target, done, op);
             }
+            (prep, _) => prep,
+        };
+        match self.prepare_async(prep, &target) {
+            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
             Err(e) => {
                 op.fail(&e);
-                return finish_done(self, done, Err(e), true);
+                finish_done(self, done, Err(e), true)
             }
+        }
+    }
+
+    /// Sends what the auto-batch accumulator admitted (it bounds their memory): no check that
+    /// the producer runs (shutdown flushes batches), no wait for in-flight room. The callers'
+    /// statistics are kept by the accumulator, not here.
+    fn launch_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        let prepared = match prep {
+            Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
+            Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id()),
         };
+        match prepared {
+            Ok(prepared) => {
+                let permit = self.in_flight.acquire_unbounded(prepared.size);
+                self.start_async(prepared, permit, target, done, stats::Op::none());
+            }
+            Err(e) => finish_done(self, done, Err(e), true),
+        }
+    }
+
+    fn start_async(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        permit: Permit,
+        target: Target,
+        done: Done,
+        op: stats::Op,
+    ) {
+        let attempts_left = match target {
+            Target::Auto => self.config.async_retries(),
+            _ => 0,
+        };
+        let job = Box::new(AsyncSend {
+            inner: self.clone(),
+            deadline: Instant::now() + self.config.send_timeout(),
+            prepared,
+            target,
+            attempts_left,
+            last_broker: None,
+            last_error: None,
+            done: Some(done),
+            _permit: Some(permit),
+            op,
+        });
         job.attempt(true);
     }
 
@@ -953,6 +1029,10 @@ impl Inner {
             return Ok(());
         }
         let deadline = Instant::now() + timeout;
+        if let Some(acc) = &self.batcher {
+            // Open batches leave now; the wait below covers them.
+            acc.close();
+        }
         let drained = self.in_flight.wait_idle(deadline) && self.sync_in_flight.wait_idle(deadline);
         if !drained {
             let (n, _) = self.in_flight.current();

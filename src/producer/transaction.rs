@@ -137,6 +137,21 @@ pub struct TransactionStats {
     pub end_failed: u64,
 }
 
+impl TransactionStats {
+    /// The `transactions` object of the statistics JSON schema (see [`crate::stats`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "committed": self.committed,
+            "rolled_back": self.rolled_back,
+            "unknown": self.unknown,
+            "checked": self.checked,
+            "check_overflow": self.check_overflow,
+            "check_ignored": self.check_ignored,
+            "end_failed": self.end_failed,
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     committed: AtomicU64,
@@ -447,6 +462,12 @@ impl TransactionProducer {
                     return Err(e);
                 }
             };
+        let stats_core = core.clone();
+        producer
+            .inner()
+            .stats
+            .transactions()
+            .attach(move || stats_core.stats.snapshot());
         let hook_core = core.clone();
         let hook: ServerRequestHook = Arc::new(move |addr: &str, request: RemotingCommand| {
             hook_core.on_check(addr, request);

@@ -181,6 +181,7 @@ pub struct MockBrokerBuilder {
     topics: Vec<(String, i32)>,
     check_interval: Option<Duration>,
     port: u16,
+    keep_messages: bool,
 }
 
 impl Default for MockBrokerBuilder {
@@ -191,6 +192,7 @@ impl Default for MockBrokerBuilder {
             topics: Vec::new(),
             check_interval: None,
             port: 0,
+            keep_messages: true,
         }
     }
 }
@@ -227,13 +229,22 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Whether stored messages are kept for [`MockBroker::messages`] (default true). Turn it
+    /// off for long benchmarks: offsets, ids and [`MockBroker::counters`] still advance, but
+    /// memory does not grow with every message.
+    pub fn keep_messages(mut self, keep: bool) -> Self {
+        self.keep_messages = keep;
+        self
+    }
+
     /// Starts a broker that is also its own name server.
     pub fn start(self) -> io::Result<MockBroker> {
         self.start_as(true)
     }
 
     fn start_as(self, serve_routes: bool) -> io::Result<MockBroker> {
-        let core = BrokerCore::new(&self.name, self.auto_create);
+        let mut core = BrokerCore::new(&self.name, self.auto_create);
+        core.keep_messages = self.keep_messages;
         {
             let mut store = core.store.lock();
             for (topic, queues) in &self.topics {

@@ -82,6 +82,9 @@ pub(crate) struct BrokerCore {
     pub(crate) name: String,
     pub(crate) cluster: String,
     pub(crate) auto_create: bool,
+    /// Whether visible messages are kept for [`super::MockBroker::messages`] (offsets and
+    /// counters advance either way).
+    pub(crate) keep_messages: bool,
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Mutex<Faults>,
     /// Set once the server is bound.
@@ -164,6 +167,7 @@ impl BrokerCore {
             name: name.to_string(),
             cluster: "DefaultCluster".to_string(),
             auto_create,
+            keep_messages: true,
             store: Mutex::new(store),
             faults: Mutex::new(Faults::default()),
             addr: Mutex::new(None),
@@ -193,7 +197,7 @@ impl BrokerCore {
         msg.store_timestamp = now_ms();
         msg.body_crc = message_codec::body_crc32(&msg.body);
         store.next_commit_offset += stored_len(&msg);
-        if visible {
+        if visible && self.keep_messages {
             store
                 .by_offset
                 .insert(msg.commit_log_offset, store.log.len());
