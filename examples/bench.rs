@@ -909,17 +909,12 @@ fn raw_async(addr: SocketAddr, mut frames: RawFrames, window: usize, ctx: &Ctx) 
         }
         // Read what there is.
         let mut got = false;
-        loop {
-            match reader.fill(&mut stream)? {
-                true => {
-                    while let Some((code, opaque)) = reader.next()? {
-                        let seq = (opaque - OPAQUE_BASE) as usize;
-                        record_raw(&ctx.stats, code, 1, sent_at[seq & (cap - 1)].elapsed());
-                        outstanding -= 1;
-                        got = true;
-                    }
-                }
-                false => break,
+        while reader.fill(&mut stream)? {
+            while let Some((code, opaque)) = reader.next()? {
+                let seq = (opaque - OPAQUE_BASE) as usize;
+                record_raw(&ctx.stats, code, 1, sent_at[seq & (cap - 1)].elapsed());
+                outstanding -= 1;
+                got = true;
             }
         }
         if !got && (out_pos == out.len() || outstanding >= window || !issuing) {

@@ -516,7 +516,7 @@ mod tests {
         // A single id: the batch's result for everyone.
         let single = SendResult {
             offset_msg_id: "X".into(),
-            ..batch.clone()
+            ..batch
         };
         let split = split_result(&single, ["A", "B"].into_iter(), 2);
         assert!(split.iter().all(|r| *r == single));
@@ -613,6 +613,7 @@ mod tests {
             2
         );
         assert!(wait_for(|| acc.state.lock().held == 0));
+        drop(p);
     }
 
     #[test]
