@@ -720,3 +720,48 @@ fn shutdown_waits_for_a_running_async_transaction() {
     assert!(wait_until(PROMPTLY, || broker.message_count("TxDrain") == 1));
     assert_eq!(tp.transaction_stats().end_failed, 0);
 }
+
+#[test]
+fn half_stored_but_not_safe_is_rolled_back_without_the_listener() {
+    use rocketmq_mio::protocol::{RequestCode, ResponseCode};
+    let broker = MockBroker::start().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    let tp = start(
+        &broker,
+        "GID_TX_FLUSH",
+        listener(
+            move |_: &Message, _: &str, _: &dyn Any| {
+                r2.fetch_add(1, Ordering::SeqCst);
+                Ok(CommitMessage)
+            },
+            |_: &MessageExt, _: &str| Ok(CommitMessage),
+        ),
+    );
+    tp.producer().publish_queues("TxFlush").unwrap();
+    broker.store_with_status_next(
+        RequestCode::SEND_MESSAGE_V2,
+        ResponseCode::FLUSH_DISK_TIMEOUT,
+        1,
+    );
+    let r = tp
+        .send_message_in_transaction(Message::new("TxFlush", "x"), &())
+        .unwrap();
+    // Java: a half message that is not safely stored is rolled back; the local transaction
+    // never runs.
+    assert_eq!(r.local_state, RollbackMessage);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    let end = &ends(&broker, 1)[0];
+    assert_first_end(
+        end,
+        &r,
+        "GID_TX_FLUSH",
+        "TxFlush",
+        sys_flag::TRANSACTION_ROLLBACK,
+    );
+    assert!(wait_until(PROMPTLY, || broker
+        .half_messages()
+        .iter()
+        .all(|h| h.state == TransactionState::RolledBack)));
+    assert_eq!(broker.message_count("TxFlush"), 0);
+}

@@ -449,6 +449,13 @@ impl MockBroker {
         );
     }
 
+    /// Handles the next `n` requests with `request_code` normally (the message is stored), then
+    /// answers with `status` instead of SUCCESS: FLUSH_DISK_TIMEOUT (10), SLAVE_NOT_AVAILABLE
+    /// (11) or FLUSH_SLAVE_TIMEOUT (12), as a SYNC_FLUSH or SYNC_MASTER broker does.
+    pub fn store_with_status_next(&self, request_code: i32, status: i32, n: usize) {
+        self.push_fault(request_code, Fault::Status(status), n);
+    }
+
     /// Delays the responses to the next `n` requests with `request_code`.
     pub fn delay_next(&self, request_code: i32, delay: Duration, n: usize) {
         self.push_fault(request_code, Fault::Delay(delay), n);

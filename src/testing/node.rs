@@ -38,6 +38,9 @@ pub(crate) struct TopicConf {
 #[derive(Debug, Clone)]
 pub(crate) enum Fault {
     Fail(i32, String),
+    /// Handle the request, then answer with this code (FLUSH_DISK_TIMEOUT and friends: the
+    /// message is stored, the status says it is not safe yet).
+    Status(i32),
     Delay(Duration),
     Reset,
     Malformed,
@@ -833,6 +836,7 @@ impl Dispatch for Node {
         self.count(request.code);
         let oneway = request.is_oneway();
         let mut delay = None;
+        let mut status = None;
         if let Some(b) = &self.broker {
             if b.faults.lock().black_hole {
                 return Action::Silent;
@@ -850,6 +854,7 @@ impl Dispatch for Node {
                     return Action::ResetMidFrame(r);
                 }
                 Some(Fault::Delay(d)) => delay = Some(d),
+                Some(Fault::Status(code)) => status = Some(code),
                 None => {}
             }
         }
@@ -861,7 +866,7 @@ impl Dispatch for Node {
                 .as_ref()
                 .and_then(|b| b.dispatch_broker(conn, &request))
         };
-        let reply = reply.unwrap_or_else(|| {
+        let mut reply = reply.unwrap_or_else(|| {
             response(
                 ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
                 request.opaque,
@@ -870,6 +875,9 @@ impl Dispatch for Node {
         });
         if oneway {
             return Action::Silent;
+        }
+        if let (Some(code), ResponseCode::SUCCESS) = (status, reply.code) {
+            reply.code = code;
         }
         match delay {
             Some(d) => Action::Delayed(reply, d),
