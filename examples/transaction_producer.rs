@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rocketmq_mio::testing::MockBroker;
+
+mod common;
 use rocketmq_mio::{
     ListenerResult, LocalTransactionState, Message, MessageExt, TransactionListener,
     TransactionProducer,
@@ -79,19 +81,11 @@ impl TransactionListener for OrderListener {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic = std::env::var("TOPIC").unwrap_or_else(|_| "TransactionTopic".to_string());
-    let (namesrv, embedded) = match std::env::var("NAMESRV_ADDR") {
-        Ok(addr) if !addr.trim().is_empty() => (addr, None),
-        _ => {
-            let broker = MockBroker::builder()
-                .transaction_check_interval(Duration::from_secs(1))
-                .start()?;
-            println!(
-                "no NAMESRV_ADDR: started an embedded MockBroker at {}",
-                broker.namesrv_addr()
-            );
-            (broker.namesrv_addr(), Some(broker))
-        }
-    };
+    let (namesrv, embedded) = common::name_server(|| {
+        MockBroker::builder()
+            .transaction_check_interval(Duration::from_secs(1))
+            .start()
+    })?;
 
     let producer = TransactionProducer::builder("GID_TX_EXAMPLE")
         .name_server(namesrv.as_str())
