@@ -726,15 +726,13 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 continue;
             };
-            let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
             let attempt = self
                 .stats
                 .attempt(prepared, queue.broker_name(), last_broker.is_some());
             let started = Instant::now();
             let timeout = self.attempt_timeout(deadline, started);
             let result = self
-                .remoting
-                .invoke_sync(&addr, request, timeout)
+                .send_frame_sync(prepared, &queue, &addr, timeout)
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
@@ -776,12 +774,15 @@ impl Inner {
         let Some(addr) = self.broker_addr(queue.broker_name()) else {
             return Ok(first);
         };
-        let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
         let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
         let started = Instant::now();
         let result = self
-            .remoting
-            .invoke_sync(&addr, request, self.attempt_timeout(deadline, started))
+            .send_frame_sync(
+                prepared,
+                &queue,
+                &addr,
+                self.attempt_timeout(deadline, started),
+            )
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
         attempt.end(started, &result);
         self.record_attempt(queue.broker_name(), started.elapsed(), &result);
@@ -817,8 +818,26 @@ impl Inner {
                 topic: prepared.topic.clone(),
                 reason: format!("no master address for broker {}", queue.broker_name()),
             })?;
-        let request = broker::send_request(&prepared, &queue, &self.defaults, now_ms());
-        self.remoting.invoke_oneway(&addr, request)
+        let born = now_ms();
+        let request = self.remoting.encode_request(&addr, true, |spec, out| {
+            broker::encode_send_frame(&prepared, &queue, &self.defaults, born, spec, out)
+        })?;
+        self.remoting.send_encoded_oneway(request)
+    }
+
+    /// One synchronous attempt: the frame encoded straight from `prepared`.
+    fn send_frame_sync(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let born = now_ms();
+        let request = self.remoting.encode_request(addr, false, |spec, out| {
+            broker::encode_send_frame(prepared, queue, &self.defaults, born, spec, out)
+        })?;
+        self.remoting.send_encoded_sync(request, timeout)
     }
 
     /// Hands `msg` to the auto-batch accumulator when it takes it; the handle resolves with
@@ -1159,7 +1178,24 @@ impl AsyncSend {
                 }
             },
         };
-        let request = broker::send_request(&self.prepared, &queue, &self.inner.defaults, now_ms());
+        let born = now_ms();
+        let encoded = self
+            .inner
+            .remoting
+            .encode_request(&addr, false, |spec, out| {
+                broker::encode_send_frame(
+                    &self.prepared,
+                    &queue,
+                    &self.inner.defaults,
+                    born,
+                    spec,
+                    out,
+                )
+            });
+        let request = match encoded {
+            Ok(r) => r,
+            Err(e) => return self.finish(Err(e), on_caller),
+        };
         let attempt = self.inner.stats.attempt(
             &self.prepared,
             queue.broker_name(),
@@ -1168,14 +1204,15 @@ impl AsyncSend {
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         let remoting = self.inner.remoting.clone();
-        let target_addr = addr.clone();
-        remoting.invoke_async(
-            &target_addr,
+        // The response is mapped on the I/O thread (no user code runs there: a callback
+        // goes to the pool, a retry too); a failed request ends on the pool.
+        remoting.send_encoded_inline(
             request,
             timeout,
-            Completion::Callback(Box::new(move |response| {
-                self.on_response(response, queue, addr, started, attempt)
-            })),
+            Box::new(move |response| {
+                let on_io = response.is_ok();
+                self.on_response(response, queue, addr, started, attempt, on_io)
+            }),
         );
     }
 
@@ -1232,6 +1269,7 @@ impl AsyncSend {
         addr: String,
         started: Instant,
         attempt: stats::Attempt,
+        on_io: bool,
     ) {
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
         attempt.end(started, &result);
@@ -1250,9 +1288,13 @@ impl AsyncSend {
                 log::debug!("async send to {addr} will be retried: {e}");
                 self.last_error = Some(e);
             }
+            if on_io {
+                return self.defer(); // route lookups may block: not on the I/O thread
+            }
             return self.attempt(false);
         }
-        self.finish(result, false);
+        // On the I/O thread a handle completes here and a callback goes to the pool.
+        self.finish(result, on_io);
     }
 
     fn finish(mut self: Box<Self>, result: Result<SendResult>, on_caller: bool) {
