@@ -911,9 +911,9 @@ fn raw_async(addr: SocketAddr, mut frames: RawFrames, window: usize, ctx: &Ctx) 
         let mut got = false;
         while reader.fill(&mut stream)? {
             while let Some((code, opaque)) = reader.next()? {
-                let seq = (opaque - OPAQUE_BASE) as usize;
+                let seq = opaque.wrapping_sub(OPAQUE_BASE) as usize;
                 record_raw(&ctx.stats, code, 1, sent_at[seq & (cap - 1)].elapsed());
-                outstanding -= 1;
+                outstanding = outstanding.saturating_sub(1);
                 got = true;
             }
         }

@@ -100,6 +100,7 @@
 //!
 //! [mio]: https://docs.rs/mio
 #![doc(test(attr(deny(warnings))))]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod message;

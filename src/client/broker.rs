@@ -179,11 +179,17 @@ pub(crate) fn send_result(
         status,
         msg_id,
         offset_msg_id: header.msg_id,
-        queue: MessageQueue::new(
-            prepared.topic.as_str(),
-            queue.broker_name_arc().clone(),
-            header.queue_id,
-        ),
+        // The queue sent to is the queue stored in, unless the broker picked another one (or
+        // a namespace makes the names differ): then a new one.
+        queue: if queue.queue_id() == header.queue_id && queue.topic() == prepared.topic {
+            queue.clone()
+        } else {
+            MessageQueue::new(
+                prepared.topic.as_str(),
+                queue.broker_name_arc().clone(),
+                header.queue_id,
+            )
+        },
         queue_offset: header.queue_offset,
         transaction_id: header.transaction_id,
         region_id: header.region_id,

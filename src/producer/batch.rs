@@ -613,7 +613,7 @@ mod tests {
             2
         );
         assert!(wait_for(|| acc.state.lock().held == 0));
-        drop(p);
+        p.shutdown(Duration::from_secs(20)).unwrap();
     }
 
     #[test]
