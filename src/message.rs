@@ -194,6 +194,11 @@ impl Message {
         self.body
     }
 
+    /// Takes the topic and the body out (the send path keeps both without copying).
+    pub(crate) fn into_topic_and_body(self) -> (String, Vec<u8>) {
+        (self.topic, self.body)
+    }
+
     /// The user flag.
     pub fn flag(&self) -> i32 {
         self.flag

@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use mock_support::{end_tx, props, route_request, send_half, send_v2, wait_for, Client, PATIENCE};
+use rocketmq_mio::protocol::header::{CommandHeader, SendMessageResponseHeader};
 use rocketmq_mio::protocol::heartbeat::HeartbeatData;
 use rocketmq_mio::protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use rocketmq_mio::testing::{MockBroker, MockCluster, TransactionState};
@@ -270,4 +271,36 @@ fn a_cluster_name_server_takes_faults_too() {
         b0.call(send_v2("NS", 0, "", b"x")).code,
         ResponseCode::SYSTEM_BUSY
     );
+}
+
+#[test]
+fn store_with_status_stores_and_answers_another_code() {
+    let b = broker();
+    let mut c = Client::connect(&b.broker_addr());
+    b.store_with_status_next(
+        RequestCode::SEND_MESSAGE_V2,
+        ResponseCode::FLUSH_DISK_TIMEOUT,
+        1,
+    );
+    let r = c.call(send_v2("F", 1, &props(&[("UNIQ_KEY", "ST-1")]), b"x"));
+    assert_eq!(r.code, ResponseCode::FLUSH_DISK_TIMEOUT);
+    let h = SendMessageResponseHeader::read_from(&r.ext_fields).unwrap();
+    assert_eq!((h.queue_id, h.queue_offset), (1, 0));
+    assert_eq!(h.transaction_id.as_deref(), Some("ST-1"));
+    assert_eq!(b.message_count("F"), 1, "stored all the same");
+    // A refusal stays a refusal.
+    b.store_with_status_next(
+        RequestCode::SEND_MESSAGE_V2,
+        ResponseCode::SLAVE_NOT_AVAILABLE,
+        1,
+    );
+    assert_eq!(
+        c.call(send_v2("F", 9, "", b"x")).code,
+        ResponseCode::SYSTEM_ERROR
+    );
+    assert_eq!(
+        c.call(send_v2("F", 1, "", b"y")).code,
+        ResponseCode::SUCCESS
+    );
+    assert_eq!(b.messages("F")[1].queue_offset, 1);
 }

@@ -3,12 +3,15 @@
 use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult, SendStatus};
 use crate::producer::prepare::Prepared;
+use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
+use crate::protocol::frame::{write_json_str, MAX_HEADER_LEN};
 use crate::protocol::header::{
     CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader,
     UnregisterClientRequestHeader,
 };
 use crate::protocol::heartbeat::HeartbeatData;
-use crate::protocol::{RemotingCommand, RequestCode};
+use crate::protocol::{CodecError, RemotingCommand, RequestCode, SerializeType};
+use crate::remoting::FrameSpec;
 
 /// The parts of a send request that come from the producer's settings.
 #[derive(Debug, Clone)]
@@ -52,6 +55,106 @@ pub(crate) fn send_request(
     request
 }
 
+/// Appends the whole SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) frame of one attempt to `out`:
+/// byte for byte what [`send_request`] encodes to, but written straight from `prepared`, with
+/// no intermediate command, header strings or body copy. A binary-header client goes through
+/// [`send_request`].
+pub(crate) fn encode_send_frame(
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    spec: FrameSpec,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    if spec.serialize_type != SerializeType::Json {
+        let mut request = send_request(prepared, queue, defaults, born_timestamp);
+        request.opaque = spec.opaque;
+        request.flag = spec.flag;
+        request.serialize_type = spec.serialize_type;
+        return request.encode(out).map_err(Error::from);
+    }
+    let code = if prepared.batch {
+        RequestCode::SEND_BATCH_MESSAGE
+    } else {
+        RequestCode::SEND_MESSAGE_V2
+    };
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 8]);
+    // The keys in the order RemotingCommand's JSON header writes them (sorted, as fastjson).
+    out.extend_from_slice(b"{\"code\":");
+    write_int(out, code.into());
+    out.extend_from_slice(b",\"extFields\":{\"a\":");
+    write_json_str(out, &defaults.group);
+    out.extend_from_slice(b",\"b\":");
+    write_json_str(out, &prepared.wire_topic);
+    out.extend_from_slice(b",\"c\":");
+    write_json_str(out, &defaults.create_topic_key);
+    for (key, v) in [
+        (
+            &b",\"d\":\""[..],
+            i64::from(defaults.default_topic_queue_nums),
+        ),
+        (b"\",\"e\":\"", queue.queue_id().into()),
+        (b"\",\"f\":\"", prepared.sys_flag.into()),
+        (b"\",\"g\":\"", born_timestamp),
+        (b"\",\"h\":\"", prepared.flag.into()),
+    ] {
+        out.extend_from_slice(key);
+        write_int(out, v);
+    }
+    out.extend_from_slice(b"\",\"i\":");
+    write_json_str(out, &prepared.properties);
+    out.extend_from_slice(b",\"j\":\"0\",\"k\":\"false\",\"m\":");
+    out.extend_from_slice(if prepared.batch {
+        b"\"true\""
+    } else {
+        b"\"false\""
+    });
+    if !queue.broker_name().is_empty() {
+        out.extend_from_slice(b",\"n\":");
+        write_json_str(out, queue.broker_name());
+    }
+    out.extend_from_slice(b"},\"flag\":");
+    write_int(out, spec.flag.into());
+    out.extend_from_slice(b",\"language\":");
+    write_json_str(out, CLIENT_LANGUAGE.name());
+    out.extend_from_slice(b",\"opaque\":");
+    write_int(out, spec.opaque.into());
+    out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+    write_int(out, CLIENT_VERSION.into());
+    out.push(b'}');
+    let header_len = out.len() - start - 8;
+    if header_len > MAX_HEADER_LEN {
+        out.truncate(start);
+        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
+    }
+    out.extend_from_slice(&prepared.body);
+    let total = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Appends the decimal digits of `v`.
+fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// Maps a send response: the four "stored" codes become a [`SendResult`], anything else a
 /// [`Error::Broker`].
 pub(crate) fn send_result(
@@ -76,11 +179,17 @@ pub(crate) fn send_result(
         status,
         msg_id,
         offset_msg_id: header.msg_id,
-        queue: MessageQueue::new(
-            prepared.topic.as_str(),
-            queue.broker_name_arc().clone(),
-            header.queue_id,
-        ),
+        // The queue sent to is the queue stored in, unless the broker picked another one (or
+        // a namespace makes the names differ): then a new one.
+        queue: if queue.queue_id() == header.queue_id && queue.topic() == prepared.topic {
+            queue.clone()
+        } else {
+            MessageQueue::new(
+                prepared.topic.as_str(),
+                queue.broker_name_arc().clone(),
+                header.queue_id,
+            )
+        },
         queue_offset: header.queue_offset,
         transaction_id: header.transaction_id,
         region_id: header.region_id,
@@ -108,4 +217,85 @@ pub(crate) fn unregister_request(client_id: &str, group: &str) -> RemotingComman
     }
     .write_to(&mut request.ext_fields);
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProducerConfig;
+    use crate::message::Message;
+    use crate::producer::prepare;
+    use crate::protocol::frame::FLAG_ONEWAY;
+
+    fn defaults() -> SendDefaults {
+        SendDefaults {
+            group: "GID_\"quoted\"_✓".into(),
+            create_topic_key: "TBW102".into(),
+            default_topic_queue_nums: 4,
+        }
+    }
+
+    /// The direct encoder writes exactly the bytes the command path writes.
+    #[test]
+    fn direct_frame_equals_the_command_frame() {
+        let config = ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let single = Message::new("T_1", vec![0u8, 1, 2, 255])
+            .with_tags("a\"b\\c")
+            .with_keys(["k1", "k2"])
+            .with_property("p", "grün ✓ 𝄞 \u{7}\n");
+        let mut id = 0;
+        let mut next = || {
+            id += 1;
+            format!("ID{id}")
+        };
+        let prepared = [
+            prepare::prepare_single(single.clone(), &config, &mut next).unwrap(),
+            prepare::prepare_single(Message::new("T", vec![b'x'; 5000]), &config, &mut next)
+                .unwrap(),
+            prepare::prepare_batch(vec![single.clone(), single], &config, &mut next).unwrap(),
+        ];
+        let queues = [
+            MessageQueue::new("T", "broker-a", 3),
+            MessageQueue::new("T", "", -1),
+            MessageQueue::new("T", "b\"x", i32::MAX),
+        ];
+        for p in &prepared {
+            for q in &queues {
+                for (opaque, flag) in [(0, 0), (-7, FLAG_ONEWAY), (i32::MAX, 0)] {
+                    let born = 1_795_468_920_976;
+                    let mut expected = send_request(p, q, &defaults(), born);
+                    expected.opaque = opaque;
+                    expected.flag = flag;
+                    let expected = expected.to_frame().unwrap();
+                    let mut got = vec![9u8; 3]; // appends after what is there
+                    let spec = FrameSpec {
+                        opaque,
+                        flag,
+                        serialize_type: SerializeType::Json,
+                    };
+                    encode_send_frame(p, q, &defaults(), born, spec, &mut got).unwrap();
+                    assert_eq!(&got[..3], &[9, 9, 9]);
+                    assert_eq!(
+                        String::from_utf8_lossy(&got[3..]),
+                        String::from_utf8_lossy(&expected)
+                    );
+                    assert_eq!(got[3..], expected[..]);
+                    // The binary layout goes through the command.
+                    let spec = FrameSpec {
+                        serialize_type: SerializeType::RocketMq,
+                        ..spec
+                    };
+                    let mut bin = Vec::new();
+                    encode_send_frame(p, q, &defaults(), born, spec, &mut bin).unwrap();
+                    let decoded = RemotingCommand::decode(&bin).unwrap();
+                    assert_eq!(decoded.serialize_type, SerializeType::RocketMq);
+                    assert_eq!((decoded.opaque, decoded.flag), (opaque, flag));
+                    assert_eq!(decoded.body, p.body);
+                }
+            }
+        }
+    }
 }

@@ -10,10 +10,12 @@
 //! Completion callbacks, selectors and transaction listeners never run on an I/O thread.
 
 pub(crate) mod backpressure;
+mod batch;
 mod handle;
 pub mod health;
 pub(crate) mod prepare;
 pub mod stats;
+pub mod transaction;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -96,6 +98,8 @@ pub(crate) struct Inner {
     /// Broker addresses that got a heartbeat already.
     heartbeated: Mutex<Vec<String>>,
     service: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    /// The auto-batch accumulator, when auto-batching is on.
+    batcher: Option<Arc<batch::Accumulator>>,
     /// Handlers of broker-initiated requests, by request code.
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
@@ -160,15 +164,21 @@ impl Producer {
     /// [`Error::Shutdown`].
     pub fn send(&self, msg: Message) -> Result<SendResult> {
         let op = self.inner().stats.begin(&msg, false);
-        op.end(self.inner().send_sync(msg, SyncTarget::Auto))
+        op.end(match self.inner().send_batched(msg, Target::Auto) {
+            Ok(handle) => handle.wait(),
+            Err(msg) => self.inner().send_sync(msg, SyncTarget::Auto),
+        })
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
         let op = self.inner().stats.begin(&msg, false);
+        let inner = self.inner();
         op.end(
-            self.inner()
-                .send_sync(msg, SyncTarget::Queue(queue.clone())),
+            match inner.send_batched(msg, Target::Queue(queue.clone())) {
+                Ok(handle) => handle.wait(),
+                Err(msg) => inner.send_sync(msg, SyncTarget::Queue(queue.clone())),
+            },
         )
     }
 
@@ -452,6 +462,9 @@ impl Inner {
             routing_clock_skew_ms: AtomicU64::new(0),
             heartbeated: Mutex::new(Vec::new()),
             service: Mutex::new(None),
+            batcher: config
+                .auto_batch()
+                .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
             config,
@@ -466,6 +479,12 @@ impl Inner {
             .spawn(move || service_inner.service_loop(stop_rx))
             .map_err(|e| Error::config("service thread", e.to_string()))?;
         *inner.service.lock() = Some((stop_tx, thread));
+        if let Some(acc) = &inner.batcher {
+            if let Err(e) = acc.start(&inner) {
+                let _ = inner.shutdown(Duration::ZERO);
+                return Err(e);
+            }
+        }
         Ok(inner)
     }
 
@@ -707,15 +726,13 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 continue;
             };
-            let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
             let attempt = self
                 .stats
                 .attempt(prepared, queue.broker_name(), last_broker.is_some());
             let started = Instant::now();
             let timeout = self.attempt_timeout(deadline, started);
             let result = self
-                .remoting
-                .invoke_sync(&addr, request, timeout)
+                .send_frame_sync(prepared, &queue, &addr, timeout)
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
@@ -757,12 +774,15 @@ impl Inner {
         let Some(addr) = self.broker_addr(queue.broker_name()) else {
             return Ok(first);
         };
-        let request = broker::send_request(prepared, &queue, &self.defaults, now_ms());
         let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
         let started = Instant::now();
         let result = self
-            .remoting
-            .invoke_sync(&addr, request, self.attempt_timeout(deadline, started))
+            .send_frame_sync(
+                prepared,
+                &queue,
+                &addr,
+                self.attempt_timeout(deadline, started),
+            )
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
         attempt.end(started, &result);
         self.record_attempt(queue.broker_name(), started.elapsed(), &result);
@@ -798,36 +818,112 @@ impl Inner {
                 topic: prepared.topic.clone(),
                 reason: format!("no master address for broker {}", queue.broker_name()),
             })?;
-        let request = broker::send_request(&prepared, &queue, &self.defaults, now_ms());
-        self.remoting.invoke_oneway(&addr, request)
+        let born = now_ms();
+        let request = self.remoting.encode_request(&addr, true, |spec, out| {
+            broker::encode_send_frame(&prepared, &queue, &self.defaults, born, spec, out)
+        })?;
+        self.remoting.send_encoded_oneway(request)
+    }
+
+    /// One synchronous attempt: the frame encoded straight from `prepared`.
+    fn send_frame_sync(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let born = now_ms();
+        let request = self.remoting.encode_request(addr, false, |spec, out| {
+            broker::encode_send_frame(prepared, queue, &self.defaults, born, spec, out)
+        })?;
+        self.remoting.send_encoded_sync(request, timeout)
+    }
+
+    /// Hands `msg` to the auto-batch accumulator when it takes it; the handle resolves with
+    /// the message's own result. Gives the message back otherwise.
+    #[allow(clippy::result_large_err)] // the message is handed back, not an error
+    fn send_batched(
+        self: &Arc<Self>,
+        msg: Message,
+        target: Target,
+    ) -> std::result::Result<crate::remoting::Handle<SendResult>, Message> {
+        match &self.batcher {
+            Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
+                let (completer, handle) = crate::remoting::pair();
+                acc.add(
+                    self,
+                    msg,
+                    target,
+                    Done::Handle(completer),
+                    stats::Op::none(),
+                );
+                Ok(handle)
+            }
+            _ => Err(msg),
+        }
     }
 
     fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
         let mut op = self.stats.begin_prep(&prep);
-        let job = match self.prepare_async(prep, &target) {
-            Ok((prepared, permit)) => {
-                let attempts_left = match target {
-                    Target::Auto => self.config.async_retries(),
-                    _ => 0,
-                };
-                Box::new(AsyncSend {
-                    inner: self.clone(),
-                    deadline: Instant::now() + self.config.send_timeout(),
-                    prepared,
-                    target,
-                    attempts_left,
-                    last_broker: None,
-                    last_error: None,
-                    done: Some(done),
-                    _permit: Some(permit),
-                    op,
-                })
+        let prep = match (prep, &self.batcher) {
+            (Prep::Single(msg), Some(acc))
+                if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
+            {
+                return acc.add(self, msg, target, done, op);
             }
+            (prep, _) => prep,
+        };
+        match self.prepare_async(prep, &target) {
+            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
             Err(e) => {
                 op.fail(&e);
-                return finish_done(self, done, Err(e), true);
+                finish_done(self, done, Err(e), true)
             }
+        }
+    }
+
+    /// Sends what the auto-batch accumulator admitted (it bounds their memory): no check that
+    /// the producer runs (shutdown flushes batches), no wait for in-flight room. The callers'
+    /// statistics are kept by the accumulator, not here.
+    fn launch_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        let prepared = match prep {
+            Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
+            Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id()),
         };
+        match prepared {
+            Ok(prepared) => {
+                let permit = self.in_flight.acquire_unbounded(prepared.size);
+                self.start_async(prepared, permit, target, done, stats::Op::none());
+            }
+            Err(e) => finish_done(self, done, Err(e), true),
+        }
+    }
+
+    fn start_async(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        permit: Permit,
+        target: Target,
+        done: Done,
+        op: stats::Op,
+    ) {
+        let attempts_left = match target {
+            Target::Auto => self.config.async_retries(),
+            _ => 0,
+        };
+        let job = Box::new(AsyncSend {
+            inner: self.clone(),
+            deadline: Instant::now() + self.config.send_timeout(),
+            prepared,
+            target,
+            attempts_left,
+            last_broker: None,
+            last_error: None,
+            done: Some(done),
+            _permit: Some(permit),
+            op,
+        });
         job.attempt(true);
     }
 
@@ -952,6 +1048,10 @@ impl Inner {
             return Ok(());
         }
         let deadline = Instant::now() + timeout;
+        if let Some(acc) = &self.batcher {
+            // Open batches leave now; the wait below covers them.
+            acc.close();
+        }
         let drained = self.in_flight.wait_idle(deadline) && self.sync_in_flight.wait_idle(deadline);
         if !drained {
             let (n, _) = self.in_flight.current();
@@ -1078,7 +1178,24 @@ impl AsyncSend {
                 }
             },
         };
-        let request = broker::send_request(&self.prepared, &queue, &self.inner.defaults, now_ms());
+        let born = now_ms();
+        let encoded = self
+            .inner
+            .remoting
+            .encode_request(&addr, false, |spec, out| {
+                broker::encode_send_frame(
+                    &self.prepared,
+                    &queue,
+                    &self.inner.defaults,
+                    born,
+                    spec,
+                    out,
+                )
+            });
+        let request = match encoded {
+            Ok(r) => r,
+            Err(e) => return self.finish(Err(e), on_caller),
+        };
         let attempt = self.inner.stats.attempt(
             &self.prepared,
             queue.broker_name(),
@@ -1087,14 +1204,15 @@ impl AsyncSend {
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         let remoting = self.inner.remoting.clone();
-        let target_addr = addr.clone();
-        remoting.invoke_async(
-            &target_addr,
+        // The response is mapped on the I/O thread (no user code runs there: a callback
+        // goes to the pool, a retry too); a failed request ends on the pool.
+        remoting.send_encoded_inline(
             request,
             timeout,
-            Completion::Callback(Box::new(move |response| {
-                self.on_response(response, queue, addr, started, attempt)
-            })),
+            Box::new(move |response| {
+                let on_io = response.is_ok();
+                self.on_response(response, queue, addr, started, attempt, on_io)
+            }),
         );
     }
 
@@ -1151,6 +1269,7 @@ impl AsyncSend {
         addr: String,
         started: Instant,
         attempt: stats::Attempt,
+        on_io: bool,
     ) {
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
         attempt.end(started, &result);
@@ -1169,9 +1288,13 @@ impl AsyncSend {
                 log::debug!("async send to {addr} will be retried: {e}");
                 self.last_error = Some(e);
             }
+            if on_io {
+                return self.defer(); // route lookups may block: not on the I/O thread
+            }
             return self.attempt(false);
         }
-        self.finish(result, false);
+        // On the I/O thread a handle completes here and a callback goes to the pool.
+        self.finish(result, on_io);
     }
 
     fn finish(mut self: Box<Self>, result: Result<SendResult>, on_caller: bool) {

@@ -155,27 +155,32 @@ fn ensure_defaults(msg: &mut Message, id: &str) {
 fn encoded_properties(msg: &Message) -> Result<String> {
     let mut properties = String::with_capacity(128);
     message_codec::encode_properties(msg.properties(), &mut properties);
+    check_properties_len(&properties)?;
+    Ok(properties)
+}
+
+fn check_properties_len(properties: &str) -> Result<()> {
     if properties.len() > MAX_PROPERTIES_LEN {
         return Err(Error::InvalidMessage(format!(
             "the properties are {} bytes encoded; the limit is {MAX_PROPERTIES_LEN}",
             properties.len()
         )));
     }
-    Ok(properties)
+    Ok(())
 }
 
 /// Validates and prepares a single message. `new_id` makes a fresh `UNIQ_KEY`.
 pub(crate) fn prepare_single(
-    mut msg: Message,
+    msg: Message,
     config: &ProducerConfig,
     new_id: impl FnOnce() -> String,
 ) -> Result<Prepared> {
     check_message(&msg, config)?;
-    let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-        Some(existing) => existing.to_string(),
-        None => new_id(),
+    let (id, add_id) = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        Some(existing) => (existing.to_string(), false),
+        None => (new_id(), true),
     };
-    ensure_defaults(&mut msg, &id);
+    let add_wait = msg.property(property::WAIT_STORE_MSG_OK).is_none();
     let mut sys = 0;
     if msg
         .property(property::TRANSACTION_PREPARED)
@@ -183,12 +188,24 @@ pub(crate) fn prepare_single(
     {
         sys |= sys_flag::TRANSACTION_PREPARED;
     }
-    let properties = encoded_properties(&msg)?;
+    // The defaults go at the end, as `ensure_defaults` would append them, without copying
+    // them into the message first.
+    let mut properties = String::with_capacity(128);
+    message_codec::encode_properties(msg.properties(), &mut properties);
+    if add_id {
+        message_codec::encode_properties(
+            [(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str())],
+            &mut properties,
+        );
+    }
+    if add_wait {
+        message_codec::encode_properties([(property::WAIT_STORE_MSG_OK, "true")], &mut properties);
+    }
+    check_properties_len(&properties)?;
     let first_key = msg.keys().next().map(str::to_string);
-    let topic = msg.topic().to_string();
-    let wire_topic = wire_topic(&topic, config);
     let flag = msg.flag();
-    let mut body = msg.into_body();
+    let (topic, mut body) = msg.into_topic_and_body();
+    let wire_topic = wire_topic(&topic, config);
     if body.len() >= config.compress_threshold() {
         if let Some(compressed) = zlib(&body, config.compress_level()) {
             // Only worth it when it saves bytes.

@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::completion::pair;
 use super::event_loop::{
-    self, deadline_after, Command, LoopConfig, LoopShared, Reply, Request, Target,
+    self, deadline_after, Command, FramePool, LoopConfig, LoopShared, Reply, Request, Target,
 };
 use super::pool::{self, CallbackReply, HandlerSlot, Task};
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
@@ -95,6 +95,7 @@ struct Inner {
     /// Every thread this client started, to avoid joining oneself.
     own_threads: Vec<ThreadId>,
     pending: Arc<AtomicUsize>,
+    frames: Arc<FramePool>,
 }
 
 struct LoopHandle {
@@ -141,9 +142,11 @@ impl RemotingClient {
                 ));
             }
         };
+        let frames = Arc::new(FramePool::default());
         let loop_config = LoopConfig {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
+            frames: frames.clone(),
         };
         let mut loops = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {
@@ -191,6 +194,7 @@ impl RemotingClient {
                 lifecycle_cv: Condvar::new(),
                 own_threads,
                 pending,
+                frames,
             }),
         })
     }
@@ -254,6 +258,77 @@ impl RemotingClient {
             }
             Err(e) => reply.complete(Err(e)),
         }
+    }
+
+    /// Encodes a request frame for `addr` with `encode` (straight into a reused buffer,
+    /// without a [`RemotingCommand`]): it gets the opaque, the flag and the serialize type to
+    /// write and appends one whole frame. Send it with [`RemotingClient::send_encoded_sync`],
+    /// [`RemotingClient::send_encoded_inline`] or [`RemotingClient::send_encoded_oneway`]
+    /// (which must match `oneway`).
+    pub(crate) fn encode_request(
+        &self,
+        addr: &str,
+        oneway: bool,
+        encode: impl FnOnce(FrameSpec, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<EncodedRequest> {
+        let (target, frame, opaque) = self.prepare_encoded(addr, oneway, encode)?;
+        Ok(EncodedRequest {
+            target,
+            frame,
+            opaque,
+        })
+    }
+
+    /// [`RemotingClient::invoke_sync`] for an encoded request.
+    pub(crate) fn send_encoded_sync(
+        &self,
+        request: EncodedRequest,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let (completer, handle) = pair();
+        self.push(
+            request.target,
+            request.frame,
+            request.opaque,
+            timeout,
+            Some(Reply::Handle(completer)),
+        )?;
+        handle.wait()
+    }
+
+    /// Sends an encoded request; `callback` runs on the I/O thread when the response arrives
+    /// (on the callback pool if the request fails or the client shuts down). For the crate's
+    /// own continuations only: the callback must be quick, must not block and must run no user
+    /// code; it may hand work to [`RemotingClient::execute`].
+    pub(crate) fn send_encoded_inline(
+        &self,
+        request: EncodedRequest,
+        timeout: Duration,
+        callback: super::ResponseCallback,
+    ) {
+        let reply = Reply::Inline(CallbackReply::new(
+            callback,
+            self.inner.pool_tx.read().clone(),
+        ));
+        // A failed push has completed the reply with `Shutdown`.
+        let _ = self.push(
+            request.target,
+            request.frame,
+            request.opaque,
+            timeout,
+            Some(reply),
+        );
+    }
+
+    /// [`RemotingClient::invoke_oneway`] for an encoded (oneway) request.
+    pub(crate) fn send_encoded_oneway(&self, request: EncodedRequest) -> Result<()> {
+        self.push(
+            request.target,
+            request.frame,
+            request.opaque,
+            Duration::ZERO,
+            None,
+        )
     }
 
     /// Sends a oneway request (flag bit 1 set here). `Ok` once queued for the socket; a later
@@ -363,7 +438,37 @@ impl RemotingClient {
         if oneway {
             request.flag |= FLAG_ONEWAY;
         }
-        let frame = request.to_frame()?;
+        let mut frame = self.inner.frames.take();
+        if let Err(e) = request.encode(&mut frame) {
+            self.inner.frames.put(frame);
+            return Err(e.into());
+        }
+        Ok((target, frame, opaque))
+    }
+
+    /// Checks the client is running, resolves `addr`, assigns the opaque and lets `encode`
+    /// write the frame into a pooled buffer.
+    fn prepare_encoded(
+        &self,
+        addr: &str,
+        oneway: bool,
+        encode: impl FnOnce(FrameSpec, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<(Arc<Target>, Vec<u8>, i32)> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Shutdown);
+        }
+        let target = self.target(addr)?;
+        let opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        let spec = FrameSpec {
+            opaque,
+            flag: if oneway { FLAG_ONEWAY } else { 0 },
+            serialize_type: self.inner.config.serialize_type,
+        };
+        let mut frame = self.inner.frames.take();
+        if let Err(e) = encode(spec, &mut frame) {
+            self.inner.frames.put(frame);
+            return Err(e);
+        }
         Ok((target, frame, opaque))
     }
 
@@ -410,6 +515,25 @@ impl RemotingClient {
         let mut targets = self.inner.targets.write();
         Ok(targets.entry(addr.to_owned()).or_insert(target).clone())
     }
+}
+
+/// A request frame encoded for its address, not sent yet.
+#[derive(Debug)]
+pub(crate) struct EncodedRequest {
+    target: Arc<Target>,
+    frame: Vec<u8>,
+    opaque: i32,
+}
+
+/// What an encoder of a pre-encoded request frame must write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameSpec {
+    /// The request id.
+    pub(crate) opaque: i32,
+    /// The flag: 0, or [`FLAG_ONEWAY`].
+    pub(crate) flag: i32,
+    /// The header serialization the client is configured with.
+    pub(crate) serialize_type: crate::protocol::SerializeType,
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr> {

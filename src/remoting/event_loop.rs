@@ -50,6 +50,9 @@ pub(crate) enum Reply {
     Handle(Completer<RemotingCommand>),
     /// Run a callback, on the callback pool.
     Callback(CallbackReply),
+    /// Run a crate-internal continuation on the I/O thread when the response arrives (it must
+    /// be quick and run no user code); on the callback pool when the request fails.
+    Inline(CallbackReply),
 }
 
 impl Reply {
@@ -59,6 +62,8 @@ impl Reply {
                 c.complete(result);
             }
             Reply::Callback(c) => c.complete(result),
+            Reply::Inline(c) if result.is_ok() => c.run_here(result),
+            Reply::Inline(c) => c.complete(result),
         }
     }
 }
@@ -131,6 +136,39 @@ impl std::fmt::Debug for Command {
 pub(crate) struct LoopConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_frame: usize,
+    /// Where request frame buffers go back once copied to their connection's output.
+    pub(crate) frames: Arc<FramePool>,
+}
+
+/// Request frame buffers, reused: a caller takes one to encode into, the event loop gives it
+/// back once the frame is queued on its connection. Keeps the send path free of allocations
+/// once warm.
+#[derive(Debug, Default)]
+pub(crate) struct FramePool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Buffers kept at most; and the largest buffer kept (bigger ones are dropped).
+const POOLED_FRAMES: usize = 1024;
+const POOLED_FRAME_CAPACITY: usize = 64 * 1024;
+
+impl FramePool {
+    /// An empty buffer (reused when one is free).
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.free.lock().pop().unwrap_or_default()
+    }
+
+    /// Gives a buffer back.
+    pub(crate) fn put(&self, mut frame: Vec<u8>) {
+        if frame.capacity() == 0 || frame.capacity() > POOLED_FRAME_CAPACITY {
+            return;
+        }
+        frame.clear();
+        let mut free = self.free.lock();
+        if free.len() < POOLED_FRAMES {
+            free.push(frame);
+        }
+    }
 }
 
 /// Starts event loop `index` on its own thread.
@@ -460,6 +498,7 @@ impl EventLoop {
             conn.dirty = true;
             self.dirty.push(idx);
         }
+        self.config.frames.put(r.frame);
     }
 
     /// Starts a non-blocking connect to `target`.

@@ -44,6 +44,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::protocol::{RemotingCommand, SerializeType};
 
+pub(crate) use client::FrameSpec;
 pub use client::RemotingClient;
 pub use completion::{pair, Completer, Handle};
 

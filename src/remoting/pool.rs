@@ -62,6 +62,13 @@ impl CallbackReply {
         self.dispatch(result);
     }
 
+    /// Runs the callback on this thread (a panic is caught and logged).
+    pub(crate) fn run_here(mut self, result: Result<RemotingCommand>) {
+        if let Some(callback) = self.callback.take() {
+            run_task(Task::Respond(callback, result), None);
+        }
+    }
+
     fn dispatch(&mut self, result: Result<RemotingCommand>) {
         let Some(callback) = self.callback.take() else {
             return;

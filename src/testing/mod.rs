@@ -50,7 +50,8 @@
 //!
 //! # Faults
 //!
-//! Faults are scripted per request code ([`MockBroker::fail_next`], [`MockBroker::delay_next`],
+//! Faults are scripted per request code ([`MockBroker::fail_next`],
+//! [`MockBroker::store_with_status_next`], [`MockBroker::delay_next`],
 //! [`MockBroker::set_delay`], [`MockBroker::reset_mid_frame_next`],
 //! [`MockBroker::malformed_next`], [`MockBroker::close_next`]) or per node
 //! ([`MockBroker::black_hole`], [`MockBroker::close_connections`], [`MockBroker::stop`] and
@@ -671,6 +672,14 @@ impl MockBroker {
     /// `None` if the broker never got it.
     pub fn transaction_state(&self, transaction_id: &str) -> Option<TransactionState> {
         self.core().transaction_state(transaction_id)
+    }
+
+    /// Handles the next `n` requests with `request_code` normally (the message is stored), then
+    /// answers with `status` instead of SUCCESS: FLUSH_DISK_TIMEOUT (10), SLAVE_NOT_AVAILABLE
+    /// (11) or FLUSH_SLAVE_TIMEOUT (12), as a SYNC_FLUSH or SYNC_MASTER broker does (the
+    /// response keeps its msgId, queueId and queueOffset).
+    pub fn store_with_status_next(&self, request_code: i32, status: i32, n: usize) {
+        push_fault(&self.node, request_code, Fault::Status(status), n);
     }
 
     /// Every END_TRANSACTION received, in order.

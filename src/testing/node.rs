@@ -280,6 +280,9 @@ fn write_offset_id(out: &mut String, host: SocketAddr, offset: i64) {
 #[derive(Debug, Clone)]
 pub(crate) enum Fault {
     Fail(i32, String),
+    /// Handle the request, then answer with this code instead of SUCCESS (FLUSH_DISK_TIMEOUT
+    /// and friends: the message is stored, the status says it is not safe yet).
+    Status(i32),
     Delay(Duration),
     Reset,
     Malformed,
@@ -1676,9 +1679,9 @@ impl Dispatch for Node {
         let Ok(fault) = self.next_fault(request.code) else {
             return Action::Silent;
         };
-        let delay = match fault {
+        let delay = match &fault {
             Some(Fault::Fail(code, remark)) => {
-                let r = response(code, request.opaque, &remark);
+                let r = response(*code, request.opaque, remark);
                 return if oneway {
                     Action::Silent
                 } else {
@@ -1691,12 +1694,20 @@ impl Dispatch for Node {
                 let r = self.handle(conn, &mut request);
                 return Action::ResetMidFrame(in_format(r, st));
             }
-            Some(Fault::Delay(d)) => Some(d),
-            None => None,
+            Some(Fault::Delay(d)) => Some(*d),
+            Some(Fault::Status(_)) | None => None,
         };
-        let reply = self.handle(conn, &mut request);
+        let mut reply = self.handle(conn, &mut request);
         if oneway {
             return Action::Silent;
+        }
+        if let Some(Fault::Status(code)) = fault {
+            // What a SYNC_FLUSH / SYNC_MASTER broker answers: the usual fields, another code.
+            let mut c = reply.into_command();
+            if c.code == ResponseCode::SUCCESS {
+                c.code = code;
+            }
+            reply = Reply::Cmd(c);
         }
         let reply = in_format(reply, st);
         match delay {
