@@ -304,3 +304,16 @@ fn store_with_status_stores_and_answers_another_code() {
     );
     assert_eq!(b.messages("F")[1].queue_offset, 1);
 }
+
+#[test]
+fn a_standing_delay_under_load_answers_everything_in_order() {
+    let b = broker();
+    let mut c = Client::connect(&b.broker_addr());
+    b.set_delay(RequestCode::SEND_MESSAGE_V2, Duration::from_millis(20));
+    let opaques: Vec<i32> = (0..300)
+        .map(|i| c.send(send_v2("F", i % 2, "", b"x")))
+        .collect();
+    let answered: Vec<i32> = (0..300).map(|_| c.read().unwrap().opaque).collect();
+    assert_eq!(answered, opaques, "equal delays keep the request order");
+    assert_eq!(b.message_count("F"), 300);
+}

@@ -1354,7 +1354,9 @@ impl BrokerCore {
     /// to a live connection of its group. `automatic` checks honour the transaction timeout and
     /// the check limit, as the broker's check service does. Returns how many checks went out.
     pub(crate) fn check(&self, matches: &dyn Fn(&MessageExt) -> bool, automatic: bool) -> usize {
-        let mut sent = 0;
+        // Sent once the store is unlocked: a client that does not read must not stall the
+        // broker's other connections.
+        let mut outgoing = Vec::new();
         let mut store = self.store.lock();
         let timeout = self.settings.transaction_timeout;
         let max = self.settings.transaction_check_max;
@@ -1423,11 +1425,13 @@ impl BrokerCore {
             request.ext_fields.insert("offsetMsgId", "");
             request.body = body;
             store.counters.checks_sent += 1;
-            if conn.send(&request) {
-                sent += 1;
-            }
+            outgoing.push((conn, request));
         }
-        sent
+        drop(store);
+        outgoing
+            .into_iter()
+            .filter(|(conn, request)| conn.send(request))
+            .count()
     }
 
     pub(crate) fn half_messages(&self) -> Vec<HalfMessage> {
