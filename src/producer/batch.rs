@@ -43,7 +43,6 @@
 //! [`Error::Backpressure`]. (Java sends such a message directly instead, unbatched; blocking
 //! keeps the bound a bound on memory and on the broker's load.)
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -59,12 +58,33 @@ use crate::message::{property, Message, MessageQueue, SendResult};
 use crate::producer::prepare;
 
 /// Messages of a batch share these (Java's `AggregateKey`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
     topic: String,
     queue: Option<MessageQueue>,
     wait: Option<String>,
     tags: Option<String>,
+}
+
+impl Key {
+    fn of(msg: &Message, queue: Option<MessageQueue>) -> Key {
+        Key {
+            topic: msg.topic().to_string(),
+            queue,
+            wait: msg
+                .property(property::WAIT_STORE_MSG_OK)
+                .map(str::to_string),
+            tags: msg.tags().map(str::to_string),
+        }
+    }
+
+    /// Whether `msg` sent to `queue` belongs with this key (compared without building a key).
+    fn matches(&self, msg: &Message, queue: Option<&MessageQueue>) -> bool {
+        self.topic == msg.topic()
+            && self.queue.as_ref() == queue
+            && self.wait.as_deref() == msg.property(property::WAIT_STORE_MSG_OK)
+            && self.tags.as_deref() == msg.tags()
+    }
 }
 
 /// One caller's message and how to tell it the outcome.
@@ -78,6 +98,7 @@ struct Entry {
 
 /// An open batch.
 struct Batch {
+    key: Key,
     /// Tells a batch from a later one of the same key.
     seq: u64,
     created: Instant,
@@ -86,7 +107,8 @@ struct Batch {
 }
 
 struct State {
-    open: HashMap<Key, Batch>,
+    /// Usually a handful: searched in place, no key is built per message.
+    open: Vec<Batch>,
     /// Bytes in open batches and in batches in flight.
     held: usize,
     /// Senders blocked on the memory bound.
@@ -156,7 +178,7 @@ impl Accumulator {
             max_bytes: config.batch_max_bytes(),
             total_max: config.batch_total_max_bytes(),
             state: Mutex::new(State {
-                open: HashMap::new(),
+                open: Vec::new(),
                 held: 0,
                 waiting: 0,
                 closed: false,
@@ -211,16 +233,9 @@ impl Accumulator {
                 id
             }
         };
-        let key = Key {
-            topic: msg.topic().to_string(),
-            queue: match target {
-                Target::Queue(q) => Some(q),
-                _ => None,
-            },
-            wait: msg
-                .property(property::WAIT_STORE_MSG_OK)
-                .map(str::to_string),
-            tags: msg.tags().map(str::to_string),
+        let queue = match target {
+            Target::Queue(q) => Some(q),
+            _ => None,
         };
         let bytes = held_size(&msg);
         let deadline = Instant::now() + inner.config.send_timeout();
@@ -236,7 +251,7 @@ impl Accumulator {
                 {
                     state.waiting -= 1;
                     let e = Error::Backpressure {
-                        in_flight: state.open.values().map(|b| b.entries.len()).sum(),
+                        in_flight: state.open.iter().map(|b| b.entries.len()).sum(),
                         in_flight_bytes: state.held,
                         waited: started.elapsed(),
                     };
@@ -254,16 +269,26 @@ impl Accumulator {
         }
         state.held += bytes;
         let was_empty = state.open.is_empty();
-        let seq = state.next_seq;
-        if !state.open.contains_key(&key) {
-            state.next_seq += 1;
-        }
-        let batch = state.open.entry(key.clone()).or_insert_with(|| Batch {
-            seq,
-            created: Instant::now(),
-            bytes: 0,
-            entries: Vec::new(),
-        });
+        let i = match state
+            .open
+            .iter()
+            .position(|b| b.key.matches(&msg, queue.as_ref()))
+        {
+            Some(i) => i,
+            None => {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                state.open.push(Batch {
+                    key: Key::of(&msg, queue),
+                    seq,
+                    created: Instant::now(),
+                    bytes: 0,
+                    entries: Vec::new(),
+                });
+                state.open.len() - 1
+            }
+        };
+        let batch = &mut state.open[i];
         batch.bytes += bytes;
         batch.entries.push(Entry { msg, id, done, op });
         let full = batch.bytes >= self.max_bytes;
@@ -276,13 +301,12 @@ impl Accumulator {
             let _order = self.launch.lock();
             let taken = {
                 let mut state = self.state.lock();
-                match state.open.get(&key) {
-                    Some(b) if b.seq == full_seq => state.open.remove(&key),
-                    _ => None, // the flusher or shutdown took it
-                }
+                // Gone if the flusher or shutdown took it.
+                let at = state.open.iter().position(|b| b.seq == full_seq);
+                at.map(|i| state.open.swap_remove(i))
             };
             if let Some(batch) = taken {
-                self.send(inner, key, batch);
+                self.send(inner, batch);
             }
         }
     }
@@ -290,12 +314,12 @@ impl Accumulator {
     /// Sends every open batch and stops the flusher; later adds fail with `Shutdown`.
     pub(crate) fn close(self: &Arc<Self>) {
         let _order = self.launch.lock();
-        let mut batches: Vec<(Key, Batch)> = {
+        let mut batches: Vec<Batch> = {
             let mut state = self.state.lock();
             state.closed = true;
-            state.open.drain().collect()
+            std::mem::take(&mut state.open)
         };
-        batches.sort_by_key(|(_, b)| b.seq);
+        batches.sort_by_key(|b| b.seq);
         self.flush_cv.notify_all();
         self.space_cv.notify_all();
         if let Some(t) = self.flusher.lock().take() {
@@ -306,13 +330,13 @@ impl Accumulator {
         let inner = self.inner.lock().upgrade();
         match inner {
             Some(inner) => {
-                for (key, batch) in batches {
-                    self.send(&inner, key, batch);
+                for batch in batches {
+                    self.send(&inner, batch);
                 }
             }
             // Only when the producer is gone already.
             None => {
-                for (_, batch) in batches {
+                for batch in batches {
                     for entry in batch.entries {
                         resolve_one(entry.done, entry.op, Err(Error::Shutdown));
                     }
@@ -328,17 +352,13 @@ impl Accumulator {
                 return;
             }
             let now = Instant::now();
-            if state
-                .open
-                .values()
-                .any(|b| b.created + self.max_delay <= now)
-            {
+            if state.open.iter().any(|b| b.created + self.max_delay <= now) {
                 drop(state);
                 self.flush_expired(inner);
                 state = self.state.lock();
                 continue;
             }
-            match state.open.values().map(|b| b.created).min() {
+            match state.open.iter().map(|b| b.created).min() {
                 Some(first) => {
                     self.flush_cv.wait_until(&mut state, first + self.max_delay);
                 }
@@ -350,23 +370,22 @@ impl Accumulator {
     /// Sends every batch whose delay is up, oldest first.
     fn flush_expired(self: &Arc<Self>, inner: &Arc<Inner>) {
         let _order = self.launch.lock();
-        let mut batches: Vec<(Key, Batch)> = {
+        let mut batches: Vec<Batch> = Vec::new();
+        {
             let mut state = self.state.lock();
             let now = Instant::now();
-            let expired: Vec<Key> = state
-                .open
-                .iter()
-                .filter(|(_, b)| b.created + self.max_delay <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            expired
-                .into_iter()
-                .filter_map(|k| state.open.remove(&k).map(|b| (k, b)))
-                .collect()
-        };
-        batches.sort_by_key(|(_, b)| b.seq);
-        for (key, batch) in batches {
-            self.send(inner, key, batch);
+            let mut i = 0;
+            while i < state.open.len() {
+                if state.open[i].created + self.max_delay <= now {
+                    batches.push(state.open.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        batches.sort_by_key(|b| b.seq);
+        for batch in batches {
+            self.send(inner, batch);
         }
     }
 
@@ -381,8 +400,8 @@ impl Accumulator {
     }
 
     /// Sends one batch; a batch of one goes as a plain message.
-    fn send(self: &Arc<Self>, inner: &Arc<Inner>, key: Key, batch: Batch) {
-        let target = match key.queue {
+    fn send(self: &Arc<Self>, inner: &Arc<Inner>, batch: Batch) {
+        let target = match batch.key.queue {
             Some(q) => Target::Queue(q),
             None => Target::Auto,
         };
@@ -422,8 +441,12 @@ impl Waiters {
         let n = waiters.len();
         match result {
             Ok(r) => {
-                let split = split_result(&r, waiters.iter().map(|(id, ..)| id.as_str()), n);
-                for ((_, done, op), one) in waiters.into_iter().zip(split) {
+                let (ids, rest): (Vec<String>, Vec<(Done, Op)>) = waiters
+                    .into_iter()
+                    .map(|(id, done, op)| (id, (done, op)))
+                    .unzip();
+                let split = split_result(&r, ids.into_iter(), n);
+                for ((done, op), one) in rest.into_iter().zip(split) {
                     resolve_one(done, op, Ok(one));
                 }
             }
@@ -460,9 +483,9 @@ fn resolve_one(done: Done, mut op: Op, result: Result<SendResult>) {
 }
 
 /// Java's `splitSendResults`: one result per message of a batch.
-fn split_result<'a>(
+fn split_result(
     batch: &SendResult,
-    ids: impl Iterator<Item = &'a str>,
+    ids: impl Iterator<Item = String>,
     n: usize,
 ) -> Vec<SendResult> {
     let offsets: Vec<&str> = batch.offset_msg_id.split(',').collect();
@@ -474,7 +497,7 @@ fn split_result<'a>(
         .enumerate()
         .map(|(i, (id, offset_id))| SendResult {
             status: batch.status,
-            msg_id: id.to_string(),
+            msg_id: id,
             offset_msg_id: offset_id.to_string(),
             queue: batch.queue.clone(),
             queue_offset: batch.queue_offset + i as i64,
@@ -505,7 +528,7 @@ mod tests {
             region_id: Some("r".into()),
             trace_on: true,
         };
-        let split = split_result(&batch, ["A", "B", "C"].into_iter(), 3);
+        let split = split_result(&batch, ["A", "B", "C"].map(String::from).into_iter(), 3);
         assert_eq!(split.len(), 3);
         for (i, r) in split.iter().enumerate() {
             assert_eq!(r.msg_id, ["A", "B", "C"][i]);
@@ -518,7 +541,7 @@ mod tests {
             offset_msg_id: "X".into(),
             ..batch
         };
-        let split = split_result(&single, ["A", "B"].into_iter(), 2);
+        let split = split_result(&single, ["A", "B"].map(String::from).into_iter(), 2);
         assert!(split.iter().all(|r| *r == single));
     }
 

@@ -1574,6 +1574,43 @@ mod tests {
         assert_eq!(d.next_frame(), Err(CodecError::UnknownSerializeType(7)));
     }
 
+    #[test]
+    fn known_keys_are_interned() {
+        let known = [
+            "IS_SUB_CHANGE",
+            "MSG_REGION",
+            "TRACE_ON",
+            "msgId",
+            "queueId",
+            "queueOffset",
+            "transactionId",
+            "unitMode",
+            "a",
+            "n",
+            "tranStateTableOffset",
+        ];
+        for k in known {
+            assert!(matches!(intern_key(k), Cow::Borrowed(b) if b == k), "{k}");
+        }
+        for k in ["o", "msgid", "", "queueIdX", "é"] {
+            assert!(matches!(intern_key(k), Cow::Owned(o) if o == k), "{k}");
+        }
+        let mut f = ExtFields::new();
+        for i in 0..40 {
+            f.insert(format!("k{i:02}"), format!("v{i}"));
+        }
+        assert_eq!(f.get("k07"), Some("v7"));
+        assert_eq!(f.get("k39"), Some("v39"));
+        assert_eq!(f.get("k40"), None);
+        f.clear();
+        f.insert("ab", "1");
+        f.insert("b", "2");
+        assert_eq!(
+            (f.get("ab"), f.get("b"), f.get("a")),
+            (Some("1"), Some("2"), None)
+        );
+    }
+
     /// The fast JSON reader agrees with the `serde_json::Value` reader whenever it answers.
     fn agree(header: &str) -> bool {
         let fast = json_fast::parse_header(header.as_bytes());
