@@ -8,16 +8,12 @@
 use std::time::{Duration, Instant};
 
 use rocketmq_mio::testing::MockBroker;
+
+mod common;
 use rocketmq_mio::{Message, Producer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (namesrv, _broker) = match std::env::var("NAMESRV_ADDR") {
-        Ok(addr) if !addr.is_empty() => (addr, None),
-        _ => {
-            let b = MockBroker::start()?;
-            (b.namesrv_addr(), Some(b))
-        }
-    };
+    let (namesrv, _broker) = common::name_server(MockBroker::start)?;
     let producer = Producer::builder("GID_ASYNC_EXAMPLE")
         .name_server(namesrv)
         .start()?;

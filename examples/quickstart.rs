@@ -15,20 +15,12 @@ use rocketmq_mio::routing::selector::MessageHashSelector;
 use rocketmq_mio::testing::MockBroker;
 use rocketmq_mio::{Message, Producer};
 
+mod common;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic = std::env::var("TOPIC").unwrap_or_else(|_| "QuickstartTopic".to_string());
-    // Keep the embedded broker alive for the whole run when no name server is given.
-    let (namesrv, _embedded) = match std::env::var("NAMESRV_ADDR") {
-        Ok(addr) if !addr.trim().is_empty() => (addr, None),
-        _ => {
-            let broker = MockBroker::start()?;
-            println!(
-                "no NAMESRV_ADDR: started an embedded MockBroker at {}",
-                broker.namesrv_addr()
-            );
-            (broker.namesrv_addr(), Some(broker))
-        }
-    };
+    // The embedded broker stays alive for the whole run when no name server is given.
+    let (namesrv, _embedded) = common::name_server(MockBroker::start)?;
 
     let producer = Producer::builder("GID_QUICKSTART")
         .name_server(namesrv.as_str())
@@ -89,6 +81,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "batch     -> {:?} ids {} at {}",
         r.status, r.msg_id, r.queue
     );
+
+    // What the producer did: counts, latency percentiles, per-broker health.
+    println!("\n{}", producer.stats());
+    println!("health: {:#}", producer.health().to_json());
 
     producer.shutdown(Duration::from_secs(5))?;
     println!("producer shut down");

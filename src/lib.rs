@@ -118,5 +118,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};
 pub use producer::health::HealthReport;
 pub use producer::stats::ProducerStats;
-pub use producer::{health, stats};
+pub use producer::transaction::{
+    ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
+    TransactionProducer, TransactionProducerBuilder, TransactionSendResult, TransactionStats,
+};
+pub use producer::{health, stats, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

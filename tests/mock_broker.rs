@@ -1,112 +1,32 @@
 //! MockBroker on its own, driven by a plain socket client and the codec (not the producer):
 //! every request kind and every fault.
 
-use std::io::{ErrorKind, Read, Write};
+mod mock_support;
+
+use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use mock_support::{
+    end_tx, props, route_request, send_half, send_header, send_v2, wait_for, Client,
+};
+
 use rocketmq_mio::protocol::header::{
-    CheckTransactionStateRequestHeader, CommandHeader, EndTransactionRequestHeader,
-    GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader, SendMessageRequestHeader,
-    SendMessageResponseHeader, UnregisterClientRequestHeader, ViewMessageByIdRequestHeader,
+    CheckTransactionStateRequestHeader, CommandHeader, CreateTopicRequestHeader,
+    GetMaxOffsetRequestHeader, GetRouteInfoRequestHeader, SendMessageResponseHeader,
+    UnregisterClientRequestHeader, ViewMessageByIdRequestHeader,
 };
 use rocketmq_mio::protocol::heartbeat::HeartbeatData;
 use rocketmq_mio::protocol::message_codec::{self, sys_flag};
 use rocketmq_mio::protocol::route::TopicRouteData;
 use rocketmq_mio::protocol::{
-    CodecError, FrameDecoder, RemotingCommand, RequestCode, ResponseCode,
+    CodecError, RemotingCommand, RequestCode, ResponseCode, SerializeType,
 };
 use rocketmq_mio::testing::{MockBroker, MockCluster, TransactionState};
 use rocketmq_mio::{Message, OffsetMessageId};
 
-struct Client {
-    stream: TcpStream,
-    decoder: FrameDecoder,
-    opaque: i32,
-}
-
-impl Client {
-    fn connect(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
-            stream,
-            decoder: FrameDecoder::new(),
-            opaque: 0,
-        }
-    }
-
-    fn send(&mut self, mut cmd: RemotingCommand) -> i32 {
-        self.opaque += 1;
-        cmd.opaque = self.opaque;
-        self.stream.write_all(&cmd.to_frame().unwrap()).unwrap();
-        self.opaque
-    }
-
-    /// The next frame, or the error that ended the stream.
-    fn read(&mut self) -> Result<RemotingCommand, String> {
-        let mut buf = [0u8; 8192];
-        loop {
-            match self.decoder.next_frame() {
-                Ok(Some(cmd)) => return Ok(cmd),
-                Ok(None) => {}
-                Err(e) => return Err(format!("decode: {e}")),
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) => return Err("eof".into()),
-                Ok(n) => self.decoder.feed(&buf[..n]),
-                Err(e) => return Err(format!("io: {e}")),
-            }
-        }
-    }
-
-    fn call(&mut self, cmd: RemotingCommand) -> RemotingCommand {
-        let opaque = self.send(cmd);
-        let r = self.read().unwrap();
-        assert_eq!(r.opaque, opaque);
-        assert!(r.is_response());
-        r
-    }
-}
-
 fn route(client: &mut Client, topic: &str) -> RemotingCommand {
-    let mut req = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
-    GetRouteInfoRequestHeader::new(topic).write_to(&mut req.ext_fields);
-    client.call(req)
-}
-
-fn send_header(topic: &str, queue: i32, properties: &str) -> SendMessageRequestHeader {
-    SendMessageRequestHeader {
-        producer_group: "GID_MOCK".into(),
-        topic: topic.into(),
-        default_topic: "TBW102".into(),
-        default_topic_queue_nums: 4,
-        queue_id: queue,
-        sys_flag: 0,
-        born_timestamp: 1_700_000_000_000,
-        flag: 7,
-        properties: properties.into(),
-        reconsume_times: Some(0),
-        unit_mode: false,
-        batch: false,
-        max_reconsume_times: None,
-        broker_name: Some("broker-a".into()),
-    }
-}
-
-fn send_v2(topic: &str, queue: i32, properties: &str, body: &[u8]) -> RemotingCommand {
-    let mut req = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2);
-    send_header(topic, queue, properties).write_v2(&mut req.ext_fields);
-    req.body = body.to_vec();
-    req
-}
-
-fn props(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::new();
-    message_codec::encode_properties(pairs.iter().copied(), &mut s);
-    s
+    client.call(route_request(topic))
 }
 
 #[test]
@@ -307,7 +227,11 @@ fn batch_heartbeat_unregister() {
     assert_eq!(counters.messages_stored(), 3);
 }
 
-fn end_tx(
+fn half(c: &mut Client, uniq: &str) -> SendMessageResponseHeader {
+    send_half(c, "TX", "GID_TX", uniq)
+}
+
+fn end(
     group: &str,
     tran_state: i64,
     commit_offset: i64,
@@ -315,45 +239,15 @@ fn end_tx(
     from_check: bool,
     msg_id: &str,
 ) -> RemotingCommand {
-    let mut req = RemotingCommand::request(RequestCode::END_TRANSACTION).into_oneway();
-    EndTransactionRequestHeader {
-        topic: Some("TX".into()),
-        producer_group: group.into(),
-        tran_state_table_offset: tran_state,
-        commit_log_offset: commit_offset,
-        commit_or_rollback: decision,
-        from_transaction_check: from_check,
-        msg_id: msg_id.into(),
-        transaction_id: Some(msg_id.into()),
-        broker_name: Some("broker-a".into()),
-    }
-    .write_to(&mut req.ext_fields);
-    req
-}
-
-fn half(c: &mut Client, uniq: &str) -> SendMessageResponseHeader {
-    let p = props(&[
-        ("UNIQ_KEY", uniq),
-        ("TRAN_MSG", "true"),
-        ("PGROUP", "GID_TX"),
-    ]);
-    let mut req = send_v2("TX", 0, &p, b"half");
-    req.ext_fields
-        .insert("f", sys_flag::TRANSACTION_PREPARED.to_string());
-    let r = c.call(req);
-    assert_eq!(r.code, ResponseCode::SUCCESS);
-    SendMessageResponseHeader::read_from(&r.ext_fields).unwrap()
-}
-
-fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    cond()
+    end_tx(
+        "TX",
+        group,
+        tran_state,
+        commit_offset,
+        decision,
+        from_check,
+        msg_id,
+    )
 }
 
 #[test]
@@ -371,7 +265,7 @@ fn transactions_commit_rollback_and_check_back() {
     let off1 = OffsetMessageId::parse(&h1.msg_id)
         .unwrap()
         .commit_log_offset;
-    c.send(end_tx("GID_TX", h1.queue_offset, off1, 8, false, "TX-1"));
+    c.send(end("GID_TX", h1.queue_offset, off1, 8, false, "TX-1"));
     assert!(wait_for(Duration::from_secs(20), || broker
         .message_count("TX")
         == 1));
@@ -385,8 +279,8 @@ fn transactions_commit_rollback_and_check_back() {
         .unwrap()
         .commit_log_offset;
     // A wrong group or offset is refused, as a real broker does.
-    c.send(end_tx("OTHER", h2.queue_offset, off2, 8, false, "TX-2"));
-    c.send(end_tx("GID_TX", h2.queue_offset, off2, 12, false, "TX-2"));
+    c.send(end("OTHER", h2.queue_offset, off2, 8, false, "TX-2"));
+    c.send(end("GID_TX", h2.queue_offset, off2, 12, false, "TX-2"));
     assert!(wait_for(Duration::from_secs(20), || broker
         .half_messages()
         .iter()
@@ -400,7 +294,7 @@ fn transactions_commit_rollback_and_check_back() {
     let off3 = OffsetMessageId::parse(&h3.msg_id)
         .unwrap()
         .commit_log_offset;
-    c.send(end_tx("GID_TX", h3.queue_offset, off3, 0, false, "TX-3"));
+    c.send(end("GID_TX", h3.queue_offset, off3, 0, false, "TX-3"));
     assert_eq!(broker.check_transaction("TX-3"), 1);
     let check = c.read().unwrap();
     assert_eq!(check.code, RequestCode::CHECK_TRANSACTION_STATE);
@@ -415,8 +309,8 @@ fn transactions_commit_rollback_and_check_back() {
     assert_eq!(body[0].property("PGROUP"), Some("GID_TX"));
     assert_eq!(body[0].property("TRANSACTION_CHECK_TIMES"), Some("1"));
     // The original offsets no longer resolve it; the check's do.
-    c.send(end_tx("GID_TX", h3.queue_offset, off3, 8, true, "TX-3"));
-    c.send(end_tx(
+    c.send(end("GID_TX", h3.queue_offset, off3, 8, true, "TX-3"));
+    c.send(end(
         "GID_TX",
         ch.tran_state_table_offset,
         ch.commit_log_offset,
@@ -598,4 +492,192 @@ fn cluster_routes_follow_brokers() {
     cluster.restart_namesrv().unwrap();
     let mut c = Client::connect(&cluster.namesrv_addr());
     assert_eq!(names(&mut c).len(), 2);
+}
+
+#[test]
+fn query_create_topic_and_read_write_queues() {
+    let broker = MockBroker::start().unwrap();
+    let mut c = Client::connect(&broker.broker_addr());
+    // UPDATE_AND_CREATE_TOPIC: 2 read, 6 write queues, perm 6; the route shows them.
+    let mut create = RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_TOPIC);
+    let mut h = CreateTopicRequestHeader::new("Made", 6);
+    h.read_queue_nums = 2;
+    h.write_to(&mut create.ext_fields);
+    assert_eq!(c.call(create).code, ResponseCode::SUCCESS);
+    assert!(broker.has_topic("Made"));
+    let q = &TopicRouteData::from_json(&route(&mut c, "Made").body)
+        .unwrap()
+        .queue_datas[0];
+    assert_eq!((q.read_queue_nums, q.write_queue_nums, q.perm), (2, 6, 6));
+    // A queue id below max(read, write) is accepted, at or above it refused.
+    assert_eq!(
+        c.call(send_v2("Made", 5, "", b"x")).code,
+        ResponseCode::SUCCESS
+    );
+    assert_eq!(
+        c.call(send_v2("Made", 6, "", b"x")).code,
+        ResponseCode::SYSTEM_ERROR
+    );
+    broker.set_read_write_queues("Made", 8, 1);
+    assert_eq!(
+        c.call(send_v2("Made", 7, "", b"x")).code,
+        ResponseCode::SUCCESS
+    );
+    // A system topic cannot be created or sent to.
+    let mut create = RemotingCommand::request(RequestCode::UPDATE_AND_CREATE_TOPIC);
+    CreateTopicRequestHeader::new("TBW102", 4).write_to(&mut create.ext_fields);
+    assert_eq!(c.call(create).code, ResponseCode::SYSTEM_ERROR);
+    assert_eq!(
+        c.call(send_v2("RMQ_SYS_TRANS_HALF_TOPIC", 0, "", b"x"))
+            .code,
+        ResponseCode::NO_PERMISSION
+    );
+
+    // QUERY_MESSAGE by UNIQ_KEY and by key; nothing found is QUERY_NOT_FOUND.
+    let p = props(&[("UNIQ_KEY", "Q-1"), ("KEYS", "order-7 order-8")]);
+    assert_eq!(c.call(send_v2("Made", 0, &p, b"find me")).code, 0);
+    let query = |c: &mut Client, key: &str, unique: bool| {
+        let mut q = RemotingCommand::request(RequestCode::QUERY_MESSAGE);
+        q.ext_fields.insert("topic", "Made");
+        q.ext_fields.insert("key", key);
+        q.ext_fields.insert("maxNum", "32");
+        q.ext_fields.insert("beginTimestamp", "0");
+        q.ext_fields.insert("endTimestamp", i64::MAX.to_string());
+        if unique {
+            q.ext_fields.insert("_UNIQUE_KEY_QUERY", "true");
+        }
+        c.call(q)
+    };
+    for (key, unique) in [("Q-1", true), ("order-8", false)] {
+        let r = query(&mut c, key, unique);
+        assert_eq!(r.code, ResponseCode::SUCCESS);
+        assert!(r.ext_fields.get("indexLastUpdatePhyoffset").is_some());
+        let found = message_codec::decode_stored_messages(&r.body).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].body, b"find me");
+    }
+    assert_eq!(
+        query(&mut c, "Q-1", false).code,
+        ResponseCode::QUERY_NOT_FOUND
+    );
+    assert_eq!(
+        query(&mut c, "nobody", true).code,
+        ResponseCode::QUERY_NOT_FOUND
+    );
+}
+
+#[test]
+fn binary_headers_are_answered_in_binary() {
+    let broker = MockBroker::start().unwrap();
+    broker.create_topic("Bin", 2);
+    let mut c = Client::connect(&broker.broker_addr());
+    let mut req = send_v2("Bin", 1, &props(&[("UNIQ_KEY", "B-1")]), b"binary");
+    req.serialize_type = SerializeType::RocketMq;
+    let r = c.call(req);
+    assert_eq!(r.serialize_type, SerializeType::RocketMq);
+    assert_eq!(r.code, ResponseCode::SUCCESS);
+    let h = SendMessageResponseHeader::read_from(&r.ext_fields).unwrap();
+    assert_eq!(h.transaction_id.as_deref(), Some("B-1"));
+    assert_eq!(h.queue_id, 1);
+    // Errors and route answers too.
+    let mut bad = send_v2("Bin", 9, "", b"x");
+    bad.serialize_type = SerializeType::RocketMq;
+    let r = c.call(bad);
+    assert_eq!(
+        (r.code, r.serialize_type),
+        (ResponseCode::SYSTEM_ERROR, SerializeType::RocketMq)
+    );
+    let mut rq = route_request("Bin");
+    rq.serialize_type = SerializeType::RocketMq;
+    let r = c.call(rq);
+    assert_eq!(r.serialize_type, SerializeType::RocketMq);
+    assert!(TopicRouteData::from_json(&r.body).is_ok());
+    // A JSON request on the same connection still gets JSON.
+    assert_eq!(
+        c.call(route_request("Bin")).serialize_type,
+        SerializeType::Json
+    );
+}
+
+#[test]
+fn old_clients_get_legacy_route_json() {
+    let broker = MockBroker::start().unwrap();
+    broker.create_topic("Old", 2);
+    let mut c = Client::connect(&broker.namesrv_addr());
+    // A 4.9.3 client (version 399) that does not ask for standard JSON: integer keys bare.
+    let mut req = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
+    GetRouteInfoRequestHeader {
+        topic: "Old".into(),
+        accept_standard_json_only: false,
+    }
+    .write_to(&mut req.ext_fields);
+    req.version = 399;
+    let r = c.call(req.clone());
+    assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_err());
+    assert!(String::from_utf8_lossy(&r.body).contains("{0:\""));
+    let legacy = TopicRouteData::from_json(&r.body).unwrap();
+    assert_eq!(
+        legacy.broker_datas[0].master_addr(),
+        Some(broker.broker_addr().as_str())
+    );
+    // Version 401+ or the flag: standard JSON.
+    req.version = 401;
+    assert!(serde_json::from_slice::<serde_json::Value>(&c.call(req).body).is_ok());
+    assert!(serde_json::from_slice::<serde_json::Value>(&route(&mut c, "Old").body).is_ok());
+
+    // A name server that always answers the legacy way.
+    let old = MockBroker::builder()
+        .legacy_route_json(true)
+        .topic("Old", 1)
+        .start()
+        .unwrap();
+    let mut c = Client::connect(&old.namesrv_addr());
+    let body = route(&mut c, "Old").body;
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
+    assert!(TopicRouteData::from_json(&body).is_ok());
+}
+
+#[test]
+fn keep_messages_off_still_counts_and_answers() {
+    let broker = MockBroker::builder()
+        .keep_messages(false)
+        .topic("K", 1)
+        .start()
+        .unwrap();
+    let mut c = Client::connect(&broker.broker_addr());
+    let mut offsets = Vec::new();
+    for i in 0..3 {
+        let r = c.call(send_v2("K", 0, "", format!("m{i}").as_bytes()));
+        let h = SendMessageResponseHeader::read_from(&r.ext_fields).unwrap();
+        assert_eq!(h.queue_offset, i);
+        offsets.push(OffsetMessageId::parse(&h.msg_id).unwrap().commit_log_offset);
+    }
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(broker.message_count("K"), 0, "nothing kept");
+    let counters = broker.counters();
+    assert_eq!(counters.messages_stored(), 3);
+    assert_eq!(counters.sends(), 3);
+    assert_eq!(counters.connections(), 1);
+    assert_eq!(counters.requests(), 3);
+}
+
+#[test]
+fn stored_properties_keep_java_map_rules() {
+    let broker = MockBroker::start().unwrap();
+    broker.create_topic("P", 1);
+    let mut c = Client::connect(&broker.broker_addr());
+    // A repeated name, an empty value, no final separator, a stamped name set by the client:
+    // stored as a real broker would (last value wins, empty dropped, broker stamps win).
+    let raw = "A\u{1}1\u{2}E\u{1}\u{2}A\u{1}2\u{2}TRACE_ON\u{1}false\u{2}Z\u{1}z";
+    assert_eq!(c.call(send_v2("P", 0, raw, b"x")).code, 0);
+    let m = &broker.messages("P")[0];
+    assert_eq!(m.property("A"), Some("2"));
+    assert_eq!(m.property("E"), None);
+    assert_eq!(m.property("Z"), Some("z"));
+    assert_eq!(m.property("TRACE_ON"), Some("true"));
+    assert_eq!(m.properties.iter().filter(|(k, _)| k == "A").count(), 1);
+    assert_eq!(m.flag, 7);
+    assert_eq!(m.born_timestamp, 1_700_000_000_000);
+    assert_eq!(m.born_host, c.stream.local_addr().unwrap());
+    assert_eq!(m.body_crc, message_codec::body_crc32(b"x"));
 }

@@ -264,3 +264,84 @@ fn awaited_in_tokio_and_block_on() {
     assert!(results.0.iter().all(|r| r.is_ok()));
     assert_eq!(broker.message_count("FutureTopic"), 21);
 }
+
+#[test]
+fn stored_but_not_safe_statuses_come_back_as_results() {
+    use rocketmq_mio::protocol::{RequestCode, ResponseCode};
+    let broker = MockBroker::start().unwrap();
+    let p = producer(&broker);
+    p.publish_queues("StatusTopic").unwrap();
+    for (code, status) in [
+        (
+            ResponseCode::FLUSH_DISK_TIMEOUT,
+            SendStatus::FlushDiskTimeout,
+        ),
+        (
+            ResponseCode::SLAVE_NOT_AVAILABLE,
+            SendStatus::SlaveNotAvailable,
+        ),
+        (
+            ResponseCode::FLUSH_SLAVE_TIMEOUT,
+            SendStatus::FlushSlaveTimeout,
+        ),
+    ] {
+        broker.store_with_status_next(RequestCode::SEND_MESSAGE_V2, code, 1);
+        let r = p.send(Message::new("StatusTopic", "x")).unwrap();
+        assert_eq!(r.status, status);
+    }
+    // Not retried (Java's default): each message was stored exactly once.
+    assert_eq!(broker.message_count("StatusTopic"), 3);
+    assert_eq!(broker.counters().sends(), 3);
+}
+
+#[test]
+fn retry_another_broker_when_not_store_ok() {
+    use rocketmq_mio::protocol::{RequestCode, ResponseCode};
+    use rocketmq_mio::testing::MockCluster;
+    let cluster = MockCluster::start(2).unwrap();
+    cluster.create_topic("NotOkTopic", 2);
+    let p = Producer::builder("GID_NOT_OK")
+        .name_server(cluster.namesrv_addr())
+        .retry_another_broker_when_not_store_ok(true)
+        .start()
+        .unwrap();
+    for b in cluster.brokers() {
+        b.store_with_status_next(
+            RequestCode::SEND_MESSAGE_V2,
+            ResponseCode::FLUSH_DISK_TIMEOUT,
+            1,
+        );
+    }
+    // The first attempt is stored but not safe; the second goes to the other broker, which is
+    // also not safe: the first result comes back, and the message is on both brokers.
+    let r = p.send(Message::new("NotOkTopic", "x")).unwrap();
+    assert_eq!(r.status, SendStatus::FlushDiskTimeout);
+    assert_eq!(cluster.broker(0).message_count("NotOkTopic"), 1);
+    assert_eq!(cluster.broker(1).message_count("NotOkTopic"), 1);
+    // With the other broker healthy, the retry there is the answer.
+    let mut saw_ok_after_retry = false;
+    for _ in 0..20 {
+        cluster.broker(0).clear_faults();
+        cluster.broker(0).store_with_status_next(
+            RequestCode::SEND_MESSAGE_V2,
+            ResponseCode::FLUSH_DISK_TIMEOUT,
+            1,
+        );
+        let count = || -> usize {
+            cluster
+                .brokers()
+                .iter()
+                .map(|b| b.message_count("NotOkTopic"))
+                .sum()
+        };
+        let before = count();
+        let r = p.send(Message::new("NotOkTopic", "y")).unwrap();
+        if count() - before == 2 {
+            assert_eq!(r.status, SendStatus::SendOk);
+            assert_eq!(r.queue.broker_name(), cluster.broker(1).broker_name());
+            saw_ok_after_retry = true;
+            break;
+        }
+    }
+    assert!(saw_ok_after_retry);
+}

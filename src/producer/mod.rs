@@ -15,6 +15,7 @@ mod handle;
 pub mod health;
 pub(crate) mod prepare;
 pub mod stats;
+pub mod transaction;
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};

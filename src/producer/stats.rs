@@ -90,8 +90,8 @@
 //!     "max_in_flight": int|null, "max_in_flight_bytes": int|null
 //!   },
 //!   "transactions": null | {         // transaction producers only
-//!     "half_sent": int, "committed": int, "rolled_back": int, "unknown": int,
-//!     "checks": int, "check_failures": int
+//!     "committed": int, "rolled_back": int, "unknown": int, "checked": int,
+//!     "check_overflow": int, "check_ignored": int, "end_failed": int
 //!   }
 //! }
 //! SEND = {
@@ -133,7 +133,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -144,6 +144,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Message, SendResult, SendStatus};
 
 use super::prepare::{self, Prepared};
+pub use super::transaction::TransactionStats;
 
 /// The schema tag of [`ProducerStats::to_json`].
 pub const STATS_SCHEMA: &str = "rocketmq-mio.stats/1";
@@ -741,70 +742,29 @@ impl RawSend {
     }
 }
 
-/// Counters a transaction producer keeps; reported in [`ProducerStats::transactions`] once
-/// [`TransactionCounters::enable`] was called.
-#[derive(Debug, Default)]
+/// Where a transaction producer's counters come from (it attaches them at start); reported in
+/// [`ProducerStats::transactions`].
+#[derive(Default)]
 pub(crate) struct TransactionCounters {
-    enabled: AtomicBool,
-    half_sent: AtomicU64,
-    committed: AtomicU64,
-    rolled_back: AtomicU64,
-    unknown: AtomicU64,
-    checks: AtomicU64,
-    check_failures: AtomicU64,
+    source: std::sync::OnceLock<Box<dyn Fn() -> TransactionStats + Send + Sync>>,
 }
 
-/// How a transaction (or a check-back) ended, for [`TransactionCounters::record`].
-#[allow(dead_code)] // Used by the transaction producer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TransactionEvent {
-    /// A half message was stored.
-    HalfSent,
-    /// The transaction was committed (after the local transaction or a check-back).
-    Committed,
-    /// It was rolled back.
-    RolledBack,
-    /// The local transaction or a check-back answered "unknown".
-    Unknown,
-    /// The broker asked for the state of a transaction.
-    Check,
-    /// A check-back could not be answered (listener failed, queue full).
-    CheckFailed,
-}
-
-#[allow(dead_code)] // Used by the transaction producer.
-impl TransactionCounters {
-    /// Makes the counters part of every snapshot (a transaction producer calls it at start).
-    pub(crate) fn enable(&self) {
-        self.enabled.store(true, Ordering::Relaxed);
+impl fmt::Debug for TransactionCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionCounters")
+            .field("attached", &self.source.get().is_some())
+            .finish()
     }
+}
 
-    /// Counts one event.
-    pub(crate) fn record(&self, event: TransactionEvent) {
-        let cell = match event {
-            TransactionEvent::HalfSent => &self.half_sent,
-            TransactionEvent::Committed => &self.committed,
-            TransactionEvent::RolledBack => &self.rolled_back,
-            TransactionEvent::Unknown => &self.unknown,
-            TransactionEvent::Check => &self.checks,
-            TransactionEvent::CheckFailed => &self.check_failures,
-        };
-        cell.fetch_add(1, Ordering::Relaxed);
+impl TransactionCounters {
+    /// Makes `source` part of every snapshot; the first attachment wins.
+    pub(crate) fn attach(&self, source: impl Fn() -> TransactionStats + Send + Sync + 'static) {
+        let _ = self.source.set(Box::new(source));
     }
 
     fn stats(&self) -> Option<TransactionStats> {
-        if !self.enabled.load(Ordering::Relaxed) {
-            return None;
-        }
-        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Some(TransactionStats {
-            half_sent: l(&self.half_sent),
-            committed: l(&self.committed),
-            rolled_back: l(&self.rolled_back),
-            unknown: l(&self.unknown),
-            checks: l(&self.checks),
-            check_failures: l(&self.check_failures),
-        })
+        self.source.get().map(|f| f())
     }
 }
 
@@ -861,7 +821,6 @@ impl StatsRecorder {
     }
 
     /// The transaction counters (a transaction producer records into them).
-    #[allow(dead_code)] // Used by the transaction producer.
     pub(crate) fn transactions(&self) -> &TransactionCounters {
         &self.transactions
     }
@@ -1335,38 +1294,6 @@ impl BackpressureStats {
     }
 }
 
-/// Counters of a transaction producer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TransactionStats {
-    /// Half messages stored.
-    pub half_sent: u64,
-    /// Transactions committed.
-    pub committed: u64,
-    /// Transactions rolled back.
-    pub rolled_back: u64,
-    /// Local transactions or check-backs that answered "unknown".
-    pub unknown: u64,
-    /// Check-backs received from brokers.
-    pub checks: u64,
-    /// Check-backs that could not be answered.
-    pub check_failures: u64,
-}
-
-impl TransactionStats {
-    /// The `transactions` object of the module docs' schema.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "half_sent": self.half_sent,
-            "committed": self.committed,
-            "rolled_back": self.rolled_back,
-            "unknown": self.unknown,
-            "checks": self.checks,
-            "check_failures": self.check_failures,
-        })
-    }
-}
-
 /// A snapshot of a producer's statistics; see the module docs for the definitions and the JSON
 /// schema.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -1636,19 +1563,22 @@ mod tests {
     }
 
     #[test]
-    fn transaction_counters_show_once_enabled() {
+    fn transaction_counters_show_once_attached() {
         let s = StatsRecorder::new(true);
-        s.transactions().record(TransactionEvent::Committed);
         assert!(s
             .snapshot("c", "g", BackpressureView::default())
             .transactions
             .is_none());
-        s.transactions().enable();
-        s.transactions().record(TransactionEvent::HalfSent);
+        s.transactions().attach(|| TransactionStats {
+            committed: 3,
+            ..TransactionStats::default()
+        });
         let t = s
             .snapshot("c", "g", BackpressureView::default())
             .transactions
             .unwrap();
-        assert_eq!((t.half_sent, t.committed), (1, 1));
+        assert_eq!(t.committed, 3);
+        let json = s.snapshot("c", "g", BackpressureView::default()).to_json();
+        assert_eq!(json["transactions"]["committed"], 3);
     }
 }

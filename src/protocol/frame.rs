@@ -206,14 +206,20 @@ impl ExtFields {
             return None;
         }
         let end = self.values.len();
+        self.place(key, start, end);
+        Some(())
+    }
+
+    /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key.
+    fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) {
         // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
         let append = match self.entries.last() {
             None => true,
-            Some((last, ..)) => last.as_ref() < key.as_ref(),
+            Some((last, ..)) => key_less(last, &key),
         };
         if append {
             self.entries.push((key, start, end));
-            return Some(());
+            return;
         }
         match self.position(&key) {
             Ok(i) => {
@@ -223,7 +229,26 @@ impl ExtFields {
             }
             Err(i) => self.entries.insert(i, (key, start, end)),
         }
-        Some(())
+    }
+
+    /// Fields from `(key, start, end)` ranges into `values`, in any order; a later duplicate
+    /// wins.
+    fn from_ranges(ranges: Vec<(Cow<'static, str>, usize, usize)>, values: String) -> Self {
+        let sorted = ranges.windows(2).all(|w| key_less(&w[0].0, &w[1].0));
+        if sorted {
+            return ExtFields {
+                entries: ranges,
+                values,
+            };
+        }
+        let mut fields = ExtFields {
+            entries: Vec::with_capacity(ranges.len()),
+            values,
+        };
+        for (key, start, end) in ranges {
+            fields.place(key, start, end);
+        }
+        fields
     }
 
     /// Makes room for a decoded header's fields: a dozen entries, `value_bytes` of values.
@@ -244,7 +269,7 @@ impl ExtFields {
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, ..)| k.as_ref().cmp(key))
+        self.entries.binary_search_by(|(k, ..)| key_cmp(k, key))
     }
 
     fn value(&self, i: usize) -> &str {
@@ -254,16 +279,15 @@ impl ExtFields {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        // Headers hold a dozen fields at most: a scan that compares lengths first beats the
-        // binary search's string comparisons.
-        if self.entries.len() <= 16 {
-            return self
-                .entries
+        // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
+        let found = if self.entries.len() <= 16 {
+            self.entries
                 .iter()
-                .position(|(k, ..)| k.len() == key.len() && k.as_ref() == key)
-                .map(|i| self.value(i));
-        }
-        self.position(key).ok().map(|i| self.value(i))
+                .position(|(k, ..)| k.len() == key.len() && k == key)
+        } else {
+            self.position(key).ok()
+        };
+        found.map(|i| self.value(i))
     }
 
     /// Removes `key`, returning its value.
@@ -482,6 +506,7 @@ impl RemotingCommand {
     /// then left as it was. In the binary layout, `code` and `version` are 16-bit on the wire.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let start = out.len();
+        out.reserve(self.encoded_len_hint());
         out.extend_from_slice(&[0u8; 8]);
         match self.serialize_type {
             SerializeType::Json => self.write_json_header(out),
@@ -502,9 +527,20 @@ impl RemotingCommand {
 
     /// Encodes the whole frame into a new buffer.
     pub fn to_frame(&self) -> Result<Vec<u8>, CodecError> {
-        let mut out = Vec::with_capacity(256 + self.body.len());
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
         self.encode(&mut out)?;
         Ok(out)
+    }
+
+    /// About how many bytes [`RemotingCommand::encode`] writes (exact unless values need
+    /// escaping).
+    pub fn encoded_len_hint(&self) -> usize {
+        let fields: usize = self
+            .ext_fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum();
+        8 + 128 + fields + self.remark.as_ref().map_or(0, |r| r.len() + 12) + self.body.len()
     }
 
     /// Decodes one frame without its 4-byte length prefix: `[proto_and_hdr_len | header | body]`.
@@ -709,9 +745,12 @@ impl RemotingCommand {
         };
         let map_len = r.len_i32("extFields length")?;
         let map = r.take(map_len, "extFields")?;
-        let mut ext_fields = ExtFields::new();
+        // Values are gathered as bytes and checked as UTF-8 once.
+        let mut ranges = Vec::new();
+        let mut raw = Vec::new();
         if !map.is_empty() {
-            ext_fields.reserve_for_decoding(map.len());
+            ranges.reserve(16);
+            raw.reserve(map.len());
         }
         let mut m = Reader { buf: map, pos: 0 };
         while m.pos < map.len() {
@@ -719,11 +758,23 @@ impl RemotingCommand {
             if key_len < 0 {
                 return Err(CodecError::BinaryHeader("negative extFields key length"));
             }
-            let key = m.str(key_len as usize, "extFields key")?;
+            let key = m.take(key_len as usize, "extFields key")?;
+            let key = match key {
+                [b @ b'a'..=b'n'] => intern_letter(*b),
+                _ => intern_key(
+                    std::str::from_utf8(key)
+                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?,
+                ),
+            };
             let val_len = m.len_i32("extFields value length")?;
-            let val = m.str(val_len, "extFields value")?;
-            ext_fields.insert(intern_key(key), val);
+            let val = m.take(val_len, "extFields value")?;
+            let start = raw.len();
+            raw.extend_from_slice(val);
+            ranges.push((key, start, raw.len()));
         }
+        let values =
+            String::from_utf8(raw).map_err(|_| CodecError::BinaryHeader("extFields value"))?;
+        let ext_fields = ExtFields::from_ranges(ranges, values);
         if r.pos != header.len() {
             return Err(CodecError::BinaryHeader("trailing bytes after extFields"));
         }
@@ -797,27 +848,74 @@ const JSON_ESCAPE: [u8; 256] = {
     t
 };
 
+/// The index of the first byte at or after `from` that a JSON string cannot hold as is (`"`,
+/// `\\` or a control character), or `bytes.len()`. Eight bytes at a time, then byte by byte.
+fn next_special(bytes: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (LO * u64::from(b'"'));
+        let backslash = w ^ (LO * u64::from(b'\\'));
+        // Per byte: zero after the XOR (a quote, a backslash) or below 0x20. The lowest flagged
+        // byte is exactly the first such byte (borrows only run upwards from it).
+        let special = ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (w.wrapping_sub(LO * 0x20) & !w))
+            & HI;
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if JSON_ESCAPE[b as usize] != 0 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
 /// Writes `s` as a JSON string literal: quotes, backslashes and control characters escaped
 /// (control characters as `\u00XX`, as fastjson does); everything else as UTF-8.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
-    out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut start = next_special(bytes, 0);
+    if start == bytes.len() {
+        // Nothing to escape (most strings).
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.reserve(s.len() + 8);
+    out.push(b'"');
+    out.extend_from_slice(&bytes[..start]);
+    loop {
+        let i = next_special(bytes, start);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
         let escape = JSON_ESCAPE[b as usize];
-        if escape == 0 {
-            continue;
-        }
         out.extend_from_slice(&bytes[start..i]);
         if escape == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
         } else {
-            out.push(b'\\');
-            out.push(escape);
+            out.extend_from_slice(&[b'\\', escape]);
         }
         start = i + 1;
     }
@@ -861,72 +959,74 @@ fn write_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(digits);
 }
 
-/// The `extFields` keys this crate reads or writes, as static strings: a decoded frame's keys
-/// then cost no allocation.
-fn intern_key(key: &str) -> Cow<'static, str> {
-    // The V2 send header's single letters.
+/// `a.cmp(b)`, deciding on the first byte when it differs (most keys do): no `memcmp` call.
+fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// `a < b`, as [`key_cmp`].
+fn key_less(a: &str, b: &str) -> bool {
+    key_cmp(a, b).is_lt()
+}
+
+/// A one-letter key; static for the V2 send header's `a`..`n`.
+fn intern_letter(b: u8) -> Cow<'static, str> {
     const LETTERS: [&str; 14] = [
         "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
     ];
-    // Sorted (byte order) for the binary search.
-    const KNOWN: &[&str] = &[
-        "IS_SUB_CHANGE",
-        "IS_SUPPORT_HEART_BEAT_V2",
-        "MSG_REGION",
-        "TRACE_ON",
-        "acceptStandardJsonOnly",
-        "batch",
-        "batchUniqId",
-        "bname",
-        "bornTimestamp",
-        "clientID",
-        "commitLogOffset",
-        "commitOrRollback",
-        "committed",
-        "consumerGroup",
-        "defaultTopic",
-        "defaultTopicQueueNums",
-        "flag",
-        "fromTransactionCheck",
-        "maxReconsumeTimes",
-        "msgId",
-        "offset",
-        "offsetMsgId",
-        "producerGroup",
-        "properties",
-        "queueId",
-        "queueOffset",
-        "recallHandle",
-        "reconsumeTimes",
-        "sysFlag",
-        "topic",
-        "tranStateTableOffset",
-        "transactionId",
-        "unitMode",
-    ];
+    match LETTERS.get(usize::from(b.wrapping_sub(b'a'))) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(char::from(b).to_string()),
+    }
+}
+
+/// The `extFields` keys this crate reads or writes, as static strings: a decoded frame's keys
+/// then cost no allocation.
+fn intern_key(key: &str) -> Cow<'static, str> {
     if let [b @ b'a'..=b'n'] = key.as_bytes() {
-        return Cow::Borrowed(LETTERS[(b - b'a') as usize]);
+        return intern_letter(*b);
     }
-    // A match compiles to a dispatch on the length, then one comparison or two.
-    macro_rules! known {
-        ($($k:literal)*) => {
-            match key {
-                $($k => Cow::Borrowed($k),)*
-                _ => Cow::Owned(key.to_owned()),
-            }
-        };
-    }
-    let interned = known!(
-        "IS_SUB_CHANGE" "IS_SUPPORT_HEART_BEAT_V2" "MSG_REGION" "TRACE_ON"
-        "acceptStandardJsonOnly" "batch" "batchUniqId" "bname" "bornTimestamp" "clientID"
-        "commitLogOffset" "commitOrRollback" "committed" "consumerGroup" "defaultTopic"
-        "defaultTopicQueueNums" "flag" "fromTransactionCheck" "maxReconsumeTimes" "msgId"
-        "offset" "offsetMsgId" "producerGroup" "properties" "queueId" "queueOffset"
-        "recallHandle" "reconsumeTimes" "sysFlag" "topic" "tranStateTableOffset"
-        "transactionId" "unitMode"
-    );
-    debug_assert!(matches!(interned, Cow::Owned(_)) != KNOWN.contains(&key));
-    interned
+    // A `match` compares lengths first: only keys of the same length reach `memcmp`.
+    let known = match key {
+        "IS_SUB_CHANGE" => "IS_SUB_CHANGE",
+        "IS_SUPPORT_HEART_BEAT_V2" => "IS_SUPPORT_HEART_BEAT_V2",
+        "MSG_REGION" => "MSG_REGION",
+        "TRACE_ON" => "TRACE_ON",
+        "acceptStandardJsonOnly" => "acceptStandardJsonOnly",
+        "batch" => "batch",
+        "batchUniqId" => "batchUniqId",
+        "bname" => "bname",
+        "bornTimestamp" => "bornTimestamp",
+        "clientID" => "clientID",
+        "commitLogOffset" => "commitLogOffset",
+        "commitOrRollback" => "commitOrRollback",
+        "committed" => "committed",
+        "consumerGroup" => "consumerGroup",
+        "defaultTopic" => "defaultTopic",
+        "defaultTopicQueueNums" => "defaultTopicQueueNums",
+        "flag" => "flag",
+        "fromTransactionCheck" => "fromTransactionCheck",
+        "maxReconsumeTimes" => "maxReconsumeTimes",
+        "msgId" => "msgId",
+        "offset" => "offset",
+        "offsetMsgId" => "offsetMsgId",
+        "producerGroup" => "producerGroup",
+        "properties" => "properties",
+        "queueId" => "queueId",
+        "queueOffset" => "queueOffset",
+        "recallHandle" => "recallHandle",
+        "reconsumeTimes" => "reconsumeTimes",
+        "sysFlag" => "sysFlag",
+        "topic" => "topic",
+        "tranStateTableOffset" => "tranStateTableOffset",
+        "transactionId" => "transactionId",
+        "unitMode" => "unitMode",
+        _ => return Cow::Owned(key.to_owned()),
+    };
+    Cow::Borrowed(known)
 }
 
 /// A fast reader for the JSON header, straight from the bytes into a [`RemotingCommand`].
@@ -942,9 +1042,21 @@ fn intern_key(key: &str) -> Cow<'static, str> {
 mod json_fast {
     use std::borrow::Cow;
 
-    use super::{intern_key, ExtFields, LanguageCode, RemotingCommand, SerializeType};
+    use super::{
+        intern_key, next_special, ExtFields, LanguageCode, RemotingCommand, SerializeType,
+    };
 
     const MAX_DEPTH: u32 = 64;
+
+    /// The value of a hex digit.
+    fn hex_value(d: u8) -> Option<u8> {
+        match d {
+            b'0'..=b'9' => Some(d - b'0'),
+            b'a'..=b'f' => Some(d - b'a' + 10),
+            b'A'..=b'F' => Some(d - b'A' + 10),
+            _ => None,
+        }
+    }
 
     struct Parser<'a> {
         /// The whole header, valid UTF-8 (checked once, up front).
@@ -972,7 +1084,11 @@ mod json_fast {
         }
 
         fn ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            // Headers as fastjson writes them have no whitespace: one compare.
+            while let Some(&b) = self.buf.get(self.pos) {
+                if b > b' ' || !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                    return;
+                }
                 self.pos += 1;
             }
         }
@@ -996,7 +1112,7 @@ mod json_fast {
         /// `null` at the cursor (after whitespace)?
         fn null(&mut self) -> bool {
             self.ws();
-            if self.buf[self.pos..].starts_with(b"null") {
+            if self.peek() == Some(b'n') && self.buf[self.pos..].starts_with(b"null") {
                 self.pos += 4;
                 true
             } else {
@@ -1165,6 +1281,14 @@ mod json_fast {
                     b't' => '\t',
                     b'u' => {
                         self.pos += 1;
+                        // \u00XX below 0x80 (the properties separators): one ASCII byte.
+                        if let Some(&[b'0', b'0', h, l]) = self.buf.get(self.pos..self.pos + 4) {
+                            if let (Some(h @ 0..=7), Some(l)) = (hex_value(h), hex_value(l)) {
+                                out.push(char::from(h << 4 | l));
+                                self.pos += 4;
+                                continue;
+                            }
+                        }
                         let hi = self.hex4()?;
                         let c = match hi {
                             0xD800..=0xDBFF => {
@@ -1189,36 +1313,10 @@ mod json_fast {
         }
 
         /// Moves the cursor to the next `"` or `\\` of a string; `None` at the end of the input
-        /// or at a control character. Eight bytes at a time while none of them is special.
+        /// or at a control character.
         fn scan(&mut self) -> Option<()> {
-            const LO: u64 = 0x0101_0101_0101_0101;
-            const HI: u64 = 0x8080_8080_8080_8080;
-            let buf = self.buf;
-            let mut i = self.pos;
-            while let Some(chunk) = buf.get(i..i + 8) {
-                let Ok(word) = <[u8; 8]>::try_from(chunk) else {
-                    break;
-                };
-                let w = u64::from_le_bytes(word);
-                let quote = w ^ (LO * u64::from(b'"'));
-                let backslash = w ^ (LO * u64::from(b'\\'));
-                // "Some byte is zero" / "some byte is below 0x20", exact for any byte.
-                let special = (quote.wrapping_sub(LO) & !quote)
-                    | (backslash.wrapping_sub(LO) & !backslash)
-                    | (w.wrapping_sub(LO * 0x20) & !w);
-                if special & HI != 0 {
-                    break;
-                }
-                i += 8;
-            }
-            while let Some(&b) = buf.get(i) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    self.pos = i;
-                    return (b >= 0x20).then_some(());
-                }
-                i += 1;
-            }
-            None
+            self.pos = next_special(self.buf, self.pos);
+            (*self.buf.get(self.pos)? >= 0x20).then_some(())
         }
 
         fn hex4(&mut self) -> Option<u32> {
@@ -1226,7 +1324,7 @@ mod json_fast {
             let digits = self.buf.get(self.pos..end)?;
             let mut v = 0;
             for &d in digits {
-                v = v * 16 + (d as char).to_digit(16)?;
+                v = v * 16 + u32::from(hex_value(d)?);
             }
             self.pos = end;
             Some(v)
@@ -1713,6 +1811,88 @@ mod tests {
             answered += usize::from(agree(&h));
         }
         assert!(answered > 1000, "{answered}");
+    }
+
+    #[test]
+    fn ext_fields_buffer_replace_remove_compact() {
+        let mut f = ExtFields::new();
+        f.insert("b", "1");
+        f.insert_int("a", -42);
+        f.insert_bool("c", true);
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            [("a", "-42"), ("b", "1"), ("c", "true")]
+        );
+        // Replacing a value many times keeps the buffer bounded.
+        for i in 0..10_000 {
+            f.insert("b", format!("value-{i}"));
+        }
+        assert_eq!(f.get("b"), Some("value-9999"));
+        assert!(f.values.len() < 1024, "{}", f.values.len());
+        assert_eq!(f.remove("b").as_deref(), Some("value-9999"));
+        assert_eq!(f.remove("b"), None);
+        assert_eq!(f.len(), 2);
+        // Equality ignores garbage in the buffer and insertion order.
+        let g: ExtFields = [("c", "true"), ("a", "-42")].into_iter().collect();
+        assert_eq!(f, g);
+        assert_eq!(format!("{g:?}"), r#"{"a": "-42", "c": "true"}"#);
+        f.clear();
+        assert!(f.is_empty());
+        assert_eq!(f.get("a"), None);
+        // Ranges in any order, duplicates: the later one wins.
+        let values = String::from("xyz");
+        let f = ExtFields::from_ranges(
+            vec![
+                (Cow::Borrowed("z"), 0, 1),
+                (Cow::Borrowed("a"), 1, 2),
+                (Cow::Borrowed("z"), 2, 3),
+            ],
+            values,
+        );
+        assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "y"), ("z", "z")]);
+        // Small maps are searched linearly, large ones by binary search: both find every key.
+        let big: ExtFields = (0..40)
+            .map(|i| (format!("key{i}"), i.to_string()))
+            .collect();
+        for i in 0..40 {
+            assert_eq!(big.get(&format!("key{i}")), Some(i.to_string().as_str()));
+        }
+        assert_eq!(big.get("key40"), None);
+        assert_eq!(intern_key("queueId"), Cow::Borrowed("queueId"));
+        assert!(matches!(intern_key("custom"), Cow::Owned(_)));
+        assert_eq!(intern_letter(b'z'), "z");
+    }
+
+    #[test]
+    fn next_special_finds_the_first_special_byte() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"abc",
+            b"abcdefgh",
+            b"abcdefghijklmnop\"",
+            b"\\",
+            b"\x7f\x80\xff\x1f",
+            "grün ✓ 𝄞\u{1}".as_bytes(),
+            b"aaaaaaa\"aaaaaaa\\",
+        ];
+        for bytes in cases {
+            for from in 0..=bytes.len() {
+                let expected = bytes[from..]
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                    .map_or(bytes.len(), |i| from + i);
+                assert_eq!(next_special(bytes, from), expected, "{bytes:?} from {from}");
+            }
+        }
+        // Every byte value at every position of a 16-byte window.
+        for b in 0..=255u8 {
+            for at in 0..16 {
+                let mut bytes = [b'x'; 16];
+                bytes[at] = b;
+                let special = b == b'"' || b == b'\\' || b < 0x20;
+                assert_eq!(next_special(&bytes, 0), if special { at } else { 16 });
+            }
+        }
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! and the socket-level faults. Plain `std::net` with blocking threads: nothing here is shared
 //! with the client's mio event loop, so a bug in one cannot hide in the other.
 
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
+use super::node::Reply;
 use crate::protocol::{FrameDecoder, RemotingCommand};
 
 /// What the node does with one request.
@@ -18,11 +20,11 @@ pub(crate) enum Action {
     /// Nothing goes back (oneway requests, black hole).
     Silent,
     /// Reply at once.
-    Reply(RemotingCommand),
+    Reply(Reply),
     /// Reply after a delay, without holding up the connection's other requests.
-    Delayed(RemotingCommand, Duration),
+    Delayed(Reply, Duration),
     /// Write the first half of the reply, then reset the connection.
-    ResetMidFrame(RemotingCommand),
+    ResetMidFrame(Reply),
     /// Write a frame the client cannot decode.
     Malformed,
     /// Close the connection.
@@ -83,6 +85,99 @@ pub(crate) struct Server {
     acceptor: Mutex<Option<JoinHandle<()>>>,
     conns: Mutex<Vec<Arc<Conn>>>,
     next_id: AtomicU64,
+    delayer: Arc<Delayer>,
+}
+
+/// A delayed reply waiting for its time.
+struct Delayed {
+    at: Instant,
+    seq: u64,
+    conn: Arc<Conn>,
+    reply: Reply,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Delayed {
+    /// Earliest first out of a max-heap.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Sends delayed replies from one thread per server (started on first use), not a thread per
+/// reply: a standing delay under a benchmark stays cheap.
+#[derive(Default)]
+pub(crate) struct Delayer {
+    queue: Mutex<(BinaryHeap<Delayed>, u64)>,
+    wake: Condvar,
+    started: AtomicBool,
+}
+
+impl Delayer {
+    fn push(self: &Arc<Self>, conn: Arc<Conn>, reply: Reply, delay: Duration) {
+        {
+            let mut q = self.queue.lock();
+            let seq = q.1;
+            q.1 += 1;
+            q.0.push(Delayed {
+                at: Instant::now() + delay,
+                seq,
+                conn,
+                reply,
+            });
+        }
+        self.wake.notify_one();
+        if !self.started.swap(true, Ordering::AcqRel) {
+            let weak = Arc::downgrade(self);
+            let spawned = thread::Builder::new()
+                .name("mock-delay".into())
+                .spawn(move || delay_loop(weak));
+            if let Err(e) = spawned {
+                log::error!("mock broker cannot spawn its delay thread: {e}");
+                self.started.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Until the server is gone: waits for the earliest reply's time (at most 50 ms at a time,
+/// so the end of the server is noticed), then sends what is due.
+fn delay_loop(delayer: Weak<Delayer>) {
+    loop {
+        let Some(d) = delayer.upgrade() else { return };
+        let mut due = Vec::new();
+        {
+            let mut q = d.queue.lock();
+            let now = Instant::now();
+            let wait = q.0.peek().map_or(Duration::from_millis(50), |e| {
+                e.at.saturating_duration_since(now)
+                    .min(Duration::from_millis(50))
+            });
+            if !wait.is_zero() {
+                d.wake.wait_for(&mut q, wait);
+            }
+            let now = Instant::now();
+            while q.0.peek().is_some_and(|e| e.at <= now) {
+                if let Some(e) = q.0.pop() {
+                    due.push(e);
+                }
+            }
+        }
+        drop(d);
+        for e in due {
+            e.conn.send(&e.reply.into_command());
+        }
+    }
 }
 
 impl Server {
@@ -98,6 +193,7 @@ impl Server {
                 acceptor: Mutex::new(None),
                 conns: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(1),
+                delayer: Arc::new(Delayer::default()),
             }),
             listener,
         ))
@@ -161,6 +257,11 @@ impl Server {
         }
     }
 
+    /// Connections accepted since the server was bound.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Live connections.
     pub(crate) fn connections(&self) -> Vec<Arc<Conn>> {
         self.conns
@@ -211,9 +312,10 @@ fn accept_loop(server: Weak<Server>, listener: TcpListener) {
         let Some(dispatch) = srv.dispatch.lock().as_ref().and_then(Weak::upgrade) else {
             return;
         };
+        let delayer = srv.delayer.clone();
         let spawned = thread::Builder::new()
             .name(format!("mock-conn-{}", srv.addr.port()))
-            .spawn(move || serve(conn, stream, dispatch));
+            .spawn(move || serve(conn, stream, dispatch, delayer));
         if let Err(e) = spawned {
             log::error!("mock broker cannot spawn a connection thread: {e}");
         }
@@ -221,7 +323,12 @@ fn accept_loop(server: Weak<Server>, listener: TcpListener) {
 }
 
 /// Reads requests, answers each batch of pipelined requests with one write.
-fn serve(conn: Arc<Conn>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
+fn serve(
+    conn: Arc<Conn>,
+    mut stream: TcpStream,
+    dispatch: Arc<dyn Dispatch>,
+    delayer: Arc<Delayer>,
+) {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
@@ -249,16 +356,11 @@ fn serve(conn: Arc<Conn>, mut stream: TcpStream, dispatch: Arc<dyn Dispatch>) {
                     }
                 }
                 Action::Delayed(response, delay) => {
-                    let conn = conn.clone();
-                    let _ = thread::Builder::new()
-                        .name("mock-delay".into())
-                        .spawn(move || {
-                            thread::sleep(delay);
-                            conn.send(&response);
-                        });
+                    delayer.push(conn.clone(), response, delay);
                 }
                 Action::ResetMidFrame(response) => {
-                    if let Ok(frame) = response.to_frame() {
+                    let mut frame = Vec::new();
+                    if response.encode(&mut frame).is_ok() {
                         out.extend_from_slice(&frame[..frame.len() / 2]);
                     }
                     conn.write(&out);
