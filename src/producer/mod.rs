@@ -104,6 +104,10 @@ pub(crate) struct Inner {
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
     pub(crate) stats: stats::StatsRecorder,
+    /// Finished asynchronous sends, dropped by the next sender rather than by the I/O thread
+    /// that finished them: their memory was allocated on the sending side, and freeing it
+    /// there keeps the allocator's cross-thread locking off the I/O thread.
+    spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
 }
 
 /// What an attempt sends to.
@@ -467,6 +471,7 @@ impl Inner {
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
+            spent: crossbeam_channel::unbounded(),
             config,
         });
         inner
@@ -850,6 +855,7 @@ impl Inner {
     ) -> std::result::Result<crate::remoting::Handle<SendResult>, Message> {
         match &self.batcher {
             Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
+                self.free_spent();
                 let (completer, handle) = crate::remoting::pair();
                 acc.add(
                     self,
@@ -864,7 +870,19 @@ impl Inner {
         }
     }
 
+    /// Frees what finished sends left behind (two per send keeps up with one per send; the
+    /// rest goes at shutdown).
+    fn free_spent(&self) {
+        for _ in 0..2 {
+            match self.spent.1.try_recv() {
+                Ok(spent) => drop(spent),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        self.free_spent();
         let mut op = self.stats.begin_prep(&prep);
         let prep = match (prep, &self.batcher) {
             (Prep::Single(msg), Some(acc))
@@ -887,6 +905,7 @@ impl Inner {
     /// the producer runs (shutdown flushes batches), no wait for in-flight room. The callers'
     /// statistics are kept by the accumulator, not here.
     fn launch_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        self.free_spent();
         let prepared = match prep {
             Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
             Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id()),
@@ -1077,6 +1096,10 @@ impl Inner {
             }
         }
         self.remoting.shutdown();
+        // No I/O thread is left to finish a send: free what they left (it holds this producer).
+        while let Ok(spent) = self.spent.1.try_recv() {
+            drop(spent);
+        }
         self.state.store(STOPPED, Ordering::Release);
         Ok(())
     }
@@ -1303,6 +1326,13 @@ impl AsyncSend {
         self.op.record(&result);
         if let Some(done) = self.done.take() {
             finish_done(&self.inner, done, result, on_caller);
+        }
+        if on_caller {
+            // Finished on the I/O thread: leave the freeing to the sending side.
+            let spent = self.inner.spent.0.clone();
+            if let Err(e) = spent.send(self) {
+                drop(e.into_inner());
+            }
         }
     }
 }
