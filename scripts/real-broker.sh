@@ -48,7 +48,19 @@ wait_gone() { # PIDFILE SECONDS
   return 1
 }
 
-installed() { [[ -x $bin/rocketmq-namesrv-rust && -x $bin/rocketmq-broker-rust ]]; }
+# The broker is built with its `tls` feature (TLS interop tests; plain connections work the same
+# when its TOML does not enable TLS). cargo records the features of each install in
+# .crates2.json: a broker installed without TLS counts as missing and is installed again.
+broker_has_tls() {
+  [[ -f $root/.crates2.json ]] &&
+    python3 - "$root/.crates2.json" <<'PY'
+import json, sys
+installs = json.load(open(sys.argv[1])).get("installs", {})
+sys.exit(0 if any(k.startswith("rocketmq-broker ") and "tls" in v.get("features", [])
+                  for k, v in installs.items()) else 1)
+PY
+}
+installed() { [[ -x $bin/rocketmq-namesrv-rust && -x $bin/rocketmq-broker-rust ]] && broker_has_tls; }
 
 broker_ports() { # PORT -> the ports one broker takes
   echo "$(($1 - 2)) $1 $(($1 + 1))"
@@ -129,7 +141,9 @@ install)
   if installed; then
     echo "already installed in $root"
   else
-    cargo install --locked --root "$root" rocketmq-namesrv@1.0.0 rocketmq-broker@1.0.0
+    # The name server has TLS in its default build; the broker needs the feature.
+    [[ -x $bin/rocketmq-namesrv-rust ]] || cargo install --locked --root "$root" rocketmq-namesrv@1.0.0
+    cargo install --locked --force --root "$root" rocketmq-broker@1.0.0 --features tls
   fi
   ;;
 start)
