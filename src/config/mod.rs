@@ -88,6 +88,7 @@
 mod builder;
 mod env;
 mod presets;
+mod router;
 mod settings;
 mod validate;
 
