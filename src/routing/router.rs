@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::MessageQueue;
 use crate::routing::fault::{BrokerFaultInfo, FaultView, LatencyFaultTolerance};
@@ -141,16 +140,6 @@ impl MessageRouter {
             fault_tolerance,
             latency_aware: true,
         }
-    }
-
-    /// The router a producer with `config` uses: its routing strategy, fault tables and fault
-    /// tolerance switch.
-    pub fn from_config(config: &ProducerConfig) -> Self {
-        MessageRouter::new(
-            config.routing_strategy(),
-            LatencyFaultTolerance::new(config.fault_tables().clone()),
-            config.fault_tolerance(),
-        )
     }
 
     /// Turns latency awareness (skipping slow brokers while faster ones are available) on or off.
