@@ -41,6 +41,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ProducerConfig, ProducerConfigBuilder};
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::message::{Message, MessageQueue, SendResult};
 use crate::routing::selector::QueueSelector;
