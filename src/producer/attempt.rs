@@ -1,0 +1,98 @@
+//! What every send attempt decides with, synchronous or not: the queue it goes to, its
+//! timeout, whether its outcome is retried, and the fault record it leaves.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use super::inner::Inner;
+use super::prepare::Prepared;
+use crate::error::{Error, Result};
+use crate::message::{Message, MessageQueue, SendResult, SendStatus};
+use crate::routing::mapping::TopicPublishInfo;
+use crate::routing::selector::QueueSelector;
+
+impl Inner {
+    pub(super) fn attempt_timeout(&self, deadline: Instant, now: Instant) -> Duration {
+        let left = deadline.saturating_duration_since(now);
+        match self.config.per_attempt_timeout() {
+            Some(cap) => left.min(cap),
+            None => left,
+        }
+    }
+
+    pub(super) fn budget_exhausted(&self) -> Error {
+        Error::Timeout {
+            addr: String::new(),
+            after: self.config.send_timeout(),
+        }
+    }
+
+    /// Records an attempt's outcome in the fault table (and statistics).
+    pub(super) fn record_attempt(
+        &self,
+        broker_name: &str,
+        latency: Duration,
+        result: &Result<SendResult>,
+    ) {
+        let now = self.routing_now();
+        match result {
+            Ok(_) => self
+                .router
+                .update_fault(broker_name, latency, false, true, now),
+            Err(e) => {
+                let reachable = !matches!(e, Error::Broker { .. });
+                self.router
+                    .update_fault(broker_name, latency, true, reachable, now);
+                self.router.record_error(broker_name, e.to_string());
+            }
+        }
+    }
+
+    pub(super) fn should_retry(&self, result: &Result<SendResult>) -> bool {
+        match result {
+            Ok(r) => {
+                r.status != SendStatus::SendOk
+                    && self.config.retry_another_broker_when_not_store_ok()
+            }
+            Err(e) => e.is_retriable_with(self.config.retry_codes()),
+        }
+    }
+
+    /// Picks the queue for an automatic attempt.
+    pub(super) fn select_auto(
+        &self,
+        info: &TopicPublishInfo,
+        prepared: &Prepared,
+        last_broker: Option<&str>,
+    ) -> Result<MessageQueue> {
+        self.router
+            .select_queue(
+                info,
+                prepared.first_key.as_deref(),
+                last_broker,
+                self.routing_now(),
+            )
+            .ok_or_else(|| Error::NoRoute {
+                topic: prepared.topic.clone(),
+                reason: "the route has no queue".into(),
+            })
+    }
+
+    pub(super) fn run_selector(
+        selector: &dyn QueueSelector,
+        info: &TopicPublishInfo,
+        msg: &Message,
+        arg: &str,
+    ) -> Result<MessageQueue> {
+        let queues = info.queues();
+        if queues.is_empty() {
+            return Err(Error::NoRoute {
+                topic: msg.topic().to_string(),
+                reason: "the route has no queue".into(),
+            });
+        }
+        let picked = catch_unwind(AssertUnwindSafe(|| selector.select(queues, msg, arg)))
+            .map_err(|_| Error::User("the queue selector panicked".into()))?;
+        Ok(queues[picked % queues.len()].clone())
+    }
+}

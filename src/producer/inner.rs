@@ -1,0 +1,91 @@
+//! The state a producer shares with its background tasks: [`Inner`], its run states and the
+//! clocks it reads.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+
+use super::async_send::AsyncSend;
+use super::backpressure::InFlight;
+use super::{batch, stats};
+use crate::client::broker::SendDefaults;
+use crate::client::namesrv::NameServers;
+use crate::config::ProducerConfig;
+use crate::error::{Error, Result};
+use crate::protocol::message_codec::UniqIdGenerator;
+use crate::protocol::RemotingCommand;
+use crate::remoting::RemotingClient;
+use crate::routing::mapping::TopicBrokerMapping;
+use crate::routing::router::MessageRouter;
+
+pub(super) const RUNNING: u8 = 0;
+pub(super) const STOPPING: u8 = 1;
+pub(super) const STOPPED: u8 = 2;
+
+/// A handler for broker-initiated requests of one code (the transaction producer installs the
+/// CHECK_TRANSACTION_STATE one).
+pub(crate) type ServerRequestHook =
+    Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
+
+/// Everything a producer shares with its background tasks.
+pub(crate) struct Inner {
+    pub(crate) config: ProducerConfig,
+    pub(crate) remoting: RemotingClient,
+    pub(crate) mapping: TopicBrokerMapping,
+    pub(crate) router: MessageRouter,
+    pub(crate) client_id: String,
+    pub(super) namesrv: NameServers,
+    pub(super) ids: UniqIdGenerator,
+    pub(super) defaults: SendDefaults,
+    /// Asynchronous sends (bounded when backpressure is on).
+    pub(super) in_flight: Arc<InFlight>,
+    /// Synchronous sends (unbounded; shutdown waits for them too).
+    pub(super) sync_in_flight: Arc<InFlight>,
+    pub(super) state: AtomicU8,
+    /// Added to `Instant::now()` for routing decisions (tests move time forward with it).
+    pub(super) routing_clock_skew_ms: AtomicU64,
+    /// Broker addresses that got a heartbeat already.
+    pub(super) heartbeated: Mutex<Vec<String>>,
+    pub(super) service: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    /// The auto-batch accumulator, when auto-batching is on.
+    pub(super) batcher: Option<Arc<batch::Accumulator>>,
+    /// Handlers of broker-initiated requests, by request code.
+    pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
+    /// Counters and histograms (no-ops when statistics are off).
+    pub(crate) stats: stats::StatsRecorder,
+    /// Finished asynchronous sends, dropped by the next sender rather than by the I/O thread
+    /// that finished them: their memory was allocated on the sending side, and freeing it
+    /// there keeps the allocator's cross-thread locking off the I/O thread.
+    pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
+}
+
+/// The clock used for born timestamps and ids.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Inner {
+    /// The clock the fault table and the router see: real time plus a skew that tests can
+    /// advance instead of sleeping.
+    pub(crate) fn routing_now(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn check_running(&self) -> Result<()> {
+        if self.state.load(Ordering::Acquire) == RUNNING {
+            Ok(())
+        } else {
+            Err(Error::Shutdown)
+        }
+    }
+
+    pub(crate) fn new_msg_id(&self) -> String {
+        self.ids.next_id(now_ms())
+    }
+}

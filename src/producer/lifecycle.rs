@@ -1,0 +1,187 @@
+//! Starting and stopping a producer: its client id, its threads, the handler of
+//! broker-initiated requests, and the shutdown that drains, unregisters and joins.
+
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::backpressure::InFlight;
+use super::inner::{Inner, RUNNING, STOPPED, STOPPING};
+use super::{batch, stats};
+use crate::client::broker::{self, SendDefaults};
+use crate::client::namesrv::NameServers;
+use crate::config::ProducerConfig;
+use crate::error::{Error, Result};
+use crate::protocol::message_codec::UniqIdGenerator;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::remoting::{RemotingClient, RemotingConfig, RequestHandler};
+use crate::routing::mapping::TopicBrokerMapping;
+use crate::routing::router::MessageRouter;
+
+/// The first non-loopback local IPv4 address, found by asking the routing table (no packet
+/// is sent); loopback if there is none.
+fn local_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("10.254.254.254:1")?;
+        Ok(s.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+/// Routes broker-initiated requests to the hooks a producer installed; holds the producer
+/// weakly so the remoting client does not keep it alive.
+struct ServerRequests(std::sync::Weak<Inner>);
+
+impl RequestHandler for ServerRequests {
+    fn handle_request(&self, addr: &str, request: RemotingCommand) -> Option<RemotingCommand> {
+        let inner = self.0.upgrade()?;
+        let hook = inner
+            .server_hooks
+            .read()
+            .iter()
+            .find(|(code, _)| *code == request.code)
+            .map(|(_, h)| h.clone());
+        if let Some(hook) = hook {
+            return hook(addr, request);
+        }
+        match request.code {
+            RequestCode::NOTIFY_CONSUMER_IDS_CHANGED => None,
+            _ if request.is_oneway() => None,
+            code => Some(
+                RemotingCommand::response(ResponseCode::REQUEST_CODE_NOT_SUPPORTED, request.opaque)
+                    .with_remark(format!(" request type {code} not supported")),
+            ),
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn start(config: ProducerConfig) -> Result<Arc<Inner>> {
+        let remoting = RemotingClient::new(RemotingConfig {
+            io_threads: config.io_threads(),
+            callback_threads: config.callback_threads(),
+            connect_timeout: config.connect_timeout(),
+            ..RemotingConfig::default()
+        })?;
+        let ip = match config.client_ip() {
+            Some(ip) => ip,
+            None => local_ip(),
+        };
+        let instance = if config.instance_name() == "DEFAULT" {
+            // Java: `pid#System.nanoTime()`; any per-process unique suffix serves.
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            format!("{}#{nanos}", std::process::id())
+        } else {
+            config.instance_name().to_string()
+        };
+        let mut client_id = format!("{ip}@{instance}");
+        if let Some(unit) = config.unit_name().filter(|u| !u.trim().is_empty()) {
+            client_id.push('@');
+            client_id.push_str(unit);
+        }
+        let in_flight = if config.backpressure() {
+            InFlight::new(Some((config.max_in_flight(), config.max_in_flight_bytes())))
+        } else {
+            InFlight::new(None)
+        };
+        let router = MessageRouter::from_config(&config);
+        let inner = Arc::new(Inner {
+            namesrv: NameServers::new(config.name_servers().to_vec()),
+            ids: UniqIdGenerator::new(ip, std::process::id()),
+            defaults: SendDefaults {
+                group: config.group().to_string(),
+                create_topic_key: config.create_topic_key().to_string(),
+                default_topic_queue_nums: config.default_topic_queue_nums() as i32,
+            },
+            mapping: TopicBrokerMapping::new(),
+            router,
+            client_id,
+            remoting,
+            in_flight,
+            sync_in_flight: InFlight::new(None),
+            state: AtomicU8::new(RUNNING),
+            routing_clock_skew_ms: AtomicU64::new(0),
+            heartbeated: Mutex::new(Vec::new()),
+            service: Mutex::new(None),
+            batcher: config
+                .auto_batch()
+                .then(|| batch::Accumulator::new(&config)),
+            server_hooks: RwLock::new(Vec::new()),
+            stats: stats::StatsRecorder::new(config.stats()),
+            spent: crossbeam_channel::unbounded(),
+            config,
+        });
+        inner
+            .remoting
+            .set_request_handler(Arc::new(ServerRequests(Arc::downgrade(&inner))));
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+        let service_inner = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("rocketmq-service".into())
+            .spawn(move || service_inner.service_loop(stop_rx))
+            .map_err(|e| Error::config("service thread", e.to_string()))?;
+        *inner.service.lock() = Some((stop_tx, thread));
+        if let Some(acc) = &inner.batcher {
+            if let Err(e) = acc.start(&inner) {
+                let _ = inner.shutdown(Duration::ZERO);
+                return Err(e);
+            }
+        }
+        Ok(inner)
+    }
+
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<()> {
+        if self
+            .state
+            .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout;
+        if let Some(acc) = &self.batcher {
+            // Open batches leave now; the wait below covers them.
+            acc.close();
+        }
+        let drained = self.in_flight.wait_idle(deadline) && self.sync_in_flight.wait_idle(deadline);
+        if !drained {
+            let (n, _) = self.in_flight.current();
+            log::warn!("shutdown deadline reached with {n} sends in flight; failing them");
+        }
+        if let Some((stop, thread)) = self.service.lock().take() {
+            let _ = stop.send(());
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let api = self
+            .config
+            .client_api_timeout()
+            .min(left.max(Duration::from_millis(200)));
+        for (_, addr) in self.mapping.all_broker_addrs() {
+            let request = broker::unregister_request(&self.client_id, self.config.group());
+            match self.remoting.invoke_sync(&addr, request, api) {
+                Ok(r) if r.code == ResponseCode::SUCCESS => {}
+                Ok(r) => log::warn!("unregister at {addr}: code {} {}", r.code, r.remark_str()),
+                Err(e) => log::warn!("unregister at {addr} failed: {e}"),
+            }
+        }
+        self.remoting.shutdown();
+        // No I/O thread is left to finish a send: free what they left (it holds this producer).
+        while let Ok(spent) = self.spent.1.try_recv() {
+            drop(spent);
+        }
+        self.state.store(STOPPED, Ordering::Release);
+        Ok(())
+    }
+}

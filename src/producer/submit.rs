@@ -1,0 +1,136 @@
+//! Where asynchronous sends enter the producer: preparing the message, waiting for
+//! in-flight room (backpressure), or handing it to the auto-batch accumulator.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::async_send::{finish_done, Done};
+use super::backpressure::Permit;
+use super::inner::Inner;
+use super::prepare::{self, Prepared};
+use super::stats;
+use crate::error::Result;
+use crate::message::{Message, MessageQueue, SendResult};
+use crate::routing::selector::QueueSelector;
+
+/// What an attempt sends to.
+#[derive(Clone)]
+pub(super) enum Target {
+    /// A queue the router picks; retries go to another broker.
+    Auto,
+    /// This queue, no retry elsewhere.
+    Queue(MessageQueue),
+    /// The queue a selector picks; no retry elsewhere (order matters).
+    Selector(Arc<dyn QueueSelector>, String),
+}
+
+/// A message or batch not yet prepared.
+pub(super) enum Prep {
+    Single(Message),
+    Batch(Vec<Message>),
+}
+
+/// Whether the current thread is one of the callback pool's.
+fn on_callback_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("rocketmq-callback"))
+}
+
+impl Inner {
+    /// Hands `msg` to the auto-batch accumulator when it takes it; the handle resolves with
+    /// the message's own result. Gives the message back otherwise.
+    #[allow(clippy::result_large_err)] // the message is handed back, not an error
+    pub(super) fn send_batched(
+        self: &Arc<Self>,
+        msg: Message,
+        target: Target,
+    ) -> std::result::Result<crate::remoting::Handle<SendResult>, Message> {
+        match &self.batcher {
+            Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
+                self.free_spent();
+                let (completer, handle) = crate::remoting::pair();
+                acc.add(
+                    self,
+                    msg,
+                    target,
+                    Done::Handle(completer),
+                    stats::Op::none(),
+                );
+                Ok(handle)
+            }
+            _ => Err(msg),
+        }
+    }
+
+    /// Frees what finished sends left behind (two per send keeps up with one per send; the
+    /// rest goes at shutdown).
+    pub(super) fn free_spent(&self) {
+        for _ in 0..2 {
+            match self.spent.1.try_recv() {
+                Ok(spent) => drop(spent),
+                Err(_) => break,
+            }
+        }
+    }
+
+    pub(super) fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        self.free_spent();
+        let mut op = self.stats.begin_prep(&prep);
+        let prep = match (prep, &self.batcher) {
+            (Prep::Single(msg), Some(acc))
+                if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
+            {
+                return acc.add(self, msg, target, done, op);
+            }
+            (prep, _) => prep,
+        };
+        match self.prepare_async(prep, &target) {
+            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
+            Err(e) => {
+                op.fail(&e);
+                finish_done(self, done, Err(e), true)
+            }
+        }
+    }
+
+    /// Sends what the auto-batch accumulator admitted (it bounds their memory): no check that
+    /// the producer runs (shutdown flushes batches), no wait for in-flight room. The callers'
+    /// statistics are kept by the accumulator, not here.
+    pub(super) fn launch_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+        self.free_spent();
+        let prepared = match prep {
+            Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
+            Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id()),
+        };
+        match prepared {
+            Ok(prepared) => {
+                let permit = self.in_flight.acquire_unbounded(prepared.size);
+                self.start_async(prepared, permit, target, done, stats::Op::none());
+            }
+            Err(e) => finish_done(self, done, Err(e), true),
+        }
+    }
+
+    pub(super) fn prepare_async(&self, prep: Prep, target: &Target) -> Result<(Prepared, Permit)> {
+        self.check_running()?;
+        let prepared = match prep {
+            Prep::Single(msg) => {
+                if let Target::Selector(..) = target {
+                    prepare::check_message(&msg, &self.config)?;
+                }
+                prepare::prepare_single(msg, &self.config, || self.new_msg_id())?
+            }
+            Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
+        };
+        let permit = if on_callback_thread() {
+            // A callback that sends must not wait for room: room is made by the very callback
+            // threads it would block.
+            self.in_flight.acquire_unbounded(prepared.size)
+        } else {
+            let deadline = Instant::now() + self.config.send_timeout();
+            self.in_flight.acquire(prepared.size, deadline)?
+        };
+        Ok((prepared, permit))
+    }
+}

@@ -1,0 +1,175 @@
+//! Sends that run on the caller's thread: the synchronous attempt loop with its retries
+//! (one time budget for every attempt and route lookup), and oneway sends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::inner::{now_ms, Inner};
+use super::prepare::{self, Prepared};
+use crate::client::broker;
+use crate::error::{Error, Result};
+use crate::message::{Message, MessageQueue, SendResult, SendStatus};
+use crate::protocol::RemotingCommand;
+use crate::routing::selector::QueueSelector;
+
+/// What a synchronous send goes to (the selector borrowed from the caller).
+pub(super) enum SyncTarget<'a> {
+    Auto,
+    Queue(MessageQueue),
+    Selector(&'a dyn QueueSelector, &'a str),
+}
+
+impl Inner {
+    pub(super) fn send_sync(&self, msg: Message, target: SyncTarget<'_>) -> Result<SendResult> {
+        self.check_running()?;
+        prepare::check_message(&msg, &self.config)?;
+        let deadline = Instant::now() + self.config.send_timeout();
+        let queue = match target {
+            SyncTarget::Auto => None,
+            SyncTarget::Queue(q) => Some(q),
+            SyncTarget::Selector(selector, arg) => {
+                let info =
+                    self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
+                Some(Self::run_selector(selector, &info, &msg, arg)?)
+            }
+        };
+        let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
+        let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
+        self.send_prepared_sync(&prepared, queue, deadline)
+    }
+
+    /// The synchronous attempt loop: all attempts and route lookups share `deadline`.
+    pub(crate) fn send_prepared_sync(
+        &self,
+        prepared: &Prepared,
+        fixed_queue: Option<MessageQueue>,
+        deadline: Instant,
+    ) -> Result<SendResult> {
+        let attempts = if fixed_queue.is_some() {
+            1
+        } else {
+            1 + self.config.retries()
+        };
+        let mut last_broker: Option<Arc<str>> = None;
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let queue = match &fixed_queue {
+                Some(q) => q.clone(),
+                None => {
+                    let info = self.publish_info(&prepared.wire_topic, deadline)?;
+                    self.select_auto(&info, prepared, last_broker.as_deref())?
+                }
+            };
+            let Some(addr) = self.broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
+            else {
+                last_error = Some(Error::NoRoute {
+                    topic: prepared.topic.clone(),
+                    reason: format!("no master address for broker {}", queue.broker_name()),
+                });
+                last_broker = Some(queue.broker_name_arc().clone());
+                continue;
+            };
+            let attempt = self
+                .stats
+                .attempt(prepared, queue.broker_name(), last_broker.is_some());
+            let started = Instant::now();
+            let timeout = self.attempt_timeout(deadline, started);
+            let result = self
+                .send_frame_sync(prepared, &queue, &addr, timeout)
+                .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+            attempt.end(started, &result);
+            self.record_attempt(queue.broker_name(), started.elapsed(), &result);
+            if fixed_queue.is_none() && self.should_retry(&result) {
+                log::debug!(
+                    "send of {} to {addr} will be retried: {result:?}",
+                    prepared.msg_id
+                );
+                last_broker = Some(queue.broker_name_arc().clone());
+                match result {
+                    Ok(r) => return self.retry_not_ok(prepared, r, deadline, &last_broker),
+                    Err(e) => last_error = Some(e),
+                }
+                continue;
+            }
+            return result;
+        }
+        Err(match last_error {
+            Some(e) if Instant::now() < deadline || e.is_timeout() => e,
+            _ => self.budget_exhausted(),
+        })
+    }
+
+    /// `retryAnotherBrokerWhenNotStoreOK`: the message is stored but not flushed/replicated;
+    /// try once more elsewhere and fall back to the first result.
+    pub(super) fn retry_not_ok(
+        &self,
+        prepared: &Prepared,
+        first: SendResult,
+        deadline: Instant,
+        last_broker: &Option<Arc<str>>,
+    ) -> Result<SendResult> {
+        let Ok(info) = self.publish_info(&prepared.wire_topic, deadline) else {
+            return Ok(first);
+        };
+        let Ok(queue) = self.select_auto(&info, prepared, last_broker.as_deref()) else {
+            return Ok(first);
+        };
+        let Some(addr) = self.broker_addr(queue.broker_name()) else {
+            return Ok(first);
+        };
+        let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
+        let started = Instant::now();
+        let result = self
+            .send_frame_sync(
+                prepared,
+                &queue,
+                &addr,
+                self.attempt_timeout(deadline, started),
+            )
+            .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+        attempt.end(started, &result);
+        self.record_attempt(queue.broker_name(), started.elapsed(), &result);
+        match result {
+            Ok(r) if r.status == SendStatus::SendOk => Ok(r),
+            _ => Ok(first),
+        }
+    }
+
+    pub(super) fn send_oneway(&self, msg: Message) -> Result<()> {
+        self.check_running()?;
+        let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
+        let deadline = Instant::now() + self.config.send_timeout();
+        let info = self.publish_info(&prepared.wire_topic, deadline)?;
+        let queue = self.select_auto(&info, &prepared, None)?;
+        let addr = self
+            .broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
+            .ok_or_else(|| Error::NoRoute {
+                topic: prepared.topic.clone(),
+                reason: format!("no master address for broker {}", queue.broker_name()),
+            })?;
+        let born = now_ms();
+        let request = self.remoting.encode_request(&addr, true, |spec, out| {
+            broker::encode_send_frame(&prepared, &queue, &self.defaults, born, spec, out)
+        })?;
+        self.remoting.send_encoded_oneway(request)
+    }
+
+    /// One synchronous attempt: the frame encoded straight from `prepared`.
+    pub(super) fn send_frame_sync(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let born = now_ms();
+        let request = self.remoting.encode_request(addr, false, |spec, out| {
+            broker::encode_send_frame(prepared, queue, &self.defaults, born, spec, out)
+        })?;
+        self.remoting.send_encoded_sync(request, timeout)
+    }
+}
