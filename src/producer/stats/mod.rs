@@ -139,10 +139,11 @@
 // - json: the stable JSON form of the snapshots.
 
 mod histogram;
-mod json;
 mod rates;
 mod recorder;
 mod snapshot;
+// After `snapshot`: rustdoc lists `SendStats::failed_of` before `to_json`, as it always has.
+mod json;
 
 use crate::error::ErrorKind;
 
