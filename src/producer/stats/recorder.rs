@@ -1,0 +1,498 @@
+//! The live side: atomic counters per topic and per broker that the send path bumps, and the
+//! [`Op`] and [`Attempt`] guards that end each send and each attempt exactly once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use super::histogram::LatencyHistogram;
+use super::rates::{RateRing, FAILED, OK};
+use super::{TransactionStats, KINDS, MAX_TRACKED_TOPICS};
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::{Message, SendResult, SendStatus};
+use crate::producer::prepare::{self, Prepared};
+use crate::producer::Prep;
+
+fn atomic_kinds() -> [AtomicU64; KINDS] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+/// The live counters of one topic (or of the sends no topic tracks).
+pub(crate) struct TopicRecorder {
+    pub(super) epoch: Instant,
+    // Touched when a send starts.
+    pub(super) sent: AtomicU64,
+    pub(super) messages: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) oneway: AtomicU64,
+    pub(super) in_flight_bytes: AtomicI64,
+    // Touched when it ends.
+    pub(super) succeeded: AtomicU64,
+    pub(super) failed: [AtomicU64; KINDS],
+    pub(super) status_not_ok: AtomicU64,
+    // Touched on retries.
+    pub(super) retried: AtomicU64,
+    pub(super) latency: LatencyHistogram,
+    pub(super) rates: RateRing,
+}
+
+impl TopicRecorder {
+    fn new(epoch: Instant) -> Self {
+        TopicRecorder {
+            epoch,
+            sent: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            oneway: AtomicU64::new(0),
+            in_flight_bytes: AtomicI64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: atomic_kinds(),
+            status_not_ok: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            latency: LatencyHistogram::new(),
+            rates: RateRing::new(),
+        }
+    }
+}
+
+/// The live counters of one broker (attempts).
+pub(crate) struct BrokerRecorder {
+    pub(super) epoch: Instant,
+    pub(super) attempts: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) retried: AtomicU64,
+    pub(super) succeeded: AtomicU64,
+    pub(super) failed: [AtomicU64; KINDS],
+    pub(super) status_not_ok: AtomicU64,
+    pub(super) latency: LatencyHistogram,
+    pub(super) rates: RateRing,
+}
+
+impl BrokerRecorder {
+    fn new(epoch: Instant) -> Self {
+        BrokerRecorder {
+            epoch,
+            attempts: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: atomic_kinds(),
+            status_not_ok: AtomicU64::new(0),
+            latency: LatencyHistogram::new(),
+            rates: RateRing::new(),
+        }
+    }
+}
+
+/// Where a transaction producer's counters come from (it attaches them at start); reported in
+/// [`ProducerStats::transactions`].
+#[derive(Default)]
+pub(crate) struct TransactionCounters {
+    source: std::sync::OnceLock<Box<dyn Fn() -> TransactionStats + Send + Sync>>,
+}
+
+impl fmt::Debug for TransactionCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionCounters")
+            .field("attached", &self.source.get().is_some())
+            .finish()
+    }
+}
+
+impl TransactionCounters {
+    /// Makes `source` part of every snapshot; the first attachment wins.
+    pub(crate) fn attach(&self, source: impl Fn() -> TransactionStats + Send + Sync + 'static) {
+        let _ = self.source.set(Box::new(source));
+    }
+
+    pub(super) fn stats(&self) -> Option<TransactionStats> {
+        self.source.get().map(|f| f())
+    }
+}
+
+/// All statistics of one producer.
+pub(crate) struct StatsRecorder {
+    pub(super) enabled: bool,
+    pub(super) epoch: Instant,
+    pub(super) topics: RwLock<HashMap<String, Arc<TopicRecorder>>>,
+    /// Sends with no valid topic, or beyond [`MAX_TRACKED_TOPICS`].
+    pub(super) untracked: Arc<TopicRecorder>,
+    pub(super) brokers: RwLock<HashMap<String, Arc<BrokerRecorder>>>,
+    pub(super) transactions: TransactionCounters,
+}
+
+impl fmt::Debug for StatsRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatsRecorder")
+            .field("enabled", &self.enabled)
+            .field("topics", &self.topics.read().len())
+            .field("brokers", &self.brokers.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatsRecorder {
+    /// Recorders that count only when `enabled`.
+    pub(crate) fn new(enabled: bool) -> Self {
+        let epoch = Instant::now();
+        StatsRecorder {
+            enabled,
+            epoch,
+            topics: RwLock::new(HashMap::new()),
+            untracked: Arc::new(TopicRecorder::new(epoch)),
+            brokers: RwLock::new(HashMap::new()),
+            transactions: TransactionCounters::default(),
+        }
+    }
+
+    /// Whether statistics are kept.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The transaction counters (a transaction producer records into them).
+    pub(crate) fn transactions(&self) -> &TransactionCounters {
+        &self.transactions
+    }
+
+    fn topic(&self, name: &str) -> Arc<TopicRecorder> {
+        if let Some(t) = self.topics.read().get(name) {
+            return t.clone();
+        }
+        if prepare::check_topic(name).is_err() {
+            return self.untracked.clone();
+        }
+        let mut topics = self.topics.write();
+        if let Some(t) = topics.get(name) {
+            return t.clone();
+        }
+        if topics.len() >= MAX_TRACKED_TOPICS {
+            return self.untracked.clone();
+        }
+        let t = Arc::new(TopicRecorder::new(self.epoch));
+        topics.insert(name.to_string(), t.clone());
+        t
+    }
+
+    /// The recorder of `name`, if the broker has one.
+    pub(crate) fn broker_recorder(&self, name: &str) -> Option<Arc<BrokerRecorder>> {
+        self.brokers.read().get(name).cloned()
+    }
+
+    /// Names of the brokers with statistics.
+    pub(crate) fn broker_names(&self) -> Vec<String> {
+        self.brokers.read().keys().cloned().collect()
+    }
+
+    fn broker(&self, name: &str) -> Arc<BrokerRecorder> {
+        if let Some(b) = self.brokers.read().get(name) {
+            return b.clone();
+        }
+        self.brokers
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(BrokerRecorder::new(self.epoch)))
+            .clone()
+    }
+
+    fn start(&self, topic: Option<&str>, messages: u64, bytes: u64, oneway: bool) -> Op {
+        let t = match topic {
+            Some(name) => self.topic(name),
+            None => self.untracked.clone(),
+        };
+        t.sent.fetch_add(1, Ordering::Relaxed);
+        t.messages.fetch_add(messages, Ordering::Relaxed);
+        t.bytes.fetch_add(bytes, Ordering::Relaxed);
+        t.in_flight_bytes.fetch_add(bytes as i64, Ordering::Relaxed);
+        if oneway {
+            t.oneway.fetch_add(1, Ordering::Relaxed);
+        }
+        Op(Some(OpState {
+            topic: t,
+            // Oneway sends record no latency: no clock read.
+            started: if oneway { None } else { Some(Instant::now()) },
+            bytes,
+        }))
+    }
+
+    /// Starts counting a send of `msg` (synchronous, asynchronous or oneway).
+    pub(crate) fn begin(&self, msg: &Message, oneway: bool) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
+        self.start(Some(msg.topic()), 1, msg.body().len() as u64, oneway)
+    }
+
+    /// Starts counting a batch send.
+    pub(crate) fn begin_batch(&self, msgs: &[Message]) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
+        let bytes = msgs.iter().map(|m| m.body().len() as u64).sum();
+        self.start(
+            msgs.first().map(Message::topic),
+            msgs.len() as u64,
+            bytes,
+            false,
+        )
+    }
+
+    /// Starts counting an asynchronous send of a message or batch.
+    pub(in crate::producer) fn begin_prep(&self, prep: &Prep) -> Op {
+        match prep {
+            Prep::Single(m) => self.begin(m, false),
+            Prep::Batch(ms) => self.begin_batch(ms),
+        }
+    }
+
+    /// Starts counting an attempt of `prepared` on `broker`; `retry` if it is not the send's
+    /// first attempt.
+    pub(crate) fn attempt(&self, prepared: &Prepared, broker: &str, retry: bool) -> Attempt {
+        if !self.enabled {
+            return Attempt(None);
+        }
+        let b = self.broker(broker);
+        b.attempts.fetch_add(1, Ordering::Relaxed);
+        b.bytes.fetch_add(prepared.size as u64, Ordering::Relaxed);
+        if retry {
+            b.retried.fetch_add(1, Ordering::Relaxed);
+            self.topic(&prepared.topic)
+                .retried
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Attempt(Some(b))
+    }
+}
+
+fn second_of(epoch: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(epoch).as_secs()
+}
+
+struct OpState {
+    topic: Arc<TopicRecorder>,
+    started: Option<Instant>,
+    bytes: u64,
+}
+
+/// One send being counted. Ends exactly once: with [`Op::end`]/[`Op::record`], or when dropped
+/// (as failed with [`ErrorKind::Shutdown`]). Does nothing when statistics are off.
+#[must_use = "a send that is not ended counts as failed (shutdown) when dropped"]
+pub(crate) struct Op(Option<OpState>);
+
+impl Op {
+    /// An operation that counts nothing (a send whose callers are counted elsewhere: the
+    /// batch an auto-batch accumulator sends for them).
+    pub(crate) fn none() -> Op {
+        Op(None)
+    }
+
+    /// Records `result` and hands it back.
+    pub(crate) fn end(mut self, result: Result<SendResult>) -> Result<SendResult> {
+        self.record(&result);
+        result
+    }
+
+    /// Records the outcome of a oneway send and hands it back.
+    pub(crate) fn end_oneway(mut self, result: Result<()>) -> Result<()> {
+        match &result {
+            Ok(()) => self.finish(None),
+            Err(e) => self.finish(Some(e.kind())),
+        }
+        result
+    }
+
+    /// Records `result`; later calls do nothing.
+    pub(crate) fn record(&mut self, result: &Result<SendResult>) {
+        match result {
+            Ok(r) => {
+                if r.status != SendStatus::SendOk {
+                    if let Some(s) = &self.0 {
+                        s.topic.status_not_ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                self.finish(None)
+            }
+            Err(e) => self.finish(Some(e.kind())),
+        }
+    }
+
+    /// Records a failure of `kind`; later calls do nothing.
+    pub(crate) fn fail(&mut self, e: &Error) {
+        self.finish(Some(e.kind()));
+    }
+
+    fn finish(&mut self, failed: Option<ErrorKind>) {
+        let Some(s) = self.0.take() else {
+            return;
+        };
+        let t = &s.topic;
+        let now = Instant::now();
+        match failed {
+            None => {
+                if let Some(started) = s.started {
+                    t.latency.record(now.saturating_duration_since(started));
+                }
+                t.succeeded.fetch_add(1, Ordering::Release);
+                t.rates.add(second_of(t.epoch, now), OK);
+            }
+            Some(kind) => {
+                if let Some(cell) = t.failed.get(kind.index()) {
+                    cell.fetch_add(1, Ordering::Release);
+                }
+                t.rates.add(second_of(t.epoch, now), FAILED);
+            }
+        }
+        t.in_flight_bytes
+            .fetch_sub(s.bytes as i64, Ordering::Release);
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        self.finish(Some(ErrorKind::Shutdown));
+    }
+}
+
+/// One attempt being counted on a broker. Ends exactly once: with [`Attempt::end`], or when
+/// dropped (as failed with [`ErrorKind::Shutdown`]). Does nothing when statistics are off.
+#[must_use = "an attempt that is not ended counts as failed (shutdown) when dropped"]
+pub(crate) struct Attempt(Option<Arc<BrokerRecorder>>);
+
+impl Attempt {
+    /// Records the attempt's result; `started` is when its request was handed to the client.
+    pub(crate) fn end(mut self, started: Instant, result: &Result<SendResult>) {
+        let Some(b) = self.0.take() else {
+            return;
+        };
+        let now = Instant::now();
+        match result {
+            Ok(r) => {
+                b.latency.record(now.saturating_duration_since(started));
+                if r.status != SendStatus::SendOk {
+                    b.status_not_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                b.succeeded.fetch_add(1, Ordering::Release);
+                b.rates.add(second_of(b.epoch, now), OK);
+            }
+            Err(e) => {
+                if let Some(cell) = b.failed.get(e.kind().index()) {
+                    cell.fetch_add(1, Ordering::Release);
+                }
+                b.rates.add(second_of(b.epoch, now), FAILED);
+            }
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            if let Some(cell) = b.failed.get(ErrorKind::Shutdown.index()) {
+                cell.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::producer::stats::snapshot::BackpressureView;
+    use crate::producer::stats::STATS_SCHEMA;
+
+    fn shutdown_result() -> Result<SendResult> {
+        Err(Error::Shutdown)
+    }
+
+    #[test]
+    fn ops_end_exactly_once_and_drops_count_as_shutdown() {
+        let s = StatsRecorder::new(true);
+        let msg = Message::new("T", "12345");
+        let op = s.begin(&msg, false);
+        let r = op.end(shutdown_result());
+        assert!(r.is_err());
+        let mut op = s.begin(&msg, false);
+        op.fail(&Error::InvalidMessage("x".into()));
+        op.fail(&Error::InvalidMessage("again".into()));
+        drop(op);
+        drop(s.begin(&msg, false));
+        let oneway = s.begin(&msg, true);
+        assert!(oneway.end_oneway(Ok(())).is_ok());
+        let in_flight = s.begin(&Message::new("!bad topic!", "x"), false);
+        let snap = s.snapshot("c", "g", BackpressureView::default());
+        let t = &snap.topics["T"];
+        assert_eq!((t.sent, t.succeeded, t.failed, t.oneway), (4, 1, 3, 1));
+        assert_eq!(t.failed_of(ErrorKind::Shutdown), 2);
+        assert_eq!(t.failed_of(ErrorKind::InvalidMessage), 1);
+        assert_eq!((t.in_flight, t.in_flight_bytes, t.bytes), (0, 0, 20));
+        assert_eq!(t.latency.count, 0, "oneway and failures record no latency");
+        // The bad topic counts in the totals only.
+        assert_eq!(snap.topics.len(), 1);
+        assert_eq!(
+            (
+                snap.totals.sent,
+                snap.totals.in_flight,
+                snap.totals.in_flight_bytes
+            ),
+            (5, 1, 1)
+        );
+        drop(in_flight);
+        let json = s.snapshot("c", "g", BackpressureView::default()).to_json();
+        assert_eq!(json["schema"], STATS_SCHEMA);
+        assert_eq!(json["totals"]["failed_by_kind"]["shutdown"], 3);
+        assert_eq!(json["totals"]["in_flight"], 0);
+        assert_eq!(json["topics"]["T"]["oneway"], 1);
+        assert_eq!(json["transactions"], Value::Null);
+    }
+
+    #[test]
+    fn disabled_counts_nothing() {
+        let s = StatsRecorder::new(false);
+        let op = s.begin(&Message::new("T", "x"), false);
+        assert!(op.0.is_none());
+        let _ = op.end(shutdown_result());
+        let snap = s.snapshot("c", "g", BackpressureView::default());
+        assert!(!snap.enabled);
+        assert_eq!(snap.totals.sent, 0);
+        assert!(snap.topics.is_empty());
+    }
+
+    #[test]
+    fn topics_beyond_the_limit_count_in_totals_only() {
+        let s = StatsRecorder::new(true);
+        for i in 0..MAX_TRACKED_TOPICS + 3 {
+            let _ = s
+                .begin(&Message::new(format!("T{i}"), "x"), false)
+                .end(shutdown_result());
+        }
+        let snap = s.snapshot("c", "g", BackpressureView::default());
+        assert_eq!(snap.topics.len(), MAX_TRACKED_TOPICS);
+        assert_eq!(snap.totals.sent, MAX_TRACKED_TOPICS as u64 + 3);
+    }
+
+    #[test]
+    fn transaction_counters_show_once_attached() {
+        let s = StatsRecorder::new(true);
+        assert!(s
+            .snapshot("c", "g", BackpressureView::default())
+            .transactions
+            .is_none());
+        s.transactions().attach(|| TransactionStats {
+            committed: 3,
+            ..TransactionStats::default()
+        });
+        let t = s
+            .snapshot("c", "g", BackpressureView::default())
+            .transactions
+            .unwrap();
+        assert_eq!(t.committed, 3);
+        let json = s.snapshot("c", "g", BackpressureView::default()).to_json();
+        assert_eq!(json["transactions"]["committed"], 3);
+    }
+}

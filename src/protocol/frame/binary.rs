@@ -1,0 +1,169 @@
+//! The binary ROCKETMQ header layout (serialize type 1), written and read: fixed-width
+//! big-endian fields, then the length-prefixed `extFields` map.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::ext_fields::{intern_key, intern_letter};
+use super::{CodecError, ExtFields, RemotingCommand, SerializeType};
+use crate::protocol::codes::LanguageCode;
+
+impl RemotingCommand {
+    pub(super) fn write_binary_header(&self, out: &mut Vec<u8>) {
+        let mut b2 = [0u8; 2];
+        let mut b4 = [0u8; 4];
+        BigEndian::write_i16(&mut b2, self.code as i16);
+        out.extend_from_slice(&b2);
+        out.push(self.language.0);
+        BigEndian::write_i16(&mut b2, self.version as i16);
+        out.extend_from_slice(&b2);
+        BigEndian::write_i32(&mut b4, self.opaque);
+        out.extend_from_slice(&b4);
+        BigEndian::write_i32(&mut b4, self.flag);
+        out.extend_from_slice(&b4);
+        let remark = self.remark.as_deref().unwrap_or("");
+        BigEndian::write_i32(&mut b4, remark.len() as i32);
+        out.extend_from_slice(&b4);
+        out.extend_from_slice(remark.as_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        for (k, v) in self.ext_fields.iter() {
+            // A zero-length value decodes as null in Java: such entries are skipped.
+            if k.is_empty() || v.is_empty() {
+                continue;
+            }
+            BigEndian::write_i16(&mut b2, k.len() as i16);
+            out.extend_from_slice(&b2);
+            out.extend_from_slice(k.as_bytes());
+            BigEndian::write_i32(&mut b4, v.len() as i32);
+            out.extend_from_slice(&b4);
+            out.extend_from_slice(v.as_bytes());
+        }
+        let map_len = (out.len() - len_at - 4) as i32;
+        BigEndian::write_i32(&mut out[len_at..len_at + 4], map_len);
+    }
+    pub(super) fn read_binary_header(header: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader {
+            buf: header,
+            pos: 0,
+        };
+        let code = r.i16("code")? as i32;
+        let language = LanguageCode(r.u8("language")?);
+        let version = r.i16("version")? as i32;
+        let opaque = r.i32("opaque")?;
+        let flag = r.i32("flag")?;
+        let remark_len = r.len_i32("remark length")?;
+        let remark = if remark_len > 0 {
+            Some(r.string(remark_len, "remark")?)
+        } else {
+            None
+        };
+        let map_len = r.len_i32("extFields length")?;
+        let map = r.take(map_len, "extFields")?;
+        // Values are gathered as bytes and checked as UTF-8 once.
+        let mut ranges = Vec::new();
+        let mut raw = Vec::new();
+        if !map.is_empty() {
+            ranges.reserve(16);
+            raw.reserve(map.len());
+        }
+        let mut m = Reader { buf: map, pos: 0 };
+        while m.pos < map.len() {
+            let key_len = m.i16("extFields key length")?;
+            if key_len < 0 {
+                return Err(CodecError::BinaryHeader("negative extFields key length"));
+            }
+            let key = m.take(key_len as usize, "extFields key")?;
+            let key = match key {
+                [b @ b'a'..=b'n'] => intern_letter(*b),
+                _ => intern_key(
+                    std::str::from_utf8(key)
+                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?,
+                ),
+            };
+            let val_len = m.len_i32("extFields value length")?;
+            let val = m.take(val_len, "extFields value")?;
+            let start = raw.len();
+            raw.extend_from_slice(val);
+            ranges.push((key, start, raw.len()));
+        }
+        let values =
+            String::from_utf8(raw).map_err(|_| CodecError::BinaryHeader("extFields value"))?;
+        let ext_fields = ExtFields::from_ranges(ranges, values);
+        if r.pos != header.len() {
+            return Err(CodecError::BinaryHeader("trailing bytes after extFields"));
+        }
+        Ok(RemotingCommand {
+            code,
+            language,
+            version,
+            opaque,
+            flag,
+            remark,
+            ext_fields,
+            body: Vec::new(),
+            serialize_type: SerializeType::RocketMq,
+        })
+    }
+}
+
+/// A bounds-checked big-endian reader over a slice; every read names what it was reading.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(CodecError::BinaryHeader(what))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn i16(&mut self, what: &'static str) -> Result<i16, CodecError> {
+        Ok(BigEndian::read_i16(self.take(2, what)?))
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, CodecError> {
+        Ok(BigEndian::read_i32(self.take(4, what)?))
+    }
+    fn len_i32(&mut self, what: &'static str) -> Result<usize, CodecError> {
+        let n = self.i32(what)?;
+        usize::try_from(n).map_err(|_| CodecError::BinaryHeader(what))
+    }
+    fn str(&mut self, n: usize, what: &'static str) -> Result<&'a str, CodecError> {
+        let bytes = self.take(n, what)?;
+        std::str::from_utf8(bytes).map_err(|_| CodecError::BinaryHeader(what))
+    }
+    fn string(&mut self, n: usize, what: &'static str) -> Result<String, CodecError> {
+        self.str(n, what).map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::route_request;
+
+    #[test]
+    fn golden_binary_route_request() {
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        let frame = cmd.to_frame().unwrap();
+        let hex = "0000002d010000290069000\
+                   1df000000010000000000000000000000140005746f7069630000000954\
+                   6f70696354657374";
+        let expected: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(frame.len(), 49);
+        assert_eq!(frame, expected);
+        assert_eq!(RemotingCommand::decode(&frame).unwrap(), cmd);
+    }
+}

@@ -1,0 +1,451 @@
+//! [`ExtFields`]: the custom-header map of a command (sorted keys, values in one shared
+//! buffer), and the key names it interns so that decoded keys cost no allocation.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use super::json_write::push_int;
+use super::CodecError;
+
+/// The custom-header fields of a command: string keys to string values, kept sorted by key
+/// (the order fastjson writes them in).
+///
+/// Values live in one shared buffer, so a header of a dozen fields costs two allocations, not a
+/// dozen; keys this crate knows are static strings.
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    /// Sorted by key: the key and the range of its value in `values`.
+    entries: Vec<(Cow<'static, str>, usize, usize)>,
+    /// Every value, back to back (replaced values leave garbage until [`ExtFields::compact`]).
+    values: String,
+}
+
+impl ExtFields {
+    /// An empty map.
+    pub fn new() -> Self {
+        ExtFields::default()
+    }
+
+    /// An empty map with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        ExtFields {
+            entries: Vec::with_capacity(n),
+            values: String::with_capacity(n * 16),
+        }
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl AsRef<str>) {
+        let value = value.as_ref();
+        self.insert_with(key.into(), |buf| {
+            buf.push_str(value);
+            Some(())
+        });
+    }
+
+    /// Sets `key` to the decimal form of `value`.
+    pub fn insert_int(&mut self, key: impl Into<Cow<'static, str>>, value: i64) {
+        self.insert_with(key.into(), |buf| {
+            push_int(buf, value);
+            Some(())
+        });
+    }
+
+    /// Sets `key` to `"true"` or `"false"`.
+    pub fn insert_bool(&mut self, key: impl Into<Cow<'static, str>>, value: bool) {
+        self.insert(key, if value { "true" } else { "false" });
+    }
+
+    /// Sets `key` to whatever `write` appends to the value buffer; if `write` fails, nothing
+    /// changes.
+    pub(super) fn insert_with(
+        &mut self,
+        key: Cow<'static, str>,
+        write: impl FnOnce(&mut String) -> Option<()>,
+    ) -> Option<()> {
+        let start = self.values.len();
+        if write(&mut self.values).is_none() {
+            self.values.truncate(start);
+            return None;
+        }
+        let end = self.values.len();
+        self.place(key, start, end);
+        Some(())
+    }
+
+    /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key.
+    fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) {
+        // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
+        let append = match self.entries.last() {
+            None => true,
+            Some((last, ..)) => key_less(last, &key),
+        };
+        if append {
+            self.entries.push((key, start, end));
+            return;
+        }
+        match self.position(&key) {
+            Ok(i) => {
+                self.entries[i].1 = start;
+                self.entries[i].2 = end;
+                self.compact_if_wasteful();
+            }
+            Err(i) => self.entries.insert(i, (key, start, end)),
+        }
+    }
+
+    /// Fields from `(key, start, end)` ranges into `values`, in any order; a later duplicate
+    /// wins.
+    pub(super) fn from_ranges(
+        ranges: Vec<(Cow<'static, str>, usize, usize)>,
+        values: String,
+    ) -> Self {
+        let sorted = ranges.windows(2).all(|w| key_less(&w[0].0, &w[1].0));
+        if sorted {
+            return ExtFields {
+                entries: ranges,
+                values,
+            };
+        }
+        let mut fields = ExtFields {
+            entries: Vec::with_capacity(ranges.len()),
+            values,
+        };
+        for (key, start, end) in ranges {
+            fields.place(key, start, end);
+        }
+        fields
+    }
+
+    /// Makes room for a decoded header's fields: a dozen entries, `value_bytes` of values.
+    pub(super) fn reserve_for_decoding(&mut self, value_bytes: usize) {
+        self.entries.reserve(16);
+        self.values.reserve(value_bytes);
+    }
+
+    /// Removes `key` without handing its value back.
+    pub(super) fn remove_entry(&mut self, key: &str) -> bool {
+        match self.position(key) {
+            Ok(i) => {
+                self.entries.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, ..)| key_cmp(k, key))
+    }
+
+    fn value(&self, i: usize) -> &str {
+        let (_, start, end) = self.entries[i];
+        &self.values[start..end]
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
+        let found = if self.entries.len() <= 16 {
+            self.entries
+                .iter()
+                .position(|(k, ..)| k.len() == key.len() && k == key)
+        } else {
+            self.position(key).ok()
+        };
+        found.map(|i| self.value(i))
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.position(key).ok()?;
+        let value = self.value(i).to_owned();
+        self.entries.remove(i);
+        Some(value)
+    }
+
+    /// The fields in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .map(|(k, start, end)| (k.as_ref(), &self.values[*start..*end]))
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every field, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.values.clear();
+    }
+
+    /// Drops the bytes of replaced and removed values once they are most of the buffer.
+    fn compact_if_wasteful(&mut self) {
+        let live: usize = self.entries.iter().map(|(_, s, e)| e - s).sum();
+        if self.values.len() > 256 && self.values.len() > 2 * live {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let mut values = String::with_capacity(self.values.len());
+        for (_, start, end) in &mut self.entries {
+            let new_start = values.len();
+            values.push_str(&self.values[*start..*end]);
+            *start = new_start;
+            *end = values.len();
+        }
+        self.values = values;
+    }
+
+    /// The value of a required field.
+    pub fn required(&self, key: &'static str) -> Result<&str, CodecError> {
+        self.get(key).ok_or(CodecError::MissingField(key))
+    }
+
+    /// A required field parsed as `i32`.
+    pub fn required_i32(&self, key: &'static str) -> Result<i32, CodecError> {
+        let v = self.required(key)?;
+        v.trim().parse().map_err(|_| CodecError::invalid(key, v))
+    }
+
+    /// A required field parsed as `i64`.
+    pub fn required_i64(&self, key: &'static str) -> Result<i64, CodecError> {
+        let v = self.required(key)?;
+        v.trim().parse().map_err(|_| CodecError::invalid(key, v))
+    }
+
+    /// An optional field parsed as `i32`: absent is `None`, unparsable is an error.
+    pub fn optional_i32(&self, key: &'static str) -> Result<Option<i32>, CodecError> {
+        self.get(key)
+            .map(|v| v.trim().parse().map_err(|_| CodecError::invalid(key, v)))
+            .transpose()
+    }
+
+    /// An optional field parsed as `i64`: absent is `None`, unparsable is an error.
+    pub fn optional_i64(&self, key: &'static str) -> Result<Option<i64>, CodecError> {
+        self.get(key)
+            .map(|v| v.trim().parse().map_err(|_| CodecError::invalid(key, v)))
+            .transpose()
+    }
+
+    /// An optional boolean with Java's `Boolean.parseBoolean` semantics: `"true"` in any case is
+    /// true, anything else false; absent is `None`.
+    pub fn optional_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).map(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: Into<Cow<'static, str>>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
+    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
+        let mut m = ExtFields::new();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+/// `a.cmp(b)`, deciding on the first byte when it differs (most keys do): no `memcmp` call.
+fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
+/// `a < b`, as [`key_cmp`].
+fn key_less(a: &str, b: &str) -> bool {
+    key_cmp(a, b).is_lt()
+}
+
+/// A one-letter key; static for the V2 send header's `a`..`n`.
+pub(super) fn intern_letter(b: u8) -> Cow<'static, str> {
+    const LETTERS: [&str; 14] = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
+    ];
+    match LETTERS.get(usize::from(b.wrapping_sub(b'a'))) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(char::from(b).to_string()),
+    }
+}
+
+/// The `extFields` keys this crate reads or writes, as static strings: a decoded frame's keys
+/// then cost no allocation.
+pub(super) fn intern_key(key: &str) -> Cow<'static, str> {
+    if let [b @ b'a'..=b'n'] = key.as_bytes() {
+        return intern_letter(*b);
+    }
+    // A `match` compares lengths first: only keys of the same length reach `memcmp`.
+    let known = match key {
+        "IS_SUB_CHANGE" => "IS_SUB_CHANGE",
+        "IS_SUPPORT_HEART_BEAT_V2" => "IS_SUPPORT_HEART_BEAT_V2",
+        "MSG_REGION" => "MSG_REGION",
+        "TRACE_ON" => "TRACE_ON",
+        "acceptStandardJsonOnly" => "acceptStandardJsonOnly",
+        "batch" => "batch",
+        "batchUniqId" => "batchUniqId",
+        "bname" => "bname",
+        "bornTimestamp" => "bornTimestamp",
+        "clientID" => "clientID",
+        "commitLogOffset" => "commitLogOffset",
+        "commitOrRollback" => "commitOrRollback",
+        "committed" => "committed",
+        "consumerGroup" => "consumerGroup",
+        "defaultTopic" => "defaultTopic",
+        "defaultTopicQueueNums" => "defaultTopicQueueNums",
+        "flag" => "flag",
+        "fromTransactionCheck" => "fromTransactionCheck",
+        "maxReconsumeTimes" => "maxReconsumeTimes",
+        "msgId" => "msgId",
+        "offset" => "offset",
+        "offsetMsgId" => "offsetMsgId",
+        "producerGroup" => "producerGroup",
+        "properties" => "properties",
+        "queueId" => "queueId",
+        "queueOffset" => "queueOffset",
+        "recallHandle" => "recallHandle",
+        "reconsumeTimes" => "reconsumeTimes",
+        "sysFlag" => "sysFlag",
+        "topic" => "topic",
+        "tranStateTableOffset" => "tranStateTableOffset",
+        "transactionId" => "transactionId",
+        "unitMode" => "unitMode",
+        _ => return Cow::Owned(key.to_owned()),
+    };
+    Cow::Borrowed(known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_keys_are_interned() {
+        let known = [
+            "IS_SUB_CHANGE",
+            "MSG_REGION",
+            "TRACE_ON",
+            "msgId",
+            "queueId",
+            "queueOffset",
+            "transactionId",
+            "unitMode",
+            "a",
+            "n",
+            "tranStateTableOffset",
+        ];
+        for k in known {
+            assert!(matches!(intern_key(k), Cow::Borrowed(b) if b == k), "{k}");
+        }
+        for k in ["o", "msgid", "", "queueIdX", "é"] {
+            assert!(matches!(intern_key(k), Cow::Owned(o) if o == k), "{k}");
+        }
+        let mut f = ExtFields::new();
+        for i in 0..40 {
+            f.insert(format!("k{i:02}"), format!("v{i}"));
+        }
+        assert_eq!(f.get("k07"), Some("v7"));
+        assert_eq!(f.get("k39"), Some("v39"));
+        assert_eq!(f.get("k40"), None);
+        f.clear();
+        f.insert("ab", "1");
+        f.insert("b", "2");
+        assert_eq!(
+            (f.get("ab"), f.get("b"), f.get("a")),
+            (Some("1"), Some("2"), None)
+        );
+    }
+
+    #[test]
+    fn ext_fields_buffer_replace_remove_compact() {
+        let mut f = ExtFields::new();
+        f.insert("b", "1");
+        f.insert_int("a", -42);
+        f.insert_bool("c", true);
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            [("a", "-42"), ("b", "1"), ("c", "true")]
+        );
+        // Replacing a value many times keeps the buffer bounded.
+        for i in 0..10_000 {
+            f.insert("b", format!("value-{i}"));
+        }
+        assert_eq!(f.get("b"), Some("value-9999"));
+        assert!(f.values.len() < 1024, "{}", f.values.len());
+        assert_eq!(f.remove("b").as_deref(), Some("value-9999"));
+        assert_eq!(f.remove("b"), None);
+        assert_eq!(f.len(), 2);
+        // Equality ignores garbage in the buffer and insertion order.
+        let g: ExtFields = [("c", "true"), ("a", "-42")].into_iter().collect();
+        assert_eq!(f, g);
+        assert_eq!(format!("{g:?}"), r#"{"a": "-42", "c": "true"}"#);
+        f.clear();
+        assert!(f.is_empty());
+        assert_eq!(f.get("a"), None);
+        // Ranges in any order, duplicates: the later one wins.
+        let values = String::from("xyz");
+        let f = ExtFields::from_ranges(
+            vec![
+                (Cow::Borrowed("z"), 0, 1),
+                (Cow::Borrowed("a"), 1, 2),
+                (Cow::Borrowed("z"), 2, 3),
+            ],
+            values,
+        );
+        assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "y"), ("z", "z")]);
+        // Small maps are searched linearly, large ones by binary search: both find every key.
+        let big: ExtFields = (0..40)
+            .map(|i| (format!("key{i}"), i.to_string()))
+            .collect();
+        for i in 0..40 {
+            assert_eq!(big.get(&format!("key{i}")), Some(i.to_string().as_str()));
+        }
+        assert_eq!(big.get("key40"), None);
+        assert_eq!(intern_key("queueId"), Cow::Borrowed("queueId"));
+        assert!(matches!(intern_key("custom"), Cow::Owned(_)));
+        assert_eq!(intern_letter(b'z'), "z");
+    }
+
+    #[test]
+    fn ext_fields_sorted_and_typed() {
+        let mut f = ExtFields::new();
+        f.insert("z", "1");
+        f.insert("a", "x");
+        f.insert("m", "true");
+        f.insert("a", "y");
+        assert_eq!(
+            f.iter().collect::<Vec<_>>(),
+            vec![("a", "y"), ("m", "true"), ("z", "1")]
+        );
+        assert_eq!(f.required_i32("z"), Ok(1));
+        assert_eq!(f.required_i32("q"), Err(CodecError::MissingField("q")));
+        assert!(matches!(
+            f.required_i64("a"),
+            Err(CodecError::InvalidField { field: "a", .. })
+        ));
+        assert_eq!(f.optional_bool("m"), Some(true));
+    }
+}
