@@ -101,6 +101,7 @@
 //! ```
 
 mod node;
+mod reply;
 mod server;
 
 use std::collections::HashMap;
