@@ -1,15 +1,17 @@
 //! The send path: SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE checked and stored
 //! the way a real broker does (header fields, topic auto-creation, the broker's stamps,
-//! offset message ids).
+//! offset message ids); a transactional message is held as a half message.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use super::store::{stored_len_of, Record, Store, TopicConf};
+use super::store::{stored_len_of, Half, Record, Store, TopicConf};
 use super::{now_ms, response, set_property, BrokerCore, Conn, HALF_TOPIC, MAX_MESSAGE_SIZE};
 use crate::message::{property, MessageExt};
 use crate::protocol::message_codec;
 use crate::protocol::route::perm;
 use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use crate::testing::records::TransactionState;
 use crate::testing::reply::{Reply, SendOk};
 
 /// Topics a real broker refuses sends to (`TopicValidator.isNotAllowedSendTopic`).
@@ -183,7 +185,7 @@ pub(super) fn valid_topic(topic: &str) -> bool {
 type Refusal = (i32, String);
 
 impl BrokerCore {
-    pub(super) fn offset_id(&self, offset: i64) -> String {
+    fn offset_id(&self, offset: i64) -> String {
         let mut s = String::with_capacity(32);
         write_offset_id(&mut s, self.store_addr(), offset);
         s
@@ -318,7 +320,7 @@ impl BrokerCore {
         Reply::Cmd(r)
     }
 
-    pub(super) fn send_ok(
+    fn send_ok(
         opaque: i32,
         msg_ids: String,
         queue_id: i32,
@@ -421,6 +423,50 @@ impl BrokerCore {
         let mut id = String::with_capacity(32);
         write_offset_id(&mut id, store_host, commit_log_offset);
         Self::send_ok(opaque, id, queue_id, queue_offset, scan.uniq)
+    }
+
+    /// Holds a half message: the response names its half-queue offset.
+    fn store_half(
+        &self,
+        store: &mut Store,
+        msg: MessageExt,
+        opaque: i32,
+        uniq: Option<&str>,
+    ) -> Reply {
+        let group = msg
+            .property(property::PRODUCER_GROUP)
+            .unwrap_or_default()
+            .to_string();
+        let queue_id = msg.queue_id;
+        let mut half = msg;
+        set_property(
+            &mut half.properties,
+            property::REAL_TOPIC,
+            half.topic.clone(),
+        );
+        set_property(
+            &mut half.properties,
+            property::REAL_QUEUE_ID,
+            queue_id.to_string(),
+        );
+        if let Some(id) = uniq {
+            set_property(&mut half.properties, property::TRANSACTION_ID, id);
+        }
+        let tran_state_offset = store.half_queue_offset;
+        store.half_queue_offset += 1;
+        half.queue_offset = tran_state_offset;
+        let half = self.append_half(store, half);
+        let id = self.offset_id(half.commit_log_offset);
+        store.halves.push(Half {
+            msg: half,
+            tran_state_offset,
+            group,
+            state: TransactionState::Prepared,
+            checks: 0,
+            stored_at: Instant::now(),
+        });
+        store.counters.half_messages += 1;
+        Self::send_ok(opaque, id, queue_id, tran_state_offset, uniq)
     }
 
     /// Stores each message of a batch; the response lists one offset id per message.

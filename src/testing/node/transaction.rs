@@ -3,9 +3,7 @@
 //! unregisters keep.
 
 use std::sync::{Arc, Weak};
-use std::time::Instant;
 
-use super::store::{Half, Store};
 use super::{remove_property, response, set_property, BrokerCore, Conn, HALF_TOPIC};
 use crate::message::{property, MessageExt};
 use crate::protocol::header::{
@@ -16,53 +14,8 @@ use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::message_codec::{self, sys_flag};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::testing::records::{EndTransactionRecord, HalfMessage, TransactionState};
-use crate::testing::reply::Reply;
 
 impl BrokerCore {
-    /// Holds a half message: the response names its half-queue offset.
-    pub(super) fn store_half(
-        &self,
-        store: &mut Store,
-        msg: MessageExt,
-        opaque: i32,
-        uniq: Option<&str>,
-    ) -> Reply {
-        let group = msg
-            .property(property::PRODUCER_GROUP)
-            .unwrap_or_default()
-            .to_string();
-        let queue_id = msg.queue_id;
-        let mut half = msg;
-        set_property(
-            &mut half.properties,
-            property::REAL_TOPIC,
-            half.topic.clone(),
-        );
-        set_property(
-            &mut half.properties,
-            property::REAL_QUEUE_ID,
-            queue_id.to_string(),
-        );
-        if let Some(id) = uniq {
-            set_property(&mut half.properties, property::TRANSACTION_ID, id);
-        }
-        let tran_state_offset = store.half_queue_offset;
-        store.half_queue_offset += 1;
-        half.queue_offset = tran_state_offset;
-        let half = self.append_half(store, half);
-        let id = self.offset_id(half.commit_log_offset);
-        store.halves.push(Half {
-            msg: half,
-            tran_state_offset,
-            group,
-            state: TransactionState::Prepared,
-            checks: 0,
-            stored_at: Instant::now(),
-        });
-        store.counters.half_messages += 1;
-        Self::send_ok(opaque, id, queue_id, tran_state_offset, uniq)
-    }
-
     pub(super) fn handle_end_transaction(&self, request: &RemotingCommand) -> RemotingCommand {
         let opaque = request.opaque;
         let header = match EndTransactionRequestHeader::read_from(&request.ext_fields) {
