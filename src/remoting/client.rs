@@ -15,10 +15,9 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::completion::pair;
-use super::event_loop::{
-    self, deadline_after, Command, FramePool, LoopConfig, LoopShared, Reply, Request, Target,
-};
-use super::pool::{self, CallbackReply, HandlerSlot, Task};
+use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
+use super::pool::{self, HandlerSlot};
+use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
 use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};

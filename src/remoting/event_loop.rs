@@ -12,8 +12,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -23,113 +22,16 @@ use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
-use super::completion::Completer;
 use super::connection::{Conn, Failure, Phase};
-use super::pool::{CallbackReply, ServerRequest, Task};
+use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
 use super::ConnectionState;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
 
 /// The waker's token; connection `i` has token `i + 1`.
 const WAKER: Token = Token(0);
 /// Commands taken from the channel in one turn, so that I/O is not starved by a flood.
 const COMMANDS_PER_TURN: usize = 4096;
-
-/// Where a request is headed: the address as the caller wrote it, resolved once, and the
-/// event loop that owns it.
-#[derive(Debug)]
-pub(crate) struct Target {
-    pub(crate) addr: Arc<str>,
-    pub(crate) socket: SocketAddr,
-    pub(crate) lp: usize,
-}
-
-/// How a request that expects a response ends.
-pub(crate) enum Reply {
-    /// Complete a handle, on the I/O thread.
-    Handle(Completer<RemotingCommand>),
-    /// Run a callback, on the callback pool.
-    Callback(CallbackReply),
-    /// Run a crate-internal continuation on the I/O thread when the response arrives (it must
-    /// be quick and run no user code); on the callback pool when the request fails.
-    Inline(CallbackReply),
-}
-
-impl Reply {
-    pub(crate) fn complete(self, result: Result<RemotingCommand>) {
-        match self {
-            Reply::Handle(c) => {
-                c.complete(result);
-            }
-            Reply::Callback(c) => c.complete(result),
-            Reply::Inline(c) if result.is_ok() => c.run_here(result),
-            Reply::Inline(c) => c.complete(result),
-        }
-    }
-}
-
-/// A request on its way to the socket.
-pub(crate) struct Request {
-    pub(crate) target: Arc<Target>,
-    pub(crate) frame: Vec<u8>,
-    pub(crate) opaque: i32,
-    pub(crate) timeout: Duration,
-    pub(crate) deadline: Instant,
-    /// `None` for a oneway request.
-    pub(crate) reply: Option<Reply>,
-}
-
-/// What callers and callback threads send to an event loop.
-pub(crate) enum Command {
-    /// Send a request.
-    Request(Request),
-    /// Send the reply to a server-initiated request on the connection it came on.
-    Reply {
-        token: usize,
-        conn_id: u64,
-        frame: Vec<u8>,
-    },
-    /// Close the connection to an address, failing what is pending on it.
-    Close(Arc<str>),
-    /// Fail everything with `Shutdown` and stop.
-    Shutdown,
-}
-
-/// The part of an event loop that other threads use.
-#[derive(Debug)]
-pub(crate) struct LoopShared {
-    tx: Sender<Command>,
-    waker: Waker,
-    /// Set by senders, cleared by the loop before it drains the channel: a sender calls the
-    /// waker (a syscall) only when the loop has not been told yet.
-    notified: AtomicBool,
-    /// Connection state per address, for health snapshots.
-    pub(crate) states: Mutex<HashMap<Arc<str>, ConnectionState>>,
-}
-
-impl LoopShared {
-    /// Queues a command and wakes the loop. Gives the command back if the loop has stopped.
-    pub(crate) fn send(&self, cmd: Command) -> std::result::Result<(), Command> {
-        self.tx.send(cmd).map_err(|e| e.into_inner())?;
-        if !self.notified.swap(true, Ordering::SeqCst) {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake an event loop: {e}");
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::Request(r) => write!(f, "Request({}, opaque {})", r.target.addr, r.opaque),
-            Command::Reply { token, .. } => write!(f, "Reply(token {token})"),
-            Command::Close(addr) => write!(f, "Close({addr})"),
-            Command::Shutdown => f.write_str("Shutdown"),
-        }
-    }
-}
 
 /// Settings an event loop needs.
 #[derive(Debug, Clone)]
@@ -181,12 +83,7 @@ pub(crate) fn spawn(
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    let shared = Arc::new(LoopShared {
-        tx,
-        waker,
-        notified: AtomicBool::new(false),
-        states: Mutex::new(HashMap::new()),
-    });
+    let shared = Arc::new(LoopShared::new(tx, waker));
     let lp = EventLoop {
         poll,
         rx,
@@ -412,7 +309,7 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
-        self.shared.notified.store(false, Ordering::SeqCst);
+        self.shared.clear_notified();
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
                 Ok(Command::Request(r)) => self.on_request(r),

@@ -37,7 +37,9 @@ mod client;
 pub mod completion;
 mod connection;
 mod event_loop;
+mod guard;
 mod pool;
+mod task;
 
 use std::time::Duration;
 

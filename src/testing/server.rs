@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::node::Reply;
+use super::reply::Reply;
 use crate::protocol::{FrameDecoder, RemotingCommand};
 
 /// What the node does with one request.

@@ -1,0 +1,210 @@
+//! What the threads of a [`RemotingClient`](super::RemotingClient) hand each other: the
+//! [`Command`]s that callers and callback threads send an event loop (through its
+//! [`LoopShared`] handle), the [`Request`]s inside them and the [`Reply`] each one ends with,
+//! and the [`Task`]s that event loops and callers give the callback pool.
+//!
+//! These types refer to one another in a ring (a request carries a reply, a reply may go to
+//! the pool, a server request carries the handle of the loop to answer through), so they live
+//! together here; the event loop and the pool both depend on this module and not on each
+//! other.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+use parking_lot::Mutex;
+
+use super::completion::Completer;
+use super::guard::run_callback;
+use super::{ConnectionState, ResponseCallback};
+use crate::error::{Error, Result};
+use crate::protocol::RemotingCommand;
+
+/// Where a request is headed: the address as the caller wrote it, resolved once, and the
+/// event loop that owns it.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) addr: Arc<str>,
+    pub(crate) socket: SocketAddr,
+    pub(crate) lp: usize,
+}
+
+/// How a request that expects a response ends.
+pub(crate) enum Reply {
+    /// Complete a handle, on the I/O thread.
+    Handle(Completer<RemotingCommand>),
+    /// Run a callback, on the callback pool.
+    Callback(CallbackReply),
+    /// Run a crate-internal continuation on the I/O thread when the response arrives (it must
+    /// be quick and run no user code); on the callback pool when the request fails.
+    Inline(CallbackReply),
+}
+
+impl Reply {
+    pub(crate) fn complete(self, result: Result<RemotingCommand>) {
+        match self {
+            Reply::Handle(c) => {
+                c.complete(result);
+            }
+            Reply::Callback(c) => c.complete(result),
+            Reply::Inline(c) if result.is_ok() => c.run_here(result),
+            Reply::Inline(c) => c.complete(result),
+        }
+    }
+}
+
+/// A request on its way to the socket.
+pub(crate) struct Request {
+    pub(crate) target: Arc<Target>,
+    pub(crate) frame: Vec<u8>,
+    pub(crate) opaque: i32,
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Instant,
+    /// `None` for a oneway request.
+    pub(crate) reply: Option<Reply>,
+}
+
+/// What callers and callback threads send to an event loop.
+pub(crate) enum Command {
+    /// Send a request.
+    Request(Request),
+    /// Send the reply to a server-initiated request on the connection it came on.
+    Reply {
+        token: usize,
+        conn_id: u64,
+        frame: Vec<u8>,
+    },
+    /// Close the connection to an address, failing what is pending on it.
+    Close(Arc<str>),
+    /// Fail everything with `Shutdown` and stop.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Request(r) => write!(f, "Request({}, opaque {})", r.target.addr, r.opaque),
+            Command::Reply { token, .. } => write!(f, "Reply(token {token})"),
+            Command::Close(addr) => write!(f, "Close({addr})"),
+            Command::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+/// The handle other threads hold on an event loop: its command channel and waker, and the
+/// connection states it publishes. The loop's own state stays in `event_loop`.
+#[derive(Debug)]
+pub(crate) struct LoopShared {
+    tx: Sender<Command>,
+    waker: Waker,
+    /// Set by senders, cleared by the loop before it drains the channel: a sender calls the
+    /// waker (a syscall) only when the loop has not been told yet.
+    notified: AtomicBool,
+    /// Connection state per address, for health snapshots.
+    pub(crate) states: Mutex<HashMap<Arc<str>, ConnectionState>>,
+}
+
+impl LoopShared {
+    /// The handle of a loop that receives on `tx`'s channel and polls with `waker`.
+    pub(crate) fn new(tx: Sender<Command>, waker: Waker) -> Self {
+        LoopShared {
+            tx,
+            waker,
+            notified: AtomicBool::new(false),
+            states: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Queues a command and wakes the loop. Gives the command back if the loop has stopped.
+    pub(crate) fn send(&self, cmd: Command) -> std::result::Result<(), Command> {
+        self.tx.send(cmd).map_err(|e| e.into_inner())?;
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake an event loop: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Called by the loop before it drains the channel: the next sender wakes it again.
+    pub(crate) fn clear_notified(&self) {
+        self.notified.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Work for a callback thread.
+pub(crate) enum Task {
+    /// An arbitrary task from `execute`.
+    Run(Box<dyn FnOnce() + Send + 'static>),
+    /// A response callback with its result.
+    Respond(ResponseCallback, Result<RemotingCommand>),
+    /// A request a peer sent us.
+    Serve(ServerRequest),
+}
+
+/// A request from a peer, and how to answer it on the same connection.
+pub(crate) struct ServerRequest {
+    pub(crate) addr: Arc<str>,
+    pub(crate) token: usize,
+    pub(crate) conn_id: u64,
+    pub(crate) request: RemotingCommand,
+    pub(crate) reply_to: Arc<LoopShared>,
+}
+
+/// A response callback that runs exactly once: with the result when completed, with
+/// `Shutdown` when dropped unfinished. It runs on the pool while the pool takes tasks, and on
+/// the current thread once the pool is gone.
+pub(crate) struct CallbackReply {
+    callback: Option<ResponseCallback>,
+    pool: Option<Sender<Task>>,
+}
+
+impl CallbackReply {
+    pub(crate) fn new(callback: ResponseCallback, pool: Option<Sender<Task>>) -> Self {
+        CallbackReply {
+            callback: Some(callback),
+            pool,
+        }
+    }
+
+    pub(crate) fn complete(mut self, result: Result<RemotingCommand>) {
+        self.dispatch(result);
+    }
+
+    /// Runs the callback on this thread (a panic is caught and logged).
+    pub(crate) fn run_here(mut self, result: Result<RemotingCommand>) {
+        if let Some(callback) = self.callback.take() {
+            run_callback(callback, result);
+        }
+    }
+
+    fn dispatch(&mut self, result: Result<RemotingCommand>) {
+        let Some(callback) = self.callback.take() else {
+            return;
+        };
+        let task = Task::Respond(callback, result);
+        let task = match self.pool.take() {
+            Some(pool) => match pool.send(task) {
+                Ok(()) => return,
+                Err(e) => e.into_inner(),
+            },
+            None => task,
+        };
+        // The pool is gone: run it here rather than lose it.
+        if let Task::Respond(callback, result) = task {
+            run_callback(callback, result);
+        }
+    }
+}
+
+impl Drop for CallbackReply {
+    fn drop(&mut self) {
+        if self.callback.is_some() {
+            self.dispatch(Err(Error::Shutdown));
+        }
+    }
+}

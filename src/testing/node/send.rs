@@ -1,0 +1,624 @@
+//! The send path: SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE checked and stored
+//! the way a real broker does (header fields, topic auto-creation, the broker's stamps,
+//! offset message ids); a transactional message is held as a half message.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::store::{stored_len_of, Half, Record, Store, TopicConf};
+use super::{now_ms, response, set_property, BrokerCore, Conn, HALF_TOPIC, MAX_MESSAGE_SIZE};
+use crate::message::{property, MessageExt};
+use crate::protocol::message_codec;
+use crate::protocol::route::perm;
+use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use crate::testing::records::TransactionState;
+use crate::testing::reply::{Reply, SendOk};
+
+/// Topics a real broker refuses sends to (`TopicValidator.isNotAllowedSendTopic`).
+pub(super) const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
+    HALF_TOPIC,
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "RMQ_SYS_TRANS_CHECK_MAX_TIME_TOPIC",
+    "SCHEDULE_TOPIC_XXXX",
+    "rmq_sys_wheel_timer",
+    "RMQ_SYS_SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// The send header fields the broker uses, borrowed from the request: one pass over the
+/// extFields, V1 (long names) or V2 (single letters) alike.
+struct SendFields<'a> {
+    topic: &'a str,
+    default_topic: &'a str,
+    default_topic_queue_nums: i32,
+    queue_id: i32,
+    sys_flag: i32,
+    born_timestamp: i64,
+    flag: i32,
+    properties: &'a str,
+    reconsume_times: i32,
+}
+
+impl<'a> SendFields<'a> {
+    fn read(fields: &'a ExtFields) -> Result<SendFields<'a>, String> {
+        let mut topic = None;
+        let mut default_topic = None;
+        let mut default_nums = None;
+        let mut queue_id = None;
+        let mut sys_flag = None;
+        let mut born = None;
+        let mut flag = None;
+        let mut properties = "";
+        let mut reconsume = 0;
+        fn int<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
+            v.parse().map_err(|_| format!("invalid {key}: {v:?}"))
+        }
+        for (k, v) in fields.iter() {
+            match k {
+                "b" | "topic" => topic = Some(v),
+                "c" | "defaultTopic" => default_topic = Some(v),
+                "d" | "defaultTopicQueueNums" => default_nums = Some(int(k, v)?),
+                "e" | "queueId" => queue_id = Some(int(k, v)?),
+                "f" | "sysFlag" => sys_flag = Some(int(k, v)?),
+                "g" | "bornTimestamp" => born = Some(int(k, v)?),
+                "h" | "flag" => flag = Some(int(k, v)?),
+                "i" | "properties" => properties = v,
+                "j" | "reconsumeTimes" => reconsume = int(k, v)?,
+                _ => {}
+            }
+        }
+        let missing = |name: &str| format!("the custom field <{name}> is null");
+        Ok(SendFields {
+            topic: topic.ok_or_else(|| missing("topic"))?,
+            default_topic: default_topic.ok_or_else(|| missing("defaultTopic"))?,
+            default_topic_queue_nums: default_nums
+                .ok_or_else(|| missing("defaultTopicQueueNums"))?,
+            queue_id: queue_id.ok_or_else(|| missing("queueId"))?,
+            sys_flag: sys_flag.ok_or_else(|| missing("sysFlag"))?,
+            born_timestamp: born.ok_or_else(|| missing("bornTimestamp"))?,
+            flag: flag.ok_or_else(|| missing("flag"))?,
+            properties,
+            reconsume_times: reconsume,
+        })
+    }
+}
+
+/// The properties a broker stamps on every stored message.
+pub(super) const STAMPS: [(&str, &str); 2] = [
+    (property::MSG_REGION, "DefaultRegion"),
+    (property::TRACE_ON, "true"),
+];
+
+/// What the send path needs to know of a properties string, found without allocating.
+struct PropScan<'a> {
+    uniq: Option<&'a str>,
+    transactional: bool,
+    /// Whether `decode_properties` + re-encoding would give the string back unchanged (every
+    /// pair well formed and ended, no repeated or broker-stamped name), so it can be stored
+    /// as it came.
+    canonical: bool,
+}
+
+fn scan_properties(s: &str) -> PropScan<'_> {
+    let mut scan = PropScan {
+        uniq: None,
+        transactional: false,
+        canonical: s.is_empty() || s.ends_with(message_codec::PROPERTY_SEPARATOR),
+    };
+    let mut names: [&str; 16] = [""; 16];
+    let mut n = 0;
+    let body = s
+        .strip_suffix(message_codec::PROPERTY_SEPARATOR)
+        .unwrap_or(s);
+    for segment in body.split(message_codec::PROPERTY_SEPARATOR) {
+        if segment.is_empty() {
+            // Only the end may be empty (and `s` itself).
+            scan.canonical &= s.is_empty();
+            continue;
+        }
+        let Some((k, v)) = segment.split_once(message_codec::NAME_VALUE_SEPARATOR) else {
+            scan.canonical = false;
+            continue;
+        };
+        if k.is_empty() || v.is_empty() {
+            scan.canonical = false;
+            continue;
+        }
+        if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
+            scan.uniq = Some(v);
+        } else if k == property::TRANSACTION_PREPARED {
+            scan.transactional = v.eq_ignore_ascii_case("true");
+        }
+        if n == names.len()
+            || names[..n].contains(&k)
+            || k == property::CLUSTER
+            || STAMPS.iter().any(|(s, _)| *s == k)
+        {
+            scan.canonical = false;
+        } else {
+            names[n] = k;
+            n += 1;
+        }
+    }
+    scan
+}
+
+/// An offset message id: store host and commit-log offset, 32 upper-case hex digits for IPv4.
+fn write_offset_id(out: &mut String, host: SocketAddr, offset: i64) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut push = |bytes: &[u8]| {
+        for b in bytes {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xF) as usize] as char);
+        }
+    };
+    match host.ip() {
+        std::net::IpAddr::V4(ip) => push(&ip.octets()),
+        std::net::IpAddr::V6(ip) => push(&ip.octets()),
+    }
+    push(&i32::from(host.port()).to_be_bytes());
+    push(&offset.to_be_bytes());
+}
+
+/// The commit log's limit on a stored properties string (an i16 length).
+fn check_properties_len(len: usize) -> Result<(), Refusal> {
+    if len > message_codec::MAX_PROPERTIES_LEN {
+        return Err((
+            ResponseCode::MESSAGE_ILLEGAL,
+            "Message validation failed. Check body length (<4MB) and properties size (<32KB)."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Topic names a real broker accepts.
+pub(super) fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 127
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+}
+
+/// A send rejected before anything was stored: code and remark.
+type Refusal = (i32, String);
+
+impl BrokerCore {
+    fn offset_id(&self, offset: i64) -> String {
+        let mut s = String::with_capacity(32);
+        write_offset_id(&mut s, self.store_addr(), offset);
+        s
+    }
+
+    /// The topic's config, auto-creating it from the default topic when allowed.
+    fn topic_for_send(&self, store: &mut Store, f: &SendFields<'_>) -> Result<TopicConf, Refusal> {
+        if let Some(conf) = store.topics.get(f.topic) {
+            return Ok(*conf);
+        }
+        let template = store.topics.get(f.default_topic).copied();
+        match template {
+            Some(t) if self.settings.auto_create && perm::is_inherited(t.perm) => {
+                let queues = f.default_topic_queue_nums.clamp(1, t.write_queues);
+                let conf = TopicConf {
+                    read_queues: queues,
+                    write_queues: queues,
+                    perm: t.perm & !perm::INHERIT,
+                };
+                store.topics.insert(f.topic.to_string(), conf);
+                Ok(conf)
+            }
+            _ => Err((
+                ResponseCode::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist, apply first please!", f.topic),
+            )),
+        }
+    }
+
+    /// `AbstractSendMessageProcessor.msgCheck` and the store's checks, in a real broker's order.
+    fn check_send(
+        &self,
+        store: &mut Store,
+        f: &SendFields<'_>,
+        body_len: usize,
+    ) -> Result<TopicConf, Refusal> {
+        if self.settings.slave {
+            return Err((
+                ResponseCode::SERVICE_NOT_AVAILABLE,
+                "service not available now. It may be caused by one of the following reasons: \
+                 the broker's disk is full, messages are put to the slave, message store has \
+                 been shut down, etc."
+                    .into(),
+            ));
+        }
+        if !valid_topic(f.topic) {
+            return Err((
+                ResponseCode::SYSTEM_ERROR,
+                "The specified topic contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+                    .into(),
+            ));
+        }
+        if NOT_ALLOWED_SEND_TOPICS.contains(&f.topic) {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                format!("Sending message to topic[{}] is forbidden.", f.topic),
+            ));
+        }
+        if body_len > MAX_MESSAGE_SIZE {
+            return Err((
+                ResponseCode::MESSAGE_ILLEGAL,
+                format!("the message body size over max value, MAX: {MAX_MESSAGE_SIZE}"),
+            ));
+        }
+        let conf = self.topic_for_send(store, f)?;
+        if !perm::is_writeable(conf.perm) {
+            return Err((
+                ResponseCode::NO_PERMISSION,
+                format!("the topic[{}] sending message is forbidden", f.topic),
+            ));
+        }
+        // SYSTEM_ERROR, as Java's `msgCheck` and the RocketMQ-Rust broker answer (checked on the
+        // wire), not INVALID_PARAMETER.
+        let queues = conf.read_queues.max(conf.write_queues);
+        if f.queue_id >= queues {
+            return Err((
+                ResponseCode::SYSTEM_ERROR,
+                format!(
+                    "request queueId[{}] is illegal, topic {} has {} queues",
+                    f.queue_id, f.topic, queues
+                ),
+            ));
+        }
+        Ok(conf)
+    }
+
+    fn base_message(
+        f: &SendFields<'_>,
+        queue_id: i32,
+        body: Vec<u8>,
+        flag: i32,
+        properties: Vec<(String, String)>,
+        born_host: SocketAddr,
+    ) -> MessageExt {
+        MessageExt {
+            topic: f.topic.to_string(),
+            body,
+            flag,
+            properties,
+            queue_id,
+            queue_offset: 0,
+            commit_log_offset: 0,
+            sys_flag: f.sys_flag,
+            born_timestamp: f.born_timestamp,
+            born_host,
+            store_timestamp: 0,
+            store_host: born_host,
+            reconsume_times: f.reconsume_times,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+        }
+    }
+
+    /// Sets the properties a real broker stamps on every stored message (`CLUSTER`,
+    /// `MSG_REGION`, `TRACE_ON`) and checks the stored properties against the commit log's
+    /// 32 767-byte limit, which therefore includes them (as on a real broker).
+    fn stamp(&self, properties: &mut Vec<(String, String)>) -> Result<(), Refusal> {
+        set_property(properties, property::CLUSTER, self.cluster.clone());
+        for (k, v) in STAMPS {
+            set_property(properties, k, v);
+        }
+        let len: usize = properties.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        check_properties_len(len)
+    }
+
+    /// A send response: a real broker puts `MSG_REGION` and `TRACE_ON` on every response of
+    /// the send path, failures included.
+    fn send_reply(code: i32, opaque: i32, remark: &str) -> Reply {
+        let mut r = response(code, opaque, remark);
+        r.ext_fields.insert("MSG_REGION", "DefaultRegion");
+        r.ext_fields.insert("TRACE_ON", "true");
+        Reply::Cmd(r)
+    }
+
+    fn send_ok(
+        opaque: i32,
+        msg_ids: String,
+        queue_id: i32,
+        queue_offset: i64,
+        transaction_id: Option<&str>,
+    ) -> Reply {
+        Reply::SendOk(SendOk {
+            opaque,
+            msg_ids,
+            queue_id,
+            queue_offset,
+            transaction_id: transaction_id.map(str::to_string),
+        })
+    }
+
+    pub(super) fn handle_send(&self, conn: &Conn, request: &mut RemotingCommand) -> Reply {
+        let opaque = request.opaque;
+        let body = std::mem::take(&mut request.body);
+        let f = match SendFields::read(&request.ext_fields) {
+            Ok(f) => f,
+            Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e).into(),
+        };
+        let mut store = self.store.lock();
+        let conf = match self.check_send(&mut store, &f, body.len()) {
+            Ok(c) => c,
+            Err((code, remark)) => return Self::send_reply(code, opaque, &remark),
+        };
+        let queue_id = if f.queue_id < 0 {
+            (rand::random::<u32>() % conf.write_queues.max(1) as u32) as i32
+        } else {
+            f.queue_id
+        };
+        if request.code == RequestCode::SEND_BATCH_MESSAGE {
+            return self.store_batch(&mut store, conn, &f, queue_id, &body, opaque);
+        }
+        let scan = scan_properties(f.properties);
+        if scan.transactional {
+            let mut properties = message_codec::decode_properties(f.properties);
+            if let Err((code, remark)) = self.stamp(&mut properties) {
+                return Self::send_reply(code, opaque, &remark);
+            }
+            let msg = Self::base_message(&f, queue_id, body, f.flag, properties, conn.peer);
+            return self.store_half(&mut store, msg, opaque, scan.uniq);
+        }
+        // The stored properties: as they came plus the stamps when that is what re-encoding
+        // would give, else decoded, stamped and encoded again.
+        let properties = if scan.canonical {
+            let mut p = String::with_capacity(f.properties.len() + self.stamp_suffix.len());
+            p.push_str(f.properties);
+            p.push_str(&self.stamp_suffix);
+            p
+        } else {
+            let mut props = message_codec::decode_properties(f.properties);
+            if let Err((code, remark)) = self.stamp(&mut props) {
+                return Self::send_reply(code, opaque, &remark);
+            }
+            let mut p = String::new();
+            message_codec::encode_properties(
+                props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut p,
+            );
+            p
+        };
+        if let Err((code, remark)) = check_properties_len(properties.len()) {
+            return Self::send_reply(code, opaque, &remark);
+        }
+        let store_host = self.store_addr();
+        let len = stored_len_of(
+            &conn.peer,
+            &store_host,
+            body.len(),
+            f.topic.len(),
+            properties.len(),
+        );
+        let commit_log_offset = Self::next_commit_offset(&mut store, len);
+        let queue_offset = Self::next_queue_offset(&mut store, f.topic, queue_id);
+        store.counters.messages_stored += 1;
+        if self.settings.keep_messages {
+            let topic = Self::topic_name(&mut store, f.topic);
+            self.keep(
+                &mut store,
+                Record {
+                    topic,
+                    body,
+                    flag: f.flag,
+                    properties,
+                    queue_id,
+                    queue_offset,
+                    commit_log_offset,
+                    sys_flag: f.sys_flag,
+                    born_timestamp: f.born_timestamp,
+                    born_host: conn.peer,
+                    store_timestamp: now_ms(),
+                    reconsume_times: f.reconsume_times,
+                    prepared_transaction_offset: 0,
+                },
+            );
+        }
+        drop(store);
+        let mut id = String::with_capacity(32);
+        write_offset_id(&mut id, store_host, commit_log_offset);
+        Self::send_ok(opaque, id, queue_id, queue_offset, scan.uniq)
+    }
+
+    /// Holds a half message: the response names its half-queue offset.
+    fn store_half(
+        &self,
+        store: &mut Store,
+        msg: MessageExt,
+        opaque: i32,
+        uniq: Option<&str>,
+    ) -> Reply {
+        let group = msg
+            .property(property::PRODUCER_GROUP)
+            .unwrap_or_default()
+            .to_string();
+        let queue_id = msg.queue_id;
+        let mut half = msg;
+        set_property(
+            &mut half.properties,
+            property::REAL_TOPIC,
+            half.topic.clone(),
+        );
+        set_property(
+            &mut half.properties,
+            property::REAL_QUEUE_ID,
+            queue_id.to_string(),
+        );
+        if let Some(id) = uniq {
+            set_property(&mut half.properties, property::TRANSACTION_ID, id);
+        }
+        let tran_state_offset = store.half_queue_offset;
+        store.half_queue_offset += 1;
+        half.queue_offset = tran_state_offset;
+        let half = self.append_half(store, half);
+        let id = self.offset_id(half.commit_log_offset);
+        store.halves.push(Half {
+            msg: half,
+            tran_state_offset,
+            group,
+            state: TransactionState::Prepared,
+            checks: 0,
+            stored_at: Instant::now(),
+        });
+        store.counters.half_messages += 1;
+        Self::send_ok(opaque, id, queue_id, tran_state_offset, uniq)
+    }
+
+    /// Stores each message of a batch; the response lists one offset id per message.
+    fn store_batch(
+        &self,
+        store: &mut Store,
+        conn: &Conn,
+        f: &SendFields<'_>,
+        queue_id: i32,
+        body: &[u8],
+        opaque: i32,
+    ) -> Reply {
+        let mut entries = match message_codec::decode_batch(body) {
+            Ok(e) if !e.is_empty() => e,
+            Ok(_) => return Self::send_reply(ResponseCode::MESSAGE_ILLEGAL, opaque, "empty batch"),
+            Err(e) => {
+                return Self::send_reply(ResponseCode::MESSAGE_ILLEGAL, opaque, &e.to_string())
+            }
+        };
+        // A real broker stamps the batch's own properties and appends them, as they are, to
+        // each message's (a name in both is then stored twice; readers see the last value).
+        let mut outer = message_codec::decode_properties(f.properties);
+        if let Err((code, remark)) = self.stamp(&mut outer) {
+            return Self::send_reply(code, opaque, &remark);
+        }
+        let mut outer_s = String::new();
+        message_codec::encode_properties(
+            outer.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &mut outer_s,
+        );
+        let mut stored_props = Vec::with_capacity(entries.len());
+        for entry in &mut entries {
+            let mut p = String::new();
+            message_codec::encode_properties(
+                entry
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut p,
+            );
+            p.push_str(&outer_s);
+            if let Err((code, remark)) = check_properties_len(p.len()) {
+                return Self::send_reply(code, opaque, &remark);
+            }
+            stored_props.push(p);
+        }
+        let store_host = self.store_addr();
+        let topic = Self::topic_name(store, f.topic);
+        let now = now_ms();
+        let mut ids = String::with_capacity(33 * entries.len());
+        let mut first_offset = None;
+        let count = entries.len() as u64;
+        for (entry, properties) in entries.into_iter().zip(stored_props) {
+            let len = stored_len_of(
+                &conn.peer,
+                &store_host,
+                entry.body.len(),
+                f.topic.len(),
+                properties.len(),
+            );
+            let commit_log_offset = Self::next_commit_offset(store, len);
+            let queue_offset = Self::next_queue_offset(store, f.topic, queue_id);
+            first_offset.get_or_insert(queue_offset);
+            self.keep(
+                store,
+                Record {
+                    topic: topic.clone(),
+                    body: entry.body,
+                    flag: entry.flag,
+                    properties,
+                    queue_id,
+                    queue_offset,
+                    commit_log_offset,
+                    sys_flag: f.sys_flag,
+                    born_timestamp: f.born_timestamp,
+                    born_host: conn.peer,
+                    store_timestamp: now,
+                    reconsume_times: f.reconsume_times,
+                    prepared_transaction_offset: 0,
+                },
+            );
+            if !ids.is_empty() {
+                ids.push(',');
+            }
+            write_offset_id(&mut ids, store_host, commit_log_offset);
+        }
+        store.counters.messages_stored += count;
+        Self::send_ok(opaque, ids, queue_id, first_offset.unwrap_or(0), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::OffsetMessageId;
+
+    #[test]
+    fn offset_ids_match_offset_message_id() {
+        for host in [
+            "127.0.0.1:20961",
+            "10.1.2.3:0",
+            "[::1]:65535",
+            "[fe80::1:2]:10911",
+        ] {
+            for offset in [0, 1, 0x11B, i64::MAX] {
+                let store_host: SocketAddr = host.parse().unwrap();
+                let mut s = String::new();
+                write_offset_id(&mut s, store_host, offset);
+                let id = OffsetMessageId {
+                    store_host,
+                    commit_log_offset: offset,
+                };
+                assert_eq!(s, id.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn property_scan() {
+        let enc = |pairs: &[(&str, &str)]| {
+            let mut s = String::new();
+            message_codec::encode_properties(pairs.iter().copied(), &mut s);
+            s
+        };
+        let s = enc(&[("UNIQ_KEY", "U1"), ("TAGS", "t"), ("TRAN_MSG", "TRUE")]);
+        let scan = scan_properties(&s);
+        assert_eq!(scan.uniq, Some("U1"));
+        assert!(scan.transactional);
+        assert!(scan.canonical);
+        assert!(scan_properties("").canonical);
+        // Not what re-encoding gives: no final separator, a repeat, an empty value, a name
+        // the broker stamps, too many pairs to check cheaply.
+        for odd in [
+            "A\u{1}1".to_string(),
+            enc(&[("A", "1"), ("A", "2")]),
+            "A\u{1}\u{2}".to_string(),
+            "\u{2}A\u{1}1\u{2}".to_string(),
+            enc(&[("CLUSTER", "x")]),
+            enc(&[("TRACE_ON", "false")]),
+            (0..17).map(|i| format!("k{i}\u{1}v\u{2}")).collect(),
+        ] {
+            let scan = scan_properties(&odd);
+            assert!(!scan.canonical, "{odd:?}");
+            let mut round = String::new();
+            let decoded = message_codec::decode_properties(&odd);
+            message_codec::encode_properties(
+                decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut round,
+            );
+            let stamped = odd.contains("CLUSTER") || odd.contains("TRACE_ON");
+            assert!(round != odd || stamped || odd.starts_with('k'), "{odd:?}");
+        }
+        assert!(!scan_properties(&enc(&[("TRAN_MSG", "false")])).transactional);
+    }
+}

@@ -1,0 +1,156 @@
+//! What a mock node answers a request with, as handed to the server that writes it: a
+//! [`Reply`], either a command or a successful send's response pre-encoded for the hot path.
+
+use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
+use crate::protocol::frame::write_json_str;
+use crate::protocol::{ExtFields, RemotingCommand, ResponseCode};
+
+/// What a handler answers.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Cmd(RemotingCommand),
+    SendOk(SendOk),
+}
+
+impl Reply {
+    pub(crate) fn into_command(self) -> RemotingCommand {
+        match self {
+            Reply::Cmd(c) => c,
+            Reply::SendOk(ok) => ok.command(),
+        }
+    }
+
+    /// Appends the response frame.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), crate::protocol::CodecError> {
+        match self {
+            Reply::Cmd(c) => c.encode(out),
+            Reply::SendOk(ok) => {
+                ok.encode(out);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<RemotingCommand> for Reply {
+    fn from(c: RemotingCommand) -> Reply {
+        Reply::Cmd(c)
+    }
+}
+
+/// A successful send's response, written straight into the output buffer (the hot path of a
+/// pipelined benchmark); [`SendOk::command`] builds the same response as a command.
+#[derive(Debug, Clone)]
+pub(crate) struct SendOk {
+    pub(super) opaque: i32,
+    pub(super) msg_ids: String,
+    pub(super) queue_id: i32,
+    pub(super) queue_offset: i64,
+    pub(super) transaction_id: Option<String>,
+}
+
+impl SendOk {
+    pub(crate) fn command(&self) -> RemotingCommand {
+        let mut r = RemotingCommand::response(ResponseCode::SUCCESS, self.opaque);
+        // In key order, so every insert appends.
+        let mut f = ExtFields::with_capacity(6);
+        f.insert("MSG_REGION", "DefaultRegion");
+        f.insert("TRACE_ON", "true");
+        f.insert("msgId", &self.msg_ids);
+        f.insert_int("queueId", self.queue_id.into());
+        f.insert_int("queueOffset", self.queue_offset);
+        if let Some(tx) = &self.transaction_id {
+            f.insert("transactionId", tx);
+        }
+        r.ext_fields = f;
+        r
+    }
+
+    /// Appends the frame [`SendOk::command`] encodes to (JSON header), byte for byte.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(
+            b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+        );
+        write_json_str(out, &self.msg_ids);
+        out.extend_from_slice(b",\"queueId\":\"");
+        push_decimal(out, self.queue_id.into());
+        out.extend_from_slice(b"\",\"queueOffset\":\"");
+        push_decimal(out, self.queue_offset);
+        out.push(b'"');
+        if let Some(tx) = &self.transaction_id {
+            out.extend_from_slice(b",\"transactionId\":");
+            write_json_str(out, tx);
+        }
+        out.extend_from_slice(b"},\"flag\":1,\"language\":");
+        write_json_str(out, CLIENT_LANGUAGE.name());
+        out.extend_from_slice(b",\"opaque\":");
+        push_decimal(out, self.opaque.into());
+        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+        push_decimal(out, CLIENT_VERSION.into());
+        out.push(b'}');
+        let header_len = (out.len() - start - 8) as u32;
+        let total = header_len + 4;
+        out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+        out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
+    }
+}
+
+/// Appends `v` in decimal.
+fn push_decimal(out: &mut Vec<u8>, v: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_ok_fast_encoding_is_the_generic_encoding() {
+        for tx in [
+            None,
+            Some("7F0000010001FIXTURE0000000001"),
+            Some("q\"uo\\te ✓ \u{1}"),
+        ] {
+            for (opaque, queue, offset) in [
+                (0, 0, 0),
+                (i32::MAX, 7, i64::MAX),
+                (i32::MIN, i32::MIN, i64::MIN),
+                (-5, -1, -9),
+                (10, 100, 1_000_000),
+            ] {
+                let ok = SendOk {
+                    opaque,
+                    msg_ids: "7F000001000051E10000000000000000,7F00".into(),
+                    queue_id: queue,
+                    queue_offset: offset,
+                    transaction_id: tx.map(str::to_string),
+                };
+                let mut fast = vec![1, 2, 3];
+                ok.encode(&mut fast);
+                let mut generic = vec![1, 2, 3];
+                ok.command().encode(&mut generic).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&generic)
+                );
+                assert_eq!(fast, generic);
+            }
+        }
+    }
+}
