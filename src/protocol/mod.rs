@@ -7,7 +7,9 @@
 //! - [`route`]: `TopicRouteData` from standard and legacy (unquoted integer key) JSON.
 //! - [`message_codec`]: properties strings, batch bodies, stored messages, message ids.
 //! - [`heartbeat`]: the HEART_BEAT body.
+//! - [`acl`]: ACL request signing (`AccessKey`, `Signature`) and the [`acl::Credentials`] it uses.
 
+pub mod acl;
 pub mod codes;
 pub mod frame;
 pub mod header;
