@@ -79,7 +79,8 @@
 //! One error type, [`Error`], sorted into [`ErrorKind`]s. Invalid messages are refused before
 //! anything is sent ([`Error::InvalidMessage`]). A send is retried, within one time budget
 //! (`send_timeout`, default 3 s), on connection errors, timeouts and the broker codes in
-//! `retry_codes` (Java's list: 1, 2, 14, 16, 17, 204, 205, 1500); a retry avoids the broker that
+//! `retry_codes` (Java's list: 1, 2, 14, 16, 17, 204, 205, 1500; but a `NO_PERMISSION` (16)
+//! refusal is [`Error::NoPermission`], never retried); a retry avoids the broker that
 //! just failed, and the latency fault table keeps new sends away from a failing broker for a
 //! while ([`routing::fault`]). [`Error::is_retriable`], [`Error::response_code`] and
 //! [`Error::broker_addr`] tell what happened.

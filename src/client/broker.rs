@@ -164,11 +164,7 @@ pub(crate) fn send_result(
     addr: &str,
 ) -> Result<SendResult> {
     let Some(status) = SendStatus::from_response_code(response.code) else {
-        return Err(Error::Broker {
-            code: response.code,
-            remark: response.remark.unwrap_or_default(),
-            addr: addr.to_string(),
-        });
+        return Err(Error::from_response(response.code, response.remark, addr));
     };
     let header = SendMessageResponseHeader::read_from(&response.ext_fields)?;
     let msg_id = match &header.batch_uniq_id {
