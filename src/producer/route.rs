@@ -28,6 +28,8 @@ impl Inner {
         match self.mapping.get(wire_topic, Instant::now()) {
             Some(info) if !info.queues().is_empty() => Ok(info),
             _ => Err(match fetched {
+                // A refusal stays one: the caller's credentials are the problem, not the route.
+                Err(e @ Error::NoPermission { .. }) => e,
                 Err(Error::NoRoute { .. }) | Ok(()) => Error::NoRoute {
                     topic: wire_topic.to_string(),
                     reason: match fetched {

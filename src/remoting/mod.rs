@@ -44,6 +44,7 @@ mod task;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::protocol::acl::Credentials;
 use crate::protocol::{RemotingCommand, SerializeType};
 
 pub(crate) use client::FrameSpec;
@@ -99,6 +100,10 @@ pub struct RemotingConfig {
     pub max_frame: usize,
     /// Header serialization of the requests this client sends.
     pub serialize_type: SerializeType,
+    /// ACL credentials: when set, every request this client sends (not the responses it
+    /// gives to a server's requests) is signed with them just before it is encoded
+    /// ([`crate::protocol::acl`]). Default `None`.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for RemotingConfig {
@@ -109,6 +114,7 @@ impl Default for RemotingConfig {
             connect_timeout: Duration::from_secs(3),
             max_frame: crate::protocol::frame::DEFAULT_MAX_FRAME,
             serialize_type: SerializeType::Json,
+            credentials: None,
         }
     }
 }

@@ -100,6 +100,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod acl;
 mod cluster;
 mod node;
 mod records;
@@ -112,6 +113,7 @@ use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
+pub use acl::{AclAccount, AclPerm};
 pub use cluster::{MockCluster, MockClusterBuilder, MockNameServer};
 pub use records::{
     EndTransactionRecord, HalfMessage, MockCounters, StoredMessage, TransactionState,
@@ -129,6 +131,7 @@ pub struct MockBrokerBuilder {
     port: u16,
     legacy_json: bool,
     settings: BrokerSettings,
+    acl: Option<Vec<AclAccount>>,
 }
 
 impl Default for MockBrokerBuilder {
@@ -139,6 +142,7 @@ impl Default for MockBrokerBuilder {
             check_interval: None,
             port: 0,
             legacy_json: false,
+            acl: None,
             settings: BrokerSettings {
                 auto_create: true,
                 keep_messages: true,
@@ -208,6 +212,15 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Turns on ACL verification with these accounts: every request must be signed by one of
+    /// them, and sends need `PUB` on their topic (the rules are in [`AclAccount`]'s module
+    /// docs). Refusals are answered with `NO_PERMISSION` (16) and a remark, and counted in
+    /// [`MockCounters::acl_refusals`]. Off by default.
+    pub fn acl(mut self, accounts: impl IntoIterator<Item = AclAccount>) -> Self {
+        self.acl = Some(accounts.into_iter().collect());
+        self
+    }
+
     /// Binds this port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
@@ -232,7 +245,9 @@ impl MockBrokerBuilder {
             serve_self: true,
             legacy_json: self.legacy_json.into(),
         });
-        let node = Arc::new(Node::new(Some(core), namesrv));
+        let mut node = Node::new(Some(core), namesrv);
+        node.acl = self.acl.map(acl::MockAcl::new);
+        let node = Arc::new(node);
         let server = serve(&node, self.port)?;
         if let Some(b) = &node.broker {
             let _ = b.addr.set(server.addr());
@@ -559,6 +574,7 @@ impl MockBroker {
     pub fn counters(&self) -> MockCounters {
         let mut c = self.core().store.lock().counters.clone();
         c.received = self.node.received.snapshot();
+        c.acl_refused = self.node.acl_refused.snapshot();
         c.end_transactions = self.core().store.lock().end_transactions.len() as u64;
         c.connections = self.node.server.lock().as_ref().map_or(0, |s| s.accepted());
         c

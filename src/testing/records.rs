@@ -74,6 +74,7 @@ pub struct EndTransactionRecord {
 #[derive(Debug, Clone, Default)]
 pub struct MockCounters {
     pub(super) received: HashMap<i32, u64>,
+    pub(super) acl_refused: HashMap<i32, u64>,
     pub(super) heartbeats: u64,
     pub(super) unregisters: u64,
     pub(super) unregistered: Vec<String>,
@@ -89,6 +90,16 @@ impl MockCounters {
     /// Requests received with `code` (faulted and black-holed ones included).
     pub fn received(&self, code: i32) -> u64 {
         self.received.get(&code).copied().unwrap_or(0)
+    }
+
+    /// Requests with `code` that the ACL refused (see [`MockBrokerBuilder::acl`](super::MockBrokerBuilder::acl)).
+    pub fn acl_refusals(&self, code: i32) -> u64 {
+        self.acl_refused.get(&code).copied().unwrap_or(0)
+    }
+
+    /// Requests the ACL refused, all codes together.
+    pub fn acl_refusals_total(&self) -> u64 {
+        self.acl_refused.values().sum()
     }
 
     /// Requests received, all codes together.
