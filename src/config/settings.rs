@@ -306,8 +306,12 @@ impl ProducerConfig {
         self.routing_strategy
     }
 
-    /// Namespace (`namespace`): topics and the group are used as `namespace%name` on the
-    /// brokers. Default `None`; 1 to 64 characters of `[a-zA-Z0-9_-]`.
+    /// Namespace (`namespace`): topics and the producer group are used as `namespace%name` on
+    /// the brokers (send headers, heartbeats, unregister, `PGROUP`, END_TRANSACTION), as the
+    /// Java client does: never twice, never for system topics
+    /// ([`protocol::namespace`](crate::protocol::namespace)); what the user sees (a
+    /// `SendResult`'s queue, check-back messages) has it taken off. Default `None`; 1 to 64
+    /// characters of `[a-zA-Z0-9_-]`.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
     }

@@ -99,7 +99,7 @@ impl Inner {
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
             defaults: SendDefaults {
-                group: config.group().to_string(),
+                group: super::prepare::wire_group(&config),
                 create_topic_key: config.create_topic_key().to_string(),
                 default_topic_queue_nums: config.default_topic_queue_nums() as i32,
             },
@@ -170,7 +170,7 @@ impl Inner {
             .client_api_timeout()
             .min(left.max(Duration::from_millis(200)));
         for (_, addr) in self.mapping.all_broker_addrs() {
-            let request = broker::unregister_request(&self.client_id, self.config.group());
+            let request = broker::unregister_request(&self.client_id, &self.defaults.group);
             match self.remoting.invoke_sync(&addr, request, api) {
                 Ok(r) if r.code == ResponseCode::SUCCESS => {}
                 Ok(r) => log::warn!("unregister at {addr}: code {} {}", r.code, r.remark_str()),

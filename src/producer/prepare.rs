@@ -10,6 +10,7 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, Message};
 use crate::protocol::message_codec::{self, sys_flag};
+use crate::protocol::namespace;
 
 /// Longest topic name.
 pub(crate) const MAX_TOPIC_LEN: usize = 127;
@@ -29,7 +30,7 @@ const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
 /// A message ready for the wire: everything but the queue and the born timestamp.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// The topic as the user named it.
+    /// The topic as the user knows it (without the namespace).
     pub(crate) topic: String,
     /// The topic on the wire (with the namespace, if any).
     pub(crate) wire_topic: String,
@@ -130,13 +131,29 @@ pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()
     check_properties(msg)
 }
 
-/// The topic on the wire: `namespace%topic` when a namespace is configured.
+/// The topic on the wire: `namespace%topic` when a namespace is configured (never twice, never
+/// for a system topic; [`namespace::wrap`]).
 pub(crate) fn wire_topic(topic: &str, config: &ProducerConfig) -> String {
     match config.namespace() {
-        Some(ns) if !ns.is_empty() && !topic.starts_with(&format!("{ns}%")) => {
-            format!("{ns}%{topic}")
-        }
-        _ => topic.to_string(),
+        Some(ns) => namespace::wrap(ns, topic).into_owned(),
+        None => topic.to_string(),
+    }
+}
+
+/// The producer group on the wire (send headers, heartbeats, unregister, `PGROUP`,
+/// END_TRANSACTION): wrapped in the namespace like a topic, as the Java client does.
+pub(crate) fn wire_group(config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(ns) => namespace::wrap(ns, config.group()).into_owned(),
+        None => config.group().to_string(),
+    }
+}
+
+/// A name from the wire as the user knows it: the namespace taken off.
+pub(crate) fn user_name(name: &str, config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(ns) => namespace::strip(ns, name).into_owned(),
+        None => name.to_string(),
     }
 }
 
@@ -206,6 +223,7 @@ pub(crate) fn prepare_single(
     let flag = msg.flag();
     let (topic, mut body) = msg.into_topic_and_body();
     let wire_topic = wire_topic(&topic, config);
+    let topic = user_name(&wire_topic, config);
     if body.len() >= config.compress_threshold() {
         if let Some(compressed) = zlib(&body, config.compress_level()) {
             // Only worth it when it saves bytes.
@@ -312,6 +330,7 @@ pub(crate) fn prepare_batch(
         .first()
         .and_then(|m| m.keys().next().map(str::to_string));
     let wire_topic = wire_topic(&topic, config);
+    let topic = user_name(&wire_topic, config);
     let size = body.len() + properties.len() + wire_topic.len();
     Ok(Prepared {
         topic,

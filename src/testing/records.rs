@@ -84,6 +84,8 @@ pub struct MockCounters {
     pub(super) end_transactions: u64,
     pub(super) connections: u64,
     pub(super) clients: Vec<(String, Vec<String>)>,
+    pub(super) send_groups: Vec<String>,
+    pub(super) unregistered_groups: Vec<String>,
 }
 
 impl MockCounters {
@@ -164,5 +166,15 @@ impl MockCounters {
     /// Clients seen in heartbeats: (client id, producer groups).
     pub fn clients(&self) -> &[(String, Vec<String>)] {
         &self.clients
+    }
+
+    /// The producer groups named in UNREGISTER_CLIENT requests, one entry a request.
+    pub fn unregistered_groups(&self) -> &[String] {
+        &self.unregistered_groups
+    }
+
+    /// The producer groups named in send headers, each once, in the order first seen.
+    pub fn send_groups(&self) -> &[String] {
+        &self.send_groups
     }
 }
