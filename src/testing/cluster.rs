@@ -2,7 +2,7 @@
 //! [`MockCluster`], its builder, and [`MockNameServer`], for failover tests.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,7 +156,7 @@ impl MockClusterBuilder {
                 legacy_json: self.broker.legacy_json.into(),
             }),
         ));
-        serve(&namesrv, 0)?;
+        serve(&namesrv, IpAddr::V4(Ipv4Addr::LOCALHOST), 0)?;
         Ok(MockCluster {
             namesrv: MockNameServer { node: namesrv },
             brokers,

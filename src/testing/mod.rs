@@ -108,7 +108,7 @@ mod reply;
 mod server;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
@@ -129,6 +129,7 @@ pub struct MockBrokerBuilder {
     topics: Vec<(String, i32)>,
     check_interval: Option<Duration>,
     port: u16,
+    ip: IpAddr,
     legacy_json: bool,
     settings: BrokerSettings,
     acl: Option<Vec<AclAccount>>,
@@ -141,6 +142,7 @@ impl Default for MockBrokerBuilder {
             topics: Vec::new(),
             check_interval: None,
             port: 0,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             legacy_json: false,
             acl: None,
             settings: BrokerSettings {
@@ -221,6 +223,14 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Listens on this loopback address instead of 127.0.0.1: `::1` gives a broker that
+    /// routes name as `[::1]:port`, for IPv6 tests. Loopback only: any other address is
+    /// refused when the broker starts.
+    pub fn bind_ip(mut self, ip: IpAddr) -> Self {
+        self.ip = ip;
+        self
+    }
+
     /// Binds this port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
@@ -233,6 +243,12 @@ impl MockBrokerBuilder {
     }
 
     fn start_as(self, serve_routes: bool) -> io::Result<MockBroker> {
+        if !self.ip.is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a mock broker listens on loopback only, not {}", self.ip),
+            ));
+        }
         let core = BrokerCore::new(&self.name, self.settings.clone());
         {
             let mut store = core.store.lock();
@@ -248,7 +264,7 @@ impl MockBrokerBuilder {
         let mut node = Node::new(Some(core), namesrv);
         node.acl = self.acl.map(acl::MockAcl::new);
         let node = Arc::new(node);
-        let server = serve(&node, self.port)?;
+        let server = serve(&node, self.ip, self.port)?;
         if let Some(b) = &node.broker {
             let _ = b.addr.set(server.addr());
         }
@@ -262,8 +278,8 @@ impl MockBrokerBuilder {
     }
 }
 
-fn serve(node: &Arc<Node>, port: u16) -> io::Result<Arc<Server>> {
-    let (server, listener) = Server::bind(port)?;
+fn serve(node: &Arc<Node>, ip: IpAddr, port: u16) -> io::Result<Arc<Server>> {
+    let (server, listener) = Server::bind(ip, port)?;
     let weak: Weak<dyn Dispatch> = Arc::downgrade(&(node.clone() as Arc<dyn Dispatch>));
     server.start(listener, weak)?;
     *node.server.lock() = Some(server.clone());
