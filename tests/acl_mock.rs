@@ -101,6 +101,15 @@ fn every_send_mode_is_signed_and_accepted() {
             .send(Message::new("Orders", vec![b'z'; 10_000]))
             .expect("compressed send");
         assert!(wait_until(PROMPTLY, || broker.message_count("Orders") == 11));
+        // The secret is nowhere a user can look.
+        let shown = format!(
+            "{producer:?} {:?} {} {}",
+            producer.config(),
+            producer.stats().to_json(),
+            producer.health().to_json()
+        );
+        assert!(shown.contains(AK), "the access key may show");
+        assert!(!shown.contains(SK), "the secret key shows: {shown}");
         producer.shutdown(Duration::from_secs(5)).unwrap();
 
         let c = broker.counters();
