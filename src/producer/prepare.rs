@@ -149,6 +149,14 @@ pub(crate) fn wire_group(config: &ProducerConfig) -> String {
     }
 }
 
+/// The topic a result shows: `topic` as given, unless a namespace must come off.
+fn shown_topic(topic: String, wire_topic: &str, config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(_) => user_name(wire_topic, config),
+        None => topic,
+    }
+}
+
 /// A name from the wire as the user knows it: the namespace taken off.
 pub(crate) fn user_name(name: &str, config: &ProducerConfig) -> String {
     match config.namespace() {
@@ -223,7 +231,7 @@ pub(crate) fn prepare_single(
     let flag = msg.flag();
     let (topic, mut body) = msg.into_topic_and_body();
     let wire_topic = wire_topic(&topic, config);
-    let topic = user_name(&wire_topic, config);
+    let topic = shown_topic(topic, &wire_topic, config);
     if body.len() >= config.compress_threshold() {
         if let Some(compressed) = zlib(&body, config.compress_level()) {
             // Only worth it when it saves bytes.
@@ -330,7 +338,7 @@ pub(crate) fn prepare_batch(
         .first()
         .and_then(|m| m.keys().next().map(str::to_string));
     let wire_topic = wire_topic(&topic, config);
-    let topic = user_name(&wire_topic, config);
+    let topic = shown_topic(topic, &wire_topic, config);
     let size = body.len() + properties.len() + wire_topic.len();
     Ok(Prepared {
         topic,
