@@ -312,35 +312,45 @@ impl Accumulator {
     }
 
     /// Sends every open batch and stops the flusher; later adds fail with `Shutdown`.
+    ///
+    /// The flusher is joined only after `launch` is released: it may be waiting for `launch`
+    /// to send batches it found expired (it finds none left, sees `closed` and ends). Joining
+    /// it with `launch` held deadlocked (issue 12, item 1).
     pub(crate) fn close(self: &Arc<Self>) {
-        let _order = self.launch.lock();
-        let mut batches: Vec<Batch> = {
-            let mut state = self.state.lock();
-            state.closed = true;
-            std::mem::take(&mut state.open)
-        };
-        batches.sort_by_key(|b| b.seq);
-        self.flush_cv.notify_all();
-        self.space_cv.notify_all();
-        if let Some(t) = self.flusher.lock().take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-        let inner = self.inner.lock().upgrade();
-        match inner {
-            Some(inner) => {
-                for batch in batches {
-                    self.send(&inner, batch);
-                }
-            }
-            // Only when the producer is gone already.
-            None => {
-                for batch in batches {
-                    for entry in batch.entries {
-                        resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+        let mut orphans = Vec::new();
+        {
+            let _order = self.launch.lock();
+            let mut batches: Vec<Batch> = {
+                let mut state = self.state.lock();
+                state.closed = true;
+                std::mem::take(&mut state.open)
+            };
+            self.flush_cv.notify_all();
+            self.space_cv.notify_all();
+            batches.sort_by_key(|b| b.seq);
+            // Sent with `launch` held, so they leave after any batch the flusher or a sender
+            // took before us (sending only hands them to the I/O thread: it never blocks).
+            let inner = self.inner.lock().upgrade();
+            match inner {
+                Some(inner) => {
+                    for batch in batches {
+                        self.send(&inner, batch);
                     }
                 }
+                // Only when the producer is gone already; failed below, without `launch`
+                // (a callback may run here).
+                None => orphans = batches,
+            }
+        }
+        for batch in orphans {
+            for entry in batch.entries {
+                resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+            }
+        }
+        let flusher = self.flusher.lock().take();
+        if let Some(t) = flusher {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
             }
         }
     }
