@@ -400,7 +400,6 @@ fn sends_seen(b: &MockBroker) -> u64 {
 }
 
 #[test]
-#[ignore = "issue 12 item 14: fixed in a later commit"]
 fn sync_send_with_auto_batch_spends_one_send_timeout() {
     let timeout = Duration::from_secs(2);
     // (what, batch delay, memory bound held by a batch in flight)
@@ -465,7 +464,6 @@ fn sync_send_with_auto_batch_spends_one_send_timeout() {
 }
 
 #[test]
-#[ignore = "issue 12 item 14: fixed in a later commit"]
 fn sync_send_with_auto_batch_uses_retries_not_async_retries() {
     // (retries, async retries): the attempts the broker sees are 1 + retries.
     let mut failed = Vec::new();

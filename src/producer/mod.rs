@@ -49,7 +49,7 @@ use crate::routing::selector::QueueSelector;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
-use async_send::{finish_done, Done};
+use async_send::{finish_done, Budget, Done};
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
 use inner::{RUNNING, STOPPING};
