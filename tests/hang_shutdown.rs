@@ -358,10 +358,9 @@ fn shutdown_stops_check_backs_blocked_in_the_listener() {
         == 1));
 
     let timeout = Duration::from_secs(1);
-    let t = tp.clone();
     let began = Instant::now();
     let r = watchdog("transaction shutdown", WATCHDOG, move || {
-        t.shutdown(timeout)
+        tp.shutdown(timeout)
     });
     let took = began.elapsed();
     eprintln!("transaction shutdown({timeout:?}) took {took:?}: {r:?}");

@@ -214,4 +214,59 @@ mod tests {
         assert_eq!(w.stop(Instant::now() + Duration::from_secs(20)), 0);
         assert_eq!(sum.load(Ordering::Relaxed), 45 - 3);
     }
+
+    /// A job stuck past the deadline is reported, not joined; what is queued never starts.
+    #[test]
+    fn stop_at_the_deadline_drops_the_queue() {
+        let (tx, rx) = crossbeam_channel::unbounded::<u32>();
+        let (gate_tx, gate_rx) = crossbeam_channel::unbounded::<()>();
+        let started = Arc::new(AtomicU64::new(0));
+        let s = started.clone();
+        let w = Workers::spawn("test-stop", 1, rx, move |_| {
+            s.fetch_add(1, Ordering::SeqCst);
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+        for n in 0..3 {
+            tx.send(n).unwrap();
+        }
+        drop(tx);
+        let alive = w.alive.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while started.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "the first job never started");
+            std::thread::yield_now();
+        }
+        assert_eq!(w.stop(Instant::now() + Duration::from_millis(50)), 1);
+        drop(gate_tx);
+        assert!(alive.wait_idle(Instant::now() + Duration::from_secs(20)));
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+
+    /// Stopped from one of its own jobs: the gate closes at once, the caller is not counted.
+    #[test]
+    fn stop_from_a_job_of_its_own() {
+        let (tx, rx) = crossbeam_channel::unbounded::<u32>();
+        let slot: Arc<parking_lot::Mutex<Option<Workers>>> = Arc::default();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<usize>();
+        let ran = Arc::new(AtomicU64::new(0));
+        let (s, r) = (slot.clone(), ran.clone());
+        let w = Workers::spawn("test-self", 1, rx, move |n| {
+            r.fetch_add(1, Ordering::SeqCst);
+            if n == 0 {
+                let w = s.lock().take().expect("the workers are in the slot");
+                let _ = done_tx.send(w.stop(Instant::now() + Duration::from_secs(20)));
+            }
+        })
+        .unwrap();
+        let alive = w.alive.clone();
+        *slot.lock() = Some(w);
+        for n in 0..3 {
+            tx.send(n).unwrap();
+        }
+        drop(tx);
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)), Ok(0));
+        assert!(alive.wait_idle(Instant::now() + Duration::from_secs(20)));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
 }
