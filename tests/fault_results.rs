@@ -118,6 +118,7 @@ fn check_back_hands_the_listener_the_inflated_body() {
     assert_eq!(m.tags(), Some("big"));
     // The check answered: the message is committed.
     assert!(wait_until(PROMPTLY, || broker.message_count("TxBig") == 1));
+    drop(tp); // alive until here: it answers the check
 }
 
 /// VIEW_MESSAGE_BY_ID and QUERY_MESSAGE results decode to the inflated body.
@@ -169,6 +170,7 @@ fn view_and_query_results_are_inflated() {
         "QUERY gave {} bytes, not the 10,000 sent",
         found[0].body.len()
     );
+    drop(p);
 }
 
 // ---- 5: the selector sees the caller's message ------------------------------------------
@@ -382,6 +384,7 @@ fn budget_out_after_a_refused_connection_names_it() {
         "the OS error code is lost: {source:?}"
     );
     cluster.broker(1).clear_faults();
+    drop(p);
 }
 
 /// `NoRoute` keeps its cause as an error: a refused name server connection, with its kind
@@ -413,6 +416,7 @@ fn no_route_keeps_its_source() {
         cause.broker_addr(),
         Some(format!("127.0.0.1:{port}").as_str())
     );
+    drop(p);
 }
 
 // ---- 7: a stored message is not sent again ----------------------------------------------
