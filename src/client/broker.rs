@@ -52,7 +52,7 @@ pub(crate) fn send_request(
         broker_name: Some(queue.broker_name().to_string()),
     };
     header.write_v2(&mut request.ext_fields);
-    request.body = prepared.body.clone();
+    request.body = prepared.wire_body().to_vec();
     request
 }
 
@@ -150,7 +150,7 @@ pub(crate) fn encode_send_frame(
         out.truncate(start);
         return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
     }
-    out.extend_from_slice(&prepared.body);
+    out.extend_from_slice(prepared.wire_body());
     let total = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
@@ -193,7 +193,7 @@ fn send_signature(
     signer.update(b"false"); // k: unit mode
     signer.update(if prepared.batch { b"true" } else { b"false" }); // m: batch
     signer.update(queue.broker_name().as_bytes()); // n (nothing when empty and left out)
-    signer.update(&prepared.body);
+    signer.update(prepared.wire_body());
     signer.finish()
 }
 
@@ -370,7 +370,7 @@ mod tests {
                         let decoded = RemotingCommand::decode(&bin).unwrap();
                         assert_eq!(decoded.serialize_type, SerializeType::RocketMq);
                         assert_eq!((decoded.opaque, decoded.flag), (opaque, flag));
-                        assert_eq!(decoded.body, p.body);
+                        assert_eq!(decoded.body, p.wire_body());
                         assert_eq!(
                             decoded.ext_fields.get(crate::protocol::acl::SIGNATURE),
                             expected_cmd.ext_fields.get(crate::protocol::acl::SIGNATURE)

@@ -42,6 +42,8 @@ impl Drop for Owner {
 /// producer weakly: the hook lives inside the producer.
 pub(super) struct Core {
     pub(super) group: String,
+    /// The largest body a check-back's message is inflated to (the maximum message size).
+    pub(super) max_body: usize,
     pub(super) listener: Arc<dyn TransactionListener>,
     pub(super) inner: Weak<Inner>,
     pub(super) stats: Counters,
@@ -67,6 +69,7 @@ impl TransactionProducer {
         let core = Arc::new(Core {
             // As on the wire: PGROUP, END_TRANSACTION and the check filter use it.
             group: producer.inner().defaults.group.clone(),
+            max_body: producer.config().max_message_size(),
             listener,
             inner: Arc::downgrade(producer.inner()),
             stats: Counters::default(),
@@ -147,13 +150,32 @@ impl Owner {
             }
             _ => None,
         };
-        for workers in [check_workers, tx_workers].into_iter().flatten() {
+        let mut stuck = Vec::new();
+        for (workers, what) in [
+            (check_workers, "transaction check"),
+            (tx_workers, "transaction"),
+        ] {
+            let Some(workers) = workers else { continue };
             let name = workers.name;
-            if !workers.wait_finished(deadline) {
-                log::warn!("transaction producer shutdown: {name} threads still busy");
+            let running = workers.stop(deadline);
+            if running > 0 {
+                log::warn!(
+                    "transaction producer shutdown: {running} {name} threads still in listener \
+                     code at the deadline"
+                );
+                stuck.push(format!("{running} {what} thread(s)"));
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        self.producer.shutdown(left)
+        self.producer.shutdown(left)?;
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::User(format!(
+                "shutdown deadline passed with {} still running listener code; no listener \
+                 call starts any more, and they end when the listener returns",
+                stuck.join(" and ")
+            )))
+        }
     }
 }

@@ -287,7 +287,7 @@ impl Dispatch for Node {
                 return Action::ResetMidFrame(in_format(r, st));
             }
             Some(Fault::Delay(d)) => Some(*d),
-            Some(Fault::Status(_)) | None => None,
+            Some(Fault::Status(_) | Fault::UnreadableHeader) | None => None,
         };
         if let Some(Err(remark)) = self.acl.as_ref().map(|acl| acl.check(&request)) {
             self.acl_refused.add(request.code);
@@ -307,6 +307,11 @@ impl Dispatch for Node {
             if c.code == ResponseCode::SUCCESS {
                 c.code = code;
             }
+            reply = Reply::Cmd(c);
+        }
+        if let Some(Fault::UnreadableHeader) = fault {
+            let mut c = reply.into_command();
+            c.ext_fields.insert("queueId", "not-a-number");
             reply = Reply::Cmd(c);
         }
         let reply = in_format(reply, st);
