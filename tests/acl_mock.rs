@@ -202,13 +202,13 @@ fn refusals_are_no_permission_not_retried_and_store_nothing() {
             .unwrap();
         let before = broker.counters().sends();
         let e = producer.send(Message::new("Forbidden", "x")).unwrap_err();
-        assert_no_permission(&e, "Forbidden");
+        assert_no_permission(&e, "Permission was denied");
         assert_eq!(broker.counters().sends() - before, 1, "retried: {e}");
         let e = producer
             .send_async(Message::new("Forbidden", "y"))
             .wait()
             .unwrap_err();
-        assert_no_permission(&e, "Forbidden");
+        assert_no_permission(&e, "Permission was denied");
         assert_eq!(broker.counters().sends() - before, 2, "retried: {e}");
         assert!(producer.stats().totals.failed_of(ErrorKind::NoPermission) >= 2);
         assert_eq!(broker.message_count("Forbidden"), 0);

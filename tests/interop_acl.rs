@@ -44,6 +44,8 @@ accounts:
     topicPerms:
       - AclOrders=PUB
       - AclTx=PUB
+      # A check-back's END_TRANSACTION names the topic the check named, the half topic (as the
+      # Java client's does): without PUB on it, commits on check-back are refused.
       - RMQ_SYS_TRANS_HALF_TOPIC=PUB
 ";
 
@@ -276,22 +278,30 @@ fn acl_on_a_real_broker() {
         let before = stored(&admin, &broker, "AclOrders");
         let wrong = producer(&ns, "GID_ACL_WRONG", Some((APP.0, "not-the-secret")));
         let e = wrong.send(msg("wrong secret")).unwrap_err();
-        assert_refused("wrong secret", &e, "");
+        assert_refused("wrong secret", &e, "Authentication credentials are invalid");
         assert!(!e.to_string().contains("not-the-secret"));
         assert_eq!(wrong.stats().totals.retried, 0, "retried");
         let e = wrong
             .send_async(msg("wrong secret async"))
             .wait()
             .unwrap_err();
-        assert_refused("wrong secret (async)", &e, "");
+        assert_refused(
+            "wrong secret (async)",
+            &e,
+            "Authentication credentials are invalid",
+        );
 
         let anonymous = producer(&ns, "GID_ACL_NONE", None);
         let e = anonymous.send(msg("no credentials")).unwrap_err();
-        assert_refused("no credentials", &e, "");
+        assert_refused(
+            "no credentials",
+            &e,
+            "Authentication credentials are invalid",
+        );
         assert_eq!(anonymous.stats().totals.retried, 0, "retried");
 
         let e = p.send(Message::new("AclForbidden", "x")).unwrap_err();
-        assert_refused("forbidden topic", &e, "");
+        assert_refused("forbidden topic", &e, "Permission was denied");
         assert_eq!(p.stats().totals.failed_of(ErrorKind::NoPermission), 1);
 
         assert_eq!(stored(&admin, &broker, "AclOrders"), before);

@@ -321,6 +321,11 @@ impl ProducerConfig {
     /// with [`ProducerConfigBuilder::credentials`](super::ProducerConfigBuilder::credentials)
     /// or `ROCKETMQ_ACCESS_KEY` and `ROCKETMQ_SECRET_KEY`. Their `Debug` never shows the secret
     /// key or the token.
+    ///
+    /// A transaction producer answers a broker's check-back with an END_TRANSACTION that names
+    /// the topic the check named, as the Java client does; brokers name the half topic
+    /// (`RMQ_SYS_TRANS_HALF_TOPIC`) there, so an account with per-topic permissions needs `PUB`
+    /// on it for commits and rollbacks decided at a check-back.
     pub fn credentials(&self) -> Option<&Credentials> {
         self.credentials.as_ref()
     }
