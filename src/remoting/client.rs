@@ -126,6 +126,18 @@ impl RemotingClient {
         if config.max_frame < 16 {
             return Err(Error::config("max_frame", "must be at least 16 bytes"));
         }
+        if config.max_connection_output_bytes == 0 {
+            return Err(Error::config(
+                "max_connection_output_bytes",
+                "must be at least 1 byte",
+            ));
+        }
+        if config
+            .tcp_keepalive
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return Err(Error::config("tcp_keepalive", "must be at least 1 s"));
+        }
         let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
         let pending = Arc::new(AtomicUsize::new(0));
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded();
@@ -145,6 +157,9 @@ impl RemotingClient {
         let loop_config = LoopConfig {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
+            close_on_request_timeout: config.close_on_request_timeout,
+            tcp_keepalive: config.tcp_keepalive,
+            max_output: config.max_connection_output_bytes,
             frames: frames.clone(),
         };
         let mut loops = Vec::with_capacity(config.io_threads);

@@ -7,7 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use byteorder::{BigEndian, ByteOrder};
 use mio::net::TcpStream;
@@ -41,6 +41,8 @@ pub(crate) enum Failure {
     Codec(CodecError),
     /// Closed on request of the client.
     Local(&'static str),
+    /// A request on it timed out, and the client closes connections on request timeouts.
+    RequestTimedOut(Duration),
 }
 
 impl Failure {
@@ -63,7 +65,40 @@ impl Failure {
                 addr: addr.to_owned(),
                 reason: (*why).to_owned(),
             },
+            Failure::RequestTimedOut(after) => Error::ConnectionClosed {
+                addr: addr.to_owned(),
+                reason: format!(
+                    "a request on it got no answer within {after:?}, so the connection was \
+                     reset (close_on_request_timeout)"
+                ),
+            },
         }
+    }
+}
+
+/// Socket options of a connected stream: `TCP_NODELAY`, and TCP keepalive when `keepalive` is
+/// set (first probe after that much idle time, then probes that far apart, where the platform
+/// lets the times be set). Failures are logged: the connection works without them.
+pub(crate) fn configure_socket(stream: &TcpStream, addr: &str, keepalive: Option<Duration>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("cannot set TCP_NODELAY on {addr}: {e}");
+    }
+    let Some(idle) = keepalive else {
+        return;
+    };
+    let params = socket2::TcpKeepalive::new().with_time(idle);
+    #[cfg(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "windows",
+    ))]
+    let params = params.with_interval(idle);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
+        log::warn!("cannot turn TCP keepalive on for {addr}: {e}");
     }
 }
 
@@ -115,9 +150,6 @@ impl Conn {
         match self.stream.peer_addr() {
             Ok(_) => {
                 self.phase = Phase::Connected;
-                if let Err(e) = self.stream.set_nodelay(true) {
-                    log::debug!("cannot set TCP_NODELAY on {}: {e}", self.addr);
-                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -141,6 +173,19 @@ impl Conn {
     /// Whether output is waiting for the socket.
     pub(crate) fn has_output(&self) -> bool {
         self.out_pos < self.out.len()
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Makes the coming close a reset (`SO_LINGER` 0): what the kernel still holds for the
+    /// peer is discarded instead of delivered after the close.
+    pub(crate) fn reset_on_close(&self) {
+        if let Err(e) = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO)) {
+            log::debug!("cannot set SO_LINGER on {}: {e}", self.addr);
+        }
     }
 
     /// Writes queued output until it is all written or the socket would block.

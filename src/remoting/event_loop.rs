@@ -22,7 +22,7 @@ use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
-use super::connection::{Conn, Failure, Phase};
+use super::connection::{configure_socket, Conn, Failure, Phase};
 use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
 use super::ConnectionState;
 use crate::error::Error;
@@ -38,6 +38,12 @@ const COMMANDS_PER_TURN: usize = 4096;
 pub(crate) struct LoopConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_frame: usize,
+    /// [`RemotingConfig::close_on_request_timeout`](super::RemotingConfig::close_on_request_timeout).
+    pub(crate) close_on_request_timeout: bool,
+    /// [`RemotingConfig::tcp_keepalive`](super::RemotingConfig::tcp_keepalive).
+    pub(crate) tcp_keepalive: Option<Duration>,
+    /// [`RemotingConfig::max_connection_output_bytes`](super::RemotingConfig::max_connection_output_bytes).
+    pub(crate) max_output: usize,
     /// Where request frame buffers go back once copied to their connection's output.
     pub(crate) frames: Arc<FramePool>,
 }
@@ -240,6 +246,7 @@ impl EventLoop {
             match conn.finish_connect() {
                 Ok(true) => {
                     log::debug!("connected to {}", conn.addr);
+                    configure_socket(&conn.stream, &conn.addr, self.config.tcp_keepalive);
                     let addr = conn.addr.clone();
                     if !conn.dirty {
                         conn.dirty = true;
@@ -368,6 +375,29 @@ impl EventLoop {
             log::error!("no connection behind token {idx} for {}", r.target.addr);
             return;
         };
+        let queued = conn.queued_bytes();
+        if queued > 0 && queued.saturating_add(r.frame.len()) > self.config.max_output {
+            // An empty queue takes any frame, so every frame can go out eventually.
+            let error = Error::Io {
+                addr: r.target.addr.to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "output queue full: {queued} bytes are waiting for the peer to read, \
+                         and this request's {} bytes would go over \
+                         max_connection_output_bytes ({})",
+                        r.frame.len(),
+                        self.config.max_output
+                    ),
+                ),
+            };
+            match r.reply {
+                Some(reply) => reply.complete(Err(error)),
+                None => log::warn!("oneway request dropped: {error}"),
+            }
+            self.config.frames.put(r.frame);
+            return;
+        }
         if let Some(reply) = r.reply {
             match self.pending.entry(r.opaque) {
                 Entry::Occupied(_) => {
@@ -454,9 +484,11 @@ impl EventLoop {
         }
     }
 
-    /// Ends overdue requests with `Timeout` and overdue connects with an error.
+    /// Ends overdue requests with `Timeout` (closing their connections when configured to)
+    /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
         let now_ticks = self.ticks(now);
+        let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
         while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
             if deadline > now_ticks {
                 break;
@@ -471,16 +503,30 @@ impl EventLoop {
             }
             if let Some(p) = self.pending.remove(&opaque) {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
-                let addr = self
-                    .conns
-                    .get(p.token)
-                    .and_then(Option::as_ref)
-                    .map(|c| c.addr.to_string())
-                    .unwrap_or_default();
+                let conn = self.conns.get(p.token).and_then(Option::as_ref);
+                let addr = conn.map(|c| c.addr.to_string()).unwrap_or_default();
+                if self.config.close_on_request_timeout
+                    && conn.is_some_and(|c| c.id == p.conn_id && c.is_connected())
+                {
+                    to_close.push((p.token, p.conn_id, p.timeout));
+                }
                 p.reply.complete(Err(Error::Timeout {
                     addr,
                     after: p.timeout,
                 }));
+            }
+        }
+        // A peer that let a request time out is presumed stuck: drop the connection and the
+        // output queued for it, and fail what else is pending on it (Java closes the channel
+        // on a timeout too, `clientCloseSocketIfTimeout`).
+        for (idx, conn_id, after) in to_close {
+            let same = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.id == conn_id);
+            if same {
+                self.close(idx, Failure::RequestTimedOut(after));
             }
         }
         // Keep the heap in proportion to the pending requests.
@@ -528,6 +574,10 @@ impl EventLoop {
         let error = failure.to_error(&conn.addr);
         match failure {
             Failure::Local(_) => log::debug!("{error}"),
+            Failure::RequestTimedOut(_) => {
+                conn.reset_on_close();
+                log::warn!("{error}");
+            }
             _ => log::warn!("{error}"),
         }
         let failed: Vec<i32> = self

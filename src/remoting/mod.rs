@@ -99,7 +99,31 @@ pub struct RemotingConfig {
     pub max_frame: usize,
     /// Header serialization of the requests this client sends.
     pub serialize_type: SerializeType,
+    /// Whether a request that times out closes its connection (Java's
+    /// `clientCloseSocketIfTimeout`, default true): a peer that stopped answering (a paused
+    /// process, a dropped route) loses the connection, every request pending on it fails at
+    /// once, and the output queued for it is dropped instead of going out when the peer wakes.
+    /// The next request connects again.
+    ///
+    /// The connection is reset (`SO_LINGER` 0) rather than closed gracefully, so that what the
+    /// kernel still holds for the peer is discarded too.
+    pub close_on_request_timeout: bool,
+    /// TCP keepalive on every connection: `Some(idle)` turns `SO_KEEPALIVE` on, with the first
+    /// probe after `idle` without traffic and the next ones `idle` apart (where the platform
+    /// lets the times be set; the probe count is the system's). `None` leaves it off.
+    pub tcp_keepalive: Option<Duration>,
+    /// The most bytes a connection may hold queued for its socket (written by callers, not yet
+    /// taken by the kernel). A request that would go over fails at once with a retriable
+    /// [`Error::Io`](crate::Error::Io) naming the peer, and nothing of it is queued. A frame
+    /// is always accepted by an empty queue, so any frame size can be sent.
+    pub max_connection_output_bytes: usize,
 }
+
+/// Default [`RemotingConfig::tcp_keepalive`]: 30 s.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Default [`RemotingConfig::max_connection_output_bytes`]: 128 MiB (above the default
+/// 100 MiB bound on asynchronous sends in flight, so backpressure acts before the cap does).
+pub const DEFAULT_MAX_CONNECTION_OUTPUT_BYTES: usize = 128 * 1024 * 1024;
 
 impl Default for RemotingConfig {
     fn default() -> Self {
@@ -109,6 +133,9 @@ impl Default for RemotingConfig {
             connect_timeout: Duration::from_secs(3),
             max_frame: crate::protocol::frame::DEFAULT_MAX_FRAME,
             serialize_type: SerializeType::Json,
+            close_on_request_timeout: true,
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
         }
     }
 }
