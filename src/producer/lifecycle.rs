@@ -68,6 +68,9 @@ impl Inner {
             io_threads: config.io_threads(),
             callback_threads: config.callback_threads(),
             connect_timeout: config.connect_timeout(),
+            close_on_request_timeout: config.close_on_request_timeout(),
+            tcp_keepalive: config.tcp_keepalive(),
+            max_connection_output_bytes: config.max_connection_output_bytes(),
             ..RemotingConfig::default()
         })?;
         let ip = match config.client_ip() {
