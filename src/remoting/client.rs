@@ -4,8 +4,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
@@ -17,6 +15,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::completion::pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
+use super::resolve::{check_syntax, Resolver};
 use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
@@ -86,7 +85,7 @@ struct Inner {
     pool_tx: RwLock<Option<Sender<Task>>>,
     pool_threads: Mutex<Vec<JoinHandle<()>>>,
     handler: Arc<HandlerSlot>,
-    /// Addresses resolved once, with the loop that owns each.
+    /// Addresses used so far (syntax checked), with the loop that owns each.
     targets: RwLock<HashMap<String, Arc<Target>>>,
     closed: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
@@ -117,6 +116,11 @@ impl RemotingClient {
     /// [`Error::Config`] if a thread count is zero or the frame limit is too small to hold a
     /// frame, or if the threads or pollers cannot be created.
     pub fn new(config: RemotingConfig) -> Result<Self> {
+        Self::with_resolver(config, Resolver::system())
+    }
+
+    /// [`RemotingClient::new`] with the given name resolver (tests install their own).
+    pub(crate) fn with_resolver(config: RemotingConfig, resolver: Resolver) -> Result<Self> {
         if config.io_threads == 0 {
             return Err(Error::config("io_threads", "must be at least 1"));
         }
@@ -160,6 +164,7 @@ impl RemotingClient {
             close_on_request_timeout: config.close_on_request_timeout,
             tcp_keepalive: config.tcp_keepalive,
             max_output: config.max_connection_output_bytes,
+            resolver,
             frames: frames.clone(),
         };
         let mut loops = Vec::with_capacity(config.io_threads);
@@ -250,7 +255,7 @@ impl RemotingClient {
 
     /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
     ///
-    /// Errors found before anything is queued (shut down, an address that does not resolve, a
+    /// Errors found before anything is queued (shut down, an address that is not `host:port`, a
     /// request that cannot be encoded) complete it at once, a callback still on the pool.
     pub fn invoke_async(
         &self,
@@ -349,7 +354,7 @@ impl RemotingClient {
     /// connection failure is only logged.
     ///
     /// # Errors
-    /// [`Error::Shutdown`], an address that does not resolve, or a request that cannot be
+    /// [`Error::Shutdown`], an address that is not `host:port`, or a request that cannot be
     /// encoded.
     pub fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
         let (target, frame, opaque) = self.prepare(addr, request, true)?;
@@ -434,7 +439,7 @@ impl RemotingClient {
         &self.inner.config
     }
 
-    /// Checks the client is running, resolves `addr`, assigns the opaque and encodes.
+    /// Checks the client is running and `addr`'s syntax, assigns the opaque and encodes.
     fn prepare(
         &self,
         addr: &str,
@@ -460,7 +465,7 @@ impl RemotingClient {
         Ok((target, frame, opaque))
     }
 
-    /// Checks the client is running, resolves `addr`, assigns the opaque and lets `encode`
+    /// Checks the client is running and `addr`'s syntax, assigns the opaque and lets `encode`
     /// write the frame into a pooled buffer.
     fn prepare_encoded(
         &self,
@@ -511,19 +516,22 @@ impl RemotingClient {
         lp.shared.send(cmd).map_err(|_| Error::Shutdown)
     }
 
-    /// The target for `addr`, resolving it the first time (on the caller's thread, so that a
-    /// slow name lookup never stalls an event loop).
+    /// The target for `addr`. Only its syntax is checked here (a bad address fails at once);
+    /// a host name is looked up by the event loop's lookup threads on every connect, never on
+    /// the caller's thread.
     fn target(&self, addr: &str) -> Result<Arc<Target>> {
         if let Some(t) = self.inner.targets.read().get(addr) {
             return Ok(t.clone());
         }
-        let socket = resolve(addr)?;
+        check_syntax(addr).map_err(|source| Error::Io {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let mut hasher = DefaultHasher::new();
         addr.hash(&mut hasher);
         let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
         let target = Arc::new(Target {
             addr: Arc::from(addr),
-            socket,
             lp,
         });
         let mut targets = self.inner.targets.write();
@@ -548,23 +556,6 @@ pub(crate) struct FrameSpec {
     pub(crate) flag: i32,
     /// The header serialization the client is configured with.
     pub(crate) serialize_type: crate::protocol::SerializeType,
-}
-
-fn resolve(addr: &str) -> Result<SocketAddr> {
-    if let Ok(socket) = addr.parse::<SocketAddr>() {
-        return Ok(socket);
-    }
-    let io_error = |source: io::Error| Error::Io {
-        addr: addr.to_owned(),
-        source,
-    };
-    let mut all = addr.to_socket_addrs().map_err(io_error)?;
-    all.next().ok_or_else(|| {
-        io_error(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the address resolves to nothing",
-        ))
-    })
 }
 
 impl Inner {

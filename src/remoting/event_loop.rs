@@ -23,6 +23,7 @@ use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::connection::{configure_socket, Conn, Failure, Phase};
+use super::resolve::{check_syntax, host_of, Resolver};
 use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
 use super::ConnectionState;
 use crate::error::Error;
@@ -46,7 +47,13 @@ pub(crate) struct LoopConfig {
     pub(crate) max_output: usize,
     /// Where request frame buffers go back once copied to their connection's output.
     pub(crate) frames: Arc<FramePool>,
+    /// Looks host names up (on lookup threads).
+    pub(crate) resolver: Resolver,
 }
+
+/// Host-name lookups under way at once, per event loop; a connect that would start one more
+/// fails at once (a resolver that hangs must not pile up threads).
+const MAX_LOOKUPS: usize = 16;
 
 /// Request frame buffers, reused: a caller takes one to encode into, the event loop gives it
 /// back once the frame is queued on its connection. Keeps the send path free of allocations
@@ -107,6 +114,7 @@ pub(crate) fn spawn(
         scratch: Vec::new(),
         next_conn_id: 0,
         pending_count,
+        lookups: Arc::new(AtomicUsize::new(0)),
     };
     let thread = thread::Builder::new()
         .name(format!("rocketmq-io-{index}"))
@@ -169,6 +177,8 @@ struct EventLoop {
     scratch: Vec<usize>,
     next_conn_id: u64,
     pending_count: Arc<AtomicUsize>,
+    /// Lookup threads running.
+    lookups: Arc<AtomicUsize>,
 }
 
 enum Drained {
@@ -231,7 +241,7 @@ impl EventLoop {
         }
         let mut next = next.map(|ticks| self.epoch + Duration::from_nanos(ticks));
         for conn in self.conns.iter().flatten() {
-            if let Phase::Connecting { deadline } = conn.phase {
+            if let Some(deadline) = conn.connect_deadline() {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
             }
         }
@@ -246,7 +256,9 @@ impl EventLoop {
             match conn.finish_connect() {
                 Ok(true) => {
                     log::debug!("connected to {}", conn.addr);
-                    configure_socket(&conn.stream, &conn.addr, self.config.tcp_keepalive);
+                    if let Some(stream) = &conn.stream {
+                        configure_socket(stream, &conn.addr, self.config.tcp_keepalive);
+                    }
                     let addr = conn.addr.clone();
                     if !conn.dirty {
                         conn.dirty = true;
@@ -339,6 +351,11 @@ impl EventLoop {
                         self.close(idx, Failure::Local("closed by the client"));
                     }
                 }
+                Ok(Command::Resolved {
+                    token,
+                    conn_id,
+                    result,
+                }) => self.on_resolved(token, conn_id, result),
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return Drained::Stop,
                 Err(TryRecvError::Empty) => return Drained::Idle,
             }
@@ -428,9 +445,42 @@ impl EventLoop {
         self.config.frames.put(r.frame);
     }
 
-    /// Starts a non-blocking connect to `target`.
+    /// Starts a non-blocking connect to `target`: at once for an IP address; for a host name,
+    /// after a lookup on a lookup thread (the connection queues requests meanwhile). The
+    /// lookup and the connect share the connect timeout.
     fn connect(&mut self, target: &Target) -> io::Result<usize> {
-        let stream = TcpStream::connect(target.socket)?;
+        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
+        let literal = check_syntax(&target.addr)?;
+        let (conn_id, mut conn) = match literal {
+            Some(socket) => {
+                let stream = TcpStream::connect(socket)?;
+                log::debug!("connecting to {}", target.addr);
+                let id = self.next_conn_id + 1;
+                let conn = Conn::connecting(
+                    id,
+                    target.addr.clone(),
+                    stream,
+                    deadline,
+                    self.config.max_frame,
+                );
+                (id, conn)
+            }
+            None => {
+                if self.lookups.load(Ordering::SeqCst) >= MAX_LOOKUPS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "cannot resolve {}: {MAX_LOOKUPS} name lookups are already under way",
+                            host_of(&target.addr)
+                        ),
+                    ));
+                }
+                let id = self.next_conn_id + 1;
+                let conn =
+                    Conn::resolving(id, target.addr.clone(), deadline, self.config.max_frame);
+                (id, conn)
+            }
+        };
         let idx = match self.free.pop() {
             Some(idx) => idx,
             None => {
@@ -438,24 +488,91 @@ impl EventLoop {
                 self.conns.len() - 1
             }
         };
-        self.next_conn_id += 1;
-        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
-        let mut conn = Conn::connecting(
-            self.next_conn_id,
-            target.addr.clone(),
-            stream,
-            deadline,
-            self.config.max_frame,
-        );
         if let Err(e) = conn.register(self.poll.registry(), Token(idx + 1)) {
             self.free.push(idx);
             return Err(e);
         }
-        log::debug!("connecting to {} ({})", target.addr, target.socket);
+        if literal.is_none() {
+            if let Err(e) = self.spawn_lookup(&target.addr, idx, conn_id) {
+                self.free.push(idx);
+                return Err(e);
+            }
+        }
+        self.next_conn_id = conn_id;
         self.conns[idx] = Some(conn);
         self.by_addr.insert(target.addr.clone(), idx);
         self.set_state(target.addr.clone(), ConnectionState::Connecting);
         Ok(idx)
+    }
+
+    /// Looks `addr` up on a thread of its own, which reports to this loop with
+    /// [`Command::Resolved`]. A lookup that outlives its connect's deadline is ignored when it
+    /// reports (the connection id no longer matches).
+    fn spawn_lookup(&self, addr: &Arc<str>, token: usize, conn_id: u64) -> io::Result<()> {
+        let resolver = self.config.resolver.clone();
+        let shared = self.shared.clone();
+        let lookups = self.lookups.clone();
+        let name = addr.to_string();
+        lookups.fetch_add(1, Ordering::SeqCst);
+        log::debug!("looking up {name}");
+        let spawned = thread::Builder::new()
+            .name("rocketmq-resolve".into())
+            .spawn(move || {
+                let result = resolver.lookup(&name);
+                lookups.fetch_sub(1, Ordering::SeqCst);
+                // The loop may have stopped meanwhile: nothing waits for this answer then.
+                let _ = shared.send(Command::Resolved {
+                    token,
+                    conn_id,
+                    result,
+                });
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.lookups.fetch_sub(1, Ordering::SeqCst);
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start a thread to resolve {}: {e}", host_of(addr)),
+                ))
+            }
+        }
+    }
+
+    /// A lookup finished: connect to the first address it found, or fail the connection.
+    fn on_resolved(
+        &mut self,
+        idx: usize,
+        conn_id: u64,
+        result: io::Result<Vec<std::net::SocketAddr>>,
+    ) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return; // the connection is gone (timed out, closed): a late answer
+        };
+        if conn.id != conn_id || !matches!(conn.phase, Phase::Resolving { .. }) {
+            return;
+        }
+        let socket = match result {
+            Ok(found) => match found.first() {
+                Some(&s) => s,
+                None => {
+                    let e = io::Error::new(io::ErrorKind::NotFound, "resolves to no address");
+                    self.close(idx, Failure::Io(e));
+                    return;
+                }
+            },
+            Err(e) => {
+                self.close(idx, Failure::Io(e));
+                return;
+            }
+        };
+        log::debug!("connecting to {} ({socket})", conn.addr);
+        let started = TcpStream::connect(socket)
+            .and_then(|stream| conn.start_connect(stream, self.poll.registry(), Token(idx + 1)));
+        // Queued output is flushed once connected (the connect ends with a writable event).
+        if let Err(e) = started {
+            self.close(idx, Failure::Io(e));
+        }
     }
 
     /// Writes the output queued on every dirty connection, and sets write interest from
@@ -541,19 +658,30 @@ impl EventLoop {
             self.deadlines = BinaryHeap::from(heap);
         }
         let mut overdue = std::mem::take(&mut self.scratch);
-        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| match c {
-            Some(Conn {
-                phase: Phase::Connecting { deadline },
-                ..
-            }) if *deadline <= now => Some(i),
-            _ => None,
+        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
+            c.as_ref()
+                .and_then(Conn::connect_deadline)
+                .filter(|deadline| *deadline <= now)
+                .map(|_| i)
         }));
         for &idx in &overdue {
-            let failure = Failure::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {:?}", self.config.connect_timeout),
-            ));
-            self.close(idx, failure);
+            let resolving = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .filter(|c| matches!(c.phase, Phase::Resolving { .. }))
+                .map(|c| host_of(&c.addr).to_owned());
+            let message = match resolving {
+                Some(host) => format!(
+                    "connect timed out after {:?}: the lookup of {host} did not finish",
+                    self.config.connect_timeout
+                ),
+                None => format!("connect timed out after {:?}", self.config.connect_timeout),
+            };
+            self.close(
+                idx,
+                Failure::Io(io::Error::new(io::ErrorKind::TimedOut, message)),
+            );
         }
         overdue.clear();
         self.scratch = overdue;
@@ -565,7 +693,7 @@ impl EventLoop {
             return;
         };
         self.free.push(idx);
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+        if let Err(e) = conn.deregister(self.poll.registry()) {
             log::debug!("deregistering {}: {e}", conn.addr);
         }
         if self.by_addr.get(&conn.addr) == Some(&idx) {

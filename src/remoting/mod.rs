@@ -22,8 +22,22 @@
 //! a connection error naming the address ([`Io`](crate::Error::Io) or
 //! [`ConnectionClosed`](crate::Error::ConnectionClosed)), or [`Shutdown`](crate::Error::Shutdown).
 //! A connection that fails (EOF, reset, a malformed frame, a frame over
-//! [`RemotingConfig::max_frame`], a refused or timed-out connect) fails every request pending on
-//! it at once; the next request to that address connects again.
+//! [`RemotingConfig::max_frame`], a refused or timed-out connect, a host name that does not
+//! resolve) fails every request pending on it at once; the next request to that address
+//! connects again. A request that times out resets its connection too, unless
+//! [`RemotingConfig::close_on_request_timeout`] is off: a peer that stopped answering does not
+//! keep a connection whose queued output would go out when it wakes. A connection's queued
+//! output is capped ([`RemotingConfig::max_connection_output_bytes`]); a request over the cap
+//! fails at once.
+//!
+//! # Addresses
+//!
+//! `host:port`, the host an IP address or a name. A name is looked up again on every connect
+//! (so a peer whose name moves to a new IP is reached there after a reconnect), on a lookup
+//! thread of its own (`rocketmq-resolve`): neither the caller (an asynchronous request returns
+//! at once) nor the event loop waits for it. The lookup counts against the connect timeout; a
+//! name that does not resolve fails the request with an [`Io`](crate::Error::Io) error naming
+//! the host. The first address found is dialled.
 //!
 //! # Server-initiated requests
 //!
@@ -39,6 +53,7 @@ mod connection;
 mod event_loop;
 mod guard;
 mod pool;
+mod resolve;
 mod task;
 
 use std::time::Duration;
