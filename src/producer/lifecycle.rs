@@ -173,7 +173,12 @@ impl Inner {
             .min(left.max(Duration::from_millis(200)));
         for (_, addr) in self.mapping.all_broker_addrs() {
             let request = broker::unregister_request(&self.client_id, self.config.group());
-            match self.remoting.invoke_sync(&addr, request, api) {
+            // Sends still draining on the connection end with Shutdown, not with the
+            // connection error a timed-out unregister would cause.
+            match self
+                .remoting
+                .invoke_sync_keeping_connection(&addr, request, api)
+            {
                 Ok(r) if r.code == ResponseCode::SUCCESS => {}
                 Ok(r) => log::warn!("unregister at {addr}: code {} {}", r.code, r.remark_str()),
                 Err(e) => log::warn!("unregister at {addr} failed: {e}"),

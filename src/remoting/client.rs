@@ -253,6 +253,35 @@ impl RemotingClient {
         handle.wait()
     }
 
+    /// [`RemotingClient::invoke_sync`] for a request whose timeout never closes the
+    /// connection, whatever [`RemotingConfig::close_on_request_timeout`] says: the unregister
+    /// at shutdown, which must not fail the sends still draining on the connection with a
+    /// connection error (they end with `Shutdown`).
+    pub(crate) fn invoke_sync_keeping_connection(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let (target, frame, opaque) = self.prepare(addr, request, false)?;
+        let (completer, handle) = pair();
+        let deadline = deadline_after(Instant::now(), timeout);
+        let Some(lp) = self.inner.loops.get(target.lp) else {
+            return Err(Error::Shutdown);
+        };
+        let cmd = Command::Request(Request {
+            target,
+            frame,
+            opaque,
+            timeout,
+            deadline,
+            reply: Some(Reply::Handle(completer)),
+            keep_connection_on_timeout: true,
+        });
+        lp.shared.send(cmd).map_err(|_| Error::Shutdown)?;
+        handle.wait()
+    }
+
     /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
     ///
     /// Errors found before anything is queued (shut down, an address that is not `host:port`, a
@@ -512,6 +541,7 @@ impl RemotingClient {
             timeout,
             deadline,
             reply,
+            keep_connection_on_timeout: false,
         });
         lp.shared.send(cmd).map_err(|_| Error::Shutdown)
     }

@@ -130,6 +130,8 @@ struct Pending {
     token: usize,
     conn_id: u64,
     reply: Reply,
+    /// See [`Request::keep_connection_on_timeout`].
+    keep_connection_on_timeout: bool,
 }
 
 /// Opaques are sequential: a multiplicative hash spreads them over the table.
@@ -431,6 +433,7 @@ impl EventLoop {
                         token: idx,
                         conn_id: conn.id,
                         reply,
+                        keep_connection_on_timeout: r.keep_connection_on_timeout,
                     });
                 }
             }
@@ -623,6 +626,7 @@ impl EventLoop {
                 let conn = self.conns.get(p.token).and_then(Option::as_ref);
                 let addr = conn.map(|c| c.addr.to_string()).unwrap_or_default();
                 if self.config.close_on_request_timeout
+                    && !p.keep_connection_on_timeout
                     && conn.is_some_and(|c| c.id == p.conn_id && c.is_connected())
                 {
                     to_close.push((p.token, p.conn_id, p.timeout));

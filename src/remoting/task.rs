@@ -65,6 +65,9 @@ pub(crate) struct Request {
     pub(crate) deadline: Instant,
     /// `None` for a oneway request.
     pub(crate) reply: Option<Reply>,
+    /// Its timeout leaves the connection open even when the client closes connections on
+    /// request timeouts.
+    pub(crate) keep_connection_on_timeout: bool,
 }
 
 /// What callers and callback threads send to an event loop.
