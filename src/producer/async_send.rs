@@ -20,7 +20,8 @@ use crate::protocol::RemotingCommand;
 
 /// How an asynchronous send reports its end.
 pub(super) enum Done {
-    Handle(crate::remoting::Completer<SendResult>),
+    /// A handle; the completer also ends the send's flush ticket.
+    Handle(super::flush::TrackedCompleter),
     Callback(Box<dyn FnOnce(Result<SendResult>) + Send + 'static>),
 }
 

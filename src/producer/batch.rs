@@ -345,6 +345,18 @@ impl Accumulator {
         }
     }
 
+    /// Sends every open batch now, oldest first, without closing ([`Producer::flush`]).
+    ///
+    /// [`Producer::flush`]: crate::Producer::flush
+    pub(crate) fn send_open(self: &Arc<Self>, inner: &Arc<Inner>) {
+        let _order = self.launch.lock();
+        let mut batches: Vec<Batch> = std::mem::take(&mut self.state.lock().open);
+        batches.sort_by_key(|b| b.seq);
+        for batch in batches {
+            self.send(inner, batch);
+        }
+    }
+
     fn flush_loop(self: Arc<Self>, inner: &Arc<Inner>) {
         let mut state = self.state.lock();
         loop {

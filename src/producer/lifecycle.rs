@@ -117,6 +117,7 @@ impl Inner {
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
+            flush: super::flush::FlushTracker::new(),
             spent: crossbeam_channel::unbounded(),
             config,
         });

@@ -24,6 +24,7 @@ mod async_send;
 mod attempt;
 pub(crate) mod backpressure;
 mod batch;
+mod flush;
 mod handle;
 pub mod health;
 mod inner;
@@ -50,6 +51,7 @@ use crate::routing::selector::QueueSelector;
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
 use async_send::{finish_done, Done};
+use flush::TrackedCompleter;
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
 use inner::{RUNNING, STOPPING};
@@ -122,6 +124,7 @@ impl Producer {
     /// [`Error::Io`]/[`Error::ConnectionClosed`] from the last attempt; [`Error::NoRoute`];
     /// [`Error::Shutdown`].
     pub fn send(&self, msg: Message) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
         op.end(match self.inner().send_batched(msg, Target::Auto) {
             Ok(handle) => handle.wait(),
@@ -131,6 +134,7 @@ impl Producer {
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
         let inner = self.inner();
         op.end(
@@ -150,6 +154,7 @@ impl Producer {
         selector: &dyn QueueSelector,
         arg: &str,
     ) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
         op.end(
             self.inner()
@@ -160,6 +165,7 @@ impl Producer {
     /// Sends several messages of one topic as one batch (never compressed). The result's
     /// `msg_id` and `offset_msg_id` list every message, comma-separated.
     pub fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin_batch(&msgs);
         op.end(self.send_batch_inner(msgs))
     }
@@ -179,7 +185,7 @@ impl Producer {
     /// producer is full, up to the send timeout, and then resolves the handle with
     /// [`Error::Backpressure`].
     pub fn send_async(&self, msg: Message) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner()
             .send_async(Prep::Single(msg), Target::Auto, Done::Handle(completer));
         SendHandle::new(handle)
@@ -190,16 +196,20 @@ impl Producer {
     where
         F: FnOnce(Result<SendResult>) + Send + 'static,
     {
+        let ticket = self.inner().flush.ticket();
         self.inner().send_async(
             Prep::Single(msg),
             Target::Auto,
-            Done::Callback(Box::new(callback)),
+            Done::Callback(Box::new(move |result| {
+                callback(result);
+                drop(ticket);
+            })),
         );
     }
 
     /// Asynchronous [`Producer::send_to_queue`].
     pub fn send_to_queue_async(&self, msg: Message, queue: &MessageQueue) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner().send_async(
             Prep::Single(msg),
             Target::Queue(queue.clone()),
@@ -216,7 +226,7 @@ impl Producer {
         selector: Arc<dyn QueueSelector>,
         arg: impl Into<String>,
     ) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner().send_async(
             Prep::Single(msg),
             Target::Selector(selector, arg.into()),
@@ -227,7 +237,7 @@ impl Producer {
 
     /// Asynchronous [`Producer::send_batch`].
     pub fn send_batch_async(&self, msgs: Vec<Message>) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner()
             .send_async(Prep::Batch(msgs), Target::Auto, Done::Handle(completer));
         SendHandle::new(handle)
@@ -236,8 +246,39 @@ impl Producer {
     /// Sends `msg` without waiting for any answer. `Ok` once it is queued for the socket; no
     /// retry. The route lookup (first send to a topic) may block up to the send timeout.
     pub fn send_oneway(&self, msg: Message) -> Result<()> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, true);
         op.end_oneway(self.inner().send_oneway(msg))
+    }
+
+    /// Waits until every send accepted before this call has ended (stored, failed or timed
+    /// out), without stopping the producer: asynchronous sends whose handle is completed or
+    /// whose callback has returned, and synchronous and oneway sends running on other threads.
+    /// Open auto-batches are sent at once rather than at their delay. Sends that start while
+    /// it waits are not waited for.
+    ///
+    /// Returns how many of those sends are still in flight at the deadline (`timeout` from
+    /// now): 0 when all have ended. Every send ends by its own send timeout anyway, so a
+    /// `timeout` a little over [`ProducerConfig::send_timeout`] returns 0 unless a callback
+    /// is slow.
+    ///
+    /// A send callback that calls `flush` waits for itself: it returns at its deadline with at
+    /// least 1.
+    pub fn flush(&self, timeout: Duration) -> usize {
+        let inner = self.inner();
+        let deadline = Instant::now() + timeout;
+        let target = inner.flush.close_generation();
+        if let Some(acc) = &inner.batcher {
+            acc.send_open(inner);
+        }
+        inner.flush.wait(target, deadline)
+    }
+
+    /// A handle pair whose completion also ends a flush ticket taken now.
+    fn tracked_pair(&self) -> (TrackedCompleter, crate::remoting::Handle<SendResult>) {
+        let ticket = self.inner().flush.ticket();
+        let (completer, handle) = crate::remoting::pair();
+        (TrackedCompleter::new(completer, ticket), handle)
     }
 
     /// The queues sends to `topic` can go to (fetching the route if needed), for selectors.

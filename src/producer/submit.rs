@@ -54,7 +54,7 @@ impl Inner {
                     self,
                     msg,
                     target,
-                    Done::Handle(completer),
+                    Done::Handle(completer.into()),
                     stats::Op::none(),
                 );
                 Ok(handle)
