@@ -281,6 +281,19 @@ impl Producer {
         (TrackedCompleter::new(completer, ticket), handle)
     }
 
+    /// Sends several messages of one topic as one batch without waiting for any answer (the
+    /// batch rules of [`Producer::send_batch`], the delivery of [`Producer::send_oneway`]): `Ok`
+    /// once the batch is queued for the socket; no retry, no result, no per-message ids back.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMessage`] for a batch [`Producer::send_batch`] refuses, before anything
+    /// is sent; [`Error::NoRoute`]; [`Error::Shutdown`].
+    pub fn send_batch_oneway(&self, msgs: Vec<Message>) -> Result<()> {
+        let _ticket = self.inner().flush.ticket();
+        let op = self.inner().stats.begin_batch_oneway(&msgs);
+        op.end_oneway(self.inner().send_batch_oneway(msgs))
+    }
+
     /// The queues sends to `topic` can go to (fetching the route if needed), for selectors.
     pub fn publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let inner = self.inner();

@@ -142,9 +142,20 @@ impl Inner {
     pub(super) fn send_oneway(&self, msg: Message) -> Result<()> {
         self.check_running()?;
         let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
+        self.send_prepared_oneway(&prepared)
+    }
+
+    pub(super) fn send_batch_oneway(&self, msgs: Vec<Message>) -> Result<()> {
+        self.check_running()?;
+        let prepared = prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?;
+        self.send_prepared_oneway(&prepared)
+    }
+
+    /// One oneway attempt: route, queue, frame queued for the socket; no retry.
+    fn send_prepared_oneway(&self, prepared: &Prepared) -> Result<()> {
         let deadline = Instant::now() + self.config.send_timeout();
         let info = self.publish_info(&prepared.wire_topic, deadline)?;
-        let queue = self.select_auto(&info, &prepared, None)?;
+        let queue = self.select_auto(&info, prepared, None)?;
         let addr = self
             .broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
             .ok_or_else(|| Error::NoRoute {
@@ -153,7 +164,7 @@ impl Inner {
             })?;
         let born = now_ms();
         let request = self.remoting.encode_request(&addr, true, |spec, out| {
-            broker::encode_send_frame(&prepared, &queue, &self.defaults, born, spec, out)
+            broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
         })?;
         self.remoting.send_encoded_oneway(request)
     }
