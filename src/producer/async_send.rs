@@ -173,7 +173,9 @@ impl AsyncSend {
                     Some(k) => view.with_keys([k.as_str()]),
                     None => view,
                 };
-                Inner::run_selector(selector.as_ref(), &info, &view, arg).map(Some)
+                self.inner
+                    .run_selector(selector.as_ref(), &info, &view, arg)
+                    .map(Some)
             }
             _ => self
                 .inner
@@ -279,6 +281,8 @@ impl Inner {
         op: stats::Op,
     ) {
         let attempts_left = match target {
+            // Strict order: a keyed message-hash send is never retried on another queue.
+            Target::Auto if self.strict_hash_key(&prepared).is_some() => 0,
             Target::Auto => self.config.async_retries(),
             _ => 0,
         };

@@ -122,6 +122,9 @@ pub(crate) struct Accumulator {
     max_delay: Duration,
     max_bytes: usize,
     total_max: usize,
+    /// Strict order with the message-hash strategy: keyed messages go on their own (their
+    /// queue is their key's, not the batch's).
+    strict_keys: bool,
     state: Mutex<State>,
     /// Signals the flusher (a new first batch, closing).
     flush_cv: Condvar,
@@ -177,6 +180,9 @@ impl Accumulator {
             max_delay: config.batch_max_delay(),
             max_bytes: config.batch_max_bytes(),
             total_max: config.batch_total_max_bytes(),
+            strict_keys: config.strict_order()
+                && config.routing_strategy()
+                    == crate::routing::router::RoutingStrategy::MessageHash,
             state: Mutex::new(State {
                 open: Vec::new(),
                 held: 0,
@@ -207,7 +213,9 @@ impl Accumulator {
 
     /// Whether `msg` sent to `target` goes through the accumulator.
     pub(crate) fn accepts(&self, msg: &Message, target: &Target) -> bool {
-        matches!(target, Target::Auto | Target::Queue(_)) && can_batch(msg, self.max_bytes)
+        matches!(target, Target::Auto | Target::Queue(_))
+            && can_batch(msg, self.max_bytes)
+            && !(self.strict_keys && msg.property(property::KEYS).is_some())
     }
 
     /// Adds a message; `done` is resolved with its own result once its batch is answered.

@@ -38,7 +38,10 @@
 //!   "routes": [ {
 //!     "topic": string,                            // as on the wire (with namespace)
 //!     "age_ms": int, "queues": int, "brokers": [string],
-//!     "from_default": bool                        // built from the TBW102 fallback
+//!     "from_default": bool,                       // built from the TBW102 fallback
+//!     "queue_count_changes": int,                 // route updates that changed "queues"
+//!     "previous_queues": int | null,              // "queues" before the last such change
+//!     "strict_order_queues": int | null           // strict order's reference layout, if any
 //!   } ],
 //!   "brokers": [ {
 //!     "name": string,
@@ -156,6 +159,15 @@ pub struct RouteHealth {
     pub brokers: Vec<String>,
     /// Whether it was built from the create-topic key's route (topic not created yet).
     pub from_default: bool,
+    /// Route updates that changed the topic's queue count since the producer started (each
+    /// one is also logged): a sign that per-key order may have broken (strict order off) or
+    /// that keys fail (strict order on).
+    pub queue_count_changes: u64,
+    /// The queue count before the last such change.
+    pub previous_queues: Option<usize>,
+    /// With [`strict_order`](crate::ProducerConfig::strict_order): the queue count of the
+    /// layout keys are mapped over (see [`Producer::accept_route`](crate::Producer::accept_route)).
+    pub strict_order_queues: Option<usize>,
 }
 
 /// One broker's health.
@@ -271,6 +283,9 @@ impl RouteHealth {
             "queues": self.queues,
             "brokers": self.brokers,
             "from_default": self.from_default,
+            "queue_count_changes": self.queue_count_changes,
+            "previous_queues": self.previous_queues,
+            "strict_order_queues": self.strict_order_queues,
         })
     }
 }
@@ -386,7 +401,11 @@ impl Inner {
             .into_iter()
             .filter_map(|topic| {
                 let info = self.mapping.peek(&topic)?;
+                let order = self.order.view(&topic);
                 Some(RouteHealth {
+                    queue_count_changes: order.changes,
+                    previous_queues: order.previous_count,
+                    strict_order_queues: order.reference_count,
                     age: now.saturating_duration_since(info.fetched_at()),
                     queues: info.queues().len(),
                     brokers: info.broker_names().map(str::to_string).collect(),

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
     pub(crate) stats: stats::StatsRecorder,
+    /// Strict-order layouts and queue-count changes, per topic.
+    pub(super) order: super::order::OrderBook,
     /// Sends not ended yet, by generation, for [`Producer::flush`](super::Producer::flush).
     pub(super) flush: Arc<FlushTracker>,
     /// Finished asynchronous sends, dropped by the next sender rather than by the I/O thread

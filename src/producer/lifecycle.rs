@@ -118,6 +118,7 @@ impl Inner {
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
             flush: super::flush::FlushTracker::new(),
+            order: super::order::OrderBook::default(),
             spent: crossbeam_channel::unbounded(),
             config,
         });

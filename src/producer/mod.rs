@@ -29,6 +29,7 @@ mod handle;
 pub mod health;
 mod inner;
 mod lifecycle;
+mod order;
 pub(crate) mod prepare;
 mod route;
 mod service;
@@ -272,6 +273,29 @@ impl Producer {
             acc.send_open(inner);
         }
         inner.flush.wait(target, deadline)
+    }
+
+    /// Strict order: makes the current route of `topic` the layout keys are mapped over, so
+    /// that sends use the queues the topic has now. Until then, keys keep the queues of the
+    /// layout they were first sent with, and keys whose queue is gone fail with
+    /// [`Error::OrderViolation`] (see [`ProducerConfig::strict_order`]).
+    ///
+    /// Call it when moving keys to other queues is acceptable, typically once the consumers
+    /// have drained the queues that went away. Keys may land on other queues from then on, so
+    /// a key's messages sent before and after may be consumed out of order. Returns the queue
+    /// count of the layout replaced (`None` if there was none). Harmless with strict order off.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMessage`] for a bad topic name; [`Error::NoRoute`] if the route cannot
+    /// be fetched within the send timeout.
+    pub fn accept_route(&self, topic: &str) -> Result<Option<usize>> {
+        let inner = self.inner();
+        prepare::check_topic(topic)?;
+        let deadline = Instant::now() + inner.config.send_timeout();
+        let wire = prepare::wire_topic(topic, &inner.config);
+        let _ = inner.refresh_route(&wire, deadline);
+        let info = inner.publish_info(&wire, deadline)?;
+        Ok(inner.accept_layout(&info))
     }
 
     /// A handle pair whose completion also ends a flush ticket taken now.

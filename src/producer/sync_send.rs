@@ -30,7 +30,7 @@ impl Inner {
             SyncTarget::Selector(selector, arg) => {
                 let info =
                     self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
-                Some(Self::run_selector(selector, &info, &msg, arg)?)
+                Some(self.run_selector(selector, &info, &msg, arg)?)
             }
         };
         let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
@@ -45,7 +45,9 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        let attempts = if fixed_queue.is_some() {
+        // Strict order: a keyed message-hash send is never retried on another queue.
+        let strict = self.strict_hash_key(prepared).is_some();
+        let attempts = if fixed_queue.is_some() || strict {
             1
         } else {
             1 + self.config.retries()
@@ -83,7 +85,7 @@ impl Inner {
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
-            if fixed_queue.is_none() && self.should_retry(&result) {
+            if fixed_queue.is_none() && !strict && self.should_retry(&result) {
                 log::debug!(
                     "send of {} to {addr} will be retried: {result:?}",
                     prepared.msg_id
