@@ -92,11 +92,22 @@ impl Producer {
         ProducerConfig::builder(group)
     }
 
-    /// Starts a producer with `config`: spawns its threads. Routes are fetched on first use.
+    /// Starts a producer with `config`: spawns its threads. Routes are fetched on first use,
+    /// except those of [`ProducerConfig::topics`], which are fetched now (their brokers get a
+    /// heartbeat at once); that takes up to the client API timeout per topic when the name
+    /// servers do not answer, and a topic that fails is only logged.
     ///
     /// # Errors
     /// [`Error::Config`] if threads cannot be started.
     pub fn start(config: ProducerConfig) -> Result<Producer> {
+        let producer = Producer::start_unresolved(config)?;
+        producer.inner().resolve_configured_topics();
+        Ok(producer)
+    }
+
+    /// Starts a producer without resolving its configured topics (the transaction producer
+    /// installs its check-back handler first, then resolves them).
+    pub(crate) fn start_unresolved(config: ProducerConfig) -> Result<Producer> {
         let inner = Inner::start(config)?;
         Ok(Producer {
             owner: Arc::new(Owner { inner }),
