@@ -120,7 +120,8 @@ pub use producer::health::HealthReport;
 pub use producer::stats::ProducerStats;
 pub use producer::transaction::{
     ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
-    TransactionProducer, TransactionProducerBuilder, TransactionSendResult, TransactionStats,
+    TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
+    TransactionStats,
 };
 pub use producer::{health, stats, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

@@ -408,7 +408,7 @@ impl ProducerConfig {
     }
 
     /// How many recent transactions a transaction producer keeps a
-    /// transaction record of. Default
+    /// [`TransactionRecord`](crate::TransactionRecord) of. Default
     /// [`DEFAULT_TRANSACTION_RECORDS`] (10 000); 0 keeps none; at most 10 000 000. When full,
     /// the oldest record is dropped (counted).
     pub fn transaction_records(&self) -> usize {

@@ -62,7 +62,15 @@
 //!     "async": int, "async_bytes": int, "sync": int, "sync_bytes": int,
 //!     "max_async": int | null, "max_async_bytes": int | null, "waiting": int
 //!   },
-//!   "fault_tolerance": bool                       // whether isolated brokers are avoided
+//!   "fault_tolerance": bool,                      // whether isolated brokers are avoided
+//!   "transactions": {                             // transaction producers only, else null
+//!     "records": int, "capacity": int,            // the transaction record table
+//!     "by_phase": { "sending": int, "executing": int, "in_doubt": int,
+//!                   "committed": int, "rolled_back": int, "failed": int },
+//!     "oldest_in_doubt_ms": int | null,
+//!     "evicted_full": int, "evicted_age": int,    // records dropped for the bounds
+//!     "untracked_checks": int                     // check-backs for transactions not held
+//!   } | null
 //! }
 //! ```
 //!
@@ -250,6 +258,10 @@ pub struct HealthReport {
     pub in_flight: InFlightHealth,
     /// Whether isolated brokers are avoided when choosing queues.
     pub fault_tolerance: bool,
+    /// A transaction producer's record table (see
+    /// [`TransactionProducer::in_doubt`](crate::TransactionProducer::in_doubt)); `None` for
+    /// other producers.
+    pub transactions: Option<crate::transaction::TransactionTableHealth>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -352,6 +364,7 @@ impl HealthReport {
             "brokers": self.brokers.iter().map(BrokerHealth::to_json).collect::<Vec<_>>(),
             "in_flight": self.in_flight.to_json(),
             "fault_tolerance": self.fault_tolerance,
+            "transactions": self.transactions.as_ref().map(|t| t.to_json()),
         })
     }
 
@@ -486,6 +499,7 @@ impl Inner {
                 waiting,
             },
             fault_tolerance: self.router.fault_tolerance_enabled(),
+            transactions: self.tx_records.lock().as_ref().map(|t| t.health()),
         }
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
     pub(crate) stats: stats::StatsRecorder,
+    /// A transaction producer's record table (for the health report).
+    pub(crate) tx_records: Mutex<Option<Arc<super::transaction::RecordTable>>>,
     /// Strict-order layouts and queue-count changes, per topic.
     pub(super) order: super::order::OrderBook,
     /// Sends not ended yet, by generation, for [`Producer::flush`](super::Producer::flush).

@@ -119,6 +119,7 @@ impl Inner {
             stats: stats::StatsRecorder::new(config.stats()),
             flush: super::flush::FlushTracker::new(),
             order: super::order::OrderBook::default(),
+            tx_records: Mutex::new(None),
             spent: crossbeam_channel::unbounded(),
             config,
         });

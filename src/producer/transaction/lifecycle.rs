@@ -50,6 +50,8 @@ pub(super) struct Core {
     /// The transaction threads of asynchronous transactions, started on first use.
     pub(super) tx_pool: Mutex<TxPool>,
     pub(super) tx_threads: usize,
+    /// Recent transactions (bounded).
+    pub(super) records: Arc<super::RecordTable>,
 }
 
 impl TransactionProducer {
@@ -72,7 +74,12 @@ impl TransactionProducer {
             checks: RwLock::new(Some(check_tx)),
             tx_pool: Mutex::new(TxPool::NotStarted),
             tx_threads,
+            records: Arc::new(super::RecordTable::new(
+                producer.config().transaction_records(),
+                producer.config().transaction_record_age(),
+            )),
         });
+        *producer.inner().tx_records.lock() = Some(core.records.clone());
         let worker_core = core.clone();
         let check_workers =
             match Workers::spawn("rocketmq-tx-check", check_threads, check_rx, move |job| {
