@@ -172,6 +172,7 @@ impl Inner {
             return Err(Error::NoRoute {
                 topic: info.topic().to_string(),
                 reason: "the route has no queue".into(),
+                source: None,
             });
         }
         let queue = queues[pick(queues)? % queues.len()].clone();
