@@ -10,7 +10,9 @@
 //! [`Producer::send_async`](crate::Producer::send_async),
 //! [`Producer::send_to_queue_async`](crate::Producer::send_to_queue_async) and
 //! [`Producer::send_with_callback`](crate::Producer::send_with_callback).
-//! Selector sends, oneway sends, explicit batches and transactional sends are never batched.
+//! Selector sends, oneway sends, explicit batches and transactional sends are never batched;
+//! nor, under [`strict_order`](crate::ProducerConfig::strict_order) with the message-hash
+//! strategy, are messages with keys (each goes to its key's queue).
 //! Neither are messages Java's `canBatch` refuses: delayed or timed ones (`DELAY`,
 //! `TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`), retry topics (`%RETRY%`), messages
 //! with a producer group property (`PGROUP`, transactions) and half messages (`TRAN_MSG`). A
@@ -23,8 +25,9 @@
 //!
 //! When it holds [`batch_max_bytes`](crate::ProducerConfig::batch_max_bytes) (the sender that
 //! fills it sends it, on its own thread), or [`batch_max_delay`](crate::ProducerConfig::batch_max_delay)
-//! after its first message (the `rocketmq-batch` thread sends it). Shutdown sends every open
-//! batch before it waits for in-flight sends. A synchronous `send` blocks until its batch is
+//! after its first message (the `rocketmq-batch` thread sends it). Shutdown and
+//! [`Producer::flush`](crate::Producer::flush) send every open batch before they wait for
+//! in-flight sends. A synchronous `send` blocks until its batch is
 //! answered, so a lone synchronous sender waits up to the delay for each message, as in Java.
 //!
 //! # Results
