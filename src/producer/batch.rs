@@ -30,6 +30,16 @@
 //! in-flight sends. A synchronous `send` blocks until its batch is
 //! answered, so a lone synchronous sender waits up to the delay for each message, as in Java.
 //!
+//! # Time and retries
+//!
+//! A synchronous caller keeps its one budget: its send timeout counts from its call, so the
+//! wait for memory and for the batch to leave are part of it, and its batch is tried with
+//! [`retries`](crate::ProducerConfig::retries). A batch of only asynchronous callers gets the
+//! send timeout from when it leaves and
+//! [`async_retries`](crate::ProducerConfig::async_retries). Asynchronous callers in a batch
+//! with a synchronous one share the synchronous budget (the earliest deadline of the batch).
+//! A delay longer than the send timeout therefore fails synchronous sends with a timeout.
+//!
 //! # Results
 //!
 //! Every caller gets its own [`SendResult`]: the broker's comma-joined offset ids are split,
@@ -54,7 +64,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::stats::Op;
-use super::{finish_done, Done, Inner, Target};
+use super::{finish_done, Budget, Done, Inner, Target};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, Message, MessageQueue, SendResult};
@@ -97,6 +107,8 @@ struct Entry {
     done: Done,
     /// The caller's statistics, ended with its own result.
     op: Op,
+    /// A synchronous caller's deadline (its send timeout from the call).
+    sync_deadline: Option<Instant>,
 }
 
 /// An open batch.
@@ -222,8 +234,10 @@ impl Accumulator {
     }
 
     /// Adds a message; `done` is resolved with its own result once its batch is answered.
-    /// Invalid messages and a full accumulator (after waiting up to the send timeout) resolve
-    /// `done` at once with the error; so does a closed accumulator, with `Shutdown`.
+    /// Invalid messages and a full accumulator (after waiting up to the send timeout, or
+    /// `sync_deadline`) resolve `done` at once with the error; so does a closed accumulator,
+    /// with `Shutdown`. `sync_deadline`: the caller blocks on the result until then (see
+    /// [`Accumulator::budget`]).
     pub(crate) fn add(
         self: &Arc<Self>,
         inner: &Arc<Inner>,
@@ -231,6 +245,7 @@ impl Accumulator {
         target: Target,
         done: Done,
         mut op: Op,
+        sync_deadline: Option<Instant>,
     ) {
         if let Err(e) = prepare::check_message(&msg, &inner.config) {
             op.fail(&e);
@@ -249,7 +264,8 @@ impl Accumulator {
             _ => None,
         };
         let bytes = held_size(&msg);
-        let deadline = Instant::now() + inner.config.send_timeout();
+        let deadline =
+            sync_deadline.unwrap_or_else(|| Instant::now() + inner.config.send_timeout());
         let started = Instant::now();
         let mut state = self.state.lock();
         // The memory bound: wait like backpressure, then fail.
@@ -301,7 +317,13 @@ impl Accumulator {
         };
         let batch = &mut state.open[i];
         batch.bytes += bytes;
-        batch.entries.push(Entry { msg, id, done, op });
+        batch.entries.push(Entry {
+            msg,
+            id,
+            done,
+            op,
+            sync_deadline,
+        });
         let full = batch.bytes >= self.max_bytes;
         let full_seq = batch.seq;
         drop(state);
@@ -323,35 +345,45 @@ impl Accumulator {
     }
 
     /// Sends every open batch and stops the flusher; later adds fail with `Shutdown`.
+    ///
+    /// The flusher is joined only after `launch` is released: it may be waiting for `launch`
+    /// to send batches it found expired (it finds none left, sees `closed` and ends). Joining
+    /// it with `launch` held deadlocked (issue 12, item 1).
     pub(crate) fn close(self: &Arc<Self>) {
-        let _order = self.launch.lock();
-        let mut batches: Vec<Batch> = {
-            let mut state = self.state.lock();
-            state.closed = true;
-            std::mem::take(&mut state.open)
-        };
-        batches.sort_by_key(|b| b.seq);
-        self.flush_cv.notify_all();
-        self.space_cv.notify_all();
-        if let Some(t) = self.flusher.lock().take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-        let inner = self.inner.lock().upgrade();
-        match inner {
-            Some(inner) => {
-                for batch in batches {
-                    self.send(&inner, batch);
-                }
-            }
-            // Only when the producer is gone already.
-            None => {
-                for batch in batches {
-                    for entry in batch.entries {
-                        resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+        let mut orphans = Vec::new();
+        {
+            let _order = self.launch.lock();
+            let mut batches: Vec<Batch> = {
+                let mut state = self.state.lock();
+                state.closed = true;
+                std::mem::take(&mut state.open)
+            };
+            self.flush_cv.notify_all();
+            self.space_cv.notify_all();
+            batches.sort_by_key(|b| b.seq);
+            // Sent with `launch` held, so they leave after any batch the flusher or a sender
+            // took before us (sending only hands them to the I/O thread: it never blocks).
+            let inner = self.inner.lock().upgrade();
+            match inner {
+                Some(inner) => {
+                    for batch in batches {
+                        self.send(&inner, batch);
                     }
                 }
+                // Only when the producer is gone already; failed below, without `launch`
+                // (a callback may run here).
+                None => orphans = batches,
+            }
+        }
+        for batch in orphans {
+            for entry in batch.entries {
+                resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+            }
+        }
+        let flusher = self.flusher.lock().take();
+        if let Some(t) = flusher {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
             }
         }
     }
@@ -422,12 +454,26 @@ impl Accumulator {
         }
     }
 
+    /// What a batch may spend: with a synchronous caller in it, the earliest such caller's
+    /// deadline (its send timeout counts from its call, so the wait for memory and for the
+    /// batch to leave is part of it) and `retries`; otherwise the asynchronous defaults (the
+    /// send timeout from now, `async_retries`). Asynchronous callers in a batch with a
+    /// synchronous one share its budget.
+    fn budget(inner: &Inner, entries: &[Entry]) -> Option<Budget> {
+        let deadline = entries.iter().filter_map(|e| e.sync_deadline).min()?;
+        Some(Budget {
+            deadline,
+            retries: inner.config.retries(),
+        })
+    }
+
     /// Sends one batch; a batch of one goes as a plain message.
     fn send(self: &Arc<Self>, inner: &Arc<Inner>, batch: Batch) {
         let target = match batch.key.queue {
             Some(q) => Target::Queue(q),
             None => Target::Auto,
         };
+        let budget = Self::budget(inner, &batch.entries);
         let mut entries = batch.entries;
         let bytes = batch.bytes;
         if entries.len() == 1 {
@@ -437,7 +483,7 @@ impl Accumulator {
                     acc.release(bytes);
                     resolve_one(done, op, r);
                 }));
-                inner.launch_async(super::Prep::Single(msg), target, done);
+                inner.launch_async(super::Prep::Single(msg), target, done, budget);
             }
             return;
         }
@@ -451,7 +497,7 @@ impl Accumulator {
             acc.release(bytes);
             waiters.resolve(result);
         }));
-        inner.launch_async(super::Prep::Batch(msgs), target, on_done);
+        inner.launch_async(super::Prep::Batch(msgs), target, on_done, budget);
     }
 }
 

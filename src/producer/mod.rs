@@ -51,7 +51,7 @@ use crate::routing::selector::QueueSelector;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
-use async_send::{finish_done, Done};
+use async_send::{finish_done, Budget, Done};
 use flush::TrackedCompleter;
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
@@ -344,6 +344,13 @@ impl Producer {
 
     /// Stops taking sends, waits up to `timeout` for in-flight ones, fails the rest with
     /// [`Error::Shutdown`], unregisters from every broker and joins every thread. Idempotent.
+    ///
+    /// `timeout` is one deadline for all of it, whatever the brokers and name servers do: the
+    /// unregisters go to every broker at once and are waited for until the deadline (at least
+    /// 200 ms, so that a producer whose sends used the whole deadline still says goodbye), and
+    /// a route lookup or heartbeat under way is cut short when the connections close. It
+    /// returns within `timeout` plus about 200 ms, except that a user callback running on the
+    /// callback pool is waited for.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.inner().shutdown(timeout)
     }

@@ -159,13 +159,32 @@ impl Owner {
             }
             _ => None,
         };
-        for workers in [check_workers, tx_workers].into_iter().flatten() {
+        let mut stuck = Vec::new();
+        for (workers, what) in [
+            (check_workers, "transaction check"),
+            (tx_workers, "transaction"),
+        ] {
+            let Some(workers) = workers else { continue };
             let name = workers.name;
-            if !workers.wait_finished(deadline) {
-                log::warn!("transaction producer shutdown: {name} threads still busy");
+            let running = workers.stop(deadline);
+            if running > 0 {
+                log::warn!(
+                    "transaction producer shutdown: {running} {name} threads still in listener \
+                     code at the deadline"
+                );
+                stuck.push(format!("{running} {what} thread(s)"));
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        self.producer.shutdown(left)
+        self.producer.shutdown(left)?;
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::User(format!(
+                "shutdown deadline passed with {} still running listener code; no listener \
+                 call starts any more, and they end when the listener returns",
+                stuck.join(" and ")
+            )))
+        }
     }
 }

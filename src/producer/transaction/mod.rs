@@ -348,6 +348,14 @@ impl TransactionProducer {
     /// under way (including queued check-backs), then shuts the producer down
     /// ([`Producer::shutdown`]) with what is left of `timeout`. Idempotent.
     ///
+    /// `timeout` is one deadline for all of it. At the deadline, check-backs and asynchronous
+    /// local transactions still queued are dropped without running (their handles end with
+    /// [`Error::Shutdown`]; the broker checks those transactions back later): once this
+    /// returns, no listener call starts. A listener call still running at the deadline cannot
+    /// be interrupted: shutdown does not wait for it, finishes the rest, and returns
+    /// [`Error::User`] saying how many threads are still in listener code (each ends when its
+    /// listener returns; its answer is not sent).
+    ///
     /// An open [`Transaction`] is not waited for; committing it afterwards fails with
     /// [`Error::Shutdown`] and the broker checks back with another producer of the group.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
