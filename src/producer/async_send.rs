@@ -21,7 +21,8 @@ use crate::protocol::RemotingCommand;
 
 /// How an asynchronous send reports its end.
 pub(super) enum Done {
-    Handle(crate::remoting::Completer<SendResult>),
+    /// A handle; the completer also ends the send's flush ticket.
+    Handle(super::flush::TrackedCompleter),
     Callback(Box<dyn FnOnce(Result<SendResult>) + Send + 'static>),
 }
 
@@ -171,7 +172,7 @@ impl AsyncSend {
                         "the message for the queue selector is gone".into(),
                     ));
                 };
-                let picked = Inner::run_selector(selector.as_ref(), &info, msg, arg);
+                let picked = self.inner.run_selector(selector.as_ref(), &info, msg, arg);
                 self.prepared.release_message();
                 picked.map(Some)
             }
@@ -314,6 +315,8 @@ impl Inner {
         budget: Budget,
     ) {
         let attempts_left = match target {
+            // Strict order: a keyed message-hash send is never retried on another queue.
+            Target::Auto if self.strict_hash_key(&prepared).is_some() => 0,
             Target::Auto => budget.retries,
             _ => 0,
         };

@@ -10,7 +10,9 @@
 //! [`Producer::send_async`](crate::Producer::send_async),
 //! [`Producer::send_to_queue_async`](crate::Producer::send_to_queue_async) and
 //! [`Producer::send_with_callback`](crate::Producer::send_with_callback).
-//! Selector sends, oneway sends, explicit batches and transactional sends are never batched.
+//! Selector sends, oneway sends, explicit batches and transactional sends are never batched;
+//! nor, under [`strict_order`](crate::ProducerConfig::strict_order) with the message-hash
+//! strategy, are messages with keys (each goes to its key's queue).
 //! Neither are messages Java's `canBatch` refuses: delayed or timed ones (`DELAY`,
 //! `TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`), retry topics (`%RETRY%`), messages
 //! with a producer group property (`PGROUP`, transactions) and half messages (`TRAN_MSG`). A
@@ -23,8 +25,9 @@
 //!
 //! When it holds [`batch_max_bytes`](crate::ProducerConfig::batch_max_bytes) (the sender that
 //! fills it sends it, on its own thread), or [`batch_max_delay`](crate::ProducerConfig::batch_max_delay)
-//! after its first message (the `rocketmq-batch` thread sends it). Shutdown sends every open
-//! batch before it waits for in-flight sends. A synchronous `send` blocks until its batch is
+//! after its first message (the `rocketmq-batch` thread sends it). Shutdown and
+//! [`Producer::flush`](crate::Producer::flush) send every open batch before they wait for
+//! in-flight sends. A synchronous `send` blocks until its batch is
 //! answered, so a lone synchronous sender waits up to the delay for each message, as in Java.
 //!
 //! # Time and retries
@@ -134,6 +137,9 @@ pub(crate) struct Accumulator {
     max_delay: Duration,
     max_bytes: usize,
     total_max: usize,
+    /// Strict order with the message-hash strategy: keyed messages go on their own (their
+    /// queue is their key's, not the batch's).
+    strict_keys: bool,
     state: Mutex<State>,
     /// Signals the flusher (a new first batch, closing).
     flush_cv: Condvar,
@@ -189,6 +195,9 @@ impl Accumulator {
             max_delay: config.batch_max_delay(),
             max_bytes: config.batch_max_bytes(),
             total_max: config.batch_total_max_bytes(),
+            strict_keys: config.strict_order()
+                && config.routing_strategy()
+                    == crate::routing::router::RoutingStrategy::MessageHash,
             state: Mutex::new(State {
                 open: Vec::new(),
                 held: 0,
@@ -219,7 +228,9 @@ impl Accumulator {
 
     /// Whether `msg` sent to `target` goes through the accumulator.
     pub(crate) fn accepts(&self, msg: &Message, target: &Target) -> bool {
-        matches!(target, Target::Auto | Target::Queue(_)) && can_batch(msg, self.max_bytes)
+        matches!(target, Target::Auto | Target::Queue(_))
+            && can_batch(msg, self.max_bytes)
+            && !(self.strict_keys && msg.property(property::KEYS).is_some())
     }
 
     /// Adds a message; `done` is resolved with its own result once its batch is answered.
@@ -374,6 +385,18 @@ impl Accumulator {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
+        }
+    }
+
+    /// Sends every open batch now, oldest first, without closing ([`Producer::flush`]).
+    ///
+    /// [`Producer::flush`]: crate::Producer::flush
+    pub(crate) fn send_open(self: &Arc<Self>, inner: &Arc<Inner>) {
+        let _order = self.launch.lock();
+        let mut batches: Vec<Batch> = std::mem::take(&mut self.state.lock().open);
+        batches.sort_by_key(|b| b.seq);
+        for batch in batches {
+            self.send(inner, batch);
         }
     }
 

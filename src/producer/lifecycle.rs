@@ -121,6 +121,9 @@ impl Inner {
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
+            flush: super::flush::FlushTracker::new(),
+            order: super::order::OrderBook::default(),
+            tx_records: Mutex::new(None),
             spent: crossbeam_channel::unbounded(),
             config,
         });

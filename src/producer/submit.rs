@@ -56,7 +56,7 @@ impl Inner {
                     self,
                     msg,
                     target,
-                    Done::Handle(completer),
+                    Done::Handle(completer.into()),
                     stats::Op::none(),
                     Some(deadline),
                 );
