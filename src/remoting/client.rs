@@ -253,35 +253,6 @@ impl RemotingClient {
         handle.wait()
     }
 
-    /// [`RemotingClient::invoke_sync`] for a request whose timeout never closes the
-    /// connection, whatever [`RemotingConfig::close_on_request_timeout`] says: the unregister
-    /// at shutdown, which must not fail the sends still draining on the connection with a
-    /// connection error (they end with `Shutdown`).
-    pub(crate) fn invoke_sync_keeping_connection(
-        &self,
-        addr: &str,
-        request: RemotingCommand,
-        timeout: Duration,
-    ) -> Result<RemotingCommand> {
-        let (target, frame, opaque) = self.prepare(addr, request, false)?;
-        let (completer, handle) = pair();
-        let deadline = deadline_after(Instant::now(), timeout);
-        let Some(lp) = self.inner.loops.get(target.lp) else {
-            return Err(Error::Shutdown);
-        };
-        let cmd = Command::Request(Request {
-            target,
-            frame,
-            opaque,
-            timeout,
-            deadline,
-            reply: Some(Reply::Handle(completer)),
-            keep_connection_on_timeout: true,
-        });
-        lp.shared.send(cmd).map_err(|_| Error::Shutdown)?;
-        handle.wait()
-    }
-
     /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
     ///
     /// Errors found before anything is queued (shut down, an address that is not `host:port`, a
@@ -293,6 +264,31 @@ impl RemotingClient {
         timeout: Duration,
         completion: Completion,
     ) {
+        self.invoke_async_with(addr, request, timeout, completion, false);
+    }
+
+    /// [`RemotingClient::invoke_async`] for a request whose timeout never closes the
+    /// connection, whatever [`RemotingConfig::close_on_request_timeout`] says: the unregister
+    /// at shutdown, which must not fail the sends still draining on the connection with a
+    /// connection error (they end with `Shutdown` when the connections close).
+    pub(crate) fn invoke_async_keeping_connection(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+    ) {
+        self.invoke_async_with(addr, request, timeout, completion, true);
+    }
+
+    fn invoke_async_with(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+        keep_connection_on_timeout: bool,
+    ) {
         let reply = match completion {
             Completion::Handle(c) => Reply::Handle(c),
             Completion::Callback(cb) => {
@@ -302,7 +298,14 @@ impl RemotingClient {
         match self.prepare(addr, request, false) {
             // A failed push has completed the reply with `Shutdown`.
             Ok((target, frame, opaque)) => {
-                let _ = self.push(target, frame, opaque, timeout, Some(reply));
+                let _ = self.push_with(
+                    target,
+                    frame,
+                    opaque,
+                    timeout,
+                    Some(reply),
+                    keep_connection_on_timeout,
+                );
             }
             Err(e) => reply.complete(Err(e)),
         }
@@ -530,6 +533,19 @@ impl RemotingClient {
         timeout: Duration,
         reply: Option<Reply>,
     ) -> Result<()> {
+        self.push_with(target, frame, opaque, timeout, reply, false)
+    }
+
+    /// [`RemotingClient::push`], saying whether the request's timeout may close the connection.
+    fn push_with(
+        &self,
+        target: Arc<Target>,
+        frame: Vec<u8>,
+        opaque: i32,
+        timeout: Duration,
+        reply: Option<Reply>,
+        keep_connection_on_timeout: bool,
+    ) -> Result<()> {
         let deadline = deadline_after(Instant::now(), timeout);
         let Some(lp) = self.inner.loops.get(target.lp) else {
             return Err(Error::Shutdown); // targets only name existing loops
@@ -541,7 +557,7 @@ impl RemotingClient {
             timeout,
             deadline,
             reply,
-            keep_connection_on_timeout: false,
+            keep_connection_on_timeout,
         });
         lp.shared.send(cmd).map_err(|_| Error::Shutdown)
     }
