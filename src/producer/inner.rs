@@ -11,6 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::async_send::AsyncSend;
 use super::backpressure::InFlight;
+use super::executor::Executor;
 use super::{batch, stats};
 use crate::client::broker::SendDefaults;
 use crate::client::namesrv::NameServers;
@@ -57,10 +58,17 @@ pub(crate) struct Inner {
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
     pub(crate) stats: stats::StatsRecorder,
-    /// Finished asynchronous sends, dropped by the next sender rather than by the I/O thread
-    /// that finished them: their memory was allocated on the sending side, and freeing it
-    /// there keeps the allocator's cross-thread locking off the I/O thread.
+    /// Finished asynchronous sends, dropped by the next sender or an internal thread (soon:
+    /// a burst schedules one job) rather than by the I/O thread that finished them: their
+    /// memory was allocated on the sending side, and freeing it elsewhere keeps the
+    /// allocator's cross-thread locking off the I/O thread.
     pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
+    /// The `rocketmq-async-N` threads: route lookups and retries of asynchronous sends,
+    /// freeing finished ones. They never run user code.
+    pub(super) executor: Executor,
+    /// User callbacks that ended after the callback pool stopped (late in a shutdown): run
+    /// by the thread calling shutdown. `None` once shutdown has run them.
+    pub(super) late: Mutex<Option<Vec<Box<dyn FnOnce() + Send + 'static>>>>,
 }
 
 /// The clock used for born timestamps and ids.

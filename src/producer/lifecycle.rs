@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use super::backpressure::InFlight;
+use super::executor::Executor;
 use super::inner::{Inner, RUNNING, STOPPED, STOPPING};
 use super::{batch, stats};
 use crate::client::broker::{self, SendDefaults};
@@ -94,6 +95,8 @@ impl Inner {
             InFlight::new(None)
         };
         let router = MessageRouter::from_config(&config);
+        let spent = crossbeam_channel::unbounded();
+        let executor = Executor::start(config.callback_threads(), &spent.1)?;
         let inner = Arc::new(Inner {
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
@@ -117,7 +120,9 @@ impl Inner {
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
-            spent: crossbeam_channel::unbounded(),
+            executor,
+            late: Mutex::new(Some(Vec::new())),
+            spent,
             config,
         });
         inner
@@ -177,6 +182,10 @@ impl Inner {
             }
         }
         self.remoting.shutdown();
+        // Every request has ended; what the internal threads still hold ends now (with
+        // `Shutdown`), then the callbacks that found the pool stopped run here.
+        self.executor.shutdown();
+        self.run_late_callbacks();
         // No I/O thread is left to finish a send: free what they left (it holds this producer).
         while let Ok(spent) = self.spent.1.try_recv() {
             drop(spent);

@@ -24,6 +24,7 @@ mod async_send;
 mod attempt;
 pub(crate) mod backpressure;
 mod batch;
+mod executor;
 mod handle;
 pub mod health;
 mod inner;
@@ -49,7 +50,7 @@ use crate::routing::selector::QueueSelector;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
-use async_send::{finish_done, Done};
+use async_send::{finish_done, Done, Hold, SharedHold};
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
 use inner::{RUNNING, STOPPING};
