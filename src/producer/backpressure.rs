@@ -8,8 +8,8 @@
 //! Callback threads never wait for room: the room they would wait for is held by callbacks
 //! queued behind them, which only callback threads can release. They take room when there is
 //! some; past the bounds they draw on the callback allowance, a second budget of a quarter of
-//! the bounds ([`InFlight::acquire_now`]); past that they fail at once with
-//! [`Error::Backpressure`].
+//! the bounds (at least [`MIN_ALLOWANCE_SENDS`] sends; [`InFlight::acquire_now`]); past that
+//! they fail at once with [`Error::Backpressure`].
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -49,6 +49,10 @@ impl Counts {
         (self.sends - self.over_sends, self.bytes - self.over_bytes)
     }
 }
+
+/// The callback allowance is a quarter of the bounds, but at least this many sends: enough
+/// for a few callbacks that each send again (chains), however small `max_in_flight` is.
+pub(crate) const MIN_ALLOWANCE_SENDS: usize = 16;
 
 /// Tracks sends in flight; optionally bounds them.
 #[derive(Debug)]
@@ -119,7 +123,8 @@ impl InFlight {
             counts: Mutex::new(Counts::default()),
             changed: Condvar::new(),
             limits,
-            allowance: limits.map(|(sends, bytes)| ((sends / 4).max(1), bytes / 4)),
+            allowance: limits
+                .map(|(sends, bytes)| ((sends / 4).max(MIN_ALLOWANCE_SENDS), bytes / 4)),
         })
     }
 
@@ -151,8 +156,8 @@ impl InFlight {
 
     /// Takes a permit for `bytes` without waiting, for callback threads: within the bounds if
     /// there is room, else within the callback allowance (a quarter of each bound, at least
-    /// one send; a single send larger than its byte share is admitted when nothing else uses
-    /// it).
+    /// [`MIN_ALLOWANCE_SENDS`] sends; a single send larger than its byte share is admitted
+    /// when nothing else uses it).
     ///
     /// # Errors
     /// [`Error::Backpressure`] at once when both are full.
@@ -268,13 +273,13 @@ mod tests {
 
     #[test]
     fn callback_allowance_is_bounded_and_never_waits() {
-        let f = InFlight::new(Some((8, 1000)));
-        let main: Vec<_> = (0..8).map(|_| f.acquire_now(10).unwrap()).collect();
-        let over: Vec<_> = (0..2).map(|_| f.acquire_now(10).unwrap()).collect();
+        let f = InFlight::new(Some((80, 1000)));
+        let main: Vec<_> = (0..80).map(|_| f.acquire_now(1).unwrap()).collect();
+        let over: Vec<_> = (0..20).map(|_| f.acquire_now(1).unwrap()).collect();
         assert!(over.iter().all(|p| p.over));
-        match f.acquire_now(10) {
+        match f.acquire_now(1) {
             Err(Error::Backpressure {
-                in_flight: 10,
+                in_flight: 100,
                 waited,
                 ..
             }) => assert_eq!(waited, Duration::ZERO),
@@ -282,13 +287,20 @@ mod tests {
         }
         // The allowance does not take room from the bound.
         drop(main);
-        assert_eq!(f.current(), (2, 20));
-        let again: Vec<_> = (0..8)
-            .map(|_| f.acquire(10, Instant::now()).unwrap())
+        assert_eq!(f.current(), (20, 20));
+        let again: Vec<_> = (0..80)
+            .map(|_| f.acquire(1, Instant::now()).unwrap())
             .collect();
-        assert!(f.acquire(10, Instant::now()).is_err());
+        assert!(f.acquire(1, Instant::now()).is_err());
         drop((over, again));
         assert_eq!(f.current(), (0, 0));
+        // A small bound still leaves room for a few callbacks that send again.
+        let small = InFlight::new(Some((1, 1000)));
+        let held: Vec<_> = (0..=MIN_ALLOWANCE_SENDS)
+            .map(|_| small.acquire_now(1).unwrap())
+            .collect();
+        assert!(small.acquire_now(1).is_err());
+        drop(held);
     }
 
     #[test]
