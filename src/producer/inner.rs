@@ -32,6 +32,9 @@ pub(super) const STOPPED: u8 = 2;
 pub(crate) type ServerRequestHook =
     Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
 
+/// User code to run once (a callback with its result).
+pub(super) type UserTask = Box<dyn FnOnce() + Send + 'static>;
+
 /// Everything a producer shares with its background tasks.
 pub(crate) struct Inner {
     pub(crate) config: ProducerConfig,
@@ -68,7 +71,7 @@ pub(crate) struct Inner {
     pub(super) executor: Executor,
     /// User callbacks that ended after the callback pool stopped (late in a shutdown): run
     /// by the thread calling shutdown. `None` once shutdown has run them.
-    pub(super) late: Mutex<Option<Vec<Box<dyn FnOnce() + Send + 'static>>>>,
+    pub(super) late: Mutex<Option<Vec<UserTask>>>,
 }
 
 /// The clock used for born timestamps and ids.
