@@ -140,6 +140,40 @@ fn callback_blocking_on_a_sync_send_gets_its_result_with_auto_batch() {
     callback_waits_on_sync_send(true);
 }
 
+/// One callback thread, blocked on a handle whose send fails on the I/O thread (the
+/// connection closes under it): the failure reaches the handle without a callback thread.
+#[test]
+fn callback_blocking_on_a_failing_send_gets_the_error() {
+    let broker = Arc::new(MockBroker::start().unwrap());
+    let p = builder(&broker, "GID_HANG_FAIL")
+        .callback_threads(1)
+        .async_retries(0)
+        .start()
+        .unwrap();
+    p.send(Message::new("FailInner", "warm")).unwrap();
+    let (open, gate) = mpsc::channel::<()>();
+    let open = Gate(Some(open));
+    let (tx, rx) = mpsc::channel();
+    let inner = p.clone();
+    p.send_with_callback(Message::new("FailInner", "outer"), move |r| {
+        r.unwrap();
+        let _ = gate.recv();
+        let _ = tx.send(inner.send_async(Message::new("FailInner", "inner")).wait());
+    });
+    assert!(wait_until(PROMPTLY, || broker.message_count("FailInner") == 2));
+    broker.close_next(RequestCode::SEND_MESSAGE_V2);
+    drop(open);
+    let r = rx
+        .recv_timeout(PROMPTLY)
+        .expect("the blocked callback gets its result");
+    let e = r.expect_err("the connection closed under the send");
+    assert!(
+        matches!(e, Error::ConnectionClosed { .. } | Error::Io { .. }),
+        "{e:?}"
+    );
+    shutdown_within(p, Duration::from_secs(5));
+}
+
 struct Commit;
 
 impl TransactionListener for Commit {
