@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::attempt::Failures;
 use super::backpressure::Permit;
 use super::executor::Job;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
@@ -32,7 +33,7 @@ use super::stats;
 use super::submit::Target;
 use crate::client::broker;
 use crate::error::{Error, Result};
-use crate::message::{Message, MessageQueue, SendResult};
+use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
 
 /// A library continuation of a send: gets the result and what the send holds.
@@ -187,7 +188,7 @@ pub(super) struct AsyncSend {
     deadline: Instant,
     attempts_left: u32,
     last_broker: Option<Arc<str>>,
-    last_error: Option<Error>,
+    failures: Failures,
     done: Option<Done>,
     permit: Option<Permit>,
     /// Statistics of this send.
@@ -201,11 +202,8 @@ impl AsyncSend {
     pub(super) fn attempt(mut self: Box<Self>, may_block: bool) {
         let now = Instant::now();
         if now >= self.deadline {
-            let e = self
-                .last_error
-                .take()
-                .filter(Error::is_timeout)
-                .unwrap_or_else(|| self.inner.budget_exhausted());
+            let failures = std::mem::take(&mut self.failures);
+            let e = self.inner.attempts_failed(self.deadline, failures);
             return self.finish(Err(e));
         }
         if self.inner.state.load(Ordering::Acquire) == STOPPED {
@@ -229,6 +227,7 @@ impl AsyncSend {
                     let e = Error::NoRoute {
                         topic: self.prepared.topic.clone(),
                         reason: format!("no master address for broker {}", queue.broker_name()),
+                        source: None,
                     };
                     return self.finish(Err(e));
                 }
@@ -272,7 +271,7 @@ impl AsyncSend {
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
     /// thread must not block.
-    fn pick_queue(&self, may_block: bool) -> Result<Option<MessageQueue>> {
+    fn pick_queue(&mut self, may_block: bool) -> Result<Option<MessageQueue>> {
         let wire_topic = &self.prepared.wire_topic;
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
@@ -284,14 +283,16 @@ impl AsyncSend {
         };
         match &self.target {
             Target::Selector(selector, arg) => {
-                // The selector sees the message as the user built it, but the body may be
-                // compressed already: give it the metadata it routes on.
-                let view = Message::new(self.prepared.topic.clone(), Vec::new());
-                let view = match &self.prepared.first_key {
-                    Some(k) => view.with_keys([k.as_str()]),
-                    None => view,
+                // The selector sees the message as the caller built it (kept for it when the
+                // send was prepared); after that, the send needs only what goes on the wire.
+                let Some(msg) = self.prepared.message() else {
+                    return Err(Error::User(
+                        "the message for the queue selector is gone".into(),
+                    ));
                 };
-                Inner::run_selector(selector.as_ref(), &info, &view, arg).map(Some)
+                let picked = Inner::run_selector(selector.as_ref(), &info, msg, arg);
+                self.prepared.release_message();
+                picked.map(Some)
             }
             _ => self
                 .inner
@@ -323,20 +324,29 @@ impl AsyncSend {
         attempt.end(started, &result);
         self.inner
             .record_attempt(queue.broker_name(), started.elapsed(), &result);
-        let retry = self.attempts_left > 0
-            && matches!(self.target, Target::Auto)
+        let retriable = matches!(self.target, Target::Auto)
             && result.is_err()
-            && self.inner.should_retry(&result)
-            && Instant::now() < self.deadline
-            && self.inner.state.load(Ordering::Acquire) == RUNNING;
-        if retry {
-            self.attempts_left -= 1;
-            self.last_broker = Some(queue.broker_name_arc().clone());
+            && self.inner.should_retry(&result);
+        if retriable {
             if let Err(e) = result {
-                log::debug!("async send to {addr} will be retried: {e}");
-                self.last_error = Some(e);
+                let retry = self.attempts_left > 0
+                    && Instant::now() < self.deadline
+                    && self.inner.state.load(Ordering::Acquire) == RUNNING;
+                if retry {
+                    log::debug!("async send to {addr} will be retried: {e}");
+                }
+                self.failures.push(e);
+                if !retry {
+                    // Out of attempts or of time: the error says what happened before.
+                    let failures = std::mem::take(&mut self.failures);
+                    let e = self.inner.attempts_failed(self.deadline, failures);
+                    return self.finish(Err(e));
+                }
+                self.attempts_left -= 1;
+                self.last_broker = Some(queue.broker_name_arc().clone());
+                // Route lookups may block: on an internal thread, not here.
+                return self.defer();
             }
-            return self.defer();
         }
         self.finish(result);
     }
@@ -400,7 +410,7 @@ impl Inner {
             target,
             attempts_left,
             last_broker: None,
-            last_error: None,
+            failures: Failures::default(),
             done: Some(done),
             permit: Some(permit),
             op,
