@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use super::async_send::AsyncSend;
@@ -80,9 +82,9 @@ impl Executor {
         }
     }
 
-    /// Makes sure finished sends are freed soon: queues a [`Job::FreeSpent`] unless one is
-    /// queued already (so a burst costs one job, not one per send). Returns `false` once the
-    /// executor is shut down.
+    /// Makes sure finished sends are freed soon (within [`FREE_DELAY`] and the time a thread
+    /// takes to be free): queues a [`Job::FreeSpent`] unless one is pending already (so a
+    /// burst costs one job, not one per send). Returns `false` once the executor is shut down.
     pub(super) fn schedule_free(&self) -> bool {
         if self.free_queued.swap(true, Ordering::AcqRel) {
             return true;
@@ -111,20 +113,50 @@ impl Executor {
     }
 }
 
+/// How long a [`Job::FreeSpent`] waits before it frees: what finishes meanwhile goes with it,
+/// so a steady stream of sends costs an I/O thread one wake-up of this pool per period, not
+/// one per burst. Also the bound on how long a finished send keeps its memory when nothing
+/// else frees it.
+pub(super) const FREE_DELAY: Duration = Duration::from_millis(2);
+
 fn run(jobs: &Receiver<Job>, spent: &Receiver<Box<AsyncSend>>, free_queued: &AtomicBool) {
-    for job in jobs.iter() {
+    let free = || {
+        // Cleared first: a send finished after this point queues a new job.
+        free_queued.store(false, Ordering::Release);
+        while let Ok(send) = spent.try_recv() {
+            drop(send);
+        }
+    };
+    // When the pending free is due.
+    let mut free_at: Option<Instant> = None;
+    loop {
+        let job = match free_at {
+            Some(at) => match jobs.recv_deadline(at) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return free(),
+            },
+            None => match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            },
+        };
         match job {
-            Job::Attempt(send) => {
+            Some(Job::Attempt(send)) => {
                 // An attempt ends its send on every path, a panic too (its Drop).
                 crate::remoting::guarded("async send attempt", move || send.attempt(true));
             }
-            Job::FreeSpent => {
-                // Cleared first: a send finished after this point queues a new job.
-                free_queued.store(false, Ordering::Release);
-                while let Ok(send) = spent.try_recv() {
-                    drop(send);
-                }
+            Some(Job::FreeSpent) => {
+                free_at.get_or_insert_with(|| Instant::now() + FREE_DELAY);
             }
+            None => {
+                free_at = None;
+                free();
+            }
+        }
+        if free_at.is_some_and(|at| Instant::now() >= at) {
+            free_at = None;
+            free();
         }
     }
 }
