@@ -120,8 +120,9 @@ impl Hold {
 pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, hold: Hold) {
     match done {
         Done::Handle(completer) => {
-            completer.complete(result);
+            // Released first: a caller that has the result finds the send no longer counted.
             drop(hold);
+            completer.complete(result);
         }
         Done::Internal(continuation) => continuation(result, hold),
         Done::Callback(callback) => inner.run_user(Box::new(move || {
