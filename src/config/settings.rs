@@ -299,8 +299,10 @@ impl ProducerConfig {
         self.io_threads
     }
 
-    /// Threads running send callbacks and asynchronous retries. Default
-    /// [`DEFAULT_CALLBACK_THREADS`] (4); 1 to 1024.
+    /// Threads running send callbacks and broker-initiated requests (`rocketmq-callback-N`),
+    /// and as many internal threads for route lookups and retries of asynchronous sends
+    /// (`rocketmq-async-N`), and for asynchronous local transactions (`rocketmq-tx-N`, started
+    /// on first use). Default [`DEFAULT_CALLBACK_THREADS`] (4); 1 to 1024.
     pub fn callback_threads(&self) -> usize {
         self.callback_threads
     }

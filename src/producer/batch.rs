@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::stats::Op;
-use super::{finish_done, Budget, Done, Inner, Target};
+use super::{finish_done, Budget, Done, Hold, Inner, SharedHold, Target};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, Message, MessageQueue, SendResult};
@@ -249,7 +249,7 @@ impl Accumulator {
     ) {
         if let Err(e) = prepare::check_message(&msg, &inner.config) {
             op.fail(&e);
-            return finish_done(inner, done, Err(e), true);
+            return finish_done(inner, done, Err(e), Hold::Nothing);
         }
         let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
             Some(id) => id.to_string(),
@@ -284,7 +284,7 @@ impl Accumulator {
                     };
                     drop(state);
                     op.fail(&e);
-                    return finish_done(inner, done, Err(e), true);
+                    return finish_done(inner, done, Err(e), Hold::Nothing);
                 }
             }
             state.waiting -= 1;
@@ -292,7 +292,7 @@ impl Accumulator {
         if state.closed {
             drop(state);
             op.fail(&Error::Shutdown);
-            return finish_done(inner, done, Err(Error::Shutdown), true);
+            return finish_done(inner, done, Err(Error::Shutdown), Hold::Nothing);
         }
         state.held += bytes;
         let was_empty = state.open.is_empty();
@@ -377,7 +377,13 @@ impl Accumulator {
         }
         for batch in orphans {
             for entry in batch.entries {
-                resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+                resolve_one(
+                    None,
+                    entry.done,
+                    entry.op,
+                    Err(Error::Shutdown),
+                    Hold::Nothing,
+                );
             }
         }
         let flusher = self.flusher.lock().take();
@@ -467,7 +473,10 @@ impl Accumulator {
         })
     }
 
-    /// Sends one batch; a batch of one goes as a plain message.
+    /// Sends one batch; a batch of one goes as a plain message. Its result is split where it
+    /// is known (an I/O thread, usually): handles complete there, callbacks go to the pool,
+    /// and the batch's bytes (and in-flight share) are released once every caller has its
+    /// result, callbacks run.
     fn send(self: &Arc<Self>, inner: &Arc<Inner>, batch: Batch) {
         let target = match batch.key.queue {
             Some(q) => Target::Queue(q),
@@ -476,12 +485,14 @@ impl Accumulator {
         let budget = Self::budget(inner, &batch.entries);
         let mut entries = batch.entries;
         let bytes = batch.bytes;
+        let acc = self.clone();
+        let release = move || acc.release(bytes);
         if entries.len() == 1 {
             if let Some(Entry { msg, done, op, .. }) = entries.pop() {
-                let acc = self.clone();
-                let done = Done::Callback(Box::new(move |r| {
-                    acc.release(bytes);
-                    resolve_one(done, op, r);
+                let owner = inner.clone();
+                let done = Done::Internal(Box::new(move |r, hold| {
+                    let hold = Hold::Shared(SharedHold::new(hold, release));
+                    resolve_one(Some(&owner), done, op, r, hold);
                 }));
                 inner.launch_async(super::Prep::Single(msg), target, done, budget);
             }
@@ -491,23 +502,24 @@ impl Accumulator {
             .into_iter()
             .map(|e| (e.msg, (e.id, e.done, e.op)))
             .unzip();
-        let waiters = Waiters(waiters);
-        let acc = self.clone();
-        let on_done = Done::Callback(Box::new(move |result: Result<SendResult>| {
-            acc.release(bytes);
-            waiters.resolve(result);
+        let waiters = Waiters(waiters, inner.clone());
+        let on_done = Done::Internal(Box::new(move |result: Result<SendResult>, hold| {
+            waiters.resolve(result, SharedHold::new(hold, release));
         }));
         inner.launch_async(super::Prep::Batch(msgs), target, on_done, budget);
     }
 }
 
 /// The callers of a batch in flight; whoever is not resolved when this drops gets `Shutdown`.
-struct Waiters(Vec<(String, Done, Op)>);
+struct Waiters(Vec<(String, Done, Op)>, Arc<Inner>);
 
 impl Waiters {
-    fn resolve(mut self, result: Result<SendResult>) {
+    /// Gives every caller its result and a share of `hold`.
+    fn resolve(mut self, result: Result<SendResult>, hold: Arc<SharedHold>) {
         let waiters = std::mem::take(&mut self.0);
+        let inner = Some(&*self.1);
         let n = waiters.len();
+        let share = || Hold::Shared(hold.clone());
         match result {
             Ok(r) => {
                 let (ids, rest): (Vec<String>, Vec<(Done, Op)>) = waiters
@@ -516,12 +528,12 @@ impl Waiters {
                     .unzip();
                 let split = split_result(&r, ids.into_iter(), n);
                 for ((done, op), one) in rest.into_iter().zip(split) {
-                    resolve_one(done, op, Ok(one));
+                    resolve_one(inner, done, op, Ok(one), share());
                 }
             }
             Err(e) => {
                 for (_, done, op) in waiters {
-                    resolve_one(done, op, Err(e.duplicate()));
+                    resolve_one(inner, done, op, Err(e.duplicate()), share());
                 }
             }
         }
@@ -530,24 +542,34 @@ impl Waiters {
 
 impl Drop for Waiters {
     fn drop(&mut self) {
+        let inner = self.1.clone();
         for (_, done, op) in self.0.drain(..) {
-            resolve_one(done, op, Err(Error::Shutdown));
+            resolve_one(Some(&inner), done, op, Err(Error::Shutdown), Hold::Nothing);
         }
     }
 }
 
-/// Resolves one caller, here (this runs on a callback thread already).
-fn resolve_one(done: Done, mut op: Op, result: Result<SendResult>) {
+/// Resolves one caller: a handle here, a callback on the pool (`inner`), or here when the
+/// producer is gone.
+fn resolve_one(
+    inner: Option<&Inner>,
+    done: Done,
+    mut op: Op,
+    result: Result<SendResult>,
+    hold: Hold,
+) {
     op.record(&result);
-    match done {
-        Done::Handle(completer) => {
+    match (inner, done) {
+        (Some(inner), done) => finish_done(inner, done, result, hold),
+        (None, Done::Handle(completer)) => {
             completer.complete(result);
         }
-        Done::Callback(callback) => {
+        (None, Done::Callback(callback)) => {
             if catch_unwind(AssertUnwindSafe(|| callback(result))).is_err() {
                 log::error!("a send callback panicked");
             }
         }
+        (None, Done::Internal(continuation)) => continuation(result, hold),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use super::backpressure::InFlight;
+use super::executor::Executor;
 use super::inner::{Inner, RUNNING, STOPPED, STOPPING};
 use super::{batch, stats};
 use crate::client::broker::{self, SendDefaults};
@@ -101,6 +102,8 @@ impl Inner {
             InFlight::new(None)
         };
         let router = MessageRouter::from_config(&config);
+        let spent = crossbeam_channel::unbounded();
+        let executor = Executor::start(config.callback_threads(), &spent.1)?;
         let inner = Arc::new(Inner {
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
@@ -127,7 +130,9 @@ impl Inner {
             flush: super::flush::FlushTracker::new(),
             order: super::order::OrderBook::default(),
             tx_records: Mutex::new(None),
-            spent: crossbeam_channel::unbounded(),
+            executor,
+            late: Mutex::new(Some(Vec::new())),
+            spent,
             config,
         });
         inner
@@ -188,6 +193,10 @@ impl Inner {
                 let _ = thread.join();
             }
         }
+        // Every request has ended; what the internal threads still hold ends now (with
+        // `Shutdown`), then the callbacks that found the pool stopped run here.
+        self.executor.shutdown();
+        self.run_late_callbacks();
         // No I/O thread is left to finish a send: free what they left (it holds this producer).
         while let Ok(spent) = self.spent.1.try_recv() {
             drop(spent);

@@ -3,12 +3,15 @@
 //! # Threads
 //!
 //! A [`Producer`] owns a [`RemotingClient`](crate::remoting::RemotingClient) (its
-//! `rocketmq-io-N` event-loop threads and `rocketmq-callback-N` pool) and one
-//! `rocketmq-service` thread that refreshes routes and sends heartbeats. Synchronous sends run
-//! their attempts on the caller's thread and block on the response. Asynchronous sends encode
-//! on the caller's thread and never block on the network: a route that is not cached yet is
-//! fetched on the callback pool, and retries run there too. Completion callbacks, selectors
-//! and transaction listeners never run on an I/O thread.
+//! `rocketmq-io-N` event-loop threads and `rocketmq-callback-N` pool), `rocketmq-async-N`
+//! internal threads (`executor`) and one `rocketmq-service` thread that refreshes routes and
+//! sends heartbeats. Synchronous sends run their attempts on the caller's thread and block on
+//! the response. Asynchronous sends encode on the caller's thread and never block on the
+//! network: a route that is not cached yet is fetched on an internal thread, and retries run
+//! there too. Handles complete where the result is known (an I/O thread, usually); the
+//! callback pool runs only user callbacks and broker-initiated requests, so no library
+//! progress ever waits for a callback to return (`async_send` has the details). Completion
+//! callbacks, selectors and transaction listeners never run on an I/O thread.
 //!
 //! # Layout
 //!
@@ -17,13 +20,14 @@
 //! `route` (route resolution), `service` (route refresh and heartbeats), `attempt` (queue
 //! choice, timeouts, retry policy, fault records), `sync_send` (the synchronous attempt loop
 //! and oneway), `submit` (where asynchronous sends enter), `async_send` (one asynchronous
-//! send across its attempts), `batch` (auto-batching), `prepare` (validation and encoding
+//! send across its attempts), `executor` (the internal threads), `batch` (auto-batching), `prepare` (validation and encoding
 //! inputs), `backpressure`, `handle`, `health`, `stats` and `transaction`.
 
 mod async_send;
 mod attempt;
 pub(crate) mod backpressure;
 mod batch;
+mod executor;
 mod flush;
 mod handle;
 pub mod health;
@@ -51,7 +55,7 @@ use crate::routing::selector::QueueSelector;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
-use async_send::{finish_done, Budget, Done};
+use async_send::{finish_done, Budget, Done, Hold, SharedHold};
 use flush::TrackedCompleter;
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
@@ -195,7 +199,9 @@ impl Producer {
     ///
     /// Never blocks on network I/O. With backpressure on (the default), it blocks while the
     /// producer is full, up to the send timeout, and then resolves the handle with
-    /// [`Error::Backpressure`].
+    /// [`Error::Backpressure`]. Called from a callback it never waits: see
+    /// [what callbacks may do](crate#what-callbacks-may-do). Waiting on the handle from a
+    /// callback is fine: it never needs a callback thread to complete.
     pub fn send_async(&self, msg: Message) -> SendHandle {
         let (completer, handle) = self.tracked_pair();
         self.inner()
@@ -203,7 +209,16 @@ impl Producer {
         SendHandle::new(handle)
     }
 
-    /// Sends `msg` asynchronously; `callback` runs once with the result, on a callback thread.
+    /// Sends `msg` asynchronously; `callback` runs once with the result, on a callback thread
+    /// (`rocketmq-callback-N`; during a shutdown possibly on the thread calling shutdown; never
+    /// on an I/O thread). Backpressure applies as for [`Producer::send_async`]; an error found
+    /// before sending (an invalid message, [`Error::Backpressure`], [`Error::Shutdown`]) goes
+    /// to the callback too.
+    ///
+    /// The send counts as in flight until the callback has returned. The callback may block
+    /// on other sends (sync, handles, transactions), send more and shut the producer down;
+    /// it should not block for long on anything else. See
+    /// [what callbacks may do](crate#what-callbacks-may-do).
     pub fn send_with_callback<F>(&self, msg: Message, callback: F)
     where
         F: FnOnce(Result<SendResult>) + Send + 'static,
@@ -230,8 +245,9 @@ impl Producer {
         SendHandle::new(handle)
     }
 
-    /// Asynchronous [`Producer::send_with_selector`]; the selector may run on a callback thread
-    /// when the route is not cached yet.
+    /// Asynchronous [`Producer::send_with_selector`]. The selector runs on this thread when the
+    /// route is cached, otherwise on an internal `rocketmq-async-N` thread once it is fetched:
+    /// it must be quick and must not block or send.
     pub fn send_with_selector_async(
         &self,
         msg: Message,
@@ -365,7 +381,9 @@ impl Producer {
             .fetch_add(ms, Ordering::Relaxed);
     }
 
-    /// Asynchronous sends in flight now: (count, bytes). Backpressure bounds both.
+    /// Asynchronous sends in flight now: (count, bytes), counting sends whose callback has not
+    /// returned yet. Backpressure bounds both (sends from callbacks may go past the bounds by
+    /// the callback allowance, see [what callbacks may do](crate#what-callbacks-may-do)).
     pub fn in_flight(&self) -> (usize, usize) {
         self.inner().in_flight.current()
     }

@@ -347,20 +347,18 @@ impl RemotingClient {
         handle.wait()
     }
 
-    /// Sends an encoded request; `callback` runs on the I/O thread when the response arrives
-    /// (on the callback pool if the request fails or the client shuts down). For the crate's
-    /// own continuations only: the callback must be quick, must not block and must run no user
-    /// code; it may hand work to [`RemotingClient::execute`].
+    /// Sends an encoded request; `callback` runs on the thread that ends it: the I/O thread
+    /// for a response, a timeout, a connection error or shutdown, this thread if the client is
+    /// shut down already. Never on the callback pool, so it never waits behind user callbacks.
+    /// For the crate's own continuations only: the callback must be quick, must not block and
+    /// must run no user code; it may hand work to other threads ([`RemotingClient::execute`]).
     pub(crate) fn send_encoded_inline(
         &self,
         request: EncodedRequest,
         timeout: Duration,
         callback: super::ResponseCallback,
     ) {
-        let reply = Reply::Inline(CallbackReply::new(
-            callback,
-            self.inner.pool_tx.read().clone(),
-        ));
+        let reply = Reply::Inline(CallbackReply::new(callback, None));
         // A failed push has completed the reply with `Shutdown`.
         let _ = self.push(
             request.target,
@@ -396,15 +394,32 @@ impl RemotingClient {
     /// Runs `task` on the callback pool. A task accepted here always runs (a panic in it is
     /// caught and logged).
     ///
+    /// The pool takes tasks until [`RemotingClient::shutdown`] has ended every request (while
+    /// a shutdown is under way too: answers that arrive then still get their callbacks run on
+    /// the pool, never on an I/O thread).
+    ///
     /// # Errors
-    /// [`Error::Shutdown`] once the client is shut down; the task is dropped unrun.
+    /// [`Error::Shutdown`] once the pool has stopped taking tasks; the task is dropped unrun.
     pub fn execute(&self, task: Box<dyn FnOnce() + Send + 'static>) -> Result<()> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(Error::Shutdown);
-        }
+        self.try_execute(task).map_err(|_| Error::Shutdown)
+    }
+
+    /// [`RemotingClient::execute`] that gives the task back when the pool no longer takes
+    /// tasks, so that the caller can run it elsewhere.
+    pub(crate) fn try_execute(
+        &self,
+        task: Box<dyn FnOnce() + Send + 'static>,
+    ) -> std::result::Result<(), Box<dyn FnOnce() + Send + 'static>> {
         match self.inner.pool_tx.read().as_ref() {
-            Some(tx) => tx.send(Task::Run(task)).map_err(|_| Error::Shutdown),
-            None => Err(Error::Shutdown),
+            Some(tx) => match tx.send(Task::Run(task)) {
+                Ok(()) => Ok(()),
+                Err(e) => match e.into_inner() {
+                    Task::Run(task) => Err(task),
+                    // Only `Run` was sent.
+                    _ => Ok(()),
+                },
+            },
+            None => Err(task),
         }
     }
 

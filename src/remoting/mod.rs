@@ -64,6 +64,7 @@ use crate::protocol::{RemotingCommand, SerializeType};
 pub(crate) use client::FrameSpec;
 pub use client::RemotingClient;
 pub use completion::{pair, Completer, Handle};
+pub(crate) use guard::guarded;
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.
 pub type ResponseCallback = Box<dyn FnOnce(Result<RemotingCommand>) + Send + 'static>;

@@ -38,8 +38,10 @@ pub(crate) enum Reply {
     Handle(Completer<RemotingCommand>),
     /// Run a callback, on the callback pool.
     Callback(CallbackReply),
-    /// Run a crate-internal continuation on the I/O thread when the response arrives (it must
-    /// be quick and run no user code); on the callback pool when the request fails.
+    /// Run a crate-internal continuation on the thread that ends the request: the I/O thread
+    /// for a response, a timeout, a connection error or shutdown; the sending thread when the
+    /// loop is gone. It must be quick, must not block and must run no user code; it never
+    /// needs a callback thread, so it cannot wait behind user callbacks.
     Inline(CallbackReply),
 }
 
@@ -50,8 +52,7 @@ impl Reply {
                 c.complete(result);
             }
             Reply::Callback(c) => c.complete(result),
-            Reply::Inline(c) if result.is_ok() => c.run_here(result),
-            Reply::Inline(c) => c.complete(result),
+            Reply::Inline(c) => c.run_here(result),
         }
     }
 }
@@ -166,7 +167,8 @@ pub(crate) struct ServerRequest {
 
 /// A response callback that runs exactly once: with the result when completed, with
 /// `Shutdown` when dropped unfinished. It runs on the pool while the pool takes tasks, and on
-/// the current thread once the pool is gone.
+/// the current thread once the pool is gone (or always, when made without a pool: the
+/// crate's inline continuations).
 pub(crate) struct CallbackReply {
     callback: Option<ResponseCallback>,
     pool: Option<Sender<Task>>,

@@ -243,9 +243,23 @@ impl TransactionProducer {
             completer,
             _permit: permit,
         };
-        self.owner
-            .producer
-            .send_with_callback(half, move |result| job.on_sent(result));
+        // The transaction threads start here, not where the half message's result arrives
+        // (an I/O thread). A failure shows when the job is submitted.
+        let _ = self.owner.core.start_tx_pool();
+        // `on_sent` is library work, not a user callback: it runs where the result is known
+        // and only hands the local transaction to a transaction thread, so it never waits for
+        // a callback thread (a callback blocked on this handle gets its result).
+        let inner = self.owner.producer.inner();
+        // Counted by `Producer::flush` like any send with a callback.
+        let ticket = inner.flush.ticket();
+        inner.send_async(
+            crate::producer::Prep::Single(half),
+            crate::producer::Target::Auto,
+            crate::producer::Done::Internal(Box::new(move |result, _hold| {
+                job.on_sent(result);
+                drop(ticket);
+            })),
+        );
         TransactionHandle { inner: handle }
     }
 

@@ -189,7 +189,8 @@ pub(super) struct AsyncTransaction<A> {
 }
 
 impl<A: Any + Send> AsyncTransaction<A> {
-    /// The half message's send ended (on a callback thread).
+    /// The half message's send ended (where its result is known: an I/O thread, usually).
+    /// Quick and never blocking: the local transaction goes to a transaction thread.
     pub(super) fn on_sent(self, result: Result<SendResult>) {
         let id = self
             .view
