@@ -83,6 +83,7 @@ impl ProducerConfigBuilder {
                 stats: DEFAULT_STATS,
                 transaction_check_threads: DEFAULT_TRANSACTION_CHECK_THREADS,
                 transaction_check_queue: DEFAULT_TRANSACTION_CHECK_QUEUE,
+                tls: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
             fault_not_available: DEFAULT_NOT_AVAILABLE_DURATION.to_vec(),
@@ -91,7 +92,7 @@ impl ProducerConfigBuilder {
     }
 
     /// Forgets that `setting` came from the environment (a setter replaced it).
-    fn set_by_code(mut self, setting: &str) -> Self {
+    pub(super) fn set_by_code(mut self, setting: &str) -> Self {
         self.origins.retain(|(s, _)| *s != setting);
         self
     }

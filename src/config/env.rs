@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 40] = [
+pub const ENV_VARS: [&str; 46] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -49,6 +49,13 @@ pub const ENV_VARS: [&str; 40] = [
     "ROCKETMQ_STATS",
     "ROCKETMQ_TRANSACTION_CHECK_THREADS",
     "ROCKETMQ_TRANSACTION_CHECK_QUEUE",
+    // TLS (config/tls.rs: TLS_ENV_VARS)
+    "ROCKETMQ_TLS",
+    "ROCKETMQ_TLS_CA_FILE",
+    "ROCKETMQ_TLS_SERVER_NAME",
+    "ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING",
+    "ROCKETMQ_TLS_CLIENT_CERT",
+    "ROCKETMQ_TLS_CLIENT_KEY",
 ];
 
 impl ProducerConfigBuilder {
@@ -310,6 +317,7 @@ impl ProducerConfigBuilder {
             transaction_check_queue,
             parse_num::<usize>
         );
+        self.tls_from_env(&get)?;
         Ok(self)
     }
 }
@@ -349,7 +357,7 @@ fn parse_ms_list(var: &'static str, v: &str) -> Result<Vec<Duration>> {
         .collect())
 }
 
-fn parse_bool(var: &'static str, v: &str) -> Result<bool> {
+pub(super) fn parse_bool(var: &'static str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),

@@ -111,6 +111,7 @@ pub struct ProducerConfig {
     pub(super) stats: bool,
     pub(super) transaction_check_threads: usize,
     pub(super) transaction_check_queue: usize,
+    pub(super) tls: super::tls::TlsSettings,
 }
 
 impl ProducerConfig {

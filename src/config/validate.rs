@@ -193,6 +193,7 @@ impl ProducerConfigBuilder {
             1,
             1_000_000,
         )?;
+        self.check_tls()?;
         Ok(c)
     }
 

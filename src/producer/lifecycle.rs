@@ -68,6 +68,7 @@ impl Inner {
             io_threads: config.io_threads(),
             callback_threads: config.callback_threads(),
             connect_timeout: config.connect_timeout(),
+            tls: config.tls_config(),
             ..RemotingConfig::default()
         })?;
         let ip = match config.client_ip() {

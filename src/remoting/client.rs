@@ -18,6 +18,7 @@ use super::completion::pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
 use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
+use super::tls::TlsConnector;
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
 use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
@@ -115,7 +116,9 @@ impl RemotingClient {
     ///
     /// # Errors
     /// [`Error::Config`] if a thread count is zero or the frame limit is too small to hold a
-    /// frame, or if the threads or pollers cannot be created.
+    /// frame, or if the threads or pollers cannot be created. With [`RemotingConfig::tls`]:
+    /// [`Error::Config`] naming the TLS setting when a certificate or key file cannot be read
+    /// or used, or when the crate was built without its `tls` feature.
     pub fn new(config: RemotingConfig) -> Result<Self> {
         if config.io_threads == 0 {
             return Err(Error::config("io_threads", "must be at least 1"));
@@ -126,6 +129,11 @@ impl RemotingClient {
         if config.max_frame < 16 {
             return Err(Error::config("max_frame", "must be at least 16 bytes"));
         }
+        // Certificate files are read once, before any thread starts.
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(TlsConnector::new(tls)?)),
+            None => None,
+        };
         let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
         let pending = Arc::new(AtomicUsize::new(0));
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded();
@@ -146,6 +154,7 @@ impl RemotingClient {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
             frames: frames.clone(),
+            tls,
         };
         let mut loops = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {

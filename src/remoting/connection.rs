@@ -4,6 +4,11 @@
 //! `write` calls as the socket allows; write interest is registered only while output is
 //! left over. Input: reads go straight into a reused buffer, whole frames are decoded from it
 //! in place, and the buffer grows only for a frame that does not fit (up to the frame limit).
+//!
+//! TLS: a connection with a [`TlsSession`] has the same phases plus a handshake between the
+//! TCP connect and `Connected` (under the same deadline). Its output buffer holds plaintext
+//! that the session encrypts as the socket takes records; its reads go through the session
+//! into the same read buffer. The event loop sees one read/flush interface either way.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use byteorder::{BigEndian, ByteOrder};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::tls::TlsSession;
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
 
@@ -26,8 +32,20 @@ const SHRINK_ABOVE: usize = 1024 * 1024;
 pub(crate) enum Phase {
     /// Connect under way; fails if not done by the deadline.
     Connecting { deadline: Instant },
-    /// Connected.
+    /// TCP connected, TLS handshake under way; fails if not done by the (connect) deadline.
+    Handshaking { deadline: Instant },
+    /// Connected (and the TLS handshake, if any, done).
     Connected,
+}
+
+impl Phase {
+    /// When a connection in this phase must be connected by.
+    pub(crate) fn deadline(self) -> Option<Instant> {
+        match self {
+            Phase::Connecting { deadline } | Phase::Handshaking { deadline } => Some(deadline),
+            Phase::Connected => None,
+        }
+    }
 }
 
 /// Why a connection is being closed.
@@ -41,6 +59,9 @@ pub(crate) enum Failure {
     Codec(CodecError),
     /// Closed on request of the client.
     Local(&'static str),
+    /// TLS failed: the handshake (a certificate that does not verify, no common protocol) or
+    /// a record from the peer.
+    Tls(String),
 }
 
 impl Failure {
@@ -63,6 +84,10 @@ impl Failure {
                 addr: addr.to_owned(),
                 reason: (*why).to_owned(),
             },
+            Failure::Tls(why) => Error::ConnectionClosed {
+                addr: addr.to_owned(),
+                reason: why.clone(),
+            },
         }
     }
 }
@@ -81,17 +106,21 @@ pub(crate) struct Conn {
     out_pos: usize,
     write_interest: bool,
     input: ReadBuf,
+    /// The TLS session of a TLS connection (boxed: rustls state is large).
+    tls: Option<Box<TlsSession>>,
 }
 
 impl Conn {
     /// A connection whose connect was just started; registered for read and write (the
-    /// connect completes with a writable event).
+    /// connect completes with a writable event). With `tls`, the handshake follows the
+    /// connect, under the same deadline.
     pub(crate) fn connecting(
         id: u64,
         addr: Arc<str>,
         stream: TcpStream,
         deadline: Instant,
         max_frame: usize,
+        tls: Option<TlsSession>,
     ) -> Self {
         Conn {
             id,
@@ -103,18 +132,53 @@ impl Conn {
             out_pos: 0,
             write_interest: true,
             input: ReadBuf::new(max_frame),
+            tls: tls.map(Box::new),
         }
     }
 
-    /// Checks whether the connect finished: `Ok(true)` connected, `Ok(false)` not yet.
+    /// Checks whether the connect (and the TLS handshake) finished: `Ok(true)` connected,
+    /// `Ok(false)` not yet.
     pub(crate) fn finish_connect(&mut self) -> Result<bool, Failure> {
+        match self.phase {
+            Phase::Connected => Ok(true),
+            Phase::Connecting { deadline } => {
+                if !self.finish_tcp_connect()? {
+                    return Ok(false);
+                }
+                match self.tls {
+                    None => {
+                        self.phase = Phase::Connected;
+                        Ok(true)
+                    }
+                    Some(_) => {
+                        self.phase = Phase::Handshaking { deadline };
+                        self.handshake()
+                    }
+                }
+            }
+            Phase::Handshaking { .. } => self.handshake(),
+        }
+    }
+
+    fn handshake(&mut self) -> Result<bool, Failure> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(true);
+        };
+        if tls.handshake(&mut self.stream)? {
+            self.phase = Phase::Connected;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether the TCP connect finished: `Ok(true)` connected, `Ok(false)` not yet.
+    fn finish_tcp_connect(&mut self) -> Result<bool, Failure> {
         match self.stream.take_error() {
             Ok(None) => {}
             Ok(Some(e)) | Err(e) => return Err(Failure::Io(e)),
         }
         match self.stream.peer_addr() {
             Ok(_) => {
-                self.phase = Phase::Connected;
                 if let Err(e) = self.stream.set_nodelay(true) {
                     log::debug!("cannot set TCP_NODELAY on {}: {e}", self.addr);
                 }
@@ -138,14 +202,22 @@ impl Conn {
         self.out.extend_from_slice(frame);
     }
 
-    /// Whether output is waiting for the socket.
+    /// Whether output is waiting for the socket (frames, or TLS records).
     pub(crate) fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Whether this is a TLS connection.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Writes queued output until it is all written or the socket would block.
     pub(crate) fn flush(&mut self) -> Result<(), Failure> {
-        while self.out_pos < self.out.len() {
+        if let Some(tls) = self.tls.as_mut() {
+            self.out_pos += tls.flush(&mut self.stream, &self.out[self.out_pos..])?;
+        }
+        while self.tls.is_none() && self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(Failure::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.out_pos += n,
@@ -185,6 +257,11 @@ impl Conn {
     /// Reads until the socket would block, pushing every whole frame onto `frames`. Frames
     /// decoded before an error are pushed too: the caller handles them, then closes.
     pub(crate) fn read(&mut self, frames: &mut Vec<RemotingCommand>) -> Result<(), Failure> {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.read(&mut self.stream, &mut self.input, frames)?;
+            self.input.shrink_if_idle();
+            return Ok(());
+        }
         loop {
             match self.stream.read(self.input.spare()) {
                 Ok(0) => return Err(Failure::Eof),
@@ -196,6 +273,13 @@ impl Conn {
         }
         self.input.shrink_if_idle();
         Ok(())
+    }
+
+    /// Tells a TLS peer that the connection ends (one non-blocking attempt; plain: nothing).
+    pub(crate) fn close_notify(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close_notify(&mut self.stream);
+        }
     }
 
     /// Registers the stream (read and write: the connect completes with a writable event).

@@ -23,6 +23,7 @@ use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::connection::{Conn, Failure, Phase};
+use super::tls::TlsConnector;
 use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
 use super::ConnectionState;
 use crate::error::Error;
@@ -40,6 +41,8 @@ pub(crate) struct LoopConfig {
     pub(crate) max_frame: usize,
     /// Where request frame buffers go back once copied to their connection's output.
     pub(crate) frames: Arc<FramePool>,
+    /// Every connection speaks TLS when set.
+    pub(crate) tls: Option<Arc<TlsConnector>>,
 }
 
 /// Request frame buffers, reused: a caller takes one to encode into, the event loop gives it
@@ -225,21 +228,25 @@ impl EventLoop {
         }
         let mut next = next.map(|ticks| self.epoch + Duration::from_nanos(ticks));
         for conn in self.conns.iter().flatten() {
-            if let Phase::Connecting { deadline } = conn.phase {
+            if let Some(deadline) = conn.phase.deadline() {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
             }
         }
         next.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    fn on_event(&mut self, idx: usize, readable: bool) {
+    fn on_event(&mut self, idx: usize, mut readable: bool) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return; // a connection closed earlier in this turn
         };
         if !conn.is_connected() {
             match conn.finish_connect() {
                 Ok(true) => {
-                    log::debug!("connected to {}", conn.addr);
+                    let tls = if conn.is_tls() { " (TLS)" } else { "" };
+                    log::debug!("connected to {}{tls}", conn.addr);
+                    // A TLS handshake may have read past its end (this event's readiness
+                    // is used up): read what is there.
+                    readable = true;
                     let addr = conn.addr.clone();
                     if !conn.dirty {
                         conn.dirty = true;
@@ -266,6 +273,11 @@ impl EventLoop {
         }
         let mut frames = std::mem::take(&mut self.frames);
         let result = conn.read(&mut frames);
+        // TLS: reading may leave records to send (alerts, key updates).
+        if conn.has_output() && !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
         let conn_id = conn.id;
         let addr = conn.addr.clone();
         for frame in frames.drain(..) {
@@ -400,6 +412,14 @@ impl EventLoop {
 
     /// Starts a non-blocking connect to `target`.
     fn connect(&mut self, target: &Target) -> io::Result<usize> {
+        let tls = match &self.config.tls {
+            None => None,
+            Some(connector) => Some(
+                connector
+                    .session(&target.addr, target.socket)
+                    .map_err(io::Error::other)?,
+            ),
+        };
         let stream = TcpStream::connect(target.socket)?;
         let idx = match self.free.pop() {
             Some(idx) => idx,
@@ -416,6 +436,7 @@ impl EventLoop {
             stream,
             deadline,
             self.config.max_frame,
+            tls,
         );
         if let Err(e) = conn.register(self.poll.registry(), Token(idx + 1)) {
             self.free.push(idx);
@@ -495,18 +516,27 @@ impl EventLoop {
             self.deadlines = BinaryHeap::from(heap);
         }
         let mut overdue = std::mem::take(&mut self.scratch);
-        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| match c {
-            Some(Conn {
-                phase: Phase::Connecting { deadline },
-                ..
-            }) if *deadline <= now => Some(i),
-            _ => None,
+        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
+            let deadline = c.as_ref()?.phase.deadline()?;
+            (deadline <= now).then_some(i)
         }));
         for &idx in &overdue {
-            let failure = Failure::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {:?}", self.config.connect_timeout),
-            ));
+            let handshaking = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| matches!(c.phase, Phase::Handshaking { .. }));
+            let after = self.config.connect_timeout;
+            let failure = if handshaking {
+                Failure::Tls(format!(
+                    "TLS handshake timed out after {after:?} (the connect timeout)"
+                ))
+            } else {
+                Failure::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {after:?}"),
+                ))
+            };
             self.close(idx, failure);
         }
         overdue.clear();
@@ -519,6 +549,9 @@ impl EventLoop {
             return;
         };
         self.free.push(idx);
+        if matches!(failure, Failure::Local(_)) && conn.is_connected() {
+            conn.close_notify();
+        }
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             log::debug!("deregistering {}: {e}", conn.addr);
         }
@@ -573,8 +606,11 @@ impl EventLoop {
             }
         }
         for conn in self.conns.iter_mut().flatten() {
-            if conn.is_connected() && conn.has_output() {
-                let _ = conn.flush();
+            if conn.is_connected() {
+                if conn.has_output() {
+                    let _ = conn.flush();
+                }
+                conn.close_notify();
             }
         }
         self.pending_count

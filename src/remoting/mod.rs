@@ -40,6 +40,7 @@ mod event_loop;
 mod guard;
 mod pool;
 mod task;
+mod tls;
 
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ use crate::protocol::{RemotingCommand, SerializeType};
 pub(crate) use client::FrameSpec;
 pub use client::RemotingClient;
 pub use completion::{pair, Completer, Handle};
+pub use tls::{TlsConfig, TlsTrust};
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.
 pub type ResponseCallback = Box<dyn FnOnce(Result<RemotingCommand>) + Send + 'static>;
@@ -99,6 +101,10 @@ pub struct RemotingConfig {
     pub max_frame: usize,
     /// Header serialization of the requests this client sends.
     pub serialize_type: SerializeType,
+    /// TLS for every connection (name servers and brokers), or `None` for plain TCP (the
+    /// default). Needs the crate feature `tls`; without it [`RemotingClient::new`] refuses a
+    /// configuration that sets this.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for RemotingConfig {
@@ -109,6 +115,7 @@ impl Default for RemotingConfig {
             connect_timeout: Duration::from_secs(3),
             max_frame: crate::protocol::frame::DEFAULT_MAX_FRAME,
             serialize_type: SerializeType::Json,
+            tls: None,
         }
     }
 }
