@@ -123,7 +123,8 @@ impl ProducerConfigBuilder {
     pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.config.tls.client_cert = Some(cert.into());
         self.config.tls.client_key = Some(key.into());
-        self.set_by_code("tls_client_cert").set_by_code("tls_client_key")
+        self.set_by_code("tls_client_cert")
+            .set_by_code("tls_client_key")
     }
 
     /// Reads the `ROCKETMQ_TLS*` variables (see the [module docs](super)).
@@ -227,11 +228,185 @@ fn check_server_name(name: &str) -> std::result::Result<(), String> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if ok {
         Ok(())
     } else {
         Err(format!("{name:?} is not a DNS name or an IP address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::test_support::{base, setting_of};
+    use crate::config::ENV_VARS;
+    #[cfg(feature = "tls")]
+    use crate::remoting::TlsTrust;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn off_by_default() {
+        let c = base().build().unwrap();
+        assert!(!c.tls());
+        assert_eq!((c.tls_ca_file(), c.tls_server_name()), (None, None));
+        assert!(!c.tls_insecure_skip_verify_for_testing());
+        assert_eq!((c.tls_client_cert(), c.tls_client_key()), (None, None));
+        assert_eq!(c.tls_config(), None);
+    }
+
+    #[test]
+    fn every_tls_variable_is_listed() {
+        for var in TLS_ENV_VARS {
+            assert!(ENV_VARS.contains(&var), "{var}");
+        }
+    }
+
+    #[test]
+    fn settings_off_need_tls_on() {
+        let e = base().tls_ca_file("/ca.pem").build().unwrap_err();
+        assert_eq!(setting_of(e), "tls_ca_file");
+        let e = base()
+            .tls_insecure_skip_verify_for_testing(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(e), "tls_insecure_skip_verify_for_testing");
+        // From the environment: the error names the variable.
+        let e = base()
+            .from_env_map(env(&[("ROCKETMQ_TLS_SERVER_NAME", "broker.internal")]))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(e), "ROCKETMQ_TLS_SERVER_NAME");
+    }
+
+    #[test]
+    fn env_parse_errors_name_the_variable() {
+        let e = base()
+            .from_env_map(env(&[("ROCKETMQ_TLS", "maybe")]))
+            .unwrap_err();
+        assert_eq!(setting_of(e), "ROCKETMQ_TLS");
+        let e = base()
+            .from_env_map(env(&[(
+                "ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING",
+                "sure",
+            )]))
+            .unwrap_err();
+        assert_eq!(
+            setting_of(e),
+            "ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING"
+        );
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_without_the_feature_is_a_clear_error() {
+        let e = base().tls(true).build().unwrap_err();
+        assert!(e.to_string().contains("cargo feature `tls`"), "{e}");
+        assert_eq!(setting_of(e), "tls");
+        // The remoting client refuses too.
+        let e = crate::remoting::RemotingClient::new(crate::remoting::RemotingConfig {
+            tls: Some(TlsConfig::new()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(setting_of(e), "tls");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_settings_from_code_and_env() {
+        let c = base()
+            .tls(true)
+            .tls_ca_file("/etc/ca.pem")
+            .tls_server_name("broker.internal")
+            .tls_client_cert("/c.pem", "/k.pem")
+            .build()
+            .unwrap();
+        let tls = c.tls_config().unwrap();
+        assert_eq!(tls.trust(), &TlsTrust::CaFile("/etc/ca.pem".into()));
+        assert_eq!(tls.server_name_override(), Some("broker.internal"));
+        assert_eq!(
+            tls.client_cert_files(),
+            Some((Path::new("/c.pem"), Path::new("/k.pem")))
+        );
+        assert_eq!(c.to_builder().build().unwrap(), c);
+
+        let c = base()
+            .from_env_map(env(&[
+                ("ROCKETMQ_TLS", "on"),
+                ("ROCKETMQ_TLS_SERVER_NAME", "10.0.0.7"),
+                ("ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING", "true"),
+                ("ROCKETMQ_TLS_CLIENT_CERT", "/c.pem"),
+                ("ROCKETMQ_TLS_CLIENT_KEY", "/k.pem"),
+            ]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(c.tls() && c.tls_insecure_skip_verify_for_testing());
+        assert_eq!(c.tls_server_name(), Some("10.0.0.7"));
+        assert_eq!(
+            c.tls_config().unwrap().trust(),
+            &TlsTrust::InsecureSkipVerifyForTesting
+        );
+        assert_eq!(c.tls_client_key(), Some(Path::new("/k.pem")));
+
+        let c = base()
+            .from_env_map(env(&[
+                ("ROCKETMQ_TLS", "1"),
+                ("ROCKETMQ_TLS_CA_FILE", "/ca.pem"),
+            ]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.tls_ca_file(), Some(Path::new("/ca.pem")));
+        // Unset: the system roots.
+        let c = base().tls(true).build().unwrap();
+        assert_eq!(c.tls_config().unwrap().trust(), &TlsTrust::SystemRoots);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn contradictions_and_halves_are_errors() {
+        let on = || base().tls(true);
+        let e = on()
+            .tls_ca_file("/ca.pem")
+            .tls_insecure_skip_verify_for_testing(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(e), "tls_insecure_skip_verify_for_testing");
+        let e = on()
+            .from_env_map(env(&[("ROCKETMQ_TLS_CLIENT_CERT", "/c.pem")]))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(e), "tls_client_key");
+        let e = on()
+            .from_env_map(env(&[("ROCKETMQ_TLS_CLIENT_KEY", "/k.pem")]))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(e), "tls_client_cert");
+        for bad in ["", "bad name", "-x.example", "a..b"] {
+            let e = on().tls_server_name(bad).build().unwrap_err();
+            assert_eq!(setting_of(e), "tls_server_name", "{bad:?}");
+        }
+        for good in ["localhost", "broker-1.internal", "127.0.0.1", "::1"] {
+            on().tls_server_name(good).build().unwrap();
+        }
+        let e = on().tls_ca_file("").build().unwrap_err();
+        assert_eq!(setting_of(e), "tls_ca_file");
     }
 }

@@ -23,8 +23,8 @@ use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::connection::{Conn, Failure, Phase};
-use super::tls::TlsConnector;
 use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
+use super::tls::TlsConnector;
 use super::ConnectionState;
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};

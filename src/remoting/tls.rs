@@ -134,7 +134,11 @@ mod without_tls {
             ))
         }
 
-        pub(crate) fn session(&self, _addr: &str, _socket: SocketAddr) -> Result<TlsSession, String> {
+        pub(crate) fn session(
+            &self,
+            _addr: &str,
+            _socket: SocketAddr,
+        ) -> Result<TlsSession, String> {
             match *self {}
         }
     }
@@ -153,7 +157,11 @@ mod without_tls {
             match *self {}
         }
 
-        pub(crate) fn flush(&mut self, _stream: &mut TcpStream, _out: &[u8]) -> Result<usize, Failure> {
+        pub(crate) fn flush(
+            &mut self,
+            _stream: &mut TcpStream,
+            _out: &[u8],
+        ) -> Result<usize, Failure> {
             match *self {}
         }
 
@@ -222,7 +230,8 @@ mod with_tls {
             let config = match tls.client_cert_files() {
                 None => builder.with_no_client_auth(),
                 Some((cert, key)) => {
-                    let chain = certificates(cert).map_err(|e| Error::config("tls_client_cert", e))?;
+                    let chain =
+                        certificates(cert).map_err(|e| Error::config("tls_client_cert", e))?;
                     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                         Error::config(
                             "tls_client_key",
@@ -307,7 +316,9 @@ mod with_tls {
     }
 
     /// Every certificate of a PEM file; an error when there is none.
-    fn certificates(path: &std::path::Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    fn certificates(
+        path: &std::path::Path,
+    ) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
         let shown = path.display();
         let certs = CertificateDer::pem_file_iter(path)
             .map_err(|e| format!("cannot read {shown}: {e}"))?
@@ -341,7 +352,12 @@ mod with_tls {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn verify_tls13_signature(
@@ -350,7 +366,12 @@ mod with_tls {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -431,7 +452,11 @@ mod with_tls {
 
         /// Encrypts plaintext from `out` and writes records until everything is written or the
         /// socket would block. Returns how many bytes of `out` rustls took.
-        pub(crate) fn flush(&mut self, stream: &mut TcpStream, out: &[u8]) -> Result<usize, Failure> {
+        pub(crate) fn flush(
+            &mut self,
+            stream: &mut TcpStream,
+            out: &[u8],
+        ) -> Result<usize, Failure> {
             let mut taken = 0;
             loop {
                 if self.conn.wants_write() && !self.write_tls(stream)? {

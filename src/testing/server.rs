@@ -118,6 +118,7 @@ impl Wire {
     }
 
     fn shutdown(&self) {
+        #[allow(clippy::infallible_destructuring_match)] // one variant without the feature
         let socket = match self {
             Wire::Plain(socket) => socket,
             #[cfg(feature = "tls")]

@@ -19,14 +19,21 @@ use rustls::{RootCertStore, ServerConfig};
 /// client certificates must come from.
 ///
 /// ```
-/// # #[cfg(feature = "tls")] {
 /// use rocketmq_mio::testing::{MockBroker, MockTls};
+/// use rocketmq_mio::{Message, Producer};
 ///
+/// // The test certificates of this crate (scripts/tls-certs.sh).
 /// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tls");
 /// let tls = MockTls::from_pem_files(format!("{dir}/server.pem"), format!("{dir}/server.key"))?;
-/// let broker = MockBroker::builder().tls(tls).start()?;
-/// # drop(broker);
-/// # }
+/// let broker = MockBroker::builder().tls(tls)?.start()?;
+///
+/// let producer = Producer::builder("GID_TLS_DOC")
+///     .name_server(broker.namesrv_addr())
+///     .tls(true)
+///     .tls_ca_file(format!("{dir}/ca.pem"))
+///     .start()?;
+/// producer.send(Message::new("orders", "over TLS"))?;
+/// assert_eq!(broker.message_count("orders"), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
