@@ -4,6 +4,11 @@
 //! [`Error::is_retriable`] says whether a send may be tried again on another broker,
 //! [`Error::kind`] sorts errors into the [`ErrorKind`]s that statistics count, and
 //! [`Error::response_code`] gives the broker's response code where there is one.
+//!
+//! Errors keep what happened: a send that runs out of its time budget returns an
+//! [`Error::Timeout`] that carries the last attempt's error (its kind, response code and
+//! broker), [`Error::NoRoute`] keeps the name server error behind it, and both give it back
+//! through [`std::error::Error::source`].
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -36,12 +41,22 @@ pub enum Error {
         reason: String,
     },
     /// No answer came before the deadline.
+    ///
+    /// For a single request, `addr` names the peer and `last` is `None`. For a send that ran
+    /// out of its time budget (all attempts and route lookups share one), `after` is the time
+    /// the send took, `addr` the broker of its last attempt (empty if none was made), and
+    /// `last` the last attempt's error, so that [`Error::kind`], [`Error::response_code`],
+    /// [`Error::broker_addr`] and [`std::error::Error::source`] tell what went wrong before
+    /// time ran out (when the last attempt itself timed out, `last` is the last error before
+    /// it that was not a timeout, if any).
     Timeout {
-        /// `host:port` of the peer, when a single request timed out; empty for a whole
-        /// operation (a send with retries) that ran out of its time budget.
+        /// `host:port` of the peer, when a request timed out; for a send that ran out of its
+        /// time budget, the broker of its last attempt (empty when none was made).
         addr: String,
         /// How long the request or operation waited.
         after: Duration,
+        /// The error that came before the time ran out, if any (see above).
+        last: Option<Box<Error>>,
     },
     /// The broker or name server answered with a non-success response code.
     Broker {
@@ -58,8 +73,11 @@ pub enum Error {
     NoRoute {
         /// The topic.
         topic: String,
-        /// Why (the last error from the name servers), if known.
+        /// Why (the last error from the name servers, as text), if known.
         reason: String,
+        /// The error behind it (a name server that refused, timed out or answered a code),
+        /// with its own kind and retriability; also [`std::error::Error::source`].
+        source: Option<Box<Error>>,
     },
     /// The message was rejected before anything was sent (empty body, too large, bad topic, ...).
     InvalidMessage(String),
@@ -161,9 +179,15 @@ pub const DEFAULT_RETRY_CODES: [i32; 8] = [1, 2, 14, 16, 17, 204, 205, 1500];
 
 impl Error {
     /// The kind of this error.
+    ///
+    /// A send that ran out of its time budget after an attempt failed (an
+    /// [`Error::Timeout`] with `last`) is of the kind of that failure: [`ErrorKind::Broker`]
+    /// after a broker's error code, [`ErrorKind::Connection`] after a refused connection, and
+    /// so on. A pure timeout is [`ErrorKind::Timeout`]. [`Error::is_timeout`] is true for both.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { .. } | Error::ConnectionClosed { .. } => ErrorKind::Connection,
+            Error::Timeout { last: Some(e), .. } => e.kind(),
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Broker { .. } => ErrorKind::Broker,
             Error::Protocol(_) => ErrorKind::Protocol,
@@ -179,7 +203,10 @@ impl Error {
     /// Whether another attempt (on another broker) may succeed, with the default retry codes.
     ///
     /// Connection errors, timeouts and broker codes in [`DEFAULT_RETRY_CODES`] are retriable.
-    /// Invalid messages, configuration errors, backpressure and shutdown are not.
+    /// Protocol errors are not: a local encoding error fails the same way again, and a
+    /// response that cannot be read may come from a broker that stored the message (a
+    /// malformed frame from a peer ends its connection: a connection error). Invalid
+    /// messages, configuration errors, backpressure and shutdown are not either.
     pub fn is_retriable(&self) -> bool {
         self.is_retriable_with(&DEFAULT_RETRY_CODES)
     }
@@ -189,28 +216,35 @@ impl Error {
         match self {
             Error::Io { .. } | Error::ConnectionClosed { .. } | Error::Timeout { .. } => true,
             Error::Broker { code, .. } => retry_codes.contains(code),
-            // A malformed frame from a peer closes its connection: like a connection error.
-            Error::Protocol(_) => true,
+            // Nothing reached the broker (a local encoding error), or it answered and the
+            // answer is unreadable: the message may be stored, so it must not go again.
+            Error::Protocol(_) => false,
             Error::NoRoute { .. } => false,
             _ => false,
         }
     }
 
-    /// The broker's response code, for [`Error::Broker`].
+    /// The broker's response code, for [`Error::Broker`] (and a send that ran out of its
+    /// time budget after one).
     pub fn response_code(&self) -> Option<i32> {
         match self {
             Error::Broker { code, .. } => Some(*code),
+            Error::Timeout { last: Some(e), .. } => e.response_code(),
             _ => None,
         }
     }
 
-    /// The address of the peer involved, where there is one.
+    /// The address of the peer involved, where there is one: for a send that ran out of its
+    /// time budget, the peer of the error it carries, else the broker of its last attempt.
     pub fn broker_addr(&self) -> Option<&str> {
         match self {
             Error::Io { addr, .. }
             | Error::ConnectionClosed { addr, .. }
             | Error::Broker { addr, .. } => Some(addr),
-            Error::Timeout { addr, .. } if !addr.is_empty() => Some(addr),
+            Error::Timeout { addr, last, .. } => last
+                .as_deref()
+                .and_then(Error::broker_addr)
+                .or((!addr.is_empty()).then_some(addr.as_str())),
             _ => None,
         }
     }
@@ -233,20 +267,22 @@ impl Error {
         }
     }
 
-    /// A copy of this error for another waiter (io errors keep their kind and text).
+    /// A copy of this error for another waiter (io errors keep their OS error code, or their
+    /// kind and text).
     pub(crate) fn duplicate(&self) -> Error {
         match self {
             Error::Io { addr, source } => Error::Io {
                 addr: addr.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
+                source: copy_io_error(source),
             },
             Error::ConnectionClosed { addr, reason } => Error::ConnectionClosed {
                 addr: addr.clone(),
                 reason: reason.clone(),
             },
-            Error::Timeout { addr, after } => Error::Timeout {
+            Error::Timeout { addr, after, last } => Error::Timeout {
                 addr: addr.clone(),
                 after: *after,
+                last: last.as_ref().map(|e| Box::new(e.duplicate())),
             },
             Error::Broker { code, remark, addr } => Error::Broker {
                 code: *code,
@@ -254,9 +290,14 @@ impl Error {
                 addr: addr.clone(),
             },
             Error::Protocol(e) => Error::Protocol(e.clone()),
-            Error::NoRoute { topic, reason } => Error::NoRoute {
+            Error::NoRoute {
+                topic,
+                reason,
+                source,
+            } => Error::NoRoute {
                 topic: topic.clone(),
                 reason: reason.clone(),
+                source: source.as_ref().map(|e| Box::new(e.duplicate())),
             },
             Error::InvalidMessage(s) => Error::InvalidMessage(s.clone()),
             Error::Config { setting, reason } => Error::Config {
@@ -278,6 +319,15 @@ impl Error {
     }
 }
 
+/// A copy of an i/o error: the OS error code when there is one (its kind and text follow from
+/// it), else the kind and the text.
+pub(crate) fn copy_io_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -285,12 +335,31 @@ impl fmt::Display for Error {
             Error::ConnectionClosed { addr, reason } => {
                 write!(f, "connection to {addr} closed: {reason}")
             }
-            Error::Timeout { addr, after } if addr.is_empty() => {
-                write!(f, "timed out after {after:?}")
+            Error::Timeout {
+                addr,
+                after,
+                last: None,
+            } if addr.is_empty() => write!(f, "timed out after {after:?}"),
+            Error::Timeout {
+                addr,
+                after,
+                last: None,
+            } => write!(f, "request to {addr} timed out after {after:?}"),
+            Error::Timeout {
+                addr,
+                after,
+                last: Some(last),
+            } if addr.is_empty() || last.broker_addr() == Some(addr.as_str()) => {
+                write!(f, "timed out after {after:?}; the last error: {last}")
             }
-            Error::Timeout { addr, after } => {
-                write!(f, "request to {addr} timed out after {after:?}")
-            }
+            Error::Timeout {
+                addr,
+                after,
+                last: Some(last),
+            } => write!(
+                f,
+                "request to {addr} timed out after {after:?}; the last error before: {last}"
+            ),
             Error::Broker { code, remark, addr } => {
                 let name = crate::protocol::codes::ResponseCode::name(*code);
                 write!(f, "{addr} answered {name} ({code})")?;
@@ -300,10 +369,10 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
-            Error::NoRoute { topic, reason } if reason.is_empty() => {
+            Error::NoRoute { topic, reason, .. } if reason.is_empty() => {
                 write!(f, "no route for topic {topic:?}")
             }
-            Error::NoRoute { topic, reason } => {
+            Error::NoRoute { topic, reason, .. } => {
                 write!(f, "no route for topic {topic:?}: {reason}")
             }
             Error::InvalidMessage(why) => write!(f, "invalid message: {why}"),
@@ -328,6 +397,10 @@ impl StdError for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Protocol(e) => Some(e),
+            Error::Timeout { last: Some(e), .. } => Some(e.as_ref()),
+            Error::NoRoute {
+                source: Some(e), ..
+            } => Some(e.as_ref()),
             _ => None,
         }
     }
@@ -377,7 +450,8 @@ mod tests {
         assert!(illegal.is_retriable_with(&[13]));
         assert!(Error::Timeout {
             addr: "a:1".into(),
-            after: Duration::from_secs(1)
+            after: Duration::from_secs(1),
+            last: None,
         }
         .is_retriable());
         assert!(!Error::InvalidMessage("empty body".into()).is_retriable());
@@ -398,11 +472,135 @@ mod tests {
         let t = Error::Timeout {
             addr: "10.0.0.1:10911".into(),
             after: Duration::from_millis(250),
+            last: None,
         };
         assert_eq!(
             t.to_string(),
             "request to 10.0.0.1:10911 timed out after 250ms"
         );
+    }
+
+    #[test]
+    fn a_budget_timeout_tells_what_came_before() {
+        let busy = Error::Broker {
+            code: 2,
+            remark: "busy".into(),
+            addr: "10.0.0.1:10911".into(),
+        };
+        let t = Error::Timeout {
+            addr: "10.0.0.1:10911".into(),
+            after: Duration::from_millis(3001),
+            last: Some(Box::new(busy)),
+        };
+        assert!(t.is_timeout());
+        assert!(t.is_retriable());
+        assert_eq!(t.kind(), ErrorKind::Broker);
+        assert_eq!(t.response_code(), Some(2));
+        assert_eq!(t.broker_addr(), Some("10.0.0.1:10911"));
+        assert_eq!(
+            t.to_string(),
+            "timed out after 3.001s; the last error: 10.0.0.1:10911 answered SYSTEM_BUSY (2): busy"
+        );
+        let cause = t.source().and_then(|s| s.downcast_ref::<Error>()).unwrap();
+        assert_eq!(cause.response_code(), Some(2));
+        // The copy keeps all of it.
+        let copy = t.duplicate();
+        assert_eq!(copy.to_string(), t.to_string());
+        assert_eq!(copy.kind(), ErrorKind::Broker);
+
+        // The last attempt timed out at another broker after a refused connection.
+        let refused = Error::Io {
+            addr: "10.0.0.2:10911".into(),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        let t = Error::Timeout {
+            addr: "10.0.0.1:10911".into(),
+            after: Duration::from_secs(3),
+            last: Some(Box::new(refused)),
+        };
+        assert_eq!(t.kind(), ErrorKind::Connection);
+        assert_eq!(t.broker_addr(), Some("10.0.0.2:10911"));
+        assert_eq!(t.response_code(), None);
+        assert!(t
+            .to_string()
+            .starts_with("request to 10.0.0.1:10911 timed out after 3s; the last error before: "));
+
+        // A pure timeout stays one.
+        let pure = Error::Timeout {
+            addr: String::new(),
+            after: Duration::from_secs(3),
+            last: None,
+        };
+        assert_eq!(pure.kind(), ErrorKind::Timeout);
+        assert_eq!(pure.broker_addr(), None);
+        assert!(pure.source().is_none());
+        assert_eq!(pure.to_string(), "timed out after 3s");
+    }
+
+    #[test]
+    fn no_route_keeps_its_cause() {
+        let e = Error::NoRoute {
+            topic: "t".into(),
+            reason: "the name server refused".into(),
+            source: Some(Box::new(Error::Io {
+                addr: "ns:9876".into(),
+                source: io::Error::from_raw_os_error(111),
+            })),
+        };
+        assert_eq!(e.kind(), ErrorKind::NoRoute);
+        assert!(!e.is_retriable());
+        let cause = e.source().and_then(|s| s.downcast_ref::<Error>()).unwrap();
+        assert_eq!(cause.kind(), ErrorKind::Connection);
+        assert!(cause.is_retriable());
+        let Error::NoRoute {
+            source: Some(copied),
+            ..
+        } = e.duplicate()
+        else {
+            panic!("the copy lost its source");
+        };
+        let Error::Io { source, .. } = *copied else {
+            panic!()
+        };
+        assert_eq!(source.raw_os_error(), Some(111));
+    }
+
+    #[test]
+    fn protocol_errors_are_not_retriable() {
+        // A local encoding error: nothing was sent, and the same bytes fail again.
+        let local = Error::Protocol(CodecError::HeaderTooLarge(1 << 24));
+        assert!(!local.is_retriable());
+        // A response that came back unreadable: the broker may have stored the message.
+        let unreadable = Error::Protocol(CodecError::invalid("queueId", "x"));
+        assert!(!unreadable.is_retriable());
+        assert!(!unreadable.is_retriable_with(&[0, 1, 2]));
+    }
+
+    #[test]
+    fn a_copied_io_error_keeps_its_os_code() {
+        let refused = io::Error::from_raw_os_error(111);
+        let e = Error::Io {
+            addr: "a:1".into(),
+            source: refused,
+        };
+        let copy = e.duplicate();
+        let Error::Io { source, addr } = &copy else {
+            panic!("{copy:?}");
+        };
+        assert_eq!(addr, "a:1");
+        assert_eq!(source.raw_os_error(), Some(111));
+        assert_eq!(source.kind(), io::Error::from_raw_os_error(111).kind());
+        assert_eq!(copy.to_string(), e.to_string());
+        // Without an OS code, kind and text survive.
+        let custom = Error::Io {
+            addr: "a:1".into(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "odd"),
+        };
+        let Error::Io { source, .. } = custom.duplicate() else {
+            panic!()
+        };
+        assert_eq!(source.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(source.to_string(), "odd");
     }
 
     #[test]

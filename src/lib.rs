@@ -82,7 +82,10 @@
 //! `retry_codes` (Java's list: 1, 2, 14, 16, 17, 204, 205, 1500); a retry avoids the broker that
 //! just failed, and the latency fault table keeps new sends away from a failing broker for a
 //! while ([`routing::fault`]). [`Error::is_retriable`], [`Error::response_code`] and
-//! [`Error::broker_addr`] tell what happened.
+//! [`Error::broker_addr`] tell what happened. A send that runs out of its time budget fails
+//! with an [`Error::Timeout`] that carries its last attempt's error (kind, code, broker; also
+//! its `source()`). A response the client cannot read is never retried: the broker may have
+//! stored the message.
 //!
 //! ## Configuration
 //!

@@ -453,7 +453,8 @@ impl fmt::Display for OffsetMessageId {
 pub struct MessageExt {
     /// The topic.
     pub topic: String,
-    /// The body (inflated if it was compressed).
+    /// The body, inflated if the broker stores it compressed (up to the maximum message size;
+    /// see [`crate::protocol::message_codec::decode_stored_messages`]).
     pub body: Vec<u8>,
     /// The user flag.
     pub flag: i32,
@@ -465,7 +466,7 @@ pub struct MessageExt {
     pub queue_offset: i64,
     /// The commit-log offset.
     pub commit_log_offset: i64,
-    /// The sysFlag bits.
+    /// The sysFlag bits, as stored: the compression bits stay set on an inflated body.
     pub sys_flag: i32,
     /// When the producer built the request, epoch ms.
     pub born_timestamp: i64,

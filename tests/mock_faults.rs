@@ -317,3 +317,17 @@ fn a_standing_delay_under_load_answers_everything_in_order() {
     assert_eq!(answered, opaques, "equal delays keep the request order");
     assert_eq!(b.message_count("F"), 300);
 }
+
+#[test]
+fn unreadable_header_next_stores_then_garbles_the_answer() {
+    let b = broker();
+    let mut c = Client::connect(&b.broker_addr());
+    b.unreadable_header_next(RequestCode::SEND_MESSAGE_V2);
+    let r = c.call(send_v2("F", 0, "", b"x"));
+    assert_eq!(r.code, ResponseCode::SUCCESS);
+    assert!(SendMessageResponseHeader::read_from(&r.ext_fields).is_err());
+    assert_eq!(b.message_count("F"), 1, "the message is stored");
+    // The next answer is readable again.
+    let r = c.call(send_v2("F", 0, "", b"y"));
+    assert!(SendMessageResponseHeader::read_from(&r.ext_fields).is_ok());
+}

@@ -205,7 +205,7 @@ fn timeout_not_before_the_deadline_and_connection_stays_usable() {
     first.recv_timeout(STUCK).unwrap();
     assert!(waited >= timeout, "timed out early, after {waited:?}");
     match &err {
-        Error::Timeout { addr: a, after } => {
+        Error::Timeout { addr: a, after, .. } => {
             assert_eq!(a, &addr);
             assert_eq!(*after, timeout);
         }

@@ -51,7 +51,7 @@ pub(crate) fn send_request(
         broker_name: Some(queue.broker_name().to_string()),
     };
     header.write_v2(&mut request.ext_fields);
-    request.body = prepared.body.clone();
+    request.body = prepared.wire_body().to_vec();
     request
 }
 
@@ -129,7 +129,7 @@ pub(crate) fn encode_send_frame(
         out.truncate(start);
         return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
     }
-    out.extend_from_slice(&prepared.body);
+    out.extend_from_slice(prepared.wire_body());
     let total = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
@@ -293,7 +293,7 @@ mod tests {
                     let decoded = RemotingCommand::decode(&bin).unwrap();
                     assert_eq!(decoded.serialize_type, SerializeType::RocketMq);
                     assert_eq!((decoded.opaque, decoded.flag), (opaque, flag));
-                    assert_eq!(decoded.body, p.body);
+                    assert_eq!(decoded.body, p.wire_body());
                 }
             }
         }

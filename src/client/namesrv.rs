@@ -86,6 +86,7 @@ impl NameServers {
             return Err(Error::NoRoute {
                 topic: topic.to_string(),
                 reason: "no name server is configured".into(),
+                source: None,
             });
         }
         let mut last = None;
@@ -132,6 +133,7 @@ impl NameServers {
         Err(last.unwrap_or(Error::Timeout {
             addr: String::new(),
             after: per_request,
+            last: None,
         }))
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::attempt::Failures;
 use super::backpressure::Permit;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
 use super::prepare::Prepared;
@@ -15,7 +16,7 @@ use super::stats;
 use super::submit::Target;
 use crate::client::broker;
 use crate::error::{Error, Result};
-use crate::message::{Message, MessageQueue, SendResult};
+use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
 
 /// How an asynchronous send reports its end.
@@ -67,7 +68,7 @@ pub(super) struct AsyncSend {
     deadline: Instant,
     attempts_left: u32,
     last_broker: Option<Arc<str>>,
-    last_error: Option<Error>,
+    failures: Failures,
     done: Option<Done>,
     _permit: Option<Permit>,
     /// Statistics of this send.
@@ -80,11 +81,8 @@ impl AsyncSend {
     fn attempt(mut self: Box<Self>, on_caller: bool) {
         let now = Instant::now();
         if now >= self.deadline {
-            let e = self
-                .last_error
-                .take()
-                .filter(Error::is_timeout)
-                .unwrap_or_else(|| self.inner.budget_exhausted());
+            let failures = std::mem::take(&mut self.failures);
+            let e = self.inner.attempts_failed(self.deadline, failures);
             return self.finish(Err(e), on_caller);
         }
         if self.inner.state.load(Ordering::Acquire) == STOPPED {
@@ -108,6 +106,7 @@ impl AsyncSend {
                     let e = Error::NoRoute {
                         topic: self.prepared.topic.clone(),
                         reason: format!("no master address for broker {}", queue.broker_name()),
+                        source: None,
                     };
                     return self.finish(Err(e), on_caller);
                 }
@@ -153,7 +152,7 @@ impl AsyncSend {
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and we are
     /// on the caller's thread.
-    fn pick_queue(&self, on_caller: bool) -> Result<Option<MessageQueue>> {
+    fn pick_queue(&mut self, on_caller: bool) -> Result<Option<MessageQueue>> {
         let wire_topic = &self.prepared.wire_topic;
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
@@ -165,14 +164,16 @@ impl AsyncSend {
         };
         match &self.target {
             Target::Selector(selector, arg) => {
-                // The selector sees the message as the user built it, but the body may be
-                // compressed already: give it the metadata it routes on.
-                let view = Message::new(self.prepared.topic.clone(), Vec::new());
-                let view = match &self.prepared.first_key {
-                    Some(k) => view.with_keys([k.as_str()]),
-                    None => view,
+                // The selector sees the message as the caller built it (kept for it when the
+                // send was prepared); after that, the send needs only what goes on the wire.
+                let Some(msg) = self.prepared.message() else {
+                    return Err(Error::User(
+                        "the message for the queue selector is gone".into(),
+                    ));
                 };
-                Inner::run_selector(selector.as_ref(), &info, &view, arg).map(Some)
+                let picked = Inner::run_selector(selector.as_ref(), &info, msg, arg);
+                self.prepared.release_message();
+                picked.map(Some)
             }
             _ => self
                 .inner
@@ -210,23 +211,31 @@ impl AsyncSend {
         attempt.end(started, &result);
         self.inner
             .record_attempt(queue.broker_name(), started.elapsed(), &result);
-        let retry = self.attempts_left > 0
-            && matches!(self.target, Target::Auto)
+        let retriable = matches!(self.target, Target::Auto)
             && result.is_err()
-            && self.inner.should_retry(&result)
-            && Instant::now() < self.deadline
-            && self.inner.state.load(Ordering::Acquire) == RUNNING;
-        if retry {
-            self.attempts_left -= 1;
-            self.last_broker = Some(queue.broker_name_arc().clone());
+            && self.inner.should_retry(&result);
+        if retriable {
             if let Err(e) = result {
-                log::debug!("async send to {addr} will be retried: {e}");
-                self.last_error = Some(e);
+                let retry = self.attempts_left > 0
+                    && Instant::now() < self.deadline
+                    && self.inner.state.load(Ordering::Acquire) == RUNNING;
+                if retry {
+                    log::debug!("async send to {addr} will be retried: {e}");
+                }
+                self.failures.push(e);
+                if !retry {
+                    // Out of attempts or of time: the error says what happened before.
+                    let failures = std::mem::take(&mut self.failures);
+                    let e = self.inner.attempts_failed(self.deadline, failures);
+                    return self.finish(Err(e), on_io);
+                }
+                self.attempts_left -= 1;
+                self.last_broker = Some(queue.broker_name_arc().clone());
+                if on_io {
+                    return self.defer(); // route lookups may block: not on the I/O thread
+                }
+                return self.attempt(false);
             }
-            if on_io {
-                return self.defer(); // route lookups may block: not on the I/O thread
-            }
-            return self.attempt(false);
         }
         // On the I/O thread a handle completes here and a callback goes to the pool.
         self.finish(result, on_io);
@@ -288,7 +297,7 @@ impl Inner {
             target,
             attempts_left,
             last_broker: None,
-            last_error: None,
+            failures: Failures::default(),
             done: Some(done),
             _permit: Some(permit),
             op,

@@ -11,6 +11,52 @@ use crate::message::{Message, MessageQueue, SendResult, SendStatus};
 use crate::routing::mapping::TopicPublishInfo;
 use crate::routing::selector::QueueSelector;
 
+/// The errors of a send's attempts, for the error that ends it when its time budget runs out.
+#[derive(Debug, Default)]
+pub(super) struct Failures {
+    /// The last attempt's error.
+    last: Option<Error>,
+    /// When the last attempt timed out: the last error before it that was not a timeout.
+    before: Option<Error>,
+}
+
+impl Failures {
+    /// Records an attempt's error.
+    pub(super) fn push(&mut self, e: Error) {
+        if e.is_timeout() {
+            if let Some(previous) = self.last.take().filter(|p| !p.is_timeout()) {
+                self.before = Some(previous);
+            }
+        } else {
+            self.before = None;
+        }
+        self.last = Some(e);
+    }
+
+    /// The timeout of a send that ran out of its budget after `took`: it names the broker of
+    /// the last attempt and carries its error (or, when that attempt timed out, the last
+    /// error before it that was not a timeout).
+    pub(super) fn into_timeout(self, took: Duration) -> Error {
+        match self.last {
+            None => Error::Timeout {
+                addr: String::new(),
+                after: took,
+                last: None,
+            },
+            Some(Error::Timeout { addr, last, .. }) => Error::Timeout {
+                addr,
+                after: took,
+                last: self.before.map(Box::new).or(last),
+            },
+            Some(e) => Error::Timeout {
+                addr: e.broker_addr().unwrap_or_default().to_string(),
+                after: took,
+                last: Some(Box::new(e)),
+            },
+        }
+    }
+}
+
 impl Inner {
     pub(super) fn attempt_timeout(&self, deadline: Instant, now: Instant) -> Duration {
         let left = deadline.saturating_duration_since(now);
@@ -20,10 +66,18 @@ impl Inner {
         }
     }
 
-    pub(super) fn budget_exhausted(&self) -> Error {
-        Error::Timeout {
-            addr: String::new(),
-            after: self.config.send_timeout(),
+    /// The error that ends a send whose attempts all failed: the last attempt's error while
+    /// time is left (the attempts ran out first), else a timeout that carries it (the time
+    /// budget ran out; see [`Failures::into_timeout`]).
+    pub(super) fn attempts_failed(&self, deadline: Instant, failures: Failures) -> Error {
+        let now = Instant::now();
+        match failures.last {
+            Some(e) if now < deadline => e,
+            _ => {
+                // The send began one send timeout before its deadline.
+                let took = self.config.send_timeout() + now.saturating_duration_since(deadline);
+                failures.into_timeout(took)
+            }
         }
     }
 
@@ -75,6 +129,7 @@ impl Inner {
             .ok_or_else(|| Error::NoRoute {
                 topic: prepared.topic.clone(),
                 reason: "the route has no queue".into(),
+                source: None,
             })
     }
 
@@ -89,6 +144,7 @@ impl Inner {
             return Err(Error::NoRoute {
                 topic: msg.topic().to_string(),
                 reason: "the route has no queue".into(),
+                source: None,
             });
         }
         let picked = catch_unwind(AssertUnwindSafe(|| selector.select(queues, msg, arg)))

@@ -33,7 +33,8 @@ pub(crate) struct Prepared {
     pub(crate) topic: String,
     /// The topic on the wire (with the namespace, if any).
     pub(crate) wire_topic: String,
-    /// The body on the wire (compressed, or a batch body).
+    /// The body on the wire (compressed, or a batch body); empty while the body to send is
+    /// still in `message` (read it with [`Prepared::wire_body`]).
     pub(crate) body: Vec<u8>,
     /// The encoded properties string.
     pub(crate) properties: String,
@@ -46,6 +47,34 @@ pub(crate) struct Prepared {
     pub(crate) first_key: Option<String>,
     /// Bytes this send holds in memory (for backpressure and statistics).
     pub(crate) size: usize,
+    /// The caller's message, kept for a queue selector until it has run
+    /// ([`prepare_for_selector`]); an uncompressed body stays in it, not copied.
+    pub(crate) message: Option<Message>,
+}
+
+impl Prepared {
+    /// The body that goes on the wire.
+    pub(crate) fn wire_body(&self) -> &[u8] {
+        match &self.message {
+            Some(msg) if self.sys_flag & sys_flag::COMPRESSED == 0 && !self.batch => msg.body(),
+            _ => &self.body,
+        }
+    }
+
+    /// The message as the caller passed it, while it is kept (for a queue selector).
+    pub(crate) fn message(&self) -> Option<&Message> {
+        self.message.as_ref()
+    }
+
+    /// Drops the caller's message once the selector has seen it, moving an uncompressed body
+    /// into [`Prepared::body`] (no copy).
+    pub(crate) fn release_message(&mut self) {
+        if let Some(msg) = self.message.take() {
+            if self.sys_flag & sys_flag::COMPRESSED == 0 && !self.batch {
+                self.body = msg.into_body();
+            }
+        }
+    }
 }
 
 /// Checks a topic name (protocol.md 7.7).
@@ -175,6 +204,27 @@ pub(crate) fn prepare_single(
     config: &ProducerConfig,
     new_id: impl FnOnce() -> String,
 ) -> Result<Prepared> {
+    prepare_one(msg, config, new_id, false)
+}
+
+/// [`prepare_single`] for a send whose queue a selector picks later (an asynchronous send
+/// that may wait for its route): the caller's message stays in [`Prepared::message`], as
+/// the caller built it, until [`Prepared::release_message`]. Its body is not copied: when it
+/// is not compressed, it is sent from the message.
+pub(crate) fn prepare_for_selector(
+    msg: Message,
+    config: &ProducerConfig,
+    new_id: impl FnOnce() -> String,
+) -> Result<Prepared> {
+    prepare_one(msg, config, new_id, true)
+}
+
+fn prepare_one(
+    msg: Message,
+    config: &ProducerConfig,
+    new_id: impl FnOnce() -> String,
+    keep_message: bool,
+) -> Result<Prepared> {
     check_message(&msg, config)?;
     let (id, add_id) = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
         Some(existing) => (existing.to_string(), false),
@@ -204,18 +254,31 @@ pub(crate) fn prepare_single(
     check_properties_len(&properties)?;
     let first_key = msg.keys().next().map(str::to_string);
     let flag = msg.flag();
-    let (topic, mut body) = msg.into_topic_and_body();
-    let wire_topic = wire_topic(&topic, config);
-    if body.len() >= config.compress_threshold() {
-        if let Some(compressed) = zlib(&body, config.compress_level()) {
-            // Only worth it when it saves bytes.
-            if compressed.len() < body.len() {
-                body = compressed;
-                sys |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
-            }
+    let wire_topic = wire_topic(msg.topic(), config);
+    let mut compressed = None;
+    if msg.body().len() >= config.compress_threshold() {
+        // Only worth it when it saves bytes.
+        compressed =
+            zlib(msg.body(), config.compress_level()).filter(|c| c.len() < msg.body().len());
+        if compressed.is_some() {
+            sys |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
         }
     }
-    let size = body.len() + properties.len() + wire_topic.len();
+    let (topic, body, message) = if keep_message {
+        (
+            msg.topic().to_string(),
+            compressed.unwrap_or_default(),
+            Some(msg),
+        )
+    } else {
+        let (topic, body) = msg.into_topic_and_body();
+        (topic, compressed.unwrap_or(body), None)
+    };
+    let wire_len = match &message {
+        Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
+        _ => body.len(),
+    };
+    let size = wire_len + properties.len() + wire_topic.len();
     Ok(Prepared {
         topic,
         wire_topic,
@@ -227,6 +290,7 @@ pub(crate) fn prepare_single(
         batch: false,
         first_key,
         size,
+        message,
     })
 }
 
@@ -324,6 +388,7 @@ pub(crate) fn prepare_batch(
         batch: true,
         first_key,
         size,
+        message: None,
     })
 }
 

@@ -28,16 +28,22 @@ impl Inner {
         match self.mapping.get(wire_topic, Instant::now()) {
             Some(info) if !info.queues().is_empty() => Ok(info),
             _ => Err(match fetched {
-                Err(Error::NoRoute { .. }) | Ok(()) => Error::NoRoute {
+                // Already a NoRoute (no name server, or the create-topic fallback failed too):
+                // keep its cause.
+                Err(Error::NoRoute { reason, source, .. }) => Error::NoRoute {
                     topic: wire_topic.to_string(),
-                    reason: match fetched {
-                        Err(e) => e.to_string(),
-                        Ok(()) => "the route has no writable queue with a master".into(),
-                    },
+                    reason,
+                    source,
+                },
+                Ok(()) => Error::NoRoute {
+                    topic: wire_topic.to_string(),
+                    reason: "the route has no writable queue with a master".into(),
+                    source: None,
                 },
                 Err(e) => Error::NoRoute {
                     topic: wire_topic.to_string(),
                     reason: e.to_string(),
+                    source: Some(Box::new(e)),
                 },
             }),
         }
@@ -72,6 +78,7 @@ impl Inner {
                     .map_err(|d| Error::NoRoute {
                         topic: wire_topic.to_string(),
                         reason: format!("{e}; and the route of {key}: {d}"),
+                        source: Some(Box::new(d)),
                     })?;
                 self.mapping.update_from_default(
                     wire_topic,

@@ -115,12 +115,12 @@ impl Inner {
     pub(super) fn prepare_async(&self, prep: Prep, target: &Target) -> Result<(Prepared, Permit)> {
         self.check_running()?;
         let prepared = match prep {
-            Prep::Single(msg) => {
-                if let Target::Selector(..) = target {
-                    prepare::check_message(&msg, &self.config)?;
-                }
-                prepare::prepare_single(msg, &self.config, || self.new_msg_id())?
+            // The selector runs later (maybe once the route is fetched): it must see the
+            // message as the caller built it.
+            Prep::Single(msg) if matches!(target, Target::Selector(..)) => {
+                prepare::prepare_for_selector(msg, &self.config, || self.new_msg_id())?
             }
+            Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id())?,
             Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
         };
         let permit = if on_callback_thread() {

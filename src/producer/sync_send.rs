@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::attempt::Failures;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
 use crate::client::broker;
@@ -51,7 +52,7 @@ impl Inner {
             1 + self.config.retries()
         };
         let mut last_broker: Option<Arc<str>> = None;
-        let mut last_error = None;
+        let mut failures = Failures::default();
         for _ in 0..attempts {
             let now = Instant::now();
             if now >= deadline {
@@ -66,9 +67,10 @@ impl Inner {
             };
             let Some(addr) = self.broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
             else {
-                last_error = Some(Error::NoRoute {
+                failures.push(Error::NoRoute {
                     topic: prepared.topic.clone(),
                     reason: format!("no master address for broker {}", queue.broker_name()),
+                    source: None,
                 });
                 last_broker = Some(queue.broker_name_arc().clone());
                 continue;
@@ -91,16 +93,13 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 match result {
                     Ok(r) => return self.retry_not_ok(prepared, r, deadline, &last_broker),
-                    Err(e) => last_error = Some(e),
+                    Err(e) => failures.push(e),
                 }
                 continue;
             }
             return result;
         }
-        Err(match last_error {
-            Some(e) if Instant::now() < deadline || e.is_timeout() => e,
-            _ => self.budget_exhausted(),
-        })
+        Err(self.attempts_failed(deadline, failures))
     }
 
     /// `retryAnotherBrokerWhenNotStoreOK`: the message is stored but not flushed/replicated;
@@ -150,6 +149,7 @@ impl Inner {
             .ok_or_else(|| Error::NoRoute {
                 topic: prepared.topic.clone(),
                 reason: format!("no master address for broker {}", queue.broker_name()),
+                source: None,
             })?;
         let born = now_ms();
         let request = self.remoting.encode_request(&addr, true, |spec, out| {

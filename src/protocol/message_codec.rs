@@ -3,10 +3,12 @@
 //!
 //! Nothing here reads a clock: the id generator takes the current time as an argument.
 
+use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use byteorder::{BigEndian, ByteOrder};
+use flate2::read::ZlibDecoder;
 
 use super::frame::CodecError;
 use crate::message::{Message, MessageExt};
@@ -209,16 +211,41 @@ pub const MESSAGE_MAGIC_CODE_V1: i32 = 0xDAA3_20A7_u32 as i32;
 /// Stored-message magic code, V2: 2-byte topic length.
 pub const MESSAGE_MAGIC_CODE_V2: i32 = 0xDAA3_20AB_u32 as i32;
 
+/// The largest body [`decode_stored_messages`] inflates a compressed body to: the default
+/// maximum message size ([`crate::config::DEFAULT_MAX_MESSAGE_SIZE`], 4 MiB), the largest body
+/// a producer with default settings sends.
+pub const DEFAULT_MAX_INFLATED_BODY: usize = crate::config::DEFAULT_MAX_MESSAGE_SIZE;
+
 /// Decodes every stored message in `body` (protocol.md 9.5): the body of a
-/// CHECK_TRANSACTION_STATE request, a VIEW_MESSAGE_BY_ID response, a pull result.
+/// CHECK_TRANSACTION_STATE request, a VIEW_MESSAGE_BY_ID or QUERY_MESSAGE response, a pull
+/// result.
 ///
 /// Accepts the V1 and V2 magic codes, IPv4 and IPv6 hosts (by the sysFlag bits), and several
-/// records back to back. The body CRC is read, not checked. A compressed body is returned as
-/// stored, with [`sys_flag::COMPRESSED`] still set: this crate has no inflater.
+/// records back to back. The body CRC is read, not checked. A compressed body (the
+/// [`sys_flag::COMPRESSED`] bit) is inflated, up to [`DEFAULT_MAX_INFLATED_BODY`] bytes; the
+/// sysFlag is returned as stored, with the compression bits still set (as Java's
+/// `MessageDecoder` leaves it). [`decode_stored_messages_with`] takes another limit, or
+/// leaves bodies as stored.
 ///
 /// # Errors
-/// [`CodecError::Malformed`] naming the field where the bytes stop making sense.
+/// [`CodecError::Malformed`] naming the field where the bytes stop making sense, or a zlib
+/// stream that does not inflate; [`CodecError::UnsupportedCompression`] for an LZ4 or ZSTD
+/// body; [`CodecError::InflatedBodyTooLarge`] past the limit.
 pub fn decode_stored_messages(body: &[u8]) -> Result<Vec<MessageExt>, CodecError> {
+    decode_stored_messages_with(body, Some(DEFAULT_MAX_INFLATED_BODY))
+}
+
+/// [`decode_stored_messages`] with a limit on inflated bodies: `Some(max)` inflates a
+/// compressed body up to `max` bytes (a producer passes its maximum message size); `None`
+/// leaves every body as stored, compressed or not (Java's `deCompressBody = false`), for
+/// tools that check what a broker keeps byte for byte.
+///
+/// # Errors
+/// As [`decode_stored_messages`]; [`CodecError::InflatedBodyTooLarge`] names `max`.
+pub fn decode_stored_messages_with(
+    body: &[u8],
+    max_inflated: Option<usize>,
+) -> Result<Vec<MessageExt>, CodecError> {
     let mut out = Vec::new();
     let mut r = Cursor::new(body);
     while !r.is_empty() {
@@ -228,7 +255,45 @@ pub fn decode_stored_messages(body: &[u8]) -> Result<Vec<MessageExt>, CodecError
             .filter(|&t| t >= 4)
             .ok_or_else(|| malformed("TOTALSIZE"))?;
         let rec = r.take(total - 4, "stored message record")?;
-        out.push(decode_stored_record(rec)?);
+        let mut msg = decode_stored_record(rec)?;
+        if let Some(max) = max_inflated {
+            if msg.sys_flag & sys_flag::COMPRESSED != 0 {
+                msg.body = inflate_body(&msg.body, msg.sys_flag, max)?;
+            }
+        }
+        out.push(msg);
+    }
+    Ok(out)
+}
+
+/// Inflates a stored body compressed as `flag` (a message's sysFlag) says, to at most `max`
+/// bytes. A body without the [`sys_flag::COMPRESSED`] bit is returned as it is.
+///
+/// Compression types 0 (before 4.9.4) and 3 are zlib; 1 (LZ4) and 2 (ZSTD) are not decoded by
+/// this crate.
+///
+/// # Errors
+/// [`CodecError::UnsupportedCompression`] for a type other than zlib;
+/// [`CodecError::InflatedBodyTooLarge`] when the body inflates past `max` bytes (no more than
+/// `max + 1` bytes are ever allocated); [`CodecError::Malformed`] when the bytes are not a zlib
+/// stream.
+pub fn inflate_body(body: &[u8], flag: i32, max: usize) -> Result<Vec<u8>, CodecError> {
+    if flag & sys_flag::COMPRESSED == 0 {
+        return Ok(body.to_vec());
+    }
+    match sys_flag::compression_type(flag) {
+        0 | 3 => {}
+        other => return Err(CodecError::UnsupportedCompression(other)),
+    }
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    // zlib rarely shrinks more than 1:1000; start small and let the reader grow the vector.
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    ZlibDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+        .map_err(|e| CodecError::Malformed(format!("compressed body: {e}")))?;
+    if out.len() > max {
+        return Err(CodecError::InflatedBodyTooLarge { max });
     }
     Ok(out)
 }
@@ -653,6 +718,126 @@ mod tests {
             vec![("A".into(), "2".into()), ("C".into(), "x\u{1}y".into())]
         );
         assert!(decode_properties("").is_empty());
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn stored(body: Vec<u8>, flag: i32) -> Vec<u8> {
+        let msg = MessageExt {
+            topic: "T".into(),
+            body,
+            flag: 0,
+            properties: vec![("UNIQ_KEY".into(), "U1".into())],
+            queue_id: 0,
+            queue_offset: 0,
+            commit_log_offset: 0,
+            sys_flag: flag,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_timestamp: 2,
+            store_host: "127.0.0.1:10911".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: 0,
+        };
+        let mut out = Vec::new();
+        encode_stored_message(&msg, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn compressed_bodies_are_inflated() {
+        let original = b"order 42 created; ".repeat(600);
+        let z = zlib(&original);
+        assert!(z.len() < original.len() / 10);
+        let zlib_flag = sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+        // Type 3 (4.9.4+) and type 0 (older brokers) are both zlib.
+        for flag in [
+            zlib_flag,
+            sys_flag::COMPRESSED,
+            zlib_flag | sys_flag::TRANSACTION_PREPARED,
+        ] {
+            let bytes = stored(z.clone(), flag);
+            let m = &decode_stored_messages(&bytes).unwrap()[0];
+            assert_eq!(m.body, original, "flag {flag:#x}");
+            assert_eq!(m.sys_flag, flag, "the sysFlag is as stored");
+            assert_eq!(m.body_crc, body_crc32(&z), "the CRC is of the stored bytes");
+            // Left as stored on request.
+            let raw = &decode_stored_messages_with(&bytes, None).unwrap()[0];
+            assert_eq!(raw.body, z);
+        }
+        // Several records, one compressed: each as it should be.
+        let mut two = stored(z.clone(), zlib_flag);
+        two.extend_from_slice(&stored(b"plain".to_vec(), 0));
+        let ms = decode_stored_messages(&two).unwrap();
+        assert_eq!(
+            (ms[0].body.as_slice(), ms[1].body.as_slice()),
+            (&original[..], &b"plain"[..])
+        );
+        // An uncompressed body is never touched, whatever it looks like.
+        let m = &decode_stored_messages(&stored(z.clone(), 0)).unwrap()[0];
+        assert_eq!(m.body, z);
+    }
+
+    #[test]
+    fn inflating_stops_at_the_limit() {
+        let original = vec![0u8; 100_000];
+        let bytes = stored(
+            zlib(&original),
+            sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB,
+        );
+        let ok = decode_stored_messages_with(&bytes, Some(100_000)).unwrap();
+        assert_eq!(ok[0].body.len(), 100_000);
+        let e = decode_stored_messages_with(&bytes, Some(99_999)).unwrap_err();
+        assert_eq!(e, CodecError::InflatedBodyTooLarge { max: 99_999 });
+        assert_eq!(
+            e.to_string(),
+            "the compressed body inflates to more than the limit of 99999 bytes"
+        );
+        // A zlib bomb is cut at the default limit, not inflated whole.
+        let bomb = stored(
+            zlib(&vec![0u8; DEFAULT_MAX_INFLATED_BODY + 1]),
+            sys_flag::COMPRESSED,
+        );
+        assert_eq!(
+            decode_stored_messages(&bomb).unwrap_err(),
+            CodecError::InflatedBodyTooLarge {
+                max: DEFAULT_MAX_INFLATED_BODY
+            }
+        );
+    }
+
+    #[test]
+    fn other_codecs_and_garbage_are_clear_errors() {
+        for (flag, name) in [
+            (sys_flag::COMPRESSED | sys_flag::COMPRESSION_LZ4, "LZ4"),
+            (sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZSTD, "ZSTD"),
+            (sys_flag::COMPRESSED | 0x400, "an unknown codec"),
+        ] {
+            let e = decode_stored_messages(&stored(b"whatever".to_vec(), flag)).unwrap_err();
+            assert_eq!(
+                e,
+                CodecError::UnsupportedCompression(sys_flag::compression_type(flag))
+            );
+            assert!(e.to_string().contains(name), "{e}");
+            // As stored, they decode.
+            assert!(decode_stored_messages_with(&stored(b"w".to_vec(), flag), None).is_ok());
+        }
+        let e = decode_stored_messages(&stored(b"not zlib at all".to_vec(), sys_flag::COMPRESSED))
+            .unwrap_err();
+        assert!(
+            matches!(&e, CodecError::Malformed(w) if w.starts_with("compressed body")),
+            "{e}"
+        );
+        // A cut zlib stream is an error too, not a short body.
+        let mut z = zlib(&b"abc".repeat(1000));
+        z.truncate(z.len() / 2);
+        assert!(decode_stored_messages(&stored(z, sys_flag::COMPRESSED)).is_err());
     }
 
     #[test]

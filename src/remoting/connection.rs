@@ -74,7 +74,7 @@ impl Failure {
             },
             Failure::Io(e) => Error::Io {
                 addr: addr.to_owned(),
-                source: io::Error::new(e.kind(), e.to_string()),
+                source: crate::error::copy_io_error(e),
             },
             Failure::Codec(e) => Error::ConnectionClosed {
                 addr: addr.to_owned(),

@@ -501,6 +501,7 @@ impl EventLoop {
                 p.reply.complete(Err(Error::Timeout {
                     addr,
                     after: p.timeout,
+                    last: None,
                 }));
             }
         }

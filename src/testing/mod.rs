@@ -554,6 +554,14 @@ impl MockBroker {
         push_fault(&self.node, request_code, Fault::Status(status), n);
     }
 
+    /// Handles the next request with `request_code` normally (a send is stored), then answers
+    /// with its usual code but a header that cannot be read (`queueId` is not a number): what a
+    /// client sees when a broker stored the message and the answer got garbled. A client must
+    /// not send such a message again.
+    pub fn unreadable_header_next(&self, request_code: i32) {
+        push_fault(&self.node, request_code, Fault::UnreadableHeader, 1);
+    }
+
     /// Every END_TRANSACTION received, in order.
     pub fn end_transactions(&self) -> Vec<EndTransactionRecord> {
         self.core().store.lock().end_transactions.clone()

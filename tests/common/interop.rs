@@ -23,7 +23,7 @@ use rocketmq_mio::protocol::header::{
     CommandHeader, CreateTopicRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
     GetRouteInfoRequestHeader, ViewMessageByIdRequestHeader,
 };
-use rocketmq_mio::protocol::message_codec::{decode_stored_messages, sys_flag};
+use rocketmq_mio::protocol::message_codec::{decode_stored_messages_with, sys_flag};
 use rocketmq_mio::protocol::route::TopicRouteData;
 use rocketmq_mio::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_mio::remoting::{RemotingClient, RemotingConfig};
@@ -258,7 +258,9 @@ impl Reader {
         if r.code != ResponseCode::SUCCESS {
             return Err(format!("view {id}: code {} {}", r.code, r.remark_str()));
         }
-        let mut msgs = decode_stored_messages(&r.body).map_err(|e| format!("view {id}: {e}"))?;
+        // As stored: these checks compare the broker's bytes (compressed body, CRC).
+        let mut msgs =
+            decode_stored_messages_with(&r.body, None).map_err(|e| format!("view {id}: {e}"))?;
         if msgs.len() != 1 {
             return Err(format!("view {id}: {} records in the body", msgs.len()));
         }
@@ -301,7 +303,7 @@ impl Reader {
         let r = self.invoke(addr, request)?;
         match r.code {
             ResponseCode::SUCCESS => {
-                let msgs = decode_stored_messages(&r.body).map_err(|e| e.to_string())?;
+                let msgs = decode_stored_messages_with(&r.body, None).map_err(|e| e.to_string())?;
                 Ok(msgs
                     .into_iter()
                     .filter(|m| {

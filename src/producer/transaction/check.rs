@@ -13,7 +13,7 @@ use crate::message::{property, MessageExt};
 use crate::protocol::header::{
     CheckTransactionStateRequestHeader, CommandHeader, EndTransactionRequestHeader,
 };
-use crate::protocol::message_codec::decode_stored_messages;
+use crate::protocol::message_codec::decode_stored_messages_with;
 use crate::protocol::RemotingCommand;
 
 /// A check-back waiting for a check thread.
@@ -31,7 +31,9 @@ impl Core {
             Ok(h) => h,
             Err(e) => return self.ignore_check(addr, &format!("bad header: {e}")),
         };
-        let msg = match decode_stored_messages(&request.body) {
+        // The listener gets the body as the producer sent it: inflated, up to the maximum
+        // message size.
+        let msg = match decode_stored_messages_with(&request.body, Some(self.max_body)) {
             Ok(mut msgs) if !msgs.is_empty() => msgs.swap_remove(0),
             Ok(_) => return self.ignore_check(addr, "no message in the body"),
             Err(e) => return self.ignore_check(addr, &format!("bad body: {e}")),
@@ -152,6 +154,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(queue);
         let core = Arc::new(Core {
             group: "GID_OURS".into(),
+            max_body: 1000,
             listener: Arc::new(Fixed(LocalTransactionState::CommitMessage)),
             inner: Weak::new(),
             stats: Counters::default(),
@@ -163,6 +166,10 @@ mod tests {
     }
 
     fn check_request(group: Option<&str>) -> RemotingCommand {
+        check_request_with(group, b"body".to_vec(), sys_flag::TRANSACTION_PREPARED)
+    }
+
+    fn check_request_with(group: Option<&str>, body: Vec<u8>, flag: i32) -> RemotingCommand {
         let mut properties = vec![
             (
                 "UNIQ_KEY".to_string(),
@@ -175,13 +182,13 @@ mod tests {
         }
         let msg = MessageExt {
             topic: "orders".into(),
-            body: b"body".to_vec(),
+            body,
             flag: 0,
             properties,
             queue_id: 1,
             queue_offset: 5,
             commit_log_offset: 4096,
-            sys_flag: sys_flag::TRANSACTION_PREPARED,
+            sys_flag: flag,
             born_timestamp: 1,
             born_host: "127.0.0.1:1234".parse().unwrap(),
             store_timestamp: 2,
@@ -244,5 +251,35 @@ mod tests {
         core.checks.write().take();
         core.on_check("127.0.0.1:10911", check_request(Some("GID_OURS")));
         assert_eq!(core.stats.snapshot().check_ignored, 5);
+    }
+
+    #[test]
+    fn compressed_check_bodies_are_inflated_up_to_the_max_message_size() {
+        use std::io::Write as _;
+        let zlib = |data: &[u8]| {
+            let mut enc =
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        let flag =
+            sys_flag::TRANSACTION_PREPARED | sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
+        let (core, rx) = core(4);
+        // Exactly the limit (1000 bytes): inflated for the listener.
+        let fits = vec![b'a'; 1000];
+        core.on_check(
+            "127.0.0.1:10911",
+            check_request_with(Some("GID_OURS"), zlib(&fits), flag),
+        );
+        let job = rx.try_recv().unwrap();
+        assert_eq!(job.msg.body, fits);
+        // One byte over: not handed to the listener, counted and logged as a bad body.
+        let over = vec![b'a'; 1001];
+        core.on_check(
+            "127.0.0.1:10911",
+            check_request_with(Some("GID_OURS"), zlib(&over), flag),
+        );
+        assert!(rx.is_empty());
+        assert_eq!(core.stats.snapshot().check_ignored, 1);
     }
 }

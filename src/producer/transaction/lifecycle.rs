@@ -42,6 +42,8 @@ impl Drop for Owner {
 /// producer weakly: the hook lives inside the producer.
 pub(super) struct Core {
     pub(super) group: String,
+    /// The largest body a check-back's message is inflated to (the maximum message size).
+    pub(super) max_body: usize,
     pub(super) listener: Arc<dyn TransactionListener>,
     pub(super) inner: Weak<Inner>,
     pub(super) stats: Counters,
@@ -66,6 +68,7 @@ impl TransactionProducer {
         let (check_tx, check_rx) = crossbeam_channel::bounded::<CheckJob>(check_queue);
         let core = Arc::new(Core {
             group: producer.config().group().to_string(),
+            max_body: producer.config().max_message_size(),
             listener,
             inner: Arc::downgrade(producer.inner()),
             stats: Counters::default(),

@@ -139,6 +139,7 @@ impl Core {
             .ok_or_else(|| Error::NoRoute {
                 topic: target.topic.clone(),
                 reason: format!("no master address for broker {}", target.broker_name),
+                source: None,
             })?;
         let header = EndTransactionRequestHeader {
             topic: Some(target.topic.clone()),

@@ -46,6 +46,16 @@ pub enum CodecError {
     },
     /// A message body or id is malformed; says what.
     Malformed(String),
+    /// A stored message's body is compressed with a codec this crate does not decode (the
+    /// compression type bits of its sysFlag: 1 is LZ4, 2 is ZSTD; only zlib, 0 and 3, is
+    /// decoded).
+    UnsupportedCompression(i32),
+    /// A stored message's compressed body inflates to more than the limit (the maximum message
+    /// size): decoding stops there rather than allocate without bound.
+    InflatedBodyTooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
 }
 
 impl CodecError {
@@ -84,6 +94,22 @@ impl fmt::Display for CodecError {
                 write!(f, "invalid value {value:?} for field {field}")
             }
             CodecError::Malformed(what) => write!(f, "malformed: {what}"),
+            CodecError::UnsupportedCompression(t) => {
+                let name = match t {
+                    1 => "LZ4",
+                    2 => "ZSTD",
+                    _ => "an unknown codec",
+                };
+                write!(
+                    f,
+                    "the body is compressed with {name} (compression type {t}); \
+                     only zlib bodies can be inflated"
+                )
+            }
+            CodecError::InflatedBodyTooLarge { max } => write!(
+                f,
+                "the compressed body inflates to more than the limit of {max} bytes"
+            ),
         }
     }
 }

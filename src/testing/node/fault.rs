@@ -14,6 +14,8 @@ pub(crate) enum Fault {
     /// Handle the request, then answer with this code instead of SUCCESS (FLUSH_DISK_TIMEOUT
     /// and friends: the message is stored, the status says it is not safe yet).
     Status(i32),
+    /// Handle the request, then answer with a header that cannot be read.
+    UnreadableHeader,
     Delay(Duration),
     Reset,
     Malformed,

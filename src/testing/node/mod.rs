@@ -280,7 +280,7 @@ impl Dispatch for Node {
                 return Action::ResetMidFrame(in_format(r, st));
             }
             Some(Fault::Delay(d)) => Some(*d),
-            Some(Fault::Status(_)) | None => None,
+            Some(Fault::Status(_) | Fault::UnreadableHeader) | None => None,
         };
         let mut reply = self.handle(conn, &mut request);
         if oneway {
@@ -292,6 +292,11 @@ impl Dispatch for Node {
             if c.code == ResponseCode::SUCCESS {
                 c.code = code;
             }
+            reply = Reply::Cmd(c);
+        }
+        if let Some(Fault::UnreadableHeader) = fault {
+            let mut c = reply.into_command();
+            c.ext_fields.insert("queueId", "not-a-number");
             reply = Reply::Cmd(c);
         }
         let reply = in_format(reply, st);
