@@ -25,6 +25,16 @@
 //! [`RemotingConfig::max_frame`], a refused or timed-out connect) fails every request pending on
 //! it at once; the next request to that address connects again.
 //!
+//! # TLS
+//!
+//! With [`RemotingConfig::tls`] (crate feature `tls`) every connection is a rustls client
+//! session driven by its event loop over the same non-blocking socket: no extra thread and no
+//! blocking call. The handshake follows the TCP connect under the same deadline
+//! ([`RemotingConfig::connect_timeout`]); requests queued meanwhile leave once it is done. A
+//! failed handshake (a certificate that does not verify, a peer that does not speak TLS, the
+//! deadline) closes the connection with [`ConnectionClosed`](crate::Error::ConnectionClosed)
+//! naming the peer and the reason, and every request pending on it ends with that error.
+//!
 //! # Server-initiated requests
 //!
 //! A frame from a peer without the response flag is a request (CHECK_TRANSACTION_STATE and the
