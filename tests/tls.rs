@@ -446,3 +446,54 @@ fn unreadable_certificate_files_are_config_errors() {
     ));
     assert_eq!(setting, "tls_client_key");
 }
+
+/// A listener that leaves the outcome open, then commits when the broker checks back.
+struct CommitOnCheck;
+
+impl rocketmq_mio::TransactionListener for CommitOnCheck {
+    fn execute_local_transaction(
+        &self,
+        _msg: &Message,
+        _transaction_id: &str,
+        _arg: &dyn std::any::Any,
+    ) -> rocketmq_mio::ListenerResult {
+        Ok(rocketmq_mio::LocalTransactionState::Unknown)
+    }
+
+    fn check_local_transaction(
+        &self,
+        _msg: &rocketmq_mio::MessageExt,
+        _transaction_id: &str,
+    ) -> rocketmq_mio::ListenerResult {
+        Ok(rocketmq_mio::LocalTransactionState::CommitMessage)
+    }
+}
+
+#[test]
+fn transaction_check_backs_over_tls() {
+    bounded(|| {
+        // The broker asks over the producer's TLS connection; the answer goes back over it.
+        let broker = tls_broker();
+        let tp = tls_producer_config(&broker, "GID_TLS_TX")
+            .listener(CommitOnCheck)
+            .start()
+            .unwrap();
+        let r = tp
+            .send_message_in_transaction(Message::new("TlsTx", "tx body"), &())
+            .unwrap();
+        assert_eq!(
+            broker.message_count("TlsTx"),
+            0,
+            "a half message is not visible"
+        );
+        let id = r.transaction_id.clone();
+        assert!(
+            wait_until(PROMPTLY, || broker.check_transaction(&id) > 0),
+            "no TLS connection of the group to check back on"
+        );
+        assert!(
+            wait_until(PROMPTLY, || broker.message_count("TlsTx") == 1),
+            "the check-back's commit arrived"
+        );
+    });
+}
