@@ -68,11 +68,24 @@
 //! | [`Producer::send_batch`] | one `SendResult` for the batch (ids comma-joined) | yes |
 //! | [`Producer::send_to_queue`] | `Result<SendResult>` | no |
 //! | [`Producer::send_with_selector`] | `Result<SendResult>` | no (order matters) |
+//! | [`Producer::send_batch_oneway`] | `Ok` once the batch is queued for the socket | no |
 //!
-//! Asynchronous forms exist for batches, queues and selectors too. Asynchronous sends never
+//! Asynchronous forms exist for batches, queues and selectors too. [`Producer::flush`] waits
+//! for every send accepted before it to end (pushing open auto-batches out), without stopping
+//! the producer. Delayed messages: [`Message::with_delay`] (5.x timer) or
+//! [`Message::with_delay_level`]. Asynchronous sends never
 //! block on the network; with backpressure on (the default) they block while the producer has
 //! `max_in_flight` sends or `max_in_flight_bytes` in flight, up to the send timeout, and then
 //! fail with [`Error::Backpressure`].
+//!
+//! ## Ordered messages
+//!
+//! The same key goes to the same queue while the topic's route is stable: a selector such as
+//! [`routing::selector::MessageHashSelector`], or the `message_hash` routing strategy. With
+//! [`ProducerConfig::strict_order`] (on in [`ProducerConfig::ordered`]) a key never moves: when
+//! its queue is gone, not writable or its broker isolated, its sends fail with
+//! [`Error::OrderViolation`] until the queue is back. Route changes that change a topic's
+//! queue count are logged and counted in [`Producer::health`].
 //!
 //! ## Errors and retries
 //!
@@ -137,7 +150,8 @@ pub use producer::health::HealthReport;
 pub use producer::stats::ProducerStats;
 pub use producer::transaction::{
     ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
-    TransactionProducer, TransactionProducerBuilder, TransactionSendResult, TransactionStats,
+    TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
+    TransactionStats,
 };
 pub use producer::{health, stats, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

@@ -83,6 +83,10 @@ impl ProducerConfigBuilder {
                 stats: DEFAULT_STATS,
                 transaction_check_threads: DEFAULT_TRANSACTION_CHECK_THREADS,
                 transaction_check_queue: DEFAULT_TRANSACTION_CHECK_QUEUE,
+                topics: Vec::new(),
+                strict_order: DEFAULT_STRICT_ORDER,
+                transaction_records: DEFAULT_TRANSACTION_RECORDS,
+                transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
                 tls: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
@@ -370,6 +374,37 @@ impl ProducerConfigBuilder {
     pub fn transaction_check_queue(mut self, n: usize) -> Self {
         self.config.transaction_check_queue = n;
         self.set_by_code("transaction_check_queue")
+    }
+
+    /// Sets the topics resolved at start, replacing any set before; see
+    /// [`ProducerConfig::topics`].
+    pub fn topics<I, T>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.config.topics = topics.into_iter().map(Into::into).collect();
+        self.set_by_code("topics")
+    }
+
+    /// Turns strict order on or off; see [`ProducerConfig::strict_order`].
+    pub fn strict_order(mut self, on: bool) -> Self {
+        self.config.strict_order = on;
+        self.set_by_code("strict_order")
+    }
+
+    /// Sets how many transaction records are kept; see
+    /// [`ProducerConfig::transaction_records`].
+    pub fn transaction_records(mut self, n: usize) -> Self {
+        self.config.transaction_records = n;
+        self.set_by_code("transaction_records")
+    }
+
+    /// Sets how long transaction records are kept; see
+    /// [`ProducerConfig::transaction_record_age`].
+    pub fn transaction_record_age(mut self, age: Duration) -> Self {
+        self.config.transaction_record_age = age;
+        self.set_by_code("transaction_record_age")
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 46] = [
+pub const ENV_VARS: [&str; 50] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -49,6 +49,10 @@ pub const ENV_VARS: [&str; 46] = [
     "ROCKETMQ_STATS",
     "ROCKETMQ_TRANSACTION_CHECK_THREADS",
     "ROCKETMQ_TRANSACTION_CHECK_QUEUE",
+    "ROCKETMQ_TOPICS",
+    "ROCKETMQ_STRICT_ORDER",
+    "ROCKETMQ_TRANSACTION_RECORDS",
+    "ROCKETMQ_TRANSACTION_RECORD_AGE_MS",
     // TLS (config/tls.rs: TLS_ENV_VARS)
     "ROCKETMQ_TLS",
     "ROCKETMQ_TLS_CA_FILE",
@@ -317,6 +321,25 @@ impl ProducerConfigBuilder {
             transaction_check_queue,
             parse_num::<usize>
         );
+        env_value!("ROCKETMQ_TOPICS", "topics", topics, parse_topics);
+        env_value!(
+            "ROCKETMQ_STRICT_ORDER",
+            "strict_order",
+            strict_order,
+            parse_bool
+        );
+        env_value!(
+            "ROCKETMQ_TRANSACTION_RECORDS",
+            "transaction_records",
+            transaction_records,
+            parse_num::<usize>
+        );
+        env_value!(
+            "ROCKETMQ_TRANSACTION_RECORD_AGE_MS",
+            "transaction_record_age",
+            transaction_record_age,
+            parse_ms
+        );
         self.tls_from_env(&get)?;
         Ok(self)
     }
@@ -348,6 +371,14 @@ fn parse_list<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<Vec<T>
             })
         })
         .collect()
+}
+
+fn parse_topics(_var: &'static str, v: &str) -> Result<Vec<String>> {
+    Ok(v.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 fn parse_ms_list(var: &'static str, v: &str) -> Result<Vec<Duration>> {

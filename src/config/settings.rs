@@ -69,6 +69,12 @@ pub const DEFAULT_STATS: bool = true;
 pub const DEFAULT_TRANSACTION_CHECK_THREADS: usize = 1;
 /// Default [`ProducerConfig::transaction_check_queue`]: 2000.
 pub const DEFAULT_TRANSACTION_CHECK_QUEUE: usize = 2000;
+/// Default [`ProducerConfig::strict_order`]: off.
+pub const DEFAULT_STRICT_ORDER: bool = false;
+/// Default [`ProducerConfig::transaction_records`]: 10 000.
+pub const DEFAULT_TRANSACTION_RECORDS: usize = 10_000;
+/// Default [`ProducerConfig::transaction_record_age`]: 1 hour.
+pub const DEFAULT_TRANSACTION_RECORD_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// Every producer setting, validated. Build one with [`ProducerConfig::builder`] or a preset.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +117,10 @@ pub struct ProducerConfig {
     pub(super) stats: bool,
     pub(super) transaction_check_threads: usize,
     pub(super) transaction_check_queue: usize,
+    pub(super) topics: Vec<String>,
+    pub(super) strict_order: bool,
+    pub(super) transaction_records: usize,
+    pub(super) transaction_record_age: Duration,
     pub(super) tls: super::tls::TlsSettings,
 }
 
@@ -358,6 +368,59 @@ impl ProducerConfig {
     /// Default [`DEFAULT_TRANSACTION_CHECK_QUEUE`] (2000); 1 to 1 000 000.
     pub fn transaction_check_queue(&self) -> usize {
         self.transaction_check_queue
+    }
+
+    /// Topics whose routes are resolved when the producer starts, whose brokers get a
+    /// heartbeat at once, and whose routes never expire for lack of use. A transaction
+    /// producer restarted after a crash then answers the check-backs of its predecessor's half
+    /// messages at once, before its first send (brokers check back only producers that sent
+    /// them a heartbeat). A topic whose route cannot be resolved at start is logged and tried
+    /// again at every route refresh; it does not fail the start. Default empty (routes are
+    /// resolved on first use); each topic follows the topic rules.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Strict per-key order for ordered sends: selector sends
+    /// ([`Producer::send_with_selector`](crate::Producer::send_with_selector)) and automatic
+    /// sends under [`RoutingStrategy::MessageHash`]. Default [`DEFAULT_STRICT_ORDER`] (off); on
+    /// in the [`ordered`](ProducerConfig::ordered) preset.
+    ///
+    /// On: a send goes to the queue its key maps to in the topic's *reference* layout (the
+    /// queue list the producer first saw for the topic, or the last it accepted). If that
+    /// queue is gone from the route, not writable, or on a broker the fault table isolates, the
+    /// send fails at once with [`Error::OrderViolation`](crate::Error::OrderViolation) (kind
+    /// [`ErrorKind::OrderViolation`](crate::ErrorKind::OrderViolation)), naming the queue
+    /// and why; it is never retried on another queue. When the queue comes back (the route
+    /// lists it writable again, the isolation ends), sends resume on it. A route whose queue
+    /// count changed keeps failing the keys whose queues changed until the layout is accepted
+    /// with [`Producer::accept_route`](crate::Producer::accept_route).
+    ///
+    /// Off (the Java client's behaviour): a selector's pick is taken modulo the current queue
+    /// count, so when the count changes a key silently moves to another queue; the message-hash
+    /// strategy skips isolated brokers (fault tolerance on), moving keys too; and automatic sends
+    /// retry on another broker. Order per key then holds only while the route is stable.
+    ///
+    /// Either way, every route change that changes a topic's queue count is logged (old and
+    /// new count) and counted in the topic's
+    /// [`queue_count_changes`](crate::producer::health::RouteHealth::queue_count_changes).
+    pub fn strict_order(&self) -> bool {
+        self.strict_order
+    }
+
+    /// How many recent transactions a transaction producer keeps a
+    /// [`TransactionRecord`](crate::TransactionRecord) of. Default
+    /// [`DEFAULT_TRANSACTION_RECORDS`] (10 000); 0 keeps none; at most 10 000 000. When full,
+    /// the oldest record is dropped (counted).
+    pub fn transaction_records(&self) -> usize {
+        self.transaction_records
+    }
+
+    /// How long a transaction record is kept after the transaction began. Default
+    /// [`DEFAULT_TRANSACTION_RECORD_AGE`] (1 hour); 1 s to 1 day. Older records are dropped
+    /// (counted), resolved or not.
+    pub fn transaction_record_age(&self) -> Duration {
+        self.transaction_record_age
     }
 }
 

@@ -193,6 +193,24 @@ impl ProducerConfigBuilder {
             1,
             1_000_000,
         )?;
+        for topic in &c.topics {
+            check_topic(topic).map_err(|r| self.err("topics", r))?;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        c.topics.retain(|t| {
+            let new = !seen.contains(t);
+            if new {
+                seen.push(t.clone());
+            }
+            new
+        });
+        self.check_range("transaction_records", c.transaction_records, 0, 10_000_000)?;
+        self.check_duration(
+            "transaction_record_age",
+            c.transaction_record_age,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        )?;
         self.check_tls()?;
         Ok(c)
     }

@@ -21,7 +21,8 @@ use crate::protocol::RemotingCommand;
 
 /// How an asynchronous send reports its end.
 pub(super) enum Done {
-    Handle(crate::remoting::Completer<SendResult>),
+    /// A handle; the completer also ends the send's flush ticket.
+    Handle(super::flush::TrackedCompleter),
     Callback(Box<dyn FnOnce(Result<SendResult>) + Send + 'static>),
 }
 
@@ -171,7 +172,7 @@ impl AsyncSend {
                         "the message for the queue selector is gone".into(),
                     ));
                 };
-                let picked = Inner::run_selector(selector.as_ref(), &info, msg, arg);
+                let picked = self.inner.run_selector(selector.as_ref(), &info, msg, arg);
                 self.prepared.release_message();
                 picked.map(Some)
             }
@@ -277,6 +278,16 @@ impl Drop for AsyncSend {
     }
 }
 
+/// The time and retries an asynchronous send may spend, when they are not an asynchronous
+/// caller's (the send timeout from now, `async_retries`): an auto-batch that holds a
+/// synchronous caller's message spends that caller's.
+pub(super) struct Budget {
+    /// When the last attempt must have ended.
+    pub(super) deadline: Instant,
+    /// Retries to another broker (automatic routing only).
+    pub(super) retries: u32,
+}
+
 impl Inner {
     pub(super) fn start_async(
         self: &Arc<Self>,
@@ -286,13 +297,32 @@ impl Inner {
         done: Done,
         op: stats::Op,
     ) {
+        let budget = Budget {
+            deadline: Instant::now() + self.config.send_timeout(),
+            retries: self.config.async_retries(),
+        };
+        self.start_async_within(prepared, permit, target, done, op, budget);
+    }
+
+    /// [`Inner::start_async`] with the given time and retries.
+    pub(super) fn start_async_within(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        permit: Permit,
+        target: Target,
+        done: Done,
+        op: stats::Op,
+        budget: Budget,
+    ) {
         let attempts_left = match target {
-            Target::Auto => self.config.async_retries(),
+            // Strict order: a keyed message-hash send is never retried on another queue.
+            Target::Auto if self.strict_hash_key(&prepared).is_some() => 0,
+            Target::Auto => budget.retries,
             _ => 0,
         };
         let job = Box::new(AsyncSend {
             inner: self.clone(),
-            deadline: Instant::now() + self.config.send_timeout(),
+            deadline: budget.deadline,
             prepared,
             target,
             attempts_left,

@@ -10,7 +10,9 @@
 //! [`Producer::send_async`](crate::Producer::send_async),
 //! [`Producer::send_to_queue_async`](crate::Producer::send_to_queue_async) and
 //! [`Producer::send_with_callback`](crate::Producer::send_with_callback).
-//! Selector sends, oneway sends, explicit batches and transactional sends are never batched.
+//! Selector sends, oneway sends, explicit batches and transactional sends are never batched;
+//! nor, under [`strict_order`](crate::ProducerConfig::strict_order) with the message-hash
+//! strategy, are messages with keys (each goes to its key's queue).
 //! Neither are messages Java's `canBatch` refuses: delayed or timed ones (`DELAY`,
 //! `TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`), retry topics (`%RETRY%`), messages
 //! with a producer group property (`PGROUP`, transactions) and half messages (`TRAN_MSG`). A
@@ -23,9 +25,20 @@
 //!
 //! When it holds [`batch_max_bytes`](crate::ProducerConfig::batch_max_bytes) (the sender that
 //! fills it sends it, on its own thread), or [`batch_max_delay`](crate::ProducerConfig::batch_max_delay)
-//! after its first message (the `rocketmq-batch` thread sends it). Shutdown sends every open
-//! batch before it waits for in-flight sends. A synchronous `send` blocks until its batch is
+//! after its first message (the `rocketmq-batch` thread sends it). Shutdown and
+//! [`Producer::flush`](crate::Producer::flush) send every open batch before they wait for
+//! in-flight sends. A synchronous `send` blocks until its batch is
 //! answered, so a lone synchronous sender waits up to the delay for each message, as in Java.
+//!
+//! # Time and retries
+//!
+//! A synchronous caller keeps its one budget: its send timeout counts from its call, so the
+//! wait for memory and for the batch to leave are part of it, and its batch is tried with
+//! [`retries`](crate::ProducerConfig::retries). A batch of only asynchronous callers gets the
+//! send timeout from when it leaves and
+//! [`async_retries`](crate::ProducerConfig::async_retries). Asynchronous callers in a batch
+//! with a synchronous one share the synchronous budget (the earliest deadline of the batch).
+//! A delay longer than the send timeout therefore fails synchronous sends with a timeout.
 //!
 //! # Results
 //!
@@ -51,7 +64,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::stats::Op;
-use super::{finish_done, Done, Inner, Target};
+use super::{finish_done, Budget, Done, Inner, Target};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, Message, MessageQueue, SendResult};
@@ -94,6 +107,8 @@ struct Entry {
     done: Done,
     /// The caller's statistics, ended with its own result.
     op: Op,
+    /// A synchronous caller's deadline (its send timeout from the call).
+    sync_deadline: Option<Instant>,
 }
 
 /// An open batch.
@@ -122,6 +137,9 @@ pub(crate) struct Accumulator {
     max_delay: Duration,
     max_bytes: usize,
     total_max: usize,
+    /// Strict order with the message-hash strategy: keyed messages go on their own (their
+    /// queue is their key's, not the batch's).
+    strict_keys: bool,
     state: Mutex<State>,
     /// Signals the flusher (a new first batch, closing).
     flush_cv: Condvar,
@@ -177,6 +195,9 @@ impl Accumulator {
             max_delay: config.batch_max_delay(),
             max_bytes: config.batch_max_bytes(),
             total_max: config.batch_total_max_bytes(),
+            strict_keys: config.strict_order()
+                && config.routing_strategy()
+                    == crate::routing::router::RoutingStrategy::MessageHash,
             state: Mutex::new(State {
                 open: Vec::new(),
                 held: 0,
@@ -207,12 +228,16 @@ impl Accumulator {
 
     /// Whether `msg` sent to `target` goes through the accumulator.
     pub(crate) fn accepts(&self, msg: &Message, target: &Target) -> bool {
-        matches!(target, Target::Auto | Target::Queue(_)) && can_batch(msg, self.max_bytes)
+        matches!(target, Target::Auto | Target::Queue(_))
+            && can_batch(msg, self.max_bytes)
+            && !(self.strict_keys && msg.property(property::KEYS).is_some())
     }
 
     /// Adds a message; `done` is resolved with its own result once its batch is answered.
-    /// Invalid messages and a full accumulator (after waiting up to the send timeout) resolve
-    /// `done` at once with the error; so does a closed accumulator, with `Shutdown`.
+    /// Invalid messages and a full accumulator (after waiting up to the send timeout, or
+    /// `sync_deadline`) resolve `done` at once with the error; so does a closed accumulator,
+    /// with `Shutdown`. `sync_deadline`: the caller blocks on the result until then (see
+    /// [`Accumulator::budget`]).
     pub(crate) fn add(
         self: &Arc<Self>,
         inner: &Arc<Inner>,
@@ -220,6 +245,7 @@ impl Accumulator {
         target: Target,
         done: Done,
         mut op: Op,
+        sync_deadline: Option<Instant>,
     ) {
         if let Err(e) = prepare::check_message(&msg, &inner.config) {
             op.fail(&e);
@@ -238,7 +264,8 @@ impl Accumulator {
             _ => None,
         };
         let bytes = held_size(&msg);
-        let deadline = Instant::now() + inner.config.send_timeout();
+        let deadline =
+            sync_deadline.unwrap_or_else(|| Instant::now() + inner.config.send_timeout());
         let started = Instant::now();
         let mut state = self.state.lock();
         // The memory bound: wait like backpressure, then fail.
@@ -290,7 +317,13 @@ impl Accumulator {
         };
         let batch = &mut state.open[i];
         batch.bytes += bytes;
-        batch.entries.push(Entry { msg, id, done, op });
+        batch.entries.push(Entry {
+            msg,
+            id,
+            done,
+            op,
+            sync_deadline,
+        });
         let full = batch.bytes >= self.max_bytes;
         let full_seq = batch.seq;
         drop(state);
@@ -312,36 +345,58 @@ impl Accumulator {
     }
 
     /// Sends every open batch and stops the flusher; later adds fail with `Shutdown`.
+    ///
+    /// The flusher is joined only after `launch` is released: it may be waiting for `launch`
+    /// to send batches it found expired (it finds none left, sees `closed` and ends). Joining
+    /// it with `launch` held deadlocked (issue 12, item 1).
     pub(crate) fn close(self: &Arc<Self>) {
-        let _order = self.launch.lock();
-        let mut batches: Vec<Batch> = {
-            let mut state = self.state.lock();
-            state.closed = true;
-            std::mem::take(&mut state.open)
-        };
-        batches.sort_by_key(|b| b.seq);
-        self.flush_cv.notify_all();
-        self.space_cv.notify_all();
-        if let Some(t) = self.flusher.lock().take() {
+        let mut orphans = Vec::new();
+        {
+            let _order = self.launch.lock();
+            let mut batches: Vec<Batch> = {
+                let mut state = self.state.lock();
+                state.closed = true;
+                std::mem::take(&mut state.open)
+            };
+            self.flush_cv.notify_all();
+            self.space_cv.notify_all();
+            batches.sort_by_key(|b| b.seq);
+            // Sent with `launch` held, so they leave after any batch the flusher or a sender
+            // took before us (sending only hands them to the I/O thread: it never blocks).
+            let inner = self.inner.lock().upgrade();
+            match inner {
+                Some(inner) => {
+                    for batch in batches {
+                        self.send(&inner, batch);
+                    }
+                }
+                // Only when the producer is gone already; failed below, without `launch`
+                // (a callback may run here).
+                None => orphans = batches,
+            }
+        }
+        for batch in orphans {
+            for entry in batch.entries {
+                resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+            }
+        }
+        let flusher = self.flusher.lock().take();
+        if let Some(t) = flusher {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
         }
-        let inner = self.inner.lock().upgrade();
-        match inner {
-            Some(inner) => {
-                for batch in batches {
-                    self.send(&inner, batch);
-                }
-            }
-            // Only when the producer is gone already.
-            None => {
-                for batch in batches {
-                    for entry in batch.entries {
-                        resolve_one(entry.done, entry.op, Err(Error::Shutdown));
-                    }
-                }
-            }
+    }
+
+    /// Sends every open batch now, oldest first, without closing ([`Producer::flush`]).
+    ///
+    /// [`Producer::flush`]: crate::Producer::flush
+    pub(crate) fn send_open(self: &Arc<Self>, inner: &Arc<Inner>) {
+        let _order = self.launch.lock();
+        let mut batches: Vec<Batch> = std::mem::take(&mut self.state.lock().open);
+        batches.sort_by_key(|b| b.seq);
+        for batch in batches {
+            self.send(inner, batch);
         }
     }
 
@@ -399,12 +454,26 @@ impl Accumulator {
         }
     }
 
+    /// What a batch may spend: with a synchronous caller in it, the earliest such caller's
+    /// deadline (its send timeout counts from its call, so the wait for memory and for the
+    /// batch to leave is part of it) and `retries`; otherwise the asynchronous defaults (the
+    /// send timeout from now, `async_retries`). Asynchronous callers in a batch with a
+    /// synchronous one share its budget.
+    fn budget(inner: &Inner, entries: &[Entry]) -> Option<Budget> {
+        let deadline = entries.iter().filter_map(|e| e.sync_deadline).min()?;
+        Some(Budget {
+            deadline,
+            retries: inner.config.retries(),
+        })
+    }
+
     /// Sends one batch; a batch of one goes as a plain message.
     fn send(self: &Arc<Self>, inner: &Arc<Inner>, batch: Batch) {
         let target = match batch.key.queue {
             Some(q) => Target::Queue(q),
             None => Target::Auto,
         };
+        let budget = Self::budget(inner, &batch.entries);
         let mut entries = batch.entries;
         let bytes = batch.bytes;
         if entries.len() == 1 {
@@ -414,7 +483,7 @@ impl Accumulator {
                     acc.release(bytes);
                     resolve_one(done, op, r);
                 }));
-                inner.launch_async(super::Prep::Single(msg), target, done);
+                inner.launch_async(super::Prep::Single(msg), target, done, budget);
             }
             return;
         }
@@ -428,7 +497,7 @@ impl Accumulator {
             acc.release(bytes);
             waiters.resolve(result);
         }));
-        inner.launch_async(super::Prep::Batch(msgs), target, on_done);
+        inner.launch_async(super::Prep::Batch(msgs), target, on_done, budget);
     }
 }
 

@@ -11,6 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::async_send::AsyncSend;
 use super::backpressure::InFlight;
+use super::flush::FlushTracker;
 use super::{batch, stats};
 use crate::client::broker::SendDefaults;
 use crate::client::namesrv::NameServers;
@@ -57,6 +58,12 @@ pub(crate) struct Inner {
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
     pub(crate) stats: stats::StatsRecorder,
+    /// A transaction producer's record table (for the health report).
+    pub(crate) tx_records: Mutex<Option<Arc<super::transaction::RecordTable>>>,
+    /// Strict-order layouts and queue-count changes, per topic.
+    pub(super) order: super::order::OrderBook,
+    /// Sends not ended yet, by generation, for [`Producer::flush`](super::Producer::flush).
+    pub(super) flush: Arc<FlushTracker>,
     /// Finished asynchronous sends, dropped by the next sender rather than by the I/O thread
     /// that finished them: their memory was allocated on the sending side, and freeing it
     /// there keeps the allocator's cross-thread locking off the I/O thread.

@@ -17,9 +17,13 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::protocol::message_codec::UniqIdGenerator;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
-use crate::remoting::{RemotingClient, RemotingConfig, RequestHandler};
+use crate::remoting::{pair, Completion, Handle, RemotingClient, RemotingConfig, RequestHandler};
 use crate::routing::mapping::TopicBrokerMapping;
 use crate::routing::router::MessageRouter;
+
+/// How long shutdown waits for UNREGISTER_CLIENT answers when its deadline has passed already
+/// (the unregisters are sent at the same time, so this is spent once, not per broker).
+pub(crate) const UNREGISTER_GRACE: Duration = Duration::from_millis(200);
 
 /// The first non-loopback local IPv4 address, found by asking the routing table (no packet
 /// is sent); loopback if there is none.
@@ -118,6 +122,9 @@ impl Inner {
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
+            flush: super::flush::FlushTracker::new(),
+            order: super::order::OrderBook::default(),
+            tx_records: Mutex::new(None),
             spent: crossbeam_channel::unbounded(),
             config,
         });
@@ -140,6 +147,14 @@ impl Inner {
         Ok(inner)
     }
 
+    /// Shuts down within one deadline, `timeout` from now: open batches leave, in-flight sends
+    /// get until the deadline, every broker gets UNREGISTER_CLIENT at the same time (waited
+    /// for until the deadline, at least [`UNREGISTER_GRACE`]), then the connections close,
+    /// failing what is left with `Shutdown`, and the threads are joined. No step waits for a
+    /// broker or name server past the deadline: it returns within `timeout` plus
+    /// [`UNREGISTER_GRACE`] plus the time to join threads that have nothing left to wait for
+    /// (a user callback still running on the callback pool is waited for, see
+    /// [`RemotingClient::shutdown`]).
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<()> {
         if self
             .state
@@ -158,31 +173,60 @@ impl Inner {
             let (n, _) = self.in_flight.current();
             log::warn!("shutdown deadline reached with {n} sends in flight; failing them");
         }
-        if let Some((stop, thread)) = self.service.lock().take() {
+        // The service thread is told to stop now and joined once the connections are closed:
+        // a route lookup it is waiting for then fails at once instead of at its own timeout.
+        let service = self.service.lock().take();
+        if let Some((stop, _)) = &service {
             let _ = stop.send(());
+        }
+        self.unregister_all(deadline);
+        self.remoting.shutdown();
+        if let Some((_, thread)) = service {
             if thread.thread().id() != std::thread::current().id() {
                 let _ = thread.join();
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let api = self
-            .config
-            .client_api_timeout()
-            .min(left.max(Duration::from_millis(200)));
-        for (_, addr) in self.mapping.all_broker_addrs() {
-            let request = broker::unregister_request(&self.client_id, self.config.group());
-            match self.remoting.invoke_sync(&addr, request, api) {
-                Ok(r) if r.code == ResponseCode::SUCCESS => {}
-                Ok(r) => log::warn!("unregister at {addr}: code {} {}", r.code, r.remark_str()),
-                Err(e) => log::warn!("unregister at {addr} failed: {e}"),
-            }
-        }
-        self.remoting.shutdown();
         // No I/O thread is left to finish a send: free what they left (it holds this producer).
         while let Ok(spent) = self.spent.1.try_recv() {
             drop(spent);
         }
         self.state.store(STOPPED, Ordering::Release);
         Ok(())
+    }
+
+    /// UNREGISTER_CLIENT to every broker at once; waits for the answers until `deadline` (at
+    /// least [`UNREGISTER_GRACE`], at most the client API timeout). A broker that does not
+    /// answer in time is logged and left: the connection closes next.
+    fn unregister_all(&self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = self
+            .config
+            .client_api_timeout()
+            .min(left.max(UNREGISTER_GRACE));
+        let until = Instant::now() + timeout;
+        let waiting: Vec<(String, Handle<RemotingCommand>)> = self
+            .mapping
+            .all_broker_addrs()
+            .into_iter()
+            .map(|(_, addr)| {
+                let request = broker::unregister_request(&self.client_id, self.config.group());
+                let (completer, handle) = pair();
+                self.remoting
+                    .invoke_async(&addr, request, timeout, Completion::Handle(completer));
+                (addr, handle)
+            })
+            .collect();
+        // Each also ends by itself at `timeout`; what is not answered by then is failed when
+        // the connections close.
+        for (addr, mut handle) in waiting {
+            match handle.wait_deadline(until) {
+                Some(Ok(r)) if r.code == ResponseCode::SUCCESS => {}
+                Some(Ok(r)) => {
+                    log::warn!("unregister at {addr}: code {} {}", r.code, r.remark_str())
+                }
+                Some(Err(e)) => log::warn!("unregister at {addr} failed: {e}"),
+                None => log::warn!("unregister at {addr}: no answer by the shutdown deadline"),
+            }
+        }
     }
 }

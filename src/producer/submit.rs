@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::async_send::{finish_done, Done};
+use super::async_send::{finish_done, Budget, Done};
 use super::backpressure::Permit;
 use super::inner::Inner;
 use super::prepare::{self, Prepared};
@@ -38,8 +38,9 @@ fn on_callback_thread() -> bool {
 }
 
 impl Inner {
-    /// Hands `msg` to the auto-batch accumulator when it takes it; the handle resolves with
-    /// the message's own result. Gives the message back otherwise.
+    /// Hands `msg` of a synchronous caller to the auto-batch accumulator when it takes it; the
+    /// handle resolves with the message's own result, within the caller's send timeout (from
+    /// now) and with its `retries`. Gives the message back otherwise.
     #[allow(clippy::result_large_err)] // the message is handed back, not an error
     pub(super) fn send_batched(
         self: &Arc<Self>,
@@ -48,14 +49,16 @@ impl Inner {
     ) -> std::result::Result<crate::remoting::Handle<SendResult>, Message> {
         match &self.batcher {
             Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
+                let deadline = Instant::now() + self.config.send_timeout();
                 self.free_spent();
                 let (completer, handle) = crate::remoting::pair();
                 acc.add(
                     self,
                     msg,
                     target,
-                    Done::Handle(completer),
+                    Done::Handle(completer.into()),
                     stats::Op::none(),
+                    Some(deadline),
                 );
                 Ok(handle)
             }
@@ -81,7 +84,7 @@ impl Inner {
             (Prep::Single(msg), Some(acc))
                 if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
             {
-                return acc.add(self, msg, target, done, op);
+                return acc.add(self, msg, target, done, op, None);
             }
             (prep, _) => prep,
         };
@@ -96,8 +99,15 @@ impl Inner {
 
     /// Sends what the auto-batch accumulator admitted (it bounds their memory): no check that
     /// the producer runs (shutdown flushes batches), no wait for in-flight room. The callers'
-    /// statistics are kept by the accumulator, not here.
-    pub(super) fn launch_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+    /// statistics are kept by the accumulator, not here. `budget`: a synchronous caller's
+    /// deadline and retries, if the batch holds one.
+    pub(super) fn launch_async(
+        self: &Arc<Self>,
+        prep: Prep,
+        target: Target,
+        done: Done,
+        budget: Option<Budget>,
+    ) {
         self.free_spent();
         let prepared = match prep {
             Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
@@ -106,7 +116,11 @@ impl Inner {
         match prepared {
             Ok(prepared) => {
                 let permit = self.in_flight.acquire_unbounded(prepared.size);
-                self.start_async(prepared, permit, target, done, stats::Op::none());
+                let op = stats::Op::none();
+                match budget {
+                    Some(b) => self.start_async_within(prepared, permit, target, done, op, b),
+                    None => self.start_async(prepared, permit, target, done, op),
+                }
             }
             Err(e) => finish_done(self, done, Err(e), true),
         }
