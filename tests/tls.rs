@@ -486,7 +486,7 @@ fn transaction_check_backs_over_tls() {
             0,
             "a half message is not visible"
         );
-        let id = r.transaction_id.clone();
+        let id = r.transaction_id;
         assert!(
             wait_until(PROMPTLY, || broker.check_transaction(&id) > 0),
             "no TLS connection of the group to check back on"
