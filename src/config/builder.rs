@@ -65,6 +65,9 @@ impl ProducerConfigBuilder {
                 route_expiry: DEFAULT_ROUTE_EXPIRY,
                 client_api_timeout: DEFAULT_CLIENT_API_TIMEOUT,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                close_on_request_timeout: DEFAULT_CLOSE_ON_REQUEST_TIMEOUT,
+                tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+                max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
                 io_threads: DEFAULT_IO_THREADS,
                 callback_threads: DEFAULT_CALLBACK_THREADS,
                 backpressure: DEFAULT_BACKPRESSURE,
@@ -261,6 +264,26 @@ impl ProducerConfigBuilder {
         self.set_by_code("connect_timeout")
     }
 
+    /// Sets whether a request timeout resets its connection; see
+    /// [`ProducerConfig::close_on_request_timeout`].
+    pub fn close_on_request_timeout(mut self, on: bool) -> Self {
+        self.config.close_on_request_timeout = on;
+        self.set_by_code("close_on_request_timeout")
+    }
+
+    /// Sets TCP keepalive (`None` turns it off); see [`ProducerConfig::tcp_keepalive`].
+    pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp_keepalive = idle.into();
+        self.set_by_code("tcp_keepalive")
+    }
+
+    /// Sets the cap on a connection's queued output; see
+    /// [`ProducerConfig::max_connection_output_bytes`].
+    pub fn max_connection_output_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_connection_output_bytes = bytes;
+        self.set_by_code("max_connection_output_bytes")
+    }
+
     /// Sets the I/O thread count; see [`ProducerConfig::io_threads`].
     pub fn io_threads(mut self, n: usize) -> Self {
         self.config.io_threads = n;
@@ -440,6 +463,9 @@ mod tests {
             .route_expiry(Duration::from_secs(60))
             .client_api_timeout(Duration::from_secs(1))
             .connect_timeout(Duration::from_millis(250))
+            .close_on_request_timeout(false)
+            .tcp_keepalive(None)
+            .max_connection_output_bytes(64 * 1024 * 1024)
             .io_threads(3)
             .callback_threads(7)
             .backpressure(false)
@@ -478,6 +504,9 @@ mod tests {
         assert_eq!(c.route_expiry(), Duration::from_secs(60));
         assert_eq!(c.client_api_timeout(), Duration::from_secs(1));
         assert_eq!(c.connect_timeout(), Duration::from_millis(250));
+        assert!(!c.close_on_request_timeout());
+        assert_eq!(c.tcp_keepalive(), None);
+        assert_eq!(c.max_connection_output_bytes(), 64 * 1024 * 1024);
         assert_eq!((c.io_threads(), c.callback_threads()), (3, 7));
         assert!(!c.backpressure());
         assert_eq!((c.max_in_flight(), c.max_in_flight_bytes()), (10, 100));

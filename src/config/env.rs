@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 50] = [
+pub const ENV_VARS: [&str; 53] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -30,6 +30,9 @@ pub const ENV_VARS: [&str; 50] = [
     "ROCKETMQ_ROUTE_EXPIRY_MS",
     "ROCKETMQ_CLIENT_API_TIMEOUT_MS",
     "ROCKETMQ_CONNECT_TIMEOUT_MS",
+    "ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT",
+    "ROCKETMQ_TCP_KEEPALIVE_MS",
+    "ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES",
     "ROCKETMQ_IO_THREADS",
     "ROCKETMQ_CALLBACK_THREADS",
     "ROCKETMQ_BACKPRESSURE",
@@ -216,6 +219,25 @@ impl ProducerConfigBuilder {
             "connect_timeout",
             connect_timeout,
             parse_ms
+        );
+        env_value!(
+            "ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT",
+            "close_on_request_timeout",
+            close_on_request_timeout,
+            parse_bool
+        );
+        env_value!(
+            "ROCKETMQ_TCP_KEEPALIVE_MS",
+            "tcp_keepalive",
+            tcp_keepalive,
+            // 0 turns keepalive off.
+            |var, v| parse_ms(var, v).map(|d| Some(d).filter(|d| !d.is_zero()))
+        );
+        env_value!(
+            "ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES",
+            "max_connection_output_bytes",
+            max_connection_output_bytes,
+            parse_num::<usize>
         );
         env_value!(
             "ROCKETMQ_IO_THREADS",
@@ -445,6 +467,9 @@ mod tests {
             ("ROCKETMQ_ROUTE_EXPIRY_MS", "60000"),
             ("ROCKETMQ_CLIENT_API_TIMEOUT_MS", "2000"),
             ("ROCKETMQ_CONNECT_TIMEOUT_MS", "1000"),
+            ("ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT", "off"),
+            ("ROCKETMQ_TCP_KEEPALIVE_MS", "0"),
+            ("ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES", "8388608"),
             ("ROCKETMQ_IO_THREADS", "2"),
             ("ROCKETMQ_CALLBACK_THREADS", "6"),
             ("ROCKETMQ_BACKPRESSURE", "off"),
@@ -488,6 +513,9 @@ mod tests {
         assert_eq!(c.route_expiry(), Duration::from_secs(60));
         assert_eq!(c.client_api_timeout(), Duration::from_secs(2));
         assert_eq!(c.connect_timeout(), Duration::from_secs(1));
+        assert!(!c.close_on_request_timeout());
+        assert_eq!(c.tcp_keepalive(), None);
+        assert_eq!(c.max_connection_output_bytes(), 8 * 1024 * 1024);
         assert_eq!((c.io_threads(), c.callback_threads()), (2, 6));
         assert!(!c.backpressure());
         assert_eq!(

@@ -37,6 +37,14 @@ pub const DEFAULT_ROUTE_EXPIRY: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_CLIENT_API_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default [`ProducerConfig::connect_timeout`]: 3 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default [`ProducerConfig::close_on_request_timeout`]: true (Java's
+/// `clientCloseSocketIfTimeout`).
+pub const DEFAULT_CLOSE_ON_REQUEST_TIMEOUT: bool = true;
+/// Default [`ProducerConfig::tcp_keepalive`]: 30 s.
+pub const DEFAULT_TCP_KEEPALIVE: Option<Duration> = Some(crate::remoting::DEFAULT_TCP_KEEPALIVE);
+/// Default [`ProducerConfig::max_connection_output_bytes`]: 128 MiB.
+pub const DEFAULT_MAX_CONNECTION_OUTPUT_BYTES: usize =
+    crate::remoting::DEFAULT_MAX_CONNECTION_OUTPUT_BYTES;
 /// Default [`ProducerConfig::io_threads`]: 1.
 pub const DEFAULT_IO_THREADS: usize = 1;
 /// Default [`ProducerConfig::callback_threads`]: 4.
@@ -99,6 +107,9 @@ pub struct ProducerConfig {
     pub(super) route_expiry: Duration,
     pub(super) client_api_timeout: Duration,
     pub(super) connect_timeout: Duration,
+    pub(super) close_on_request_timeout: bool,
+    pub(super) tcp_keepalive: Option<Duration>,
+    pub(super) max_connection_output_bytes: usize,
     pub(super) io_threads: usize,
     pub(super) callback_threads: usize,
     pub(super) backpressure: bool,
@@ -255,6 +266,33 @@ impl ProducerConfig {
     /// (3 s); 1 ms to [`MAX_DURATION`](super::MAX_DURATION).
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+
+    /// Whether a request that gets no answer in time resets its connection
+    /// (`clientCloseSocketIfTimeout`): a broker or name server that stopped answering (a
+    /// paused process, dropped packets) loses the connection, the requests pending on it fail
+    /// at once (and are retried elsewhere), and what was queued for it is dropped rather than
+    /// delivered when it wakes. The next request connects again. Default
+    /// [`DEFAULT_CLOSE_ON_REQUEST_TIMEOUT`] (true, as in Java).
+    pub fn close_on_request_timeout(&self) -> bool {
+        self.close_on_request_timeout
+    }
+
+    /// TCP keepalive on every connection: `Some(idle)` sends the first probe after `idle`
+    /// without traffic and the next ones `idle` apart, so a peer that vanished is noticed on
+    /// an idle connection too; `None` turns it off (Java's default). Default
+    /// [`DEFAULT_TCP_KEEPALIVE`] (30 s); 1 s to 32 767 s.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        self.tcp_keepalive
+    }
+
+    /// The most bytes queued on one connection and not yet taken by the socket (a peer that
+    /// stops reading makes it grow). A send that would go over fails at once with a retriable
+    /// connection error naming the broker, and is retried elsewhere like one. Default
+    /// [`DEFAULT_MAX_CONNECTION_OUTPUT_BYTES`] (128 MiB); at least
+    /// [`max_message_size`](ProducerConfig::max_message_size).
+    pub fn max_connection_output_bytes(&self) -> usize {
+        self.max_connection_output_bytes
     }
 
     /// mio event-loop threads driving the sockets. Default [`DEFAULT_IO_THREADS`] (1); 1 to 64.
@@ -450,6 +488,9 @@ mod tests {
         assert_eq!(c.route_expiry(), Duration::from_secs(1800));
         assert_eq!(c.client_api_timeout(), Duration::from_secs(3));
         assert_eq!(c.connect_timeout(), Duration::from_secs(3));
+        assert!(c.close_on_request_timeout());
+        assert_eq!(c.tcp_keepalive(), Some(Duration::from_secs(30)));
+        assert_eq!(c.max_connection_output_bytes(), 128 * 1024 * 1024);
         assert_eq!((c.io_threads(), c.callback_threads()), (1, 4));
         assert!(c.backpressure());
         assert_eq!(c.max_in_flight(), 1024);

@@ -72,6 +72,9 @@ impl Inner {
             io_threads: config.io_threads(),
             callback_threads: config.callback_threads(),
             connect_timeout: config.connect_timeout(),
+            close_on_request_timeout: config.close_on_request_timeout(),
+            tcp_keepalive: config.tcp_keepalive(),
+            max_connection_output_bytes: config.max_connection_output_bytes(),
             tls: config.tls_config(),
             ..RemotingConfig::default()
         })?;
@@ -211,8 +214,14 @@ impl Inner {
             .map(|(_, addr)| {
                 let request = broker::unregister_request(&self.client_id, self.config.group());
                 let (completer, handle) = pair();
-                self.remoting
-                    .invoke_async(&addr, request, timeout, Completion::Handle(completer));
+                // Its timeout must not reset the connection: the sends still draining on it
+                // end with Shutdown when the connections close, not with a connection error.
+                self.remoting.invoke_async_keeping_connection(
+                    &addr,
+                    request,
+                    timeout,
+                    Completion::Handle(completer),
+                );
                 (addr, handle)
             })
             .collect();

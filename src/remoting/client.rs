@@ -4,8 +4,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
@@ -17,6 +15,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::completion::pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
+use super::resolve::{check_syntax, Resolver};
 use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
 use super::tls::TlsConnector;
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
@@ -87,7 +86,7 @@ struct Inner {
     pool_tx: RwLock<Option<Sender<Task>>>,
     pool_threads: Mutex<Vec<JoinHandle<()>>>,
     handler: Arc<HandlerSlot>,
-    /// Addresses resolved once, with the loop that owns each.
+    /// Addresses used so far (syntax checked), with the loop that owns each.
     targets: RwLock<HashMap<String, Arc<Target>>>,
     closed: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
@@ -120,6 +119,11 @@ impl RemotingClient {
     /// [`Error::Config`] naming the TLS setting when a certificate or key file cannot be read
     /// or used, or when the crate was built without its `tls` feature.
     pub fn new(config: RemotingConfig) -> Result<Self> {
+        Self::with_resolver(config, Resolver::system())
+    }
+
+    /// [`RemotingClient::new`] with the given name resolver (tests install their own).
+    pub(crate) fn with_resolver(config: RemotingConfig, resolver: Resolver) -> Result<Self> {
         if config.io_threads == 0 {
             return Err(Error::config("io_threads", "must be at least 1"));
         }
@@ -128,6 +132,18 @@ impl RemotingClient {
         }
         if config.max_frame < 16 {
             return Err(Error::config("max_frame", "must be at least 16 bytes"));
+        }
+        if config.max_connection_output_bytes == 0 {
+            return Err(Error::config(
+                "max_connection_output_bytes",
+                "must be at least 1 byte",
+            ));
+        }
+        if config
+            .tcp_keepalive
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return Err(Error::config("tcp_keepalive", "must be at least 1 s"));
         }
         // Certificate files are read once, before any thread starts.
         let tls = match &config.tls {
@@ -153,6 +169,10 @@ impl RemotingClient {
         let loop_config = LoopConfig {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
+            close_on_request_timeout: config.close_on_request_timeout,
+            tcp_keepalive: config.tcp_keepalive,
+            max_output: config.max_connection_output_bytes,
+            resolver,
             frames: frames.clone(),
             tls,
         };
@@ -244,7 +264,7 @@ impl RemotingClient {
 
     /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
     ///
-    /// Errors found before anything is queued (shut down, an address that does not resolve, a
+    /// Errors found before anything is queued (shut down, an address that is not `host:port`, a
     /// request that cannot be encoded) complete it at once, a callback still on the pool.
     pub fn invoke_async(
         &self,
@@ -252,6 +272,31 @@ impl RemotingClient {
         request: RemotingCommand,
         timeout: Duration,
         completion: Completion,
+    ) {
+        self.invoke_async_with(addr, request, timeout, completion, false);
+    }
+
+    /// [`RemotingClient::invoke_async`] for a request whose timeout never closes the
+    /// connection, whatever [`RemotingConfig::close_on_request_timeout`] says: the unregister
+    /// at shutdown, which must not fail the sends still draining on the connection with a
+    /// connection error (they end with `Shutdown` when the connections close).
+    pub(crate) fn invoke_async_keeping_connection(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+    ) {
+        self.invoke_async_with(addr, request, timeout, completion, true);
+    }
+
+    fn invoke_async_with(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+        keep_connection_on_timeout: bool,
     ) {
         let reply = match completion {
             Completion::Handle(c) => Reply::Handle(c),
@@ -262,7 +307,14 @@ impl RemotingClient {
         match self.prepare(addr, request, false) {
             // A failed push has completed the reply with `Shutdown`.
             Ok((target, frame, opaque)) => {
-                let _ = self.push(target, frame, opaque, timeout, Some(reply));
+                let _ = self.push_with(
+                    target,
+                    frame,
+                    opaque,
+                    timeout,
+                    Some(reply),
+                    keep_connection_on_timeout,
+                );
             }
             Err(e) => reply.complete(Err(e)),
         }
@@ -343,7 +395,7 @@ impl RemotingClient {
     /// connection failure is only logged.
     ///
     /// # Errors
-    /// [`Error::Shutdown`], an address that does not resolve, or a request that cannot be
+    /// [`Error::Shutdown`], an address that is not `host:port`, or a request that cannot be
     /// encoded.
     pub fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
         let (target, frame, opaque) = self.prepare(addr, request, true)?;
@@ -428,7 +480,7 @@ impl RemotingClient {
         &self.inner.config
     }
 
-    /// Checks the client is running, resolves `addr`, assigns the opaque and encodes.
+    /// Checks the client is running and `addr`'s syntax, assigns the opaque and encodes.
     fn prepare(
         &self,
         addr: &str,
@@ -454,7 +506,7 @@ impl RemotingClient {
         Ok((target, frame, opaque))
     }
 
-    /// Checks the client is running, resolves `addr`, assigns the opaque and lets `encode`
+    /// Checks the client is running and `addr`'s syntax, assigns the opaque and lets `encode`
     /// write the frame into a pooled buffer.
     fn prepare_encoded(
         &self,
@@ -490,6 +542,19 @@ impl RemotingClient {
         timeout: Duration,
         reply: Option<Reply>,
     ) -> Result<()> {
+        self.push_with(target, frame, opaque, timeout, reply, false)
+    }
+
+    /// [`RemotingClient::push`], saying whether the request's timeout may close the connection.
+    fn push_with(
+        &self,
+        target: Arc<Target>,
+        frame: Vec<u8>,
+        opaque: i32,
+        timeout: Duration,
+        reply: Option<Reply>,
+        keep_connection_on_timeout: bool,
+    ) -> Result<()> {
         let deadline = deadline_after(Instant::now(), timeout);
         let Some(lp) = self.inner.loops.get(target.lp) else {
             return Err(Error::Shutdown); // targets only name existing loops
@@ -501,23 +566,27 @@ impl RemotingClient {
             timeout,
             deadline,
             reply,
+            keep_connection_on_timeout,
         });
         lp.shared.send(cmd).map_err(|_| Error::Shutdown)
     }
 
-    /// The target for `addr`, resolving it the first time (on the caller's thread, so that a
-    /// slow name lookup never stalls an event loop).
+    /// The target for `addr`. Only its syntax is checked here (a bad address fails at once);
+    /// a host name is looked up by the event loop's lookup threads on every connect, never on
+    /// the caller's thread.
     fn target(&self, addr: &str) -> Result<Arc<Target>> {
         if let Some(t) = self.inner.targets.read().get(addr) {
             return Ok(t.clone());
         }
-        let socket = resolve(addr)?;
+        check_syntax(addr).map_err(|source| Error::Io {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let mut hasher = DefaultHasher::new();
         addr.hash(&mut hasher);
         let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
         let target = Arc::new(Target {
             addr: Arc::from(addr),
-            socket,
             lp,
         });
         let mut targets = self.inner.targets.write();
@@ -542,23 +611,6 @@ pub(crate) struct FrameSpec {
     pub(crate) flag: i32,
     /// The header serialization the client is configured with.
     pub(crate) serialize_type: crate::protocol::SerializeType,
-}
-
-fn resolve(addr: &str) -> Result<SocketAddr> {
-    if let Ok(socket) = addr.parse::<SocketAddr>() {
-        return Ok(socket);
-    }
-    let io_error = |source: io::Error| Error::Io {
-        addr: addr.to_owned(),
-        source,
-    };
-    let mut all = addr.to_socket_addrs().map_err(io_error)?;
-    all.next().ok_or_else(|| {
-        io_error(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the address resolves to nothing",
-        ))
-    })
 }
 
 impl Inner {

@@ -24,12 +24,11 @@ use super::{ConnectionState, ResponseCallback};
 use crate::error::{Error, Result};
 use crate::protocol::RemotingCommand;
 
-/// Where a request is headed: the address as the caller wrote it, resolved once, and the
-/// event loop that owns it.
+/// Where a request is headed: the address as the caller wrote it (checked to be `host:port`;
+/// a host name is looked up on every connect, see `resolve`), and the event loop that owns it.
 #[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) addr: Arc<str>,
-    pub(crate) socket: SocketAddr,
     pub(crate) lp: usize,
 }
 
@@ -66,6 +65,9 @@ pub(crate) struct Request {
     pub(crate) deadline: Instant,
     /// `None` for a oneway request.
     pub(crate) reply: Option<Reply>,
+    /// Its timeout leaves the connection open even when the client closes connections on
+    /// request timeouts.
+    pub(crate) keep_connection_on_timeout: bool,
 }
 
 /// What callers and callback threads send to an event loop.
@@ -80,6 +82,12 @@ pub(crate) enum Command {
     },
     /// Close the connection to an address, failing what is pending on it.
     Close(Arc<str>),
+    /// The lookup of a connection's host name finished (sent by its lookup thread).
+    Resolved {
+        token: usize,
+        conn_id: u64,
+        result: std::io::Result<Vec<SocketAddr>>,
+    },
     /// Fail everything with `Shutdown` and stop.
     Shutdown,
 }
@@ -90,6 +98,7 @@ impl std::fmt::Debug for Command {
             Command::Request(r) => write!(f, "Request({}, opaque {})", r.target.addr, r.opaque),
             Command::Reply { token, .. } => write!(f, "Reply(token {token})"),
             Command::Close(addr) => write!(f, "Close({addr})"),
+            Command::Resolved { token, .. } => write!(f, "Resolved(token {token})"),
             Command::Shutdown => f.write_str("Shutdown"),
         }
     }

@@ -109,8 +109,6 @@ pub(crate) use without_tls::{TlsConnector, TlsSession};
 
 #[cfg(not(feature = "tls"))]
 mod without_tls {
-    use std::net::SocketAddr;
-
     use mio::net::TcpStream;
 
     use super::TlsConfig;
@@ -134,11 +132,7 @@ mod without_tls {
             ))
         }
 
-        pub(crate) fn session(
-            &self,
-            _addr: &str,
-            _socket: SocketAddr,
-        ) -> Result<TlsSession, String> {
+        pub(crate) fn session(&self, _addr: &str) -> Result<TlsSession, String> {
             match *self {}
         }
     }
@@ -178,7 +172,6 @@ mod without_tls {
 #[cfg(feature = "tls")]
 mod with_tls {
     use std::io::{self, Read, Write};
-    use std::net::SocketAddr;
     use std::sync::Arc;
 
     use mio::net::TcpStream;
@@ -258,13 +251,14 @@ mod with_tls {
             })
         }
 
-        /// A client session for the peer at `addr` (`host:port`, resolved to `socket`): its
-        /// certificate must name the server name override, else the host of `addr`, else the
-        /// IP address connected to.
-        pub(crate) fn session(&self, addr: &str, socket: SocketAddr) -> Result<TlsSession, String> {
+        /// A client session for the peer at `addr` (`host:port`): its certificate must name
+        /// the server name override, else the host of `addr`.
+        pub(crate) fn session(&self, addr: &str) -> Result<TlsSession, String> {
             let name = match &self.server_name {
                 Some(name) => name.clone(),
-                None => name_of(addr).unwrap_or_else(|| ServerName::IpAddress(socket.ip().into())),
+                None => name_of(addr).ok_or_else(|| {
+                    format!("no TLS server name in {addr:?}: set tls_server_name")
+                })?,
             };
             let conn = ClientConnection::new(self.config.clone(), name)
                 .map_err(|e| format!("cannot start a TLS session: {e}"))?;
