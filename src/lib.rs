@@ -141,6 +141,20 @@
 //! ([`ProducerConfig::production`], [`ProducerConfig::high_throughput`], ...). Invalid values are
 //! errors that name the setting.
 //!
+//! ## TLS
+//!
+//! With the cargo feature `tls` (off by default; rustls with the ring backend, no OpenSSL),
+//! [`ProducerConfigBuilder::tls`] makes every connection, to name servers and brokers, a TLS
+//! connection: servers verified against a CA file ([`ProducerConfigBuilder::tls_ca_file`]) or
+//! the system roots, by the host they are reached at or a fixed
+//! [`tls_server_name`](ProducerConfigBuilder::tls_server_name), with an optional client
+//! certificate; `ROCKETMQ_TLS*` variables set the same. TLS runs inside the event loops (no
+//! extra thread, no blocking call); the handshake is part of connecting, under the connect
+//! timeout, and a failed one ends the requests waiting for it with a connection error that names
+//! the node and says why. [`ProducerConfigBuilder::tls_insecure_skip_verify_for_testing`] turns
+//! verification off, for self-signed test clusters only. Without the feature, asking for TLS is
+//! a configuration error.
+//!
 //! ## Testing your own code
 //!
 //! [`testing::MockBroker`] and [`testing::MockCluster`] are always compiled: an in-process name

@@ -90,6 +90,7 @@ impl ProducerConfigBuilder {
                 strict_order: DEFAULT_STRICT_ORDER,
                 transaction_records: DEFAULT_TRANSACTION_RECORDS,
                 transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
+                tls: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
             fault_not_available: DEFAULT_NOT_AVAILABLE_DURATION.to_vec(),
@@ -98,7 +99,7 @@ impl ProducerConfigBuilder {
     }
 
     /// Forgets that `setting` came from the environment (a setter replaced it).
-    fn set_by_code(mut self, setting: &str) -> Self {
+    pub(super) fn set_by_code(mut self, setting: &str) -> Self {
         self.origins.retain(|(s, _)| *s != setting);
         self
     }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 47] = [
+pub const ENV_VARS: [&str; 53] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -56,6 +56,13 @@ pub const ENV_VARS: [&str; 47] = [
     "ROCKETMQ_STRICT_ORDER",
     "ROCKETMQ_TRANSACTION_RECORDS",
     "ROCKETMQ_TRANSACTION_RECORD_AGE_MS",
+    // TLS (config/tls.rs: TLS_ENV_VARS)
+    "ROCKETMQ_TLS",
+    "ROCKETMQ_TLS_CA_FILE",
+    "ROCKETMQ_TLS_SERVER_NAME",
+    "ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING",
+    "ROCKETMQ_TLS_CLIENT_CERT",
+    "ROCKETMQ_TLS_CLIENT_KEY",
 ];
 
 impl ProducerConfigBuilder {
@@ -355,6 +362,7 @@ impl ProducerConfigBuilder {
             transaction_record_age,
             parse_ms
         );
+        self.tls_from_env(&get)?;
         Ok(self)
     }
 }
@@ -402,7 +410,7 @@ fn parse_ms_list(var: &'static str, v: &str) -> Result<Vec<Duration>> {
         .collect())
 }
 
-fn parse_bool(var: &'static str, v: &str) -> Result<bool> {
+pub(super) fn parse_bool(var: &'static str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),

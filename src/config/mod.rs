@@ -88,6 +88,12 @@
 //! | `ROCKETMQ_STRICT_ORDER` | [`strict_order`](ProducerConfig::strict_order) |
 //! | `ROCKETMQ_TRANSACTION_RECORDS` | [`transaction_records`](ProducerConfig::transaction_records) |
 //! | `ROCKETMQ_TRANSACTION_RECORD_AGE_MS` | [`transaction_record_age`](ProducerConfig::transaction_record_age) |
+//! | `ROCKETMQ_TLS` | [`tls`](ProducerConfig::tls) (crate feature `tls`) |
+//! | `ROCKETMQ_TLS_CA_FILE` | [`tls_ca_file`](ProducerConfig::tls_ca_file) (unset: the system roots) |
+//! | `ROCKETMQ_TLS_SERVER_NAME` | [`tls_server_name`](ProducerConfig::tls_server_name) |
+//! | `ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING` | [`tls_insecure_skip_verify_for_testing`](ProducerConfig::tls_insecure_skip_verify_for_testing) |
+//! | `ROCKETMQ_TLS_CLIENT_CERT` | [`tls_client_cert`](ProducerConfig::tls_client_cert) |
+//! | `ROCKETMQ_TLS_CLIENT_KEY` | [`tls_client_key`](ProducerConfig::tls_client_key) |
 //!
 //! `from_env` also logs a warning for any other `ROCKETMQ_*` variable except `ROCKETMQ_HOME`
 //! (probably a typo; other tools share the prefix, so it is not an error).
@@ -97,6 +103,7 @@ mod env;
 mod presets;
 mod router;
 mod settings;
+mod tls;
 mod validate;
 
 pub use builder::ProducerConfigBuilder;

@@ -132,6 +132,7 @@ pub struct ProducerConfig {
     pub(super) strict_order: bool,
     pub(super) transaction_records: usize,
     pub(super) transaction_record_age: Duration,
+    pub(super) tls: super::tls::TlsSettings,
 }
 
 impl ProducerConfig {

@@ -230,6 +230,7 @@ impl ProducerConfigBuilder {
             Duration::from_secs(1),
             MAX_DURATION,
         )?;
+        self.check_tls()?;
         Ok(c)
     }
 

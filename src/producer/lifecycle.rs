@@ -76,6 +76,7 @@ impl Inner {
             close_on_request_timeout: config.close_on_request_timeout(),
             tcp_keepalive: config.tcp_keepalive(),
             max_connection_output_bytes: config.max_connection_output_bytes(),
+            tls: config.tls_config(),
             ..RemotingConfig::default()
         })?;
         let ip = match config.client_ip() {

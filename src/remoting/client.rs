@@ -17,6 +17,7 @@ use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
 use super::resolve::{check_syntax, Resolver};
 use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
+use super::tls::TlsConnector;
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
 use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
@@ -114,7 +115,9 @@ impl RemotingClient {
     ///
     /// # Errors
     /// [`Error::Config`] if a thread count is zero or the frame limit is too small to hold a
-    /// frame, or if the threads or pollers cannot be created.
+    /// frame, or if the threads or pollers cannot be created. With [`RemotingConfig::tls`]:
+    /// [`Error::Config`] naming the TLS setting when a certificate or key file cannot be read
+    /// or used, or when the crate was built without its `tls` feature.
     pub fn new(config: RemotingConfig) -> Result<Self> {
         Self::with_resolver(config, Resolver::system())
     }
@@ -142,6 +145,11 @@ impl RemotingClient {
         {
             return Err(Error::config("tcp_keepalive", "must be at least 1 s"));
         }
+        // Certificate files are read once, before any thread starts.
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(TlsConnector::new(tls)?)),
+            None => None,
+        };
         let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
         let pending = Arc::new(AtomicUsize::new(0));
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded();
@@ -166,6 +174,7 @@ impl RemotingClient {
             max_output: config.max_connection_output_bytes,
             resolver,
             frames: frames.clone(),
+            tls,
         };
         let mut loops = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {

@@ -4,6 +4,11 @@
 //! `write` calls as the socket allows; write interest is registered only while output is
 //! left over. Input: reads go straight into a reused buffer, whole frames are decoded from it
 //! in place, and the buffer grows only for a frame that does not fit (up to the frame limit).
+//!
+//! TLS: a connection with a [`TlsSession`] has the same phases plus a handshake between the
+//! TCP connect and `Connected` (under the same deadline). Its output buffer holds plaintext
+//! that the session encrypts as the socket takes records; its reads go through the session
+//! into the same read buffer. The event loop sees one read/flush interface either way.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use byteorder::{BigEndian, ByteOrder};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::tls::TlsSession;
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
 
@@ -29,7 +35,9 @@ pub(crate) enum Phase {
     Resolving { deadline: Instant },
     /// Connect under way; fails if not done by the deadline.
     Connecting { deadline: Instant },
-    /// Connected.
+    /// TCP connected, TLS handshake under way; fails if not done by the (connect) deadline.
+    Handshaking { deadline: Instant },
+    /// Connected (and the TLS handshake, if any, done).
     Connected,
 }
 
@@ -46,6 +54,9 @@ pub(crate) enum Failure {
     Local(&'static str),
     /// A request on it timed out, and the client closes connections on request timeouts.
     RequestTimedOut(Duration),
+    /// TLS failed: the handshake (a certificate that does not verify, no common protocol) or
+    /// a record from the peer.
+    Tls(String),
 }
 
 impl Failure {
@@ -74,6 +85,10 @@ impl Failure {
                     "a request on it got no answer within {after:?}, so the connection was \
                      reset (close_on_request_timeout)"
                 ),
+            },
+            Failure::Tls(why) => Error::ConnectionClosed {
+                addr: addr.to_owned(),
+                reason: why.clone(),
             },
         }
     }
@@ -120,17 +135,21 @@ pub(crate) struct Conn {
     out_pos: usize,
     write_interest: bool,
     input: ReadBuf,
+    /// The TLS session of a TLS connection (boxed: rustls state is large).
+    tls: Option<Box<TlsSession>>,
 }
 
 impl Conn {
     /// A connection whose connect was just started; registered for read and write (the
-    /// connect completes with a writable event).
+    /// connect completes with a writable event). With `tls`, the handshake follows the
+    /// connect, under the same deadline.
     pub(crate) fn connecting(
         id: u64,
         addr: Arc<str>,
         stream: TcpStream,
         deadline: Instant,
         max_frame: usize,
+        tls: Option<TlsSession>,
     ) -> Self {
         Conn {
             id,
@@ -142,12 +161,19 @@ impl Conn {
             out_pos: 0,
             write_interest: true,
             input: ReadBuf::new(max_frame),
+            tls: tls.map(Box::new),
         }
     }
 
     /// A connection whose address is being looked up: requests queue on it; it has no socket
     /// until [`Conn::start_connect`].
-    pub(crate) fn resolving(id: u64, addr: Arc<str>, deadline: Instant, max_frame: usize) -> Self {
+    pub(crate) fn resolving(
+        id: u64,
+        addr: Arc<str>,
+        deadline: Instant,
+        max_frame: usize,
+        tls: Option<TlsSession>,
+    ) -> Self {
         Conn {
             id,
             addr,
@@ -158,13 +184,16 @@ impl Conn {
             out_pos: 0,
             write_interest: true,
             input: ReadBuf::new(max_frame),
+            tls: tls.map(Box::new),
         }
     }
 
     /// The deadline of the lookup or connect under way, if one is.
     pub(crate) fn connect_deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Resolving { deadline } | Phase::Connecting { deadline } => Some(deadline),
+            Phase::Resolving { deadline }
+            | Phase::Connecting { deadline }
+            | Phase::Handshaking { deadline } => Some(deadline),
             Phase::Connected => None,
         }
     }
@@ -185,8 +214,40 @@ impl Conn {
         Ok(())
     }
 
-    /// Checks whether the connect finished: `Ok(true)` connected, `Ok(false)` not yet.
+    /// Checks whether the connect (and the TLS handshake) finished: `Ok(true)` connected,
+    /// `Ok(false)` not yet.
     pub(crate) fn finish_connect(&mut self) -> Result<bool, Failure> {
+        match self.phase {
+            Phase::Connected => Ok(true),
+            Phase::Resolving { .. } => Ok(false),
+            Phase::Connecting { deadline } => {
+                if !self.finish_tcp_connect()? {
+                    return Ok(false);
+                }
+                if self.tls.is_none() {
+                    self.phase = Phase::Connected;
+                    return Ok(true);
+                }
+                self.phase = Phase::Handshaking { deadline };
+                self.handshake()
+            }
+            Phase::Handshaking { .. } => self.handshake(),
+        }
+    }
+
+    fn handshake(&mut self) -> Result<bool, Failure> {
+        let (Some(tls), Some(stream)) = (self.tls.as_mut(), self.stream.as_mut()) else {
+            return Ok(false);
+        };
+        if tls.handshake(stream)? {
+            self.phase = Phase::Connected;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether the TCP connect finished: `Ok(true)` connected, `Ok(false)` not yet.
+    fn finish_tcp_connect(&mut self) -> Result<bool, Failure> {
         let Some(stream) = &self.stream else {
             return Ok(false); // still resolving
         };
@@ -195,12 +256,21 @@ impl Conn {
             Ok(Some(e)) | Err(e) => return Err(Failure::Io(e)),
         }
         match stream.peer_addr() {
-            Ok(_) => {
-                self.phase = Phase::Connected;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(Failure::Io(e)),
+        }
+    }
+
+    /// Whether this is a TLS connection.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Tells a TLS peer that the connection ends (one non-blocking attempt; plain: nothing).
+    pub(crate) fn close_notify(&mut self) {
+        if let (Some(tls), Some(stream)) = (self.tls.as_mut(), self.stream.as_mut()) {
+            tls.close_notify(stream);
         }
     }
 
@@ -217,9 +287,9 @@ impl Conn {
         self.out.extend_from_slice(frame);
     }
 
-    /// Whether output is waiting for the socket.
+    /// Whether output is waiting for the socket (frames, or TLS records).
     pub(crate) fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Bytes queued and not yet taken by the socket.
@@ -243,7 +313,10 @@ impl Conn {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(()); // flushed once connected
         };
-        while self.out_pos < self.out.len() {
+        if let Some(tls) = self.tls.as_mut() {
+            self.out_pos += tls.flush(stream, &self.out[self.out_pos..])?;
+        }
+        while self.tls.is_none() && self.out_pos < self.out.len() {
             match stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(Failure::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.out_pos += n,
@@ -289,6 +362,11 @@ impl Conn {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
+        if let Some(tls) = self.tls.as_mut() {
+            tls.read(stream, &mut self.input, frames)?;
+            self.input.shrink_if_idle();
+            return Ok(());
+        }
         loop {
             match stream.read(self.input.spare()) {
                 Ok(0) => return Err(Failure::Eof),

@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use super::connection::{configure_socket, Conn, Failure, Phase};
 use super::resolve::{check_syntax, host_of, Resolver};
 use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
+use super::tls::TlsConnector;
 use super::ConnectionState;
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
@@ -49,6 +50,8 @@ pub(crate) struct LoopConfig {
     pub(crate) frames: Arc<FramePool>,
     /// Looks host names up (on lookup threads).
     pub(crate) resolver: Resolver,
+    /// Every connection speaks TLS when set.
+    pub(crate) tls: Option<Arc<TlsConnector>>,
 }
 
 /// Host-name lookups under way at once, per event loop; a connect that would start one more
@@ -250,14 +253,18 @@ impl EventLoop {
         next.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    fn on_event(&mut self, idx: usize, readable: bool) {
+    fn on_event(&mut self, idx: usize, mut readable: bool) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return; // a connection closed earlier in this turn
         };
         if !conn.is_connected() {
             match conn.finish_connect() {
                 Ok(true) => {
-                    log::debug!("connected to {}", conn.addr);
+                    let tls = if conn.is_tls() { " (TLS)" } else { "" };
+                    log::debug!("connected to {}{tls}", conn.addr);
+                    // A TLS handshake may have read past its end (this event's readiness
+                    // is used up): read what is there.
+                    readable = true;
                     if let Some(stream) = &conn.stream {
                         configure_socket(stream, &conn.addr, self.config.tcp_keepalive);
                     }
@@ -287,6 +294,11 @@ impl EventLoop {
         }
         let mut frames = std::mem::take(&mut self.frames);
         let result = conn.read(&mut frames);
+        // TLS: reading may leave records to send (alerts, key updates).
+        if conn.has_output() && !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
         let conn_id = conn.id;
         let addr = conn.addr.clone();
         for frame in frames.drain(..) {
@@ -454,6 +466,10 @@ impl EventLoop {
     fn connect(&mut self, target: &Target) -> io::Result<usize> {
         let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
         let literal = check_syntax(&target.addr)?;
+        let tls = match &self.config.tls {
+            None => None,
+            Some(connector) => Some(connector.session(&target.addr).map_err(io::Error::other)?),
+        };
         let (conn_id, mut conn) = match literal {
             Some(socket) => {
                 let stream = TcpStream::connect(socket)?;
@@ -465,6 +481,7 @@ impl EventLoop {
                     stream,
                     deadline,
                     self.config.max_frame,
+                    tls,
                 );
                 (id, conn)
             }
@@ -479,8 +496,13 @@ impl EventLoop {
                     ));
                 }
                 let id = self.next_conn_id + 1;
-                let conn =
-                    Conn::resolving(id, target.addr.clone(), deadline, self.config.max_frame);
+                let conn = Conn::resolving(
+                    id,
+                    target.addr.clone(),
+                    deadline,
+                    self.config.max_frame,
+                    tls,
+                );
                 (id, conn)
             }
         };
@@ -676,12 +698,22 @@ impl EventLoop {
                 .and_then(Option::as_ref)
                 .filter(|c| matches!(c.phase, Phase::Resolving { .. }))
                 .map(|c| host_of(&c.addr).to_owned());
+            let handshaking = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| matches!(c.phase, Phase::Handshaking { .. }));
+            let after = self.config.connect_timeout;
+            if handshaking {
+                let why = format!("TLS handshake timed out after {after:?} (the connect timeout)");
+                self.close(idx, Failure::Tls(why));
+                continue;
+            }
             let message = match resolving {
                 Some(host) => format!(
-                    "connect timed out after {:?}: the lookup of {host} did not finish",
-                    self.config.connect_timeout
+                    "connect timed out after {after:?}: the lookup of {host} did not finish"
                 ),
-                None => format!("connect timed out after {:?}", self.config.connect_timeout),
+                None => format!("connect timed out after {after:?}"),
             };
             self.close(
                 idx,
@@ -698,6 +730,9 @@ impl EventLoop {
             return;
         };
         self.free.push(idx);
+        if matches!(failure, Failure::Local(_)) && conn.is_connected() {
+            conn.close_notify();
+        }
         if let Err(e) = conn.deregister(self.poll.registry()) {
             log::debug!("deregistering {}: {e}", conn.addr);
         }
@@ -756,8 +791,11 @@ impl EventLoop {
             }
         }
         for conn in self.conns.iter_mut().flatten() {
-            if conn.is_connected() && conn.has_output() {
-                let _ = conn.flush();
+            if conn.is_connected() {
+                if conn.has_output() {
+                    let _ = conn.flush();
+                }
+                conn.close_notify();
             }
         }
         self.pending_count

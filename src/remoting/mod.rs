@@ -39,6 +39,16 @@
 //! name that does not resolve fails the request with an [`Io`](crate::Error::Io) error naming
 //! the host. The first address found is dialled.
 //!
+//! # TLS
+//!
+//! With [`RemotingConfig::tls`] (crate feature `tls`) every connection is a rustls client
+//! session driven by its event loop over the same non-blocking socket: no extra thread and no
+//! blocking call. The handshake follows the TCP connect under the same deadline
+//! ([`RemotingConfig::connect_timeout`]); requests queued meanwhile leave once it is done. A
+//! failed handshake (a certificate that does not verify, a peer that does not speak TLS, the
+//! deadline) closes the connection with [`ConnectionClosed`](crate::Error::ConnectionClosed)
+//! naming the peer and the reason, and every request pending on it ends with that error.
+//!
 //! # Server-initiated requests
 //!
 //! A frame from a peer without the response flag is a request (CHECK_TRANSACTION_STATE and the
@@ -55,6 +65,7 @@ mod guard;
 mod pool;
 mod resolve;
 mod task;
+mod tls;
 
 use std::time::Duration;
 
@@ -65,6 +76,7 @@ pub(crate) use client::FrameSpec;
 pub use client::RemotingClient;
 pub use completion::{pair, Completer, Handle};
 pub(crate) use guard::guarded;
+pub use tls::{TlsConfig, TlsTrust};
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.
 pub type ResponseCallback = Box<dyn FnOnce(Result<RemotingCommand>) + Send + 'static>;
@@ -133,6 +145,10 @@ pub struct RemotingConfig {
     /// [`Error::Io`](crate::Error::Io) naming the peer, and nothing of it is queued. A frame
     /// is always accepted by an empty queue, so any frame size can be sent.
     pub max_connection_output_bytes: usize,
+    /// TLS for every connection (name servers and brokers), or `None` for plain TCP (the
+    /// default). Needs the crate feature `tls`; without it [`RemotingClient::new`] refuses a
+    /// configuration that sets this.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Default [`RemotingConfig::tcp_keepalive`]: 30 s.
@@ -152,6 +168,7 @@ impl Default for RemotingConfig {
             close_on_request_timeout: true,
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
+            tls: None,
         }
     }
 }

@@ -105,6 +105,8 @@ mod node;
 mod records;
 mod reply;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -116,9 +118,11 @@ pub use cluster::{MockCluster, MockClusterBuilder, MockNameServer};
 pub use records::{
     EndTransactionRecord, HalfMessage, MockCounters, StoredMessage, TransactionState,
 };
+#[cfg(feature = "tls")]
+pub use tls::MockTls;
 
 use node::{BrokerCore, BrokerSettings, Fault, NamesrvCore, Node, TopicConf};
-use server::{Dispatch, Server};
+use server::{Dispatch, Server, ServerTls};
 
 /// Settings of a [`MockBroker`].
 #[derive(Debug, Clone)]
@@ -129,6 +133,7 @@ pub struct MockBrokerBuilder {
     port: u16,
     legacy_json: bool,
     settings: BrokerSettings,
+    tls: ServerTls,
 }
 
 impl Default for MockBrokerBuilder {
@@ -139,6 +144,7 @@ impl Default for MockBrokerBuilder {
             check_interval: None,
             port: 0,
             legacy_json: false,
+            tls: ServerTls::default(),
             settings: BrokerSettings {
                 auto_create: true,
                 keep_messages: true,
@@ -214,6 +220,17 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Serves TLS only, with this identity (crate feature `tls`): clients must connect with
+    /// TLS, as to a real broker in "enforcing" mode.
+    ///
+    /// # Errors
+    /// The certificate and key do not fit together (or another rustls refusal).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: MockTls) -> io::Result<Self> {
+        self.tls.config = Some(tls.server_config()?);
+        Ok(self)
+    }
+
     /// Starts a broker that is also its own name server.
     pub fn start(self) -> io::Result<MockBroker> {
         self.start_as(true)
@@ -233,7 +250,7 @@ impl MockBrokerBuilder {
             legacy_json: self.legacy_json.into(),
         });
         let node = Arc::new(Node::new(Some(core), namesrv));
-        let server = serve(&node, self.port)?;
+        let server = serve(&node, self.port, &self.tls)?;
         if let Some(b) = &node.broker {
             let _ = b.addr.set(server.addr());
         }
@@ -247,8 +264,8 @@ impl MockBrokerBuilder {
     }
 }
 
-fn serve(node: &Arc<Node>, port: u16) -> io::Result<Arc<Server>> {
-    let (server, listener) = Server::bind(port)?;
+fn serve(node: &Arc<Node>, port: u16, tls: &ServerTls) -> io::Result<Arc<Server>> {
+    let (server, listener) = Server::bind(port, tls.clone())?;
     let weak: Weak<dyn Dispatch> = Arc::downgrade(&(node.clone() as Arc<dyn Dispatch>));
     server.start(listener, weak)?;
     *node.server.lock() = Some(server.clone());

@@ -195,6 +195,14 @@ impl Reader {
         }
     }
 
+    /// A reader whose remoting client has `config` (TLS clusters).
+    pub fn with_config(namesrv: &str, config: RemotingConfig) -> Reader {
+        Reader {
+            client: RemotingClient::new(config).expect("remoting client"),
+            namesrv: namesrv.to_string(),
+        }
+    }
+
     fn invoke(&self, addr: &str, request: RemotingCommand) -> Result<RemotingCommand, String> {
         self.client
             .invoke_sync(addr, request, ADMIN_TIMEOUT)
