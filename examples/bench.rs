@@ -4,6 +4,7 @@
 //! cargo run --release --example bench -- --mode async --in-flight 1024 --duration 10 --raw
 //! cargo run --release --example bench -- --mode sync --raw
 //! cargo run --release --example bench -- --namesrv 127.0.0.1:9876 --topic BenchTopic --mode oneway
+//! cargo run --release --features tls --example bench -- --mode async --tls
 //! ```
 //!
 //! Flags (all optional):
@@ -25,6 +26,9 @@
 //! | `--auto-batch` | off | turn the producer's auto-batching on |
 //! | `--io-threads N` | 1 | producer event-loop threads |
 //! | `--json` | off | print the summary as JSON on stdout |
+//! | `--tls` | off | TLS to every node (crate feature `tls`); the embedded MockBroker then serves TLS only, with the test certificates of `tests/data/tls` |
+//! | `--tls-ca FILE` | `tests/data/tls/ca.pem` | CA file to verify the nodes with, under `--tls` |
+//! | `--tls-insecure` | off | under `--tls`, do not verify certificates (a self-signed test cluster) |
 //!
 //! A progress line goes to stderr every second: messages per second and MB per second in that
 //! second, latency p50 and p99 of the phase so far, errors so far.
@@ -102,12 +106,15 @@ struct Args {
     auto_batch: bool,
     io_threads: usize,
     json: bool,
+    tls: bool,
+    tls_ca: Option<String>,
+    tls_insecure: bool,
 }
 
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
-[--auto-batch] [--io-threads N] [--json]";
+[--auto-batch] [--io-threads N] [--json] [--tls [--tls-ca FILE | --tls-insecure]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -126,6 +133,9 @@ fn parse_args() -> Result<Args, String> {
         auto_batch: false,
         io_threads: 1,
         json: false,
+        tls: false,
+        tls_ca: None,
+        tls_insecure: false,
     };
     let mut it = std::env::args().skip(1);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -168,12 +178,27 @@ fn parse_args() -> Result<Args, String> {
             "--auto-batch" => a.auto_batch = true,
             "--io-threads" => a.io_threads = num(&flag, it.next())?,
             "--json" => a.json = true,
+            "--tls" => a.tls = true,
+            "--tls-ca" => a.tls_ca = Some(it.next().ok_or("--tls-ca needs a value")?),
+            "--tls-insecure" => a.tls_insecure = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
     if a.threads == 0 || a.size == 0 || a.in_flight == 0 || a.batch == 0 || a.io_threads == 0 {
         return Err("--threads, --size, --in-flight, --batch and --io-threads must be > 0".into());
+    }
+    if (a.tls_ca.is_some() || a.tls_insecure) && !a.tls {
+        return Err("--tls-ca and --tls-insecure need --tls".into());
+    }
+    if a.tls && a.raw {
+        return Err("--raw speaks plain TCP: it cannot run with --tls".into());
+    }
+    if a.tls && !cfg!(feature = "tls") {
+        return Err(
+            "--tls needs the crate feature: cargo run --release --features tls --example bench"
+                .into(),
+        );
     }
     if a.in_flight < a.threads {
         a.in_flight = a.threads;
@@ -990,7 +1015,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (namesrv, _embedded) = match &args.namesrv {
         Some(a) => (a.clone(), None),
         None => {
-            let broker = MockBroker::builder().keep_messages(false).start()?;
+            let builder = MockBroker::builder().keep_messages(false);
+            #[cfg(feature = "tls")]
+            let builder = if args.tls {
+                builder.tls(rocketmq_mio::testing::MockTls::from_pem_files(
+                    test_cert("server.pem"),
+                    test_cert("server.key"),
+                )?)?
+            } else {
+                builder
+            };
+            let broker = builder.start()?;
             (broker.namesrv_addr(), Some(broker))
         }
     };
@@ -998,7 +1033,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(a) => format!("name server {a}"),
         None => format!("embedded MockBroker {namesrv}"),
     };
-    let producer = Producer::builder("GID_BENCH")
+    let broker_label = if args.tls {
+        format!("{broker_label} over TLS")
+    } else {
+        broker_label
+    };
+    let mut config = Producer::builder("GID_BENCH");
+    if args.tls {
+        config = config.tls(true);
+        config = if args.tls_insecure {
+            config.tls_insecure_skip_verify_for_testing(true)
+        } else {
+            config.tls_ca_file(args.tls_ca.clone().unwrap_or_else(|| test_cert("ca.pem")))
+        };
+    }
+    let producer = config
         .name_server(namesrv.as_str())
         .io_threads(args.io_threads)
         .max_in_flight(
@@ -1066,6 +1115,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A file of the crate's test certificates (`tests/data/tls`, scripts/tls-certs.sh).
+fn test_cert(name: &str) -> String {
+    format!("{}/tests/data/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult]) {
     let load_after = loadavg();
     let raw = results.iter().find(|r| r.name == "raw");
@@ -1110,6 +1164,7 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             "in_flight": args.in_flight,
             "batch": args.batch,
             "auto_batch": args.auto_batch,
+            "tls": args.tls,
             "broker": broker,
             "load_before": load_before,
             "load_after": load_after,

@@ -4,6 +4,13 @@
 #
 #   scripts/real-broker.sh install                 # once per machine (~25 min of compiling)
 #   scripts/real-broker.sh start DIR [NS_PORT] [BROKER_PORT] [BROKERS]   # prints the name server address
+#   scripts/real-broker.sh start-tls DIR [NS_PORT] [BROKER_PORT] [BROKERS]
+#                                                  # the same cluster with TLS: a test CA and a
+#                                                  # certificate for 127.0.0.1 are made in DIR/tls
+#                                                  # (scripts/tls-certs.sh; CA file DIR/tls/ca.pem);
+#                                                  # brokers serve TLS only ("enforcing"), the name
+#                                                  # server TLS and plain ("permissive": brokers
+#                                                  # register over plain TCP)
 #   scripts/real-broker.sh stop DIR
 #   scripts/real-broker.sh kill-broker DIR NAME    # e.g. broker-a (SIGKILL, for fault tests)
 #   scripts/real-broker.sh start-broker DIR NAME   # start one broker again with its old config
@@ -79,6 +86,20 @@ registrations() { # LOG -> how many times the broker registered with the name se
   grep -c "Register broker to name remoting_server success" "$1" || true
 }
 
+broker_tls_toml() { # DIR -> the broker's TLS tables when DIR is a TLS cluster
+  [[ -f $1/tls/mode ]] || return 0
+  cat <<TOML
+[broker.brokerServerConfig.tlsConfig]
+enable = true
+testModeEnable = false
+
+[broker.brokerServerConfig.tlsConfig.server]
+mode = "$(cat "$1/tls/mode")"
+certPath = "$1/tls/server.pem"
+keyPath = "$1/tls/server.key"
+TOML
+}
+
 start_broker() { # DIR NAME
   local dir=$1 name=$2 bdir=$1/$2 port p before
   port=$(cat "$bdir/port")
@@ -114,7 +135,7 @@ start_broker() { # DIR NAME
 }
 
 start_namesrv() { # DIR
-  local dir=$1 port
+  local dir=$1 port args
   port=$(cut -d: -f2 "$dir/namesrv.addr")
   if alive "$dir/namesrv.pid"; then
     echo "the name server of $dir is already running (pid $(cat "$dir/namesrv.pid"))" >&2
@@ -128,9 +149,22 @@ start_namesrv() { # DIR
     echo "port $port of the name server is taken" >&2
     return 3
   fi
+  args=(--listenPort "$port" --bindAddress 127.0.0.1 --rocketmqHome "$dir")
+  if [[ -f $dir/tls/mode ]]; then
+    # TLS settings are read from a config file only (tls.* keys, rocketmq-namesrv config.rs).
+    cat >"$dir/namesrv.toml" <<TOML
+listenPort = $port
+bindAddress = "127.0.0.1"
+tls.enable = true
+tls.test.mode.enable = false
+tls.server.mode = "permissive"
+tls.server.certPath = "$dir/tls/server.pem"
+tls.server.keyPath = "$dir/tls/server.key"
+TOML
+    args=(-c "$dir/namesrv.toml")
+  fi
   ROCKETMQ_HOME=$dir ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback \
-    nohup "$bin/rocketmq-namesrv-rust" --listenPort "$port" --bindAddress 127.0.0.1 \
-    --rocketmqHome "$dir" >>"$dir/namesrv.log" 2>&1 &
+    nohup "$bin/rocketmq-namesrv-rust" "${args[@]}" >>"$dir/namesrv.log" 2>&1 &
   echo $! >"$dir/namesrv.pid"
   wait_port "$port" "(name server)"
 }
@@ -154,8 +188,8 @@ install)
     cargo install --locked --force --root "$root" rocketmq-broker@1.0.0 --features tls
   fi
   ;;
-start)
-  dir=${2:?usage: start DIR [NS_PORT] [BROKER_PORT] [BROKERS]}
+start | start-tls)
+  dir=${2:?usage: $cmd DIR [NS_PORT] [BROKER_PORT] [BROKERS]}
   ns_port=${3:-19876}
   br_port=${4:-20911}
   brokers=${5:-1}
@@ -174,6 +208,11 @@ start)
       exit 3
     fi
   done
+  rm -rf "$dir/tls"
+  if [[ $cmd == start-tls ]]; then
+    "$(dirname "$0")/tls-certs.sh" "$dir/tls"
+    echo enforcing >"$dir/tls/mode"
+  fi
   echo "127.0.0.1:$ns_port" >"$dir/namesrv.addr"
   start_namesrv "$dir"
   for i in $(seq 0 $((brokers - 1))); do
@@ -207,6 +246,7 @@ $extra
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"
+$(broker_tls_toml "$dir")
 
 [broker.brokerIdentity]
 brokerName = "$name"
@@ -268,7 +308,7 @@ status)
   done
   ;;
 *)
-  echo "usage: $0 install|start|stop|kill-broker|start-broker|pause-broker|resume-broker|kill-namesrv|start-namesrv|status ..." >&2
+  echo "usage: $0 install|start|start-tls|stop|kill-broker|start-broker|pause-broker|resume-broker|kill-namesrv|start-namesrv|status ..." >&2
   exit 2
   ;;
 esac

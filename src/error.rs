@@ -112,6 +112,16 @@ pub enum Error {
     Shutdown,
     /// A user-supplied component (selector, transaction listener) failed.
     User(String),
+    /// Strict order ([`ProducerConfig::strict_order`](crate::ProducerConfig::strict_order)):
+    /// the queue the message's key maps to cannot take it now, and sending it to another
+    /// queue would break the key's order. Nothing was sent; sends of the key succeed again
+    /// once the queue is back.
+    OrderViolation {
+        /// The key's queue.
+        queue: crate::message::MessageQueue,
+        /// Why it cannot take the message (gone from the route, not writable, broker isolated).
+        reason: String,
+    },
 }
 
 /// The kinds that errors are sorted into, for statistics and policies.
@@ -140,11 +150,13 @@ pub enum ErrorKind {
     Shutdown,
     /// [`Error::User`].
     User,
+    /// [`Error::OrderViolation`].
+    OrderViolation,
 }
 
 impl ErrorKind {
     /// Every kind, in a stable order (used for statistics tables).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Connection,
         ErrorKind::Timeout,
         ErrorKind::Broker,
@@ -156,6 +168,7 @@ impl ErrorKind {
         ErrorKind::Backpressure,
         ErrorKind::Shutdown,
         ErrorKind::User,
+        ErrorKind::OrderViolation,
     ];
 
     /// A stable lower-case name, used as a key in JSON snapshots.
@@ -172,6 +185,7 @@ impl ErrorKind {
             ErrorKind::Backpressure => "backpressure",
             ErrorKind::Shutdown => "shutdown",
             ErrorKind::User => "user",
+            ErrorKind::OrderViolation => "order_violation",
         }
     }
 
@@ -212,6 +226,7 @@ impl Error {
             Error::Backpressure { .. } => ErrorKind::Backpressure,
             Error::Shutdown => ErrorKind::Shutdown,
             Error::User(_) => ErrorKind::User,
+            Error::OrderViolation { .. } => ErrorKind::OrderViolation,
         }
     }
 
@@ -349,6 +364,10 @@ impl Error {
             },
             Error::Shutdown => Error::Shutdown,
             Error::User(s) => Error::User(s.clone()),
+            Error::OrderViolation { queue, reason } => Error::OrderViolation {
+                queue: queue.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 }
@@ -429,6 +448,14 @@ impl fmt::Display for Error {
             ),
             Error::Shutdown => f.write_str("the producer or client is shut down"),
             Error::User(why) => write!(f, "user code failed: {why}"),
+            Error::OrderViolation { queue, reason } => write!(
+                f,
+                "strict order: queue {} of broker {} (topic {:?}) cannot take the message: \
+                 {reason}; not sent elsewhere",
+                queue.queue_id(),
+                queue.broker_name(),
+                queue.topic()
+            ),
         }
     }
 }

@@ -47,32 +47,78 @@
 //!
 //! ## Threads and blocking
 //!
-//! A producer owns `rocketmq-io-N` threads (mio event loops that own every socket and match
-//! responses by opaque), a `rocketmq-callback-N` pool (completion callbacks, asynchronous
-//! retries, route lookups for asynchronous sends, broker-initiated requests) and a
-//! `rocketmq-service` thread (route refresh and heartbeats every 30 s). Your code (callbacks,
-//! selectors, transaction listeners) never runs on an I/O thread. All of them are joined by
-//! [`Producer::shutdown`], or when the last clone of the producer is dropped.
+//! A producer owns:
+//!
+//! - `rocketmq-io-N` threads: mio event loops that own every socket, match responses by
+//!   opaque, and complete [`SendHandle`]s;
+//! - `rocketmq-async-N` threads (as many as `callback_threads`): the library's own work that
+//!   may block, route lookups and retries of asynchronous sends; they never run your
+//!   callbacks;
+//! - a `rocketmq-callback-N` pool (`callback_threads`, default 4): your completion callbacks
+//!   and broker-initiated requests, nothing else;
+//! - a `rocketmq-service` thread: route refresh and heartbeats every 30 s.
+//!
+//! Your code (callbacks, selectors, transaction listeners) never runs on an I/O thread, and no
+//! progress of the library (route lookups, retries, completions) ever waits for your code to
+//! return. All threads are joined by [`Producer::shutdown`], or when the last clone of the
+//! producer is dropped.
 //!
 //! Every request ends exactly once: with the broker's answer, a timeout, a connection error, or
 //! [`Error::Shutdown`]. No handle, callback or blocked caller can hang.
+//!
+//! ## What callbacks may do
+//!
+//! A callback ([`Producer::send_with_callback`]) runs once, on a `rocketmq-callback-N` thread
+//! (during a shutdown, once that pool has stopped, on the thread calling shutdown; never on
+//! an I/O thread). A panic in it is caught and logged.
+//!
+//! - It **may block on any send**: [`Producer::send`], `send_async(..).wait()` (or
+//!   `block_on` of the handle), transactional sends, [`Transaction::commit`]. It always gets
+//!   its result: nothing those sends need runs on the callback pool.
+//! - It **may send more** (chains, fan-out). It never waits for in-flight room, because the
+//!   room is held by callbacks queued behind it: it takes room if there is some, else a
+//!   callback allowance on top of the bounds (a quarter of `max_in_flight` and
+//!   `max_in_flight_bytes`, at least 16 sends), else it fails at once with
+//!   [`Error::Backpressure`].
+//! - It **may shut the producer down**; shutdown then does not wait for the callback's own
+//!   send, but waits (up to its timeout) for callbacks queued behind it.
+//! - It **should not block for long on anything else**: each blocked callback takes one of
+//!   the `callback_threads` threads, the callbacks queued behind it wait, and a send holds its
+//!   in-flight share until its callback has returned, so slow callbacks slow down new sends
+//!   (backpressure) instead of queueing without bound. It must not wait for another callback
+//!   to run (with every callback thread waiting, none would).
 //!
 //! ## Send modes
 //!
 //! | method | returns | retries on another broker |
 //! | --- | --- | --- |
 //! | [`Producer::send`] | `Result<SendResult>` when stored | yes (`retries`, default 2) |
-//! | [`Producer::send_async`] | [`SendHandle`] at once | yes (`async_retries`, default 2), on the callback pool |
+//! | [`Producer::send_async`] | [`SendHandle`] at once | yes (`async_retries`, default 2), on the library's `rocketmq-async-N` threads |
 //! | [`Producer::send_with_callback`] | `()`; the callback gets the result on a callback thread | yes |
 //! | [`Producer::send_oneway`] | `Ok` once queued for the socket | no |
 //! | [`Producer::send_batch`] | one `SendResult` for the batch (ids comma-joined) | yes |
 //! | [`Producer::send_to_queue`] | `Result<SendResult>` | no |
 //! | [`Producer::send_with_selector`] | `Result<SendResult>` | no (order matters) |
+//! | [`Producer::send_batch_oneway`] | `Ok` once the batch is queued for the socket | no |
 //!
-//! Asynchronous forms exist for batches, queues and selectors too. Asynchronous sends never
+//! Asynchronous forms exist for batches, queues and selectors too. [`Producer::flush`] waits
+//! for every send accepted before it to end (pushing open auto-batches out), without stopping
+//! the producer. Delayed messages: [`Message::with_delay`] (5.x timer) or
+//! [`Message::with_delay_level`]. Asynchronous sends never
 //! block on the network; with backpressure on (the default) they block while the producer has
 //! `max_in_flight` sends or `max_in_flight_bytes` in flight, up to the send timeout, and then
-//! fail with [`Error::Backpressure`].
+//! fail with [`Error::Backpressure`]. A send counts as in flight until its caller has the
+//! result: for a callback, until the callback has returned. Sends from callbacks never wait
+//! (see above).
+//!
+//! ## Ordered messages
+//!
+//! The same key goes to the same queue while the topic's route is stable: a selector such as
+//! [`routing::selector::MessageHashSelector`], or the `message_hash` routing strategy. With
+//! [`ProducerConfig::strict_order`] (on in [`ProducerConfig::ordered`]) a key never moves: when
+//! its queue is gone, not writable or its broker isolated, its sends fail with
+//! [`Error::OrderViolation`] until the queue is back. Route changes that change a topic's
+//! queue count are logged and counted in [`Producer::health`].
 //!
 //! ## Errors and retries
 //!
@@ -124,6 +170,19 @@
 //!
 //! A [namespace](ProducerConfig::namespace) wraps topics and the producer group on the wire
 //! (`namespace%name`), as the Java client does, and is taken off what the user sees.
+//! ## TLS
+//!
+//! With the cargo feature `tls` (off by default; rustls with the ring backend, no OpenSSL),
+//! [`ProducerConfigBuilder::tls`] makes every connection, to name servers and brokers, a TLS
+//! connection: servers verified against a CA file ([`ProducerConfigBuilder::tls_ca_file`]) or
+//! the system roots, by the host they are reached at or a fixed
+//! [`tls_server_name`](ProducerConfigBuilder::tls_server_name), with an optional client
+//! certificate; `ROCKETMQ_TLS*` variables set the same. TLS runs inside the event loops (no
+//! extra thread, no blocking call); the handshake is part of connecting, under the connect
+//! timeout, and a failed one ends the requests waiting for it with a connection error that names
+//! the node and says why. [`ProducerConfigBuilder::tls_insecure_skip_verify_for_testing`] turns
+//! verification off, for self-signed test clusters only. Without the feature, asking for TLS is
+//! a configuration error.
 //!
 //! ## Testing your own code
 //!
@@ -153,7 +212,8 @@ pub use producer::health::HealthReport;
 pub use producer::stats::ProducerStats;
 pub use producer::transaction::{
     ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
-    TransactionProducer, TransactionProducerBuilder, TransactionSendResult, TransactionStats,
+    TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
+    TransactionStats,
 };
 pub use producer::{health, stats, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

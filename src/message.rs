@@ -164,6 +164,42 @@ impl Message {
         self
     }
 
+    /// Asks a 5.x broker to deliver the message `delay` after it stores it (timer messages):
+    /// `TIMER_DELAY_SEC` when `delay` is whole seconds, `TIMER_DELAY_MS` otherwise (whole
+    /// milliseconds, rounded down). Replaces a delay or delivery time set before with
+    /// [`with_delay`](Message::with_delay) or [`with_deliver_time_ms`](Message::with_deliver_time_ms)
+    /// (a broker reads `TIMER_DELAY_SEC` first, then `TIMER_DELAY_MS`, then
+    /// `TIMER_DELIVER_MS`).
+    ///
+    /// Checked at send as [`with_deliver_time_ms`](Message::with_deliver_time_ms) is: a
+    /// delay under 1 ms is [`Error::InvalidMessage`](crate::Error::InvalidMessage), nothing
+    /// sent. The broker refuses a delay over its `timerMaxDelaySec` (3 days by default), and
+    /// one without its timer wheel enabled. Delayed messages are never auto-batched, and a
+    /// batch cannot hold them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rocketmq_mio::Message;
+    ///
+    /// let m = Message::new("t", "b").with_delay(Duration::from_secs(10));
+    /// assert_eq!(m.property("TIMER_DELAY_SEC"), Some("10"));
+    /// let m = m.with_delay(Duration::from_millis(1500));
+    /// assert_eq!(m.property("TIMER_DELAY_MS"), Some("1500"));
+    /// assert_eq!(m.property("TIMER_DELAY_SEC"), None);
+    /// ```
+    pub fn with_delay(mut self, delay: std::time::Duration) -> Self {
+        self.remove_property(property::TIMER_DELAY_SEC);
+        self.remove_property(property::TIMER_DELAY_MS);
+        self.remove_property(property::TIMER_DELIVER_MS);
+        if delay.subsec_nanos() == 0 && !delay.is_zero() {
+            self.set_property(property::TIMER_DELAY_SEC, delay.as_secs().to_string());
+        } else {
+            let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            self.set_property(property::TIMER_DELAY_MS, ms.to_string());
+        }
+        self
+    }
+
     /// Sets the user flag (an int carried untouched).
     pub fn with_flag(mut self, flag: i32) -> Self {
         self.flag = flag;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rocketmq_mio::testing::MockBroker;
-use rocketmq_mio::{Error, Message, Producer};
+use rocketmq_mio::{Error, ErrorKind, Message, Producer};
 
 use common::{wait_until, PROMPTLY};
 
@@ -15,6 +15,9 @@ use common::{wait_until, PROMPTLY};
 struct Outcomes {
     ok: AtomicUsize,
     timeout: AtomicUsize,
+    /// The connection closed on a request timeout (`close_on_request_timeout`, the default)
+    /// ends the other sends pending on it.
+    connection: AtomicUsize,
     backpressure: AtomicUsize,
     other: AtomicUsize,
 }
@@ -41,6 +44,7 @@ fn backpressure_bounds_in_flight_against_a_black_hole() {
             let counter = match r {
                 Ok(_) => &o.ok,
                 Err(Error::Timeout { .. }) => &o.timeout,
+                Err(e) if e.kind() == ErrorKind::Connection => &o.connection,
                 Err(Error::Backpressure { .. }) => &o.backpressure,
                 Err(_) => &o.other,
             };
@@ -53,6 +57,7 @@ fn backpressure_bounds_in_flight_against_a_black_hole() {
     let total = |o: &Outcomes| {
         o.ok.load(Ordering::Relaxed)
             + o.timeout.load(Ordering::Relaxed)
+            + o.connection.load(Ordering::Relaxed)
             + o.backpressure.load(Ordering::Relaxed)
             + o.other.load(Ordering::Relaxed)
     };
@@ -63,7 +68,10 @@ fn backpressure_bounds_in_flight_against_a_black_hole() {
     );
     assert_eq!(outcomes.ok.load(Ordering::Relaxed), 0);
     assert_eq!(outcomes.other.load(Ordering::Relaxed), 0);
-    assert!(outcomes.timeout.load(Ordering::Relaxed) >= bound);
+    assert!(
+        outcomes.timeout.load(Ordering::Relaxed) + outcomes.connection.load(Ordering::Relaxed)
+            >= bound
+    );
     // The broker never saw more than the bound at once plus what timed out.
     assert_eq!(p.in_flight(), (0, 0));
 }
@@ -95,6 +103,8 @@ fn backpressure_error_is_clear() {
             assert!(e.to_string().contains("10 sends"), "{e}");
         }
         Error::Timeout { .. } => {}
+        // The first timeout closed the connection (`close_on_request_timeout`).
+        ref e if e.kind() == ErrorKind::Connection => {}
         other => panic!("unexpected {other}"),
     }
     for h in handles {

@@ -27,7 +27,8 @@ fn shutdown_resolves_everything_and_joins_threads() {
     p.shutdown(Duration::from_millis(200)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(25));
     for h in handles {
-        assert!(h.wait().unwrap_err().is_shutdown());
+        let e = h.wait().unwrap_err();
+        assert!(e.is_shutdown(), "{e:?}");
     }
     // Sends after shutdown fail at once.
     assert!(p

@@ -465,6 +465,7 @@ fn json_field_names_are_stable() {
             "invalid_message",
             "no_permission",
             "no_route",
+            "order_violation",
             "protocol",
             "shutdown",
             "timeout",
@@ -518,7 +519,8 @@ fn json_field_names_are_stable() {
             "routes",
             "schema",
             "state",
-            "timestamp_ms"
+            "timestamp_ms",
+            "transactions"
         ]
     );
     assert_eq!(h["schema"], "rocketmq-mio.health/1");
@@ -535,7 +537,16 @@ fn json_field_names_are_stable() {
     );
     assert_eq!(
         keys(&h["routes"][0]),
-        ["age_ms", "brokers", "from_default", "queues", "topic"]
+        [
+            "age_ms",
+            "brokers",
+            "from_default",
+            "previous_queues",
+            "queue_count_changes",
+            "queues",
+            "strict_order_queues",
+            "topic"
+        ]
     );
     assert_eq!(
         keys(&h["brokers"][0]),

@@ -108,7 +108,11 @@ impl NameServers {
             self.record(i, result.as_ref().err());
             match result {
                 Ok(response) if response.code == ResponseCode::SUCCESS => {
-                    return Ok(TopicRouteData::from_json(&response.body)?);
+                    return TopicRouteData::from_json(&response.body).map_err(|e| {
+                        // The last good route stays cached; say where the bad one came from.
+                        log::error!("route of {topic} from name server {addr} refused: {e}");
+                        e.into()
+                    });
                 }
                 Ok(response) => {
                     return Err(Error::from_response(response.code, response.remark, addr));

@@ -66,6 +66,9 @@ impl ProducerConfigBuilder {
                 route_expiry: DEFAULT_ROUTE_EXPIRY,
                 client_api_timeout: DEFAULT_CLIENT_API_TIMEOUT,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                close_on_request_timeout: DEFAULT_CLOSE_ON_REQUEST_TIMEOUT,
+                tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
+                max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
                 io_threads: DEFAULT_IO_THREADS,
                 callback_threads: DEFAULT_CALLBACK_THREADS,
                 backpressure: DEFAULT_BACKPRESSURE,
@@ -89,6 +92,11 @@ impl ProducerConfigBuilder {
                 security_token: None,
                 signature_algorithm: SignatureAlgorithm::default(),
                 credentials: None,
+                topics: Vec::new(),
+                strict_order: DEFAULT_STRICT_ORDER,
+                transaction_records: DEFAULT_TRANSACTION_RECORDS,
+                transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
+                tls: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
             fault_not_available: DEFAULT_NOT_AVAILABLE_DURATION.to_vec(),
@@ -97,7 +105,7 @@ impl ProducerConfigBuilder {
     }
 
     /// Forgets that `setting` came from the environment (a setter replaced it).
-    fn set_by_code(mut self, setting: &str) -> Self {
+    pub(super) fn set_by_code(mut self, setting: &str) -> Self {
         self.origins.retain(|(s, _)| *s != setting);
         self
     }
@@ -262,6 +270,26 @@ impl ProducerConfigBuilder {
         self.set_by_code("connect_timeout")
     }
 
+    /// Sets whether a request timeout resets its connection; see
+    /// [`ProducerConfig::close_on_request_timeout`].
+    pub fn close_on_request_timeout(mut self, on: bool) -> Self {
+        self.config.close_on_request_timeout = on;
+        self.set_by_code("close_on_request_timeout")
+    }
+
+    /// Sets TCP keepalive (`None` turns it off); see [`ProducerConfig::tcp_keepalive`].
+    pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
+        self.config.tcp_keepalive = idle.into();
+        self.set_by_code("tcp_keepalive")
+    }
+
+    /// Sets the cap on a connection's queued output; see
+    /// [`ProducerConfig::max_connection_output_bytes`].
+    pub fn max_connection_output_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_connection_output_bytes = bytes;
+        self.set_by_code("max_connection_output_bytes")
+    }
+
     /// Sets the I/O thread count; see [`ProducerConfig::io_threads`].
     pub fn io_threads(mut self, n: usize) -> Self {
         self.config.io_threads = n;
@@ -402,6 +430,37 @@ impl ProducerConfigBuilder {
         self.config.transaction_check_queue = n;
         self.set_by_code("transaction_check_queue")
     }
+
+    /// Sets the topics resolved at start, replacing any set before; see
+    /// [`ProducerConfig::topics`].
+    pub fn topics<I, T>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.config.topics = topics.into_iter().map(Into::into).collect();
+        self.set_by_code("topics")
+    }
+
+    /// Turns strict order on or off; see [`ProducerConfig::strict_order`].
+    pub fn strict_order(mut self, on: bool) -> Self {
+        self.config.strict_order = on;
+        self.set_by_code("strict_order")
+    }
+
+    /// Sets how many transaction records are kept; see
+    /// [`ProducerConfig::transaction_records`].
+    pub fn transaction_records(mut self, n: usize) -> Self {
+        self.config.transaction_records = n;
+        self.set_by_code("transaction_records")
+    }
+
+    /// Sets how long transaction records are kept; see
+    /// [`ProducerConfig::transaction_record_age`].
+    pub fn transaction_record_age(mut self, age: Duration) -> Self {
+        self.config.transaction_record_age = age;
+        self.set_by_code("transaction_record_age")
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +495,9 @@ mod tests {
             .route_expiry(Duration::from_secs(60))
             .client_api_timeout(Duration::from_secs(1))
             .connect_timeout(Duration::from_millis(250))
+            .close_on_request_timeout(false)
+            .tcp_keepalive(None)
+            .max_connection_output_bytes(64 * 1024 * 1024)
             .io_threads(3)
             .callback_threads(7)
             .backpressure(false)
@@ -474,6 +536,9 @@ mod tests {
         assert_eq!(c.route_expiry(), Duration::from_secs(60));
         assert_eq!(c.client_api_timeout(), Duration::from_secs(1));
         assert_eq!(c.connect_timeout(), Duration::from_millis(250));
+        assert!(!c.close_on_request_timeout());
+        assert_eq!(c.tcp_keepalive(), None);
+        assert_eq!(c.max_connection_output_bytes(), 64 * 1024 * 1024);
         assert_eq!((c.io_threads(), c.callback_threads()), (3, 7));
         assert!(!c.backpressure());
         assert_eq!((c.max_in_flight(), c.max_in_flight_bytes()), (10, 100));

@@ -9,7 +9,7 @@ use crate::protocol::acl::{Secret, SignatureAlgorithm};
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 44] = [
+pub const ENV_VARS: [&str; 57] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -31,6 +31,9 @@ pub const ENV_VARS: [&str; 44] = [
     "ROCKETMQ_ROUTE_EXPIRY_MS",
     "ROCKETMQ_CLIENT_API_TIMEOUT_MS",
     "ROCKETMQ_CONNECT_TIMEOUT_MS",
+    "ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT",
+    "ROCKETMQ_TCP_KEEPALIVE_MS",
+    "ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES",
     "ROCKETMQ_IO_THREADS",
     "ROCKETMQ_CALLBACK_THREADS",
     "ROCKETMQ_BACKPRESSURE",
@@ -54,6 +57,17 @@ pub const ENV_VARS: [&str; 44] = [
     "ROCKETMQ_SECRET_KEY",
     "ROCKETMQ_SECURITY_TOKEN",
     "ROCKETMQ_SIGNATURE_ALGORITHM",
+    "ROCKETMQ_TOPICS",
+    "ROCKETMQ_STRICT_ORDER",
+    "ROCKETMQ_TRANSACTION_RECORDS",
+    "ROCKETMQ_TRANSACTION_RECORD_AGE_MS",
+    // TLS (config/tls.rs: TLS_ENV_VARS)
+    "ROCKETMQ_TLS",
+    "ROCKETMQ_TLS_CA_FILE",
+    "ROCKETMQ_TLS_SERVER_NAME",
+    "ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING",
+    "ROCKETMQ_TLS_CLIENT_CERT",
+    "ROCKETMQ_TLS_CLIENT_KEY",
 ];
 
 impl ProducerConfigBuilder {
@@ -212,6 +226,25 @@ impl ProducerConfigBuilder {
             parse_ms
         );
         env_value!(
+            "ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT",
+            "close_on_request_timeout",
+            close_on_request_timeout,
+            parse_bool
+        );
+        env_value!(
+            "ROCKETMQ_TCP_KEEPALIVE_MS",
+            "tcp_keepalive",
+            tcp_keepalive,
+            // 0 turns keepalive off.
+            |var, v| parse_ms(var, v).map(|d| Some(d).filter(|d| !d.is_zero()))
+        );
+        env_value!(
+            "ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES",
+            "max_connection_output_bytes",
+            max_connection_output_bytes,
+            parse_num::<usize>
+        );
+        env_value!(
             "ROCKETMQ_IO_THREADS",
             "io_threads",
             io_threads,
@@ -337,6 +370,26 @@ impl ProducerConfigBuilder {
             transaction_check_queue,
             parse_num::<usize>
         );
+        env_value!("ROCKETMQ_TOPICS", "topics", topics, parse_topics);
+        env_value!(
+            "ROCKETMQ_STRICT_ORDER",
+            "strict_order",
+            strict_order,
+            parse_bool
+        );
+        env_value!(
+            "ROCKETMQ_TRANSACTION_RECORDS",
+            "transaction_records",
+            transaction_records,
+            parse_num::<usize>
+        );
+        env_value!(
+            "ROCKETMQ_TRANSACTION_RECORD_AGE_MS",
+            "transaction_record_age",
+            transaction_record_age,
+            parse_ms
+        );
+        self.tls_from_env(&get)?;
         Ok(self)
     }
 }
@@ -369,6 +422,14 @@ fn parse_list<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<Vec<T>
         .collect()
 }
 
+fn parse_topics(_var: &'static str, v: &str) -> Result<Vec<String>> {
+    Ok(v.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 fn parse_ms_list(var: &'static str, v: &str) -> Result<Vec<Duration>> {
     Ok(parse_list::<u64>(var, v)?
         .into_iter()
@@ -376,7 +437,7 @@ fn parse_ms_list(var: &'static str, v: &str) -> Result<Vec<Duration>> {
         .collect())
 }
 
-fn parse_bool(var: &'static str, v: &str) -> Result<bool> {
+pub(super) fn parse_bool(var: &'static str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
@@ -433,6 +494,9 @@ mod tests {
             ("ROCKETMQ_ROUTE_EXPIRY_MS", "60000"),
             ("ROCKETMQ_CLIENT_API_TIMEOUT_MS", "2000"),
             ("ROCKETMQ_CONNECT_TIMEOUT_MS", "1000"),
+            ("ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT", "off"),
+            ("ROCKETMQ_TCP_KEEPALIVE_MS", "0"),
+            ("ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES", "8388608"),
             ("ROCKETMQ_IO_THREADS", "2"),
             ("ROCKETMQ_CALLBACK_THREADS", "6"),
             ("ROCKETMQ_BACKPRESSURE", "off"),
@@ -476,6 +540,9 @@ mod tests {
         assert_eq!(c.route_expiry(), Duration::from_secs(60));
         assert_eq!(c.client_api_timeout(), Duration::from_secs(2));
         assert_eq!(c.connect_timeout(), Duration::from_secs(1));
+        assert!(!c.close_on_request_timeout());
+        assert_eq!(c.tcp_keepalive(), None);
+        assert_eq!(c.max_connection_output_bytes(), 8 * 1024 * 1024);
         assert_eq!((c.io_threads(), c.callback_threads()), (2, 6));
         assert!(!c.backpressure());
         assert_eq!(

@@ -62,6 +62,9 @@
 //! | `ROCKETMQ_ROUTE_EXPIRY_MS` | [`route_expiry`](ProducerConfig::route_expiry) |
 //! | `ROCKETMQ_CLIENT_API_TIMEOUT_MS` | [`client_api_timeout`](ProducerConfig::client_api_timeout) |
 //! | `ROCKETMQ_CONNECT_TIMEOUT_MS` | [`connect_timeout`](ProducerConfig::connect_timeout) |
+//! | `ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT` | [`close_on_request_timeout`](ProducerConfig::close_on_request_timeout) |
+//! | `ROCKETMQ_TCP_KEEPALIVE_MS` | [`tcp_keepalive`](ProducerConfig::tcp_keepalive), `0` turns it off |
+//! | `ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES` | [`max_connection_output_bytes`](ProducerConfig::max_connection_output_bytes) |
 //! | `ROCKETMQ_IO_THREADS` | [`io_threads`](ProducerConfig::io_threads) |
 //! | `ROCKETMQ_CALLBACK_THREADS` | [`callback_threads`](ProducerConfig::callback_threads) |
 //! | `ROCKETMQ_BACKPRESSURE` | [`backpressure`](ProducerConfig::backpressure) |
@@ -84,6 +87,16 @@
 //! | `ROCKETMQ_STATS` | [`stats`](ProducerConfig::stats) |
 //! | `ROCKETMQ_TRANSACTION_CHECK_THREADS` | [`transaction_check_threads`](ProducerConfig::transaction_check_threads) |
 //! | `ROCKETMQ_TRANSACTION_CHECK_QUEUE` | [`transaction_check_queue`](ProducerConfig::transaction_check_queue) |
+//! | `ROCKETMQ_TOPICS` | [`topics`](ProducerConfig::topics), e.g. `orders,payments` |
+//! | `ROCKETMQ_STRICT_ORDER` | [`strict_order`](ProducerConfig::strict_order) |
+//! | `ROCKETMQ_TRANSACTION_RECORDS` | [`transaction_records`](ProducerConfig::transaction_records) |
+//! | `ROCKETMQ_TRANSACTION_RECORD_AGE_MS` | [`transaction_record_age`](ProducerConfig::transaction_record_age) |
+//! | `ROCKETMQ_TLS` | [`tls`](ProducerConfig::tls) (crate feature `tls`) |
+//! | `ROCKETMQ_TLS_CA_FILE` | [`tls_ca_file`](ProducerConfig::tls_ca_file) (unset: the system roots) |
+//! | `ROCKETMQ_TLS_SERVER_NAME` | [`tls_server_name`](ProducerConfig::tls_server_name) |
+//! | `ROCKETMQ_TLS_INSECURE_SKIP_VERIFY_FOR_TESTING` | [`tls_insecure_skip_verify_for_testing`](ProducerConfig::tls_insecure_skip_verify_for_testing) |
+//! | `ROCKETMQ_TLS_CLIENT_CERT` | [`tls_client_cert`](ProducerConfig::tls_client_cert) |
+//! | `ROCKETMQ_TLS_CLIENT_KEY` | [`tls_client_key`](ProducerConfig::tls_client_key) |
 //!
 //! `from_env` also logs a warning for any other `ROCKETMQ_*` variable except `ROCKETMQ_HOME`
 //! (probably a typo; other tools share the prefix, so it is not an error).
@@ -93,6 +106,7 @@ mod env;
 mod presets;
 mod router;
 mod settings;
+mod tls;
 mod validate;
 
 pub use builder::ProducerConfigBuilder;
@@ -100,14 +114,16 @@ pub use env::ENV_VARS;
 pub use settings::{
     ProducerConfig, DEFAULT_ASYNC_RETRIES, DEFAULT_AUTO_BATCH, DEFAULT_BACKPRESSURE,
     DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_DELAY, DEFAULT_BATCH_TOTAL_MAX_BYTES,
-    DEFAULT_CALLBACK_THREADS, DEFAULT_CLIENT_API_TIMEOUT, DEFAULT_COMPRESS_LEVEL,
-    DEFAULT_COMPRESS_THRESHOLD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CREATE_TOPIC_KEY,
-    DEFAULT_FAULT_TOLERANCE, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_INSTANCE_NAME, DEFAULT_IO_THREADS,
+    DEFAULT_CALLBACK_THREADS, DEFAULT_CLIENT_API_TIMEOUT, DEFAULT_CLOSE_ON_REQUEST_TIMEOUT,
+    DEFAULT_COMPRESS_LEVEL, DEFAULT_COMPRESS_THRESHOLD, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_CREATE_TOPIC_KEY, DEFAULT_FAULT_TOLERANCE, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_INSTANCE_NAME, DEFAULT_IO_THREADS, DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_BYTES, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RETRIES,
     DEFAULT_RETRY_ANOTHER_BROKER_WHEN_NOT_STORE_OK, DEFAULT_ROUTE_EXPIRY,
     DEFAULT_ROUTE_REFRESH_INTERVAL, DEFAULT_ROUTING_STRATEGY, DEFAULT_SEND_TIMEOUT, DEFAULT_STATS,
-    DEFAULT_TOPIC_QUEUE_NUMS, DEFAULT_TRANSACTION_CHECK_QUEUE, DEFAULT_TRANSACTION_CHECK_THREADS,
-    DEFAULT_VIP_CHANNEL,
+    DEFAULT_STRICT_ORDER, DEFAULT_TCP_KEEPALIVE, DEFAULT_TOPIC_QUEUE_NUMS,
+    DEFAULT_TRANSACTION_CHECK_QUEUE, DEFAULT_TRANSACTION_CHECK_THREADS,
+    DEFAULT_TRANSACTION_RECORDS, DEFAULT_TRANSACTION_RECORD_AGE, DEFAULT_VIP_CHANNEL,
 };
 pub use validate::{
     MAX_DURATION, MAX_GROUP_LEN, MAX_MESSAGE_SIZE_LIMIT, MAX_RETRIES, MAX_ROUTE_EXPIRY,

@@ -76,7 +76,9 @@ impl ProducerConfig {
     /// From the defaults: routing strategy [`RoutingStrategy::MessageHash`] (a message's first key
     /// picks its queue, as Java's `SelectMessageQueueByHash`); fault tolerance off (a slow broker
     /// does not move keys to other queues); no retries, sync or async (a failed send is reported
-    /// instead of landing on another queue, out of order); auto-batching off.
+    /// instead of landing on another queue, out of order); auto-batching off;
+    /// [`strict_order`](ProducerConfig::strict_order) on (a key whose queue is gone fails
+    /// instead of moving).
     pub fn ordered(group: impl Into<String>) -> ProducerConfigBuilder {
         ProducerConfig::builder(group)
             .routing_strategy(RoutingStrategy::MessageHash)
@@ -84,6 +86,7 @@ impl ProducerConfig {
             .retries(0)
             .async_retries(0)
             .auto_batch(false)
+            .strict_order(true)
     }
 }
 

@@ -38,6 +38,14 @@ pub const DEFAULT_ROUTE_EXPIRY: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_CLIENT_API_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default [`ProducerConfig::connect_timeout`]: 3 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default [`ProducerConfig::close_on_request_timeout`]: true (Java's
+/// `clientCloseSocketIfTimeout`).
+pub const DEFAULT_CLOSE_ON_REQUEST_TIMEOUT: bool = true;
+/// Default [`ProducerConfig::tcp_keepalive`]: 30 s.
+pub const DEFAULT_TCP_KEEPALIVE: Option<Duration> = Some(crate::remoting::DEFAULT_TCP_KEEPALIVE);
+/// Default [`ProducerConfig::max_connection_output_bytes`]: 128 MiB.
+pub const DEFAULT_MAX_CONNECTION_OUTPUT_BYTES: usize =
+    crate::remoting::DEFAULT_MAX_CONNECTION_OUTPUT_BYTES;
 /// Default [`ProducerConfig::io_threads`]: 1.
 pub const DEFAULT_IO_THREADS: usize = 1;
 /// Default [`ProducerConfig::callback_threads`]: 4.
@@ -70,6 +78,12 @@ pub const DEFAULT_STATS: bool = true;
 pub const DEFAULT_TRANSACTION_CHECK_THREADS: usize = 1;
 /// Default [`ProducerConfig::transaction_check_queue`]: 2000.
 pub const DEFAULT_TRANSACTION_CHECK_QUEUE: usize = 2000;
+/// Default [`ProducerConfig::strict_order`]: off.
+pub const DEFAULT_STRICT_ORDER: bool = false;
+/// Default [`ProducerConfig::transaction_records`]: 10 000.
+pub const DEFAULT_TRANSACTION_RECORDS: usize = 10_000;
+/// Default [`ProducerConfig::transaction_record_age`]: 1 hour.
+pub const DEFAULT_TRANSACTION_RECORD_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// Every producer setting, validated. Build one with [`ProducerConfig::builder`] or a preset.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +108,9 @@ pub struct ProducerConfig {
     pub(super) route_expiry: Duration,
     pub(super) client_api_timeout: Duration,
     pub(super) connect_timeout: Duration,
+    pub(super) close_on_request_timeout: bool,
+    pub(super) tcp_keepalive: Option<Duration>,
+    pub(super) max_connection_output_bytes: usize,
     pub(super) io_threads: usize,
     pub(super) callback_threads: usize,
     pub(super) backpressure: bool,
@@ -118,6 +135,11 @@ pub struct ProducerConfig {
     pub(super) signature_algorithm: SignatureAlgorithm,
     /// Built from the four above by `build`.
     pub(super) credentials: Option<Credentials>,
+    pub(super) topics: Vec<String>,
+    pub(super) strict_order: bool,
+    pub(super) transaction_records: usize,
+    pub(super) transaction_record_age: Duration,
+    pub(super) tls: super::tls::TlsSettings,
 }
 
 impl ProducerConfig {
@@ -253,13 +275,42 @@ impl ProducerConfig {
         self.connect_timeout
     }
 
+    /// Whether a request that gets no answer in time resets its connection
+    /// (`clientCloseSocketIfTimeout`): a broker or name server that stopped answering (a
+    /// paused process, dropped packets) loses the connection, the requests pending on it fail
+    /// at once (and are retried elsewhere), and what was queued for it is dropped rather than
+    /// delivered when it wakes. The next request connects again. Default
+    /// [`DEFAULT_CLOSE_ON_REQUEST_TIMEOUT`] (true, as in Java).
+    pub fn close_on_request_timeout(&self) -> bool {
+        self.close_on_request_timeout
+    }
+
+    /// TCP keepalive on every connection: `Some(idle)` sends the first probe after `idle`
+    /// without traffic and the next ones `idle` apart, so a peer that vanished is noticed on
+    /// an idle connection too; `None` turns it off (Java's default). Default
+    /// [`DEFAULT_TCP_KEEPALIVE`] (30 s); 1 s to 32 767 s.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        self.tcp_keepalive
+    }
+
+    /// The most bytes queued on one connection and not yet taken by the socket (a peer that
+    /// stops reading makes it grow). A send that would go over fails at once with a retriable
+    /// connection error naming the broker, and is retried elsewhere like one. Default
+    /// [`DEFAULT_MAX_CONNECTION_OUTPUT_BYTES`] (128 MiB); at least
+    /// [`max_message_size`](ProducerConfig::max_message_size).
+    pub fn max_connection_output_bytes(&self) -> usize {
+        self.max_connection_output_bytes
+    }
+
     /// mio event-loop threads driving the sockets. Default [`DEFAULT_IO_THREADS`] (1); 1 to 64.
     pub fn io_threads(&self) -> usize {
         self.io_threads
     }
 
-    /// Threads running send callbacks and asynchronous retries. Default
-    /// [`DEFAULT_CALLBACK_THREADS`] (4); 1 to 1024.
+    /// Threads running send callbacks and broker-initiated requests (`rocketmq-callback-N`),
+    /// and as many internal threads for route lookups and retries of asynchronous sends
+    /// (`rocketmq-async-N`), and for asynchronous local transactions (`rocketmq-tx-N`, started
+    /// on first use). Default [`DEFAULT_CALLBACK_THREADS`] (4); 1 to 1024.
     pub fn callback_threads(&self) -> usize {
         self.callback_threads
     }
@@ -394,6 +445,59 @@ impl ProducerConfig {
     pub fn transaction_check_queue(&self) -> usize {
         self.transaction_check_queue
     }
+
+    /// Topics whose routes are resolved when the producer starts, whose brokers get a
+    /// heartbeat at once, and whose routes never expire for lack of use. A transaction
+    /// producer restarted after a crash then answers the check-backs of its predecessor's half
+    /// messages at once, before its first send (brokers check back only producers that sent
+    /// them a heartbeat). A topic whose route cannot be resolved at start is logged and tried
+    /// again at every route refresh; it does not fail the start. Default empty (routes are
+    /// resolved on first use); each topic follows the topic rules.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Strict per-key order for ordered sends: selector sends
+    /// ([`Producer::send_with_selector`](crate::Producer::send_with_selector)) and automatic
+    /// sends under [`RoutingStrategy::MessageHash`]. Default [`DEFAULT_STRICT_ORDER`] (off); on
+    /// in the [`ordered`](ProducerConfig::ordered) preset.
+    ///
+    /// On: a send goes to the queue its key maps to in the topic's *reference* layout (the
+    /// queue list the producer first saw for the topic, or the last it accepted). If that
+    /// queue is gone from the route, not writable, or on a broker the fault table isolates, the
+    /// send fails at once with [`Error::OrderViolation`](crate::Error::OrderViolation) (kind
+    /// [`ErrorKind::OrderViolation`](crate::ErrorKind::OrderViolation)), naming the queue
+    /// and why; it is never retried on another queue. When the queue comes back (the route
+    /// lists it writable again, the isolation ends), sends resume on it. A route whose queue
+    /// count changed keeps failing the keys whose queues changed until the layout is accepted
+    /// with [`Producer::accept_route`](crate::Producer::accept_route).
+    ///
+    /// Off (the Java client's behaviour): a selector's pick is taken modulo the current queue
+    /// count, so when the count changes a key silently moves to another queue; the message-hash
+    /// strategy skips isolated brokers (fault tolerance on), moving keys too; and automatic sends
+    /// retry on another broker. Order per key then holds only while the route is stable.
+    ///
+    /// Either way, every route change that changes a topic's queue count is logged (old and
+    /// new count) and counted in the topic's
+    /// [`queue_count_changes`](crate::producer::health::RouteHealth::queue_count_changes).
+    pub fn strict_order(&self) -> bool {
+        self.strict_order
+    }
+
+    /// How many recent transactions a transaction producer keeps a
+    /// [`TransactionRecord`](crate::TransactionRecord) of. Default
+    /// [`DEFAULT_TRANSACTION_RECORDS`] (10 000); 0 keeps none; at most 10 000 000. When full,
+    /// the oldest record is dropped (counted).
+    pub fn transaction_records(&self) -> usize {
+        self.transaction_records
+    }
+
+    /// How long a transaction record is kept after the transaction began. Default
+    /// [`DEFAULT_TRANSACTION_RECORD_AGE`] (1 hour); 1 s to 1 day. Older records are dropped
+    /// (counted), resolved or not.
+    pub fn transaction_record_age(&self) -> Duration {
+        self.transaction_record_age
+    }
 }
 
 #[cfg(test)]
@@ -422,6 +526,9 @@ mod tests {
         assert_eq!(c.route_expiry(), Duration::from_secs(1800));
         assert_eq!(c.client_api_timeout(), Duration::from_secs(3));
         assert_eq!(c.connect_timeout(), Duration::from_secs(3));
+        assert!(c.close_on_request_timeout());
+        assert_eq!(c.tcp_keepalive(), Some(Duration::from_secs(30)));
+        assert_eq!(c.max_connection_output_bytes(), 128 * 1024 * 1024);
         assert_eq!((c.io_threads(), c.callback_threads()), (1, 4));
         assert!(c.backpressure());
         assert_eq!(c.max_in_flight(), 1024);

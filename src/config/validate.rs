@@ -126,6 +126,25 @@ impl ProducerConfigBuilder {
         )?;
         self.check_duration("client_api_timeout", c.client_api_timeout, ms, MAX_DURATION)?;
         self.check_duration("connect_timeout", c.connect_timeout, ms, MAX_DURATION)?;
+        if let Some(idle) = c.tcp_keepalive {
+            // Linux takes at most 32 767 s for TCP_KEEPIDLE / TCP_KEEPINTVL.
+            self.check_duration(
+                "tcp_keepalive",
+                idle,
+                Duration::from_secs(1),
+                Duration::from_secs(32_767),
+            )?;
+        }
+        if c.max_connection_output_bytes < c.max_message_size {
+            return Err(self.err(
+                "max_connection_output_bytes",
+                format!(
+                    "{} is less than max_message_size ({}); a connection could not queue the \
+                     largest message behind another",
+                    c.max_connection_output_bytes, c.max_message_size
+                ),
+            ));
+        }
 
         self.check_range("io_threads", c.io_threads, 1, 64)?;
         self.check_range("callback_threads", c.callback_threads, 1, 1024)?;
@@ -195,6 +214,25 @@ impl ProducerConfigBuilder {
             1,
             1_000_000,
         )?;
+        for topic in &c.topics {
+            check_topic(topic).map_err(|r| self.err("topics", r))?;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        c.topics.retain(|t| {
+            let new = !seen.contains(t);
+            if new {
+                seen.push(t.clone());
+            }
+            new
+        });
+        self.check_range("transaction_records", c.transaction_records, 0, 10_000_000)?;
+        self.check_duration(
+            "transaction_record_age",
+            c.transaction_record_age,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        )?;
+        self.check_tls()?;
         Ok(c)
     }
 
@@ -452,6 +490,12 @@ mod tests {
             (base().route_expiry(d(999)), "route_expiry"),
             (base().client_api_timeout(d(0)), "client_api_timeout"),
             (base().connect_timeout(d(0)), "connect_timeout"),
+            (base().tcp_keepalive(d(999)), "tcp_keepalive"),
+            (base().tcp_keepalive(d(32_768_000)), "tcp_keepalive"),
+            (
+                base().max_connection_output_bytes(1024),
+                "max_connection_output_bytes",
+            ),
             (base().io_threads(0), "io_threads"),
             (base().io_threads(65), "io_threads"),
             (base().callback_threads(0), "callback_threads"),

@@ -1,15 +1,32 @@
 //! One asynchronous send across its attempts: [`AsyncSend`], which ends exactly once, and
-//! how its end reaches the caller (a handle or a callback on the callback pool).
+//! how its end reaches the caller.
+//!
+//! # Where each step runs
+//!
+//! - The first attempt runs on the caller's thread when the route is cached; otherwise it
+//!   moves to the internal `rocketmq-async-N` threads ([`super::executor`]), where route
+//!   lookups may block.
+//! - The response is mapped on the I/O thread (failures too: timeouts, connection errors,
+//!   shutdown); a retry moves to the internal threads.
+//! - The end is delivered where it is known: a handle is completed right there (I/O thread or
+//!   internal thread), the library's own continuations ([`Done::Internal`]: auto-batch
+//!   results, asynchronous transactions) run right there too, and only user callbacks go to
+//!   the callback pool. So no step of a send ever waits for a callback thread, and a callback
+//!   that blocks on a send always gets its result.
+//! - A user callback never runs on an I/O thread: on the pool while it takes work (during a
+//!   shutdown too), on the thread calling shutdown once the pool has stopped, and on the
+//!   calling thread after shutdown has ended.
+//! - The send's in-flight [`Permit`] is held until its caller has the result: until a
+//!   callback has returned, so queued callbacks count against backpressure.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
 use super::attempt::Failures;
 use super::backpressure::Permit;
+use super::executor::Job;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
 use super::prepare::Prepared;
 use super::stats;
@@ -19,42 +36,147 @@ use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
 
+/// A library continuation of a send: gets the result and what the send holds.
+pub(super) type Continuation = Box<dyn FnOnce(Result<SendResult>, Hold) + Send + 'static>;
+
 /// How an asynchronous send reports its end.
 pub(super) enum Done {
-    Handle(crate::remoting::Completer<SendResult>),
+    /// Complete a handle, wherever the result is known (the completer also ends the send's
+    /// flush ticket).
+    Handle(super::flush::TrackedCompleter),
+    /// Run a user callback on the callback pool.
     Callback(Box<dyn FnOnce(Result<SendResult>) + Send + 'static>),
+    /// Run a library continuation wherever the result is known (an I/O thread too): it must
+    /// be quick, must not block and must run no user code itself (user callbacks it resolves
+    /// go through [`finish_done`]).
+    Internal(Continuation),
 }
 
-/// Ends an asynchronous send: completes its handle or runs its callback on the pool.
-pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, on_caller: bool) {
+/// What a send holds until its caller has the result: its in-flight share, or a share of
+/// one (the callers of an auto-batch hold the batch's together).
+pub(super) enum Hold {
+    Nothing,
+    Permit(Permit),
+    Shared(Arc<SharedHold>),
+}
+
+/// A hold shared by the callers of one send: released (and `then` run) when the last of
+/// them has its result.
+pub(super) struct SharedHold {
+    permit: Option<Permit>,
+    then: Option<Box<dyn FnOnce() + Send + Sync + 'static>>,
+}
+
+impl SharedHold {
+    /// Shares `hold`; `then` runs once every share is gone.
+    pub(super) fn new(hold: Hold, then: impl FnOnce() + Send + Sync + 'static) -> Arc<Self> {
+        let permit = match hold {
+            Hold::Nothing => None,
+            Hold::Permit(p) => Some(p),
+            // Nested sharing does not happen; keep the outer share alive for as long.
+            Hold::Shared(outer) => {
+                return Arc::new(SharedHold {
+                    permit: None,
+                    then: Some(Box::new(move || {
+                        drop(outer);
+                        then();
+                    })),
+                })
+            }
+        };
+        Arc::new(SharedHold {
+            permit,
+            then: Some(Box::new(then)),
+        })
+    }
+}
+
+impl Drop for SharedHold {
+    fn drop(&mut self) {
+        if let Some(then) = self.then.take() {
+            then();
+        }
+    }
+}
+
+impl Hold {
+    /// Runs `f` as the holder (a callback that shuts the producer down does not wait for its
+    /// own send).
+    fn while_held<R>(&self, f: impl FnOnce() -> R) -> R {
+        let permit = match self {
+            Hold::Nothing => None,
+            Hold::Permit(p) => Some(p),
+            Hold::Shared(s) => s.permit.as_ref(),
+        };
+        match permit {
+            Some(p) => p.held_while(f),
+            None => f(),
+        }
+    }
+}
+
+/// Ends an asynchronous send: completes its handle or runs its continuation here, or hands
+/// its callback to the callback pool. `hold` is released once the caller has the result.
+pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, hold: Hold) {
     match done {
         Done::Handle(completer) => {
+            // Released first: a caller that has the result finds the send no longer counted.
+            drop(hold);
             completer.complete(result);
         }
-        Done::Callback(callback) => {
-            let run = move || {
+        Done::Internal(continuation) => continuation(result, hold),
+        Done::Callback(callback) => inner.run_user(Box::new(move || {
+            hold.while_held(|| {
                 if catch_unwind(AssertUnwindSafe(|| callback(result))).is_err() {
                     log::error!("a send callback panicked");
                 }
-            };
-            if on_caller {
-                // User code runs on the callback pool, not on the caller's thread; only when
-                // the pool is gone (shutdown) does it run here, so that it still runs once.
-                let slot = Arc::new(Mutex::new(Some(run)));
-                let pooled = slot.clone();
-                let task = Box::new(move || {
-                    if let Some(run) = pooled.lock().take() {
-                        run();
-                    }
-                });
-                if inner.remoting.execute(task).is_err() {
-                    if let Some(run) = slot.lock().take() {
-                        run();
-                    }
-                }
-            } else {
-                run();
+            });
+            drop(hold);
+        })),
+    }
+}
+
+/// Whether this thread is an I/O thread (of any client).
+fn on_io_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|n| n.starts_with("rocketmq-io"))
+}
+
+impl Inner {
+    /// Runs user code (a callback) on the callback pool. Once the pool has stopped (late in
+    /// a shutdown), on the thread calling shutdown; once shutdown has ended, here. Never on
+    /// an I/O thread: the pool takes work until every I/O thread has ended.
+    pub(super) fn run_user(&self, task: Box<dyn FnOnce() + Send + 'static>) {
+        let Err(task) = self.remoting.try_execute(task) else {
+            return;
+        };
+        let mut late = self.late.lock();
+        match late.as_mut() {
+            Some(queue) => queue.push(task),
+            None => {
+                drop(late);
+                crate::remoting::guarded("send callback", task);
             }
+        }
+    }
+
+    /// Runs the callbacks that found the pool stopped, on the thread calling shutdown (after
+    /// the pool and every I/O and internal thread have ended); callbacks that end later run
+    /// where they end.
+    pub(super) fn run_late_callbacks(&self) {
+        loop {
+            let tasks = match self.late.lock().as_mut() {
+                Some(queue) if !queue.is_empty() => std::mem::take(queue),
+                _ => break,
+            };
+            for task in tasks {
+                crate::remoting::guarded("send callback", task);
+            }
+        }
+        let rest = self.late.lock().take().unwrap_or_default();
+        for task in rest {
+            crate::remoting::guarded("send callback", task);
         }
     }
 }
@@ -70,32 +192,33 @@ pub(super) struct AsyncSend {
     last_broker: Option<Arc<str>>,
     failures: Failures,
     done: Option<Done>,
-    _permit: Option<Permit>,
+    permit: Option<Permit>,
     /// Statistics of this send.
     op: stats::Op,
 }
 
 impl AsyncSend {
-    /// Runs one attempt. On the caller's thread it only uses cached routes; a miss moves the
-    /// attempt to the callback pool, where lookups may block.
-    fn attempt(mut self: Box<Self>, on_caller: bool) {
+    /// Runs one attempt. With `may_block` false (the caller's thread) it only uses cached
+    /// routes, and a miss moves the attempt to the internal threads, where it runs with
+    /// `may_block` true and lookups may block.
+    pub(super) fn attempt(mut self: Box<Self>, may_block: bool) {
         let now = Instant::now();
         if now >= self.deadline {
             let failures = std::mem::take(&mut self.failures);
             let e = self.inner.attempts_failed(self.deadline, failures);
-            return self.finish(Err(e), on_caller);
+            return self.finish(Err(e));
         }
         if self.inner.state.load(Ordering::Acquire) == STOPPED {
-            return self.finish(Err(Error::Shutdown), on_caller);
+            return self.finish(Err(Error::Shutdown));
         }
-        let queue = match self.pick_queue(on_caller) {
+        let queue = match self.pick_queue(may_block) {
             Ok(Some(q)) => q,
             Ok(None) => return self.defer(),
-            Err(e) => return self.finish(Err(e), on_caller),
+            Err(e) => return self.finish(Err(e)),
         };
         let addr = match self.inner.broker_addr(queue.broker_name()) {
             Some(a) => a,
-            None if on_caller => return self.defer(),
+            None if !may_block => return self.defer(),
             None => match self.inner.broker_addr_or_refresh(
                 &self.prepared.wire_topic,
                 &queue,
@@ -108,7 +231,7 @@ impl AsyncSend {
                         reason: format!("no master address for broker {}", queue.broker_name()),
                         source: None,
                     };
-                    return self.finish(Err(e), on_caller);
+                    return self.finish(Err(e));
                 }
             },
         };
@@ -128,7 +251,7 @@ impl AsyncSend {
             });
         let request = match encoded {
             Ok(r) => r,
-            Err(e) => return self.finish(Err(e), on_caller),
+            Err(e) => return self.finish(Err(e)),
         };
         let attempt = self.inner.stats.attempt(
             &self.prepared,
@@ -138,25 +261,23 @@ impl AsyncSend {
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         let remoting = self.inner.remoting.clone();
-        // The response is mapped on the I/O thread (no user code runs there: a callback
-        // goes to the pool, a retry too); a failed request ends on the pool.
+        // The request ends on the I/O thread (response, timeout, connection error, shutdown),
+        // or here if the client is shut down: `on_response` never blocks and runs no user
+        // code.
         remoting.send_encoded_inline(
             request,
             timeout,
-            Box::new(move |response| {
-                let on_io = response.is_ok();
-                self.on_response(response, queue, addr, started, attempt, on_io)
-            }),
+            Box::new(move |response| self.on_response(response, queue, addr, started, attempt)),
         );
     }
 
-    /// The queue for this attempt; `Ok(None)` when the route must be fetched first and we are
-    /// on the caller's thread.
-    fn pick_queue(&mut self, on_caller: bool) -> Result<Option<MessageQueue>> {
+    /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
+    /// thread must not block.
+    fn pick_queue(&mut self, may_block: bool) -> Result<Option<MessageQueue>> {
         let wire_topic = &self.prepared.wire_topic;
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
-            _ if on_caller => match self.inner.mapping.get(wire_topic, Instant::now()) {
+            _ if !may_block => match self.inner.mapping.get(wire_topic, Instant::now()) {
                 Some(info) if !info.queues().is_empty() => info,
                 _ => return Ok(None),
             },
@@ -171,7 +292,7 @@ impl AsyncSend {
                         "the message for the queue selector is gone".into(),
                     ));
                 };
-                let picked = Inner::run_selector(selector.as_ref(), &info, msg, arg);
+                let picked = self.inner.run_selector(selector.as_ref(), &info, msg, arg);
                 self.prepared.release_message();
                 picked.map(Some)
             }
@@ -182,22 +303,17 @@ impl AsyncSend {
         }
     }
 
-    /// Moves the attempt to the callback pool (route lookups block).
+    /// Moves the attempt to the internal threads (route lookups block there).
     fn defer(self: Box<Self>) {
-        let remoting = self.inner.remoting.clone();
-        let mut slot = Some(self);
-        let task = Box::new(move || {
-            if let Some(job) = slot.take() {
-                job.attempt(false);
-            }
-        });
-        // If the pool is gone, the task (and the job in it) is dropped: Drop ends the send
-        // with Shutdown.
-        if let Err(e) = remoting.execute(task) {
-            log::debug!("could not defer an async send: {e}");
+        let inner = self.inner.clone();
+        if let Err(Job::Attempt(job)) = inner.executor.submit(Job::Attempt(self)) {
+            // Only after shutdown has stopped the internal threads.
+            job.finish(Err(Error::Shutdown));
         }
     }
 
+    /// The request of an attempt ended (on the thread that ended it: usually an I/O thread).
+    /// Never blocks: a retry moves to the internal threads.
     fn on_response(
         mut self: Box<Self>,
         response: Result<RemotingCommand>,
@@ -205,7 +321,6 @@ impl AsyncSend {
         addr: String,
         started: Instant,
         attempt: stats::Attempt,
-        on_io: bool,
     ) {
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
         attempt.end(started, &result);
@@ -227,32 +342,38 @@ impl AsyncSend {
                     // Out of attempts or of time: the error says what happened before.
                     let failures = std::mem::take(&mut self.failures);
                     let e = self.inner.attempts_failed(self.deadline, failures);
-                    return self.finish(Err(e), on_io);
+                    return self.finish(Err(e));
                 }
                 self.attempts_left -= 1;
                 self.last_broker = Some(queue.broker_name_arc().clone());
-                if on_io {
-                    return self.defer(); // route lookups may block: not on the I/O thread
-                }
-                return self.attempt(false);
+                // Route lookups may block: on an internal thread, not here.
+                return self.defer();
             }
         }
-        // On the I/O thread a handle completes here and a callback goes to the pool.
-        self.finish(result, on_io);
+        self.finish(result);
     }
 
-    fn finish(mut self: Box<Self>, result: Result<SendResult>, on_caller: bool) {
-        // Release the in-flight share first: a callback that sends again must find room.
-        self._permit = None;
+    fn finish(mut self: Box<Self>, result: Result<SendResult>) {
         self.op.record(&result);
+        let hold = match self.permit.take() {
+            Some(p) => Hold::Permit(p),
+            None => Hold::Nothing,
+        };
         if let Some(done) = self.done.take() {
-            finish_done(&self.inner, done, result, on_caller);
+            finish_done(&self.inner, done, result, hold);
         }
-        if on_caller {
-            // Finished on the I/O thread: leave the freeing to the sending side.
-            let spent = self.inner.spent.0.clone();
-            if let Err(e) = spent.send(self) {
+        if on_io_thread() {
+            // Its memory was allocated on the sending side: an internal thread frees it soon
+            // (one job per burst), which keeps the allocator's cross-thread work off the I/O
+            // thread.
+            let inner = self.inner.clone();
+            if let Err(e) = inner.spent.0.send(self) {
                 drop(e.into_inner());
+            } else if !inner.executor.schedule_free() {
+                // Shut down: free what is there now.
+                while let Ok(spent) = inner.spent.1.try_recv() {
+                    drop(spent);
+                }
             }
         }
     }
@@ -260,19 +381,13 @@ impl AsyncSend {
 
 impl Drop for AsyncSend {
     fn drop(&mut self) {
-        self._permit = None;
         self.op.fail(&Error::Shutdown);
+        let hold = match self.permit.take() {
+            Some(p) => Hold::Permit(p),
+            None => Hold::Nothing,
+        };
         if let Some(done) = self.done.take() {
-            match done {
-                Done::Handle(completer) => {
-                    completer.complete(Err(Error::Shutdown));
-                }
-                Done::Callback(callback) => {
-                    if catch_unwind(AssertUnwindSafe(|| callback(Err(Error::Shutdown)))).is_err() {
-                        log::error!("a send callback panicked");
-                    }
-                }
-            }
+            finish_done(&self.inner, done, Err(Error::Shutdown), hold);
         }
     }
 }
@@ -314,6 +429,8 @@ impl Inner {
         budget: Budget,
     ) {
         let attempts_left = match target {
+            // Strict order: a keyed message-hash send is never retried on another queue.
+            Target::Auto if self.strict_hash_key(&prepared).is_some() => 0,
             Target::Auto => budget.retries,
             _ => 0,
         };
@@ -326,9 +443,43 @@ impl Inner {
             last_broker: None,
             failures: Failures::default(),
             done: Some(done),
-            _permit: Some(permit),
+            permit: Some(permit),
             op,
         });
-        job.attempt(true);
+        job.attempt(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::testing::MockBroker;
+    use crate::{Message, Producer};
+
+    /// Item 10 of issue 12: a burst of asynchronous sends followed by idleness leaves no
+    /// finished send (and its body) waiting to be freed.
+    #[test]
+    fn finished_sends_are_freed_while_idle() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_SPENT")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        p.send(Message::new("SpentTopic", "warm")).unwrap();
+        let handles: Vec<_> = (0..64)
+            .map(|i| p.send_async(Message::new("SpentTopic", vec![i as u8; 1024])))
+            .collect();
+        for h in handles {
+            h.wait().unwrap();
+        }
+        let spent = &p.inner().spent.1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !spent.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(spent.len(), 0, "finished sends still held after idling");
+        p.shutdown(Duration::from_secs(5)).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 //! timeout, whether its outcome is retried, and the fault record it leaves.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::inner::Inner;
@@ -112,13 +113,17 @@ impl Inner {
         }
     }
 
-    /// Picks the queue for an automatic attempt.
+    /// Picks the queue for an automatic attempt (under strict order, a keyed message-hash
+    /// send's queue is fixed: see `order`).
     pub(super) fn select_auto(
         &self,
-        info: &TopicPublishInfo,
+        info: &Arc<TopicPublishInfo>,
         prepared: &Prepared,
         last_broker: Option<&str>,
     ) -> Result<MessageQueue> {
+        if let Some(key) = self.strict_hash_key(prepared) {
+            return self.strict_hash_pick(info, key);
+        }
         self.router
             .select_queue(
                 info,
@@ -134,11 +139,19 @@ impl Inner {
     }
 
     pub(super) fn run_selector(
+        &self,
         selector: &dyn QueueSelector,
-        info: &TopicPublishInfo,
+        info: &Arc<TopicPublishInfo>,
         msg: &Message,
         arg: &str,
     ) -> Result<MessageQueue> {
+        let select = |queues: &[MessageQueue]| {
+            catch_unwind(AssertUnwindSafe(|| selector.select(queues, msg, arg)))
+                .map_err(|_| Error::User("the queue selector panicked".into()))
+        };
+        if self.config.strict_order() {
+            return self.strict_pick(info, select);
+        }
         let queues = info.queues();
         if queues.is_empty() {
             return Err(Error::NoRoute {
@@ -147,8 +160,7 @@ impl Inner {
                 source: None,
             });
         }
-        let picked = catch_unwind(AssertUnwindSafe(|| selector.select(queues, msg, arg)))
-            .map_err(|_| Error::User("the queue selector panicked".into()))?;
+        let picked = select(queues)?;
         Ok(queues[picked % queues.len()].clone())
     }
 }

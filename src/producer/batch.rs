@@ -10,7 +10,9 @@
 //! [`Producer::send_async`](crate::Producer::send_async),
 //! [`Producer::send_to_queue_async`](crate::Producer::send_to_queue_async) and
 //! [`Producer::send_with_callback`](crate::Producer::send_with_callback).
-//! Selector sends, oneway sends, explicit batches and transactional sends are never batched.
+//! Selector sends, oneway sends, explicit batches and transactional sends are never batched;
+//! nor, under [`strict_order`](crate::ProducerConfig::strict_order) with the message-hash
+//! strategy, are messages with keys (each goes to its key's queue).
 //! Neither are messages Java's `canBatch` refuses: delayed or timed ones (`DELAY`,
 //! `TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`), retry topics (`%RETRY%`), messages
 //! with a producer group property (`PGROUP`, transactions) and half messages (`TRAN_MSG`). A
@@ -23,8 +25,9 @@
 //!
 //! When it holds [`batch_max_bytes`](crate::ProducerConfig::batch_max_bytes) (the sender that
 //! fills it sends it, on its own thread), or [`batch_max_delay`](crate::ProducerConfig::batch_max_delay)
-//! after its first message (the `rocketmq-batch` thread sends it). Shutdown sends every open
-//! batch before it waits for in-flight sends. A synchronous `send` blocks until its batch is
+//! after its first message (the `rocketmq-batch` thread sends it). Shutdown and
+//! [`Producer::flush`](crate::Producer::flush) send every open batch before they wait for
+//! in-flight sends. A synchronous `send` blocks until its batch is
 //! answered, so a lone synchronous sender waits up to the delay for each message, as in Java.
 //!
 //! # Time and retries
@@ -61,7 +64,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::stats::Op;
-use super::{finish_done, Budget, Done, Inner, Target};
+use super::{finish_done, Budget, Done, Hold, Inner, SharedHold, Target};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, Message, MessageQueue, SendResult};
@@ -134,6 +137,9 @@ pub(crate) struct Accumulator {
     max_delay: Duration,
     max_bytes: usize,
     total_max: usize,
+    /// Strict order with the message-hash strategy: keyed messages go on their own (their
+    /// queue is their key's, not the batch's).
+    strict_keys: bool,
     state: Mutex<State>,
     /// Signals the flusher (a new first batch, closing).
     flush_cv: Condvar,
@@ -189,6 +195,9 @@ impl Accumulator {
             max_delay: config.batch_max_delay(),
             max_bytes: config.batch_max_bytes(),
             total_max: config.batch_total_max_bytes(),
+            strict_keys: config.strict_order()
+                && config.routing_strategy()
+                    == crate::routing::router::RoutingStrategy::MessageHash,
             state: Mutex::new(State {
                 open: Vec::new(),
                 held: 0,
@@ -219,7 +228,9 @@ impl Accumulator {
 
     /// Whether `msg` sent to `target` goes through the accumulator.
     pub(crate) fn accepts(&self, msg: &Message, target: &Target) -> bool {
-        matches!(target, Target::Auto | Target::Queue(_)) && can_batch(msg, self.max_bytes)
+        matches!(target, Target::Auto | Target::Queue(_))
+            && can_batch(msg, self.max_bytes)
+            && !(self.strict_keys && msg.property(property::KEYS).is_some())
     }
 
     /// Adds a message; `done` is resolved with its own result once its batch is answered.
@@ -238,7 +249,7 @@ impl Accumulator {
     ) {
         if let Err(e) = prepare::check_message(&msg, &inner.config) {
             op.fail(&e);
-            return finish_done(inner, done, Err(e), true);
+            return finish_done(inner, done, Err(e), Hold::Nothing);
         }
         let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
             Some(id) => id.to_string(),
@@ -273,7 +284,7 @@ impl Accumulator {
                     };
                     drop(state);
                     op.fail(&e);
-                    return finish_done(inner, done, Err(e), true);
+                    return finish_done(inner, done, Err(e), Hold::Nothing);
                 }
             }
             state.waiting -= 1;
@@ -281,7 +292,7 @@ impl Accumulator {
         if state.closed {
             drop(state);
             op.fail(&Error::Shutdown);
-            return finish_done(inner, done, Err(Error::Shutdown), true);
+            return finish_done(inner, done, Err(Error::Shutdown), Hold::Nothing);
         }
         state.held += bytes;
         let was_empty = state.open.is_empty();
@@ -366,7 +377,13 @@ impl Accumulator {
         }
         for batch in orphans {
             for entry in batch.entries {
-                resolve_one(entry.done, entry.op, Err(Error::Shutdown));
+                resolve_one(
+                    None,
+                    entry.done,
+                    entry.op,
+                    Err(Error::Shutdown),
+                    Hold::Nothing,
+                );
             }
         }
         let flusher = self.flusher.lock().take();
@@ -374,6 +391,18 @@ impl Accumulator {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
+        }
+    }
+
+    /// Sends every open batch now, oldest first, without closing ([`Producer::flush`]).
+    ///
+    /// [`Producer::flush`]: crate::Producer::flush
+    pub(crate) fn send_open(self: &Arc<Self>, inner: &Arc<Inner>) {
+        let _order = self.launch.lock();
+        let mut batches: Vec<Batch> = std::mem::take(&mut self.state.lock().open);
+        batches.sort_by_key(|b| b.seq);
+        for batch in batches {
+            self.send(inner, batch);
         }
     }
 
@@ -444,7 +473,10 @@ impl Accumulator {
         })
     }
 
-    /// Sends one batch; a batch of one goes as a plain message.
+    /// Sends one batch; a batch of one goes as a plain message. Its result is split where it
+    /// is known (an I/O thread, usually): handles complete there, callbacks go to the pool,
+    /// and the batch's bytes (and in-flight share) are released once every caller has its
+    /// result, callbacks run.
     fn send(self: &Arc<Self>, inner: &Arc<Inner>, batch: Batch) {
         let target = match batch.key.queue {
             Some(q) => Target::Queue(q),
@@ -453,12 +485,14 @@ impl Accumulator {
         let budget = Self::budget(inner, &batch.entries);
         let mut entries = batch.entries;
         let bytes = batch.bytes;
+        let acc = self.clone();
+        let release = move || acc.release(bytes);
         if entries.len() == 1 {
             if let Some(Entry { msg, done, op, .. }) = entries.pop() {
-                let acc = self.clone();
-                let done = Done::Callback(Box::new(move |r| {
-                    acc.release(bytes);
-                    resolve_one(done, op, r);
+                let owner = inner.clone();
+                let done = Done::Internal(Box::new(move |r, hold| {
+                    let hold = Hold::Shared(SharedHold::new(hold, release));
+                    resolve_one(Some(&owner), done, op, r, hold);
                 }));
                 inner.launch_async(super::Prep::Single(msg), target, done, budget);
             }
@@ -468,23 +502,24 @@ impl Accumulator {
             .into_iter()
             .map(|e| (e.msg, (e.id, e.done, e.op)))
             .unzip();
-        let waiters = Waiters(waiters);
-        let acc = self.clone();
-        let on_done = Done::Callback(Box::new(move |result: Result<SendResult>| {
-            acc.release(bytes);
-            waiters.resolve(result);
+        let waiters = Waiters(waiters, inner.clone());
+        let on_done = Done::Internal(Box::new(move |result: Result<SendResult>, hold| {
+            waiters.resolve(result, SharedHold::new(hold, release));
         }));
         inner.launch_async(super::Prep::Batch(msgs), target, on_done, budget);
     }
 }
 
 /// The callers of a batch in flight; whoever is not resolved when this drops gets `Shutdown`.
-struct Waiters(Vec<(String, Done, Op)>);
+struct Waiters(Vec<(String, Done, Op)>, Arc<Inner>);
 
 impl Waiters {
-    fn resolve(mut self, result: Result<SendResult>) {
+    /// Gives every caller its result and a share of `hold`.
+    fn resolve(mut self, result: Result<SendResult>, hold: Arc<SharedHold>) {
         let waiters = std::mem::take(&mut self.0);
+        let inner = Some(&*self.1);
         let n = waiters.len();
+        let share = || Hold::Shared(hold.clone());
         match result {
             Ok(r) => {
                 let (ids, rest): (Vec<String>, Vec<(Done, Op)>) = waiters
@@ -493,12 +528,12 @@ impl Waiters {
                     .unzip();
                 let split = split_result(&r, ids.into_iter(), n);
                 for ((done, op), one) in rest.into_iter().zip(split) {
-                    resolve_one(done, op, Ok(one));
+                    resolve_one(inner, done, op, Ok(one), share());
                 }
             }
             Err(e) => {
                 for (_, done, op) in waiters {
-                    resolve_one(done, op, Err(e.duplicate()));
+                    resolve_one(inner, done, op, Err(e.duplicate()), share());
                 }
             }
         }
@@ -507,24 +542,34 @@ impl Waiters {
 
 impl Drop for Waiters {
     fn drop(&mut self) {
+        let inner = self.1.clone();
         for (_, done, op) in self.0.drain(..) {
-            resolve_one(done, op, Err(Error::Shutdown));
+            resolve_one(Some(&inner), done, op, Err(Error::Shutdown), Hold::Nothing);
         }
     }
 }
 
-/// Resolves one caller, here (this runs on a callback thread already).
-fn resolve_one(done: Done, mut op: Op, result: Result<SendResult>) {
+/// Resolves one caller: a handle here, a callback on the pool (`inner`), or here when the
+/// producer is gone.
+fn resolve_one(
+    inner: Option<&Inner>,
+    done: Done,
+    mut op: Op,
+    result: Result<SendResult>,
+    hold: Hold,
+) {
     op.record(&result);
-    match done {
-        Done::Handle(completer) => {
+    match (inner, done) {
+        (Some(inner), done) => finish_done(inner, done, result, hold),
+        (None, Done::Handle(completer)) => {
             completer.complete(result);
         }
-        Done::Callback(callback) => {
+        (None, Done::Callback(callback)) => {
             if catch_unwind(AssertUnwindSafe(|| callback(result))).is_err() {
                 log::error!("a send callback panicked");
             }
         }
+        (None, Done::Internal(continuation)) => continuation(result, hold),
     }
 }
 

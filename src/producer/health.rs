@@ -38,7 +38,10 @@
 //!   "routes": [ {
 //!     "topic": string,                            // as on the wire (with namespace)
 //!     "age_ms": int, "queues": int, "brokers": [string],
-//!     "from_default": bool                        // built from the TBW102 fallback
+//!     "from_default": bool,                       // built from the TBW102 fallback
+//!     "queue_count_changes": int,                 // route updates that changed "queues"
+//!     "previous_queues": int | null,              // "queues" before the last such change
+//!     "strict_order_queues": int | null           // strict order's reference layout, if any
 //!   } ],
 //!   "brokers": [ {
 //!     "name": string,
@@ -59,7 +62,15 @@
 //!     "async": int, "async_bytes": int, "sync": int, "sync_bytes": int,
 //!     "max_async": int | null, "max_async_bytes": int | null, "waiting": int
 //!   },
-//!   "fault_tolerance": bool                       // whether isolated brokers are avoided
+//!   "fault_tolerance": bool,                      // whether isolated brokers are avoided
+//!   "transactions": {                             // transaction producers only, else null
+//!     "records": int, "capacity": int,            // the transaction record table
+//!     "by_phase": { "sending": int, "executing": int, "in_doubt": int,
+//!                   "committed": int, "rolled_back": int, "failed": int },
+//!     "oldest_in_doubt_ms": int | null,
+//!     "evicted_full": int, "evicted_age": int,    // records dropped for the bounds
+//!     "untracked_checks": int                     // check-backs for transactions not held
+//!   } | null
 //! }
 //! ```
 //!
@@ -156,6 +167,15 @@ pub struct RouteHealth {
     pub brokers: Vec<String>,
     /// Whether it was built from the create-topic key's route (topic not created yet).
     pub from_default: bool,
+    /// Route updates that changed the topic's queue count since the producer started (each
+    /// one is also logged): a sign that per-key order may have broken (strict order off) or
+    /// that keys fail (strict order on).
+    pub queue_count_changes: u64,
+    /// The queue count before the last such change.
+    pub previous_queues: Option<usize>,
+    /// With [`strict_order`](crate::ProducerConfig::strict_order): the queue count of the
+    /// layout keys are mapped over (see [`Producer::accept_route`](crate::Producer::accept_route)).
+    pub strict_order_queues: Option<usize>,
 }
 
 /// One broker's health.
@@ -238,6 +258,10 @@ pub struct HealthReport {
     pub in_flight: InFlightHealth,
     /// Whether isolated brokers are avoided when choosing queues.
     pub fault_tolerance: bool,
+    /// A transaction producer's record table (see
+    /// [`TransactionProducer::in_doubt`](crate::TransactionProducer::in_doubt)); `None` for
+    /// other producers.
+    pub transactions: Option<crate::transaction::TransactionTableHealth>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -271,6 +295,9 @@ impl RouteHealth {
             "queues": self.queues,
             "brokers": self.brokers,
             "from_default": self.from_default,
+            "queue_count_changes": self.queue_count_changes,
+            "previous_queues": self.previous_queues,
+            "strict_order_queues": self.strict_order_queues,
         })
     }
 }
@@ -337,6 +364,7 @@ impl HealthReport {
             "brokers": self.brokers.iter().map(BrokerHealth::to_json).collect::<Vec<_>>(),
             "in_flight": self.in_flight.to_json(),
             "fault_tolerance": self.fault_tolerance,
+            "transactions": self.transactions.as_ref().map(|t| t.to_json()),
         })
     }
 
@@ -386,7 +414,11 @@ impl Inner {
             .into_iter()
             .filter_map(|topic| {
                 let info = self.mapping.peek(&topic)?;
+                let order = self.order.view(&topic);
                 Some(RouteHealth {
+                    queue_count_changes: order.changes,
+                    previous_queues: order.previous_count,
+                    strict_order_queues: order.reference_count,
                     age: now.saturating_duration_since(info.fetched_at()),
                     queues: info.queues().len(),
                     brokers: info.broker_names().map(str::to_string).collect(),
@@ -467,6 +499,7 @@ impl Inner {
                 waiting,
             },
             fault_tolerance: self.router.fault_tolerance_enabled(),
+            transactions: self.tx_records.lock().as_ref().map(|t| t.health()),
         }
     }
 }

@@ -11,6 +11,8 @@ use parking_lot::{Mutex, RwLock};
 
 use super::async_send::AsyncSend;
 use super::backpressure::InFlight;
+use super::executor::Executor;
+use super::flush::FlushTracker;
 use super::{batch, stats};
 use crate::client::broker::SendDefaults;
 use crate::client::namesrv::NameServers;
@@ -30,6 +32,9 @@ pub(super) const STOPPED: u8 = 2;
 /// CHECK_TRANSACTION_STATE one).
 pub(crate) type ServerRequestHook =
     Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
+
+/// User code to run once (a callback with its result).
+pub(super) type UserTask = Box<dyn FnOnce() + Send + 'static>;
 
 /// Everything a producer shares with its background tasks.
 pub(crate) struct Inner {
@@ -57,10 +62,23 @@ pub(crate) struct Inner {
     pub(crate) server_hooks: RwLock<Vec<(i32, ServerRequestHook)>>,
     /// Counters and histograms (no-ops when statistics are off).
     pub(crate) stats: stats::StatsRecorder,
-    /// Finished asynchronous sends, dropped by the next sender rather than by the I/O thread
-    /// that finished them: their memory was allocated on the sending side, and freeing it
-    /// there keeps the allocator's cross-thread locking off the I/O thread.
+    /// A transaction producer's record table (for the health report).
+    pub(crate) tx_records: Mutex<Option<Arc<super::transaction::RecordTable>>>,
+    /// Strict-order layouts and queue-count changes, per topic.
+    pub(super) order: super::order::OrderBook,
+    /// Sends not ended yet, by generation, for [`Producer::flush`](super::Producer::flush).
+    pub(super) flush: Arc<FlushTracker>,
+    /// Finished asynchronous sends, dropped by the next sender or an internal thread (soon:
+    /// a burst schedules one job) rather than by the I/O thread that finished them: their
+    /// memory was allocated on the sending side, and freeing it elsewhere keeps the
+    /// allocator's cross-thread locking off the I/O thread.
     pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
+    /// The `rocketmq-async-N` threads: route lookups and retries of asynchronous sends,
+    /// freeing finished ones. They never run user code.
+    pub(super) executor: Executor,
+    /// User callbacks that ended after the callback pool stopped (late in a shutdown): run
+    /// by the thread calling shutdown. `None` once shutdown has run them.
+    pub(super) late: Mutex<Option<Vec<UserTask>>>,
 }
 
 /// The clock used for born timestamps and ids.

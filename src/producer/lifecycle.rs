@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 
 use super::backpressure::InFlight;
+use super::executor::Executor;
 use super::inner::{Inner, RUNNING, STOPPED, STOPPING};
 use super::{batch, stats};
 use crate::client::broker::{self, SendDefaults};
@@ -73,6 +74,10 @@ impl Inner {
             callback_threads: config.callback_threads(),
             connect_timeout: config.connect_timeout(),
             credentials: config.credentials().cloned(),
+            close_on_request_timeout: config.close_on_request_timeout(),
+            tcp_keepalive: config.tcp_keepalive(),
+            max_connection_output_bytes: config.max_connection_output_bytes(),
+            tls: config.tls_config(),
             ..RemotingConfig::default()
         })?;
         let ip = match config.client_ip() {
@@ -99,6 +104,8 @@ impl Inner {
             InFlight::new(None)
         };
         let router = MessageRouter::from_config(&config);
+        let spent = crossbeam_channel::unbounded();
+        let executor = Executor::start(config.callback_threads(), &spent.1)?;
         let inner = Arc::new(Inner {
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
@@ -122,7 +129,12 @@ impl Inner {
                 .then(|| batch::Accumulator::new(&config)),
             server_hooks: RwLock::new(Vec::new()),
             stats: stats::StatsRecorder::new(config.stats()),
-            spent: crossbeam_channel::unbounded(),
+            flush: super::flush::FlushTracker::new(),
+            order: super::order::OrderBook::default(),
+            tx_records: Mutex::new(None),
+            executor,
+            late: Mutex::new(Some(Vec::new())),
+            spent,
             config,
         });
         inner
@@ -183,6 +195,10 @@ impl Inner {
                 let _ = thread.join();
             }
         }
+        // Every request has ended; what the internal threads still hold ends now (with
+        // `Shutdown`), then the callbacks that found the pool stopped run here.
+        self.executor.shutdown();
+        self.run_late_callbacks();
         // No I/O thread is left to finish a send: free what they left (it holds this producer).
         while let Ok(spent) = self.spent.1.try_recv() {
             drop(spent);
@@ -208,8 +224,14 @@ impl Inner {
             .map(|(_, addr)| {
                 let request = broker::unregister_request(&self.client_id, &self.defaults.group);
                 let (completer, handle) = pair();
-                self.remoting
-                    .invoke_async(&addr, request, timeout, Completion::Handle(completer));
+                // Its timeout must not reset the connection: the sends still draining on it
+                // end with Shutdown when the connections close, not with a connection error.
+                self.remoting.invoke_async_keeping_connection(
+                    &addr,
+                    request,
+                    timeout,
+                    Completion::Handle(completer),
+                );
                 (addr, handle)
             })
             .collect();

@@ -3,12 +3,15 @@
 //! # Threads
 //!
 //! A [`Producer`] owns a [`RemotingClient`](crate::remoting::RemotingClient) (its
-//! `rocketmq-io-N` event-loop threads and `rocketmq-callback-N` pool) and one
-//! `rocketmq-service` thread that refreshes routes and sends heartbeats. Synchronous sends run
-//! their attempts on the caller's thread and block on the response. Asynchronous sends encode
-//! on the caller's thread and never block on the network: a route that is not cached yet is
-//! fetched on the callback pool, and retries run there too. Completion callbacks, selectors
-//! and transaction listeners never run on an I/O thread.
+//! `rocketmq-io-N` event-loop threads and `rocketmq-callback-N` pool), `rocketmq-async-N`
+//! internal threads (`executor`) and one `rocketmq-service` thread that refreshes routes and
+//! sends heartbeats. Synchronous sends run their attempts on the caller's thread and block on
+//! the response. Asynchronous sends encode on the caller's thread and never block on the
+//! network: a route that is not cached yet is fetched on an internal thread, and retries run
+//! there too. Handles complete where the result is known (an I/O thread, usually); the
+//! callback pool runs only user callbacks and broker-initiated requests, so no library
+//! progress ever waits for a callback to return (`async_send` has the details). Completion
+//! callbacks, selectors and transaction listeners never run on an I/O thread.
 //!
 //! # Layout
 //!
@@ -17,17 +20,20 @@
 //! `route` (route resolution), `service` (route refresh and heartbeats), `attempt` (queue
 //! choice, timeouts, retry policy, fault records), `sync_send` (the synchronous attempt loop
 //! and oneway), `submit` (where asynchronous sends enter), `async_send` (one asynchronous
-//! send across its attempts), `batch` (auto-batching), `prepare` (validation and encoding
+//! send across its attempts), `executor` (the internal threads), `batch` (auto-batching), `prepare` (validation and encoding
 //! inputs), `backpressure`, `handle`, `health`, `stats` and `transaction`.
 
 mod async_send;
 mod attempt;
 pub(crate) mod backpressure;
 mod batch;
+mod executor;
+mod flush;
 mod handle;
 pub mod health;
 mod inner;
 mod lifecycle;
+mod order;
 pub(crate) mod prepare;
 mod route;
 mod service;
@@ -49,7 +55,8 @@ use crate::routing::selector::QueueSelector;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
-use async_send::{finish_done, Budget, Done};
+use async_send::{finish_done, Budget, Done, Hold, SharedHold};
+use flush::TrackedCompleter;
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
 use inner::{RUNNING, STOPPING};
@@ -89,11 +96,22 @@ impl Producer {
         ProducerConfig::builder(group)
     }
 
-    /// Starts a producer with `config`: spawns its threads. Routes are fetched on first use.
+    /// Starts a producer with `config`: spawns its threads. Routes are fetched on first use,
+    /// except those of [`ProducerConfig::topics`], which are fetched now (their brokers get a
+    /// heartbeat at once); that takes up to the client API timeout per topic when the name
+    /// servers do not answer, and a topic that fails is only logged.
     ///
     /// # Errors
     /// [`Error::Config`] if threads cannot be started.
     pub fn start(config: ProducerConfig) -> Result<Producer> {
+        let producer = Producer::start_unresolved(config)?;
+        producer.inner().resolve_configured_topics();
+        Ok(producer)
+    }
+
+    /// Starts a producer without resolving its configured topics (the transaction producer
+    /// installs its check-back handler first, then resolves them).
+    pub(crate) fn start_unresolved(config: ProducerConfig) -> Result<Producer> {
         let inner = Inner::start(config)?;
         Ok(Producer {
             owner: Arc::new(Owner { inner }),
@@ -122,6 +140,7 @@ impl Producer {
     /// [`Error::Io`]/[`Error::ConnectionClosed`] from the last attempt; [`Error::NoRoute`];
     /// [`Error::Shutdown`].
     pub fn send(&self, msg: Message) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
         op.end(match self.inner().send_batched(msg, Target::Auto) {
             Ok(handle) => handle.wait(),
@@ -131,6 +150,7 @@ impl Producer {
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
         let inner = self.inner();
         op.end(
@@ -150,6 +170,7 @@ impl Producer {
         selector: &dyn QueueSelector,
         arg: &str,
     ) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
         op.end(
             self.inner()
@@ -160,6 +181,7 @@ impl Producer {
     /// Sends several messages of one topic as one batch (never compressed). The result's
     /// `msg_id` and `offset_msg_id` list every message, comma-separated.
     pub fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin_batch(&msgs);
         op.end(self.send_batch_inner(msgs))
     }
@@ -177,29 +199,44 @@ impl Producer {
     ///
     /// Never blocks on network I/O. With backpressure on (the default), it blocks while the
     /// producer is full, up to the send timeout, and then resolves the handle with
-    /// [`Error::Backpressure`].
+    /// [`Error::Backpressure`]. Called from a callback it never waits: see
+    /// [what callbacks may do](crate#what-callbacks-may-do). Waiting on the handle from a
+    /// callback is fine: it never needs a callback thread to complete.
     pub fn send_async(&self, msg: Message) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner()
             .send_async(Prep::Single(msg), Target::Auto, Done::Handle(completer));
         SendHandle::new(handle)
     }
 
-    /// Sends `msg` asynchronously; `callback` runs once with the result, on a callback thread.
+    /// Sends `msg` asynchronously; `callback` runs once with the result, on a callback thread
+    /// (`rocketmq-callback-N`; during a shutdown possibly on the thread calling shutdown; never
+    /// on an I/O thread). Backpressure applies as for [`Producer::send_async`]; an error found
+    /// before sending (an invalid message, [`Error::Backpressure`], [`Error::Shutdown`]) goes
+    /// to the callback too.
+    ///
+    /// The send counts as in flight until the callback has returned. The callback may block
+    /// on other sends (sync, handles, transactions), send more and shut the producer down;
+    /// it should not block for long on anything else. See
+    /// [what callbacks may do](crate#what-callbacks-may-do).
     pub fn send_with_callback<F>(&self, msg: Message, callback: F)
     where
         F: FnOnce(Result<SendResult>) + Send + 'static,
     {
+        let ticket = self.inner().flush.ticket();
         self.inner().send_async(
             Prep::Single(msg),
             Target::Auto,
-            Done::Callback(Box::new(callback)),
+            Done::Callback(Box::new(move |result| {
+                callback(result);
+                drop(ticket);
+            })),
         );
     }
 
     /// Asynchronous [`Producer::send_to_queue`].
     pub fn send_to_queue_async(&self, msg: Message, queue: &MessageQueue) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner().send_async(
             Prep::Single(msg),
             Target::Queue(queue.clone()),
@@ -208,15 +245,16 @@ impl Producer {
         SendHandle::new(handle)
     }
 
-    /// Asynchronous [`Producer::send_with_selector`]; the selector may run on a callback thread
-    /// when the route is not cached yet.
+    /// Asynchronous [`Producer::send_with_selector`]. The selector runs on this thread when the
+    /// route is cached, otherwise on an internal `rocketmq-async-N` thread once it is fetched:
+    /// it must be quick and must not block or send.
     pub fn send_with_selector_async(
         &self,
         msg: Message,
         selector: Arc<dyn QueueSelector>,
         arg: impl Into<String>,
     ) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner().send_async(
             Prep::Single(msg),
             Target::Selector(selector, arg.into()),
@@ -227,7 +265,7 @@ impl Producer {
 
     /// Asynchronous [`Producer::send_batch`].
     pub fn send_batch_async(&self, msgs: Vec<Message>) -> SendHandle {
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = self.tracked_pair();
         self.inner()
             .send_async(Prep::Batch(msgs), Target::Auto, Done::Handle(completer));
         SendHandle::new(handle)
@@ -236,8 +274,75 @@ impl Producer {
     /// Sends `msg` without waiting for any answer. `Ok` once it is queued for the socket; no
     /// retry. The route lookup (first send to a topic) may block up to the send timeout.
     pub fn send_oneway(&self, msg: Message) -> Result<()> {
+        let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, true);
         op.end_oneway(self.inner().send_oneway(msg))
+    }
+
+    /// Waits until every send accepted before this call has ended (stored, failed or timed
+    /// out), without stopping the producer: asynchronous sends whose handle is completed or
+    /// whose callback has returned, and synchronous and oneway sends running on other threads.
+    /// Open auto-batches are sent at once rather than at their delay. Sends that start while
+    /// it waits are not waited for.
+    ///
+    /// Returns how many of those sends are still in flight at the deadline (`timeout` from
+    /// now): 0 when all have ended. Every send ends by its own send timeout anyway, so a
+    /// `timeout` a little over [`ProducerConfig::send_timeout`] returns 0 unless a callback
+    /// is slow.
+    ///
+    /// A send callback that calls `flush` waits for itself: it returns at its deadline with at
+    /// least 1.
+    pub fn flush(&self, timeout: Duration) -> usize {
+        let inner = self.inner();
+        let deadline = Instant::now() + timeout;
+        let target = inner.flush.close_generation();
+        if let Some(acc) = &inner.batcher {
+            acc.send_open(inner);
+        }
+        inner.flush.wait(target, deadline)
+    }
+
+    /// Strict order: makes the current route of `topic` the layout keys are mapped over, so
+    /// that sends use the queues the topic has now. Until then, keys keep the queues of the
+    /// layout they were first sent with, and keys whose queue is gone fail with
+    /// [`Error::OrderViolation`] (see [`ProducerConfig::strict_order`]).
+    ///
+    /// Call it when moving keys to other queues is acceptable, typically once the consumers
+    /// have drained the queues that went away. Keys may land on other queues from then on, so
+    /// a key's messages sent before and after may be consumed out of order. Returns the queue
+    /// count of the layout replaced (`None` if there was none). Harmless with strict order off.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMessage`] for a bad topic name; [`Error::NoRoute`] if the route cannot
+    /// be fetched within the send timeout.
+    pub fn accept_route(&self, topic: &str) -> Result<Option<usize>> {
+        let inner = self.inner();
+        prepare::check_topic(topic)?;
+        let deadline = Instant::now() + inner.config.send_timeout();
+        let wire = prepare::wire_topic(topic, &inner.config);
+        let _ = inner.refresh_route(&wire, deadline);
+        let info = inner.publish_info(&wire, deadline)?;
+        Ok(inner.accept_layout(&info))
+    }
+
+    /// A handle pair whose completion also ends a flush ticket taken now.
+    fn tracked_pair(&self) -> (TrackedCompleter, crate::remoting::Handle<SendResult>) {
+        let ticket = self.inner().flush.ticket();
+        let (completer, handle) = crate::remoting::pair();
+        (TrackedCompleter::new(completer, ticket), handle)
+    }
+
+    /// Sends several messages of one topic as one batch without waiting for any answer (the
+    /// batch rules of [`Producer::send_batch`], the delivery of [`Producer::send_oneway`]): `Ok`
+    /// once the batch is queued for the socket; no retry, no result, no per-message ids back.
+    ///
+    /// # Errors
+    /// [`Error::InvalidMessage`] for a batch [`Producer::send_batch`] refuses, before anything
+    /// is sent; [`Error::NoRoute`]; [`Error::Shutdown`].
+    pub fn send_batch_oneway(&self, msgs: Vec<Message>) -> Result<()> {
+        let _ticket = self.inner().flush.ticket();
+        let op = self.inner().stats.begin_batch_oneway(&msgs);
+        op.end_oneway(self.inner().send_batch_oneway(msgs))
     }
 
     /// The queues sends to `topic` can go to (fetching the route if needed), for selectors.
@@ -276,7 +381,9 @@ impl Producer {
             .fetch_add(ms, Ordering::Relaxed);
     }
 
-    /// Asynchronous sends in flight now: (count, bytes). Backpressure bounds both.
+    /// Asynchronous sends in flight now: (count, bytes), counting sends whose callback has not
+    /// returned yet. Backpressure bounds both (sends from callbacks may go past the bounds by
+    /// the callback allowance, see [what callbacks may do](crate#what-callbacks-may-do)).
     pub fn in_flight(&self) -> (usize, usize) {
         self.inner().in_flight.current()
     }

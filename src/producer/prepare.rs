@@ -141,6 +141,18 @@ fn check_properties(msg: &Message) -> Result<()> {
             )));
         }
     }
+    for (key, unit) in [
+        (property::TIMER_DELAY_SEC, "seconds"),
+        (property::TIMER_DELAY_MS, "milliseconds"),
+    ] {
+        if let Some(v) = msg.property(key) {
+            if v.parse::<i64>().map_or(true, |n| n <= 0) {
+                return Err(Error::InvalidMessage(format!(
+                    "delay {v:?} ({key}) is not a positive number of {unit}"
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -361,6 +373,8 @@ pub(crate) fn prepare_batch(
         }
         if msg.delay_level().is_some_and(|l| l > 0)
             || msg.property(property::TIMER_DELIVER_MS).is_some()
+            || msg.property(property::TIMER_DELAY_SEC).is_some()
+            || msg.property(property::TIMER_DELAY_MS).is_some()
         {
             return Err(Error::InvalidMessage(format!(
                 "message {i} of the batch is delayed; batches cannot be delayed"

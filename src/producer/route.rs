@@ -64,6 +64,7 @@ impl Inner {
                     .mapping
                     .update_route(wire_topic, &route, Instant::now())
                 {
+                    self.note_route(wire_topic);
                     self.heartbeat_new_brokers();
                 }
                 Ok(())
@@ -88,6 +89,7 @@ impl Inner {
                     self.config.default_topic_queue_nums(),
                     Instant::now(),
                 );
+                self.note_route(wire_topic);
                 self.heartbeat_new_brokers();
                 Ok(())
             }

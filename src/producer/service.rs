@@ -65,7 +65,29 @@ impl Inner {
         }
     }
 
+    /// Resolves the routes of [`ProducerConfig::topics`](crate::ProducerConfig::topics) that
+    /// are not cached (their brokers get a heartbeat as the route arrives) and marks the cached
+    /// ones used, so they never expire. Failures are logged; the next refresh tries again.
+    pub(crate) fn resolve_configured_topics(&self) {
+        for topic in self.config.topics() {
+            if self.state.load(Ordering::Acquire) != RUNNING {
+                return;
+            }
+            let wire = super::prepare::wire_topic(topic, &self.config);
+            if self.mapping.get(&wire, Instant::now()).is_some() {
+                continue;
+            }
+            let deadline = Instant::now() + self.config.client_api_timeout();
+            if let Err(e) = self.publish_info(&wire, deadline) {
+                log::warn!(
+                    "route of configured topic {topic} not resolved (tried again later): {e}"
+                );
+            }
+        }
+    }
+
     pub(super) fn refresh_all_routes(&self) {
+        self.resolve_configured_topics();
         let now = Instant::now();
         for topic in self.mapping.expire_unused(now, self.config.route_expiry()) {
             log::debug!("route of unused topic {topic} expired");

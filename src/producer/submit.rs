@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::async_send::{finish_done, Budget, Done};
+use super::async_send::{finish_done, Budget, Done, Hold};
 use super::backpressure::Permit;
 use super::inner::Inner;
 use super::prepare::{self, Prepared};
@@ -56,7 +56,7 @@ impl Inner {
                     self,
                     msg,
                     target,
-                    Done::Handle(completer),
+                    Done::Handle(completer.into()),
                     stats::Op::none(),
                     Some(deadline),
                 );
@@ -92,7 +92,7 @@ impl Inner {
             Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
             Err(e) => {
                 op.fail(&e);
-                finish_done(self, done, Err(e), true)
+                finish_done(self, done, Err(e), Hold::Nothing)
             }
         }
     }
@@ -122,7 +122,7 @@ impl Inner {
                     None => self.start_async(prepared, permit, target, done, op),
                 }
             }
-            Err(e) => finish_done(self, done, Err(e), true),
+            Err(e) => finish_done(self, done, Err(e), Hold::Nothing),
         }
     }
 
@@ -138,9 +138,10 @@ impl Inner {
             Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
         };
         let permit = if on_callback_thread() {
-            // A callback that sends must not wait for room: room is made by the very callback
-            // threads it would block.
-            self.in_flight.acquire_unbounded(prepared.size)
+            // A callback that sends must not wait for room: room is made by the callbacks
+            // queued behind it, which only callback threads can run. It takes room if there
+            // is some, else the bounded callback allowance, else fails at once.
+            self.in_flight.acquire_now(prepared.size)?
         } else {
             let deadline = Instant::now() + self.config.send_timeout();
             self.in_flight.acquire(prepared.size, deadline)?

@@ -31,7 +31,7 @@ impl Inner {
             SyncTarget::Selector(selector, arg) => {
                 let info =
                     self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
-                Some(Self::run_selector(selector, &info, &msg, arg)?)
+                Some(self.run_selector(selector, &info, &msg, arg)?)
             }
         };
         let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
@@ -46,7 +46,9 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        let attempts = if fixed_queue.is_some() {
+        // Strict order: a keyed message-hash send is never retried on another queue.
+        let strict = self.strict_hash_key(prepared).is_some();
+        let attempts = if fixed_queue.is_some() || strict {
             1
         } else {
             1 + self.config.retries()
@@ -85,7 +87,7 @@ impl Inner {
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
-            if fixed_queue.is_none() && self.should_retry(&result) {
+            if fixed_queue.is_none() && !strict && self.should_retry(&result) {
                 log::debug!(
                     "send of {} to {addr} will be retried: {result:?}",
                     prepared.msg_id
@@ -141,9 +143,20 @@ impl Inner {
     pub(super) fn send_oneway(&self, msg: Message) -> Result<()> {
         self.check_running()?;
         let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
+        self.send_prepared_oneway(&prepared)
+    }
+
+    pub(super) fn send_batch_oneway(&self, msgs: Vec<Message>) -> Result<()> {
+        self.check_running()?;
+        let prepared = prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?;
+        self.send_prepared_oneway(&prepared)
+    }
+
+    /// One oneway attempt: route, queue, frame queued for the socket; no retry.
+    fn send_prepared_oneway(&self, prepared: &Prepared) -> Result<()> {
         let deadline = Instant::now() + self.config.send_timeout();
         let info = self.publish_info(&prepared.wire_topic, deadline)?;
-        let queue = self.select_auto(&info, &prepared, None)?;
+        let queue = self.select_auto(&info, prepared, None)?;
         let addr = self
             .broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
             .ok_or_else(|| Error::NoRoute {
@@ -153,7 +166,7 @@ impl Inner {
             })?;
         let born = now_ms();
         let request = self.remoting.encode_request(&addr, true, |spec, out| {
-            broker::encode_send_frame(&prepared, &queue, &self.defaults, born, spec, out)
+            broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
         })?;
         self.remoting.send_encoded_oneway(request)
     }

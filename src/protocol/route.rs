@@ -61,6 +61,12 @@ pub mod perm {
 /// The broker id of a master (`MixAll.MASTER_ID`); slaves have ids 1 and above.
 pub const MASTER_ID: i64 = 0;
 
+/// The most queues a topic's route may give a producer: the write (or read) queues of one
+/// broker, their sum over the brokers, and the counts of `orderTopicConf`. Far above any real
+/// topic (brokers default to 8 or 16 queues); a route over it is refused
+/// ([`TopicRouteData::check_limits`]) rather than trusted with a huge allocation.
+pub const MAX_TOPIC_QUEUES: usize = 65_536;
+
 /// The route of a topic: which brokers host it, with how many queues, at which addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicRouteData {
@@ -118,7 +124,9 @@ impl TopicRouteData {
     ///
     /// # Errors
     /// [`CodecError::Json`] if the body is not JSON even after the repair, or is not an object;
-    /// [`CodecError::MissingField`] / [`CodecError::InvalidField`] naming the field otherwise.
+    /// [`CodecError::MissingField`] / [`CodecError::InvalidField`] naming the field otherwise;
+    /// [`CodecError::Malformed`] for a route over the queue limits
+    /// ([`TopicRouteData::check_limits`]).
     pub fn from_json(body: &[u8]) -> Result<Self, CodecError> {
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
@@ -135,6 +143,10 @@ impl TopicRouteData {
     }
 
     /// Reads a route from an already-parsed JSON value.
+    ///
+    /// # Errors
+    /// As [`TopicRouteData::from_json`], and a route over the queue limits
+    /// ([`TopicRouteData::check_limits`]).
     pub fn from_value(value: &Value) -> Result<Self, CodecError> {
         let root = value
             .as_object()
@@ -161,12 +173,14 @@ impl TopicRouteData {
             Some(Value::Object(m)) => !m.is_empty(),
             Some(other) => return Err(invalid("topicQueueMappingByBroker", other)),
         };
-        Ok(TopicRouteData {
+        let route = TopicRouteData {
             order_topic_conf,
             queue_datas,
             broker_datas,
             has_static_queue_mapping,
-        })
+        };
+        route.check_limits()?;
+        Ok(route)
     }
 
     /// The route as a JSON value (keys sorted, map keys quoted).
@@ -239,6 +253,69 @@ impl TopicRouteData {
                 .then_with(|| a.broker_addrs.cmp(&b.broker_addrs))
         });
         r
+    }
+
+    /// Checks the queue counts against [`MAX_TOPIC_QUEUES`]: each queue data's read and write
+    /// queues, the write queues summed over the brokers, and the counts of `orderTopicConf`
+    /// (each and summed; malformed items are left to the queue builder, which skips them).
+    /// Parsing ([`TopicRouteData::from_json`]) refuses a route that fails this, and the route
+    /// cache refuses to install one, so a name server cannot make a client allocate billions
+    /// of queues.
+    ///
+    /// # Errors
+    /// [`CodecError::Malformed`] naming the field, the broker, the count and the limit.
+    pub fn check_limits(&self) -> Result<(), CodecError> {
+        let over = |what: &str, broker: &str, count: i64| {
+            CodecError::Malformed(format!(
+                "route refused: {what} of {broker:?} is {count}, over the limit of \
+                 {MAX_TOPIC_QUEUES} queues a topic may have"
+            ))
+        };
+        let max = MAX_TOPIC_QUEUES as i64;
+        let mut total_write: i64 = 0;
+        for qd in &self.queue_datas {
+            if i64::from(qd.write_queue_nums) > max {
+                return Err(over(
+                    "queueDatas[].writeQueueNums",
+                    &qd.broker_name,
+                    qd.write_queue_nums.into(),
+                ));
+            }
+            if i64::from(qd.read_queue_nums) > max {
+                return Err(over(
+                    "queueDatas[].readQueueNums",
+                    &qd.broker_name,
+                    qd.read_queue_nums.into(),
+                ));
+            }
+            total_write += i64::from(qd.write_queue_nums.max(0));
+            if total_write > max {
+                return Err(over(
+                    "the sum of queueDatas[].writeQueueNums",
+                    "every broker",
+                    total_write,
+                ));
+            }
+        }
+        if let Some(conf) = &self.order_topic_conf {
+            let mut total: i64 = 0;
+            for item in conf.split(';') {
+                let Some((broker, count)) = item.split_once(':') else {
+                    continue;
+                };
+                let Ok(count) = count.trim().parse::<i64>() else {
+                    continue;
+                };
+                if count > max {
+                    return Err(over("orderTopicConf", broker.trim(), count));
+                }
+                total += count.max(0);
+                if total > max {
+                    return Err(over("the sum of orderTopicConf", "every broker", total));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The broker data with this name.
@@ -663,6 +740,50 @@ mod tests {
             TopicRouteData::from_json(b""),
             Err(CodecError::Json(_))
         ));
+    }
+
+    #[test]
+    fn huge_queue_counts_are_refused() {
+        // 2^31-1 write queues would make a client build 2^31-1 queues: refused, with an error
+        // that names the field, the broker and the limit.
+        let body = br#"{"brokerDatas":[{"brokerAddrs":{"0":"h:1"},"brokerName":"broker-a"}],"queueDatas":[{"brokerName":"broker-a","perm":6,"readQueueNums":4,"writeQueueNums":2147483647}]}"#;
+        let err = TopicRouteData::from_json(body).unwrap_err().to_string();
+        assert!(err.contains("writeQueueNums"), "{err}");
+        assert!(err.contains("broker-a"), "{err}");
+        assert!(err.contains("2147483647"), "{err}");
+        assert!(err.contains("65536"), "{err}");
+        // Each count under the limit, but the sum over brokers over it.
+        let mut r = sample();
+        r.queue_datas[0].write_queue_nums = 40_000;
+        r.queue_datas[1].write_queue_nums = 40_000;
+        let err = TopicRouteData::from_json(&r.to_json())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("80000"), "{err}");
+        // Read queues too.
+        let mut r = sample();
+        r.queue_datas[0].read_queue_nums = i32::MAX;
+        let err = TopicRouteData::from_json(&r.to_json())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("readQueueNums"), "{err}");
+        // orderTopicConf counts.
+        let mut r = sample();
+        r.order_topic_conf = Some("broker-a:4;broker-b:2147483647".into());
+        let err = TopicRouteData::from_json(&r.to_json())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("orderTopicConf"), "{err}");
+        assert!(err.contains("broker-b"), "{err}");
+        r.order_topic_conf = Some("broker-a:40000;broker-b:40000".into());
+        assert!(TopicRouteData::from_json(&r.to_json()).is_err());
+        // At the limit is fine.
+        let mut r = sample();
+        r.queue_datas[0].write_queue_nums = MAX_TOPIC_QUEUES as i32 / 2;
+        r.queue_datas[1].write_queue_nums = MAX_TOPIC_QUEUES as i32 / 2;
+        r.order_topic_conf = Some(format!("broker-a:{}", MAX_TOPIC_QUEUES));
+        assert_eq!(TopicRouteData::from_json(&r.to_json()).unwrap(), r);
+        assert!(r.check_limits().is_ok());
     }
 
     #[test]

@@ -4,8 +4,6 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
@@ -17,7 +15,9 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use super::completion::pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
+use super::resolve::{check_syntax, Resolver};
 use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
+use super::tls::TlsConnector;
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
 use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
@@ -86,7 +86,7 @@ struct Inner {
     pool_tx: RwLock<Option<Sender<Task>>>,
     pool_threads: Mutex<Vec<JoinHandle<()>>>,
     handler: Arc<HandlerSlot>,
-    /// Addresses resolved once, with the loop that owns each.
+    /// Addresses used so far (syntax checked), with the loop that owns each.
     targets: RwLock<HashMap<String, Arc<Target>>>,
     closed: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
@@ -115,8 +115,15 @@ impl RemotingClient {
     ///
     /// # Errors
     /// [`Error::Config`] if a thread count is zero or the frame limit is too small to hold a
-    /// frame, or if the threads or pollers cannot be created.
+    /// frame, or if the threads or pollers cannot be created. With [`RemotingConfig::tls`]:
+    /// [`Error::Config`] naming the TLS setting when a certificate or key file cannot be read
+    /// or used, or when the crate was built without its `tls` feature.
     pub fn new(config: RemotingConfig) -> Result<Self> {
+        Self::with_resolver(config, Resolver::system())
+    }
+
+    /// [`RemotingClient::new`] with the given name resolver (tests install their own).
+    pub(crate) fn with_resolver(config: RemotingConfig, resolver: Resolver) -> Result<Self> {
         if config.io_threads == 0 {
             return Err(Error::config("io_threads", "must be at least 1"));
         }
@@ -126,6 +133,23 @@ impl RemotingClient {
         if config.max_frame < 16 {
             return Err(Error::config("max_frame", "must be at least 16 bytes"));
         }
+        if config.max_connection_output_bytes == 0 {
+            return Err(Error::config(
+                "max_connection_output_bytes",
+                "must be at least 1 byte",
+            ));
+        }
+        if config
+            .tcp_keepalive
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return Err(Error::config("tcp_keepalive", "must be at least 1 s"));
+        }
+        // Certificate files are read once, before any thread starts.
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(TlsConnector::new(tls)?)),
+            None => None,
+        };
         let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
         let pending = Arc::new(AtomicUsize::new(0));
         let (pool_tx, pool_rx) = crossbeam_channel::unbounded();
@@ -145,7 +169,12 @@ impl RemotingClient {
         let loop_config = LoopConfig {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
+            close_on_request_timeout: config.close_on_request_timeout,
+            tcp_keepalive: config.tcp_keepalive,
+            max_output: config.max_connection_output_bytes,
+            resolver,
             frames: frames.clone(),
+            tls,
         };
         let mut loops = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {
@@ -235,7 +264,7 @@ impl RemotingClient {
 
     /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
     ///
-    /// Errors found before anything is queued (shut down, an address that does not resolve, a
+    /// Errors found before anything is queued (shut down, an address that is not `host:port`, a
     /// request that cannot be encoded) complete it at once, a callback still on the pool.
     pub fn invoke_async(
         &self,
@@ -243,6 +272,31 @@ impl RemotingClient {
         request: RemotingCommand,
         timeout: Duration,
         completion: Completion,
+    ) {
+        self.invoke_async_with(addr, request, timeout, completion, false);
+    }
+
+    /// [`RemotingClient::invoke_async`] for a request whose timeout never closes the
+    /// connection, whatever [`RemotingConfig::close_on_request_timeout`] says: the unregister
+    /// at shutdown, which must not fail the sends still draining on the connection with a
+    /// connection error (they end with `Shutdown` when the connections close).
+    pub(crate) fn invoke_async_keeping_connection(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+    ) {
+        self.invoke_async_with(addr, request, timeout, completion, true);
+    }
+
+    fn invoke_async_with(
+        &self,
+        addr: &str,
+        request: RemotingCommand,
+        timeout: Duration,
+        completion: Completion,
+        keep_connection_on_timeout: bool,
     ) {
         let reply = match completion {
             Completion::Handle(c) => Reply::Handle(c),
@@ -253,7 +307,14 @@ impl RemotingClient {
         match self.prepare(addr, request, false) {
             // A failed push has completed the reply with `Shutdown`.
             Ok((target, frame, opaque)) => {
-                let _ = self.push(target, frame, opaque, timeout, Some(reply));
+                let _ = self.push_with(
+                    target,
+                    frame,
+                    opaque,
+                    timeout,
+                    Some(reply),
+                    keep_connection_on_timeout,
+                );
             }
             Err(e) => reply.complete(Err(e)),
         }
@@ -295,20 +356,18 @@ impl RemotingClient {
         handle.wait()
     }
 
-    /// Sends an encoded request; `callback` runs on the I/O thread when the response arrives
-    /// (on the callback pool if the request fails or the client shuts down). For the crate's
-    /// own continuations only: the callback must be quick, must not block and must run no user
-    /// code; it may hand work to [`RemotingClient::execute`].
+    /// Sends an encoded request; `callback` runs on the thread that ends it: the I/O thread
+    /// for a response, a timeout, a connection error or shutdown, this thread if the client is
+    /// shut down already. Never on the callback pool, so it never waits behind user callbacks.
+    /// For the crate's own continuations only: the callback must be quick, must not block and
+    /// must run no user code; it may hand work to other threads ([`RemotingClient::execute`]).
     pub(crate) fn send_encoded_inline(
         &self,
         request: EncodedRequest,
         timeout: Duration,
         callback: super::ResponseCallback,
     ) {
-        let reply = Reply::Inline(CallbackReply::new(
-            callback,
-            self.inner.pool_tx.read().clone(),
-        ));
+        let reply = Reply::Inline(CallbackReply::new(callback, None));
         // A failed push has completed the reply with `Shutdown`.
         let _ = self.push(
             request.target,
@@ -334,7 +393,7 @@ impl RemotingClient {
     /// connection failure is only logged.
     ///
     /// # Errors
-    /// [`Error::Shutdown`], an address that does not resolve, or a request that cannot be
+    /// [`Error::Shutdown`], an address that is not `host:port`, or a request that cannot be
     /// encoded.
     pub fn invoke_oneway(&self, addr: &str, request: RemotingCommand) -> Result<()> {
         let (target, frame, opaque) = self.prepare(addr, request, true)?;
@@ -344,15 +403,32 @@ impl RemotingClient {
     /// Runs `task` on the callback pool. A task accepted here always runs (a panic in it is
     /// caught and logged).
     ///
+    /// The pool takes tasks until [`RemotingClient::shutdown`] has ended every request (while
+    /// a shutdown is under way too: answers that arrive then still get their callbacks run on
+    /// the pool, never on an I/O thread).
+    ///
     /// # Errors
-    /// [`Error::Shutdown`] once the client is shut down; the task is dropped unrun.
+    /// [`Error::Shutdown`] once the pool has stopped taking tasks; the task is dropped unrun.
     pub fn execute(&self, task: Box<dyn FnOnce() + Send + 'static>) -> Result<()> {
-        if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(Error::Shutdown);
-        }
+        self.try_execute(task).map_err(|_| Error::Shutdown)
+    }
+
+    /// [`RemotingClient::execute`] that gives the task back when the pool no longer takes
+    /// tasks, so that the caller can run it elsewhere.
+    pub(crate) fn try_execute(
+        &self,
+        task: Box<dyn FnOnce() + Send + 'static>,
+    ) -> std::result::Result<(), Box<dyn FnOnce() + Send + 'static>> {
         match self.inner.pool_tx.read().as_ref() {
-            Some(tx) => tx.send(Task::Run(task)).map_err(|_| Error::Shutdown),
-            None => Err(Error::Shutdown),
+            Some(tx) => match tx.send(Task::Run(task)) {
+                Ok(()) => Ok(()),
+                Err(e) => match e.into_inner() {
+                    Task::Run(task) => Err(task),
+                    // Only `Run` was sent.
+                    _ => Ok(()),
+                },
+            },
+            None => Err(task),
         }
     }
 
@@ -419,7 +495,7 @@ impl RemotingClient {
         &self.inner.config
     }
 
-    /// Checks the client is running, resolves `addr`, assigns the opaque and encodes.
+    /// Checks the client is running and `addr`'s syntax, assigns the opaque and encodes.
     fn prepare(
         &self,
         addr: &str,
@@ -449,7 +525,7 @@ impl RemotingClient {
         Ok((target, frame, opaque))
     }
 
-    /// Checks the client is running, resolves `addr`, assigns the opaque and lets `encode`
+    /// Checks the client is running and `addr`'s syntax, assigns the opaque and lets `encode`
     /// write the frame into a pooled buffer.
     fn prepare_encoded(
         &self,
@@ -486,6 +562,19 @@ impl RemotingClient {
         timeout: Duration,
         reply: Option<Reply>,
     ) -> Result<()> {
+        self.push_with(target, frame, opaque, timeout, reply, false)
+    }
+
+    /// [`RemotingClient::push`], saying whether the request's timeout may close the connection.
+    fn push_with(
+        &self,
+        target: Arc<Target>,
+        frame: Vec<u8>,
+        opaque: i32,
+        timeout: Duration,
+        reply: Option<Reply>,
+        keep_connection_on_timeout: bool,
+    ) -> Result<()> {
         let deadline = deadline_after(Instant::now(), timeout);
         let Some(lp) = self.inner.loops.get(target.lp) else {
             return Err(Error::Shutdown); // targets only name existing loops
@@ -497,23 +586,27 @@ impl RemotingClient {
             timeout,
             deadline,
             reply,
+            keep_connection_on_timeout,
         });
         lp.shared.send(cmd).map_err(|_| Error::Shutdown)
     }
 
-    /// The target for `addr`, resolving it the first time (on the caller's thread, so that a
-    /// slow name lookup never stalls an event loop).
+    /// The target for `addr`. Only its syntax is checked here (a bad address fails at once);
+    /// a host name is looked up by the event loop's lookup threads on every connect, never on
+    /// the caller's thread.
     fn target(&self, addr: &str) -> Result<Arc<Target>> {
         if let Some(t) = self.inner.targets.read().get(addr) {
             return Ok(t.clone());
         }
-        let socket = resolve(addr)?;
+        check_syntax(addr).map_err(|source| Error::Io {
+            addr: addr.to_owned(),
+            source,
+        })?;
         let mut hasher = DefaultHasher::new();
         addr.hash(&mut hasher);
         let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
         let target = Arc::new(Target {
             addr: Arc::from(addr),
-            socket,
             lp,
         });
         let mut targets = self.inner.targets.write();
@@ -540,23 +633,6 @@ pub(crate) struct FrameSpec<'a> {
     pub(crate) serialize_type: crate::protocol::SerializeType,
     /// The credentials to sign the request with (its last ext fields), if any.
     pub(crate) credentials: Option<&'a crate::protocol::acl::Credentials>,
-}
-
-fn resolve(addr: &str) -> Result<SocketAddr> {
-    if let Ok(socket) = addr.parse::<SocketAddr>() {
-        return Ok(socket);
-    }
-    let io_error = |source: io::Error| Error::Io {
-        addr: addr.to_owned(),
-        source,
-    };
-    let mut all = addr.to_socket_addrs().map_err(io_error)?;
-    all.next().ok_or_else(|| {
-        io_error(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the address resolves to nothing",
-        ))
-    })
 }
 
 impl Inner {

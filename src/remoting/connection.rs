@@ -4,15 +4,21 @@
 //! `write` calls as the socket allows; write interest is registered only while output is
 //! left over. Input: reads go straight into a reused buffer, whole frames are decoded from it
 //! in place, and the buffer grows only for a frame that does not fit (up to the frame limit).
+//!
+//! TLS: a connection with a [`TlsSession`] has the same phases plus a handshake between the
+//! TCP connect and `Connected` (under the same deadline). Its output buffer holds plaintext
+//! that the session encrypts as the socket takes records; its reads go through the session
+//! into the same read buffer. The event loop sees one read/flush interface either way.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use byteorder::{BigEndian, ByteOrder};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use super::tls::TlsSession;
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
 
@@ -24,9 +30,14 @@ const SHRINK_ABOVE: usize = 1024 * 1024;
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// The peer's host name is being looked up (no socket yet); the connect that follows has
+    /// the same deadline.
+    Resolving { deadline: Instant },
     /// Connect under way; fails if not done by the deadline.
     Connecting { deadline: Instant },
-    /// Connected.
+    /// TCP connected, TLS handshake under way; fails if not done by the (connect) deadline.
+    Handshaking { deadline: Instant },
+    /// Connected (and the TLS handshake, if any, done).
     Connected,
 }
 
@@ -41,6 +52,11 @@ pub(crate) enum Failure {
     Codec(CodecError),
     /// Closed on request of the client.
     Local(&'static str),
+    /// A request on it timed out, and the client closes connections on request timeouts.
+    RequestTimedOut(Duration),
+    /// TLS failed: the handshake (a certificate that does not verify, no common protocol) or
+    /// a record from the peer.
+    Tls(String),
 }
 
 impl Failure {
@@ -63,7 +79,44 @@ impl Failure {
                 addr: addr.to_owned(),
                 reason: (*why).to_owned(),
             },
+            Failure::RequestTimedOut(after) => Error::ConnectionClosed {
+                addr: addr.to_owned(),
+                reason: format!(
+                    "a request on it got no answer within {after:?}, so the connection was \
+                     reset (close_on_request_timeout)"
+                ),
+            },
+            Failure::Tls(why) => Error::ConnectionClosed {
+                addr: addr.to_owned(),
+                reason: why.clone(),
+            },
         }
+    }
+}
+
+/// Socket options of a connected stream: `TCP_NODELAY`, and TCP keepalive when `keepalive` is
+/// set (first probe after that much idle time, then probes that far apart, where the platform
+/// lets the times be set). Failures are logged: the connection works without them.
+pub(crate) fn configure_socket(stream: &TcpStream, addr: &str, keepalive: Option<Duration>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("cannot set TCP_NODELAY on {addr}: {e}");
+    }
+    let Some(idle) = keepalive else {
+        return;
+    };
+    let params = socket2::TcpKeepalive::new().with_time(idle);
+    #[cfg(any(
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "ios",
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "netbsd",
+        target_os = "windows",
+    ))]
+    let params = params.with_interval(idle);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
+        log::warn!("cannot turn TCP keepalive on for {addr}: {e}");
     }
 }
 
@@ -73,7 +126,8 @@ pub(crate) struct Conn {
     /// Unique among the connections of a client's lifetime (tokens are reused, ids are not).
     pub(crate) id: u64,
     pub(crate) addr: Arc<str>,
-    pub(crate) stream: TcpStream,
+    /// `None` while the address is being resolved.
+    pub(crate) stream: Option<TcpStream>,
     pub(crate) phase: Phase,
     /// Whether the conn is in the loop's dirty list.
     pub(crate) dirty: bool,
@@ -81,47 +135,142 @@ pub(crate) struct Conn {
     out_pos: usize,
     write_interest: bool,
     input: ReadBuf,
+    /// The TLS session of a TLS connection (boxed: rustls state is large).
+    tls: Option<Box<TlsSession>>,
 }
 
 impl Conn {
     /// A connection whose connect was just started; registered for read and write (the
-    /// connect completes with a writable event).
+    /// connect completes with a writable event). With `tls`, the handshake follows the
+    /// connect, under the same deadline.
     pub(crate) fn connecting(
         id: u64,
         addr: Arc<str>,
         stream: TcpStream,
         deadline: Instant,
         max_frame: usize,
+        tls: Option<TlsSession>,
     ) -> Self {
         Conn {
             id,
             addr,
-            stream,
+            stream: Some(stream),
             phase: Phase::Connecting { deadline },
             dirty: false,
             out: Vec::new(),
             out_pos: 0,
             write_interest: true,
             input: ReadBuf::new(max_frame),
+            tls: tls.map(Box::new),
         }
     }
 
-    /// Checks whether the connect finished: `Ok(true)` connected, `Ok(false)` not yet.
+    /// A connection whose address is being looked up: requests queue on it; it has no socket
+    /// until [`Conn::start_connect`].
+    pub(crate) fn resolving(
+        id: u64,
+        addr: Arc<str>,
+        deadline: Instant,
+        max_frame: usize,
+        tls: Option<TlsSession>,
+    ) -> Self {
+        Conn {
+            id,
+            addr,
+            stream: None,
+            phase: Phase::Resolving { deadline },
+            dirty: false,
+            out: Vec::new(),
+            out_pos: 0,
+            write_interest: true,
+            input: ReadBuf::new(max_frame),
+            tls: tls.map(Box::new),
+        }
+    }
+
+    /// The deadline of the lookup or connect under way, if one is.
+    pub(crate) fn connect_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Resolving { deadline }
+            | Phase::Connecting { deadline }
+            | Phase::Handshaking { deadline } => Some(deadline),
+            Phase::Connected => None,
+        }
+    }
+
+    /// Takes the socket of a connect started once the address was resolved, and registers it
+    /// (read and write: the connect completes with a writable event). The deadline stays.
+    pub(crate) fn start_connect(
+        &mut self,
+        mut stream: TcpStream,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<()> {
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        let deadline = self.connect_deadline().unwrap_or_else(Instant::now);
+        self.stream = Some(stream);
+        self.phase = Phase::Connecting { deadline };
+        self.write_interest = true;
+        Ok(())
+    }
+
+    /// Checks whether the connect (and the TLS handshake) finished: `Ok(true)` connected,
+    /// `Ok(false)` not yet.
     pub(crate) fn finish_connect(&mut self) -> Result<bool, Failure> {
-        match self.stream.take_error() {
+        match self.phase {
+            Phase::Connected => Ok(true),
+            Phase::Resolving { .. } => Ok(false),
+            Phase::Connecting { deadline } => {
+                if !self.finish_tcp_connect()? {
+                    return Ok(false);
+                }
+                if self.tls.is_none() {
+                    self.phase = Phase::Connected;
+                    return Ok(true);
+                }
+                self.phase = Phase::Handshaking { deadline };
+                self.handshake()
+            }
+            Phase::Handshaking { .. } => self.handshake(),
+        }
+    }
+
+    fn handshake(&mut self) -> Result<bool, Failure> {
+        let (Some(tls), Some(stream)) = (self.tls.as_mut(), self.stream.as_mut()) else {
+            return Ok(false);
+        };
+        if tls.handshake(stream)? {
+            self.phase = Phase::Connected;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Whether the TCP connect finished: `Ok(true)` connected, `Ok(false)` not yet.
+    fn finish_tcp_connect(&mut self) -> Result<bool, Failure> {
+        let Some(stream) = &self.stream else {
+            return Ok(false); // still resolving
+        };
+        match stream.take_error() {
             Ok(None) => {}
             Ok(Some(e)) | Err(e) => return Err(Failure::Io(e)),
         }
-        match self.stream.peer_addr() {
-            Ok(_) => {
-                self.phase = Phase::Connected;
-                if let Err(e) = self.stream.set_nodelay(true) {
-                    log::debug!("cannot set TCP_NODELAY on {}: {e}", self.addr);
-                }
-                Ok(true)
-            }
+        match stream.peer_addr() {
+            Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
             Err(e) => Err(Failure::Io(e)),
+        }
+    }
+
+    /// Whether this is a TLS connection.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Tells a TLS peer that the connection ends (one non-blocking attempt; plain: nothing).
+    pub(crate) fn close_notify(&mut self) {
+        if let (Some(tls), Some(stream)) = (self.tls.as_mut(), self.stream.as_mut()) {
+            tls.close_notify(stream);
         }
     }
 
@@ -138,15 +287,37 @@ impl Conn {
         self.out.extend_from_slice(frame);
     }
 
-    /// Whether output is waiting for the socket.
+    /// Whether output is waiting for the socket (frames, or TLS records).
     pub(crate) fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Makes the coming close a reset (`SO_LINGER` 0): what the kernel still holds for the
+    /// peer is discarded instead of delivered after the close.
+    pub(crate) fn reset_on_close(&self) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        if let Err(e) = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
+            log::debug!("cannot set SO_LINGER on {}: {e}", self.addr);
+        }
     }
 
     /// Writes queued output until it is all written or the socket would block.
     pub(crate) fn flush(&mut self) -> Result<(), Failure> {
-        while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(()); // flushed once connected
+        };
+        if let Some(tls) = self.tls.as_mut() {
+            self.out_pos += tls.flush(stream, &self.out[self.out_pos..])?;
+        }
+        while self.tls.is_none() && self.out_pos < self.out.len() {
+            match stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(Failure::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -170,13 +341,16 @@ impl Conn {
     /// Registers write interest exactly while output is left over.
     pub(crate) fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         let want = self.has_output() || !self.is_connected();
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
         if want != self.write_interest {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE
             } else {
                 Interest::READABLE
             };
-            registry.reregister(&mut self.stream, token, interest)?;
+            registry.reregister(stream, token, interest)?;
             self.write_interest = want;
         }
         Ok(())
@@ -185,8 +359,16 @@ impl Conn {
     /// Reads until the socket would block, pushing every whole frame onto `frames`. Frames
     /// decoded before an error are pushed too: the caller handles them, then closes.
     pub(crate) fn read(&mut self, frames: &mut Vec<RemotingCommand>) -> Result<(), Failure> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        if let Some(tls) = self.tls.as_mut() {
+            tls.read(stream, &mut self.input, frames)?;
+            self.input.shrink_if_idle();
+            return Ok(());
+        }
         loop {
-            match self.stream.read(self.input.spare()) {
+            match stream.read(self.input.spare()) {
                 Ok(0) => return Err(Failure::Eof),
                 Ok(n) => self.input.filled(n, frames).map_err(Failure::Codec)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -200,11 +382,20 @@ impl Conn {
 
     /// Registers the stream (read and write: the connect completes with a writable event).
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            &mut self.stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        match self.stream.as_mut() {
+            Some(stream) => {
+                registry.register(stream, token, Interest::READABLE | Interest::WRITABLE)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Deregisters the socket, if there is one.
+    pub(crate) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self.stream.as_mut() {
+            Some(stream) => registry.deregister(stream),
+            None => Ok(()),
+        }
     }
 }
 
@@ -352,6 +543,20 @@ mod tests {
                 c
             })
             .collect()
+    }
+
+    #[test]
+    fn configure_socket_turns_keepalive_on_or_leaves_it_off() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for keepalive in [Some(Duration::from_secs(45)), None] {
+            let stream = TcpStream::connect(addr).unwrap();
+            let _peer = listener.accept().unwrap();
+            configure_socket(&stream, "test", keepalive);
+            let sock = socket2::SockRef::from(&stream);
+            assert_eq!(sock.keepalive().unwrap(), keepalive.is_some());
+            assert!(sock.tcp_nodelay().unwrap());
+        }
     }
 
     #[test]

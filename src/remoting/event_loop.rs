@@ -22,8 +22,10 @@ use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
-use super::connection::{Conn, Failure, Phase};
+use super::connection::{configure_socket, Conn, Failure, Phase};
+use super::resolve::{check_syntax, host_of, Resolver};
 use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
+use super::tls::TlsConnector;
 use super::ConnectionState;
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
@@ -38,9 +40,23 @@ const COMMANDS_PER_TURN: usize = 4096;
 pub(crate) struct LoopConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) max_frame: usize,
+    /// [`RemotingConfig::close_on_request_timeout`](super::RemotingConfig::close_on_request_timeout).
+    pub(crate) close_on_request_timeout: bool,
+    /// [`RemotingConfig::tcp_keepalive`](super::RemotingConfig::tcp_keepalive).
+    pub(crate) tcp_keepalive: Option<Duration>,
+    /// [`RemotingConfig::max_connection_output_bytes`](super::RemotingConfig::max_connection_output_bytes).
+    pub(crate) max_output: usize,
     /// Where request frame buffers go back once copied to their connection's output.
     pub(crate) frames: Arc<FramePool>,
+    /// Looks host names up (on lookup threads).
+    pub(crate) resolver: Resolver,
+    /// Every connection speaks TLS when set.
+    pub(crate) tls: Option<Arc<TlsConnector>>,
 }
+
+/// Host-name lookups under way at once, per event loop; a connect that would start one more
+/// fails at once (a resolver that hangs must not pile up threads).
+const MAX_LOOKUPS: usize = 16;
 
 /// Request frame buffers, reused: a caller takes one to encode into, the event loop gives it
 /// back once the frame is queued on its connection. Keeps the send path free of allocations
@@ -101,6 +117,7 @@ pub(crate) fn spawn(
         scratch: Vec::new(),
         next_conn_id: 0,
         pending_count,
+        lookups: Arc::new(AtomicUsize::new(0)),
     };
     let thread = thread::Builder::new()
         .name(format!("rocketmq-io-{index}"))
@@ -116,6 +133,8 @@ struct Pending {
     token: usize,
     conn_id: u64,
     reply: Reply,
+    /// See [`Request::keep_connection_on_timeout`].
+    keep_connection_on_timeout: bool,
 }
 
 /// Opaques are sequential: a multiplicative hash spreads them over the table.
@@ -163,6 +182,8 @@ struct EventLoop {
     scratch: Vec<usize>,
     next_conn_id: u64,
     pending_count: Arc<AtomicUsize>,
+    /// Lookup threads running.
+    lookups: Arc<AtomicUsize>,
 }
 
 enum Drained {
@@ -225,21 +246,28 @@ impl EventLoop {
         }
         let mut next = next.map(|ticks| self.epoch + Duration::from_nanos(ticks));
         for conn in self.conns.iter().flatten() {
-            if let Phase::Connecting { deadline } = conn.phase {
+            if let Some(deadline) = conn.connect_deadline() {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
             }
         }
         next.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    fn on_event(&mut self, idx: usize, readable: bool) {
+    fn on_event(&mut self, idx: usize, mut readable: bool) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return; // a connection closed earlier in this turn
         };
         if !conn.is_connected() {
             match conn.finish_connect() {
                 Ok(true) => {
-                    log::debug!("connected to {}", conn.addr);
+                    let tls = if conn.is_tls() { " (TLS)" } else { "" };
+                    log::debug!("connected to {}{tls}", conn.addr);
+                    // A TLS handshake may have read past its end (this event's readiness
+                    // is used up): read what is there.
+                    readable = true;
+                    if let Some(stream) = &conn.stream {
+                        configure_socket(stream, &conn.addr, self.config.tcp_keepalive);
+                    }
                     let addr = conn.addr.clone();
                     if !conn.dirty {
                         conn.dirty = true;
@@ -266,6 +294,11 @@ impl EventLoop {
         }
         let mut frames = std::mem::take(&mut self.frames);
         let result = conn.read(&mut frames);
+        // TLS: reading may leave records to send (alerts, key updates).
+        if conn.has_output() && !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(idx);
+        }
         let conn_id = conn.id;
         let addr = conn.addr.clone();
         for frame in frames.drain(..) {
@@ -332,6 +365,11 @@ impl EventLoop {
                         self.close(idx, Failure::Local("closed by the client"));
                     }
                 }
+                Ok(Command::Resolved {
+                    token,
+                    conn_id,
+                    result,
+                }) => self.on_resolved(token, conn_id, result),
                 Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return Drained::Stop,
                 Err(TryRecvError::Empty) => return Drained::Idle,
             }
@@ -368,6 +406,29 @@ impl EventLoop {
             log::error!("no connection behind token {idx} for {}", r.target.addr);
             return;
         };
+        let queued = conn.queued_bytes();
+        if queued > 0 && queued.saturating_add(r.frame.len()) > self.config.max_output {
+            // An empty queue takes any frame, so every frame can go out eventually.
+            let error = Error::Io {
+                addr: r.target.addr.to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "output queue full: {queued} bytes are waiting for the peer to read, \
+                         and this request's {} bytes would go over \
+                         max_connection_output_bytes ({})",
+                        r.frame.len(),
+                        self.config.max_output
+                    ),
+                ),
+            };
+            match r.reply {
+                Some(reply) => reply.complete(Err(error)),
+                None => log::warn!("oneway request dropped: {error}"),
+            }
+            self.config.frames.put(r.frame);
+            return;
+        }
         if let Some(reply) = r.reply {
             match self.pending.entry(r.opaque) {
                 Entry::Occupied(_) => {
@@ -384,6 +445,7 @@ impl EventLoop {
                         token: idx,
                         conn_id: conn.id,
                         reply,
+                        keep_connection_on_timeout: r.keep_connection_on_timeout,
                     });
                 }
             }
@@ -398,9 +460,52 @@ impl EventLoop {
         self.config.frames.put(r.frame);
     }
 
-    /// Starts a non-blocking connect to `target`.
+    /// Starts a non-blocking connect to `target`: at once for an IP address; for a host name,
+    /// after a lookup on a lookup thread (the connection queues requests meanwhile). The
+    /// lookup and the connect share the connect timeout.
     fn connect(&mut self, target: &Target) -> io::Result<usize> {
-        let stream = TcpStream::connect(target.socket)?;
+        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
+        let literal = check_syntax(&target.addr)?;
+        let tls = match &self.config.tls {
+            None => None,
+            Some(connector) => Some(connector.session(&target.addr).map_err(io::Error::other)?),
+        };
+        let (conn_id, mut conn) = match literal {
+            Some(socket) => {
+                let stream = TcpStream::connect(socket)?;
+                log::debug!("connecting to {}", target.addr);
+                let id = self.next_conn_id + 1;
+                let conn = Conn::connecting(
+                    id,
+                    target.addr.clone(),
+                    stream,
+                    deadline,
+                    self.config.max_frame,
+                    tls,
+                );
+                (id, conn)
+            }
+            None => {
+                if self.lookups.load(Ordering::SeqCst) >= MAX_LOOKUPS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "cannot resolve {}: {MAX_LOOKUPS} name lookups are already under way",
+                            host_of(&target.addr)
+                        ),
+                    ));
+                }
+                let id = self.next_conn_id + 1;
+                let conn = Conn::resolving(
+                    id,
+                    target.addr.clone(),
+                    deadline,
+                    self.config.max_frame,
+                    tls,
+                );
+                (id, conn)
+            }
+        };
         let idx = match self.free.pop() {
             Some(idx) => idx,
             None => {
@@ -408,24 +513,91 @@ impl EventLoop {
                 self.conns.len() - 1
             }
         };
-        self.next_conn_id += 1;
-        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
-        let mut conn = Conn::connecting(
-            self.next_conn_id,
-            target.addr.clone(),
-            stream,
-            deadline,
-            self.config.max_frame,
-        );
         if let Err(e) = conn.register(self.poll.registry(), Token(idx + 1)) {
             self.free.push(idx);
             return Err(e);
         }
-        log::debug!("connecting to {} ({})", target.addr, target.socket);
+        if literal.is_none() {
+            if let Err(e) = self.spawn_lookup(&target.addr, idx, conn_id) {
+                self.free.push(idx);
+                return Err(e);
+            }
+        }
+        self.next_conn_id = conn_id;
         self.conns[idx] = Some(conn);
         self.by_addr.insert(target.addr.clone(), idx);
         self.set_state(target.addr.clone(), ConnectionState::Connecting);
         Ok(idx)
+    }
+
+    /// Looks `addr` up on a thread of its own, which reports to this loop with
+    /// [`Command::Resolved`]. A lookup that outlives its connect's deadline is ignored when it
+    /// reports (the connection id no longer matches).
+    fn spawn_lookup(&self, addr: &Arc<str>, token: usize, conn_id: u64) -> io::Result<()> {
+        let resolver = self.config.resolver.clone();
+        let shared = self.shared.clone();
+        let lookups = self.lookups.clone();
+        let name = addr.to_string();
+        lookups.fetch_add(1, Ordering::SeqCst);
+        log::debug!("looking up {name}");
+        let spawned = thread::Builder::new()
+            .name("rocketmq-resolve".into())
+            .spawn(move || {
+                let result = resolver.lookup(&name);
+                lookups.fetch_sub(1, Ordering::SeqCst);
+                // The loop may have stopped meanwhile: nothing waits for this answer then.
+                let _ = shared.send(Command::Resolved {
+                    token,
+                    conn_id,
+                    result,
+                });
+            });
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.lookups.fetch_sub(1, Ordering::SeqCst);
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start a thread to resolve {}: {e}", host_of(addr)),
+                ))
+            }
+        }
+    }
+
+    /// A lookup finished: connect to the first address it found, or fail the connection.
+    fn on_resolved(
+        &mut self,
+        idx: usize,
+        conn_id: u64,
+        result: io::Result<Vec<std::net::SocketAddr>>,
+    ) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return; // the connection is gone (timed out, closed): a late answer
+        };
+        if conn.id != conn_id || !matches!(conn.phase, Phase::Resolving { .. }) {
+            return;
+        }
+        let socket = match result {
+            Ok(found) => match found.first() {
+                Some(&s) => s,
+                None => {
+                    let e = io::Error::new(io::ErrorKind::NotFound, "resolves to no address");
+                    self.close(idx, Failure::Io(e));
+                    return;
+                }
+            },
+            Err(e) => {
+                self.close(idx, Failure::Io(e));
+                return;
+            }
+        };
+        log::debug!("connecting to {} ({socket})", conn.addr);
+        let started = TcpStream::connect(socket)
+            .and_then(|stream| conn.start_connect(stream, self.poll.registry(), Token(idx + 1)));
+        // Queued output is flushed once connected (the connect ends with a writable event).
+        if let Err(e) = started {
+            self.close(idx, Failure::Io(e));
+        }
     }
 
     /// Writes the output queued on every dirty connection, and sets write interest from
@@ -454,9 +626,11 @@ impl EventLoop {
         }
     }
 
-    /// Ends overdue requests with `Timeout` and overdue connects with an error.
+    /// Ends overdue requests with `Timeout` (closing their connections when configured to)
+    /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
         let now_ticks = self.ticks(now);
+        let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
         while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
             if deadline > now_ticks {
                 break;
@@ -471,17 +645,32 @@ impl EventLoop {
             }
             if let Some(p) = self.pending.remove(&opaque) {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
-                let addr = self
-                    .conns
-                    .get(p.token)
-                    .and_then(Option::as_ref)
-                    .map(|c| c.addr.to_string())
-                    .unwrap_or_default();
+                let conn = self.conns.get(p.token).and_then(Option::as_ref);
+                let addr = conn.map(|c| c.addr.to_string()).unwrap_or_default();
+                if self.config.close_on_request_timeout
+                    && !p.keep_connection_on_timeout
+                    && conn.is_some_and(|c| c.id == p.conn_id && c.is_connected())
+                {
+                    to_close.push((p.token, p.conn_id, p.timeout));
+                }
                 p.reply.complete(Err(Error::Timeout {
                     addr,
                     after: p.timeout,
                     last: None,
                 }));
+            }
+        }
+        // A peer that let a request time out is presumed stuck: drop the connection and the
+        // output queued for it, and fail what else is pending on it (Java closes the channel
+        // on a timeout too, `clientCloseSocketIfTimeout`).
+        for (idx, conn_id, after) in to_close {
+            let same = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.id == conn_id);
+            if same {
+                self.close(idx, Failure::RequestTimedOut(after));
             }
         }
         // Keep the heap in proportion to the pending requests.
@@ -496,19 +685,40 @@ impl EventLoop {
             self.deadlines = BinaryHeap::from(heap);
         }
         let mut overdue = std::mem::take(&mut self.scratch);
-        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| match c {
-            Some(Conn {
-                phase: Phase::Connecting { deadline },
-                ..
-            }) if *deadline <= now => Some(i),
-            _ => None,
+        overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
+            c.as_ref()
+                .and_then(Conn::connect_deadline)
+                .filter(|deadline| *deadline <= now)
+                .map(|_| i)
         }));
         for &idx in &overdue {
-            let failure = Failure::Io(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect timed out after {:?}", self.config.connect_timeout),
-            ));
-            self.close(idx, failure);
+            let resolving = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .filter(|c| matches!(c.phase, Phase::Resolving { .. }))
+                .map(|c| host_of(&c.addr).to_owned());
+            let handshaking = self
+                .conns
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| matches!(c.phase, Phase::Handshaking { .. }));
+            let after = self.config.connect_timeout;
+            if handshaking {
+                let why = format!("TLS handshake timed out after {after:?} (the connect timeout)");
+                self.close(idx, Failure::Tls(why));
+                continue;
+            }
+            let message = match resolving {
+                Some(host) => format!(
+                    "connect timed out after {after:?}: the lookup of {host} did not finish"
+                ),
+                None => format!("connect timed out after {after:?}"),
+            };
+            self.close(
+                idx,
+                Failure::Io(io::Error::new(io::ErrorKind::TimedOut, message)),
+            );
         }
         overdue.clear();
         self.scratch = overdue;
@@ -520,7 +730,10 @@ impl EventLoop {
             return;
         };
         self.free.push(idx);
-        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+        if matches!(failure, Failure::Local(_)) && conn.is_connected() {
+            conn.close_notify();
+        }
+        if let Err(e) = conn.deregister(self.poll.registry()) {
             log::debug!("deregistering {}: {e}", conn.addr);
         }
         if self.by_addr.get(&conn.addr) == Some(&idx) {
@@ -529,6 +742,10 @@ impl EventLoop {
         let error = failure.to_error(&conn.addr);
         match failure {
             Failure::Local(_) => log::debug!("{error}"),
+            Failure::RequestTimedOut(_) => {
+                conn.reset_on_close();
+                log::warn!("{error}");
+            }
             _ => log::warn!("{error}"),
         }
         let failed: Vec<i32> = self
@@ -574,8 +791,11 @@ impl EventLoop {
             }
         }
         for conn in self.conns.iter_mut().flatten() {
-            if conn.is_connected() && conn.has_output() {
-                let _ = conn.flush();
+            if conn.is_connected() {
+                if conn.has_output() {
+                    let _ = conn.flush();
+                }
+                conn.close_notify();
             }
         }
         self.pending_count

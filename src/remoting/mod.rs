@@ -22,8 +22,32 @@
 //! a connection error naming the address ([`Io`](crate::Error::Io) or
 //! [`ConnectionClosed`](crate::Error::ConnectionClosed)), or [`Shutdown`](crate::Error::Shutdown).
 //! A connection that fails (EOF, reset, a malformed frame, a frame over
-//! [`RemotingConfig::max_frame`], a refused or timed-out connect) fails every request pending on
-//! it at once; the next request to that address connects again.
+//! [`RemotingConfig::max_frame`], a refused or timed-out connect, a host name that does not
+//! resolve) fails every request pending on it at once; the next request to that address
+//! connects again. A request that times out resets its connection too, unless
+//! [`RemotingConfig::close_on_request_timeout`] is off: a peer that stopped answering does not
+//! keep a connection whose queued output would go out when it wakes. A connection's queued
+//! output is capped ([`RemotingConfig::max_connection_output_bytes`]); a request over the cap
+//! fails at once.
+//!
+//! # Addresses
+//!
+//! `host:port`, the host an IP address or a name. A name is looked up again on every connect
+//! (so a peer whose name moves to a new IP is reached there after a reconnect), on a lookup
+//! thread of its own (`rocketmq-resolve`): neither the caller (an asynchronous request returns
+//! at once) nor the event loop waits for it. The lookup counts against the connect timeout; a
+//! name that does not resolve fails the request with an [`Io`](crate::Error::Io) error naming
+//! the host. The first address found is dialled.
+//!
+//! # TLS
+//!
+//! With [`RemotingConfig::tls`] (crate feature `tls`) every connection is a rustls client
+//! session driven by its event loop over the same non-blocking socket: no extra thread and no
+//! blocking call. The handshake follows the TCP connect under the same deadline
+//! ([`RemotingConfig::connect_timeout`]); requests queued meanwhile leave once it is done. A
+//! failed handshake (a certificate that does not verify, a peer that does not speak TLS, the
+//! deadline) closes the connection with [`ConnectionClosed`](crate::Error::ConnectionClosed)
+//! naming the peer and the reason, and every request pending on it ends with that error.
 //!
 //! # Server-initiated requests
 //!
@@ -39,7 +63,9 @@ mod connection;
 mod event_loop;
 mod guard;
 mod pool;
+mod resolve;
 mod task;
+mod tls;
 
 use std::time::Duration;
 
@@ -50,6 +76,8 @@ use crate::protocol::{RemotingCommand, SerializeType};
 pub(crate) use client::FrameSpec;
 pub use client::RemotingClient;
 pub use completion::{pair, Completer, Handle};
+pub(crate) use guard::guarded;
+pub use tls::{TlsConfig, TlsTrust};
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.
 pub type ResponseCallback = Box<dyn FnOnce(Result<RemotingCommand>) + Send + 'static>;
@@ -104,7 +132,35 @@ pub struct RemotingConfig {
     /// gives to a server's requests) is signed with them just before it is encoded
     /// ([`crate::protocol::acl`]). Default `None`.
     pub credentials: Option<Credentials>,
+    /// Whether a request that times out closes its connection (Java's
+    /// `clientCloseSocketIfTimeout`, default true): a peer that stopped answering (a paused
+    /// process, a dropped route) loses the connection, every request pending on it fails at
+    /// once, and the output queued for it is dropped instead of going out when the peer wakes.
+    /// The next request connects again.
+    ///
+    /// The connection is reset (`SO_LINGER` 0) rather than closed gracefully, so that what the
+    /// kernel still holds for the peer is discarded too.
+    pub close_on_request_timeout: bool,
+    /// TCP keepalive on every connection: `Some(idle)` turns `SO_KEEPALIVE` on, with the first
+    /// probe after `idle` without traffic and the next ones `idle` apart (where the platform
+    /// lets the times be set; the probe count is the system's). `None` leaves it off.
+    pub tcp_keepalive: Option<Duration>,
+    /// The most bytes a connection may hold queued for its socket (written by callers, not yet
+    /// taken by the kernel). A request that would go over fails at once with a retriable
+    /// [`Error::Io`](crate::Error::Io) naming the peer, and nothing of it is queued. A frame
+    /// is always accepted by an empty queue, so any frame size can be sent.
+    pub max_connection_output_bytes: usize,
+    /// TLS for every connection (name servers and brokers), or `None` for plain TCP (the
+    /// default). Needs the crate feature `tls`; without it [`RemotingClient::new`] refuses a
+    /// configuration that sets this.
+    pub tls: Option<TlsConfig>,
 }
+
+/// Default [`RemotingConfig::tcp_keepalive`]: 30 s.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Default [`RemotingConfig::max_connection_output_bytes`]: 128 MiB (above the default
+/// 100 MiB bound on asynchronous sends in flight, so backpressure acts before the cap does).
+pub const DEFAULT_MAX_CONNECTION_OUTPUT_BYTES: usize = 128 * 1024 * 1024;
 
 impl Default for RemotingConfig {
     fn default() -> Self {
@@ -115,6 +171,10 @@ impl Default for RemotingConfig {
             max_frame: crate::protocol::frame::DEFAULT_MAX_FRAME,
             serialize_type: SerializeType::Json,
             credentials: None,
+            close_on_request_timeout: true,
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
+            tls: None,
         }
     }
 }

@@ -24,12 +24,11 @@ use super::{ConnectionState, ResponseCallback};
 use crate::error::{Error, Result};
 use crate::protocol::RemotingCommand;
 
-/// Where a request is headed: the address as the caller wrote it, resolved once, and the
-/// event loop that owns it.
+/// Where a request is headed: the address as the caller wrote it (checked to be `host:port`;
+/// a host name is looked up on every connect, see `resolve`), and the event loop that owns it.
 #[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) addr: Arc<str>,
-    pub(crate) socket: SocketAddr,
     pub(crate) lp: usize,
 }
 
@@ -39,8 +38,10 @@ pub(crate) enum Reply {
     Handle(Completer<RemotingCommand>),
     /// Run a callback, on the callback pool.
     Callback(CallbackReply),
-    /// Run a crate-internal continuation on the I/O thread when the response arrives (it must
-    /// be quick and run no user code); on the callback pool when the request fails.
+    /// Run a crate-internal continuation on the thread that ends the request: the I/O thread
+    /// for a response, a timeout, a connection error or shutdown; the sending thread when the
+    /// loop is gone. It must be quick, must not block and must run no user code; it never
+    /// needs a callback thread, so it cannot wait behind user callbacks.
     Inline(CallbackReply),
 }
 
@@ -51,8 +52,7 @@ impl Reply {
                 c.complete(result);
             }
             Reply::Callback(c) => c.complete(result),
-            Reply::Inline(c) if result.is_ok() => c.run_here(result),
-            Reply::Inline(c) => c.complete(result),
+            Reply::Inline(c) => c.run_here(result),
         }
     }
 }
@@ -66,6 +66,9 @@ pub(crate) struct Request {
     pub(crate) deadline: Instant,
     /// `None` for a oneway request.
     pub(crate) reply: Option<Reply>,
+    /// Its timeout leaves the connection open even when the client closes connections on
+    /// request timeouts.
+    pub(crate) keep_connection_on_timeout: bool,
 }
 
 /// What callers and callback threads send to an event loop.
@@ -80,6 +83,12 @@ pub(crate) enum Command {
     },
     /// Close the connection to an address, failing what is pending on it.
     Close(Arc<str>),
+    /// The lookup of a connection's host name finished (sent by its lookup thread).
+    Resolved {
+        token: usize,
+        conn_id: u64,
+        result: std::io::Result<Vec<SocketAddr>>,
+    },
     /// Fail everything with `Shutdown` and stop.
     Shutdown,
 }
@@ -90,6 +99,7 @@ impl std::fmt::Debug for Command {
             Command::Request(r) => write!(f, "Request({}, opaque {})", r.target.addr, r.opaque),
             Command::Reply { token, .. } => write!(f, "Reply(token {token})"),
             Command::Close(addr) => write!(f, "Close({addr})"),
+            Command::Resolved { token, .. } => write!(f, "Resolved(token {token})"),
             Command::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -157,7 +167,8 @@ pub(crate) struct ServerRequest {
 
 /// A response callback that runs exactly once: with the result when completed, with
 /// `Shutdown` when dropped unfinished. It runs on the pool while the pool takes tasks, and on
-/// the current thread once the pool is gone.
+/// the current thread once the pool is gone (or always, when made without a pool: the
+/// crate's inline continuations).
 pub(crate) struct CallbackReply {
     callback: Option<ResponseCallback>,
     pool: Option<Sender<Task>>,

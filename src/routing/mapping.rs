@@ -62,6 +62,8 @@ impl TopicPublishInfo {
     /// 3. otherwise, queue datas sorted by broker name; for each writable one whose broker has a
     ///    master (id 0), queues `0..writeQueueNums`.
     ///
+    /// A route over the queue limits ([`TopicRouteData::check_limits`]) gets no queues.
+    ///
     /// The stored route is [`TopicRouteData::normalized`].
     pub fn from_route(topic: &str, route: &TopicRouteData, fetched_at: Instant) -> Self {
         Self::build(topic.into(), route.normalized(), false, fetched_at)
@@ -76,12 +78,23 @@ impl TopicPublishInfo {
         let mut queues = Vec::new();
         let mut order_topic = false;
         let mut static_topic = false;
+        // A route over the queue limits gets no queues rather than a huge allocation (the
+        // mapping never installs one; this guards a publish info built directly).
+        let within_limits = match route.check_limits() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("topic {topic}: {e}");
+                false
+            }
+        };
         let order_conf = route
             .order_topic_conf
             .as_deref()
             .map(str::trim)
             .filter(|c| !c.is_empty());
-        if let Some(conf) = order_conf {
+        if !within_limits {
+            // No queues.
+        } else if let Some(conf) = order_conf {
             order_topic = true;
             for item in conf.split(';').filter(|i| !i.trim().is_empty()) {
                 let Some((broker, count)) = item.split_once(':') else {
@@ -270,7 +283,9 @@ impl TopicBrokerMapping {
     /// Installs a route fetched for `topic` at `now`. Returns whether anything changed: the
     /// publish info is rebuilt only when the normalized route differs from the cached one (or the
     /// cached one came from the auto-create fallback). The broker address table is updated from
-    /// the route either way.
+    /// the route either way. A route over the queue limits
+    /// ([`TopicRouteData::check_limits`]) is refused (logged, `false`): nothing changes and the
+    /// last good route stays.
     pub fn update_route(&self, topic: &str, route: &TopicRouteData, now: Instant) -> bool {
         self.install(topic, route.normalized(), false, now)
     }
@@ -303,6 +318,11 @@ impl TopicBrokerMapping {
         from_default: bool,
         now: Instant,
     ) -> bool {
+        if let Err(e) = normalized.check_limits() {
+            // Refused whole (broker addresses included): the last good route stays.
+            log::error!("topic {topic}: {e}; keeping the last good route");
+            return false;
+        }
         self.update_brokers(&normalized);
         let unchanged = self
             .topics
@@ -592,6 +612,51 @@ mod tests {
         assert!(Arc::ptr_eq(&second, &m.peek("t").unwrap()));
         assert_eq!(m.topics(), ["t"]);
         assert!(m.contains("t") && m.len() == 1 && !m.is_empty());
+    }
+
+    #[test]
+    fn over_limit_route_is_refused_and_the_last_good_one_kept() {
+        let m = TopicBrokerMapping::new();
+        let t0 = Instant::now();
+        assert!(m.update_route("t", &route(), t0));
+        let good = m.get("t", t0).unwrap();
+        // Over the limit but cheap to build, so that the unfixed code fails the test instead
+        // of aborting the process.
+        let mut huge = route();
+        huge.queue_datas[1].write_queue_nums = 100_000;
+        assert!(!m.update_route("t", &huge, t0));
+        assert!(Arc::ptr_eq(&good, &m.get("t", t0).unwrap()));
+        let mut ordered = route();
+        ordered.order_topic_conf = Some("broker-a:100000".into());
+        assert!(!m.update_route("t", &ordered, t0));
+        assert!(Arc::ptr_eq(&good, &m.get("t", t0).unwrap()));
+        // The auto-create fallback from an over-limit template is refused too.
+        assert!(!m.update_from_default("u", &ordered, 4, t0));
+        assert!(m.get("u", t0).is_none());
+        // A publish info built directly from such a route has no queues.
+        let info = TopicPublishInfo::from_route("t", &huge, t0);
+        assert!(!info.is_ok());
+        // The broker table is not touched by a refused route either.
+        let mut moved = huge.clone();
+        moved.broker_datas[0] = bd("broker-a", &[(0, "elsewhere:1")]);
+        assert!(!m.update_route("t", &moved, t0));
+        assert_eq!(m.master_addr("broker-a").as_deref(), Some("a:1"));
+    }
+
+    #[test]
+    fn a_route_of_2_pow_31_queues_is_refused_without_allocating() {
+        let m = TopicBrokerMapping::new();
+        let t0 = Instant::now();
+        assert!(m.update_route("t", &route(), t0));
+        let mut huge = route();
+        huge.queue_datas[1].write_queue_nums = i32::MAX;
+        assert!(!m.update_route("t", &huge, t0));
+        assert_eq!(m.get("t", t0).unwrap().queues().len(), 5);
+        let mut ordered = route();
+        ordered.order_topic_conf = Some(format!("broker-a:{}", i32::MAX));
+        assert!(!m.update_route("t", &ordered, t0));
+        assert!(!TopicPublishInfo::from_route("t", &ordered, t0).is_ok());
+        assert_eq!(m.get("t", t0).unwrap().queues().len(), 5);
     }
 
     #[test]

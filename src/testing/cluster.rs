@@ -117,6 +117,17 @@ impl MockClusterBuilder {
         self
     }
 
+    /// The name server and every broker serve TLS only, with this identity (see
+    /// [`MockBrokerBuilder::tls`]).
+    ///
+    /// # Errors
+    /// The certificate and key do not fit together.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: super::MockTls) -> io::Result<Self> {
+        self.broker = self.broker.tls(tls)?;
+        Ok(self)
+    }
+
     /// Starts the brokers, then the name server.
     ///
     /// # Errors
@@ -156,7 +167,12 @@ impl MockClusterBuilder {
                 legacy_json: self.broker.legacy_json.into(),
             }),
         ));
-        serve(&namesrv, IpAddr::V4(Ipv4Addr::LOCALHOST), 0)?;
+        serve(
+            &namesrv,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0,
+            &self.broker.tls,
+        )?;
         Ok(MockCluster {
             namesrv: MockNameServer { node: namesrv },
             brokers,

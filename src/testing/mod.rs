@@ -106,6 +106,8 @@ mod node;
 mod records;
 mod reply;
 mod server;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -118,9 +120,11 @@ pub use cluster::{MockCluster, MockClusterBuilder, MockNameServer};
 pub use records::{
     EndTransactionRecord, HalfMessage, MockCounters, StoredMessage, TransactionState,
 };
+#[cfg(feature = "tls")]
+pub use tls::MockTls;
 
 use node::{BrokerCore, BrokerSettings, Fault, NamesrvCore, Node, TopicConf};
-use server::{Dispatch, Server};
+use server::{Dispatch, Server, ServerTls};
 
 /// Settings of a [`MockBroker`].
 #[derive(Debug, Clone)]
@@ -133,6 +137,7 @@ pub struct MockBrokerBuilder {
     legacy_json: bool,
     settings: BrokerSettings,
     acl: Option<Vec<AclAccount>>,
+    tls: ServerTls,
 }
 
 impl Default for MockBrokerBuilder {
@@ -145,6 +150,7 @@ impl Default for MockBrokerBuilder {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             legacy_json: false,
             acl: None,
+            tls: ServerTls::default(),
             settings: BrokerSettings {
                 auto_create: true,
                 keep_messages: true,
@@ -237,6 +243,17 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Serves TLS only, with this identity (crate feature `tls`): clients must connect with
+    /// TLS, as to a real broker in "enforcing" mode.
+    ///
+    /// # Errors
+    /// The certificate and key do not fit together (or another rustls refusal).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: MockTls) -> io::Result<Self> {
+        self.tls.config = Some(tls.server_config()?);
+        Ok(self)
+    }
+
     /// Starts a broker that is also its own name server.
     pub fn start(self) -> io::Result<MockBroker> {
         self.start_as(true)
@@ -264,7 +281,7 @@ impl MockBrokerBuilder {
         let mut node = Node::new(Some(core), namesrv);
         node.acl = self.acl.map(acl::MockAcl::new);
         let node = Arc::new(node);
-        let server = serve(&node, self.ip, self.port)?;
+        let server = serve(&node, self.ip, self.port, &self.tls)?;
         if let Some(b) = &node.broker {
             let _ = b.addr.set(server.addr());
         }
@@ -278,8 +295,8 @@ impl MockBrokerBuilder {
     }
 }
 
-fn serve(node: &Arc<Node>, ip: IpAddr, port: u16) -> io::Result<Arc<Server>> {
-    let (server, listener) = Server::bind(ip, port)?;
+fn serve(node: &Arc<Node>, ip: IpAddr, port: u16, tls: &ServerTls) -> io::Result<Arc<Server>> {
+    let (server, listener) = Server::bind(ip, port, tls.clone())?;
     let weak: Weak<dyn Dispatch> = Arc::downgrade(&(node.clone() as Arc<dyn Dispatch>));
     server.start(listener, weak)?;
     *node.server.lock() = Some(server.clone());

@@ -1,6 +1,10 @@
 //! The network side of a mock node: a listener, a thread per connection, pipelined replies,
 //! and the socket-level faults. Plain `std::net` with blocking threads: nothing here is shared
 //! with the client's mio event loop, so a bug in one cannot hide in the other.
+//!
+//! With TLS (feature `tls`) a connection's socket is wrapped in a rustls server session: the
+//! reader thread feeds what it reads into the session and decodes the plaintext; writers
+//! encrypt under the connection's lock. Nothing blocks on the lock but socket writes.
 
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
@@ -36,12 +40,100 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, conn: &Arc<Conn>, request: RemotingCommand) -> Action;
 }
 
+/// The TLS server configuration of a node, if it serves TLS.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServerTls {
+    #[cfg(feature = "tls")]
+    pub(crate) config: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The write side of a connection: the socket, and the TLS session when there is one.
+#[derive(Debug)]
+enum Wire {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(TcpStream, Box<rustls::ServerConnection>),
+}
+
+impl Wire {
+    fn new(socket: TcpStream, _tls: &ServerTls) -> io::Result<Wire> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &_tls.config {
+            let mut session = rustls::ServerConnection::new(config.clone())
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            // Writers never wait for the reader: unbounded buffers (test traffic only).
+            session.set_buffer_limit(None);
+            return Ok(Wire::Tls(socket, Box::new(session)));
+        }
+        Ok(Wire::Plain(socket))
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Wire::Plain(socket) => socket.write_all(bytes).and_then(|_| socket.flush()),
+            #[cfg(feature = "tls")]
+            Wire::Tls(socket, session) => {
+                session.writer().write_all(bytes)?;
+                while session.wants_write() {
+                    session.write_tls(socket)?;
+                }
+                socket.flush()
+            }
+        }
+    }
+
+    /// Takes bytes read from the socket; appends the plaintext they carry to `plain` (TLS: and
+    /// sends the handshake records they call for).
+    fn received(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            Wire::Plain(_) => {
+                plain.extend_from_slice(bytes);
+                Ok(())
+            }
+            #[cfg(feature = "tls")]
+            Wire::Tls(socket, session) => {
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    session.read_tls(&mut rest)?;
+                    let processed = session.process_new_packets();
+                    while session.wants_write() {
+                        session.write_tls(socket)?;
+                    }
+                    if let Err(e) = processed {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+                    }
+                    let mut chunk = [0u8; 16 * 1024];
+                    loop {
+                        match session.reader().read(&mut chunk) {
+                            Ok(0) => break,
+                            Ok(n) => plain.extend_from_slice(&chunk[..n]),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        #[allow(clippy::infallible_destructuring_match)] // one variant without the feature
+        let socket = match self {
+            Wire::Plain(socket) => socket,
+            #[cfg(feature = "tls")]
+            Wire::Tls(socket, _) => socket,
+        };
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+}
+
 /// One accepted connection; other threads write to it (check-backs, delayed replies).
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
-    writer: Mutex<TcpStream>,
+    writer: Mutex<Wire>,
     alive: AtomicBool,
 }
 
@@ -52,7 +144,7 @@ impl Conn {
             return false;
         }
         let mut w = self.writer.lock();
-        if w.write_all(bytes).and_then(|_| w.flush()).is_err() {
+        if w.write_all(bytes).is_err() {
             self.alive.store(false, Ordering::Release);
             return false;
         }
@@ -73,7 +165,12 @@ impl Conn {
 
     pub(crate) fn close(&self) {
         self.alive.store(false, Ordering::Release);
-        let _ = self.writer.lock().shutdown(Shutdown::Both);
+        self.writer.lock().shutdown();
+    }
+
+    /// Bytes read from the socket -> plaintext (see [`Wire::received`]).
+    fn received(&self, bytes: &[u8], plain: &mut Vec<u8>) -> io::Result<()> {
+        self.writer.lock().received(bytes, plain)
     }
 }
 
@@ -86,6 +183,7 @@ pub(crate) struct Server {
     conns: Mutex<Vec<Arc<Conn>>>,
     next_id: AtomicU64,
     delayer: Arc<Delayer>,
+    tls: ServerTls,
 }
 
 /// A delayed reply waiting for its time.
@@ -182,7 +280,11 @@ fn delay_loop(delayer: Weak<Delayer>) {
 
 impl Server {
     /// Binds `ip`:0 (or `port`); serving starts with [`Server::start`].
-    pub(crate) fn bind(ip: IpAddr, port: u16) -> io::Result<(Arc<Server>, TcpListener)> {
+    pub(crate) fn bind(
+        ip: IpAddr,
+        port: u16,
+        tls: ServerTls,
+    ) -> io::Result<(Arc<Server>, TcpListener)> {
         let listener = TcpListener::bind((ip, port))?;
         let addr = listener.local_addr()?;
         Ok((
@@ -194,6 +296,7 @@ impl Server {
                 conns: Mutex::new(Vec::new()),
                 next_id: AtomicU64::new(1),
                 delayer: Arc::new(Delayer::default()),
+                tls,
             }),
             listener,
         ))
@@ -298,6 +401,13 @@ fn accept_loop(server: Weak<Server>, listener: TcpListener) {
         let (Ok(peer), Ok(writer)) = (stream.peer_addr(), stream.try_clone()) else {
             continue;
         };
+        let writer = match Wire::new(writer, &srv.tls) {
+            Ok(w) => w,
+            Err(e) => {
+                log::error!("mock broker cannot start a TLS session: {e}");
+                continue;
+            }
+        };
         let conn = Arc::new(Conn {
             id: srv.next_id.fetch_add(1, Ordering::Relaxed),
             peer,
@@ -332,12 +442,18 @@ fn serve(
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
+    let mut plain = Vec::new();
     loop {
         let n = match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        decoder.feed(&buf[..n]);
+        plain.clear();
+        if let Err(e) = conn.received(&buf[..n], &mut plain) {
+            log::warn!("mock broker: connection from {} failed: {e}", conn.peer);
+            break;
+        }
+        decoder.feed(&plain);
         loop {
             let request = match decoder.next_frame() {
                 Ok(Some(r)) => r,

@@ -198,12 +198,19 @@ impl Reader {
 
     /// A reader that signs its requests with `credentials` (for a cluster with ACL on).
     pub fn with_credentials(namesrv: &str, credentials: Credentials) -> Reader {
-        Reader {
-            client: RemotingClient::new(RemotingConfig {
+        Reader::with_config(
+            namesrv,
+            RemotingConfig {
                 credentials: Some(credentials),
                 ..RemotingConfig::default()
-            })
-            .expect("remoting client"),
+            },
+        )
+    }
+
+    /// A reader whose remoting client has `config` (TLS clusters).
+    pub fn with_config(namesrv: &str, config: RemotingConfig) -> Reader {
+        Reader {
+            client: RemotingClient::new(config).expect("remoting client"),
             namesrv: namesrv.to_string(),
         }
     }

@@ -98,7 +98,8 @@
 //!   "sent": int, "succeeded": int, "failed": int,
 //!   "failed_by_kind": { "connection": int, "timeout": int, "broker": int, "protocol": int,
 //!                       "no_route": int, "invalid_message": int, "config": int,
-//!                       "backpressure": int, "shutdown": int, "user": int },
+//!                       "backpressure": int, "shutdown": int, "user": int,
+//!                       "order_violation": int },
 //!   "retried": int, "oneway": int, "messages": int, "bytes": int, "status_not_ok": int,
 //!   "in_flight": int, "in_flight_bytes": int,
 //!   "latency_us": LATENCY, "rates": RATES

@@ -229,6 +229,15 @@ impl StatsRecorder {
 
     /// Starts counting a batch send.
     pub(crate) fn begin_batch(&self, msgs: &[Message]) -> Op {
+        self.begin_batch_as(msgs, false)
+    }
+
+    /// Starts counting a oneway batch send.
+    pub(crate) fn begin_batch_oneway(&self, msgs: &[Message]) -> Op {
+        self.begin_batch_as(msgs, true)
+    }
+
+    fn begin_batch_as(&self, msgs: &[Message], oneway: bool) -> Op {
         if !self.enabled {
             return Op(None);
         }
@@ -237,7 +246,7 @@ impl StatsRecorder {
             msgs.first().map(Message::topic),
             msgs.len() as u64,
             bytes,
-            false,
+            oneway,
         )
     }
 

@@ -91,6 +91,7 @@ impl Core {
             .or(header.msg_id.as_deref())
             .unwrap_or_default()
             .to_string();
+        self.records.checked(&transaction_id, &addr);
         let (state, remark) = guarded(
             || self.listener.check_local_transaction(&msg, &transaction_id),
             "checkLocalTransactionState Exception: ",
@@ -118,6 +119,7 @@ impl Core {
                 .invoke_oneway(&addr, end_request(&end, remark)),
             None => Err(Error::Shutdown),
         };
+        self.records.ended(&transaction_id, state, true, &sent);
         if let Err(e) = sent {
             self.stats.end_failed.fetch_add(1, Ordering::Relaxed);
             log::warn!(
@@ -169,6 +171,10 @@ mod tests {
             checks: RwLock::new(Some(tx)),
             tx_pool: Mutex::new(TxPool::NotStarted),
             tx_threads: 1,
+            records: Arc::new(crate::producer::transaction::RecordTable::new(
+                10,
+                std::time::Duration::from_secs(60),
+            )),
         });
         (core, rx)
     }

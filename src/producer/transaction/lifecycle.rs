@@ -52,6 +52,8 @@ pub(super) struct Core {
     /// The transaction threads of asynchronous transactions, started on first use.
     pub(super) tx_pool: Mutex<TxPool>,
     pub(super) tx_threads: usize,
+    /// Recent transactions (bounded).
+    pub(super) records: Arc<super::RecordTable>,
 }
 
 impl TransactionProducer {
@@ -62,9 +64,9 @@ impl TransactionProducer {
         let check_threads = config.transaction_check_threads().max(1);
         let check_queue = config.transaction_check_queue().max(1);
         let tx_threads = config.callback_threads().max(1);
-        // No connection exists yet: routes are fetched on first use, so the hook below is in
-        // place before any broker can reach this client.
-        let producer = Producer::start(config)?;
+        // No connection exists yet: routes (even those of `topics`) are fetched after the hook
+        // below is in place, so no broker can reach this client before it.
+        let producer = Producer::start_unresolved(config)?;
         let (check_tx, check_rx) = crossbeam_channel::bounded::<CheckJob>(check_queue);
         let core = Arc::new(Core {
             // As on the wire: PGROUP, END_TRANSACTION and the check filter use it.
@@ -76,7 +78,12 @@ impl TransactionProducer {
             checks: RwLock::new(Some(check_tx)),
             tx_pool: Mutex::new(TxPool::NotStarted),
             tx_threads,
+            records: Arc::new(super::RecordTable::new(
+                producer.config().transaction_records(),
+                producer.config().transaction_record_age(),
+            )),
         });
+        *producer.inner().tx_records.lock() = Some(core.records.clone());
         let worker_core = core.clone();
         let check_workers =
             match Workers::spawn("rocketmq-tx-check", check_threads, check_rx, move |job| {
@@ -106,6 +113,9 @@ impl TransactionProducer {
             .server_hooks
             .write()
             .push((RequestCode::CHECK_TRANSACTION_STATE, hook));
+        // The configured topics now: their brokers learn of this producer (heartbeat) and
+        // check back the half messages a crashed predecessor left, before any send.
+        producer.inner().resolve_configured_topics();
         Ok(TransactionProducer {
             owner: Arc::new(Owner {
                 producer,

@@ -15,6 +15,7 @@ mod handle;
 mod lifecycle;
 mod listener;
 mod open;
+mod records;
 mod send;
 mod workers;
 
@@ -39,6 +40,11 @@ pub use listener::{
     ListenerResult, LocalTransactionState, TransactionListener, TransactionSendResult,
 };
 pub use open::Transaction;
+pub(crate) use records::RecordTable;
+pub use records::{
+    EndTransactionSent, HalfMessageStored, TransactionPhase, TransactionRecord,
+    TransactionTableHealth,
+};
 use send::{AsyncTransaction, EndTarget};
 
 /// A producer of transactional messages. Cheap to clone; every clone shares the producer.
@@ -190,7 +196,7 @@ impl TransactionProducer {
         let _active = self.enter()?;
         let (half, wire_topic) = self.half_message(msg)?;
         let mut view = half.clone();
-        let result = self.owner.producer.send(half)?;
+        let result = self.send_half(half)?;
         let core = &self.owner.core;
         Ok(core.settle(
             self.owner.producer.inner(),
@@ -227,6 +233,7 @@ impl TransactionProducer {
                 return TransactionHandle { inner: handle };
             }
         };
+        self.owner.core.records.begin(&uniq_key(&half), &half);
         let job = AsyncTransaction {
             core: self.owner.core.clone(),
             inner: self.owner.producer.inner().clone(),
@@ -236,9 +243,23 @@ impl TransactionProducer {
             completer,
             _permit: permit,
         };
-        self.owner
-            .producer
-            .send_with_callback(half, move |result| job.on_sent(result));
+        // The transaction threads start here, not where the half message's result arrives
+        // (an I/O thread). A failure shows when the job is submitted.
+        let _ = self.owner.core.start_tx_pool();
+        // `on_sent` is library work, not a user callback: it runs where the result is known
+        // and only hands the local transaction to a transaction thread, so it never waits for
+        // a callback thread (a callback blocked on this handle gets its result).
+        let inner = self.owner.producer.inner();
+        // Counted by `Producer::flush` like any send with a callback.
+        let ticket = inner.flush.ticket();
+        inner.send_async(
+            crate::producer::Prep::Single(half),
+            crate::producer::Target::Auto,
+            crate::producer::Done::Internal(Box::new(move |result, _hold| {
+                job.on_sent(result);
+                drop(ticket);
+            })),
+        );
         TransactionHandle { inner: handle }
     }
 
@@ -258,11 +279,16 @@ impl TransactionProducer {
     pub fn begin(&self, msg: Message) -> Result<Transaction> {
         let _active = self.enter()?;
         let (half, wire_topic) = self.half_message(msg)?;
-        let result = self.owner.producer.send(half)?;
+        let result = self.send_half(half)?;
         let target = EndTarget::new(&result, wire_topic);
         if result.status != SendStatus::SendOk {
             let inner = self.owner.producer.inner();
             let state = LocalTransactionState::RollbackMessage;
+            self.owner.core.records.local(
+                &result.msg_id,
+                state,
+                Some("the half message was not stored cleanly: rolled back"),
+            );
             // A failure is logged and counted; the broker checks back.
             let _ = self.owner.core.end(inner, &target, state, None);
             let code = match result.status {
@@ -289,6 +315,42 @@ impl TransactionProducer {
             target,
             ended: false,
         })
+    }
+
+    /// What this producer knows of the transaction `transaction_id` (the message's
+    /// `UNIQ_KEY`, as in [`TransactionSendResult::transaction_id`]): topic, keys, where the
+    /// half message was stored, what the local transaction returned and when, the last
+    /// END_TRANSACTION sent, the check-backs received and the last error. `None` if it is not
+    /// in the table: never seen by this producer, or dropped for the table's bounds
+    /// ([`ProducerConfig::transaction_records`], [`ProducerConfig::transaction_record_age`]).
+    pub fn transaction(&self, transaction_id: &str) -> Option<TransactionRecord> {
+        self.owner.core.records.get(transaction_id)
+    }
+
+    /// The transactions in doubt, oldest first: their local state is Unknown (the listener said
+    /// so, failed or panicked; or a [`Transaction`] was dropped open) and no commit or rollback
+    /// has been sent since, by this producer or in answer to a check-back. The broker will check
+    /// back; an operator or a recovery job can decide them sooner. Only transactions still in
+    /// the table are listed.
+    pub fn in_doubt(&self) -> Vec<TransactionRecord> {
+        self.owner.core.records.in_doubt()
+    }
+
+    /// Sends a half message synchronously, recording it.
+    fn send_half(&self, half: Message) -> Result<crate::message::SendResult> {
+        let records = &self.owner.core.records;
+        let id = uniq_key(&half);
+        records.begin(&id, &half);
+        match self.owner.producer.send(half) {
+            Ok(r) => {
+                records.stored(&id, &r);
+                Ok(r)
+            }
+            Err(e) => {
+                records.failed(&id, &e);
+                Err(e)
+            }
+        }
     }
 
     /// Counts of committed, rolled back and unknown transactions, check-backs and overflows.
@@ -318,6 +380,13 @@ impl TransactionProducer {
     pub fn is_shut_down(&self) -> bool {
         self.owner.stopping.load(Ordering::Acquire) || self.owner.producer.is_shut_down()
     }
+}
+
+/// The half message's `UNIQ_KEY` (set by `half_message`): its transaction id.
+fn uniq_key(half: &Message) -> String {
+    half.property(crate::message::property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+        .unwrap_or_default()
+        .to_string()
 }
 
 impl fmt::Debug for TransactionProducer {

@@ -60,6 +60,7 @@ impl Transaction {
     pub fn end(mut self, state: LocalTransactionState) -> Result<()> {
         self.ended = true;
         let owner = &self.producer.owner;
+        owner.core.records.local(&self.transaction_id, state, None);
         owner
             .core
             .end(owner.producer.inner(), &self.target, state, None)
@@ -69,12 +70,13 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if !self.ended {
-            self.producer
-                .owner
-                .core
-                .stats
-                .unknown
-                .fetch_add(1, Ordering::Relaxed);
+            let core = &self.producer.owner.core;
+            core.stats.unknown.fetch_add(1, Ordering::Relaxed);
+            core.records.local(
+                &self.transaction_id,
+                LocalTransactionState::Unknown,
+                Some("the transaction was dropped without commit or rollback"),
+            );
             log::debug!(
                 "transaction {} dropped open; the broker will check back",
                 self.transaction_id

@@ -83,11 +83,19 @@ impl Core {
             if let Some(id) = &result.transaction_id {
                 view.set_property(property::TRANSACTION_ID, id.as_str());
             }
-            guarded(
+            let (state, remark) = guarded(
                 || run(view, &transaction_id),
                 "executeLocalTransactionBranch exception: ",
-            )
+            );
+            self.records
+                .local(&transaction_id, state, remark.as_deref());
+            (state, remark)
         } else {
+            self.records.local(
+                &transaction_id,
+                LocalTransactionState::RollbackMessage,
+                Some("the half message was not stored cleanly: rolled back"),
+            );
             log::warn!(
                 "half message {} stored with {:?}: rolling it back",
                 result.msg_id,
@@ -115,6 +123,7 @@ impl Core {
     ) -> Result<()> {
         self.stats.decided(state);
         let sent = self.send_end(inner, target, state, remark);
+        self.records.ended(&target.msg_id, state, false, &sent);
         if let Err(e) = &sent {
             self.stats.end_failed.fetch_add(1, Ordering::Relaxed);
             log::warn!(
@@ -180,11 +189,21 @@ pub(super) struct AsyncTransaction<A> {
 }
 
 impl<A: Any + Send> AsyncTransaction<A> {
-    /// The half message's send ended (on a callback thread).
+    /// The half message's send ended (where its result is known: an I/O thread, usually).
+    /// Quick and never blocking: the local transaction goes to a transaction thread.
     pub(super) fn on_sent(self, result: Result<SendResult>) {
+        let id = self
+            .view
+            .property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+            .unwrap_or_default()
+            .to_string();
         let result = match result {
-            Ok(r) => r,
+            Ok(r) => {
+                self.core.records.stored(&id, &r);
+                r
+            }
             Err(e) => {
+                self.core.records.failed(&id, &e);
                 self.completer.complete(Err(e));
                 return;
             }

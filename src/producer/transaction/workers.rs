@@ -28,14 +28,21 @@ pub(super) enum TxPool {
 pub(super) type TxJob = Box<dyn FnOnce() + Send + 'static>;
 
 impl Core {
-    /// Queues a job on the transaction threads, starting them on first use.
-    pub(super) fn submit(&self, job: TxJob) -> Result<()> {
+    /// Starts the transaction threads unless they run (or were shut down) already.
+    pub(super) fn start_tx_pool(&self) -> Result<()> {
         let mut pool = self.tx_pool.lock();
         if let TxPool::NotStarted = *pool {
             let (sender, receiver) = crossbeam_channel::unbounded::<TxJob>();
             let workers = Workers::spawn("rocketmq-tx", self.tx_threads, receiver, |job| job())?;
             *pool = TxPool::Running(sender, workers);
         }
+        Ok(())
+    }
+
+    /// Queues a job on the transaction threads, starting them on first use.
+    pub(super) fn submit(&self, job: TxJob) -> Result<()> {
+        self.start_tx_pool()?;
+        let pool = self.tx_pool.lock();
         match &*pool {
             TxPool::Running(sender, _) => sender.send(job).map_err(|_| Error::Shutdown),
             _ => Err(Error::Shutdown),
