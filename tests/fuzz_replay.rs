@@ -9,7 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use rocketmq_mio::protocol::header::SendMessageRequestHeader;
-use rocketmq_mio::protocol::{CodecError, ExtFields, FrameDecoder, RemotingCommand, SerializeType};
+use rocketmq_mio::protocol::{
+    CodecError, ExtFields, FrameDecoder, LanguageCode, RemotingCommand, SerializeType,
+};
 
 /// The files of `tests/data/fuzz/<target>/`, sorted by name.
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -118,4 +120,22 @@ fn binary_header_duplicate_keys_keep_their_values() {
     assert_eq!(cmd.serialize_type, SerializeType::RocketMq);
     let fields: Vec<_> = cmd.ext_fields.iter().collect();
     assert_eq!(fields, [("a", "1"), ("b", "2"), ("c", "3")]);
+}
+
+/// `regression_numeric_language_without_name`: a JSON header may give the language as a number.
+/// One without a name decoded as that raw code, which a JSON header can only write back as
+/// `"OTHER"`: the frame did not survive re-encoding. It decodes as OTHER, like an unknown name.
+#[test]
+fn json_numeric_language_without_a_name_is_other() {
+    let header = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/fuzz/json_header/regression_numeric_language_without_name"),
+    )
+    .unwrap();
+    let mut frame = (header.len() as u32 + 4).to_be_bytes().to_vec();
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&header);
+    let cmd = RemotingCommand::decode(&frame).unwrap();
+    assert_eq!(cmd.language, LanguageCode::OTHER);
+    check_round_trip(&cmd);
 }
