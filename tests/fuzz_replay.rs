@@ -100,9 +100,27 @@ fn frame_decoder(data: &[u8]) {
     let _ = RemotingCommand::decode(stream);
 }
 
+/// As `fuzz/fuzz_targets/json_header.rs`, and the header inside a JSON frame through the public
+/// decoder.
+fn json_header(data: &[u8]) {
+    rocketmq_mio::protocol::frame::json_header_differential(data);
+    let mut frame = Vec::with_capacity(data.len() + 8);
+    frame.extend_from_slice(&(data.len() as u32 + 4).to_be_bytes());
+    frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    frame.extend_from_slice(data);
+    if let Ok(cmd) = RemotingCommand::decode(&frame) {
+        check_round_trip(&cmd);
+    }
+}
+
 #[test]
 fn frame_decoder_inputs() {
     replay("frame_decoder", frame_decoder);
+}
+
+#[test]
+fn json_header_inputs() {
+    replay("json_header", json_header);
 }
 
 /// `regression_binary_dup_key_compaction`: a binary header whose keys come unsorted, with a
