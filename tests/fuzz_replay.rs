@@ -9,6 +9,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use rocketmq_mio::protocol::header::SendMessageRequestHeader;
+use rocketmq_mio::protocol::heartbeat::HeartbeatData;
+use rocketmq_mio::protocol::message_codec::{
+    decode_batch, decode_properties, decode_stored_messages, encode_stored_message, sys_flag,
+};
 use rocketmq_mio::protocol::{
     CodecError, ExtFields, FrameDecoder, LanguageCode, RemotingCommand, SerializeType,
 };
@@ -113,6 +117,34 @@ fn json_header(data: &[u8]) {
     }
 }
 
+/// As `fuzz/fuzz_targets/message_codec.rs`.
+fn message_codec(data: &[u8]) {
+    if let Ok(msgs) = decode_stored_messages(data) {
+        let mut out = Vec::new();
+        for m in &msgs {
+            if encode_stored_message(m, &mut out).is_err() {
+                return;
+            }
+        }
+        let back = decode_stored_messages(&out).expect("re-encoded messages decode");
+        assert_eq!(back.len(), msgs.len());
+        for (b, m) in back.iter().zip(&msgs) {
+            assert_eq!(b.topic, m.topic);
+            assert_eq!(b.body, m.body);
+            assert_eq!(b.properties, m.properties);
+            assert_eq!(b.born_host, m.born_host);
+            assert_eq!(b.store_host, m.store_host);
+            let v6 = sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6;
+            assert_eq!(b.sys_flag & !v6, m.sys_flag & !v6);
+        }
+    }
+    let _ = decode_batch(data);
+    let _ = HeartbeatData::from_json(data);
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = decode_properties(s);
+    }
+}
+
 #[test]
 fn frame_decoder_inputs() {
     replay("frame_decoder", frame_decoder);
@@ -121,6 +153,11 @@ fn frame_decoder_inputs() {
 #[test]
 fn json_header_inputs() {
     replay("json_header", json_header);
+}
+
+#[test]
+fn message_codec_inputs() {
+    replay("message_codec", message_codec);
 }
 
 /// `regression_binary_dup_key_compaction`: a binary header whose keys come unsorted, with a
