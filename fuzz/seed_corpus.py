@@ -6,7 +6,7 @@ the repository, e.g. /work/fuzz-corpus)
 
 - frame_decoder: the first byte is the feeding chunk size - 1, the rest the stream: every frame
   fed whole, in 7-byte pieces, twice back to back byte by byte, as a binary (ROCKETMQ) header
-  version, and all frames in one stream.
+  version (extFields in order and reversed), and all frames in one stream.
 - json_header: the JSON header of every frame.
 - message_codec: every body (stored messages, batch, heartbeat, route JSON), every properties
   string of a send request, and stored messages with IPv6 hosts, a V2 (long) topic, two records.
@@ -27,7 +27,7 @@ def put(target, name, data):
         f.write(data)
 
 
-def binary_frame(h, body):
+def binary_frame(h, body, reverse=False):
     lang = h.get("language", "JAVA")
     lang = LANG.get(lang, 7) if isinstance(lang, str) else lang
     out = struct.pack(">hBhii", h["code"], lang, h.get("version", 0), h.get("opaque", 0),
@@ -35,7 +35,8 @@ def binary_frame(h, body):
     remark = (h.get("remark") or "").encode()
     out += struct.pack(">i", len(remark)) + remark
     fields = b""
-    for k, v in (h.get("extFields") or {}).items():
+    items = list((h.get("extFields") or {}).items())
+    for k, v in reversed(items) if reverse else items:
         k, v = k.encode(), str(v).encode()
         fields += struct.pack(">h", len(k)) + k + struct.pack(">i", len(v)) + v
     out += struct.pack(">i", len(fields)) + fields
@@ -60,6 +61,9 @@ for name, f in frames.items():
         put("json_header", name, header)
         h = json.loads(header)
         put("frame_decoder", f"{name}_bin_c256", b"\xff" + binary_frame(h, body))
+        # Keys out of order take the decoder's other path (sorting, duplicates).
+        put("frame_decoder", f"{name}_bin_unsorted_c256",
+            b"\xff" + binary_frame(h, body, reverse=True))
         ext = h.get("extFields") or {}
         for k in ("i", "properties"):
             if k in ext:
