@@ -69,12 +69,15 @@ impl ExtFields {
             return None;
         }
         let end = self.values.len();
-        self.place(key, start, end);
+        if self.place(key, start, end) {
+            self.compact_if_wasteful();
+        }
         Some(())
     }
 
-    /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key.
-    fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) {
+    /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key (then
+    /// returns true). Never compacts: the caller may still hold ranges into `values`.
+    fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
         // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
         let append = match self.entries.last() {
             None => true,
@@ -82,15 +85,18 @@ impl ExtFields {
         };
         if append {
             self.entries.push((key, start, end));
-            return;
+            return false;
         }
         match self.position(&key) {
             Ok(i) => {
                 self.entries[i].1 = start;
                 self.entries[i].2 = end;
-                self.compact_if_wasteful();
+                true
             }
-            Err(i) => self.entries.insert(i, (key, start, end)),
+            Err(i) => {
+                self.entries.insert(i, (key, start, end));
+                false
+            }
         }
     }
 
@@ -111,8 +117,13 @@ impl ExtFields {
             entries: Vec::with_capacity(ranges.len()),
             values,
         };
+        let mut replaced = false;
         for (key, start, end) in ranges {
-            fields.place(key, start, end);
+            replaced |= fields.place(key, start, end);
+        }
+        // Only now: compacting moves values, and the ranges not yet placed point into them.
+        if replaced {
+            fields.compact_if_wasteful();
         }
         fields
     }
