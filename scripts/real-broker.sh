@@ -21,6 +21,14 @@
 #                                                  # with it again within registerNameServerPeriod (10 s)
 #   scripts/real-broker.sh status DIR              # which processes of DIR are alive
 #
+# Options of `start`, from the environment:
+#   BROKER_EXTRA='key = value ...'   lines added to the [broker] table of every broker.toml
+#   ROCKETMQ_ACL_FILE=FILE           ACL on: authentication and authorization enabled, users and
+#                                    topic permissions from FILE (Java plain_acl.yml format:
+#                                    accounts with accessKey, secretKey, admin, defaultTopicPerm,
+#                                    topicPerms); each broker keeps its auth metadata in its own
+#                                    directory. The name server checks nothing either way.
+#
 # Everything listens on 127.0.0.1 only. Broker i (broker-a, broker-b, ...) listens on
 # BROKER_PORT + 10*i and also takes the port 2 below it (VIP channel) and 1 above it (HA).
 # `start` refuses ports that are already taken (exit status 3), so a caller can pick other ones.
@@ -213,6 +221,17 @@ start | start-tls)
     bdir=$dir/$name
     mkdir -p "$bdir/conf" "$bdir/store"
     echo "$port" >"$bdir/port"
+    extra=${BROKER_EXTRA:-}
+    if [[ -n ${ROCKETMQ_ACL_FILE:-} ]]; then
+      [[ -f $ROCKETMQ_ACL_FILE ]] || { echo "ACL file $ROCKETMQ_ACL_FILE does not exist" >&2; exit 1; }
+      acl_file=$(cd "$(dirname "$ROCKETMQ_ACL_FILE")" && pwd)/$(basename "$ROCKETMQ_ACL_FILE")
+      mkdir -p "$bdir/auth"
+      extra="authenticationEnabled = true
+authorizationEnabled = true
+authConfigPath = \"$bdir/auth\"
+aclFile = \"$acl_file\"
+$extra"
+    fi
     cat >"$bdir/conf/broker.toml" <<TOML
 [broker]
 namesrvAddr = "127.0.0.1:$ns_port"
@@ -223,6 +242,7 @@ autoCreateTopicEnable = true
 transactionCheckInterval = 3000
 transactionTimeout = 2000
 registerNameServerPeriod = 10000
+$extra
 
 [broker.brokerServerConfig]
 bindAddress = "127.0.0.1"

@@ -67,6 +67,16 @@ pub enum Error {
         /// `host:port` of the peer that answered.
         addr: String,
     },
+    /// The broker refused the request for lack of permission (response code 16,
+    /// `NO_PERMISSION`): with ACL on, a wrong or missing access key, a bad signature, or an
+    /// account that may not use the topic or group; also a topic or broker that takes no
+    /// writes. Never retried: another attempt would be refused the same way.
+    NoPermission {
+        /// The broker's remark, which says why (`Authentication credentials are invalid`, ...).
+        remark: String,
+        /// `host:port` of the peer that refused.
+        addr: String,
+    },
     /// A frame or a message body could not be decoded.
     Protocol(CodecError),
     /// No route is known for the topic, and the name servers could not provide one.
@@ -124,6 +134,8 @@ pub enum ErrorKind {
     Timeout,
     /// [`Error::Broker`].
     Broker,
+    /// [`Error::NoPermission`].
+    NoPermission,
     /// [`Error::Protocol`].
     Protocol,
     /// [`Error::NoRoute`].
@@ -144,10 +156,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in a stable order (used for statistics tables).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Connection,
         ErrorKind::Timeout,
         ErrorKind::Broker,
+        ErrorKind::NoPermission,
         ErrorKind::Protocol,
         ErrorKind::NoRoute,
         ErrorKind::InvalidMessage,
@@ -164,6 +177,7 @@ impl ErrorKind {
             ErrorKind::Connection => "connection",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Broker => "broker",
+            ErrorKind::NoPermission => "no_permission",
             ErrorKind::Protocol => "protocol",
             ErrorKind::NoRoute => "no_route",
             ErrorKind::InvalidMessage => "invalid_message",
@@ -204,6 +218,7 @@ impl Error {
             Error::Timeout { last: Some(e), .. } => e.kind(),
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Broker { .. } => ErrorKind::Broker,
+            Error::NoPermission { .. } => ErrorKind::NoPermission,
             Error::Protocol(_) => ErrorKind::Protocol,
             Error::NoRoute { .. } => ErrorKind::NoRoute,
             Error::InvalidMessage(_) => ErrorKind::InvalidMessage,
@@ -221,7 +236,8 @@ impl Error {
     /// Protocol errors are not: a local encoding error fails the same way again, and a
     /// response that cannot be read may come from a broker that stored the message (a
     /// malformed frame from a peer ends its connection: a connection error). Invalid
-    /// messages, configuration errors, backpressure and shutdown are not either.
+    /// messages, configuration errors, backpressure, shutdown and [`Error::NoPermission`]
+    /// (although Java's list has its code, 16) are not either.
     pub fn is_retriable(&self) -> bool {
         self.is_retriable_with(&DEFAULT_RETRY_CODES)
     }
@@ -244,6 +260,7 @@ impl Error {
     pub fn response_code(&self) -> Option<i32> {
         match self {
             Error::Broker { code, .. } => Some(*code),
+            Error::NoPermission { .. } => Some(crate::protocol::ResponseCode::NO_PERMISSION),
             Error::Timeout { last: Some(e), .. } => e.response_code(),
             _ => None,
         }
@@ -255,7 +272,8 @@ impl Error {
         match self {
             Error::Io { addr, .. }
             | Error::ConnectionClosed { addr, .. }
-            | Error::Broker { addr, .. } => Some(addr),
+            | Error::Broker { addr, .. }
+            | Error::NoPermission { addr, .. } => Some(addr),
             Error::Timeout { addr, last, .. } => last
                 .as_deref()
                 .and_then(Error::broker_addr)
@@ -272,6 +290,18 @@ impl Error {
     /// Whether this error is [`Error::Shutdown`].
     pub fn is_shutdown(&self) -> bool {
         matches!(self, Error::Shutdown)
+    }
+
+    /// The error for a response with a code that is not success: [`Error::NoPermission`] for
+    /// `NO_PERMISSION` (16), [`Error::Broker`] for the others.
+    pub(crate) fn from_response(code: i32, remark: Option<String>, addr: &str) -> Error {
+        let remark = remark.unwrap_or_default();
+        let addr = addr.to_string();
+        if code == crate::protocol::ResponseCode::NO_PERMISSION {
+            Error::NoPermission { remark, addr }
+        } else {
+            Error::Broker { code, remark, addr }
+        }
     }
 
     /// Builds a [`Error::Config`].
@@ -301,6 +331,10 @@ impl Error {
             },
             Error::Broker { code, remark, addr } => Error::Broker {
                 code: *code,
+                remark: remark.clone(),
+                addr: addr.clone(),
+            },
+            Error::NoPermission { remark, addr } => Error::NoPermission {
                 remark: remark.clone(),
                 addr: addr.clone(),
             },
@@ -382,6 +416,13 @@ impl fmt::Display for Error {
             Error::Broker { code, remark, addr } => {
                 let name = crate::protocol::codes::ResponseCode::name(*code);
                 write!(f, "{addr} answered {name} ({code})")?;
+                if !remark.is_empty() {
+                    write!(f, ": {remark}")?;
+                }
+                Ok(())
+            }
+            Error::NoPermission { remark, addr } => {
+                write!(f, "{addr} refused the request: NO_PERMISSION (16)")?;
                 if !remark.is_empty() {
                     write!(f, ": {remark}")?;
                 }
@@ -505,6 +546,27 @@ mod tests {
             t.to_string(),
             "request to 10.0.0.1:10911 timed out after 250ms"
         );
+    }
+
+    #[test]
+    fn no_permission_is_its_own_kind_and_never_retried() {
+        let e = Error::from_response(
+            16,
+            Some("Authentication credentials are invalid".into()),
+            "b:1",
+        );
+        assert_eq!(e.kind(), ErrorKind::NoPermission);
+        assert_eq!(e.response_code(), Some(16));
+        assert_eq!(e.broker_addr(), Some("b:1"));
+        assert!(!e.is_retriable());
+        assert!(!e.is_retriable_with(&[16]));
+        assert_eq!(
+            e.to_string(),
+            "b:1 refused the request: NO_PERMISSION (16): Authentication credentials are invalid"
+        );
+        assert_eq!(e.duplicate().to_string(), e.to_string());
+        let other = Error::from_response(2, None, "b:1");
+        assert!(matches!(other, Error::Broker { code: 2, .. }));
     }
 
     #[test]

@@ -125,7 +125,8 @@
 //! One error type, [`Error`], sorted into [`ErrorKind`]s. Invalid messages are refused before
 //! anything is sent ([`Error::InvalidMessage`]). A send is retried, within one time budget
 //! (`send_timeout`, default 3 s), on connection errors, timeouts and the broker codes in
-//! `retry_codes` (Java's list: 1, 2, 14, 16, 17, 204, 205, 1500); a retry avoids the broker that
+//! `retry_codes` (Java's list: 1, 2, 14, 16, 17, 204, 205, 1500; but a `NO_PERMISSION` (16)
+//! refusal is [`Error::NoPermission`], never retried); a retry avoids the broker that
 //! just failed, and the latency fault table keeps new sends away from a failing broker for a
 //! while ([`routing::fault`]). [`Error::is_retriable`], [`Error::response_code`] and
 //! [`Error::broker_addr`] tell what happened. A send that runs out of its time budget fails
@@ -141,6 +142,34 @@
 //! ([`ProducerConfig::production`], [`ProducerConfig::high_throughput`], ...). Invalid values are
 //! errors that name the setting.
 //!
+//! ## Secured clusters (ACL) and namespaces
+//!
+//! With [`ProducerConfigBuilder::credentials`] (or `ROCKETMQ_ACCESS_KEY` and
+//! `ROCKETMQ_SECRET_KEY`), every request the producer sends is signed as the Java client's
+//! `AclClientRPCHook` signs it ([`protocol::acl`]). A broker's refusal is
+//! [`Error::NoPermission`], with the broker's remark, and is never retried. The secret key never
+//! shows in `Debug`, logs, statistics, health reports or errors. [`testing::MockBroker`] can
+//! check signatures and topic permissions, so a test can try a signing configuration:
+//!
+//! ```
+//! use rocketmq_mio::testing::{AclAccount, AclPerm, MockBroker};
+//! use rocketmq_mio::{Error, Message, Producer};
+//!
+//! let broker = MockBroker::builder()
+//!     .acl([AclAccount::new("orders-app", "s3cret").topic_perm("orders", AclPerm::Pub)])
+//!     .start()?;
+//! let producer = Producer::builder("GID_ACL")
+//!     .name_server(broker.namesrv_addr())
+//!     .credentials("orders-app", "s3cret")
+//!     .start()?;
+//! producer.send(Message::new("orders", "signed"))?;
+//! let refused = producer.send(Message::new("payments", "not allowed")).unwrap_err();
+//! assert!(matches!(refused, Error::NoPermission { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A [namespace](ProducerConfig::namespace) wraps topics and the producer group on the wire
+//! (`namespace%name`), as the Java client does, and is taken off what the user sees.
 //! ## TLS
 //!
 //! With the cargo feature `tls` (off by default; rustls with the ring backend, no OpenSSL),

@@ -483,6 +483,75 @@ fn namespace_prefixes_the_stored_topic() {
     producer.shutdown(PROMPTLY).unwrap();
 }
 
+/// Commits every transaction at once.
+struct CommitNow;
+
+impl rocketmq_mio::TransactionListener for CommitNow {
+    fn execute_local_transaction(
+        &self,
+        _: &Message,
+        _: &str,
+        _: &dyn std::any::Any,
+    ) -> rocketmq_mio::ListenerResult {
+        Ok(rocketmq_mio::LocalTransactionState::CommitMessage)
+    }
+
+    fn check_local_transaction(
+        &self,
+        _: &rocketmq_mio::MessageExt,
+        _: &str,
+    ) -> rocketmq_mio::ListenerResult {
+        Ok(rocketmq_mio::LocalTransactionState::CommitMessage)
+    }
+}
+
+/// A namespaced producer's group is wrapped on the wire: the broker registers the heartbeat
+/// under `namespace%group`, and a transactional message carries it as PGROUP.
+#[test]
+fn namespace_wraps_the_group_in_heartbeats_and_transactions() {
+    let Some(ns) = namesrv("namespace_wraps_the_group_in_heartbeats_and_transactions") else {
+        return;
+    };
+    let topic = unique_topic("interop-nsgroup");
+    let group = unique_topic("GID_interop_nsgroup");
+    let wrapped = format!("interopns%{group}");
+    let tp = rocketmq_mio::ProducerConfig::testing(group.as_str())
+        .name_server(&ns)
+        .namespace("interopns")
+        .listener(CommitNow)
+        .start()
+        .unwrap();
+    let reader = Reader::new(&ns);
+    let r = tp
+        .send_message_in_transaction(sample(&topic, 1), &())
+        .expect("transactional send");
+    assert_eq!(r.send_result.queue.topic(), topic);
+    let stored = reader
+        .find(
+            &format!("interopns%{topic}"),
+            &r.send_result.msg_id,
+            true,
+            PROMPTLY,
+        )
+        .expect("the committed message is stored under the wrapped topic");
+    assert_eq!(stored.property("PGROUP"), Some(wrapped.as_str()));
+    let addr = r.send_result.offset_id().unwrap().store_host.to_string();
+    let client_id = tp.producer().client_id().to_string();
+    let mut seen = Vec::new();
+    assert!(
+        common::wait_until(PROMPTLY, || {
+            seen = reader.producer_connections(&addr, &wrapped);
+            seen.iter().any(|c| c["clientId"] == client_id.as_str())
+        }),
+        "the broker never registered {client_id} for {wrapped}: {seen:?}"
+    );
+    assert!(
+        reader.producer_connections(&addr, &group).is_empty(),
+        "the bare group is registered too"
+    );
+    tp.shutdown(PROMPTLY).unwrap();
+}
+
 #[test]
 fn queue_out_of_range_is_a_broker_error() {
     let Some(ns) = namesrv("queue_out_of_range_is_a_broker_error") else {

@@ -463,6 +463,7 @@ fn json_field_names_are_stable() {
             "config",
             "connection",
             "invalid_message",
+            "no_permission",
             "no_route",
             "order_violation",
             "protocol",

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult, SendStatus};
 use crate::producer::prepare::Prepared;
+use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{write_json_str, MAX_HEADER_LEN};
 use crate::protocol::header::{
@@ -59,12 +60,16 @@ pub(crate) fn send_request(
 /// byte for byte what [`send_request`] encodes to, but written straight from `prepared`, with
 /// no intermediate command, header strings or body copy. A binary-header client goes through
 /// [`send_request`].
+///
+/// With credentials in `spec`, the request is signed as [`Credentials::sign`] would sign the
+/// command: the signature is computed from the values this function writes (in key order),
+/// then `AccessKey`, `SecurityToken` and `Signature` are written before `a`.
 pub(crate) fn encode_send_frame(
     prepared: &Prepared,
     queue: &MessageQueue,
     defaults: &SendDefaults,
     born_timestamp: i64,
-    spec: FrameSpec,
+    spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     if spec.serialize_type != SerializeType::Json {
@@ -72,6 +77,9 @@ pub(crate) fn encode_send_frame(
         request.opaque = spec.opaque;
         request.flag = spec.flag;
         request.serialize_type = spec.serialize_type;
+        if let Some(credentials) = spec.credentials {
+            credentials.sign(&mut request.ext_fields, &request.body);
+        }
         return request.encode(out).map_err(Error::from);
     }
     let code = if prepared.batch {
@@ -84,7 +92,20 @@ pub(crate) fn encode_send_frame(
     // The keys in the order RemotingCommand's JSON header writes them (sorted, as fastjson).
     out.extend_from_slice(b"{\"code\":");
     write_int(out, code.into());
-    out.extend_from_slice(b",\"extFields\":{\"a\":");
+    out.extend_from_slice(b",\"extFields\":{");
+    if let Some(credentials) = spec.credentials {
+        let signature = send_signature(credentials, prepared, queue, defaults, born_timestamp);
+        out.extend_from_slice(b"\"AccessKey\":");
+        write_json_str(out, credentials.access_key());
+        if let Some(token) = credentials.security_token() {
+            out.extend_from_slice(b",\"SecurityToken\":");
+            write_json_str(out, token.expose());
+        }
+        out.extend_from_slice(b",\"Signature\":");
+        write_json_str(out, signature.as_str());
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"a\":");
     write_json_str(out, &defaults.group);
     out.extend_from_slice(b",\"b\":");
     write_json_str(out, &prepared.wire_topic);
@@ -136,9 +157,48 @@ pub(crate) fn encode_send_frame(
     Ok(())
 }
 
-/// Appends the decimal digits of `v`.
-fn write_int(out: &mut Vec<u8>, v: i64) {
+/// The signature of the send request [`encode_send_frame`] writes: the values of its ext
+/// fields in key order (`AccessKey`, `SecurityToken`, then `a` to `n`), then the body, as
+/// [`send_request`] signed by [`Credentials::sign`] would have it.
+fn send_signature(
+    credentials: &Credentials,
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+) -> SignatureText {
+    let mut signer = credentials.signer();
+    signer.update(credentials.access_key().as_bytes());
+    if let Some(token) = credentials.security_token() {
+        signer.update(token.expose().as_bytes());
+    }
+    signer.update(defaults.group.as_bytes());
+    signer.update(prepared.wire_topic.as_bytes());
+    signer.update(defaults.create_topic_key.as_bytes());
     let mut buf = [0u8; 20];
+    for v in [
+        i64::from(defaults.default_topic_queue_nums),
+        queue.queue_id().into(),
+        prepared.sys_flag.into(),
+        born_timestamp,
+        prepared.flag.into(),
+    ] {
+        if v < 0 {
+            signer.update(b"-");
+        }
+        signer.update(digits(&mut buf, v));
+    }
+    signer.update(prepared.properties.as_bytes());
+    signer.update(b"0"); // j: reconsume times
+    signer.update(b"false"); // k: unit mode
+    signer.update(if prepared.batch { b"true" } else { b"false" }); // m: batch
+    signer.update(queue.broker_name().as_bytes()); // n (nothing when empty and left out)
+    signer.update(prepared.wire_body());
+    signer.finish()
+}
+
+/// The decimal digits of `|v|`, at the end of `buf`.
+fn digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
     let mut i = buf.len();
     let mut n = v.unsigned_abs();
     loop {
@@ -149,10 +209,16 @@ fn write_int(out: &mut Vec<u8>, v: i64) {
             break;
         }
     }
+    &buf[i..]
+}
+
+/// Appends the decimal digits of `v`.
+fn write_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
     if v < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(digits(&mut buf, v));
 }
 
 /// Maps a send response: the four "stored" codes become a [`SendResult`], anything else a
@@ -164,11 +230,7 @@ pub(crate) fn send_result(
     addr: &str,
 ) -> Result<SendResult> {
     let Some(status) = SendStatus::from_response_code(response.code) else {
-        return Err(Error::Broker {
-            code: response.code,
-            remark: response.remark.unwrap_or_default(),
-            addr: addr.to_string(),
-        });
+        return Err(Error::from_response(response.code, response.remark, addr));
     };
     let header = SendMessageResponseHeader::read_from(&response.ext_fields)?;
     let msg_id = match &header.batch_uniq_id {
@@ -262,38 +324,73 @@ mod tests {
             MessageQueue::new("T", "", -1),
             MessageQueue::new("T", "b\"x", i32::MAX),
         ];
+        let creds = [
+            None,
+            Some(Credentials::new("ak", "sk")),
+            Some(
+                Credentials::new("ak\"✓", "sk-2")
+                    .with_security_token("tok")
+                    .with_algorithm(crate::protocol::acl::SignatureAlgorithm::HmacSha256),
+            ),
+        ];
         for p in &prepared {
             for q in &queues {
                 for (opaque, flag) in [(0, 0), (-7, FLAG_ONEWAY), (i32::MAX, 0)] {
-                    let born = 1_795_468_920_976;
-                    let mut expected = send_request(p, q, &defaults(), born);
-                    expected.opaque = opaque;
-                    expected.flag = flag;
-                    let expected = expected.to_frame().unwrap();
-                    let mut got = vec![9u8; 3]; // appends after what is there
-                    let spec = FrameSpec {
-                        opaque,
-                        flag,
-                        serialize_type: SerializeType::Json,
-                    };
-                    encode_send_frame(p, q, &defaults(), born, spec, &mut got).unwrap();
-                    assert_eq!(&got[..3], &[9, 9, 9]);
-                    assert_eq!(
-                        String::from_utf8_lossy(&got[3..]),
-                        String::from_utf8_lossy(&expected)
-                    );
-                    assert_eq!(got[3..], expected[..]);
-                    // The binary layout goes through the command.
-                    let spec = FrameSpec {
-                        serialize_type: SerializeType::RocketMq,
-                        ..spec
-                    };
-                    let mut bin = Vec::new();
-                    encode_send_frame(p, q, &defaults(), born, spec, &mut bin).unwrap();
-                    let decoded = RemotingCommand::decode(&bin).unwrap();
-                    assert_eq!(decoded.serialize_type, SerializeType::RocketMq);
-                    assert_eq!((decoded.opaque, decoded.flag), (opaque, flag));
-                    assert_eq!(decoded.body, p.wire_body());
+                    for c in &creds {
+                        let born = 1_795_468_920_976;
+                        let mut expected = send_request(p, q, &defaults(), born);
+                        expected.opaque = opaque;
+                        expected.flag = flag;
+                        if let Some(c) = c {
+                            c.sign(&mut expected.ext_fields, &expected.body);
+                        }
+                        let expected_cmd = expected.clone();
+                        let expected = expected.to_frame().unwrap();
+                        let mut got = vec![9u8; 3]; // appends after what is there
+                        let spec = FrameSpec {
+                            opaque,
+                            flag,
+                            serialize_type: SerializeType::Json,
+                            credentials: c.as_ref(),
+                        };
+                        encode_send_frame(p, q, &defaults(), born, spec, &mut got).unwrap();
+                        assert_eq!(&got[..3], &[9, 9, 9]);
+                        assert_eq!(
+                            String::from_utf8_lossy(&got[3..]),
+                            String::from_utf8_lossy(&expected)
+                        );
+                        assert_eq!(got[3..], expected[..]);
+                        // The binary layout goes through the command, signed the same way.
+                        let spec = FrameSpec {
+                            serialize_type: SerializeType::RocketMq,
+                            ..spec
+                        };
+                        let mut bin = Vec::new();
+                        encode_send_frame(p, q, &defaults(), born, spec, &mut bin).unwrap();
+                        let decoded = RemotingCommand::decode(&bin).unwrap();
+                        assert_eq!(decoded.serialize_type, SerializeType::RocketMq);
+                        assert_eq!((decoded.opaque, decoded.flag), (opaque, flag));
+                        assert_eq!(decoded.body, p.wire_body());
+                        assert_eq!(
+                            decoded.ext_fields.get(crate::protocol::acl::SIGNATURE),
+                            expected_cmd.ext_fields.get(crate::protocol::acl::SIGNATURE)
+                        );
+                        // What a broker checks: the decoded fields and body verify.
+                        if let Some(c) = c {
+                            for cmd in [&decoded, &RemotingCommand::decode(&got[3..]).unwrap()] {
+                                let sig = crate::protocol::acl::signature(
+                                    c.algorithm(),
+                                    c.secret_key().expose(),
+                                    cmd.ext_fields.iter(),
+                                    &cmd.body,
+                                );
+                                assert_eq!(
+                                    cmd.ext_fields.get(crate::protocol::acl::SIGNATURE),
+                                    Some(sig.as_str())
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }

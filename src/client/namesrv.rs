@@ -115,11 +115,7 @@ impl NameServers {
                     });
                 }
                 Ok(response) => {
-                    return Err(Error::Broker {
-                        code: response.code,
-                        remark: response.remark.unwrap_or_default(),
-                        addr: addr.clone(),
-                    });
+                    return Err(Error::from_response(response.code, response.remark, addr));
                 }
                 Err(e) => {
                     log::warn!("route lookup of {topic} at name server {addr} failed: {e}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::settings::*; // ProducerConfig and the DEFAULT_* values
 use crate::error::{Error, DEFAULT_RETRY_CODES};
+use crate::protocol::acl::{Secret, SignatureAlgorithm};
 use crate::routing::fault::{FaultTables, DEFAULT_LATENCY_MAX, DEFAULT_NOT_AVAILABLE_DURATION};
 use crate::routing::router::RoutingStrategy;
 
@@ -86,6 +87,11 @@ impl ProducerConfigBuilder {
                 stats: DEFAULT_STATS,
                 transaction_check_threads: DEFAULT_TRANSACTION_CHECK_THREADS,
                 transaction_check_queue: DEFAULT_TRANSACTION_CHECK_QUEUE,
+                access_key: None,
+                secret_key: None,
+                security_token: None,
+                signature_algorithm: SignatureAlgorithm::default(),
+                credentials: None,
                 topics: Vec::new(),
                 strict_order: DEFAULT_STRICT_ORDER,
                 transaction_records: DEFAULT_TRANSACTION_RECORDS,
@@ -343,6 +349,32 @@ impl ProducerConfigBuilder {
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.config.namespace = Some(namespace.into());
         self.set_by_code("namespace")
+    }
+
+    /// Signs every request with these ACL credentials; see [`ProducerConfig::credentials`].
+    /// The secret key is kept out of `Debug`, logs, statistics, health reports and errors.
+    pub fn credentials(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.config.access_key = Some(access_key.into());
+        self.config.secret_key = Some(Secret::new(secret_key));
+        self.set_by_code("access_key").set_by_code("secret_key")
+    }
+
+    /// Adds a security token (temporary credentials) to signed requests; needs
+    /// [`credentials`](ProducerConfigBuilder::credentials). Kept out of `Debug` like the
+    /// secret key.
+    pub fn security_token(mut self, token: impl Into<String>) -> Self {
+        self.config.security_token = Some(Secret::new(token));
+        self.set_by_code("security_token")
+    }
+
+    /// Sets the HMAC of signed requests; see [`ProducerConfig::signature_algorithm`].
+    pub fn signature_algorithm(mut self, algorithm: SignatureAlgorithm) -> Self {
+        self.config.signature_algorithm = algorithm;
+        self.set_by_code("signature_algorithm")
     }
 
     /// Sets the unit name; see [`ProducerConfig::unit_name`].

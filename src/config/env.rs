@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use super::ProducerConfigBuilder;
 use crate::error::{Error, Result};
+use crate::protocol::acl::{Secret, SignatureAlgorithm};
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 53] = [
+pub const ENV_VARS: [&str; 57] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -52,6 +53,10 @@ pub const ENV_VARS: [&str; 53] = [
     "ROCKETMQ_STATS",
     "ROCKETMQ_TRANSACTION_CHECK_THREADS",
     "ROCKETMQ_TRANSACTION_CHECK_QUEUE",
+    "ROCKETMQ_ACCESS_KEY",
+    "ROCKETMQ_SECRET_KEY",
+    "ROCKETMQ_SECURITY_TOKEN",
+    "ROCKETMQ_SIGNATURE_ALGORITHM",
     "ROCKETMQ_TOPICS",
     "ROCKETMQ_STRICT_ORDER",
     "ROCKETMQ_TRANSACTION_RECORDS",
@@ -302,6 +307,28 @@ impl ProducerConfigBuilder {
         env_value!("ROCKETMQ_NAMESPACE", "namespace", namespace, |var, v| {
             parse_string(var, v).map(Some)
         });
+        env_value!("ROCKETMQ_ACCESS_KEY", "access_key", access_key, |var, v| {
+            parse_string(var, v).map(Some)
+        });
+        env_value!("ROCKETMQ_SECRET_KEY", "secret_key", secret_key, |var, v| {
+            parse_string(var, v).map(|s| Some(Secret::new(s)))
+        });
+        env_value!(
+            "ROCKETMQ_SECURITY_TOKEN",
+            "security_token",
+            security_token,
+            |var, v| parse_string(var, v).map(|s| Some(Secret::new(s)))
+        );
+        env_value!(
+            "ROCKETMQ_SIGNATURE_ALGORITHM",
+            "signature_algorithm",
+            signature_algorithm,
+            |var, v: &str| {
+                SignatureAlgorithm::from_name(v).ok_or_else(|| {
+                    Error::config(var, format!("{v:?} is not one of HmacSHA1, HmacSHA256"))
+                })
+            }
+        );
         env_value!("ROCKETMQ_UNIT_NAME", "unit_name", unit_name, |var, v| {
             parse_string(var, v).map(Some)
         });
@@ -540,6 +567,76 @@ mod tests {
             (c.transaction_check_threads(), c.transaction_check_queue()),
             (3, 100)
         );
+    }
+
+    #[test]
+    fn env_credentials_and_no_secret_in_errors_or_debug() {
+        let c = base()
+            .from_env_map(env(&[
+                ("ROCKETMQ_ACCESS_KEY", "ak-env"),
+                ("ROCKETMQ_SECRET_KEY", "sk-env-zq9"),
+                ("ROCKETMQ_SECURITY_TOKEN", "tok-env-zq9"),
+                ("ROCKETMQ_SIGNATURE_ALGORITHM", "HmacSHA256"),
+            ]))
+            .unwrap()
+            .build()
+            .unwrap();
+        let creds = c.credentials().expect("credentials from the environment");
+        assert_eq!(creds.access_key(), "ak-env");
+        assert_eq!(creds.secret_key().expose(), "sk-env-zq9");
+        assert_eq!(
+            creds.security_token().map(|t| t.expose()),
+            Some("tok-env-zq9")
+        );
+        assert_eq!(creds.algorithm(), SignatureAlgorithm::HmacSha256);
+        assert_eq!(c.access_key(), Some("ak-env"));
+        let shown = format!("{c:?} {:?}", c.to_builder());
+        assert!(shown.contains("ak-env"), "{shown}");
+        assert!(!shown.contains("zq9"), "{shown}");
+        // Code wins over the environment when called after it.
+        let c = base()
+            .from_env_map(env(&[
+                ("ROCKETMQ_ACCESS_KEY", "a"),
+                ("ROCKETMQ_SECRET_KEY", "b"),
+            ]))
+            .unwrap()
+            .credentials("code-ak", "code-sk")
+            .build()
+            .unwrap();
+        assert_eq!(c.credentials().unwrap().access_key(), "code-ak");
+        // Half a pair, a token alone, a bad algorithm: errors that name the variable and
+        // never show the secret.
+        for (vars, var) in [
+            (
+                vec![("ROCKETMQ_SECRET_KEY", "lonely-zq9")],
+                "ROCKETMQ_SECRET_KEY",
+            ),
+            (vec![("ROCKETMQ_ACCESS_KEY", "ak")], "ROCKETMQ_ACCESS_KEY"),
+            (
+                vec![("ROCKETMQ_SECURITY_TOKEN", "tok-zq9")],
+                "ROCKETMQ_SECURITY_TOKEN",
+            ),
+        ] {
+            let err = base()
+                .from_env_map(env(&vars))
+                .unwrap()
+                .build()
+                .unwrap_err();
+            assert!(!err.to_string().contains("zq9"), "{err}");
+            assert_eq!(setting_of(err), var);
+        }
+        let err = base()
+            .from_env_map(env(&[("ROCKETMQ_SIGNATURE_ALGORITHM", "md5")]))
+            .unwrap_err();
+        assert_eq!(setting_of(err), "ROCKETMQ_SIGNATURE_ALGORITHM");
+        // By code: the setting is named.
+        let err = base().security_token("t").build().unwrap_err();
+        assert_eq!(setting_of(err), "security_token");
+        let err = base().credentials(" ", "sk").build().unwrap_err();
+        assert_eq!(setting_of(err), "access_key");
+        let err = base().credentials("ak", "").build().unwrap_err();
+        assert_eq!(setting_of(err), "secret_key");
+        assert!(base().build().unwrap().credentials().is_none());
     }
 
     #[test]

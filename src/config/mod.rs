@@ -76,6 +76,9 @@
 //! | `ROCKETMQ_ROUTING_STRATEGY` | [`routing_strategy`](ProducerConfig::routing_strategy): `round_robin`, `random`, `message_hash` |
 //! | `ROCKETMQ_NAMESPACE` | [`namespace`](ProducerConfig::namespace) |
 //! | `ROCKETMQ_UNIT_NAME` | [`unit_name`](ProducerConfig::unit_name) |
+//! | `ROCKETMQ_ACCESS_KEY`, `ROCKETMQ_SECRET_KEY` | [`credentials`](ProducerConfig::credentials) (ACL signing; both or neither) |
+//! | `ROCKETMQ_SECURITY_TOKEN` | the security token of [`credentials`](ProducerConfig::credentials) |
+//! | `ROCKETMQ_SIGNATURE_ALGORITHM` | [`signature_algorithm`](ProducerConfig::signature_algorithm): `HmacSHA1`, `HmacSHA256` |
 //! | `ROCKETMQ_VIP_CHANNEL` | [`vip_channel`](ProducerConfig::vip_channel) |
 //! | `ROCKETMQ_AUTO_BATCH` | [`auto_batch`](ProducerConfig::auto_batch) |
 //! | `ROCKETMQ_BATCH_MAX_DELAY_MS` | [`batch_max_delay`](ProducerConfig::batch_max_delay) |

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::protocol::acl::{Credentials, Secret, SignatureAlgorithm};
 use crate::routing::fault::FaultTables;
 use crate::routing::router::RoutingStrategy;
 
@@ -128,6 +129,12 @@ pub struct ProducerConfig {
     pub(super) stats: bool,
     pub(super) transaction_check_threads: usize,
     pub(super) transaction_check_queue: usize,
+    pub(super) access_key: Option<String>,
+    pub(super) secret_key: Option<Secret>,
+    pub(super) security_token: Option<Secret>,
+    pub(super) signature_algorithm: SignatureAlgorithm,
+    /// Built from the four above by `build`.
+    pub(super) credentials: Option<Credentials>,
     pub(super) topics: Vec<String>,
     pub(super) strict_order: bool,
     pub(super) transaction_records: usize,
@@ -350,10 +357,39 @@ impl ProducerConfig {
         self.routing_strategy
     }
 
-    /// Namespace (`namespace`): topics and the group are used as `namespace%name` on the
-    /// brokers. Default `None`; 1 to 64 characters of `[a-zA-Z0-9_-]`.
+    /// Namespace (`namespace`): topics and the producer group are used as `namespace%name` on
+    /// the brokers (send headers, heartbeats, unregister, `PGROUP`, END_TRANSACTION), as the
+    /// Java client does: never twice, never for system topics
+    /// ([`protocol::namespace`](crate::protocol::namespace)); what the user sees (a
+    /// `SendResult`'s queue, check-back messages) has it taken off. Default `None`; 1 to 64
+    /// characters of `[a-zA-Z0-9_-]`.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
+    }
+
+    /// The ACL credentials every request is signed with (`AccessKey`, `Signature`, and
+    /// `SecurityToken` when one is set), or `None` (the default: requests are not signed). Set
+    /// with [`ProducerConfigBuilder::credentials`](super::ProducerConfigBuilder::credentials)
+    /// or `ROCKETMQ_ACCESS_KEY` and `ROCKETMQ_SECRET_KEY`. Their `Debug` never shows the secret
+    /// key or the token.
+    ///
+    /// A transaction producer answers a broker's check-back with an END_TRANSACTION that names
+    /// the topic the check named, as the Java client does; brokers name the half topic
+    /// (`RMQ_SYS_TRANS_HALF_TOPIC`) there, so an account with per-topic permissions needs `PUB`
+    /// on it for commits and rollbacks decided at a check-back.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// The access key of [`ProducerConfig::credentials`], if set.
+    pub fn access_key(&self) -> Option<&str> {
+        self.access_key.as_deref()
+    }
+
+    /// The HMAC requests are signed with when credentials are set. Default HMAC-SHA1, as the
+    /// Java client and broker.
+    pub fn signature_algorithm(&self) -> SignatureAlgorithm {
+        self.signature_algorithm
     }
 
     /// Unit name (`unitName`), appended to the client id as `ip@instance@unit`. Default `None`;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{ProducerConfig, ProducerConfigBuilder};
 use crate::error::{Error, Result};
+use crate::protocol::acl::Credentials;
 use crate::routing::fault::FaultTables;
 
 /// The largest [`ProducerConfig::max_message_size`]: 15 MiB (frames are limited to 16 MiB and
@@ -180,6 +181,7 @@ impl ProducerConfigBuilder {
         if let Some(ns) = &c.namespace {
             check_namespace(ns).map_err(|r| self.err("namespace", r))?;
         }
+        c.credentials = self.check_credentials(&c)?;
         if let Some(unit) = &c.unit_name {
             check_client_name(unit).map_err(|r| self.err("unit_name", r))?;
         }
@@ -304,6 +306,55 @@ fn check_topic(topic: &str) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+impl ProducerConfigBuilder {
+    /// The credentials of `c`: both keys or neither; a token only with them. No error shows
+    /// a secret.
+    fn check_credentials(&self, c: &ProducerConfig) -> Result<Option<Credentials>> {
+        let (access_key, secret_key) = match (&c.access_key, &c.secret_key) {
+            (None, None) => {
+                if c.security_token.is_some() {
+                    return Err(self.err(
+                        "security_token",
+                        "a security token needs credentials (an access key and a secret key)",
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(_), None) => {
+                return Err(self.err(
+                    "access_key",
+                    "is set without a secret key (credentials need both)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(self.err(
+                    "secret_key",
+                    "is set without an access key (credentials need both)",
+                ))
+            }
+            (Some(a), Some(s)) => (a, s),
+        };
+        if access_key.trim().is_empty() || access_key.len() > 255 {
+            return Err(self.err("access_key", "must be 1 to 255 bytes, not blank"));
+        }
+        if access_key.chars().any(char::is_control) {
+            return Err(self.err("access_key", "contains a control character"));
+        }
+        if secret_key.expose().is_empty() {
+            return Err(self.err("secret_key", "is empty"));
+        }
+        let mut credentials = Credentials::new(access_key.as_str(), secret_key.expose())
+            .with_algorithm(c.signature_algorithm);
+        if let Some(token) = &c.security_token {
+            if token.expose().is_empty() {
+                return Err(self.err("security_token", "is empty"));
+            }
+            credentials = credentials.with_security_token(token.expose());
+        }
+        Ok(Some(credentials))
+    }
 }
 
 fn check_namespace(ns: &str) -> std::result::Result<(), String> {

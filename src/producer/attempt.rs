@@ -95,7 +95,7 @@ impl Inner {
                 .router
                 .update_fault(broker_name, latency, false, true, now),
             Err(e) => {
-                let reachable = !matches!(e, Error::Broker { .. });
+                let reachable = !matches!(e, Error::Broker { .. } | Error::NoPermission { .. });
                 self.router
                     .update_fault(broker_name, latency, true, reachable, now);
                 self.router.record_error(broker_name, e.to_string());

@@ -73,6 +73,7 @@ impl Inner {
             io_threads: config.io_threads(),
             callback_threads: config.callback_threads(),
             connect_timeout: config.connect_timeout(),
+            credentials: config.credentials().cloned(),
             close_on_request_timeout: config.close_on_request_timeout(),
             tcp_keepalive: config.tcp_keepalive(),
             max_connection_output_bytes: config.max_connection_output_bytes(),
@@ -109,7 +110,7 @@ impl Inner {
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
             defaults: SendDefaults {
-                group: config.group().to_string(),
+                group: super::prepare::wire_group(&config),
                 create_topic_key: config.create_topic_key().to_string(),
                 default_topic_queue_nums: config.default_topic_queue_nums() as i32,
             },
@@ -221,7 +222,7 @@ impl Inner {
             .all_broker_addrs()
             .into_iter()
             .map(|(_, addr)| {
-                let request = broker::unregister_request(&self.client_id, self.config.group());
+                let request = broker::unregister_request(&self.client_id, &self.defaults.group);
                 let (completer, handle) = pair();
                 // Its timeout must not reset the connection: the sends still draining on it
                 // end with Shutdown when the connections close, not with a connection error.

@@ -10,6 +10,7 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, Message};
 use crate::protocol::message_codec::{self, sys_flag};
+use crate::protocol::namespace;
 
 /// Longest topic name.
 pub(crate) const MAX_TOPIC_LEN: usize = 127;
@@ -29,7 +30,7 @@ const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
 /// A message ready for the wire: everything but the queue and the born timestamp.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// The topic as the user named it.
+    /// The topic as the user knows it (without the namespace).
     pub(crate) topic: String,
     /// The topic on the wire (with the namespace, if any).
     pub(crate) wire_topic: String,
@@ -171,13 +172,37 @@ pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()
     check_properties(msg)
 }
 
-/// The topic on the wire: `namespace%topic` when a namespace is configured.
+/// The topic on the wire: `namespace%topic` when a namespace is configured (never twice, never
+/// for a system topic; [`namespace::wrap`]).
 pub(crate) fn wire_topic(topic: &str, config: &ProducerConfig) -> String {
     match config.namespace() {
-        Some(ns) if !ns.is_empty() && !topic.starts_with(&format!("{ns}%")) => {
-            format!("{ns}%{topic}")
-        }
-        _ => topic.to_string(),
+        Some(ns) => namespace::wrap(ns, topic).into_owned(),
+        None => topic.to_string(),
+    }
+}
+
+/// The producer group on the wire (send headers, heartbeats, unregister, `PGROUP`,
+/// END_TRANSACTION): wrapped in the namespace like a topic, as the Java client does.
+pub(crate) fn wire_group(config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(ns) => namespace::wrap(ns, config.group()).into_owned(),
+        None => config.group().to_string(),
+    }
+}
+
+/// The topic a result shows: `topic` as given, unless a namespace must come off.
+fn shown_topic(topic: String, wire_topic: &str, config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(_) => user_name(wire_topic, config),
+        None => topic,
+    }
+}
+
+/// A name from the wire as the user knows it: the namespace taken off.
+pub(crate) fn user_name(name: &str, config: &ProducerConfig) -> String {
+    match config.namespace() {
+        Some(ns) => namespace::strip(ns, name).into_owned(),
+        None => name.to_string(),
     }
 }
 
@@ -286,6 +311,7 @@ fn prepare_one(
         let (topic, body) = msg.into_topic_and_body();
         (topic, compressed.unwrap_or(body), None)
     };
+    let topic = shown_topic(topic, &wire_topic, config);
     let wire_len = match &message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
         _ => body.len(),
@@ -390,6 +416,7 @@ pub(crate) fn prepare_batch(
         .first()
         .and_then(|m| m.keys().next().map(str::to_string));
     let wire_topic = wire_topic(&topic, config);
+    let topic = shown_topic(topic, &wire_topic, config);
     let size = body.len() + properties.len() + wire_topic.len();
     Ok(Prepared {
         topic,

@@ -28,6 +28,8 @@ impl Inner {
         match self.mapping.get(wire_topic, Instant::now()) {
             Some(info) if !info.queues().is_empty() => Ok(info),
             _ => Err(match fetched {
+                // A refusal stays one: the caller's credentials are the problem, not the route.
+                Err(e @ Error::NoPermission { .. }) => e,
                 // Already a NoRoute (no name server, or the create-topic fallback failed too):
                 // keep its cause.
                 Err(Error::NoRoute { reason, source, .. }) => Error::NoRoute {

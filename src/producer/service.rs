@@ -37,7 +37,7 @@ impl Inner {
 
     pub(super) fn heartbeat(&self, addr: &str) {
         let request =
-            broker::heartbeat_request(&self.client_id, &[self.config.group().to_string()]);
+            broker::heartbeat_request(&self.client_id, std::slice::from_ref(&self.defaults.group));
         let target = addr.to_string();
         self.remoting.invoke_async(
             addr,

@@ -7,12 +7,16 @@
 //! - [`route`]: `TopicRouteData` from standard and legacy (unquoted integer key) JSON.
 //! - [`message_codec`]: properties strings, batch bodies, stored messages, message ids.
 //! - [`heartbeat`]: the HEART_BEAT body.
+//! - [`namespace`]: topic and group names wrapped in (and stripped of) a namespace.
+//! - [`acl`]: ACL request signing (`AccessKey`, `Signature`) and the [`acl::Credentials`] it uses.
 
+pub mod acl;
 pub mod codes;
 pub mod frame;
 pub mod header;
 pub mod heartbeat;
 pub mod message_codec;
+pub mod namespace;
 pub mod route;
 
 pub use codes::{LanguageCode, RequestCode, ResponseCode};

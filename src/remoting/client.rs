@@ -329,7 +329,7 @@ impl RemotingClient {
         &self,
         addr: &str,
         oneway: bool,
-        encode: impl FnOnce(FrameSpec, &mut Vec<u8>) -> Result<()>,
+        encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
     ) -> Result<EncodedRequest> {
         let (target, frame, opaque) = self.prepare_encoded(addr, oneway, encode)?;
         Ok(EncodedRequest {
@@ -513,6 +513,10 @@ impl RemotingClient {
         if oneway {
             request.flag |= FLAG_ONEWAY;
         }
+        if let Some(credentials) = &self.inner.config.credentials {
+            // Last, so that nothing is added to the fields after signing.
+            credentials.sign(&mut request.ext_fields, &request.body);
+        }
         let mut frame = self.inner.frames.take();
         if let Err(e) = request.encode(&mut frame) {
             self.inner.frames.put(frame);
@@ -527,7 +531,7 @@ impl RemotingClient {
         &self,
         addr: &str,
         oneway: bool,
-        encode: impl FnOnce(FrameSpec, &mut Vec<u8>) -> Result<()>,
+        encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
     ) -> Result<(Arc<Target>, Vec<u8>, i32)> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Shutdown);
@@ -538,6 +542,7 @@ impl RemotingClient {
             opaque,
             flag: if oneway { FLAG_ONEWAY } else { 0 },
             serialize_type: self.inner.config.serialize_type,
+            credentials: self.inner.config.credentials.as_ref(),
         };
         let mut frame = self.inner.frames.take();
         if let Err(e) = encode(spec, &mut frame) {
@@ -619,13 +624,15 @@ pub(crate) struct EncodedRequest {
 
 /// What an encoder of a pre-encoded request frame must write.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct FrameSpec {
+pub(crate) struct FrameSpec<'a> {
     /// The request id.
     pub(crate) opaque: i32,
     /// The flag: 0, or [`FLAG_ONEWAY`].
     pub(crate) flag: i32,
     /// The header serialization the client is configured with.
     pub(crate) serialize_type: crate::protocol::SerializeType,
+    /// The credentials to sign the request with (its last ext fields), if any.
+    pub(crate) credentials: Option<&'a crate::protocol::acl::Credentials>,
 }
 
 impl Inner {

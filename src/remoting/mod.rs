@@ -70,6 +70,7 @@ mod tls;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::protocol::acl::Credentials;
 use crate::protocol::{RemotingCommand, SerializeType};
 
 pub(crate) use client::FrameSpec;
@@ -127,6 +128,10 @@ pub struct RemotingConfig {
     pub max_frame: usize,
     /// Header serialization of the requests this client sends.
     pub serialize_type: SerializeType,
+    /// ACL credentials: when set, every request this client sends (not the responses it
+    /// gives to a server's requests) is signed with them just before it is encoded
+    /// ([`crate::protocol::acl`]). Default `None`.
+    pub credentials: Option<Credentials>,
     /// Whether a request that times out closes its connection (Java's
     /// `clientCloseSocketIfTimeout`, default true): a peer that stopped answering (a paused
     /// process, a dropped route) loses the connection, every request pending on it fails at
@@ -165,6 +170,7 @@ impl Default for RemotingConfig {
             connect_timeout: Duration::from_secs(3),
             max_frame: crate::protocol::frame::DEFAULT_MAX_FRAME,
             serialize_type: SerializeType::Json,
+            credentials: None,
             close_on_request_timeout: true,
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,

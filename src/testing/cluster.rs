@@ -2,7 +2,7 @@
 //! [`MockCluster`], its builder, and [`MockNameServer`], for failover tests.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,7 +167,12 @@ impl MockClusterBuilder {
                 legacy_json: self.broker.legacy_json.into(),
             }),
         ));
-        serve(&namesrv, 0, &self.broker.tls)?;
+        serve(
+            &namesrv,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            0,
+            &self.broker.tls,
+        )?;
         Ok(MockCluster {
             namesrv: MockNameServer { node: namesrv },
             brokers,

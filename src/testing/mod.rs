@@ -100,6 +100,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod acl;
 mod cluster;
 mod node;
 mod records;
@@ -109,11 +110,12 @@ mod server;
 mod tls;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
 
+pub use acl::{AclAccount, AclPerm};
 pub use cluster::{MockCluster, MockClusterBuilder, MockNameServer};
 pub use records::{
     EndTransactionRecord, HalfMessage, MockCounters, StoredMessage, TransactionState,
@@ -131,8 +133,10 @@ pub struct MockBrokerBuilder {
     topics: Vec<(String, i32)>,
     check_interval: Option<Duration>,
     port: u16,
+    ip: IpAddr,
     legacy_json: bool,
     settings: BrokerSettings,
+    acl: Option<Vec<AclAccount>>,
     tls: ServerTls,
 }
 
@@ -143,7 +147,9 @@ impl Default for MockBrokerBuilder {
             topics: Vec::new(),
             check_interval: None,
             port: 0,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             legacy_json: false,
+            acl: None,
             tls: ServerTls::default(),
             settings: BrokerSettings {
                 auto_create: true,
@@ -214,6 +220,23 @@ impl MockBrokerBuilder {
         self
     }
 
+    /// Turns on ACL verification with these accounts: every request must be signed by one of
+    /// them, and sends need `PUB` on their topic (the rules are in [`AclAccount`]'s module
+    /// docs). Refusals are answered with `NO_PERMISSION` (16) and a remark, and counted in
+    /// [`MockCounters::acl_refusals`]. Off by default.
+    pub fn acl(mut self, accounts: impl IntoIterator<Item = AclAccount>) -> Self {
+        self.acl = Some(accounts.into_iter().collect());
+        self
+    }
+
+    /// Listens on this loopback address instead of 127.0.0.1: `::1` gives a broker that
+    /// routes name as `[::1]:port`, for IPv6 tests. Loopback only: any other address is
+    /// refused when the broker starts.
+    pub fn bind_ip(mut self, ip: IpAddr) -> Self {
+        self.ip = ip;
+        self
+    }
+
     /// Binds this port instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
@@ -237,6 +260,12 @@ impl MockBrokerBuilder {
     }
 
     fn start_as(self, serve_routes: bool) -> io::Result<MockBroker> {
+        if !self.ip.is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a mock broker listens on loopback only, not {}", self.ip),
+            ));
+        }
         let core = BrokerCore::new(&self.name, self.settings.clone());
         {
             let mut store = core.store.lock();
@@ -249,8 +278,10 @@ impl MockBrokerBuilder {
             serve_self: true,
             legacy_json: self.legacy_json.into(),
         });
-        let node = Arc::new(Node::new(Some(core), namesrv));
-        let server = serve(&node, self.port, &self.tls)?;
+        let mut node = Node::new(Some(core), namesrv);
+        node.acl = self.acl.map(acl::MockAcl::new);
+        let node = Arc::new(node);
+        let server = serve(&node, self.ip, self.port, &self.tls)?;
         if let Some(b) = &node.broker {
             let _ = b.addr.set(server.addr());
         }
@@ -264,8 +295,8 @@ impl MockBrokerBuilder {
     }
 }
 
-fn serve(node: &Arc<Node>, port: u16, tls: &ServerTls) -> io::Result<Arc<Server>> {
-    let (server, listener) = Server::bind(port, tls.clone())?;
+fn serve(node: &Arc<Node>, ip: IpAddr, port: u16, tls: &ServerTls) -> io::Result<Arc<Server>> {
+    let (server, listener) = Server::bind(ip, port, tls.clone())?;
     let weak: Weak<dyn Dispatch> = Arc::downgrade(&(node.clone() as Arc<dyn Dispatch>));
     server.start(listener, weak)?;
     *node.server.lock() = Some(server.clone());
@@ -584,6 +615,7 @@ impl MockBroker {
     pub fn counters(&self) -> MockCounters {
         let mut c = self.core().store.lock().counters.clone();
         c.received = self.node.received.snapshot();
+        c.acl_refused = self.node.acl_refused.snapshot();
         c.end_transactions = self.core().store.lock().end_transactions.len() as u64;
         c.connections = self.node.server.lock().as_ref().map_or(0, |s| s.accepted());
         c

@@ -74,6 +74,7 @@ pub struct EndTransactionRecord {
 #[derive(Debug, Clone, Default)]
 pub struct MockCounters {
     pub(super) received: HashMap<i32, u64>,
+    pub(super) acl_refused: HashMap<i32, u64>,
     pub(super) heartbeats: u64,
     pub(super) unregisters: u64,
     pub(super) unregistered: Vec<String>,
@@ -83,12 +84,24 @@ pub struct MockCounters {
     pub(super) end_transactions: u64,
     pub(super) connections: u64,
     pub(super) clients: Vec<(String, Vec<String>)>,
+    pub(super) send_groups: Vec<String>,
+    pub(super) unregistered_groups: Vec<String>,
 }
 
 impl MockCounters {
     /// Requests received with `code` (faulted and black-holed ones included).
     pub fn received(&self, code: i32) -> u64 {
         self.received.get(&code).copied().unwrap_or(0)
+    }
+
+    /// Requests with `code` that the ACL refused (see [`MockBrokerBuilder::acl`](super::MockBrokerBuilder::acl)).
+    pub fn acl_refusals(&self, code: i32) -> u64 {
+        self.acl_refused.get(&code).copied().unwrap_or(0)
+    }
+
+    /// Requests the ACL refused, all codes together.
+    pub fn acl_refusals_total(&self) -> u64 {
+        self.acl_refused.values().sum()
     }
 
     /// Requests received, all codes together.
@@ -153,5 +166,15 @@ impl MockCounters {
     /// Clients seen in heartbeats: (client id, producer groups).
     pub fn clients(&self) -> &[(String, Vec<String>)] {
         &self.clients
+    }
+
+    /// The producer groups named in UNREGISTER_CLIENT requests, one entry a request.
+    pub fn unregistered_groups(&self) -> &[String] {
+        &self.unregistered_groups
+    }
+
+    /// The producer groups named in send headers, each once, in the order first seen.
+    pub fn send_groups(&self) -> &[String] {
+        &self.send_groups
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
@@ -279,9 +279,13 @@ fn delay_loop(delayer: Weak<Delayer>) {
 }
 
 impl Server {
-    /// Binds 127.0.0.1:0 (or `port`); serving starts with [`Server::start`].
-    pub(crate) fn bind(port: u16, tls: ServerTls) -> io::Result<(Arc<Server>, TcpListener)> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
+    /// Binds `ip`:0 (or `port`); serving starts with [`Server::start`].
+    pub(crate) fn bind(
+        ip: IpAddr,
+        port: u16,
+        tls: ServerTls,
+    ) -> io::Result<(Arc<Server>, TcpListener)> {
+        let listener = TcpListener::bind((ip, port))?;
         let addr = listener.local_addr()?;
         Ok((
             Arc::new(Server {

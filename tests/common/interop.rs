@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rocketmq_mio::protocol::acl::Credentials;
 use rocketmq_mio::protocol::header::{
     CommandHeader, CreateTopicRequestHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
     GetRouteInfoRequestHeader, ViewMessageByIdRequestHeader,
@@ -193,6 +194,17 @@ impl Reader {
             client: RemotingClient::new(RemotingConfig::default()).expect("remoting client"),
             namesrv: namesrv.to_string(),
         }
+    }
+
+    /// A reader that signs its requests with `credentials` (for a cluster with ACL on).
+    pub fn with_credentials(namesrv: &str, credentials: Credentials) -> Reader {
+        Reader::with_config(
+            namesrv,
+            RemotingConfig {
+                credentials: Some(credentials),
+                ..RemotingConfig::default()
+            },
+        )
     }
 
     /// A reader whose remoting client has `config` (TLS clusters).

@@ -76,7 +76,15 @@ impl Core {
     /// Answers one check-back, on a check thread: a new END_TRANSACTION to the address the check
     /// came from, with the check's offsets.
     pub(super) fn run_check(&self, job: CheckJob) {
-        let CheckJob { addr, header, msg } = job;
+        let CheckJob {
+            addr,
+            header,
+            mut msg,
+        } = job;
+        // The listener sees the topic as the user names it, without the namespace.
+        if let Some(inner) = self.inner.upgrade() {
+            msg.topic = crate::producer::prepare::user_name(&msg.topic, &inner.config);
+        }
         let transaction_id = msg
             .msg_id()
             .or(header.transaction_id.as_deref())

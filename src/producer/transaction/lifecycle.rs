@@ -69,7 +69,8 @@ impl TransactionProducer {
         let producer = Producer::start_unresolved(config)?;
         let (check_tx, check_rx) = crossbeam_channel::bounded::<CheckJob>(check_queue);
         let core = Arc::new(Core {
-            group: producer.config().group().to_string(),
+            // As on the wire: PGROUP, END_TRANSACTION and the check filter use it.
+            group: producer.inner().defaults.group.clone(),
             max_body: producer.config().max_message_size(),
             listener,
             inner: Arc::downgrade(producer.inner()),

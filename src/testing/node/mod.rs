@@ -22,6 +22,7 @@ pub(crate) use fault::{Fault, Faults};
 pub(crate) use routes::NamesrvCore;
 pub(crate) use store::TopicConf;
 
+use super::acl::MockAcl;
 use super::reply::Reply;
 use super::server::{Action, Conn, Dispatch, Server};
 use crate::message::property;
@@ -74,6 +75,10 @@ pub(crate) struct Node {
     pub(crate) any_fault: AtomicBool,
     /// Requests received per code.
     pub(crate) received: RequestCounts,
+    /// ACL verification, when on.
+    pub(crate) acl: Option<MockAcl>,
+    /// Requests refused by the ACL, per code.
+    pub(crate) acl_refused: RequestCounts,
 }
 
 /// Requests received per code: lock-free for the codes a client sends (below 1024).
@@ -208,6 +213,8 @@ impl Node {
             faults: Mutex::new(Faults::default()),
             any_fault: AtomicBool::new(false),
             received: RequestCounts::new(),
+            acl: None,
+            acl_refused: RequestCounts::new(),
         }
     }
 
@@ -282,6 +289,14 @@ impl Dispatch for Node {
             Some(Fault::Delay(d)) => Some(*d),
             Some(Fault::Status(_) | Fault::UnreadableHeader) | None => None,
         };
+        if let Some(Err(remark)) = self.acl.as_ref().map(|acl| acl.check(&request)) {
+            self.acl_refused.add(request.code);
+            if oneway {
+                return Action::Silent;
+            }
+            let r = response(ResponseCode::NO_PERMISSION, request.opaque, &remark);
+            return Action::Reply(in_format(r.into(), st));
+        }
         let mut reply = self.handle(conn, &mut request);
         if oneway {
             return Action::Silent;

@@ -344,6 +344,15 @@ impl BrokerCore {
             Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e).into(),
         };
         let mut store = self.store.lock();
+        let group = request
+            .ext_fields
+            .get("a")
+            .or_else(|| request.ext_fields.get("producerGroup"));
+        if let Some(group) = group {
+            if !store.counters.send_groups.iter().any(|g| g == group) {
+                store.counters.send_groups.push(group.to_string());
+            }
+        }
         let conf = match self.check_send(&mut store, &f, body.len()) {
             Ok(c) => c,
             Err((code, remark)) => return Self::send_reply(code, opaque, &remark),

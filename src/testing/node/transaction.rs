@@ -146,6 +146,7 @@ impl BrokerCore {
                 let mut store = self.store.lock();
                 // The group no longer reaches this connection (no more check-backs through it).
                 if let Some(group) = &h.producer_group {
+                    store.counters.unregistered_groups.push(group.clone());
                     if let Some(conns) = store.groups.get_mut(group) {
                         conns.retain(|c| c.upgrade().is_some_and(|c| c.id != conn.id));
                     }
