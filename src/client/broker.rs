@@ -5,7 +5,7 @@ use crate::message::{MessageQueue, SendResult, SendStatus};
 use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
-use crate::protocol::frame::{write_json_str, MAX_HEADER_LEN};
+use crate::protocol::frame::{int_digits, write_int, write_json_str, MAX_HEADER_LEN};
 use crate::protocol::header::{
     CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader,
     UnregisterClientRequestHeader,
@@ -186,7 +186,7 @@ fn send_signature(
         if v < 0 {
             signer.update(b"-");
         }
-        signer.update(digits(&mut buf, v));
+        signer.update(int_digits(&mut buf, v));
     }
     signer.update(prepared.properties.as_bytes());
     signer.update(b"0"); // j: reconsume times
@@ -195,30 +195,6 @@ fn send_signature(
     signer.update(queue.broker_name().as_bytes()); // n (nothing when empty and left out)
     signer.update(prepared.wire_body());
     signer.finish()
-}
-
-/// The decimal digits of `|v|`, at the end of `buf`.
-fn digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-/// Appends the decimal digits of `v`.
-fn write_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(digits(&mut buf, v));
 }
 
 /// Maps a send response: the four "stored" codes become a [`SendResult`], anything else a

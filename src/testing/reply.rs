@@ -2,7 +2,7 @@
 //! [`Reply`], either a command or a successful send's response pre-encoded for the hot path.
 
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
-use crate::protocol::frame::write_json_str;
+use crate::protocol::frame::{write_int, write_json_str};
 use crate::protocol::{ExtFields, RemotingCommand, ResponseCode};
 
 /// What a handler answers.
@@ -75,9 +75,9 @@ impl SendOk {
         );
         write_json_str(out, &self.msg_ids);
         out.extend_from_slice(b",\"queueId\":\"");
-        push_decimal(out, self.queue_id.into());
+        write_int(out, self.queue_id.into());
         out.extend_from_slice(b"\",\"queueOffset\":\"");
-        push_decimal(out, self.queue_offset);
+        write_int(out, self.queue_offset);
         out.push(b'"');
         if let Some(tx) = &self.transaction_id {
             out.extend_from_slice(b",\"transactionId\":");
@@ -86,34 +86,15 @@ impl SendOk {
         out.extend_from_slice(b"},\"flag\":1,\"language\":");
         write_json_str(out, CLIENT_LANGUAGE.name());
         out.extend_from_slice(b",\"opaque\":");
-        push_decimal(out, self.opaque.into());
+        write_int(out, self.opaque.into());
         out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-        push_decimal(out, CLIENT_VERSION.into());
+        write_int(out, CLIENT_VERSION.into());
         out.push(b'}');
         let header_len = (out.len() - start - 8) as u32;
         let total = header_len + 4;
         out[start..start + 4].copy_from_slice(&total.to_be_bytes());
         out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
     }
-}
-
-/// Appends `v` in decimal.
-fn push_decimal(out: &mut Vec<u8>, v: i64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ pub(super) fn push_int(out: &mut String, v: i64) {
 }
 
 /// The decimal digits of `|v|`, at the end of `buf`.
-fn int_digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
+pub(crate) fn int_digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
     let mut i = buf.len();
     let mut n = v.unsigned_abs();
     loop {
@@ -155,7 +155,7 @@ fn int_digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
 }
 
 /// Writes `v` in decimal (no `fmt` machinery: this is on every frame).
-fn write_int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let digits = int_digits(&mut buf, v);
     if v < 0 {
