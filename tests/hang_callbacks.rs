@@ -374,3 +374,39 @@ fn callback_sends_past_the_bound_use_a_bounded_allowance() {
     assert!(wait_until(PROMPTLY, || p.in_flight() == (0, 0)));
     shutdown_within(p, Duration::from_secs(5));
 }
+
+#[test]
+fn a_callback_stuck_in_user_code_does_not_hold_shutdown_past_its_timeout() {
+    let broker = MockBroker::start().expect("mock broker");
+    let producer = builder(&broker, "GID_stuck_callback")
+        .callback_threads(1)
+        .start()
+        .expect("producer");
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    producer.send_with_callback(Message::new("StuckCallback", "x"), move |r| {
+        let _ = entered_tx.send(());
+        // User code that does not return until the test lets it.
+        let _ = release_rx.recv();
+        let _ = done_tx.send(r.is_ok());
+    });
+    entered_rx
+        .recv_timeout(PROMPTLY)
+        .expect("the callback starts");
+    let timeout = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    // The watchdog catches a shutdown that waits for the callback (it never returns by itself).
+    within(Duration::from_secs(10), "shutdown", move || {
+        producer.shutdown(timeout)
+    })
+    .expect("shutdown");
+    let took = started.elapsed();
+    assert!(
+        took < timeout + Duration::from_secs(2),
+        "shutdown took {took:?} with a {timeout:?} timeout"
+    );
+    // The callback still ends exactly once, when user code lets it.
+    release_tx.send(()).expect("the callback waits");
+    assert_eq!(done_rx.recv_timeout(PROMPTLY), Ok(true));
+}

@@ -161,9 +161,10 @@ impl Inner {
     /// for until the deadline, at least [`UNREGISTER_GRACE`]), then the connections close,
     /// failing what is left with `Shutdown`, and the threads are joined. No step waits for a
     /// broker or name server past the deadline: it returns within `timeout` plus
-    /// [`UNREGISTER_GRACE`] plus the time to join threads that have nothing left to wait for
-    /// (a user callback still running on the callback pool is waited for, see
-    /// [`RemotingClient::shutdown`]).
+    /// [`UNREGISTER_GRACE`] plus the time to join threads that have nothing left to wait for.
+    /// Callback threads still running user code at the deadline are not waited for (they run
+    /// what is queued and end by themselves); callbacks that found the pool stopped run on
+    /// this thread, at the end.
     pub(crate) fn shutdown(&self, timeout: Duration) -> Result<()> {
         if self
             .state
@@ -189,7 +190,9 @@ impl Inner {
             let _ = stop.send(());
         }
         self.unregister_all(deadline);
-        self.remoting.shutdown();
+        // A callback stuck in user code does not hold shutdown past its deadline.
+        self.remoting
+            .shutdown_until(deadline.max(Instant::now() + UNREGISTER_GRACE));
         if let Some((_, thread)) = service {
             if thread.thread().id() != std::thread::current().id() {
                 let _ = thread.join();

@@ -439,7 +439,14 @@ impl RemotingClient {
     /// its queue and ends by itself). Blocks until every callback that is running has
     /// returned. Other callers that come while a shutdown is under way wait for it to end.
     pub fn shutdown(&self) {
-        self.inner.shutdown();
+        self.inner.shutdown(None);
+    }
+
+    /// [`RemotingClient::shutdown`], but waits for running callbacks only until `deadline`:
+    /// callback threads still busy in user code then are left to finish their queue and end by
+    /// themselves (every accepted callback still runs once), and this returns.
+    pub(crate) fn shutdown_until(&self, deadline: Instant) {
+        self.inner.shutdown(Some(deadline));
     }
 
     /// Whether [`RemotingClient::shutdown`] was called (or the last clone dropped).
@@ -636,7 +643,7 @@ pub(crate) struct FrameSpec<'a> {
 }
 
 impl Inner {
-    fn shutdown(&self) {
+    fn shutdown(&self, deadline: Option<Instant>) {
         let me = thread::current().id();
         {
             let mut state = self.lifecycle.lock();
@@ -670,11 +677,46 @@ impl Inner {
         self.handler.write().take();
         drop(self.pool_tx.write().take());
         let workers = std::mem::take(&mut *self.pool_threads.lock());
-        for t in workers {
-            join_unless_current(t, me);
+        match deadline {
+            None => {
+                for t in workers {
+                    join_unless_current(t, me);
+                }
+            }
+            Some(deadline) => join_until(workers, me, deadline),
         }
         *self.lifecycle.lock() = Lifecycle::Stopped;
         self.lifecycle_cv.notify_all();
+    }
+}
+
+/// Joins the callback workers that end by `deadline`; the others (busy in user code) are left
+/// to finish their queue and end by themselves.
+fn join_until(workers: Vec<JoinHandle<()>>, me: ThreadId, deadline: Instant) {
+    let mut left: Vec<JoinHandle<()>> = workers
+        .into_iter()
+        .filter(|t| t.thread().id() != me)
+        .collect();
+    loop {
+        let (done, busy): (Vec<_>, Vec<_>) = left.into_iter().partition(JoinHandle::is_finished);
+        for t in done {
+            join_unless_current(t, me);
+        }
+        left = busy;
+        if left.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            log::warn!(
+                "shutdown deadline passed with {} callback thread(s) still running user code; \
+                 they end by themselves once their callbacks return",
+                left.len()
+            );
+            return;
+        }
+        // The workers give no signal when they end: look again shortly.
+        thread::sleep((deadline - now).min(Duration::from_millis(1)));
     }
 }
 
@@ -690,7 +732,7 @@ fn join_unless_current(thread: JoinHandle<()>, me: ThreadId) {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shutdown();
+        self.shutdown(None);
     }
 }
 
