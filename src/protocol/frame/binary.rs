@@ -8,21 +8,17 @@ use super::{CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
 impl RemotingCommand {
-    pub(super) fn write_binary_header(&self, out: &mut Vec<u8>) {
-        let mut b2 = [0u8; 2];
-        let mut b4 = [0u8; 4];
-        BigEndian::write_i16(&mut b2, self.code as i16);
-        out.extend_from_slice(&b2);
-        out.push(self.language.0);
-        BigEndian::write_i16(&mut b2, self.version as i16);
-        out.extend_from_slice(&b2);
-        BigEndian::write_i32(&mut b4, self.opaque);
-        out.extend_from_slice(&b4);
-        BigEndian::write_i32(&mut b4, self.flag);
-        out.extend_from_slice(&b4);
+    /// Appends the binary header. A key longer than 32 767 bytes (its length is an i16 on the
+    /// wire) is refused; `out` may then hold part of the header (the caller truncates).
+    pub(super) fn write_binary_header(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let remark = self.remark.as_deref().unwrap_or("");
-        BigEndian::write_i32(&mut b4, remark.len() as i32);
-        out.extend_from_slice(&b4);
+        out.extend_from_slice(&(self.code as i16).to_be_bytes());
+        out.push(self.language.0);
+        out.extend_from_slice(&(self.version as i16).to_be_bytes());
+        out.extend_from_slice(&self.opaque.to_be_bytes());
+        out.extend_from_slice(&self.flag.to_be_bytes());
+        // Lengths over 24 bits make the header too large, which encode refuses after this.
+        out.extend_from_slice(&(remark.len() as u32).to_be_bytes());
         out.extend_from_slice(remark.as_bytes());
         let len_at = out.len();
         out.extend_from_slice(&[0u8; 4]);
@@ -31,16 +27,22 @@ impl RemotingCommand {
             if k.is_empty() || v.is_empty() {
                 continue;
             }
-            BigEndian::write_i16(&mut b2, k.len() as i16);
-            out.extend_from_slice(&b2);
+            let Ok(key_len) = i16::try_from(k.len()) else {
+                return Err(CodecError::invalid(
+                    "extFields key (at most 32767 bytes in the ROCKETMQ layout)",
+                    k,
+                ));
+            };
+            out.extend_from_slice(&key_len.to_be_bytes());
             out.extend_from_slice(k.as_bytes());
-            BigEndian::write_i32(&mut b4, v.len() as i32);
-            out.extend_from_slice(&b4);
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
             out.extend_from_slice(v.as_bytes());
         }
-        let map_len = (out.len() - len_at - 4) as i32;
-        BigEndian::write_i32(&mut out[len_at..len_at + 4], map_len);
+        let map_len = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&map_len.to_be_bytes());
+        Ok(())
     }
+
     pub(super) fn read_binary_header(header: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader {
             buf: header,
@@ -149,6 +151,39 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::protocol::frame::route_request;
+
+    /// A key too long for its 16-bit length is refused, not wrapped into a frame that reads
+    /// back as something else; the buffer is left as it was.
+    #[test]
+    fn key_over_32767_bytes_is_refused() {
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("k".repeat(40_000), "v");
+        let mut out = vec![1, 2, 3];
+        let err = cmd.encode(&mut out).unwrap_err();
+        assert!(matches!(err, CodecError::InvalidField { .. }), "{err:?}");
+        assert_eq!(out, [1, 2, 3]);
+        // The longest key that fits goes through.
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("k".repeat(32_767), "v");
+        let frame = cmd.to_frame().unwrap();
+        assert_eq!(RemotingCommand::decode(&frame).unwrap(), cmd);
+    }
+
+    /// Empty values are left out (a zero-length value reads as null in Java and RocketMQ-Rust),
+    /// and an empty remark is written as length 0.
+    #[test]
+    fn empty_values_are_left_out() {
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("empty", "");
+        cmd.remark = Some(String::new());
+        let frame = cmd.to_frame().unwrap();
+        let mut plain = route_request();
+        plain.serialize_type = SerializeType::RocketMq;
+        assert_eq!(frame, plain.to_frame().unwrap());
+    }
 
     #[test]
     fn golden_binary_route_request() {
