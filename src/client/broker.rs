@@ -7,8 +7,7 @@ use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{int_digits, write_int, write_json_str, MAX_HEADER_LEN};
 use crate::protocol::header::{
-    CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader,
-    UnregisterClientRequestHeader,
+    CommandHeader, SendMessageResponseHeader, UnregisterClientRequestHeader,
 };
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::{CodecError, RemotingCommand, RequestCode, SerializeType};
@@ -22,7 +21,9 @@ pub(crate) struct SendDefaults {
     pub(crate) default_topic_queue_nums: i32,
 }
 
-/// Builds the SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request of one attempt.
+/// Builds the SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request of one attempt: the reference
+/// [`encode_send_frame`] is tested against (byte for byte, in both layouts).
+#[cfg(test)]
 pub(crate) fn send_request(
     prepared: &Prepared,
     queue: &MessageQueue,
@@ -35,7 +36,7 @@ pub(crate) fn send_request(
         RequestCode::SEND_MESSAGE_V2
     };
     let mut request = RemotingCommand::request(code);
-    let header = SendMessageRequestHeader {
+    let header = crate::protocol::header::SendMessageRequestHeader {
         producer_group: defaults.group.clone(),
         topic: prepared.wire_topic.clone(),
         default_topic: defaults.create_topic_key.clone(),
@@ -389,7 +390,7 @@ mod tests {
             .build()
             .unwrap();
         let msg = Message::new("TopicG", b"hi".to_vec()).with_flag(-3);
-        let prepared = prepare::prepare_single(msg, &config, &mut || "ID1".into()).unwrap();
+        let prepared = prepare::prepare_single(msg, &config, || "ID1".into()).unwrap();
         let defaults = SendDefaults {
             group: "GID_G".into(),
             create_topic_key: "TBW102".into(),

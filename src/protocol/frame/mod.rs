@@ -110,6 +110,17 @@ impl std::str::FromStr for SerializeType {
     }
 }
 
+/// The route request of the golden-frame tests (JSON and binary).
+#[cfg(test)]
+fn route_request() -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(105);
+    cmd.language = crate::protocol::codes::LanguageCode::JAVA;
+    cmd.version = 479;
+    cmd.opaque = 1;
+    cmd.ext_fields.insert("topic", "TopicTest");
+    cmd
+}
+
 #[cfg(test)]
 mod serialize_type_tests {
     use super::SerializeType;
@@ -133,15 +144,4 @@ mod serialize_type_tests {
         assert_eq!(SerializeType::Json.to_string(), "JSON");
         assert_eq!(SerializeType::RocketMq.to_string(), "ROCKETMQ");
     }
-}
-
-/// The route request of the golden-frame tests (JSON and binary).
-#[cfg(test)]
-fn route_request() -> RemotingCommand {
-    let mut cmd = RemotingCommand::request(105);
-    cmd.language = crate::protocol::codes::LanguageCode::JAVA;
-    cmd.version = 479;
-    cmd.opaque = 1;
-    cmd.ext_fields.insert("topic", "TopicTest");
-    cmd
 }
