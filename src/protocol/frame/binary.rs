@@ -1,9 +1,11 @@
 //! The binary ROCKETMQ header layout (serialize type 1), written and read: fixed-width
 //! big-endian fields, then the length-prefixed `extFields` map.
 
+use std::borrow::Cow;
+
 use byteorder::{BigEndian, ByteOrder};
 
-use super::ext_fields::{intern_key, intern_letter};
+use super::ext_fields::known_key;
 use super::{CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
@@ -75,11 +77,13 @@ impl RemotingCommand {
                 return Err(CodecError::BinaryHeader("negative extFields key length"));
             }
             let key = m.take(key_len as usize, "extFields key")?;
-            let key = match key {
-                [b @ b'a'..=b'n'] => intern_letter(*b),
-                _ => intern_key(
+            // Known keys (every key of a send response) need no UTF-8 check.
+            let key = match known_key(key) {
+                Some(known) => Cow::Borrowed(known),
+                None => Cow::Owned(
                     std::str::from_utf8(key)
-                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?,
+                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?
+                        .to_owned(),
                 ),
             };
             let val_len = m.len_i32("extFields value length")?;
@@ -183,6 +187,30 @@ mod tests {
         let mut plain = route_request();
         plain.serialize_type = SerializeType::RocketMq;
         assert_eq!(frame, plain.to_frame().unwrap());
+    }
+
+    /// Keys are looked up by their bytes; an unknown key is still checked as UTF-8, and a
+    /// known one is the interned name.
+    #[test]
+    fn keys_known_or_checked() {
+        let frame_with_key = |key: &[u8]| {
+            let mut map = (key.len() as u16).to_be_bytes().to_vec();
+            map.extend_from_slice(key);
+            map.extend_from_slice(&[0, 0, 0, 1, b'v']);
+            let mut header = vec![0, 0, 12, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+            header.extend_from_slice(&(map.len() as u32).to_be_bytes());
+            header.extend_from_slice(&map);
+            let mut frame = ((4 + header.len()) as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&(0x0100_0000 | header.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&header);
+            frame
+        };
+        let err = RemotingCommand::decode(&frame_with_key(&[b'k', 0xff])).unwrap_err();
+        assert_eq!(err, CodecError::BinaryHeader("extFields key"));
+        for key in ["queueOffset", "n", "z", "grün"] {
+            let cmd = RemotingCommand::decode(&frame_with_key(key.as_bytes())).unwrap();
+            assert_eq!(cmd.ext_fields.iter().collect::<Vec<_>>(), [(key, "v")]);
+        }
     }
 
     #[test]
