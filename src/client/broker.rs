@@ -6,9 +6,7 @@ use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{int_digits, write_int, write_json_str, MAX_HEADER_LEN};
-use crate::protocol::header::{
-    CommandHeader, UnregisterClientRequestHeader,
-};
+use crate::protocol::header::{CommandHeader, UnregisterClientRequestHeader};
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::{CodecError, RemotingCommand, RequestCode, SerializeType};
 use crate::remoting::FrameSpec;
