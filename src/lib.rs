@@ -216,4 +216,4 @@ pub use producer::transaction::{
     TransactionStats,
 };
 pub use producer::{health, stats, transaction};
-pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};
+pub use producer::{Producer, RequestHandle, SendHandle, DROP_SHUTDOWN_TIMEOUT};

@@ -210,6 +210,7 @@ impl StatsRecorder {
                 max_in_flight_bytes: backpressure.max_in_flight_bytes,
             },
             transactions: self.transactions.stats(),
+            requests: Default::default(),
         }
     }
 }
@@ -219,7 +220,7 @@ impl crate::producer::Inner {
     pub(crate) fn stats_snapshot(&self) -> ProducerStats {
         let (in_flight, in_flight_bytes, waiting, waits) = self.in_flight.stats();
         let limits = self.in_flight.limits();
-        self.stats.snapshot(
+        let mut snapshot = self.stats.snapshot(
             &self.client_id,
             self.config.group(),
             BackpressureView {
@@ -231,7 +232,9 @@ impl crate::producer::Inner {
                 max_in_flight: limits.map(|l| l.0),
                 max_in_flight_bytes: limits.map(|l| l.1),
             },
-        )
+        );
+        snapshot.requests = self.requests.stats();
+        snapshot
     }
 }
 
@@ -359,6 +362,8 @@ pub struct ProducerStats {
     pub backpressure: BackpressureStats,
     /// Transaction counters; `Some` for transaction producers.
     pub transactions: Option<TransactionStats>,
+    /// Request-reply counters (kept whether or not statistics are on).
+    pub requests: crate::producer::RequestStats,
 }
 
 impl fmt::Display for ProducerStats {
