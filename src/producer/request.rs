@@ -893,7 +893,7 @@ impl Producer {
     /// ```
     /// # use std::time::Duration;
     /// # use rocketmq_mio::{Message, Producer, testing::MockBroker};
-    /// # let broker = MockBroker::start()?;
+    /// # let broker = std::sync::Arc::new(MockBroker::start()?);
     /// let producer = Producer::builder("GID_RPC").name_server(broker.namesrv_addr()).start()?;
     /// let responder = Producer::builder("GID_SERVER").name_server(broker.namesrv_addr()).start()?;
     /// let b = broker.clone();
