@@ -242,10 +242,15 @@ fn a_request_without_a_reply_times_out_at_its_deadline() {
 #[test]
 fn a_request_whose_send_is_never_answered_times_out_at_its_deadline() {
     let broker = Arc::new(MockBroker::start().unwrap());
-    let p = requester(&broker, "GID_REQ_BLACKHOLE");
+    // A send timeout past the watchdog: only the request's own deadline can end it in time.
+    let p = Producer::builder("GID_REQ_BLACKHOLE")
+        .name_server(broker.namesrv_addr())
+        .send_timeout(Duration::from_secs(120))
+        .start()
+        .unwrap();
     // Route and heartbeat first, so only the send meets the silent broker.
     p.send(Message::new("RpcSilent", "warm")).unwrap();
-    broker.delay_next(RequestCode::SEND_MESSAGE_V2, Duration::from_secs(60), 2);
+    broker.delay_next(RequestCode::SEND_MESSAGE_V2, Duration::from_secs(120), 2);
     let timeout = Duration::from_millis(500);
     let p2 = p.clone();
     let (sync, asynchronous) = within(PROMPTLY, "silent broker", move || {
@@ -440,13 +445,25 @@ fn pending_requests_hold_backpressure_permits() {
 #[test]
 fn a_request_after_a_reconnect_heartbeats_first() {
     let broker = Arc::new(MockBroker::start().unwrap());
-    let p = requester(&broker, "GID_REQ_RECONNECT");
+    // No periodic heartbeat during the test once the first one (1 s after start) is done:
+    // only the request itself can tell the broker about the new connection.
+    let p = Producer::builder("GID_REQ_RECONNECT")
+        .name_server(broker.namesrv_addr())
+        .heartbeat_interval(Duration::from_secs(3600))
+        .send_timeout(Duration::from_secs(10))
+        .start()
+        .unwrap();
     let server = responder(&broker, "RpcReconnect", 2, echo);
     let p2 = p.clone();
     within(PROMPTLY, "first request", move || {
         p2.request(Message::new("RpcReconnect", "a"), Duration::from_secs(15))
     })
     .unwrap();
+    let before = broker.counters().heartbeats();
+    assert!(
+        wait_until(PROMPTLY, || broker.counters().heartbeats() > before),
+        "the service thread's first heartbeat"
+    );
     // The broker drops the connection: it forgets which connection our client id is on.
     broker.close_connections();
     assert!(wait_until(PROMPTLY, || p
