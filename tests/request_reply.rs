@@ -71,7 +71,9 @@ fn responder(
             };
             results.push(server.reply(request, answer(request)));
         }
-        server.shutdown(Duration::from_secs(5)).expect("responder shutdown");
+        server
+            .shutdown(Duration::from_secs(5))
+            .expect("responder shutdown");
         results
     })
 }
@@ -97,24 +99,36 @@ fn sync_request_gets_the_reply_and_the_push_is_answered() {
     assert_eq!(reply.body, b"re:ping");
     assert_eq!(reply.topic, "DefaultCluster_REPLY_TOPIC");
     assert_eq!(reply.property(property::MESSAGE_TYPE), Some("reply"));
-    assert_eq!(reply.property(property::REPLY_TO_CLIENT), Some(client_id.as_str()));
+    assert_eq!(
+        reply.property(property::REPLY_TO_CLIENT),
+        Some(client_id.as_str())
+    );
     assert!(server.join().unwrap().iter().all(|r| r.is_ok()));
 
     // The request carried the properties Java's requester sets, and the reply was built from
     // them.
     let request = &broker.messages("RpcSync")[0];
-    let id = request.property(property::CORRELATION_ID).expect("a correlation id");
+    let id = request
+        .property(property::CORRELATION_ID)
+        .expect("a correlation id");
     assert_eq!(reply.property(property::CORRELATION_ID), Some(id));
-    assert_eq!(request.property(property::REPLY_TO_CLIENT), Some(client_id.as_str()));
+    assert_eq!(
+        request.property(property::REPLY_TO_CLIENT),
+        Some(client_id.as_str())
+    );
     assert_eq!(request.property(property::MESSAGE_TTL), Some("15000"));
     // The reply went with SEND_REPLY_MESSAGE_V2 and is stored in the reply topic.
     assert_eq!(
-        broker.counters().received(RequestCode::SEND_REPLY_MESSAGE_V2),
+        broker
+            .counters()
+            .received(RequestCode::SEND_REPLY_MESSAGE_V2),
         1
     );
     assert_eq!(broker.message_count("DefaultCluster_REPLY_TOPIC"), 1);
     // The push was answered SUCCESS, with its opaque echoed (the mock matches by opaque).
-    assert!(wait_until(PROMPTLY, || broker.reply_pushes()[0].answer.is_some()));
+    assert!(wait_until(PROMPTLY, || broker.reply_pushes()[0]
+        .answer
+        .is_some()));
     let push = &broker.reply_pushes()[0];
     assert_eq!(push.answer, Some(ResponseCode::SUCCESS));
     assert_eq!(push.correlation_id.as_deref(), Some(id));
@@ -127,7 +141,10 @@ fn sync_request_gets_the_reply_and_the_push_is_answered() {
     assert_eq!(stats.to_json()["requests"]["replies_matched"], 1);
     // The request's send counts as a send.
     assert_eq!(stats.topics["RpcSync"].succeeded, 1);
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -166,7 +183,10 @@ fn callback_request_runs_its_callback_on_the_callback_pool() {
     assert_eq!(body.unwrap(), b"re:cb");
     assert!(thread.starts_with("rocketmq-callback"), "ran on {thread}");
     server.join().unwrap();
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -200,7 +220,10 @@ fn requests_to_a_queue_and_with_a_selector_go_there() {
     assert_eq!(stored[1].queue_id, 2);
     assert_eq!(stored[2].queue_id, stored[3].queue_id);
     server.join().unwrap();
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -236,7 +259,10 @@ fn a_request_without_a_reply_times_out_at_its_deadline() {
     assert_eq!((stats.requests, stats.timed_out, stats.pending), (3, 3, 0));
     // Nothing is held: the permits went with the requests (the callback's once it returned).
     assert!(wait_until(PROMPTLY, || p.in_flight() == (0, 0)));
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -262,7 +288,10 @@ fn a_request_whose_send_is_never_answered_times_out_at_its_deadline() {
     });
     assert!(sync.unwrap_err().is_timeout());
     assert!(asynchronous.unwrap_err().is_timeout());
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -282,9 +311,14 @@ fn a_late_reply_is_dropped_and_counted() {
     let stats = p.stats().requests;
     assert_eq!((stats.replies_matched, stats.replies_unknown), (0, 0));
     // Still answered SUCCESS: the broker has nothing to retry.
-    assert!(wait_until(PROMPTLY, || broker.reply_pushes()[0].answer.is_some()));
+    assert!(wait_until(PROMPTLY, || broker.reply_pushes()[0]
+        .answer
+        .is_some()));
     assert_eq!(broker.reply_pushes()[0].answer, Some(ResponseCode::SUCCESS));
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -306,7 +340,9 @@ fn a_reply_with_an_unknown_correlation_id_is_dropped_and_counted() {
         }
     }
     let other = requester(&broker, "GID_REQ_UNKNOWN_RESPONDER");
-    other.reply(&forged, "who?").expect("the broker takes the reply");
+    other
+        .reply(&forged, "who?")
+        .expect("the broker takes the reply");
     assert!(wait_until(PROMPTLY, || p.stats().requests.replies_unknown == 1));
     let stats = p.stats().requests;
     assert_eq!((stats.replies_matched, stats.replies_late), (1, 0));
@@ -327,8 +363,16 @@ fn reply_to_a_message_that_is_no_request_is_refused_before_sending() {
         Err(Error::InvalidMessage(m)) => assert!(m.contains("CORRELATION_ID"), "{m}"),
         other => panic!("expected InvalidMessage, got {other:?}"),
     }
-    assert_eq!(broker.counters().received(RequestCode::SEND_REPLY_MESSAGE_V2), 0);
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        broker
+            .counters()
+            .received(RequestCode::SEND_REPLY_MESSAGE_V2),
+        0
+    );
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -380,7 +424,10 @@ fn a_compressed_reply_body_is_inflated() {
     let stored = &broker.messages("DefaultCluster_REPLY_TOPIC")[0];
     assert_eq!(stored.sys_flag & 1, 1);
     assert!(stored.body.len() < expected.len());
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -408,7 +455,10 @@ fn a_callback_that_blocks_on_another_request_gets_its_reply() {
     assert_eq!(outer.unwrap(), b"re:outer");
     assert_eq!(nested.unwrap(), b"re:inner");
     server.join().unwrap();
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -439,7 +489,10 @@ fn pending_requests_hold_backpressure_permits() {
     assert_eq!(first.unwrap().body, b"re:a");
     server.join().unwrap();
     assert!(wait_until(PROMPTLY, || p.in_flight() == (0, 0)));
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -466,11 +519,9 @@ fn a_request_after_a_reconnect_heartbeats_first() {
     );
     // The broker drops the connection: it forgets which connection our client id is on.
     broker.close_connections();
-    assert!(wait_until(PROMPTLY, || p
-        .health()
-        .brokers
-        .iter()
-        .all(|b| !b.connection.as_ref().is_some_and(|c| c.is_connected()))));
+    assert!(wait_until(PROMPTLY, || p.health().brokers.iter().all(
+        |b| !b.connection.as_ref().is_some_and(|c| c.is_connected())
+    )));
     let heartbeats = broker.counters().heartbeats();
     let p2 = p.clone();
     let second = within(PROMPTLY, "second request", move || {
@@ -479,7 +530,10 @@ fn a_request_after_a_reconnect_heartbeats_first() {
     assert_eq!(second.unwrap().body, b"re:b");
     assert!(broker.counters().heartbeats() > heartbeats);
     server.join().unwrap();
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }
 
 #[test]
@@ -496,5 +550,8 @@ fn a_zero_timeout_is_refused() {
         Err(Error::Config { .. })
     ));
     assert_eq!(broker.message_count("RpcZero"), 0);
-    within(PROMPTLY, "shutdown", move || p.shutdown(Duration::from_secs(5))).unwrap();
+    within(PROMPTLY, "shutdown", move || {
+        p.shutdown(Duration::from_secs(5))
+    })
+    .unwrap();
 }

@@ -106,9 +106,9 @@ impl BrokerCore {
             &mut props,
         );
         push.ext_fields.insert("properties", &props);
-        push.ext_fields.insert("bornHost", &conn.peer.to_string());
+        push.ext_fields.insert("bornHost", conn.peer.to_string());
         push.ext_fields
-            .insert("storeHost", &self.store_addr().to_string());
+            .insert("storeHost", self.store_addr().to_string());
         push.ext_fields.insert_int("storeTimestamp", now_ms());
         push.body = body;
         let correlation_id = properties
