@@ -211,6 +211,7 @@ impl StatsRecorder {
             },
             transactions: self.transactions.stats(),
             requests: Default::default(),
+            hooks: HookStats::default(),
         }
     }
 }
@@ -234,6 +235,12 @@ impl crate::producer::Inner {
             },
         );
         snapshot.requests = self.requests.stats();
+        if let Some(hooks) = &self.hooks {
+            snapshot.hooks = HookStats {
+                registered: hooks.len(),
+                panics: hooks.panics(),
+            };
+        }
         snapshot
     }
 }
@@ -364,6 +371,18 @@ pub struct ProducerStats {
     pub transactions: Option<TransactionStats>,
     /// Request-reply counters (kept whether or not statistics are on).
     pub requests: crate::producer::RequestStats,
+    /// Send hooks.
+    pub hooks: HookStats,
+}
+
+/// The producer's send hooks ([`crate::hooks`]). Counted whether statistics are on or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HookStats {
+    /// Hooks registered.
+    pub registered: usize,
+    /// Hook calls that panicked (each caught, logged, and otherwise ignored).
+    pub panics: u64,
 }
 
 impl fmt::Display for ProducerStats {
