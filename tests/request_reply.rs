@@ -253,8 +253,9 @@ fn a_request_without_a_reply_times_out_at_its_deadline() {
         }
     }
     assert!(elapsed >= timeout, "ended before its deadline: {elapsed:?}");
-    // Each request was sent (the send succeeded; the reply never came).
-    assert_eq!(broker.message_count("RpcTimeout"), 3);
+    // Each request was sent (on a loaded machine a send may end after its request's deadline,
+    // so this waits for them).
+    assert!(wait_until(PROMPTLY, || broker.message_count("RpcTimeout") == 3));
     let stats = p.stats().requests;
     assert_eq!((stats.requests, stats.timed_out, stats.pending), (3, 3, 0));
     // Nothing is held: the permits went with the requests (the callback's once it returned).
