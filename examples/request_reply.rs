@@ -34,7 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reply = requester.request(Message::new("quotes", "AAPL"), timeout)?;
     println!("sync:     {}", String::from_utf8_lossy(&reply.body));
     let handle = requester.request_async(Message::new("quotes", "MSFT"), timeout);
-    println!("async:    {}", String::from_utf8_lossy(&handle.wait()?.body));
+    println!(
+        "async:    {}",
+        String::from_utf8_lossy(&handle.wait()?.body)
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     requester.request_with_callback(Message::new("quotes", "GOOG"), timeout, move |r| {
         let _ = tx.send(r.map(|m| String::from_utf8_lossy(&m.body).into_owned()));

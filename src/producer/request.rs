@@ -352,7 +352,19 @@ impl Requests {
         let taken = self.table.lock().pending.remove(id);
         match taken {
             Some(p) => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                // A send that ran out of the request's time: the request timed out (its send's
+                // error inside), so every timeout of a request says the request's timeout.
+                let error = if error.is_timeout() {
+                    self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+                    Error::Timeout {
+                        addr: error.broker_addr().unwrap_or_default().to_string(),
+                        after: p.timeout,
+                        last: Some(Box::new(error)),
+                    }
+                } else {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    error
+                };
                 let hold = match (hold, p.hold) {
                     (Some(h), other) => {
                         drop(other);
@@ -904,7 +916,7 @@ impl Producer {
     /// });
     /// let reply = producer.request(Message::new("rpc", "ping"), Duration::from_secs(10))?;
     /// assert_eq!(reply.body, b"pong");
-    /// # Ok::<(), rocketmq_mio::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn request(&self, msg: Message, timeout: Duration) -> Result<MessageExt> {
         self.inner().request_sync(msg, SyncTarget::Auto, timeout)
