@@ -49,6 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("no reply: {}", late.unwrap_err());
 
     server.join().expect("responder");
+    println!(
+        "replies stored: {}",
+        broker.message_count("DefaultCluster_REPLY_TOPIC")
+    );
     println!("{:?}", requester.stats().requests);
     requester.shutdown(Duration::from_secs(5))?;
     Ok(())

@@ -156,7 +156,7 @@ fn interop_sync_async_and_callback_requests_get_their_replies() {
     let requester = producer(&unique_topic("GID_RR_CLIENT"), &ns);
     let client_id = requester.client_id().to_string();
     let p = requester.clone();
-    let t = topic.clone();
+    let t = topic;
     let (sync, asynchronous, callback) = within(WATCHDOG, "requests", move || {
         let timeout = Duration::from_secs(30);
         let sync = p.request(Message::new(t.as_str(), "sync"), timeout);
