@@ -233,3 +233,46 @@ fn signed_binary_requests_pass_the_acl() {
         assert!(broker.counters().acl_refusals_total() > 0);
     });
 }
+
+#[test]
+fn request_and_reply_in_the_binary_layout() {
+    bounded(|| {
+        let broker = std::sync::Arc::new(MockBroker::start().unwrap());
+        broker.create_topic("BinRpc", 4);
+        let binary = |group: &str| {
+            ProducerConfig::testing(group)
+                .name_server(broker.namesrv_addr())
+                .serialize_type(SerializeType::RocketMq)
+                .send_timeout(Duration::from_secs(10))
+                .start()
+                .unwrap()
+        };
+        let requester = binary("GID_bin_req");
+        let server = binary("GID_bin_resp");
+        let responder = {
+            let broker = broker.clone();
+            std::thread::spawn(move || {
+                let requests = broker.wait_messages("BinRpc", 1, PROMPTLY);
+                let request = requests.first().expect("the request is stored");
+                let mut body = b"re:".to_vec();
+                body.extend_from_slice(&request.body);
+                let r = server.reply(request, body);
+                server.shutdown(PROMPTLY).unwrap();
+                r
+            })
+        };
+        let reply = requester
+            .request(Message::new("BinRpc", "ping"), Duration::from_secs(15))
+            .expect("the reply");
+        assert_eq!(reply.body, b"re:ping");
+        responder.join().unwrap().expect("reply sent");
+        requester.shutdown(PROMPTLY).unwrap();
+        assert_all_binary(
+            &broker.counters(),
+            &[
+                RequestCode::SEND_MESSAGE_V2,
+                RequestCode::SEND_REPLY_MESSAGE_V2,
+            ],
+        );
+    });
+}

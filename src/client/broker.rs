@@ -28,12 +28,7 @@ pub(crate) fn send_request(
     defaults: &SendDefaults,
     born_timestamp: i64,
 ) -> RemotingCommand {
-    let code = if prepared.batch {
-        RequestCode::SEND_BATCH_MESSAGE
-    } else {
-        RequestCode::SEND_MESSAGE_V2
-    };
-    let mut request = RemotingCommand::request(code);
+    let mut request = RemotingCommand::request(prepared.request_code());
     let header = crate::protocol::header::SendMessageRequestHeader {
         producer_group: defaults.group.clone(),
         topic: prepared.wire_topic.clone(),
@@ -73,11 +68,7 @@ pub(crate) fn encode_send_frame(
     if spec.serialize_type == SerializeType::RocketMq {
         return encode_send_frame_binary(prepared, queue, defaults, born_timestamp, spec, out);
     }
-    let code = if prepared.batch {
-        RequestCode::SEND_BATCH_MESSAGE
-    } else {
-        RequestCode::SEND_MESSAGE_V2
-    };
+    let code = prepared.request_code();
     let start = out.len();
     out.extend_from_slice(&[0u8; 8]);
     // The keys in the order RemotingCommand's JSON header writes them (sorted, as fastjson).
@@ -161,11 +152,7 @@ fn encode_send_frame_binary(
     spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    let code = if prepared.batch {
-        RequestCode::SEND_BATCH_MESSAGE
-    } else {
-        RequestCode::SEND_MESSAGE_V2
-    };
+    let code = prepared.request_code();
     let start = out.len();
     // Length prefix, type and header length, then the fixed part of the header: 8 + 21 bytes.
     out.extend_from_slice(&[0u8; 8]);
