@@ -752,7 +752,10 @@ impl FrameReader {
         if total < 8 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("frame length {} is shorter than its header length", total - 4),
+                format!(
+                    "frame length {} is shorter than its header length",
+                    total - 4
+                ),
             ));
         }
         if total > self.buf.len() {
@@ -764,7 +767,9 @@ impl FrameReader {
         }
         let proto = u32::from_be_bytes([avail[4], avail[5], avail[6], avail[7]]);
         let header_len = (proto & 0x00ff_ffff) as usize;
-        let Some(header) = avail.get(8..8 + header_len).filter(|_| header_len <= total - 8)
+        let Some(header) = avail
+            .get(8..8 + header_len)
+            .filter(|_| header_len <= total - 8)
         else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -272,10 +272,7 @@ mod tests {
 
     #[test]
     fn missing_or_malformed_is_an_error() {
-        assert_eq!(
-            json(r#"{"code":0}"#),
-            Err(HeaderError::Field("opaque"))
-        );
+        assert_eq!(json(r#"{"code":0}"#), Err(HeaderError::Field("opaque")));
         assert_eq!(json(r#"{"opaque":0}"#), Err(HeaderError::Field("code")));
         assert_eq!(
             json(r#"{"code":"0","opaque":1}"#),
@@ -312,9 +309,6 @@ mod tests {
             code_and_opaque(1, &h[..8]),
             Err(HeaderError::Field("opaque"))
         );
-        assert_eq!(
-            code_and_opaque(7, &h),
-            Err(HeaderError::SerializeType(7))
-        );
+        assert_eq!(code_and_opaque(7, &h), Err(HeaderError::SerializeType(7)));
     }
 }

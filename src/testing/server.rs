@@ -188,6 +188,21 @@ impl Conn {
         self.writer.lock().shutdown();
     }
 
+    /// A plain connection over loopback for unit tests, and the client's end of it.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> (Arc<Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let conn = Conn {
+            id: 1,
+            peer,
+            writer: Mutex::new(Wire::Plain(server)),
+            alive: AtomicBool::new(true),
+        };
+        (Arc::new(conn), client)
+    }
+
     /// Bytes read from the socket -> plaintext (see [`Wire::received`]).
     fn received(&self, bytes: &[u8], plain: &mut Vec<u8>) -> io::Result<()> {
         self.writer.lock().received(bytes, plain)

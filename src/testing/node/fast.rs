@@ -391,14 +391,7 @@ impl Node {
                         let n = offset_id_into(&mut id, s.store_host, s.commit_log_offset);
                         // Hex digits: ASCII.
                         let id = std::str::from_utf8(&id[..n]).unwrap_or_default();
-                        encode_send_ok(
-                            out,
-                            h.opaque,
-                            id,
-                            s.queue_id,
-                            s.queue_offset,
-                            s.uniq,
-                        );
+                        encode_send_ok(out, h.opaque, id, s.queue_id, s.queue_offset, s.uniq);
                     }
                     return true;
                 }
@@ -409,5 +402,386 @@ impl Node {
             log::error!("mock broker: cannot encode a response");
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::protocol::header::SendMessageRequestHeader;
+    use crate::protocol::message_codec::{self, sys_flag};
+    use crate::protocol::route::perm;
+    use crate::protocol::RemotingCommand;
+    use crate::testing::node::store::TopicConf;
+    use crate::testing::node::{BrokerCore, BrokerSettings};
+    use crate::testing::server::{Action, Dispatch};
+
+    fn node(keep_messages: bool, auto_create: bool) -> Node {
+        let broker = BrokerCore::new(
+            "broker-a",
+            BrokerSettings {
+                auto_create,
+                keep_messages,
+                slave: false,
+                transaction_timeout: Duration::from_secs(6),
+                transaction_check_max: 15,
+            },
+        );
+        broker.addr.set("127.0.0.1:10911".parse().unwrap()).unwrap();
+        {
+            let mut store = broker.store.lock();
+            store.topics.insert("Fixed".into(), TopicConf::rw(2));
+            store.topics.insert(
+                "ReadOnly".into(),
+                TopicConf {
+                    perm: perm::READ,
+                    ..TopicConf::rw(2)
+                },
+            );
+        }
+        Node::new(Some(broker), None)
+    }
+
+    /// What the server does without the fast path: decode (a frame that does not decode
+    /// closes the connection), dispatch, encode.
+    fn general(node: &Node, conn: &Arc<Conn>, frame: &[u8], out: &mut Vec<u8>) {
+        let Ok(request) = RemotingCommand::decode_unprefixed(frame) else {
+            out.extend_from_slice(b"<closed>");
+            return;
+        };
+        match node.dispatch(conn, request) {
+            Action::Silent => {}
+            Action::Reply(r) => r.encode(out).unwrap(),
+            _ => panic!("no fault is scripted"),
+        }
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> String {
+        let mut s = String::new();
+        message_codec::encode_properties(pairs.iter().copied(), &mut s);
+        s
+    }
+
+    fn header(topic: &str, queue: i32, properties: String) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: "GID_FAST".into(),
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            default_topic_queue_nums: 4,
+            queue_id: queue,
+            sys_flag: 0,
+            born_timestamp: 1_700_000_000_123,
+            flag: 0,
+            properties,
+            reconsume_times: Some(0),
+            unit_mode: false,
+            batch: false,
+            max_reconsume_times: None,
+            broker_name: Some("broker-a".into()),
+        }
+    }
+
+    /// A frame without its length prefix.
+    fn unprefixed(cmd: &RemotingCommand) -> Vec<u8> {
+        cmd.to_frame().unwrap()[4..].to_vec()
+    }
+
+    fn v2(h: &SendMessageRequestHeader, opaque: i32, body: &[u8]) -> Vec<u8> {
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_body(body);
+        h.write_v2(&mut cmd.ext_fields);
+        cmd.opaque = opaque;
+        unprefixed(&cmd)
+    }
+
+    fn v1(h: &SendMessageRequestHeader, opaque: i32, body: &[u8]) -> Vec<u8> {
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE).with_body(body);
+        h.write_v1(&mut cmd.ext_fields);
+        cmd.opaque = opaque;
+        unprefixed(&cmd)
+    }
+
+    /// A frame with a header written by hand.
+    fn raw(json: &str, body: &[u8]) -> Vec<u8> {
+        let mut f = (json.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(json.as_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// The cases: (frame, whether the fast path takes it).
+    fn cases() -> Vec<(&'static str, Vec<u8>, bool)> {
+        let body = b"hello fast path".to_vec();
+        let plain = props(&[("UNIQ_KEY", "7F0000010001FAST0000000000"), ("WAIT", "true")]);
+        let rich = props(&[
+            ("KEYS", "k1 k2"),
+            ("TAGS", "tag-a"),
+            ("UNIQ_KEY", "7F0000010001FAST0000000001"),
+            ("WAIT", "false"),
+            (
+                "user",
+                "quote \" backslash \\ slash / tab \t nl \n é ✓ \u{7f}",
+            ),
+        ]);
+        let mut out = vec![];
+        let mut add =
+            |name: &'static str, frame: Vec<u8>, fast: bool| out.push((name, frame, fast));
+
+        add(
+            "v2 plain",
+            v2(&header("TopicA", 0, plain.clone()), 1, &body),
+            true,
+        );
+        add(
+            "v2 rich properties",
+            v2(&header("TopicA", 1, rich.clone()), 2, &body),
+            true,
+        );
+        add(
+            "v1 names",
+            v1(&header("TopicA", 2, rich.clone()), 3, &body),
+            true,
+        );
+        add(
+            "v2 no properties",
+            v2(&header("TopicB", 0, String::new()), 4, &body),
+            true,
+        );
+        let mut h = header("TopicA", 3, plain.clone());
+        h.flag = -7;
+        h.sys_flag = sys_flag::COMPRESSED;
+        h.reconsume_times = Some(3);
+        add(
+            "flags, compressed, reconsume",
+            v2(&h, 5, b"\x78\x9c\x03\0\0\0\0\x01"),
+            true,
+        );
+        add(
+            "empty body",
+            v2(&header("TopicA", 0, plain.clone()), 6, b""),
+            true,
+        );
+        add(
+            "big body",
+            v2(&header("TopicA", 1, plain.clone()), 7, &vec![0xAB; 70_000]),
+            true,
+        );
+        add(
+            "extreme opaque",
+            v2(&header("TopicA", 0, plain.clone()), i32::MIN, &body),
+            true,
+        );
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2)
+            .with_body(body.clone())
+            .into_oneway();
+        header("TopicA", 1, plain.clone()).write_v2(&mut cmd.ext_fields);
+        cmd.opaque = 8;
+        add("oneway", unprefixed(&cmd), true);
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2)
+            .with_body(body.clone())
+            .with_remark("a remark");
+        header("Fixed", 1, plain.clone()).write_v2(&mut cmd.ext_fields);
+        cmd.ext_fields.insert("AccessKey", "ignored without ACL");
+        add(
+            "remark, extra field, existing topic",
+            unprefixed(&cmd),
+            true,
+        );
+
+        // Refusals the fast path answers like the general one.
+        add(
+            "queue out of range",
+            v2(&header("Fixed", 5, plain.clone()), 20, &body),
+            true,
+        );
+        add(
+            "read-only topic",
+            v2(&header("ReadOnly", 0, plain.clone()), 21, &body),
+            true,
+        );
+        add(
+            "illegal topic",
+            v2(&header("bad topic!", 0, plain.clone()), 22, &body),
+            true,
+        );
+        add(
+            "system topic",
+            v2(&header("SCHEDULE_TOPIC_XXXX", 0, plain.clone()), 23, &body),
+            true,
+        );
+        add(
+            "body too large",
+            v2(
+                &header("TopicA", 0, plain.clone()),
+                24,
+                &vec![1; 4 * 1024 * 1024 + 1],
+            ),
+            true,
+        );
+        let long = props(&[("big", &"v".repeat(40_000))]);
+        add(
+            "properties too long",
+            v2(&header("TopicA", 0, long), 25, &body),
+            true,
+        );
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"x","e":"0","f":"0","g":"1","h":"0"},"flag":0,"language":"JAVA","opaque":26,"serializeTypeCurrentRPC":"JSON","version":453}"#;
+        add("unparsable field", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","h":"0"},"flag":0,"opaque":27}"#;
+        add("missing field", raw(json, &body), true);
+
+        // Hand-written layouts: key order, whitespace, escapes.
+        let json = "{ \"opaque\" : 30 ,\n \"version\":1, \"extFields\" : {\"h\":\"2\",\"g\":\"5\",\"f\":\"0\",\"e\":\"1\",\"d\":\"4\",\"c\":\"TBW102\",\"b\":\"Topic\\u0041\",\"a\":\"G\\/1\",\"i\":\"UNIQ_KEY\\u0001U\\u00e9\\u0002WAIT\\u0001true\\u0002\"}, \"language\":\"JAVA\", \"code\" : 310, \"flag\":0 }\r\n";
+        add("any order, whitespace, escapes", raw(json, &body), true);
+
+        // Not the fast path's: the general path answers.
+        let mut h = header("TopicA", 0, props(&[("WAIT", "true")]));
+        h.batch = true;
+        let msgs = [
+            crate::Message::new("TopicA", "m1"),
+            crate::Message::new("TopicA", "m2"),
+        ];
+        let mut batch_body = vec![];
+        message_codec::encode_batch(msgs.iter(), &mut batch_body).unwrap();
+        let mut cmd =
+            RemotingCommand::request(RequestCode::SEND_BATCH_MESSAGE).with_body(batch_body);
+        h.write_v2(&mut cmd.ext_fields);
+        cmd.opaque = 40;
+        add("batch", unprefixed(&cmd), false);
+        let tx = props(&[
+            ("TRAN_MSG", "true"),
+            ("PGROUP", "GID_FAST"),
+            ("UNIQ_KEY", "U-TX"),
+        ]);
+        add(
+            "transactional",
+            v2(&header("TopicA", 0, tx), 41, &body),
+            false,
+        );
+        add(
+            "non-canonical properties",
+            v2(&header("TopicA", 0, "A\u{1}1".into()), 42, &body),
+            false,
+        );
+        let mut cmd =
+            RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_body(body.clone());
+        header("TopicA", 0, plain.clone()).write_v2(&mut cmd.ext_fields);
+        cmd.opaque = 43;
+        cmd.serialize_type = crate::protocol::SerializeType::RocketMq;
+        add("binary header", unprefixed(&cmd), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","topic":"TopicB","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":44}"#;
+        add("a field in both spellings", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":null},"flag":0,"opaque":45}"#;
+        add("a null value", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":46,"future":[1]}"#;
+        add("an unknown header key", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":47.0}"#;
+        add("a fraction", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":"\ud83d\ude00\u0001x\u0002"},"flag":0,"opaque":48}"#;
+        add("a surrogate pair", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{},"flag":0,"opaque":49,"opaque":50}"#;
+        add("a repeated header key", raw(json, &body), false);
+        let json = r#"{"code":105,"extFields":{"topic":"TopicA"},"flag":0,"opaque":51}"#;
+        add("another request", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":1,"opaque":52}"#;
+        add("a response", raw(json, &body), false);
+        out
+    }
+
+    /// Everything the store holds, comparable.
+    fn state(node: &Node) -> String {
+        let broker = node.broker.as_ref().unwrap();
+        let store = broker.store.lock();
+        let mut topics: Vec<_> = store
+            .topics
+            .iter()
+            .map(|(k, v)| format!("{k}:{}/{}/{}", v.read_queues, v.write_queues, v.perm))
+            .collect();
+        topics.sort();
+        let mut offsets: Vec<_> = store
+            .queue_offsets
+            .iter()
+            .flat_map(|(t, q)| q.iter().map(move |(q, o)| format!("{t}/{q}={o}")))
+            .collect();
+        offsets.sort();
+        let log: Vec<_> = store
+            .log
+            .iter()
+            .map(|r| {
+                let mut m = r.to_message(broker.store_addr());
+                m.store_timestamp = 0;
+                format!("{m:?}")
+            })
+            .collect();
+        let c = &store.counters;
+        let mut received: Vec<_> = node.received.snapshot().into_iter().collect();
+        received.sort();
+        format!(
+            "topics {topics:?}\noffsets {offsets:?}\ncommit {}\nlog {log:#?}\nstored {} halves {} {}\ngroups {:?}\nreceived {received:?}",
+            store.next_commit_offset,
+            c.messages_stored,
+            c.half_messages,
+            store.halves.len(),
+            c.send_groups,
+        )
+    }
+
+    fn fast_path_answers_as_the_general_path(keep_messages: bool, auto_create: bool) {
+        let (fast, slow) = (
+            node(keep_messages, auto_create),
+            node(keep_messages, auto_create),
+        );
+        let (conn, _client) = Conn::for_tests();
+        let mut scratch = String::new();
+        for (name, frame, expect_fast) in cases() {
+            let mut out_fast = vec![0xEE];
+            let taken = fast.send_fast(&conn, &frame, &mut out_fast, &mut scratch);
+            if !taken {
+                general(&fast, &conn, &frame, &mut out_fast);
+            }
+            let mut out_slow = vec![0xEE];
+            general(&slow, &conn, &frame, &mut out_slow);
+            assert_eq!(
+                String::from_utf8_lossy(&out_fast),
+                String::from_utf8_lossy(&out_slow),
+                "{name}"
+            );
+            assert_eq!(out_fast, out_slow, "{name}");
+            assert_eq!(taken, expect_fast, "{name}: taken by the fast path");
+            assert_eq!(state(&fast), state(&slow), "{name}");
+        }
+        let kept = fast.broker.as_ref().unwrap().message_count("TopicA");
+        assert_eq!(kept >= 8, keep_messages && auto_create, "{kept} kept");
+    }
+
+    #[test]
+    fn fast_path_answers_and_stores_as_the_general_path() {
+        fast_path_answers_as_the_general_path(true, true);
+    }
+
+    #[test]
+    fn fast_path_without_kept_messages() {
+        fast_path_answers_as_the_general_path(false, true);
+    }
+
+    #[test]
+    fn fast_path_without_auto_create() {
+        fast_path_answers_as_the_general_path(true, false);
+    }
+
+    #[test]
+    fn no_fast_path_with_acl_or_faults() {
+        let n = node(true, true);
+        let (conn, _client) = Conn::for_tests();
+        let frame = v2(&header("TopicA", 0, props(&[("WAIT", "true")])), 1, b"x");
+        let mut out = vec![];
+        let mut scratch = String::new();
+        n.with_faults(|f| f.black_hole = true);
+        assert!(!n.send_fast(&conn, &frame, &mut out, &mut scratch));
+        n.with_faults(|f| f.black_hole = false);
+        assert!(n.send_fast(&conn, &frame, &mut out, &mut scratch));
+        let mut n = node(true, true);
+        n.acl = Some(crate::testing::acl::MockAcl::new(vec![]));
+        assert!(!n.send_fast(&conn, &frame, &mut vec![], &mut scratch));
     }
 }
