@@ -92,9 +92,19 @@ pub(crate) fn encode_send_ok(
     let start = out.len();
     out.extend_from_slice(&[0u8; 8]);
     out.extend_from_slice(
-        b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+        b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":\"",
     );
-    write_json_str(out, msg_ids);
+    // Offset ids are hex digits and commas: nothing to escape.
+    if msg_ids
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b',')
+    {
+        out.extend_from_slice(msg_ids.as_bytes());
+        out.push(b'"');
+    } else {
+        out.pop();
+        write_json_str(out, msg_ids);
+    }
     out.extend_from_slice(b",\"queueId\":\"");
     write_int(out, queue_id.into());
     out.extend_from_slice(b"\",\"queueOffset\":\"");

@@ -104,26 +104,44 @@ pub(super) struct PropScan<'a> {
 }
 
 pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
+    const PAIR_END: u8 = message_codec::PROPERTY_SEPARATOR as u8;
+    const NAME_END: u8 = message_codec::NAME_VALUE_SEPARATOR as u8;
+    let bytes = s.as_bytes();
     let mut scan = PropScan {
         uniq: None,
         transactional: false,
-        canonical: s.is_empty() || s.ends_with(message_codec::PROPERTY_SEPARATOR),
+        canonical: bytes.is_empty() || bytes.last() == Some(&PAIR_END),
     };
     let mut names: [&str; 16] = [""; 16];
     let mut n = 0;
-    let body = s
-        .strip_suffix(message_codec::PROPERTY_SEPARATOR)
-        .unwrap_or(s);
-    for segment in body.split(message_codec::PROPERTY_SEPARATOR) {
+    let body_end = if bytes.last() == Some(&PAIR_END) {
+        bytes.len() - 1
+    } else {
+        bytes.len()
+    };
+    // Segments between separators (ASCII bytes, so every cut is a char boundary).
+    let mut start = 0;
+    while start <= body_end {
+        let end = bytes[start..body_end]
+            .iter()
+            .position(|&b| b == PAIR_END)
+            .map_or(body_end, |i| start + i);
+        let segment = &bytes[start..end];
+        let seg_start = start;
+        start = end + 1;
         if segment.is_empty() {
             // Only the end may be empty (and `s` itself).
             scan.canonical &= s.is_empty();
             continue;
         }
-        let Some((k, v)) = segment.split_once(message_codec::NAME_VALUE_SEPARATOR) else {
+        let Some(eq) = segment.iter().position(|&b| b == NAME_END) else {
             scan.canonical = false;
             continue;
         };
+        let (k, v) = (
+            s.get(seg_start..seg_start + eq).unwrap_or_default(),
+            s.get(seg_start + eq + 1..end).unwrap_or_default(),
+        );
         if k.is_empty() || v.is_empty() {
             scan.canonical = false;
             continue;
@@ -666,6 +684,69 @@ mod tests {
                 };
                 assert_eq!(s, id.to_string());
             }
+        }
+    }
+
+    /// The scan as it was written before it went byte-wise: `str::split` and `split_once`.
+    fn reference_scan(s: &str) -> (Option<&str>, bool, bool) {
+        let (mut uniq, mut transactional) = (None, false);
+        let mut canonical = s.is_empty() || s.ends_with(message_codec::PROPERTY_SEPARATOR);
+        let mut names: Vec<&str> = vec![];
+        let body = s
+            .strip_suffix(message_codec::PROPERTY_SEPARATOR)
+            .unwrap_or(s);
+        for segment in body.split(message_codec::PROPERTY_SEPARATOR) {
+            if segment.is_empty() {
+                canonical &= s.is_empty();
+                continue;
+            }
+            let Some((k, v)) = segment.split_once(message_codec::NAME_VALUE_SEPARATOR) else {
+                canonical = false;
+                continue;
+            };
+            if k.is_empty() || v.is_empty() {
+                canonical = false;
+                continue;
+            }
+            if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
+                uniq = Some(v);
+            } else if k == property::TRANSACTION_PREPARED {
+                transactional = v.eq_ignore_ascii_case("true");
+            }
+            if names.len() == 16
+                || names.contains(&k)
+                || k == property::CLUSTER
+                || STAMPS.iter().any(|(s, _)| *s == k)
+            {
+                canonical = false;
+            } else {
+                names.push(k);
+            }
+        }
+        (uniq, transactional, canonical)
+    }
+
+    #[test]
+    fn property_scan_matches_the_reference_on_random_strings() {
+        let pieces = [
+            "\u{1}", "\u{2}", "UNIQ_KEY", "TRAN_MSG", "true", "TRUE", "a", "b", "é", "CLUSTER",
+            "TRACE_ON", "",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for i in 0..(seed % 12) {
+                s.push_str(pieces[((seed >> (4 * i)) % pieces.len() as u64) as usize]);
+            }
+            let scan = scan_properties(&s);
+            assert_eq!(
+                (scan.uniq, scan.transactional, scan.canonical),
+                reference_scan(&s),
+                "{s:?}"
+            );
         }
     }
 
