@@ -408,7 +408,7 @@ impl Node {
                 if scan.transactional || !scan.canonical {
                     return false;
                 }
-                Ok(f)
+                Ok((f, scan))
             }
             Err(e) => Err(e),
         };
@@ -417,7 +417,15 @@ impl Node {
         let oneway = h.flag & crate::protocol::frame::FLAG_ONEWAY != 0;
         let reply = match f {
             Err(e) => response(ResponseCode::SYSTEM_ERROR, h.opaque, &e).into(),
-            Ok(f) => match broker.send(conn, h.opaque, &f, group, false, Cow::Borrowed(body)) {
+            Ok((f, scan)) => match broker.send(
+                conn,
+                h.opaque,
+                &f,
+                group,
+                false,
+                Some(scan),
+                Cow::Borrowed(body),
+            ) {
                 Sent::Stored(s) => {
                     if !oneway {
                         let mut id = [0u8; MAX_OFFSET_ID_LEN];

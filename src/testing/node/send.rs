@@ -407,7 +407,7 @@ impl BrokerCore {
             .get("a")
             .or_else(|| request.ext_fields.get("producerGroup"));
         let batch = request.code == RequestCode::SEND_BATCH_MESSAGE;
-        match self.send(conn, opaque, &f, group, batch, Cow::Owned(body)) {
+        match self.send(conn, opaque, &f, group, batch, None, Cow::Owned(body)) {
             Sent::Stored(s) => {
                 let mut id = String::with_capacity(32);
                 write_offset_id(&mut id, s.store_host, s.commit_log_offset);
@@ -420,7 +420,9 @@ impl BrokerCore {
     /// The send path after the header was read: checks, then a plain message, a half message
     /// or a batch stored. A plain message's response is left to the caller (`Sent::Stored`),
     /// which writes it as a reply or straight into the output (the fast path). The body is
-    /// copied only if it is kept.
+    /// copied only if it is kept. `scan` is `scan_properties(f.properties)` if the caller has
+    /// it already.
+    #[allow(clippy::too_many_arguments)] // one call site per path
     pub(super) fn send<'a>(
         &self,
         conn: &Conn,
@@ -428,6 +430,7 @@ impl BrokerCore {
         f: &SendFields<'a>,
         group: Option<&str>,
         batch: bool,
+        scan: Option<PropScan<'a>>,
         body: Cow<'_, [u8]>,
     ) -> Sent<'a> {
         let mut store = self.store.lock();
@@ -448,7 +451,7 @@ impl BrokerCore {
         if batch {
             return Sent::Reply(self.store_batch(&mut store, conn, f, queue_id, &body, opaque));
         }
-        let scan = scan_properties(f.properties);
+        let scan = scan.unwrap_or_else(|| scan_properties(f.properties));
         if scan.transactional {
             let mut properties = message_codec::decode_properties(f.properties);
             if let Err((code, remark)) = self.stamp(&mut properties) {
