@@ -581,7 +581,7 @@ mod tests {
         );
         add(
             "v1 names",
-            v1(&header("TopicA", 2, rich.clone()), 3, &body),
+            v1(&header("TopicA", 2, rich), 3, &body),
             true,
         );
         add(
@@ -706,7 +706,7 @@ mod tests {
         );
         let mut cmd =
             RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_body(body.clone());
-        header("TopicA", 0, plain.clone()).write_v2(&mut cmd.ext_fields);
+        header("TopicA", 0, plain).write_v2(&mut cmd.ext_fields);
         cmd.opaque = 43;
         cmd.serialize_type = crate::protocol::SerializeType::RocketMq;
         add("binary header", unprefixed(&cmd), false);
