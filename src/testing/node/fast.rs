@@ -579,11 +579,7 @@ mod tests {
             v2(&header("TopicA", 1, rich.clone()), 2, &body),
             true,
         );
-        add(
-            "v1 names",
-            v1(&header("TopicA", 2, rich), 3, &body),
-            true,
-        );
+        add("v1 names", v1(&header("TopicA", 2, rich), 3, &body), true);
         add(
             "v2 no properties",
             v2(&header("TopicB", 0, String::new()), 4, &body),
