@@ -18,14 +18,14 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::send::{offset_id_into, scan_properties, SendFields, Sent, MAX_OFFSET_ID_LEN};
+use super::send::{
+    offset_id_into, scan_properties, send_field_slot, SendFields, Sent, MAX_OFFSET_ID_LEN,
+    SEND_FIELDS,
+};
 use super::{response, Node};
 use crate::protocol::{RequestCode, ResponseCode, SerializeType};
 use crate::testing::reply::encode_send_ok;
 use crate::testing::server::Conn;
-
-/// Most ext fields a fast send header may have (a client sends 14, with ACL 17).
-const MAX_FIELDS: usize = 32;
 
 /// Where a scanned string is: in the header as it came, or unescaped in the scratch buffer.
 #[derive(Clone, Copy)]
@@ -71,8 +71,8 @@ struct SendHeader {
     code: i32,
     opaque: i32,
     flag: i32,
-    fields: [(Span, Span); MAX_FIELDS],
-    n: usize,
+    /// The send fields by slot ([`send_field_slot`]): key and value, if present.
+    fields: [Option<((u32, u32), Span)>; SEND_FIELDS],
 }
 
 struct Scanner<'a> {
@@ -217,8 +217,7 @@ impl Scanner<'_> {
             code: 0,
             opaque: 0,
             flag: 0,
-            fields: [(Span::Header(0, 0), Span::Header(0, 0)); MAX_FIELDS],
-            n: 0,
+            fields: [None; SEND_FIELDS],
         };
         let mut seen = 0u8;
         let mut once = |bit: u8| {
@@ -293,38 +292,34 @@ impl Scanner<'_> {
             return Some(());
         }
         loop {
-            let (ks, ke) = self.plain_string()?;
-            if !self.eat(b':') {
-                return None;
-            }
+            // A client's keys are one letter: `"a":` read at once.
+            let (ks, ke) = match self.b.get(self.pos..self.pos + 4) {
+                Some(&[b'"', c, b'"', b':']) if c >= 0x20 && c != b'"' && c != b'\\' => {
+                    self.pos += 4;
+                    (self.pos - 3, self.pos - 2)
+                }
+                _ => {
+                    let key = self.plain_string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    key
+                }
+            };
             let value = self.string()?;
-            if h.n == MAX_FIELDS {
-                return None;
+            if let Some(slot) = send_field_slot(&self.b[ks..ke]) {
+                if h.fields[slot].is_some() {
+                    // A field named twice (or in both spellings): which one wins depends on
+                    // the decoded map's order; the general path decides.
+                    return None;
+                }
+                h.fields[slot] = Some(((ks as u32, ke as u32), value));
             }
-            h.fields[h.n] = (Span::Header(ks as u32, ke as u32), value);
-            h.n += 1;
             if self.eat(b',') {
                 continue;
             }
             return self.eat(b'}').then_some(());
         }
-    }
-}
-
-/// Which send field a key names (V1 and V2 spellings alike), as a bit; 0 for the others.
-fn field_bit(key: &str) -> u16 {
-    match key {
-        "a" | "producerGroup" => 1,
-        "b" | "topic" => 1 << 1,
-        "c" | "defaultTopic" => 1 << 2,
-        "d" | "defaultTopicQueueNums" => 1 << 3,
-        "e" | "queueId" => 1 << 4,
-        "f" | "sysFlag" => 1 << 5,
-        "g" | "bornTimestamp" => 1 << 6,
-        "h" | "flag" => 1 << 7,
-        "i" | "properties" => 1 << 8,
-        "j" | "reconsumeTimes" => 1 << 9,
-        _ => 0,
     }
 }
 
@@ -384,25 +379,12 @@ impl Node {
             Span::Header(s, e) => text.get(s as usize..e as usize).unwrap_or_default(),
             Span::Scratch(s, e) => scratch.get(s as usize..e as usize).unwrap_or_default(),
         };
-        let mut fields: [(&str, &str); MAX_FIELDS] = [("", ""); MAX_FIELDS];
-        let mut seen = 0u16;
-        let mut group = None;
-        for (slot, &(k, v)) in fields.iter_mut().zip(&h.fields[..h.n]) {
-            let (k, v) = (resolve(k), resolve(v));
-            let bit = field_bit(k);
-            if seen & bit != 0 {
-                // A field named twice (or in both spellings): which one wins depends on the
-                // decoded map's order; the general path decides.
-                return false;
-            }
-            seen |= bit;
-            if bit == 1 {
-                group = Some(v);
-            }
-            *slot = (k, v);
+        let mut fields = [None; SEND_FIELDS];
+        for (slot, field) in fields.iter_mut().zip(&h.fields) {
+            *slot = field.map(|((ks, ke), v)| (resolve(Span::Header(ks, ke)), resolve(v)));
         }
-        let fields = &fields[..h.n];
-        let f = match SendFields::read(fields.iter().copied()) {
+        let group = fields[0].map(|(_, v)| v);
+        let f = match SendFields::from_slots(&fields) {
             Ok(f) => {
                 let scan = scan_properties(f.properties);
                 if scan.transactional || !scan.canonical {
@@ -666,6 +648,31 @@ mod tests {
         add("unparsable field", raw(json, &body), true);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","h":"0"},"flag":0,"opaque":27}"#;
         add("missing field", raw(json, &body), true);
+        // Two unparsable fields: the general path reads the ext fields sorted by key, so the
+        // error names the first in key order, not in the frame's order.
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","e":"x","d":"y","f":"0","g":"1","h":"0"},"flag":0,"opaque":28}"#;
+        add("two unparsable fields", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","queueId":"x","d":"y","f":"0","g":"1","h":"0"},"flag":0,"opaque":29}"#;
+        add(
+            "two unparsable fields, both spellings",
+            raw(json, &body),
+            true,
+        );
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","e":"y","defaultTopicQueueNums":"x","f":"0","g":"1","h":"0"},"flag":0,"opaque":30}"#;
+        add(
+            "two unparsable fields, long name first",
+            raw(json, &body),
+            true,
+        );
+        // Numbers as `str::parse` reads them: a sign, leading zeros, many digits, overflow.
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"+4","e":"-0","f":"00","g":"0000000000000000000000001","h":"-2147483648","j":"+0"},"flag":0,"opaque":31}"#;
+        add("signs and zeros", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"2147483648","f":"0","g":"1","h":"0"},"flag":0,"opaque":32}"#;
+        add("an i32 overflow", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"99999999999999999999","h":"0"},"flag":0,"opaque":33}"#;
+        add("an i64 overflow", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"","h":"0","j":"-"},"flag":0,"opaque":34}"#;
+        add("empty and sign-only numbers", raw(json, &body), true);
 
         // Hand-written layouts: key order, whitespace, escapes.
         let json = "{ \"opaque\" : 30 ,\n \"version\":1, \"extFields\" : {\"h\":\"2\",\"g\":\"5\",\"f\":\"0\",\"e\":\"1\",\"d\":\"4\",\"c\":\"TBW102\",\"b\":\"Topic\\u0041\",\"a\":\"G\\/1\",\"i\":\"UNIQ_KEY\\u0001U\\u00e9\\u0002WAIT\\u0001true\\u0002\"}, \"language\":\"JAVA\", \"code\" : 310, \"flag\":0 }\r\n";

@@ -87,6 +87,96 @@ impl<'a> SendFields<'a> {
     }
 }
 
+/// How many send fields [`SendFields::from_slots`] takes: `a` (the producer group) to `j`.
+pub(super) const SEND_FIELDS: usize = 10;
+
+/// The slot of a send field's key (V1 or V2 spelling): `a`/`producerGroup` 0 to
+/// `j`/`reconsumeTimes` 9; `None` for the other keys.
+pub(super) fn send_field_slot(key: &[u8]) -> Option<usize> {
+    match key {
+        [c @ b'a'..=b'j'] => Some(usize::from(c - b'a')),
+        b"producerGroup" => Some(0),
+        b"topic" => Some(1),
+        b"defaultTopic" => Some(2),
+        b"defaultTopicQueueNums" => Some(3),
+        b"queueId" => Some(4),
+        b"sysFlag" => Some(5),
+        b"bornTimestamp" => Some(6),
+        b"flag" => Some(7),
+        b"properties" => Some(8),
+        b"reconsumeTimes" => Some(9),
+        _ => None,
+    }
+}
+
+/// `v.parse::<i64>()`: a run of at most 18 plain digits read directly (no overflow possible),
+/// anything else (a sign, more digits, junk) by `str::parse`.
+fn parse_i64(v: &str) -> Result<i64, ()> {
+    let b = v.as_bytes();
+    if !b.is_empty() && b.len() <= 18 {
+        let mut n = 0i64;
+        let mut plain = true;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            plain &= d <= 9;
+            n = n * 10 + i64::from(d);
+        }
+        if plain {
+            return Ok(n);
+        }
+    }
+    v.parse().map_err(|_| ())
+}
+
+impl<'a> SendFields<'a> {
+    /// What [`SendFields::read`] gives for ext fields holding each send field at most once,
+    /// given by slot ([`send_field_slot`]) as (key as it came, value): the general path reads
+    /// the decoded map, sorted by key, so of several unparsable numbers the error names the
+    /// one whose key sorts first.
+    pub(super) fn from_slots(
+        slots: &[Option<(&'a str, &'a str)>; SEND_FIELDS],
+    ) -> Result<SendFields<'a>, String> {
+        let mut bad: Option<(&str, &str)> = None;
+        let mut int = |slot: Option<(&'a str, &'a str)>, wide: bool| -> Option<i64> {
+            let (k, v) = slot?;
+            match parse_i64(v) {
+                Ok(n) if wide || i32::try_from(n).is_ok() => Some(n),
+                _ => {
+                    match bad {
+                        Some((first, _)) if first <= k => {}
+                        _ => bad = Some((k, v)),
+                    }
+                    None
+                }
+            }
+        };
+        let narrow = |n: Option<i64>| n.map(|n| n as i32); // in range: checked by `int`
+        let default_nums = narrow(int(slots[3], false));
+        let queue_id = narrow(int(slots[4], false));
+        let sys_flag = narrow(int(slots[5], false));
+        let born = int(slots[6], true);
+        let flag = narrow(int(slots[7], false));
+        let reconsume = narrow(int(slots[9], false));
+        if let Some((k, v)) = bad {
+            return Err(format!("invalid {k}: {v:?}"));
+        }
+        let value = |i: usize| slots[i].map(|(_, v)| v);
+        let missing = |name: &str| format!("the custom field <{name}> is null");
+        Ok(SendFields {
+            topic: value(1).ok_or_else(|| missing("topic"))?,
+            default_topic: value(2).ok_or_else(|| missing("defaultTopic"))?,
+            default_topic_queue_nums: default_nums
+                .ok_or_else(|| missing("defaultTopicQueueNums"))?,
+            queue_id: queue_id.ok_or_else(|| missing("queueId"))?,
+            sys_flag: sys_flag.ok_or_else(|| missing("sysFlag"))?,
+            born_timestamp: born.ok_or_else(|| missing("bornTimestamp"))?,
+            flag: flag.ok_or_else(|| missing("flag"))?,
+            properties: value(8).unwrap_or_default(),
+            reconsume_times: reconsume.unwrap_or(0),
+        })
+    }
+}
+
 /// The properties a broker stamps on every stored message.
 pub(super) const STAMPS: [(&str, &str); 2] = [
     (property::MSG_REGION, "DefaultRegion"),
