@@ -211,6 +211,64 @@ impl Scanner<'_> {
         i32::try_from(if neg { -v } else { v }).ok()
     }
 
+    /// The literal `lit` at the cursor, stepped over.
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        let end = self.pos + lit.len();
+        (self.b.get(self.pos..end)? == lit).then(|| self.pos = end)
+    }
+
+    /// The header in the layout clients write (keys sorted, V2 one-letter ext field keys in
+    /// order, no whitespace, no remark), read literal by literal: what [`Scanner::header`]
+    /// reads from such a header, for less. `None` for any other layout (the caller then
+    /// starts again with [`Scanner::header`]).
+    fn client_layout(&mut self) -> Option<SendHeader> {
+        let mut h = SendHeader {
+            code: 0,
+            opaque: 0,
+            flag: 0,
+            fields: [None; SEND_FIELDS],
+        };
+        self.lit(b"{\"code\":")?;
+        h.code = self.int()?;
+        self.lit(b",\"extFields\":{")?;
+        // One-letter keys, each after the one before it (so none twice); letters past `j`
+        // are fields the broker does not read.
+        let mut last = 0u8;
+        loop {
+            let key = match self.b.get(self.pos..self.pos + 4)? {
+                &[b'"', c @ b'a'..=b'z', b'"', b':'] if c > last => c,
+                _ => return None,
+            };
+            last = key;
+            let ks = self.pos as u32 + 1;
+            self.pos += 4;
+            let value = self.string()?;
+            if let Some(slot) = h.fields.get_mut(usize::from(key - b'a')) {
+                *slot = Some(((ks, ks + 1), value));
+            }
+            match self.b.get(self.pos)? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        self.lit(b",\"flag\":")?;
+        h.flag = self.int()?;
+        self.lit(b",\"language\":")?;
+        self.plain_string()?;
+        self.lit(b",\"opaque\":")?;
+        h.opaque = self.int()?;
+        self.lit(b",\"serializeTypeCurrentRPC\":")?;
+        self.plain_string()?;
+        self.lit(b",\"version\":")?;
+        self.int()?;
+        self.lit(b"}")?;
+        (self.pos == self.b.len()).then_some(h)
+    }
+
     /// The header object.
     fn header(&mut self) -> Option<SendHeader> {
         let mut h = SendHeader {
@@ -363,8 +421,16 @@ impl Node {
             pos: 0,
             scratch,
         };
-        let Some(h) = scanner.header() else {
-            return false;
+        let h = match scanner.client_layout() {
+            Some(h) => h,
+            None => {
+                scanner.pos = 0;
+                scanner.scratch.clear();
+                match scanner.header() {
+                    Some(h) => h,
+                    None => return false,
+                }
+            }
         };
         if !matches!(
             h.code,
@@ -729,6 +795,14 @@ mod tests {
         add("another request", raw(json, &body), false);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":1,"opaque":52}"#;
         add("a response", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","a":"H","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"language":"JAVA","opaque":53,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add("a field twice, client layout", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"b":"TopicA","a":"G","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"language":"JAVA","opaque":54,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add(
+            "fields out of order, client layout otherwise",
+            raw(json, &body),
+            true,
+        );
         out
     }
 
@@ -811,6 +885,66 @@ mod tests {
     #[test]
     fn fast_path_without_auto_create() {
         fast_path_answers_as_the_general_path(true, false);
+    }
+
+    /// A scanned header, with its spans resolved.
+    fn resolved(h: &SendHeader, text: &str, scratch: &str) -> String {
+        let span = |s: Span| match s {
+            Span::Header(s, e) => format!("h:{}", &text[s as usize..e as usize]),
+            Span::Scratch(s, e) => format!("s:{}", &scratch[s as usize..e as usize]),
+        };
+        let fields: Vec<_> = h
+            .fields
+            .iter()
+            .map(|f| f.map(|((ks, ke), v)| (span(Span::Header(ks, ke)), span(v))))
+            .collect();
+        format!("{} {} {} {fields:?}", h.code, h.opaque, h.flag)
+    }
+
+    #[test]
+    fn client_layout_reads_what_the_general_scan_reads() {
+        let mut client_layouts = vec![];
+        for (name, frame, _) in cases() {
+            let header_len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+            let Some(header) = frame.get(4..4 + header_len) else {
+                continue; // a binary header
+            };
+            let Ok(text) = std::str::from_utf8(header) else {
+                continue;
+            };
+            let mut scratch = String::new();
+            let mut s = Scanner {
+                text,
+                b: header,
+                pos: 0,
+                scratch: &mut scratch,
+            };
+            let Some(fast) = s.client_layout() else {
+                continue;
+            };
+            let fast = resolved(&fast, text, &scratch);
+            let mut scratch = String::new();
+            let mut s = Scanner {
+                text,
+                b: header,
+                pos: 0,
+                scratch: &mut scratch,
+            };
+            let general = s.header().map(|h| resolved(&h, text, &scratch));
+            assert_eq!(Some(fast), general, "{name}");
+            client_layouts.push(name);
+        }
+        // What the client writes takes the literal scan; V1 names and a remark do not.
+        for name in ["v2 plain", "v2 rich properties", "oneway", "big body"] {
+            assert!(client_layouts.contains(&name), "{name}: {client_layouts:?}");
+        }
+        for name in [
+            "v1 names",
+            "remark, extra field, existing topic",
+            "any order, whitespace, escapes",
+        ] {
+            assert!(!client_layouts.contains(&name), "{name}");
+        }
     }
 
     #[test]
