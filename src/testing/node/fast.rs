@@ -121,23 +121,29 @@ impl Scanner<'_> {
     }
 
     /// A string value, unescaped into the scratch buffer if it has escapes.
+    #[inline(always)] // on every value; the escapes are out of line
     fn string(&mut self) -> Option<Span> {
         self.ws();
         if self.b.get(self.pos) != Some(&b'"') {
             return None;
         }
         let start = self.pos + 1;
-        let mut at = find_special(self.b, start)?;
+        let at = find_special(self.b, start)?;
         match self.b[at] {
             b'"' => {
                 self.pos = at + 1;
-                return Some(Span::Header(start as u32, at as u32));
+                Some(Span::Header(start as u32, at as u32))
             }
-            b'\\' => {}
-            _ => return None,
+            b'\\' => self.escaped(start, at),
+            _ => None,
         }
-        // Escapes: the plain run so far, then escape by escape. Runs end at ASCII bytes of
-        // the (valid UTF-8) header: char boundaries.
+    }
+
+    /// The rest of [`Scanner::string`] for a string with escapes, the first at `at`.
+    #[inline(never)]
+    fn escaped(&mut self, start: usize, mut at: usize) -> Option<Span> {
+        // The plain run so far, then escape by escape. Runs end at ASCII bytes of the (valid
+        // UTF-8) header: char boundaries.
         let from = self.scratch.len();
         self.scratch.push_str(self.text.get(start..at)?);
         loop {
@@ -160,7 +166,13 @@ impl Scanner<'_> {
                             let hex = self.b.get(at + 2..at + 6)?;
                             let mut v = 0u32;
                             for &d in hex {
-                                v = v * 16 + char::from(d).to_digit(16)?;
+                                let digit = match d {
+                                    b'0'..=b'9' => d - b'0',
+                                    b'a'..=b'f' => d - b'a' + 10,
+                                    b'A'..=b'F' => d - b'A' + 10,
+                                    _ => return None,
+                                };
+                                v = v << 4 | u32::from(digit);
                             }
                             at += 4;
                             // A surrogate (half of a pair, or lone): the general path decides.
@@ -191,14 +203,20 @@ impl Scanner<'_> {
         }
         let start = self.pos;
         let mut v: i64 = 0;
-        while let Some(&d @ b'0'..=b'9') = self.b.get(self.pos) {
-            v = v * 10 + i64::from(d - b'0');
-            if v > 1 << 31 {
-                return None;
+        // At most 10 digits (more cannot be an i32): no overflow check per digit.
+        let digits = self.b.get(start..).unwrap_or_default();
+        for &d in digits.iter().take(11) {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                break;
             }
+            v = v * 10 + i64::from(d);
             self.pos += 1;
         }
         let digits = self.pos - start;
+        if digits > 10 {
+            return None;
+        }
         if digits == 0 || (digits > 1 && self.b[start] == b'0') || (neg && v == 0) {
             return None;
         }
@@ -212,6 +230,7 @@ impl Scanner<'_> {
     }
 
     /// The literal `lit` at the cursor, stepped over.
+    #[inline(always)] // a compare of a constant length
     fn lit(&mut self, lit: &[u8]) -> Option<()> {
         let end = self.pos + lit.len();
         (self.b.get(self.pos..end)? == lit).then(|| self.pos = end)
@@ -447,7 +466,12 @@ impl Node {
         };
         let mut fields = [None; SEND_FIELDS];
         for (slot, field) in fields.iter_mut().zip(&h.fields) {
-            *slot = field.map(|((ks, ke), v)| (resolve(Span::Header(ks, ke)), resolve(v)));
+            *slot = field.map(|((ks, ke), v)| {
+                (
+                    header.get(ks as usize..ke as usize).unwrap_or_default(),
+                    resolve(v),
+                )
+            });
         }
         let group = fields[0].map(|(_, v)| v);
         let f = match SendFields::from_slots(&fields) {

@@ -111,6 +111,7 @@ pub(super) fn send_field_slot(key: &[u8]) -> Option<usize> {
 
 /// `v.parse::<i64>()`: a run of at most 18 plain digits read directly (no overflow possible),
 /// anything else (a sign, more digits, junk) by `str::parse`.
+#[inline(always)] // six times per send
 fn parse_i64(v: &str) -> Result<i64, ()> {
     let b = v.as_bytes();
     if !b.is_empty() && b.len() <= 18 {
@@ -134,31 +135,38 @@ impl<'a> SendFields<'a> {
     /// the decoded map, sorted by key, so of several unparsable numbers the error names the
     /// one whose key sorts first.
     pub(super) fn from_slots(
-        slots: &[Option<(&'a str, &'a str)>; SEND_FIELDS],
+        slots: &[Option<(&[u8], &'a str)>; SEND_FIELDS],
     ) -> Result<SendFields<'a>, String> {
-        let mut bad: Option<(&str, &str)> = None;
-        let mut int = |slot: Option<(&'a str, &'a str)>, wide: bool| -> Option<i64> {
+        /// The number in `slot`, or `None` (and the field noted in `bad` if it is the first
+        /// unparsable one in key order).
+        #[inline(always)]
+        fn int<'k, 'v>(
+            slot: Option<(&'k [u8], &'v str)>,
+            wide: bool,
+            bad: &mut Option<(&'k [u8], &'v str)>,
+        ) -> Option<i64> {
             let (k, v) = slot?;
             match parse_i64(v) {
                 Ok(n) if wide || i32::try_from(n).is_ok() => Some(n),
                 _ => {
                     match bad {
-                        Some((first, _)) if first <= k => {}
-                        _ => bad = Some((k, v)),
+                        Some((first, _)) if *first <= k => {}
+                        _ => *bad = Some((k, v)),
                     }
                     None
                 }
             }
-        };
+        }
+        let mut bad = None;
         let narrow = |n: Option<i64>| n.map(|n| n as i32); // in range: checked by `int`
-        let default_nums = narrow(int(slots[3], false));
-        let queue_id = narrow(int(slots[4], false));
-        let sys_flag = narrow(int(slots[5], false));
-        let born = int(slots[6], true);
-        let flag = narrow(int(slots[7], false));
-        let reconsume = narrow(int(slots[9], false));
+        let default_nums = narrow(int(slots[3], false, &mut bad));
+        let queue_id = narrow(int(slots[4], false, &mut bad));
+        let sys_flag = narrow(int(slots[5], false, &mut bad));
+        let born = int(slots[6], true, &mut bad);
+        let flag = narrow(int(slots[7], false, &mut bad));
+        let reconsume = narrow(int(slots[9], false, &mut bad));
         if let Some((k, v)) = bad {
-            return Err(format!("invalid {k}: {v:?}"));
+            return Err(format!("invalid {}: {v:?}", String::from_utf8_lossy(k)));
         }
         let value = |i: usize| slots[i].map(|(_, v)| v);
         let missing = |name: &str| format!("the custom field <{name}> is null");
