@@ -89,13 +89,48 @@ pub(crate) fn encode_send_ok(
     queue_offset: i64,
     transaction_id: Option<&str>,
 ) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(
-        b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+    encode_send_ok_with(
+        out,
+        opaque,
+        |out| write_json_str(out, msg_ids),
+        queue_id,
+        queue_offset,
+        transaction_id,
     );
-    // Offset ids (hex digits and commas) have nothing to escape: one word-at-a-time check.
-    write_json_str(out, msg_ids);
+}
+
+/// The constant parts of a send-ok header around the opaque: `},"flag":1,"language":"RUST",
+/// "opaque":` and `,"serializeTypeCurrentRPC":"JSON","version":401}`, built once.
+fn send_ok_tail() -> &'static (Vec<u8>, Vec<u8>) {
+    static TAIL: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    TAIL.get_or_init(|| {
+        let mut before = b"},\"flag\":1,\"language\":".to_vec();
+        write_json_str(&mut before, CLIENT_LANGUAGE.name());
+        before.extend_from_slice(b",\"opaque\":");
+        let mut after = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":".to_vec();
+        write_int(&mut after, CLIENT_VERSION.into());
+        after.push(b'}');
+        (before, after)
+    })
+}
+
+/// [`encode_send_ok`] with the `msgId` value written by `write_msg_id` (a JSON string, quotes
+/// and all): the fast path writes an offset id's hex digits without a look for escapes.
+pub(crate) fn encode_send_ok_with(
+    out: &mut Vec<u8>,
+    opaque: i32,
+    write_msg_id: impl FnOnce(&mut Vec<u8>),
+    queue_id: i32,
+    queue_offset: i64,
+    transaction_id: Option<&str>,
+) {
+    let (before_opaque, after_opaque) = send_ok_tail();
+    out.reserve(256);
+    let start = out.len();
+    out.extend_from_slice(
+        b"\0\0\0\0\0\0\0\0{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+    );
+    write_msg_id(out);
     out.extend_from_slice(b",\"queueId\":\"");
     write_int(out, queue_id.into());
     out.extend_from_slice(b"\",\"queueOffset\":\"");
@@ -105,13 +140,9 @@ pub(crate) fn encode_send_ok(
         out.extend_from_slice(b",\"transactionId\":");
         write_json_str(out, tx);
     }
-    out.extend_from_slice(b"},\"flag\":1,\"language\":");
-    write_json_str(out, CLIENT_LANGUAGE.name());
-    out.extend_from_slice(b",\"opaque\":");
+    out.extend_from_slice(before_opaque);
     write_int(out, opaque.into());
-    out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-    write_int(out, CLIENT_VERSION.into());
-    out.push(b'}');
+    out.extend_from_slice(after_opaque);
     let header_len = (out.len() - start - 8) as u32;
     let total = header_len + 4;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());

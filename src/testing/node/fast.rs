@@ -24,7 +24,7 @@ use super::send::{
 };
 use super::{response, Node};
 use crate::protocol::{RequestCode, ResponseCode, SerializeType};
-use crate::testing::reply::encode_send_ok;
+use crate::testing::reply::encode_send_ok_with;
 use crate::testing::server::Conn;
 
 /// Where a scanned string is: in the header as it came, or unescaped in the scratch buffer.
@@ -502,9 +502,20 @@ impl Node {
                     if !oneway {
                         let mut id = [0u8; MAX_OFFSET_ID_LEN];
                         let n = offset_id_into(&mut id, s.store_host, s.commit_log_offset);
-                        // Hex digits: ASCII.
-                        let id = std::str::from_utf8(&id[..n]).unwrap_or_default();
-                        encode_send_ok(out, h.opaque, id, s.queue_id, s.queue_offset, s.uniq);
+                        // Hex digits: nothing to escape.
+                        let write_id = |out: &mut Vec<u8>| {
+                            out.push(b'"');
+                            out.extend_from_slice(id.get(..n).unwrap_or_default());
+                            out.push(b'"');
+                        };
+                        encode_send_ok_with(
+                            out,
+                            h.opaque,
+                            write_id,
+                            s.queue_id,
+                            s.queue_offset,
+                            s.uniq,
+                        );
                     }
                     return true;
                 }

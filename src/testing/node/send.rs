@@ -201,6 +201,33 @@ pub(super) struct PropScan<'a> {
     pub(super) canonical: bool,
 }
 
+/// The index of the first `needle` in `b` at or after `i`. Eight bytes at a time: a byte's
+/// high bit in `(x - 0x01..) & !x` (`x` = the word xor the needle) is set for a matching byte
+/// (and possibly for bytes above it, through the borrow, never below), so the lowest flag is
+/// exact.
+fn find_byte(b: &[u8], mut i: usize, needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let m = x.wrapping_sub(ONES) & !x & HIGH;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == needle {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
     const PAIR_END: u8 = message_codec::PROPERTY_SEPARATOR as u8;
     const NAME_END: u8 = message_codec::NAME_VALUE_SEPARATOR as u8;
@@ -220,10 +247,7 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
     // Segments between separators (ASCII bytes, so every cut is a char boundary).
     let mut start = 0;
     while start <= body_end {
-        let end = bytes[start..body_end]
-            .iter()
-            .position(|&b| b == PAIR_END)
-            .map_or(body_end, |i| start + i);
+        let end = find_byte(&bytes[..body_end], start, PAIR_END).unwrap_or(body_end);
         let segment = &bytes[start..end];
         let seg_start = start;
         start = end + 1;
@@ -232,7 +256,7 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
             scan.canonical &= s.is_empty();
             continue;
         }
-        let Some(eq) = segment.iter().position(|&b| b == NAME_END) else {
+        let Some(eq) = find_byte(segment, 0, NAME_END) else {
             scan.canonical = false;
             continue;
         };
@@ -313,11 +337,12 @@ fn check_properties_len(len: usize) -> Result<(), Refusal> {
 
 /// Topic names a real broker accepts.
 pub(super) fn valid_topic(topic: &str) -> bool {
+    // Bytewise: a non-ASCII char's bytes fail the test as the char would.
     !topic.is_empty()
         && topic.len() <= 127
         && topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-'))
 }
 
 /// A send rejected before anything was stored: code and remark.
@@ -825,6 +850,29 @@ mod tests {
             }
         }
         (uniq, transactional, canonical)
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_match() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..40 {
+            for _ in 0..100 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        [0, 1, 2, 3, 0x81, 0xff, b'a'][(seed % 7) as usize]
+                    })
+                    .collect();
+                for needle in [1u8, 2, 0xff] {
+                    for i in 0..=len {
+                        let naive = (i..len).find(|&j| b[j] == needle);
+                        assert_eq!(find_byte(&b, i, needle), naive, "{b:?} {needle} from {i}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
