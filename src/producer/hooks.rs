@@ -96,7 +96,9 @@ use std::time::Duration;
 use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::{property, Message, MessageExt, MessageQueue, SendResult};
+use crate::producer::prepare::{self, check_message, Prepared};
 use crate::producer::transaction::LocalTransactionState;
+use crate::producer::Inner;
 
 /// User code that sees sends, their attempts and transaction ends. Every method has a no-op
 /// default; see the [module docs](self) for when and where each one runs.
@@ -393,7 +395,6 @@ impl fmt::Debug for AfterSendContext<'_> {
 }
 
 /// The message an END_TRANSACTION is about.
-#[allow(dead_code)] // wired in the next commits
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum EndMessage<'a> {
     /// The half message as this producer sent it (after the local transaction).
@@ -541,7 +542,6 @@ impl PartialEq for HookList {
 
 /// Runs a producer's hooks, catching and counting their panics. A producer without hooks
 /// has none (`Option<Arc<HookRunner>>` is `None`), so the send path pays one branch.
-#[allow(dead_code)] // wired in the next commits
 pub(crate) struct HookRunner {
     hooks: Vec<Arc<dyn SendHook>>,
     pub(crate) env: HookEnv,
@@ -557,7 +557,6 @@ impl fmt::Debug for HookRunner {
     }
 }
 
-#[allow(dead_code)] // wired in the next commits
 impl HookRunner {
     /// The runner of `config`'s hooks; `None` when it has none.
     pub(crate) fn new(config: &ProducerConfig) -> Option<Arc<HookRunner>> {
@@ -633,8 +632,187 @@ impl HookRunner {
         self.each("after_send", |h| h.after_send(ctx));
     }
 
-    /// Runs `end_transaction` (here: the caller decides the thread).
-    pub(crate) fn end_transaction(&self, ctx: &EndTransactionContext<'_>) {
-        self.each("end_transaction", |h| h.end_transaction(ctx));
+    /// Runs `end_transaction` (here: the caller decides the thread, never an I/O thread).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn end_transaction(
+        &self,
+        message: EndMessage<'_>,
+        msg_id: &str,
+        transaction_id: Option<&str>,
+        broker_addr: Option<&str>,
+        state: LocalTransactionState,
+        from_check: bool,
+        result: Result<(), &Error>,
+    ) {
+        let ctx = EndTransactionContext {
+            env: &self.env,
+            message,
+            msg_id,
+            transaction_id,
+            broker_addr,
+            state,
+            from_check,
+            result,
+        };
+        self.each("end_transaction", |h| h.end_transaction(&ctx));
+    }
+}
+
+/// The message(s) of one send as its hooks see them, shared by the hook tasks of its attempts.
+#[derive(Debug)]
+pub(crate) struct Hooked {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) wire_topic: String,
+    pub(crate) mode: SendMode,
+    pub(crate) batch: bool,
+}
+
+/// One attempt's `after_send`, to run on the callback pool (asynchronous sends).
+pub(crate) struct AfterTask {
+    runner: Arc<HookRunner>,
+    hooked: Arc<Hooked>,
+    queue: MessageQueue,
+    addr: String,
+    attempt: u32,
+    latency: Duration,
+}
+
+impl AfterTask {
+    /// Runs the hooks with the attempt's `result`.
+    pub(crate) fn run(&self, result: Result<Option<&SendResult>, &Error>) {
+        run_after(
+            &self.runner,
+            &self.hooked,
+            &self.queue,
+            &self.addr,
+            self.attempt,
+            self.latency,
+            result,
+        );
+    }
+
+    /// Runs the hooks with a copy of `result` on the callback pool; nothing waits for it.
+    pub(crate) fn spawn(self, inner: &Inner, result: Result<&SendResult, &Error>) {
+        let copy = match result {
+            Ok(r) => Ok(r.clone()),
+            Err(e) => Err(e.duplicate()),
+        };
+        inner.run_user(Box::new(move || {
+            self.run(copy.as_ref().map(Some));
+        }));
+    }
+}
+
+fn run_after(
+    runner: &HookRunner,
+    hooked: &Hooked,
+    queue: &MessageQueue,
+    addr: &str,
+    attempt: u32,
+    latency: Duration,
+    result: Result<Option<&SendResult>, &Error>,
+) {
+    runner.after(&AfterSendContext {
+        env: &runner.env,
+        messages: &hooked.messages,
+        wire_topic: &hooked.wire_topic,
+        queue,
+        broker_addr: addr,
+        attempt,
+        latency,
+        result,
+        mode: hooked.mode,
+        batch: hooked.batch,
+    });
+}
+
+impl Inner {
+    /// `before_send` for the message(s) of a send, on this thread; with no hook, nothing.
+    /// The messages are validated first, so hooks see only messages the send accepts.
+    #[inline]
+    pub(crate) fn hook_before(
+        &self,
+        msgs: &mut [Message],
+        mode: SendMode,
+        batch: bool,
+    ) -> crate::error::Result<()> {
+        match &self.hooks {
+            None => Ok(()),
+            Some(runner) => {
+                for msg in msgs.iter() {
+                    check_message(msg, &self.config)?;
+                }
+                runner.before(msgs, mode, batch, || self.new_msg_id());
+                Ok(())
+            }
+        }
+    }
+
+    /// Prepares a single message; with hooks, keeps it for them. `for_selector`: the caller's
+    /// message must stay readable until a selector has run.
+    pub(crate) fn prepare_msg(
+        &self,
+        msg: Message,
+        for_selector: bool,
+        mode: SendMode,
+    ) -> crate::error::Result<Prepared> {
+        let ids = || self.new_msg_id();
+        match &self.hooks {
+            None if for_selector => prepare::prepare_for_selector(msg, &self.config, ids),
+            None => prepare::prepare_single(msg, &self.config, ids),
+            Some(_) => prepare::prepare_single_hooked(msg, &self.config, ids, mode),
+        }
+    }
+
+    /// Prepares a batch; with hooks, keeps its messages for them.
+    pub(crate) fn prepare_msgs(
+        &self,
+        msgs: Vec<Message>,
+        mode: SendMode,
+    ) -> crate::error::Result<Prepared> {
+        let ids = || self.new_msg_id();
+        match &self.hooks {
+            None => prepare::prepare_batch(msgs, &self.config, ids),
+            Some(_) => prepare::prepare_batch_hooked(msgs, &self.config, ids, mode),
+        }
+    }
+
+    /// `after_send` of a synchronous attempt, on this thread.
+    #[inline]
+    pub(crate) fn hook_after(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        attempt: u32,
+        latency: Duration,
+        result: Result<Option<&SendResult>, &Error>,
+    ) {
+        if let (Some(runner), Some(hooked)) = (&self.hooks, &prepared.hooked) {
+            run_after(runner, hooked, queue, addr, attempt, latency, result);
+        }
+    }
+
+    /// `after_send` of an asynchronous attempt, to run on the callback pool.
+    #[inline]
+    pub(crate) fn after_task(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        attempt: u32,
+        latency: Duration,
+    ) -> Option<AfterTask> {
+        match (&self.hooks, &prepared.hooked) {
+            (Some(runner), Some(hooked)) => Some(AfterTask {
+                runner: runner.clone(),
+                hooked: hooked.clone(),
+                queue: queue.clone(),
+                addr: addr.to_string(),
+                attempt,
+                latency,
+            }),
+            _ => None,
+        }
     }
 }
