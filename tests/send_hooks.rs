@@ -960,3 +960,52 @@ fn auto_batch_attempts_show_every_message() {
     assert_not_io(&rec.seen());
     p.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// A send stored "not OK" and retried on another broker (`retry_another_broker_when_not_store_ok`)
+/// shows both attempts: 1 on one broker with the flush status, 2 on the other.
+#[test]
+fn a_not_store_ok_retry_shows_both_attempts_and_brokers() {
+    use rocketmq_mio::testing::MockCluster;
+    let cluster = MockCluster::start(2).unwrap();
+    cluster.create_topic("HookNotOk", 2);
+    let rec = Recorder::new("rec");
+    let p = Producer::builder("GID_HOOK_NOT_OK")
+        .name_server(cluster.namesrv_addr())
+        .send_timeout(Duration::from_secs(10))
+        .retry_another_broker_when_not_store_ok(true)
+        .send_hook(rec.clone())
+        .start()
+        .unwrap();
+    for b in cluster.brokers() {
+        b.store_with_status_next(
+            RequestCode::SEND_MESSAGE_V2,
+            ResponseCode::FLUSH_DISK_TIMEOUT,
+            1,
+        );
+    }
+    let r = p.send(Message::new("HookNotOk", "x")).unwrap();
+    assert_eq!(r.status, SendStatus::FlushDiskTimeout);
+    let afters: Vec<(u32, String, Option<bool>)> = rec
+        .afters()
+        .into_iter()
+        .map(|s| match s {
+            Seen::After {
+                attempt, addr, ok, ..
+            } => (attempt, addr, ok),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(afters.len(), 2, "{afters:?}");
+    assert_eq!((afters[0].0, afters[1].0), (1, 2));
+    assert_eq!((afters[0].2, afters[1].2), (Some(false), Some(false)));
+    assert_ne!(
+        afters[0].1, afters[1].1,
+        "the retry went to the other broker"
+    );
+    let addrs: Vec<String> = cluster.brokers().iter().map(|b| b.broker_addr()).collect();
+    assert!(
+        addrs.contains(&afters[0].1) && addrs.contains(&afters[1].1),
+        "{addrs:?}"
+    );
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -8,10 +8,12 @@
 //!
 //! # What runs when
 //!
-//! - [`SendHook::before_send`]: once per send (not per attempt), after the message passed
+//! - [`SendHook::before_send`]: once per send (not per attempt), after each message passed
 //!   validation and before it is encoded, so properties it adds go on the wire (retries reuse
 //!   the encoded message). It sees every message of a batch. A message that auto-batching
-//!   takes gets its own `before_send`, before it joins a batch.
+//!   takes gets its own `before_send`, before it joins a batch. What it adds is validated
+//!   again with the rest of the send (batch rules too); a send refused then calls no
+//!   `after_send`.
 //! - [`SendHook::after_send`]: once per attempt that reached the point of choosing a queue and
 //!   a broker: the queue, the broker address, the attempt number (1 for the first, counting
 //!   up across retries), the attempt's latency and its result. Failures before any attempt
@@ -36,8 +38,11 @@
 //!   not) run `before_send` on the calling thread, before the message is encoded, and every
 //!   `after_send` on the callback pool (`rocketmq-callback-N`): it is queued when the attempt
 //!   ends, and neither the send's completion nor its retry waits for it. A handle may
-//!   therefore complete before the last attempt's `after_send` ran. A user callback runs
-//!   after the last attempt's `after_send`, on the same callback thread;
+//!   therefore complete before the last attempt's `after_send` ran. A callback
+//!   ([`Producer::send_with_callback`](crate::Producer::send_with_callback)) runs right
+//!   after its send's last `after_send`, in the same task on the same callback thread (so a
+//!   hook that blocks delays that callback, not the send). Hook tasks do not hold in-flight
+//!   room: hooks slower than the sends queue up on the callback pool;
 //! - `end_transaction` runs on the thread that sent the END_TRANSACTION: the calling thread,
 //!   a transaction thread, or a check-back thread, never an I/O thread.
 //!
@@ -134,8 +139,9 @@ pub trait SendHook: Send + Sync + 'static {
 pub enum SendMode {
     /// The caller blocks for the result (`send`, `send_batch`, `send_in_transaction`, ...).
     Sync,
-    /// A handle or a callback gets the result (`send_async`, `send_with_callback`, ...), and
-    /// every send that auto-batching takes.
+    /// A handle or a callback gets the result (`send_async`, `send_with_callback`, ...). The
+    /// `after_send` of an auto-batch shows `Async` too, whichever calls its messages came
+    /// from (their `before_send` shows the mode of their call).
     Async,
     /// No answer is waited for (`send_oneway`, `send_batch_oneway`).
     Oneway,
