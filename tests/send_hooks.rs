@@ -913,7 +913,7 @@ fn auto_batch_attempts_show_every_message() {
         .collect();
     let ids: Vec<String> = handles
         .into_iter()
-        .map(|h| h.wait().unwrap().msg_id)
+        .map(|h| h.wait().unwrap().msg_id.to_string())
         .collect();
     assert!(wait_until(PROMPTLY, || {
         let seen: usize = rec
