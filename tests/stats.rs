@@ -427,6 +427,7 @@ fn json_field_names_are_stable() {
             "client_id",
             "enabled",
             "group",
+            "hooks",
             "schema",
             "timestamp_ms",
             "topics",
@@ -436,6 +437,7 @@ fn json_field_names_are_stable() {
         ]
     );
     assert_eq!(s["schema"], "rocketmq-mio.stats/1");
+    assert_eq!(keys(&s["hooks"]), ["panics", "registered"]);
     assert_eq!(
         keys(&s["totals"]),
         [
