@@ -1009,3 +1009,81 @@ fn a_not_store_ok_retry_shows_both_attempts_and_brokers() {
     );
     p.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// Request-reply goes through the hooks too: each request (sync, async handle, callback) and
+/// each reply shows one `before_send` (the request's properties set already, the hook's
+/// property reaching the broker) and one `after_send`, never on an I/O thread.
+#[test]
+fn requests_and_replies_call_the_hooks() {
+    let broker = Arc::new(
+        MockBroker::builder()
+            .topic("HookRequest", 2)
+            .start()
+            .unwrap(),
+    );
+    let rec = Recorder::new("rec");
+    let p = producer_with(&broker, "GID_HOOK_REQUEST", std::slice::from_ref(&rec));
+    let responder = {
+        let broker = broker.clone();
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let mut replied = 0;
+            for i in 0..3 {
+                let requests = broker.wait_messages("HookRequest", i + 1, PROMPTLY);
+                let Some(request) = requests.get(i) else {
+                    break;
+                };
+                assert_eq!(request.property("hooked-by"), Some("rec"));
+                if p.reply(request, b"pong".to_vec()).is_ok() {
+                    replied += 1;
+                }
+            }
+            replied
+        })
+    };
+    let timeout = Duration::from_secs(15);
+    let p2 = p.clone();
+    let replies = within(PROMPTLY * 2, move || {
+        let sync = p2.request(Message::new("HookRequest", "sync"), timeout);
+        let handle = p2
+            .request_async(Message::new("HookRequest", "async"), timeout)
+            .wait();
+        let (tx, rx) = mpsc::channel();
+        p2.request_with_callback(Message::new("HookRequest", "cb"), timeout, move |r| {
+            let _ = tx.send(r);
+        });
+        let cb = rx.recv_timeout(PROMPTLY).expect("callback");
+        vec![sync, handle, cb]
+    });
+    for r in &replies {
+        assert_eq!(r.as_ref().expect("a reply").body, b"pong");
+    }
+    assert_eq!(responder.join().unwrap(), 3);
+    // 3 requests + 3 replies.
+    assert!(
+        wait_until(PROMPTLY, || rec.afters().len() == 6),
+        "{:?}",
+        rec.seen()
+    );
+    let befores = rec.befores();
+    assert_eq!(befores.len(), 6, "{befores:?}");
+    let request_modes: Vec<SendMode> = befores
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Before { topics, mode, .. } if topics[0] == "HookRequest" => Some(*mode),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        request_modes,
+        [SendMode::Sync, SendMode::Async, SendMode::Async]
+    );
+    let reply_afters = rec
+        .afters()
+        .into_iter()
+        .filter(|s| matches!(s, Seen::After { topic, ok: Some(true), .. } if topic.ends_with("_REPLY_TOPIC")))
+        .count();
+    assert_eq!(reply_afters, 3, "{:?}", rec.afters());
+    assert_not_io(&rec.seen());
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}

@@ -32,9 +32,10 @@
 //! them:
 //!
 //! - synchronous sends (`send`, `send_to_queue`, `send_with_selector`, `send_batch`,
-//!   `send_oneway`, `send_in_transaction`, ...) run every hook on the calling thread, before
-//!   the call returns;
-//! - asynchronous sends (handles and callbacks, and sends that auto-batching takes, sync or
+//!   `send_oneway`, `send_in_transaction`, `request`, `reply`, ...) run every hook on the
+//!   calling thread, before the call returns;
+//! - asynchronous sends (handles and callbacks, `request_async` and `request_with_callback`,
+//!   and sends that auto-batching takes, sync or
 //!   not) run `before_send` on the calling thread, before the message is encoded, and every
 //!   `after_send` on the callback pool (`rocketmq-callback-N`): it is queued when the attempt
 //!   ends, and neither the send's completion nor its retry waits for it. A handle may
