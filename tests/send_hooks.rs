@@ -1024,7 +1024,6 @@ fn requests_and_replies_call_the_hooks() {
     let rec = Recorder::new("rec");
     let p = producer_with(&broker, "GID_HOOK_REQUEST", std::slice::from_ref(&rec));
     let responder = {
-        let broker = broker.clone();
         let p = p.clone();
         std::thread::spawn(move || {
             let mut replied = 0;
