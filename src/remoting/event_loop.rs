@@ -111,7 +111,6 @@ pub(crate) fn spawn(
         by_addr: HashMap::new(),
         pending: HashMap::default(),
         deadlines: BinaryHeap::new(),
-        epoch: Instant::now(),
         dirty: Vec::new(),
         frames: Vec::new(),
         scratch: Vec::new(),
@@ -127,8 +126,7 @@ pub(crate) fn spawn(
 
 /// A request waiting for its response.
 struct Pending {
-    /// The deadline in [`EventLoop::ticks`].
-    deadline: u64,
+    deadline: Instant,
     timeout: Duration,
     token: usize,
     conn_id: u64,
@@ -172,9 +170,7 @@ struct EventLoop {
     pending: PendingMap,
     /// Deadlines (in ticks) of pending requests, nearest first. Entries of requests that
     /// ended are dropped lazily (when they reach the top, or when the heap is rebuilt).
-    deadlines: BinaryHeap<Reverse<(u64, i32)>>,
-    /// The origin of ticks (nanoseconds): 16-byte heap entries instead of 24.
-    epoch: Instant,
+    deadlines: BinaryHeap<Reverse<(Instant, i32)>>,
     /// Connections with output queued in this turn.
     dirty: Vec<usize>,
     /// Reused buffers.
@@ -184,6 +180,19 @@ struct EventLoop {
     pending_count: Arc<AtomicUsize>,
     /// Lookup threads running.
     lookups: Arc<AtomicUsize>,
+}
+
+/// What a readiness event asks of a connection's read side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Nothing (write readiness only).
+    No,
+    /// Readable: read until the socket would block, or until a read comes back short (the
+    /// socket had no more then, and data that arrives later raises a new event).
+    Ready,
+    /// The peer closed its side, or the socket has an error: read until it would block or
+    /// ends, so that the end is seen now (no later event will report it).
+    ToEnd,
 }
 
 enum Drained {
@@ -199,12 +208,19 @@ impl EventLoop {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let mut busy = false;
+        // The one clock read of a turn, taken after its work: it expires requests and sets
+        // the next poll's timeout.
+        let mut now = Instant::now();
         loop {
-            let timeout = if busy {
+            let mut timeout = if busy {
                 Some(Duration::ZERO)
             } else {
-                self.poll_timeout()
+                self.poll_timeout(now)
             };
+            if timeout != Some(Duration::ZERO) && self.shared.going_to_sleep(&self.rx) {
+                // A command came while the turn ended: take it without sleeping.
+                timeout = Some(Duration::ZERO);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -212,12 +228,19 @@ impl EventLoop {
                 log::error!("event loop poll failed, stopping the loop: {e}");
                 break;
             }
+            self.shared.awake();
             for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
                 }
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                self.on_event(event.token().0 - 1, readable);
+                let read = if event.is_read_closed() || event.is_error() {
+                    Read::ToEnd
+                } else if event.is_readable() {
+                    Read::Ready
+                } else {
+                    Read::No
+                };
+                self.on_event(event.token().0 - 1, read);
             }
             match self.drain_commands() {
                 Drained::Idle => busy = false,
@@ -225,13 +248,14 @@ impl EventLoop {
                 Drained::Stop => break,
             }
             self.flush_dirty();
-            self.expire(Instant::now());
+            now = Instant::now();
+            self.expire(now);
         }
         self.stop();
     }
 
-    /// The time until the nearest request or connect deadline.
-    fn poll_timeout(&mut self) -> Option<Duration> {
+    /// The time from `now` until the nearest request or connect deadline.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
         let mut next = None;
         while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
             if self
@@ -244,16 +268,15 @@ impl EventLoop {
             }
             self.deadlines.pop();
         }
-        let mut next = next.map(|ticks| self.epoch + Duration::from_nanos(ticks));
         for conn in self.conns.iter().flatten() {
             if let Some(deadline) = conn.connect_deadline() {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
             }
         }
-        next.map(|d| d.saturating_duration_since(Instant::now()))
+        next.map(|d| d.saturating_duration_since(now))
     }
 
-    fn on_event(&mut self, idx: usize, mut readable: bool) {
+    fn on_event(&mut self, idx: usize, mut read: Read) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return; // a connection closed earlier in this turn
         };
@@ -264,7 +287,7 @@ impl EventLoop {
                     log::debug!("connected to {}{tls}", conn.addr);
                     // A TLS handshake may have read past its end (this event's readiness
                     // is used up): read what is there.
-                    readable = true;
+                    read = Read::ToEnd;
                     if let Some(stream) = &conn.stream {
                         configure_socket(stream, &conn.addr, self.config.tcp_keepalive);
                     }
@@ -289,11 +312,11 @@ impl EventLoop {
             conn.dirty = true;
             self.dirty.push(idx);
         }
-        if !readable {
+        if read == Read::No {
             return;
         }
         let mut frames = std::mem::take(&mut self.frames);
-        let result = conn.read(&mut frames);
+        let result = conn.read(&mut frames, read == Read::ToEnd);
         // TLS: reading may leave records to send (alerts, key updates).
         if conn.has_output() && !conn.dirty {
             conn.dirty = true;
@@ -342,7 +365,6 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
-        self.shared.clear_notified();
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
                 Ok(Command::Request(r)) => self.on_request(r),
@@ -378,9 +400,20 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, r: Request) {
-        let deadline = self.ticks(r.deadline);
-        let idx = match self.by_addr.get(&r.target.addr) {
-            Some(&idx) => idx,
+        let deadline = r.deadline;
+        let hint = r.target.conn_hint.load(Ordering::Relaxed);
+        let hinted = self
+            .conns
+            .get(hint)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| Arc::ptr_eq(&c.addr, &r.target.addr));
+        let known = if hinted {
+            Some(hint)
+        } else {
+            self.by_addr.get(&r.target.addr).copied()
+        };
+        let idx = match known {
+            Some(idx) => idx,
             None => match self.connect(&r.target) {
                 Ok(idx) => idx,
                 Err(e) => {
@@ -524,6 +557,7 @@ impl EventLoop {
             }
         }
         self.next_conn_id = conn_id;
+        target.conn_hint.store(idx, Ordering::Relaxed);
         self.conns[idx] = Some(conn);
         self.by_addr.insert(target.addr.clone(), idx);
         self.set_state(target.addr.clone(), ConnectionState::Connecting);
@@ -629,10 +663,9 @@ impl EventLoop {
     /// Ends overdue requests with `Timeout` (closing their connections when configured to)
     /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
-        let now_ticks = self.ticks(now);
         let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
         while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
-            if deadline > now_ticks {
+            if deadline > now {
                 break;
             }
             self.deadlines.pop();
@@ -768,11 +801,6 @@ impl EventLoop {
                 p.reply.complete(Err(error.duplicate()));
             }
         }
-    }
-
-    /// Nanoseconds from the loop's epoch to `t` (0 for earlier instants).
-    fn ticks(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn set_state(&self, addr: Arc<str>, state: ConnectionState) {
