@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -110,7 +110,7 @@ pub(crate) fn spawn(
         free: Vec::new(),
         by_addr: HashMap::new(),
         pending: HashMap::default(),
-        deadlines: BinaryHeap::new(),
+        deadlines: Deadlines::default(),
         dirty: Vec::new(),
         frames: Vec::new(),
         scratch: Vec::new(),
@@ -170,7 +170,7 @@ struct EventLoop {
     pending: PendingMap,
     /// Deadlines (in ticks) of pending requests, nearest first. Entries of requests that
     /// ended are dropped lazily (when they reach the top, or when the heap is rebuilt).
-    deadlines: BinaryHeap<Reverse<(Instant, i32)>>,
+    deadlines: Deadlines,
     /// Connections with output queued in this turn.
     dirty: Vec<usize>,
     /// Reused buffers.
@@ -257,7 +257,7 @@ impl EventLoop {
     /// The time from `now` until the nearest request or connect deadline.
     fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
         let mut next = None;
-        while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
+        while let Some((deadline, opaque)) = self.deadlines.peek() {
             if self
                 .pending
                 .get(&opaque)
@@ -482,7 +482,7 @@ impl EventLoop {
                     });
                 }
             }
-            self.deadlines.push(Reverse((deadline, r.opaque)));
+            self.deadlines.push(deadline, r.opaque);
             self.pending_count.fetch_add(1, Ordering::Relaxed);
         }
         conn.queue(&r.frame);
@@ -664,7 +664,7 @@ impl EventLoop {
     /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
         let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
-        while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
+        while let Some((deadline, opaque)) = self.deadlines.peek() {
             if deadline > now {
                 break;
             }
@@ -708,14 +708,8 @@ impl EventLoop {
         }
         // Keep the heap in proportion to the pending requests.
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
-            let mut heap = std::mem::take(&mut self.deadlines).into_vec();
-            heap.clear();
-            heap.extend(
-                self.pending
-                    .iter()
-                    .map(|(&opaque, p)| Reverse((p.deadline, opaque))),
-            );
-            self.deadlines = BinaryHeap::from(heap);
+            self.deadlines
+                .rebuild(self.pending.iter().map(|(&opaque, p)| (p.deadline, opaque)));
         }
         let mut overdue = std::mem::take(&mut self.scratch);
         overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
@@ -844,10 +838,123 @@ impl EventLoop {
     }
 }
 
+/// The deadlines of pending requests, nearest first: a queue for deadlines that come in order
+/// (requests with one timeout, queued one after another: the common case, O(1) each) and a
+/// heap for the others. Entries of requests that ended stay until they reach the front (the
+/// loop drops them then), or until [`Deadlines::rebuild`].
+#[derive(Default)]
+struct Deadlines {
+    in_order: VecDeque<(Instant, i32)>,
+    heap: BinaryHeap<Reverse<(Instant, i32)>>,
+}
+
+impl Deadlines {
+    fn push(&mut self, deadline: Instant, opaque: i32) {
+        match self.in_order.back() {
+            Some(&(last, _)) if deadline < last => self.heap.push(Reverse((deadline, opaque))),
+            _ => self.in_order.push_back((deadline, opaque)),
+        }
+    }
+
+    /// The nearest deadline and its opaque.
+    fn peek(&self) -> Option<(Instant, i32)> {
+        let queued = self.in_order.front().copied();
+        let heaped = self.heap.peek().map(|r| r.0);
+        match (queued, heaped) {
+            (Some(q), Some(h)) => Some(q.min(h)),
+            (q, h) => q.or(h),
+        }
+    }
+
+    /// Drops the entry [`Deadlines::peek`] returns.
+    fn pop(&mut self) {
+        let queued = self.in_order.front().copied();
+        let heaped = self.heap.peek().map(|r| r.0);
+        match (queued, heaped) {
+            (Some(q), Some(h)) if h < q => {
+                self.heap.pop();
+            }
+            (Some(_), _) => {
+                self.in_order.pop_front();
+            }
+            (None, _) => {
+                self.heap.pop();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.in_order.len() + self.heap.len()
+    }
+
+    /// Keeps only `live` (the entries of pending requests).
+    fn rebuild(&mut self, live: impl Iterator<Item = (Instant, i32)>) {
+        self.heap.clear();
+        self.in_order.clear();
+        let mut sorted: Vec<(Instant, i32)> = live.collect();
+        sorted.sort_unstable();
+        self.in_order.extend(sorted);
+    }
+
+    fn clear(&mut self) {
+        self.in_order.clear();
+        self.heap.clear();
+    }
+}
+
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
         // Unreachable on real clocks; an immediate deadline beats a panic.
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Deadlines pushed in order, out of order and mixed, with pops in between, come out
+    /// nearest first, as a sorted list says; a rebuild keeps exactly the live ones.
+    #[test]
+    fn deadlines_come_out_nearest_first() {
+        let base = Instant::now();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        for round in 0..200 {
+            let mut d = Deadlines::default();
+            let mut reference: Vec<(Instant, i32)> = Vec::new();
+            let mut clock = 0u64;
+            for opaque in 0..rng.gen_range(1..300) {
+                // Mostly increasing (one timeout), sometimes earlier (a shorter one).
+                clock += rng.gen_range(0..5);
+                let at = if rng.gen_range(0..4) == 0 {
+                    clock.saturating_sub(rng.gen_range(0..50))
+                } else {
+                    clock
+                };
+                let entry = (base + Duration::from_micros(at), opaque);
+                d.push(entry.0, entry.1);
+                reference.push(entry);
+                if rng.gen_range(0..5) == 0 {
+                    reference.sort_unstable();
+                    assert_eq!(d.peek(), Some(reference[0]), "round {round}");
+                    d.pop();
+                    reference.remove(0);
+                }
+            }
+            reference.sort_unstable();
+            if round % 2 == 0 {
+                let live: Vec<_> = reference.iter().copied().filter(|e| e.1 % 3 != 0).collect();
+                d.rebuild(live.iter().copied());
+                reference = live;
+            }
+            assert_eq!(d.len(), reference.len());
+            for expected in reference {
+                assert_eq!(d.peek(), Some(expected), "round {round}");
+                d.pop();
+            }
+            assert_eq!(d.peek(), None);
+        }
+    }
 }

@@ -190,9 +190,11 @@ impl ExtFields {
     pub fn get(&self, key: &str) -> Option<&str> {
         // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
         let found = if self.entries.len() <= 16 {
+            // Length and first byte rule out nearly every other key without a `memcmp` call.
+            let (len, first) = (key.len(), key.as_bytes().first());
             self.entries
                 .iter()
-                .position(|(k, ..)| k.len() == key.len() && k == key)
+                .position(|(k, ..)| k.len() == len && k.as_bytes().first() == first && k == key)
         } else {
             self.position(key).ok()
         };
