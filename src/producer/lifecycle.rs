@@ -79,6 +79,7 @@ impl Inner {
             max_connection_output_bytes: config.max_connection_output_bytes(),
             tls: config.tls_config(),
             busy_poll: config.busy_poll(),
+            serialize_type: config.serialize_type(),
             ..RemotingConfig::default()
         })?;
         let ip = match config.client_ip() {
