@@ -25,6 +25,7 @@
 //! | `--raw-only` | off | run only the raw phase |
 //! | `--auto-batch` | off | turn the producer's auto-batching on |
 //! | `--io-threads N` | 1 | producer event-loop threads |
+//! | `--busy-poll MICROS` | 0 | the producer's `busy_poll`: a sync send spins that long on its result before parking (the raw client is unchanged) |
 //! | `--json` | off | print the summary as JSON on stdout |
 //! | `--serialize-type T` | `json` | header layout of the requests, `json` or `rocketmq` (binary), for the client and the raw phase (the embedded MockBroker answers in the request's layout) |
 //! | `--tls` | off | TLS to every node (crate feature `tls`); the embedded MockBroker then serves TLS only, with the test certificates of `tests/data/tls` |
@@ -109,6 +110,8 @@ struct Args {
     raw_only: bool,
     auto_batch: bool,
     io_threads: usize,
+    /// `ProducerConfig::busy_poll` of the client (the raw client is unchanged).
+    busy_poll: Duration,
     json: bool,
     serialize_type: SerializeType,
     tls: bool,
@@ -120,8 +123,8 @@ struct Args {
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
-[--auto-batch] [--io-threads N] [--json] [--serialize-type json|rocketmq] [--tls [--tls-ca FILE | --tls-insecure]] \
-[--hooks N]";
+[--auto-batch] [--io-threads N] [--busy-poll MICROS] [--json] [--serialize-type json|rocketmq] \
+[--tls [--tls-ca FILE | --tls-insecure]] [--hooks N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -139,6 +142,7 @@ fn parse_args() -> Result<Args, String> {
         raw_only: false,
         auto_batch: false,
         io_threads: 1,
+        busy_poll: Duration::ZERO,
         json: false,
         serialize_type: SerializeType::Json,
         tls: false,
@@ -186,6 +190,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--auto-batch" => a.auto_batch = true,
             "--io-threads" => a.io_threads = num(&flag, it.next())?,
+            "--busy-poll" => a.busy_poll = Duration::from_micros(num(&flag, it.next())?),
             "--json" => a.json = true,
             "--serialize-type" => {
                 let v = it.next().ok_or("--serialize-type needs a value")?;
@@ -1088,6 +1093,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let producer = config
         .name_server(namesrv.as_str())
         .io_threads(args.io_threads)
+        .busy_poll(args.busy_poll)
         .max_in_flight(
             args.in_flight
                 .max(rocketmq_mio::config::DEFAULT_MAX_IN_FLIGHT),
