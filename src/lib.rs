@@ -215,5 +215,5 @@ pub use producer::transaction::{
     TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
     TransactionStats,
 };
-pub use producer::{health, stats, transaction};
+pub use producer::{health, stats, trace, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

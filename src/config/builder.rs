@@ -97,6 +97,8 @@ impl ProducerConfigBuilder {
                 transaction_records: DEFAULT_TRANSACTION_RECORDS,
                 transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
                 tls: Default::default(),
+                trace: DEFAULT_TRACE,
+                trace_topic: DEFAULT_TRACE_TOPIC.to_owned(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
             fault_not_available: DEFAULT_NOT_AVAILABLE_DURATION.to_vec(),
@@ -461,6 +463,18 @@ impl ProducerConfigBuilder {
         self.config.transaction_record_age = age;
         self.set_by_code("transaction_record_age")
     }
+
+    /// Turns message trace on or off; see [`ProducerConfig::trace`].
+    pub fn trace(mut self, on: bool) -> Self {
+        self.config.trace = on;
+        self.set_by_code("trace")
+    }
+
+    /// Sets the topic trace messages go to; see [`ProducerConfig::trace_topic`].
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.config.trace_topic = topic.into();
+        self.set_by_code("trace_topic")
+    }
 }
 
 #[cfg(test)]
@@ -516,8 +530,12 @@ mod tests {
             .stats(false)
             .transaction_check_threads(4)
             .transaction_check_queue(10)
+            .trace(true)
+            .trace_topic("MY_TRACE")
             .build()
             .unwrap();
+        assert!(c.trace());
+        assert_eq!(c.trace_topic(), "MY_TRACE");
         assert_eq!(c.name_servers(), ["a:1", "b:2", "c:3", "d:4"]);
         assert_eq!(c.instance_name(), "inst-1");
         assert_eq!(c.client_ip(), Some("10.1.2.3".parse().unwrap()));

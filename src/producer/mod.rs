@@ -40,6 +40,7 @@ mod service;
 pub mod stats;
 mod submit;
 mod sync_send;
+pub mod trace;
 pub mod transaction;
 
 use std::sync::atomic::Ordering;

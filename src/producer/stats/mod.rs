@@ -92,6 +92,11 @@
 //!   "transactions": null | {         // transaction producers only
 //!     "committed": int, "rolled_back": int, "unknown": int, "checked": int,
 //!     "check_overflow": int, "check_ignored": int, "end_failed": int
+//!   },
+//!   "trace": null | {                // message trace on only (crate::trace); kept with
+//!                                    // statistics off
+//!     "queued": int, "sent": int, "failed": int, "dropped": int, "pending": int,
+//!     "messages_sent": int, "messages_failed": int
 //!   }
 //! }
 //! SEND = {

@@ -210,6 +210,7 @@ impl StatsRecorder {
                 max_in_flight_bytes: backpressure.max_in_flight_bytes,
             },
             transactions: self.transactions.stats(),
+            trace: None,
         }
     }
 }
@@ -219,7 +220,7 @@ impl crate::producer::Inner {
     pub(crate) fn stats_snapshot(&self) -> ProducerStats {
         let (in_flight, in_flight_bytes, waiting, waits) = self.in_flight.stats();
         let limits = self.in_flight.limits();
-        self.stats.snapshot(
+        let mut stats = self.stats.snapshot(
             &self.client_id,
             self.config.group(),
             BackpressureView {
@@ -231,7 +232,10 @@ impl crate::producer::Inner {
                 max_in_flight: limits.map(|l| l.0),
                 max_in_flight_bytes: limits.map(|l| l.1),
             },
-        )
+        );
+        // Kept whether or not statistics are on: tracing has its own counters.
+        stats.trace = self.trace.as_ref().map(|t| t.stats());
+        stats
     }
 }
 
@@ -359,6 +363,9 @@ pub struct ProducerStats {
     pub backpressure: BackpressureStats,
     /// Transaction counters; `Some` for transaction producers.
     pub transactions: Option<TransactionStats>,
+    /// Message trace counters; `Some` when [`trace`](crate::ProducerConfig::trace) is on
+    /// (kept even with statistics off).
+    pub trace: Option<crate::trace::TraceStats>,
 }
 
 impl fmt::Display for ProducerStats {
