@@ -209,11 +209,12 @@ pub use config::{ProducerConfig, ProducerConfigBuilder};
 pub use error::{Error, ErrorKind, Result};
 pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};
 pub use producer::health::HealthReport;
+pub use producer::hooks::SendHook;
 pub use producer::stats::ProducerStats;
 pub use producer::transaction::{
     ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
     TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
     TransactionStats,
 };
-pub use producer::{health, stats, trace, transaction};
+pub use producer::{health, hooks, stats, trace, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

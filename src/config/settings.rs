@@ -1,8 +1,10 @@
 //! [`ProducerConfig`]: every setting, its default and its getter (what each one means).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::producer::hooks::SendHook;
 use crate::protocol::acl::{Credentials, Secret, SignatureAlgorithm};
 use crate::routing::fault::FaultTables;
 use crate::routing::router::RoutingStrategy;
@@ -144,6 +146,7 @@ pub struct ProducerConfig {
     pub(super) strict_order: bool,
     pub(super) transaction_records: usize,
     pub(super) transaction_record_age: Duration,
+    pub(super) send_hooks: crate::producer::hooks::HookList,
     pub(super) tls: super::tls::TlsSettings,
     pub(super) trace: bool,
     pub(super) trace_topic: String,
@@ -524,6 +527,12 @@ impl ProducerConfig {
     /// its name) are not traced.
     pub fn trace_topic(&self) -> &str {
         &self.trace_topic
+    }
+
+    /// The send hooks, in the order they run (none by default); see [`crate::hooks`].
+    /// Set with [`ProducerConfigBuilder::send_hook`](super::ProducerConfigBuilder::send_hook).
+    pub fn send_hooks(&self) -> &[Arc<dyn SendHook>] {
+        &self.send_hooks.0
     }
 }
 

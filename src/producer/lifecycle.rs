@@ -112,6 +112,10 @@ impl Inner {
             None
         };
         let inner = Arc::new(Inner {
+            hooks: super::hooks::HookRunner::with_internal(
+                &config,
+                trace.iter().map(|t| t.hook()).collect(),
+            ),
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
             defaults: SendDefaults {

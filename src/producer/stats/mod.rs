@@ -97,7 +97,8 @@
 //!                                    // statistics off
 //!     "queued": int, "sent": int, "failed": int, "dropped": int, "pending": int,
 //!     "messages_sent": int, "messages_failed": int
-//!   }
+//!   },
+//!   "hooks": { "registered": int, "panics": int }   // send hooks (counted even when off)
 //! }
 //! SEND = {
 //!   "sent": int, "succeeded": int, "failed": int,
@@ -159,7 +160,7 @@ pub use json::STATS_SCHEMA;
 pub use rates::{RateWindows, Rates};
 pub(crate) use recorder::{Attempt, Op, StatsRecorder};
 pub(crate) use snapshot::unix_ms;
-pub use snapshot::{BackpressureStats, BrokerStats, ProducerStats, SendStats};
+pub use snapshot::{BackpressureStats, BrokerStats, HookStats, ProducerStats, SendStats};
 
 /// At most this many topics get their own statistics; sends to further topics count in the
 /// producer totals only.

@@ -211,6 +211,7 @@ impl StatsRecorder {
             },
             transactions: self.transactions.stats(),
             trace: None,
+            hooks: HookStats::default(),
         }
     }
 }
@@ -220,7 +221,7 @@ impl crate::producer::Inner {
     pub(crate) fn stats_snapshot(&self) -> ProducerStats {
         let (in_flight, in_flight_bytes, waiting, waits) = self.in_flight.stats();
         let limits = self.in_flight.limits();
-        let mut stats = self.stats.snapshot(
+        let mut snapshot = self.stats.snapshot(
             &self.client_id,
             self.config.group(),
             BackpressureView {
@@ -233,9 +234,15 @@ impl crate::producer::Inner {
                 max_in_flight_bytes: limits.map(|l| l.1),
             },
         );
+        if let Some(hooks) = &self.hooks {
+            snapshot.hooks = HookStats {
+                registered: hooks.len(),
+                panics: hooks.panics(),
+            };
+        }
         // Kept whether or not statistics are on: tracing has its own counters.
-        stats.trace = self.trace.as_ref().map(|t| t.stats());
-        stats
+        snapshot.trace = self.trace.as_ref().map(|t| t.stats());
+        snapshot
     }
 }
 
@@ -366,6 +373,18 @@ pub struct ProducerStats {
     /// Message trace counters; `Some` when [`trace`](crate::ProducerConfig::trace) is on
     /// (kept even with statistics off).
     pub trace: Option<crate::trace::TraceStats>,
+    /// Send hooks.
+    pub hooks: HookStats,
+}
+
+/// The producer's send hooks ([`crate::hooks`]). Counted whether statistics are on or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HookStats {
+    /// Hooks registered.
+    pub registered: usize,
+    /// Hook calls that panicked (each caught, logged, and otherwise ignored).
+    pub panics: u64,
 }
 
 impl fmt::Display for ProducerStats {

@@ -50,6 +50,7 @@
 //! longer; records still unsent then count as failed.
 
 mod codec;
+mod hook;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -233,8 +234,8 @@ fn trace_group(group: &str) -> String {
 }
 
 /// The internal producer's settings: the user's connection settings (name servers,
-/// namespace, credentials, TLS, client address, timeouts), its own group, no trace, no
-/// batching, no configured topics, one I/O and one callback thread, no backpressure (the
+/// namespace, credentials, TLS, client address, timeouts), its own group, no trace, no send
+/// hooks, no batching, no configured topics, one I/O and one callback thread, no backpressure (the
 /// trace thread bounds what is in flight itself), Java's 5 s send timeout.
 fn trace_producer_config(config: &ProducerConfig, group: &str) -> Result<ProducerConfig> {
     config
@@ -242,6 +243,7 @@ fn trace_producer_config(config: &ProducerConfig, group: &str) -> Result<Produce
         .group(group)
         .instance_name(crate::config::DEFAULT_INSTANCE_NAME)
         .trace(false)
+        .clear_send_hooks()
         .topics(Vec::<String>::new())
         .auto_batch(false)
         .strict_order(false)
@@ -286,9 +288,9 @@ impl Tracer {
         }))
     }
 
-    /// The trace topic.
-    pub(crate) fn topic(&self) -> &str {
-        &self.topic
+    /// The send hook that records into this tracer.
+    pub(crate) fn hook(self: &Arc<Self>) -> Arc<dyn crate::hooks::SendHook> {
+        Arc::new(hook::TraceHook(self.clone()))
     }
 
     /// The producer group records carry (without namespace).
