@@ -529,6 +529,115 @@ struct Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::MockBroker;
+
+    fn record(topic: &str, i: usize, keys: &str) -> TraceRecord {
+        TraceRecord::Pub(PubRecord {
+            timestamp_ms: 1,
+            region_id: DEFAULT_REGION.into(),
+            group: "G".into(),
+            topic: topic.into(),
+            msg_id: format!("ID{i}"),
+            tags: NULL_TEXT.into(),
+            keys: keys.into(),
+            store_host: "h:1".into(),
+            body_length: 1,
+            cost_time_ms: 0,
+            msg_type: TraceMessageType::Normal,
+            offset_msg_id: String::new(),
+            success: true,
+            client_host: None,
+        })
+    }
+
+    fn tracer(broker: &MockBroker) -> Arc<Tracer> {
+        let config = ProducerConfig::builder("GID_TRACER")
+            .name_server(broker.namesrv_addr())
+            .trace(true)
+            .build()
+            .unwrap();
+        Tracer::start(&config).unwrap()
+    }
+
+    fn stored(broker: &MockBroker) -> Vec<(Vec<TraceRecord>, Vec<String>)> {
+        broker
+            .messages(DEFAULT_TRACE_TOPIC)
+            .iter()
+            .map(|m| {
+                let mut bytes = m.body.clone();
+                if m.sys_flag & crate::protocol::message_codec::sys_flag::COMPRESSED != 0 {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::ZlibDecoder::new(&m.body[..]),
+                        &mut out,
+                    )
+                    .unwrap();
+                    bytes = out;
+                }
+                let body = String::from_utf8(bytes).unwrap();
+                (
+                    decode_trace_data(&body).unwrap(),
+                    m.keys().map(str::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Records leave in messages of at most 20, one topic each, keyed by ids and keys; the
+    /// shutdown sends what is left before returning.
+    #[test]
+    fn batches_by_count_and_topic_and_flushes_at_shutdown() {
+        let broker = MockBroker::start().unwrap();
+        let t = tracer(&broker);
+        for i in 0..45 {
+            t.append(record("a", i, &format!("ka{i} kb{i}")));
+        }
+        t.append(record("b", 100, NULL_TEXT));
+        t.shutdown(Instant::now() + Duration::from_secs(20));
+        let msgs = stored(&broker);
+        let total: usize = msgs.iter().map(|(r, _)| r.len()).sum();
+        assert_eq!(total, 46);
+        for (records, keys) in &msgs {
+            assert!(records.len() <= BATCH_RECORDS);
+            let topics: Vec<&str> = records
+                .iter()
+                .map(|r| match r {
+                    TraceRecord::Pub(p) => p.topic.as_str(),
+                    _ => "?",
+                })
+                .collect();
+            assert!(topics.iter().all(|t| *t == topics[0]), "{topics:?}");
+            for r in records {
+                for k in r.trace_keys() {
+                    assert!(keys.iter().any(|have| have == k), "{keys:?} lacks {k}");
+                }
+            }
+        }
+        let s = t.stats();
+        assert_eq!((s.queued, s.sent, s.failed, s.dropped), (46, 46, 0, 0));
+        // Offered after shutdown: dropped.
+        t.append(record("a", 999, NULL_TEXT));
+        assert_eq!(t.stats().dropped, 1);
+    }
+
+    /// Long keys close a message early so its KEYS property stays bounded.
+    #[test]
+    fn long_keys_split_messages() {
+        let broker = MockBroker::start().unwrap();
+        let t = tracer(&broker);
+        let long = "k".repeat(3000);
+        for i in 0..12 {
+            t.append(record("a", i, &format!("{long}{i}")));
+        }
+        t.shutdown(Instant::now() + Duration::from_secs(20));
+        let msgs = stored(&broker);
+        assert!(msgs.len() >= 3, "{} messages", msgs.len());
+        for (_, keys) in &msgs {
+            let len: usize = keys.iter().map(|k| k.len() + 1).sum();
+            assert!(len <= MAX_TRACE_KEYS, "{len}");
+        }
+        assert_eq!(msgs.iter().map(|(r, _)| r.len()).sum::<usize>(), 12);
+    }
 
     #[test]
     fn trace_group_is_javas_and_fits() {
