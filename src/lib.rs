@@ -207,7 +207,9 @@ mod producer;
 
 pub use config::{ProducerConfig, ProducerConfigBuilder};
 pub use error::{Error, ErrorKind, Result};
-pub use message::{Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus};
+pub use message::{
+    IdStr, Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus,
+};
 pub use producer::health::HealthReport;
 pub use producer::hooks::SendHook;
 pub use producer::stats::ProducerStats;

@@ -384,25 +384,206 @@ impl SendStatus {
     }
 }
 
+/// An id in a [`SendResult`] (client message id, offset message id, transaction id, region):
+/// a string held inline, without a heap allocation, up to [`IdStr::INLINE_CAPACITY`] bytes
+/// (every single message's id fits: a `UNIQ_KEY` is 32 hex digits, an offset id 32 or 56);
+/// longer ones (a batch's ids joined with `,`) are shared on the heap.
+///
+/// It reads as the `&str` it holds: [`as_str`](IdStr::as_str), `Deref<Target = str>`,
+/// [`Display`](fmt::Display) (the bare string), `Debug` (the quoted string, as a `String`'s),
+/// comparisons with `str`, `&str` and `String`, and `String::from(id)` / `id.to_string()` for
+/// an owned copy. Equality, ordering and hashing are the string's.
+///
+/// ```
+/// use rocketmq_mio::message::IdStr;
+/// let id = IdStr::new("7F0000010B2A18B4AAC21C6F0A1B0000");
+/// assert_eq!(id, "7F0000010B2A18B4AAC21C6F0A1B0000");
+/// assert_eq!(id.len(), 32);
+/// assert_eq!(format!("{id}"), "7F0000010B2A18B4AAC21C6F0A1B0000");
+/// assert_eq!(format!("{id:?}"), "\"7F0000010B2A18B4AAC21C6F0A1B0000\"");
+/// let owned: String = id.into();
+/// assert_eq!(owned, "7F0000010B2A18B4AAC21C6F0A1B0000");
+/// ```
+#[derive(Clone)]
+pub struct IdStr(IdRepr);
+
+#[derive(Clone)]
+enum IdRepr {
+    Inline {
+        len: u8,
+        buf: [u8; IdStr::INLINE_CAPACITY],
+    },
+    Shared(Arc<str>),
+}
+
+impl IdStr {
+    /// The longest id held inline (62 bytes: the type is 64 bytes in all).
+    pub const INLINE_CAPACITY: usize = 62;
+
+    /// The empty id.
+    pub const EMPTY: IdStr = IdStr(IdRepr::Inline {
+        len: 0,
+        buf: [0; IdStr::INLINE_CAPACITY],
+    });
+
+    /// An id holding `s` (inline when it fits, which allocates nothing).
+    pub fn new(s: &str) -> IdStr {
+        let bytes = s.as_bytes();
+        if bytes.len() <= Self::INLINE_CAPACITY {
+            let mut buf = [0; Self::INLINE_CAPACITY];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            IdStr(IdRepr::Inline {
+                // Fits: at most INLINE_CAPACITY (62).
+                len: bytes.len() as u8,
+                buf,
+            })
+        } else {
+            IdStr(IdRepr::Shared(Arc::from(s)))
+        }
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Always valid: the bytes were copied whole from a `&str` (never cut).
+            IdRepr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            IdRepr::Shared(s) => s,
+        }
+    }
+}
+
+impl Default for IdStr {
+    fn default() -> Self {
+        IdStr::EMPTY
+    }
+}
+
+impl std::ops::Deref for IdStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for IdStr {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for IdStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for IdStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for IdStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for IdStr {
+    fn eq(&self, other: &IdStr) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for IdStr {}
+
+impl PartialOrd for IdStr {
+    fn partial_cmp(&self, other: &IdStr) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for IdStr {
+    fn cmp(&self, other: &IdStr) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for IdStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+macro_rules! id_str_eq {
+    ($($t:ty),*) => {$(
+        impl PartialEq<$t> for IdStr {
+            fn eq(&self, other: &$t) -> bool {
+                self.as_str() == AsRef::<str>::as_ref(other)
+            }
+        }
+        impl PartialEq<IdStr> for $t {
+            fn eq(&self, other: &IdStr) -> bool {
+                AsRef::<str>::as_ref(self) == other.as_str()
+            }
+        }
+    )*};
+}
+id_str_eq!(str, &str, String);
+
+impl From<&str> for IdStr {
+    fn from(s: &str) -> IdStr {
+        IdStr::new(s)
+    }
+}
+
+impl From<&String> for IdStr {
+    fn from(s: &String) -> IdStr {
+        IdStr::new(s)
+    }
+}
+
+impl From<String> for IdStr {
+    fn from(s: String) -> IdStr {
+        if s.len() <= IdStr::INLINE_CAPACITY {
+            IdStr::new(&s)
+        } else {
+            IdStr(IdRepr::Shared(Arc::from(s)))
+        }
+    }
+}
+
+impl From<IdStr> for String {
+    fn from(id: IdStr) -> String {
+        id.as_str().to_owned()
+    }
+}
+
 /// The broker's answer to a successful send.
+///
+/// Its ids are [`IdStr`]s (inline strings: building a result allocates nothing; earlier
+/// versions had `String`s). They read as `&str` (`r.msg_id.as_str()`, `&*r.msg_id`, `==` with
+/// strings, `Display`); `r.msg_id.to_string()` or `String::from(r.msg_id)` gives an owned copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SendResult {
     /// How it was stored.
     pub status: SendStatus,
     /// The client message id (`UNIQ_KEY`); for a batch, the ids joined with `,`.
-    pub msg_id: String,
+    pub msg_id: IdStr,
     /// The broker's offset message id (store address + commit-log offset); for a batch, the
     /// ids joined with `,`.
-    pub offset_msg_id: String,
+    pub offset_msg_id: IdStr,
     /// The queue it was stored in.
     pub queue: MessageQueue,
     /// Its offset in that queue (the first message's, for a batch).
     pub queue_offset: i64,
     /// The transaction id (5.x brokers set it to the `UNIQ_KEY`).
-    pub transaction_id: Option<String>,
+    pub transaction_id: Option<IdStr>,
     /// The broker's region (`MSG_REGION`).
-    pub region_id: Option<String>,
+    pub region_id: Option<IdStr>,
     /// Whether the broker traces the message (`TRACE_ON`).
     pub trace_on: bool,
 }
@@ -577,6 +758,41 @@ mod tests {
         assert!(OffsetMessageId::parse("").is_err());
         assert!(OffsetMessageId::parse("ZZ11000300002A9F0000000000012C4A").is_err());
         assert!(OffsetMessageId::parse("ÄC11000300002A9F0000000000012C4").is_err());
+    }
+
+    #[test]
+    fn id_str_inline_and_shared() {
+        assert_eq!(std::mem::size_of::<IdStr>(), 64);
+        assert_eq!(std::mem::size_of::<Option<IdStr>>(), 64);
+        for s in [
+            "",
+            "a",
+            "7F0000010B2A18B4AAC21C6F0A1B0000",
+            "grün ✓ 𝄞",
+            &"x".repeat(IdStr::INLINE_CAPACITY),
+            &"y".repeat(IdStr::INLINE_CAPACITY + 1),
+            &["7F0000010B2A18B4AAC21C6F0A1B0000"; 4].join(","),
+        ] {
+            let id = IdStr::new(s);
+            assert_eq!(id.as_str(), s);
+            assert_eq!(id, s);
+            assert_eq!(s, id);
+            assert_eq!(id, s.to_string());
+            assert_eq!(IdStr::from(s.to_string()), id);
+            assert_eq!(id.to_string(), s);
+            assert_eq!(format!("{id:?}"), format!("{s:?}"));
+            assert_eq!(String::from(id.clone()), s);
+            let mut set = std::collections::HashSet::new();
+            set.insert(id.clone());
+            assert!(set.contains(s));
+        }
+        assert!(matches!(
+            IdStr::new(&"x".repeat(62)).0,
+            IdRepr::Inline { .. }
+        ));
+        assert!(matches!(IdStr::new(&"x".repeat(63)).0, IdRepr::Shared(_)));
+        assert_eq!(IdStr::default(), "");
+        assert!(IdStr::new("A") < IdStr::new("B"));
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn broker_killed_with_async_sends_in_flight() {
         {
             ok.fetch_add(1, Ordering::Relaxed);
             assert!(
-                stored_ids.contains(&r.msg_id),
+                stored_ids.contains(r.msg_id.as_str()),
                 "reported success not stored: {r:?}"
             );
         }

@@ -95,7 +95,10 @@ fn assert_first_end(
     );
     assert_eq!(end.msg_id, r.transaction_id);
     assert_eq!(end.msg_id, r.send_result.msg_id);
-    assert_eq!(end.transaction_id, r.send_result.transaction_id);
+    assert_eq!(
+        end.transaction_id.as_deref(),
+        r.send_result.transaction_id.as_deref()
+    );
     assert!(
         end.transaction_id.is_some(),
         "the mock answers a transactionId"

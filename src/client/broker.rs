@@ -1,14 +1,13 @@
 //! Broker requests: send, heartbeat, unregister; and the mapping of send responses.
 
 use crate::error::{Error, Result};
-use crate::message::{MessageQueue, SendResult, SendStatus};
+use crate::message::{IdStr, MessageQueue, SendResult, SendStatus};
 use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{int_digits, write_int, write_json_str, MAX_HEADER_LEN};
 use crate::protocol::header::{
-    CommandHeader, SendMessageRequestHeader, SendMessageResponseHeader,
-    UnregisterClientRequestHeader,
+    CommandHeader, SendMessageRequestHeader, UnregisterClientRequestHeader,
 };
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::{CodecError, RemotingCommand, RequestCode, SerializeType};
@@ -208,30 +207,36 @@ pub(crate) fn send_result(
     let Some(status) = SendStatus::from_response_code(response.code) else {
         return Err(Error::from_response(response.code, response.remark, addr));
     };
-    let header = SendMessageResponseHeader::read_from(&response.ext_fields)?;
-    let msg_id = match &header.batch_uniq_id {
-        Some(id) if prepared.batch && !id.is_empty() => id.clone(),
-        _ => prepared.msg_id.clone(),
+    // The fields of a `SendMessageResponseHeader`, read in place: the ids go straight into
+    // inline `IdStr`s, so building the result allocates nothing.
+    let fields = &response.ext_fields;
+    let offset_msg_id = IdStr::new(fields.required("msgId")?);
+    let queue_id = fields.required_i32("queueId")?;
+    let queue_offset = fields.required_i64("queueOffset")?;
+    let present = |key: &str| fields.get(key).filter(|v| !v.is_empty());
+    let msg_id = match present("batchUniqId") {
+        Some(id) if prepared.batch => IdStr::new(id),
+        _ => IdStr::new(&prepared.msg_id),
     };
     Ok(SendResult {
         status,
         msg_id,
-        offset_msg_id: header.msg_id,
+        offset_msg_id,
         // The queue sent to is the queue stored in, unless the broker picked another one (or
         // a namespace makes the names differ): then a new one.
-        queue: if queue.queue_id() == header.queue_id && queue.topic() == prepared.topic {
+        queue: if queue.queue_id() == queue_id && queue.topic() == prepared.topic {
             queue.clone()
         } else {
             MessageQueue::new(
                 prepared.topic.as_str(),
                 queue.broker_name_arc().clone(),
-                header.queue_id,
+                queue_id,
             )
         },
-        queue_offset: header.queue_offset,
-        transaction_id: header.transaction_id,
-        region_id: header.region_id,
-        trace_on: header.trace_on.unwrap_or(true),
+        queue_offset,
+        transaction_id: present("transactionId").map(IdStr::new),
+        region_id: present("MSG_REGION").map(IdStr::new),
+        trace_on: fields.optional_bool("TRACE_ON").unwrap_or(true),
     })
 }
 

@@ -67,7 +67,7 @@ use super::stats::Op;
 use super::{finish_done, Budget, Done, Hold, Inner, SharedHold, Target};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::message::{property, Message, MessageQueue, SendResult};
+use crate::message::{property, IdStr, Message, MessageQueue, SendResult};
 use crate::producer::prepare;
 
 /// Messages of a batch share these (Java's `AggregateKey`).
@@ -588,8 +588,8 @@ fn split_result(
         .enumerate()
         .map(|(i, (id, offset_id))| SendResult {
             status: batch.status,
-            msg_id: id,
-            offset_msg_id: offset_id.to_string(),
+            msg_id: IdStr::from(id),
+            offset_msg_id: IdStr::new(offset_id),
             queue: batch.queue.clone(),
             queue_offset: batch.queue_offset + i as i64,
             transaction_id: None,

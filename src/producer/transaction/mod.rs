@@ -310,7 +310,7 @@ impl TransactionProducer {
         }
         Ok(Transaction {
             producer: self.clone(),
-            transaction_id: result.msg_id.clone(),
+            transaction_id: result.msg_id.to_string(),
             send_result: result,
             target,
             ended: false,

@@ -358,7 +358,7 @@ impl RecordTable {
             r.half = Some(HalfMessageStored {
                 queue: result.queue.clone(),
                 queue_offset: result.queue_offset,
-                offset_msg_id: result.offset_msg_id.clone(),
+                offset_msg_id: result.offset_msg_id.to_string(),
                 commit_log_offset: result.offset_id().ok().map(|o| o.commit_log_offset),
                 status: result.status,
                 at: SystemTime::now(),

@@ -11,7 +11,7 @@ use super::listener::guarded;
 use super::workers::TxJob;
 use super::{ListenerResult, LocalTransactionState, TransactionProducer, TransactionSendResult};
 use crate::error::{Error, Result};
-use crate::message::{property, Message, SendResult, SendStatus};
+use crate::message::{property, IdStr, Message, SendResult, SendStatus};
 use crate::producer::backpressure::Permit;
 use crate::producer::{prepare, Inner};
 use crate::protocol::frame::CodecError;
@@ -40,8 +40,8 @@ impl EndTarget {
             topic: wire_topic,
             tran_state_table_offset: result.queue_offset,
             commit_log_offset: result.offset_id().map(|id| id.commit_log_offset),
-            msg_id: result.msg_id.clone(),
-            transaction_id: result.transaction_id.clone(),
+            msg_id: result.msg_id.to_string(),
+            transaction_id: result.transaction_id.as_ref().map(IdStr::to_string),
         }
     }
 }
@@ -78,7 +78,7 @@ impl Core {
         run: impl FnOnce(&Message, &str) -> ListenerResult,
     ) -> TransactionSendResult {
         let target = EndTarget::new(&result, wire_topic);
-        let transaction_id = result.msg_id.clone();
+        let transaction_id = result.msg_id.to_string();
         let (state, remark) = if result.status == SendStatus::SendOk {
             if let Some(id) = &result.transaction_id {
                 view.set_property(property::TRANSACTION_ID, id.as_str());
