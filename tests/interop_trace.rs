@@ -149,11 +149,11 @@ fn every_send_mode_and_transaction_end_is_traced_on_the_real_broker() {
 
     let msg = m("sync");
     let r = producer.send(msg.clone()).unwrap();
-    sent.push((msg, r.msg_id.clone(), host(&r)));
+    sent.push((msg, r.msg_id.to_string(), host(&r)));
 
     let msg = m("async");
     let r = producer.send_async(msg.clone()).wait().unwrap();
-    sent.push((msg, r.msg_id.clone(), host(&r)));
+    sent.push((msg, r.msg_id.to_string(), host(&r)));
 
     let msg = m("callback");
     let (tx, rx) = mpsc::channel();
@@ -161,12 +161,12 @@ fn every_send_mode_and_transaction_end_is_traced_on_the_real_broker() {
         let _ = tx.send(r);
     });
     let r = rx.recv_timeout(PROMPTLY).unwrap().unwrap();
-    sent.push((msg, r.msg_id.clone(), host(&r)));
+    sent.push((msg, r.msg_id.to_string(), host(&r)));
 
     // No tags, no keys: Java writes "null" for both.
     let msg = Message::new(&topic, "plain");
     let r = producer.send(msg.clone()).unwrap();
-    sent.push((msg, r.msg_id.clone(), host(&r)));
+    sent.push((msg, r.msg_id.to_string(), host(&r)));
 
     let batch: Vec<Message> = ["batch-0", "batch-1", "batch-2"]
         .iter()
