@@ -254,4 +254,8 @@ fn every_send_mode_and_transaction_end_is_traced_on_the_real_broker() {
         assert!(!e.from_transaction_check);
         assert_eq!(e.store_host, host(&r.send_result), "{e:?}");
     }
+    println!(
+        "checked {} Pub records of sends, 2 of half messages, 2 EndTransaction records",
+        sent.len()
+    );
 }

@@ -226,46 +226,50 @@ impl TraceRecord {
 
     /// Appends the record, ended by [`FIELD_SEPARATOR`], to `out`.
     pub fn encode_into(&self, out: &mut String) {
-        let mut w = Fields { out, first: true };
         match self {
-            TraceRecord::Pub(p) => {
-                w.field(TraceType::Pub.as_str());
-                w.field(p.timestamp_ms);
-                w.field(&p.region_id);
-                w.field(&p.group);
-                w.field(&p.topic);
-                w.field(&p.msg_id);
-                w.field(&p.tags);
-                w.field(&p.keys);
-                w.field(&p.store_host);
-                w.field(p.body_length);
-                w.field(p.cost_time_ms);
-                w.field(p.msg_type.ordinal());
-                w.field(&p.offset_msg_id);
-                w.field(p.success);
-            }
-            TraceRecord::EndTransaction(e) => {
-                w.field(TraceType::EndTransaction.as_str());
-                w.field(e.timestamp_ms);
-                w.field(&e.region_id);
-                w.field(&e.group);
-                w.field(&e.topic);
-                w.field(&e.msg_id);
-                w.field(&e.tags);
-                w.field(&e.keys);
-                w.field(&e.store_host);
-                w.field(e.msg_type.ordinal());
-                w.field(&e.transaction_id);
-                w.field(&e.transaction_state);
-                w.field(e.from_transaction_check);
-            }
+            TraceRecord::Pub(p) => write_pub(
+                out,
+                &PubFields {
+                    timestamp_ms: p.timestamp_ms,
+                    region_id: &p.region_id,
+                    group: &p.group,
+                    topic: &p.topic,
+                    msg_id: &p.msg_id,
+                    tags: &p.tags,
+                    keys: &p.keys,
+                    store_host: &p.store_host,
+                    body_length: p.body_length,
+                    cost_time_ms: p.cost_time_ms,
+                    msg_type: p.msg_type,
+                    offset_msg_id: &p.offset_msg_id,
+                    success: p.success,
+                },
+            ),
+            TraceRecord::EndTransaction(e) => write_end(
+                out,
+                &EndFields {
+                    timestamp_ms: e.timestamp_ms,
+                    region_id: &e.region_id,
+                    group: &e.group,
+                    topic: &e.topic,
+                    msg_id: &e.msg_id,
+                    tags: &e.tags,
+                    keys: &e.keys,
+                    store_host: &e.store_host,
+                    msg_type: e.msg_type,
+                    transaction_id: &e.transaction_id,
+                    transaction_state: &e.transaction_state,
+                    from_transaction_check: e.from_transaction_check,
+                },
+            ),
             TraceRecord::Other(fields) => {
+                let mut w = Fields { out, first: true };
                 for f in fields {
                     w.field(f);
                 }
+                out_end(w.out);
             }
         }
-        out_end(w.out);
     }
 
     /// The record as the wire has it, ended by [`FIELD_SEPARATOR`].
@@ -276,19 +280,119 @@ impl TraceRecord {
     }
 }
 
+/// A `Pub` record's fields, borrowed (the send hook encodes straight from the message).
+pub(crate) struct PubFields<'a> {
+    pub(crate) timestamp_ms: i64,
+    pub(crate) region_id: &'a str,
+    pub(crate) group: &'a str,
+    pub(crate) topic: &'a str,
+    pub(crate) msg_id: &'a str,
+    pub(crate) tags: &'a str,
+    pub(crate) keys: &'a str,
+    pub(crate) store_host: &'a str,
+    pub(crate) body_length: i64,
+    pub(crate) cost_time_ms: i64,
+    pub(crate) msg_type: TraceMessageType,
+    pub(crate) offset_msg_id: &'a str,
+    pub(crate) success: bool,
+}
+
+/// An `EndTransaction` record's fields, borrowed.
+pub(crate) struct EndFields<'a> {
+    pub(crate) timestamp_ms: i64,
+    pub(crate) region_id: &'a str,
+    pub(crate) group: &'a str,
+    pub(crate) topic: &'a str,
+    pub(crate) msg_id: &'a str,
+    pub(crate) tags: &'a str,
+    pub(crate) keys: &'a str,
+    pub(crate) store_host: &'a str,
+    pub(crate) msg_type: TraceMessageType,
+    pub(crate) transaction_id: &'a str,
+    pub(crate) transaction_state: &'a str,
+    pub(crate) from_transaction_check: bool,
+}
+
+/// Appends a `Pub` record (Java's field order), ended by [`FIELD_SEPARATOR`].
+pub(crate) fn write_pub(out: &mut String, p: &PubFields<'_>) {
+    let mut w = Fields { out, first: true };
+    w.text(TraceType::Pub.as_str());
+    w.field(p.timestamp_ms);
+    w.text(p.region_id);
+    w.text(p.group);
+    w.text(p.topic);
+    w.text(p.msg_id);
+    w.text(p.tags);
+    w.text(p.keys);
+    w.text(p.store_host);
+    w.field(p.body_length);
+    w.field(p.cost_time_ms);
+    w.field(p.msg_type.ordinal());
+    w.text(p.offset_msg_id);
+    w.flag(p.success);
+    out_end(w.out);
+}
+
+/// Appends an `EndTransaction` record (Java's field order), ended by [`FIELD_SEPARATOR`].
+pub(crate) fn write_end(out: &mut String, e: &EndFields<'_>) {
+    let mut w = Fields { out, first: true };
+    w.text(TraceType::EndTransaction.as_str());
+    w.field(e.timestamp_ms);
+    w.text(e.region_id);
+    w.text(e.group);
+    w.text(e.topic);
+    w.text(e.msg_id);
+    w.text(e.tags);
+    w.text(e.keys);
+    w.text(e.store_host);
+    w.field(e.msg_type.ordinal());
+    w.text(e.transaction_id);
+    w.text(e.transaction_state);
+    w.flag(e.from_transaction_check);
+    out_end(w.out);
+}
+
+/// The traced topic of an encoded `Pub` or `EndTransaction` record (field 4 of both).
+pub(crate) fn encoded_topic(record: &str) -> &str {
+    record.split(CONTENT_SEPARATOR).nth(4).unwrap_or("")
+}
+
+/// The keys a trace message holding an encoded `Pub` or `EndTransaction` record gets: its
+/// message id (field 5), then its business keys (field 7) unless `null`.
+pub(crate) fn encoded_trace_keys(record: &str) -> impl Iterator<Item = &str> {
+    let mut fields = record.split(CONTENT_SEPARATOR).skip(5);
+    let id = fields.next().filter(|id| !id.is_empty());
+    let keys = fields.nth(1).filter(|k| *k != NULL_TEXT).unwrap_or("");
+    id.into_iter()
+        .chain(keys.split(' ').filter(|k| !k.is_empty()))
+}
+
 struct Fields<'a> {
     out: &'a mut String,
     first: bool,
 }
 
 impl Fields<'_> {
-    fn field(&mut self, value: impl fmt::Display) {
+    fn sep(&mut self) {
         if !self.first {
             self.out.push(CONTENT_SEPARATOR);
         }
         self.first = false;
+    }
+
+    fn field(&mut self, value: impl fmt::Display) {
+        self.sep();
         // Writing to a String cannot fail.
         let _ = write!(self.out, "{value}");
+    }
+
+    fn text(&mut self, value: &str) {
+        self.sep();
+        self.out.push_str(value);
+    }
+
+    fn flag(&mut self, value: bool) {
+        self.text(if value { "true" } else { "false" });
     }
 }
 
@@ -464,6 +568,11 @@ mod tests {
             r.trace_keys(),
             ["7F00000100002A9F0000000000000001", "o-42", "c-7"]
         );
+        assert_eq!(encoded_topic(golden), "orders");
+        assert_eq!(
+            encoded_trace_keys(golden).collect::<Vec<_>>(),
+            r.trace_keys()
+        );
     }
 
     /// A message without tags and keys, sent oneway (no offset id), failed status, delayed.
@@ -482,6 +591,10 @@ mod tests {
         assert_eq!(r.encode(), golden);
         assert_eq!(decode_trace_data(golden).unwrap(), vec![r.clone()]);
         assert_eq!(r.trace_keys(), ["7F00000100002A9F0000000000000001"]);
+        assert_eq!(
+            encoded_trace_keys(golden).collect::<Vec<_>>(),
+            ["7F00000100002A9F0000000000000001"]
+        );
     }
 
     /// From Java's `EndTransaction` case: type, timestamp, region, group, topic, msgId, tags,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::codec::{
-    EndTransactionRecord, PubRecord, TraceMessageType, TraceRecord, DEFAULT_REGION, NULL_TEXT,
+    write_end, write_pub, EndFields, PubFields, TraceMessageType, DEFAULT_REGION, NULL_TEXT,
 };
 use super::Tracer;
 use crate::hooks::{AfterSendContext, EndTransactionContext, MessageType, SendHook};
@@ -16,9 +16,12 @@ use crate::producer::transaction::LocalTransactionState;
 /// Message trace as a send hook; runs after the user's hooks.
 pub(crate) struct TraceHook(pub(crate) Arc<Tracer>);
 
-fn or_null(v: Option<&str>) -> String {
-    v.unwrap_or(NULL_TEXT).to_string()
+fn or_null(v: Option<&str>) -> &str {
+    v.unwrap_or(NULL_TEXT)
 }
+
+/// Room for a typical record, so encoding it allocates once.
+const RECORD_CAPACITY: usize = 256;
 
 fn msg_type(msg: &Message) -> TraceMessageType {
     match MessageType::of(msg) {
@@ -66,22 +69,26 @@ impl SendHook for TraceHook {
         let timestamp = now_ms().saturating_sub(cost);
         let mut offsets = ctx.offset_msg_ids();
         for (msg, id) in ctx.messages().iter().zip(ctx.msg_ids()) {
-            tracer.append(TraceRecord::Pub(PubRecord {
-                timestamp_ms: timestamp,
-                region_id: region.to_string(),
-                group: tracer.group().to_string(),
-                topic: msg.topic().to_string(),
-                msg_id: id.to_string(),
-                tags: or_null(msg.tags()),
-                keys: or_null(msg.property(property::KEYS)),
-                store_host: ctx.broker_addr().to_string(),
-                body_length: msg.body().len() as i64,
-                cost_time_ms: cost,
-                msg_type: msg_type(msg),
-                offset_msg_id: offsets.next().unwrap_or("").to_string(),
-                success,
-                client_host: None,
-            }));
+            let mut record = String::with_capacity(RECORD_CAPACITY);
+            write_pub(
+                &mut record,
+                &PubFields {
+                    timestamp_ms: timestamp,
+                    region_id: region,
+                    group: tracer.group(),
+                    topic: msg.topic(),
+                    msg_id: id,
+                    tags: or_null(msg.tags()),
+                    keys: or_null(msg.property(property::KEYS)),
+                    store_host: ctx.broker_addr(),
+                    body_length: msg.body().len() as i64,
+                    cost_time_ms: cost,
+                    msg_type: msg_type(msg),
+                    offset_msg_id: offsets.next().unwrap_or(""),
+                    success,
+                },
+            );
+            tracer.append(record);
         }
     }
 
@@ -95,20 +102,25 @@ impl SendHook for TraceHook {
             .property(property::MSG_REGION)
             .filter(|r| !r.is_empty())
             .unwrap_or(DEFAULT_REGION);
-        tracer.append(TraceRecord::EndTransaction(EndTransactionRecord {
-            timestamp_ms: now_ms(),
-            region_id: region.to_string(),
-            group: tracer.group().to_string(),
-            topic: ctx.topic().to_string(),
-            msg_id: ctx.msg_id().to_string(),
-            tags: or_null(ctx.tags()),
-            keys: or_null(ctx.property(property::KEYS)),
-            store_host: or_null(ctx.broker_addr()),
-            msg_type: TraceMessageType::TransactionCommit,
-            // Java's `Message.getTransactionId()`: the client id the listener saw.
-            transaction_id: ctx.msg_id().to_string(),
-            transaction_state: state_name(ctx.state()).to_string(),
-            from_transaction_check: ctx.from_check(),
-        }));
+        let mut record = String::with_capacity(RECORD_CAPACITY);
+        write_end(
+            &mut record,
+            &EndFields {
+                timestamp_ms: now_ms(),
+                region_id: region,
+                group: tracer.group(),
+                topic: ctx.topic(),
+                msg_id: ctx.msg_id(),
+                tags: or_null(ctx.tags()),
+                keys: or_null(ctx.property(property::KEYS)),
+                store_host: or_null(ctx.broker_addr()),
+                msg_type: TraceMessageType::TransactionCommit,
+                // Java's `Message.getTransactionId()`: the client id the listener saw.
+                transaction_id: ctx.msg_id(),
+                transaction_state: state_name(ctx.state()),
+                from_transaction_check: ctx.from_check(),
+            },
+        );
+        tracer.append(record);
     }
 }

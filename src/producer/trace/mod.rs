@@ -206,7 +206,8 @@ pub(crate) struct Tracer {
     topic: String,
     /// The user's group, without namespace (what records carry).
     group: String,
-    tx: Sender<TraceRecord>,
+    /// Encoded records (one allocation each, made by the send hook).
+    tx: Sender<String>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     producer: Producer,
@@ -303,9 +304,9 @@ impl Tracer {
         topic.starts_with(&self.topic)
     }
 
-    /// Offers `record` to the queue; never blocks. A full queue or a stopped tracer drops it
-    /// (counted).
-    pub(crate) fn append(&self, record: TraceRecord) {
+    /// Offers an encoded `Pub` or `EndTransaction` record to the queue; never blocks. A full
+    /// queue or a stopped tracer drops it (counted).
+    pub(crate) fn append(&self, record: String) {
         // Counted before it is visible to the trace thread, so `pending` never goes negative.
         self.shared.queued.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(record) {
@@ -377,7 +378,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// The `rocketmq-trace` thread's state.
 struct Dispatcher {
-    rx: Receiver<TraceRecord>,
+    rx: Receiver<String>,
     shared: Arc<Shared>,
     producer: Producer,
     topic: String,
@@ -389,7 +390,7 @@ impl Dispatcher {
     }
 
     fn run(self) {
-        let mut pending: Vec<TraceRecord> = Vec::with_capacity(BATCH_RECORDS);
+        let mut pending: Vec<String> = Vec::with_capacity(BATCH_RECORDS);
         let mut oldest: Option<Instant> = None;
         loop {
             if let Some(deadline) = self.stop_by() {
@@ -437,17 +438,14 @@ impl Dispatcher {
 
     /// Sends `pending` as trace messages: grouped by the traced topic (as Java), each message
     /// within the record, body and key bounds. `deadline` is set at shutdown.
-    fn flush(&self, pending: &mut Vec<TraceRecord>, deadline: Option<Instant>) {
+    fn flush(&self, pending: &mut Vec<String>, deadline: Option<Instant>) {
         if pending.is_empty() {
             return;
         }
-        let mut groups: Vec<(String, Vec<TraceRecord>)> = Vec::new();
-        for r in pending.drain(..) {
-            let topic = match &r {
-                TraceRecord::Pub(p) => p.topic.clone(),
-                TraceRecord::EndTransaction(e) => e.topic.clone(),
-                TraceRecord::Other(_) => String::new(),
-            };
+        // (topic, records) in order of first appearance.
+        let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in pending.iter() {
+            let topic = codec::encoded_topic(r);
             match groups.iter_mut().find(|(t, _)| *t == topic) {
                 Some((_, v)) => v.push(r),
                 None => groups.push((topic, vec![r])),
@@ -455,10 +453,10 @@ impl Dispatcher {
         }
         for (_, records) in groups {
             let mut batch = Batch::default();
-            for r in &records {
-                let encoded = r.encode();
-                let keys = r.trace_keys();
-                let keys_len: usize = keys.iter().map(|k| k.len() + 1).sum();
+            for encoded in records {
+                let keys_len: usize = codec::encoded_trace_keys(encoded)
+                    .map(|k| k.len() + 1)
+                    .sum();
                 if batch.count > 0
                     && (batch.count >= BATCH_RECORDS
                         || batch.body.len() + encoded.len() > MAX_TRACE_BODY
@@ -466,8 +464,8 @@ impl Dispatcher {
                 {
                     self.send(std::mem::take(&mut batch), deadline);
                 }
-                batch.body.push_str(&encoded);
-                for k in keys {
+                batch.body.push_str(encoded);
+                for k in codec::encoded_trace_keys(encoded) {
                     if !batch.keys.iter().any(|have| have == k) {
                         batch.keys_len += k.len() + 1;
                         batch.keys.push(k.to_string());
@@ -479,6 +477,7 @@ impl Dispatcher {
                 self.send(batch, deadline);
             }
         }
+        pending.clear();
     }
 
     /// Waits for room (until `deadline` at shutdown), then sends one trace message.
@@ -550,6 +549,12 @@ mod tests {
         })
     }
 
+    impl Tracer {
+        fn append_record(&self, r: TraceRecord) {
+            self.append(r.encode());
+        }
+    }
+
     fn tracer(broker: &MockBroker) -> Arc<Tracer> {
         let config = ProducerConfig::builder("GID_TRACER")
             .name_server(broker.namesrv_addr())
@@ -590,9 +595,9 @@ mod tests {
         let broker = MockBroker::start().unwrap();
         let t = tracer(&broker);
         for i in 0..45 {
-            t.append(record("a", i, &format!("ka{i} kb{i}")));
+            t.append_record(record("a", i, &format!("ka{i} kb{i}")));
         }
-        t.append(record("b", 100, NULL_TEXT));
+        t.append_record(record("b", 100, NULL_TEXT));
         t.shutdown(Instant::now() + Duration::from_secs(20));
         let msgs = stored(&broker);
         let total: usize = msgs.iter().map(|(r, _)| r.len()).sum();
@@ -616,7 +621,7 @@ mod tests {
         let s = t.stats();
         assert_eq!((s.queued, s.sent, s.failed, s.dropped), (46, 46, 0, 0));
         // Offered after shutdown: dropped.
-        t.append(record("a", 999, NULL_TEXT));
+        t.append_record(record("a", 999, NULL_TEXT));
         assert_eq!(t.stats().dropped, 1);
     }
 
@@ -627,7 +632,7 @@ mod tests {
         let t = tracer(&broker);
         let long = "k".repeat(3000);
         for i in 0..12 {
-            t.append(record("a", i, &format!("{long}{i}")));
+            t.append_record(record("a", i, &format!("{long}{i}")));
         }
         t.shutdown(Instant::now() + Duration::from_secs(20));
         let msgs = stored(&broker);
