@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(super) late: Mutex<Option<Vec<UserTask>>>,
     /// Message trace, when [`ProducerConfig::trace`] is on.
     pub(crate) trace: Option<Arc<super::trace::Tracer>>,
+    /// Request-reply: the correlation table of pending requests.
+    pub(super) requests: super::request::Requests,
     /// The send hooks; `None` when none is registered (the send path's one branch).
     pub(crate) hooks: Option<Arc<super::hooks::HookRunner>>,
 }

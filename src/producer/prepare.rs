@@ -44,6 +44,8 @@ pub(crate) struct Prepared {
     /// The client message id(s): `UNIQ_KEY`, comma-joined for a batch.
     pub(crate) msg_id: String,
     pub(crate) batch: bool,
+    /// A reply of request-reply (`MSG_TYPE=reply`): sent with SEND_REPLY_MESSAGE_V2.
+    pub(crate) reply: bool,
     /// The first business key, for the message-hash routing strategy.
     pub(crate) first_key: Option<String>,
     /// Bytes this send holds in memory (for backpressure and statistics).
@@ -54,6 +56,18 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// The request code this message is sent with: SEND_REPLY_MESSAGE_V2 for a reply,
+    /// SEND_BATCH_MESSAGE for a batch, SEND_MESSAGE_V2 otherwise.
+    pub(crate) fn request_code(&self) -> i32 {
+        if self.reply {
+            crate::protocol::RequestCode::SEND_REPLY_MESSAGE_V2
+        } else if self.batch {
+            crate::protocol::RequestCode::SEND_BATCH_MESSAGE
+        } else {
+            crate::protocol::RequestCode::SEND_MESSAGE_V2
+        }
+    }
+
     /// The body that goes on the wire.
     pub(crate) fn wire_body(&self) -> &[u8] {
         match &self.message {
@@ -326,6 +340,7 @@ fn prepare_one(
         flag,
         msg_id: id,
         batch: false,
+        reply: false,
         first_key,
         size,
         message,
@@ -427,6 +442,7 @@ pub(crate) fn prepare_batch(
         flag: 0,
         msg_id: ids,
         batch: true,
+        reply: false,
         first_key,
         size,
         message: None,

@@ -98,6 +98,10 @@
 //!     "queued": int, "sent": int, "failed": int, "dropped": int, "pending": int,
 //!     "messages_sent": int, "messages_failed": int
 //!   },
+//!   "requests": {                    // request-reply; kept even with statistics off
+//!     "requests": int, "replies_matched": int, "replies_late": int, "replies_unknown": int,
+//!     "timed_out": int, "failed": int, "pending": int
+//!   },
 //!   "hooks": { "registered": int, "panics": int }   // send hooks (counted even when off)
 //! }
 //! SEND = {
@@ -154,6 +158,7 @@ mod json;
 
 use crate::error::ErrorKind;
 
+pub use super::request::RequestStats;
 pub use super::transaction::TransactionStats;
 pub use histogram::{LatencyHistogram, LatencyStats, SUB_BUCKET_BITS};
 pub use json::STATS_SCHEMA;

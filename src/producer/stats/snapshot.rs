@@ -211,6 +211,7 @@ impl StatsRecorder {
             },
             transactions: self.transactions.stats(),
             trace: None,
+            requests: Default::default(),
             hooks: HookStats::default(),
         }
     }
@@ -234,6 +235,7 @@ impl crate::producer::Inner {
                 max_in_flight_bytes: limits.map(|l| l.1),
             },
         );
+        snapshot.requests = self.requests.stats();
         if let Some(hooks) = &self.hooks {
             snapshot.hooks = HookStats {
                 registered: hooks.len(),
@@ -373,6 +375,8 @@ pub struct ProducerStats {
     /// Message trace counters; `Some` when [`trace`](crate::ProducerConfig::trace) is on
     /// (kept even with statistics off).
     pub trace: Option<crate::trace::TraceStats>,
+    /// Request-reply counters (kept whether or not statistics are on).
+    pub requests: crate::producer::RequestStats,
     /// Send hooks.
     pub hooks: HookStats,
 }
