@@ -227,6 +227,34 @@ fn every_send_mode_is_traced_with_javas_fields() {
     assert_eq!(t.dropped, 0);
     assert!(t.queued >= ids.len() as u64, "{t:?}");
     assert_eq!(stats.to_json()["trace"]["dropped"], 0);
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&stats.to_json()["trace"]),
+        [
+            "dropped",
+            "failed",
+            "messages_failed",
+            "messages_sent",
+            "pending",
+            "queued",
+            "sent"
+        ]
+    );
+    assert_eq!(
+        keys(&producer.health().to_json()["trace"]),
+        [
+            "in_flight_messages",
+            "producer",
+            "queue_capacity",
+            "queue_len",
+            "running",
+            "topic"
+        ]
+    );
     let health = producer.health();
     let th = health.trace.as_ref().expect("trace health");
     assert_eq!(th.topic, DEFAULT_TRACE_TOPIC);
