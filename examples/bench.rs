@@ -27,6 +27,7 @@
 //! | `--auto-batch` | off | turn the producer's auto-batching on |
 //! | `--io-threads N` | 1 | producer event-loop threads |
 //! | `--json` | off | print the summary as JSON on stdout |
+//! | `--serialize-type T` | `json` | header layout of the requests, `json` or `rocketmq` (binary), for the client and the raw phase (the embedded MockBroker answers in the request's layout) |
 //! | `--tls` | off | TLS to every node (crate feature `tls`); the embedded MockBroker then serves TLS only, with the test certificates of `tests/data/tls` |
 //! | `--tls-ca FILE` | `tests/data/tls/ca.pem` | CA file to verify the nodes with, under `--tls` |
 //! | `--tls-insecure` | off | under `--tls`, do not verify certificates (a self-signed test cluster) |
@@ -69,7 +70,7 @@ use rocketmq_mio::protocol::route::TopicRouteData;
 use rocketmq_mio::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_mio::remoting::{RemotingClient, RemotingConfig};
 use rocketmq_mio::testing::MockBroker;
-use rocketmq_mio::{ErrorKind, Message, Producer};
+use rocketmq_mio::{ErrorKind, Message, Producer, SerializeType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -109,6 +110,7 @@ struct Args {
     auto_batch: bool,
     io_threads: usize,
     json: bool,
+    serialize_type: SerializeType,
     tls: bool,
     tls_ca: Option<String>,
     tls_insecure: bool,
@@ -119,8 +121,8 @@ struct Args {
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
-[--auto-batch] [--io-threads N] [--json] [--tls [--tls-ca FILE | --tls-insecure]] \
-[--trace | --trace-only]";
+[--auto-batch] [--io-threads N] [--json] [--serialize-type json|rocketmq] \
+[--tls [--tls-ca FILE | --tls-insecure]] [--trace | --trace-only]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -139,6 +141,7 @@ fn parse_args() -> Result<Args, String> {
         auto_batch: false,
         io_threads: 1,
         json: false,
+        serialize_type: SerializeType::Json,
         tls: false,
         tls_ca: None,
         tls_insecure: false,
@@ -186,6 +189,12 @@ fn parse_args() -> Result<Args, String> {
             "--auto-batch" => a.auto_batch = true,
             "--io-threads" => a.io_threads = num(&flag, it.next())?,
             "--json" => a.json = true,
+            "--serialize-type" => {
+                let v = it.next().ok_or("--serialize-type needs a value")?;
+                a.serialize_type = v
+                    .parse()
+                    .map_err(|_| format!("--serialize-type: {v:?} is not json or rocketmq"))?;
+            }
             "--tls" => a.tls = true,
             "--tls-ca" => a.tls_ca = Some(it.next().ok_or("--tls-ca needs a value")?),
             "--tls-insecure" => a.tls_insecure = true,
@@ -647,10 +656,12 @@ fn client_worker(producer: &Producer, args: &Args, msg: &Message) -> impl Fn(&Ct
 
 const OPAQUE_BASE: i32 = 1_000_000_000;
 
-/// One pre-encoded request frame per queue; the opaque is 10 digits at `opaque_at`.
+/// One pre-encoded request frame per queue; the opaque is at the offset kept with it: 10
+/// digits in a JSON header, a big-endian i32 in a binary one (`binary`).
 #[derive(Clone)]
 struct RawFrames {
     frames: Vec<(Vec<u8>, usize)>,
+    binary: bool,
 }
 
 impl RawFrames {
@@ -709,10 +720,17 @@ impl RawFrames {
             let mut cmd = RemotingCommand::request(code).with_body(body);
             header.write_v2(&mut cmd.ext_fields);
             cmd.opaque = OPAQUE_BASE;
+            cmd.serialize_type = args.serialize_type;
             if oneway {
                 cmd = cmd.into_oneway();
             }
             let frame = cmd.to_frame().expect("encodes");
+            if args.serialize_type == SerializeType::RocketMq {
+                // Length, type and header length, code i16, language u8, version i16: the
+                // opaque follows.
+                frames.push((frame, 8 + 5));
+                continue;
+            }
             let needle = format!("\"opaque\":{OPAQUE_BASE}");
             let at = frame
                 .windows(needle.len())
@@ -722,13 +740,21 @@ impl RawFrames {
                 - 10;
             frames.push((frame, at));
         }
-        RawFrames { frames }
+        RawFrames {
+            frames,
+            binary: args.serialize_type == SerializeType::RocketMq,
+        }
     }
 
     /// The frame for request `seq`, its opaque patched in.
     fn frame(&mut self, seq: u64) -> &[u8] {
         let n = self.frames.len();
         let (frame, at) = &mut self.frames[(seq % n as u64) as usize];
+        if self.binary {
+            let v = OPAQUE_BASE + (seq % OPAQUE_BASE as u64) as i32;
+            frame[*at..*at + 4].copy_from_slice(&v.to_be_bytes());
+            return frame;
+        }
         let mut v = OPAQUE_BASE as u64 + seq % OPAQUE_BASE as u64;
         for i in (0..10).rev() {
             frame[*at + i] = b'0' + (v % 10) as u8;
@@ -787,6 +813,13 @@ impl FrameReader {
         let proto = u32::from_be_bytes([avail[4], avail[5], avail[6], avail[7]]);
         let header_len = ((proto & 0x00ff_ffff) as usize).min(total - 8);
         let header = &avail[8..8 + header_len];
+        if proto >> 24 == 1 && header.len() >= 9 {
+            // Binary header: code i16 at 0, opaque i32 at 5.
+            let code = i32::from(i16::from_be_bytes([header[0], header[1]]));
+            let opaque = i32::from_be_bytes([header[5], header[6], header[7], header[8]]);
+            self.start += total;
+            return Ok(Some((code, opaque)));
+        }
         let code = json_int(header, b"\"code\":").unwrap_or(-1) as i32;
         let opaque = json_int(header, b"\"opaque\":").unwrap_or(-1) as i32;
         self.start += total;
@@ -1069,7 +1102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.in_flight
                 .max(rocketmq_mio::config::DEFAULT_MAX_IN_FLIGHT),
         )
-        .auto_batch(args.auto_batch);
+        .auto_batch(args.auto_batch)
+        .serialize_type(args.serialize_type);
     let producer = config.clone().start()?;
     let msg = Message::new(args.topic.as_str(), vec![b'x'; args.size]);
     // Creates the topic (auto-create) and caches its route.
@@ -1211,6 +1245,7 @@ fn report(
             "batch": args.batch,
             "auto_batch": args.auto_batch,
             "tls": args.tls,
+            "serialize_type": args.serialize_type.as_str(),
             "broker": broker,
             "load_before": load_before,
             "load_after": load_after,
@@ -1224,7 +1259,7 @@ fn report(
         return;
     }
     println!(
-        "mode {}, threads {}, size {} B, in-flight {}{}{}, {}; load {} -> {}",
+        "mode {}, threads {}, size {} B, in-flight {}{}{}, {} headers, {}; load {} -> {}",
         args.mode.name(),
         args.threads,
         args.size,
@@ -1239,6 +1274,7 @@ fn report(
         } else {
             ""
         },
+        args.serialize_type,
         broker,
         load_before,
         load_after

@@ -76,6 +76,8 @@ pub(crate) struct Node {
     pub(crate) any_fault: AtomicBool,
     /// Requests received per code.
     pub(crate) received: RequestCounts,
+    /// Of those, the ones with a binary (ROCKETMQ) header, per code.
+    pub(crate) received_binary: RequestCounts,
     /// ACL verification, when on.
     pub(crate) acl: Option<MockAcl>,
     /// Requests refused by the ACL, per code.
@@ -217,6 +219,7 @@ impl Node {
             faults: Mutex::new(Faults::default()),
             any_fault: AtomicBool::new(false),
             received: RequestCounts::new(),
+            received_binary: RequestCounts::new(),
             acl: None,
             acl_refused: RequestCounts::new(),
         }
@@ -226,8 +229,11 @@ impl Node {
         self.server.lock().as_ref().is_some_and(|s| s.is_running())
     }
 
-    fn count(&self, code: i32) {
+    fn count(&self, code: i32, st: SerializeType) {
         self.received.add(code);
+        if st == SerializeType::RocketMq {
+            self.received_binary.add(code);
+        }
     }
 
     /// The answer to a request, fault-free.
@@ -270,7 +276,7 @@ impl Dispatch for Node {
             }
             return Action::Silent;
         }
-        self.count(request.code);
+        self.count(request.code, request.serialize_type);
         let oneway = request.is_oneway();
         // A real server answers in the request's header format.
         let st = request.serialize_type;
