@@ -72,6 +72,8 @@ use rocketmq_mio::remoting::{RemotingClient, RemotingConfig};
 use rocketmq_mio::testing::MockBroker;
 use rocketmq_mio::{ErrorKind, Message, Producer, SerializeType};
 
+mod raw_header;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Sync,
@@ -764,27 +766,12 @@ impl RawFrames {
     }
 }
 
-/// Reads frames from a stream: whole frames are handed out as (code, opaque).
+/// Reads frames from a stream: whole frames are handed out as (code, opaque), read from the
+/// header by [`raw_header`] (JSON or binary), a malformed one an `InvalidData` error.
 struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-}
-
-fn json_int(header: &[u8], key: &[u8]) -> Option<i64> {
-    let at = header.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = &header[at..];
-    let (neg, rest) = match rest.first() {
-        Some(b'-') => (true, &rest[1..]),
-        _ => (false, rest),
-    };
-    let mut v: i64 = 0;
-    let mut any = false;
-    for &b in rest.iter().take_while(|b| b.is_ascii_digit()) {
-        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-        any = true;
-    }
-    any.then_some(if neg { -v } else { v })
 }
 
 impl FrameReader {
@@ -803,6 +790,15 @@ impl FrameReader {
             return Ok(None);
         }
         let total = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize + 4;
+        if total < 8 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "frame length {} is shorter than its header length",
+                    total - 4
+                ),
+            ));
+        }
         if total > self.buf.len() {
             self.buf.resize(total.next_power_of_two(), 0);
             return Ok(None);
@@ -811,17 +807,18 @@ impl FrameReader {
             return Ok(None);
         }
         let proto = u32::from_be_bytes([avail[4], avail[5], avail[6], avail[7]]);
-        let header_len = ((proto & 0x00ff_ffff) as usize).min(total - 8);
-        let header = &avail[8..8 + header_len];
-        if proto >> 24 == 1 && header.len() >= 9 {
-            // Binary header: code i16 at 0, opaque i32 at 5.
-            let code = i32::from(i16::from_be_bytes([header[0], header[1]]));
-            let opaque = i32::from_be_bytes([header[5], header[6], header[7], header[8]]);
-            self.start += total;
-            return Ok(Some((code, opaque)));
-        }
-        let code = json_int(header, b"\"code\":").unwrap_or(-1) as i32;
-        let opaque = json_int(header, b"\"opaque\":").unwrap_or(-1) as i32;
+        let header_len = (proto & 0x00ff_ffff) as usize;
+        let Some(header) = avail
+            .get(8..8 + header_len)
+            .filter(|_| header_len <= total - 8)
+        else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("header length {header_len} exceeds the {total}-byte frame"),
+            ));
+        };
+        let (code, opaque) = raw_header::code_and_opaque((proto >> 24) as u8, header)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.start += total;
         Ok(Some((code, opaque)))
     }

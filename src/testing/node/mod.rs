@@ -1,8 +1,11 @@
 //! The logic of a mock node: one type, [`Node`], a broker, a name server or both, and how it
 //! turns a request into an [`Action`]. Network-free; [`super::server`] feeds it requests. The
-//! broker's work is split by what it handles: [`store`] (what is kept), [`send`], [`query`],
-//! [`transaction`], [`reply_push`] (request-reply), [`routes`] (and the name server role), [`fault`] (scripted faults).
+//! broker's work is split by what it handles: [`store`] (what is kept), [`send`] (and
+//! [`fast`], its fast path for plain sends, answered from the frame's bytes), [`query`],
+//! [`transaction`], [`reply_push`] (request-reply), [`routes`] (and the name server role),
+//! [`fault`] (scripted faults).
 
+mod fast;
 mod fault;
 mod query;
 mod reply_push;
@@ -269,6 +272,16 @@ fn in_format(reply: Reply, st: SerializeType) -> Reply {
 }
 
 impl Dispatch for Node {
+    fn dispatch_frame(
+        &self,
+        conn: &Arc<Conn>,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> bool {
+        self.send_fast(conn, frame, out, scratch)
+    }
+
     fn dispatch(&self, conn: &Arc<Conn>, mut request: RemotingCommand) -> Action {
         if request.is_response() {
             if let Some(b) = &self.broker {
