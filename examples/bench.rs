@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- --mode sync --raw
 //! cargo run --release --example bench -- --namesrv 127.0.0.1:9876 --topic BenchTopic --mode oneway
 //! cargo run --release --features tls --example bench -- --mode async --tls
+//! cargo run --release --example bench -- --mode async --trace
 //! ```
 //!
 //! Flags (all optional):
@@ -32,6 +33,8 @@
 //! | `--tls-ca FILE` | `tests/data/tls/ca.pem` | CA file to verify the nodes with, under `--tls` |
 //! | `--tls-insecure` | off | under `--tls`, do not verify certificates (a self-signed test cluster) |
 //! | `--hooks N` | 0 | register N send hooks that read what a trace hook reads (ids, topic, tags, keys, body length, broker, queue, latency, result), to measure what hooks cost |
+//! | `--trace` | off | after the client phase, run the same load on a second producer with message trace on (phase `traced`) and print what tracing costs: throughput and CPU per message against `client`, and the trace counters |
+//! | `--trace-only` | off | run only the `traced` phase (for instruction counts: `scripts/instructions.sh async 20000 -- --trace-only` against plain `async`) |
 //!
 //! A progress line goes to stderr every second: messages per second and MB per second in that
 //! second, latency p50 and p99 of the phase so far, errors so far.
@@ -118,13 +121,15 @@ struct Args {
     tls_ca: Option<String>,
     tls_insecure: bool,
     hooks: usize,
+    trace: bool,
+    trace_only: bool,
 }
 
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
 [--auto-batch] [--io-threads N] [--busy-poll MICROS] [--json] [--serialize-type json|rocketmq] \
-[--tls [--tls-ca FILE | --tls-insecure]] [--hooks N]";
+[--tls [--tls-ca FILE | --tls-insecure]] [--hooks N] [--trace | --trace-only]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -149,6 +154,8 @@ fn parse_args() -> Result<Args, String> {
         tls_ca: None,
         tls_insecure: false,
         hooks: 0,
+        trace: false,
+        trace_only: false,
     };
     let mut it = std::env::args().skip(1);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -202,12 +209,17 @@ fn parse_args() -> Result<Args, String> {
             "--tls-ca" => a.tls_ca = Some(it.next().ok_or("--tls-ca needs a value")?),
             "--tls-insecure" => a.tls_insecure = true,
             "--hooks" => a.hooks = num(&flag, it.next())?,
+            "--trace" => a.trace = true,
+            "--trace-only" => a.trace_only = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
     if a.threads == 0 || a.size == 0 || a.in_flight == 0 || a.batch == 0 || a.io_threads == 0 {
         return Err("--threads, --size, --in-flight, --batch and --io-threads must be > 0".into());
+    }
+    if (a.trace || a.trace_only) && a.raw_only {
+        return Err("--trace and --trace-only run client phases: not with --raw-only".into());
     }
     if (a.tls_ca.is_some() || a.tls_insecure) && !a.tls {
         return Err("--tls-ca and --tls-insecure need --tls".into());
@@ -332,6 +344,8 @@ fn group_of(comm: &str) -> &'static str {
         "io"
     } else if comm.starts_with("rocketmq-callba") {
         "callback"
+    } else if comm.starts_with("rocketmq-trace") {
+        "trace"
     } else if comm.starts_with("rocketmq-") {
         "library-other"
     } else {
@@ -1090,7 +1104,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..args.hooks {
         config = config.send_hook(Arc::new(ReadingHook::default()));
     }
-    let producer = config
+    let config = config
         .name_server(namesrv.as_str())
         .io_threads(args.io_threads)
         .busy_poll(args.busy_poll)
@@ -1099,8 +1113,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .max(rocketmq_mio::config::DEFAULT_MAX_IN_FLIGHT),
         )
         .auto_batch(args.auto_batch)
-        .serialize_type(args.serialize_type)
-        .start()?;
+        .serialize_type(args.serialize_type);
+    let producer = config.clone().start()?;
     let msg = Message::new(args.topic.as_str(), vec![b'x'; args.size]);
     // Creates the topic (auto-create) and caches its route.
     producer.send(msg.clone())?;
@@ -1137,9 +1151,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         results.push(raw);
     }
-    if !args.raw_only {
-        let worker = client_worker(&producer, &args, &msg);
-        let client = phase("client", &args, worker, || {
+    let client_phase = |name: &str, producer: &Producer| {
+        let worker = client_worker(producer, &args, &msg);
+        phase(name, &args, worker, || {
             let producer = producer.clone();
             let msg = msg.clone();
             let oneway = args.mode == Mode::Oneway;
@@ -1152,11 +1166,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
-        });
-        results.push(client);
+        })
+    };
+    if !args.raw_only && !args.trace_only {
+        results.push(client_phase("client", &producer));
     }
     producer.shutdown(Duration::from_secs(5))?;
-    report(&args, &broker_label, &load_before, &results);
+    let mut trace_stats = None;
+    if args.trace || args.trace_only {
+        // The same load on a producer with message trace on: records go to
+        // RMQ_SYS_TRACE_TOPIC on the same broker(s).
+        let traced = config.trace(true).start()?;
+        traced.send(msg.clone())?;
+        results.push(client_phase("traced", &traced));
+        traced.shutdown(Duration::from_secs(5))?;
+        trace_stats = traced.stats().trace;
+    }
+    report(&args, &broker_label, &load_before, &results, trace_stats);
     Ok(())
 }
 
@@ -1165,8 +1191,27 @@ fn test_cert(name: &str) -> String {
     format!("{}/tests/data/tls/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult]) {
+fn report(
+    args: &Args,
+    broker: &str,
+    load_before: &str,
+    results: &[PhaseResult],
+    trace: Option<rocketmq_mio::trace::TraceStats>,
+) {
     let load_after = loadavg();
+    let own_cpu = |r: &PhaseResult| -> f64 {
+        r.cpu
+            .iter()
+            .filter(|(g, _)| g != "broker")
+            .map(|(g, _)| r.cpu_per_msg(g))
+            .sum()
+    };
+    let traced = results.iter().find(|r| r.name == "traced");
+    // What tracing costs: the traced phase against the plain client phase of the same run.
+    let trace_cost = match (results.iter().find(|r| r.name == "client"), traced) {
+        (Some(c), Some(t)) if c.rate() > 0.0 => Some((t.rate() / c.rate(), own_cpu(c), own_cpu(t))),
+        _ => None,
+    };
     let raw = results.iter().find(|r| r.name == "raw");
     let client = results.iter().find(|r| r.name == "client");
     let ratio = match (raw, client) {
@@ -1218,6 +1263,8 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             "phases": phases,
             "client_over_raw": ratio,
             "p99_client_over_raw": p99_ratio,
+            "traced_over_client": trace_cost.map(|(r, _, _)| r),
+            "trace": trace.map(|t| t.to_json()),
         });
         println!("{out}");
         return;
@@ -1291,6 +1338,20 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             print!(", p99 {p:.2}x raw");
         }
         println!();
+    }
+    if let Some((ratio, plain, with)) = trace_cost {
+        println!(
+            "traced/client throughput: {:.1} %; CPU per message but the broker's: {plain:.2}µs -> \
+             {with:.2}µs ({:+.2}µs)",
+            ratio * 100.0,
+            with - plain
+        );
+    }
+    if let Some(t) = trace {
+        println!(
+            "trace records: queued {}, sent {}, dropped {}, failed {}, in {} trace messages",
+            t.queued, t.sent, t.dropped, t.failed, t.messages_sent
+        );
     }
 }
 

@@ -234,6 +234,16 @@
 //! verification off, for self-signed test clusters only. Without the feature, asking for TLS is
 //! a configuration error.
 //!
+//! ## Message trace
+//!
+//! [`ProducerConfigBuilder::trace`] (or `ROCKETMQ_TRACE=true`) records every send and every
+//! transaction end in the Java client's trace format and sends the records, in batches, to
+//! `RMQ_SYS_TRACE_TOPIC` ([`trace_topic`](ProducerConfigBuilder::trace_topic)) with an internal
+//! producer of its own, keyed by message id, so RocketMQ's dashboard and admin tools show the
+//! traces. Tracing never slows or fails a send: records wait in a bounded queue and are
+//! dropped (counted in [`Producer::stats`]) when it is full; see [`trace`] for what is recorded
+//! and what it costs, and [`trace::decode_trace_data`] to read trace messages back.
+//!
 //! ## Testing your own code
 //!
 //! [`testing::MockBroker`] and [`testing::MockCluster`] are always compiled: an in-process name
@@ -268,7 +278,7 @@ pub use producer::transaction::{
     TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
     TransactionStats,
 };
-pub use producer::{health, hooks, stats, transaction};
+pub use producer::{health, hooks, stats, trace, transaction};
 pub use producer::{Producer, RequestHandle, SendHandle, DROP_SHUTDOWN_TIMEOUT};
 /// The value of [`ProducerConfig::serialize_type`] (re-exported from [`protocol`] so that the
 /// setting needs no deeper import).

@@ -102,6 +102,8 @@ impl ProducerConfigBuilder {
                 transaction_records: DEFAULT_TRANSACTION_RECORDS,
                 transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
                 tls: Default::default(),
+                trace: DEFAULT_TRACE,
+                trace_topic: DEFAULT_TRACE_TOPIC.to_owned(),
                 send_hooks: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
@@ -482,6 +484,18 @@ impl ProducerConfigBuilder {
         self.set_by_code("transaction_record_age")
     }
 
+    /// Turns message trace on or off; see [`ProducerConfig::trace`].
+    pub fn trace(mut self, on: bool) -> Self {
+        self.config.trace = on;
+        self.set_by_code("trace")
+    }
+
+    /// Sets the topic trace messages go to; see [`ProducerConfig::trace_topic`].
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.config.trace_topic = topic.into();
+        self.set_by_code("trace_topic")
+    }
+
     /// Adds a send hook; hooks run in the order they were added. See [`crate::hooks`] for
     /// what they see and where they run. The config's `Debug` output lists their
     /// [names](crate::hooks::SendHook::name).
@@ -550,8 +564,12 @@ mod tests {
             .stats(false)
             .transaction_check_threads(4)
             .transaction_check_queue(10)
+            .trace(true)
+            .trace_topic("MY_TRACE")
             .build()
             .unwrap();
+        assert!(c.trace());
+        assert_eq!(c.trace_topic(), "MY_TRACE");
         assert_eq!(c.name_servers(), ["a:1", "b:2", "c:3", "d:4"]);
         assert_eq!(c.instance_name(), "inst-1");
         assert_eq!(c.client_ip(), Some("10.1.2.3".parse().unwrap()));

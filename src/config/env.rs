@@ -10,7 +10,7 @@ use crate::protocol::SerializeType;
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 59] = [
+pub const ENV_VARS: [&str; 61] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -64,6 +64,8 @@ pub const ENV_VARS: [&str; 59] = [
     "ROCKETMQ_STRICT_ORDER",
     "ROCKETMQ_TRANSACTION_RECORDS",
     "ROCKETMQ_TRANSACTION_RECORD_AGE_MS",
+    "ROCKETMQ_TRACE",
+    "ROCKETMQ_TRACE_TOPIC",
     // TLS (config/tls.rs: TLS_ENV_VARS)
     "ROCKETMQ_TLS",
     "ROCKETMQ_TLS_CA_FILE",
@@ -407,6 +409,13 @@ impl ProducerConfigBuilder {
             transaction_record_age,
             parse_ms
         );
+        env_value!("ROCKETMQ_TRACE", "trace", trace, parse_bool);
+        env_value!(
+            "ROCKETMQ_TRACE_TOPIC",
+            "trace_topic",
+            trace_topic,
+            parse_string
+        );
         self.tls_from_env(&get)?;
         Ok(self)
     }
@@ -541,6 +550,8 @@ mod tests {
             ("ROCKETMQ_STATS", "no"),
             ("ROCKETMQ_TRANSACTION_CHECK_THREADS", "3"),
             ("ROCKETMQ_TRANSACTION_CHECK_QUEUE", "100"),
+            ("ROCKETMQ_TRACE", "on"),
+            ("ROCKETMQ_TRACE_TOPIC", "MY_TRACE_TOPIC"),
         ]);
         let c = ProducerConfig::builder("GID_CODE")
             .from_env_map(vars)
@@ -593,6 +604,19 @@ mod tests {
             (c.transaction_check_threads(), c.transaction_check_queue()),
             (3, 100)
         );
+        assert!(c.trace());
+        assert_eq!(c.trace_topic(), "MY_TRACE_TOPIC");
+        // A bad trace topic names the variable it came from.
+        let e = base()
+            .from_env_map(env(&[("ROCKETMQ_TRACE_TOPIC", "bad topic")]))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("ROCKETMQ_TRACE_TOPIC"), "{e}");
+        let e = base()
+            .from_env_map(env(&[("ROCKETMQ_TRACE", "maybe")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("ROCKETMQ_TRACE"), "{e}");
     }
 
     #[test]

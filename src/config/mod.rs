@@ -93,6 +93,8 @@
 //! | `ROCKETMQ_STRICT_ORDER` | [`strict_order`](ProducerConfig::strict_order) |
 //! | `ROCKETMQ_TRANSACTION_RECORDS` | [`transaction_records`](ProducerConfig::transaction_records) |
 //! | `ROCKETMQ_TRANSACTION_RECORD_AGE_MS` | [`transaction_record_age`](ProducerConfig::transaction_record_age) |
+//! | `ROCKETMQ_TRACE` | [`trace`](ProducerConfig::trace) |
+//! | `ROCKETMQ_TRACE_TOPIC` | [`trace_topic`](ProducerConfig::trace_topic) |
 //! | `ROCKETMQ_TLS` | [`tls`](ProducerConfig::tls) (crate feature `tls`) |
 //! | `ROCKETMQ_TLS_CA_FILE` | [`tls_ca_file`](ProducerConfig::tls_ca_file) (unset: the system roots) |
 //! | `ROCKETMQ_TLS_SERVER_NAME` | [`tls_server_name`](ProducerConfig::tls_server_name) |
@@ -124,8 +126,9 @@ pub use settings::{
     DEFAULT_RETRY_ANOTHER_BROKER_WHEN_NOT_STORE_OK, DEFAULT_ROUTE_EXPIRY,
     DEFAULT_ROUTE_REFRESH_INTERVAL, DEFAULT_ROUTING_STRATEGY, DEFAULT_SEND_TIMEOUT,
     DEFAULT_SERIALIZE_TYPE, DEFAULT_STATS, DEFAULT_STRICT_ORDER, DEFAULT_TCP_KEEPALIVE,
-    DEFAULT_TOPIC_QUEUE_NUMS, DEFAULT_TRANSACTION_CHECK_QUEUE, DEFAULT_TRANSACTION_CHECK_THREADS,
-    DEFAULT_TRANSACTION_RECORDS, DEFAULT_TRANSACTION_RECORD_AGE, DEFAULT_VIP_CHANNEL,
+    DEFAULT_TOPIC_QUEUE_NUMS, DEFAULT_TRACE, DEFAULT_TRACE_TOPIC, DEFAULT_TRANSACTION_CHECK_QUEUE,
+    DEFAULT_TRANSACTION_CHECK_THREADS, DEFAULT_TRANSACTION_RECORDS, DEFAULT_TRANSACTION_RECORD_AGE,
+    DEFAULT_VIP_CHANNEL,
 };
 pub use validate::{
     MAX_DURATION, MAX_GROUP_LEN, MAX_MESSAGE_SIZE_LIMIT, MAX_RETRIES, MAX_ROUTE_EXPIRY,

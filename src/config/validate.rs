@@ -238,6 +238,7 @@ impl ProducerConfigBuilder {
             Duration::from_secs(1),
             MAX_DURATION,
         )?;
+        check_topic(&c.trace_topic).map_err(|r| self.err("trace_topic", r))?;
         self.check_tls()?;
         Ok(c)
     }

@@ -580,6 +580,27 @@ impl HookRunner {
         }))
     }
 
+    /// The runner of `config`'s hooks followed by the library's own (message trace's), which
+    /// run after the user's; `None` when there are none at all.
+    pub(crate) fn with_internal(
+        config: &ProducerConfig,
+        internal: Vec<Arc<dyn SendHook>>,
+    ) -> Option<Arc<HookRunner>> {
+        if internal.is_empty() {
+            return HookRunner::new(config);
+        }
+        let mut hooks = config.send_hooks().to_vec();
+        hooks.extend(internal);
+        Some(Arc::new(HookRunner {
+            hooks,
+            env: HookEnv {
+                group: config.group().to_string(),
+                namespace: config.namespace().map(str::to_string),
+            },
+            panics: AtomicU64::new(0),
+        }))
+    }
+
     /// Hook calls that panicked.
     pub(crate) fn panics(&self) -> u64 {
         self.panics.load(Ordering::Relaxed)

@@ -42,6 +42,7 @@ mod service;
 pub mod stats;
 mod submit;
 mod sync_send;
+pub mod trace;
 pub mod transaction;
 
 use std::sync::atomic::Ordering;
@@ -398,6 +399,11 @@ impl Producer {
     /// a route lookup or heartbeat under way is cut short when the connections close. It
     /// returns within `timeout` plus about 200 ms, except that a user callback running on the
     /// callback pool is waited for.
+    ///
+    /// With [message trace](crate::trace) on, the trace records of the sends that ended are
+    /// sent and waited for within the same deadline (records still unsent then count as
+    /// failed); the internal trace producer's unregister may add up to another 200 ms when its
+    /// broker does not answer.
     pub fn shutdown(&self, timeout: Duration) -> Result<()> {
         self.inner().shutdown(timeout)
     }
