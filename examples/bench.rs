@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- --mode sync --raw
 //! cargo run --release --example bench -- --namesrv 127.0.0.1:9876 --topic BenchTopic --mode oneway
 //! cargo run --release --features tls --example bench -- --mode async --tls
+//! cargo run --release --example bench -- --mode async --trace
 //! ```
 //!
 //! Flags (all optional):
@@ -25,11 +26,15 @@
 //! | `--raw-only` | off | run only the raw phase |
 //! | `--auto-batch` | off | turn the producer's auto-batching on |
 //! | `--io-threads N` | 1 | producer event-loop threads |
+//! | `--busy-poll MICROS` | 0 | the producer's `busy_poll`: a sync send spins that long on its result before parking (the raw client is unchanged) |
 //! | `--json` | off | print the summary as JSON on stdout |
 //! | `--serialize-type T` | `json` | header layout of the requests, `json` or `rocketmq` (binary), for the client and the raw phase (the embedded MockBroker answers in the request's layout) |
 //! | `--tls` | off | TLS to every node (crate feature `tls`); the embedded MockBroker then serves TLS only, with the test certificates of `tests/data/tls` |
 //! | `--tls-ca FILE` | `tests/data/tls/ca.pem` | CA file to verify the nodes with, under `--tls` |
 //! | `--tls-insecure` | off | under `--tls`, do not verify certificates (a self-signed test cluster) |
+//! | `--hooks N` | 0 | register N send hooks that read what a trace hook reads (ids, topic, tags, keys, body length, broker, queue, latency, result), to measure what hooks cost |
+//! | `--trace` | off | after the client phase, run the same load on a second producer with message trace on (phase `traced`) and print what tracing costs: throughput and CPU per message against `client`, and the trace counters |
+//! | `--trace-only` | off | run only the `traced` phase (for instruction counts: `scripts/instructions.sh async 20000 -- --trace-only` against plain `async`) |
 //!
 //! A progress line goes to stderr every second: messages per second and MB per second in that
 //! second, latency p50 and p99 of the phase so far, errors so far.
@@ -108,17 +113,23 @@ struct Args {
     raw_only: bool,
     auto_batch: bool,
     io_threads: usize,
+    /// `ProducerConfig::busy_poll` of the client (the raw client is unchanged).
+    busy_poll: Duration,
     json: bool,
     serialize_type: SerializeType,
     tls: bool,
     tls_ca: Option<String>,
     tls_insecure: bool,
+    hooks: usize,
+    trace: bool,
+    trace_only: bool,
 }
 
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
-[--auto-batch] [--io-threads N] [--json] [--serialize-type json|rocketmq] [--tls [--tls-ca FILE | --tls-insecure]]";
+[--auto-batch] [--io-threads N] [--busy-poll MICROS] [--json] [--serialize-type json|rocketmq] \
+[--tls [--tls-ca FILE | --tls-insecure]] [--hooks N] [--trace | --trace-only]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -136,11 +147,15 @@ fn parse_args() -> Result<Args, String> {
         raw_only: false,
         auto_batch: false,
         io_threads: 1,
+        busy_poll: Duration::ZERO,
         json: false,
         serialize_type: SerializeType::Json,
         tls: false,
         tls_ca: None,
         tls_insecure: false,
+        hooks: 0,
+        trace: false,
+        trace_only: false,
     };
     let mut it = std::env::args().skip(1);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -182,6 +197,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--auto-batch" => a.auto_batch = true,
             "--io-threads" => a.io_threads = num(&flag, it.next())?,
+            "--busy-poll" => a.busy_poll = Duration::from_micros(num(&flag, it.next())?),
             "--json" => a.json = true,
             "--serialize-type" => {
                 let v = it.next().ok_or("--serialize-type needs a value")?;
@@ -192,12 +208,18 @@ fn parse_args() -> Result<Args, String> {
             "--tls" => a.tls = true,
             "--tls-ca" => a.tls_ca = Some(it.next().ok_or("--tls-ca needs a value")?),
             "--tls-insecure" => a.tls_insecure = true,
+            "--hooks" => a.hooks = num(&flag, it.next())?,
+            "--trace" => a.trace = true,
+            "--trace-only" => a.trace_only = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
     if a.threads == 0 || a.size == 0 || a.in_flight == 0 || a.batch == 0 || a.io_threads == 0 {
         return Err("--threads, --size, --in-flight, --batch and --io-threads must be > 0".into());
+    }
+    if (a.trace || a.trace_only) && a.raw_only {
+        return Err("--trace and --trace-only run client phases: not with --raw-only".into());
     }
     if (a.tls_ca.is_some() || a.tls_insecure) && !a.tls {
         return Err("--tls-ca and --tls-insecure need --tls".into());
@@ -322,6 +344,8 @@ fn group_of(comm: &str) -> &'static str {
         "io"
     } else if comm.starts_with("rocketmq-callba") {
         "callback"
+    } else if comm.starts_with("rocketmq-trace") {
+        "trace"
     } else if comm.starts_with("rocketmq-") {
         "library-other"
     } else {
@@ -1077,16 +1101,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             config.tls_ca_file(args.tls_ca.clone().unwrap_or_else(|| test_cert("ca.pem")))
         };
     }
-    let producer = config
+    for _ in 0..args.hooks {
+        config = config.send_hook(Arc::new(ReadingHook::default()));
+    }
+    let config = config
         .name_server(namesrv.as_str())
         .io_threads(args.io_threads)
+        .busy_poll(args.busy_poll)
         .max_in_flight(
             args.in_flight
                 .max(rocketmq_mio::config::DEFAULT_MAX_IN_FLIGHT),
         )
         .auto_batch(args.auto_batch)
-        .serialize_type(args.serialize_type)
-        .start()?;
+        .serialize_type(args.serialize_type);
+    let producer = config.clone().start()?;
     let msg = Message::new(args.topic.as_str(), vec![b'x'; args.size]);
     // Creates the topic (auto-create) and caches its route.
     producer.send(msg.clone())?;
@@ -1123,9 +1151,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         results.push(raw);
     }
-    if !args.raw_only {
-        let worker = client_worker(&producer, &args, &msg);
-        let client = phase("client", &args, worker, || {
+    let client_phase = |name: &str, producer: &Producer| {
+        let worker = client_worker(producer, &args, &msg);
+        phase(name, &args, worker, || {
             let producer = producer.clone();
             let msg = msg.clone();
             let oneway = args.mode == Mode::Oneway;
@@ -1138,11 +1166,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
-        });
-        results.push(client);
+        })
+    };
+    if !args.raw_only && !args.trace_only {
+        results.push(client_phase("client", &producer));
     }
     producer.shutdown(Duration::from_secs(5))?;
-    report(&args, &broker_label, &load_before, &results);
+    let mut trace_stats = None;
+    if args.trace || args.trace_only {
+        // The same load on a producer with message trace on: records go to
+        // RMQ_SYS_TRACE_TOPIC on the same broker(s).
+        let traced = config.trace(true).start()?;
+        traced.send(msg.clone())?;
+        results.push(client_phase("traced", &traced));
+        traced.shutdown(Duration::from_secs(5))?;
+        trace_stats = traced.stats().trace;
+    }
+    report(&args, &broker_label, &load_before, &results, trace_stats);
     Ok(())
 }
 
@@ -1151,8 +1191,27 @@ fn test_cert(name: &str) -> String {
     format!("{}/tests/data/tls/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult]) {
+fn report(
+    args: &Args,
+    broker: &str,
+    load_before: &str,
+    results: &[PhaseResult],
+    trace: Option<rocketmq_mio::trace::TraceStats>,
+) {
     let load_after = loadavg();
+    let own_cpu = |r: &PhaseResult| -> f64 {
+        r.cpu
+            .iter()
+            .filter(|(g, _)| g != "broker")
+            .map(|(g, _)| r.cpu_per_msg(g))
+            .sum()
+    };
+    let traced = results.iter().find(|r| r.name == "traced");
+    // What tracing costs: the traced phase against the plain client phase of the same run.
+    let trace_cost = match (results.iter().find(|r| r.name == "client"), traced) {
+        (Some(c), Some(t)) if c.rate() > 0.0 => Some((t.rate() / c.rate(), own_cpu(c), own_cpu(t))),
+        _ => None,
+    };
     let raw = results.iter().find(|r| r.name == "raw");
     let client = results.iter().find(|r| r.name == "client");
     let ratio = match (raw, client) {
@@ -1196,6 +1255,7 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             "batch": args.batch,
             "auto_batch": args.auto_batch,
             "tls": args.tls,
+            "hooks": args.hooks,
             "serialize_type": args.serialize_type.as_str(),
             "broker": broker,
             "load_before": load_before,
@@ -1203,6 +1263,8 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             "phases": phases,
             "client_over_raw": ratio,
             "p99_client_over_raw": p99_ratio,
+            "traced_over_client": trace_cost.map(|(r, _, _)| r),
+            "trace": trace.map(|t| t.to_json()),
         });
         println!("{out}");
         return;
@@ -1276,5 +1338,43 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             print!(", p99 {p:.2}x raw");
         }
         println!();
+    }
+    if let Some((ratio, plain, with)) = trace_cost {
+        println!(
+            "traced/client throughput: {:.1} %; CPU per message but the broker's: {plain:.2}µs -> \
+             {with:.2}µs ({:+.2}µs)",
+            ratio * 100.0,
+            with - plain
+        );
+    }
+    if let Some(t) = trace {
+        println!(
+            "trace records: queued {}, sent {}, dropped {}, failed {}, in {} trace messages",
+            t.queued, t.sent, t.dropped, t.failed, t.messages_sent
+        );
+    }
+}
+
+/// A send hook that reads what a trace hook reads, per message of each attempt (`--hooks`).
+#[derive(Default)]
+struct ReadingHook {
+    seen: AtomicU64,
+}
+
+impl rocketmq_mio::SendHook for ReadingHook {
+    fn name(&self) -> &str {
+        "bench-reading-hook"
+    }
+
+    fn after_send(&self, ctx: &rocketmq_mio::hooks::AfterSendContext<'_>) {
+        let mut n = ctx.latency().as_micros() as u64 + u64::from(ctx.attempt());
+        n += (ctx.topic().len() + ctx.wire_topic().len() + ctx.broker_addr().len()) as u64;
+        n += ctx.queue().queue_id() as u64 + u64::from(ctx.result().is_ok());
+        for (m, id) in ctx.messages().iter().zip(ctx.msg_ids()) {
+            n += (m.body().len() + id.len() + m.tags().map_or(0, str::len)) as u64;
+            n += m.keys().count() as u64;
+        }
+        n += ctx.offset_msg_ids().count() as u64;
+        self.seen.fetch_add(n.max(1), Ordering::Relaxed);
     }
 }

@@ -29,6 +29,10 @@
 #                                    topicPerms); each broker keeps its auth metadata in its own
 #                                    directory. The name server checks nothing either way.
 #
+# Every broker has traceTopicEnable on: it creates RMQ_SYS_TRACE_TOPIC (1 queue) at start, as a
+# Java broker with broker-trace.properties does, for the message-trace interop test
+# (tests/interop_trace.rs); auto-creation would make it on first send too.
+#
 # Everything listens on 127.0.0.1 only. Broker i (broker-a, broker-b, ...) listens on
 # BROKER_PORT + 10*i and also takes the port 2 below it (VIP channel) and 1 above it (HA).
 # `start` refuses ports that are already taken (exit status 3), so a caller can pick other ones.
@@ -248,6 +252,7 @@ storePathRootDir = "$bdir/store"
 # "<brokerName>_REPLY_TOPIC" (broker-a_REPLY_TOPIC) instead, so the reply topic exists only
 # because the first reply creates it from TBW102.
 autoCreateTopicEnable = true
+traceTopicEnable = true
 transactionCheckInterval = 3000
 transactionTimeout = 2000
 registerNameServerPeriod = 10000

@@ -433,11 +433,14 @@ fn json_field_names_are_stable() {
             "timestamp_ms",
             "topics",
             "totals",
+            "trace",
             "transactions",
             "uptime_ms"
         ]
     );
     assert_eq!(s["schema"], "rocketmq-mio.stats/1");
+    assert_eq!(keys(&s["hooks"]), ["panics", "registered"]);
+    assert!(s["trace"].is_null(), "trace is off");
     assert_eq!(
         keys(&s["requests"]),
         [
@@ -534,10 +537,12 @@ fn json_field_names_are_stable() {
             "schema",
             "state",
             "timestamp_ms",
+            "trace",
             "transactions"
         ]
     );
     assert_eq!(h["schema"], "rocketmq-mio.health/1");
+    assert!(h["trace"].is_null(), "trace is off");
     assert_eq!(
         keys(&h["name_servers"][0]),
         [

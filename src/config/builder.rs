@@ -72,6 +72,7 @@ impl ProducerConfigBuilder {
                 close_on_request_timeout: DEFAULT_CLOSE_ON_REQUEST_TIMEOUT,
                 tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
                 max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
+                busy_poll: Duration::ZERO,
                 io_threads: DEFAULT_IO_THREADS,
                 callback_threads: DEFAULT_CALLBACK_THREADS,
                 backpressure: DEFAULT_BACKPRESSURE,
@@ -101,6 +102,8 @@ impl ProducerConfigBuilder {
                 transaction_records: DEFAULT_TRANSACTION_RECORDS,
                 transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
                 tls: Default::default(),
+                trace: DEFAULT_TRACE,
+                trace_topic: DEFAULT_TRACE_TOPIC.to_owned(),
                 send_hooks: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
@@ -286,6 +289,13 @@ impl ProducerConfigBuilder {
     pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
         self.config.tcp_keepalive = idle.into();
         self.set_by_code("tcp_keepalive")
+    }
+
+    /// Sets how long a synchronous send spins on its result before parking; see
+    /// [`ProducerConfig::busy_poll`].
+    pub fn busy_poll(mut self, spin: Duration) -> Self {
+        self.config.busy_poll = spin;
+        self.set_by_code("busy_poll")
     }
 
     /// Sets the cap on a connection's queued output; see
@@ -474,6 +484,18 @@ impl ProducerConfigBuilder {
         self.set_by_code("transaction_record_age")
     }
 
+    /// Turns message trace on or off; see [`ProducerConfig::trace`].
+    pub fn trace(mut self, on: bool) -> Self {
+        self.config.trace = on;
+        self.set_by_code("trace")
+    }
+
+    /// Sets the topic trace messages go to; see [`ProducerConfig::trace_topic`].
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.config.trace_topic = topic.into();
+        self.set_by_code("trace_topic")
+    }
+
     /// Adds a send hook; hooks run in the order they were added. See [`crate::hooks`] for
     /// what they see and where they run. The config's `Debug` output lists their
     /// [names](crate::hooks::SendHook::name).
@@ -542,8 +564,12 @@ mod tests {
             .stats(false)
             .transaction_check_threads(4)
             .transaction_check_queue(10)
+            .trace(true)
+            .trace_topic("MY_TRACE")
             .build()
             .unwrap();
+        assert!(c.trace());
+        assert_eq!(c.trace_topic(), "MY_TRACE");
         assert_eq!(c.name_servers(), ["a:1", "b:2", "c:3", "d:4"]);
         assert_eq!(c.instance_name(), "inst-1");
         assert_eq!(c.client_ip(), Some("10.1.2.3".parse().unwrap()));

@@ -65,6 +65,7 @@
 //! | `ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT` | [`close_on_request_timeout`](ProducerConfig::close_on_request_timeout) |
 //! | `ROCKETMQ_TCP_KEEPALIVE_MS` | [`tcp_keepalive`](ProducerConfig::tcp_keepalive), `0` turns it off |
 //! | `ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES` | [`max_connection_output_bytes`](ProducerConfig::max_connection_output_bytes) |
+//! | `ROCKETMQ_BUSY_POLL_MICROS` | [`busy_poll`](ProducerConfig::busy_poll), microseconds (`0`: off) |
 //! | `ROCKETMQ_IO_THREADS` | [`io_threads`](ProducerConfig::io_threads) |
 //! | `ROCKETMQ_CALLBACK_THREADS` | [`callback_threads`](ProducerConfig::callback_threads) |
 //! | `ROCKETMQ_BACKPRESSURE` | [`backpressure`](ProducerConfig::backpressure) |
@@ -92,6 +93,8 @@
 //! | `ROCKETMQ_STRICT_ORDER` | [`strict_order`](ProducerConfig::strict_order) |
 //! | `ROCKETMQ_TRANSACTION_RECORDS` | [`transaction_records`](ProducerConfig::transaction_records) |
 //! | `ROCKETMQ_TRANSACTION_RECORD_AGE_MS` | [`transaction_record_age`](ProducerConfig::transaction_record_age) |
+//! | `ROCKETMQ_TRACE` | [`trace`](ProducerConfig::trace) |
+//! | `ROCKETMQ_TRACE_TOPIC` | [`trace_topic`](ProducerConfig::trace_topic) |
 //! | `ROCKETMQ_TLS` | [`tls`](ProducerConfig::tls) (crate feature `tls`) |
 //! | `ROCKETMQ_TLS_CA_FILE` | [`tls_ca_file`](ProducerConfig::tls_ca_file) (unset: the system roots) |
 //! | `ROCKETMQ_TLS_SERVER_NAME` | [`tls_server_name`](ProducerConfig::tls_server_name) |
@@ -123,8 +126,9 @@ pub use settings::{
     DEFAULT_RETRY_ANOTHER_BROKER_WHEN_NOT_STORE_OK, DEFAULT_ROUTE_EXPIRY,
     DEFAULT_ROUTE_REFRESH_INTERVAL, DEFAULT_ROUTING_STRATEGY, DEFAULT_SEND_TIMEOUT,
     DEFAULT_SERIALIZE_TYPE, DEFAULT_STATS, DEFAULT_STRICT_ORDER, DEFAULT_TCP_KEEPALIVE,
-    DEFAULT_TOPIC_QUEUE_NUMS, DEFAULT_TRANSACTION_CHECK_QUEUE, DEFAULT_TRANSACTION_CHECK_THREADS,
-    DEFAULT_TRANSACTION_RECORDS, DEFAULT_TRANSACTION_RECORD_AGE, DEFAULT_VIP_CHANNEL,
+    DEFAULT_TOPIC_QUEUE_NUMS, DEFAULT_TRACE, DEFAULT_TRACE_TOPIC, DEFAULT_TRANSACTION_CHECK_QUEUE,
+    DEFAULT_TRANSACTION_CHECK_THREADS, DEFAULT_TRANSACTION_RECORDS, DEFAULT_TRANSACTION_RECORD_AGE,
+    DEFAULT_VIP_CHANNEL,
 };
 pub use validate::{
     MAX_DURATION, MAX_GROUP_LEN, MAX_MESSAGE_SIZE_LIMIT, MAX_RETRIES, MAX_ROUTE_EXPIRY,

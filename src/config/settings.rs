@@ -89,6 +89,11 @@ pub const DEFAULT_STRICT_ORDER: bool = false;
 pub const DEFAULT_TRANSACTION_RECORDS: usize = 10_000;
 /// Default [`ProducerConfig::transaction_record_age`]: 1 hour.
 pub const DEFAULT_TRANSACTION_RECORD_AGE: Duration = Duration::from_secs(60 * 60);
+/// Default [`ProducerConfig::trace`]: off (as in Java, `enableMsgTrace`).
+pub const DEFAULT_TRACE: bool = false;
+/// Default [`ProducerConfig::trace_topic`]: `"RMQ_SYS_TRACE_TOPIC"` (Java's
+/// `TopicValidator.RMQ_SYS_TRACE_TOPIC`).
+pub const DEFAULT_TRACE_TOPIC: &str = crate::producer::trace::DEFAULT_TRACE_TOPIC;
 
 /// Every producer setting, validated. Build one with [`ProducerConfig::builder`] or a preset.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +121,7 @@ pub struct ProducerConfig {
     pub(super) close_on_request_timeout: bool,
     pub(super) tcp_keepalive: Option<Duration>,
     pub(super) max_connection_output_bytes: usize,
+    pub(super) busy_poll: Duration,
     pub(super) io_threads: usize,
     pub(super) callback_threads: usize,
     pub(super) backpressure: bool,
@@ -147,6 +153,8 @@ pub struct ProducerConfig {
     pub(super) transaction_record_age: Duration,
     pub(super) send_hooks: crate::producer::hooks::HookList,
     pub(super) tls: super::tls::TlsSettings,
+    pub(super) trace: bool,
+    pub(super) trace_topic: String,
 }
 
 impl ProducerConfig {
@@ -307,6 +315,20 @@ impl ProducerConfig {
     /// [`max_message_size`](ProducerConfig::max_message_size).
     pub fn max_connection_output_bytes(&self) -> usize {
         self.max_connection_output_bytes
+    }
+
+    /// How long a thread blocked in a synchronous send spins on the result before it parks
+    /// (Java has no such setting). Default zero: it parks at once, as before. Zero to
+    /// [`MAX_BUSY_POLL`](crate::remoting::MAX_BUSY_POLL) (10 ms); env
+    /// `ROCKETMQ_BUSY_POLL_MICROS` (microseconds).
+    ///
+    /// For callers on a core of their own that want the lowest latency: an answer that comes
+    /// within the spin is taken without the thread being put to sleep and woken again (one of
+    /// a sync send's two thread hand-offs). On shared cores the spin takes CPU from the
+    /// threads that produce the answer and can make sends slower; measure before turning it
+    /// on. Results, timeouts and errors are the same with it on or off.
+    pub fn busy_poll(&self) -> Duration {
+        self.busy_poll
     }
 
     /// mio event-loop threads driving the sockets. Default [`DEFAULT_IO_THREADS`] (1); 1 to 64.
@@ -517,6 +539,26 @@ impl ProducerConfig {
         self.transaction_record_age
     }
 
+    /// Message trace (`enableMsgTrace`): every send that gets a result, and every transaction
+    /// end, is recorded in Java's trace format and sent, in batches, by an internal producer
+    /// of its own to [`trace_topic`](ProducerConfig::trace_topic), where RocketMQ's dashboard
+    /// and admin tools find a message's trace by its id. Tracing never slows or fails a send:
+    /// records wait in a bounded queue and are dropped (counted) when it is full. See
+    /// [`trace`](crate::trace) for what is recorded, the batching, the counters in
+    /// [`Producer::stats`](crate::Producer::stats) and the trace producer's health in
+    /// [`Producer::health`](crate::Producer::health). Default [`DEFAULT_TRACE`] (off).
+    pub fn trace(&self) -> bool {
+        self.trace
+    }
+
+    /// The topic trace messages go to (`customizedTraceTopic`). Default
+    /// [`DEFAULT_TRACE_TOPIC`] (`RMQ_SYS_TRACE_TOPIC`, which brokers create when their
+    /// `traceTopicEnable` is on); topic rules. Sends to this topic (or any topic starting with
+    /// its name) are not traced.
+    pub fn trace_topic(&self) -> &str {
+        &self.trace_topic
+    }
+
     /// The send hooks, in the order they run (none by default); see [`crate::hooks`].
     /// Set with [`ProducerConfigBuilder::send_hook`](super::ProducerConfigBuilder::send_hook).
     pub fn send_hooks(&self) -> &[Arc<dyn SendHook>] {
@@ -578,6 +620,8 @@ mod tests {
             (c.transaction_check_threads(), c.transaction_check_queue()),
             (1, 2000)
         );
+        assert!(!c.trace());
+        assert_eq!(c.trace_topic(), "RMQ_SYS_TRACE_TOPIC");
         // Round trip through to_builder.
         assert_eq!(c.to_builder().build().unwrap(), c);
     }

@@ -135,6 +135,12 @@ impl ProducerConfigBuilder {
                 Duration::from_secs(32_767),
             )?;
         }
+        self.check_duration(
+            "busy_poll",
+            c.busy_poll,
+            Duration::ZERO,
+            crate::remoting::MAX_BUSY_POLL,
+        )?;
         if c.max_connection_output_bytes < c.max_message_size {
             return Err(self.err(
                 "max_connection_output_bytes",
@@ -232,6 +238,7 @@ impl ProducerConfigBuilder {
             Duration::from_secs(1),
             MAX_DURATION,
         )?;
+        check_topic(&c.trace_topic).map_err(|r| self.err("trace_topic", r))?;
         self.check_tls()?;
         Ok(c)
     }

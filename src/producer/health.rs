@@ -70,6 +70,11 @@
 //!     "oldest_in_doubt_ms": int | null,
 //!     "evicted_full": int, "evicted_age": int,    // records dropped for the bounds
 //!     "untracked_checks": int                     // check-backs for transactions not held
+//!   } | null,
+//!   "trace": {                                    // message trace on only, else null
+//!     "topic": string, "queue_len": int, "queue_capacity": int,
+//!     "in_flight_messages": int, "running": bool,
+//!     "producer": HEALTH                          // the internal trace producer's report
 //!   } | null
 //! }
 //! ```
@@ -262,6 +267,9 @@ pub struct HealthReport {
     /// [`TransactionProducer::in_doubt`](crate::TransactionProducer::in_doubt)); `None` for
     /// other producers.
     pub transactions: Option<crate::transaction::TransactionTableHealth>,
+    /// Message trace's queue and internal producer; `None` when
+    /// [`trace`](crate::ProducerConfig::trace) is off.
+    pub trace: Option<crate::trace::TraceHealth>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -365,6 +373,7 @@ impl HealthReport {
             "in_flight": self.in_flight.to_json(),
             "fault_tolerance": self.fault_tolerance,
             "transactions": self.transactions.as_ref().map(|t| t.to_json()),
+            "trace": self.trace.as_ref().map(crate::trace::TraceHealth::to_json),
         })
     }
 
@@ -500,6 +509,7 @@ impl Inner {
             },
             fault_tolerance: self.router.fault_tolerance_enabled(),
             transactions: self.tx_records.lock().as_ref().map(|t| t.health()),
+            trace: self.trace.as_ref().map(|t| t.health()),
         }
     }
 }

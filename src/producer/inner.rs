@@ -79,6 +79,8 @@ pub(crate) struct Inner {
     /// User callbacks that ended after the callback pool stopped (late in a shutdown): run
     /// by the thread calling shutdown. `None` once shutdown has run them.
     pub(super) late: Mutex<Option<Vec<UserTask>>>,
+    /// Message trace, when [`ProducerConfig::trace`] is on.
+    pub(crate) trace: Option<Arc<super::trace::Tracer>>,
     /// Request-reply: the correlation table of pending requests.
     pub(super) requests: super::request::Requests,
     /// The send hooks; `None` when none is registered (the send path's one branch).

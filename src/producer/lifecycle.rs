@@ -78,6 +78,7 @@ impl Inner {
             tcp_keepalive: config.tcp_keepalive(),
             max_connection_output_bytes: config.max_connection_output_bytes(),
             tls: config.tls_config(),
+            busy_poll: config.busy_poll(),
             serialize_type: config.serialize_type(),
             ..RemotingConfig::default()
         })?;
@@ -107,8 +108,16 @@ impl Inner {
         let router = MessageRouter::from_config(&config);
         let spent = crossbeam_channel::unbounded();
         let executor = Executor::start(config.callback_threads(), &spent.1)?;
+        let trace = if config.trace() {
+            Some(super::trace::Tracer::start(&config)?)
+        } else {
+            None
+        };
         let inner = Arc::new(Inner {
-            hooks: super::hooks::HookRunner::new(&config),
+            hooks: super::hooks::HookRunner::with_internal(
+                &config,
+                trace.iter().map(|t| t.hook()).collect(),
+            ),
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
             defaults: SendDefaults {
@@ -136,6 +145,7 @@ impl Inner {
             tx_records: Mutex::new(None),
             executor,
             late: Mutex::new(Some(Vec::new())),
+            trace,
             requests: Default::default(),
             spent,
             config,
@@ -208,6 +218,11 @@ impl Inner {
         // `Shutdown`), then the callbacks that found the pool stopped run here.
         self.executor.shutdown();
         self.run_late_callbacks();
+        // Every send has ended and its trace record is queued: the queue leaves, and the trace
+        // producer waits for it, until the deadline.
+        if let Some(trace) = &self.trace {
+            trace.shutdown(deadline);
+        }
         // No I/O thread is left to finish a send: free what they left (it holds this producer).
         while let Ok(spent) = self.spent.1.try_recv() {
             drop(spent);

@@ -93,6 +93,11 @@
 //!     "committed": int, "rolled_back": int, "unknown": int, "checked": int,
 //!     "check_overflow": int, "check_ignored": int, "end_failed": int
 //!   },
+//!   "trace": null | {                // message trace on only (crate::trace); kept with
+//!                                    // statistics off
+//!     "queued": int, "sent": int, "failed": int, "dropped": int, "pending": int,
+//!     "messages_sent": int, "messages_failed": int
+//!   },
 //!   "requests": {                    // request-reply; kept even with statistics off
 //!     "requests": int, "replies_matched": int, "replies_late": int, "replies_unknown": int,
 //!     "timed_out": int, "failed": int, "pending": int

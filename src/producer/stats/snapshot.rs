@@ -210,6 +210,7 @@ impl StatsRecorder {
                 max_in_flight_bytes: backpressure.max_in_flight_bytes,
             },
             transactions: self.transactions.stats(),
+            trace: None,
             requests: Default::default(),
             hooks: HookStats::default(),
         }
@@ -241,6 +242,8 @@ impl crate::producer::Inner {
                 panics: hooks.panics(),
             };
         }
+        // Kept whether or not statistics are on: tracing has its own counters.
+        snapshot.trace = self.trace.as_ref().map(|t| t.stats());
         snapshot
     }
 }
@@ -369,6 +372,9 @@ pub struct ProducerStats {
     pub backpressure: BackpressureStats,
     /// Transaction counters; `Some` for transaction producers.
     pub transactions: Option<TransactionStats>,
+    /// Message trace counters; `Some` when [`trace`](crate::ProducerConfig::trace) is on
+    /// (kept even with statistics off).
+    pub trace: Option<crate::trace::TraceStats>,
     /// Request-reply counters (kept whether or not statistics are on).
     pub requests: crate::producer::RequestStats,
     /// Send hooks.
