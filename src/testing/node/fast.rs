@@ -2,7 +2,10 @@
 //! straight from the frame's bytes: a scanner specialised for the send header finds the fields
 //! the broker uses (borrowed from the frame, unescaped into a reused buffer only when they
 //! hold escapes), the shared send path stores the message, and the response is written into
-//! the connection's output without building a command. No `RemotingCommand`, no `ExtFields`,
+//! the connection's output without building a command. The header as clients write it (keys
+//! sorted, one-letter ext field keys in order, no whitespace) is read literal by literal
+//! first; any other layout goes through the general scanner, which takes keys in any order.
+//! The send fields are kept by slot as they are scanned. No `RemotingCommand`, no `ExtFields`,
 //! no copy of the body unless the message is kept.
 //!
 //! It takes only what it is sure the general path would answer the same way, and says no
