@@ -220,7 +220,7 @@ impl AsyncSend {
             Some(a) => a,
             None if !may_block => return self.defer(),
             None => match self.inner.broker_addr_or_refresh(
-                &self.prepared.wire_topic,
+                self.prepared.wire_topic(),
                 &queue,
                 self.deadline,
             ) {
@@ -274,7 +274,7 @@ impl AsyncSend {
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
     /// thread must not block.
     fn pick_queue(&mut self, may_block: bool) -> Result<Option<MessageQueue>> {
-        let wire_topic = &self.prepared.wire_topic;
+        let wire_topic = self.prepared.wire_topic();
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
             _ if !may_block => match self.inner.mapping.get(wire_topic, Instant::now()) {

@@ -18,6 +18,7 @@ use crate::client::broker::SendDefaults;
 use crate::client::namesrv::NameServers;
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
+use crate::message::IdStr;
 use crate::protocol::message_codec::UniqIdGenerator;
 use crate::protocol::RemotingCommand;
 use crate::remoting::RemotingClient;
@@ -103,7 +104,13 @@ impl Inner {
         }
     }
 
-    pub(crate) fn new_msg_id(&self) -> String {
-        self.ids.next_id(now_ms())
+    /// A fresh `UNIQ_KEY` (inline: no allocation).
+    pub(crate) fn new_msg_id(&self) -> IdStr {
+        let suffix = self.ids.next_suffix(now_ms());
+        // Always valid: `next_suffix` writes upper-case hex digits only.
+        IdStr::concat(
+            self.ids.prefix(),
+            std::str::from_utf8(&suffix).unwrap_or_default(),
+        )
     }
 }
