@@ -318,7 +318,7 @@ impl AsyncSend {
         mut self: Box<Self>,
         response: Result<RemotingCommand>,
         queue: MessageQueue,
-        addr: String,
+        addr: Arc<str>,
         started: Instant,
         attempt: stats::Attempt,
     ) {
