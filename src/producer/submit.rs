@@ -51,7 +51,7 @@ impl Inner {
             Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
                 let deadline = Instant::now() + self.config.send_timeout();
                 self.free_spent();
-                let (completer, handle) = crate::remoting::pair();
+                let (completer, handle) = crate::remoting::completion::pooled_pair();
                 acc.add(
                     self,
                     msg,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::completion::pair;
+use super::completion::pooled_pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
 use super::resolve::{check_syntax, Resolver};
@@ -251,7 +251,7 @@ impl RemotingClient {
         timeout: Duration,
     ) -> Result<RemotingCommand> {
         let (target, frame, opaque) = self.prepare(addr, request, false)?;
-        let (completer, handle) = pair();
+        let (completer, handle) = pooled_pair();
         self.push(
             target,
             frame,
@@ -345,7 +345,7 @@ impl RemotingClient {
         request: EncodedRequest,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
-        let (completer, handle) = pair();
+        let (completer, handle) = pooled_pair();
         self.push(
             request.target,
             request.frame,
