@@ -211,11 +211,12 @@ pub use message::{
     IdStr, Message, MessageExt, MessageQueue, OffsetMessageId, SendResult, SendStatus,
 };
 pub use producer::health::HealthReport;
+pub use producer::hooks::SendHook;
 pub use producer::stats::ProducerStats;
 pub use producer::transaction::{
     ListenerResult, LocalTransactionState, Transaction, TransactionHandle, TransactionListener,
     TransactionProducer, TransactionProducerBuilder, TransactionRecord, TransactionSendResult,
     TransactionStats,
 };
-pub use producer::{health, stats, transaction};
+pub use producer::{health, hooks, stats, transaction};
 pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};

@@ -2,10 +2,12 @@
 //! an environment variable) so errors can name it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::settings::*; // ProducerConfig and the DEFAULT_* values
 use crate::error::{Error, DEFAULT_RETRY_CODES};
+use crate::producer::hooks::SendHook;
 use crate::protocol::acl::{Secret, SignatureAlgorithm};
 use crate::routing::fault::{FaultTables, DEFAULT_LATENCY_MAX, DEFAULT_NOT_AVAILABLE_DURATION};
 use crate::routing::router::RoutingStrategy;
@@ -97,6 +99,7 @@ impl ProducerConfigBuilder {
                 transaction_records: DEFAULT_TRANSACTION_RECORDS,
                 transaction_record_age: DEFAULT_TRANSACTION_RECORD_AGE,
                 tls: Default::default(),
+                send_hooks: Default::default(),
             },
             fault_latency_max: DEFAULT_LATENCY_MAX.to_vec(),
             fault_not_available: DEFAULT_NOT_AVAILABLE_DURATION.to_vec(),
@@ -460,6 +463,20 @@ impl ProducerConfigBuilder {
     pub fn transaction_record_age(mut self, age: Duration) -> Self {
         self.config.transaction_record_age = age;
         self.set_by_code("transaction_record_age")
+    }
+
+    /// Adds a send hook; hooks run in the order they were added. See [`crate::hooks`] for
+    /// what they see and where they run. The config's `Debug` output lists their
+    /// [names](crate::hooks::SendHook::name).
+    pub fn send_hook(mut self, hook: Arc<dyn SendHook>) -> Self {
+        self.config.send_hooks.0.push(hook);
+        self
+    }
+
+    /// Removes every send hook added so far.
+    pub fn clear_send_hooks(mut self) -> Self {
+        self.config.send_hooks.0.clear();
+        self
     }
 }
 

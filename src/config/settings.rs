@@ -1,8 +1,10 @@
 //! [`ProducerConfig`]: every setting, its default and its getter (what each one means).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::producer::hooks::SendHook;
 use crate::protocol::acl::{Credentials, Secret, SignatureAlgorithm};
 use crate::routing::fault::FaultTables;
 use crate::routing::router::RoutingStrategy;
@@ -139,6 +141,7 @@ pub struct ProducerConfig {
     pub(super) strict_order: bool,
     pub(super) transaction_records: usize,
     pub(super) transaction_record_age: Duration,
+    pub(super) send_hooks: crate::producer::hooks::HookList,
     pub(super) tls: super::tls::TlsSettings,
 }
 
@@ -497,6 +500,12 @@ impl ProducerConfig {
     /// (counted), resolved or not.
     pub fn transaction_record_age(&self) -> Duration {
         self.transaction_record_age
+    }
+
+    /// The send hooks, in the order they run (none by default); see [`crate::hooks`].
+    /// Set with [`ProducerConfigBuilder::send_hook`](super::ProducerConfigBuilder::send_hook).
+    pub fn send_hooks(&self) -> &[Arc<dyn SendHook>] {
+        &self.send_hooks.0
     }
 }
 

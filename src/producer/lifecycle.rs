@@ -107,6 +107,7 @@ impl Inner {
         let spent = crossbeam_channel::unbounded();
         let executor = Executor::start(config.callback_threads(), &spent.1)?;
         let inner = Arc::new(Inner {
+            hooks: super::hooks::HookRunner::new(&config),
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
             defaults: SendDefaults {

@@ -31,6 +31,7 @@ mod executor;
 mod flush;
 mod handle;
 pub mod health;
+pub mod hooks;
 mod inner;
 mod lifecycle;
 mod order;

@@ -92,7 +92,8 @@
 //!   "transactions": null | {         // transaction producers only
 //!     "committed": int, "rolled_back": int, "unknown": int, "checked": int,
 //!     "check_overflow": int, "check_ignored": int, "end_failed": int
-//!   }
+//!   },
+//!   "hooks": { "registered": int, "panics": int }   // send hooks (counted even when off)
 //! }
 //! SEND = {
 //!   "sent": int, "succeeded": int, "failed": int,
@@ -154,7 +155,7 @@ pub use json::STATS_SCHEMA;
 pub use rates::{RateWindows, Rates};
 pub(crate) use recorder::{Attempt, Op, StatsRecorder};
 pub(crate) use snapshot::unix_ms;
-pub use snapshot::{BackpressureStats, BrokerStats, ProducerStats, SendStats};
+pub use snapshot::{BackpressureStats, BrokerStats, HookStats, ProducerStats, SendStats};
 
 /// At most this many topics get their own statistics; sends to further topics count in the
 /// producer totals only.

@@ -210,6 +210,7 @@ impl StatsRecorder {
                 max_in_flight_bytes: backpressure.max_in_flight_bytes,
             },
             transactions: self.transactions.stats(),
+            hooks: HookStats::default(),
         }
     }
 }
@@ -219,7 +220,7 @@ impl crate::producer::Inner {
     pub(crate) fn stats_snapshot(&self) -> ProducerStats {
         let (in_flight, in_flight_bytes, waiting, waits) = self.in_flight.stats();
         let limits = self.in_flight.limits();
-        self.stats.snapshot(
+        let mut snapshot = self.stats.snapshot(
             &self.client_id,
             self.config.group(),
             BackpressureView {
@@ -231,7 +232,14 @@ impl crate::producer::Inner {
                 max_in_flight: limits.map(|l| l.0),
                 max_in_flight_bytes: limits.map(|l| l.1),
             },
-        )
+        );
+        if let Some(hooks) = &self.hooks {
+            snapshot.hooks = HookStats {
+                registered: hooks.len(),
+                panics: hooks.panics(),
+            };
+        }
+        snapshot
     }
 }
 
@@ -359,6 +367,18 @@ pub struct ProducerStats {
     pub backpressure: BackpressureStats,
     /// Transaction counters; `Some` for transaction producers.
     pub transactions: Option<TransactionStats>,
+    /// Send hooks.
+    pub hooks: HookStats,
+}
+
+/// The producer's send hooks ([`crate::hooks`]). Counted whether statistics are on or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HookStats {
+    /// Hooks registered.
+    pub registered: usize,
+    /// Hook calls that panicked (each caught, logged, and otherwise ignored).
+    pub panics: u64,
 }
 
 impl fmt::Display for ProducerStats {

@@ -1,0 +1,640 @@
+//! Send hooks: user code that sees every send, attempt and transaction end, like the Java
+//! client's `SendMessageHook` and `EndTransactionHook` (one trait here, with default no-op
+//! methods).
+//!
+//! Register any number of [`SendHook`]s with
+//! [`ProducerConfigBuilder::send_hook`](crate::ProducerConfigBuilder::send_hook); they run in
+//! registration order.
+//!
+//! # What runs when
+//!
+//! - [`SendHook::before_send`]: once per send (not per attempt), after the message passed
+//!   validation and before it is encoded, so properties it adds go on the wire (retries reuse
+//!   the encoded message). It sees every message of a batch. A message that auto-batching
+//!   takes gets its own `before_send`, before it joins a batch.
+//! - [`SendHook::after_send`]: once per attempt that reached the point of choosing a queue and
+//!   a broker: the queue, the broker address, the attempt number (1 for the first, counting
+//!   up across retries), the attempt's latency and its result. Failures before any attempt
+//!   (an invalid message, no route, backpressure, shutdown) call no hook. An auto-batch
+//!   attempt shows every message of the batch, whichever sends they came from. A oneway send
+//!   has one attempt whose result is `Ok(None)` once the request is queued for the socket
+//!   (there is no answer to show).
+//! - [`SendHook::end_transaction`]: once per END_TRANSACTION a transaction producer sends:
+//!   after the local transaction (or [`Transaction::commit`](crate::transaction::Transaction)
+//!   and friends), and after each broker check-back
+//!   ([`EndTransactionContext::from_check`]).
+//!
+//! # Threads
+//!
+//! Hooks never run on an I/O thread (`rocketmq-io-N`), and no library progress waits for
+//! them:
+//!
+//! - synchronous sends (`send`, `send_to_queue`, `send_with_selector`, `send_batch`,
+//!   `send_oneway`, `send_in_transaction`, ...) run every hook on the calling thread, before
+//!   the call returns;
+//! - asynchronous sends (handles and callbacks, and sends that auto-batching takes, sync or
+//!   not) run `before_send` on the calling thread, before the message is encoded, and every
+//!   `after_send` on the callback pool (`rocketmq-callback-N`): it is queued when the attempt
+//!   ends, and neither the send's completion nor its retry waits for it. A handle may
+//!   therefore complete before the last attempt's `after_send` ran. A user callback runs
+//!   after the last attempt's `after_send`, on the same callback thread;
+//! - `end_transaction` runs on the thread that sent the END_TRANSACTION: the calling thread,
+//!   a transaction thread, or a check-back thread, never an I/O thread.
+//!
+//! A hook must be quick: it delays the synchronous caller it runs on, and the callback pool
+//! it shares with user callbacks. It may send (a hook that sends with the same producer sees
+//! its own sends, so guard against recursion).
+//!
+//! # Panics
+//!
+//! A panicking hook is caught and logged, counted in
+//! [`ProducerStats::hooks`](crate::ProducerStats), and changes nothing else: the other hooks
+//! still run, and the send's result is the same.
+//!
+//! # Cost
+//!
+//! With no hook registered the send path pays one branch per send: nothing is allocated or
+//! copied for hooks. With hooks, the messages are kept (the caller's message, not a copy of
+//! its body, where the send path allows it) until the last `after_send` has run, and each
+//! asynchronous attempt queues one task on the callback pool.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use rocketmq_mio::hooks::{AfterSendContext, BeforeSendContext, SendHook};
+//!
+//! #[derive(Default)]
+//! struct Counting(AtomicU64);
+//!
+//! impl SendHook for Counting {
+//!     fn name(&self) -> &str {
+//!         "counting"
+//!     }
+//!     fn before_send(&self, ctx: &mut BeforeSendContext<'_>) {
+//!         ctx.set_property("sent-by", "billing");
+//!     }
+//!     fn after_send(&self, ctx: &AfterSendContext<'_>) {
+//!         if ctx.result().is_ok() {
+//!             self.0.fetch_add(ctx.messages().len() as u64, Ordering::Relaxed);
+//!         }
+//!     }
+//! }
+//!
+//! let hook = Arc::new(Counting::default());
+//! let builder = rocketmq_mio::Producer::builder("GID_BILLING")
+//!     .name_server("127.0.0.1:9876")
+//!     .send_hook(hook.clone());
+//! assert!(format!("{builder:?}").contains("counting"));
+//! ```
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ProducerConfig;
+use crate::error::Error;
+use crate::message::{property, Message, MessageExt, MessageQueue, SendResult};
+use crate::producer::transaction::LocalTransactionState;
+
+/// User code that sees sends, their attempts and transaction ends. Every method has a no-op
+/// default; see the [module docs](self) for when and where each one runs.
+pub trait SendHook: Send + Sync + 'static {
+    /// A name for logs and for the config's `Debug` output (the type name by default).
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Runs once per send, before its message(s) are encoded: it may read them and add or
+    /// replace properties ([`BeforeSendContext::set_property`]). What it adds is checked like
+    /// the caller's own properties: a property the send refuses fails the send with
+    /// [`Error::InvalidMessage`], and no `after_send` runs.
+    fn before_send(&self, ctx: &mut BeforeSendContext<'_>) {
+        let _ = ctx;
+    }
+
+    /// Runs once per attempt, with the attempt's queue, broker, number, latency and result.
+    fn after_send(&self, ctx: &AfterSendContext<'_>) {
+        let _ = ctx;
+    }
+
+    /// Runs once per END_TRANSACTION sent (or that failed to be sent) by a transaction
+    /// producer.
+    fn end_transaction(&self, ctx: &EndTransactionContext<'_>) {
+        let _ = ctx;
+    }
+}
+
+/// How a send was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendMode {
+    /// The caller blocks for the result (`send`, `send_batch`, `send_in_transaction`, ...).
+    Sync,
+    /// A handle or a callback gets the result (`send_async`, `send_with_callback`, ...), and
+    /// every send that auto-batching takes.
+    Async,
+    /// No answer is waited for (`send_oneway`, `send_batch_oneway`).
+    Oneway,
+}
+
+/// What kind of message a send carries (Java's `MessageType`, as trace records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageType {
+    /// A plain message (batches too).
+    Normal,
+    /// The half message of a transaction (`TRAN_MSG=true`).
+    TransactionHalf,
+    /// A delayed or timed message (a delay level, or a timer property).
+    Delay,
+}
+
+impl MessageType {
+    /// The type of `msg` by its properties.
+    pub fn of(msg: &Message) -> MessageType {
+        if msg
+            .property(property::TRANSACTION_PREPARED)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            MessageType::TransactionHalf
+        } else if msg.property(property::DELAY_TIME_LEVEL).is_some()
+            || msg.property(property::TIMER_DELIVER_MS).is_some()
+            || msg.property(property::TIMER_DELAY_SEC).is_some()
+            || msg.property(property::TIMER_DELAY_MS).is_some()
+        {
+            MessageType::Delay
+        } else {
+            MessageType::Normal
+        }
+    }
+}
+
+/// The producer a hook runs for.
+#[derive(Debug)]
+pub(crate) struct HookEnv {
+    pub(crate) group: String,
+    pub(crate) namespace: Option<String>,
+}
+
+/// What [`SendHook::before_send`] sees: the message(s) of one send, before encoding.
+pub struct BeforeSendContext<'a> {
+    pub(crate) env: &'a HookEnv,
+    pub(crate) messages: &'a mut [Message],
+    pub(crate) mode: SendMode,
+    pub(crate) batch: bool,
+}
+
+impl<'a> BeforeSendContext<'a> {
+    /// The messages of the send: one, unless it is a batch. Each has its client message id
+    /// (`UNIQ_KEY`, [`property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX`]) set already. Topics are as
+    /// the caller names them (without the namespace).
+    pub fn messages(&self) -> &[Message] {
+        self.messages
+    }
+
+    /// The first (usually the only) message of the send.
+    pub fn message(&self) -> &Message {
+        // Never empty: an empty batch is refused before any hook runs.
+        &self.messages[0]
+    }
+
+    /// Adds (or replaces) a property on every message of the send.
+    pub fn set_property(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let (key, value) = (key.into(), value.into());
+        for msg in self.messages.iter_mut() {
+            msg.set_property(key.clone(), value.clone());
+        }
+    }
+
+    /// Adds (or replaces) a property on message `index` of the send; `false` if there is no
+    /// such message.
+    pub fn set_message_property(
+        &mut self,
+        index: usize,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> bool {
+        match self.messages.get_mut(index) {
+            Some(msg) => {
+                msg.set_property(key, value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How the send was made.
+    pub fn mode(&self) -> SendMode {
+        self.mode
+    }
+
+    /// Whether the send is a batch (explicit; auto-batching shows single messages here).
+    pub fn is_batch(&self) -> bool {
+        self.batch
+    }
+
+    /// The type of the (first) message.
+    pub fn message_type(&self) -> MessageType {
+        MessageType::of(self.message())
+    }
+
+    /// The producer group, without the namespace.
+    pub fn group(&self) -> &str {
+        &self.env.group
+    }
+
+    /// The namespace, if one is configured.
+    pub fn namespace(&self) -> Option<&str> {
+        self.env.namespace.as_deref()
+    }
+}
+
+impl fmt::Debug for BeforeSendContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeforeSendContext")
+            .field("messages", &self.messages.len())
+            .field("mode", &self.mode)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`SendHook::after_send`] sees: one attempt of a send and how it ended.
+pub struct AfterSendContext<'a> {
+    pub(crate) env: &'a HookEnv,
+    pub(crate) messages: &'a [Message],
+    pub(crate) wire_topic: &'a str,
+    pub(crate) queue: &'a MessageQueue,
+    pub(crate) broker_addr: &'a str,
+    pub(crate) attempt: u32,
+    pub(crate) latency: Duration,
+    pub(crate) result: Result<Option<&'a SendResult>, &'a Error>,
+    pub(crate) mode: SendMode,
+    pub(crate) batch: bool,
+}
+
+impl<'a> AfterSendContext<'a> {
+    /// The messages the attempt carried, as `before_send` left them: one, unless it is a
+    /// batch (an auto-batch shows the messages of every send it holds). Each has its client
+    /// message id (`UNIQ_KEY`) set. Bodies are as the caller gave them (not compressed).
+    pub fn messages(&self) -> &'a [Message] {
+        self.messages
+    }
+
+    /// The first (usually the only) message.
+    pub fn message(&self) -> &'a Message {
+        // Never empty: an attempt always carries at least one message.
+        &self.messages[0]
+    }
+
+    /// The client message ids (`UNIQ_KEY`), one per message, in order.
+    pub fn msg_ids(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.messages.iter().map(|m| {
+            m.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+                .unwrap_or("")
+        })
+    }
+
+    /// The broker's offset message ids, one per message, in order (a batch result lists
+    /// them comma-separated); empty unless the attempt has a result.
+    pub fn offset_msg_ids(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let ids = match self.result {
+            Ok(Some(r)) => r.offset_msg_id.as_str(),
+            _ => "",
+        };
+        ids.split(',').filter(|s| !s.is_empty())
+    }
+
+    /// The topic as the caller names it (without the namespace).
+    pub fn topic(&self) -> &'a str {
+        self.message().topic()
+    }
+
+    /// The topic on the wire (with the namespace, if any).
+    pub fn wire_topic(&self) -> &'a str {
+        self.wire_topic
+    }
+
+    /// The queue of the attempt.
+    pub fn queue(&self) -> &'a MessageQueue {
+        self.queue
+    }
+
+    /// The address of the broker the attempt went to (the store host).
+    pub fn broker_addr(&self) -> &'a str {
+        self.broker_addr
+    }
+
+    /// The attempt number: 1 for the first attempt, one more for each retry.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// How long the attempt took, from just before its request was encoded to its end
+    /// (response, timeout or error); for a oneway send, until the request was queued.
+    pub fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// The attempt's result: the broker's answer, `Ok(None)` for a oneway send once it was
+    /// queued, or the error.
+    pub fn result(&self) -> Result<Option<&'a SendResult>, &'a Error> {
+        self.result
+    }
+
+    /// The region id from the broker's answer, if it sent one.
+    pub fn region_id(&self) -> Option<&'a str> {
+        match self.result {
+            Ok(Some(r)) => r.region_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How the send was made.
+    pub fn mode(&self) -> SendMode {
+        self.mode
+    }
+
+    /// Whether the attempt carried a batch (explicit or auto-batch).
+    pub fn is_batch(&self) -> bool {
+        self.batch
+    }
+
+    /// The type of the (first) message.
+    pub fn message_type(&self) -> MessageType {
+        MessageType::of(self.message())
+    }
+
+    /// The producer group, without the namespace.
+    pub fn group(&self) -> &'a str {
+        &self.env.group
+    }
+
+    /// The namespace, if one is configured.
+    pub fn namespace(&self) -> Option<&'a str> {
+        self.env.namespace.as_deref()
+    }
+}
+
+impl fmt::Debug for AfterSendContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfterSendContext")
+            .field("messages", &self.messages.len())
+            .field("queue", self.queue)
+            .field("broker_addr", &self.broker_addr)
+            .field("attempt", &self.attempt)
+            .field("latency", &self.latency)
+            .field("result", &self.result)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message an END_TRANSACTION is about.
+#[allow(dead_code)] // wired in the next commits
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EndMessage<'a> {
+    /// The half message as this producer sent it (after the local transaction).
+    Sent(&'a Message),
+    /// The half message as the broker stored it (a check-back).
+    Stored(&'a MessageExt),
+}
+
+/// What [`SendHook::end_transaction`] sees: one END_TRANSACTION.
+pub struct EndTransactionContext<'a> {
+    pub(crate) env: &'a HookEnv,
+    pub(crate) message: EndMessage<'a>,
+    pub(crate) msg_id: &'a str,
+    pub(crate) transaction_id: Option<&'a str>,
+    pub(crate) broker_addr: Option<&'a str>,
+    pub(crate) state: LocalTransactionState,
+    pub(crate) from_check: bool,
+    pub(crate) result: Result<(), &'a Error>,
+}
+
+impl<'a> EndTransactionContext<'a> {
+    /// The half message as this producer sent it; `None` for a check-back (see
+    /// [`EndTransactionContext::stored_message`]).
+    pub fn message(&self) -> Option<&'a Message> {
+        match self.message {
+            EndMessage::Sent(m) => Some(m),
+            EndMessage::Stored(_) => None,
+        }
+    }
+
+    /// The half message as the broker stored it, for a check-back; `None` otherwise.
+    pub fn stored_message(&self) -> Option<&'a MessageExt> {
+        match self.message {
+            EndMessage::Stored(m) => Some(m),
+            EndMessage::Sent(_) => None,
+        }
+    }
+
+    /// The topic as the caller names it (without the namespace).
+    pub fn topic(&self) -> &'a str {
+        match self.message {
+            EndMessage::Sent(m) => m.topic(),
+            EndMessage::Stored(m) => &m.topic,
+        }
+    }
+
+    /// A property of the half message.
+    pub fn property(&self, key: &str) -> Option<&'a str> {
+        match self.message {
+            EndMessage::Sent(m) => m.property(key),
+            EndMessage::Stored(m) => m.property(key),
+        }
+    }
+
+    /// The tag of the half message.
+    pub fn tags(&self) -> Option<&'a str> {
+        self.property(property::TAGS)
+    }
+
+    /// The business keys of the half message.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.property(property::KEYS)
+            .unwrap_or("")
+            .split(property::KEY_SEPARATOR)
+            .filter(|k| !k.is_empty())
+    }
+
+    /// The half message's client id (`UNIQ_KEY`): the transaction id the listener saw.
+    pub fn msg_id(&self) -> &'a str {
+        self.msg_id
+    }
+
+    /// The transaction id the broker gave the half message, if it gave one.
+    pub fn transaction_id(&self) -> Option<&'a str> {
+        self.transaction_id
+    }
+
+    /// The address the END_TRANSACTION went to; `None` if no address was known.
+    pub fn broker_addr(&self) -> Option<&'a str> {
+        self.broker_addr
+    }
+
+    /// The decision sent: commit, rollback or unknown.
+    pub fn state(&self) -> LocalTransactionState {
+        self.state
+    }
+
+    /// Whether this END_TRANSACTION answers a broker's check-back.
+    pub fn from_check(&self) -> bool {
+        self.from_check
+    }
+
+    /// Whether the END_TRANSACTION was queued for the socket (it is oneway: there is no
+    /// answer). On an error the broker checks back later.
+    pub fn result(&self) -> Result<(), &'a Error> {
+        self.result
+    }
+
+    /// The producer group, without the namespace.
+    pub fn group(&self) -> &'a str {
+        &self.env.group
+    }
+
+    /// The namespace, if one is configured.
+    pub fn namespace(&self) -> Option<&'a str> {
+        self.env.namespace.as_deref()
+    }
+}
+
+impl fmt::Debug for EndTransactionContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndTransactionContext")
+            .field("msg_id", &self.msg_id)
+            .field("transaction_id", &self.transaction_id)
+            .field("broker_addr", &self.broker_addr)
+            .field("state", &self.state)
+            .field("from_check", &self.from_check)
+            .field("result", &self.result)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hooks of a config: `Debug` prints their names, equality is identity.
+#[derive(Clone, Default)]
+pub(crate) struct HookList(pub(crate) Vec<Arc<dyn SendHook>>);
+
+impl fmt::Debug for HookList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|h| h.name()))
+            .finish()
+    }
+}
+
+impl PartialEq for HookList {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)))
+    }
+}
+
+/// Runs a producer's hooks, catching and counting their panics. A producer without hooks
+/// has none (`Option<Arc<HookRunner>>` is `None`), so the send path pays one branch.
+#[allow(dead_code)] // wired in the next commits
+pub(crate) struct HookRunner {
+    hooks: Vec<Arc<dyn SendHook>>,
+    pub(crate) env: HookEnv,
+    panics: AtomicU64,
+}
+
+impl fmt::Debug for HookRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookRunner")
+            .field("hooks", &HookList(self.hooks.clone()))
+            .field("panics", &self.panics())
+            .finish()
+    }
+}
+
+#[allow(dead_code)] // wired in the next commits
+impl HookRunner {
+    /// The runner of `config`'s hooks; `None` when it has none.
+    pub(crate) fn new(config: &ProducerConfig) -> Option<Arc<HookRunner>> {
+        if config.send_hooks().is_empty() {
+            return None;
+        }
+        Some(Arc::new(HookRunner {
+            hooks: config.send_hooks().to_vec(),
+            env: HookEnv {
+                group: config.group().to_string(),
+                namespace: config.namespace().map(str::to_string),
+            },
+            panics: AtomicU64::new(0),
+        }))
+    }
+
+    /// Hook calls that panicked.
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// How many hooks run.
+    pub(crate) fn len(&self) -> usize {
+        self.hooks.len()
+    }
+
+    fn each(&self, what: &str, mut call: impl FnMut(&dyn SendHook)) {
+        for hook in &self.hooks {
+            if catch_unwind(AssertUnwindSafe(|| call(hook.as_ref()))).is_err() {
+                let n = self.panics.fetch_add(1, Ordering::Relaxed) + 1;
+                log::error!(
+                    "send hook {} panicked in {what} ({n} hook panics so far); ignored",
+                    hook.name()
+                );
+            }
+        }
+    }
+
+    /// Gives every message its `UNIQ_KEY` (so hooks see the id that goes on the wire), then
+    /// runs `before_send`.
+    pub(crate) fn before(
+        &self,
+        messages: &mut [Message],
+        mode: SendMode,
+        batch: bool,
+        mut new_id: impl FnMut() -> String,
+    ) {
+        for msg in messages.iter_mut() {
+            if msg
+                .property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+                .is_none()
+            {
+                msg.set_property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, new_id());
+            }
+        }
+        if messages.is_empty() {
+            return;
+        }
+        let mut ctx = BeforeSendContext {
+            env: &self.env,
+            messages,
+            mode,
+            batch,
+        };
+        self.each("before_send", |h| h.before_send(&mut ctx));
+    }
+
+    /// Runs `after_send` (here: the caller decides the thread).
+    pub(crate) fn after(&self, ctx: &AfterSendContext<'_>) {
+        if ctx.messages.is_empty() {
+            return;
+        }
+        self.each("after_send", |h| h.after_send(ctx));
+    }
+
+    /// Runs `end_transaction` (here: the caller decides the thread).
+    pub(crate) fn end_transaction(&self, ctx: &EndTransactionContext<'_>) {
+        self.each("end_transaction", |h| h.end_transaction(ctx));
+    }
+}
