@@ -195,6 +195,16 @@ pub(super) struct AsyncSend {
     permit: Option<Permit>,
     /// Statistics of this send.
     op: stats::Op,
+    /// The attempt whose request is out.
+    current: Option<Current>,
+}
+
+/// What an attempt whose request is out needs when it ends.
+struct Current {
+    queue: MessageQueue,
+    addr: Arc<str>,
+    started: Instant,
+    attempt: stats::Attempt,
 }
 
 impl AsyncSend {
@@ -261,14 +271,16 @@ impl AsyncSend {
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         let remoting = self.inner.remoting.clone();
+        self.current = Some(Current {
+            queue,
+            addr,
+            started,
+            attempt,
+        });
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
-        // code.
-        remoting.send_encoded_inline(
-            request,
-            timeout,
-            Box::new(move |response| self.on_response(response, queue, addr, started, attempt)),
-        );
+        // code. The send's own box is the request's callback (no closure to allocate).
+        remoting.send_encoded_inline(request, timeout, self);
     }
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
@@ -314,14 +326,17 @@ impl AsyncSend {
 
     /// The request of an attempt ended (on the thread that ended it: usually an I/O thread).
     /// Never blocks: a retry moves to the internal threads.
-    fn on_response(
-        mut self: Box<Self>,
-        response: Result<RemotingCommand>,
-        queue: MessageQueue,
-        addr: Arc<str>,
-        started: Instant,
-        attempt: stats::Attempt,
-    ) {
+    fn attempt_ended(mut self: Box<Self>, response: Result<RemotingCommand>) {
+        let Some(Current {
+            queue,
+            addr,
+            started,
+            attempt,
+        }) = self.current.take()
+        else {
+            // Every request is sent with its attempt recorded first.
+            return self.finish(response.and(Err(Error::Shutdown)));
+        };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
         attempt.end(started, &result);
         self.inner
@@ -362,19 +377,93 @@ impl AsyncSend {
         if let Some(done) = self.done.take() {
             finish_done(&self.inner, done, result, hold);
         }
+        let inner = self.inner.clone();
         if on_io_thread() {
             // Its memory was allocated on the sending side: an internal thread frees it soon
             // (one job per burst), which keeps the allocator's cross-thread work off the I/O
             // thread.
-            let inner = self.inner.clone();
-            if let Err(e) = inner.spent.0.send(self) {
-                drop(e.into_inner());
-            } else if !inner.executor.schedule_free() {
-                // Shut down: free what is there now.
-                while let Ok(spent) = inner.spent.1.try_recv() {
-                    drop(spent);
+            match inner.spent.0.try_send(self) {
+                Ok(()) => {
+                    if !inner.executor.schedule_free() {
+                        // Shut down: free what is there now.
+                        while let Ok(spent) = inner.spent.1.try_recv() {
+                            inner.recycle(spent);
+                        }
+                    }
                 }
+                // Full (or closed): freed here.
+                Err(e) => inner.recycle(e.into_inner()),
             }
+        } else {
+            inner.recycle(self);
+        }
+    }
+
+    /// A finished send, emptied: it holds nothing of its message or caller any more, only
+    /// its producer (its box is reused by a later send; see [`Inner::recycle`]).
+    fn vacant(inner: Arc<Inner>, deadline: Instant) -> AsyncSend {
+        AsyncSend {
+            inner,
+            prepared: Prepared::vacant(),
+            target: Target::Auto,
+            deadline,
+            attempts_left: 0,
+            last_broker: None,
+            failures: Failures::default(),
+            done: None,
+            permit: None,
+            op: stats::Op::none(),
+            current: None,
+        }
+    }
+}
+
+impl crate::remoting::OnResponse for AsyncSend {
+    fn on_response(self: Box<Self>, result: Result<RemotingCommand>) {
+        self.attempt_ended(result);
+    }
+}
+
+/// Most finished sends' boxes kept for reuse.
+pub(super) const FREE_SENDS: usize = 1024;
+
+/// Most finished sends waiting for an internal thread to free them.
+pub(super) const SPENT_CAPACITY: usize = 4096;
+
+impl AsyncSend {
+    /// Frees a finished send (see [`Inner::recycle`]).
+    pub(super) fn recycle(self: Box<Self>) {
+        let inner = self.inner.clone();
+        inner.recycle(self);
+    }
+}
+
+impl Inner {
+    /// Takes in a finished send: its contents are dropped here (the message's memory), and
+    /// its box goes to the free list for the next send while the producer runs.
+    pub(super) fn recycle(&self, mut spent: Box<AsyncSend>) {
+        let inner = spent.inner.clone();
+        let deadline = spent.deadline;
+        *spent = AsyncSend::vacant(inner, deadline);
+        let mut free = self.free_sends.lock();
+        // `None` once shutdown has emptied it: a vacant send still holds its producer, so
+        // none may stay in the list after that.
+        if let Some(list) = free.as_mut() {
+            if list.len() < FREE_SENDS {
+                list.push(spent);
+            }
+        }
+    }
+
+    /// A box for a new send: a recycled one (no allocation), or a new one.
+    fn new_send(&self, send: AsyncSend) -> Box<AsyncSend> {
+        let recycled = self.free_sends.lock().as_mut().and_then(Vec::pop);
+        match recycled {
+            Some(mut b) => {
+                *b = send;
+                b
+            }
+            None => Box::new(send),
         }
     }
 }
@@ -434,7 +523,7 @@ impl Inner {
             Target::Auto => budget.retries,
             _ => 0,
         };
-        let job = Box::new(AsyncSend {
+        let job = self.new_send(AsyncSend {
             inner: self.clone(),
             deadline: budget.deadline,
             prepared,
@@ -445,6 +534,7 @@ impl Inner {
             done: Some(done),
             permit: Some(permit),
             op,
+            current: None,
         });
         job.attempt(false);
     }

@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     /// memory was allocated on the sending side, and freeing it elsewhere keeps the
     /// allocator's cross-thread locking off the I/O thread.
     pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
+    /// Boxes of finished asynchronous sends, emptied, for the next ones (no allocation per
+    /// send); `None` once shutdown has emptied it for good (each holds this `Inner`).
+    pub(super) free_sends: Mutex<Option<Vec<Box<AsyncSend>>>>,
     /// The `rocketmq-async-N` threads: route lookups and retries of asynchronous sends,
     /// freeing finished ones. They never run user code.
     pub(super) executor: Executor,

@@ -104,7 +104,8 @@ impl Inner {
             InFlight::new(None)
         };
         let router = MessageRouter::from_config(&config);
-        let spent = crossbeam_channel::unbounded();
+        // Bounded: no block to allocate as sends pass (a full one frees on the I/O thread).
+        let spent = crossbeam_channel::bounded(super::async_send::SPENT_CAPACITY);
         let executor = Executor::start(config.callback_threads(), &spent.1)?;
         let inner = Arc::new(Inner {
             hooks: super::hooks::HookRunner::new(&config),
@@ -136,6 +137,7 @@ impl Inner {
             executor,
             late: Mutex::new(Some(Vec::new())),
             spent,
+            free_sends: Mutex::new(Some(Vec::with_capacity(super::async_send::FREE_SENDS))),
             config,
         });
         inner
@@ -208,6 +210,9 @@ impl Inner {
             drop(spent);
         }
         self.state.store(STOPPED, Ordering::Release);
+        // The free list too, for good: each box in it holds this producer.
+        let free = self.free_sends.lock().take();
+        drop(free);
         Ok(())
     }
 

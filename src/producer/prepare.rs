@@ -129,6 +129,23 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// An empty one (what a recycled send holds; allocates nothing).
+    pub(crate) fn vacant() -> Prepared {
+        Prepared {
+            topic: String::new(),
+            namespaced_topic: None,
+            body: Vec::new(),
+            properties: Properties::new(),
+            sys_flag: 0,
+            flag: 0,
+            msg_id: IdStr::EMPTY,
+            batch: false,
+            first_key: None,
+            size: 0,
+            message: None,
+        }
+    }
+
     /// The topic on the wire (with the namespace, if any).
     pub(crate) fn wire_topic(&self) -> &str {
         self.namespaced_topic.as_deref().unwrap_or(&self.topic)

@@ -71,7 +71,7 @@ impl Inner {
     pub(super) fn free_spent(&self) {
         for _ in 0..2 {
             match self.spent.1.try_recv() {
-                Ok(spent) => drop(spent),
+                Ok(spent) => self.recycle(spent),
                 Err(_) => break,
             }
         }

@@ -300,9 +300,10 @@ impl RemotingClient {
     ) {
         let reply = match completion {
             Completion::Handle(c) => Reply::Handle(c),
-            Completion::Callback(cb) => {
-                Reply::Callback(CallbackReply::new(cb, self.inner.pool_tx.read().clone()))
-            }
+            Completion::Callback(cb) => Reply::Callback(CallbackReply::new(
+                Box::new(cb),
+                self.inner.pool_tx.read().clone(),
+            )),
         };
         match self.prepare(addr, request, false) {
             // A failed push has completed the reply with `Shutdown`.
@@ -365,7 +366,7 @@ impl RemotingClient {
         &self,
         request: EncodedRequest,
         timeout: Duration,
-        callback: super::ResponseCallback,
+        callback: Box<dyn super::OnResponse>,
     ) {
         let reply = Reply::Inline(CallbackReply::new(callback, None));
         // A failed push has completed the reply with `Shutdown`.
