@@ -76,6 +76,7 @@ pub(crate) struct Inner {
     pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
     /// Boxes of finished asynchronous sends, emptied, for the next ones (no allocation per
     /// send); `None` once shutdown has emptied it for good (each holds this `Inner`).
+    #[allow(clippy::vec_box)] // the boxes are what is reused
     pub(super) free_sends: Mutex<Option<Vec<Box<AsyncSend>>>>,
     /// The `rocketmq-async-N` threads: route lookups and retries of asynchronous sends,
     /// freeing finished ones. They never run user code.
