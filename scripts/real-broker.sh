@@ -243,6 +243,10 @@ namesrvAddr = "127.0.0.1:$ns_port"
 brokerIp1 = "127.0.0.1"
 listenPort = $port
 storePathRootDir = "$bdir/store"
+# Auto-create is relied on by request-reply (tests/interop_request_reply.rs): replies go to
+# "<cluster>_REPLY_TOPIC" (DefaultCluster_REPLY_TOPIC), but RocketMQ-Rust 1.0.0 pre-creates
+# "<brokerName>_REPLY_TOPIC" (broker-a_REPLY_TOPIC) instead, so the reply topic exists only
+# because the first reply creates it from TBW102.
 autoCreateTopicEnable = true
 transactionCheckInterval = 3000
 transactionTimeout = 2000

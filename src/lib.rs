@@ -100,6 +100,7 @@
 //! | [`Producer::send_to_queue`] | `Result<SendResult>` | no |
 //! | [`Producer::send_with_selector`] | `Result<SendResult>` | no (order matters) |
 //! | [`Producer::send_batch_oneway`] | `Ok` once the batch is queued for the socket | no |
+//! | [`Producer::request`] | the reply, a `MessageExt` (see [request-reply](#request-reply)) | as [`Producer::send`] |
 //!
 //! Asynchronous forms exist for batches, queues and selectors too. [`Producer::flush`] waits
 //! for every send accepted before it to end (pushing open auto-batches out), without stopping
@@ -119,6 +120,45 @@
 //! its queue is gone, not writable or its broker isolated, its sends fail with
 //! [`Error::OrderViolation`] until the queue is back. Route changes that change a topic's
 //! queue count are logged and counted in [`Producer::health`].
+//!
+//! ## Request-reply
+//!
+//! RPC over RocketMQ, as Java's `DefaultMQProducer.request`: [`Producer::request`] sends a
+//! message and blocks until a consumer of it answers with [`Producer::reply`], at most its
+//! timeout (one deadline for the route lookup, the send with its retries, and the reply).
+//! [`Producer::request_async`] returns a [`RequestHandle`] (`.wait()` or `.await`),
+//! [`Producer::request_with_callback`] runs a callback on a callback thread; forms to a
+//! queue and with a selector exist too.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rocketmq_mio::{Message, Producer};
+//! # use rocketmq_mio::testing::MockBroker;
+//! # let broker = std::sync::Arc::new(MockBroker::start()?);
+//! # let namesrv = broker.namesrv_addr();
+//! let requester = Producer::builder("GID_RPC_CLIENT").name_server(namesrv.clone()).start()?;
+//! let responder = Producer::builder("GID_RPC_SERVER").name_server(namesrv).start()?;
+//! # let b = broker.clone();
+//! std::thread::spawn(move || {
+//!     // A consumer receives the request (here the embedded broker hands it over) ...
+//! #   let request = b.wait_messages("prices", 1, Duration::from_secs(10)).remove(0);
+//!     // ... and answers it: the broker pushes the reply to the requester.
+//!     responder.reply(&request, "42.0").unwrap();
+//! });
+//! let reply = requester.request(Message::new("prices", "AAPL"), Duration::from_secs(10))?;
+//! assert_eq!(reply.body, b"42.0");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The reply finds its request by the `CORRELATION_ID` property; the broker finds the
+//! requester by its client id (`REPLY_TO_CLIENT`), learned from its heartbeat, so the
+//! producer heartbeats a broker (and waits for the answer) before its first request to it
+//! and after a reconnect. Replies are matched on the I/O threads, so a callback may block on
+//! a request. A request ends exactly once: with its reply, [`Error::Timeout`] at its
+//! deadline, its send's error, or [`Error::Shutdown`]. A reply that comes too late, or for
+//! a request this producer does not know, is dropped and counted
+//! ([`stats::ProducerStats::requests`]). Pending requests count against backpressure like
+//! asynchronous sends.
 //!
 //! ## Errors and retries
 //!
@@ -219,4 +259,4 @@ pub use producer::transaction::{
     TransactionStats,
 };
 pub use producer::{health, hooks, stats, transaction};
-pub use producer::{Producer, SendHandle, DROP_SHUTDOWN_TIMEOUT};
+pub use producer::{Producer, RequestHandle, SendHandle, DROP_SHUTDOWN_TIMEOUT};

@@ -51,6 +51,20 @@ pub mod property {
     /// How often the broker checked a transaction (set by the broker).
     pub const TRANSACTION_CHECK_TIMES: &str = "TRANSACTION_CHECK_TIMES";
 
+    /// Request-reply: the id that matches a reply to its request (set by
+    /// [`Producer::request`](crate::Producer::request), copied into the reply).
+    pub const CORRELATION_ID: &str = "CORRELATION_ID";
+    /// Request-reply: the client id of the requester, which the broker pushes the reply to.
+    pub const REPLY_TO_CLIENT: &str = "REPLY_TO_CLIENT";
+    /// Request-reply: the request's timeout in milliseconds.
+    pub const MESSAGE_TTL: &str = "TTL";
+    /// Request-reply: the message type; [`REPLY_MESSAGE_TYPE`] on a reply.
+    pub const MESSAGE_TYPE: &str = "MSG_TYPE";
+    /// The [`MESSAGE_TYPE`] value of a reply.
+    pub const REPLY_MESSAGE_TYPE: &str = "reply";
+    /// A reply goes to the topic `<CLUSTER>` followed by this suffix.
+    pub const REPLY_TOPIC_SUFFIX: &str = "_REPLY_TOPIC";
+
     /// Keys only brokers set; a user property with one of these names is rejected.
     pub const RESERVED_BY_BROKER: &[&str] = &[
         "MSG_REGION",

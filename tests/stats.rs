@@ -427,6 +427,8 @@ fn json_field_names_are_stable() {
             "client_id",
             "enabled",
             "group",
+            "hooks",
+            "requests",
             "schema",
             "timestamp_ms",
             "topics",
@@ -436,6 +438,18 @@ fn json_field_names_are_stable() {
         ]
     );
     assert_eq!(s["schema"], "rocketmq-mio.stats/1");
+    assert_eq!(
+        keys(&s["requests"]),
+        [
+            "failed",
+            "pending",
+            "replies_late",
+            "replies_matched",
+            "replies_unknown",
+            "requests",
+            "timed_out"
+        ]
+    );
     assert_eq!(
         keys(&s["totals"]),
         [

@@ -28,12 +28,7 @@ pub(crate) fn send_request(
     defaults: &SendDefaults,
     born_timestamp: i64,
 ) -> RemotingCommand {
-    let code = if prepared.batch {
-        RequestCode::SEND_BATCH_MESSAGE
-    } else {
-        RequestCode::SEND_MESSAGE_V2
-    };
-    let mut request = RemotingCommand::request(code);
+    let mut request = RemotingCommand::request(prepared.request_code());
     let header = SendMessageRequestHeader {
         producer_group: defaults.group.clone(),
         topic: prepared.wire_topic().to_string(),
@@ -81,11 +76,7 @@ pub(crate) fn encode_send_frame(
         }
         return request.encode(out).map_err(Error::from);
     }
-    let code = if prepared.batch {
-        RequestCode::SEND_BATCH_MESSAGE
-    } else {
-        RequestCode::SEND_MESSAGE_V2
-    };
+    let code = prepared.request_code();
     let start = out.len();
     out.extend_from_slice(&[0u8; 8]);
     // The keys in the order RemotingCommand's JSON header writes them (sorted, as fastjson).

@@ -102,7 +102,7 @@ impl Drop for SharedHold {
 impl Hold {
     /// Runs `f` as the holder (a callback that shuts the producer down does not wait for its
     /// own send).
-    fn while_held<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(super) fn while_held<R>(&self, f: impl FnOnce() -> R) -> R {
         let permit = match self {
             Hold::Nothing => None,
             Hold::Permit(p) => Some(p),

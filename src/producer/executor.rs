@@ -29,6 +29,9 @@ pub(super) enum Job {
     Attempt(Box<AsyncSend>),
     /// Free the sends the I/O threads finished.
     FreeSpent,
+    /// Other internal work that may block (a request's route lookup and heartbeats). Never
+    /// user code.
+    Run(Box<dyn FnOnce() + Send + 'static>),
 }
 
 /// The internal threads of one producer.
@@ -146,6 +149,7 @@ fn run(jobs: &Receiver<Job>, spent: &Receiver<Box<AsyncSend>>, free_queued: &Ato
                 // An attempt ends its send on every path, a panic too (its Drop).
                 crate::remoting::guarded("async send attempt", move || send.attempt(true));
             }
+            Some(Job::Run(work)) => crate::remoting::guarded("internal job", work),
             Some(Job::FreeSpent) => {
                 free_at.get_or_insert_with(|| Instant::now() + FREE_DELAY);
             }

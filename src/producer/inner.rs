@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     /// User callbacks that ended after the callback pool stopped (late in a shutdown): run
     /// by the thread calling shutdown. `None` once shutdown has run them.
     pub(super) late: Mutex<Option<Vec<UserTask>>>,
+    /// Request-reply: the correlation table of pending requests.
+    pub(super) requests: super::request::Requests,
     /// The send hooks; `None` when none is registered (the send path's one branch).
     pub(crate) hooks: Option<Arc<super::hooks::HookRunner>>,
 }

@@ -136,6 +136,7 @@ impl Inner {
             tx_records: Mutex::new(None),
             executor,
             late: Mutex::new(Some(Vec::new())),
+            requests: Default::default(),
             spent,
             free_sends: Mutex::new(Some(Vec::with_capacity(super::async_send::FREE_SENDS))),
             config,
@@ -143,6 +144,7 @@ impl Inner {
         inner
             .remoting
             .set_request_handler(Arc::new(ServerRequests(Arc::downgrade(&inner))));
+        inner.install_reply_handler();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let service_inner = inner.clone();
         let thread = std::thread::Builder::new()
@@ -186,6 +188,8 @@ impl Inner {
             let (n, _) = self.in_flight.current();
             log::warn!("shutdown deadline reached with {n} sends in flight; failing them");
         }
+        // Requests still waiting for a reply end now (their permits were waited for above).
+        self.requests.close(self);
         // The service thread is told to stop now and joined once the connections are closed:
         // a route lookup it is waiting for then fails at once instead of at its own timeout.
         let service = self.service.lock().take();

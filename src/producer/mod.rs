@@ -21,7 +21,7 @@
 //! choice, timeouts, retry policy, fault records), `sync_send` (the synchronous attempt loop
 //! and oneway), `submit` (where asynchronous sends enter), `async_send` (one asynchronous
 //! send across its attempts), `executor` (the internal threads), `batch` (auto-batching), `prepare` (validation and encoding
-//! inputs), `backpressure`, `handle`, `health`, `stats` and `transaction`.
+//! inputs), `backpressure`, `handle`, `health`, `stats`, `transaction` and `request` (request-reply).
 
 mod async_send;
 mod attempt;
@@ -36,6 +36,7 @@ mod inner;
 mod lifecycle;
 mod order;
 pub(crate) mod prepare;
+mod request;
 mod route;
 mod service;
 pub mod stats;
@@ -61,6 +62,7 @@ use flush::TrackedCompleter;
 pub use handle::SendHandle;
 pub(crate) use inner::{Inner, ServerRequestHook};
 use inner::{RUNNING, STOPPING};
+pub use request::{RequestHandle, RequestStats};
 use submit::{Prep, Target};
 use sync_send::SyncTarget;
 

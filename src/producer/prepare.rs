@@ -119,6 +119,8 @@ pub(crate) struct Prepared {
     /// The client message id(s): `UNIQ_KEY`, comma-joined for a batch.
     pub(crate) msg_id: IdStr,
     pub(crate) batch: bool,
+    /// A reply of request-reply (`MSG_TYPE=reply`): sent with SEND_REPLY_MESSAGE_V2.
+    pub(crate) reply: bool,
     /// The first business key, for the message-hash routing strategy.
     pub(crate) first_key: Option<String>,
     /// Bytes this send holds in memory (for backpressure and statistics).
@@ -140,6 +142,7 @@ impl Prepared {
             flag: 0,
             msg_id: IdStr::EMPTY,
             batch: false,
+            reply: false,
             first_key: None,
             size: 0,
             message: None,
@@ -149,6 +152,18 @@ impl Prepared {
     /// The topic on the wire (with the namespace, if any).
     pub(crate) fn wire_topic(&self) -> &str {
         self.namespaced_topic.as_deref().unwrap_or(&self.topic)
+    }
+
+    /// The request code this message is sent with: SEND_REPLY_MESSAGE_V2 for a reply,
+    /// SEND_BATCH_MESSAGE for a batch, SEND_MESSAGE_V2 otherwise.
+    pub(crate) fn request_code(&self) -> i32 {
+        if self.reply {
+            crate::protocol::RequestCode::SEND_REPLY_MESSAGE_V2
+        } else if self.batch {
+            crate::protocol::RequestCode::SEND_BATCH_MESSAGE
+        } else {
+            crate::protocol::RequestCode::SEND_MESSAGE_V2
+        }
     }
 
     /// The body that goes on the wire.
@@ -423,6 +438,7 @@ fn prepare_one(
         flag,
         msg_id: id,
         batch: false,
+        reply: false,
         first_key,
         size,
         message,
@@ -521,6 +537,7 @@ pub(crate) fn prepare_batch(
         flag: 0,
         msg_id: IdStr::from(ids),
         batch: true,
+        reply: false,
         first_key,
         size,
         message: None,

@@ -22,9 +22,19 @@ pub(super) enum SyncTarget<'a> {
 
 impl Inner {
     pub(super) fn send_sync(&self, msg: Message, target: SyncTarget<'_>) -> Result<SendResult> {
+        let deadline = Instant::now() + self.config.send_timeout();
+        self.send_sync_until(msg, target, deadline)
+    }
+
+    /// [`Inner::send_sync`] within `deadline` (a request's, for request-reply).
+    pub(super) fn send_sync_until(
+        &self,
+        msg: Message,
+        target: SyncTarget<'_>,
+        deadline: Instant,
+    ) -> Result<SendResult> {
         self.check_running()?;
         prepare::check_message(&msg, &self.config)?;
-        let deadline = Instant::now() + self.config.send_timeout();
         let queue = match target {
             SyncTarget::Auto => None,
             SyncTarget::Queue(q) => Some(q),

@@ -86,6 +86,8 @@ struct Inner {
     pool_tx: RwLock<Option<Sender<Task>>>,
     pool_threads: Mutex<Vec<JoinHandle<()>>>,
     handler: Arc<HandlerSlot>,
+    /// Server requests answered on the I/O threads themselves.
+    inline: Arc<super::InlineHandlers>,
     /// Addresses used so far (syntax checked), with the loop that owns each.
     targets: RwLock<HashMap<String, Arc<Target>>>,
     closed: AtomicBool,
@@ -166,6 +168,7 @@ impl RemotingClient {
             }
         };
         let frames = Arc::new(FramePool::default());
+        let inline = Arc::new(super::InlineHandlers::default());
         let loop_config = LoopConfig {
             connect_timeout: config.connect_timeout,
             max_frame: config.max_frame,
@@ -175,6 +178,7 @@ impl RemotingClient {
             resolver,
             frames: frames.clone(),
             tls,
+            inline: inline.clone(),
         };
         let mut loops = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {
@@ -216,6 +220,7 @@ impl RemotingClient {
                 pool_tx: RwLock::new(Some(pool_tx)),
                 pool_threads: Mutex::new(workers),
                 handler,
+                inline,
                 targets: RwLock::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 lifecycle: Mutex::new(Lifecycle::Running),
@@ -233,6 +238,16 @@ impl RemotingClient {
         let mut slot = self.inner.handler.write();
         if !self.inner.closed.load(Ordering::SeqCst) {
             *slot = Some(handler);
+        }
+    }
+
+    /// Installs an inline handler for server requests of `code`: it runs on the I/O thread
+    /// that read the request (library code only: quick, never blocking, no user code), and
+    /// its answer is queued on the same connection at once. Ignored once the client is shut
+    /// down.
+    pub(crate) fn set_inline_handler(&self, code: i32, handler: super::InlineHandler) {
+        if !self.inner.closed.load(Ordering::SeqCst) {
+            self.inner.inline.set(code, handler);
         }
     }
 
@@ -676,6 +691,7 @@ impl Inner {
         }
         // Every loop has ended its requests; the callbacks they queued are on the pool.
         self.handler.write().take();
+        self.inline.clear();
         drop(self.pool_tx.write().take());
         let workers = std::mem::take(&mut *self.pool_threads.lock());
         match deadline {

@@ -52,6 +52,9 @@ pub(crate) struct LoopConfig {
     pub(crate) resolver: Resolver,
     /// Every connection speaks TLS when set.
     pub(crate) tls: Option<Arc<TlsConnector>>,
+    /// Server requests handled right here, on the I/O thread (see the module docs of
+    /// `remoting`).
+    pub(crate) inline: Arc<super::InlineHandlers>,
 }
 
 /// Host-name lookups under way at once, per event loop; a connect that would start one more
@@ -312,6 +315,9 @@ impl EventLoop {
 
     fn on_frame(&mut self, idx: usize, conn_id: u64, addr: &Arc<str>, cmd: RemotingCommand) {
         if !cmd.is_response() {
+            if let Some(handler) = self.config.inline.get(cmd.code) {
+                return self.serve_inline(idx, conn_id, addr, cmd, &handler);
+            }
             let task = Task::Serve(ServerRequest {
                 addr: addr.clone(),
                 token: idx,
@@ -338,6 +344,66 @@ impl EventLoop {
                 "response with opaque {opaque} from {addr} matches no pending request \
                  (it timed out, or the peer is confused): dropped"
             ),
+        }
+    }
+
+    /// Runs an inline handler on a server request and queues its answer on the connection
+    /// the request came from (nothing for a oneway request). A panic is caught, logged and
+    /// answered with SYSTEM_ERROR.
+    fn serve_inline(
+        &mut self,
+        idx: usize,
+        conn_id: u64,
+        addr: &Arc<str>,
+        cmd: RemotingCommand,
+        handler: &super::InlineHandler,
+    ) {
+        let oneway = cmd.is_oneway();
+        let opaque = cmd.opaque;
+        let code = cmd.code;
+        let serialize_type = cmd.serialize_type;
+        let response = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler(addr, cmd)
+        })) {
+            Ok(r) => r,
+            Err(_) => {
+                log::error!("the inline handler of request code {code} from {addr} panicked");
+                Some(
+                    RemotingCommand::response(crate::protocol::ResponseCode::SYSTEM_ERROR, opaque)
+                        .with_remark("request handler panicked"),
+                )
+            }
+        };
+        if oneway {
+            return;
+        }
+        let mut response = response.unwrap_or_else(|| {
+            RemotingCommand::response(
+                crate::protocol::ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                opaque,
+            )
+            .with_remark(format!(" request type {code} not supported"))
+        });
+        response.opaque = opaque;
+        response.serialize_type = serialize_type;
+        response.flag = (response.flag | crate::protocol::frame::FLAG_RESPONSE)
+            & !crate::protocol::frame::FLAG_ONEWAY;
+        let frame = match response.to_frame() {
+            Ok(frame) => frame,
+            Err(e) => {
+                log::error!("cannot encode the answer to request code {code} from {addr}: {e}");
+                return;
+            }
+        };
+        match self.conns.get_mut(idx).and_then(Option::as_mut) {
+            Some(conn) if conn.id == conn_id => {
+                conn.queue(&frame);
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(idx);
+                }
+            }
+            _ => log::debug!("connection gone: dropping the answer to request code {code}"),
         }
     }
 

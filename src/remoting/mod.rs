@@ -56,6 +56,13 @@
 //! reply, the handler's response is sent back on the same connection with the request's opaque.
 //! With no handler, or a handler that returns `None` for a request that expects a reply, the
 //! peer gets REQUEST_CODE_NOT_SUPPORTED.
+//!
+//! A few codes are the library's own business and must not wait for the callback pool (which
+//! may be busy with user callbacks): PUSH_REPLY_MESSAGE_TO_CLIENT, the reply to a request of
+//! request-reply, must complete the request and be answered even while every callback thread
+//! blocks on such a request. The producer registers an inline handler for them
+//! (`RemotingClient::set_inline_handler`): it runs on the I/O thread that read the frame, is
+//! library code only, never blocks, and its answer is queued on the connection at once.
 
 mod client;
 pub mod completion;
@@ -67,6 +74,7 @@ mod resolve;
 mod task;
 mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -127,6 +135,49 @@ pub trait RequestHandler: Send + Sync + 'static {
     /// REQUEST_CODE_NOT_SUPPORTED; for a oneway request nothing is sent either way. A panic is
     /// caught and logged, and answered with SYSTEM_ERROR when a reply is expected.
     fn handle_request(&self, addr: &str, request: RemotingCommand) -> Option<RemotingCommand>;
+}
+
+/// A handler of broker-initiated requests of one code that runs on the I/O thread itself (see
+/// the module docs): library code only, quick, never blocking, never running user code. Its
+/// return value is the response, as for [`RequestHandler::handle_request`].
+pub(crate) type InlineHandler =
+    Arc<dyn Fn(&str, RemotingCommand) -> Option<RemotingCommand> + Send + Sync>;
+
+/// The inline handlers of a client, by request code; shared with its event loops.
+#[derive(Default)]
+pub(crate) struct InlineHandlers(parking_lot::RwLock<Vec<(i32, InlineHandler)>>);
+
+impl InlineHandlers {
+    /// The handler for `code`, if any.
+    pub(crate) fn get(&self, code: i32) -> Option<InlineHandler> {
+        let handlers = self.0.read();
+        if handlers.is_empty() {
+            return None;
+        }
+        handlers
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, h)| h.clone())
+    }
+
+    /// Installs `handler` for `code`, replacing an earlier one.
+    pub(crate) fn set(&self, code: i32, handler: InlineHandler) {
+        let mut handlers = self.0.write();
+        handlers.retain(|(c, _)| *c != code);
+        handlers.push((code, handler));
+    }
+
+    /// Removes every handler (at shutdown: they may hold their owner).
+    pub(crate) fn clear(&self) {
+        self.0.write().clear();
+    }
+}
+
+impl std::fmt::Debug for InlineHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let codes: Vec<i32> = self.0.read().iter().map(|(c, _)| *c).collect();
+        f.debug_tuple("InlineHandlers").field(&codes).finish()
+    }
 }
 
 /// Settings of a [`RemotingClient`].

@@ -27,7 +27,13 @@
 //!   topic without auto-create `TOPIC_NOT_EXIST` (17); a slave answers sends with
 //!   `SERVICE_NOT_AVAILABLE` (14).
 //! - `HEART_BEAT` (34) records the client id and producer groups and remembers the connection
-//!   for check-backs; `UNREGISTER_CLIENT` (35) forgets it.
+//!   for check-backs and reply pushes; `UNREGISTER_CLIENT` (35) forgets it.
+//! - `SEND_REPLY_MESSAGE` (324) and `SEND_REPLY_MESSAGE_V2` (325), request-reply: the reply
+//!   is stored as a send is, and pushed as `PUSH_REPLY_MESSAGE_TO_CLIENT` (326) to the
+//!   connection whose heartbeat registered its `REPLY_TO_CLIENT` client id
+//!   ([`MockBroker::reply_pushes`] shows what the requester answered); `SYSTEM_ERROR` with a
+//!   real broker's remark when no such connection is alive. [`MockBroker::wait_messages`]
+//!   reads a request back for a test's responder.
 //! - `END_TRANSACTION` (37): looked up by `commitLogOffset`, checked against the producer group
 //!   and `tranStateTableOffset` like a real broker, then applied; every one is recorded
 //!   ([`MockBroker::end_transactions`]).
@@ -118,7 +124,7 @@ use std::time::Duration;
 pub use acl::{AclAccount, AclPerm};
 pub use cluster::{MockCluster, MockClusterBuilder, MockNameServer};
 pub use records::{
-    EndTransactionRecord, HalfMessage, MockCounters, StoredMessage, TransactionState,
+    EndTransactionRecord, HalfMessage, MockCounters, ReplyPush, StoredMessage, TransactionState,
 };
 #[cfg(feature = "tls")]
 pub use tls::MockTls;
@@ -559,6 +565,26 @@ impl MockBroker {
     /// included, half messages not).
     pub fn messages(&self, topic: &str) -> Vec<StoredMessage> {
         self.core().messages(topic)
+    }
+
+    /// Waits until `topic` has at least `n` visible messages or `timeout` has passed, and
+    /// returns its messages then (fewer than `n` at the timeout). For responders of
+    /// request-reply in tests: the mock keeps the requests it stores.
+    pub fn wait_messages(&self, topic: &str, n: usize, timeout: Duration) -> Vec<StoredMessage> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages(topic);
+            if messages.len() >= n || std::time::Instant::now() >= deadline {
+                return messages;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The replies pushed to requesters (PUSH_REPLY_MESSAGE_TO_CLIENT), in order, with the
+    /// requesters' answers.
+    pub fn reply_pushes(&self) -> Vec<ReplyPush> {
+        self.core().reply_pushes()
     }
 
     /// How many visible messages `topic` has.

@@ -12,6 +12,23 @@ use crate::protocol::RequestCode;
 /// ([`MessageExt::msg_id`], the `UNIQ_KEY`) and the offset id ([`MessageExt::offset_msg_id`]).
 pub type StoredMessage = MessageExt;
 
+/// A reply the broker pushed to a requester (PUSH_REPLY_MESSAGE_TO_CLIENT) on a
+/// SEND_REPLY_MESSAGE(_V2), and how the requester answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplyPush {
+    /// The `REPLY_TO_CLIENT` it went to.
+    pub client_id: String,
+    /// The reply's `CORRELATION_ID`.
+    pub correlation_id: Option<String>,
+    /// The push's opaque (the answer must echo it).
+    pub opaque: i32,
+    /// The response code the requester answered with; `None` until it answers.
+    pub answer: Option<i32>,
+    /// The remark of that answer.
+    pub answer_remark: Option<String>,
+}
+
 /// Where a half message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransactionState {

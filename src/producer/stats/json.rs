@@ -134,6 +134,7 @@ impl ProducerStats {
             "brokers": brokers,
             "backpressure": self.backpressure.to_json(),
             "transactions": self.transactions.as_ref().map(TransactionStats::to_json),
+            "requests": self.requests.to_json(),
             "hooks": { "registered": self.hooks.registered, "panics": self.hooks.panics },
         })
     }

@@ -93,6 +93,10 @@
 //!     "committed": int, "rolled_back": int, "unknown": int, "checked": int,
 //!     "check_overflow": int, "check_ignored": int, "end_failed": int
 //!   },
+//!   "requests": {                    // request-reply; kept even with statistics off
+//!     "requests": int, "replies_matched": int, "replies_late": int, "replies_unknown": int,
+//!     "timed_out": int, "failed": int, "pending": int
+//!   },
 //!   "hooks": { "registered": int, "panics": int }   // send hooks (counted even when off)
 //! }
 //! SEND = {
@@ -149,6 +153,7 @@ mod json;
 
 use crate::error::ErrorKind;
 
+pub use super::request::RequestStats;
 pub use super::transaction::TransactionStats;
 pub use histogram::{LatencyHistogram, LatencyStats, SUB_BUCKET_BITS};
 pub use json::STATS_SCHEMA;

@@ -210,6 +210,7 @@ impl StatsRecorder {
                 max_in_flight_bytes: backpressure.max_in_flight_bytes,
             },
             transactions: self.transactions.stats(),
+            requests: Default::default(),
             hooks: HookStats::default(),
         }
     }
@@ -233,6 +234,7 @@ impl crate::producer::Inner {
                 max_in_flight_bytes: limits.map(|l| l.1),
             },
         );
+        snapshot.requests = self.requests.stats();
         if let Some(hooks) = &self.hooks {
             snapshot.hooks = HookStats {
                 registered: hooks.len(),
@@ -367,6 +369,8 @@ pub struct ProducerStats {
     pub backpressure: BackpressureStats,
     /// Transaction counters; `Some` for transaction producers.
     pub transactions: Option<TransactionStats>,
+    /// Request-reply counters (kept whether or not statistics are on).
+    pub requests: crate::producer::RequestStats,
     /// Send hooks.
     pub hooks: HookStats,
 }

@@ -1,10 +1,11 @@
 //! The logic of a mock node: one type, [`Node`], a broker, a name server or both, and how it
 //! turns a request into an [`Action`]. Network-free; [`super::server`] feeds it requests. The
 //! broker's work is split by what it handles: [`store`] (what is kept), [`send`], [`query`],
-//! [`transaction`], [`routes`] (and the name server role), [`fault`] (scripted faults).
+//! [`transaction`], [`reply_push`] (request-reply), [`routes`] (and the name server role), [`fault`] (scripted faults).
 
 mod fault;
 mod query;
+mod reply_push;
 mod routes;
 mod send;
 mod store;
@@ -191,6 +192,9 @@ impl BrokerCore {
             RequestCode::SEND_MESSAGE
             | RequestCode::SEND_MESSAGE_V2
             | RequestCode::SEND_BATCH_MESSAGE => return Some(self.handle_send(conn, request)),
+            RequestCode::SEND_REPLY_MESSAGE | RequestCode::SEND_REPLY_MESSAGE_V2 => {
+                return Some(self.handle_send_reply(conn, request))
+            }
             RequestCode::HEART_BEAT => self.handle_heartbeat(conn, request),
             RequestCode::UNREGISTER_CLIENT => self.handle_unregister(conn, request),
             RequestCode::END_TRANSACTION => self.handle_end_transaction(request),
@@ -261,6 +265,9 @@ fn in_format(reply: Reply, st: SerializeType) -> Reply {
 impl Dispatch for Node {
     fn dispatch(&self, conn: &Arc<Conn>, mut request: RemotingCommand) -> Action {
         if request.is_response() {
+            if let Some(b) = &self.broker {
+                b.on_client_response(&request);
+            }
             return Action::Silent;
         }
         self.count(request.code);

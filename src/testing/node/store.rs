@@ -142,6 +142,10 @@ pub(crate) struct Store {
     pub(crate) counters: MockCounters,
     /// Producer group -> connections that heartbeat for it.
     pub(super) groups: HashMap<String, Vec<Weak<Conn>>>,
+    /// Client id -> the connection its last heartbeat came on (where replies are pushed).
+    pub(super) client_conns: HashMap<String, Weak<Conn>>,
+    /// Replies pushed to requesters, with their answers.
+    pub(super) reply_pushes: Vec<crate::testing::records::ReplyPush>,
 }
 
 /// The size of `msg` in the stored layout (V1 magic), which is how far it moves the

@@ -105,6 +105,7 @@ impl BrokerCore {
             Ok(d) => d,
             Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e.to_string()),
         };
+        self.register_client_conn(&data.client_id, conn);
         let mut store = self.store.lock();
         store.counters.heartbeats += 1;
         for group in &data.producer_groups {
