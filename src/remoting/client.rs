@@ -1,7 +1,6 @@
 //! [`RemotingClient`]: the caller-facing side of the event loops and the callback pool.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use crate::hash::FxHashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -89,7 +88,7 @@ struct Inner {
     /// Server requests answered on the I/O threads themselves.
     inline: Arc<super::InlineHandlers>,
     /// Addresses used so far (syntax checked), with the loop that owns each.
-    targets: RwLock<HashMap<String, Arc<Target>>>,
+    targets: RwLock<FxHashMap<String, Arc<Target>>>,
     closed: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
     lifecycle_cv: Condvar,
@@ -221,7 +220,7 @@ impl RemotingClient {
                 pool_threads: Mutex::new(workers),
                 handler,
                 inline,
-                targets: RwLock::new(HashMap::new()),
+                targets: RwLock::new(FxHashMap::default()),
                 closed: AtomicBool::new(false),
                 lifecycle: Mutex::new(Lifecycle::Running),
                 lifecycle_cv: Condvar::new(),
@@ -625,7 +624,7 @@ impl RemotingClient {
             addr: addr.to_owned(),
             source,
         })?;
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = crate::hash::FxHasher::default();
         addr.hash(&mut hasher);
         let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
         let target = Arc::new(Target {

@@ -24,7 +24,9 @@
 //! assert_eq!(mapping.master_addr("broker-a").as_deref(), Some("10.0.0.1:10911"));
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::hash::FxHashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -226,8 +228,8 @@ struct Entry {
 /// `Send + Sync`; reads take a short read lock and clone an `Arc`.
 pub struct TopicBrokerMapping {
     base: Instant,
-    topics: RwLock<HashMap<String, Entry>>,
-    brokers: RwLock<HashMap<String, BrokerAddrs>>,
+    topics: RwLock<FxHashMap<String, Entry>>,
+    brokers: RwLock<FxHashMap<String, BrokerAddrs>>,
 }
 
 /// The addresses of one broker name, and its master's shared (handed out per attempt without
@@ -266,8 +268,8 @@ impl TopicBrokerMapping {
     pub fn new() -> Self {
         TopicBrokerMapping {
             base: Instant::now(),
-            topics: RwLock::new(HashMap::new()),
-            brokers: RwLock::new(HashMap::new()),
+            topics: RwLock::new(FxHashMap::default()),
+            brokers: RwLock::new(FxHashMap::default()),
         }
     }
 
