@@ -26,6 +26,7 @@
 //! | `--auto-batch` | off | turn the producer's auto-batching on |
 //! | `--io-threads N` | 1 | producer event-loop threads |
 //! | `--json` | off | print the summary as JSON on stdout |
+//! | `--serialize-type T` | `json` | header layout of the requests, `json` or `rocketmq` (binary), for the client and the raw phase (the embedded MockBroker answers in the request's layout) |
 //! | `--tls` | off | TLS to every node (crate feature `tls`); the embedded MockBroker then serves TLS only, with the test certificates of `tests/data/tls` |
 //! | `--tls-ca FILE` | `tests/data/tls/ca.pem` | CA file to verify the nodes with, under `--tls` |
 //! | `--tls-insecure` | off | under `--tls`, do not verify certificates (a self-signed test cluster) |
@@ -66,7 +67,9 @@ use rocketmq_mio::protocol::route::TopicRouteData;
 use rocketmq_mio::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use rocketmq_mio::remoting::{RemotingClient, RemotingConfig};
 use rocketmq_mio::testing::MockBroker;
-use rocketmq_mio::{ErrorKind, Message, Producer};
+use rocketmq_mio::{ErrorKind, Message, Producer, SerializeType};
+
+mod raw_header;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -106,6 +109,7 @@ struct Args {
     auto_batch: bool,
     io_threads: usize,
     json: bool,
+    serialize_type: SerializeType,
     tls: bool,
     tls_ca: Option<String>,
     tls_insecure: bool,
@@ -114,7 +118,7 @@ struct Args {
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
-[--auto-batch] [--io-threads N] [--json] [--tls [--tls-ca FILE | --tls-insecure]]";
+[--auto-batch] [--io-threads N] [--json] [--serialize-type json|rocketmq] [--tls [--tls-ca FILE | --tls-insecure]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -133,6 +137,7 @@ fn parse_args() -> Result<Args, String> {
         auto_batch: false,
         io_threads: 1,
         json: false,
+        serialize_type: SerializeType::Json,
         tls: false,
         tls_ca: None,
         tls_insecure: false,
@@ -178,6 +183,12 @@ fn parse_args() -> Result<Args, String> {
             "--auto-batch" => a.auto_batch = true,
             "--io-threads" => a.io_threads = num(&flag, it.next())?,
             "--json" => a.json = true,
+            "--serialize-type" => {
+                let v = it.next().ok_or("--serialize-type needs a value")?;
+                a.serialize_type = v
+                    .parse()
+                    .map_err(|_| format!("--serialize-type: {v:?} is not json or rocketmq"))?;
+            }
             "--tls" => a.tls = true,
             "--tls-ca" => a.tls_ca = Some(it.next().ok_or("--tls-ca needs a value")?),
             "--tls-insecure" => a.tls_insecure = true,
@@ -632,10 +643,12 @@ fn client_worker(producer: &Producer, args: &Args, msg: &Message) -> impl Fn(&Ct
 
 const OPAQUE_BASE: i32 = 1_000_000_000;
 
-/// One pre-encoded request frame per queue; the opaque is 10 digits at `opaque_at`.
+/// One pre-encoded request frame per queue; the opaque is at the offset kept with it: 10
+/// digits in a JSON header, a big-endian i32 in a binary one (`binary`).
 #[derive(Clone)]
 struct RawFrames {
     frames: Vec<(Vec<u8>, usize)>,
+    binary: bool,
 }
 
 impl RawFrames {
@@ -694,10 +707,17 @@ impl RawFrames {
             let mut cmd = RemotingCommand::request(code).with_body(body);
             header.write_v2(&mut cmd.ext_fields);
             cmd.opaque = OPAQUE_BASE;
+            cmd.serialize_type = args.serialize_type;
             if oneway {
                 cmd = cmd.into_oneway();
             }
             let frame = cmd.to_frame().expect("encodes");
+            if args.serialize_type == SerializeType::RocketMq {
+                // Length, type and header length, code i16, language u8, version i16: the
+                // opaque follows.
+                frames.push((frame, 8 + 5));
+                continue;
+            }
             let needle = format!("\"opaque\":{OPAQUE_BASE}");
             let at = frame
                 .windows(needle.len())
@@ -707,13 +727,21 @@ impl RawFrames {
                 - 10;
             frames.push((frame, at));
         }
-        RawFrames { frames }
+        RawFrames {
+            frames,
+            binary: args.serialize_type == SerializeType::RocketMq,
+        }
     }
 
     /// The frame for request `seq`, its opaque patched in.
     fn frame(&mut self, seq: u64) -> &[u8] {
         let n = self.frames.len();
         let (frame, at) = &mut self.frames[(seq % n as u64) as usize];
+        if self.binary {
+            let v = OPAQUE_BASE + (seq % OPAQUE_BASE as u64) as i32;
+            frame[*at..*at + 4].copy_from_slice(&v.to_be_bytes());
+            return frame;
+        }
         let mut v = OPAQUE_BASE as u64 + seq % OPAQUE_BASE as u64;
         for i in (0..10).rev() {
             frame[*at + i] = b'0' + (v % 10) as u8;
@@ -723,27 +751,12 @@ impl RawFrames {
     }
 }
 
-/// Reads frames from a stream: whole frames are handed out as (code, opaque).
+/// Reads frames from a stream: whole frames are handed out as (code, opaque), read from the
+/// header by [`raw_header`] (JSON or binary), a malformed one an `InvalidData` error.
 struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-}
-
-fn json_int(header: &[u8], key: &[u8]) -> Option<i64> {
-    let at = header.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = &header[at..];
-    let (neg, rest) = match rest.first() {
-        Some(b'-') => (true, &rest[1..]),
-        _ => (false, rest),
-    };
-    let mut v: i64 = 0;
-    let mut any = false;
-    for &b in rest.iter().take_while(|b| b.is_ascii_digit()) {
-        v = v.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-        any = true;
-    }
-    any.then_some(if neg { -v } else { v })
 }
 
 impl FrameReader {
@@ -762,6 +775,15 @@ impl FrameReader {
             return Ok(None);
         }
         let total = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize + 4;
+        if total < 8 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "frame length {} is shorter than its header length",
+                    total - 4
+                ),
+            ));
+        }
         if total > self.buf.len() {
             self.buf.resize(total.next_power_of_two(), 0);
             return Ok(None);
@@ -770,10 +792,18 @@ impl FrameReader {
             return Ok(None);
         }
         let proto = u32::from_be_bytes([avail[4], avail[5], avail[6], avail[7]]);
-        let header_len = ((proto & 0x00ff_ffff) as usize).min(total - 8);
-        let header = &avail[8..8 + header_len];
-        let code = json_int(header, b"\"code\":").unwrap_or(-1) as i32;
-        let opaque = json_int(header, b"\"opaque\":").unwrap_or(-1) as i32;
+        let header_len = (proto & 0x00ff_ffff) as usize;
+        let Some(header) = avail
+            .get(8..8 + header_len)
+            .filter(|_| header_len <= total - 8)
+        else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("header length {header_len} exceeds the {total}-byte frame"),
+            ));
+        };
+        let (code, opaque) = raw_header::code_and_opaque((proto >> 24) as u8, header)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         self.start += total;
         Ok(Some((code, opaque)))
     }
@@ -1055,6 +1085,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .max(rocketmq_mio::config::DEFAULT_MAX_IN_FLIGHT),
         )
         .auto_batch(args.auto_batch)
+        .serialize_type(args.serialize_type)
         .start()?;
     let msg = Message::new(args.topic.as_str(), vec![b'x'; args.size]);
     // Creates the topic (auto-create) and caches its route.
@@ -1165,6 +1196,7 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             "batch": args.batch,
             "auto_batch": args.auto_batch,
             "tls": args.tls,
+            "serialize_type": args.serialize_type.as_str(),
             "broker": broker,
             "load_before": load_before,
             "load_after": load_after,
@@ -1176,7 +1208,7 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
         return;
     }
     println!(
-        "mode {}, threads {}, size {} B, in-flight {}{}{}, {}; load {} -> {}",
+        "mode {}, threads {}, size {} B, in-flight {}{}{}, {} headers, {}; load {} -> {}",
         args.mode.name(),
         args.threads,
         args.size,
@@ -1191,6 +1223,7 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
         } else {
             ""
         },
+        args.serialize_type,
         broker,
         load_before,
         load_after

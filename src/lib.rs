@@ -261,3 +261,6 @@ pub use producer::transaction::{
 };
 pub use producer::{health, hooks, stats, transaction};
 pub use producer::{Producer, RequestHandle, SendHandle, DROP_SHUTDOWN_TIMEOUT};
+/// The value of [`ProducerConfig::serialize_type`] (re-exported from [`protocol`] so that the
+/// setting needs no deeper import).
+pub use protocol::SerializeType;

@@ -6,9 +6,7 @@ use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{int_digits, write_int, write_json_str, MAX_HEADER_LEN};
-use crate::protocol::header::{
-    CommandHeader, SendMessageRequestHeader, UnregisterClientRequestHeader,
-};
+use crate::protocol::header::{CommandHeader, UnregisterClientRequestHeader};
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::{CodecError, RemotingCommand, RequestCode, SerializeType};
 use crate::remoting::FrameSpec;
@@ -21,7 +19,9 @@ pub(crate) struct SendDefaults {
     pub(crate) default_topic_queue_nums: i32,
 }
 
-/// Builds the SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request of one attempt.
+/// Builds the SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) request of one attempt: the reference
+/// [`encode_send_frame`] is tested against (byte for byte, in both layouts).
+#[cfg(test)]
 pub(crate) fn send_request(
     prepared: &Prepared,
     queue: &MessageQueue,
@@ -29,7 +29,7 @@ pub(crate) fn send_request(
     born_timestamp: i64,
 ) -> RemotingCommand {
     let mut request = RemotingCommand::request(prepared.request_code());
-    let header = SendMessageRequestHeader {
+    let header = crate::protocol::header::SendMessageRequestHeader {
         producer_group: defaults.group.clone(),
         topic: prepared.wire_topic().to_string(),
         default_topic: defaults.create_topic_key.clone(),
@@ -50,10 +50,9 @@ pub(crate) fn send_request(
     request
 }
 
-/// Appends the whole SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) frame of one attempt to `out`:
-/// byte for byte what [`send_request`] encodes to, but written straight from `prepared`, with
-/// no intermediate command, header strings or body copy. A binary-header client goes through
-/// [`send_request`].
+/// Appends the whole SEND_MESSAGE_V2 (or SEND_BATCH_MESSAGE) frame of one attempt to `out`,
+/// in the header layout `spec` names: byte for byte what [`send_request`] encodes to, but
+/// written straight from `prepared`, with no intermediate command, header strings or body copy.
 ///
 /// With credentials in `spec`, the request is signed as [`Credentials::sign`] would sign the
 /// command: the signature is computed from the values this function writes (in key order),
@@ -66,15 +65,8 @@ pub(crate) fn encode_send_frame(
     spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if spec.serialize_type != SerializeType::Json {
-        let mut request = send_request(prepared, queue, defaults, born_timestamp);
-        request.opaque = spec.opaque;
-        request.flag = spec.flag;
-        request.serialize_type = spec.serialize_type;
-        if let Some(credentials) = spec.credentials {
-            credentials.sign(&mut request.ext_fields, &request.body);
-        }
-        return request.encode(out).map_err(Error::from);
+    if spec.serialize_type == SerializeType::RocketMq {
+        return encode_send_frame_binary(prepared, queue, defaults, born_timestamp, spec, out);
     }
     let code = prepared.request_code();
     let start = out.len();
@@ -145,6 +137,91 @@ pub(crate) fn encode_send_frame(
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
     Ok(())
+}
+
+/// [`encode_send_frame`] in the binary ROCKETMQ layout: the fixed fields (code i16, language
+/// u8, version i16, opaque i32, flag i32, an empty remark), then the ext fields in key order,
+/// each as key length i16, key, value length i32, value. Empty values are left out, as
+/// [`RemotingCommand::encode`] leaves them out (a zero-length value reads as null in Java and
+/// RocketMQ-Rust): an empty broker name or properties string.
+fn encode_send_frame_binary(
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    spec: FrameSpec<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let code = prepared.request_code();
+    let start = out.len();
+    // Length prefix, type and header length, then the fixed part of the header: 8 + 21 bytes.
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&(code as i16).to_be_bytes());
+    out.push(CLIENT_LANGUAGE.0);
+    out.extend_from_slice(&(CLIENT_VERSION as i16).to_be_bytes());
+    out.extend_from_slice(&spec.opaque.to_be_bytes());
+    out.extend_from_slice(&spec.flag.to_be_bytes());
+    out.extend_from_slice(&[0u8; 8]); // remark length 0, ext fields length (set below)
+    let map_at = out.len();
+    if let Some(credentials) = spec.credentials {
+        let signature = send_signature(credentials, prepared, queue, defaults, born_timestamp);
+        binary_field(out, b"AccessKey", credentials.access_key().as_bytes());
+        if let Some(token) = credentials.security_token() {
+            binary_field(out, b"SecurityToken", token.expose().as_bytes());
+        }
+        binary_field(out, b"Signature", signature.as_str().as_bytes());
+    }
+    binary_field(out, b"a", defaults.group.as_bytes());
+    binary_field(out, b"b", prepared.wire_topic.as_bytes());
+    binary_field(out, b"c", defaults.create_topic_key.as_bytes());
+    for (key, v) in [
+        (b'd', i64::from(defaults.default_topic_queue_nums)),
+        (b'e', queue.queue_id().into()),
+        (b'f', prepared.sys_flag.into()),
+        (b'g', born_timestamp),
+        (b'h', prepared.flag.into()),
+    ] {
+        let mut buf = [0u8; 20];
+        let digits = int_digits(&mut buf, v);
+        let len = digits.len() + usize::from(v < 0);
+        out.extend_from_slice(&[0, 1, key, 0, 0, 0, len as u8]);
+        if v < 0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(digits);
+    }
+    binary_field(out, b"i", prepared.properties.as_bytes());
+    binary_field(out, b"j", b"0");
+    binary_field(out, b"k", b"false");
+    binary_field(out, b"m", if prepared.batch { b"true" } else { b"false" });
+    binary_field(out, b"n", queue.broker_name().as_bytes());
+    let header_len = out.len() - start - 8;
+    if header_len > MAX_HEADER_LEN {
+        out.truncate(start);
+        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
+    }
+    // Below MAX_HEADER_LEN (24 bits), so every length here fits its field.
+    let map_len = (out.len() - map_at) as u32;
+    out[map_at - 4..map_at].copy_from_slice(&map_len.to_be_bytes());
+    out.extend_from_slice(prepared.wire_body());
+    let total = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+    let proto = (u32::from(SerializeType::RocketMq.code()) << 24) | header_len as u32;
+    out[start + 4..start + 8].copy_from_slice(&proto.to_be_bytes());
+    Ok(())
+}
+
+/// One ext field of a binary header (a key of our own, under 32 768 bytes); nothing for an
+/// empty value. A value too long for its 32-bit length makes the header too large, which the
+/// caller checks before the frame is used.
+fn binary_field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    if value.is_empty() {
+        return;
+    }
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
 }
 
 /// The signature of the send request [`encode_send_frame`] writes: the values of its ext
@@ -269,6 +346,92 @@ mod tests {
         }
     }
 
+    /// The frame a golden send must be, built field by field from the layout (Java's
+    /// `RocketMQSerializable`): big-endian code i16, language u8, version i16, opaque i32,
+    /// flag i32, remark length i32 (0: no remark), ext fields length i32, then each field as
+    /// key length i16, key, value length i32, value, in key order; then the body.
+    fn hand_made_binary(opaque: i32, fields: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut map = Vec::new();
+        for (k, v) in fields {
+            map.extend_from_slice(&[0, k.len() as u8]);
+            map.extend_from_slice(k.as_bytes());
+            map.extend_from_slice(&[0, 0, (v.len() >> 8) as u8, v.len() as u8]);
+            map.extend_from_slice(v.as_bytes());
+        }
+        let mut header = vec![0x01, 0x36, 12, 0x01, 0x91]; // 310, RUST, 401
+        header.extend_from_slice(&opaque.to_be_bytes());
+        header.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // flag 0, remark length 0
+        header.extend_from_slice(&(map.len() as u32).to_be_bytes());
+        header.extend_from_slice(&map);
+        let mut frame = ((4 + header.len() + body.len()) as u32)
+            .to_be_bytes()
+            .to_vec();
+        frame.extend_from_slice(&[1, 0, (header.len() >> 8) as u8, header.len() as u8]);
+        frame.extend_from_slice(&header);
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    /// The binary send frame against bytes derived from the layout by hand: the fixed part as
+    /// a literal, every field in key order, negative numbers, an empty broker name left out.
+    #[test]
+    fn golden_binary_send_frame() {
+        let config = ProducerConfig::builder("GID_G")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let msg = Message::new("TopicG", b"hi".to_vec()).with_flag(-3);
+        let prepared = prepare::prepare_single(msg, &config, || "ID1".into()).unwrap();
+        let defaults = SendDefaults {
+            group: "GID_G".into(),
+            create_topic_key: "TBW102".into(),
+            default_topic_queue_nums: 4,
+        };
+        let spec = FrameSpec {
+            opaque: 0x0102_0304,
+            flag: 0,
+            serialize_type: SerializeType::RocketMq,
+            credentials: None,
+        };
+        let props = prepared.properties.clone();
+        assert!(props.contains("UNIQ_KEY\u{1}ID1"), "{props:?}");
+        for (queue, n) in [
+            (MessageQueue::new("TopicG", "broker-a", 2), Some("broker-a")),
+            (MessageQueue::new("TopicG", "", 2), None),
+        ] {
+            let mut got = Vec::new();
+            encode_send_frame(&prepared, &queue, &defaults, -1, spec, &mut got).unwrap();
+            let mut fields = vec![
+                ("a", "GID_G"),
+                ("b", "TopicG"),
+                ("c", "TBW102"),
+                ("d", "4"),
+                ("e", "2"),
+                ("f", "0"),
+                ("g", "-1"),
+                ("h", "-3"),
+                ("i", props.as_str()),
+                ("j", "0"),
+                ("k", "false"),
+                ("m", "false"),
+            ];
+            fields.extend(n.map(|n| ("n", n)));
+            assert_eq!(got, hand_made_binary(0x0102_0304, &fields, b"hi"));
+            // The fixed part, as a literal: type 1, code 310, RUST, 401, opaque, flag 0,
+            // no remark.
+            assert_eq!(got[4], 1);
+            assert_eq!(
+                got[8..29],
+                [
+                    0x01, 0x36, 0x0c, 0x01, 0x91, 0x01, 0x02, 0x03, 0x04, 0, 0, 0, 0, 0, 0, 0, 0,
+                    got[25], got[26], got[27], got[28]
+                ]
+            );
+            // The first field: key length 1, "a", value length 5, "GID_G".
+            assert_eq!(got[29..41], *b"\0\x01a\0\0\0\x05GID_G");
+        }
+    }
+
     /// The direct encoder writes exactly the bytes the command path writes.
     #[test]
     fn direct_frame_equals_the_command_frame() {
@@ -332,13 +495,18 @@ mod tests {
                             String::from_utf8_lossy(&expected)
                         );
                         assert_eq!(got[3..], expected[..]);
-                        // The binary layout goes through the command, signed the same way.
+                        // The binary layout: the command's binary frame, byte for byte.
                         let spec = FrameSpec {
                             serialize_type: SerializeType::RocketMq,
                             ..spec
                         };
-                        let mut bin = Vec::new();
+                        let mut bin = vec![7u8; 2];
                         encode_send_frame(p, q, &defaults(), born, spec, &mut bin).unwrap();
+                        assert_eq!(&bin[..2], &[7, 7]);
+                        let bin = bin.split_off(2);
+                        let mut expected_bin = expected_cmd.clone();
+                        expected_bin.serialize_type = SerializeType::RocketMq;
+                        assert_eq!(bin, expected_bin.to_frame().unwrap());
                         let decoded = RemotingCommand::decode(&bin).unwrap();
                         assert_eq!(decoded.serialize_type, SerializeType::RocketMq);
                         assert_eq!((decoded.opaque, decoded.flag), (opaque, flag));

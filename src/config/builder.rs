@@ -9,6 +9,7 @@ use super::settings::*; // ProducerConfig and the DEFAULT_* values
 use crate::error::{Error, DEFAULT_RETRY_CODES};
 use crate::producer::hooks::SendHook;
 use crate::protocol::acl::{Secret, SignatureAlgorithm};
+use crate::protocol::SerializeType;
 use crate::routing::fault::{FaultTables, DEFAULT_LATENCY_MAX, DEFAULT_NOT_AVAILABLE_DURATION};
 use crate::routing::router::RoutingStrategy;
 
@@ -82,6 +83,7 @@ impl ProducerConfigBuilder {
                 namespace: None,
                 unit_name: None,
                 vip_channel: DEFAULT_VIP_CHANNEL,
+                serialize_type: DEFAULT_SERIALIZE_TYPE,
                 auto_batch: DEFAULT_AUTO_BATCH,
                 batch_max_delay: DEFAULT_BATCH_MAX_DELAY,
                 batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
@@ -384,6 +386,13 @@ impl ProducerConfigBuilder {
     pub fn unit_name(mut self, unit: impl Into<String>) -> Self {
         self.config.unit_name = Some(unit.into());
         self.set_by_code("unit_name")
+    }
+
+    /// Sets the header serialization of the requests this producer sends (JSON or the binary
+    /// ROCKETMQ layout); see [`ProducerConfig::serialize_type`].
+    pub fn serialize_type(mut self, serialize_type: SerializeType) -> Self {
+        self.config.serialize_type = serialize_type;
+        self.set_by_code("serialize_type")
     }
 
     /// Turns the VIP channel on or off; see [`ProducerConfig::vip_channel`].

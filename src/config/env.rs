@@ -6,10 +6,11 @@ use std::time::Duration;
 use super::ProducerConfigBuilder;
 use crate::error::{Error, Result};
 use crate::protocol::acl::{Secret, SignatureAlgorithm};
+use crate::protocol::SerializeType;
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 57] = [
+pub const ENV_VARS: [&str; 58] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -46,6 +47,7 @@ pub const ENV_VARS: [&str; 57] = [
     "ROCKETMQ_NAMESPACE",
     "ROCKETMQ_UNIT_NAME",
     "ROCKETMQ_VIP_CHANNEL",
+    "ROCKETMQ_SERIALIZE_TYPE",
     "ROCKETMQ_AUTO_BATCH",
     "ROCKETMQ_BATCH_MAX_DELAY_MS",
     "ROCKETMQ_BATCH_MAX_BYTES",
@@ -338,6 +340,15 @@ impl ProducerConfigBuilder {
             vip_channel,
             parse_bool
         );
+        env_value!(
+            "ROCKETMQ_SERIALIZE_TYPE",
+            "serialize_type",
+            serialize_type,
+            |var, v: &str| {
+                v.parse::<SerializeType>()
+                    .map_err(|_| Error::config(var, format!("{v:?} is not one of JSON, ROCKETMQ")))
+            }
+        );
         env_value!("ROCKETMQ_AUTO_BATCH", "auto_batch", auto_batch, parse_bool);
         env_value!(
             "ROCKETMQ_BATCH_MAX_DELAY_MS",
@@ -509,6 +520,7 @@ mod tests {
             ("ROCKETMQ_NAMESPACE", "prod"),
             ("ROCKETMQ_UNIT_NAME", "u1"),
             ("ROCKETMQ_VIP_CHANNEL", "1"),
+            ("ROCKETMQ_SERIALIZE_TYPE", "rocketmq"),
             ("ROCKETMQ_AUTO_BATCH", "true"),
             ("ROCKETMQ_BATCH_MAX_DELAY_MS", "5"),
             ("ROCKETMQ_BATCH_MAX_BYTES", "65536"),
@@ -558,6 +570,7 @@ mod tests {
         assert_eq!(c.routing_strategy(), RoutingStrategy::MessageHash);
         assert_eq!((c.namespace(), c.unit_name()), (Some("prod"), Some("u1")));
         assert!(c.vip_channel() && c.auto_batch() && !c.stats());
+        assert_eq!(c.serialize_type(), SerializeType::RocketMq);
         assert_eq!(c.batch_max_delay(), Duration::from_millis(5));
         assert_eq!(
             (c.batch_max_bytes(), c.batch_total_max_bytes()),
@@ -665,8 +678,10 @@ mod tests {
 
     #[test]
     fn env_errors_name_the_variable() {
-        let cases: [(&str, &str); 14] = [
+        let cases: [(&str, &str); 16] = [
             ("ROCKETMQ_SEND_TIMEOUT_MS", "3s"),
+            ("ROCKETMQ_SERIALIZE_TYPE", "binary"),
+            ("ROCKETMQ_SERIALIZE_TYPE", ""),
             ("ROCKETMQ_SEND_TIMEOUT_MS", "-1"),
             ("ROCKETMQ_RETRIES", "two"),
             ("ROCKETMQ_RETRY_CODES", "1,,2"),

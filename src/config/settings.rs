@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::producer::hooks::SendHook;
 use crate::protocol::acl::{Credentials, Secret, SignatureAlgorithm};
+use crate::protocol::SerializeType;
 use crate::routing::fault::FaultTables;
 use crate::routing::router::RoutingStrategy;
 
@@ -64,6 +65,8 @@ pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 100 * 1024 * 1024;
 pub const DEFAULT_FAULT_TOLERANCE: bool = true;
 /// Default [`ProducerConfig::routing_strategy`]: round robin.
 pub const DEFAULT_ROUTING_STRATEGY: RoutingStrategy = RoutingStrategy::RoundRobin;
+/// Default [`ProducerConfig::serialize_type`]: JSON (Java's `rocketmq.serialize.type` default).
+pub const DEFAULT_SERIALIZE_TYPE: SerializeType = SerializeType::Json;
 /// Default [`ProducerConfig::vip_channel`]: off.
 pub const DEFAULT_VIP_CHANNEL: bool = false;
 /// Default [`ProducerConfig::auto_batch`]: off.
@@ -124,6 +127,7 @@ pub struct ProducerConfig {
     pub(super) namespace: Option<String>,
     pub(super) unit_name: Option<String>,
     pub(super) vip_channel: bool,
+    pub(super) serialize_type: SerializeType,
     pub(super) auto_batch: bool,
     pub(super) batch_max_delay: Duration,
     pub(super) batch_max_bytes: usize,
@@ -399,6 +403,17 @@ impl ProducerConfig {
     /// no `@`, no whitespace.
     pub fn unit_name(&self) -> Option<&str> {
         self.unit_name.as_deref()
+    }
+
+    /// The header serialization of every request this producer sends (sends, route lookups,
+    /// heartbeats, END_TRANSACTION, UNREGISTER_CLIENT) and of its answers to the servers'
+    /// requests: [`SerializeType::Json`] or the binary [`SerializeType::RocketMq`] layout (the
+    /// Java client's `rocketmq.serialize.type`). Responses are read in either layout whatever
+    /// this says (a server answers in its own configured layout, or in the request's). ACL
+    /// signatures cover the ext fields and the body, not the layout, so signing works with
+    /// both. Default [`DEFAULT_SERIALIZE_TYPE`] (JSON, as Java).
+    pub fn serialize_type(&self) -> SerializeType {
+        self.serialize_type
     }
 
     /// Whether sends go to the broker's VIP port (its port minus 2) (`vipChannelEnabled`).

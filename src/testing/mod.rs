@@ -641,6 +641,7 @@ impl MockBroker {
     pub fn counters(&self) -> MockCounters {
         let mut c = self.core().store.lock().counters.clone();
         c.received = self.node.received.snapshot();
+        c.received_binary = self.node.received_binary.snapshot();
         c.acl_refused = self.node.acl_refused.snapshot();
         c.end_transactions = self.core().store.lock().end_transactions.len() as u64;
         c.connections = self.node.server.lock().as_ref().map_or(0, |s| s.accepted());

@@ -91,6 +91,7 @@ pub struct EndTransactionRecord {
 #[derive(Debug, Clone, Default)]
 pub struct MockCounters {
     pub(super) received: HashMap<i32, u64>,
+    pub(super) received_binary: HashMap<i32, u64>,
     pub(super) acl_refused: HashMap<i32, u64>,
     pub(super) heartbeats: u64,
     pub(super) unregisters: u64,
@@ -106,6 +107,12 @@ pub struct MockCounters {
 }
 
 impl MockCounters {
+    /// Requests received with `code` whose header was in the binary ROCKETMQ layout
+    /// (serialize type 1); the rest of [`MockCounters::received`] came as JSON.
+    pub fn received_binary(&self, code: i32) -> u64 {
+        self.received_binary.get(&code).copied().unwrap_or(0)
+    }
+
     /// Requests received with `code` (faulted and black-holed ones included).
     pub fn received(&self, code: i32) -> u64 {
         self.received.get(&code).copied().unwrap_or(0)

@@ -68,33 +68,63 @@ impl SendOk {
 
     /// Appends the frame [`SendOk::command`] encodes to (JSON header), byte for byte.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0u8; 8]);
-        out.extend_from_slice(
-            b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+        encode_send_ok(
+            out,
+            self.opaque,
+            &self.msg_ids,
+            self.queue_id,
+            self.queue_offset,
+            self.transaction_id.as_deref(),
         );
-        write_json_str(out, &self.msg_ids);
-        out.extend_from_slice(b",\"queueId\":\"");
-        write_int(out, self.queue_id.into());
-        out.extend_from_slice(b"\",\"queueOffset\":\"");
-        write_int(out, self.queue_offset);
-        out.push(b'"');
-        if let Some(tx) = &self.transaction_id {
-            out.extend_from_slice(b",\"transactionId\":");
-            write_json_str(out, tx);
-        }
-        out.extend_from_slice(b"},\"flag\":1,\"language\":");
-        write_json_str(out, CLIENT_LANGUAGE.name());
-        out.extend_from_slice(b",\"opaque\":");
-        write_int(out, self.opaque.into());
-        out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-        write_int(out, CLIENT_VERSION.into());
-        out.push(b'}');
-        let header_len = (out.len() - start - 8) as u32;
-        let total = header_len + 4;
-        out[start..start + 4].copy_from_slice(&total.to_be_bytes());
-        out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
     }
+}
+
+/// Appends the frame of a successful send's response (JSON header), byte for byte what
+/// [`SendOk::command`] encodes to, from borrowed parts (the fast path builds no `SendOk`).
+pub(crate) fn encode_send_ok(
+    out: &mut Vec<u8>,
+    opaque: i32,
+    msg_ids: &str,
+    queue_id: i32,
+    queue_offset: i64,
+    transaction_id: Option<&str>,
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(
+        b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":\"",
+    );
+    // Offset ids are hex digits and commas: nothing to escape.
+    if msg_ids
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b',')
+    {
+        out.extend_from_slice(msg_ids.as_bytes());
+        out.push(b'"');
+    } else {
+        out.pop();
+        write_json_str(out, msg_ids);
+    }
+    out.extend_from_slice(b",\"queueId\":\"");
+    write_int(out, queue_id.into());
+    out.extend_from_slice(b"\",\"queueOffset\":\"");
+    write_int(out, queue_offset);
+    out.push(b'"');
+    if let Some(tx) = transaction_id {
+        out.extend_from_slice(b",\"transactionId\":");
+        write_json_str(out, tx);
+    }
+    out.extend_from_slice(b"},\"flag\":1,\"language\":");
+    write_json_str(out, CLIENT_LANGUAGE.name());
+    out.extend_from_slice(b",\"opaque\":");
+    write_int(out, opaque.into());
+    out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+    write_int(out, CLIENT_VERSION.into());
+    out.push(b'}');
+    let header_len = (out.len() - start - 8) as u32;
+    let total = header_len + 4;
+    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::reply::Reply;
-use crate::protocol::{FrameDecoder, RemotingCommand};
+use crate::protocol::frame::DEFAULT_MAX_FRAME;
+use crate::protocol::{CodecError, RemotingCommand};
 
 /// What the node does with one request.
 pub(crate) enum Action {
@@ -37,6 +38,20 @@ pub(crate) enum Action {
 
 /// Decides what to do with each request; implemented by the node.
 pub(crate) trait Dispatch: Send + Sync + 'static {
+    /// Answers a whole frame (without its length prefix) straight from its bytes, appending
+    /// any response to `out`: the fast path of the common request. `false` if it does not take
+    /// this frame, and then nothing was done: it is decoded and goes to
+    /// [`Dispatch::dispatch`]. `scratch` is the connection's buffer for the dispatcher's use.
+    fn dispatch_frame(
+        &self,
+        _conn: &Arc<Conn>,
+        _frame: &[u8],
+        _out: &mut Vec<u8>,
+        _scratch: &mut String,
+    ) -> bool {
+        false
+    }
+
     fn dispatch(&self, conn: &Arc<Conn>, request: RemotingCommand) -> Action;
 }
 
@@ -159,6 +174,11 @@ impl Conn {
         }
     }
 
+    /// Whether the connection is plain TCP (not TLS): its socket's bytes are the frames.
+    fn is_plain(&self) -> bool {
+        matches!(*self.writer.lock(), Wire::Plain(_))
+    }
+
     pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
     }
@@ -166,6 +186,21 @@ impl Conn {
     pub(crate) fn close(&self) {
         self.alive.store(false, Ordering::Release);
         self.writer.lock().shutdown();
+    }
+
+    /// A plain connection over loopback for unit tests, and the client's end of it.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> (Arc<Conn>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let conn = Conn {
+            id: 1,
+            peer,
+            writer: Mutex::new(Wire::Plain(server)),
+            alive: AtomicBool::new(true),
+        };
+        (Arc::new(conn), client)
     }
 
     /// Bytes read from the socket -> plaintext (see [`Wire::received`]).
@@ -432,32 +467,141 @@ fn accept_loop(server: Weak<Server>, listener: TcpListener) {
     }
 }
 
-/// Reads requests, answers each batch of pipelined requests with one write.
+/// The frames a connection has read and not yet handled: one buffer that the socket reads into
+/// directly (plain TCP; TLS appends the plaintext), handed out a whole frame at a time as a
+/// slice, with the length checks of [`crate::protocol::FrameDecoder`].
+struct Frames {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+/// Free room the buffer keeps for one read.
+const READ_ROOM: usize = 64 * 1024;
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            buf: vec![0; 2 * READ_ROOM],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Room for at least [`READ_ROOM`] more bytes at the end.
+    fn room(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.buf.len() - self.end < READ_ROOM && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.end < READ_ROOM {
+            self.buf.resize(self.end + READ_ROOM, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = self.room();
+            let n = room.len().min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            self.end += n;
+            rest = &rest[n..];
+        }
+    }
+
+    /// The next whole frame, without its length prefix: `[proto_and_hdr_len | header | body]`.
+    fn next(&mut self) -> Result<Option<&[u8]>, CodecError> {
+        let avail = &self.buf[self.start..self.end];
+        let Some(len) = avail.get(..4) else {
+            return Ok(None);
+        };
+        let total = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        if total < 0 {
+            return Err(CodecError::NegativeLength(total));
+        }
+        let total = total as usize;
+        if total.saturating_add(4) > DEFAULT_MAX_FRAME {
+            return Err(CodecError::FrameTooLarge {
+                len: total + 4,
+                max: DEFAULT_MAX_FRAME,
+            });
+        }
+        if total < 4 {
+            return Err(CodecError::FrameTooShort(total));
+        }
+        if avail.len() < 4 + total {
+            if self.start + 4 + total > self.buf.len() {
+                // Make the whole frame fit.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+                if self.buf.len() < 4 + total + READ_ROOM {
+                    self.buf.resize(4 + total + READ_ROOM, 0);
+                }
+            }
+            return Ok(None);
+        }
+        let frame = self.start + 4..self.start + 4 + total;
+        self.start = frame.end;
+        Ok(Some(&self.buf[frame]))
+    }
+}
+
+/// Reads requests, answers each batch of pipelined requests with one write. A frame the
+/// dispatcher answers from its bytes (the fast path) is never decoded.
 fn serve(
     conn: Arc<Conn>,
     mut stream: TcpStream,
     dispatch: Arc<dyn Dispatch>,
     delayer: Arc<Delayer>,
 ) {
-    let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut frames = Frames::new();
+    let mut tls_buf = Vec::new();
     let mut out = Vec::with_capacity(64 * 1024);
     let mut plain = Vec::new();
+    let mut scratch = String::new();
+    let is_plain = conn.is_plain();
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        plain.clear();
-        if let Err(e) = conn.received(&buf[..n], &mut plain) {
-            log::warn!("mock broker: connection from {} failed: {e}", conn.peer);
-            break;
+        if is_plain {
+            let n = match stream.read(frames.room()) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            frames.end += n;
+        } else {
+            tls_buf.resize(READ_ROOM, 0);
+            let n = match stream.read(&mut tls_buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            plain.clear();
+            if let Err(e) = conn.received(&tls_buf[..n], &mut plain) {
+                log::warn!("mock broker: connection from {} failed: {e}", conn.peer);
+                break;
+            }
+            frames.extend(&plain);
         }
-        decoder.feed(&plain);
         loop {
-            let request = match decoder.next_frame() {
-                Ok(Some(r)) => r,
+            let frame = match frames.next() {
+                Ok(Some(f)) => f,
                 Ok(None) => break,
+                Err(e) => {
+                    log::warn!("mock broker: bad frame from {}: {e}", conn.peer);
+                    conn.close();
+                    return;
+                }
+            };
+            if dispatch.dispatch_frame(&conn, frame, &mut out, &mut scratch) {
+                continue;
+            }
+            let request = match RemotingCommand::decode_unprefixed(frame) {
+                Ok(r) => r,
                 Err(e) => {
                     log::warn!("mock broker: bad frame from {}: {e}", conn.peer);
                     conn.close();

@@ -1,28 +1,26 @@
 //! The binary ROCKETMQ header layout (serialize type 1), written and read: fixed-width
 //! big-endian fields, then the length-prefixed `extFields` map.
 
+use std::borrow::Cow;
+
 use byteorder::{BigEndian, ByteOrder};
 
-use super::ext_fields::{intern_key, intern_letter};
+use super::ext_fields::known_key;
 use super::{CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
 impl RemotingCommand {
-    pub(super) fn write_binary_header(&self, out: &mut Vec<u8>) {
-        let mut b2 = [0u8; 2];
-        let mut b4 = [0u8; 4];
-        BigEndian::write_i16(&mut b2, self.code as i16);
-        out.extend_from_slice(&b2);
-        out.push(self.language.0);
-        BigEndian::write_i16(&mut b2, self.version as i16);
-        out.extend_from_slice(&b2);
-        BigEndian::write_i32(&mut b4, self.opaque);
-        out.extend_from_slice(&b4);
-        BigEndian::write_i32(&mut b4, self.flag);
-        out.extend_from_slice(&b4);
+    /// Appends the binary header. A key longer than 32 767 bytes (its length is an i16 on the
+    /// wire) is refused; `out` may then hold part of the header (the caller truncates).
+    pub(super) fn write_binary_header(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let remark = self.remark.as_deref().unwrap_or("");
-        BigEndian::write_i32(&mut b4, remark.len() as i32);
-        out.extend_from_slice(&b4);
+        out.extend_from_slice(&(self.code as i16).to_be_bytes());
+        out.push(self.language.0);
+        out.extend_from_slice(&(self.version as i16).to_be_bytes());
+        out.extend_from_slice(&self.opaque.to_be_bytes());
+        out.extend_from_slice(&self.flag.to_be_bytes());
+        // Lengths over 24 bits make the header too large, which encode refuses after this.
+        out.extend_from_slice(&(remark.len() as u32).to_be_bytes());
         out.extend_from_slice(remark.as_bytes());
         let len_at = out.len();
         out.extend_from_slice(&[0u8; 4]);
@@ -31,16 +29,22 @@ impl RemotingCommand {
             if k.is_empty() || v.is_empty() {
                 continue;
             }
-            BigEndian::write_i16(&mut b2, k.len() as i16);
-            out.extend_from_slice(&b2);
+            let Ok(key_len) = i16::try_from(k.len()) else {
+                return Err(CodecError::invalid(
+                    "extFields key (at most 32767 bytes in the ROCKETMQ layout)",
+                    k,
+                ));
+            };
+            out.extend_from_slice(&key_len.to_be_bytes());
             out.extend_from_slice(k.as_bytes());
-            BigEndian::write_i32(&mut b4, v.len() as i32);
-            out.extend_from_slice(&b4);
+            out.extend_from_slice(&(v.len() as u32).to_be_bytes());
             out.extend_from_slice(v.as_bytes());
         }
-        let map_len = (out.len() - len_at - 4) as i32;
-        BigEndian::write_i32(&mut out[len_at..len_at + 4], map_len);
+        let map_len = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&map_len.to_be_bytes());
+        Ok(())
     }
+
     pub(super) fn read_binary_header(header: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader {
             buf: header,
@@ -73,11 +77,13 @@ impl RemotingCommand {
                 return Err(CodecError::BinaryHeader("negative extFields key length"));
             }
             let key = m.take(key_len as usize, "extFields key")?;
-            let key = match key {
-                [b @ b'a'..=b'n'] => intern_letter(*b),
-                _ => intern_key(
+            // Known keys (every key of a send response) need no UTF-8 check.
+            let key = match known_key(key) {
+                Some(known) => Cow::Borrowed(known),
+                None => Cow::Owned(
                     std::str::from_utf8(key)
-                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?,
+                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?
+                        .to_owned(),
                 ),
             };
             let val_len = m.len_i32("extFields value length")?;
@@ -149,6 +155,63 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::protocol::frame::route_request;
+
+    /// A key too long for its 16-bit length is refused, not wrapped into a frame that reads
+    /// back as something else; the buffer is left as it was.
+    #[test]
+    fn key_over_32767_bytes_is_refused() {
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("k".repeat(40_000), "v");
+        let mut out = vec![1, 2, 3];
+        let err = cmd.encode(&mut out).unwrap_err();
+        assert!(matches!(err, CodecError::InvalidField { .. }), "{err:?}");
+        assert_eq!(out, [1, 2, 3]);
+        // The longest key that fits goes through.
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("k".repeat(32_767), "v");
+        let frame = cmd.to_frame().unwrap();
+        assert_eq!(RemotingCommand::decode(&frame).unwrap(), cmd);
+    }
+
+    /// Empty values are left out (a zero-length value reads as null in Java and RocketMQ-Rust),
+    /// and an empty remark is written as length 0.
+    #[test]
+    fn empty_values_are_left_out() {
+        let mut cmd = route_request();
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.ext_fields.insert("empty", "");
+        cmd.remark = Some(String::new());
+        let frame = cmd.to_frame().unwrap();
+        let mut plain = route_request();
+        plain.serialize_type = SerializeType::RocketMq;
+        assert_eq!(frame, plain.to_frame().unwrap());
+    }
+
+    /// Keys are looked up by their bytes; an unknown key is still checked as UTF-8, and a
+    /// known one is the interned name.
+    #[test]
+    fn keys_known_or_checked() {
+        let frame_with_key = |key: &[u8]| {
+            let mut map = (key.len() as u16).to_be_bytes().to_vec();
+            map.extend_from_slice(key);
+            map.extend_from_slice(&[0, 0, 0, 1, b'v']);
+            let mut header = vec![0, 0, 12, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+            header.extend_from_slice(&(map.len() as u32).to_be_bytes());
+            header.extend_from_slice(&map);
+            let mut frame = ((4 + header.len()) as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&(0x0100_0000 | header.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&header);
+            frame
+        };
+        let err = RemotingCommand::decode(&frame_with_key(&[b'k', 0xff])).unwrap_err();
+        assert_eq!(err, CodecError::BinaryHeader("extFields key"));
+        for key in ["queueOffset", "n", "z", "grün"] {
+            let cmd = RemotingCommand::decode(&frame_with_key(key.as_bytes())).unwrap();
+            assert_eq!(cmd.ext_fields.iter().collect::<Vec<_>>(), [(key, "v")]);
+        }
+    }
 
     #[test]
     fn golden_binary_route_request() {

@@ -106,15 +106,22 @@ impl RemotingCommand {
     /// Appends the whole frame (length prefix included) to `out`.
     ///
     /// # Errors
-    /// [`CodecError::HeaderTooLarge`] if the header does not fit in 24 bits of length; `out` is
-    /// then left as it was. In the binary layout, `code` and `version` are 16-bit on the wire.
+    /// [`CodecError::HeaderTooLarge`] if the header does not fit in 24 bits of length;
+    /// [`CodecError::InvalidField`] for an ext field key over 32 767 bytes in the binary
+    /// layout (its length is 16-bit there). `out` is then left as it was. In the binary
+    /// layout, `code` and `version` are 16-bit on the wire.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), CodecError> {
         let start = out.len();
         out.reserve(self.encoded_len_hint());
         out.extend_from_slice(&[0u8; 8]);
         match self.serialize_type {
             SerializeType::Json => self.write_json_header(out),
-            SerializeType::RocketMq => self.write_binary_header(out),
+            SerializeType::RocketMq => {
+                if let Err(e) = self.write_binary_header(out) {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
         }
         let header_len = out.len() - start - 8;
         if header_len > MAX_HEADER_LEN {

@@ -306,47 +306,58 @@ pub(super) fn intern_letter(b: u8) -> Cow<'static, str> {
 /// The `extFields` keys this crate reads or writes, as static strings: a decoded frame's keys
 /// then cost no allocation.
 pub(super) fn intern_key(key: &str) -> Cow<'static, str> {
-    if let [b @ b'a'..=b'n'] = key.as_bytes() {
-        return intern_letter(*b);
+    match known_key(key.as_bytes()) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(key.to_owned()),
+    }
+}
+
+/// The static name of a key [`intern_key`] knows, from its bytes: a binary header's keys are
+/// looked up before (and, when known, instead of) a UTF-8 check.
+pub(super) fn known_key(key: &[u8]) -> Option<&'static str> {
+    if let [b @ b'a'..=b'n'] = key {
+        return match intern_letter(*b) {
+            Cow::Borrowed(k) => Some(k),
+            Cow::Owned(_) => None,
+        };
     }
     // A `match` compares lengths first: only keys of the same length reach `memcmp`.
-    let known = match key {
-        "IS_SUB_CHANGE" => "IS_SUB_CHANGE",
-        "IS_SUPPORT_HEART_BEAT_V2" => "IS_SUPPORT_HEART_BEAT_V2",
-        "MSG_REGION" => "MSG_REGION",
-        "TRACE_ON" => "TRACE_ON",
-        "acceptStandardJsonOnly" => "acceptStandardJsonOnly",
-        "batch" => "batch",
-        "batchUniqId" => "batchUniqId",
-        "bname" => "bname",
-        "bornTimestamp" => "bornTimestamp",
-        "clientID" => "clientID",
-        "commitLogOffset" => "commitLogOffset",
-        "commitOrRollback" => "commitOrRollback",
-        "committed" => "committed",
-        "consumerGroup" => "consumerGroup",
-        "defaultTopic" => "defaultTopic",
-        "defaultTopicQueueNums" => "defaultTopicQueueNums",
-        "flag" => "flag",
-        "fromTransactionCheck" => "fromTransactionCheck",
-        "maxReconsumeTimes" => "maxReconsumeTimes",
-        "msgId" => "msgId",
-        "offset" => "offset",
-        "offsetMsgId" => "offsetMsgId",
-        "producerGroup" => "producerGroup",
-        "properties" => "properties",
-        "queueId" => "queueId",
-        "queueOffset" => "queueOffset",
-        "recallHandle" => "recallHandle",
-        "reconsumeTimes" => "reconsumeTimes",
-        "sysFlag" => "sysFlag",
-        "topic" => "topic",
-        "tranStateTableOffset" => "tranStateTableOffset",
-        "transactionId" => "transactionId",
-        "unitMode" => "unitMode",
-        _ => return Cow::Owned(key.to_owned()),
-    };
-    Cow::Borrowed(known)
+    Some(match key {
+        b"IS_SUB_CHANGE" => "IS_SUB_CHANGE",
+        b"IS_SUPPORT_HEART_BEAT_V2" => "IS_SUPPORT_HEART_BEAT_V2",
+        b"MSG_REGION" => "MSG_REGION",
+        b"TRACE_ON" => "TRACE_ON",
+        b"acceptStandardJsonOnly" => "acceptStandardJsonOnly",
+        b"batch" => "batch",
+        b"batchUniqId" => "batchUniqId",
+        b"bname" => "bname",
+        b"bornTimestamp" => "bornTimestamp",
+        b"clientID" => "clientID",
+        b"commitLogOffset" => "commitLogOffset",
+        b"commitOrRollback" => "commitOrRollback",
+        b"committed" => "committed",
+        b"consumerGroup" => "consumerGroup",
+        b"defaultTopic" => "defaultTopic",
+        b"defaultTopicQueueNums" => "defaultTopicQueueNums",
+        b"flag" => "flag",
+        b"fromTransactionCheck" => "fromTransactionCheck",
+        b"maxReconsumeTimes" => "maxReconsumeTimes",
+        b"msgId" => "msgId",
+        b"offset" => "offset",
+        b"offsetMsgId" => "offsetMsgId",
+        b"producerGroup" => "producerGroup",
+        b"properties" => "properties",
+        b"queueId" => "queueId",
+        b"queueOffset" => "queueOffset",
+        b"recallHandle" => "recallHandle",
+        b"reconsumeTimes" => "reconsumeTimes",
+        b"sysFlag" => "sysFlag",
+        b"topic" => "topic",
+        b"tranStateTableOffset" => "tranStateTableOffset",
+        b"transactionId" => "transactionId",
+        b"unitMode" => "unitMode",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -75,6 +75,39 @@ impl SerializeType {
             other => Err(CodecError::UnknownSerializeType(other)),
         }
     }
+
+    /// The name Java uses (`SerializeType` enum, `rocketmq.serialize.type`): `JSON` or
+    /// `ROCKETMQ`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SerializeType::Json => "JSON",
+            SerializeType::RocketMq => "ROCKETMQ",
+        }
+    }
+}
+
+impl std::fmt::Display for SerializeType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SerializeType {
+    type Err = CodecError;
+
+    /// Parses `JSON` or `ROCKETMQ` in any case (surrounding blanks ignored), as the Java
+    /// client reads `rocketmq.serialize.type`; anything else is
+    /// [`CodecError::InvalidField`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("json") {
+            Ok(SerializeType::Json)
+        } else if t.eq_ignore_ascii_case("rocketmq") {
+            Ok(SerializeType::RocketMq)
+        } else {
+            Err(CodecError::invalid("serialize type (JSON or ROCKETMQ)", s))
+        }
+    }
 }
 
 /// The route request of the golden-frame tests (JSON and binary).
@@ -86,4 +119,29 @@ fn route_request() -> RemotingCommand {
     cmd.opaque = 1;
     cmd.ext_fields.insert("topic", "TopicTest");
     cmd
+}
+
+#[cfg(test)]
+mod serialize_type_tests {
+    use super::SerializeType;
+
+    #[test]
+    fn names_parse_in_any_case_and_display_as_java_spells_them() {
+        for (s, t) in [
+            ("JSON", SerializeType::Json),
+            ("json", SerializeType::Json),
+            (" Json ", SerializeType::Json),
+            ("ROCKETMQ", SerializeType::RocketMq),
+            ("rocketmq", SerializeType::RocketMq),
+            ("RocketMQ", SerializeType::RocketMq),
+        ] {
+            assert_eq!(s.parse::<SerializeType>().unwrap(), t, "{s:?}");
+        }
+        for bad in ["", "binary", "rocket_mq", "1", "JSON5"] {
+            let e = bad.parse::<SerializeType>().unwrap_err();
+            assert!(e.to_string().contains("JSON or ROCKETMQ"), "{e}");
+        }
+        assert_eq!(SerializeType::Json.to_string(), "JSON");
+        assert_eq!(SerializeType::RocketMq.to_string(), "ROCKETMQ");
+    }
 }

@@ -1,8 +1,11 @@
 //! The logic of a mock node: one type, [`Node`], a broker, a name server or both, and how it
 //! turns a request into an [`Action`]. Network-free; [`super::server`] feeds it requests. The
-//! broker's work is split by what it handles: [`store`] (what is kept), [`send`], [`query`],
-//! [`transaction`], [`reply_push`] (request-reply), [`routes`] (and the name server role), [`fault`] (scripted faults).
+//! broker's work is split by what it handles: [`store`] (what is kept), [`send`] (and
+//! [`fast`], its fast path for plain sends, answered from the frame's bytes), [`query`],
+//! [`transaction`], [`reply_push`] (request-reply), [`routes`] (and the name server role),
+//! [`fault`] (scripted faults).
 
+mod fast;
 mod fault;
 mod query;
 mod reply_push;
@@ -76,6 +79,8 @@ pub(crate) struct Node {
     pub(crate) any_fault: AtomicBool,
     /// Requests received per code.
     pub(crate) received: RequestCounts,
+    /// Of those, the ones with a binary (ROCKETMQ) header, per code.
+    pub(crate) received_binary: RequestCounts,
     /// ACL verification, when on.
     pub(crate) acl: Option<MockAcl>,
     /// Requests refused by the ACL, per code.
@@ -217,6 +222,7 @@ impl Node {
             faults: Mutex::new(Faults::default()),
             any_fault: AtomicBool::new(false),
             received: RequestCounts::new(),
+            received_binary: RequestCounts::new(),
             acl: None,
             acl_refused: RequestCounts::new(),
         }
@@ -226,8 +232,11 @@ impl Node {
         self.server.lock().as_ref().is_some_and(|s| s.is_running())
     }
 
-    fn count(&self, code: i32) {
+    fn count(&self, code: i32, st: SerializeType) {
         self.received.add(code);
+        if st == SerializeType::RocketMq {
+            self.received_binary.add(code);
+        }
     }
 
     /// The answer to a request, fault-free.
@@ -263,6 +272,16 @@ fn in_format(reply: Reply, st: SerializeType) -> Reply {
 }
 
 impl Dispatch for Node {
+    fn dispatch_frame(
+        &self,
+        conn: &Arc<Conn>,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> bool {
+        self.send_fast(conn, frame, out, scratch)
+    }
+
     fn dispatch(&self, conn: &Arc<Conn>, mut request: RemotingCommand) -> Action {
         if request.is_response() {
             if let Some(b) = &self.broker {
@@ -270,7 +289,7 @@ impl Dispatch for Node {
             }
             return Action::Silent;
         }
-        self.count(request.code);
+        self.count(request.code, request.serialize_type);
         let oneway = request.is_oneway();
         // A real server answers in the request's header format.
         let st = request.serialize_type;

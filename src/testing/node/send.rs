@@ -2,6 +2,7 @@
 //! the way a real broker does (header fields, topic auto-creation, the broker's stamps,
 //! offset message ids); a transactional message is held as a half message.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use super::{now_ms, response, set_property, BrokerCore, Conn, HALF_TOPIC, MAX_ME
 use crate::message::{property, MessageExt};
 use crate::protocol::message_codec;
 use crate::protocol::route::perm;
-use crate::protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::testing::records::TransactionState;
 use crate::testing::reply::{Reply, SendOk};
 
@@ -27,7 +28,7 @@ pub(super) const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
 
 /// The send header fields the broker uses, borrowed from the request: one pass over the
 /// extFields, V1 (long names) or V2 (single letters) alike.
-struct SendFields<'a> {
+pub(super) struct SendFields<'a> {
     topic: &'a str,
     default_topic: &'a str,
     default_topic_queue_nums: i32,
@@ -35,12 +36,15 @@ struct SendFields<'a> {
     sys_flag: i32,
     born_timestamp: i64,
     flag: i32,
-    properties: &'a str,
+    pub(super) properties: &'a str,
     reconsume_times: i32,
 }
 
 impl<'a> SendFields<'a> {
-    fn read(fields: &'a ExtFields) -> Result<SendFields<'a>, String> {
+    /// From the request's ext fields, in their order (a later field wins).
+    pub(super) fn read(
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<SendFields<'a>, String> {
         let mut topic = None;
         let mut default_topic = None;
         let mut default_nums = None;
@@ -53,7 +57,7 @@ impl<'a> SendFields<'a> {
         fn int<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
             v.parse().map_err(|_| format!("invalid {key}: {v:?}"))
         }
-        for (k, v) in fields.iter() {
+        for (k, v) in fields {
             match k {
                 "b" | "topic" => topic = Some(v),
                 "c" | "defaultTopic" => default_topic = Some(v),
@@ -90,36 +94,54 @@ pub(super) const STAMPS: [(&str, &str); 2] = [
 ];
 
 /// What the send path needs to know of a properties string, found without allocating.
-struct PropScan<'a> {
-    uniq: Option<&'a str>,
-    transactional: bool,
+pub(super) struct PropScan<'a> {
+    pub(super) uniq: Option<&'a str>,
+    pub(super) transactional: bool,
     /// Whether `decode_properties` + re-encoding would give the string back unchanged (every
     /// pair well formed and ended, no repeated or broker-stamped name), so it can be stored
     /// as it came.
-    canonical: bool,
+    pub(super) canonical: bool,
 }
 
-fn scan_properties(s: &str) -> PropScan<'_> {
+pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
+    const PAIR_END: u8 = message_codec::PROPERTY_SEPARATOR as u8;
+    const NAME_END: u8 = message_codec::NAME_VALUE_SEPARATOR as u8;
+    let bytes = s.as_bytes();
     let mut scan = PropScan {
         uniq: None,
         transactional: false,
-        canonical: s.is_empty() || s.ends_with(message_codec::PROPERTY_SEPARATOR),
+        canonical: bytes.is_empty() || bytes.last() == Some(&PAIR_END),
     };
     let mut names: [&str; 16] = [""; 16];
     let mut n = 0;
-    let body = s
-        .strip_suffix(message_codec::PROPERTY_SEPARATOR)
-        .unwrap_or(s);
-    for segment in body.split(message_codec::PROPERTY_SEPARATOR) {
+    let body_end = if bytes.last() == Some(&PAIR_END) {
+        bytes.len() - 1
+    } else {
+        bytes.len()
+    };
+    // Segments between separators (ASCII bytes, so every cut is a char boundary).
+    let mut start = 0;
+    while start <= body_end {
+        let end = bytes[start..body_end]
+            .iter()
+            .position(|&b| b == PAIR_END)
+            .map_or(body_end, |i| start + i);
+        let segment = &bytes[start..end];
+        let seg_start = start;
+        start = end + 1;
         if segment.is_empty() {
             // Only the end may be empty (and `s` itself).
             scan.canonical &= s.is_empty();
             continue;
         }
-        let Some((k, v)) = segment.split_once(message_codec::NAME_VALUE_SEPARATOR) else {
+        let Some(eq) = segment.iter().position(|&b| b == NAME_END) else {
             scan.canonical = false;
             continue;
         };
+        let (k, v) = (
+            s.get(seg_start..seg_start + eq).unwrap_or_default(),
+            s.get(seg_start + eq + 1..end).unwrap_or_default(),
+        );
         if k.is_empty() || v.is_empty() {
             scan.canonical = false;
             continue;
@@ -143,13 +165,23 @@ fn scan_properties(s: &str) -> PropScan<'_> {
     scan
 }
 
-/// An offset message id: store host and commit-log offset, 32 upper-case hex digits for IPv4.
-fn write_offset_id(out: &mut String, host: SocketAddr, offset: i64) {
+/// The longest offset message id: an IPv6 store host, port and offset, in hex.
+pub(super) const MAX_OFFSET_ID_LEN: usize = 2 * (16 + 4 + 8);
+
+/// An offset message id: store host and commit-log offset, 32 upper-case hex digits for IPv4
+/// (56 for IPv6), written into `out`; returns its length.
+pub(super) fn offset_id_into(
+    out: &mut [u8; MAX_OFFSET_ID_LEN],
+    host: SocketAddr,
+    offset: i64,
+) -> usize {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut n = 0;
     let mut push = |bytes: &[u8]| {
         for b in bytes {
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xF) as usize] as char);
+            out[n] = HEX[(b >> 4) as usize];
+            out[n + 1] = HEX[(b & 0xF) as usize];
+            n += 2;
         }
     };
     match host.ip() {
@@ -158,6 +190,15 @@ fn write_offset_id(out: &mut String, host: SocketAddr, offset: i64) {
     }
     push(&i32::from(host.port()).to_be_bytes());
     push(&offset.to_be_bytes());
+    n
+}
+
+/// [`offset_id_into`], appended to a string.
+fn write_offset_id(out: &mut String, host: SocketAddr, offset: i64) {
+    let mut buf = [0u8; MAX_OFFSET_ID_LEN];
+    let n = offset_id_into(&mut buf, host, offset);
+    // Hex digits: ASCII.
+    out.extend(buf[..n].iter().map(|&b| b as char));
 }
 
 /// The commit log's limit on a stored properties string (an i16 length).
@@ -183,6 +224,24 @@ pub(super) fn valid_topic(topic: &str) -> bool {
 
 /// A send rejected before anything was stored: code and remark.
 type Refusal = (i32, String);
+
+/// A plain message stored: what its response says.
+pub(super) struct Stored<'a> {
+    pub(super) store_host: SocketAddr,
+    pub(super) commit_log_offset: i64,
+    pub(super) queue_id: i32,
+    pub(super) queue_offset: i64,
+    /// The `UNIQ_KEY`, answered as `transactionId`.
+    pub(super) uniq: Option<&'a str>,
+}
+
+/// The end of the send path.
+pub(super) enum Sent<'a> {
+    /// A plain message was stored; its response is still to be written.
+    Stored(Stored<'a>),
+    /// Anything else: the whole reply.
+    Reply(Reply),
+}
 
 impl BrokerCore {
     fn offset_id(&self, offset: i64) -> String {
@@ -339,62 +398,91 @@ impl BrokerCore {
     pub(super) fn handle_send(&self, conn: &Conn, request: &mut RemotingCommand) -> Reply {
         let opaque = request.opaque;
         let body = std::mem::take(&mut request.body);
-        let f = match SendFields::read(&request.ext_fields) {
+        let f = match SendFields::read(request.ext_fields.iter()) {
             Ok(f) => f,
             Err(e) => return response(ResponseCode::SYSTEM_ERROR, opaque, &e).into(),
         };
-        let mut store = self.store.lock();
         let group = request
             .ext_fields
             .get("a")
             .or_else(|| request.ext_fields.get("producerGroup"));
+        let batch = request.code == RequestCode::SEND_BATCH_MESSAGE;
+        match self.send(conn, opaque, &f, group, batch, None, Cow::Owned(body)) {
+            Sent::Stored(s) => {
+                let mut id = String::with_capacity(32);
+                write_offset_id(&mut id, s.store_host, s.commit_log_offset);
+                Self::send_ok(opaque, id, s.queue_id, s.queue_offset, s.uniq)
+            }
+            Sent::Reply(r) => r,
+        }
+    }
+
+    /// The send path after the header was read: checks, then a plain message, a half message
+    /// or a batch stored. A plain message's response is left to the caller (`Sent::Stored`),
+    /// which writes it as a reply or straight into the output (the fast path). The body is
+    /// copied only if it is kept. `scan` is `scan_properties(f.properties)` if the caller has
+    /// it already.
+    #[allow(clippy::too_many_arguments)] // one call site per path
+    pub(super) fn send<'a>(
+        &self,
+        conn: &Conn,
+        opaque: i32,
+        f: &SendFields<'a>,
+        group: Option<&str>,
+        batch: bool,
+        scan: Option<PropScan<'a>>,
+        body: Cow<'_, [u8]>,
+    ) -> Sent<'a> {
+        let mut store = self.store.lock();
         if let Some(group) = group {
             if !store.counters.send_groups.iter().any(|g| g == group) {
                 store.counters.send_groups.push(group.to_string());
             }
         }
-        let conf = match self.check_send(&mut store, &f, body.len()) {
+        let conf = match self.check_send(&mut store, f, body.len()) {
             Ok(c) => c,
-            Err((code, remark)) => return Self::send_reply(code, opaque, &remark),
+            Err((code, remark)) => return Sent::Reply(Self::send_reply(code, opaque, &remark)),
         };
         let queue_id = if f.queue_id < 0 {
             (rand::random::<u32>() % conf.write_queues.max(1) as u32) as i32
         } else {
             f.queue_id
         };
-        if request.code == RequestCode::SEND_BATCH_MESSAGE {
-            return self.store_batch(&mut store, conn, &f, queue_id, &body, opaque);
+        if batch {
+            return Sent::Reply(self.store_batch(&mut store, conn, f, queue_id, &body, opaque));
         }
-        let scan = scan_properties(f.properties);
+        let scan = scan.unwrap_or_else(|| scan_properties(f.properties));
         if scan.transactional {
             let mut properties = message_codec::decode_properties(f.properties);
             if let Err((code, remark)) = self.stamp(&mut properties) {
-                return Self::send_reply(code, opaque, &remark);
+                return Sent::Reply(Self::send_reply(code, opaque, &remark));
             }
-            let msg = Self::base_message(&f, queue_id, body, f.flag, properties, conn.peer);
-            return self.store_half(&mut store, msg, opaque, scan.uniq);
+            let body = body.into_owned();
+            let msg = Self::base_message(f, queue_id, body, f.flag, properties, conn.peer);
+            return Sent::Reply(self.store_half(&mut store, msg, opaque, scan.uniq));
         }
         // The stored properties: as they came plus the stamps when that is what re-encoding
-        // would give, else decoded, stamped and encoded again.
-        let properties = if scan.canonical {
-            let mut p = String::with_capacity(f.properties.len() + self.stamp_suffix.len());
-            p.push_str(f.properties);
-            p.push_str(&self.stamp_suffix);
-            p
+        // would give (built only if the message is kept), else decoded, stamped and encoded
+        // again.
+        let rebuilt = if scan.canonical {
+            None
         } else {
             let mut props = message_codec::decode_properties(f.properties);
             if let Err((code, remark)) = self.stamp(&mut props) {
-                return Self::send_reply(code, opaque, &remark);
+                return Sent::Reply(Self::send_reply(code, opaque, &remark));
             }
             let mut p = String::new();
             message_codec::encode_properties(
                 props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 &mut p,
             );
-            p
+            Some(p)
         };
-        if let Err((code, remark)) = check_properties_len(properties.len()) {
-            return Self::send_reply(code, opaque, &remark);
+        let properties_len = rebuilt
+            .as_ref()
+            .map_or(f.properties.len() + self.stamp_suffix.len(), String::len);
+        if let Err((code, remark)) = check_properties_len(properties_len) {
+            return Sent::Reply(Self::send_reply(code, opaque, &remark));
         }
         let store_host = self.store_addr();
         let len = stored_len_of(
@@ -402,18 +490,24 @@ impl BrokerCore {
             &store_host,
             body.len(),
             f.topic.len(),
-            properties.len(),
+            properties_len,
         );
         let commit_log_offset = Self::next_commit_offset(&mut store, len);
         let queue_offset = Self::next_queue_offset(&mut store, f.topic, queue_id);
         store.counters.messages_stored += 1;
         if self.settings.keep_messages {
             let topic = Self::topic_name(&mut store, f.topic);
+            let properties = rebuilt.unwrap_or_else(|| {
+                let mut p = String::with_capacity(properties_len);
+                p.push_str(f.properties);
+                p.push_str(&self.stamp_suffix);
+                p
+            });
             self.keep(
                 &mut store,
                 Record {
                     topic,
-                    body,
+                    body: body.into_owned(),
                     flag: f.flag,
                     properties,
                     queue_id,
@@ -428,10 +522,13 @@ impl BrokerCore {
                 },
             );
         }
-        drop(store);
-        let mut id = String::with_capacity(32);
-        write_offset_id(&mut id, store_host, commit_log_offset);
-        Self::send_ok(opaque, id, queue_id, queue_offset, scan.uniq)
+        Sent::Stored(Stored {
+            store_host,
+            commit_log_offset,
+            queue_id,
+            queue_offset,
+            uniq: scan.uniq,
+        })
     }
 
     /// Holds a half message: the response names its half-queue offset.
@@ -590,6 +687,69 @@ mod tests {
                 };
                 assert_eq!(s, id.to_string());
             }
+        }
+    }
+
+    /// The scan as it was written before it went byte-wise: `str::split` and `split_once`.
+    fn reference_scan(s: &str) -> (Option<&str>, bool, bool) {
+        let (mut uniq, mut transactional) = (None, false);
+        let mut canonical = s.is_empty() || s.ends_with(message_codec::PROPERTY_SEPARATOR);
+        let mut names: Vec<&str> = vec![];
+        let body = s
+            .strip_suffix(message_codec::PROPERTY_SEPARATOR)
+            .unwrap_or(s);
+        for segment in body.split(message_codec::PROPERTY_SEPARATOR) {
+            if segment.is_empty() {
+                canonical &= s.is_empty();
+                continue;
+            }
+            let Some((k, v)) = segment.split_once(message_codec::NAME_VALUE_SEPARATOR) else {
+                canonical = false;
+                continue;
+            };
+            if k.is_empty() || v.is_empty() {
+                canonical = false;
+                continue;
+            }
+            if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
+                uniq = Some(v);
+            } else if k == property::TRANSACTION_PREPARED {
+                transactional = v.eq_ignore_ascii_case("true");
+            }
+            if names.len() == 16
+                || names.contains(&k)
+                || k == property::CLUSTER
+                || STAMPS.iter().any(|(s, _)| *s == k)
+            {
+                canonical = false;
+            } else {
+                names.push(k);
+            }
+        }
+        (uniq, transactional, canonical)
+    }
+
+    #[test]
+    fn property_scan_matches_the_reference_on_random_strings() {
+        let pieces = [
+            "\u{1}", "\u{2}", "UNIQ_KEY", "TRAN_MSG", "true", "TRUE", "a", "b", "é", "CLUSTER",
+            "TRACE_ON", "",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            let mut s = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for i in 0..(seed % 12) {
+                s.push_str(pieces[((seed >> (4 * i)) % pieces.len() as u64) as usize]);
+            }
+            let scan = scan_properties(&s);
+            assert_eq!(
+                (scan.uniq, scan.transactional, scan.canonical),
+                reference_scan(&s),
+                "{s:?}"
+            );
         }
     }
 

@@ -1,0 +1,853 @@
+//! The fast path of the common request, a plain `SEND_MESSAGE` / `SEND_MESSAGE_V2`, answered
+//! straight from the frame's bytes: a scanner specialised for the send header finds the fields
+//! the broker uses (borrowed from the frame, unescaped into a reused buffer only when they
+//! hold escapes), the shared send path stores the message, and the response is written into
+//! the connection's output without building a command. No `RemotingCommand`, no `ExtFields`,
+//! no copy of the body unless the message is kept.
+//!
+//! It takes only what it is sure the general path would answer the same way, and says no
+//! (`None`, having changed nothing) to anything else, which then goes through
+//! [`crate::protocol::FrameDecoder`]-style decoding and `Dispatch::dispatch` as before:
+//! a binary header, a response, a batch, a transactional or non-canonical properties string,
+//! a header key it does not know, a repeated key or field, a null, a number that is not a plain
+//! i32, a string with a raw control character or an escaped surrogate, invalid UTF-8, trailing
+//! bytes; and every node with ACL on or a fault scripted. `tests` below compares both paths
+//! on the same frames.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::send::{offset_id_into, scan_properties, SendFields, Sent, MAX_OFFSET_ID_LEN};
+use super::{response, Node};
+use crate::protocol::{RequestCode, ResponseCode, SerializeType};
+use crate::testing::reply::encode_send_ok;
+use crate::testing::server::Conn;
+
+/// Most ext fields a fast send header may have (a client sends 14, with ACL 17).
+const MAX_FIELDS: usize = 32;
+
+/// Where a scanned string is: in the header as it came, or unescaped in the scratch buffer.
+#[derive(Clone, Copy)]
+enum Span {
+    Header(u32, u32),
+    Scratch(u32, u32),
+}
+
+/// The index of the first byte at or after `i` that ends a plain run of a JSON string: a quote,
+/// a backslash or a control character. Eight bytes at a time: a byte's high bit in
+/// `(w - 0x01..) & !w` is set for a zero byte (and possibly for bytes above it, through the
+/// borrow, never below), so the lowest flag of each test is exact and so is the lowest of
+/// their union.
+fn find_special(b: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let q = w ^ (ONES * u64::from(b'"'));
+        let s = w ^ (ONES * u64::from(b'\\'));
+        let m = ((q.wrapping_sub(ONES) & !q)
+            | (s.wrapping_sub(ONES) & !s)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A send request's header, scanned.
+struct SendHeader {
+    code: i32,
+    opaque: i32,
+    flag: i32,
+    fields: [(Span, Span); MAX_FIELDS],
+    n: usize,
+}
+
+struct Scanner<'a> {
+    /// The header, valid UTF-8 (checked up front).
+    text: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    scratch: &'a mut String,
+}
+
+impl Scanner<'_> {
+    fn ws(&mut self) {
+        // Headers as clients write them have no whitespace: one compare.
+        while let Some(&c) = self.b.get(self.pos) {
+            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return;
+            }
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.b.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A string with no escapes (keys and the header's own string values), the cursor on its
+    /// opening quote.
+    fn plain_string(&mut self) -> Option<(usize, usize)> {
+        self.ws();
+        if self.b.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let end = find_special(self.b, start)?;
+        if self.b[end] != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some((start, end))
+    }
+
+    /// A string value, unescaped into the scratch buffer if it has escapes.
+    fn string(&mut self) -> Option<Span> {
+        self.ws();
+        if self.b.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let mut at = find_special(self.b, start)?;
+        match self.b[at] {
+            b'"' => {
+                self.pos = at + 1;
+                return Some(Span::Header(start as u32, at as u32));
+            }
+            b'\\' => {}
+            _ => return None,
+        }
+        // Escapes: the plain run so far, then escape by escape. Runs end at ASCII bytes of
+        // the (valid UTF-8) header: char boundaries.
+        let from = self.scratch.len();
+        self.scratch.push_str(self.text.get(start..at)?);
+        loop {
+            match *self.b.get(at)? {
+                b'"' => {
+                    self.pos = at + 1;
+                    return Some(Span::Scratch(from as u32, self.scratch.len() as u32));
+                }
+                b'\\' => {
+                    let c = match *self.b.get(at + 1)? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = self.b.get(at + 2..at + 6)?;
+                            let mut v = 0u32;
+                            for &d in hex {
+                                v = v * 16 + char::from(d).to_digit(16)?;
+                            }
+                            at += 4;
+                            // A surrogate (half of a pair, or lone): the general path decides.
+                            char::from_u32(v)?
+                        }
+                        _ => return None,
+                    };
+                    self.scratch.push(c);
+                    at += 2;
+                }
+                c if c < 0x20 => return None,
+                _ => {
+                    // Up to the next quote, escape or control character, as it is.
+                    let end = find_special(self.b, at)?;
+                    self.scratch.push_str(self.text.get(at..end)?);
+                    at = end;
+                }
+            }
+        }
+    }
+
+    /// A plain i32: `-?(0|[1-9][0-9]*)`, nothing after it but a delimiter.
+    fn int(&mut self) -> Option<i32> {
+        self.ws();
+        let neg = self.b.get(self.pos) == Some(&b'-');
+        if neg {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        let mut v: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = self.b.get(self.pos) {
+            v = v * 10 + i64::from(d - b'0');
+            if v > 1 << 31 {
+                return None;
+            }
+            self.pos += 1;
+        }
+        let digits = self.pos - start;
+        if digits == 0 || (digits > 1 && self.b[start] == b'0') || (neg && v == 0) {
+            return None;
+        }
+        if !matches!(
+            self.b.get(self.pos),
+            Some(b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+        ) {
+            return None;
+        }
+        i32::try_from(if neg { -v } else { v }).ok()
+    }
+
+    /// The header object.
+    fn header(&mut self) -> Option<SendHeader> {
+        let mut h = SendHeader {
+            code: 0,
+            opaque: 0,
+            flag: 0,
+            fields: [(Span::Header(0, 0), Span::Header(0, 0)); MAX_FIELDS],
+            n: 0,
+        };
+        let mut seen = 0u8;
+        let mut once = |bit: u8| {
+            let fresh = seen & bit == 0;
+            seen |= bit;
+            fresh.then_some(())
+        };
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return None;
+        }
+        loop {
+            let (ks, ke) = self.plain_string()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            match &self.b[ks..ke] {
+                b"code" => {
+                    once(1)?;
+                    h.code = self.int()?;
+                }
+                b"opaque" => {
+                    once(2)?;
+                    h.opaque = self.int()?;
+                }
+                b"flag" => {
+                    once(4)?;
+                    h.flag = self.int()?;
+                }
+                b"version" => {
+                    once(8)?;
+                    self.int()?;
+                }
+                b"language" => {
+                    once(16)?;
+                    self.plain_string()?;
+                }
+                b"serializeTypeCurrentRPC" => {
+                    once(32)?;
+                    self.plain_string()?;
+                }
+                b"remark" => {
+                    once(64)?;
+                    self.plain_string()?;
+                }
+                b"extFields" => {
+                    once(128)?;
+                    self.ext_fields(&mut h)?;
+                }
+                _ => return None,
+            }
+            if self.eat(b',') {
+                continue;
+            }
+            if self.eat(b'}') {
+                break;
+            }
+            return None;
+        }
+        self.ws();
+        // `code` is required.
+        (self.pos == self.b.len() && seen & 1 != 0).then_some(h)
+    }
+
+    fn ext_fields(&mut self, h: &mut SendHeader) -> Option<()> {
+        if !self.eat(b'{') {
+            return None;
+        }
+        if self.eat(b'}') {
+            return Some(());
+        }
+        loop {
+            let (ks, ke) = self.plain_string()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            let value = self.string()?;
+            if h.n == MAX_FIELDS {
+                return None;
+            }
+            h.fields[h.n] = (Span::Header(ks as u32, ke as u32), value);
+            h.n += 1;
+            if self.eat(b',') {
+                continue;
+            }
+            return self.eat(b'}').then_some(());
+        }
+    }
+}
+
+/// Which send field a key names (V1 and V2 spellings alike), as a bit; 0 for the others.
+fn field_bit(key: &str) -> u16 {
+    match key {
+        "a" | "producerGroup" => 1,
+        "b" | "topic" => 1 << 1,
+        "c" | "defaultTopic" => 1 << 2,
+        "d" | "defaultTopicQueueNums" => 1 << 3,
+        "e" | "queueId" => 1 << 4,
+        "f" | "sysFlag" => 1 << 5,
+        "g" | "bornTimestamp" => 1 << 6,
+        "h" | "flag" => 1 << 7,
+        "i" | "properties" => 1 << 8,
+        "j" | "reconsumeTimes" => 1 << 9,
+        _ => 0,
+    }
+}
+
+impl Node {
+    /// Answers a plain send straight from its frame (without the length prefix), appending
+    /// the response to `out`; `false` if the frame is not one it takes, and then nothing
+    /// happened. `scratch` is a buffer the connection keeps for unescaped values.
+    pub(super) fn send_fast(
+        &self,
+        conn: &Arc<Conn>,
+        frame: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> bool {
+        let Some(broker) = &self.broker else {
+            return false;
+        };
+        if self.acl.is_some() || self.any_fault.load(Ordering::Acquire) {
+            return false;
+        }
+        let Some(proto) = frame.get(..4) else {
+            return false;
+        };
+        let proto = u32::from_be_bytes([proto[0], proto[1], proto[2], proto[3]]);
+        let header_len = (proto & 0x00FF_FFFF) as usize;
+        // JSON headers only.
+        if proto >> 24 != 0 || header_len > frame.len() - 4 {
+            return false;
+        }
+        let (header, body) = frame[4..].split_at(header_len);
+        let Ok(text) = std::str::from_utf8(header) else {
+            return false;
+        };
+        if header.len() > u32::MAX as usize {
+            return false;
+        }
+        scratch.clear();
+        let mut scanner = Scanner {
+            text,
+            b: header,
+            pos: 0,
+            scratch,
+        };
+        let Some(h) = scanner.header() else {
+            return false;
+        };
+        if !matches!(
+            h.code,
+            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2
+        ) || h.flag & crate::protocol::frame::FLAG_RESPONSE != 0
+        {
+            return false;
+        }
+        let scratch: &str = scratch;
+        // Spans end at ASCII bytes (quotes) or the ends of unescaped values: char boundaries.
+        let resolve = |span: Span| match span {
+            Span::Header(s, e) => text.get(s as usize..e as usize).unwrap_or_default(),
+            Span::Scratch(s, e) => scratch.get(s as usize..e as usize).unwrap_or_default(),
+        };
+        let mut fields: [(&str, &str); MAX_FIELDS] = [("", ""); MAX_FIELDS];
+        let mut seen = 0u16;
+        let mut group = None;
+        for (slot, &(k, v)) in fields.iter_mut().zip(&h.fields[..h.n]) {
+            let (k, v) = (resolve(k), resolve(v));
+            let bit = field_bit(k);
+            if seen & bit != 0 {
+                // A field named twice (or in both spellings): which one wins depends on the
+                // decoded map's order; the general path decides.
+                return false;
+            }
+            seen |= bit;
+            if bit == 1 {
+                group = Some(v);
+            }
+            *slot = (k, v);
+        }
+        let fields = &fields[..h.n];
+        let f = match SendFields::read(fields.iter().copied()) {
+            Ok(f) => {
+                let scan = scan_properties(f.properties);
+                if scan.transactional || !scan.canonical {
+                    return false;
+                }
+                Ok((f, scan))
+            }
+            Err(e) => Err(e),
+        };
+        // Taken: from here on, what `Dispatch::dispatch` does with this request.
+        self.count(h.code, SerializeType::Json); // the fast path takes JSON headers only
+        let oneway = h.flag & crate::protocol::frame::FLAG_ONEWAY != 0;
+        let reply = match f {
+            Err(e) => response(ResponseCode::SYSTEM_ERROR, h.opaque, &e).into(),
+            Ok((f, scan)) => match broker.send(
+                conn,
+                h.opaque,
+                &f,
+                group,
+                false,
+                Some(scan),
+                Cow::Borrowed(body),
+            ) {
+                Sent::Stored(s) => {
+                    if !oneway {
+                        let mut id = [0u8; MAX_OFFSET_ID_LEN];
+                        let n = offset_id_into(&mut id, s.store_host, s.commit_log_offset);
+                        // Hex digits: ASCII.
+                        let id = std::str::from_utf8(&id[..n]).unwrap_or_default();
+                        encode_send_ok(out, h.opaque, id, s.queue_id, s.queue_offset, s.uniq);
+                    }
+                    return true;
+                }
+                Sent::Reply(r) => r,
+            },
+        };
+        if !oneway && reply.encode(out).is_err() {
+            log::error!("mock broker: cannot encode a response");
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::protocol::header::SendMessageRequestHeader;
+    use crate::protocol::message_codec::{self, sys_flag};
+    use crate::protocol::route::perm;
+    use crate::protocol::RemotingCommand;
+    use crate::testing::node::store::TopicConf;
+    use crate::testing::node::{BrokerCore, BrokerSettings};
+    use crate::testing::server::{Action, Dispatch};
+
+    fn node(keep_messages: bool, auto_create: bool) -> Node {
+        let broker = BrokerCore::new(
+            "broker-a",
+            BrokerSettings {
+                auto_create,
+                keep_messages,
+                slave: false,
+                transaction_timeout: Duration::from_secs(6),
+                transaction_check_max: 15,
+            },
+        );
+        broker.addr.set("127.0.0.1:10911".parse().unwrap()).unwrap();
+        {
+            let mut store = broker.store.lock();
+            store.topics.insert("Fixed".into(), TopicConf::rw(2));
+            store.topics.insert(
+                "ReadOnly".into(),
+                TopicConf {
+                    perm: perm::READ,
+                    ..TopicConf::rw(2)
+                },
+            );
+        }
+        Node::new(Some(broker), None)
+    }
+
+    /// What the server does without the fast path: decode (a frame that does not decode
+    /// closes the connection), dispatch, encode.
+    fn general(node: &Node, conn: &Arc<Conn>, frame: &[u8], out: &mut Vec<u8>) {
+        let Ok(request) = RemotingCommand::decode_unprefixed(frame) else {
+            out.extend_from_slice(b"<closed>");
+            return;
+        };
+        match node.dispatch(conn, request) {
+            Action::Silent => {}
+            Action::Reply(r) => r.encode(out).unwrap(),
+            _ => panic!("no fault is scripted"),
+        }
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> String {
+        let mut s = String::new();
+        message_codec::encode_properties(pairs.iter().copied(), &mut s);
+        s
+    }
+
+    fn header(topic: &str, queue: i32, properties: String) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: "GID_FAST".into(),
+            topic: topic.into(),
+            default_topic: "TBW102".into(),
+            default_topic_queue_nums: 4,
+            queue_id: queue,
+            sys_flag: 0,
+            born_timestamp: 1_700_000_000_123,
+            flag: 0,
+            properties,
+            reconsume_times: Some(0),
+            unit_mode: false,
+            batch: false,
+            max_reconsume_times: None,
+            broker_name: Some("broker-a".into()),
+        }
+    }
+
+    /// A frame without its length prefix.
+    fn unprefixed(cmd: &RemotingCommand) -> Vec<u8> {
+        cmd.to_frame().unwrap()[4..].to_vec()
+    }
+
+    fn v2(h: &SendMessageRequestHeader, opaque: i32, body: &[u8]) -> Vec<u8> {
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_body(body);
+        h.write_v2(&mut cmd.ext_fields);
+        cmd.opaque = opaque;
+        unprefixed(&cmd)
+    }
+
+    fn v1(h: &SendMessageRequestHeader, opaque: i32, body: &[u8]) -> Vec<u8> {
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE).with_body(body);
+        h.write_v1(&mut cmd.ext_fields);
+        cmd.opaque = opaque;
+        unprefixed(&cmd)
+    }
+
+    /// A frame with a header written by hand.
+    fn raw(json: &str, body: &[u8]) -> Vec<u8> {
+        let mut f = (json.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(json.as_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// The cases: (frame, whether the fast path takes it).
+    fn cases() -> Vec<(&'static str, Vec<u8>, bool)> {
+        let body = b"hello fast path".to_vec();
+        let plain = props(&[("UNIQ_KEY", "7F0000010001FAST0000000000"), ("WAIT", "true")]);
+        let rich = props(&[
+            ("KEYS", "k1 k2"),
+            ("TAGS", "tag-a"),
+            ("UNIQ_KEY", "7F0000010001FAST0000000001"),
+            ("WAIT", "false"),
+            (
+                "user",
+                "quote \" backslash \\ slash / tab \t nl \n é ✓ \u{7f}",
+            ),
+        ]);
+        let mut out = vec![];
+        let mut add =
+            |name: &'static str, frame: Vec<u8>, fast: bool| out.push((name, frame, fast));
+
+        add(
+            "v2 plain",
+            v2(&header("TopicA", 0, plain.clone()), 1, &body),
+            true,
+        );
+        add(
+            "v2 rich properties",
+            v2(&header("TopicA", 1, rich.clone()), 2, &body),
+            true,
+        );
+        add("v1 names", v1(&header("TopicA", 2, rich), 3, &body), true);
+        add(
+            "v2 no properties",
+            v2(&header("TopicB", 0, String::new()), 4, &body),
+            true,
+        );
+        let mut h = header("TopicA", 3, plain.clone());
+        h.flag = -7;
+        h.sys_flag = sys_flag::COMPRESSED;
+        h.reconsume_times = Some(3);
+        add(
+            "flags, compressed, reconsume",
+            v2(&h, 5, b"\x78\x9c\x03\0\0\0\0\x01"),
+            true,
+        );
+        add(
+            "empty body",
+            v2(&header("TopicA", 0, plain.clone()), 6, b""),
+            true,
+        );
+        add(
+            "big body",
+            v2(&header("TopicA", 1, plain.clone()), 7, &vec![0xAB; 70_000]),
+            true,
+        );
+        add(
+            "extreme opaque",
+            v2(&header("TopicA", 0, plain.clone()), i32::MIN, &body),
+            true,
+        );
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2)
+            .with_body(body.clone())
+            .into_oneway();
+        header("TopicA", 1, plain.clone()).write_v2(&mut cmd.ext_fields);
+        cmd.opaque = 8;
+        add("oneway", unprefixed(&cmd), true);
+        let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2)
+            .with_body(body.clone())
+            .with_remark("a remark");
+        header("Fixed", 1, plain.clone()).write_v2(&mut cmd.ext_fields);
+        cmd.ext_fields.insert("AccessKey", "ignored without ACL");
+        add(
+            "remark, extra field, existing topic",
+            unprefixed(&cmd),
+            true,
+        );
+
+        // Refusals the fast path answers like the general one.
+        add(
+            "queue out of range",
+            v2(&header("Fixed", 5, plain.clone()), 20, &body),
+            true,
+        );
+        add(
+            "read-only topic",
+            v2(&header("ReadOnly", 0, plain.clone()), 21, &body),
+            true,
+        );
+        add(
+            "illegal topic",
+            v2(&header("bad topic!", 0, plain.clone()), 22, &body),
+            true,
+        );
+        add(
+            "system topic",
+            v2(&header("SCHEDULE_TOPIC_XXXX", 0, plain.clone()), 23, &body),
+            true,
+        );
+        add(
+            "body too large",
+            v2(
+                &header("TopicA", 0, plain.clone()),
+                24,
+                &vec![1; 4 * 1024 * 1024 + 1],
+            ),
+            true,
+        );
+        let long = props(&[("big", &"v".repeat(40_000))]);
+        add(
+            "properties too long",
+            v2(&header("TopicA", 0, long), 25, &body),
+            true,
+        );
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"x","e":"0","f":"0","g":"1","h":"0"},"flag":0,"language":"JAVA","opaque":26,"serializeTypeCurrentRPC":"JSON","version":453}"#;
+        add("unparsable field", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","h":"0"},"flag":0,"opaque":27}"#;
+        add("missing field", raw(json, &body), true);
+
+        // Hand-written layouts: key order, whitespace, escapes.
+        let json = "{ \"opaque\" : 30 ,\n \"version\":1, \"extFields\" : {\"h\":\"2\",\"g\":\"5\",\"f\":\"0\",\"e\":\"1\",\"d\":\"4\",\"c\":\"TBW102\",\"b\":\"Topic\\u0041\",\"a\":\"G\\/1\",\"i\":\"UNIQ_KEY\\u0001U\\u00e9\\u0002WAIT\\u0001true\\u0002\"}, \"language\":\"JAVA\", \"code\" : 310, \"flag\":0 }\r\n";
+        add("any order, whitespace, escapes", raw(json, &body), true);
+
+        // Not the fast path's: the general path answers.
+        let mut h = header("TopicA", 0, props(&[("WAIT", "true")]));
+        h.batch = true;
+        let msgs = [
+            crate::Message::new("TopicA", "m1"),
+            crate::Message::new("TopicA", "m2"),
+        ];
+        let mut batch_body = vec![];
+        message_codec::encode_batch(msgs.iter(), &mut batch_body).unwrap();
+        let mut cmd =
+            RemotingCommand::request(RequestCode::SEND_BATCH_MESSAGE).with_body(batch_body);
+        h.write_v2(&mut cmd.ext_fields);
+        cmd.opaque = 40;
+        add("batch", unprefixed(&cmd), false);
+        let tx = props(&[
+            ("TRAN_MSG", "true"),
+            ("PGROUP", "GID_FAST"),
+            ("UNIQ_KEY", "U-TX"),
+        ]);
+        add(
+            "transactional",
+            v2(&header("TopicA", 0, tx), 41, &body),
+            false,
+        );
+        add(
+            "non-canonical properties",
+            v2(&header("TopicA", 0, "A\u{1}1".into()), 42, &body),
+            false,
+        );
+        let mut cmd =
+            RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_body(body.clone());
+        header("TopicA", 0, plain).write_v2(&mut cmd.ext_fields);
+        cmd.opaque = 43;
+        cmd.serialize_type = crate::protocol::SerializeType::RocketMq;
+        add("binary header", unprefixed(&cmd), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","topic":"TopicB","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":44}"#;
+        add("a field in both spellings", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":null},"flag":0,"opaque":45}"#;
+        add("a null value", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":46,"future":[1]}"#;
+        add("an unknown header key", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":47.0}"#;
+        add("a fraction", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":"\ud83d\ude00\u0001x\u0002"},"flag":0,"opaque":48}"#;
+        add("a surrogate pair", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{},"flag":0,"opaque":49,"opaque":50}"#;
+        add("a repeated header key", raw(json, &body), false);
+        let json = r#"{"code":105,"extFields":{"topic":"TopicA"},"flag":0,"opaque":51}"#;
+        add("another request", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":1,"opaque":52}"#;
+        add("a response", raw(json, &body), false);
+        out
+    }
+
+    /// Everything the store holds, comparable.
+    fn state(node: &Node) -> String {
+        let broker = node.broker.as_ref().unwrap();
+        let store = broker.store.lock();
+        let mut topics: Vec<_> = store
+            .topics
+            .iter()
+            .map(|(k, v)| format!("{k}:{}/{}/{}", v.read_queues, v.write_queues, v.perm))
+            .collect();
+        topics.sort();
+        let mut offsets: Vec<_> = store
+            .queue_offsets
+            .iter()
+            .flat_map(|(t, q)| q.iter().map(move |(q, o)| format!("{t}/{q}={o}")))
+            .collect();
+        offsets.sort();
+        let log: Vec<_> = store
+            .log
+            .iter()
+            .map(|r| {
+                let mut m = r.to_message(broker.store_addr());
+                m.store_timestamp = 0;
+                format!("{m:?}")
+            })
+            .collect();
+        let c = &store.counters;
+        let mut received: Vec<_> = node.received.snapshot().into_iter().collect();
+        received.sort();
+        format!(
+            "topics {topics:?}\noffsets {offsets:?}\ncommit {}\nlog {log:#?}\nstored {} halves {} {}\ngroups {:?}\nreceived {received:?}",
+            store.next_commit_offset,
+            c.messages_stored,
+            c.half_messages,
+            store.halves.len(),
+            c.send_groups,
+        )
+    }
+
+    fn fast_path_answers_as_the_general_path(keep_messages: bool, auto_create: bool) {
+        let (fast, slow) = (
+            node(keep_messages, auto_create),
+            node(keep_messages, auto_create),
+        );
+        let (conn, _client) = Conn::for_tests();
+        let mut scratch = String::new();
+        for (name, frame, expect_fast) in cases() {
+            let mut out_fast = vec![0xEE];
+            let taken = fast.send_fast(&conn, &frame, &mut out_fast, &mut scratch);
+            if !taken {
+                general(&fast, &conn, &frame, &mut out_fast);
+            }
+            let mut out_slow = vec![0xEE];
+            general(&slow, &conn, &frame, &mut out_slow);
+            assert_eq!(
+                String::from_utf8_lossy(&out_fast),
+                String::from_utf8_lossy(&out_slow),
+                "{name}"
+            );
+            assert_eq!(out_fast, out_slow, "{name}");
+            assert_eq!(taken, expect_fast, "{name}: taken by the fast path");
+            assert_eq!(state(&fast), state(&slow), "{name}");
+        }
+        let kept = fast.broker.as_ref().unwrap().message_count("TopicA");
+        assert_eq!(kept >= 8, keep_messages && auto_create, "{kept} kept");
+    }
+
+    #[test]
+    fn fast_path_answers_and_stores_as_the_general_path() {
+        fast_path_answers_as_the_general_path(true, true);
+    }
+
+    #[test]
+    fn fast_path_without_kept_messages() {
+        fast_path_answers_as_the_general_path(false, true);
+    }
+
+    #[test]
+    fn fast_path_without_auto_create() {
+        fast_path_answers_as_the_general_path(true, false);
+    }
+
+    #[test]
+    fn find_special_finds_the_first_quote_backslash_or_control() {
+        let naive = |b: &[u8], i: usize| {
+            (i..b.len()).find(|&j| b[j] == b'"' || b[j] == b'\\' || b[j] < 0x20)
+        };
+        let alphabet: &[u8] = b"a\"\\\x00\x01\x1f\x20\x21\x7f\x80\xff\x5b\x5d";
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..40 {
+            for _ in 0..200 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        // Mostly plain bytes, sometimes a special one.
+                        if seed % 5 == 0 {
+                            alphabet[(seed >> 8) as usize % alphabet.len()]
+                        } else {
+                            b'a' + (seed >> 16) as u8 % 26
+                        }
+                    })
+                    .collect();
+                for i in 0..=len {
+                    assert_eq!(find_special(&b, i), naive(&b, i), "{b:?} from {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_fast_path_with_acl_or_faults() {
+        let n = node(true, true);
+        let (conn, _client) = Conn::for_tests();
+        let frame = v2(&header("TopicA", 0, props(&[("WAIT", "true")])), 1, b"x");
+        let mut out = vec![];
+        let mut scratch = String::new();
+        n.with_faults(|f| f.black_hole = true);
+        assert!(!n.send_fast(&conn, &frame, &mut out, &mut scratch));
+        n.with_faults(|f| f.black_hole = false);
+        assert!(n.send_fast(&conn, &frame, &mut out, &mut scratch));
+        let mut n = node(true, true);
+        n.acl = Some(crate::testing::acl::MockAcl::new(vec![]));
+        assert!(!n.send_fast(&conn, &frame, &mut vec![], &mut scratch));
+    }
+}
