@@ -172,7 +172,7 @@ fn encode_send_frame_binary(
         binary_field(out, b"Signature", signature.as_str().as_bytes());
     }
     binary_field(out, b"a", defaults.group.as_bytes());
-    binary_field(out, b"b", prepared.wire_topic.as_bytes());
+    binary_field(out, b"b", prepared.wire_topic().as_bytes());
     binary_field(out, b"c", defaults.create_topic_key.as_bytes());
     for (key, v) in [
         (b'd', i64::from(defaults.default_topic_queue_nums)),
@@ -393,7 +393,7 @@ mod tests {
             serialize_type: SerializeType::RocketMq,
             credentials: None,
         };
-        let props = prepared.properties.clone();
+        let props = prepared.properties.as_str().to_string();
         assert!(props.contains("UNIQ_KEY\u{1}ID1"), "{props:?}");
         for (queue, n) in [
             (MessageQueue::new("TopicG", "broker-a", 2), Some("broker-a")),

@@ -87,6 +87,11 @@ impl Properties {
         }
     }
 
+    /// The encoded string's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+
     pub(crate) fn len(&self) -> usize {
         match &self.heap {
             Some(heap) => heap.len(),
