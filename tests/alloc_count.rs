@@ -142,10 +142,11 @@ fn main() {
         .stats(false)
         .start()
         .expect("producer starts");
+    // 100,000 sends per mode after as many of warm-up (release builds; debug ones: 2,000).
     let n = if cfg!(debug_assertions) {
         2_000
     } else {
-        20_000
+        100_000
     };
 
     // Warm-up: routes, connection, buffers, pools, channel blocks.
