@@ -5,7 +5,7 @@
 //! variable and a task through its [`Waker`], whichever waits. Dropping a completer without
 //! completing it ends the request with [`Error::Shutdown`], so no handle can hang.
 //!
-//! The send path uses [`pooled_pair`]: the shared state of a completion whose handle is gone
+//! The send path uses `pooled_pair`: the shared state of a completion whose handle is gone
 //! after it completed goes to a small pool of the thread that dropped the handle (usually the
 //! thread that sends next), and the next pair made there reuses it once its completer is gone
 //! too (`Arc::get_mut`: nobody else can see it). A steady stream of sends then allocates no
