@@ -25,11 +25,13 @@
 //! | `--raw-only` | off | run only the raw phase |
 //! | `--auto-batch` | off | turn the producer's auto-batching on |
 //! | `--io-threads N` | 1 | producer event-loop threads |
+//! | `--busy-poll MICROS` | 0 | the producer's `busy_poll`: a sync send spins that long on its result before parking (the raw client is unchanged) |
 //! | `--json` | off | print the summary as JSON on stdout |
 //! | `--serialize-type T` | `json` | header layout of the requests, `json` or `rocketmq` (binary), for the client and the raw phase (the embedded MockBroker answers in the request's layout) |
 //! | `--tls` | off | TLS to every node (crate feature `tls`); the embedded MockBroker then serves TLS only, with the test certificates of `tests/data/tls` |
 //! | `--tls-ca FILE` | `tests/data/tls/ca.pem` | CA file to verify the nodes with, under `--tls` |
 //! | `--tls-insecure` | off | under `--tls`, do not verify certificates (a self-signed test cluster) |
+//! | `--hooks N` | 0 | register N send hooks that read what a trace hook reads (ids, topic, tags, keys, body length, broker, queue, latency, result), to measure what hooks cost |
 //!
 //! A progress line goes to stderr every second: messages per second and MB per second in that
 //! second, latency p50 and p99 of the phase so far, errors so far.
@@ -108,17 +110,21 @@ struct Args {
     raw_only: bool,
     auto_batch: bool,
     io_threads: usize,
+    /// `ProducerConfig::busy_poll` of the client (the raw client is unchanged).
+    busy_poll: Duration,
     json: bool,
     serialize_type: SerializeType,
     tls: bool,
     tls_ca: Option<String>,
     tls_insecure: bool,
+    hooks: usize,
 }
 
 const USAGE: &str = "usage: bench [--namesrv ADDR] [--topic NAME] \
 [--mode sync|async|callback|oneway|batch] [--threads N] [--size BYTES] [--in-flight N] \
 [--batch N] [--duration SECS | --count N] [--warmup SECS] [--raw] [--raw-only] \
-[--auto-batch] [--io-threads N] [--json] [--serialize-type json|rocketmq] [--tls [--tls-ca FILE | --tls-insecure]]";
+[--auto-batch] [--io-threads N] [--busy-poll MICROS] [--json] [--serialize-type json|rocketmq] \
+[--tls [--tls-ca FILE | --tls-insecure]] [--hooks N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -136,11 +142,13 @@ fn parse_args() -> Result<Args, String> {
         raw_only: false,
         auto_batch: false,
         io_threads: 1,
+        busy_poll: Duration::ZERO,
         json: false,
         serialize_type: SerializeType::Json,
         tls: false,
         tls_ca: None,
         tls_insecure: false,
+        hooks: 0,
     };
     let mut it = std::env::args().skip(1);
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
@@ -182,6 +190,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--auto-batch" => a.auto_batch = true,
             "--io-threads" => a.io_threads = num(&flag, it.next())?,
+            "--busy-poll" => a.busy_poll = Duration::from_micros(num(&flag, it.next())?),
             "--json" => a.json = true,
             "--serialize-type" => {
                 let v = it.next().ok_or("--serialize-type needs a value")?;
@@ -192,6 +201,7 @@ fn parse_args() -> Result<Args, String> {
             "--tls" => a.tls = true,
             "--tls-ca" => a.tls_ca = Some(it.next().ok_or("--tls-ca needs a value")?),
             "--tls-insecure" => a.tls_insecure = true,
+            "--hooks" => a.hooks = num(&flag, it.next())?,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown flag {other:?}")),
         }
@@ -1077,9 +1087,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             config.tls_ca_file(args.tls_ca.clone().unwrap_or_else(|| test_cert("ca.pem")))
         };
     }
+    for _ in 0..args.hooks {
+        config = config.send_hook(Arc::new(ReadingHook::default()));
+    }
     let producer = config
         .name_server(namesrv.as_str())
         .io_threads(args.io_threads)
+        .busy_poll(args.busy_poll)
         .max_in_flight(
             args.in_flight
                 .max(rocketmq_mio::config::DEFAULT_MAX_IN_FLIGHT),
@@ -1196,6 +1210,7 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             "batch": args.batch,
             "auto_batch": args.auto_batch,
             "tls": args.tls,
+            "hooks": args.hooks,
             "serialize_type": args.serialize_type.as_str(),
             "broker": broker,
             "load_before": load_before,
@@ -1276,5 +1291,29 @@ fn report(args: &Args, broker: &str, load_before: &str, results: &[PhaseResult])
             print!(", p99 {p:.2}x raw");
         }
         println!();
+    }
+}
+
+/// A send hook that reads what a trace hook reads, per message of each attempt (`--hooks`).
+#[derive(Default)]
+struct ReadingHook {
+    seen: AtomicU64,
+}
+
+impl rocketmq_mio::SendHook for ReadingHook {
+    fn name(&self) -> &str {
+        "bench-reading-hook"
+    }
+
+    fn after_send(&self, ctx: &rocketmq_mio::hooks::AfterSendContext<'_>) {
+        let mut n = ctx.latency().as_micros() as u64 + u64::from(ctx.attempt());
+        n += (ctx.topic().len() + ctx.wire_topic().len() + ctx.broker_addr().len()) as u64;
+        n += ctx.queue().queue_id() as u64 + u64::from(ctx.result().is_ok());
+        for (m, id) in ctx.messages().iter().zip(ctx.msg_ids()) {
+            n += (m.body().len() + id.len() + m.tags().map_or(0, str::len)) as u64;
+            n += m.keys().count() as u64;
+        }
+        n += ctx.offset_msg_ids().count() as u64;
+        self.seen.fetch_add(n.max(1), Ordering::Relaxed);
     }
 }

@@ -58,10 +58,10 @@
 //!   and broker-initiated requests, nothing else;
 //! - a `rocketmq-service` thread: route refresh and heartbeats every 30 s.
 //!
-//! Your code (callbacks, selectors, transaction listeners) never runs on an I/O thread, and no
-//! progress of the library (route lookups, retries, completions) ever waits for your code to
-//! return. All threads are joined by [`Producer::shutdown`], or when the last clone of the
-//! producer is dropped.
+//! Your code (callbacks, selectors, transaction listeners, send hooks) never runs on an I/O
+//! thread, and no progress of the library (route lookups, retries, completions) ever waits for
+//! your code to return. All threads are joined by [`Producer::shutdown`], or when the last
+//! clone of the producer is dropped.
 //!
 //! Every request ends exactly once: with the broker's answer, a timeout, a connection error, or
 //! [`Error::Shutdown`]. No handle, callback or blocked caller can hang.
@@ -111,6 +111,16 @@
 //! fail with [`Error::Backpressure`]. A send counts as in flight until its caller has the
 //! result: for a callback, until the callback has returned. Sends from callbacks never wait
 //! (see above).
+//!
+//! ## Send hooks
+//!
+//! [`hooks::SendHook`]s registered with [`ProducerConfigBuilder::send_hook`] see every send
+//! of every mode (transactions and their END_TRANSACTIONs included): `before_send` once per
+//! send, before encoding, may add properties; `after_send` once per attempt shows the queue,
+//! the broker, the attempt number, the latency and the result. Synchronous sends run them on
+//! the calling thread, asynchronous ones run `after_send` on the callback pool without
+//! holding up the send. A panicking hook is caught and counted. No hook, no cost. See
+//! [`hooks`].
 //!
 //! ## Ordered messages
 //!

@@ -438,6 +438,7 @@ fn json_field_names_are_stable() {
         ]
     );
     assert_eq!(s["schema"], "rocketmq-mio.stats/1");
+    assert_eq!(keys(&s["hooks"]), ["panics", "registered"]);
     assert_eq!(
         keys(&s["requests"]),
         [

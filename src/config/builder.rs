@@ -72,6 +72,7 @@ impl ProducerConfigBuilder {
                 close_on_request_timeout: DEFAULT_CLOSE_ON_REQUEST_TIMEOUT,
                 tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
                 max_connection_output_bytes: DEFAULT_MAX_CONNECTION_OUTPUT_BYTES,
+                busy_poll: Duration::ZERO,
                 io_threads: DEFAULT_IO_THREADS,
                 callback_threads: DEFAULT_CALLBACK_THREADS,
                 backpressure: DEFAULT_BACKPRESSURE,
@@ -286,6 +287,13 @@ impl ProducerConfigBuilder {
     pub fn tcp_keepalive(mut self, idle: impl Into<Option<Duration>>) -> Self {
         self.config.tcp_keepalive = idle.into();
         self.set_by_code("tcp_keepalive")
+    }
+
+    /// Sets how long a synchronous send spins on its result before parking; see
+    /// [`ProducerConfig::busy_poll`].
+    pub fn busy_poll(mut self, spin: Duration) -> Self {
+        self.config.busy_poll = spin;
+        self.set_by_code("busy_poll")
     }
 
     /// Sets the cap on a connection's queued output; see

@@ -10,7 +10,7 @@ use crate::protocol::SerializeType;
 use crate::routing::router::RoutingStrategy;
 
 /// Every environment variable [`ProducerConfigBuilder::from_env`] reads.
-pub const ENV_VARS: [&str; 58] = [
+pub const ENV_VARS: [&str; 59] = [
     "ROCKETMQ_NAMESRV_ADDR",
     "NAMESRV_ADDR",
     "ROCKETMQ_PRODUCER_GROUP",
@@ -35,6 +35,7 @@ pub const ENV_VARS: [&str; 58] = [
     "ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT",
     "ROCKETMQ_TCP_KEEPALIVE_MS",
     "ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES",
+    "ROCKETMQ_BUSY_POLL_MICROS",
     "ROCKETMQ_IO_THREADS",
     "ROCKETMQ_CALLBACK_THREADS",
     "ROCKETMQ_BACKPRESSURE",
@@ -247,6 +248,12 @@ impl ProducerConfigBuilder {
             parse_num::<usize>
         );
         env_value!(
+            "ROCKETMQ_BUSY_POLL_MICROS",
+            "busy_poll",
+            busy_poll,
+            parse_micros
+        );
+        env_value!(
             "ROCKETMQ_IO_THREADS",
             "io_threads",
             io_threads,
@@ -420,6 +427,12 @@ fn parse_ms(var: &'static str, v: &str) -> Result<Duration> {
         .map_err(|_| Error::config(var, format!("{v:?} is not a whole number of milliseconds")))
 }
 
+fn parse_micros(var: &'static str, v: &str) -> Result<Duration> {
+    v.parse::<u64>()
+        .map(Duration::from_micros)
+        .map_err(|_| Error::config(var, format!("{v:?} is not a whole number of microseconds")))
+}
+
 fn parse_list<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<Vec<T>> {
     v.split(',')
         .map(|item| {
@@ -580,6 +593,37 @@ mod tests {
             (c.transaction_check_threads(), c.transaction_check_queue()),
             (3, 100)
         );
+    }
+
+    #[test]
+    fn busy_poll_from_code_and_env_validated() {
+        let c = base().build().unwrap();
+        assert_eq!(c.busy_poll(), Duration::ZERO, "off by default");
+        let c = base()
+            .from_env_map(env(&[("ROCKETMQ_BUSY_POLL_MICROS", "250")]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.busy_poll(), Duration::from_micros(250));
+        let c = base().busy_poll(Duration::from_millis(10)).build().unwrap();
+        assert_eq!(c.busy_poll(), Duration::from_millis(10));
+        // Over 10 ms, from code or the environment; not a number.
+        let err = base()
+            .busy_poll(Duration::from_micros(10_001))
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(err), "busy_poll");
+        let err = base()
+            .from_env_map(env(&[("ROCKETMQ_BUSY_POLL_MICROS", "10001")]))
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert_eq!(setting_of(err), "ROCKETMQ_BUSY_POLL_MICROS");
+        let err = base()
+            .from_env_map(env(&[("ROCKETMQ_BUSY_POLL_MICROS", "5us")]))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(setting_of(err), "ROCKETMQ_BUSY_POLL_MICROS");
     }
 
     #[test]

@@ -65,6 +65,7 @@
 //! | `ROCKETMQ_CLOSE_ON_REQUEST_TIMEOUT` | [`close_on_request_timeout`](ProducerConfig::close_on_request_timeout) |
 //! | `ROCKETMQ_TCP_KEEPALIVE_MS` | [`tcp_keepalive`](ProducerConfig::tcp_keepalive), `0` turns it off |
 //! | `ROCKETMQ_MAX_CONNECTION_OUTPUT_BYTES` | [`max_connection_output_bytes`](ProducerConfig::max_connection_output_bytes) |
+//! | `ROCKETMQ_BUSY_POLL_MICROS` | [`busy_poll`](ProducerConfig::busy_poll), microseconds (`0`: off) |
 //! | `ROCKETMQ_IO_THREADS` | [`io_threads`](ProducerConfig::io_threads) |
 //! | `ROCKETMQ_CALLBACK_THREADS` | [`callback_threads`](ProducerConfig::callback_threads) |
 //! | `ROCKETMQ_BACKPRESSURE` | [`backpressure`](ProducerConfig::backpressure) |

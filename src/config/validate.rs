@@ -135,6 +135,12 @@ impl ProducerConfigBuilder {
                 Duration::from_secs(32_767),
             )?;
         }
+        self.check_duration(
+            "busy_poll",
+            c.busy_poll,
+            Duration::ZERO,
+            crate::remoting::MAX_BUSY_POLL,
+        )?;
         if c.max_connection_output_bytes < c.max_message_size {
             return Err(self.err(
                 "max_connection_output_bytes",

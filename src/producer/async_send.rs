@@ -22,11 +22,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::attempt::Failures;
 use super::backpressure::Permit;
 use super::executor::Job;
+use super::hooks::AfterTask;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
 use super::prepare::Prepared;
 use super::stats;
@@ -195,6 +196,8 @@ pub(super) struct AsyncSend {
     permit: Option<Permit>,
     /// Statistics of this send.
     op: stats::Op,
+    /// Attempts made so far (the number hooks see).
+    attempt_no: u32,
     /// The attempt whose request is out.
     current: Option<Current>,
 }
@@ -261,7 +264,17 @@ impl AsyncSend {
             });
         let request = match encoded {
             Ok(r) => r,
-            Err(e) => return self.finish(Err(e)),
+            Err(e) => {
+                self.attempt_no += 1;
+                let after = self.inner.after_task(
+                    &self.prepared,
+                    &queue,
+                    &addr,
+                    self.attempt_no,
+                    Duration::ZERO,
+                );
+                return self.finish_after(Err(e), after);
+            }
         };
         let attempt = self.inner.stats.attempt(
             &self.prepared,
@@ -270,6 +283,7 @@ impl AsyncSend {
         );
         let started = Instant::now();
         let timeout = self.inner.attempt_timeout(self.deadline, started);
+        self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
         self.current = Some(Current {
             queue,
@@ -339,8 +353,13 @@ impl AsyncSend {
         };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
         attempt.end(started, &result);
+        let latency = started.elapsed();
         self.inner
-            .record_attempt(queue.broker_name(), started.elapsed(), &result);
+            .record_attempt(queue.broker_name(), latency, &result);
+        // Hooks run on the callback pool; nothing here waits for them.
+        let after = self
+            .inner
+            .after_task(&self.prepared, &queue, &addr, self.attempt_no, latency);
         let retriable = matches!(self.target, Target::Auto)
             && result.is_err()
             && self.inner.should_retry(&result);
@@ -351,6 +370,9 @@ impl AsyncSend {
                     && self.inner.state.load(Ordering::Acquire) == RUNNING;
                 if retry {
                     log::debug!("async send to {addr} will be retried: {e}");
+                }
+                if let Some(after) = after {
+                    after.spawn(&self.inner, Err(&e));
                 }
                 self.failures.push(e);
                 if !retry {
@@ -365,17 +387,36 @@ impl AsyncSend {
                 return self.defer();
             }
         }
-        self.finish(result);
+        self.finish_after(result, after);
     }
 
-    fn finish(mut self: Box<Self>, result: Result<SendResult>) {
+    fn finish(self: Box<Self>, result: Result<SendResult>) {
+        self.finish_after(result, None);
+    }
+
+    /// Ends the send; `after`: the last attempt's `after_send`, queued on the callback pool
+    /// (a user callback runs right after it, in the same task).
+    fn finish_after(mut self: Box<Self>, result: Result<SendResult>, after: Option<AfterTask>) {
         self.op.record(&result);
         let hold = match self.permit.take() {
             Some(p) => Hold::Permit(p),
             None => Hold::Nothing,
         };
         if let Some(done) = self.done.take() {
+            let done = match (after, done) {
+                (None, done) => done,
+                (Some(after), Done::Callback(callback)) => Done::Callback(Box::new(move |r| {
+                    after.run(r.as_ref().map(Some));
+                    callback(r);
+                })),
+                (Some(after), done) => {
+                    after.spawn(&self.inner, result.as_ref());
+                    done
+                }
+            };
             finish_done(&self.inner, done, result, hold);
+        } else if let Some(after) = after {
+            after.spawn(&self.inner, result.as_ref());
         }
         let inner = self.inner.clone();
         if on_io_thread() {
@@ -413,6 +454,7 @@ impl AsyncSend {
             done: None,
             permit: None,
             op: stats::Op::none(),
+            attempt_no: 0,
             current: None,
         }
     }
@@ -534,6 +576,7 @@ impl Inner {
             done: Some(done),
             permit: Some(permit),
             op,
+            attempt_no: 0,
             current: None,
         });
         job.attempt(false);

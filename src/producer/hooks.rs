@@ -8,10 +8,12 @@
 //!
 //! # What runs when
 //!
-//! - [`SendHook::before_send`]: once per send (not per attempt), after the message passed
+//! - [`SendHook::before_send`]: once per send (not per attempt), after each message passed
 //!   validation and before it is encoded, so properties it adds go on the wire (retries reuse
 //!   the encoded message). It sees every message of a batch. A message that auto-batching
-//!   takes gets its own `before_send`, before it joins a batch.
+//!   takes gets its own `before_send`, before it joins a batch. What it adds is validated
+//!   again with the rest of the send (batch rules too); a send refused then calls no
+//!   `after_send`.
 //! - [`SendHook::after_send`]: once per attempt that reached the point of choosing a queue and
 //!   a broker: the queue, the broker address, the attempt number (1 for the first, counting
 //!   up across retries), the attempt's latency and its result. Failures before any attempt
@@ -30,14 +32,18 @@
 //! them:
 //!
 //! - synchronous sends (`send`, `send_to_queue`, `send_with_selector`, `send_batch`,
-//!   `send_oneway`, `send_in_transaction`, ...) run every hook on the calling thread, before
-//!   the call returns;
-//! - asynchronous sends (handles and callbacks, and sends that auto-batching takes, sync or
+//!   `send_oneway`, `send_in_transaction`, `request`, `reply`, ...) run every hook on the
+//!   calling thread, before the call returns;
+//! - asynchronous sends (handles and callbacks, `request_async` and `request_with_callback`,
+//!   and sends that auto-batching takes, sync or
 //!   not) run `before_send` on the calling thread, before the message is encoded, and every
 //!   `after_send` on the callback pool (`rocketmq-callback-N`): it is queued when the attempt
 //!   ends, and neither the send's completion nor its retry waits for it. A handle may
-//!   therefore complete before the last attempt's `after_send` ran. A user callback runs
-//!   after the last attempt's `after_send`, on the same callback thread;
+//!   therefore complete before the last attempt's `after_send` ran. A callback
+//!   ([`Producer::send_with_callback`](crate::Producer::send_with_callback)) runs right
+//!   after its send's last `after_send`, in the same task on the same callback thread (so a
+//!   hook that blocks delays that callback, not the send). Hook tasks do not hold in-flight
+//!   room: hooks slower than the sends queue up on the callback pool;
 //! - `end_transaction` runs on the thread that sent the END_TRANSACTION: the calling thread,
 //!   a transaction thread, or a check-back thread, never an I/O thread.
 //!
@@ -96,7 +102,9 @@ use std::time::Duration;
 use crate::config::ProducerConfig;
 use crate::error::Error;
 use crate::message::{property, Message, MessageExt, MessageQueue, SendResult};
+use crate::producer::prepare::{self, check_message, Prepared};
 use crate::producer::transaction::LocalTransactionState;
+use crate::producer::Inner;
 
 /// User code that sees sends, their attempts and transaction ends. Every method has a no-op
 /// default; see the [module docs](self) for when and where each one runs.
@@ -132,8 +140,9 @@ pub trait SendHook: Send + Sync + 'static {
 pub enum SendMode {
     /// The caller blocks for the result (`send`, `send_batch`, `send_in_transaction`, ...).
     Sync,
-    /// A handle or a callback gets the result (`send_async`, `send_with_callback`, ...), and
-    /// every send that auto-batching takes.
+    /// A handle or a callback gets the result (`send_async`, `send_with_callback`, ...). The
+    /// `after_send` of an auto-batch shows `Async` too, whichever calls its messages came
+    /// from (their `before_send` shows the mode of their call).
     Async,
     /// No answer is waited for (`send_oneway`, `send_batch_oneway`).
     Oneway,
@@ -393,7 +402,6 @@ impl fmt::Debug for AfterSendContext<'_> {
 }
 
 /// The message an END_TRANSACTION is about.
-#[allow(dead_code)] // wired in the next commits
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum EndMessage<'a> {
     /// The half message as this producer sent it (after the local transaction).
@@ -541,7 +549,6 @@ impl PartialEq for HookList {
 
 /// Runs a producer's hooks, catching and counting their panics. A producer without hooks
 /// has none (`Option<Arc<HookRunner>>` is `None`), so the send path pays one branch.
-#[allow(dead_code)] // wired in the next commits
 pub(crate) struct HookRunner {
     hooks: Vec<Arc<dyn SendHook>>,
     pub(crate) env: HookEnv,
@@ -557,7 +564,6 @@ impl fmt::Debug for HookRunner {
     }
 }
 
-#[allow(dead_code)] // wired in the next commits
 impl HookRunner {
     /// The runner of `config`'s hooks; `None` when it has none.
     pub(crate) fn new(config: &ProducerConfig) -> Option<Arc<HookRunner>> {
@@ -633,8 +639,187 @@ impl HookRunner {
         self.each("after_send", |h| h.after_send(ctx));
     }
 
-    /// Runs `end_transaction` (here: the caller decides the thread).
-    pub(crate) fn end_transaction(&self, ctx: &EndTransactionContext<'_>) {
-        self.each("end_transaction", |h| h.end_transaction(ctx));
+    /// Runs `end_transaction` (here: the caller decides the thread, never an I/O thread).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn end_transaction(
+        &self,
+        message: EndMessage<'_>,
+        msg_id: &str,
+        transaction_id: Option<&str>,
+        broker_addr: Option<&str>,
+        state: LocalTransactionState,
+        from_check: bool,
+        result: Result<(), &Error>,
+    ) {
+        let ctx = EndTransactionContext {
+            env: &self.env,
+            message,
+            msg_id,
+            transaction_id,
+            broker_addr,
+            state,
+            from_check,
+            result,
+        };
+        self.each("end_transaction", |h| h.end_transaction(&ctx));
+    }
+}
+
+/// The message(s) of one send as its hooks see them, shared by the hook tasks of its attempts.
+#[derive(Debug)]
+pub(crate) struct Hooked {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) wire_topic: String,
+    pub(crate) mode: SendMode,
+    pub(crate) batch: bool,
+}
+
+/// One attempt's `after_send`, to run on the callback pool (asynchronous sends).
+pub(crate) struct AfterTask {
+    runner: Arc<HookRunner>,
+    hooked: Arc<Hooked>,
+    queue: MessageQueue,
+    addr: String,
+    attempt: u32,
+    latency: Duration,
+}
+
+impl AfterTask {
+    /// Runs the hooks with the attempt's `result`.
+    pub(crate) fn run(&self, result: Result<Option<&SendResult>, &Error>) {
+        run_after(
+            &self.runner,
+            &self.hooked,
+            &self.queue,
+            &self.addr,
+            self.attempt,
+            self.latency,
+            result,
+        );
+    }
+
+    /// Runs the hooks with a copy of `result` on the callback pool; nothing waits for it.
+    pub(crate) fn spawn(self, inner: &Inner, result: Result<&SendResult, &Error>) {
+        let copy = match result {
+            Ok(r) => Ok(r.clone()),
+            Err(e) => Err(e.duplicate()),
+        };
+        inner.run_user(Box::new(move || {
+            self.run(copy.as_ref().map(Some));
+        }));
+    }
+}
+
+fn run_after(
+    runner: &HookRunner,
+    hooked: &Hooked,
+    queue: &MessageQueue,
+    addr: &str,
+    attempt: u32,
+    latency: Duration,
+    result: Result<Option<&SendResult>, &Error>,
+) {
+    runner.after(&AfterSendContext {
+        env: &runner.env,
+        messages: &hooked.messages,
+        wire_topic: &hooked.wire_topic,
+        queue,
+        broker_addr: addr,
+        attempt,
+        latency,
+        result,
+        mode: hooked.mode,
+        batch: hooked.batch,
+    });
+}
+
+impl Inner {
+    /// `before_send` for the message(s) of a send, on this thread; with no hook, nothing.
+    /// The messages are validated first, so hooks see only messages the send accepts.
+    #[inline]
+    pub(crate) fn hook_before(
+        &self,
+        msgs: &mut [Message],
+        mode: SendMode,
+        batch: bool,
+    ) -> crate::error::Result<()> {
+        match &self.hooks {
+            None => Ok(()),
+            Some(runner) => {
+                for msg in msgs.iter() {
+                    check_message(msg, &self.config)?;
+                }
+                runner.before(msgs, mode, batch, || self.new_msg_id().to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Prepares a single message; with hooks, keeps it for them. `for_selector`: the caller's
+    /// message must stay readable until a selector has run.
+    pub(crate) fn prepare_msg(
+        &self,
+        msg: Message,
+        for_selector: bool,
+        mode: SendMode,
+    ) -> crate::error::Result<Prepared> {
+        let ids = || self.new_msg_id();
+        match &self.hooks {
+            None if for_selector => prepare::prepare_for_selector(msg, &self.config, ids),
+            None => prepare::prepare_single(msg, &self.config, ids),
+            Some(_) => prepare::prepare_single_hooked(msg, &self.config, ids, mode),
+        }
+    }
+
+    /// Prepares a batch; with hooks, keeps its messages for them.
+    pub(crate) fn prepare_msgs(
+        &self,
+        msgs: Vec<Message>,
+        mode: SendMode,
+    ) -> crate::error::Result<Prepared> {
+        let ids = || self.new_msg_id();
+        match &self.hooks {
+            None => prepare::prepare_batch(msgs, &self.config, ids),
+            Some(_) => prepare::prepare_batch_hooked(msgs, &self.config, ids, mode),
+        }
+    }
+
+    /// `after_send` of a synchronous attempt, on this thread.
+    #[inline]
+    pub(crate) fn hook_after(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        attempt: u32,
+        latency: Duration,
+        result: Result<Option<&SendResult>, &Error>,
+    ) {
+        if let (Some(runner), Some(hooked)) = (&self.hooks, &prepared.hooked) {
+            run_after(runner, hooked, queue, addr, attempt, latency, result);
+        }
+    }
+
+    /// `after_send` of an asynchronous attempt, to run on the callback pool.
+    #[inline]
+    pub(crate) fn after_task(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        attempt: u32,
+        latency: Duration,
+    ) -> Option<AfterTask> {
+        match (&self.hooks, &prepared.hooked) {
+            (Some(runner), Some(hooked)) => Some(AfterTask {
+                runner: runner.clone(),
+                hooked: hooked.clone(),
+                queue: queue.clone(),
+                addr: addr.to_string(),
+                attempt,
+                latency,
+            }),
+            _ => None,
+        }
     }
 }

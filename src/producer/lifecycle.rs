@@ -78,6 +78,7 @@ impl Inner {
             tcp_keepalive: config.tcp_keepalive(),
             max_connection_output_bytes: config.max_connection_output_bytes(),
             tls: config.tls_config(),
+            busy_poll: config.busy_poll(),
             serialize_type: config.serialize_type(),
             ..RemotingConfig::default()
         })?;

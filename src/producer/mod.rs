@@ -54,6 +54,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::message::{Message, MessageQueue, SendResult};
 use crate::routing::selector::QueueSelector;
+use hooks::SendMode;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
@@ -142,9 +143,12 @@ impl Producer {
     /// [`Error::InvalidMessage`] before anything is sent; [`Error::Broker`], [`Error::Timeout`],
     /// [`Error::Io`]/[`Error::ConnectionClosed`] from the last attempt; [`Error::NoRoute`];
     /// [`Error::Shutdown`].
-    pub fn send(&self, msg: Message) -> Result<SendResult> {
+    pub fn send(&self, mut msg: Message) -> Result<SendResult> {
         let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
+        if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
+            return op.end(Err(e));
+        }
         op.end(match self.inner().send_batched(msg, Target::Auto) {
             Ok(handle) => handle.wait(),
             Err(msg) => self.inner().send_sync(msg, SyncTarget::Auto),
@@ -152,9 +156,12 @@ impl Producer {
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
-    pub fn send_to_queue(&self, msg: Message, queue: &MessageQueue) -> Result<SendResult> {
+    pub fn send_to_queue(&self, mut msg: Message, queue: &MessageQueue) -> Result<SendResult> {
         let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
+        if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
+            return op.end(Err(e));
+        }
         let inner = self.inner();
         op.end(
             match inner.send_batched(msg, Target::Queue(queue.clone())) {
@@ -169,12 +176,15 @@ impl Producer {
     /// queue. The selector runs on the calling thread.
     pub fn send_with_selector(
         &self,
-        msg: Message,
+        mut msg: Message,
         selector: &dyn QueueSelector,
         arg: &str,
     ) -> Result<SendResult> {
         let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, false);
+        if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
+            return op.end(Err(e));
+        }
         op.end(
             self.inner()
                 .send_sync(msg, SyncTarget::Selector(selector, arg)),
@@ -189,10 +199,13 @@ impl Producer {
         op.end(self.send_batch_inner(msgs))
     }
 
-    fn send_batch_inner(&self, msgs: Vec<Message>) -> Result<SendResult> {
+    fn send_batch_inner(&self, mut msgs: Vec<Message>) -> Result<SendResult> {
         let inner = self.inner();
         inner.check_running()?;
-        let prepared = prepare::prepare_batch(msgs, &inner.config, || inner.new_msg_id())?;
+        if !msgs.is_empty() {
+            inner.hook_before(&mut msgs, SendMode::Sync, true)?;
+        }
+        let prepared = inner.prepare_msgs(msgs, SendMode::Sync)?;
         let deadline = Instant::now() + inner.config.send_timeout();
         let _permit = inner.sync_in_flight.acquire_unbounded(prepared.size);
         inner.send_prepared_sync(&prepared, None, deadline)
@@ -276,9 +289,12 @@ impl Producer {
 
     /// Sends `msg` without waiting for any answer. `Ok` once it is queued for the socket; no
     /// retry. The route lookup (first send to a topic) may block up to the send timeout.
-    pub fn send_oneway(&self, msg: Message) -> Result<()> {
+    pub fn send_oneway(&self, mut msg: Message) -> Result<()> {
         let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin(&msg, true);
+        if let Err(e) = self.hook_before_one(&mut msg, SendMode::Oneway) {
+            return op.end_oneway(Err(e));
+        }
         op.end_oneway(self.inner().send_oneway(msg))
     }
 
@@ -328,6 +344,13 @@ impl Producer {
         Ok(inner.accept_layout(&info))
     }
 
+    /// `before_send` for one message of a call on this thread (nothing without hooks).
+    #[inline]
+    fn hook_before_one(&self, msg: &mut Message, mode: SendMode) -> Result<()> {
+        self.inner()
+            .hook_before(std::slice::from_mut(msg), mode, false)
+    }
+
     /// A handle pair whose completion also ends a flush ticket taken now.
     fn tracked_pair(&self) -> (TrackedCompleter, crate::remoting::Handle<SendResult>) {
         let ticket = self.inner().flush.ticket();
@@ -342,9 +365,14 @@ impl Producer {
     /// # Errors
     /// [`Error::InvalidMessage`] for a batch [`Producer::send_batch`] refuses, before anything
     /// is sent; [`Error::NoRoute`]; [`Error::Shutdown`].
-    pub fn send_batch_oneway(&self, msgs: Vec<Message>) -> Result<()> {
+    pub fn send_batch_oneway(&self, mut msgs: Vec<Message>) -> Result<()> {
         let _ticket = self.inner().flush.ticket();
         let op = self.inner().stats.begin_batch_oneway(&msgs);
+        if !msgs.is_empty() {
+            if let Err(e) = self.inner().hook_before(&mut msgs, SendMode::Oneway, true) {
+                return op.end_oneway(Err(e));
+            }
+        }
         op.end_oneway(self.inner().send_batch_oneway(msgs))
     }
 

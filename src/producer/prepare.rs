@@ -2,6 +2,7 @@
 //! properties string, compression and the sysFlag. Retries reuse what is prepared here.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
@@ -9,6 +10,7 @@ use flate2::Compression;
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, IdStr, Message};
+use crate::producer::hooks::{Hooked, SendMode};
 use crate::protocol::message_codec::{self, sys_flag};
 use crate::protocol::namespace;
 
@@ -133,6 +135,9 @@ pub(crate) struct Prepared {
     /// The caller's message, kept for a queue selector until it has run
     /// ([`prepare_for_selector`]); an uncompressed body stays in it, not copied.
     pub(crate) message: Option<Message>,
+    /// With send hooks: the message(s) as the hooks see them, shared with the hook tasks of
+    /// the attempts. An uncompressed single body stays in its message, not copied.
+    pub(crate) hooked: Option<Arc<Hooked>>,
 }
 
 impl Prepared {
@@ -151,6 +156,7 @@ impl Prepared {
             first_key: None,
             size: 0,
             message: None,
+            hooked: None,
         }
     }
 
@@ -173,15 +179,26 @@ impl Prepared {
 
     /// The body that goes on the wire.
     pub(crate) fn wire_body(&self) -> &[u8] {
-        match &self.message {
-            Some(msg) if self.sys_flag & sys_flag::COMPRESSED == 0 && !self.batch => msg.body(),
-            _ => &self.body,
+        if self.sys_flag & sys_flag::COMPRESSED != 0 || self.batch {
+            return &self.body;
+        }
+        match (&self.message, &self.hooked) {
+            (Some(msg), _) => msg.body(),
+            (None, Some(hooked)) => hooked
+                .messages
+                .first()
+                .map_or(&self.body[..], Message::body),
+            (None, None) => &self.body,
         }
     }
 
-    /// The message as the caller passed it, while it is kept (for a queue selector).
+    /// The message as the caller passed it (after the send hooks), while it is kept: for a
+    /// queue selector, or for the hooks.
     pub(crate) fn message(&self) -> Option<&Message> {
-        self.message.as_ref()
+        match &self.hooked {
+            Some(hooked) if !self.batch => hooked.messages.first(),
+            _ => self.message.as_ref(),
+        }
     }
 
     /// Drops the caller's message once the selector has seen it, moving an uncompressed body
@@ -447,6 +464,7 @@ fn prepare_one(
         first_key,
         size,
         message,
+        hooked: None,
     })
 }
 
@@ -455,8 +473,53 @@ fn prepare_one(
 pub(crate) fn prepare_batch(
     msgs: Vec<Message>,
     config: &ProducerConfig,
-    mut new_id: impl FnMut() -> IdStr,
+    new_id: impl FnMut() -> IdStr,
 ) -> Result<Prepared> {
+    prepare_batch_keeping(msgs, config, new_id).map(|(prepared, _)| prepared)
+}
+
+/// [`prepare_single`] for a producer with send hooks: the message is kept in
+/// [`Prepared::hooked`] (its uncompressed body is sent from there, not copied).
+pub(crate) fn prepare_single_hooked(
+    msg: Message,
+    config: &ProducerConfig,
+    new_id: impl FnOnce() -> IdStr,
+    mode: SendMode,
+) -> Result<Prepared> {
+    let mut prepared = prepare_one(msg, config, new_id, true)?;
+    let messages: Vec<Message> = prepared.message.take().into_iter().collect();
+    prepared.hooked = Some(Arc::new(Hooked {
+        messages,
+        wire_topic: prepared.wire_topic().to_string(),
+        mode,
+        batch: false,
+    }));
+    Ok(prepared)
+}
+
+/// [`prepare_batch`] for a producer with send hooks: the messages are kept in
+/// [`Prepared::hooked`].
+pub(crate) fn prepare_batch_hooked(
+    msgs: Vec<Message>,
+    config: &ProducerConfig,
+    new_id: impl FnMut() -> IdStr,
+    mode: SendMode,
+) -> Result<Prepared> {
+    let (mut prepared, messages) = prepare_batch_keeping(msgs, config, new_id)?;
+    prepared.hooked = Some(Arc::new(Hooked {
+        messages,
+        wire_topic: prepared.wire_topic().to_string(),
+        mode,
+        batch: true,
+    }));
+    Ok(prepared)
+}
+
+fn prepare_batch_keeping(
+    msgs: Vec<Message>,
+    config: &ProducerConfig,
+    mut new_id: impl FnMut() -> IdStr,
+) -> Result<(Prepared, Vec<Message>)> {
     let Some(first) = msgs.first() else {
         return Err(Error::InvalidMessage("the batch is empty".into()));
     };
@@ -533,7 +596,7 @@ pub(crate) fn prepare_batch(
     let (topic, namespaced_topic) = shown_and_wire_topic(topic, config);
     let wire_topic_len = namespaced_topic.as_ref().unwrap_or(&topic).len();
     let size = body.len() + properties.len() + wire_topic_len;
-    Ok(Prepared {
+    let batch = Prepared {
         topic,
         namespaced_topic,
         body,
@@ -546,7 +609,9 @@ pub(crate) fn prepare_batch(
         first_key,
         size,
         message: None,
-    })
+        hooked: None,
+    };
+    Ok((batch, prepared))
 }
 
 fn zlib(body: &[u8], level: u32) -> Option<Vec<u8>> {

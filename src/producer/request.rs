@@ -55,6 +55,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::async_send::{Budget, Done, Hold};
 use super::backpressure::Permit;
 use super::executor::Job;
+use super::hooks::SendMode;
 use super::inner::Inner;
 use super::prepare;
 use super::submit::Target;
@@ -775,6 +776,7 @@ impl Inner {
         timeout: Duration,
     ) -> Result<MessageExt> {
         let (id, deadline) = self.begin_request(&mut msg, timeout)?;
+        self.hook_before(std::slice::from_mut(&mut msg), SendMode::Sync, false)?;
         let permit = self.request_permit(&msg, deadline)?;
         let wire = prepare::wire_topic(msg.topic(), &self.config);
         self.ensure_reply_ready(&wire, deadline, true)?;
@@ -816,6 +818,9 @@ impl Inner {
             Ok(v) => v,
             Err(e) => return finish(self, done, Err(e), None),
         };
+        if let Err(e) = self.hook_before(std::slice::from_mut(&mut msg), SendMode::Async, false) {
+            return finish(self, done, Err(e), None);
+        }
         let permit = match self.request_permit(&msg, deadline) {
             Ok(p) => p,
             Err(e) => return finish(self, done, Err(e), None),
@@ -859,11 +864,8 @@ impl Inner {
         deadline: Instant,
     ) {
         let mut op = self.stats.begin(&msg, false);
-        let prepared = if matches!(target, Target::Selector(..)) {
-            prepare::prepare_for_selector(msg, &self.config, || self.new_msg_id())
-        } else {
-            prepare::prepare_single(msg, &self.config, || self.new_msg_id())
-        };
+        let for_selector = matches!(target, Target::Selector(..));
+        let prepared = self.prepare_msg(msg, for_selector, SendMode::Async);
         let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
@@ -1027,13 +1029,15 @@ impl Producer {
     /// requester answers [`Error::Broker`] with code SYSTEM_ERROR).
     pub fn reply(&self, request: &MessageExt, body: impl Into<Vec<u8>>) -> Result<SendResult> {
         let inner = self.inner();
-        let msg = reply_message(request, body.into())?;
+        let mut msg = reply_message(request, body.into())?;
         inner.check_running()?;
         prepare::check_message(&msg, &inner.config)?;
         let deadline = Instant::now() + inner.config.send_timeout();
         let op = inner.stats.begin(&msg, false);
-        let mut prepared = match prepare::prepare_single(msg, &inner.config, || inner.new_msg_id())
-        {
+        if let Err(e) = inner.hook_before(std::slice::from_mut(&mut msg), SendMode::Sync, false) {
+            return op.end(Err(e));
+        }
+        let mut prepared = match inner.prepare_msg(msg, false, SendMode::Sync) {
             Ok(p) => p,
             Err(e) => return op.end(Err(e)),
         };

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use super::async_send::{finish_done, Budget, Done, Hold};
 use super::backpressure::Permit;
+use super::hooks::SendMode;
 use super::inner::Inner;
-use super::prepare::{self, Prepared};
+use super::prepare::Prepared;
 use super::stats;
 use crate::error::Result;
 use crate::message::{Message, MessageQueue, SendResult};
@@ -77,9 +78,22 @@ impl Inner {
         }
     }
 
-    pub(super) fn send_async(self: &Arc<Self>, prep: Prep, target: Target, done: Done) {
+    pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
         self.free_spent();
         let mut op = self.stats.begin_prep(&prep);
+        if self.hooks.is_some() {
+            let hooked = match &mut prep {
+                Prep::Single(msg) => {
+                    self.hook_before(std::slice::from_mut(msg), SendMode::Async, false)
+                }
+                Prep::Batch(msgs) if msgs.is_empty() => Ok(()),
+                Prep::Batch(msgs) => self.hook_before(msgs, SendMode::Async, true),
+            };
+            if let Err(e) = hooked {
+                op.fail(&e);
+                return finish_done(self, done, Err(e), Hold::Nothing);
+            }
+        }
         let prep = match (prep, &self.batcher) {
             (Prep::Single(msg), Some(acc))
                 if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
@@ -110,8 +124,8 @@ impl Inner {
     ) {
         self.free_spent();
         let prepared = match prep {
-            Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id()),
-            Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id()),
+            Prep::Single(msg) => self.prepare_msg(msg, false, SendMode::Async),
+            Prep::Batch(msgs) => self.prepare_msgs(msgs, SendMode::Async),
         };
         match prepared {
             Ok(prepared) => {
@@ -131,11 +145,11 @@ impl Inner {
         let prepared = match prep {
             // The selector runs later (maybe once the route is fetched): it must see the
             // message as the caller built it.
-            Prep::Single(msg) if matches!(target, Target::Selector(..)) => {
-                prepare::prepare_for_selector(msg, &self.config, || self.new_msg_id())?
+            Prep::Single(msg) => {
+                let for_selector = matches!(target, Target::Selector(..));
+                self.prepare_msg(msg, for_selector, SendMode::Async)?
             }
-            Prep::Single(msg) => prepare::prepare_single(msg, &self.config, || self.new_msg_id())?,
-            Prep::Batch(msgs) => prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?,
+            Prep::Batch(msgs) => self.prepare_msgs(msgs, SendMode::Async)?,
         };
         let permit = if on_callback_thread() {
             // A callback that sends must not wait for room: room is made by the callbacks

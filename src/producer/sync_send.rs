@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::attempt::Failures;
+use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
 use crate::client::broker;
@@ -44,7 +45,7 @@ impl Inner {
                 Some(self.run_selector(selector, &info, &msg, arg)?)
             }
         };
-        let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
+        let prepared = self.prepare_msg(msg, false, SendMode::Sync)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
         self.send_prepared_sync(&prepared, queue, deadline)
     }
@@ -65,6 +66,7 @@ impl Inner {
         };
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
+        let mut attempt_no = 0;
         for _ in 0..attempts {
             let now = Instant::now();
             if now >= deadline {
@@ -97,6 +99,16 @@ impl Inner {
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             attempt.end(started, &result);
             self.record_attempt(queue.broker_name(), started.elapsed(), &result);
+            attempt_no += 1;
+            let latency = started.elapsed();
+            self.hook_after(
+                prepared,
+                &queue,
+                &addr,
+                attempt_no,
+                latency,
+                result.as_ref().map(Some),
+            );
             if fixed_queue.is_none() && !strict && self.should_retry(&result) {
                 log::debug!(
                     "send of {} to {addr} will be retried: {result:?}",
@@ -104,7 +116,9 @@ impl Inner {
                 );
                 last_broker = Some(queue.broker_name_arc().clone());
                 match result {
-                    Ok(r) => return self.retry_not_ok(prepared, r, deadline, &last_broker),
+                    Ok(r) => {
+                        return self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no)
+                    }
                     Err(e) => failures.push(e),
                 }
                 continue;
@@ -122,6 +136,7 @@ impl Inner {
         first: SendResult,
         deadline: Instant,
         last_broker: &Option<Arc<str>>,
+        attempts_before: u32,
     ) -> Result<SendResult> {
         let Ok(info) = self.publish_info(prepared.wire_topic(), deadline) else {
             return Ok(first);
@@ -144,6 +159,16 @@ impl Inner {
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
         attempt.end(started, &result);
         self.record_attempt(queue.broker_name(), started.elapsed(), &result);
+        let latency = started.elapsed();
+        let attempt_no = attempts_before + 1;
+        self.hook_after(
+            prepared,
+            &queue,
+            &addr,
+            attempt_no,
+            latency,
+            result.as_ref().map(Some),
+        );
         match result {
             Ok(r) if r.status == SendStatus::SendOk => Ok(r),
             _ => Ok(first),
@@ -152,13 +177,13 @@ impl Inner {
 
     pub(super) fn send_oneway(&self, msg: Message) -> Result<()> {
         self.check_running()?;
-        let prepared = prepare::prepare_single(msg, &self.config, || self.new_msg_id())?;
+        let prepared = self.prepare_msg(msg, false, SendMode::Oneway)?;
         self.send_prepared_oneway(&prepared)
     }
 
     pub(super) fn send_batch_oneway(&self, msgs: Vec<Message>) -> Result<()> {
         self.check_running()?;
-        let prepared = prepare::prepare_batch(msgs, &self.config, || self.new_msg_id())?;
+        let prepared = self.prepare_msgs(msgs, SendMode::Oneway)?;
         self.send_prepared_oneway(&prepared)
     }
 
@@ -174,11 +199,24 @@ impl Inner {
                 reason: format!("no master address for broker {}", queue.broker_name()),
                 source: None,
             })?;
+        let started = Instant::now();
         let born = now_ms();
-        let request = self.remoting.encode_request(&addr, true, |spec, out| {
-            broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
-        })?;
-        self.remoting.send_encoded_oneway(request)
+        let sent = self
+            .remoting
+            .encode_request(&addr, true, |spec, out| {
+                broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
+            })
+            .and_then(|request| self.remoting.send_encoded_oneway(request));
+        let latency = started.elapsed();
+        self.hook_after(
+            prepared,
+            &queue,
+            &addr,
+            1,
+            latency,
+            sent.as_ref().map(|()| None),
+        );
+        sent
     }
 
     /// One synchronous attempt: the frame encoded straight from `prepared`.

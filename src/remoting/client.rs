@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
 use crate::protocol::RemotingCommand;
 
+/// The longest [`RemotingConfig::busy_poll`]: 10 ms (a spin is for answers that come within
+/// microseconds; longer only burns a core).
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
+
 /// Request ids, shared by every client of the process (as in the Java client).
 static NEXT_OPAQUE: AtomicI32 = AtomicI32::new(0);
 
@@ -133,6 +137,12 @@ impl RemotingClient {
         }
         if config.max_frame < 16 {
             return Err(Error::config("max_frame", "must be at least 16 bytes"));
+        }
+        if config.busy_poll > MAX_BUSY_POLL {
+            return Err(Error::config(
+                "busy_poll",
+                format!("must be at most {MAX_BUSY_POLL:?}"),
+            ));
         }
         if config.max_connection_output_bytes == 0 {
             return Err(Error::config(
@@ -273,7 +283,7 @@ impl RemotingClient {
             timeout,
             Some(Reply::Handle(completer)),
         )?;
-        handle.wait()
+        handle.wait_spinning(self.inner.config.busy_poll)
     }
 
     /// Sends `request` to `addr`; `completion` ends exactly once. Never blocks on the network.
@@ -368,7 +378,7 @@ impl RemotingClient {
             timeout,
             Some(Reply::Handle(completer)),
         )?;
-        handle.wait()
+        handle.wait_spinning(self.inner.config.busy_poll)
     }
 
     /// Sends an encoded request; `callback` runs on the thread that ends it: the I/O thread
@@ -627,10 +637,7 @@ impl RemotingClient {
         let mut hasher = crate::hash::FxHasher::default();
         addr.hash(&mut hasher);
         let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
-        let target = Arc::new(Target {
-            addr: Arc::from(addr),
-            lp,
-        });
+        let target = Arc::new(Target::new(Arc::from(addr), lp));
         let mut targets = self.inner.targets.write();
         Ok(targets.entry(addr.to_owned()).or_insert(target).clone())
     }

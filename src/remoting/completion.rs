@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -47,6 +48,7 @@ fn new_shared<T>() -> Arc<Shared<T>> {
             waker: None,
         }),
         cond: Condvar::new(),
+        ready: AtomicBool::new(false),
     })
 }
 
@@ -101,6 +103,7 @@ pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
                 // Drops a result nobody took (a handle dropped unread).
                 slot.state = State::Pending;
                 slot.waker = None;
+                *unique.ready.get_mut() = false;
                 Some(shared)
             }
             None => {
@@ -139,6 +142,9 @@ fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
 pub(crate) struct Shared<T> {
     slot: Mutex<Slot<T>>,
     cond: Condvar,
+    /// Set (under the lock) once the value is there: what a spinning waiter watches
+    /// ([`Handle::wait_spinning`]) without taking the lock.
+    ready: AtomicBool,
 }
 
 struct Slot<T> {
@@ -182,9 +188,13 @@ fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
             return false;
         }
         slot.state = State::Done(value);
-        shared.cond.notify_all();
+        shared.ready.store(true, Ordering::Release);
         slot.waker.take()
     };
+    // Outside the lock: the woken thread does not then block on it at once. Only the handle
+    // waits (it is not `Clone`, and waiting takes it by value or `&mut`), so one thread at
+    // most; with nobody parked (a spinning waiter, a task) this is a load, no syscall.
+    shared.cond.notify_one();
     // Wake the task outside the lock: its poll takes the same lock.
     if let Some(w) = waker {
         w.wake();
@@ -244,6 +254,30 @@ impl<T> Handle<T> {
                 }
             }
         }
+    }
+
+    /// [`Handle::wait`], spinning up to `spin` on the result before parking the thread: on
+    /// a core of its own, a result that comes within `spin` is then taken without the
+    /// thread being put to sleep and woken (two scheduler hand-offs). `Duration::ZERO` is
+    /// `wait`. The spin only watches a flag; the result, the error and the wait are
+    /// `wait`'s.
+    pub fn wait_spinning(self, spin: Duration) -> Result<T> {
+        if !spin.is_zero() && !self.shared.ready.load(Ordering::Acquire) {
+            let start = Instant::now();
+            'spin: loop {
+                // The clock is read once per 64 looks.
+                for _ in 0..64 {
+                    if self.shared.ready.load(Ordering::Acquire) {
+                        break 'spin;
+                    }
+                    std::hint::spin_loop();
+                }
+                if start.elapsed() >= spin {
+                    break;
+                }
+            }
+        }
+        self.wait()
     }
 
     /// Blocks up to `timeout`. `None` if the result is not there yet; the handle stays usable.

@@ -358,7 +358,19 @@ impl Conn {
 
     /// Reads until the socket would block, pushing every whole frame onto `frames`. Frames
     /// decoded before an error are pushed too: the caller handles them, then closes.
-    pub(crate) fn read(&mut self, frames: &mut Vec<RemotingCommand>) -> Result<(), Failure> {
+    ///
+    /// Unless `to_end`, a read that fills less than the room it was given ends the reading
+    /// too: the socket was empty then, and data that arrives later raises a new readiness
+    /// event (epoll and kqueue report every arrival; not done on other platforms), so the
+    /// read that would only say
+    /// "would block" is saved (one syscall per response of a request-response exchange).
+    /// With `to_end` (the peer closed its side, or an error), it reads until the socket would
+    /// block or ends: no later event would report the end.
+    pub(crate) fn read(
+        &mut self,
+        frames: &mut Vec<RemotingCommand>,
+        to_end: bool,
+    ) -> Result<(), Failure> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
@@ -368,9 +380,18 @@ impl Conn {
             return Ok(());
         }
         loop {
-            match stream.read(self.input.spare()) {
+            let spare = self.input.spare();
+            let room = spare.len();
+            match stream.read(spare) {
                 Ok(0) => return Err(Failure::Eof),
-                Ok(n) => self.input.filled(n, frames).map_err(Failure::Codec)?,
+                Ok(n) => {
+                    self.input.filled(n, frames).map_err(Failure::Codec)?;
+                    // Not on Windows: mio's readiness there is only re-armed by a
+                    // "would block".
+                    if n < room && !to_end && cfg!(unix) {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Failure::Io(e)),

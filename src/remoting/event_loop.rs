@@ -9,7 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,8 +113,7 @@ pub(crate) fn spawn(
         free: Vec::new(),
         by_addr: HashMap::new(),
         pending: HashMap::default(),
-        deadlines: BinaryHeap::new(),
-        epoch: Instant::now(),
+        deadlines: Deadlines::default(),
         dirty: Vec::new(),
         frames: Vec::new(),
         scratch: Vec::new(),
@@ -130,8 +129,7 @@ pub(crate) fn spawn(
 
 /// A request waiting for its response.
 struct Pending {
-    /// The deadline in [`EventLoop::ticks`].
-    deadline: u64,
+    deadline: Instant,
     timeout: Duration,
     token: usize,
     conn_id: u64,
@@ -175,9 +173,7 @@ struct EventLoop {
     pending: PendingMap,
     /// Deadlines (in ticks) of pending requests, nearest first. Entries of requests that
     /// ended are dropped lazily (when they reach the top, or when the heap is rebuilt).
-    deadlines: BinaryHeap<Reverse<(u64, i32)>>,
-    /// The origin of ticks (nanoseconds): 16-byte heap entries instead of 24.
-    epoch: Instant,
+    deadlines: Deadlines,
     /// Connections with output queued in this turn.
     dirty: Vec<usize>,
     /// Reused buffers.
@@ -187,6 +183,19 @@ struct EventLoop {
     pending_count: Arc<AtomicUsize>,
     /// Lookup threads running.
     lookups: Arc<AtomicUsize>,
+}
+
+/// What a readiness event asks of a connection's read side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Nothing (write readiness only).
+    No,
+    /// Readable: read until the socket would block, or until a read comes back short (the
+    /// socket had no more then, and data that arrives later raises a new event).
+    Ready,
+    /// The peer closed its side, or the socket has an error: read until it would block or
+    /// ends, so that the end is seen now (no later event will report it).
+    ToEnd,
 }
 
 enum Drained {
@@ -202,12 +211,19 @@ impl EventLoop {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let mut busy = false;
+        // The one clock read of a turn, taken after its work: it expires requests and sets
+        // the next poll's timeout.
+        let mut now = Instant::now();
         loop {
-            let timeout = if busy {
+            let mut timeout = if busy {
                 Some(Duration::ZERO)
             } else {
-                self.poll_timeout()
+                self.poll_timeout(now)
             };
+            if timeout != Some(Duration::ZERO) && self.shared.going_to_sleep(&self.rx) {
+                // A command came while the turn ended: take it without sleeping.
+                timeout = Some(Duration::ZERO);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -215,12 +231,19 @@ impl EventLoop {
                 log::error!("event loop poll failed, stopping the loop: {e}");
                 break;
             }
+            self.shared.awake();
             for event in events.iter() {
                 if event.token() == WAKER {
                     continue;
                 }
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                self.on_event(event.token().0 - 1, readable);
+                let read = if event.is_read_closed() || event.is_error() {
+                    Read::ToEnd
+                } else if event.is_readable() {
+                    Read::Ready
+                } else {
+                    Read::No
+                };
+                self.on_event(event.token().0 - 1, read);
             }
             match self.drain_commands() {
                 Drained::Idle => busy = false,
@@ -228,15 +251,16 @@ impl EventLoop {
                 Drained::Stop => break,
             }
             self.flush_dirty();
-            self.expire(Instant::now());
+            now = Instant::now();
+            self.expire(now);
         }
         self.stop();
     }
 
-    /// The time until the nearest request or connect deadline.
-    fn poll_timeout(&mut self) -> Option<Duration> {
+    /// The time from `now` until the nearest request or connect deadline.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
         let mut next = None;
-        while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
+        while let Some((deadline, opaque)) = self.deadlines.peek() {
             if self
                 .pending
                 .get(&opaque)
@@ -247,16 +271,15 @@ impl EventLoop {
             }
             self.deadlines.pop();
         }
-        let mut next = next.map(|ticks| self.epoch + Duration::from_nanos(ticks));
         for conn in self.conns.iter().flatten() {
             if let Some(deadline) = conn.connect_deadline() {
                 next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
             }
         }
-        next.map(|d| d.saturating_duration_since(Instant::now()))
+        next.map(|d| d.saturating_duration_since(now))
     }
 
-    fn on_event(&mut self, idx: usize, mut readable: bool) {
+    fn on_event(&mut self, idx: usize, mut read: Read) {
         let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
             return; // a connection closed earlier in this turn
         };
@@ -267,7 +290,7 @@ impl EventLoop {
                     log::debug!("connected to {}{tls}", conn.addr);
                     // A TLS handshake may have read past its end (this event's readiness
                     // is used up): read what is there.
-                    readable = true;
+                    read = Read::ToEnd;
                     if let Some(stream) = &conn.stream {
                         configure_socket(stream, &conn.addr, self.config.tcp_keepalive);
                     }
@@ -292,11 +315,11 @@ impl EventLoop {
             conn.dirty = true;
             self.dirty.push(idx);
         }
-        if !readable {
+        if read == Read::No {
             return;
         }
         let mut frames = std::mem::take(&mut self.frames);
-        let result = conn.read(&mut frames);
+        let result = conn.read(&mut frames, read == Read::ToEnd);
         // TLS: reading may leave records to send (alerts, key updates).
         if conn.has_output() && !conn.dirty {
             conn.dirty = true;
@@ -408,7 +431,6 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
-        self.shared.clear_notified();
         for _ in 0..COMMANDS_PER_TURN {
             match self.rx.try_recv() {
                 Ok(Command::Request(r)) => self.on_request(r),
@@ -444,9 +466,20 @@ impl EventLoop {
     }
 
     fn on_request(&mut self, r: Request) {
-        let deadline = self.ticks(r.deadline);
-        let idx = match self.by_addr.get(&r.target.addr) {
-            Some(&idx) => idx,
+        let deadline = r.deadline;
+        let hint = r.target.conn_hint.load(Ordering::Relaxed);
+        let hinted = self
+            .conns
+            .get(hint)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| Arc::ptr_eq(&c.addr, &r.target.addr));
+        let known = if hinted {
+            Some(hint)
+        } else {
+            self.by_addr.get(&r.target.addr).copied()
+        };
+        let idx = match known {
+            Some(idx) => idx,
             None => match self.connect(&r.target) {
                 Ok(idx) => idx,
                 Err(e) => {
@@ -515,7 +548,7 @@ impl EventLoop {
                     });
                 }
             }
-            self.deadlines.push(Reverse((deadline, r.opaque)));
+            self.deadlines.push(deadline, r.opaque);
             self.pending_count.fetch_add(1, Ordering::Relaxed);
         }
         conn.queue(&r.frame);
@@ -590,6 +623,7 @@ impl EventLoop {
             }
         }
         self.next_conn_id = conn_id;
+        target.conn_hint.store(idx, Ordering::Relaxed);
         self.conns[idx] = Some(conn);
         self.by_addr.insert(target.addr.clone(), idx);
         self.set_state(target.addr.clone(), ConnectionState::Connecting);
@@ -695,10 +729,9 @@ impl EventLoop {
     /// Ends overdue requests with `Timeout` (closing their connections when configured to)
     /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
-        let now_ticks = self.ticks(now);
         let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
-        while let Some(&Reverse((deadline, opaque))) = self.deadlines.peek() {
-            if deadline > now_ticks {
+        while let Some((deadline, opaque)) = self.deadlines.peek() {
+            if deadline > now {
                 break;
             }
             self.deadlines.pop();
@@ -741,14 +774,8 @@ impl EventLoop {
         }
         // Keep the heap in proportion to the pending requests.
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
-            let mut heap = std::mem::take(&mut self.deadlines).into_vec();
-            heap.clear();
-            heap.extend(
-                self.pending
-                    .iter()
-                    .map(|(&opaque, p)| Reverse((p.deadline, opaque))),
-            );
-            self.deadlines = BinaryHeap::from(heap);
+            self.deadlines
+                .rebuild(self.pending.iter().map(|(&opaque, p)| (p.deadline, opaque)));
         }
         let mut overdue = std::mem::take(&mut self.scratch);
         overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
@@ -836,11 +863,6 @@ impl EventLoop {
         }
     }
 
-    /// Nanoseconds from the loop's epoch to `t` (0 for earlier instants).
-    fn ticks(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     fn set_state(&self, addr: Arc<str>, state: ConnectionState) {
         self.shared.states.lock().insert(addr, state);
     }
@@ -882,10 +904,123 @@ impl EventLoop {
     }
 }
 
+/// The deadlines of pending requests, nearest first: a queue for deadlines that come in order
+/// (requests with one timeout, queued one after another: the common case, O(1) each) and a
+/// heap for the others. Entries of requests that ended stay until they reach the front (the
+/// loop drops them then), or until [`Deadlines::rebuild`].
+#[derive(Default)]
+struct Deadlines {
+    in_order: VecDeque<(Instant, i32)>,
+    heap: BinaryHeap<Reverse<(Instant, i32)>>,
+}
+
+impl Deadlines {
+    fn push(&mut self, deadline: Instant, opaque: i32) {
+        match self.in_order.back() {
+            Some(&(last, _)) if deadline < last => self.heap.push(Reverse((deadline, opaque))),
+            _ => self.in_order.push_back((deadline, opaque)),
+        }
+    }
+
+    /// The nearest deadline and its opaque.
+    fn peek(&self) -> Option<(Instant, i32)> {
+        let queued = self.in_order.front().copied();
+        let heaped = self.heap.peek().map(|r| r.0);
+        match (queued, heaped) {
+            (Some(q), Some(h)) => Some(q.min(h)),
+            (q, h) => q.or(h),
+        }
+    }
+
+    /// Drops the entry [`Deadlines::peek`] returns.
+    fn pop(&mut self) {
+        let queued = self.in_order.front().copied();
+        let heaped = self.heap.peek().map(|r| r.0);
+        match (queued, heaped) {
+            (Some(q), Some(h)) if h < q => {
+                self.heap.pop();
+            }
+            (Some(_), _) => {
+                self.in_order.pop_front();
+            }
+            (None, _) => {
+                self.heap.pop();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.in_order.len() + self.heap.len()
+    }
+
+    /// Keeps only `live` (the entries of pending requests).
+    fn rebuild(&mut self, live: impl Iterator<Item = (Instant, i32)>) {
+        self.heap.clear();
+        self.in_order.clear();
+        let mut sorted: Vec<(Instant, i32)> = live.collect();
+        sorted.sort_unstable();
+        self.in_order.extend(sorted);
+    }
+
+    fn clear(&mut self) {
+        self.in_order.clear();
+        self.heap.clear();
+    }
+}
+
 /// `now + timeout`, saturating far in the future instead of overflowing.
 pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     now.checked_add(timeout)
         .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
         // Unreachable on real clocks; an immediate deadline beats a panic.
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Deadlines pushed in order, out of order and mixed, with pops in between, come out
+    /// nearest first, as a sorted list says; a rebuild keeps exactly the live ones.
+    #[test]
+    fn deadlines_come_out_nearest_first() {
+        let base = Instant::now();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        for round in 0..200 {
+            let mut d = Deadlines::default();
+            let mut reference: Vec<(Instant, i32)> = Vec::new();
+            let mut clock = 0u64;
+            for opaque in 0..rng.gen_range(1..300) {
+                // Mostly increasing (one timeout), sometimes earlier (a shorter one).
+                clock += rng.gen_range(0..5);
+                let at = if rng.gen_range(0..4) == 0 {
+                    clock.saturating_sub(rng.gen_range(0..50))
+                } else {
+                    clock
+                };
+                let entry = (base + Duration::from_micros(at), opaque);
+                d.push(entry.0, entry.1);
+                reference.push(entry);
+                if rng.gen_range(0..5) == 0 {
+                    reference.sort_unstable();
+                    assert_eq!(d.peek(), Some(reference[0]), "round {round}");
+                    d.pop();
+                    reference.remove(0);
+                }
+            }
+            reference.sort_unstable();
+            if round % 2 == 0 {
+                let live: Vec<_> = reference.iter().copied().filter(|e| e.1 % 3 != 0).collect();
+                d.rebuild(live.iter().copied());
+                reference = live;
+            }
+            assert_eq!(d.len(), reference.len());
+            for expected in reference {
+                assert_eq!(d.peek(), Some(expected), "round {round}");
+                d.pop();
+            }
+            assert_eq!(d.peek(), None);
+        }
+    }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,21 @@ use crate::protocol::RemotingCommand;
 pub(crate) struct Target {
     pub(crate) addr: Arc<str>,
     pub(crate) lp: usize,
+    /// The token index of the connection to `addr` when last seen by its loop (only that
+    /// loop reads or writes it): a hint that spares the loop a map lookup per request. The
+    /// loop checks that the connection there is still this address's before using it.
+    pub(crate) conn_hint: AtomicUsize,
+}
+
+impl Target {
+    /// A target for `addr`, owned by loop `lp`.
+    pub(crate) fn new(addr: Arc<str>, lp: usize) -> Self {
+        Target {
+            addr,
+            lp,
+            conn_hint: AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 /// How a request that expects a response ends.
@@ -111,8 +126,14 @@ impl std::fmt::Debug for Command {
 pub(crate) struct LoopShared {
     tx: Sender<Command>,
     waker: Waker,
-    /// Set by senders, cleared by the loop before it drains the channel: a sender calls the
-    /// waker (a syscall) only when the loop has not been told yet.
+    /// Whether the loop is awake (or already woken): a sender calls the waker (a syscall,
+    /// and a wake-up of the loop's thread) only when it finds this false, and sets it.
+    ///
+    /// The loop sets it when it returns from a poll and clears it only just before it blocks
+    /// in the next one, then looks at the channel once more ([`LoopShared::going_to_sleep`]):
+    /// a command queued while the loop works needs no wake-up, and one queued as it goes to
+    /// sleep is either seen by that last look or wakes it (the sender's swap then finds the
+    /// flag cleared). No command is left in the channel while the loop sleeps.
     notified: AtomicBool,
     /// Connection state per address, for health snapshots.
     pub(crate) states: Mutex<HashMap<Arc<str>, ConnectionState>>,
@@ -140,9 +161,25 @@ impl LoopShared {
         Ok(())
     }
 
-    /// Called by the loop before it drains the channel: the next sender wakes it again.
-    pub(crate) fn clear_notified(&self) {
+    /// Called by the loop when it is about to block in a poll: from now on senders wake it.
+    /// Returns whether a command is already waiting (then the loop must not block: it polls
+    /// without waiting and drains the channel again, and senders need not wake it).
+    pub(crate) fn going_to_sleep(&self, rx: &crossbeam_channel::Receiver<Command>) -> bool {
         self.notified.store(false, Ordering::SeqCst);
+        // Pairs with the sender's `swap` (after its `send`): either this look sees the
+        // command, or the sender sees the flag cleared and wakes the loop.
+        fence(Ordering::SeqCst);
+        if rx.is_empty() {
+            return false;
+        }
+        self.notified.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Called by the loop when a poll returns: it drains the channel before it blocks
+    /// again, so senders need not wake it until [`LoopShared::going_to_sleep`].
+    pub(crate) fn awake(&self) {
+        self.notified.store(true, Ordering::Relaxed);
     }
 }
 

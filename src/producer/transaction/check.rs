@@ -10,6 +10,7 @@ use super::listener::guarded;
 use super::send::end_request;
 use crate::error::Error;
 use crate::message::{property, MessageExt};
+use crate::producer::hooks::EndMessage;
 use crate::protocol::header::{
     CheckTransactionStateRequestHeader, CommandHeader, EndTransactionRequestHeader,
 };
@@ -102,6 +103,13 @@ impl Core {
             Some(id) => id.to_string(),
             None => msg.offset_msg_id().to_string(),
         };
+        // Kept for the send hooks only (no copy without them).
+        let hooked = self.inner.upgrade().is_some_and(|i| i.hooks.is_some());
+        let broker_transaction_id = if hooked {
+            header.transaction_id.clone()
+        } else {
+            None
+        };
         let end = EndTransactionRequestHeader {
             topic: header.topic,
             producer_group: self.group.clone(),
@@ -113,12 +121,24 @@ impl Core {
             transaction_id: header.transaction_id,
             broker_name: header.broker_name,
         };
-        let sent = match self.inner.upgrade() {
+        let inner = self.inner.upgrade();
+        let sent = match &inner {
             Some(inner) => inner
                 .remoting
                 .invoke_oneway(&addr, end_request(&end, remark)),
             None => Err(Error::Shutdown),
         };
+        if let Some(hooks) = inner.as_ref().and_then(|i| i.hooks.as_ref()) {
+            hooks.end_transaction(
+                EndMessage::Stored(&msg),
+                &end.msg_id,
+                broker_transaction_id.as_deref(),
+                Some(&addr),
+                state,
+                true,
+                sent.as_ref().copied(),
+            );
+        }
         self.records.ended(&transaction_id, state, true, &sent);
         if let Err(e) = sent {
             self.stats.end_failed.fetch_add(1, Ordering::Relaxed);

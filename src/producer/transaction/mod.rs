@@ -279,6 +279,14 @@ impl TransactionProducer {
     pub fn begin(&self, msg: Message) -> Result<Transaction> {
         let _active = self.enter()?;
         let (half, wire_topic) = self.half_message(msg)?;
+        // The send hooks see the half message in `end_transaction` too.
+        let kept = self
+            .owner
+            .producer
+            .inner()
+            .hooks
+            .is_some()
+            .then(|| half.clone());
         let result = self.send_half(half)?;
         let target = EndTarget::new(&result, wire_topic);
         if result.status != SendStatus::SendOk {
@@ -290,7 +298,10 @@ impl TransactionProducer {
                 Some("the half message was not stored cleanly: rolled back"),
             );
             // A failure is logged and counted; the broker checks back.
-            let _ = self.owner.core.end(inner, &target, state, None);
+            let _ = self
+                .owner
+                .core
+                .end(inner, &target, state, None, kept.as_ref());
             let code = match result.status {
                 SendStatus::FlushDiskTimeout => ResponseCode::FLUSH_DISK_TIMEOUT,
                 SendStatus::FlushSlaveTimeout => ResponseCode::FLUSH_SLAVE_TIMEOUT,
@@ -313,6 +324,7 @@ impl TransactionProducer {
             transaction_id: result.msg_id.to_string(),
             send_result: result,
             target,
+            half: kept,
             ended: false,
         })
     }

@@ -25,6 +25,8 @@ pub struct Transaction {
     pub(super) send_result: SendResult,
     pub(super) transaction_id: String,
     pub(super) target: EndTarget,
+    /// The half message, kept for the send hooks (only when there are some).
+    pub(super) half: Option<crate::message::Message>,
     pub(super) ended: bool,
 }
 
@@ -61,9 +63,13 @@ impl Transaction {
         self.ended = true;
         let owner = &self.producer.owner;
         owner.core.records.local(&self.transaction_id, state, None);
-        owner
-            .core
-            .end(owner.producer.inner(), &self.target, state, None)
+        owner.core.end(
+            owner.producer.inner(),
+            &self.target,
+            state,
+            None,
+            self.half.as_ref(),
+        )
     }
 }
 

@@ -13,6 +13,7 @@ use super::{ListenerResult, LocalTransactionState, TransactionProducer, Transact
 use crate::error::{Error, Result};
 use crate::message::{property, IdStr, Message, SendResult, SendStatus};
 use crate::producer::backpressure::Permit;
+use crate::producer::hooks::EndMessage;
 use crate::producer::{prepare, Inner};
 use crate::protocol::frame::CodecError;
 use crate::protocol::header::{CommandHeader, EndTransactionRequestHeader};
@@ -107,7 +108,7 @@ impl Core {
             (LocalTransactionState::RollbackMessage, None)
         };
         // A failure is logged and counted; the broker checks back.
-        let _ = self.end(inner, &target, state, remark);
+        let _ = self.end(inner, &target, state, remark, Some(view));
         TransactionSendResult {
             send_result: result,
             transaction_id,
@@ -116,16 +117,30 @@ impl Core {
     }
 
     /// Counts `state` and sends it (END_TRANSACTION, oneway, not from a check); a failure is
-    /// logged and counted.
+    /// logged and counted. `half`: the half message, for the send hooks (on this thread,
+    /// which is never an I/O thread).
     pub(super) fn end(
         &self,
         inner: &Inner,
         target: &EndTarget,
         state: LocalTransactionState,
         remark: Option<String>,
+        half: Option<&Message>,
     ) -> Result<()> {
         self.stats.decided(state);
-        let sent = self.send_end(inner, target, state, remark);
+        let addr = inner.mapping.master_addr(&target.broker_name);
+        let sent = self.send_end(inner, addr.as_deref(), target, state, remark);
+        if let (Some(hooks), Some(half)) = (&inner.hooks, half) {
+            hooks.end_transaction(
+                EndMessage::Sent(half),
+                &target.msg_id,
+                target.transaction_id.as_deref(),
+                addr.as_deref(),
+                state,
+                false,
+                sent.as_ref().copied(),
+            );
+        }
         self.records.ended(&target.msg_id, state, false, &sent);
         if let Err(e) = &sent {
             self.stats.end_failed.fetch_add(1, Ordering::Relaxed);
@@ -140,19 +155,17 @@ impl Core {
     fn send_end(
         &self,
         inner: &Inner,
+        addr: Option<&str>,
         target: &EndTarget,
         state: LocalTransactionState,
         remark: Option<String>,
     ) -> Result<()> {
         let commit_log_offset = target.commit_log_offset.clone().map_err(Error::Protocol)?;
-        let addr = inner
-            .mapping
-            .master_addr(&target.broker_name)
-            .ok_or_else(|| Error::NoRoute {
-                topic: target.topic.clone(),
-                reason: format!("no master address for broker {}", target.broker_name),
-                source: None,
-            })?;
+        let addr = addr.ok_or_else(|| Error::NoRoute {
+            topic: target.topic.clone(),
+            reason: format!("no master address for broker {}", target.broker_name),
+            source: None,
+        })?;
         let header = EndTransactionRequestHeader {
             topic: Some(target.topic.clone()),
             producer_group: self.group.clone(),
@@ -166,7 +179,7 @@ impl Core {
         };
         inner
             .remoting
-            .invoke_oneway(&addr, end_request(&header, remark))
+            .invoke_oneway(addr, end_request(&header, remark))
     }
 }
 
@@ -211,8 +224,9 @@ impl<A: Any + Send> AsyncTransaction<A> {
                 return;
             }
         };
-        if result.status != SendStatus::SendOk {
-            // Rolled back without running the listener: no need for a transaction thread.
+        if result.status != SendStatus::SendOk && self.inner.hooks.is_none() {
+            // Rolled back without running the listener: no need for a transaction thread
+            // (unless send hooks must see the END_TRANSACTION: never on an I/O thread).
             return self.settle(result);
         }
         let core = self.core.clone();

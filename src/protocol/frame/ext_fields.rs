@@ -128,10 +128,42 @@ impl ExtFields {
         fields
     }
 
-    /// Makes room for a decoded header's fields: a dozen entries, `value_bytes` of values.
-    pub(super) fn reserve_for_decoding(&mut self, value_bytes: usize) {
-        self.entries.reserve(16);
-        self.values.reserve(value_bytes);
+    /// An empty map for a decoded header's fields, with room for a dozen entries and
+    /// `value_bytes` of values: the buffers of a dropped map when one is recycled (the common
+    /// case once warm: no allocation), new ones otherwise.
+    pub(super) fn for_decoding(value_bytes: usize) -> Self {
+        let recycled = RECYCLED.try_lock().and_then(|mut free| free.pop());
+        let mut fields = match recycled {
+            Some((entries, values)) => ExtFields { entries, values },
+            None => ExtFields::new(),
+        };
+        fields.entries.reserve(16);
+        fields.values.reserve(value_bytes);
+        fields
+    }
+
+    /// Appends `key` with the value `write` appends to the value buffer, as
+    /// [`ExtFields::insert_with`] but quicker for keys that come in order (a decoded header's
+    /// usually do).
+    pub(super) fn push_decoded(
+        &mut self,
+        key: Cow<'static, str>,
+        write: impl FnOnce(&mut String) -> Option<()>,
+    ) -> Option<()> {
+        let in_order = match self.entries.last() {
+            None => true,
+            Some((last, ..)) => key_less(last, &key),
+        };
+        if !in_order {
+            return self.insert_with(key, write);
+        }
+        let start = self.values.len();
+        if write(&mut self.values).is_none() {
+            self.values.truncate(start);
+            return None;
+        }
+        self.entries.push((key, start, self.values.len()));
+        Some(())
     }
 
     /// Removes `key` without handing its value back.
@@ -158,9 +190,11 @@ impl ExtFields {
     pub fn get(&self, key: &str) -> Option<&str> {
         // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
         let found = if self.entries.len() <= 16 {
+            // Length and first byte rule out nearly every other key without a `memcmp` call.
+            let (len, first) = (key.len(), key.as_bytes().first());
             self.entries
                 .iter()
-                .position(|(k, ..)| k.len() == key.len() && k == key)
+                .position(|(k, ..)| k.len() == len && k.as_bytes().first() == first && k == key)
         } else {
             self.position(key).ok()
         };
@@ -252,6 +286,43 @@ impl ExtFields {
     /// true, anything else false; absent is `None`.
     pub fn optional_bool(&self, key: &str) -> Option<bool> {
         self.get(key).map(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// Buffers of dropped maps, for the decoder to reuse: a response is decoded on an I/O thread
+/// and dropped on the caller's, so without this every response costs two allocations on one
+/// thread and two frees on another (the slow, cross-thread path of the allocator). Bounded in
+/// count and size; only ever `try_lock`ed, so nobody waits for it (a busy pool means an
+/// allocation or a free, as without it).
+static RECYCLED: parking_lot::Mutex<Vec<Recycled>> = parking_lot::const_mutex(Vec::new());
+
+type Recycled = (Vec<(Cow<'static, str>, usize, usize)>, String);
+
+/// Buffers kept at most, and the largest ones kept.
+const RECYCLED_MAX: usize = 64;
+const RECYCLED_MAX_ENTRIES: usize = 32;
+const RECYCLED_MAX_VALUE_BYTES: usize = 4096;
+
+impl Drop for ExtFields {
+    fn drop(&mut self) {
+        if self.values.capacity() == 0
+            || self.values.capacity() > RECYCLED_MAX_VALUE_BYTES
+            || self.entries.capacity() > RECYCLED_MAX_ENTRIES
+        {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.clear();
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
+        if let Some(mut free) = RECYCLED.try_lock() {
+            if free.len() < RECYCLED_MAX {
+                if free.capacity() == 0 {
+                    free.reserve_exact(RECYCLED_MAX);
+                }
+                free.push((entries, values));
+            }
+        }
     }
 }
 

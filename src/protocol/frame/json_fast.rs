@@ -28,6 +28,109 @@ fn hex_value(d: u8) -> Option<u8> {
     }
 }
 
+/// An object key: one the caller expects (recognised without the string reader), or any
+/// other (unescaped).
+enum Key<'a> {
+    Known(&'static str),
+    Other(Cow<'a, str>),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Known(k) => k,
+            Key::Other(k) => k,
+        }
+    }
+}
+
+/// `key` if `rest` starts with it written plainly: `"key":`.
+fn plain_key(rest: &[u8], key: &'static str) -> Option<&'static str> {
+    let n = key.len();
+    (rest.first() == Some(&b'"')
+        && same_bytes(rest.get(1..n + 1)?, key.as_bytes())
+        && rest.get(n + 1..n + 3)? == b"\":")
+        .then_some(key)
+}
+
+/// `a == b` for short slices of the same length, eight bytes at a time (no `memcmp` call).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        if <[u8; 8]>::try_from(x).ok() != <[u8; 8]>::try_from(y).ok() {
+            return false;
+        }
+    }
+    ca.remainder()
+        .iter()
+        .zip(cb.remainder())
+        .all(|(x, y)| x == y)
+}
+
+/// The header's own keys, written plainly.
+fn top_key(rest: &[u8]) -> Option<&'static str> {
+    plain_key(rest, top_name(*rest.get(1)?)?)
+}
+
+/// The header key that `key` is.
+fn top_key_id(key: &str) -> Option<&'static str> {
+    top_name(*key.as_bytes().first()?).filter(|name| *name == key)
+}
+
+/// The header key that starts with `first` (they all differ in their first byte).
+fn top_name(first: u8) -> Option<&'static str> {
+    let name = match first {
+        b'c' => "code",
+        b'e' => "extFields",
+        b'f' => "flag",
+        b'l' => "language",
+        b'o' => "opaque",
+        b'r' => "remark",
+        b's' => "serializeTypeCurrentRPC",
+        b'v' => "version",
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// The `extFields` keys of the hot paths (send requests and responses), written plainly.
+fn ext_key(rest: &[u8]) -> Option<&'static str> {
+    const LETTERS: [&str; 14] = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
+    ];
+    let first = *rest.get(1)?;
+    if rest.first() == Some(&b'"') && rest.get(2..4) == Some(b"\":") {
+        return LETTERS.get(usize::from(first.wrapping_sub(b'a'))).copied();
+    }
+    let key = match first {
+        b'M' => "MSG_REGION",
+        b'T' => "TRACE_ON",
+        b'm' => "msgId",
+        b'q' => match rest.get(6)? {
+            b'I' => "queueId",
+            _ => "queueOffset",
+        },
+        b't' => match rest.get(5)? {
+            b's' => "transactionId",
+            b'S' => "tranStateTableOffset",
+            _ => "topic",
+        },
+        b'o' => "offsetMsgId",
+        b'b' => "batchUniqId",
+        _ => return None,
+    };
+    plain_key(rest, key)
+}
+
+/// No expected keys (values skipped over).
+fn no_key(_: &[u8]) -> Option<&'static str> {
+    None
+}
+
 struct Parser<'a> {
     /// The whole header, valid UTF-8 (checked once, up front).
     text: &'a str,
@@ -103,13 +206,21 @@ impl<'a> Parser<'a> {
             body: Vec::new(),
             serialize_type: SerializeType::Json,
         };
-        self.members(|p, key| {
-            match key {
-                "code" => code = Some(p.int_or_null(-1)?),
-                "version" => cmd.version = p.int_or_null(0)?,
-                "opaque" => cmd.opaque = p.int_or_null(0)?,
-                "flag" => cmd.flag = p.int_or_null(0)?,
-                "language" => {
+        self.members(top_key, |p, key| {
+            // The first byte names a header key (they all differ in it); 0 for other keys.
+            let id = match &key {
+                Key::Known(k) => k.as_bytes().first().copied().unwrap_or(0),
+                Key::Other(k) => match top_key_id(k) {
+                    Some(known) => known.as_bytes().first().copied().unwrap_or(0),
+                    None => 0,
+                },
+            };
+            match id {
+                b'c' => code = Some(p.int_or_null(-1)?),
+                b'v' => cmd.version = p.int_or_null(0)?,
+                b'o' => cmd.opaque = p.int_or_null(0)?,
+                b'f' => cmd.flag = p.int_or_null(0)?,
+                b'l' => {
                     cmd.language = if p.null() {
                         LanguageCode::JAVA
                     } else {
@@ -117,26 +228,32 @@ impl<'a> Parser<'a> {
                         LanguageCode::from_name(&name).unwrap_or(LanguageCode::OTHER)
                     }
                 }
-                "remark" => {
+                b'r' => {
                     cmd.remark = if p.null() {
                         None
                     } else {
                         Some(p.string()?.into_owned())
                     }
                 }
-                "extFields" => {
-                    cmd.ext_fields.clear();
-                    if !p.null() {
-                        // Unescaping only shrinks: the header length bounds the values.
+                b'e' => {
+                    if p.null() {
+                        cmd.ext_fields.clear();
+                    } else {
+                        // Unescaping only shrinks: the header length bounds the values. The
+                        // buffers are recycled ones when a dropped map left some.
+                        cmd.ext_fields = ExtFields::for_decoding(p.buf.len());
                         let fields = &mut cmd.ext_fields;
-                        fields.reserve_for_decoding(p.buf.len());
-                        p.members(|p, key| {
+                        p.members(ext_key, |p, key| {
                             if p.null() {
-                                fields.remove_entry(key);
+                                fields.remove_entry(key.as_str());
                                 Some(())
                             } else {
                                 p.ws();
-                                fields.insert_with(intern_key(key), |buf| p.string_into(buf))
+                                let key = match key {
+                                    Key::Known(k) => Cow::Borrowed(k),
+                                    Key::Other(k) => intern_key(&k),
+                                };
+                                fields.push_decoded(key, |buf| p.string_into(buf))
                             }
                         })?;
                     }
@@ -150,7 +267,13 @@ impl<'a> Parser<'a> {
     }
 
     /// An object: `{ "key": value, ... }`, calling `member` with the cursor on each value.
-    fn members(&mut self, mut member: impl FnMut(&mut Self, &str) -> Option<()>) -> Option<()> {
+    /// `known` recognises the keys the caller expects when they are written plainly (the
+    /// common case), which then skip the general string reader.
+    fn members(
+        &mut self,
+        known: fn(&[u8]) -> Option<&'static str>,
+        mut member: impl FnMut(&mut Self, Key<'a>) -> Option<()>,
+    ) -> Option<()> {
         if !self.eat(b'{') {
             return None;
         }
@@ -159,11 +282,18 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.ws();
-            let key = self.string()?;
-            if !self.eat(b':') {
-                return None;
+            let rest = self.buf.get(self.pos..)?;
+            if let Some(key) = known(rest) {
+                // `"key":` exactly: quotes, key and colon.
+                self.pos += key.len() + 3;
+                member(self, Key::Known(key))?;
+            } else {
+                let key = self.string()?;
+                if !self.eat(b':') {
+                    return None;
+                }
+                member(self, Key::Other(key))?;
             }
-            member(self, &key)?;
             if self.eat(b',') {
                 continue;
             }
@@ -309,7 +439,7 @@ impl<'a> Parser<'a> {
         self.ws();
         match self.peek()? {
             b'"' => self.string().map(drop),
-            b'{' => self.members(|p, _| p.skip_value(depth + 1)),
+            b'{' => self.members(no_key, |p, _| p.skip_value(depth + 1)),
             b'[' => {
                 self.pos += 1;
                 if self.eat(b']') {
@@ -363,6 +493,45 @@ mod tests {
             "{\"code\":1,\"remark\":\"gr\u{fc}n \u{2713} \u{1d11e}\"}",
         ] {
             assert!(agree(h), "{h}");
+        }
+    }
+
+    /// Keys recognised without the string reader (written plainly) and near misses of them
+    /// (a different byte, an escape, space before the colon, a key that only starts the same)
+    /// all decode as the general reader says; maps made from recycled buffers start empty.
+    #[test]
+    fn predicted_keys_and_near_misses_agree() {
+        for h in [
+            r#"{"code":0,"extFields":{"MSG_REGION":"r","TRACE_ON":"true","msgId":"m","queueId":"1","queueOffset":"2","transactionId":"t"},"flag":1}"#,
+            r#"{"code":0,"extFields":{"a":"1","b":"2","n":"3","o":"4","z":"5","batchUniqId":"u","offsetMsgId":"o","topic":"t","tranStateTableOffset":"9"}}"#,
+            r#"{"codeX":5,"code":1,"c":7,"extFieldsX":{},"e":3,"flag" :2,"opaque":3}"#,
+            r#"{"code":1,"extFields":{"queueIdX":"1","queueO":"2","q":"3","t":"4","tr":"5","msgId" :"6","M":"7"}}"#,
+            r#"{"code":1,"extFields":{"qu\u0065ueId":"1","queueId":"2"},"v\u0065rsion":7}"#,
+            r#"{"code":1,"extFields":{"transactionId":"1","tranStateTableOffset":"2","topic":"3","a":"4"}}"#,
+            r#"{"code":1,"extFields":{"z":"1","a":"2","m":"3","a":"4"}}"#,
+            r#"{"code":1,"extFields":{"msgId":null,"msgId":"x","queueId":"1","queueId":null}}"#,
+            r#"{"code":1,"remark":"r","language":"RUST","serializeTypeCurrentRPC":"JSON","version":1}"#,
+        ] {
+            assert!(agree(h), "{h}");
+        }
+        for round in 0..300 {
+            let h = if round % 2 == 0 {
+                format!(r#"{{"code":0,"extFields":{{"a":"{round}","b":"x"}}}}"#)
+            } else {
+                r#"{"code":0,"extFields":{"c":"y"}}"#.to_owned()
+            };
+            let cmd = parse_header(h.as_bytes()).unwrap();
+            let expected: Vec<(String, String)> = if round % 2 == 0 {
+                vec![("a".into(), round.to_string()), ("b".into(), "x".into())]
+            } else {
+                vec![("c".into(), "y".into())]
+            };
+            let got: Vec<(String, String)> = cmd
+                .ext_fields
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            assert_eq!(got, expected);
         }
     }
 
