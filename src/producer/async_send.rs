@@ -352,10 +352,11 @@ impl AsyncSend {
             return self.finish(response.and(Err(Error::Shutdown)));
         };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
-        attempt.end(started, &result);
-        let latency = started.elapsed();
+        let ended = Instant::now();
+        let latency = ended.saturating_duration_since(started);
+        attempt.end(started, ended, &result);
         self.inner
-            .record_attempt(queue.broker_name(), latency, &result);
+            .record_attempt(queue.broker_name(), latency, ended, &result);
         // Hooks run on the callback pool; nothing here waits for them.
         let after = self
             .inner

@@ -103,7 +103,12 @@ impl Inner {
     /// The clock the fault table and the router see: real time plus a skew that tests can
     /// advance instead of sleeping.
     pub(crate) fn routing_now(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
+        self.routing_at(Instant::now())
+    }
+
+    /// [`Inner::routing_now`] at `now` (an `Instant::now()` the caller already read).
+    pub(crate) fn routing_at(&self, now: Instant) -> Instant {
+        now + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
     }
 
     pub(super) fn check_running(&self) -> Result<()> {

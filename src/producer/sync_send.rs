@@ -97,10 +97,13 @@ impl Inner {
             let result = self
                 .send_frame_sync(prepared, &queue, &addr, timeout)
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
-            attempt.end(started, &result);
-            self.record_attempt(queue.broker_name(), started.elapsed(), &result);
+            // One clock read for the attempt's end: its latency in the statistics, the fault
+            // table and the hooks.
+            let ended = Instant::now();
+            let latency = ended.saturating_duration_since(started);
+            attempt.end(started, ended, &result);
+            self.record_attempt(queue.broker_name(), latency, ended, &result);
             attempt_no += 1;
-            let latency = started.elapsed();
             self.hook_after(
                 prepared,
                 &queue,
@@ -157,9 +160,10 @@ impl Inner {
                 self.attempt_timeout(deadline, started),
             )
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
-        attempt.end(started, &result);
-        self.record_attempt(queue.broker_name(), started.elapsed(), &result);
-        let latency = started.elapsed();
+        let ended = Instant::now();
+        let latency = ended.saturating_duration_since(started);
+        attempt.end(started, ended, &result);
+        self.record_attempt(queue.broker_name(), latency, ended, &result);
         let attempt_no = attempts_before + 1;
         self.hook_after(
             prepared,

@@ -372,12 +372,12 @@ impl Drop for Op {
 pub(crate) struct Attempt(Option<Arc<BrokerRecorder>>);
 
 impl Attempt {
-    /// Records the attempt's result; `started` is when its request was handed to the client.
-    pub(crate) fn end(mut self, started: Instant, result: &Result<SendResult>) {
+    /// Records the attempt's result; `started` is when its request was handed to the client,
+    /// `now` when its result came back (one clock read, shared with the fault table's record).
+    pub(crate) fn end(mut self, started: Instant, now: Instant, result: &Result<SendResult>) {
         let Some(b) = self.0.take() else {
             return;
         };
-        let now = Instant::now();
         match result {
             Ok(r) => {
                 b.latency.record(now.saturating_duration_since(started));
