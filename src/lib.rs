@@ -263,6 +263,7 @@ pub mod testing;
 
 mod client;
 pub mod config;
+mod hash;
 mod producer;
 
 pub use config::{ProducerConfig, ProducerConfigBuilder};

@@ -456,6 +456,26 @@ impl IdStr {
         }
     }
 
+    /// `a` followed by `b` (inline when it fits).
+    pub(crate) fn concat(a: &str, b: &str) -> IdStr {
+        let len = a.len() + b.len();
+        if len <= Self::INLINE_CAPACITY {
+            let mut buf = [0; Self::INLINE_CAPACITY];
+            buf[..a.len()].copy_from_slice(a.as_bytes());
+            buf[a.len()..len].copy_from_slice(b.as_bytes());
+            IdStr(IdRepr::Inline {
+                // Fits: at most INLINE_CAPACITY (62).
+                len: len as u8,
+                buf,
+            })
+        } else {
+            let mut s = String::with_capacity(len);
+            s.push_str(a);
+            s.push_str(b);
+            IdStr::from(s)
+        }
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         match &self.0 {

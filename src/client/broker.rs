@@ -31,14 +31,14 @@ pub(crate) fn send_request(
     let mut request = RemotingCommand::request(prepared.request_code());
     let header = crate::protocol::header::SendMessageRequestHeader {
         producer_group: defaults.group.clone(),
-        topic: prepared.wire_topic.clone(),
+        topic: prepared.wire_topic().to_string(),
         default_topic: defaults.create_topic_key.clone(),
         default_topic_queue_nums: defaults.default_topic_queue_nums,
         queue_id: queue.queue_id(),
         sys_flag: prepared.sys_flag,
         born_timestamp,
         flag: prepared.flag,
-        properties: prepared.properties.clone(),
+        properties: prepared.properties.as_str().to_string(),
         reconsume_times: Some(0),
         unit_mode: false,
         batch: prepared.batch,
@@ -90,7 +90,7 @@ pub(crate) fn encode_send_frame(
     out.extend_from_slice(b"\"a\":");
     write_json_str(out, &defaults.group);
     out.extend_from_slice(b",\"b\":");
-    write_json_str(out, &prepared.wire_topic);
+    write_json_str(out, prepared.wire_topic());
     out.extend_from_slice(b",\"c\":");
     write_json_str(out, &defaults.create_topic_key);
     for (key, v) in [
@@ -107,7 +107,7 @@ pub(crate) fn encode_send_frame(
         write_int(out, v);
     }
     out.extend_from_slice(b"\",\"i\":");
-    write_json_str(out, &prepared.properties);
+    write_json_str(out, prepared.properties.as_str());
     out.extend_from_slice(b",\"j\":\"0\",\"k\":\"false\",\"m\":");
     out.extend_from_slice(if prepared.batch {
         b"\"true\""
@@ -172,7 +172,7 @@ fn encode_send_frame_binary(
         binary_field(out, b"Signature", signature.as_str().as_bytes());
     }
     binary_field(out, b"a", defaults.group.as_bytes());
-    binary_field(out, b"b", prepared.wire_topic.as_bytes());
+    binary_field(out, b"b", prepared.wire_topic().as_bytes());
     binary_field(out, b"c", defaults.create_topic_key.as_bytes());
     for (key, v) in [
         (b'd', i64::from(defaults.default_topic_queue_nums)),
@@ -240,7 +240,7 @@ fn send_signature(
         signer.update(token.expose().as_bytes());
     }
     signer.update(defaults.group.as_bytes());
-    signer.update(prepared.wire_topic.as_bytes());
+    signer.update(prepared.wire_topic().as_bytes());
     signer.update(defaults.create_topic_key.as_bytes());
     let mut buf = [0u8; 20];
     for v in [
@@ -255,7 +255,7 @@ fn send_signature(
         }
         signer.update(int_digits(&mut buf, v));
     }
-    signer.update(prepared.properties.as_bytes());
+    signer.update(prepared.properties.as_str().as_bytes());
     signer.update(b"0"); // j: reconsume times
     signer.update(b"false"); // k: unit mode
     signer.update(if prepared.batch { b"true" } else { b"false" }); // m: batch
@@ -393,7 +393,7 @@ mod tests {
             serialize_type: SerializeType::RocketMq,
             credentials: None,
         };
-        let props = prepared.properties.clone();
+        let props = prepared.properties.as_str().to_string();
         assert!(props.contains("UNIQ_KEY\u{1}ID1"), "{props:?}");
         for (queue, n) in [
             (MessageQueue::new("TopicG", "broker-a", 2), Some("broker-a")),
@@ -446,7 +446,7 @@ mod tests {
         let mut id = 0;
         let mut next = || {
             id += 1;
-            format!("ID{id}")
+            crate::message::IdStr::from(format!("ID{id}"))
         };
         let prepared = [
             prepare::prepare_single(single.clone(), &config, &mut next).unwrap(),

@@ -198,6 +198,16 @@ pub(super) struct AsyncSend {
     op: stats::Op,
     /// Attempts made so far (the number hooks see).
     attempt_no: u32,
+    /// The attempt whose request is out.
+    current: Option<Current>,
+}
+
+/// What an attempt whose request is out needs when it ends.
+struct Current {
+    queue: MessageQueue,
+    addr: Arc<str>,
+    started: Instant,
+    attempt: stats::Attempt,
 }
 
 impl AsyncSend {
@@ -223,7 +233,7 @@ impl AsyncSend {
             Some(a) => a,
             None if !may_block => return self.defer(),
             None => match self.inner.broker_addr_or_refresh(
-                &self.prepared.wire_topic,
+                self.prepared.wire_topic(),
                 &queue,
                 self.deadline,
             ) {
@@ -275,20 +285,22 @@ impl AsyncSend {
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
+        self.current = Some(Current {
+            queue,
+            addr,
+            started,
+            attempt,
+        });
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
-        // code.
-        remoting.send_encoded_inline(
-            request,
-            timeout,
-            Box::new(move |response| self.on_response(response, queue, addr, started, attempt)),
-        );
+        // code. The send's own box is the request's callback (no closure to allocate).
+        remoting.send_encoded_inline(request, timeout, self);
     }
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
     /// thread must not block.
     fn pick_queue(&mut self, may_block: bool) -> Result<Option<MessageQueue>> {
-        let wire_topic = &self.prepared.wire_topic;
+        let wire_topic = self.prepared.wire_topic();
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
             _ if !may_block => match self.inner.mapping.get(wire_topic, Instant::now()) {
@@ -328,19 +340,23 @@ impl AsyncSend {
 
     /// The request of an attempt ended (on the thread that ended it: usually an I/O thread).
     /// Never blocks: a retry moves to the internal threads.
-    fn on_response(
-        mut self: Box<Self>,
-        response: Result<RemotingCommand>,
-        queue: MessageQueue,
-        addr: String,
-        started: Instant,
-        attempt: stats::Attempt,
-    ) {
+    fn attempt_ended(mut self: Box<Self>, response: Result<RemotingCommand>) {
+        let Some(Current {
+            queue,
+            addr,
+            started,
+            attempt,
+        }) = self.current.take()
+        else {
+            // Every request is sent with its attempt recorded first.
+            return self.finish(response.and(Err(Error::Shutdown)));
+        };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
-        attempt.end(started, &result);
-        let latency = started.elapsed();
+        let ended = Instant::now();
+        let latency = ended.saturating_duration_since(started);
+        attempt.end(started, ended, &result);
         self.inner
-            .record_attempt(queue.broker_name(), latency, &result);
+            .record_attempt(queue.broker_name(), latency, ended, &result);
         // Hooks run on the callback pool; nothing here waits for them.
         let after = self
             .inner
@@ -403,19 +419,94 @@ impl AsyncSend {
         } else if let Some(after) = after {
             after.spawn(&self.inner, result.as_ref());
         }
+        let inner = self.inner.clone();
         if on_io_thread() {
             // Its memory was allocated on the sending side: an internal thread frees it soon
             // (one job per burst), which keeps the allocator's cross-thread work off the I/O
             // thread.
-            let inner = self.inner.clone();
-            if let Err(e) = inner.spent.0.send(self) {
-                drop(e.into_inner());
-            } else if !inner.executor.schedule_free() {
-                // Shut down: free what is there now.
-                while let Ok(spent) = inner.spent.1.try_recv() {
-                    drop(spent);
+            match inner.spent.0.try_send(self) {
+                Ok(()) => {
+                    if !inner.executor.schedule_free() {
+                        // Shut down: free what is there now.
+                        while let Ok(spent) = inner.spent.1.try_recv() {
+                            inner.recycle(spent);
+                        }
+                    }
                 }
+                // Full (or closed): freed here.
+                Err(e) => inner.recycle(e.into_inner()),
             }
+        } else {
+            inner.recycle(self);
+        }
+    }
+
+    /// A finished send, emptied: it holds nothing of its message or caller any more, only
+    /// its producer (its box is reused by a later send; see [`Inner::recycle`]).
+    fn vacant(inner: Arc<Inner>, deadline: Instant) -> AsyncSend {
+        AsyncSend {
+            inner,
+            prepared: Prepared::vacant(),
+            target: Target::Auto,
+            deadline,
+            attempts_left: 0,
+            last_broker: None,
+            failures: Failures::default(),
+            done: None,
+            permit: None,
+            op: stats::Op::none(),
+            attempt_no: 0,
+            current: None,
+        }
+    }
+}
+
+impl crate::remoting::OnResponse for AsyncSend {
+    fn on_response(self: Box<Self>, result: Result<RemotingCommand>) {
+        self.attempt_ended(result);
+    }
+}
+
+/// Most finished sends' boxes kept for reuse.
+pub(super) const FREE_SENDS: usize = 1024;
+
+/// Most finished sends waiting for an internal thread to free them.
+pub(super) const SPENT_CAPACITY: usize = 4096;
+
+impl AsyncSend {
+    /// Frees a finished send (see [`Inner::recycle`]).
+    pub(super) fn recycle(self: Box<Self>) {
+        let inner = self.inner.clone();
+        inner.recycle(self);
+    }
+}
+
+impl Inner {
+    /// Takes in a finished send: its contents are dropped here (the message's memory), and
+    /// its box goes to the free list for the next send while the producer runs.
+    pub(super) fn recycle(&self, mut spent: Box<AsyncSend>) {
+        let inner = spent.inner.clone();
+        let deadline = spent.deadline;
+        *spent = AsyncSend::vacant(inner, deadline);
+        let mut free = self.free_sends.lock();
+        // `None` once shutdown has emptied it: a vacant send still holds its producer, so
+        // none may stay in the list after that.
+        if let Some(list) = free.as_mut() {
+            if list.len() < FREE_SENDS {
+                list.push(spent);
+            }
+        }
+    }
+
+    /// A box for a new send: a recycled one (no allocation), or a new one.
+    fn new_send(&self, send: AsyncSend) -> Box<AsyncSend> {
+        let recycled = self.free_sends.lock().as_mut().and_then(Vec::pop);
+        match recycled {
+            Some(mut b) => {
+                *b = send;
+                b
+            }
+            None => Box::new(send),
         }
     }
 }
@@ -475,7 +566,7 @@ impl Inner {
             Target::Auto => budget.retries,
             _ => 0,
         };
-        let job = Box::new(AsyncSend {
+        let job = self.new_send(AsyncSend {
             inner: self.clone(),
             deadline: budget.deadline,
             prepared,
@@ -487,6 +578,7 @@ impl Inner {
             permit: Some(permit),
             op,
             attempt_no: 0,
+            current: None,
         });
         job.attempt(false);
     }

@@ -82,14 +82,16 @@ impl Inner {
         }
     }
 
-    /// Records an attempt's outcome in the fault table (and statistics).
+    /// Records an attempt's outcome in the fault table (and statistics); `ended` is when the
+    /// attempt's result came back (`Instant::now()` then, read once by the caller).
     pub(super) fn record_attempt(
         &self,
         broker_name: &str,
         latency: Duration,
+        ended: Instant,
         result: &Result<SendResult>,
     ) {
-        let now = self.routing_now();
+        let now = self.routing_at(ended);
         match result {
             Ok(_) => self
                 .router

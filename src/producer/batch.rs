@@ -254,7 +254,7 @@ impl Accumulator {
         let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
             Some(id) => id.to_string(),
             None => {
-                let id = inner.new_msg_id();
+                let id = inner.new_msg_id().to_string();
                 msg.set_property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str());
                 id
             }

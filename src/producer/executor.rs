@@ -127,7 +127,7 @@ fn run(jobs: &Receiver<Job>, spent: &Receiver<Box<AsyncSend>>, free_queued: &Ato
         // Cleared first: a send finished after this point queues a new job.
         free_queued.store(false, Ordering::Release);
         while let Ok(send) = spent.try_recv() {
-            drop(send);
+            send.recycle();
         }
     };
     // When the pending free is due.

@@ -481,7 +481,7 @@ impl Inner {
                     latency,
                     in_flight,
                     connection,
-                    addr,
+                    addr: addr.map(|a| a.to_string()),
                     name,
                 }
             })

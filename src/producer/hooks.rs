@@ -770,7 +770,7 @@ impl Inner {
                 for msg in msgs.iter() {
                     check_message(msg, &self.config)?;
                 }
-                runner.before(msgs, mode, batch, || self.new_msg_id());
+                runner.before(msgs, mode, batch, || self.new_msg_id().to_string());
                 Ok(())
             }
         }

@@ -18,6 +18,7 @@ use crate::client::broker::SendDefaults;
 use crate::client::namesrv::NameServers;
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
+use crate::message::IdStr;
 use crate::protocol::message_codec::UniqIdGenerator;
 use crate::protocol::RemotingCommand;
 use crate::remoting::RemotingClient;
@@ -73,6 +74,10 @@ pub(crate) struct Inner {
     /// memory was allocated on the sending side, and freeing it elsewhere keeps the
     /// allocator's cross-thread locking off the I/O thread.
     pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
+    /// Boxes of finished asynchronous sends, emptied, for the next ones (no allocation per
+    /// send); `None` once shutdown has emptied it for good (each holds this `Inner`).
+    #[allow(clippy::vec_box)] // the boxes are what is reused
+    pub(super) free_sends: Mutex<Option<Vec<Box<AsyncSend>>>>,
     /// The `rocketmq-async-N` threads: route lookups and retries of asynchronous sends,
     /// freeing finished ones. They never run user code.
     pub(super) executor: Executor,
@@ -98,7 +103,12 @@ impl Inner {
     /// The clock the fault table and the router see: real time plus a skew that tests can
     /// advance instead of sleeping.
     pub(crate) fn routing_now(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
+        self.routing_at(Instant::now())
+    }
+
+    /// [`Inner::routing_now`] at `now` (an `Instant::now()` the caller already read).
+    pub(crate) fn routing_at(&self, now: Instant) -> Instant {
+        now + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
     }
 
     pub(super) fn check_running(&self) -> Result<()> {
@@ -109,7 +119,13 @@ impl Inner {
         }
     }
 
-    pub(crate) fn new_msg_id(&self) -> String {
-        self.ids.next_id(now_ms())
+    /// A fresh `UNIQ_KEY` (inline: no allocation).
+    pub(crate) fn new_msg_id(&self) -> IdStr {
+        let suffix = self.ids.next_suffix(now_ms());
+        // Always valid: `next_suffix` writes upper-case hex digits only.
+        IdStr::concat(
+            self.ids.prefix(),
+            std::str::from_utf8(&suffix).unwrap_or_default(),
+        )
     }
 }

@@ -106,7 +106,8 @@ impl Inner {
             InFlight::new(None)
         };
         let router = MessageRouter::from_config(&config);
-        let spent = crossbeam_channel::unbounded();
+        // Bounded: no block to allocate as sends pass (a full one frees on the I/O thread).
+        let spent = crossbeam_channel::bounded(super::async_send::SPENT_CAPACITY);
         let executor = Executor::start(config.callback_threads(), &spent.1)?;
         let trace = if config.trace() {
             Some(super::trace::Tracer::start(&config)?)
@@ -148,6 +149,7 @@ impl Inner {
             trace,
             requests: Default::default(),
             spent,
+            free_sends: Mutex::new(Some(Vec::with_capacity(super::async_send::FREE_SENDS))),
             config,
         });
         inner
@@ -228,6 +230,9 @@ impl Inner {
             drop(spent);
         }
         self.state.store(STOPPED, Ordering::Release);
+        // The free list too, for good: each box in it holds this producer.
+        let free = self.free_sends.lock().take();
+        drop(free);
         Ok(())
     }
 

@@ -355,7 +355,7 @@ impl Producer {
     /// A handle pair whose completion also ends a flush ticket taken now.
     fn tracked_pair(&self) -> (TrackedCompleter, crate::remoting::Handle<SendResult>) {
         let ticket = self.inner().flush.ticket();
-        let (completer, handle) = crate::remoting::pair();
+        let (completer, handle) = crate::remoting::completion::pooled_pair();
         (TrackedCompleter::new(completer, ticket), handle)
     }
 

@@ -9,7 +9,7 @@ use flate2::Compression;
 
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
-use crate::message::{property, Message};
+use crate::message::{property, IdStr, Message};
 use crate::producer::hooks::{Hooked, SendMode};
 use crate::protocol::message_codec::{self, sys_flag};
 use crate::protocol::namespace;
@@ -29,22 +29,102 @@ const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
     "OFFSET_MOVED_EVENT",
 ];
 
+/// Longest properties string held inline in a [`Prepared`] (longer ones go on the heap).
+const INLINE_PROPERTIES: usize = 192;
+
+/// The encoded properties string of a prepared message: inline up to [`INLINE_PROPERTIES`]
+/// bytes (a `UNIQ_KEY`, `WAIT` and a few short properties: no allocation), on the heap beyond.
+pub(crate) struct Properties {
+    len: usize,
+    inline: [u8; INLINE_PROPERTIES],
+    heap: Option<String>,
+}
+
+impl Properties {
+    pub(crate) fn new() -> Self {
+        Properties {
+            len: 0,
+            inline: [0; INLINE_PROPERTIES],
+            heap: None,
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        if let Some(heap) = &mut self.heap {
+            return heap.push_str(s);
+        }
+        let end = self.len + s.len();
+        if end <= INLINE_PROPERTIES {
+            self.inline[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+        } else {
+            let mut heap = String::with_capacity(end.max(2 * INLINE_PROPERTIES));
+            heap.push_str(self.as_str());
+            heap.push_str(s);
+            self.heap = Some(heap);
+        }
+    }
+
+    /// Appends `key=value` pairs, encoded as [`message_codec::encode_properties`] does.
+    pub(crate) fn encode<'a>(&mut self, props: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut sep = [0u8; 4];
+        let name_value = message_codec::NAME_VALUE_SEPARATOR.encode_utf8(&mut sep);
+        let name_value: &str = name_value;
+        let mut sep2 = [0u8; 4];
+        let property = message_codec::PROPERTY_SEPARATOR.encode_utf8(&mut sep2);
+        for (k, v) in props {
+            self.push_str(k);
+            self.push_str(name_value);
+            self.push_str(v);
+            self.push_str(property);
+        }
+    }
+
+    /// The encoded string.
+    pub(crate) fn as_str(&self) -> &str {
+        match &self.heap {
+            Some(heap) => heap,
+            // Always valid: whole `&str`s were copied in, never cut.
+            None => std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default(),
+        }
+    }
+
+    /// The encoded string's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match &self.heap {
+            Some(heap) => heap.len(),
+            None => self.len,
+        }
+    }
+}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A message ready for the wire: everything but the queue and the born timestamp.
 #[derive(Debug)]
 pub(crate) struct Prepared {
     /// The topic as the user knows it (without the namespace).
     pub(crate) topic: String,
-    /// The topic on the wire (with the namespace, if any).
-    pub(crate) wire_topic: String,
+    /// The topic on the wire when a namespace makes it differ from `topic` (read it with
+    /// [`Prepared::wire_topic`]; without a namespace nothing is copied).
+    pub(crate) namespaced_topic: Option<String>,
     /// The body on the wire (compressed, or a batch body); empty while the body to send is
     /// still in `message` (read it with [`Prepared::wire_body`]).
     pub(crate) body: Vec<u8>,
     /// The encoded properties string.
-    pub(crate) properties: String,
+    pub(crate) properties: Properties,
     pub(crate) sys_flag: i32,
     pub(crate) flag: i32,
     /// The client message id(s): `UNIQ_KEY`, comma-joined for a batch.
-    pub(crate) msg_id: String,
+    pub(crate) msg_id: IdStr,
     pub(crate) batch: bool,
     /// A reply of request-reply (`MSG_TYPE=reply`): sent with SEND_REPLY_MESSAGE_V2.
     pub(crate) reply: bool,
@@ -61,6 +141,30 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
+    /// An empty one (what a recycled send holds; allocates nothing).
+    pub(crate) fn vacant() -> Prepared {
+        Prepared {
+            topic: String::new(),
+            namespaced_topic: None,
+            body: Vec::new(),
+            properties: Properties::new(),
+            sys_flag: 0,
+            flag: 0,
+            msg_id: IdStr::EMPTY,
+            batch: false,
+            reply: false,
+            first_key: None,
+            size: 0,
+            message: None,
+            hooked: None,
+        }
+    }
+
+    /// The topic on the wire (with the namespace, if any).
+    pub(crate) fn wire_topic(&self) -> &str {
+        self.namespaced_topic.as_deref().unwrap_or(&self.topic)
+    }
+
     /// The request code this message is sent with: SEND_REPLY_MESSAGE_V2 for a reply,
     /// SEND_BATCH_MESSAGE for a batch, SEND_MESSAGE_V2 otherwise.
     pub(crate) fn request_code(&self) -> i32 {
@@ -220,11 +324,15 @@ pub(crate) fn wire_group(config: &ProducerConfig) -> String {
     }
 }
 
-/// The topic a result shows: `topic` as given, unless a namespace must come off.
-fn shown_topic(topic: String, wire_topic: &str, config: &ProducerConfig) -> String {
+/// The topic a result shows and the topic on the wire when it differs: `topic` as given,
+/// unless a namespace must come off (and then the namespaced one for the wire).
+fn shown_and_wire_topic(topic: String, config: &ProducerConfig) -> (String, Option<String>) {
     match config.namespace() {
-        Some(_) => user_name(wire_topic, config),
-        None => topic,
+        Some(_) => {
+            let wire = wire_topic(&topic, config);
+            (user_name(&wire, config), Some(wire))
+        }
+        None => (topic, None),
     }
 }
 
@@ -248,14 +356,13 @@ fn ensure_defaults(msg: &mut Message, id: &str) {
     }
 }
 
-fn encoded_properties(msg: &Message) -> Result<String> {
-    let mut properties = String::with_capacity(128);
-    message_codec::encode_properties(msg.properties(), &mut properties);
-    check_properties_len(&properties)?;
-    Ok(properties)
+fn encoded_properties(msg: &Message) -> Result<()> {
+    let mut properties = Properties::new();
+    properties.encode(msg.properties());
+    check_properties_len(&properties)
 }
 
-fn check_properties_len(properties: &str) -> Result<()> {
+fn check_properties_len(properties: &Properties) -> Result<()> {
     if properties.len() > MAX_PROPERTIES_LEN {
         return Err(Error::InvalidMessage(format!(
             "the properties are {} bytes encoded; the limit is {MAX_PROPERTIES_LEN}",
@@ -269,7 +376,7 @@ fn check_properties_len(properties: &str) -> Result<()> {
 pub(crate) fn prepare_single(
     msg: Message,
     config: &ProducerConfig,
-    new_id: impl FnOnce() -> String,
+    new_id: impl FnOnce() -> IdStr,
 ) -> Result<Prepared> {
     prepare_one(msg, config, new_id, false)
 }
@@ -281,7 +388,7 @@ pub(crate) fn prepare_single(
 pub(crate) fn prepare_for_selector(
     msg: Message,
     config: &ProducerConfig,
-    new_id: impl FnOnce() -> String,
+    new_id: impl FnOnce() -> IdStr,
 ) -> Result<Prepared> {
     prepare_one(msg, config, new_id, true)
 }
@@ -289,12 +396,12 @@ pub(crate) fn prepare_for_selector(
 fn prepare_one(
     msg: Message,
     config: &ProducerConfig,
-    new_id: impl FnOnce() -> String,
+    new_id: impl FnOnce() -> IdStr,
     keep_message: bool,
 ) -> Result<Prepared> {
     check_message(&msg, config)?;
     let (id, add_id) = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-        Some(existing) => (existing.to_string(), false),
+        Some(existing) => (IdStr::new(existing), false),
         None => (new_id(), true),
     };
     let add_wait = msg.property(property::WAIT_STORE_MSG_OK).is_none();
@@ -307,21 +414,17 @@ fn prepare_one(
     }
     // The defaults go at the end, as `ensure_defaults` would append them, without copying
     // them into the message first.
-    let mut properties = String::with_capacity(128);
-    message_codec::encode_properties(msg.properties(), &mut properties);
+    let mut properties = Properties::new();
+    properties.encode(msg.properties());
     if add_id {
-        message_codec::encode_properties(
-            [(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str())],
-            &mut properties,
-        );
+        properties.encode([(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str())]);
     }
     if add_wait {
-        message_codec::encode_properties([(property::WAIT_STORE_MSG_OK, "true")], &mut properties);
+        properties.encode([(property::WAIT_STORE_MSG_OK, "true")]);
     }
     check_properties_len(&properties)?;
     let first_key = msg.keys().next().map(str::to_string);
     let flag = msg.flag();
-    let wire_topic = wire_topic(msg.topic(), config);
     let mut compressed = None;
     if msg.body().len() >= config.compress_threshold() {
         // Only worth it when it saves bytes.
@@ -341,15 +444,16 @@ fn prepare_one(
         let (topic, body) = msg.into_topic_and_body();
         (topic, compressed.unwrap_or(body), None)
     };
-    let topic = shown_topic(topic, &wire_topic, config);
+    let (topic, namespaced_topic) = shown_and_wire_topic(topic, config);
     let wire_len = match &message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
         _ => body.len(),
     };
-    let size = wire_len + properties.len() + wire_topic.len();
+    let wire_topic_len = namespaced_topic.as_ref().unwrap_or(&topic).len();
+    let size = wire_len + properties.len() + wire_topic_len;
     Ok(Prepared {
         topic,
-        wire_topic,
+        namespaced_topic,
         body,
         properties,
         sys_flag: sys,
@@ -369,7 +473,7 @@ fn prepare_one(
 pub(crate) fn prepare_batch(
     msgs: Vec<Message>,
     config: &ProducerConfig,
-    new_id: impl FnMut() -> String,
+    new_id: impl FnMut() -> IdStr,
 ) -> Result<Prepared> {
     prepare_batch_keeping(msgs, config, new_id).map(|(prepared, _)| prepared)
 }
@@ -379,14 +483,14 @@ pub(crate) fn prepare_batch(
 pub(crate) fn prepare_single_hooked(
     msg: Message,
     config: &ProducerConfig,
-    new_id: impl FnOnce() -> String,
+    new_id: impl FnOnce() -> IdStr,
     mode: SendMode,
 ) -> Result<Prepared> {
     let mut prepared = prepare_one(msg, config, new_id, true)?;
     let messages: Vec<Message> = prepared.message.take().into_iter().collect();
     prepared.hooked = Some(Arc::new(Hooked {
         messages,
-        wire_topic: prepared.wire_topic.clone(),
+        wire_topic: prepared.wire_topic().to_string(),
         mode,
         batch: false,
     }));
@@ -398,13 +502,13 @@ pub(crate) fn prepare_single_hooked(
 pub(crate) fn prepare_batch_hooked(
     msgs: Vec<Message>,
     config: &ProducerConfig,
-    new_id: impl FnMut() -> String,
+    new_id: impl FnMut() -> IdStr,
     mode: SendMode,
 ) -> Result<Prepared> {
     let (mut prepared, messages) = prepare_batch_keeping(msgs, config, new_id)?;
     prepared.hooked = Some(Arc::new(Hooked {
         messages,
-        wire_topic: prepared.wire_topic.clone(),
+        wire_topic: prepared.wire_topic().to_string(),
         mode,
         batch: true,
     }));
@@ -414,7 +518,7 @@ pub(crate) fn prepare_batch_hooked(
 fn prepare_batch_keeping(
     msgs: Vec<Message>,
     config: &ProducerConfig,
-    mut new_id: impl FnMut() -> String,
+    mut new_id: impl FnMut() -> IdStr,
 ) -> Result<(Prepared, Vec<Message>)> {
     let Some(first) = msgs.first() else {
         return Err(Error::InvalidMessage("the batch is empty".into()));
@@ -463,7 +567,7 @@ fn prepare_batch_keeping(
             )));
         }
         let id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-            Some(existing) => existing.to_string(),
+            Some(existing) => IdStr::new(existing),
             None => new_id(),
         };
         ensure_defaults(&mut msg, &id);
@@ -483,26 +587,23 @@ fn prepare_batch_keeping(
             config.max_message_size()
         )));
     }
-    let mut properties = String::new();
+    let mut properties = Properties::new();
     let wait = wait.unwrap_or_else(|| "true".to_string());
-    message_codec::encode_properties(
-        [(property::WAIT_STORE_MSG_OK, wait.as_str())],
-        &mut properties,
-    );
+    properties.encode([(property::WAIT_STORE_MSG_OK, wait.as_str())]);
     let first_key = prepared
         .first()
         .and_then(|m| m.keys().next().map(str::to_string));
-    let wire_topic = wire_topic(&topic, config);
-    let topic = shown_topic(topic, &wire_topic, config);
-    let size = body.len() + properties.len() + wire_topic.len();
+    let (topic, namespaced_topic) = shown_and_wire_topic(topic, config);
+    let wire_topic_len = namespaced_topic.as_ref().unwrap_or(&topic).len();
+    let size = body.len() + properties.len() + wire_topic_len;
     let batch = Prepared {
         topic,
-        wire_topic,
+        namespaced_topic,
         body,
         properties,
         sys_flag: 0,
         flag: 0,
-        msg_id: ids,
+        msg_id: IdStr::from(ids),
         batch: true,
         reply: false,
         first_key,
@@ -525,6 +626,29 @@ fn zlib(body: &[u8], level: u32) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inline or spilled to the heap, the properties string is what `encode_properties`
+    /// makes.
+    #[test]
+    fn properties_inline_and_spilled() {
+        for n in [0, 1, 5, 12, 40] {
+            let pairs: Vec<(String, String)> = (0..n)
+                .map(|i| (format!("key{i}"), format!("välue-{i}")))
+                .collect();
+            let mut expected = String::new();
+            message_codec::encode_properties(
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &mut expected,
+            );
+            let mut p = Properties::new();
+            for (k, v) in &pairs {
+                p.encode([(k.as_str(), v.as_str())]);
+            }
+            assert_eq!(p.as_str(), expected);
+            assert_eq!(p.len(), expected.len());
+            assert_eq!(p.heap.is_some(), expected.len() > INLINE_PROPERTIES);
+        }
+    }
 
     #[test]
     fn topics() {

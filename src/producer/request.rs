@@ -702,8 +702,8 @@ impl Inner {
         let mut addrs: Vec<String> = Vec::new();
         for q in info.queues() {
             if let Some(a) = self.broker_addr(q.broker_name()) {
-                if !addrs.contains(&a) {
-                    addrs.push(a);
+                if !addrs.iter().any(|x| **x == *a) {
+                    addrs.push(a.to_string());
                 }
             }
         }
@@ -762,7 +762,9 @@ impl Inner {
 
     /// The broker address a send result names (for a timeout error).
     fn stored_at(&self, r: &SendResult) -> String {
-        self.broker_addr(r.queue.broker_name()).unwrap_or_default()
+        self.broker_addr(r.queue.broker_name())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
     }
 
     /// A request on the caller's thread: route and heartbeats, the send, then the wait for

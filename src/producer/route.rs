@@ -98,12 +98,13 @@ impl Inner {
     }
 
     /// The address to send to for `broker_name` (the master; the VIP port when configured).
-    pub(super) fn broker_addr(&self, broker_name: &str) -> Option<String> {
-        let addr = self.mapping.master_addr(broker_name)?;
+    /// Shared: an attempt clones an `Arc`, it copies no string (unless the VIP channel is on).
+    pub(super) fn broker_addr(&self, broker_name: &str) -> Option<Arc<str>> {
+        let addr = self.mapping.master_addr_shared(broker_name)?;
         if self.config.vip_channel() {
             if let Some((host, port)) = addr.rsplit_once(':') {
                 if let Ok(port) = port.parse::<u16>() {
-                    return Some(format!("{host}:{}", port.saturating_sub(2)));
+                    return Some(format!("{host}:{}", port.saturating_sub(2)).into());
                 }
             }
         }
@@ -116,7 +117,7 @@ impl Inner {
         wire_topic: &str,
         queue: &MessageQueue,
         deadline: Instant,
-    ) -> Option<String> {
+    ) -> Option<Arc<str>> {
         if let Some(addr) = self.broker_addr(queue.broker_name()) {
             return Some(addr);
         }

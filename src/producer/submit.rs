@@ -52,7 +52,7 @@ impl Inner {
             Some(acc) if self.check_running().is_ok() && acc.accepts(&msg, &target) => {
                 let deadline = Instant::now() + self.config.send_timeout();
                 self.free_spent();
-                let (completer, handle) = crate::remoting::pair();
+                let (completer, handle) = crate::remoting::completion::pooled_pair();
                 acc.add(
                     self,
                     msg,
@@ -72,7 +72,7 @@ impl Inner {
     pub(super) fn free_spent(&self) {
         for _ in 0..2 {
             match self.spent.1.try_recv() {
-                Ok(spent) => drop(spent),
+                Ok(spent) => self.recycle(spent),
                 Err(_) => break,
             }
         }

@@ -75,11 +75,11 @@ impl Inner {
             let queue = match &fixed_queue {
                 Some(q) => q.clone(),
                 None => {
-                    let info = self.publish_info(&prepared.wire_topic, deadline)?;
+                    let info = self.publish_info(prepared.wire_topic(), deadline)?;
                     self.select_auto(&info, prepared, last_broker.as_deref())?
                 }
             };
-            let Some(addr) = self.broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
+            let Some(addr) = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
             else {
                 failures.push(Error::NoRoute {
                     topic: prepared.topic.clone(),
@@ -97,10 +97,13 @@ impl Inner {
             let result = self
                 .send_frame_sync(prepared, &queue, &addr, timeout)
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
-            attempt.end(started, &result);
-            self.record_attempt(queue.broker_name(), started.elapsed(), &result);
+            // One clock read for the attempt's end: its latency in the statistics, the fault
+            // table and the hooks.
+            let ended = Instant::now();
+            let latency = ended.saturating_duration_since(started);
+            attempt.end(started, ended, &result);
+            self.record_attempt(queue.broker_name(), latency, ended, &result);
             attempt_no += 1;
-            let latency = started.elapsed();
             self.hook_after(
                 prepared,
                 &queue,
@@ -138,7 +141,7 @@ impl Inner {
         last_broker: &Option<Arc<str>>,
         attempts_before: u32,
     ) -> Result<SendResult> {
-        let Ok(info) = self.publish_info(&prepared.wire_topic, deadline) else {
+        let Ok(info) = self.publish_info(prepared.wire_topic(), deadline) else {
             return Ok(first);
         };
         let Ok(queue) = self.select_auto(&info, prepared, last_broker.as_deref()) else {
@@ -157,9 +160,10 @@ impl Inner {
                 self.attempt_timeout(deadline, started),
             )
             .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
-        attempt.end(started, &result);
-        self.record_attempt(queue.broker_name(), started.elapsed(), &result);
-        let latency = started.elapsed();
+        let ended = Instant::now();
+        let latency = ended.saturating_duration_since(started);
+        attempt.end(started, ended, &result);
+        self.record_attempt(queue.broker_name(), latency, ended, &result);
         let attempt_no = attempts_before + 1;
         self.hook_after(
             prepared,
@@ -190,10 +194,10 @@ impl Inner {
     /// One oneway attempt: route, queue, frame queued for the socket; no retry.
     fn send_prepared_oneway(&self, prepared: &Prepared) -> Result<()> {
         let deadline = Instant::now() + self.config.send_timeout();
-        let info = self.publish_info(&prepared.wire_topic, deadline)?;
+        let info = self.publish_info(prepared.wire_topic(), deadline)?;
         let queue = self.select_auto(&info, prepared, None)?;
         let addr = self
-            .broker_addr_or_refresh(&prepared.wire_topic, &queue, deadline)
+            .broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
             .ok_or_else(|| Error::NoRoute {
                 topic: prepared.topic.clone(),
                 reason: format!("no master address for broker {}", queue.broker_name()),

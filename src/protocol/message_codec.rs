@@ -556,6 +556,17 @@ impl UniqIdGenerator {
         push_hex(out, &counter.to_be_bytes());
     }
 
+    /// The variable part of the next id (time and counter: 12 upper-case hex digits), for the
+    /// current time `now_ms`: the id is [`prefix`](Self::prefix) followed by it. Allocates
+    /// nothing.
+    pub(crate) fn next_suffix(&self, now_ms: i64) -> [u8; 12] {
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut out = [0u8; 12];
+        hex_into(&mut out[..8], &month_delta(now_ms).to_be_bytes());
+        hex_into(&mut out[8..], &counter.to_be_bytes());
+        out
+    }
+
     /// The next id, for the current time `now_ms` (epoch milliseconds).
     pub fn next_id(&self, now_ms: i64) -> String {
         let mut s = String::with_capacity(self.prefix.len() + 12);
@@ -596,6 +607,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Upper-case hex of `bytes` into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[(b >> 4) as usize];
+        pair[1] = HEX[(b & 0xF) as usize];
+    }
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
@@ -694,6 +714,22 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suffix_is_the_variable_part_of_an_id() {
+        let g = UniqIdGenerator::with_hash("10.0.0.1".parse().unwrap(), 7, 42);
+        let now = 1_700_000_000_123;
+        let id = g.next_id(now);
+        let suffix = g.next_suffix(now);
+        let suffix = std::str::from_utf8(&suffix).unwrap();
+        assert_eq!(id.len(), g.prefix().len() + suffix.len());
+        assert_eq!(
+            &id[..id.len() - 4],
+            format!("{}{}", g.prefix(), &suffix[..8])
+        );
+        let counter = u16::from_str_radix(&id[id.len() - 4..], 16).unwrap();
+        assert_eq!(u16::from_str_radix(&suffix[8..], 16).unwrap(), counter + 1);
+    }
 
     #[test]
     fn crc32_reference_values() {

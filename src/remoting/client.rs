@@ -1,7 +1,6 @@
 //! [`RemotingClient`]: the caller-facing side of the event loops and the callback pool.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use crate::hash::FxHashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::completion::pair;
+use super::completion::pooled_pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
 use super::resolve::{check_syntax, Resolver};
@@ -93,7 +92,7 @@ struct Inner {
     /// Server requests answered on the I/O threads themselves.
     inline: Arc<super::InlineHandlers>,
     /// Addresses used so far (syntax checked), with the loop that owns each.
-    targets: RwLock<HashMap<String, Arc<Target>>>,
+    targets: RwLock<FxHashMap<String, Arc<Target>>>,
     closed: AtomicBool,
     lifecycle: Mutex<Lifecycle>,
     lifecycle_cv: Condvar,
@@ -231,7 +230,7 @@ impl RemotingClient {
                 pool_threads: Mutex::new(workers),
                 handler,
                 inline,
-                targets: RwLock::new(HashMap::new()),
+                targets: RwLock::new(FxHashMap::default()),
                 closed: AtomicBool::new(false),
                 lifecycle: Mutex::new(Lifecycle::Running),
                 lifecycle_cv: Condvar::new(),
@@ -276,7 +275,7 @@ impl RemotingClient {
         timeout: Duration,
     ) -> Result<RemotingCommand> {
         let (target, frame, opaque) = self.prepare(addr, request, false)?;
-        let (completer, handle) = pair();
+        let (completer, handle) = pooled_pair();
         self.push(
             target,
             frame,
@@ -325,9 +324,10 @@ impl RemotingClient {
     ) {
         let reply = match completion {
             Completion::Handle(c) => Reply::Handle(c),
-            Completion::Callback(cb) => {
-                Reply::Callback(CallbackReply::new(cb, self.inner.pool_tx.read().clone()))
-            }
+            Completion::Callback(cb) => Reply::Callback(CallbackReply::new(
+                Box::new(cb),
+                self.inner.pool_tx.read().clone(),
+            )),
         };
         match self.prepare(addr, request, false) {
             // A failed push has completed the reply with `Shutdown`.
@@ -370,7 +370,7 @@ impl RemotingClient {
         request: EncodedRequest,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
-        let (completer, handle) = pair();
+        let (completer, handle) = pooled_pair();
         self.push(
             request.target,
             request.frame,
@@ -390,7 +390,7 @@ impl RemotingClient {
         &self,
         request: EncodedRequest,
         timeout: Duration,
-        callback: super::ResponseCallback,
+        callback: Box<dyn super::OnResponse>,
     ) {
         let reply = Reply::Inline(CallbackReply::new(callback, None));
         // A failed push has completed the reply with `Shutdown`.
@@ -634,7 +634,7 @@ impl RemotingClient {
             addr: addr.to_owned(),
             source,
         })?;
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = crate::hash::FxHasher::default();
         addr.hash(&mut hasher);
         let lp = (hasher.finish() % self.inner.loops.len() as u64) as usize;
         let target = Arc::new(Target::new(Arc::from(addr), lp));

@@ -4,7 +4,15 @@
 //! that waits). The completer stores the value, wakes a blocked thread through a condition
 //! variable and a task through its [`Waker`], whichever waits. Dropping a completer without
 //! completing it ends the request with [`Error::Shutdown`], so no handle can hang.
+//!
+//! The send path uses `pooled_pair`: the shared state of a completion whose handle is gone
+//! after it completed goes to a small pool of the thread that dropped the handle (usually the
+//! thread that sends next), and the next pair made there reuses it once its completer is gone
+//! too (`Arc::get_mut`: nobody else can see it). A steady stream of sends then allocates no
+//! completion at all.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,26 +24,122 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::message::SendResult;
+use crate::protocol::RemotingCommand;
 
 /// Makes a connected completer and handle.
 pub fn pair<T>() -> (Completer<T>, Handle<T>) {
-    let shared = Arc::new(Shared {
+    let shared = new_shared();
+    (
+        Completer {
+            shared: Some(shared.clone()),
+        },
+        Handle {
+            shared,
+            recycle: None,
+        },
+    )
+}
+
+fn new_shared<T>() -> Arc<Shared<T>> {
+    Arc::new(Shared {
         slot: Mutex::new(Slot {
             state: State::Pending,
             waker: None,
         }),
         cond: Condvar::new(),
         ready: AtomicBool::new(false),
-    });
+    })
+}
+
+/// Spent completions a thread keeps for reuse, at most this many per value type.
+const POOL_CAP: usize = 256;
+
+type Pool<T> = RefCell<VecDeque<Arc<Shared<T>>>>;
+
+thread_local! {
+    static SEND_RESULTS: Pool<SendResult> = const { RefCell::new(VecDeque::new()) };
+    static COMMANDS: Pool<RemotingCommand> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// A value type whose completions are pooled per thread ([`pooled_pair`]).
+pub(crate) trait Pooled: Sized + 'static {
+    /// Runs `f` on this thread's pool; `None` while the thread is being torn down (or the
+    /// pool is in use further up the stack).
+    fn with_pool<R>(f: impl FnOnce(&mut VecDeque<Arc<Shared<Self>>>) -> R) -> Option<R>;
+}
+
+fn with<T, R>(
+    pool: &'static std::thread::LocalKey<Pool<T>>,
+    f: impl FnOnce(&mut VecDeque<Arc<Shared<T>>>) -> R,
+) -> Option<R> {
+    pool.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p)))
+        .ok()
+        .flatten()
+}
+
+impl Pooled for SendResult {
+    fn with_pool<R>(f: impl FnOnce(&mut VecDeque<Arc<Shared<Self>>>) -> R) -> Option<R> {
+        with(&SEND_RESULTS, f)
+    }
+}
+
+impl Pooled for RemotingCommand {
+    fn with_pool<R>(f: impl FnOnce(&mut VecDeque<Arc<Shared<Self>>>) -> R) -> Option<R> {
+        with(&COMMANDS, f)
+    }
+}
+
+/// [`pair`], reusing a spent completion of this thread's pool when one is free (see the
+/// module docs); the handle returns its completion to the pool of the thread that drops it.
+pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
+    let reused = T::with_pool(|pool| {
+        // The oldest first: its completer is long gone. One that is still shared (its
+        // completer not dropped yet) goes back to the end.
+        let mut shared = pool.pop_front()?;
+        match Arc::get_mut(&mut shared) {
+            Some(unique) => {
+                let slot = unique.slot.get_mut();
+                // Drops a result nobody took (a handle dropped unread).
+                slot.state = State::Pending;
+                slot.waker = None;
+                *unique.ready.get_mut() = false;
+                Some(shared)
+            }
+            None => {
+                pool.push_back(shared);
+                None
+            }
+        }
+    })
+    .flatten();
+    let shared = reused.unwrap_or_else(new_shared);
     (
         Completer {
             shared: Some(shared.clone()),
         },
-        Handle { shared },
+        Handle {
+            shared,
+            recycle: Some(recycle::<T>),
+        },
     )
 }
 
-struct Shared<T> {
+/// Puts a handle's completion into this thread's pool, if it completed: a pending one stays
+/// unshared, so that its completer sees it abandoned ([`Completer::is_abandoned`]).
+fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
+    if matches!(shared.slot.lock().state, State::Pending) {
+        return;
+    }
+    T::with_pool(|pool| {
+        if pool.len() < POOL_CAP {
+            pool.push_back(shared.clone());
+        }
+    });
+}
+
+/// The state a completer and its handle share.
+pub(crate) struct Shared<T> {
     slot: Mutex<Slot<T>>,
     cond: Condvar,
     /// Set (under the lock) once the value is there: what a spinning waiter watches
@@ -117,6 +221,16 @@ impl<T> fmt::Debug for Completer<T> {
 #[must_use = "dropping the handle discards the result"]
 pub struct Handle<T> {
     shared: Arc<Shared<T>>,
+    /// Where the completion goes when the handle is dropped ([`pooled_pair`]).
+    recycle: Option<fn(&Arc<Shared<T>>)>,
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if let Some(recycle) = self.recycle {
+            recycle(&self.shared);
+        }
+    }
 }
 
 impl<T> Handle<T> {
@@ -364,6 +478,62 @@ mod tests {
         std::thread::spawn(move || c.complete(Ok(20)));
         let v = futures_lite::future::block_on(h.map(|r| r.map(|v| v * 2))).unwrap();
         assert_eq!(v, 40);
+    }
+
+    fn pooled_len() -> usize {
+        RemotingCommand::with_pool(|p| p.len()).unwrap()
+    }
+
+    /// A spent completion is reused by the next pair of the thread, reset: pending, no
+    /// stale value, waits and completes as a new one.
+    #[test]
+    fn pooled_pairs_reuse_spent_completions() {
+        RemotingCommand::with_pool(VecDeque::clear);
+        let (c, h) = pooled_pair::<RemotingCommand>();
+        let first = Arc::as_ptr(&h.shared);
+        c.complete(Ok(RemotingCommand::response(0, 0)));
+        assert_eq!(h.wait().unwrap().code, 0);
+        assert_eq!(pooled_len(), 1);
+        for code in 1..5 {
+            let (c, h) = pooled_pair::<RemotingCommand>();
+            assert_eq!(Arc::as_ptr(&h.shared), first, "reused");
+            assert!(!h.is_done());
+            let t = std::thread::spawn(move || c.complete(Ok(RemotingCommand::response(code, 0))));
+            assert_eq!(h.wait().unwrap().code, code);
+            assert!(t.join().unwrap());
+        }
+        // Dropped unread after completing: pooled, and the stale value goes at reuse.
+        let (c, h) = pooled_pair::<RemotingCommand>();
+        c.complete(Ok(RemotingCommand::response(9, 0)));
+        drop(h);
+        let (c, mut h) = pooled_pair::<RemotingCommand>();
+        assert_eq!(Arc::as_ptr(&h.shared), first);
+        assert!(h.try_take().is_none(), "no stale value");
+        drop(c);
+        assert!(h
+            .wait_timeout(Duration::ZERO)
+            .unwrap()
+            .unwrap_err()
+            .is_shutdown());
+    }
+
+    /// A handle dropped before its completion ends is not pooled: the completer sees it
+    /// abandoned, and a completion still shared is never handed out again.
+    #[test]
+    fn pending_or_shared_completions_are_not_reused() {
+        RemotingCommand::with_pool(VecDeque::clear);
+        let (c, h) = pooled_pair::<RemotingCommand>();
+        drop(h);
+        assert!(c.is_abandoned());
+        assert_eq!(pooled_len(), 0);
+        // Completed and waited, but its completer not dropped yet: the next pair is new.
+        let (c, h) = pooled_pair::<RemotingCommand>();
+        let held = Arc::clone(c.shared.as_ref().unwrap());
+        c.complete(Ok(RemotingCommand::response(1, 0)));
+        h.wait().unwrap();
+        let (_c2, h2) = pooled_pair::<RemotingCommand>();
+        assert!(!Arc::ptr_eq(&h2.shared, &held));
+        drop(held);
     }
 
     #[test]

@@ -4,13 +4,13 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::ResponseCallback;
+use super::OnResponse;
 use crate::error::Result;
 use crate::protocol::RemotingCommand;
 
 /// Runs a response callback with its result (a panic is caught and logged).
-pub(crate) fn run_callback(callback: ResponseCallback, result: Result<RemotingCommand>) {
-    guarded("response callback", move || callback(result));
+pub(crate) fn run_callback(callback: Box<dyn OnResponse>, result: Result<RemotingCommand>) {
+    guarded("response callback", move || callback.on_response(result));
 }
 
 /// Runs `f`, catching (and logging) a panic; `what` names it in the log.

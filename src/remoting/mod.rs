@@ -90,6 +90,20 @@ pub use tls::{TlsConfig, TlsTrust};
 /// A callback that receives the response to an asynchronous request, on a callback thread.
 pub type ResponseCallback = Box<dyn FnOnce(Result<RemotingCommand>) + Send + 'static>;
 
+/// What a request's end is handed to, inside the crate: any response callback, or a boxed
+/// value that is its own continuation (an asynchronous send: its box is the request's
+/// callback, so an attempt allocates no closure).
+pub(crate) trait OnResponse: Send + 'static {
+    /// Takes the request's end.
+    fn on_response(self: Box<Self>, result: Result<RemotingCommand>);
+}
+
+impl<F: FnOnce(Result<RemotingCommand>) + Send + 'static> OnResponse for F {
+    fn on_response(self: Box<Self>, result: Result<RemotingCommand>) {
+        (*self)(result)
+    }
+}
+
 /// How an asynchronous request reports its end.
 pub enum Completion {
     /// Complete a [`Handle`] (the I/O thread completes it directly: no user code runs).

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 
 use super::completion::Completer;
 use super::guard::run_callback;
-use super::{ConnectionState, ResponseCallback};
+use super::{ConnectionState, OnResponse};
 use crate::error::{Error, Result};
 use crate::protocol::RemotingCommand;
 
@@ -188,7 +188,7 @@ pub(crate) enum Task {
     /// An arbitrary task from `execute`.
     Run(Box<dyn FnOnce() + Send + 'static>),
     /// A response callback with its result.
-    Respond(ResponseCallback, Result<RemotingCommand>),
+    Respond(Box<dyn OnResponse>, Result<RemotingCommand>),
     /// A request a peer sent us.
     Serve(ServerRequest),
 }
@@ -207,12 +207,12 @@ pub(crate) struct ServerRequest {
 /// the current thread once the pool is gone (or always, when made without a pool: the
 /// crate's inline continuations).
 pub(crate) struct CallbackReply {
-    callback: Option<ResponseCallback>,
+    callback: Option<Box<dyn OnResponse>>,
     pool: Option<Sender<Task>>,
 }
 
 impl CallbackReply {
-    pub(crate) fn new(callback: ResponseCallback, pool: Option<Sender<Task>>) -> Self {
+    pub(crate) fn new(callback: Box<dyn OnResponse>, pool: Option<Sender<Task>>) -> Self {
         CallbackReply {
             callback: Some(callback),
             pool,

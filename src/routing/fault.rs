@@ -28,7 +28,7 @@
 //! assert!(fault.is_available("never-seen", t0));
 //! ```
 
-use std::collections::HashMap;
+use crate::hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
@@ -215,7 +215,7 @@ impl FaultItem {
 #[derive(Debug)]
 pub struct LatencyFaultTolerance {
     tables: FaultTables,
-    items: RwLock<HashMap<String, FaultItem>>,
+    items: RwLock<FxHashMap<String, FaultItem>>,
 }
 
 impl Default for LatencyFaultTolerance {
@@ -230,7 +230,7 @@ impl LatencyFaultTolerance {
     pub fn new(tables: FaultTables) -> Self {
         LatencyFaultTolerance {
             tables,
-            items: RwLock::new(HashMap::new()),
+            items: RwLock::new(FxHashMap::default()),
         }
     }
 
@@ -395,7 +395,7 @@ impl LatencyFaultTolerance {
 
 /// A read-only view of the table, valid while its read lock is held.
 pub(crate) struct FaultView<'a> {
-    items: &'a HashMap<String, FaultItem>,
+    items: &'a FxHashMap<String, FaultItem>,
 }
 
 impl FaultView<'_> {

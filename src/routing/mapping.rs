@@ -24,7 +24,9 @@
 //! assert_eq!(mapping.master_addr("broker-a").as_deref(), Some("10.0.0.1:10911"));
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::hash::FxHashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -226,8 +228,23 @@ struct Entry {
 /// `Send + Sync`; reads take a short read lock and clone an `Arc`.
 pub struct TopicBrokerMapping {
     base: Instant,
-    topics: RwLock<HashMap<String, Entry>>,
-    brokers: RwLock<HashMap<String, BTreeMap<i64, String>>>,
+    topics: RwLock<FxHashMap<String, Entry>>,
+    brokers: RwLock<FxHashMap<String, BrokerAddrs>>,
+}
+
+/// The addresses of one broker name, and its master's shared (handed out per attempt without
+/// copying it).
+#[derive(Debug)]
+struct BrokerAddrs {
+    addrs: BTreeMap<i64, String>,
+    master: Option<Arc<str>>,
+}
+
+impl BrokerAddrs {
+    fn new(addrs: BTreeMap<i64, String>) -> Self {
+        let master = addrs.get(&MASTER_ID).map(|a| Arc::from(a.as_str()));
+        BrokerAddrs { addrs, master }
+    }
 }
 
 impl Default for TopicBrokerMapping {
@@ -251,8 +268,8 @@ impl TopicBrokerMapping {
     pub fn new() -> Self {
         TopicBrokerMapping {
             base: Instant::now(),
-            topics: RwLock::new(HashMap::new()),
-            brokers: RwLock::new(HashMap::new()),
+            topics: RwLock::new(FxHashMap::default()),
+            brokers: RwLock::new(FxHashMap::default()),
         }
     }
 
@@ -362,8 +379,11 @@ impl TopicBrokerMapping {
         }
         let mut brokers = self.brokers.write();
         for bd in &route.broker_datas {
-            if brokers.get(&bd.broker_name) != Some(&bd.broker_addrs) {
-                brokers.insert(bd.broker_name.clone(), bd.broker_addrs.clone());
+            if brokers.get(&bd.broker_name).map(|b| &b.addrs) != Some(&bd.broker_addrs) {
+                brokers.insert(
+                    bd.broker_name.clone(),
+                    BrokerAddrs::new(bd.broker_addrs.clone()),
+                );
             }
         }
     }
@@ -420,7 +440,17 @@ impl TopicBrokerMapping {
 
     /// The address of broker `id` of `broker_name`.
     pub fn broker_addr(&self, broker_name: &str, id: i64) -> Option<String> {
-        self.brokers.read().get(broker_name)?.get(&id).cloned()
+        self.brokers
+            .read()
+            .get(broker_name)?
+            .addrs
+            .get(&id)
+            .cloned()
+    }
+
+    /// The master address of `broker_name`, shared (no copy: what every send attempt asks).
+    pub(crate) fn master_addr_shared(&self, broker_name: &str) -> Option<Arc<str>> {
+        self.brokers.read().get(broker_name)?.master.clone()
     }
 
     /// The name of the broker that has `addr` (master or slave).
@@ -428,7 +458,7 @@ impl TopicBrokerMapping {
         self.brokers
             .read()
             .iter()
-            .find(|(_, addrs)| addrs.values().any(|a| a == addr))
+            .find(|(_, b)| b.addrs.values().any(|a| a == addr))
             .map(|(name, _)| name.clone())
     }
 
@@ -439,8 +469,8 @@ impl TopicBrokerMapping {
             .brokers
             .read()
             .iter()
-            .filter_map(|(name, addrs)| {
-                addrs
+            .filter_map(|(name, b)| {
+                b.addrs
                     .get(&MASTER_ID)
                     .map(|addr| (name.clone(), addr.clone()))
             })
@@ -457,7 +487,7 @@ impl TopicBrokerMapping {
         names.sort();
         let mut out = Vec::new();
         for name in names {
-            for addr in brokers[name].values() {
+            for addr in brokers[name].addrs.values() {
                 out.push((name.clone(), addr.clone()));
             }
         }

@@ -1,7 +1,7 @@
 //! The live side: atomic counters per topic and per broker that the send path bumps, and the
 //! [`Op`] and [`Attempt`] guards that end each send and each attempt exactly once.
 
-use std::collections::HashMap;
+use crate::hash::FxHashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -118,10 +118,10 @@ impl TransactionCounters {
 pub(crate) struct StatsRecorder {
     pub(super) enabled: bool,
     pub(super) epoch: Instant,
-    pub(super) topics: RwLock<HashMap<String, Arc<TopicRecorder>>>,
+    pub(super) topics: RwLock<FxHashMap<String, Arc<TopicRecorder>>>,
     /// Sends with no valid topic, or beyond [`MAX_TRACKED_TOPICS`].
     pub(super) untracked: Arc<TopicRecorder>,
-    pub(super) brokers: RwLock<HashMap<String, Arc<BrokerRecorder>>>,
+    pub(super) brokers: RwLock<FxHashMap<String, Arc<BrokerRecorder>>>,
     pub(super) transactions: TransactionCounters,
 }
 
@@ -142,9 +142,9 @@ impl StatsRecorder {
         StatsRecorder {
             enabled,
             epoch,
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(FxHashMap::default()),
             untracked: Arc::new(TopicRecorder::new(epoch)),
-            brokers: RwLock::new(HashMap::new()),
+            brokers: RwLock::new(FxHashMap::default()),
             transactions: TransactionCounters::default(),
         }
     }
@@ -372,12 +372,12 @@ impl Drop for Op {
 pub(crate) struct Attempt(Option<Arc<BrokerRecorder>>);
 
 impl Attempt {
-    /// Records the attempt's result; `started` is when its request was handed to the client.
-    pub(crate) fn end(mut self, started: Instant, result: &Result<SendResult>) {
+    /// Records the attempt's result; `started` is when its request was handed to the client,
+    /// `now` when its result came back (one clock read, shared with the fault table's record).
+    pub(crate) fn end(mut self, started: Instant, now: Instant, result: &Result<SendResult>) {
         let Some(b) = self.0.take() else {
             return;
         };
-        let now = Instant::now();
         match result {
             Ok(r) => {
                 b.latency.record(now.saturating_duration_since(started));

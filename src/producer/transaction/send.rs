@@ -60,7 +60,10 @@ impl TransactionProducer {
             .property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
             .is_none()
         {
-            msg.set_property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, inner.new_msg_id());
+            msg.set_property(
+                property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+                inner.new_msg_id().to_string(),
+            );
         }
         let wire_topic = prepare::wire_topic(msg.topic(), &inner.config);
         Ok((msg, wire_topic))
