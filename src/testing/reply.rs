@@ -89,22 +89,48 @@ pub(crate) fn encode_send_ok(
     queue_offset: i64,
     transaction_id: Option<&str>,
 ) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 8]);
-    out.extend_from_slice(
-        b"{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":\"",
+    encode_send_ok_with(
+        out,
+        opaque,
+        |out| write_json_str(out, msg_ids),
+        queue_id,
+        queue_offset,
+        transaction_id,
     );
-    // Offset ids are hex digits and commas: nothing to escape.
-    if msg_ids
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b',')
-    {
-        out.extend_from_slice(msg_ids.as_bytes());
-        out.push(b'"');
-    } else {
-        out.pop();
-        write_json_str(out, msg_ids);
-    }
+}
+
+/// The constant parts of a send-ok header around the opaque: `},"flag":1,"language":"RUST",
+/// "opaque":` and `,"serializeTypeCurrentRPC":"JSON","version":401}`, built once.
+fn send_ok_tail() -> &'static (Vec<u8>, Vec<u8>) {
+    static TAIL: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    TAIL.get_or_init(|| {
+        let mut before = b"},\"flag\":1,\"language\":".to_vec();
+        write_json_str(&mut before, CLIENT_LANGUAGE.name());
+        before.extend_from_slice(b",\"opaque\":");
+        let mut after = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":".to_vec();
+        write_int(&mut after, CLIENT_VERSION.into());
+        after.push(b'}');
+        (before, after)
+    })
+}
+
+/// [`encode_send_ok`] with the `msgId` value written by `write_msg_id` (a JSON string, quotes
+/// and all): the fast path writes an offset id's hex digits without a look for escapes.
+pub(crate) fn encode_send_ok_with(
+    out: &mut Vec<u8>,
+    opaque: i32,
+    write_msg_id: impl FnOnce(&mut Vec<u8>),
+    queue_id: i32,
+    queue_offset: i64,
+    transaction_id: Option<&str>,
+) {
+    let (before_opaque, after_opaque) = send_ok_tail();
+    out.reserve(256);
+    let start = out.len();
+    out.extend_from_slice(
+        b"\0\0\0\0\0\0\0\0{\"code\":0,\"extFields\":{\"MSG_REGION\":\"DefaultRegion\",\"TRACE_ON\":\"true\",\"msgId\":",
+    );
+    write_msg_id(out);
     out.extend_from_slice(b",\"queueId\":\"");
     write_int(out, queue_id.into());
     out.extend_from_slice(b"\",\"queueOffset\":\"");
@@ -114,13 +140,9 @@ pub(crate) fn encode_send_ok(
         out.extend_from_slice(b",\"transactionId\":");
         write_json_str(out, tx);
     }
-    out.extend_from_slice(b"},\"flag\":1,\"language\":");
-    write_json_str(out, CLIENT_LANGUAGE.name());
-    out.extend_from_slice(b",\"opaque\":");
+    out.extend_from_slice(before_opaque);
     write_int(out, opaque.into());
-    out.extend_from_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-    write_int(out, CLIENT_VERSION.into());
-    out.push(b'}');
+    out.extend_from_slice(after_opaque);
     let header_len = (out.len() - start - 8) as u32;
     let total = header_len + 4;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
@@ -133,10 +155,10 @@ mod tests {
 
     #[test]
     fn send_ok_fast_encoding_is_the_generic_encoding() {
-        for tx in [
-            None,
-            Some("7F0000010001FIXTURE0000000001"),
-            Some("q\"uo\\te ✓ \u{1}"),
+        for (tx, ids) in [
+            (None, "7F000001000051E10000000000000000,7F00"),
+            (Some("7F0000010001FIXTURE0000000001"), "7F000001000051E1"),
+            (Some("q\"uo\\te ✓ \u{1}"), "an \"odd\" id\n"),
         ] {
             for (opaque, queue, offset) in [
                 (0, 0, 0),
@@ -147,7 +169,7 @@ mod tests {
             ] {
                 let ok = SendOk {
                     opaque,
-                    msg_ids: "7F000001000051E10000000000000000,7F00".into(),
+                    msg_ids: ids.into(),
                     queue_id: queue,
                     queue_offset: offset,
                     transaction_id: tx.map(str::to_string),

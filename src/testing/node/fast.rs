@@ -2,7 +2,10 @@
 //! straight from the frame's bytes: a scanner specialised for the send header finds the fields
 //! the broker uses (borrowed from the frame, unescaped into a reused buffer only when they
 //! hold escapes), the shared send path stores the message, and the response is written into
-//! the connection's output without building a command. No `RemotingCommand`, no `ExtFields`,
+//! the connection's output without building a command. The header as clients write it (keys
+//! sorted, one-letter ext field keys in order, no whitespace) is read literal by literal
+//! first; any other layout goes through the general scanner, which takes keys in any order.
+//! The send fields are kept by slot as they are scanned. No `RemotingCommand`, no `ExtFields`,
 //! no copy of the body unless the message is kept.
 //!
 //! It takes only what it is sure the general path would answer the same way, and says no
@@ -18,14 +21,14 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::send::{offset_id_into, scan_properties, SendFields, Sent, MAX_OFFSET_ID_LEN};
+use super::send::{
+    offset_id_into, scan_properties, send_field_slot, SendFields, Sent, MAX_OFFSET_ID_LEN,
+    SEND_FIELDS,
+};
 use super::{response, Node};
 use crate::protocol::{RequestCode, ResponseCode, SerializeType};
-use crate::testing::reply::encode_send_ok;
+use crate::testing::reply::encode_send_ok_with;
 use crate::testing::server::Conn;
-
-/// Most ext fields a fast send header may have (a client sends 14, with ACL 17).
-const MAX_FIELDS: usize = 32;
 
 /// Where a scanned string is: in the header as it came, or unescaped in the scratch buffer.
 #[derive(Clone, Copy)]
@@ -71,8 +74,8 @@ struct SendHeader {
     code: i32,
     opaque: i32,
     flag: i32,
-    fields: [(Span, Span); MAX_FIELDS],
-    n: usize,
+    /// The send fields by slot ([`send_field_slot`]): key and value, if present.
+    fields: [Option<((u32, u32), Span)>; SEND_FIELDS],
 }
 
 struct Scanner<'a> {
@@ -121,23 +124,29 @@ impl Scanner<'_> {
     }
 
     /// A string value, unescaped into the scratch buffer if it has escapes.
+    #[inline(always)] // on every value; the escapes are out of line
     fn string(&mut self) -> Option<Span> {
         self.ws();
         if self.b.get(self.pos) != Some(&b'"') {
             return None;
         }
         let start = self.pos + 1;
-        let mut at = find_special(self.b, start)?;
+        let at = find_special(self.b, start)?;
         match self.b[at] {
             b'"' => {
                 self.pos = at + 1;
-                return Some(Span::Header(start as u32, at as u32));
+                Some(Span::Header(start as u32, at as u32))
             }
-            b'\\' => {}
-            _ => return None,
+            b'\\' => self.escaped(start, at),
+            _ => None,
         }
-        // Escapes: the plain run so far, then escape by escape. Runs end at ASCII bytes of
-        // the (valid UTF-8) header: char boundaries.
+    }
+
+    /// The rest of [`Scanner::string`] for a string with escapes, the first at `at`.
+    #[inline(never)]
+    fn escaped(&mut self, start: usize, mut at: usize) -> Option<Span> {
+        // The plain run so far, then escape by escape. Runs end at ASCII bytes of the (valid
+        // UTF-8) header: char boundaries.
         let from = self.scratch.len();
         self.scratch.push_str(self.text.get(start..at)?);
         loop {
@@ -160,7 +169,13 @@ impl Scanner<'_> {
                             let hex = self.b.get(at + 2..at + 6)?;
                             let mut v = 0u32;
                             for &d in hex {
-                                v = v * 16 + char::from(d).to_digit(16)?;
+                                let digit = match d {
+                                    b'0'..=b'9' => d - b'0',
+                                    b'a'..=b'f' => d - b'a' + 10,
+                                    b'A'..=b'F' => d - b'A' + 10,
+                                    _ => return None,
+                                };
+                                v = v << 4 | u32::from(digit);
                             }
                             at += 4;
                             // A surrogate (half of a pair, or lone): the general path decides.
@@ -191,14 +206,20 @@ impl Scanner<'_> {
         }
         let start = self.pos;
         let mut v: i64 = 0;
-        while let Some(&d @ b'0'..=b'9') = self.b.get(self.pos) {
-            v = v * 10 + i64::from(d - b'0');
-            if v > 1 << 31 {
-                return None;
+        // At most 10 digits (more cannot be an i32): no overflow check per digit.
+        let digits = self.b.get(start..).unwrap_or_default();
+        for &d in digits.iter().take(11) {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                break;
             }
+            v = v * 10 + i64::from(d);
             self.pos += 1;
         }
         let digits = self.pos - start;
+        if digits > 10 {
+            return None;
+        }
         if digits == 0 || (digits > 1 && self.b[start] == b'0') || (neg && v == 0) {
             return None;
         }
@@ -211,14 +232,72 @@ impl Scanner<'_> {
         i32::try_from(if neg { -v } else { v }).ok()
     }
 
+    /// The literal `lit` at the cursor, stepped over.
+    #[inline(always)] // a compare of a constant length
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        let end = self.pos + lit.len();
+        (self.b.get(self.pos..end)? == lit).then(|| self.pos = end)
+    }
+
+    /// The header in the layout clients write (keys sorted, V2 one-letter ext field keys in
+    /// order, no whitespace, no remark), read literal by literal: what [`Scanner::header`]
+    /// reads from such a header, for less. `None` for any other layout (the caller then
+    /// starts again with [`Scanner::header`]).
+    fn client_layout(&mut self) -> Option<SendHeader> {
+        let mut h = SendHeader {
+            code: 0,
+            opaque: 0,
+            flag: 0,
+            fields: [None; SEND_FIELDS],
+        };
+        self.lit(b"{\"code\":")?;
+        h.code = self.int()?;
+        self.lit(b",\"extFields\":{")?;
+        // One-letter keys, each after the one before it (so none twice); letters past `j`
+        // are fields the broker does not read.
+        let mut last = 0u8;
+        loop {
+            let key = match self.b.get(self.pos..self.pos + 4)? {
+                &[b'"', c @ b'a'..=b'z', b'"', b':'] if c > last => c,
+                _ => return None,
+            };
+            last = key;
+            let ks = self.pos as u32 + 1;
+            self.pos += 4;
+            let value = self.string()?;
+            if let Some(slot) = h.fields.get_mut(usize::from(key - b'a')) {
+                *slot = Some(((ks, ks + 1), value));
+            }
+            match self.b.get(self.pos)? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        self.lit(b",\"flag\":")?;
+        h.flag = self.int()?;
+        self.lit(b",\"language\":")?;
+        self.plain_string()?;
+        self.lit(b",\"opaque\":")?;
+        h.opaque = self.int()?;
+        self.lit(b",\"serializeTypeCurrentRPC\":")?;
+        self.plain_string()?;
+        self.lit(b",\"version\":")?;
+        self.int()?;
+        self.lit(b"}")?;
+        (self.pos == self.b.len()).then_some(h)
+    }
+
     /// The header object.
     fn header(&mut self) -> Option<SendHeader> {
         let mut h = SendHeader {
             code: 0,
             opaque: 0,
             flag: 0,
-            fields: [(Span::Header(0, 0), Span::Header(0, 0)); MAX_FIELDS],
-            n: 0,
+            fields: [None; SEND_FIELDS],
         };
         let mut seen = 0u8;
         let mut once = |bit: u8| {
@@ -293,38 +372,34 @@ impl Scanner<'_> {
             return Some(());
         }
         loop {
-            let (ks, ke) = self.plain_string()?;
-            if !self.eat(b':') {
-                return None;
-            }
+            // A client's keys are one letter: `"a":` read at once.
+            let (ks, ke) = match self.b.get(self.pos..self.pos + 4) {
+                Some(&[b'"', c, b'"', b':']) if c >= 0x20 && c != b'"' && c != b'\\' => {
+                    self.pos += 4;
+                    (self.pos - 3, self.pos - 2)
+                }
+                _ => {
+                    let key = self.plain_string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    key
+                }
+            };
             let value = self.string()?;
-            if h.n == MAX_FIELDS {
-                return None;
+            if let Some(slot) = send_field_slot(&self.b[ks..ke]) {
+                if h.fields[slot].is_some() {
+                    // A field named twice (or in both spellings): which one wins depends on
+                    // the decoded map's order; the general path decides.
+                    return None;
+                }
+                h.fields[slot] = Some(((ks as u32, ke as u32), value));
             }
-            h.fields[h.n] = (Span::Header(ks as u32, ke as u32), value);
-            h.n += 1;
             if self.eat(b',') {
                 continue;
             }
             return self.eat(b'}').then_some(());
         }
-    }
-}
-
-/// Which send field a key names (V1 and V2 spellings alike), as a bit; 0 for the others.
-fn field_bit(key: &str) -> u16 {
-    match key {
-        "a" | "producerGroup" => 1,
-        "b" | "topic" => 1 << 1,
-        "c" | "defaultTopic" => 1 << 2,
-        "d" | "defaultTopicQueueNums" => 1 << 3,
-        "e" | "queueId" => 1 << 4,
-        "f" | "sysFlag" => 1 << 5,
-        "g" | "bornTimestamp" => 1 << 6,
-        "h" | "flag" => 1 << 7,
-        "i" | "properties" => 1 << 8,
-        "j" | "reconsumeTimes" => 1 << 9,
-        _ => 0,
     }
 }
 
@@ -368,8 +443,16 @@ impl Node {
             pos: 0,
             scratch,
         };
-        let Some(h) = scanner.header() else {
-            return false;
+        let h = match scanner.client_layout() {
+            Some(h) => h,
+            None => {
+                scanner.pos = 0;
+                scanner.scratch.clear();
+                match scanner.header() {
+                    Some(h) => h,
+                    None => return false,
+                }
+            }
         };
         if !matches!(
             h.code,
@@ -384,25 +467,17 @@ impl Node {
             Span::Header(s, e) => text.get(s as usize..e as usize).unwrap_or_default(),
             Span::Scratch(s, e) => scratch.get(s as usize..e as usize).unwrap_or_default(),
         };
-        let mut fields: [(&str, &str); MAX_FIELDS] = [("", ""); MAX_FIELDS];
-        let mut seen = 0u16;
-        let mut group = None;
-        for (slot, &(k, v)) in fields.iter_mut().zip(&h.fields[..h.n]) {
-            let (k, v) = (resolve(k), resolve(v));
-            let bit = field_bit(k);
-            if seen & bit != 0 {
-                // A field named twice (or in both spellings): which one wins depends on the
-                // decoded map's order; the general path decides.
-                return false;
-            }
-            seen |= bit;
-            if bit == 1 {
-                group = Some(v);
-            }
-            *slot = (k, v);
+        let mut fields = [None; SEND_FIELDS];
+        for (slot, field) in fields.iter_mut().zip(&h.fields) {
+            *slot = field.map(|((ks, ke), v)| {
+                (
+                    header.get(ks as usize..ke as usize).unwrap_or_default(),
+                    resolve(v),
+                )
+            });
         }
-        let fields = &fields[..h.n];
-        let f = match SendFields::read(fields.iter().copied()) {
+        let group = fields[0].map(|(_, v)| v);
+        let f = match SendFields::from_slots(&fields) {
             Ok(f) => {
                 let scan = scan_properties(f.properties);
                 if scan.transactional || !scan.canonical {
@@ -430,9 +505,20 @@ impl Node {
                     if !oneway {
                         let mut id = [0u8; MAX_OFFSET_ID_LEN];
                         let n = offset_id_into(&mut id, s.store_host, s.commit_log_offset);
-                        // Hex digits: ASCII.
-                        let id = std::str::from_utf8(&id[..n]).unwrap_or_default();
-                        encode_send_ok(out, h.opaque, id, s.queue_id, s.queue_offset, s.uniq);
+                        // Hex digits: nothing to escape.
+                        let write_id = |out: &mut Vec<u8>| {
+                            out.push(b'"');
+                            out.extend_from_slice(id.get(..n).unwrap_or_default());
+                            out.push(b'"');
+                        };
+                        encode_send_ok_with(
+                            out,
+                            h.opaque,
+                            write_id,
+                            s.queue_id,
+                            s.queue_offset,
+                            s.uniq,
+                        );
                     }
                     return true;
                 }
@@ -666,6 +752,31 @@ mod tests {
         add("unparsable field", raw(json, &body), true);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","h":"0"},"flag":0,"opaque":27}"#;
         add("missing field", raw(json, &body), true);
+        // Two unparsable fields: the general path reads the ext fields sorted by key, so the
+        // error names the first in key order, not in the frame's order.
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","e":"x","d":"y","f":"0","g":"1","h":"0"},"flag":0,"opaque":28}"#;
+        add("two unparsable fields", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","queueId":"x","d":"y","f":"0","g":"1","h":"0"},"flag":0,"opaque":29}"#;
+        add(
+            "two unparsable fields, both spellings",
+            raw(json, &body),
+            true,
+        );
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","e":"y","defaultTopicQueueNums":"x","f":"0","g":"1","h":"0"},"flag":0,"opaque":30}"#;
+        add(
+            "two unparsable fields, long name first",
+            raw(json, &body),
+            true,
+        );
+        // Numbers as `str::parse` reads them: a sign, leading zeros, many digits, overflow.
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"+4","e":"-0","f":"00","g":"0000000000000000000000001","h":"-2147483648","j":"+0"},"flag":0,"opaque":31}"#;
+        add("signs and zeros", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"2147483648","f":"0","g":"1","h":"0"},"flag":0,"opaque":32}"#;
+        add("an i32 overflow", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"99999999999999999999","h":"0"},"flag":0,"opaque":33}"#;
+        add("an i64 overflow", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"","h":"0","j":"-"},"flag":0,"opaque":34}"#;
+        add("empty and sign-only numbers", raw(json, &body), true);
 
         // Hand-written layouts: key order, whitespace, escapes.
         let json = "{ \"opaque\" : 30 ,\n \"version\":1, \"extFields\" : {\"h\":\"2\",\"g\":\"5\",\"f\":\"0\",\"e\":\"1\",\"d\":\"4\",\"c\":\"TBW102\",\"b\":\"Topic\\u0041\",\"a\":\"G\\/1\",\"i\":\"UNIQ_KEY\\u0001U\\u00e9\\u0002WAIT\\u0001true\\u0002\"}, \"language\":\"JAVA\", \"code\" : 310, \"flag\":0 }\r\n";
@@ -722,6 +833,14 @@ mod tests {
         add("another request", raw(json, &body), false);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":1,"opaque":52}"#;
         add("a response", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","a":"H","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"language":"JAVA","opaque":53,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add("a field twice, client layout", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"b":"TopicA","a":"G","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"language":"JAVA","opaque":54,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add(
+            "fields out of order, client layout otherwise",
+            raw(json, &body),
+            true,
+        );
         out
     }
 
@@ -804,6 +923,66 @@ mod tests {
     #[test]
     fn fast_path_without_auto_create() {
         fast_path_answers_as_the_general_path(true, false);
+    }
+
+    /// A scanned header, with its spans resolved.
+    fn resolved(h: &SendHeader, text: &str, scratch: &str) -> String {
+        let span = |s: Span| match s {
+            Span::Header(s, e) => format!("h:{}", &text[s as usize..e as usize]),
+            Span::Scratch(s, e) => format!("s:{}", &scratch[s as usize..e as usize]),
+        };
+        let fields: Vec<_> = h
+            .fields
+            .iter()
+            .map(|f| f.map(|((ks, ke), v)| (span(Span::Header(ks, ke)), span(v))))
+            .collect();
+        format!("{} {} {} {fields:?}", h.code, h.opaque, h.flag)
+    }
+
+    #[test]
+    fn client_layout_reads_what_the_general_scan_reads() {
+        let mut client_layouts = vec![];
+        for (name, frame, _) in cases() {
+            let header_len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+            let Some(header) = frame.get(4..4 + header_len) else {
+                continue; // a binary header
+            };
+            let Ok(text) = std::str::from_utf8(header) else {
+                continue;
+            };
+            let mut scratch = String::new();
+            let mut s = Scanner {
+                text,
+                b: header,
+                pos: 0,
+                scratch: &mut scratch,
+            };
+            let Some(fast) = s.client_layout() else {
+                continue;
+            };
+            let fast = resolved(&fast, text, &scratch);
+            let mut scratch = String::new();
+            let mut s = Scanner {
+                text,
+                b: header,
+                pos: 0,
+                scratch: &mut scratch,
+            };
+            let general = s.header().map(|h| resolved(&h, text, &scratch));
+            assert_eq!(Some(fast), general, "{name}");
+            client_layouts.push(name);
+        }
+        // What the client writes takes the literal scan; V1 names and a remark do not.
+        for name in ["v2 plain", "v2 rich properties", "oneway", "big body"] {
+            assert!(client_layouts.contains(&name), "{name}: {client_layouts:?}");
+        }
+        for name in [
+            "v1 names",
+            "remark, extra field, existing topic",
+            "any order, whitespace, escapes",
+        ] {
+            assert!(!client_layouts.contains(&name), "{name}");
+        }
     }
 
     #[test]

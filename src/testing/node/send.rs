@@ -87,6 +87,104 @@ impl<'a> SendFields<'a> {
     }
 }
 
+/// How many send fields [`SendFields::from_slots`] takes: `a` (the producer group) to `j`.
+pub(super) const SEND_FIELDS: usize = 10;
+
+/// The slot of a send field's key (V1 or V2 spelling): `a`/`producerGroup` 0 to
+/// `j`/`reconsumeTimes` 9; `None` for the other keys.
+pub(super) fn send_field_slot(key: &[u8]) -> Option<usize> {
+    match key {
+        [c @ b'a'..=b'j'] => Some(usize::from(c - b'a')),
+        b"producerGroup" => Some(0),
+        b"topic" => Some(1),
+        b"defaultTopic" => Some(2),
+        b"defaultTopicQueueNums" => Some(3),
+        b"queueId" => Some(4),
+        b"sysFlag" => Some(5),
+        b"bornTimestamp" => Some(6),
+        b"flag" => Some(7),
+        b"properties" => Some(8),
+        b"reconsumeTimes" => Some(9),
+        _ => None,
+    }
+}
+
+/// `v.parse::<i64>()`: a run of at most 18 plain digits read directly (no overflow possible),
+/// anything else (a sign, more digits, junk) by `str::parse`.
+#[inline(always)] // six times per send
+fn parse_i64(v: &str) -> Result<i64, ()> {
+    let b = v.as_bytes();
+    if !b.is_empty() && b.len() <= 18 {
+        let mut n = 0i64;
+        let mut plain = true;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            plain &= d <= 9;
+            n = n * 10 + i64::from(d);
+        }
+        if plain {
+            return Ok(n);
+        }
+    }
+    v.parse().map_err(|_| ())
+}
+
+impl<'a> SendFields<'a> {
+    /// What [`SendFields::read`] gives for ext fields holding each send field at most once,
+    /// given by slot ([`send_field_slot`]) as (key as it came, value): the general path reads
+    /// the decoded map, sorted by key, so of several unparsable numbers the error names the
+    /// one whose key sorts first.
+    pub(super) fn from_slots(
+        slots: &[Option<(&[u8], &'a str)>; SEND_FIELDS],
+    ) -> Result<SendFields<'a>, String> {
+        /// The number in `slot`, or `None` (and the field noted in `bad` if it is the first
+        /// unparsable one in key order).
+        #[inline(always)]
+        fn int<'k, 'v>(
+            slot: Option<(&'k [u8], &'v str)>,
+            wide: bool,
+            bad: &mut Option<(&'k [u8], &'v str)>,
+        ) -> Option<i64> {
+            let (k, v) = slot?;
+            match parse_i64(v) {
+                Ok(n) if wide || i32::try_from(n).is_ok() => Some(n),
+                _ => {
+                    match bad {
+                        Some((first, _)) if *first <= k => {}
+                        _ => *bad = Some((k, v)),
+                    }
+                    None
+                }
+            }
+        }
+        let mut bad = None;
+        let narrow = |n: Option<i64>| n.map(|n| n as i32); // in range: checked by `int`
+        let default_nums = narrow(int(slots[3], false, &mut bad));
+        let queue_id = narrow(int(slots[4], false, &mut bad));
+        let sys_flag = narrow(int(slots[5], false, &mut bad));
+        let born = int(slots[6], true, &mut bad);
+        let flag = narrow(int(slots[7], false, &mut bad));
+        let reconsume = narrow(int(slots[9], false, &mut bad));
+        if let Some((k, v)) = bad {
+            return Err(format!("invalid {}: {v:?}", String::from_utf8_lossy(k)));
+        }
+        let value = |i: usize| slots[i].map(|(_, v)| v);
+        let missing = |name: &str| format!("the custom field <{name}> is null");
+        Ok(SendFields {
+            topic: value(1).ok_or_else(|| missing("topic"))?,
+            default_topic: value(2).ok_or_else(|| missing("defaultTopic"))?,
+            default_topic_queue_nums: default_nums
+                .ok_or_else(|| missing("defaultTopicQueueNums"))?,
+            queue_id: queue_id.ok_or_else(|| missing("queueId"))?,
+            sys_flag: sys_flag.ok_or_else(|| missing("sysFlag"))?,
+            born_timestamp: born.ok_or_else(|| missing("bornTimestamp"))?,
+            flag: flag.ok_or_else(|| missing("flag"))?,
+            properties: value(8).unwrap_or_default(),
+            reconsume_times: reconsume.unwrap_or(0),
+        })
+    }
+}
+
 /// The properties a broker stamps on every stored message.
 pub(super) const STAMPS: [(&str, &str); 2] = [
     (property::MSG_REGION, "DefaultRegion"),
@@ -101,6 +199,33 @@ pub(super) struct PropScan<'a> {
     /// pair well formed and ended, no repeated or broker-stamped name), so it can be stored
     /// as it came.
     pub(super) canonical: bool,
+}
+
+/// The index of the first `needle` in `b` at or after `i`. Eight bytes at a time: a byte's
+/// high bit in `(x - 0x01..) & !x` (`x` = the word xor the needle) is set for a matching byte
+/// (and possibly for bytes above it, through the borrow, never below), so the lowest flag is
+/// exact.
+fn find_byte(b: &[u8], mut i: usize, needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        let m = x.wrapping_sub(ONES) & !x & HIGH;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == needle {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
@@ -122,10 +247,7 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
     // Segments between separators (ASCII bytes, so every cut is a char boundary).
     let mut start = 0;
     while start <= body_end {
-        let end = bytes[start..body_end]
-            .iter()
-            .position(|&b| b == PAIR_END)
-            .map_or(body_end, |i| start + i);
+        let end = find_byte(&bytes[..body_end], start, PAIR_END).unwrap_or(body_end);
         let segment = &bytes[start..end];
         let seg_start = start;
         start = end + 1;
@@ -134,7 +256,7 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
             scan.canonical &= s.is_empty();
             continue;
         }
-        let Some(eq) = segment.iter().position(|&b| b == NAME_END) else {
+        let Some(eq) = find_byte(segment, 0, NAME_END) else {
             scan.canonical = false;
             continue;
         };
@@ -215,11 +337,12 @@ fn check_properties_len(len: usize) -> Result<(), Refusal> {
 
 /// Topic names a real broker accepts.
 pub(super) fn valid_topic(topic: &str) -> bool {
+    // Bytewise: a non-ASCII char's bytes fail the test as the char would.
     !topic.is_empty()
         && topic.len() <= 127
         && topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-'))
 }
 
 /// A send rejected before anything was stored: code and remark.
@@ -727,6 +850,29 @@ mod tests {
             }
         }
         (uniq, transactional, canonical)
+    }
+
+    #[test]
+    fn find_byte_finds_the_first_match() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..40 {
+            for _ in 0..100 {
+                let b: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        [0, 1, 2, 3, 0x81, 0xff, b'a'][(seed % 7) as usize]
+                    })
+                    .collect();
+                for needle in [1u8, 2, 0xff] {
+                    for i in 0..=len {
+                        let naive = (i..len).find(|&j| b[j] == needle);
+                        assert_eq!(find_byte(&b, i, needle), naive, "{b:?} {needle} from {i}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
