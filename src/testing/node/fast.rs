@@ -8,14 +8,17 @@
 //! The send fields are kept by slot as they are scanned. No `RemotingCommand`, no `ExtFields`,
 //! no copy of the body unless the message is kept.
 //!
+//! A binary (ROCKETMQ) header is read field by field the same way (lengths, no scan), the
+//! response written in the same layout.
+//!
 //! It takes only what it is sure the general path would answer the same way, and says no
 //! (`None`, having changed nothing) to anything else, which then goes through
 //! [`crate::protocol::FrameDecoder`]-style decoding and `Dispatch::dispatch` as before:
-//! a binary header, a response, a batch, a transactional or non-canonical properties string,
-//! a header key it does not know, a repeated key or field, a null, a number that is not a plain
-//! i32, a string with a raw control character or an escaped surrogate, invalid UTF-8, trailing
-//! bytes; and every node with ACL on or a fault scripted. `tests` below compares both paths
-//! on the same frames.
+//! a binary header with a remark or with invalid UTF-8 anywhere, a response, a batch, a
+//! transactional or non-canonical properties string, a header key it does not know, a repeated key
+//! or field, a null, a number that is not a plain i32, a string with a raw control character or an
+//! escaped surrogate, invalid UTF-8, trailing bytes; and every node with ACL on or a fault
+//! scripted. `tests` below compares both paths on the same frames.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
@@ -25,9 +28,9 @@ use super::send::{
     offset_id_into, scan_properties, send_field_slot, SendFields, Sent, MAX_OFFSET_ID_LEN,
     SEND_FIELDS,
 };
-use super::{response, Node};
+use super::{in_format, response, BrokerCore, Node};
 use crate::protocol::{RequestCode, ResponseCode, SerializeType};
-use crate::testing::reply::encode_send_ok_with;
+use crate::testing::reply::{encode_send_ok_binary, encode_send_ok_with};
 use crate::testing::server::Conn;
 
 /// Where a scanned string is: in the header as it came, or unescaped in the scratch buffer.
@@ -403,6 +406,63 @@ impl Scanner<'_> {
     }
 }
 
+/// The send fields of a request by slot ([`send_field_slot`]): key as it came, value.
+type Slots<'a> = [Option<(&'a [u8], &'a str)>; SEND_FIELDS];
+
+/// A binary (ROCKETMQ) send header read as [`RemotingCommand::decode_unprefixed`] reads it,
+/// keeping only what the send path uses: code, opaque, flag and the send fields by slot,
+/// borrowed from the header. `None` (the general path decides) for a remark, a field named
+/// twice (or in both spellings), a negative length, a short or overlong map, invalid UTF-8 in
+/// any key or value, trailing bytes.
+///
+/// [`RemotingCommand::decode_unprefixed`]: crate::protocol::RemotingCommand::decode_unprefixed
+fn binary_header(header: &[u8]) -> Option<(i32, i32, i32, Slots<'_>)> {
+    let be32 = |b: &[u8], at: usize| -> Option<i32> {
+        let w = b.get(at..at + 4)?;
+        Some(i32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let fixed = header.get(..21)?;
+    let code = i32::from(i16::from_be_bytes([fixed[0], fixed[1]]));
+    let opaque = be32(fixed, 5)?;
+    let flag = be32(fixed, 9)?;
+    // No remark (a client sends none): length 0.
+    if be32(fixed, 13)? != 0 {
+        return None;
+    }
+    let map_len = usize::try_from(be32(fixed, 17)?).ok()?;
+    let map = &header[21..];
+    // The map is the rest of the header: no trailing bytes.
+    if map.len() != map_len {
+        return None;
+    }
+    let mut fields: Slots<'_> = [None; SEND_FIELDS];
+    let mut pos = 0;
+    while pos < map.len() {
+        let kl = map.get(pos..pos + 2)?;
+        let key_len = usize::try_from(i16::from_be_bytes([kl[0], kl[1]])).ok()?;
+        let key = map.get(pos + 2..pos + 2 + key_len)?;
+        pos += 2 + key_len;
+        let value_len = usize::try_from(be32(map, pos)?).ok()?;
+        let value = map.get(pos + 4..pos + 4 + value_len)?;
+        pos += 4 + value_len;
+        let value = std::str::from_utf8(value).ok()?;
+        match send_field_slot(key) {
+            Some(slot) => {
+                if fields[slot].is_some() {
+                    return None;
+                }
+                fields[slot] = Some((key, value));
+            }
+            None => {
+                if !key.is_ascii() {
+                    std::str::from_utf8(key).ok()?;
+                }
+            }
+        }
+    }
+    Some((code, opaque, flag, fields))
+}
+
 impl Node {
     /// Answers a plain send straight from its frame (without the length prefix), appending
     /// the response to `out`; `false` if the frame is not one it takes, and then nothing
@@ -425,11 +485,32 @@ impl Node {
         };
         let proto = u32::from_be_bytes([proto[0], proto[1], proto[2], proto[3]]);
         let header_len = (proto & 0x00FF_FFFF) as usize;
-        // JSON headers only.
-        if proto >> 24 != 0 || header_len > frame.len() - 4 {
+        if header_len > frame.len() - 4 {
             return false;
         }
         let (header, body) = frame[4..].split_at(header_len);
+        match proto >> 24 {
+            0 => self.send_fast_json(broker, conn, header, body, out, scratch),
+            1 => {
+                let Some((code, opaque, flag, fields)) = binary_header(header) else {
+                    return false;
+                };
+                let h = (code, opaque, flag);
+                self.answer_send(broker, conn, SerializeType::RocketMq, h, &fields, body, out)
+            }
+            _ => false,
+        }
+    }
+
+    fn send_fast_json(
+        &self,
+        broker: &BrokerCore,
+        conn: &Arc<Conn>,
+        header: &[u8],
+        body: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+    ) -> bool {
         let Ok(text) = std::str::from_utf8(header) else {
             return false;
         };
@@ -454,13 +535,6 @@ impl Node {
                 }
             }
         };
-        if !matches!(
-            h.code,
-            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2
-        ) || h.flag & crate::protocol::frame::FLAG_RESPONSE != 0
-        {
-            return false;
-        }
         let scratch: &str = scratch;
         // Spans end at ASCII bytes (quotes) or the ends of unescaped values: char boundaries.
         let resolve = |span: Span| match span {
@@ -476,8 +550,33 @@ impl Node {
                 )
             });
         }
+        let head = (h.code, h.opaque, h.flag);
+        self.answer_send(broker, conn, SerializeType::Json, head, &fields, body, out)
+    }
+
+    /// The send path for a header read by a fast scanner: (code, opaque, flag) and the send
+    /// fields by slot. `false` (nothing done) if it is not a plain send.
+    #[allow(clippy::too_many_arguments)] // the two fast paths' common end
+    #[inline(always)] // one call site per header format
+    fn answer_send(
+        &self,
+        broker: &BrokerCore,
+        conn: &Arc<Conn>,
+        st: SerializeType,
+        (code, opaque, flag): (i32, i32, i32),
+        fields: &Slots<'_>,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if !matches!(
+            code,
+            RequestCode::SEND_MESSAGE | RequestCode::SEND_MESSAGE_V2
+        ) || flag & crate::protocol::frame::FLAG_RESPONSE != 0
+        {
+            return false;
+        }
         let group = fields[0].map(|(_, v)| v);
-        let f = match SendFields::from_slots(&fields) {
+        let f = match SendFields::from_slots(fields) {
             Ok(f) => {
                 let scan = scan_properties(f.properties);
                 if scan.transactional || !scan.canonical {
@@ -488,13 +587,13 @@ impl Node {
             Err(e) => Err(e),
         };
         // Taken: from here on, what `Dispatch::dispatch` does with this request.
-        self.count(h.code, SerializeType::Json); // the fast path takes JSON headers only
-        let oneway = h.flag & crate::protocol::frame::FLAG_ONEWAY != 0;
+        self.count(code, st);
+        let oneway = flag & crate::protocol::frame::FLAG_ONEWAY != 0;
         let reply = match f {
-            Err(e) => response(ResponseCode::SYSTEM_ERROR, h.opaque, &e).into(),
+            Err(e) => response(ResponseCode::SYSTEM_ERROR, opaque, &e).into(),
             Ok((f, scan)) => match broker.send(
                 conn,
-                h.opaque,
+                opaque,
                 &f,
                 group,
                 false,
@@ -505,27 +604,40 @@ impl Node {
                     if !oneway {
                         let mut id = [0u8; MAX_OFFSET_ID_LEN];
                         let n = offset_id_into(&mut id, s.store_host, s.commit_log_offset);
-                        // Hex digits: nothing to escape.
-                        let write_id = |out: &mut Vec<u8>| {
-                            out.push(b'"');
-                            out.extend_from_slice(id.get(..n).unwrap_or_default());
-                            out.push(b'"');
-                        };
-                        encode_send_ok_with(
-                            out,
-                            h.opaque,
-                            write_id,
-                            s.queue_id,
-                            s.queue_offset,
-                            s.uniq,
-                        );
+                        let id = id.get(..n).unwrap_or_default();
+                        match st {
+                            SerializeType::Json => {
+                                // Hex digits: nothing to escape.
+                                let write_id = |out: &mut Vec<u8>| {
+                                    out.push(b'"');
+                                    out.extend_from_slice(id);
+                                    out.push(b'"');
+                                };
+                                encode_send_ok_with(
+                                    out,
+                                    opaque,
+                                    write_id,
+                                    s.queue_id,
+                                    s.queue_offset,
+                                    s.uniq,
+                                );
+                            }
+                            SerializeType::RocketMq => encode_send_ok_binary(
+                                out,
+                                opaque,
+                                id,
+                                s.queue_id,
+                                s.queue_offset,
+                                s.uniq,
+                            ),
+                        }
                     }
                     return true;
                 }
                 Sent::Reply(r) => r,
             },
         };
-        if !oneway && reply.encode(out).is_err() {
+        if !oneway && in_format(reply, st).encode(out).is_err() {
             log::error!("mock broker: cannot encode a response");
         }
         true
@@ -639,6 +751,13 @@ mod tests {
 
     /// The cases: (frame, whether the fast path takes it).
     fn cases() -> Vec<(&'static str, Vec<u8>, bool)> {
+        let mut out = json_cases();
+        out.extend(binary_cases());
+        out
+    }
+
+    /// The cases with a JSON header (and one binary).
+    fn json_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
         let body = b"hello fast path".to_vec();
         let plain = props(&[("UNIQ_KEY", "7F0000010001FAST0000000000"), ("WAIT", "true")]);
         let rich = props(&[
@@ -816,7 +935,8 @@ mod tests {
         header("TopicA", 0, plain).write_v2(&mut cmd.ext_fields);
         cmd.opaque = 43;
         cmd.serialize_type = crate::protocol::SerializeType::RocketMq;
-        add("binary header", unprefixed(&cmd), false);
+        // (A binary header is the fast path's too: `binary_cases` has more.)
+        add("binary header", unprefixed(&cmd), true);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","topic":"TopicB","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0"},"flag":0,"opaque":44}"#;
         add("a field in both spellings", raw(json, &body), false);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":null},"flag":0,"opaque":45}"#;
@@ -841,6 +961,187 @@ mod tests {
             raw(json, &body),
             true,
         );
+        out
+    }
+
+    /// A binary (ROCKETMQ) frame written by hand: the fixed fields, a remark, the map entries
+    /// as given (keys and values as bytes, any lengths), then `trailing` bytes in the header.
+    fn bin(
+        code: i16,
+        opaque: i32,
+        flag: i32,
+        remark: &[u8],
+        entries: &[(&[u8], &[u8])],
+        trailing: &[u8],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut h = code.to_be_bytes().to_vec();
+        h.push(12);
+        h.extend_from_slice(&401i16.to_be_bytes());
+        h.extend_from_slice(&opaque.to_be_bytes());
+        h.extend_from_slice(&flag.to_be_bytes());
+        h.extend_from_slice(&(remark.len() as i32).to_be_bytes());
+        h.extend_from_slice(remark);
+        let mut map = vec![];
+        for (k, v) in entries {
+            map.extend_from_slice(&(k.len() as i16).to_be_bytes());
+            map.extend_from_slice(k);
+            map.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            map.extend_from_slice(v);
+        }
+        h.extend_from_slice(&(map.len() as i32).to_be_bytes());
+        h.extend_from_slice(&map);
+        h.extend_from_slice(trailing);
+        let mut f = (1u32 << 24 | h.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// Every JSON case again with a binary header (where it decodes), and binary frames the
+    /// encoder would not write.
+    fn binary_cases() -> Vec<(&'static str, Vec<u8>, bool)> {
+        let body = b"hello binary".to_vec();
+        let mut out = vec![];
+        // The fast path declines these in either layout (or, for a remark, in binary).
+        let declined = [
+            "remark, extra field, existing topic",
+            "batch",
+            "transactional",
+            "non-canonical properties",
+            "a field in both spellings",
+            "another request",
+            "a response",
+        ];
+        for (name, frame, _) in json_cases() {
+            let Ok(mut cmd) = RemotingCommand::decode_unprefixed(&frame) else {
+                continue;
+            };
+            if cmd.serialize_type == SerializeType::RocketMq {
+                continue;
+            }
+            cmd.serialize_type = SerializeType::RocketMq;
+            let name: &'static str = Box::leak(format!("{name} (binary)").into_boxed_str());
+            let fast = !declined.iter().any(|d| name.starts_with(d));
+            out.push((name, unprefixed(&cmd), fast));
+        }
+        let plain = props(&[("UNIQ_KEY", "7F0000010001BIN00000000000"), ("WAIT", "true")]);
+        let fields = |topic: &'static [u8], props: Vec<u8>| -> Vec<(Vec<u8>, Vec<u8>)> {
+            [
+                (&b"a"[..], &b"GID_BIN"[..]),
+                (b"b", topic),
+                (b"c", b"TBW102"),
+                (b"d", b"4"),
+                (b"e", b"1"),
+                (b"f", b"0"),
+                (b"g", b"1700000000000"),
+                (b"h", b"0"),
+                (b"j", b"0"),
+                (b"n", b"broker-a"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .chain([(b"i".to_vec(), props)])
+            .collect()
+        };
+        let refs = |v: &[(Vec<u8>, Vec<u8>)]| -> Vec<(Vec<u8>, Vec<u8>)> { v.to_vec() };
+        let mut add = |name: &'static str, entries: Vec<(Vec<u8>, Vec<u8>)>, opaque, fast| {
+            let e: Vec<(&[u8], &[u8])> = entries
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                .collect();
+            out.push((name, bin(310, opaque, 0, b"", &e, b"", &body), fast));
+        };
+        let base = fields(b"TopicA", plain.clone().into_bytes());
+        add("binary: fields unsorted", refs(&base), 100, true);
+        let mut e = refs(&base);
+        e.push((b"zzz unknown".to_vec(), "é value".as_bytes().to_vec()));
+        e.push((b"".to_vec(), b"empty key".to_vec()));
+        add("binary: unknown keys", e, 101, true);
+        let mut e = refs(&base);
+        e[3].1 = vec![];
+        e[4].1 = b"x".to_vec();
+        add("binary: empty and bad numbers", e, 102, true);
+        let mut e = refs(&base);
+        e.retain(|(k, _)| k != b"f");
+        add("binary: missing field", e, 103, true);
+        let mut e = refs(&base);
+        e[1].1 = "Topé".as_bytes().to_vec();
+        add("binary: unicode topic", e, 104, true);
+        let rich = props(&[("KEYS", "k é ✓"), ("UNIQ_KEY", "U\"1"), ("WAIT", "false")]);
+        add(
+            "binary: unicode properties",
+            fields(b"TopicA", rich.into_bytes()),
+            105,
+            true,
+        );
+        let mut e = refs(&base);
+        e.push((b"i".to_vec(), plain.into_bytes()));
+        add("binary: a field twice", e, 106, false);
+        let mut e = refs(&base);
+        e.push((b"properties".to_vec(), b"A\x011\x02".to_vec()));
+        add("binary: a field in both spellings", e, 107, false);
+        let mut e = refs(&base);
+        e.push((b"k".to_vec(), vec![0xC3]));
+        add("binary: invalid UTF-8 in another value", e, 108, false);
+        let mut e = refs(&base);
+        e[1].1 = vec![b'T', 0xFF];
+        add("binary: invalid UTF-8 in the topic", e, 109, false);
+        let mut e = refs(&base);
+        e.push((vec![0xFF, 0xFE], b"v".to_vec()));
+        add("binary: invalid UTF-8 in a key", e, 110, false);
+        add("binary: no fields", vec![], 111, true);
+        let e: Vec<(&[u8], &[u8])> = base
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        out.push((
+            "binary: a remark",
+            bin(310, 112, 0, b"hi", &e, b"", &body),
+            false,
+        ));
+        out.push((
+            "binary: trailing bytes",
+            bin(310, 113, 0, b"", &e, b"\0", &body),
+            false,
+        ));
+        out.push((
+            "binary: oneway",
+            bin(310, 114, 2, b"", &e, b"", &body),
+            true,
+        ));
+        out.push((
+            "binary: v1 code",
+            bin(10, 115, 0, b"", &e, b"", &body),
+            true,
+        ));
+        out.push((
+            "binary: a response",
+            bin(310, 116, 1, b"", &e, b"", &body),
+            false,
+        ));
+        out.push((
+            "binary: another code",
+            bin(11, 117, 0, b"", &e, b"", &body),
+            false,
+        ));
+        // Lengths that do not add up: cut the map short, or a negative length.
+        let whole = bin(310, 118, 0, b"", &e, b"", b"");
+        let mut cut = whole.clone();
+        let header_len = (cut.len() - 4) as u32;
+        cut[..4].copy_from_slice(&(1 << 24 | (header_len - 3)).to_be_bytes());
+        out.push(("binary: map cut short", cut, false));
+        let mut neg = whole.clone();
+        neg[4 + 21..4 + 23].copy_from_slice(&(-1i16).to_be_bytes());
+        out.push(("binary: negative key length", neg, false));
+        let mut neg = whole;
+        neg[4 + 17..4 + 21].copy_from_slice(&(-5i32).to_be_bytes());
+        out.push(("binary: negative map length", neg, false));
+        out.push((
+            "binary: header too short",
+            vec![1, 0, 0, 3, 1, 54, 12],
+            false,
+        ));
         out
     }
 
@@ -872,6 +1173,9 @@ mod tests {
         let c = &store.counters;
         let mut received: Vec<_> = node.received.snapshot().into_iter().collect();
         received.sort();
+        let mut binary: Vec<_> = node.received_binary.snapshot().into_iter().collect();
+        binary.sort();
+        received.extend(binary.into_iter().map(|(code, n)| (-code, n)));
         format!(
             "topics {topics:?}\noffsets {offsets:?}\ncommit {}\nlog {log:#?}\nstored {} halves {} {}\ngroups {:?}\nreceived {received:?}",
             store.next_commit_offset,
