@@ -159,6 +159,21 @@ impl Scanner<'_> {
                     return Some(Span::Scratch(from as u32, self.scratch.len() as u32));
                 }
                 b'\\' => {
+                    // The escapes of a properties string's separators (`\u0001`, `\u0002`),
+                    // and any other `\u00XX` below 0x80, in one step.
+                    if let Some(&[b'u', b'0', b'0', hi @ b'0'..=b'7', lo]) =
+                        self.b.get(at + 1..at + 6)
+                    {
+                        let lo = match lo {
+                            b'0'..=b'9' => lo - b'0',
+                            b'a'..=b'f' => lo - b'a' + 10,
+                            b'A'..=b'F' => lo - b'A' + 10,
+                            _ => return None,
+                        };
+                        self.scratch.push(char::from((hi - b'0') << 4 | lo));
+                        at += 6;
+                        continue;
+                    }
                     let c = match *self.b.get(at + 1)? {
                         b'"' => '"',
                         b'\\' => '\\',
@@ -900,6 +915,14 @@ mod tests {
         // Hand-written layouts: key order, whitespace, escapes.
         let json = "{ \"opaque\" : 30 ,\n \"version\":1, \"extFields\" : {\"h\":\"2\",\"g\":\"5\",\"f\":\"0\",\"e\":\"1\",\"d\":\"4\",\"c\":\"TBW102\",\"b\":\"Topic\\u0041\",\"a\":\"G\\/1\",\"i\":\"UNIQ_KEY\\u0001U\\u00e9\\u0002WAIT\\u0001true\\u0002\"}, \"language\":\"JAVA\", \"code\" : 310, \"flag\":0 }\r\n";
         add("any order, whitespace, escapes", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":"A\u0001\u0041\u007f\u001F\u001fz\u0000\u0002B\u00011\u0002UNIQ_KEY\u0001\u0055\u0002"},"flag":0,"language":"JAVA","opaque":35,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add("\\u00XX escapes of either case", raw(json, &body), true);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":"A\u0001\u00G1\u0002"},"flag":0,"language":"JAVA","opaque":36,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add("a bad hex digit", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":"A\u0001\u008"},"flag":0,"language":"JAVA","opaque":37,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add("a short escape", raw(json, &body), false);
+        let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"1","h":"0","i":"A\u0001\u0080\u00ff\u0100\u0002"},"flag":0,"language":"JAVA","opaque":38,"serializeTypeCurrentRPC":"JSON","version":1}"#;
+        add("escapes past ASCII", raw(json, &body), true);
 
         // Not the fast path's: the general path answers.
         let mut h = header("TopicA", 0, props(&[("WAIT", "true")]));

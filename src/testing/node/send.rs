@@ -290,6 +290,19 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
 /// The longest offset message id: an IPv6 store host, port and offset, in hex.
 pub(super) const MAX_OFFSET_ID_LEN: usize = 2 * (16 + 4 + 8);
 
+/// `v` as 8 upper-case hex digits, most significant first, without a loop: the nibbles are
+/// spread one per byte (most significant in the top byte), then each becomes `'0' + n`, plus 7
+/// for the digits past 9 (where `n + 6` carries into the byte's high nibble).
+fn hex8(v: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut x = u64::from(v);
+    x = (x | x << 16) & 0x0000_FFFF_0000_FFFF;
+    x = (x | x << 8) & 0x00FF_00FF_00FF_00FF;
+    x = (x | x << 4) & 0x0F0F_0F0F_0F0F_0F0F;
+    let letters = ((x + 6 * ONES) >> 4) & ONES;
+    (x + 0x30 * ONES + 7 * letters).to_be_bytes()
+}
+
 /// An offset message id: store host and commit-log offset, 32 upper-case hex digits for IPv4
 /// (56 for IPv6), written into `out`; returns its length.
 pub(super) fn offset_id_into(
@@ -297,21 +310,22 @@ pub(super) fn offset_id_into(
     host: SocketAddr,
     offset: i64,
 ) -> usize {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut n = 0;
-    let mut push = |bytes: &[u8]| {
-        for b in bytes {
-            out[n] = HEX[(b >> 4) as usize];
-            out[n + 1] = HEX[(b & 0xF) as usize];
-            n += 2;
-        }
+    let mut push = |word: u32| {
+        out[n..n + 8].copy_from_slice(&hex8(word));
+        n += 8;
     };
     match host.ip() {
-        std::net::IpAddr::V4(ip) => push(&ip.octets()),
-        std::net::IpAddr::V6(ip) => push(&ip.octets()),
+        std::net::IpAddr::V4(ip) => push(u32::from(ip)),
+        std::net::IpAddr::V6(ip) => {
+            for w in u128::from(ip).to_be_bytes().chunks_exact(4) {
+                push(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            }
+        }
     }
-    push(&i32::from(host.port()).to_be_bytes());
-    push(&offset.to_be_bytes());
+    push(u32::from(host.port()));
+    push((offset >> 32) as u32);
+    push(offset as u32);
     n
 }
 
@@ -793,6 +807,31 @@ mod tests {
     use crate::message::OffsetMessageId;
 
     #[test]
+    fn hex8_is_upper_case_hex() {
+        let mut v = 0x9E37_79B9u32;
+        for fixed in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            0xFF,
+            0x0A0B_0C0D,
+            0x1234_5678,
+            u32::MAX,
+        ] {
+            assert_eq!(hex8(fixed), format!("{fixed:08X}").as_bytes(), "{fixed:x}");
+        }
+        for _ in 0..100_000 {
+            v ^= v << 13;
+            v ^= v >> 17;
+            v ^= v << 5;
+            assert_eq!(hex8(v), format!("{v:08X}").as_bytes(), "{v:x}");
+        }
+    }
+
+    #[test]
     fn offset_ids_match_offset_message_id() {
         for host in [
             "127.0.0.1:20961",
@@ -800,7 +839,15 @@ mod tests {
             "[::1]:65535",
             "[fe80::1:2]:10911",
         ] {
-            for offset in [0, 1, 0x11B, i64::MAX] {
+            for offset in [
+                0,
+                1,
+                0x11B,
+                i64::MAX,
+                -1,
+                0x1234_5678_9ABC_DEF0,
+                0xFFFF_FFFF,
+            ] {
                 let store_host: SocketAddr = host.parse().unwrap();
                 let mut s = String::new();
                 write_offset_id(&mut s, store_host, offset);
