@@ -96,6 +96,7 @@ pub(crate) fn encode_send_ok(
         queue_id,
         queue_offset,
         transaction_id,
+        false,
     );
 }
 
@@ -115,7 +116,9 @@ fn send_ok_tail() -> &'static (Vec<u8>, Vec<u8>) {
 }
 
 /// [`encode_send_ok`] with the `msgId` value written by `write_msg_id` (a JSON string, quotes
-/// and all): the fast path writes an offset id's hex digits without a look for escapes.
+/// and all): the fast path writes an offset id's hex digits without a look for escapes, and,
+/// if `tx_plain`, the transaction id as it is (the caller knows it has nothing to escape: no
+/// quote, backslash or control character).
 pub(crate) fn encode_send_ok_with(
     out: &mut Vec<u8>,
     opaque: i32,
@@ -123,6 +126,7 @@ pub(crate) fn encode_send_ok_with(
     queue_id: i32,
     queue_offset: i64,
     transaction_id: Option<&str>,
+    tx_plain: bool,
 ) {
     let (before_opaque, after_opaque) = send_ok_tail();
     out.reserve(256);
@@ -137,8 +141,14 @@ pub(crate) fn encode_send_ok_with(
     write_int(out, queue_offset);
     out.push(b'"');
     if let Some(tx) = transaction_id {
-        out.extend_from_slice(b",\"transactionId\":");
-        write_json_str(out, tx);
+        if tx_plain {
+            out.extend_from_slice(b",\"transactionId\":\"");
+            out.extend_from_slice(tx.as_bytes());
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(b",\"transactionId\":");
+            write_json_str(out, tx);
+        }
     }
     out.extend_from_slice(before_opaque);
     write_int(out, opaque.into());

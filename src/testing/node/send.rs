@@ -199,6 +199,37 @@ pub(super) struct PropScan<'a> {
     /// pair well formed and ended, no repeated or broker-stamped name), so it can be stored
     /// as it came.
     pub(super) canonical: bool,
+    /// The string's length (as stored, before the broker's stamps).
+    pub(super) len: usize,
+}
+
+/// What [`scan_properties`] notes of one well-formed pair (name and value non-empty): the
+/// `UNIQ_KEY`, whether it makes the message transactional, and whether the name keeps the
+/// string canonical (not repeated, not stamped by the broker, one of the first 16 names).
+/// Shared with the fast path's reading of a properties string in its escaped form.
+#[inline(always)]
+pub(super) fn note_pair<'a>(
+    scan: &mut PropScan<'a>,
+    names: &mut [&'a [u8]; 16],
+    n: &mut usize,
+    k: &'a [u8],
+    v: &'a str,
+) {
+    if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.as_bytes() {
+        scan.uniq = Some(v);
+    } else if k == property::TRANSACTION_PREPARED.as_bytes() {
+        scan.transactional = v.eq_ignore_ascii_case("true");
+    }
+    if *n == names.len()
+        || names[..*n].contains(&k)
+        || k == property::CLUSTER.as_bytes()
+        || STAMPS.iter().any(|(s, _)| s.as_bytes() == k)
+    {
+        scan.canonical = false;
+    } else {
+        names[*n] = k;
+        *n += 1;
+    }
 }
 
 /// The index of the first `needle` in `b` at or after `i`. Eight bytes at a time: a byte's
@@ -236,8 +267,9 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
         uniq: None,
         transactional: false,
         canonical: bytes.is_empty() || bytes.last() == Some(&PAIR_END),
+        len: s.len(),
     };
-    let mut names: [&str; 16] = [""; 16];
+    let mut names: [&[u8]; 16] = [b""; 16];
     let mut n = 0;
     let body_end = if bytes.last() == Some(&PAIR_END) {
         bytes.len() - 1
@@ -268,21 +300,7 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
             scan.canonical = false;
             continue;
         }
-        if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
-            scan.uniq = Some(v);
-        } else if k == property::TRANSACTION_PREPARED {
-            scan.transactional = v.eq_ignore_ascii_case("true");
-        }
-        if n == names.len()
-            || names[..n].contains(&k)
-            || k == property::CLUSTER
-            || STAMPS.iter().any(|(s, _)| *s == k)
-        {
-            scan.canonical = false;
-        } else {
-            names[n] = k;
-            n += 1;
-        }
+        note_pair(&mut scan, &mut names, &mut n, k.as_bytes(), v);
     }
     scan
 }
@@ -558,7 +576,9 @@ impl BrokerCore {
     /// or a batch stored. A plain message's response is left to the caller (`Sent::Stored`),
     /// which writes it as a reply or straight into the output (the fast path). The body is
     /// copied only if it is kept. `scan` is `scan_properties(f.properties)` if the caller has
-    /// it already.
+    /// it already (or the same found by reading the properties in their escaped JSON form:
+    /// then, when messages are not kept, `f.properties` may still be escaped, as nothing but
+    /// the scan is read of a canonical, not transactional string that is not kept).
     #[allow(clippy::too_many_arguments)] // one call site per path
     pub(super) fn send<'a>(
         &self,
@@ -617,7 +637,7 @@ impl BrokerCore {
         };
         let properties_len = rebuilt
             .as_ref()
-            .map_or(f.properties.len() + self.stamp_suffix.len(), String::len);
+            .map_or(scan.len + self.stamp_suffix.len(), String::len);
         if let Err((code, remark)) = check_properties_len(properties_len) {
             return Sent::Reply(Self::send_reply(code, opaque, &remark));
         }
