@@ -136,9 +136,9 @@ pub(crate) fn encode_send_ok_with(
     );
     write_msg_id(out);
     out.extend_from_slice(b",\"queueId\":\"");
-    write_int(out, queue_id.into());
+    write_small_int(out, queue_id.into());
     out.extend_from_slice(b"\",\"queueOffset\":\"");
-    write_int(out, queue_offset);
+    write_small_int(out, queue_offset);
     out.push(b'"');
     if let Some(tx) = transaction_id {
         if tx_plain {
@@ -205,6 +205,15 @@ pub(crate) fn encode_send_ok_binary(
     let header_len = (out.len() - start - 8) as u32;
     out[start..start + 4].copy_from_slice(&(header_len + 4).to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&(1 << 24 | header_len).to_be_bytes());
+}
+
+/// `write_int`, a single digit (a queue id, mostly) without its machinery.
+#[inline(always)]
+fn write_small_int(out: &mut Vec<u8>, v: i64) {
+    match u8::try_from(v) {
+        Ok(d @ 0..=9) => out.push(b'0' + d),
+        _ => write_int(out, v),
+    }
 }
 
 /// `v` in decimal, as `write_int` writes it, into `buf`.

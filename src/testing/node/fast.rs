@@ -81,6 +81,8 @@ struct SendHeader {
     flag: i32,
     /// The send fields by slot ([`send_field_slot`]): key and value, if present.
     fields: [Option<((u32, u32), Span)>; SEND_FIELDS],
+    /// The send fields' numbers read as they were scanned (plain digits), by slot.
+    nums: [Option<i64>; SEND_FIELDS],
     /// The properties value read in its escaped form ([`Scanner::escaped_properties`]), if
     /// it was: then its field's span is the escaped text.
     props: Option<EscapedProps>,
@@ -147,6 +149,12 @@ impl Scanner<'_> {
     #[inline(always)] // on every value; the escapes are out of line
     fn string(&mut self) -> Option<Span> {
         self.ws();
+        self.string_here()
+    }
+
+    /// [`Scanner::string`] with the cursor on the opening quote (no whitespace before it).
+    #[inline(always)] // on every value of the client layout
+    fn string_here(&mut self) -> Option<Span> {
         if self.b.get(self.pos) != Some(&b'"') {
             return None;
         }
@@ -230,6 +238,34 @@ impl Scanner<'_> {
                 }
             }
         }
+    }
+
+    /// A string value of 1 to 18 plain digits, the cursor on its opening quote, stepped over,
+    /// and its number (what `str::parse::<i64>` gives it); `None` (the cursor left where it
+    /// was) for anything else, which [`Scanner::string`] then reads.
+    #[inline(always)] // six times per header
+    fn digits_value(&mut self) -> Option<(Span, i64)> {
+        let start = self.pos + 1;
+        if self.b.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let digits = self.b.get(start..).unwrap_or_default();
+        let mut v = 0i64;
+        let mut n = 0;
+        // At most 18 digits: no overflow.
+        for &c in digits.iter().take(18) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            v = v * 10 + i64::from(d);
+            n += 1;
+        }
+        if n == 0 || digits.get(n) != Some(&b'"') {
+            return None;
+        }
+        self.pos = start + n + 1;
+        Some((Span::Header(start as u32, (start + n) as u32), v))
     }
 
     /// A properties value in the form of [`EscapedProps`], the cursor on its opening quote,
@@ -371,6 +407,7 @@ impl Scanner<'_> {
             opaque: 0,
             flag: 0,
             fields: [None; SEND_FIELDS],
+            nums: [None; SEND_FIELDS],
             props: None,
         };
         // A V2 send's code in the same compare as what comes before and after it.
@@ -393,14 +430,21 @@ impl Scanner<'_> {
             let ks = self.pos as u32 + 1;
             self.pos += 4;
             let value = match key {
+                b'd'..=b'h' | b'j' => match self.digits_value() {
+                    Some((span, v)) => {
+                        h.nums[usize::from(key - b'a')] = Some(v);
+                        span
+                    }
+                    None => self.string_here()?,
+                },
                 b'i' => match self.escaped_properties() {
                     Some((span, props)) => {
                         h.props = Some(props);
                         span
                     }
-                    None => self.string()?,
+                    None => self.string_here()?,
                 },
-                _ => self.string()?,
+                _ => self.string_here()?,
             };
             if let Some(slot) = h.fields.get_mut(usize::from(key - b'a')) {
                 *slot = Some(((ks, ks + 1), value));
@@ -435,6 +479,7 @@ impl Scanner<'_> {
             opaque: 0,
             flag: 0,
             fields: [None; SEND_FIELDS],
+            nums: [None; SEND_FIELDS],
             props: None,
         };
         let mut seen = 0u8;
@@ -647,7 +692,8 @@ impl Node {
                 };
                 let h = (code, opaque, flag);
                 let st = SerializeType::RocketMq;
-                self.answer_send(broker, conn, st, h, &fields, None, false, body, out)
+                let nums = &[None; SEND_FIELDS];
+                self.answer_send(broker, conn, st, h, &fields, nums, None, false, body, out)
             }
             _ => false,
         }
@@ -724,11 +770,15 @@ impl Node {
         }
         let head = (h.code, h.opaque, h.flag);
         let st = SerializeType::Json;
-        self.answer_send(broker, conn, st, head, &fields, scan, uniq_plain, body, out)
+        let nums = &h.nums;
+        self.answer_send(
+            broker, conn, st, head, &fields, nums, scan, uniq_plain, body, out,
+        )
     }
 
     /// The send path for a header read by a fast scanner: (code, opaque, flag) and the send
-    /// fields by slot, and the properties' scan if the scanner found it (`uniq_plain`: its
+    /// fields by slot (and their numbers where the scanner read them), and the properties'
+    /// scan if the scanner found it (`uniq_plain`: its
     /// `UNIQ_KEY` needs no JSON escape). `false` (nothing done) if it is not a plain send.
     #[allow(clippy::too_many_arguments)] // the two fast paths' common end
     #[inline(always)] // one call site per header format
@@ -739,6 +789,7 @@ impl Node {
         st: SerializeType,
         (code, opaque, flag): (i32, i32, i32),
         fields: &Slots<'_>,
+        nums: &[Option<i64>; SEND_FIELDS],
         scan: Option<PropScan<'_>>,
         uniq_plain: bool,
         body: &[u8],
@@ -752,7 +803,7 @@ impl Node {
             return false;
         }
         let group = fields[0].map(|(_, v)| v);
-        let f = match SendFields::from_slots(fields) {
+        let f = match SendFields::from_slots(fields, nums) {
             Ok(f) => {
                 let scan = scan.unwrap_or_else(|| scan_properties(f.properties));
                 if scan.transactional || !scan.canonical {
@@ -1073,6 +1124,69 @@ mod tests {
         add("an i64 overflow", raw(json, &body), true);
         let json = r#"{"code":310,"extFields":{"a":"G","b":"TopicA","c":"TBW102","d":"4","e":"0","f":"0","g":"","h":"0","j":"-"},"flag":0,"opaque":34}"#;
         add("empty and sign-only numbers", raw(json, &body), true);
+
+        // Numbers in the client layout: read as the values are scanned where they are plain
+        // digits (up to 18), by `str::parse` otherwise.
+        for (name, d, e, g, j) in [
+            (
+                "client layout numbers: plain",
+                "4",
+                "3",
+                "1700000000123",
+                "0",
+            ),
+            ("client layout numbers: signs", "+4", "-0", "-1", "+0"),
+            (
+                "client layout numbers: zeros",
+                "00",
+                "0000000000000000000000001",
+                "000",
+                "0",
+            ),
+            (
+                "client layout numbers: 18 digits",
+                "4",
+                "0",
+                "999999999999999999",
+                "0",
+            ),
+            (
+                "client layout numbers: 19 digits",
+                "4",
+                "0",
+                "1000000000000000000",
+                "0",
+            ),
+            (
+                "client layout numbers: i64 overflow",
+                "4",
+                "0",
+                "9999999999999999999",
+                "0",
+            ),
+            (
+                "client layout numbers: i32 overflow",
+                "4",
+                "2147483648",
+                "1",
+                "2147483648",
+            ),
+            (
+                "client layout numbers: i32 edges",
+                "-2147483648",
+                "2147483647",
+                "1",
+                "0",
+            ),
+            ("client layout numbers: empty", "", "0", "1", ""),
+            ("client layout numbers: junk", "4x", "0 ", "1e3", "0"),
+            ("client layout numbers: escaped", "\\u0034", "0", "1", "0"),
+        ] {
+            let json = format!(
+                r#"{{"code":310,"extFields":{{"a":"G","b":"TopicA","c":"TBW102","d":"{d}","e":"{e}","f":"0","g":"{g}","h":"0","j":"{j}"}},"flag":0,"language":"JAVA","opaque":80,"serializeTypeCurrentRPC":"JSON","version":1}}"#
+            );
+            add(name, raw(&json, &body), true);
+        }
 
         // Properties strings of every shape, as a client would escape them.
         let seventeen: String = (0..17).map(|i| format!("k{i}\u{1}v\u{2}")).collect();
@@ -1556,6 +1670,15 @@ mod tests {
             .iter()
             .map(|f| f.map(|((ks, ke), v)| (span(Span::Header(ks, ke)), span(v))))
             .collect();
+        for (field, num) in h.fields.iter().zip(&h.nums) {
+            if let (Some((_, Span::Header(s, e))), Some(n)) = (field, num) {
+                let v = &text[*s as usize..*e as usize];
+                assert_eq!(v.parse::<i64>(), Ok(*n), "{v:?}");
+            }
+            if let (Some((_, Span::Scratch(..))), Some(_)) = (field, num) {
+                panic!("a number read from an escaped value");
+            }
+        }
         if let (Some(p), Some(((ks, ke), Span::Header(s, e)))) = (h.props, h.fields[8]) {
             let mut unescaped = String::new();
             unescape_separators(&text[s as usize..e as usize], &mut unescaped);

@@ -131,22 +131,25 @@ fn parse_i64(v: &str) -> Result<i64, ()> {
 
 impl<'a> SendFields<'a> {
     /// What [`SendFields::read`] gives for ext fields holding each send field at most once,
-    /// given by slot ([`send_field_slot`]) as (key as it came, value): the general path reads
-    /// the decoded map, sorted by key, so of several unparsable numbers the error names the
-    /// one whose key sorts first.
+    /// given by slot ([`send_field_slot`]) as (key as it came, value), with the numbers a
+    /// caller has read already (`nums`, by slot: what `str::parse::<i64>` gives the value):
+    /// the general path reads the decoded map, sorted by key, so of several unparsable
+    /// numbers the error names the one whose key sorts first.
     pub(super) fn from_slots(
         slots: &[Option<(&[u8], &'a str)>; SEND_FIELDS],
+        nums: &[Option<i64>; SEND_FIELDS],
     ) -> Result<SendFields<'a>, String> {
-        /// The number in `slot`, or `None` (and the field noted in `bad` if it is the first
-        /// unparsable one in key order).
+        /// The number in `slot` (`num` if the caller read it already), or `None` (and the
+        /// field noted in `bad` if it is the first unparsable one in key order).
         #[inline(always)]
         fn int<'k, 'v>(
             slot: Option<(&'k [u8], &'v str)>,
+            num: Option<i64>,
             wide: bool,
             bad: &mut Option<(&'k [u8], &'v str)>,
         ) -> Option<i64> {
             let (k, v) = slot?;
-            match parse_i64(v) {
+            match num.ok_or(()).or_else(|_| parse_i64(v)) {
                 Ok(n) if wide || i32::try_from(n).is_ok() => Some(n),
                 _ => {
                     match bad {
@@ -159,12 +162,12 @@ impl<'a> SendFields<'a> {
         }
         let mut bad = None;
         let narrow = |n: Option<i64>| n.map(|n| n as i32); // in range: checked by `int`
-        let default_nums = narrow(int(slots[3], false, &mut bad));
-        let queue_id = narrow(int(slots[4], false, &mut bad));
-        let sys_flag = narrow(int(slots[5], false, &mut bad));
-        let born = int(slots[6], true, &mut bad);
-        let flag = narrow(int(slots[7], false, &mut bad));
-        let reconsume = narrow(int(slots[9], false, &mut bad));
+        let default_nums = narrow(int(slots[3], nums[3], false, &mut bad));
+        let queue_id = narrow(int(slots[4], nums[4], false, &mut bad));
+        let sys_flag = narrow(int(slots[5], nums[5], false, &mut bad));
+        let born = int(slots[6], nums[6], true, &mut bad);
+        let flag = narrow(int(slots[7], nums[7], false, &mut bad));
+        let reconsume = narrow(int(slots[9], nums[9], false, &mut bad));
         if let Some((k, v)) = bad {
             return Err(format!("invalid {}: {v:?}", String::from_utf8_lossy(k)));
         }
@@ -369,12 +372,19 @@ fn check_properties_len(len: usize) -> Result<(), Refusal> {
 
 /// Topic names a real broker accepts.
 pub(super) fn valid_topic(topic: &str) -> bool {
+    /// The bytes a topic name may hold (`^[%|a-zA-Z0-9_-]+$`), by value.
+    const ALLOWED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-');
+            c += 1;
+        }
+        t
+    };
     // Bytewise: a non-ASCII char's bytes fail the test as the char would.
-    !topic.is_empty()
-        && topic.len() <= 127
-        && topic
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-'))
+    !topic.is_empty() && topic.len() <= 127 && topic.bytes().all(|c| ALLOWED[usize::from(c)])
 }
 
 /// A send rejected before anything was stored: code and remark.
@@ -825,6 +835,25 @@ impl BrokerCore {
 mod tests {
     use super::*;
     use crate::message::OffsetMessageId;
+
+    #[test]
+    fn valid_topic_is_the_pattern() {
+        let reference = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 127
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+        };
+        let mut topics: Vec<String> = (0u32..=0x3000)
+            .filter_map(char::from_u32)
+            .map(|c| format!("T{c}x"))
+            .collect();
+        topics.extend(["", "a", "é", "%|_-", "a b", "ok-Topic_1"].map(String::from));
+        topics.extend(["a".repeat(127), "a".repeat(128)]);
+        for t in &topics {
+            assert_eq!(valid_topic(t), reference(t), "{t:?}");
+        }
+    }
 
     #[test]
     fn hex8_is_upper_case_hex() {
