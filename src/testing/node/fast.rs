@@ -74,6 +74,29 @@ fn find_special(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
+/// What a connection keeps for the fast path from frame to frame: the buffer for unescaped
+/// values, and the start of the last send header read in the client layout.
+#[derive(Default)]
+pub(crate) struct FrameScratch {
+    text: String,
+    prefix: HeaderPrefix,
+}
+
+/// The start of a send header in the client layout, through the `d` ext field's value and the
+/// comma after it (what a producer repeats from send to send: code, group, topic, default
+/// topic, queue count), with what [`Scanner::client_layout`] found in it. The read is a
+/// function of the bytes, so a header that starts with the same bytes is read from after
+/// them, starting from what was found. Empty: nothing known.
+#[derive(Default)]
+struct HeaderPrefix {
+    bytes: Vec<u8>,
+    code: i32,
+    /// Slots `a` to `d` (all header spans: a prefix with an escaped value is not kept).
+    fields: [Option<((u32, u32), Span)>; 4],
+    /// The `d` number.
+    num: Option<i64>,
+}
+
 /// A send request's header, scanned.
 struct SendHeader {
     code: i32,
@@ -401,7 +424,11 @@ impl Scanner<'_> {
     /// order, no whitespace, no remark), read literal by literal: what [`Scanner::header`]
     /// reads from such a header, for less. `None` for any other layout (the caller then
     /// starts again with [`Scanner::header`]).
-    fn client_layout(&mut self) -> Option<SendHeader> {
+    ///
+    /// A header that starts with `known`'s bytes is read from after them. Also returns where
+    /// the read passed the comma after the `d` field with nothing unescaped so far (the end
+    /// of a prefix worth keeping), if it did.
+    fn client_layout(&mut self, known: &HeaderPrefix) -> Option<(SendHeader, Option<usize>)> {
         let mut h = SendHeader {
             code: 0,
             opaque: 0,
@@ -410,17 +437,24 @@ impl Scanner<'_> {
             nums: [None; SEND_FIELDS],
             props: None,
         };
-        // A V2 send's code in the same compare as what comes before and after it.
-        if self.lit(b"{\"code\":310,\"extFields\":{").is_some() {
+        // One-letter keys, each after the one before it (so none twice); letters past `j`
+        // are fields the broker does not read.
+        let mut last = 0u8;
+        let mut cut = None;
+        if !known.bytes.is_empty() && self.b.starts_with(&known.bytes) {
+            h.code = known.code;
+            h.fields[..4].copy_from_slice(&known.fields);
+            h.nums[3] = known.num;
+            self.pos = known.bytes.len();
+            last = b'd';
+        } else if self.lit(b"{\"code\":310,\"extFields\":{").is_some() {
+            // A V2 send's code in the same compare as what comes before and after it.
             h.code = RequestCode::SEND_MESSAGE_V2;
         } else {
             self.lit(b"{\"code\":")?;
             h.code = self.int()?;
             self.lit(b",\"extFields\":{")?;
         }
-        // One-letter keys, each after the one before it (so none twice); letters past `j`
-        // are fields the broker does not read.
-        let mut last = 0u8;
         loop {
             let key = match self.b.get(self.pos..self.pos + 4)? {
                 &[b'"', c @ b'a'..=b'z', b'"', b':'] if c > last => c,
@@ -450,7 +484,12 @@ impl Scanner<'_> {
                 *slot = Some(((ks, ks + 1), value));
             }
             match self.b.get(self.pos)? {
-                b',' => self.pos += 1,
+                b',' => {
+                    self.pos += 1;
+                    if key == b'd' && self.scratch.is_empty() {
+                        cut = Some(self.pos);
+                    }
+                }
                 b'}' => {
                     self.pos += 1;
                     break;
@@ -469,7 +508,7 @@ impl Scanner<'_> {
         self.lit(b",\"version\":")?;
         self.client_int()?;
         self.lit(b"}")?;
-        (self.pos == self.b.len()).then_some(h)
+        (self.pos == self.b.len()).then_some((h, cut))
     }
 
     /// The header object.
@@ -661,13 +700,13 @@ fn binary_header(header: &[u8]) -> Option<(i32, i32, i32, Slots<'_>)> {
 impl Node {
     /// Answers a plain send straight from its frame (without the length prefix), appending
     /// the response to `out`; `false` if the frame is not one it takes, and then nothing
-    /// happened. `scratch` is a buffer the connection keeps for unescaped values.
+    /// happened. `scratch` is what the connection keeps for the fast path.
     pub(super) fn send_fast(
         &self,
         conn: &Arc<Conn>,
         frame: &[u8],
         out: &mut Vec<u8>,
-        scratch: &mut String,
+        scratch: &mut FrameScratch,
     ) -> bool {
         let Some(broker) = &self.broker else {
             return false;
@@ -706,7 +745,7 @@ impl Node {
         header: &[u8],
         body: &[u8],
         out: &mut Vec<u8>,
-        scratch: &mut String,
+        frame_scratch: &mut FrameScratch,
     ) -> bool {
         let Ok(text) = std::str::from_utf8(header) else {
             return false;
@@ -714,6 +753,10 @@ impl Node {
         if header.len() > u32::MAX as usize {
             return false;
         }
+        let FrameScratch {
+            text: scratch,
+            prefix,
+        } = frame_scratch;
         scratch.clear();
         let mut scanner = Scanner {
             text,
@@ -721,8 +764,20 @@ impl Node {
             pos: 0,
             scratch,
         };
-        let h = match scanner.client_layout() {
-            Some(h) => h,
+        let h = match scanner.client_layout(prefix) {
+            Some((h, cut)) => {
+                if let Some(cut) = cut {
+                    // Read from the start: keep the start for the next header.
+                    prefix.bytes.clear();
+                    prefix
+                        .bytes
+                        .extend_from_slice(header.get(..cut).unwrap_or_default());
+                    prefix.code = h.code;
+                    prefix.fields.copy_from_slice(&h.fields[..4]);
+                    prefix.num = h.nums[3];
+                }
+                h
+            }
             None => {
                 scanner.pos = 0;
                 scanner.scratch.clear();
@@ -1619,7 +1674,9 @@ mod tests {
             node(keep_messages, auto_create),
         );
         let (conn, _client) = Conn::for_tests();
-        let mut scratch = String::new();
+        // One connection for every case: the header start kept from one case is tried on the
+        // next (most share it).
+        let mut scratch = FrameScratch::default();
         for (name, frame, expect_fast) in cases() {
             let mut out_fast = vec![0xEE];
             let taken = fast.send_fast(&conn, &frame, &mut out_fast, &mut scratch);
@@ -1710,6 +1767,8 @@ mod tests {
     fn client_layout_reads_what_the_general_scan_reads() {
         let mut client_layouts = vec![];
         let mut escaped_form = vec![];
+        let mut known = HeaderPrefix::default();
+        let mut read_from_kept = 0;
         for (name, frame, _) in cases() {
             let header_len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
             let Some(header) = frame.get(4..4 + header_len) else {
@@ -1718,6 +1777,8 @@ mod tests {
             let Ok(text) = std::str::from_utf8(header) else {
                 continue;
             };
+            // Read from the start, and from the start kept of the case before (when this
+            // header starts with it): the same.
             let mut scratch = String::new();
             let mut s = Scanner {
                 text,
@@ -1725,10 +1786,37 @@ mod tests {
                 pos: 0,
                 scratch: &mut scratch,
             };
-            let Some(fast) = s.client_layout() else {
+            if !known.bytes.is_empty() && header.starts_with(&known.bytes) {
+                read_from_kept += 1;
+            }
+            let from_kept = s
+                .client_layout(&known)
+                .map(|(h, _)| resolved(&h, text, &s.scratch.clone()));
+            let mut scratch = String::new();
+            let mut s = Scanner {
+                text,
+                b: header,
+                pos: 0,
+                scratch: &mut scratch,
+            };
+            let Some((fast, cut)) = s.client_layout(&HeaderPrefix::default()) else {
+                assert!(from_kept.is_none(), "{name}");
                 continue;
             };
+            if let Some(cut) = cut {
+                known = HeaderPrefix {
+                    bytes: header[..cut].to_vec(),
+                    code: fast.code,
+                    fields: fast.fields[..4].try_into().unwrap(),
+                    num: fast.nums[3],
+                };
+            }
             let (fast, escaped_props) = resolved(&fast, text, &scratch);
+            assert_eq!(
+                from_kept.as_ref(),
+                Some(&(fast.clone(), escaped_props)),
+                "{name}"
+            );
             if escaped_props {
                 escaped_form.push(name);
             }
@@ -1743,6 +1831,7 @@ mod tests {
             assert_eq!(Some(fast), general, "{name}");
             client_layouts.push(name);
         }
+        assert!(read_from_kept > 20, "{read_from_kept}");
         // What the client writes takes the literal scan; V1 names and a remark do not.
         for name in ["v2 plain", "v2 rich properties", "oneway", "big body"] {
             assert!(client_layouts.contains(&name), "{name}: {client_layouts:?}");
@@ -1808,7 +1897,7 @@ mod tests {
         let (conn, _client) = Conn::for_tests();
         let frame = v2(&header("TopicA", 0, props(&[("WAIT", "true")])), 1, b"x");
         let mut out = vec![];
-        let mut scratch = String::new();
+        let mut scratch = FrameScratch::default();
         n.with_faults(|f| f.black_hole = true);
         assert!(!n.send_fast(&conn, &frame, &mut out, &mut scratch));
         n.with_faults(|f| f.black_hole = false);
