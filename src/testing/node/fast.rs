@@ -82,11 +82,18 @@ pub(crate) struct FrameScratch {
     prefix: HeaderPrefix,
 }
 
-/// The start of a send header in the client layout, through the `d` ext field's value and the
-/// comma after it (what a producer repeats from send to send: code, group, topic, default
-/// topic, queue count), with what [`Scanner::client_layout`] found in it. The read is a
-/// function of the bytes, so a header that starts with the same bytes is read from after
-/// them, starting from what was found. Empty: nothing known.
+/// The parts of a send header in the client layout that a producer repeats from send to send,
+/// with what [`Scanner::client_layout`] found in them, from the last header read:
+///
+/// - the start, through the `d` ext field's value and the comma after it (code, group,
+///   topic, default topic, queue count);
+/// - the tail, from the end of the properties value through `,"opaque":` (the fields the
+///   broker does not read, the reconsume count, flag, language);
+/// - the end, after the opaque (serialize type, version).
+///
+/// The read is a function of the bytes (and, for the tail, of having just read the `i`
+/// field): where a header holds the same bytes at the same point, the read steps over them
+/// with what was found in them. Empty parts: nothing known.
 #[derive(Default)]
 struct HeaderPrefix {
     bytes: Vec<u8>,
@@ -95,6 +102,59 @@ struct HeaderPrefix {
     fields: [Option<((u32, u32), Span)>; 4],
     /// The `d` number.
     num: Option<i64>,
+    tail: Vec<u8>,
+    /// Slot `j`, its spans relative to the tail's start (a header span: one with an escaped
+    /// value is not kept).
+    tail_j: Option<((u32, u32), Span)>,
+    tail_j_num: Option<i64>,
+    tail_flag: i32,
+    end: Vec<u8>,
+}
+
+impl HeaderPrefix {
+    /// Keeps the parts of `header` (read as `h`) that the read went through.
+    fn keep(&mut self, header: &[u8], h: &SendHeader, cuts: &Cuts) {
+        if let Some(cut) = cuts.prefix {
+            self.bytes.clear();
+            self.bytes
+                .extend_from_slice(header.get(..cut).unwrap_or_default());
+            self.code = h.code;
+            self.fields.copy_from_slice(&h.fields[..4]);
+            self.num = h.nums[3];
+        }
+        if let Some((start, end)) = cuts.tail {
+            let at = start as u32;
+            let j = match h.fields[9] {
+                None => Some(None),
+                Some(((ks, ke), Span::Header(s, e))) => {
+                    Some(Some(((ks - at, ke - at), Span::Header(s - at, e - at))))
+                }
+                Some((_, Span::Scratch(..))) => None,
+            };
+            if let Some(j) = j {
+                self.tail.clear();
+                self.tail
+                    .extend_from_slice(header.get(start..end).unwrap_or_default());
+                self.tail_j = j;
+                self.tail_j_num = h.nums[9];
+                self.tail_flag = h.flag;
+            }
+        }
+        if let Some(start) = cuts.end {
+            self.end.clear();
+            self.end
+                .extend_from_slice(header.get(start..).unwrap_or_default());
+        }
+    }
+}
+
+/// Where [`Scanner::client_layout`] passed the ends of the parts [`HeaderPrefix`] keeps,
+/// having read them (not stepped over them).
+#[derive(Default)]
+struct Cuts {
+    prefix: Option<usize>,
+    tail: Option<(usize, usize)>,
+    end: Option<usize>,
 }
 
 /// A send request's header, scanned.
@@ -428,7 +488,7 @@ impl Scanner<'_> {
     /// A header that starts with `known`'s bytes is read from after them. Also returns where
     /// the read passed the comma after the `d` field with nothing unescaped so far (the end
     /// of a prefix worth keeping), if it did.
-    fn client_layout(&mut self, known: &HeaderPrefix) -> Option<(SendHeader, Option<usize>)> {
+    fn client_layout(&mut self, known: &HeaderPrefix) -> Option<(SendHeader, Cuts)> {
         let mut h = SendHeader {
             code: 0,
             opaque: 0,
@@ -440,7 +500,9 @@ impl Scanner<'_> {
         // One-letter keys, each after the one before it (so none twice); letters past `j`
         // are fields the broker does not read.
         let mut last = 0u8;
-        let mut cut = None;
+        let mut cuts = Cuts::default();
+        let mut tail_start = None;
+        let mut stepped_tail = false;
         if !known.bytes.is_empty() && self.b.starts_with(&known.bytes) {
             h.code = known.code;
             h.fields[..4].copy_from_slice(&known.fields);
@@ -483,11 +545,30 @@ impl Scanner<'_> {
             if let Some(slot) = h.fields.get_mut(usize::from(key - b'a')) {
                 *slot = Some(((ks, ks + 1), value));
             }
+            if key == b'i' {
+                let rest = self.b.get(self.pos..).unwrap_or_default();
+                if !known.tail.is_empty() && rest.starts_with(&known.tail) {
+                    let at = self.pos as u32;
+                    h.fields[9] = known.tail_j.map(|((ks, ke), v)| {
+                        let v = match v {
+                            Span::Header(s, e) => Span::Header(s + at, e + at),
+                            scratch => scratch, // not kept
+                        };
+                        ((ks + at, ke + at), v)
+                    });
+                    h.nums[9] = known.tail_j_num;
+                    h.flag = known.tail_flag;
+                    self.pos += known.tail.len();
+                    stepped_tail = true;
+                    break;
+                }
+                tail_start = Some(self.pos);
+            }
             match self.b.get(self.pos)? {
                 b',' => {
                     self.pos += 1;
                     if key == b'd' && self.scratch.is_empty() {
-                        cut = Some(self.pos);
+                        cuts.prefix = Some(self.pos);
                     }
                 }
                 b'}' => {
@@ -497,18 +578,26 @@ impl Scanner<'_> {
                 _ => return None,
             }
         }
-        self.lit(b",\"flag\":")?;
-        h.flag = self.client_int()?;
-        self.lit(b",\"language\":")?;
-        self.plain_string()?;
-        self.lit(b",\"opaque\":")?;
+        if !stepped_tail {
+            self.lit(b",\"flag\":")?;
+            h.flag = self.client_int()?;
+            self.lit(b",\"language\":")?;
+            self.plain_string()?;
+            self.lit(b",\"opaque\":")?;
+            cuts.tail = tail_start.map(|start| (start, self.pos));
+        }
         h.opaque = self.client_int()?;
+        let rest = self.b.get(self.pos..).unwrap_or_default();
+        if !known.end.is_empty() && rest == known.end.as_slice() {
+            return Some((h, cuts));
+        }
+        cuts.end = Some(self.pos);
         self.lit(b",\"serializeTypeCurrentRPC\":")?;
         self.plain_string()?;
         self.lit(b",\"version\":")?;
         self.client_int()?;
         self.lit(b"}")?;
-        (self.pos == self.b.len()).then_some((h, cut))
+        (self.pos == self.b.len()).then_some((h, cuts))
     }
 
     /// The header object.
@@ -765,17 +854,8 @@ impl Node {
             scratch,
         };
         let h = match scanner.client_layout(prefix) {
-            Some((h, cut)) => {
-                if let Some(cut) = cut {
-                    // Read from the start: keep the start for the next header.
-                    prefix.bytes.clear();
-                    prefix
-                        .bytes
-                        .extend_from_slice(header.get(..cut).unwrap_or_default());
-                    prefix.code = h.code;
-                    prefix.fields.copy_from_slice(&h.fields[..4]);
-                    prefix.num = h.nums[3];
-                }
+            Some((h, cuts)) => {
+                prefix.keep(header, &h, &cuts);
                 h
             }
             None => {
@@ -1799,18 +1879,11 @@ mod tests {
                 pos: 0,
                 scratch: &mut scratch,
             };
-            let Some((fast, cut)) = s.client_layout(&HeaderPrefix::default()) else {
+            let Some((fast, cuts)) = s.client_layout(&HeaderPrefix::default()) else {
                 assert!(from_kept.is_none(), "{name}");
                 continue;
             };
-            if let Some(cut) = cut {
-                known = HeaderPrefix {
-                    bytes: header[..cut].to_vec(),
-                    code: fast.code,
-                    fields: fast.fields[..4].try_into().unwrap(),
-                    num: fast.nums[3],
-                };
-            }
+            known.keep(header, &fast, &cuts);
             let (fast, escaped_props) = resolved(&fast, text, &scratch);
             assert_eq!(
                 from_kept.as_ref(),
