@@ -8,6 +8,12 @@
 //! The send fields are kept by slot as they are scanned. No `RemotingCommand`, no `ExtFields`,
 //! no copy of the body unless the message is kept.
 //!
+//! Each connection keeps ([`FrameScratch`]) the parts of its last client-layout header that a
+//! producer repeats from send to send (start, tail, end: [`HeaderPrefix`]) with what was read
+//! in them, and the next header's read steps over the same bytes at the same point. A
+//! client's properties value is scanned in its escaped form ([`EscapedProps`]) and unescaped
+//! only if the message is kept.
+//!
 //! A binary (ROCKETMQ) header is read field by field the same way (lengths, no scan), the
 //! response written in the same layout.
 //!
