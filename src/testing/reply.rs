@@ -2,7 +2,7 @@
 //! [`Reply`], either a command or a successful send's response pre-encoded for the hot path.
 
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
-use crate::protocol::frame::{write_int, write_json_str};
+use crate::protocol::frame::{int_digits, write_int, write_json_str};
 use crate::protocol::{ExtFields, RemotingCommand, ResponseCode};
 
 /// What a handler answers.
@@ -96,6 +96,7 @@ pub(crate) fn encode_send_ok(
         queue_id,
         queue_offset,
         transaction_id,
+        false,
     );
 }
 
@@ -115,7 +116,9 @@ fn send_ok_tail() -> &'static (Vec<u8>, Vec<u8>) {
 }
 
 /// [`encode_send_ok`] with the `msgId` value written by `write_msg_id` (a JSON string, quotes
-/// and all): the fast path writes an offset id's hex digits without a look for escapes.
+/// and all): the fast path writes an offset id's hex digits without a look for escapes, and,
+/// if `tx_plain`, the transaction id as it is (the caller knows it has nothing to escape: no
+/// quote, backslash or control character).
 pub(crate) fn encode_send_ok_with(
     out: &mut Vec<u8>,
     opaque: i32,
@@ -123,6 +126,7 @@ pub(crate) fn encode_send_ok_with(
     queue_id: i32,
     queue_offset: i64,
     transaction_id: Option<&str>,
+    tx_plain: bool,
 ) {
     let (before_opaque, after_opaque) = send_ok_tail();
     out.reserve(256);
@@ -132,13 +136,19 @@ pub(crate) fn encode_send_ok_with(
     );
     write_msg_id(out);
     out.extend_from_slice(b",\"queueId\":\"");
-    write_int(out, queue_id.into());
+    write_small_int(out, queue_id.into());
     out.extend_from_slice(b"\",\"queueOffset\":\"");
-    write_int(out, queue_offset);
+    write_small_int(out, queue_offset);
     out.push(b'"');
     if let Some(tx) = transaction_id {
-        out.extend_from_slice(b",\"transactionId\":");
-        write_json_str(out, tx);
+        if tx_plain {
+            out.extend_from_slice(b",\"transactionId\":\"");
+            out.extend_from_slice(tx.as_bytes());
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(b",\"transactionId\":");
+            write_json_str(out, tx);
+        }
     }
     out.extend_from_slice(before_opaque);
     write_int(out, opaque.into());
@@ -147,6 +157,78 @@ pub(crate) fn encode_send_ok_with(
     let total = header_len + 4;
     out[start..start + 4].copy_from_slice(&total.to_be_bytes());
     out[start + 4..start + 8].copy_from_slice(&header_len.to_be_bytes());
+}
+
+/// Appends the frame of a successful send's response with a binary (ROCKETMQ) header, byte for
+/// byte what [`SendOk::command`] encodes to with that serialize type: the fixed fields, no
+/// remark, then the ext fields in key order (an empty value left out, as the encoder does).
+pub(crate) fn encode_send_ok_binary(
+    out: &mut Vec<u8>,
+    opaque: i32,
+    msg_id: &[u8],
+    queue_id: i32,
+    queue_offset: i64,
+    transaction_id: Option<&str>,
+) {
+    fn field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+        if value.is_empty() {
+            return;
+        }
+        // Keys are constants (short); a value over 4 GiB cannot reach here (frames are far
+        // smaller).
+        out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out.reserve(192);
+    let start = out.len();
+    // Length and serialize type + header length, filled in at the end; code 0 (i16), the
+    // language byte, the version (i16), opaque, flag 1 (response), remark length 0.
+    out.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, CLIENT_LANGUAGE.0]);
+    out.extend_from_slice(&(CLIENT_VERSION as i16).to_be_bytes());
+    out.extend_from_slice(&opaque.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+    let map_at = out.len();
+    out.extend_from_slice(
+        b"\0\0\0\0\0\x0aMSG_REGION\0\0\0\x0dDefaultRegion\0\x08TRACE_ON\0\0\0\x04true",
+    );
+    field(out, b"msgId", msg_id);
+    let mut digits = [0u8; 20];
+    field(out, b"queueId", int_text(&mut digits, queue_id.into()));
+    field(out, b"queueOffset", int_text(&mut digits, queue_offset));
+    if let Some(tx) = transaction_id {
+        field(out, b"transactionId", tx.as_bytes());
+    }
+    let map_len = (out.len() - map_at - 4) as u32;
+    out[map_at..map_at + 4].copy_from_slice(&map_len.to_be_bytes());
+    let header_len = (out.len() - start - 8) as u32;
+    out[start..start + 4].copy_from_slice(&(header_len + 4).to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(1 << 24 | header_len).to_be_bytes());
+}
+
+/// `write_int`, a single digit (a queue id, mostly) without its machinery.
+#[inline(always)]
+fn write_small_int(out: &mut Vec<u8>, v: i64) {
+    match u8::try_from(v) {
+        Ok(d @ 0..=9) => out.push(b'0' + d),
+        _ => write_int(out, v),
+    }
+}
+
+/// `v` in decimal, as `write_int` writes it, into `buf`.
+fn int_text(buf: &mut [u8; 20], v: i64) -> &[u8] {
+    let mut tmp = [0u8; 20];
+    let digits = int_digits(&mut tmp, v);
+    let mut n = 0;
+    if v < 0 {
+        buf[0] = b'-';
+        n = 1;
+    }
+    // At most 19 digits with a sign: 20 bytes.
+    let len = digits.len().min(20 - n);
+    buf[n..n + len].copy_from_slice(&digits[..len]);
+    &buf[..n + len]
 }
 
 #[cfg(test)]
@@ -183,7 +265,27 @@ mod tests {
                     String::from_utf8_lossy(&generic)
                 );
                 assert_eq!(fast, generic);
+                let mut fast = vec![1, 2, 3];
+                encode_send_ok_binary(&mut fast, opaque, ids.as_bytes(), queue, offset, tx);
+                let mut generic = vec![1, 2, 3];
+                let mut cmd = ok.command();
+                cmd.serialize_type = crate::protocol::SerializeType::RocketMq;
+                cmd.encode(&mut generic).unwrap();
+                assert_eq!(fast, generic, "binary");
             }
         }
+        // Empty values are left out, as the encoder leaves them out.
+        let ok = SendOk {
+            opaque: 1,
+            msg_ids: String::new(),
+            queue_id: 0,
+            queue_offset: 0,
+            transaction_id: Some(String::new()),
+        };
+        let mut fast = vec![];
+        encode_send_ok_binary(&mut fast, 1, b"", 0, 0, Some(""));
+        let mut cmd = ok.command();
+        cmd.serialize_type = crate::protocol::SerializeType::RocketMq;
+        assert_eq!(fast, cmd.to_frame().unwrap(), "empty values");
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::node::FrameScratch;
 use super::reply::Reply;
 use crate::protocol::frame::DEFAULT_MAX_FRAME;
 use crate::protocol::{CodecError, RemotingCommand};
@@ -41,13 +42,13 @@ pub(crate) trait Dispatch: Send + Sync + 'static {
     /// Answers a whole frame (without its length prefix) straight from its bytes, appending
     /// any response to `out`: the fast path of the common request. `false` if it does not take
     /// this frame, and then nothing was done: it is decoded and goes to
-    /// [`Dispatch::dispatch`]. `scratch` is the connection's buffer for the dispatcher's use.
+    /// [`Dispatch::dispatch`]. `scratch` is what the connection keeps for the dispatcher's use.
     fn dispatch_frame(
         &self,
         _conn: &Arc<Conn>,
         _frame: &[u8],
         _out: &mut Vec<u8>,
-        _scratch: &mut String,
+        _scratch: &mut FrameScratch,
     ) -> bool {
         false
     }
@@ -565,7 +566,7 @@ fn serve(
     let mut tls_buf = Vec::new();
     let mut out = Vec::with_capacity(64 * 1024);
     let mut plain = Vec::new();
-    let mut scratch = String::new();
+    let mut scratch = FrameScratch::default();
     let is_plain = conn.is_plain();
     loop {
         if is_plain {

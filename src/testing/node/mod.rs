@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+pub(crate) use fast::FrameScratch;
 pub(crate) use fault::{Fault, Faults};
 pub(crate) use routes::NamesrvCore;
 pub(crate) use store::TopicConf;
@@ -277,7 +278,7 @@ impl Dispatch for Node {
         conn: &Arc<Conn>,
         frame: &[u8],
         out: &mut Vec<u8>,
-        scratch: &mut String,
+        scratch: &mut FrameScratch,
     ) -> bool {
         self.send_fast(conn, frame, out, scratch)
     }

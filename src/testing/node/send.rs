@@ -131,22 +131,25 @@ fn parse_i64(v: &str) -> Result<i64, ()> {
 
 impl<'a> SendFields<'a> {
     /// What [`SendFields::read`] gives for ext fields holding each send field at most once,
-    /// given by slot ([`send_field_slot`]) as (key as it came, value): the general path reads
-    /// the decoded map, sorted by key, so of several unparsable numbers the error names the
-    /// one whose key sorts first.
+    /// given by slot ([`send_field_slot`]) as (key as it came, value), with the numbers a
+    /// caller has read already (`nums`, by slot: what `str::parse::<i64>` gives the value):
+    /// the general path reads the decoded map, sorted by key, so of several unparsable
+    /// numbers the error names the one whose key sorts first.
     pub(super) fn from_slots(
         slots: &[Option<(&[u8], &'a str)>; SEND_FIELDS],
+        nums: &[Option<i64>; SEND_FIELDS],
     ) -> Result<SendFields<'a>, String> {
-        /// The number in `slot`, or `None` (and the field noted in `bad` if it is the first
-        /// unparsable one in key order).
+        /// The number in `slot` (`num` if the caller read it already), or `None` (and the
+        /// field noted in `bad` if it is the first unparsable one in key order).
         #[inline(always)]
         fn int<'k, 'v>(
             slot: Option<(&'k [u8], &'v str)>,
+            num: Option<i64>,
             wide: bool,
             bad: &mut Option<(&'k [u8], &'v str)>,
         ) -> Option<i64> {
             let (k, v) = slot?;
-            match parse_i64(v) {
+            match num.ok_or(()).or_else(|_| parse_i64(v)) {
                 Ok(n) if wide || i32::try_from(n).is_ok() => Some(n),
                 _ => {
                     match bad {
@@ -159,12 +162,12 @@ impl<'a> SendFields<'a> {
         }
         let mut bad = None;
         let narrow = |n: Option<i64>| n.map(|n| n as i32); // in range: checked by `int`
-        let default_nums = narrow(int(slots[3], false, &mut bad));
-        let queue_id = narrow(int(slots[4], false, &mut bad));
-        let sys_flag = narrow(int(slots[5], false, &mut bad));
-        let born = int(slots[6], true, &mut bad);
-        let flag = narrow(int(slots[7], false, &mut bad));
-        let reconsume = narrow(int(slots[9], false, &mut bad));
+        let default_nums = narrow(int(slots[3], nums[3], false, &mut bad));
+        let queue_id = narrow(int(slots[4], nums[4], false, &mut bad));
+        let sys_flag = narrow(int(slots[5], nums[5], false, &mut bad));
+        let born = int(slots[6], nums[6], true, &mut bad);
+        let flag = narrow(int(slots[7], nums[7], false, &mut bad));
+        let reconsume = narrow(int(slots[9], nums[9], false, &mut bad));
         if let Some((k, v)) = bad {
             return Err(format!("invalid {}: {v:?}", String::from_utf8_lossy(k)));
         }
@@ -199,6 +202,37 @@ pub(super) struct PropScan<'a> {
     /// pair well formed and ended, no repeated or broker-stamped name), so it can be stored
     /// as it came.
     pub(super) canonical: bool,
+    /// The string's length (as stored, before the broker's stamps).
+    pub(super) len: usize,
+}
+
+/// What [`scan_properties`] notes of one well-formed pair (name and value non-empty): the
+/// `UNIQ_KEY`, whether it makes the message transactional, and whether the name keeps the
+/// string canonical (not repeated, not stamped by the broker, one of the first 16 names).
+/// Shared with the fast path's reading of a properties string in its escaped form.
+#[inline(always)]
+pub(super) fn note_pair<'a>(
+    scan: &mut PropScan<'a>,
+    names: &mut [&'a [u8]; 16],
+    n: &mut usize,
+    k: &'a [u8],
+    v: &'a str,
+) {
+    if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX.as_bytes() {
+        scan.uniq = Some(v);
+    } else if k == property::TRANSACTION_PREPARED.as_bytes() {
+        scan.transactional = v.eq_ignore_ascii_case("true");
+    }
+    if *n == names.len()
+        || names[..*n].contains(&k)
+        || k == property::CLUSTER.as_bytes()
+        || STAMPS.iter().any(|(s, _)| s.as_bytes() == k)
+    {
+        scan.canonical = false;
+    } else {
+        names[*n] = k;
+        *n += 1;
+    }
 }
 
 /// The index of the first `needle` in `b` at or after `i`. Eight bytes at a time: a byte's
@@ -236,8 +270,9 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
         uniq: None,
         transactional: false,
         canonical: bytes.is_empty() || bytes.last() == Some(&PAIR_END),
+        len: s.len(),
     };
-    let mut names: [&str; 16] = [""; 16];
+    let mut names: [&[u8]; 16] = [b""; 16];
     let mut n = 0;
     let body_end = if bytes.last() == Some(&PAIR_END) {
         bytes.len() - 1
@@ -268,27 +303,26 @@ pub(super) fn scan_properties(s: &str) -> PropScan<'_> {
             scan.canonical = false;
             continue;
         }
-        if k == property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX {
-            scan.uniq = Some(v);
-        } else if k == property::TRANSACTION_PREPARED {
-            scan.transactional = v.eq_ignore_ascii_case("true");
-        }
-        if n == names.len()
-            || names[..n].contains(&k)
-            || k == property::CLUSTER
-            || STAMPS.iter().any(|(s, _)| *s == k)
-        {
-            scan.canonical = false;
-        } else {
-            names[n] = k;
-            n += 1;
-        }
+        note_pair(&mut scan, &mut names, &mut n, k.as_bytes(), v);
     }
     scan
 }
 
 /// The longest offset message id: an IPv6 store host, port and offset, in hex.
 pub(super) const MAX_OFFSET_ID_LEN: usize = 2 * (16 + 4 + 8);
+
+/// `v` as 8 upper-case hex digits, most significant first, without a loop: the nibbles are
+/// spread one per byte (most significant in the top byte), then each becomes `'0' + n`, plus 7
+/// for the digits past 9 (where `n + 6` carries into the byte's high nibble).
+fn hex8(v: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut x = u64::from(v);
+    x = (x | x << 16) & 0x0000_FFFF_0000_FFFF;
+    x = (x | x << 8) & 0x00FF_00FF_00FF_00FF;
+    x = (x | x << 4) & 0x0F0F_0F0F_0F0F_0F0F;
+    let letters = ((x + 6 * ONES) >> 4) & ONES;
+    (x + 0x30 * ONES + 7 * letters).to_be_bytes()
+}
 
 /// An offset message id: store host and commit-log offset, 32 upper-case hex digits for IPv4
 /// (56 for IPv6), written into `out`; returns its length.
@@ -297,21 +331,22 @@ pub(super) fn offset_id_into(
     host: SocketAddr,
     offset: i64,
 ) -> usize {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut n = 0;
-    let mut push = |bytes: &[u8]| {
-        for b in bytes {
-            out[n] = HEX[(b >> 4) as usize];
-            out[n + 1] = HEX[(b & 0xF) as usize];
-            n += 2;
-        }
+    let mut push = |word: u32| {
+        out[n..n + 8].copy_from_slice(&hex8(word));
+        n += 8;
     };
     match host.ip() {
-        std::net::IpAddr::V4(ip) => push(&ip.octets()),
-        std::net::IpAddr::V6(ip) => push(&ip.octets()),
+        std::net::IpAddr::V4(ip) => push(u32::from(ip)),
+        std::net::IpAddr::V6(ip) => {
+            for w in u128::from(ip).to_be_bytes().chunks_exact(4) {
+                push(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            }
+        }
     }
-    push(&i32::from(host.port()).to_be_bytes());
-    push(&offset.to_be_bytes());
+    push(u32::from(host.port()));
+    push((offset >> 32) as u32);
+    push(offset as u32);
     n
 }
 
@@ -337,12 +372,19 @@ fn check_properties_len(len: usize) -> Result<(), Refusal> {
 
 /// Topic names a real broker accepts.
 pub(super) fn valid_topic(topic: &str) -> bool {
+    /// The bytes a topic name may hold (`^[%|a-zA-Z0-9_-]+$`), by value.
+    const ALLOWED: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-');
+            c += 1;
+        }
+        t
+    };
     // Bytewise: a non-ASCII char's bytes fail the test as the char would.
-    !topic.is_empty()
-        && topic.len() <= 127
-        && topic
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-'))
+    !topic.is_empty() && topic.len() <= 127 && topic.bytes().all(|c| ALLOWED[usize::from(c)])
 }
 
 /// A send rejected before anything was stored: code and remark.
@@ -544,7 +586,9 @@ impl BrokerCore {
     /// or a batch stored. A plain message's response is left to the caller (`Sent::Stored`),
     /// which writes it as a reply or straight into the output (the fast path). The body is
     /// copied only if it is kept. `scan` is `scan_properties(f.properties)` if the caller has
-    /// it already.
+    /// it already (or the same found by reading the properties in their escaped JSON form:
+    /// then, when messages are not kept, `f.properties` may still be escaped, as nothing but
+    /// the scan is read of a canonical, not transactional string that is not kept).
     #[allow(clippy::too_many_arguments)] // one call site per path
     pub(super) fn send<'a>(
         &self,
@@ -603,7 +647,7 @@ impl BrokerCore {
         };
         let properties_len = rebuilt
             .as_ref()
-            .map_or(f.properties.len() + self.stamp_suffix.len(), String::len);
+            .map_or(scan.len + self.stamp_suffix.len(), String::len);
         if let Err((code, remark)) = check_properties_len(properties_len) {
             return Sent::Reply(Self::send_reply(code, opaque, &remark));
         }
@@ -793,6 +837,50 @@ mod tests {
     use crate::message::OffsetMessageId;
 
     #[test]
+    fn valid_topic_is_the_pattern() {
+        let reference = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 127
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-'))
+        };
+        let mut topics: Vec<String> = (0u32..=0x3000)
+            .filter_map(char::from_u32)
+            .map(|c| format!("T{c}x"))
+            .collect();
+        topics.extend(["", "a", "é", "%|_-", "a b", "ok-Topic_1"].map(String::from));
+        topics.extend(["a".repeat(127), "a".repeat(128)]);
+        for t in &topics {
+            assert_eq!(valid_topic(t), reference(t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn hex8_is_upper_case_hex() {
+        let mut v = 0x9E37_79B9u32;
+        for fixed in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            0xFF,
+            0x0A0B_0C0D,
+            0x1234_5678,
+            u32::MAX,
+        ] {
+            assert_eq!(hex8(fixed), format!("{fixed:08X}").as_bytes(), "{fixed:x}");
+        }
+        for _ in 0..100_000 {
+            v ^= v << 13;
+            v ^= v >> 17;
+            v ^= v << 5;
+            assert_eq!(hex8(v), format!("{v:08X}").as_bytes(), "{v:x}");
+        }
+    }
+
+    #[test]
     fn offset_ids_match_offset_message_id() {
         for host in [
             "127.0.0.1:20961",
@@ -800,7 +888,15 @@ mod tests {
             "[::1]:65535",
             "[fe80::1:2]:10911",
         ] {
-            for offset in [0, 1, 0x11B, i64::MAX] {
+            for offset in [
+                0,
+                1,
+                0x11B,
+                i64::MAX,
+                -1,
+                0x1234_5678_9ABC_DEF0,
+                0xFFFF_FFFF,
+            ] {
                 let store_host: SocketAddr = host.parse().unwrap();
                 let mut s = String::new();
                 write_offset_id(&mut s, store_host, offset);
