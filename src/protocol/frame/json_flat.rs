@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 
 use super::ext_fields::{intern_key, known_key};
+use super::json_fast::same_bytes;
 use super::json_write::next_special;
 use super::{ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
@@ -49,10 +50,9 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
         serialize_type: SerializeType::Json,
     };
     loop {
-        let key = r.key()?;
-        match key {
-            b"code" => code = Some(r.int_or_null(-1)?),
-            b"extFields" => {
+        match r.top_key()? {
+            Top::Code => code = Some(r.int_or_null(-1)?),
+            Top::ExtFields => {
                 // Twice is legal JSON (the last one wins), but no broker writes it.
                 if ext_fields.is_some() {
                     return None;
@@ -63,17 +63,17 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
                     r.ext_fields()?
                 });
             }
-            b"flag" => cmd.flag = r.int_or_null(0)?,
-            b"language" => {
+            Top::Flag => cmd.flag = r.int_or_null(0)?,
+            Top::Language => {
                 cmd.language = match r.string_or_null()? {
                     Some(name) => LanguageCode::from_name(name).unwrap_or(LanguageCode::OTHER),
                     None => LanguageCode::JAVA,
                 }
             }
-            b"opaque" => cmd.opaque = r.int_or_null(0)?,
-            b"remark" => cmd.remark = r.string_or_null()?.map(str::to_owned),
-            b"version" => cmd.version = r.int_or_null(0)?,
-            _ => r.skip_scalar()?,
+            Top::Opaque => cmd.opaque = r.int_or_null(0)?,
+            Top::Remark => cmd.remark = r.string_or_null()?.map(str::to_owned),
+            Top::Version => cmd.version = r.int_or_null(0)?,
+            Top::Other => r.skip_scalar()?,
         }
         match r.next_byte()? {
             b',' => continue,
@@ -89,6 +89,42 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
         cmd.ext_fields = fields;
     }
     Some(cmd)
+}
+
+/// The header's own keys; `Other` for any other.
+#[derive(Clone, Copy)]
+enum Top {
+    Code,
+    ExtFields,
+    Flag,
+    Language,
+    Opaque,
+    Remark,
+    Version,
+    Other,
+}
+
+impl Top {
+    /// The key that starts with `first` (they all differ in their first byte), and its name.
+    fn by_first(first: u8) -> Option<(Top, &'static str)> {
+        Some(match first {
+            b'c' => (Top::Code, "code"),
+            b'e' => (Top::ExtFields, "extFields"),
+            b'f' => (Top::Flag, "flag"),
+            b'l' => (Top::Language, "language"),
+            b'o' => (Top::Opaque, "opaque"),
+            b'r' => (Top::Remark, "remark"),
+            b'v' => (Top::Version, "version"),
+            _ => return None,
+        })
+    }
+
+    fn of(key: &[u8]) -> Top {
+        match Top::by_first(key.first().copied().unwrap_or(0)) {
+            Some((top, name)) if name.as_bytes() == key => top,
+            _ => Top::Other,
+        }
+    }
 }
 
 struct Flat<'a> {
@@ -144,6 +180,63 @@ impl<'a> Flat<'a> {
         let key = self.string()?;
         self.expect(b':')?;
         Some(key.as_bytes())
+    }
+
+    /// Consumes `"name":` when the cursor is on exactly that (eight bytes at a time, no
+    /// scan for the closing quote).
+    fn literal_key(&mut self, name: &str) -> bool {
+        let n = name.len();
+        let found = match self.buf.get(self.pos..self.pos + n + 3) {
+            Some(rest) => {
+                rest[0] == b'"'
+                    && same_bytes(&rest[1..=n], name.as_bytes())
+                    && rest[n + 1..] == *b"\":"
+            }
+            None => false,
+        };
+        if found {
+            self.pos += n + 3;
+        }
+        found
+    }
+
+    /// A top-level key and its colon: told by its first byte and confirmed in place when it
+    /// is one of the header's own, read as any string otherwise.
+    fn top_key(&mut self) -> Option<Top> {
+        if let Some((top, name)) = self.buf.get(self.pos + 1).and_then(|&b| Top::by_first(b)) {
+            if self.literal_key(name) {
+                return Some(top);
+            }
+        }
+        self.key().map(Top::of)
+    }
+
+    /// An `extFields` key and its colon: a send response's keys are told by their first
+    /// byte and confirmed in place; any other is read as a string and interned.
+    fn ext_key(&mut self) -> Option<Cow<'static, str>> {
+        let predicted = match self.buf.get(self.pos + 1) {
+            Some(b'M') => Some("MSG_REGION"),
+            Some(b'T') => Some("TRACE_ON"),
+            Some(b'm') => Some("msgId"),
+            Some(b'q') => match self.buf.get(self.pos + 6) {
+                Some(b'I') => Some("queueId"),
+                _ => Some("queueOffset"),
+            },
+            Some(b't') => Some("transactionId"),
+            Some(b'b') => Some("batchUniqId"),
+            _ => None,
+        };
+        if let Some(name) = predicted {
+            if self.literal_key(name) {
+                return Some(Cow::Borrowed(name));
+            }
+        }
+        let key = self.key()?;
+        Some(match response_key(key).or_else(|| known_key(key)) {
+            Some(known) => Cow::Borrowed(known),
+            // Valid UTF-8: sliced from the checked text at quotes.
+            None => intern_key(std::str::from_utf8(key).ok()?),
+        })
     }
 
     fn int_or_null(&mut self, default: i32) -> Option<i32> {
@@ -204,13 +297,8 @@ impl<'a> Flat<'a> {
             return Some(fields);
         }
         loop {
-            let key = self.key()?;
+            let key = self.ext_key()?;
             let value = self.string()?;
-            let key = match response_key(key).or_else(|| known_key(key)) {
-                Some(known) => Cow::Borrowed(known),
-                // Valid UTF-8: sliced from the checked text at quotes.
-                None => intern_key(std::str::from_utf8(key).ok()?),
-            };
             fields.push_decoded(key, |buf| {
                 buf.push_str(value);
                 Some(())
