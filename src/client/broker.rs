@@ -330,20 +330,19 @@ impl<'a> ResponseFields<'a> {
     fn of(fields: &'a ExtFields) -> Self {
         let mut found = ResponseFields::default();
         for (key, value) in fields.iter() {
-            // Length and first byte pick the one candidate; one comparison confirms it.
-            let (slot, name) = match (key.len(), key.as_bytes().first()) {
-                (5, Some(b'm')) => (&mut found.msg_id, "msgId"),
-                (7, Some(b'q')) => (&mut found.queue_id, "queueId"),
-                (8, Some(b'T')) => (&mut found.trace_on, "TRACE_ON"),
-                (10, Some(b'M')) => (&mut found.region, "MSG_REGION"),
-                (11, Some(b'q')) => (&mut found.queue_offset, "queueOffset"),
-                (11, Some(b'b')) => (&mut found.batch_uniq_id, "batchUniqId"),
-                (13, Some(b't')) => (&mut found.transaction_id, "transactionId"),
+            // Comparisons with constants: a length check, then a few inline loads (no
+            // `memcmp` call).
+            let slot = match key {
+                "msgId" => &mut found.msg_id,
+                "queueId" => &mut found.queue_id,
+                "queueOffset" => &mut found.queue_offset,
+                "MSG_REGION" => &mut found.region,
+                "TRACE_ON" => &mut found.trace_on,
+                "transactionId" => &mut found.transaction_id,
+                "batchUniqId" => &mut found.batch_uniq_id,
                 _ => continue,
             };
-            if key == name {
-                *slot = Some(value);
-            }
+            *slot = Some(value);
         }
         found
     }
