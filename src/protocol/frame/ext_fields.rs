@@ -303,11 +303,12 @@ static RECYCLED: parking_lot::Mutex<Vec<Recycled>> = parking_lot::const_mutex(Ve
 type Recycled = (Vec<(Cow<'static, str>, usize, usize)>, String);
 
 /// Buffers kept at most, and the largest ones kept. An event loop decodes every frame of a
-/// read (up to 64 KiB: a few hundred responses) before their maps are dropped, so the pool
-/// holds a read's worth (at most ~600 KiB).
+/// read (up to 64 KiB: ~300 send responses of the real brokers' size) before their maps are
+/// dropped, so the pool holds a read's worth. It only grows to the largest burst seen:
+/// 512 maps of a send response are ~600 KiB; the bound is 512 x 3.3 KiB.
 const RECYCLED_MAX: usize = 512;
 const RECYCLED_MAX_ENTRIES: usize = 32;
-const RECYCLED_MAX_VALUE_BYTES: usize = 4096;
+const RECYCLED_MAX_VALUE_BYTES: usize = 2048;
 /// The smallest buffers kept, and the room a decoded map starts with: a recycled buffer then
 /// holds a response's values without growing (a small one, from a map built field by field,
 /// would be reallocated by the next decode: freed instead).
