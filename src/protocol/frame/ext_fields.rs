@@ -137,8 +137,12 @@ impl ExtFields {
             Some((entries, values)) => ExtFields { entries, values },
             None => ExtFields::new(),
         };
-        fields.entries.reserve(16);
-        fields.values.reserve(value_bytes);
+        fields.entries.reserve(RECYCLED_MIN_ENTRIES);
+        if fields.values.capacity() < value_bytes {
+            fields
+                .values
+                .reserve(value_bytes.max(RECYCLED_MIN_VALUE_BYTES));
+        }
         fields
     }
 
@@ -298,16 +302,23 @@ static RECYCLED: parking_lot::Mutex<Vec<Recycled>> = parking_lot::const_mutex(Ve
 
 type Recycled = (Vec<(Cow<'static, str>, usize, usize)>, String);
 
-/// Buffers kept at most, and the largest ones kept.
-const RECYCLED_MAX: usize = 64;
+/// Buffers kept at most, and the largest ones kept. An event loop decodes every frame of a
+/// read (up to 64 KiB: ~300 send responses of the real brokers' size) before their maps are
+/// dropped, so the pool holds a read's worth. It only grows to the largest burst seen:
+/// 512 maps of a send response are ~600 KiB; the bound is 512 x 3.3 KiB.
+const RECYCLED_MAX: usize = 512;
 const RECYCLED_MAX_ENTRIES: usize = 32;
-const RECYCLED_MAX_VALUE_BYTES: usize = 4096;
+const RECYCLED_MAX_VALUE_BYTES: usize = 2048;
+/// The smallest buffers kept, and the room a decoded map starts with: a recycled buffer then
+/// holds a response's values without growing (a small one, from a map built field by field,
+/// would be reallocated by the next decode: freed instead).
+const RECYCLED_MIN_ENTRIES: usize = 16;
+const RECYCLED_MIN_VALUE_BYTES: usize = 512;
 
 impl Drop for ExtFields {
     fn drop(&mut self) {
-        if self.values.capacity() == 0
-            || self.values.capacity() > RECYCLED_MAX_VALUE_BYTES
-            || self.entries.capacity() > RECYCLED_MAX_ENTRIES
+        if !(RECYCLED_MIN_VALUE_BYTES..=RECYCLED_MAX_VALUE_BYTES).contains(&self.values.capacity())
+            || !(RECYCLED_MIN_ENTRIES..=RECYCLED_MAX_ENTRIES).contains(&self.entries.capacity())
         {
             return;
         }

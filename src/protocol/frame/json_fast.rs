@@ -54,7 +54,7 @@ fn plain_key(rest: &[u8], key: &'static str) -> Option<&'static str> {
 }
 
 /// `a == b` for short slices of the same length, eight bytes at a time (no `memcmp` call).
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -1,14 +1,18 @@
-//! The JSON header reader: the fast reader first, and when it gives up, the general reader
-//! through `serde_json::Value`, whose results and errors are the reference.
+//! The JSON header reader: the flat reader first (the layout brokers write), then the fast
+//! reader, and when both give up, the general reader through `serde_json::Value`, whose results
+//! and errors are the reference.
 
 use serde_json::Value;
 
 use super::ext_fields::intern_key;
-use super::{json_fast, CodecError, ExtFields, RemotingCommand, SerializeType};
+use super::{json_fast, json_flat, CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
 impl RemotingCommand {
     pub(super) fn read_json_header(header: &[u8]) -> Result<Self, CodecError> {
+        if let Some(cmd) = json_flat::parse_flat(header) {
+            return Ok(cmd);
+        }
         match json_fast::parse_header(header) {
             Some(cmd) => Ok(cmd),
             None => Self::read_json_header_value(header),
@@ -92,6 +96,9 @@ impl RemotingCommand {
 /// replays saved inputs through it on stable.
 #[doc(hidden)]
 pub fn json_header_differential(header: &[u8]) {
+    if let Some(flat) = json_flat::parse_flat(header) {
+        assert_eq!(RemotingCommand::read_json_header_value(header), Ok(flat));
+    }
     if let Some(fast) = json_fast::parse_header(header) {
         assert_eq!(RemotingCommand::read_json_header_value(header), Ok(fast));
     }

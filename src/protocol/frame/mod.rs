@@ -14,6 +14,7 @@
 // - ext_fields: `ExtFields`, the custom-header map, and the key names it interns.
 // - json_write: the JSON header writer, and the JSON string and integer writers under it.
 // - json_read: the JSON header reader through `serde_json::Value` (the reference).
+// - json_flat: the reader of the flat layout brokers write responses in (tried first).
 // - json_fast: the hand-rolled fast JSON header reader that the common case takes.
 // - binary: the binary ROCKETMQ header, both ways.
 // - decoder: the incremental `FrameDecoder`.
@@ -25,6 +26,7 @@ mod decoder;
 mod error;
 mod ext_fields;
 mod json_fast;
+mod json_flat;
 mod json_read;
 mod json_write;
 

@@ -1,0 +1,698 @@
+//! The flat JSON header reader: the one layout brokers write their responses in, read in one
+//! pass with no closures, no key strings and no per-value checks.
+//!
+//! Java brokers (fastjson) and RocketMQ-Rust brokers (serde) write a header as an object with
+//! no whitespace and no escapes in the common case: integers, strings or null at the top level
+//! (`code`, `flag`, `language`, `opaque`, `remark`, `serializeTypeCurrentRPC`, `version`, in
+//! any order), and `extFields`, an object of string values. Every send response has that shape
+//! (`{"code":0,...,"extFields":{"MSG_REGION":"DefaultRegion","TRACE_ON":"true","msgId":"7F..",
+//! "queueId":"1","queueOffset":"0"},...}`), and send responses are most of what an I/O thread
+//! reads.
+//!
+//! This reader takes exactly that shape: keys and values without escapes or control
+//! characters, no whitespace, integers of at most 18 digits (no fraction, exponent, leading
+//! zero or `-0`), unknown top-level keys with a string, integer, `true`, `false` or null value
+//! (skipped), `extFields` once, with string values only. Anything else (an escape, a space, a
+//! null or a number inside `extFields`, a nested value, a syntax error, invalid UTF-8, trailing
+//! bytes) gives up with `None`, and the general readers decide ([`super::json_fast`], then the
+//! `serde_json::Value` reader): whatever this reader answers is what they answer.
+
+use std::borrow::Cow;
+
+use super::ext_fields::{intern_key, known_key};
+use super::json_fast::same_bytes;
+use super::json_write::next_special;
+use super::{ExtFields, RemotingCommand, SerializeType};
+use crate::protocol::codes::LanguageCode;
+
+/// Reads a flat header, or `None` when it is not one (see the module docs).
+pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
+    // One check of the whole header: every string below is then sliced out of `text` at
+    // ASCII quotes (always character boundaries) without a check of its own.
+    let text = std::str::from_utf8(header).ok()?;
+    let mut r = Flat {
+        text,
+        buf: header,
+        pos: 0,
+    };
+    r.expect(b'{')?;
+    let mut code = None;
+    let mut ext_fields: Option<ExtFields> = None;
+    let mut cmd = RemotingCommand {
+        code: 0,
+        language: LanguageCode::JAVA,
+        version: 0,
+        opaque: 0,
+        flag: 0,
+        remark: None,
+        ext_fields: ExtFields::new(),
+        body: Vec::new(),
+        serialize_type: SerializeType::Json,
+    };
+    loop {
+        match r.top_key()? {
+            Top::Code => code = Some(r.int_or_null(-1)?),
+            Top::ExtFields => {
+                // Twice is legal JSON (the last one wins), but no broker writes it.
+                if ext_fields.is_some() {
+                    return None;
+                }
+                ext_fields = Some(if r.null() {
+                    ExtFields::new()
+                } else {
+                    r.ext_fields()?
+                });
+            }
+            Top::Flag => cmd.flag = r.int_or_null(0)?,
+            Top::Language => {
+                cmd.language = match r.string_or_null()? {
+                    Some(name) => LanguageCode::from_name(name).unwrap_or(LanguageCode::OTHER),
+                    None => LanguageCode::JAVA,
+                }
+            }
+            Top::Opaque => cmd.opaque = r.int_or_null(0)?,
+            Top::Remark => cmd.remark = r.string_or_null()?.map(str::to_owned),
+            Top::Version => cmd.version = r.int_or_null(0)?,
+            Top::Other => r.skip_scalar()?,
+        }
+        match r.next_byte()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    if r.pos != header.len() {
+        return None;
+    }
+    cmd.code = code?;
+    if let Some(fields) = ext_fields {
+        cmd.ext_fields = fields;
+    }
+    Some(cmd)
+}
+
+/// The header's own keys; `Other` for any other.
+#[derive(Clone, Copy)]
+enum Top {
+    Code,
+    ExtFields,
+    Flag,
+    Language,
+    Opaque,
+    Remark,
+    Version,
+    Other,
+}
+
+impl Top {
+    /// The key that starts with `first` (they all differ in their first byte), and its name.
+    fn by_first(first: u8) -> Option<(Top, &'static str)> {
+        Some(match first {
+            b'c' => (Top::Code, "code"),
+            b'e' => (Top::ExtFields, "extFields"),
+            b'f' => (Top::Flag, "flag"),
+            b'l' => (Top::Language, "language"),
+            b'o' => (Top::Opaque, "opaque"),
+            b'r' => (Top::Remark, "remark"),
+            b'v' => (Top::Version, "version"),
+            _ => return None,
+        })
+    }
+
+    fn of(key: &[u8]) -> Top {
+        match Top::by_first(key.first().copied().unwrap_or(0)) {
+            Some((top, name)) if name.as_bytes() == key => top,
+            _ => Top::Other,
+        }
+    }
+}
+
+struct Flat<'a> {
+    /// The whole header, valid UTF-8.
+    text: &'a str,
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Flat<'a> {
+    fn next_byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next_byte()? == b).then_some(())
+    }
+
+    /// `null` at the cursor (consumed)?
+    fn null(&mut self) -> bool {
+        if self.buf.get(self.pos..self.pos + 4) == Some(b"null") {
+            self.pos += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A string without escapes at the cursor: its text (the quotes consumed).
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let end = next_special(self.buf, start);
+        // A backslash, a control character or the end of the input: not flat.
+        if *self.buf.get(end)? != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        self.text.get(start..end)
+    }
+
+    fn string_or_null(&mut self) -> Option<Option<&'a str>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// An object key and its colon: the key's bytes.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let key = self.string()?;
+        self.expect(b':')?;
+        Some(key.as_bytes())
+    }
+
+    /// Consumes `"name":` when the cursor is on exactly that (eight bytes at a time, no
+    /// scan for the closing quote).
+    fn literal_key(&mut self, name: &str) -> bool {
+        let n = name.len();
+        let found = match self.buf.get(self.pos..self.pos + n + 3) {
+            Some(rest) => {
+                rest[0] == b'"'
+                    && same_bytes(&rest[1..=n], name.as_bytes())
+                    && rest[n + 1..] == *b"\":"
+            }
+            None => false,
+        };
+        if found {
+            self.pos += n + 3;
+        }
+        found
+    }
+
+    /// A top-level key and its colon: told by its first byte and confirmed in place when it
+    /// is one of the header's own, read as any string otherwise.
+    fn top_key(&mut self) -> Option<Top> {
+        if let Some((top, name)) = self.buf.get(self.pos + 1).and_then(|&b| Top::by_first(b)) {
+            if self.literal_key(name) {
+                return Some(top);
+            }
+        }
+        self.key().map(Top::of)
+    }
+
+    /// An `extFields` key and its colon: a send response's keys are told by their first
+    /// byte and confirmed in place; any other is read as a string and interned.
+    fn ext_key(&mut self) -> Option<Cow<'static, str>> {
+        let predicted = match self.buf.get(self.pos + 1) {
+            Some(b'M') => Some("MSG_REGION"),
+            Some(b'T') => Some("TRACE_ON"),
+            Some(b'm') => Some("msgId"),
+            Some(b'q') => match self.buf.get(self.pos + 6) {
+                Some(b'I') => Some("queueId"),
+                _ => Some("queueOffset"),
+            },
+            Some(b't') => Some("transactionId"),
+            Some(b'b') => Some("batchUniqId"),
+            _ => None,
+        };
+        if let Some(name) = predicted {
+            if self.literal_key(name) {
+                return Some(Cow::Borrowed(name));
+            }
+        }
+        let key = self.key()?;
+        Some(match response_key(key).or_else(|| known_key(key)) {
+            Some(known) => Cow::Borrowed(known),
+            // Valid UTF-8: sliced from the checked text at quotes.
+            None => intern_key(std::str::from_utf8(key).ok()?),
+        })
+    }
+
+    fn int_or_null(&mut self, default: i32) -> Option<i32> {
+        if self.null() {
+            return Some(default);
+        }
+        i32::try_from(self.integer()?).ok()
+    }
+
+    /// A JSON integer of at most 18 digits, not `-0`, no leading zero, not followed by a
+    /// fraction or an exponent (the same integers [`super::json_fast`] takes).
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.buf.get(self.pos) == Some(&b'-');
+        if negative {
+            self.pos += 1;
+        }
+        let start = self.pos;
+        let mut n: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = self.buf.get(self.pos) {
+            if self.pos - start == 18 {
+                return None;
+            }
+            n = n * 10 + i64::from(d - b'0');
+            self.pos += 1;
+        }
+        let digits = self.pos - start;
+        if digits == 0 || (digits > 1 && self.buf[start] == b'0') || (negative && n == 0) {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.buf.get(self.pos) {
+            return None;
+        }
+        Some(if negative { -n } else { n })
+    }
+
+    /// The value of a key nobody reads: a string, an integer, `true`, `false` or null.
+    fn skip_scalar(&mut self) -> Option<()> {
+        let literal = |r: &mut Self, lit: &[u8]| {
+            (r.buf.get(r.pos..r.pos + lit.len())? == lit).then(|| r.pos += lit.len())
+        };
+        match *self.buf.get(self.pos)? {
+            b'"' => self.string().map(drop),
+            b'-' | b'0'..=b'9' => self.integer().map(drop),
+            b't' => literal(self, b"true"),
+            b'f' => literal(self, b"false"),
+            b'n' => literal(self, b"null"),
+            _ => None,
+        }
+    }
+
+    /// `extFields`: an object of string values. Its map reuses recycled buffers (see
+    /// [`ExtFields::for_decoding`]); the values are copied once, into it.
+    fn ext_fields(&mut self) -> Option<ExtFields> {
+        self.expect(b'{')?;
+        let mut fields = ExtFields::for_decoding(self.buf.len() - self.pos);
+        if self.buf.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Some(fields);
+        }
+        loop {
+            let key = self.ext_key()?;
+            let value = self.string()?;
+            fields.push_decoded(key, |buf| {
+                buf.push_str(value);
+                Some(())
+            })?;
+            match self.next_byte()? {
+                b',' => continue,
+                b'}' => return Some(fields),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The `extFields` keys of send responses (`SendMessageResponseHeader`, plus what brokers
+/// add), told apart by length and first byte before one comparison.
+fn response_key(key: &[u8]) -> Option<&'static str> {
+    let name = match (key.len(), key.first()?) {
+        (5, b'm') => "msgId",
+        (7, b'q') => "queueId",
+        (8, b'T') => "TRACE_ON",
+        (10, b'M') => "MSG_REGION",
+        (11, b'q') => "queueOffset",
+        (11, b'b') => "batchUniqId",
+        (13, b't') => "transactionId",
+        _ => return None,
+    };
+    (name.as_bytes() == key).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byteorder::{BigEndian, ByteOrder};
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// The flat reader's answer, when it gives one, is the general reader's; returns whether
+    /// it answered.
+    fn agree(header: &[u8]) -> bool {
+        let flat = parse_flat(header);
+        if let Some(flat) = &flat {
+            assert_eq!(
+                RemotingCommand::read_json_header_value(header).as_ref(),
+                Ok(flat),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        flat.is_some()
+    }
+
+    fn header_of(frame: &[u8]) -> Vec<u8> {
+        let header_len = BigEndian::read_u32(&frame[4..8]) as usize;
+        frame[8..8 + header_len].to_vec()
+    }
+
+    fn real_responses() -> Vec<Vec<u8>> {
+        [
+            &include_bytes!("../../../tests/data/send_v2_response.bin")[..],
+            include_bytes!("../../../tests/data/send_batch_response.bin"),
+            include_bytes!("../../../tests/data/send_error_response.bin"),
+            include_bytes!("../../../tests/data/send_half_response.bin"),
+            include_bytes!("../../../tests/data/heartbeat_response.bin"),
+            include_bytes!("../../../tests/data/route_response_tbw102.bin"),
+            include_bytes!("../../../tests/data/route_response_missing_topic.bin"),
+            include_bytes!("../../../tests/data/view_message_response.bin"),
+        ]
+        .iter()
+        .map(|f| header_of(f))
+        .collect()
+    }
+
+    /// Every response a real broker sent (RocketMQ-Rust, tests/data) and the send responses
+    /// MockBroker writes (Java's layout) are flat, and read as the general reader reads them.
+    #[test]
+    fn takes_every_real_broker_response() {
+        for h in real_responses() {
+            assert!(agree(&h), "{}", String::from_utf8_lossy(&h));
+        }
+        // MockBroker's send response (testing/reply.rs), in Java's layout: keys sorted.
+        for tx in ["", r#","transactionId":"7F0000010001FIXTURE0000000001""#] {
+            let h = format!(
+                r#"{{"code":0,"extFields":{{"MSG_REGION":"DefaultRegion","TRACE_ON":"true","msgId":"7F000001000051E10000000000000000","queueId":"3","queueOffset":"9223372036854775807"{tx}}},"flag":1,"language":"RUST","opaque":-7,"serializeTypeCurrentRPC":"JSON","version":401}}"#
+            );
+            assert!(agree(h.as_bytes()), "{h}");
+        }
+    }
+
+    /// One generated header: its text, and whether it is flat (the reader must answer).
+    struct Generated {
+        text: String,
+        flat: bool,
+    }
+
+    /// A random header from the pieces brokers write and many they do not: keys in any order,
+    /// repeated or missing; integers at and past the i32 bounds, with signs, leading zeros,
+    /// fractions, exponents; strings with unicode, escapes and control characters; null,
+    /// nested and non-string values; unknown keys; blanks.
+    fn generate(rng: &mut StdRng) -> Generated {
+        let mut flat = true;
+        let mut members: Vec<String> = Vec::new();
+        // Half the headers take odd pieces only rarely: most of those stay flat.
+        let odd = if rng.gen_bool(0.5) { 1.0 } else { 0.02 };
+        let int = |rng: &mut StdRng, flat: &mut bool, fits_i32: bool| -> String {
+            if !rng.gen_bool(odd) {
+                return rng.gen_range(-5000..5000).to_string();
+            }
+            match rng.gen_range(0..14) {
+                0 => "null".into(),
+                1 => "2147483647".into(),
+                2 => "-2147483648".into(),
+                3 => {
+                    *flat &= !fits_i32;
+                    "2147483648".into()
+                }
+                4 => {
+                    *flat = false;
+                    "01".into()
+                }
+                5 => {
+                    *flat = false;
+                    "-0".into()
+                }
+                6 => {
+                    *flat = false;
+                    "1.5".into()
+                }
+                7 => {
+                    *flat = false;
+                    "2e3".into()
+                }
+                8 => {
+                    // A string: for a key nobody reads, skipped like any string.
+                    *flat &= !fits_i32;
+                    "\"12\"".into()
+                }
+                9 => {
+                    *flat = false;
+                    "1234567890123456789".into()
+                }
+                _ => rng.gen_range(-5000..5000).to_string(),
+            }
+        };
+        let string = |rng: &mut StdRng, flat: &mut bool| -> String {
+            const PLAIN: &[&str] = &[
+                "",
+                "DefaultRegion",
+                "true",
+                "7F000001000051E10000000000000000",
+                "grün ✓ 𝄞",
+                "a,b",
+                "^[%|a-zA-Z0-9_-]+$",
+                "JAVA",
+                "RUST",
+                "x y",
+            ];
+            const ESCAPED: &[&str] = &[
+                "a\\\"b",
+                "\\u00e9",
+                "\\n",
+                "\\ud834\\udd1e",
+                "back\\\\slash",
+                "\\/",
+            ];
+            if !rng.gen_bool(odd) {
+                return format!("\"{}\"", PLAIN[rng.gen_range(0..PLAIN.len())]);
+            }
+            match rng.gen_range(0..12) {
+                0 => {
+                    *flat = false;
+                    format!("\"{}\"", ESCAPED[rng.gen_range(0..ESCAPED.len())])
+                }
+                1 => {
+                    *flat = false;
+                    "\"ctl\u{1}\"".into()
+                }
+                _ => format!("\"{}\"", PLAIN[rng.gen_range(0..PLAIN.len())]),
+            }
+        };
+        // `code`: usually there; missing is an error for the general reader.
+        if rng.gen_bool(odd / 20.0) {
+            flat = false;
+        } else {
+            let v = int(rng, &mut flat, true);
+            members.push(format!("\"code\":{v}"));
+        }
+        for key in ["flag", "opaque", "version"] {
+            if rng.gen_bool(0.8) {
+                let v = int(rng, &mut flat, true);
+                members.push(format!("\"{key}\":{v}"));
+            }
+        }
+        for key in ["language", "remark", "serializeTypeCurrentRPC"] {
+            if rng.gen_bool(0.8) {
+                let v = match rng.gen_range(0..8) {
+                    0 => "null".into(),
+                    1 if key != "serializeTypeCurrentRPC" && !rng.gen_bool(odd) => "null".into(),
+                    1 if key != "serializeTypeCurrentRPC" => {
+                        flat = false;
+                        "5".into()
+                    }
+                    _ => string(rng, &mut flat),
+                };
+                members.push(format!("\"{key}\":{v}"));
+            }
+        }
+        // Unknown keys with any value.
+        for _ in 0..rng.gen_range(0..3) {
+            let key = ["unknown", "x", "ü", "codeX", "extField", "e"][rng.gen_range(0..6)];
+            let from = if rng.gen_bool(odd) { 0 } else { 5 };
+            let v = match rng.gen_range(from..9) {
+                0 => "true".into(),
+                1 => "false".into(),
+                2 => "null".into(),
+                3 => {
+                    flat = false;
+                    "[1,2]".into()
+                }
+                4 => {
+                    flat = false;
+                    "{\"a\":\"b\"}".into()
+                }
+                5 => int(rng, &mut flat, false),
+                _ => string(rng, &mut flat),
+            };
+            members.push(format!("\"{key}\":{v}"));
+        }
+        let ext_times = match rng.gen_range(0..20) {
+            1 if !rng.gen_bool(odd) => 1,
+            0 => 0,
+            1 => {
+                flat = false;
+                2
+            }
+            _ => 1,
+        };
+        for _ in 0..ext_times {
+            if rng.gen_range(0..10) == 0 {
+                members.push("\"extFields\":null".into());
+                continue;
+            }
+            const KEYS: &[&str] = &[
+                "MSG_REGION",
+                "TRACE_ON",
+                "msgId",
+                "queueId",
+                "queueOffset",
+                "transactionId",
+                "batchUniqId",
+                "offsetMsgId",
+                "IS_SUB_CHANGE",
+                "unknownKey",
+                "ключ",
+                "a",
+                "queueIdX",
+                "msgid",
+            ];
+            let mut fields = Vec::new();
+            for _ in 0..rng.gen_range(0..8) {
+                let key = KEYS[rng.gen_range(0..KEYS.len())];
+                let from = if rng.gen_bool(odd) { 0 } else { 2 };
+                let v = match rng.gen_range(from..14) {
+                    0 => {
+                        flat = false;
+                        "null".into()
+                    }
+                    1 => {
+                        flat = false;
+                        "7".into()
+                    }
+                    2 => format!("\"{}\"", rng.gen_range(-10i64..i64::MAX)),
+                    _ => string(rng, &mut flat),
+                };
+                fields.push(format!("\"{key}\":{v}"));
+            }
+            if rng.gen_bool(0.5) {
+                fields.sort();
+            }
+            members.push(format!("\"extFields\":{{{}}}", fields.join(",")));
+        }
+        members.shuffle(rng);
+        let mut text = format!("{{{}}}", members.join(","));
+        if rng.gen_bool(odd / 10.0) {
+            // A blank before a value, or after the opening brace: still JSON, never flat.
+            let colons: Vec<usize> = text.match_indices("\":").map(|(i, _)| i + 2).collect();
+            let at = colons.choose(rng).copied().unwrap_or(1);
+            text.insert(at, [' ', '\n', '\t'][rng.gen_range(0..3)]);
+            flat = false;
+        }
+        Generated { text, flat }
+    }
+
+    /// Thousands of generated headers: the flat reader answers exactly the flat ones, and
+    /// each answer is the general reader's, field by field.
+    #[test]
+    fn generated_headers_agree() {
+        let mut rng = StdRng::seed_from_u64(0xF1A7);
+        let (mut flat, mut other) = (0, 0);
+        for _ in 0..20_000 {
+            let g = generate(&mut rng);
+            let answered = agree(g.text.as_bytes());
+            assert_eq!(answered, g.flat, "{}", g.text);
+            if g.flat {
+                flat += 1;
+            } else {
+                other += 1;
+            }
+        }
+        assert!(flat > 2_000 && other > 2_000, "flat {flat}, other {other}");
+    }
+
+    /// Random byte-level mutations of the real responses (JSON punctuation, escapes, digits,
+    /// invalid UTF-8, blanks, deleted and moved pieces): whatever the flat reader answers, the
+    /// general reader answers the same; what it refuses, the full decode still reads as the
+    /// general reader does (or fails with the same error).
+    #[test]
+    fn mutated_real_responses_agree() {
+        let headers = real_responses();
+        let alphabet: &[u8] = b"{}[]\",:\\/ \t\n-+.0123456789eEtrueflsnu\xc3\xa9\xff\x01abAF";
+        let mut rng = StdRng::seed_from_u64(0x5eed);
+        let rounds = if cfg!(debug_assertions) {
+            5_000
+        } else {
+            50_000
+        };
+        let mut answered = 0;
+        for round in 0..rounds {
+            let mut h = headers[round % headers.len()].clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..h.len());
+                let pick = alphabet[rng.gen_range(0..alphabet.len())];
+                match rng.gen_range(0..4) {
+                    0 => h[at] = pick,
+                    1 => {
+                        h.remove(at);
+                    }
+                    2 => h.insert(at, pick),
+                    _ => {
+                        let end = (at + rng.gen_range(1..12)).min(h.len());
+                        let piece = h[at..end].to_vec();
+                        let to = rng.gen_range(0..h.len());
+                        h.splice(to..to, piece);
+                    }
+                }
+            }
+            answered += usize::from(agree(&h));
+            assert_eq!(
+                RemotingCommand::read_json_header(&h),
+                RemotingCommand::read_json_header_value(&h),
+                "{}",
+                String::from_utf8_lossy(&h)
+            );
+        }
+        assert!(
+            answered * 10 > rounds,
+            "flat reader answered {answered} of {rounds}"
+        );
+    }
+
+    #[test]
+    fn gives_up_on_what_is_not_flat() {
+        for h in [
+            "",
+            "{",
+            "{}",
+            "[]",
+            r#"{"code":0,}"#,
+            r#"{"code":0} "#,
+            r#" {"code":0}"#,
+            r#"{"code" :0}"#,
+            r#"{"code":0,"extFields":{"a":"1"},"extFields":{"b":"2"}}"#,
+            r#"{"code":0,"extFields":{"a":null}}"#,
+            r#"{"code":0,"extFields":{"a":1}}"#,
+            r#"{"code":0,"extFields":[]}"#,
+            r#"{"code":0,"extFields":{"a":"1",}}"#,
+            r#"{"code":0,"extFields":{"a":"\u0041"}}"#,
+            r#"{"code":0,"remark":"a\"b"}"#,
+            r#"{"code":0,"remark":5}"#,
+            r#"{"code":0,"language":7}"#,
+            r#"{"c\u006fde":0}"#,
+            r#"{"code":0,"x":[1]}"#,
+            r#"{"code":0,"x":{}}"#,
+            r#"{"code":0,"x":1.5}"#,
+            r#"{"code":0,"x":tru}"#,
+            r#"{"code":2147483648}"#,
+            r#"{"code":"0"}"#,
+            r#"{"flag":1}"#,
+        ] {
+            assert!(!agree(h.as_bytes()), "{h}");
+        }
+        // Invalid UTF-8 inside a string.
+        let mut b = br#"{"code":1,"remark":"xx"}"#.to_vec();
+        b[21] = 0xFF;
+        assert!(parse_flat(&b).is_none());
+    }
+}
