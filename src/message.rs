@@ -476,6 +476,14 @@ impl IdStr {
         }
     }
 
+    /// The id's bytes (no UTF-8 check: for writers that copy them).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdRepr::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            IdRepr::Shared(s) => s.as_bytes(),
+        }
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         match &self.0 {

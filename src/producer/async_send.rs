@@ -214,8 +214,13 @@ impl AsyncSend {
     /// Runs one attempt. With `may_block` false (the caller's thread) it only uses cached
     /// routes, and a miss moves the attempt to the internal threads, where it runs with
     /// `may_block` true and lookups may block.
-    pub(super) fn attempt(mut self: Box<Self>, may_block: bool) {
-        let now = Instant::now();
+    pub(super) fn attempt(self: Box<Self>, may_block: bool) {
+        self.attempt_at(may_block, Instant::now());
+    }
+
+    /// [`AsyncSend::attempt`] beginning at `now`: its deadline check, route, queue choice
+    /// and start (its latency and timeout) all read this one clock.
+    fn attempt_at(mut self: Box<Self>, may_block: bool, now: Instant) {
         if now >= self.deadline {
             let failures = std::mem::take(&mut self.failures);
             let e = self.inner.attempts_failed(self.deadline, failures);
@@ -224,7 +229,7 @@ impl AsyncSend {
         if self.inner.state.load(Ordering::Acquire) == STOPPED {
             return self.finish(Err(Error::Shutdown));
         }
-        let queue = match self.pick_queue(may_block) {
+        let queue = match self.pick_queue(may_block, now) {
             Ok(Some(q)) => q,
             Ok(None) => return self.defer(),
             Err(e) => return self.finish(Err(e)),
@@ -281,7 +286,9 @@ impl AsyncSend {
             queue.broker_name(),
             self.last_broker.is_some(),
         );
-        let started = Instant::now();
+        // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
+        // a route lookup may have taken time.
+        let started = if may_block { Instant::now() } else { now };
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
@@ -299,15 +306,19 @@ impl AsyncSend {
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
     /// thread must not block.
-    fn pick_queue(&mut self, may_block: bool) -> Result<Option<MessageQueue>> {
+    fn pick_queue(&mut self, may_block: bool, mut now: Instant) -> Result<Option<MessageQueue>> {
         let wire_topic = self.prepared.wire_topic();
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
-            _ if !may_block => match self.inner.mapping.get(wire_topic, Instant::now()) {
-                Some(info) if !info.queues().is_empty() => info,
-                _ => return Ok(None),
+            _ => match self.inner.cached_publish_info(wire_topic, now) {
+                Some(info) => info,
+                None if !may_block => return Ok(None),
+                None => {
+                    let info = self.inner.publish_info(wire_topic, self.deadline)?;
+                    now = Instant::now(); // after a lookup
+                    info
+                }
             },
-            _ => self.inner.publish_info(wire_topic, self.deadline)?,
         };
         match &self.target {
             Target::Selector(selector, arg) => {
@@ -324,7 +335,7 @@ impl AsyncSend {
             }
             _ => self
                 .inner
-                .select_auto(&info, &self.prepared, self.last_broker.as_deref())
+                .select_auto(&info, &self.prepared, self.last_broker.as_deref(), now)
                 .map(Some),
         }
     }
@@ -535,6 +546,8 @@ pub(super) struct Budget {
 }
 
 impl Inner {
+    /// Starts a send whose time budget begins at `now` (the send timeout from then, and
+    /// `async_retries`).
     pub(super) fn start_async(
         self: &Arc<Self>,
         prepared: Prepared,
@@ -542,9 +555,10 @@ impl Inner {
         target: Target,
         done: Done,
         op: stats::Op,
+        now: Instant,
     ) {
         let budget = Budget {
-            deadline: Instant::now() + self.config.send_timeout(),
+            deadline: now + self.config.send_timeout(),
             retries: self.config.async_retries(),
         };
         self.start_async_within(prepared, permit, target, done, op, budget);

@@ -11,6 +11,7 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, IdStr, Message};
 use crate::producer::hooks::{Hooked, SendMode};
+use crate::protocol::frame::write_json_text;
 use crate::protocol::message_codec::{self, sys_flag};
 use crate::protocol::namespace;
 
@@ -34,11 +35,28 @@ const INLINE_PROPERTIES: usize = 192;
 
 /// The encoded properties string of a prepared message: inline up to [`INLINE_PROPERTIES`]
 /// bytes (a `UNIQ_KEY`, `WAIT` and a few short properties: no allocation), on the heap beyond.
+///
+/// It also knows where the defaults the producer appends ([`Properties::push_defaults`]:
+/// `UNIQ_KEY` and `WAIT=true`) are, whose JSON text is known without a scan, so
+/// [`Properties::write_json`] only escapes the caller's own properties.
 pub(crate) struct Properties {
     len: usize,
     inline: [u8; INLINE_PROPERTIES],
-    heap: Option<String>,
+    heap: Option<Vec<u8>>,
+    /// Where the defaults begin (everything before is escaped in general).
+    defaults_at: usize,
+    /// The id's length when the defaults hold a `UNIQ_KEY` (it comes first).
+    default_id_len: Option<usize>,
+    /// Whether the defaults hold `WAIT=true` (after the id).
+    default_wait: bool,
+    /// Where the defaults end (everything after is escaped in general).
+    defaults_end: usize,
 }
+
+/// `UNIQ_KEY` and the name-value separator.
+const UNIQ_KEY_NAME: &[u8] = b"UNIQ_KEY\x01";
+/// `WAIT=true` with its separators.
+const WAIT_TRUE: &[u8] = b"WAIT\x01true\x02";
 
 impl Properties {
     pub(crate) fn new() -> Self {
@@ -46,21 +64,26 @@ impl Properties {
             len: 0,
             inline: [0; INLINE_PROPERTIES],
             heap: None,
+            defaults_at: 0,
+            default_id_len: None,
+            default_wait: false,
+            defaults_end: 0,
         }
     }
 
-    fn push_str(&mut self, s: &str) {
+    /// Appends bytes that are whole UTF-8 (a `&str`'s, or ASCII pieces).
+    fn push_bytes(&mut self, s: &[u8]) {
         if let Some(heap) = &mut self.heap {
-            return heap.push_str(s);
+            return heap.extend_from_slice(s);
         }
         let end = self.len + s.len();
         if end <= INLINE_PROPERTIES {
-            self.inline[self.len..end].copy_from_slice(s.as_bytes());
+            self.inline[self.len..end].copy_from_slice(s);
             self.len = end;
         } else {
-            let mut heap = String::with_capacity(end.max(2 * INLINE_PROPERTIES));
-            heap.push_str(self.as_str());
-            heap.push_str(s);
+            let mut heap = Vec::with_capacity(end.max(2 * INLINE_PROPERTIES));
+            heap.extend_from_slice(&self.inline[..self.len]);
+            heap.extend_from_slice(s);
             self.heap = Some(heap);
         }
     }
@@ -73,25 +96,83 @@ impl Properties {
         let mut sep2 = [0u8; 4];
         let property = message_codec::PROPERTY_SEPARATOR.encode_utf8(&mut sep2);
         for (k, v) in props {
-            self.push_str(k);
-            self.push_str(name_value);
-            self.push_str(v);
-            self.push_str(property);
+            self.push_bytes(k.as_bytes());
+            self.push_bytes(name_value.as_bytes());
+            self.push_bytes(v.as_bytes());
+            self.push_bytes(property.as_bytes());
         }
+    }
+
+    /// Appends the defaults a send adds when the caller has not set them: `UNIQ_KEY=id`
+    /// (when `id` is given) and `WAIT=true` (when `wait`), in that order, as [`Properties::encode`]
+    /// would. The first call is remembered for [`Properties::write_json`]; a second one is
+    /// encoded as any other property.
+    pub(crate) fn push_defaults(&mut self, id: Option<&IdStr>, wait: bool) {
+        if self.defaults_end != 0 {
+            let id = id.map(|id| id.as_str());
+            let props = id.map(|id| (property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id));
+            let waits = wait.then_some((property::WAIT_STORE_MSG_OK, "true"));
+            return self.encode(props.into_iter().chain(waits));
+        }
+        self.defaults_at = self.len();
+        if let Some(id) = id {
+            self.push_bytes(UNIQ_KEY_NAME);
+            let id = id.as_bytes();
+            self.push_bytes(id);
+            self.push_bytes(b"\x02");
+            self.default_id_len = Some(id.len());
+        }
+        if wait {
+            self.push_bytes(WAIT_TRUE);
+            self.default_wait = true;
+        }
+        self.defaults_end = self.len();
+    }
+
+    /// Writes the properties as a JSON string literal, as [`write_json_str`] writes
+    /// [`Properties::as_str`] (and byte for byte the same): the defaults are written from
+    /// what they are known to be, only the caller's properties are escaped.
+    ///
+    /// [`write_json_str`]: crate::protocol::frame::write_json_str
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        let bytes = self.as_bytes();
+        out.push(b'"');
+        if self.defaults_end == 0 {
+            write_json_text(out, bytes);
+        } else {
+            let (head, rest) = bytes.split_at(self.defaults_at.min(bytes.len()));
+            if !head.is_empty() {
+                write_json_text(out, head);
+            }
+            if let Some(id_len) = self.default_id_len {
+                out.extend_from_slice(b"UNIQ_KEY\\u0001");
+                let at = UNIQ_KEY_NAME.len();
+                write_json_text(out, rest.get(at..at + id_len).unwrap_or_default());
+                out.extend_from_slice(b"\\u0002");
+            }
+            if self.default_wait {
+                out.extend_from_slice(b"WAIT\\u0001true\\u0002");
+            }
+            let tail = bytes.get(self.defaults_end..).unwrap_or_default();
+            if !tail.is_empty() {
+                write_json_text(out, tail);
+            }
+        }
+        out.push(b'"');
     }
 
     /// The encoded string.
     pub(crate) fn as_str(&self) -> &str {
-        match &self.heap {
-            Some(heap) => heap,
-            // Always valid: whole `&str`s were copied in, never cut.
-            None => std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default(),
-        }
+        // Always valid: whole `&str`s (or ASCII pieces) were copied in, never cut.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The encoded string's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.as_str().as_bytes()
+        match &self.heap {
+            Some(heap) => heap,
+            None => &self.inline[..self.len],
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -416,12 +497,7 @@ fn prepare_one(
     // them into the message first.
     let mut properties = Properties::new();
     properties.encode(msg.properties());
-    if add_id {
-        properties.encode([(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str())]);
-    }
-    if add_wait {
-        properties.encode([(property::WAIT_STORE_MSG_OK, "true")]);
-    }
+    properties.push_defaults(add_id.then_some(&id), add_wait);
     check_properties_len(&properties)?;
     let first_key = msg.keys().next().map(str::to_string);
     let flag = msg.flag();
@@ -648,6 +724,53 @@ mod tests {
             assert_eq!(p.len(), expected.len());
             assert_eq!(p.heap.is_some(), expected.len() > INLINE_PROPERTIES);
         }
+    }
+
+    /// `write_json` writes what `write_json_str` writes for the same string, whatever the
+    /// order of the caller's properties and the defaults (and their escapes, and a spill to
+    /// the heap at any point).
+    #[test]
+    fn properties_json_matches_the_general_writer() {
+        let values = ["v", "a\"b\\c\n\r\t\u{0}\u{1f}\u{7f}", "grün ✓ 𝄞", ""];
+        let long = "k".repeat(150);
+        let ids = [
+            IdStr::from("7F0000010001ABCD"),
+            IdStr::from("id\"\\\u{3}✓"),
+            IdStr::EMPTY,
+        ];
+        let mut cases = 0;
+        for before in 0..3 {
+            for after in 0..2 {
+                for id in [None, Some(&ids[0]), Some(&ids[1]), Some(&ids[2])] {
+                    for wait in [false, true] {
+                        for twice in [false, true] {
+                            let mut p = Properties::new();
+                            let key = if before == 2 { long.as_str() } else { "key" };
+                            for v in &values[..before * 2] {
+                                p.encode([(key, *v)]);
+                            }
+                            p.push_defaults(id, wait);
+                            if twice {
+                                p.push_defaults(id, !wait);
+                            }
+                            for v in &values[..after * 3] {
+                                p.encode([(long.as_str(), *v)]);
+                            }
+                            let mut expected = Vec::new();
+                            crate::protocol::frame::write_json_str(&mut expected, p.as_str());
+                            let mut got = b"x".to_vec();
+                            p.write_json(&mut got);
+                            assert_eq!(
+                                String::from_utf8_lossy(&got[1..]),
+                                String::from_utf8_lossy(&expected)
+                            );
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 3 * 2 * 4 * 2 * 2);
     }
 
     #[test]

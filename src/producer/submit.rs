@@ -80,7 +80,9 @@ impl Inner {
 
     pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
         self.free_spent();
-        let mut op = self.stats.begin_prep(&prep);
+        // The send begins now: its statistics, its wait for room and its time budget.
+        let now = Instant::now();
+        let mut op = self.stats.begin_prep(&prep, now);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
                 Prep::Single(msg) => {
@@ -102,8 +104,10 @@ impl Inner {
             }
             (prep, _) => prep,
         };
-        match self.prepare_async(prep, &target) {
-            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
+        match self.prepare_async(prep, &target, now) {
+            Ok((prepared, permit, admitted)) => {
+                self.start_async(prepared, permit, target, done, op, admitted)
+            }
             Err(e) => {
                 op.fail(&e);
                 finish_done(self, done, Err(e), Hold::Nothing)
@@ -133,14 +137,21 @@ impl Inner {
                 let op = stats::Op::none();
                 match budget {
                     Some(b) => self.start_async_within(prepared, permit, target, done, op, b),
-                    None => self.start_async(prepared, permit, target, done, op),
+                    None => self.start_async(prepared, permit, target, done, op, Instant::now()),
                 }
             }
             Err(e) => finish_done(self, done, Err(e), Hold::Nothing),
         }
     }
 
-    pub(super) fn prepare_async(&self, prep: Prep, target: &Target) -> Result<(Prepared, Permit)> {
+    /// Prepares a send that began at `now` and takes its in-flight room; also returns when
+    /// the room was taken (`now`, unless it had to wait), where its time budget begins.
+    pub(super) fn prepare_async(
+        &self,
+        prep: Prep,
+        target: &Target,
+        now: Instant,
+    ) -> Result<(Prepared, Permit, Instant)> {
         self.check_running()?;
         let prepared = match prep {
             // The selector runs later (maybe once the route is fetched): it must see the
@@ -151,15 +162,18 @@ impl Inner {
             }
             Prep::Batch(msgs) => self.prepare_msgs(msgs, SendMode::Async)?,
         };
-        let permit = if on_callback_thread() {
+        let (permit, admitted) = if on_callback_thread() {
             // A callback that sends must not wait for room: room is made by the callbacks
             // queued behind it, which only callback threads can run. It takes room if there
             // is some, else the bounded callback allowance, else fails at once.
-            self.in_flight.acquire_now(prepared.size)?
+            (self.in_flight.acquire_now(prepared.size)?, now)
         } else {
-            let deadline = Instant::now() + self.config.send_timeout();
-            self.in_flight.acquire(prepared.size, deadline)?
+            let deadline = now + self.config.send_timeout();
+            match self.in_flight.acquire_waited(prepared.size, deadline)? {
+                (permit, false) => (permit, now),
+                (permit, true) => (permit, Instant::now()),
+            }
         };
-        Ok((prepared, permit))
+        Ok((prepared, permit, admitted))
     }
 }

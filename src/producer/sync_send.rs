@@ -68,15 +68,22 @@ impl Inner {
         let mut failures = Failures::default();
         let mut attempt_no = 0;
         for _ in 0..attempts {
-            let now = Instant::now();
+            let mut now = Instant::now();
             if now >= deadline {
                 break;
             }
             let queue = match &fixed_queue {
                 Some(q) => q.clone(),
                 None => {
-                    let info = self.publish_info(prepared.wire_topic(), deadline)?;
-                    self.select_auto(&info, prepared, last_broker.as_deref())?
+                    let info = match self.cached_publish_info(prepared.wire_topic(), now) {
+                        Some(info) => info,
+                        None => {
+                            let info = self.publish_info(prepared.wire_topic(), deadline)?;
+                            now = Instant::now(); // after a lookup
+                            info
+                        }
+                    };
+                    self.select_auto(&info, prepared, last_broker.as_deref(), now)?
                 }
             };
             let Some(addr) = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
@@ -144,14 +151,15 @@ impl Inner {
         let Ok(info) = self.publish_info(prepared.wire_topic(), deadline) else {
             return Ok(first);
         };
-        let Ok(queue) = self.select_auto(&info, prepared, last_broker.as_deref()) else {
+        let now = Instant::now();
+        let Ok(queue) = self.select_auto(&info, prepared, last_broker.as_deref(), now) else {
             return Ok(first);
         };
         let Some(addr) = self.broker_addr(queue.broker_name()) else {
             return Ok(first);
         };
         let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
-        let started = Instant::now();
+        let started = now;
         let result = self
             .send_frame_sync(
                 prepared,
@@ -195,7 +203,7 @@ impl Inner {
     fn send_prepared_oneway(&self, prepared: &Prepared) -> Result<()> {
         let deadline = Instant::now() + self.config.send_timeout();
         let info = self.publish_info(prepared.wire_topic(), deadline)?;
-        let queue = self.select_auto(&info, prepared, None)?;
+        let queue = self.select_auto(&info, prepared, None, Instant::now())?;
         let addr = self
             .broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
             .ok_or_else(|| Error::NoRoute {

@@ -77,11 +77,22 @@ pub(super) fn next_special(bytes: &[u8], from: usize) -> usize {
         }
         i += 8;
     }
-    while let Some(&b) = bytes.get(i) {
-        if JSON_ESCAPE[b as usize] != 0 {
-            return i;
-        }
-        i += 1;
+    // The last 1..=7 bytes: one more word, padded with a plain byte.
+    if let Some(rest) = bytes.get(i..).filter(|r| !r.is_empty()) {
+        let mut word = [b'a'; 8];
+        word[..rest.len().min(8)].copy_from_slice(&rest[..rest.len().min(8)]);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (LO * u64::from(b'"'));
+        let backslash = w ^ (LO * u64::from(b'\\'));
+        let special = ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (w.wrapping_sub(LO * 0x20) & !w))
+            & HI;
+        return if special != 0 {
+            i + (special.trailing_zeros() / 8) as usize
+        } else {
+            bytes.len()
+        };
     }
     i
 }
@@ -124,18 +135,22 @@ const ESCAPE_STEP: usize = 4096;
 /// Writes `s` as a JSON string literal: quotes, backslashes and control characters escaped
 /// (control characters as `\u00XX`, as fastjson does); everything else as UTF-8.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let first = next_special(bytes, 0);
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_json_text(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// Writes the text of a JSON string literal for `bytes` (UTF-8, or a part of it cut at an
+/// ASCII byte), without the quotes: escaped as [`write_json_str`] escapes it.
+pub(crate) fn write_json_text(out: &mut Vec<u8>, bytes: &[u8]) {
+    let first = next_special(bytes, 0);
     out.extend_from_slice(&bytes[..first]);
     if first < bytes.len() {
-        // Properties strings always come here: every \u0001 and \u0002 separator is escaped.
         for step in bytes[first..].chunks(ESCAPE_STEP) {
             write_escaped(out, step);
         }
     }
-    out.push(b'"');
 }
 
 /// Appends the JSON text of `bytes` (no quotes). The output is first grown by the worst case
@@ -233,8 +248,18 @@ pub(crate) fn int_digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
     &buf[i..]
 }
 
-/// Writes `v` in decimal (no `fmt` machinery: this is on every frame).
+/// Writes `v` in decimal (no `fmt` machinery: this is on every frame). A single digit (a
+/// queue id, a flag) is written right here.
+#[inline]
 pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
+    if (0..10).contains(&v) {
+        out.push(b'0' + v as u8);
+    } else {
+        write_long_int(out, v);
+    }
+}
+
+fn write_long_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let digits = int_digits(&mut buf, v);
     if v < 0 {
