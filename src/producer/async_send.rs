@@ -186,7 +186,8 @@ impl Inner {
 /// [`Error::Shutdown`] as a last line of defence.
 pub(super) struct AsyncSend {
     inner: Arc<Inner>,
-    prepared: Prepared,
+    /// The message, prepared in place (see [`Inner::vacant_send`]).
+    pub(super) prepared: Prepared,
     target: Target,
     deadline: Instant,
     attempts_left: u32,
@@ -492,13 +493,39 @@ impl AsyncSend {
     }
 }
 
+impl AsyncSend {
+    /// Ends it as [`Drop`] does if it has not ended (it never has, when a finished send is
+    /// recycled).
+    fn abandon(&mut self) {
+        self.op.fail(&Error::Shutdown);
+        let hold = match self.permit.take() {
+            Some(p) => Hold::Permit(p),
+            None => Hold::Nothing,
+        };
+        if let Some(done) = self.done.take() {
+            finish_done(&self.inner, done, Err(Error::Shutdown), hold);
+        }
+    }
+
+    /// Empties it in place, as [`AsyncSend::vacant`] makes one (what it held is dropped
+    /// here), but for its producer and deadline.
+    fn clear(&mut self) {
+        self.abandon();
+        self.prepared.clear();
+        self.target = Target::Auto;
+        self.attempts_left = 0;
+        self.last_broker = None;
+        self.failures = Failures::default();
+        self.attempt_no = 0;
+        self.current = None;
+    }
+}
+
 impl Inner {
     /// Takes in a finished send: its contents are dropped here (the message's memory), and
     /// its box goes to the free list for the next send while the producer runs.
     pub(super) fn recycle(&self, mut spent: Box<AsyncSend>) {
-        let inner = spent.inner.clone();
-        let deadline = spent.deadline;
-        *spent = AsyncSend::vacant(inner, deadline);
+        spent.clear();
         let mut free = self.free_sends.lock();
         // `None` once shutdown has emptied it: a vacant send still holds its producer, so
         // none may stay in the list after that.
@@ -509,29 +536,17 @@ impl Inner {
         }
     }
 
-    /// A box for a new send: a recycled one (no allocation), or a new one.
-    fn new_send(&self, send: AsyncSend) -> Box<AsyncSend> {
+    /// A vacant send for a new one: a recycled box (no allocation), or a new one (`now`: a
+    /// placeholder deadline, set when the send starts).
+    pub(super) fn vacant_send(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
         let recycled = self.free_sends.lock().as_mut().and_then(Vec::pop);
-        match recycled {
-            Some(mut b) => {
-                *b = send;
-                b
-            }
-            None => Box::new(send),
-        }
+        recycled.unwrap_or_else(|| Box::new(AsyncSend::vacant(self.clone(), now)))
     }
 }
 
 impl Drop for AsyncSend {
     fn drop(&mut self) {
-        self.op.fail(&Error::Shutdown);
-        let hold = match self.permit.take() {
-            Some(p) => Hold::Permit(p),
-            None => Hold::Nothing,
-        };
-        if let Some(done) = self.done.take() {
-            finish_done(&self.inner, done, Err(Error::Shutdown), hold);
-        }
+        self.abandon();
     }
 }
 
@@ -574,26 +589,33 @@ impl Inner {
         op: stats::Op,
         budget: Budget,
     ) {
-        let attempts_left = match target {
+        let mut job = self.vacant_send(budget.deadline);
+        job.prepared = prepared;
+        self.start_prepared(job, permit, target, done, op, budget);
+    }
+
+    /// Starts `job`, a vacant send whose message is prepared in it, and makes its first
+    /// attempt.
+    pub(super) fn start_prepared(
+        self: &Arc<Self>,
+        mut job: Box<AsyncSend>,
+        permit: Permit,
+        target: Target,
+        done: Done,
+        op: stats::Op,
+        budget: Budget,
+    ) {
+        job.attempts_left = match target {
             // Strict order: a keyed message-hash send is never retried on another queue.
-            Target::Auto if self.strict_hash_key(&prepared).is_some() => 0,
+            Target::Auto if self.strict_hash_key(&job.prepared).is_some() => 0,
             Target::Auto => budget.retries,
             _ => 0,
         };
-        let job = self.new_send(AsyncSend {
-            inner: self.clone(),
-            deadline: budget.deadline,
-            prepared,
-            target,
-            attempts_left,
-            last_broker: None,
-            failures: Failures::default(),
-            done: Some(done),
-            permit: Some(permit),
-            op,
-            attempt_no: 0,
-            current: None,
-        });
+        job.deadline = budget.deadline;
+        job.target = target;
+        job.done = Some(done);
+        job.permit = Some(permit);
+        job.op = op;
         job.attempt(false);
     }
 }

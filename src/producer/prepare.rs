@@ -71,6 +71,16 @@ impl Properties {
         }
     }
 
+    /// Empties it (the inline buffer is not zeroed: only its first `len` bytes are read).
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.heap = None;
+        self.defaults_at = 0;
+        self.default_id_len = None;
+        self.default_wait = false;
+        self.defaults_end = 0;
+    }
+
     /// Appends bytes that are whole UTF-8 (a `&str`'s, or ASCII pieces).
     fn push_bytes(&mut self, s: &[u8]) {
         if let Some(heap) = &mut self.heap {
@@ -241,6 +251,24 @@ impl Prepared {
         }
     }
 
+    /// Empties it in place, as [`Prepared::vacant`] makes one (what it held is dropped here;
+    /// the inline properties' buffer is kept, not zeroed).
+    pub(crate) fn clear(&mut self) {
+        self.topic = String::new();
+        self.namespaced_topic = None;
+        self.body = Vec::new();
+        self.properties.clear();
+        self.sys_flag = 0;
+        self.flag = 0;
+        self.msg_id = IdStr::EMPTY;
+        self.batch = false;
+        self.reply = false;
+        self.first_key = None;
+        self.size = 0;
+        self.message = None;
+        self.hooked = None;
+    }
+
     /// The topic on the wire (with the namespace, if any).
     pub(crate) fn wire_topic(&self) -> &str {
         self.namespaced_topic.as_deref().unwrap_or(&self.topic)
@@ -293,8 +321,34 @@ impl Prepared {
     }
 }
 
+/// The bytes a topic name may hold: `[%|a-zA-Z0-9_-]`.
+const TOPIC_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-');
+        b += 1;
+    }
+    t
+};
+
 /// Checks a topic name (protocol.md 7.7).
 pub(crate) fn check_topic(topic: &str) -> Result<()> {
+    // A good name in one pass over its bytes; anything else takes the checks below, which
+    // say what is wrong.
+    let bytes = topic.as_bytes();
+    if !bytes.is_empty()
+        && bytes.len() <= MAX_TOPIC_LEN
+        && bytes.iter().all(|&b| TOPIC_BYTES[usize::from(b)])
+        && !NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+    {
+        return Ok(());
+    }
+    check_topic_slowly(topic)
+}
+
+fn check_topic_slowly(topic: &str) -> Result<()> {
     if topic.trim().is_empty() {
         return Err(Error::InvalidMessage("the topic is blank".into()));
     }
@@ -480,10 +534,32 @@ fn prepare_one(
     new_id: impl FnOnce() -> IdStr,
     keep_message: bool,
 ) -> Result<Prepared> {
+    let mut prepared = Prepared::vacant();
+    prepare_one_into(msg, config, new_id, keep_message, &mut prepared)?;
+    Ok(prepared)
+}
+
+/// Validates and prepares a single message into `out`, which must be vacant
+/// ([`Prepared::vacant`], or [`Prepared::clear`]ed): the asynchronous path prepares right in
+/// the send that carries it, so the prepared message is never moved. On an error, `out` is
+/// left part filled (clear it before another use).
+pub(crate) fn prepare_one_into(
+    msg: Message,
+    config: &ProducerConfig,
+    new_id: impl FnOnce() -> IdStr,
+    keep_message: bool,
+    out: &mut Prepared,
+) -> Result<()> {
     check_message(&msg, config)?;
-    let (id, add_id) = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-        Some(existing) => (IdStr::new(existing), false),
-        None => (new_id(), true),
+    let add_id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        Some(existing) => {
+            out.msg_id = IdStr::new(existing);
+            false
+        }
+        None => {
+            out.msg_id = new_id();
+            true
+        }
     };
     let add_wait = msg.property(property::WAIT_STORE_MSG_OK).is_none();
     let mut sys = 0;
@@ -495,12 +571,12 @@ fn prepare_one(
     }
     // The defaults go at the end, as `ensure_defaults` would append them, without copying
     // them into the message first.
-    let mut properties = Properties::new();
-    properties.encode(msg.properties());
-    properties.push_defaults(add_id.then_some(&id), add_wait);
-    check_properties_len(&properties)?;
-    let first_key = msg.keys().next().map(str::to_string);
-    let flag = msg.flag();
+    out.properties.encode(msg.properties());
+    out.properties
+        .push_defaults(add_id.then_some(&out.msg_id), add_wait);
+    check_properties_len(&out.properties)?;
+    out.first_key = msg.keys().next().map(str::to_string);
+    out.flag = msg.flag();
     let mut compressed = None;
     if msg.body().len() >= config.compress_threshold() {
         // Only worth it when it saves bytes.
@@ -510,38 +586,24 @@ fn prepare_one(
             sys |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
         }
     }
-    let (topic, body, message) = if keep_message {
-        (
-            msg.topic().to_string(),
-            compressed.unwrap_or_default(),
-            Some(msg),
-        )
+    out.sys_flag = sys;
+    let topic = if keep_message {
+        out.body = compressed.unwrap_or_default();
+        let topic = msg.topic().to_string();
+        out.message = Some(msg);
+        topic
     } else {
         let (topic, body) = msg.into_topic_and_body();
-        (topic, compressed.unwrap_or(body), None)
+        out.body = compressed.unwrap_or(body);
+        topic
     };
-    let (topic, namespaced_topic) = shown_and_wire_topic(topic, config);
-    let wire_len = match &message {
+    (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
+    let wire_len = match &out.message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
-        _ => body.len(),
+        _ => out.body.len(),
     };
-    let wire_topic_len = namespaced_topic.as_ref().unwrap_or(&topic).len();
-    let size = wire_len + properties.len() + wire_topic_len;
-    Ok(Prepared {
-        topic,
-        namespaced_topic,
-        body,
-        properties,
-        sys_flag: sys,
-        flag,
-        msg_id: id,
-        batch: false,
-        reply: false,
-        first_key,
-        size,
-        message,
-        hooked: None,
-    })
+    out.size = wire_len + out.properties.len() + out.wire_topic().len();
+    Ok(())
 }
 
 /// Validates and prepares a batch: same topic, no delay, no transaction, no retry topic;
@@ -771,6 +833,38 @@ mod tests {
             }
         }
         assert_eq!(cases, 3 * 2 * 4 * 2 * 2);
+    }
+
+    /// The one-pass check agrees with the rule-by-rule one on every byte at every place,
+    /// on lengths around the limit, on blanks and on the system topics.
+    #[test]
+    fn topic_check_fast_path_agrees() {
+        let mut names: Vec<String> = vec![
+            String::new(),
+            " ".into(),
+            "\t".into(),
+            "a".repeat(127),
+            "a".repeat(128),
+            "ok-name_%|9".into(),
+            "grün".into(),
+            "a b".into(),
+        ];
+        names.extend(NOT_ALLOWED_SEND_TOPICS.iter().map(|t| t.to_string()));
+        for b in 0..=255u8 {
+            for at in 0..3 {
+                let mut bytes = b"ab".to_vec();
+                bytes.insert(at, b);
+                names.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        for c in ['é', '✓', '𝄞', '\u{a0}', '\u{2003}'] {
+            names.push(format!("a{c}b"));
+        }
+        for name in names {
+            let fast = check_topic(&name).map_err(|e| e.to_string());
+            let slow = check_topic_slowly(&name).map_err(|e| e.to_string());
+            assert_eq!(fast, slow, "{name:?}");
+        }
     }
 
     #[test]

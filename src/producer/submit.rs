@@ -104,11 +104,18 @@ impl Inner {
             }
             (prep, _) => prep,
         };
-        match self.prepare_async(prep, &target, now) {
-            Ok((prepared, permit, admitted)) => {
-                self.start_async(prepared, permit, target, done, op, admitted)
+        // Prepared right in the send that carries it (no move of the prepared message).
+        let mut job = self.vacant_send(now);
+        match self.prepare_async_into(prep, &target, now, &mut job.prepared) {
+            Ok((permit, admitted)) => {
+                let budget = Budget {
+                    deadline: admitted + self.config.send_timeout(),
+                    retries: self.config.async_retries(),
+                };
+                self.start_prepared(job, permit, target, done, op, budget)
             }
             Err(e) => {
+                self.recycle(job);
                 op.fail(&e);
                 finish_done(self, done, Err(e), Hold::Nothing)
             }
@@ -144,24 +151,26 @@ impl Inner {
         }
     }
 
-    /// Prepares a send that began at `now` and takes its in-flight room; also returns when
-    /// the room was taken (`now`, unless it had to wait), where its time budget begins.
-    pub(super) fn prepare_async(
+    /// Prepares a send that began at `now` into `prepared` (vacant) and takes its in-flight
+    /// room; also returns when the room was taken (`now`, unless it had to wait), where its
+    /// time budget begins.
+    pub(super) fn prepare_async_into(
         &self,
         prep: Prep,
         target: &Target,
         now: Instant,
-    ) -> Result<(Prepared, Permit, Instant)> {
+        prepared: &mut Prepared,
+    ) -> Result<(Permit, Instant)> {
         self.check_running()?;
-        let prepared = match prep {
+        match prep {
             // The selector runs later (maybe once the route is fetched): it must see the
             // message as the caller built it.
             Prep::Single(msg) => {
                 let for_selector = matches!(target, Target::Selector(..));
-                self.prepare_msg(msg, for_selector, SendMode::Async)?
+                self.prepare_msg_into(msg, for_selector, SendMode::Async, prepared)?
             }
-            Prep::Batch(msgs) => self.prepare_msgs(msgs, SendMode::Async)?,
-        };
+            Prep::Batch(msgs) => *prepared = self.prepare_msgs(msgs, SendMode::Async)?,
+        }
         let (permit, admitted) = if on_callback_thread() {
             // A callback that sends must not wait for room: room is made by the callbacks
             // queued behind it, which only callback threads can run. It takes room if there
@@ -174,6 +183,6 @@ impl Inner {
                 (permit, true) => (permit, Instant::now()),
             }
         };
-        Ok((prepared, permit, admitted))
+        Ok((permit, admitted))
     }
 }
