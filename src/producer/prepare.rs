@@ -82,6 +82,7 @@ impl Properties {
     }
 
     /// Appends bytes that are whole UTF-8 (a `&str`'s, or ASCII pieces).
+    #[inline]
     fn push_bytes(&mut self, s: &[u8]) {
         if let Some(heap) = &mut self.heap {
             return heap.extend_from_slice(s);
