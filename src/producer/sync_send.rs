@@ -35,11 +35,12 @@ impl Inner {
         deadline: Instant,
     ) -> Result<SendResult> {
         self.check_running()?;
-        prepare::check_message(&msg, &self.config)?;
+        // Preparing checks the message; a selector must not see a bad one first.
         let queue = match target {
             SyncTarget::Auto => None,
             SyncTarget::Queue(q) => Some(q),
             SyncTarget::Selector(selector, arg) => {
+                prepare::check_message(&msg, &self.config)?;
                 let info =
                     self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
                 Some(self.run_selector(selector, &info, &msg, arg)?)
