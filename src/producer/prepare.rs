@@ -127,14 +127,36 @@ impl Properties {
         }
         self.defaults_at = self.len();
         if let Some(id) = id {
-            self.push_bytes(UNIQ_KEY_NAME);
             let id = id.as_bytes();
-            self.push_bytes(id);
-            self.push_bytes(b"\x02");
+            let at = self.len;
+            let end = at + UNIQ_KEY_NAME.len() + id.len() + 1;
+            match self.inline.get_mut(at..end) {
+                // Inline (the usual case): written in place, the fixed parts as constants.
+                Some(dst) if self.heap.is_none() => {
+                    let (name, rest) = dst.split_at_mut(UNIQ_KEY_NAME.len());
+                    name.copy_from_slice(UNIQ_KEY_NAME);
+                    let (value, sep) = rest.split_at_mut(id.len());
+                    value.copy_from_slice(id);
+                    sep.copy_from_slice(b"\x02");
+                    self.len = end;
+                }
+                _ => {
+                    self.push_bytes(UNIQ_KEY_NAME);
+                    self.push_bytes(id);
+                    self.push_bytes(b"\x02");
+                }
+            }
             self.default_id_len = Some(id.len());
         }
         if wait {
-            self.push_bytes(WAIT_TRUE);
+            let at = self.len;
+            match self.inline.get_mut(at..at + WAIT_TRUE.len()) {
+                Some(dst) if self.heap.is_none() => {
+                    dst.copy_from_slice(WAIT_TRUE);
+                    self.len = at + WAIT_TRUE.len();
+                }
+                _ => self.push_bytes(WAIT_TRUE),
+            }
             self.default_wait = true;
         }
         self.defaults_end = self.len();
@@ -802,23 +824,40 @@ mod tests {
             IdStr::EMPTY,
         ];
         let mut cases = 0;
-        for before in 0..3 {
+        let crossing = "c".repeat(170); // the defaults cross the end of the inline buffer
+        for before in 0..4 {
             for after in 0..2 {
                 for id in [None, Some(&ids[0]), Some(&ids[1]), Some(&ids[2])] {
                     for wait in [false, true] {
                         for twice in [false, true] {
                             let mut p = Properties::new();
-                            let key = if before == 2 { long.as_str() } else { "key" };
-                            for v in &values[..before * 2] {
+                            let (key, n) = match before {
+                                2 => (long.as_str(), 4),
+                                3 => (crossing.as_str(), 1),
+                                _ => ("key", before * 2),
+                            };
+                            // The same pairs through `encode` alone: the raw string.
+                            let mut raw = Properties::new();
+                            for v in &values[..n] {
                                 p.encode([(key, *v)]);
+                                raw.encode([(key, *v)]);
                             }
+                            let uniq = property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX;
+                            let wait_key = property::WAIT_STORE_MSG_OK;
                             p.push_defaults(id, wait);
+                            raw.encode(id.map(|id| (uniq, id.as_str())));
+                            raw.encode(wait.then_some((wait_key, "true")));
                             if twice {
                                 p.push_defaults(id, !wait);
+                                raw.encode(id.map(|id| (uniq, id.as_str())));
+                                raw.encode((!wait).then_some((wait_key, "true")));
                             }
                             for v in &values[..after * 3] {
                                 p.encode([(long.as_str(), *v)]);
+                                raw.encode([(long.as_str(), *v)]);
                             }
+                            assert_eq!(p.as_str(), raw.as_str());
+                            assert_eq!(p.len(), raw.len());
                             let mut expected = Vec::new();
                             crate::protocol::frame::write_json_str(&mut expected, p.as_str());
                             let mut got = b"x".to_vec();
@@ -833,7 +872,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 3 * 2 * 4 * 2 * 2);
+        assert_eq!(cases, 4 * 2 * 4 * 2 * 2);
     }
 
     /// The one-pass check agrees with the rule-by-rule one on every byte at every place,
