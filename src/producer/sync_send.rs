@@ -46,7 +46,9 @@ impl Inner {
                 Some(self.run_selector(selector, &info, &msg, arg)?)
             }
         };
-        let prepared = self.prepare_msg(msg, false, SendMode::Sync)?;
+        // Prepared where it stays (not moved out of the preparing functions).
+        let mut prepared = Prepared::vacant();
+        self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
         self.send_prepared_sync(&prepared, queue, deadline)
     }
