@@ -476,6 +476,33 @@ impl IdStr {
         }
     }
 
+    /// An id of `prefix` and `suffix`, which must be ASCII (a generated id: hex digits). Any
+    /// other byte in `suffix` is replaced when the id is longer than the inline capacity; an
+    /// inline one reads as empty.
+    pub(crate) fn from_ascii_parts(prefix: &str, suffix: &[u8]) -> IdStr {
+        let len = prefix.len() + suffix.len();
+        if len <= Self::INLINE_CAPACITY {
+            let mut buf = [0; Self::INLINE_CAPACITY];
+            buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+            buf[prefix.len()..len].copy_from_slice(suffix);
+            IdStr(IdRepr::Inline {
+                // Fits: at most INLINE_CAPACITY (62).
+                len: len as u8,
+                buf,
+            })
+        } else {
+            IdStr::concat(prefix, &String::from_utf8_lossy(suffix))
+        }
+    }
+
+    /// The id's bytes (no UTF-8 check: for writers that copy them).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdRepr::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            IdRepr::Shared(s) => s.as_bytes(),
+        }
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         match &self.0 {

@@ -186,7 +186,8 @@ impl Inner {
 /// [`Error::Shutdown`] as a last line of defence.
 pub(super) struct AsyncSend {
     inner: Arc<Inner>,
-    prepared: Prepared,
+    /// The message, prepared in place (see [`Inner::vacant_send`]).
+    pub(super) prepared: Prepared,
     target: Target,
     deadline: Instant,
     attempts_left: u32,
@@ -214,8 +215,13 @@ impl AsyncSend {
     /// Runs one attempt. With `may_block` false (the caller's thread) it only uses cached
     /// routes, and a miss moves the attempt to the internal threads, where it runs with
     /// `may_block` true and lookups may block.
-    pub(super) fn attempt(mut self: Box<Self>, may_block: bool) {
-        let now = Instant::now();
+    pub(super) fn attempt(self: Box<Self>, may_block: bool) {
+        self.attempt_at(may_block, Instant::now());
+    }
+
+    /// [`AsyncSend::attempt`] beginning at `now`: its deadline check, route, queue choice
+    /// and start (its latency and timeout) all read this one clock.
+    fn attempt_at(mut self: Box<Self>, may_block: bool, now: Instant) {
         if now >= self.deadline {
             let failures = std::mem::take(&mut self.failures);
             let e = self.inner.attempts_failed(self.deadline, failures);
@@ -224,7 +230,7 @@ impl AsyncSend {
         if self.inner.state.load(Ordering::Acquire) == STOPPED {
             return self.finish(Err(Error::Shutdown));
         }
-        let queue = match self.pick_queue(may_block) {
+        let queue = match self.pick_queue(may_block, now) {
             Ok(Some(q)) => q,
             Ok(None) => return self.defer(),
             Err(e) => return self.finish(Err(e)),
@@ -281,7 +287,9 @@ impl AsyncSend {
             queue.broker_name(),
             self.last_broker.is_some(),
         );
-        let started = Instant::now();
+        // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
+        // a route lookup may have taken time.
+        let started = if may_block { Instant::now() } else { now };
         let timeout = self.inner.attempt_timeout(self.deadline, started);
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
@@ -299,15 +307,19 @@ impl AsyncSend {
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
     /// thread must not block.
-    fn pick_queue(&mut self, may_block: bool) -> Result<Option<MessageQueue>> {
+    fn pick_queue(&mut self, may_block: bool, mut now: Instant) -> Result<Option<MessageQueue>> {
         let wire_topic = self.prepared.wire_topic();
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
-            _ if !may_block => match self.inner.mapping.get(wire_topic, Instant::now()) {
-                Some(info) if !info.queues().is_empty() => info,
-                _ => return Ok(None),
+            _ => match self.inner.cached_publish_info(wire_topic, now) {
+                Some(info) => info,
+                None if !may_block => return Ok(None),
+                None => {
+                    let info = self.inner.publish_info(wire_topic, self.deadline)?;
+                    now = Instant::now(); // after a lookup
+                    info
+                }
             },
-            _ => self.inner.publish_info(wire_topic, self.deadline)?,
         };
         match &self.target {
             Target::Selector(selector, arg) => {
@@ -324,7 +336,7 @@ impl AsyncSend {
             }
             _ => self
                 .inner
-                .select_auto(&info, &self.prepared, self.last_broker.as_deref())
+                .select_auto(&info, &self.prepared, self.last_broker.as_deref(), now)
                 .map(Some),
         }
     }
@@ -481,13 +493,39 @@ impl AsyncSend {
     }
 }
 
+impl AsyncSend {
+    /// Ends it as [`Drop`] does if it has not ended (it never has, when a finished send is
+    /// recycled).
+    fn abandon(&mut self) {
+        self.op.fail(&Error::Shutdown);
+        let hold = match self.permit.take() {
+            Some(p) => Hold::Permit(p),
+            None => Hold::Nothing,
+        };
+        if let Some(done) = self.done.take() {
+            finish_done(&self.inner, done, Err(Error::Shutdown), hold);
+        }
+    }
+
+    /// Empties it in place, as [`AsyncSend::vacant`] makes one (what it held is dropped
+    /// here), but for its producer and deadline.
+    fn clear(&mut self) {
+        self.abandon();
+        self.prepared.clear();
+        self.target = Target::Auto;
+        self.attempts_left = 0;
+        self.last_broker = None;
+        self.failures = Failures::default();
+        self.attempt_no = 0;
+        self.current = None;
+    }
+}
+
 impl Inner {
     /// Takes in a finished send: its contents are dropped here (the message's memory), and
     /// its box goes to the free list for the next send while the producer runs.
     pub(super) fn recycle(&self, mut spent: Box<AsyncSend>) {
-        let inner = spent.inner.clone();
-        let deadline = spent.deadline;
-        *spent = AsyncSend::vacant(inner, deadline);
+        spent.clear();
         let mut free = self.free_sends.lock();
         // `None` once shutdown has emptied it: a vacant send still holds its producer, so
         // none may stay in the list after that.
@@ -498,29 +536,17 @@ impl Inner {
         }
     }
 
-    /// A box for a new send: a recycled one (no allocation), or a new one.
-    fn new_send(&self, send: AsyncSend) -> Box<AsyncSend> {
+    /// A vacant send for a new one: a recycled box (no allocation), or a new one (`now`: a
+    /// placeholder deadline, set when the send starts).
+    pub(super) fn vacant_send(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
         let recycled = self.free_sends.lock().as_mut().and_then(Vec::pop);
-        match recycled {
-            Some(mut b) => {
-                *b = send;
-                b
-            }
-            None => Box::new(send),
-        }
+        recycled.unwrap_or_else(|| Box::new(AsyncSend::vacant(self.clone(), now)))
     }
 }
 
 impl Drop for AsyncSend {
     fn drop(&mut self) {
-        self.op.fail(&Error::Shutdown);
-        let hold = match self.permit.take() {
-            Some(p) => Hold::Permit(p),
-            None => Hold::Nothing,
-        };
-        if let Some(done) = self.done.take() {
-            finish_done(&self.inner, done, Err(Error::Shutdown), hold);
-        }
+        self.abandon();
     }
 }
 
@@ -535,6 +561,8 @@ pub(super) struct Budget {
 }
 
 impl Inner {
+    /// Starts a send whose time budget begins at `now` (the send timeout from then, and
+    /// `async_retries`).
     pub(super) fn start_async(
         self: &Arc<Self>,
         prepared: Prepared,
@@ -542,9 +570,10 @@ impl Inner {
         target: Target,
         done: Done,
         op: stats::Op,
+        now: Instant,
     ) {
         let budget = Budget {
-            deadline: Instant::now() + self.config.send_timeout(),
+            deadline: now + self.config.send_timeout(),
             retries: self.config.async_retries(),
         };
         self.start_async_within(prepared, permit, target, done, op, budget);
@@ -560,26 +589,33 @@ impl Inner {
         op: stats::Op,
         budget: Budget,
     ) {
-        let attempts_left = match target {
+        let mut job = self.vacant_send(budget.deadline);
+        job.prepared = prepared;
+        self.start_prepared(job, permit, target, done, op, budget);
+    }
+
+    /// Starts `job`, a vacant send whose message is prepared in it, and makes its first
+    /// attempt.
+    pub(super) fn start_prepared(
+        self: &Arc<Self>,
+        mut job: Box<AsyncSend>,
+        permit: Permit,
+        target: Target,
+        done: Done,
+        op: stats::Op,
+        budget: Budget,
+    ) {
+        job.attempts_left = match target {
             // Strict order: a keyed message-hash send is never retried on another queue.
-            Target::Auto if self.strict_hash_key(&prepared).is_some() => 0,
+            Target::Auto if self.strict_hash_key(&job.prepared).is_some() => 0,
             Target::Auto => budget.retries,
             _ => 0,
         };
-        let job = self.new_send(AsyncSend {
-            inner: self.clone(),
-            deadline: budget.deadline,
-            prepared,
-            target,
-            attempts_left,
-            last_broker: None,
-            failures: Failures::default(),
-            done: Some(done),
-            permit: Some(permit),
-            op,
-            attempt_no: 0,
-            current: None,
-        });
+        job.deadline = budget.deadline;
+        job.target = target;
+        job.done = Some(done);
+        job.permit = Some(permit);
+        job.op = op;
         job.attempt(false);
     }
 }

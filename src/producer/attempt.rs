@@ -115,13 +115,14 @@ impl Inner {
         }
     }
 
-    /// Picks the queue for an automatic attempt (under strict order, a keyed message-hash
-    /// send's queue is fixed: see `order`).
+    /// Picks the queue for an automatic attempt made at `now` (under strict order, a keyed
+    /// message-hash send's queue is fixed: see `order`).
     pub(super) fn select_auto(
         &self,
         info: &Arc<TopicPublishInfo>,
         prepared: &Prepared,
         last_broker: Option<&str>,
+        now: Instant,
     ) -> Result<MessageQueue> {
         if let Some(key) = self.strict_hash_key(prepared) {
             return self.strict_hash_pick(info, key);
@@ -131,7 +132,7 @@ impl Inner {
                 info,
                 prepared.first_key.as_deref(),
                 last_broker,
-                self.routing_now(),
+                self.routing_at(now),
             )
             .ok_or_else(|| Error::NoRoute {
                 topic: prepared.topic.clone(),

@@ -131,11 +131,25 @@ impl InFlight {
     /// Takes a permit for `bytes`, waiting until `deadline` while the bound is reached.
     /// A single send larger than the byte bound is admitted when nothing else is in flight.
     pub(crate) fn acquire(self: &Arc<Self>, bytes: usize, deadline: Instant) -> Result<Permit> {
-        let start = Instant::now();
+        self.acquire_waited(bytes, deadline)
+            .map(|(permit, _)| permit)
+    }
+
+    /// [`InFlight::acquire`], and whether it waited for room (so a caller that read the clock
+    /// before knows whether it must read it again).
+    pub(crate) fn acquire_waited(
+        self: &Arc<Self>,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<(Permit, bool)> {
         let mut c = self.counts.lock();
+        let mut waited = false;
         if let Some(limits) = self.limits {
             let fits = |c: &Counts| Counts::fits(c.main(), bytes, limits);
             if !fits(&c) {
+                // The clock is read only when there is a wait to time.
+                let start = Instant::now();
+                waited = true;
                 c.waiting += 1;
                 c.waits += 1;
                 while !fits(&c) {
@@ -151,7 +165,7 @@ impl InFlight {
                 c.waiting -= 1;
             }
         }
-        Ok(self.admit(&mut c, bytes, false))
+        Ok((self.admit(&mut c, bytes, false), waited))
     }
 
     /// Takes a permit for `bytes` without waiting, for callback threads: within the bounds if

@@ -792,6 +792,25 @@ impl Inner {
         }
     }
 
+    /// [`Inner::prepare_msg`] into `out`, which must be vacant (the send that carries it:
+    /// without hooks, the message is prepared right there, not moved).
+    pub(crate) fn prepare_msg_into(
+        &self,
+        msg: Message,
+        for_selector: bool,
+        mode: SendMode,
+        out: &mut Prepared,
+    ) -> crate::error::Result<()> {
+        let ids = || self.new_msg_id();
+        match &self.hooks {
+            None => prepare::prepare_one_into(msg, &self.config, ids, for_selector, out),
+            Some(_) => {
+                *out = prepare::prepare_single_hooked(msg, &self.config, ids, mode)?;
+                Ok(())
+            }
+        }
+    }
+
     /// Prepares a batch; with hooks, keeps its messages for them.
     pub(crate) fn prepare_msgs(
         &self,

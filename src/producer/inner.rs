@@ -122,10 +122,7 @@ impl Inner {
     /// A fresh `UNIQ_KEY` (inline: no allocation).
     pub(crate) fn new_msg_id(&self) -> IdStr {
         let suffix = self.ids.next_suffix(now_ms());
-        // Always valid: `next_suffix` writes upper-case hex digits only.
-        IdStr::concat(
-            self.ids.prefix(),
-            std::str::from_utf8(&suffix).unwrap_or_default(),
-        )
+        // `next_suffix` writes upper-case hex digits only.
+        IdStr::from_ascii_parts(self.ids.prefix(), &suffix)
     }
 }

@@ -121,11 +121,11 @@ impl Inner {
             ),
             namesrv: NameServers::new(config.name_servers().to_vec()),
             ids: UniqIdGenerator::new(ip, std::process::id()),
-            defaults: SendDefaults {
-                group: super::prepare::wire_group(&config),
-                create_topic_key: config.create_topic_key().to_string(),
-                default_topic_queue_nums: config.default_topic_queue_nums() as i32,
-            },
+            defaults: SendDefaults::new(
+                super::prepare::wire_group(&config),
+                config.create_topic_key().to_string(),
+                config.default_topic_queue_nums() as i32,
+            ),
             mapping: TopicBrokerMapping::new(),
             router,
             client_id,

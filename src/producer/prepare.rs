@@ -11,6 +11,7 @@ use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
 use crate::message::{property, IdStr, Message};
 use crate::producer::hooks::{Hooked, SendMode};
+use crate::protocol::frame::write_json_text;
 use crate::protocol::message_codec::{self, sys_flag};
 use crate::protocol::namespace;
 
@@ -34,11 +35,28 @@ const INLINE_PROPERTIES: usize = 192;
 
 /// The encoded properties string of a prepared message: inline up to [`INLINE_PROPERTIES`]
 /// bytes (a `UNIQ_KEY`, `WAIT` and a few short properties: no allocation), on the heap beyond.
+///
+/// It also knows where the defaults the producer appends ([`Properties::push_defaults`]:
+/// `UNIQ_KEY` and `WAIT=true`) are, whose JSON text is known without a scan, so
+/// [`Properties::write_json`] only escapes the caller's own properties.
 pub(crate) struct Properties {
     len: usize,
     inline: [u8; INLINE_PROPERTIES],
-    heap: Option<String>,
+    heap: Option<Vec<u8>>,
+    /// Where the defaults begin (everything before is escaped in general).
+    defaults_at: usize,
+    /// The id's length when the defaults hold a `UNIQ_KEY` (it comes first).
+    default_id_len: Option<usize>,
+    /// Whether the defaults hold `WAIT=true` (after the id).
+    default_wait: bool,
+    /// Where the defaults end (everything after is escaped in general).
+    defaults_end: usize,
 }
+
+/// `UNIQ_KEY` and the name-value separator.
+const UNIQ_KEY_NAME: &[u8] = b"UNIQ_KEY\x01";
+/// `WAIT=true` with its separators.
+const WAIT_TRUE: &[u8] = b"WAIT\x01true\x02";
 
 impl Properties {
     pub(crate) fn new() -> Self {
@@ -46,21 +64,37 @@ impl Properties {
             len: 0,
             inline: [0; INLINE_PROPERTIES],
             heap: None,
+            defaults_at: 0,
+            default_id_len: None,
+            default_wait: false,
+            defaults_end: 0,
         }
     }
 
-    fn push_str(&mut self, s: &str) {
+    /// Empties it (the inline buffer is not zeroed: only its first `len` bytes are read).
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.heap = None;
+        self.defaults_at = 0;
+        self.default_id_len = None;
+        self.default_wait = false;
+        self.defaults_end = 0;
+    }
+
+    /// Appends bytes that are whole UTF-8 (a `&str`'s, or ASCII pieces).
+    #[inline]
+    fn push_bytes(&mut self, s: &[u8]) {
         if let Some(heap) = &mut self.heap {
-            return heap.push_str(s);
+            return heap.extend_from_slice(s);
         }
         let end = self.len + s.len();
         if end <= INLINE_PROPERTIES {
-            self.inline[self.len..end].copy_from_slice(s.as_bytes());
+            self.inline[self.len..end].copy_from_slice(s);
             self.len = end;
         } else {
-            let mut heap = String::with_capacity(end.max(2 * INLINE_PROPERTIES));
-            heap.push_str(self.as_str());
-            heap.push_str(s);
+            let mut heap = Vec::with_capacity(end.max(2 * INLINE_PROPERTIES));
+            heap.extend_from_slice(&self.inline[..self.len]);
+            heap.extend_from_slice(s);
             self.heap = Some(heap);
         }
     }
@@ -73,25 +107,105 @@ impl Properties {
         let mut sep2 = [0u8; 4];
         let property = message_codec::PROPERTY_SEPARATOR.encode_utf8(&mut sep2);
         for (k, v) in props {
-            self.push_str(k);
-            self.push_str(name_value);
-            self.push_str(v);
-            self.push_str(property);
+            self.push_bytes(k.as_bytes());
+            self.push_bytes(name_value.as_bytes());
+            self.push_bytes(v.as_bytes());
+            self.push_bytes(property.as_bytes());
         }
+    }
+
+    /// Appends the defaults a send adds when the caller has not set them: `UNIQ_KEY=id`
+    /// (when `id` is given) and `WAIT=true` (when `wait`), in that order, as [`Properties::encode`]
+    /// would. The first call is remembered for [`Properties::write_json`]; a second one is
+    /// encoded as any other property.
+    pub(crate) fn push_defaults(&mut self, id: Option<&IdStr>, wait: bool) {
+        if self.defaults_end != 0 {
+            let id = id.map(|id| id.as_str());
+            let props = id.map(|id| (property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id));
+            let waits = wait.then_some((property::WAIT_STORE_MSG_OK, "true"));
+            return self.encode(props.into_iter().chain(waits));
+        }
+        self.defaults_at = self.len();
+        if let Some(id) = id {
+            let id = id.as_bytes();
+            let at = self.len;
+            let end = at + UNIQ_KEY_NAME.len() + id.len() + 1;
+            match self.inline.get_mut(at..end) {
+                // Inline (the usual case): written in place, the fixed parts as constants.
+                Some(dst) if self.heap.is_none() => {
+                    let (name, rest) = dst.split_at_mut(UNIQ_KEY_NAME.len());
+                    name.copy_from_slice(UNIQ_KEY_NAME);
+                    let (value, sep) = rest.split_at_mut(id.len());
+                    value.copy_from_slice(id);
+                    sep.copy_from_slice(b"\x02");
+                    self.len = end;
+                }
+                _ => {
+                    self.push_bytes(UNIQ_KEY_NAME);
+                    self.push_bytes(id);
+                    self.push_bytes(b"\x02");
+                }
+            }
+            self.default_id_len = Some(id.len());
+        }
+        if wait {
+            let at = self.len;
+            match self.inline.get_mut(at..at + WAIT_TRUE.len()) {
+                Some(dst) if self.heap.is_none() => {
+                    dst.copy_from_slice(WAIT_TRUE);
+                    self.len = at + WAIT_TRUE.len();
+                }
+                _ => self.push_bytes(WAIT_TRUE),
+            }
+            self.default_wait = true;
+        }
+        self.defaults_end = self.len();
+    }
+
+    /// Writes the properties as a JSON string literal, as [`write_json_str`] writes
+    /// [`Properties::as_str`] (and byte for byte the same): the defaults are written from
+    /// what they are known to be, only the caller's properties are escaped.
+    ///
+    /// [`write_json_str`]: crate::protocol::frame::write_json_str
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        let bytes = self.as_bytes();
+        out.push(b'"');
+        if self.defaults_end == 0 {
+            write_json_text(out, bytes);
+        } else {
+            let (head, rest) = bytes.split_at(self.defaults_at.min(bytes.len()));
+            if !head.is_empty() {
+                write_json_text(out, head);
+            }
+            if let Some(id_len) = self.default_id_len {
+                out.extend_from_slice(b"UNIQ_KEY\\u0001");
+                let at = UNIQ_KEY_NAME.len();
+                write_json_text(out, rest.get(at..at + id_len).unwrap_or_default());
+                out.extend_from_slice(b"\\u0002");
+            }
+            if self.default_wait {
+                out.extend_from_slice(b"WAIT\\u0001true\\u0002");
+            }
+            let tail = bytes.get(self.defaults_end..).unwrap_or_default();
+            if !tail.is_empty() {
+                write_json_text(out, tail);
+            }
+        }
+        out.push(b'"');
     }
 
     /// The encoded string.
     pub(crate) fn as_str(&self) -> &str {
-        match &self.heap {
-            Some(heap) => heap,
-            // Always valid: whole `&str`s were copied in, never cut.
-            None => std::str::from_utf8(&self.inline[..self.len]).unwrap_or_default(),
-        }
+        // Always valid: whole `&str`s (or ASCII pieces) were copied in, never cut.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The encoded string's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.as_str().as_bytes()
+        match &self.heap {
+            Some(heap) => heap,
+            None => &self.inline[..self.len],
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -160,6 +274,24 @@ impl Prepared {
         }
     }
 
+    /// Empties it in place, as [`Prepared::vacant`] makes one (what it held is dropped here;
+    /// the inline properties' buffer is kept, not zeroed).
+    pub(crate) fn clear(&mut self) {
+        self.topic = String::new();
+        self.namespaced_topic = None;
+        self.body = Vec::new();
+        self.properties.clear();
+        self.sys_flag = 0;
+        self.flag = 0;
+        self.msg_id = IdStr::EMPTY;
+        self.batch = false;
+        self.reply = false;
+        self.first_key = None;
+        self.size = 0;
+        self.message = None;
+        self.hooked = None;
+    }
+
     /// The topic on the wire (with the namespace, if any).
     pub(crate) fn wire_topic(&self) -> &str {
         self.namespaced_topic.as_deref().unwrap_or(&self.topic)
@@ -212,8 +344,34 @@ impl Prepared {
     }
 }
 
+/// The bytes a topic name may hold: `[%|a-zA-Z0-9_-]`.
+const TOPIC_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-');
+        b += 1;
+    }
+    t
+};
+
 /// Checks a topic name (protocol.md 7.7).
 pub(crate) fn check_topic(topic: &str) -> Result<()> {
+    // A good name in one pass over its bytes; anything else takes the checks below, which
+    // say what is wrong.
+    let bytes = topic.as_bytes();
+    if !bytes.is_empty()
+        && bytes.len() <= MAX_TOPIC_LEN
+        && bytes.iter().all(|&b| TOPIC_BYTES[usize::from(b)])
+        && !NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+    {
+        return Ok(());
+    }
+    check_topic_slowly(topic)
+}
+
+fn check_topic_slowly(topic: &str) -> Result<()> {
     if topic.trim().is_empty() {
         return Err(Error::InvalidMessage("the topic is blank".into()));
     }
@@ -399,10 +557,32 @@ fn prepare_one(
     new_id: impl FnOnce() -> IdStr,
     keep_message: bool,
 ) -> Result<Prepared> {
+    let mut prepared = Prepared::vacant();
+    prepare_one_into(msg, config, new_id, keep_message, &mut prepared)?;
+    Ok(prepared)
+}
+
+/// Validates and prepares a single message into `out`, which must be vacant
+/// ([`Prepared::vacant`], or [`Prepared::clear`]ed): the asynchronous path prepares right in
+/// the send that carries it, so the prepared message is never moved. On an error, `out` is
+/// left part filled (clear it before another use).
+pub(crate) fn prepare_one_into(
+    msg: Message,
+    config: &ProducerConfig,
+    new_id: impl FnOnce() -> IdStr,
+    keep_message: bool,
+    out: &mut Prepared,
+) -> Result<()> {
     check_message(&msg, config)?;
-    let (id, add_id) = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-        Some(existing) => (IdStr::new(existing), false),
-        None => (new_id(), true),
+    let add_id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+        Some(existing) => {
+            out.msg_id = IdStr::new(existing);
+            false
+        }
+        None => {
+            out.msg_id = new_id();
+            true
+        }
     };
     let add_wait = msg.property(property::WAIT_STORE_MSG_OK).is_none();
     let mut sys = 0;
@@ -414,17 +594,12 @@ fn prepare_one(
     }
     // The defaults go at the end, as `ensure_defaults` would append them, without copying
     // them into the message first.
-    let mut properties = Properties::new();
-    properties.encode(msg.properties());
-    if add_id {
-        properties.encode([(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str())]);
-    }
-    if add_wait {
-        properties.encode([(property::WAIT_STORE_MSG_OK, "true")]);
-    }
-    check_properties_len(&properties)?;
-    let first_key = msg.keys().next().map(str::to_string);
-    let flag = msg.flag();
+    out.properties.encode(msg.properties());
+    out.properties
+        .push_defaults(add_id.then_some(&out.msg_id), add_wait);
+    check_properties_len(&out.properties)?;
+    out.first_key = msg.keys().next().map(str::to_string);
+    out.flag = msg.flag();
     let mut compressed = None;
     if msg.body().len() >= config.compress_threshold() {
         // Only worth it when it saves bytes.
@@ -434,38 +609,24 @@ fn prepare_one(
             sys |= sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB;
         }
     }
-    let (topic, body, message) = if keep_message {
-        (
-            msg.topic().to_string(),
-            compressed.unwrap_or_default(),
-            Some(msg),
-        )
+    out.sys_flag = sys;
+    let topic = if keep_message {
+        out.body = compressed.unwrap_or_default();
+        let topic = msg.topic().to_string();
+        out.message = Some(msg);
+        topic
     } else {
         let (topic, body) = msg.into_topic_and_body();
-        (topic, compressed.unwrap_or(body), None)
+        out.body = compressed.unwrap_or(body);
+        topic
     };
-    let (topic, namespaced_topic) = shown_and_wire_topic(topic, config);
-    let wire_len = match &message {
+    (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
+    let wire_len = match &out.message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
-        _ => body.len(),
+        _ => out.body.len(),
     };
-    let wire_topic_len = namespaced_topic.as_ref().unwrap_or(&topic).len();
-    let size = wire_len + properties.len() + wire_topic_len;
-    Ok(Prepared {
-        topic,
-        namespaced_topic,
-        body,
-        properties,
-        sys_flag: sys,
-        flag,
-        msg_id: id,
-        batch: false,
-        reply: false,
-        first_key,
-        size,
-        message,
-        hooked: None,
-    })
+    out.size = wire_len + out.properties.len() + out.wire_topic().len();
+    Ok(())
 }
 
 /// Validates and prepares a batch: same topic, no delay, no transaction, no retry topic;
@@ -647,6 +808,102 @@ mod tests {
             assert_eq!(p.as_str(), expected);
             assert_eq!(p.len(), expected.len());
             assert_eq!(p.heap.is_some(), expected.len() > INLINE_PROPERTIES);
+        }
+    }
+
+    /// `write_json` writes what `write_json_str` writes for the same string, whatever the
+    /// order of the caller's properties and the defaults (and their escapes, and a spill to
+    /// the heap at any point).
+    #[test]
+    fn properties_json_matches_the_general_writer() {
+        let values = ["v", "a\"b\\c\n\r\t\u{0}\u{1f}\u{7f}", "grün ✓ 𝄞", ""];
+        let long = "k".repeat(150);
+        let ids = [
+            IdStr::from("7F0000010001ABCD"),
+            IdStr::from("id\"\\\u{3}✓"),
+            IdStr::EMPTY,
+        ];
+        let mut cases = 0;
+        let crossing = "c".repeat(170); // the defaults cross the end of the inline buffer
+        for before in 0..4 {
+            for after in 0..2 {
+                for id in [None, Some(&ids[0]), Some(&ids[1]), Some(&ids[2])] {
+                    for wait in [false, true] {
+                        for twice in [false, true] {
+                            let mut p = Properties::new();
+                            let (key, n) = match before {
+                                2 => (long.as_str(), 4),
+                                3 => (crossing.as_str(), 1),
+                                _ => ("key", before * 2),
+                            };
+                            // The same pairs through `encode` alone: the raw string.
+                            let mut raw = Properties::new();
+                            for v in &values[..n] {
+                                p.encode([(key, *v)]);
+                                raw.encode([(key, *v)]);
+                            }
+                            let uniq = property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX;
+                            let wait_key = property::WAIT_STORE_MSG_OK;
+                            p.push_defaults(id, wait);
+                            raw.encode(id.map(|id| (uniq, id.as_str())));
+                            raw.encode(wait.then_some((wait_key, "true")));
+                            if twice {
+                                p.push_defaults(id, !wait);
+                                raw.encode(id.map(|id| (uniq, id.as_str())));
+                                raw.encode((!wait).then_some((wait_key, "true")));
+                            }
+                            for v in &values[..after * 3] {
+                                p.encode([(long.as_str(), *v)]);
+                                raw.encode([(long.as_str(), *v)]);
+                            }
+                            assert_eq!(p.as_str(), raw.as_str());
+                            assert_eq!(p.len(), raw.len());
+                            let mut expected = Vec::new();
+                            crate::protocol::frame::write_json_str(&mut expected, p.as_str());
+                            let mut got = b"x".to_vec();
+                            p.write_json(&mut got);
+                            assert_eq!(
+                                String::from_utf8_lossy(&got[1..]),
+                                String::from_utf8_lossy(&expected)
+                            );
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 4 * 2 * 4 * 2 * 2);
+    }
+
+    /// The one-pass check agrees with the rule-by-rule one on every byte at every place,
+    /// on lengths around the limit, on blanks and on the system topics.
+    #[test]
+    fn topic_check_fast_path_agrees() {
+        let mut names: Vec<String> = vec![
+            String::new(),
+            " ".into(),
+            "\t".into(),
+            "a".repeat(127),
+            "a".repeat(128),
+            "ok-name_%|9".into(),
+            "grün".into(),
+            "a b".into(),
+        ];
+        names.extend(NOT_ALLOWED_SEND_TOPICS.iter().map(|t| t.to_string()));
+        for b in 0..=255u8 {
+            for at in 0..3 {
+                let mut bytes = b"ab".to_vec();
+                bytes.insert(at, b);
+                names.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        for c in ['é', '✓', '𝄞', '\u{a0}', '\u{2003}'] {
+            names.push(format!("a{c}b"));
+        }
+        for name in names {
+            let fast = check_topic(&name).map_err(|e| e.to_string());
+            let slow = check_topic_slowly(&name).map_err(|e| e.to_string());
+            assert_eq!(fast, slow, "{name:?}");
         }
     }
 

@@ -18,11 +18,8 @@ impl Inner {
         wire_topic: &str,
         deadline: Instant,
     ) -> Result<Arc<TopicPublishInfo>> {
-        let now = Instant::now();
-        if let Some(info) = self.mapping.get(wire_topic, now) {
-            if !info.queues().is_empty() {
-                return Ok(info);
-            }
+        if let Some(info) = self.cached_publish_info(wire_topic, Instant::now()) {
+            return Ok(info);
         }
         let fetched = self.refresh_route(wire_topic, deadline);
         match self.mapping.get(wire_topic, Instant::now()) {
@@ -49,6 +46,17 @@ impl Inner {
                 },
             }),
         }
+    }
+
+    /// The cached publish info of `wire_topic` at `now`, when it has queues (no lookup).
+    pub(crate) fn cached_publish_info(
+        &self,
+        wire_topic: &str,
+        now: Instant,
+    ) -> Option<Arc<TopicPublishInfo>> {
+        self.mapping
+            .get(wire_topic, now)
+            .filter(|info| !info.queues().is_empty())
     }
 
     /// Fetches the route of `wire_topic` and updates the cache; falls back to the create-topic

@@ -80,7 +80,9 @@ impl Inner {
 
     pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
         self.free_spent();
-        let mut op = self.stats.begin_prep(&prep);
+        // The send begins now: its statistics, its wait for room and its time budget.
+        let now = Instant::now();
+        let mut op = self.stats.begin_prep(&prep, now);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
                 Prep::Single(msg) => {
@@ -102,9 +104,18 @@ impl Inner {
             }
             (prep, _) => prep,
         };
-        match self.prepare_async(prep, &target) {
-            Ok((prepared, permit)) => self.start_async(prepared, permit, target, done, op),
+        // Prepared right in the send that carries it (no move of the prepared message).
+        let mut job = self.vacant_send(now);
+        match self.prepare_async_into(prep, &target, now, &mut job.prepared) {
+            Ok((permit, admitted)) => {
+                let budget = Budget {
+                    deadline: admitted + self.config.send_timeout(),
+                    retries: self.config.async_retries(),
+                };
+                self.start_prepared(job, permit, target, done, op, budget)
+            }
             Err(e) => {
+                self.recycle(job);
                 op.fail(&e);
                 finish_done(self, done, Err(e), Hold::Nothing)
             }
@@ -133,33 +144,45 @@ impl Inner {
                 let op = stats::Op::none();
                 match budget {
                     Some(b) => self.start_async_within(prepared, permit, target, done, op, b),
-                    None => self.start_async(prepared, permit, target, done, op),
+                    None => self.start_async(prepared, permit, target, done, op, Instant::now()),
                 }
             }
             Err(e) => finish_done(self, done, Err(e), Hold::Nothing),
         }
     }
 
-    pub(super) fn prepare_async(&self, prep: Prep, target: &Target) -> Result<(Prepared, Permit)> {
+    /// Prepares a send that began at `now` into `prepared` (vacant) and takes its in-flight
+    /// room; also returns when the room was taken (`now`, unless it had to wait), where its
+    /// time budget begins.
+    pub(super) fn prepare_async_into(
+        &self,
+        prep: Prep,
+        target: &Target,
+        now: Instant,
+        prepared: &mut Prepared,
+    ) -> Result<(Permit, Instant)> {
         self.check_running()?;
-        let prepared = match prep {
+        match prep {
             // The selector runs later (maybe once the route is fetched): it must see the
             // message as the caller built it.
             Prep::Single(msg) => {
                 let for_selector = matches!(target, Target::Selector(..));
-                self.prepare_msg(msg, for_selector, SendMode::Async)?
+                self.prepare_msg_into(msg, for_selector, SendMode::Async, prepared)?
             }
-            Prep::Batch(msgs) => self.prepare_msgs(msgs, SendMode::Async)?,
-        };
-        let permit = if on_callback_thread() {
+            Prep::Batch(msgs) => *prepared = self.prepare_msgs(msgs, SendMode::Async)?,
+        }
+        let (permit, admitted) = if on_callback_thread() {
             // A callback that sends must not wait for room: room is made by the callbacks
             // queued behind it, which only callback threads can run. It takes room if there
             // is some, else the bounded callback allowance, else fails at once.
-            self.in_flight.acquire_now(prepared.size)?
+            (self.in_flight.acquire_now(prepared.size)?, now)
         } else {
-            let deadline = Instant::now() + self.config.send_timeout();
-            self.in_flight.acquire(prepared.size, deadline)?
+            let deadline = now + self.config.send_timeout();
+            match self.in_flight.acquire_waited(prepared.size, deadline)? {
+                (permit, false) => (permit, now),
+                (permit, true) => (permit, Instant::now()),
+            }
         };
-        Ok((prepared, permit))
+        Ok((permit, admitted))
     }
 }

@@ -35,17 +35,20 @@ impl Inner {
         deadline: Instant,
     ) -> Result<SendResult> {
         self.check_running()?;
-        prepare::check_message(&msg, &self.config)?;
+        // Preparing checks the message; a selector must not see a bad one first.
         let queue = match target {
             SyncTarget::Auto => None,
             SyncTarget::Queue(q) => Some(q),
             SyncTarget::Selector(selector, arg) => {
+                prepare::check_message(&msg, &self.config)?;
                 let info =
                     self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
                 Some(self.run_selector(selector, &info, &msg, arg)?)
             }
         };
-        let prepared = self.prepare_msg(msg, false, SendMode::Sync)?;
+        // Prepared where it stays (not moved out of the preparing functions).
+        let mut prepared = Prepared::vacant();
+        self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
         self.send_prepared_sync(&prepared, queue, deadline)
     }
@@ -68,15 +71,22 @@ impl Inner {
         let mut failures = Failures::default();
         let mut attempt_no = 0;
         for _ in 0..attempts {
-            let now = Instant::now();
+            let mut now = Instant::now();
             if now >= deadline {
                 break;
             }
             let queue = match &fixed_queue {
                 Some(q) => q.clone(),
                 None => {
-                    let info = self.publish_info(prepared.wire_topic(), deadline)?;
-                    self.select_auto(&info, prepared, last_broker.as_deref())?
+                    let info = match self.cached_publish_info(prepared.wire_topic(), now) {
+                        Some(info) => info,
+                        None => {
+                            let info = self.publish_info(prepared.wire_topic(), deadline)?;
+                            now = Instant::now(); // after a lookup
+                            info
+                        }
+                    };
+                    self.select_auto(&info, prepared, last_broker.as_deref(), now)?
                 }
             };
             let Some(addr) = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
@@ -144,14 +154,15 @@ impl Inner {
         let Ok(info) = self.publish_info(prepared.wire_topic(), deadline) else {
             return Ok(first);
         };
-        let Ok(queue) = self.select_auto(&info, prepared, last_broker.as_deref()) else {
+        let now = Instant::now();
+        let Ok(queue) = self.select_auto(&info, prepared, last_broker.as_deref(), now) else {
             return Ok(first);
         };
         let Some(addr) = self.broker_addr(queue.broker_name()) else {
             return Ok(first);
         };
         let attempt = self.stats.attempt(prepared, queue.broker_name(), true);
-        let started = Instant::now();
+        let started = now;
         let result = self
             .send_frame_sync(
                 prepared,
@@ -195,7 +206,7 @@ impl Inner {
     fn send_prepared_oneway(&self, prepared: &Prepared) -> Result<()> {
         let deadline = Instant::now() + self.config.send_timeout();
         let info = self.publish_info(prepared.wire_topic(), deadline)?;
-        let queue = self.select_auto(&info, prepared, None)?;
+        let queue = self.select_auto(&info, prepared, None, Instant::now())?;
         let addr = self
             .broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
             .ok_or_else(|| Error::NoRoute {

@@ -5,7 +5,7 @@
 
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use byteorder::{BigEndian, ByteOrder};
 use flate2::read::ZlibDecoder;
@@ -518,6 +518,10 @@ pub fn java_string_hash_code(s: &str) -> i32 {
 pub struct UniqIdGenerator {
     prefix: String,
     counter: AtomicU16,
+    /// The month of the last id, so the next ids of that month skip the calendar: its first
+    /// day (days since the epoch, as `i32` bits) above 8 bits, its length in days below (0:
+    /// none yet).
+    month: AtomicU64,
 }
 
 impl UniqIdGenerator {
@@ -539,6 +543,7 @@ impl UniqIdGenerator {
         UniqIdGenerator {
             prefix,
             counter: AtomicU16::new(0),
+            month: AtomicU64::new(0),
         }
     }
 
@@ -552,7 +557,7 @@ impl UniqIdGenerator {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         out.reserve(self.prefix.len() + 12);
         out.push_str(&self.prefix);
-        push_hex(out, &month_delta(now_ms).to_be_bytes());
+        push_hex(out, &self.month_delta(now_ms).to_be_bytes());
         push_hex(out, &counter.to_be_bytes());
     }
 
@@ -562,9 +567,28 @@ impl UniqIdGenerator {
     pub(crate) fn next_suffix(&self, now_ms: i64) -> [u8; 12] {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut out = [0u8; 12];
-        hex_into(&mut out[..8], &month_delta(now_ms).to_be_bytes());
+        hex_into(&mut out[..8], &self.month_delta(now_ms).to_be_bytes());
         hex_into(&mut out[8..], &counter.to_be_bytes());
         out
+    }
+
+    /// [`month_delta`], with the month's bounds remembered from the last call.
+    fn month_delta(&self, now_ms: i64) -> i32 {
+        const DAY_MS: i64 = 86_400_000;
+        let month = self.month.load(Ordering::Relaxed);
+        let start = i64::from((month >> 8) as u32 as i32) * DAY_MS;
+        let len = (month & 0xff) as i64 * DAY_MS;
+        if now_ms >= start && now_ms - start < len {
+            return month_delta_from(now_ms, start);
+        }
+        let start = start_of_month_utc(now_ms);
+        let next = start_of_month_utc(start.saturating_add(32 * DAY_MS));
+        if let Ok(day) = i32::try_from(start.div_euclid(DAY_MS)) {
+            let len = ((next - start) / DAY_MS) as u64 & 0xff;
+            self.month
+                .store(u64::from(day as u32) << 8 | len, Ordering::Relaxed);
+        }
+        month_delta_from(now_ms, start)
     }
 
     /// The next id, for the current time `now_ms` (epoch milliseconds).
@@ -577,8 +601,14 @@ impl UniqIdGenerator {
 
 /// The time field of an id: ms since the start of `now_ms`'s month (UTC), as Java's `(int)` cast
 /// makes it (it wraps after 24.8 days), small negatives clamped to 0 as Java does.
+#[cfg(test)]
 fn month_delta(now_ms: i64) -> i32 {
-    let diff = now_ms.wrapping_sub(start_of_month_utc(now_ms)) as i32;
+    month_delta_from(now_ms, start_of_month_utc(now_ms))
+}
+
+/// [`month_delta`] for the month that starts at `month_start`.
+fn month_delta_from(now_ms: i64, month_start: i64) -> i32 {
+    let diff = now_ms.wrapping_sub(month_start) as i32;
     if diff < 0 && diff > -1_000_000 {
         0
     } else {
@@ -729,6 +759,26 @@ mod tests {
         );
         let counter = u16::from_str_radix(&id[id.len() - 4..], 16).unwrap();
         assert_eq!(u16::from_str_radix(&suffix[8..], 16).unwrap(), counter + 1);
+    }
+
+    /// The remembered month gives what the calendar gives: across month and year ends, leap
+    /// days, far-apart times in any order, and before the epoch.
+    #[test]
+    fn remembered_month_matches_the_calendar() {
+        use rand::{Rng, SeedableRng};
+        let g = UniqIdGenerator::with_hash("10.0.0.1".parse().unwrap(), 7, 42);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut times = vec![-1, 0, 1, 951_868_800_000 - 1, 951_868_800_000];
+        for _ in 0..2000 {
+            let base: i64 = rng.gen_range(-5_000_000_000_000..5_000_000_000_000);
+            times.push(base);
+            // Walk through month ends in small steps.
+            let start = start_of_month_utc(base);
+            times.extend([start - 1, start, start + 1, base + 1, base + 86_400_000]);
+        }
+        for t in times {
+            assert_eq!(g.month_delta(t), month_delta(t), "at {t}");
+        }
     }
 
     #[test]

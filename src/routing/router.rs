@@ -264,6 +264,9 @@ fn slow_limit(
     last_broker: Option<&str>,
     now: Instant,
 ) -> Option<f64> {
+    if info.broker_names().len() < 2 {
+        return None; // fewer than two candidates, measured or not: no look-up needed
+    }
     let mut min = f64::INFINITY;
     let mut max = 0.0f64;
     let mut measured = 0;

@@ -200,6 +200,19 @@ impl StatsRecorder {
     }
 
     fn start(&self, topic: Option<&str>, messages: u64, bytes: u64, oneway: bool) -> Op {
+        // Oneway sends record no latency: no clock read.
+        let started = if oneway { None } else { Some(Instant::now()) };
+        self.start_at(topic, messages, bytes, started)
+    }
+
+    /// [`StatsRecorder::start`] with the clock already read (`None`: a oneway send).
+    fn start_at(
+        &self,
+        topic: Option<&str>,
+        messages: u64,
+        bytes: u64,
+        started: Option<Instant>,
+    ) -> Op {
         let t = match topic {
             Some(name) => self.topic(name),
             None => self.untracked.clone(),
@@ -208,13 +221,12 @@ impl StatsRecorder {
         t.messages.fetch_add(messages, Ordering::Relaxed);
         t.bytes.fetch_add(bytes, Ordering::Relaxed);
         t.in_flight_bytes.fetch_add(bytes as i64, Ordering::Relaxed);
-        if oneway {
+        if started.is_none() {
             t.oneway.fetch_add(1, Ordering::Relaxed);
         }
         Op(Some(OpState {
             topic: t,
-            // Oneway sends record no latency: no clock read.
-            started: if oneway { None } else { Some(Instant::now()) },
+            started,
             bytes,
         }))
     }
@@ -250,11 +262,19 @@ impl StatsRecorder {
         )
     }
 
-    /// Starts counting an asynchronous send of a message or batch.
-    pub(in crate::producer) fn begin_prep(&self, prep: &Prep) -> Op {
+    /// Starts counting an asynchronous send of a message or batch that began at `now`.
+    pub(in crate::producer) fn begin_prep(&self, prep: &Prep, now: Instant) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
         match prep {
-            Prep::Single(m) => self.begin(m, false),
-            Prep::Batch(ms) => self.begin_batch(ms),
+            Prep::Single(m) => self.start_at(Some(m.topic()), 1, m.body().len() as u64, Some(now)),
+            Prep::Batch(ms) => self.start_at(
+                ms.first().map(Message::topic),
+                ms.len() as u64,
+                ms.iter().map(|m| m.body().len() as u64).sum(),
+                Some(now),
+            ),
         }
     }
 

@@ -86,6 +86,55 @@ pub(super) fn next_special(bytes: &[u8], from: usize) -> usize {
     i
 }
 
+/// [`next_special`] from the start of `bytes`, for the writer: the last 1..=7 bytes are
+/// checked as one more word too (the last eight bytes of a longer string, whose first ones
+/// are known plain, or the rest padded with a plain byte), not byte by byte.
+fn first_special(bytes: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let flagged = |w: u64| {
+        let quote = w ^ (LO * u64::from(b'"'));
+        let backslash = w ^ (LO * u64::from(b'\\'));
+        ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (w.wrapping_sub(LO * 0x20) & !w))
+            & HI
+    };
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let special = flagged(u64::from_le_bytes(word));
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    if i == bytes.len() {
+        return i;
+    }
+    let (w, at) = match bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
+        Some(last) => {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(last);
+            (u64::from_le_bytes(word), bytes.len() - 8)
+        }
+        None => {
+            let mut w = LO * u64::from(b'a');
+            for (k, &b) in bytes[i..].iter().enumerate() {
+                w = (w & !(0xff << (8 * k))) | (u64::from(b) << (8 * k));
+            }
+            (w, i)
+        }
+    };
+    // Flagged bytes before `i` are impossible (plain), so the lowest is the first special.
+    match flagged(w) {
+        0 => bytes.len(),
+        special => at + (special.trailing_zeros() / 8) as usize,
+    }
+}
+
 /// For each byte, what a JSON string holds for it, packed in a `u64`: the bytes of its text in
 /// the low six bytes (little-endian), the text's length (1, 2 or 6) in the top byte. A byte
 /// that needs no escape stands for itself; `"`, `\\`, `\n`, `\r` and `\t` get their short
@@ -124,18 +173,22 @@ const ESCAPE_STEP: usize = 4096;
 /// Writes `s` as a JSON string literal: quotes, backslashes and control characters escaped
 /// (control characters as `\u00XX`, as fastjson does); everything else as UTF-8.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let first = next_special(bytes, 0);
-    out.reserve(bytes.len() + 2);
+    out.reserve(s.len() + 2);
     out.push(b'"');
+    write_json_text(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// Writes the text of a JSON string literal for `bytes` (UTF-8, or a part of it cut at an
+/// ASCII byte), without the quotes: escaped as [`write_json_str`] escapes it.
+pub(crate) fn write_json_text(out: &mut Vec<u8>, bytes: &[u8]) {
+    let first = first_special(bytes);
     out.extend_from_slice(&bytes[..first]);
     if first < bytes.len() {
-        // Properties strings always come here: every \u0001 and \u0002 separator is escaped.
         for step in bytes[first..].chunks(ESCAPE_STEP) {
             write_escaped(out, step);
         }
     }
-    out.push(b'"');
 }
 
 /// Appends the JSON text of `bytes` (no quotes). The output is first grown by the worst case
@@ -233,8 +286,18 @@ pub(crate) fn int_digits(buf: &mut [u8; 20], v: i64) -> &[u8] {
     &buf[i..]
 }
 
-/// Writes `v` in decimal (no `fmt` machinery: this is on every frame).
+/// Writes `v` in decimal (no `fmt` machinery: this is on every frame). A single digit (a
+/// queue id, a flag) is written right here.
+#[inline]
 pub(crate) fn write_int(out: &mut Vec<u8>, v: i64) {
+    if (0..10).contains(&v) {
+        out.push(b'0' + v as u8);
+    } else {
+        write_long_int(out, v);
+    }
+}
+
+fn write_long_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let digits = int_digits(&mut buf, v);
     if v < 0 {
@@ -387,6 +450,12 @@ mod tests {
                 assert_eq!(next_special(bytes, from), expected, "{bytes:?} from {from}");
             }
         }
+        // The writer's variant, on every prefix of each case.
+        for bytes in cases {
+            for len in 0..=bytes.len() {
+                assert_eq!(first_special(&bytes[..len]), next_special(&bytes[..len], 0));
+            }
+        }
         // Every byte value at every position of a 16-byte window.
         for b in 0..=255u8 {
             for at in 0..16 {
@@ -394,6 +463,14 @@ mod tests {
                 bytes[at] = b;
                 let special = b == b'"' || b == b'\\' || b < 0x20;
                 assert_eq!(next_special(&bytes, 0), if special { at } else { 16 });
+                for len in at + 1..=16 {
+                    let expected = if special { at } else { len };
+                    assert_eq!(
+                        first_special(&bytes[..len]),
+                        expected,
+                        "{b} at {at} of {len}"
+                    );
+                }
             }
         }
     }

@@ -37,7 +37,7 @@ pub use ext_fields::ExtFields;
 #[doc(hidden)]
 pub use json_read::json_header_differential;
 pub use json_write::write_json_str;
-pub(crate) use json_write::{int_digits, write_int};
+pub(crate) use json_write::{int_digits, write_int, write_json_text};
 
 /// Default maximum frame size, length prefix included: 16 MiB, as Java's `frameMaxLength`.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
