@@ -85,6 +85,7 @@ pub(crate) use client::FrameSpec;
 pub use client::{RemotingClient, MAX_BUSY_POLL};
 pub use completion::{pair, Completer, Handle};
 pub(crate) use guard::guarded;
+pub(crate) use task::PoolJob;
 pub use tls::{TlsConfig, TlsTrust};
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.
