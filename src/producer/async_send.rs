@@ -131,21 +131,17 @@ pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>,
         }
         Done::Internal(continuation) => continuation(result, hold),
         Done::Callback(callback) => {
-            let ready = ReadyCallback {
-                callback,
-                result,
-                hold,
-                after: None,
-            };
+            let mut ready = ReadyCallback::new(callback, result, hold, None);
             inner.run_user(Box::new(move || ready.run()));
         }
     }
 }
 
-/// A user callback with its result, ready to run on the callback pool.
+/// A user callback with its result, ready to run on the callback pool. It runs where it
+/// lies (in its send's box): the result is moved once, straight into the callback.
 pub(super) struct ReadyCallback {
-    callback: UserCallback,
-    result: Result<SendResult>,
+    callback: Option<UserCallback>,
+    result: Option<Result<SendResult>>,
     /// Released once the callback has returned.
     hold: Hold,
     /// The last attempt's `after_send` hooks, run first.
@@ -153,27 +149,44 @@ pub(super) struct ReadyCallback {
 }
 
 impl ReadyCallback {
+    fn new(
+        callback: UserCallback,
+        result: Result<SendResult>,
+        hold: Hold,
+        after: Option<AfterTask>,
+    ) -> Self {
+        ReadyCallback {
+            callback: Some(callback),
+            result: Some(result),
+            hold,
+            after,
+        }
+    }
+
     /// Runs the hooks and the callback as the holder (a panic is caught and logged), then
-    /// releases the hold.
-    fn run(self) {
+    /// releases the hold. Does nothing the second time.
+    fn run(&mut self) {
         let ReadyCallback {
             callback,
             result,
             hold,
             after,
         } = self;
+        let Some(callback) = callback.take() else {
+            return;
+        };
         hold.while_held(|| {
             let run = || {
-                if let Some(after) = after {
-                    after.run(result.as_ref().map(Some));
+                if let (Some(after), Some(r)) = (after.take(), result.as_ref()) {
+                    after.run(r.as_ref().map(Some));
                 }
-                callback.call(result);
+                callback.call_from(result);
             };
             if catch_unwind(AssertUnwindSafe(run)).is_err() {
                 log::error!("a send callback panicked");
             }
         });
-        drop(hold);
+        *hold = Hold::Nothing;
     }
 }
 
@@ -458,12 +471,7 @@ impl AsyncSend {
         {
             // The callback, its result and its hold go to the pool in this box (nothing to
             // allocate); the pool thread runs them and recycles the box.
-            self.ready = Some(ReadyCallback {
-                callback,
-                result,
-                hold,
-                after,
-            });
+            self.ready = Some(ReadyCallback::new(callback, result, hold, after));
             let inner = self.inner.clone();
             return inner.run_user_job(self);
         }
@@ -527,9 +535,10 @@ impl crate::remoting::OnResponse for AsyncSend {
 /// On the callback pool: the ended send's callback runs, then its box is recycled.
 impl crate::remoting::PoolJob for AsyncSend {
     fn run(mut self: Box<Self>) {
-        if let Some(ready) = self.ready.take() {
+        if let Some(ready) = self.ready.as_mut() {
             ready.run();
         }
+        self.ready = None;
         let inner = self.inner.clone();
         inner.recycle(self);
     }
@@ -589,7 +598,7 @@ impl Drop for AsyncSend {
         if let Some(done) = self.done.take() {
             finish_done(&self.inner, done, Err(Error::Shutdown), hold);
         }
-        if let Some(ready) = self.ready.take() {
+        if let Some(mut ready) = self.ready.take().filter(|r| r.callback.is_some()) {
             // Its pool job was dropped unrun: the callback still runs, once.
             self.inner.run_user(Box::new(move || ready.run()));
         }

@@ -22,7 +22,7 @@
 //!    is non-null and aligned).
 //! 2. The closure is used at most once: [`InlineFnOnce::call`] first replaces the state with
 //!    `Empty` (so `Drop` does nothing), then moves the closure out of its own copy of the
-//!    buffer with `ptr::read` and calls it by value. If it panics, the closure was already
+//!    buffer with `ptr::read` and calls it by value (or drops it, when there is no argument). If it panics, the closure was already
 //!    moved into the call, and unwinding drops what it owns exactly once; the buffer is
 //!    plain bytes (`MaybeUninit`), which have no drop.
 //! 3. `Drop` of a value still `Inline` drops the closure in place, once.
@@ -62,9 +62,10 @@ pub(crate) struct InlineFnOnce<A: 'static> {
 enum State<A: 'static> {
     Inline {
         buf: Buf,
-        /// Moves the closure out of the buffer and calls it. Unsafe: the buffer must hold an
-        /// initialised closure of the type this was made for, not used again afterwards.
-        call: unsafe fn(*mut Buf, A),
+        /// Moves the closure out of the buffer and calls it with the argument taken out of
+        /// the slot (drops it uncalled if the slot is empty). Unsafe: the buffer must hold
+        /// an initialised closure of the type this was made for, not used again afterwards.
+        call: unsafe fn(*mut Buf, &mut Option<A>),
         /// Drops the closure in place. Unsafe: as `call`.
         drop: unsafe fn(*mut Buf),
     },
@@ -75,10 +76,12 @@ enum State<A: 'static> {
 
 /// # Safety
 /// `buf` holds an initialised `F` at offset 0 (invariant 1), never used again after this.
-unsafe fn call_inline<F: FnOnce(A), A>(buf: *mut Buf, arg: A) {
+unsafe fn call_inline<F: FnOnce(A), A>(buf: *mut Buf, arg: &mut Option<A>) {
     // SAFETY: the caller's contract: a valid, aligned, initialised `F`, read once.
     let f = unsafe { ptr::read(buf.cast::<F>()) };
-    f(arg);
+    if let Some(arg) = arg.take() {
+        f(arg);
+    }
 }
 
 /// # Safety
@@ -134,16 +137,27 @@ impl<A: 'static> InlineFnOnce<A> {
     }
 
     /// Calls the closure with `arg`.
-    pub(crate) fn call(mut self, arg: A) {
+    pub(crate) fn call(self, arg: A) {
+        self.call_from(&mut Some(arg));
+    }
+
+    /// Calls the closure with the value taken out of `slot` (a large argument is then moved
+    /// once, from where it lies into the closure); drops the closure uncalled if `slot` is
+    /// empty.
+    pub(crate) fn call_from(mut self, slot: &mut Option<A>) {
         // `Empty` first: whatever happens in the call, `Drop` then does nothing (invariant 2).
         match std::mem::replace(&mut self.state, State::Empty) {
             State::Inline { mut buf, call, .. } => {
                 // SAFETY: `buf` was moved out of an `Inline` state whose closure had not been
                 // used (invariants 1 and 4), and this copy is used once, here; the state left
                 // behind is `Empty`, so nothing reads or drops the closure again.
-                unsafe { call(ptr::addr_of_mut!(buf), arg) }
+                unsafe { call(ptr::addr_of_mut!(buf), slot) }
             }
-            State::Boxed(f) => f(arg),
+            State::Boxed(f) => {
+                if let Some(arg) = slot.take() {
+                    f(arg);
+                }
+            }
             State::Empty => {}
         }
     }
@@ -352,6 +366,45 @@ mod tests {
             .unwrap();
         assert_eq!(rx.recv().unwrap(), "moved across");
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn call_from_moves_the_argument_or_drops_uncalled() {
+        for big in [false, true] {
+            let drops = counter();
+            let calls = counter();
+            let make = |drops: &Arc<AtomicUsize>, calls: &Arc<AtomicUsize>| {
+                let (c, calls) = (Counted(drops.clone()), calls.clone());
+                let pad = [0u8; 100];
+                if big {
+                    InlineFnOnce::new(move |arg: Counted| {
+                        let _keep = (&c, pad, arg);
+                        calls.fetch_add(1, Ordering::SeqCst);
+                    })
+                } else {
+                    InlineFnOnce::new(move |arg: Counted| {
+                        let _keep = (&c, arg);
+                        calls.fetch_add(1, Ordering::SeqCst);
+                    })
+                }
+            };
+            let f = make(&drops, &calls);
+            assert_eq!(f.is_inline(), !big);
+            let mut slot = Some(Counted(drops.clone()));
+            f.call_from(&mut slot);
+            assert!(slot.is_none(), "the argument was taken");
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                2,
+                "captures and argument dropped"
+            );
+            // Empty slot: dropped uncalled, once.
+            let f = make(&drops, &calls);
+            f.call_from(&mut None);
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            assert_eq!(drops.load(Ordering::SeqCst), 3);
+        }
     }
 
     #[test]
