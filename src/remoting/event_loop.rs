@@ -3,7 +3,7 @@
 //!
 //! One turn of the loop: poll (the timeout is the nearest deadline); read every ready
 //! connection until it would block and complete the requests its responses match; drain the
-//! command channel (new requests are appended to their connection's output); flush every
+//! command queue (new requests are appended to their connection's output); flush every
 //! connection with output (one write for everything queued in the turn); expire overdue
 //! requests and connects.
 
@@ -31,7 +31,7 @@ use crate::protocol::{CodecError, RemotingCommand};
 
 /// The waker's token; connection `i` has token `i + 1`.
 const WAKER: Token = Token(0);
-/// Commands taken from the channel in one turn, so that I/O is not starved by a flood.
+/// Commands taken from the queue in one turn, so that I/O is not starved by a flood.
 const COMMANDS_PER_TURN: usize = 4096;
 
 /// Settings an event loop needs.
@@ -198,7 +198,7 @@ enum Read {
 }
 
 enum Drained {
-    /// The channel is empty.
+    /// The queue is empty.
     Idle,
     /// More commands are waiting.
     Busy,

@@ -10,8 +10,9 @@
 //!   the one TCP connection to it. Any number of requests are in flight on that connection,
 //!   matched by `opaque`.
 //! - A caller assigns the opaque and encodes the frame on its own thread, then hands it to the
-//!   loop over a channel and wakes the loop. The loop coalesces queued frames into as few writes
-//!   as it can, reads until the socket would block, and matches responses to pending requests.
+//!   loop over its command queue and wakes the loop. The loop coalesces queued frames into as
+//!   few writes as it can, reads until the socket would block, and matches responses to
+//!   pending requests.
 //! - [`Completion::Handle`] is completed directly on the I/O thread (no user code runs there);
 //!   [`Completion::Callback`], [`RequestHandler`]s and [`RemotingClient::execute`] tasks run on
 //!   the callback pool, never on an I/O thread. A panicking callback is caught and logged.

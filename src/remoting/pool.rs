@@ -2,7 +2,7 @@
 //! handlers and [`RemotingClient::execute`](super::RemotingClient::execute) tasks, so that no
 //! user code ever runs on an I/O thread.
 //!
-//! Workers stop when every sender of the task channel is gone, after running every task that
+//! Workers stop when every sender of the task queue is gone, after running every task that
 //! was queued: a task that was accepted always runs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
