@@ -6,9 +6,8 @@
 //! before the measured window; only the calls are measured. The sending thread's allocations
 //! are also counted on their own (a thread-local counter), so the numbers say where they are.
 //!
-//! Pinned: 0 per synchronous, asynchronous (handle) and oneway send, 2 per callback send (a
-//! fraction more from the command channel, which allocates a block every 31 messages). What
-//! they were, and what remains:
+//! Pinned: 0 per send in every mode (synchronous, asynchronous with a handle, callback,
+//! oneway, signed). What they were, and what removed them:
 //! - the `SendResult` handed back: nothing; its ids are inline `IdStr`s read straight from the
 //!   response's ext fields (they were 4 `String`s);
 //! - the decoded response: nothing once warm; its `ExtFields` reuse the buffers of dropped
@@ -23,17 +22,22 @@
 //! - asynchronous sends: nothing more; the send's state is boxed once and the box is reused
 //!   by later sends (a free list), and that box is the request's response callback itself
 //!   (no closure box). They were 2;
-//! - callbacks (2): the boxed user callback (its type is the caller's; a box per call is
-//!   inherent to `send_with_callback(F)` as it is), and the task that runs it on the callback
-//!   pool (the callback and its result, boxed once more: what is left to remove);
-//! - oneway sends: nothing but the command channel's blocks, while the socket keeps up (see
-//!   `oneway_send`: unpaced, frames pile up and the frame pool runs dry).
+//! - the command to the event loop: nothing; its queue is a pair of deques that trade places
+//!   and keep their capacity (a crossbeam list channel allocated a block every 31 commands:
+//!   0.03 per send in every mode);
+//! - callbacks: nothing; the user's callback is held inline in the recycled send state (up
+//!   to 64 bytes of captures; larger ones are boxed), and the callback pool's task is that
+//!   same box (with the result and the in-flight hold in it), queued on a deque that keeps
+//!   its capacity. They were 2 (the boxed callback and the boxed pool task) and 0.03 (the
+//!   pool's channel blocks);
+//! - oneway sends: nothing, while the socket keeps up (see `oneway_send`: unpaced, frames
+//!   pile up and the frame pool runs dry).
 //!
 //! The request frame (encoded straight from the prepared message into a pooled buffer), the
 //! read buffers and the pending-request table allocate nothing once warm. Signing a send (ACL
 //! credentials) adds nothing either: the HMAC state and the base64 signature live on the stack.
 
-// The counting allocator needs `unsafe impl GlobalAlloc`; the library forbids unsafe code.
+// The counting allocator needs `unsafe impl GlobalAlloc`; unsafe code is denied by default.
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -82,6 +86,13 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
 }
+
+/// Below this many allocations per send counts as none (see the pins at the end of `main`).
+/// The pins hold in release builds (the measurement). Debug builds send 2,000 messages per
+/// window after as short a warm-up, slowly enough that on a loaded machine finished sends
+/// wait longer to be recycled and free lists and queues still grow to new high-water marks
+/// (0.12 per async send was seen): they only catch an allocation in every send or two.
+const ZERO: f64 = if cfg!(debug_assertions) { 0.5 } else { 0.005 };
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -201,7 +212,7 @@ fn main() {
     // Oneway: nothing comes back, and nothing holds the sender back: unpaced, a release
     // build queues frames faster than the socket takes them, the frame pool runs dry and new
     // frame buffers are allocated (about 2.5 per send here). Steady state is a socket that
-    // keeps up: every 64th send is a synchronous one (its response's 2 allocations are in
+    // keeps up: every 64th send is a synchronous one (its allocations, if any, are in
     // the count, spread over the 64).
     let oneway_send = |n: usize| {
         let mut i = 0usize;
@@ -241,50 +252,28 @@ fn main() {
     drop(child.stdin.take());
     let _ = child.wait();
 
-    println!(
-        "allocations per send, steady state: sync {:.2} (sending thread {:.2}), async {:.2} \
-         (sending thread {:.2})",
-        sync.total, sync.sending_thread, asynchronous.total, asynchronous.sending_thread
-    );
-    println!(
-        "callback sends: {:.2} allocations each (sending thread {:.2}); oneway sends: {:.2} \
-         (sending thread {:.2})",
-        callback.total, callback.sending_thread, oneway.total, oneway.sending_thread
-    );
-    // Pinned: what this build reaches (see the module docs for what the allocations are).
-    // A change that adds an allocation per send fails here; one that removes some should
-    // lower the pins.
-    const SYNC_MAX: f64 = 0.0;
-    const ASYNC_MAX: f64 = 0.0;
-    assert!(
-        sync.total <= SYNC_MAX + 0.5,
-        "sync sends allocate {:.2} times each (pinned at {SYNC_MAX})",
-        sync.total
-    );
-    println!(
-        "signed sync sends: {:.2} allocations each (sending thread {:.2})",
-        signed.total, signed.sending_thread
-    );
-    assert!(
-        signed.total <= SYNC_MAX + 0.5,
-        "signed sync sends allocate {:.2} times each (pinned at {SYNC_MAX}, as unsigned ones)",
-        signed.total
-    );
-    const CALLBACK_MAX: f64 = 2.0;
-    const ONEWAY_MAX: f64 = 0.0;
-    assert!(
-        callback.total <= CALLBACK_MAX + 0.5,
-        "callback sends allocate {:.2} times each (pinned at {CALLBACK_MAX})",
-        callback.total
-    );
-    assert!(
-        oneway.total <= ONEWAY_MAX + 0.5,
-        "oneway sends allocate {:.2} times each (pinned at {ONEWAY_MAX})",
-        oneway.total
-    );
-    assert!(
-        asynchronous.total <= ASYNC_MAX + 0.5,
-        "async sends allocate {:.2} times each (pinned at {ASYNC_MAX})",
-        asynchronous.total
-    );
+    // Pinned: 0 per send in every mode. A stray allocation of the producer's background work
+    // (a route refresh or heartbeat of the service thread) may land in a window: fewer than
+    // one per 200 sends passes, a per-send or per-31-sends allocation fails.
+    println!("allocations per send, steady state:");
+    let modes = [
+        ("sync", sync),
+        ("async", asynchronous),
+        ("callback", callback),
+        ("oneway", oneway),
+        ("signed sync", signed),
+    ];
+    for (mode, per_send) in modes {
+        println!(
+            "{mode:>12}: {:.4} allocations per send ({:.4} on the sending thread)",
+            per_send.total, per_send.sending_thread
+        );
+    }
+    for (mode, per_send) in modes {
+        assert!(
+            per_send.total < ZERO,
+            "{mode} sends allocate {:.4} times each (pinned at 0)",
+            per_send.total
+        );
+    }
 }

@@ -37,6 +37,9 @@ use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
 
+/// A user's send callback.
+pub(super) type UserCallback = super::callback::InlineFnOnce<Result<SendResult>>;
+
 /// A library continuation of a send: gets the result and what the send holds.
 pub(super) type Continuation = Box<dyn FnOnce(Result<SendResult>, Hold) + Send + 'static>;
 
@@ -45,8 +48,9 @@ pub(super) enum Done {
     /// Complete a handle, wherever the result is known (the completer also ends the send's
     /// flush ticket).
     Handle(super::flush::TrackedCompleter),
-    /// Run a user callback on the callback pool.
-    Callback(Box<dyn FnOnce(Result<SendResult>) + Send + 'static>),
+    /// Run a user callback on the callback pool (held inline when small: see
+    /// [`super::callback`]).
+    Callback(UserCallback),
     /// Run a library continuation wherever the result is known (an I/O thread too): it must
     /// be quick, must not block and must run no user code itself (user callbacks it resolves
     /// go through [`finish_done`]).
@@ -126,14 +130,63 @@ pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>,
             completer.complete(result);
         }
         Done::Internal(continuation) => continuation(result, hold),
-        Done::Callback(callback) => inner.run_user(Box::new(move || {
-            hold.while_held(|| {
-                if catch_unwind(AssertUnwindSafe(|| callback(result))).is_err() {
-                    log::error!("a send callback panicked");
+        Done::Callback(callback) => {
+            let mut ready = ReadyCallback::new(callback, result, hold, None);
+            inner.run_user(Box::new(move || ready.run()));
+        }
+    }
+}
+
+/// A user callback with its result, ready to run on the callback pool. It runs where it
+/// lies (in its send's box): the result is moved once, straight into the callback.
+pub(super) struct ReadyCallback {
+    callback: Option<UserCallback>,
+    result: Option<Result<SendResult>>,
+    /// Released once the callback has returned.
+    hold: Hold,
+    /// The last attempt's `after_send` hooks, run first.
+    after: Option<AfterTask>,
+}
+
+impl ReadyCallback {
+    fn new(
+        callback: UserCallback,
+        result: Result<SendResult>,
+        hold: Hold,
+        after: Option<AfterTask>,
+    ) -> Self {
+        ReadyCallback {
+            callback: Some(callback),
+            result: Some(result),
+            hold,
+            after,
+        }
+    }
+
+    /// Runs the hooks and the callback as the holder (a panic is caught and logged), then
+    /// releases the hold. Does nothing the second time.
+    fn run(&mut self) {
+        let ReadyCallback {
+            callback,
+            result,
+            hold,
+            after,
+        } = self;
+        let Some(callback) = callback.take() else {
+            return;
+        };
+        hold.while_held(|| {
+            let run = || {
+                if let (Some(after), Some(r)) = (after.take(), result.as_ref()) {
+                    after.run(r.as_ref().map(Some));
                 }
-            });
-            drop(hold);
-        })),
+                callback.call_from(result);
+            };
+            if catch_unwind(AssertUnwindSafe(run)).is_err() {
+                log::error!("a send callback panicked");
+            }
+        });
+        *hold = Hold::Nothing;
     }
 }
 
@@ -159,6 +212,14 @@ impl Inner {
                 drop(late);
                 crate::remoting::guarded("send callback", task);
             }
+        }
+    }
+
+    /// Runs an ended send's callback (its [`AsyncSend::ready`]) as [`Inner::run_user`] does,
+    /// queueing the send's own box (no allocation while the pool takes work).
+    fn run_user_job(&self, send: Box<AsyncSend>) {
+        if let Err(job) = self.remoting.try_execute_job(send) {
+            self.run_user(Box::new(move || job.run()));
         }
     }
 
@@ -201,6 +262,8 @@ pub(super) struct AsyncSend {
     attempt_no: u32,
     /// The attempt whose request is out.
     current: Option<Current>,
+    /// The ended send's callback, on its way to the callback pool in this box.
+    ready: Option<ReadyCallback>,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -415,18 +478,19 @@ impl AsyncSend {
             Some(p) => Hold::Permit(p),
             None => Hold::Nothing,
         };
+        if let Some(Done::Callback(callback)) =
+            self.done.take_if(|d| matches!(d, Done::Callback(_)))
+        {
+            // The callback, its result and its hold go to the pool in this box (nothing to
+            // allocate); the pool thread runs them and recycles the box.
+            self.ready = Some(ReadyCallback::new(callback, result, hold, after));
+            let inner = self.inner.clone();
+            return inner.run_user_job(self);
+        }
         if let Some(done) = self.done.take() {
-            let done = match (after, done) {
-                (None, done) => done,
-                (Some(after), Done::Callback(callback)) => Done::Callback(Box::new(move |r| {
-                    after.run(r.as_ref().map(Some));
-                    callback(r);
-                })),
-                (Some(after), done) => {
-                    after.spawn(&self.inner, result.as_ref());
-                    done
-                }
-            };
+            if let Some(after) = after {
+                after.spawn(&self.inner, result.as_ref());
+            }
             finish_done(&self.inner, done, result, hold);
         } else if let Some(after) = after {
             after.spawn(&self.inner, result.as_ref());
@@ -469,6 +533,7 @@ impl AsyncSend {
             op: stats::Op::none(),
             attempt_no: 0,
             current: None,
+            ready: None,
         }
     }
 }
@@ -476,6 +541,18 @@ impl AsyncSend {
 impl crate::remoting::OnResponse for AsyncSend {
     fn on_response(self: Box<Self>, result: Result<RemotingCommand>) {
         self.attempt_ended(result);
+    }
+}
+
+/// On the callback pool: the ended send's callback runs, then its box is recycled.
+impl crate::remoting::PoolJob for AsyncSend {
+    fn run(mut self: Box<Self>) {
+        if let Some(ready) = self.ready.as_mut() {
+            ready.run();
+        }
+        self.ready = None;
+        let inner = self.inner.clone();
+        inner.recycle(self);
     }
 }
 
@@ -505,6 +582,10 @@ impl AsyncSend {
         if let Some(done) = self.done.take() {
             finish_done(&self.inner, done, Err(Error::Shutdown), hold);
         }
+        if let Some(mut ready) = self.ready.take().filter(|r| r.callback.is_some()) {
+            // Its pool job was dropped unrun: the callback still runs, once.
+            self.inner.run_user(Box::new(move || ready.run()));
+        }
     }
 
     /// Empties it in place, as [`AsyncSend::vacant`] makes one (what it held is dropped
@@ -518,6 +599,7 @@ impl AsyncSend {
         self.failures = Failures::default();
         self.attempt_no = 0;
         self.current = None;
+        self.ready = None;
     }
 }
 

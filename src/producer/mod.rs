@@ -27,6 +27,7 @@ mod async_send;
 mod attempt;
 pub(crate) mod backpressure;
 mod batch;
+mod callback;
 mod executor;
 mod flush;
 mod handle;
@@ -244,7 +245,7 @@ impl Producer {
         self.inner().send_async(
             Prep::Single(msg),
             Target::Auto,
-            Done::Callback(Box::new(move |result| {
+            Done::Callback(async_send::UserCallback::new(move |result| {
                 callback(result);
                 drop(ticket);
             })),

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::completion::pooled_pair;
 use super::event_loop::{self, deadline_after, FramePool, LoopConfig};
 use super::pool::{self, HandlerSlot};
 use super::resolve::{check_syntax, Resolver};
-use super::task::{CallbackReply, Command, LoopShared, Reply, Request, Target, Task};
+use super::task::{
+    CallbackReply, Command, LoopShared, PoolJob, PoolSender, Reply, Request, Target, Task,
+};
 use super::tls::TlsConnector;
 use super::{Completion, ConnectionState, RemotingConfig, RequestHandler};
 use crate::error::{Error, Result};
@@ -86,7 +87,7 @@ struct Inner {
     config: RemotingConfig,
     loops: Vec<LoopHandle>,
     /// Dropped at shutdown: the workers stop once every sender is gone.
-    pool_tx: RwLock<Option<Sender<Task>>>,
+    pool_tx: RwLock<Option<PoolSender>>,
     pool_threads: Mutex<Vec<JoinHandle<()>>>,
     handler: Arc<HandlerSlot>,
     /// Server requests answered on the I/O threads themselves.
@@ -163,7 +164,7 @@ impl RemotingClient {
         };
         let handler: Arc<HandlerSlot> = Arc::new(RwLock::new(None));
         let pending = Arc::new(AtomicUsize::new(0));
-        let (pool_tx, pool_rx) = crossbeam_channel::unbounded();
+        let (pool_tx, pool_rx) = super::task::pool_queue();
         let workers = pool::spawn_workers(config.callback_threads, &pool_rx, &handler);
         drop(pool_rx);
         let workers = match workers {
@@ -447,13 +448,32 @@ impl RemotingClient {
         match self.inner.pool_tx.read().as_ref() {
             Some(tx) => match tx.send(Task::Run(task)) {
                 Ok(()) => Ok(()),
-                Err(e) => match e.into_inner() {
+                Err(e) => match e {
                     Task::Run(task) => Err(task),
                     // Only `Run` was sent.
                     _ => Ok(()),
                 },
             },
             None => Err(task),
+        }
+    }
+
+    /// [`RemotingClient::try_execute`] for a job that carries its own state: queueing it
+    /// allocates nothing. Gives the job back when the pool no longer takes tasks.
+    pub(crate) fn try_execute_job(
+        &self,
+        job: Box<dyn PoolJob>,
+    ) -> std::result::Result<(), Box<dyn PoolJob>> {
+        match self.inner.pool_tx.read().as_ref() {
+            Some(tx) => match tx.send(Task::Job(job)) {
+                Ok(()) => Ok(()),
+                Err(e) => match e {
+                    Task::Job(job) => Err(job),
+                    // Only `Job` was sent.
+                    _ => Ok(()),
+                },
+            },
+            None => Err(job),
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! One turn of the loop: poll (the timeout is the nearest deadline); read every ready
 //! connection until it would block and complete the requests its responses match; drain the
-//! command channel (new requests are appended to their connection's output); flush every
+//! command queue (new requests are appended to their connection's output); flush every
 //! connection with output (one write for everything queued in the turn); expire overdue
 //! requests and connects.
 
@@ -17,14 +17,13 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpStream;
 use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::connection::{configure_socket, Conn, Failure, Phase};
 use super::resolve::{check_syntax, host_of, Resolver};
-use super::task::{Command, LoopShared, Reply, Request, ServerRequest, Target, Task};
+use super::task::{Command, LoopShared, PoolSender, Reply, Request, ServerRequest, Target, Task};
 use super::tls::TlsConnector;
 use super::ConnectionState;
 use crate::error::Error;
@@ -32,7 +31,7 @@ use crate::protocol::{CodecError, RemotingCommand};
 
 /// The waker's token; connection `i` has token `i + 1`.
 const WAKER: Token = Token(0);
-/// Commands taken from the channel in one turn, so that I/O is not starved by a flood.
+/// Commands taken from the queue in one turn, so that I/O is not starved by a flood.
 const COMMANDS_PER_TURN: usize = 4096;
 
 /// Settings an event loop needs.
@@ -96,16 +95,15 @@ impl FramePool {
 pub(crate) fn spawn(
     index: usize,
     config: LoopConfig,
-    pool: Sender<Task>,
+    pool: PoolSender,
     pending_count: Arc<AtomicUsize>,
 ) -> io::Result<(Arc<LoopShared>, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let shared = Arc::new(LoopShared::new(tx, waker));
+    let shared = Arc::new(LoopShared::new(waker));
     let lp = EventLoop {
         poll,
-        rx,
+        inbox: VecDeque::new(),
         shared: shared.clone(),
         pool,
         config,
@@ -162,9 +160,10 @@ type PendingMap = HashMap<i32, Pending, BuildHasherDefault<OpaqueHasher>>;
 
 struct EventLoop {
     poll: Poll,
-    rx: Receiver<Command>,
+    /// Commands taken from the queue, not run yet (see [`LoopShared::take_commands`]).
+    inbox: VecDeque<Command>,
     shared: Arc<LoopShared>,
-    pool: Sender<Task>,
+    pool: PoolSender,
     config: LoopConfig,
     /// Connections by token index; `free` lists the empty slots.
     conns: Vec<Option<Conn>>,
@@ -199,7 +198,7 @@ enum Read {
 }
 
 enum Drained {
-    /// The channel is empty.
+    /// The queue is empty.
     Idle,
     /// More commands are waiting.
     Busy,
@@ -220,7 +219,7 @@ impl EventLoop {
             } else {
                 self.poll_timeout(now)
             };
-            if timeout != Some(Duration::ZERO) && self.shared.going_to_sleep(&self.rx) {
+            if timeout != Some(Duration::ZERO) && self.shared.going_to_sleep() {
                 // A command came while the turn ended: take it without sleeping.
                 timeout = Some(Duration::ZERO);
             }
@@ -432,9 +431,12 @@ impl EventLoop {
 
     fn drain_commands(&mut self) -> Drained {
         for _ in 0..COMMANDS_PER_TURN {
-            match self.rx.try_recv() {
-                Ok(Command::Request(r)) => self.on_request(r),
-                Ok(Command::Reply {
+            if self.inbox.is_empty() {
+                self.shared.take_commands(&mut self.inbox);
+            }
+            match self.inbox.pop_front() {
+                Some(Command::Request(r)) => self.on_request(r),
+                Some(Command::Reply {
                     token,
                     conn_id,
                     frame,
@@ -448,18 +450,18 @@ impl EventLoop {
                     }
                     _ => log::debug!("connection gone: dropping a reply to a server request"),
                 },
-                Ok(Command::Close(addr)) => {
+                Some(Command::Close(addr)) => {
                     if let Some(&idx) = self.by_addr.get(&addr) {
                         self.close(idx, Failure::Local("closed by the client"));
                     }
                 }
-                Ok(Command::Resolved {
+                Some(Command::Resolved {
                     token,
                     conn_id,
                     result,
                 }) => self.on_resolved(token, conn_id, result),
-                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return Drained::Stop,
-                Err(TryRecvError::Empty) => return Drained::Idle,
+                Some(Command::Shutdown) => return Drained::Stop,
+                None => return Drained::Idle,
             }
         }
         Drained::Busy
@@ -870,7 +872,8 @@ impl EventLoop {
     /// Ends everything with `Shutdown`: queued commands, pending requests. Output already
     /// queued gets one non-blocking attempt to leave.
     fn stop(&mut self) {
-        while let Ok(cmd) = self.rx.try_recv() {
+        self.shared.close_commands(&mut self.inbox);
+        for cmd in std::mem::take(&mut self.inbox) {
             if let Command::Request(Request {
                 reply: Some(reply), ..
             }) = cmd

@@ -10,8 +10,9 @@
 //!   the one TCP connection to it. Any number of requests are in flight on that connection,
 //!   matched by `opaque`.
 //! - A caller assigns the opaque and encodes the frame on its own thread, then hands it to the
-//!   loop over a channel and wakes the loop. The loop coalesces queued frames into as few writes
-//!   as it can, reads until the socket would block, and matches responses to pending requests.
+//!   loop over its command queue and wakes the loop. The loop coalesces queued frames into as
+//!   few writes as it can, reads until the socket would block, and matches responses to
+//!   pending requests.
 //! - [`Completion::Handle`] is completed directly on the I/O thread (no user code runs there);
 //!   [`Completion::Callback`], [`RequestHandler`]s and [`RemotingClient::execute`] tasks run on
 //!   the callback pool, never on an I/O thread. A panicking callback is caught and logged.
@@ -85,6 +86,7 @@ pub(crate) use client::FrameSpec;
 pub use client::{RemotingClient, MAX_BUSY_POLL};
 pub use completion::{pair, Completer, Handle};
 pub(crate) use guard::guarded;
+pub(crate) use task::PoolJob;
 pub use tls::{TlsConfig, TlsTrust};
 
 /// A callback that receives the response to an asynchronous request, on a callback thread.

@@ -2,18 +2,17 @@
 //! handlers and [`RemotingClient::execute`](super::RemotingClient::execute) tasks, so that no
 //! user code ever runs on an I/O thread.
 //!
-//! Workers stop when every sender of the task channel is gone, after running every task that
+//! Workers stop when every sender of the task queue is gone, after running every task that
 //! was queued: a task that was accepted always runs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::Receiver;
 use parking_lot::RwLock;
 
 use super::guard::{guarded, panic_message, run_callback};
-use super::task::{Command, ServerRequest, Task};
+use super::task::{Command, PoolReceiver, ServerRequest, Task};
 use super::RequestHandler;
 use crate::protocol::codes::ResponseCode;
 use crate::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
@@ -25,7 +24,7 @@ pub(crate) type HandlerSlot = RwLock<Option<Arc<dyn RequestHandler>>>;
 /// Spawns `n` workers named `rocketmq-callback-N` on `rx`.
 pub(crate) fn spawn_workers(
     n: usize,
-    rx: &Receiver<Task>,
+    rx: &PoolReceiver,
     handler: &Arc<HandlerSlot>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::with_capacity(n);
@@ -35,7 +34,7 @@ pub(crate) fn spawn_workers(
         let spawned = thread::Builder::new()
             .name(format!("rocketmq-callback-{i}"))
             .spawn(move || {
-                while let Ok(task) = rx.recv() {
+                while let Some(task) = rx.recv() {
                     run_task(task, Some(&handler));
                 }
             });
@@ -56,6 +55,7 @@ fn run_task(task: Task, handler: Option<&HandlerSlot>) {
         Task::Run(f) => guarded("task", f),
         Task::Respond(callback, result) => run_callback(callback, result),
         Task::Serve(request) => serve(request, handler),
+        Task::Job(job) => guarded("task", move || job.run()),
     }
 }
 

@@ -8,15 +8,14 @@
 //! together here; the event loop and the pool both depend on this module and not on each
 //! other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use mio::Waker;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::completion::Completer;
 use super::guard::run_callback;
@@ -120,30 +119,62 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// The handle other threads hold on an event loop: its command channel and waker, and the
+/// The handle other threads hold on an event loop: its command queue and waker, and the
 /// connection states it publishes. The loop's own state stays in `event_loop`.
+///
+/// # The command queue
+///
+/// Commands wait in a `VecDeque` behind a mutex, and the loop takes them all at once: it
+/// swaps the shared deque with its own empty one ([`LoopShared::take_commands`]) and works
+/// through its copy without the lock. The two deques trade places turn after turn and each
+/// keeps its capacity, so once they have grown to the largest backlog seen, queueing a
+/// command allocates nothing (a crossbeam list channel allocated a block every 31 commands).
+/// A deque grown past [`KEPT_COMMAND_CAPACITY`] by a burst is shrunk back when the loop has
+/// emptied it, so a flood does not pin its memory.
+///
+/// The queue is unbounded, so that no sender ever waits for room: the loop itself queues
+/// commands (to itself and to other loops: continuations that run on it start sends), and
+/// a bounded queue could block it on its own backlog. A sender holds the lock only to push
+/// one command (a reallocation when the deque grows is the longest it can take), and the
+/// loop only to swap two deques, so neither waits long for the other. Order is kept: the
+/// loop runs commands in the order they were queued.
+///
+/// Once the loop stops ([`LoopShared::close_commands`]) the queue takes nothing more: a
+/// sender gets its command back (its request then ends with `Shutdown`), and the loop ends
+/// every command it took.
 #[derive(Debug)]
 pub(crate) struct LoopShared {
-    tx: Sender<Command>,
+    commands: Mutex<CommandQueue>,
     waker: Waker,
     /// Whether the loop is awake (or already woken): a sender calls the waker (a syscall,
     /// and a wake-up of the loop's thread) only when it finds this false, and sets it.
     ///
     /// The loop sets it when it returns from a poll and clears it only just before it blocks
-    /// in the next one, then looks at the channel once more ([`LoopShared::going_to_sleep`]):
+    /// in the next one, then looks at the queue once more ([`LoopShared::going_to_sleep`]):
     /// a command queued while the loop works needs no wake-up, and one queued as it goes to
     /// sleep is either seen by that last look or wakes it (the sender's swap then finds the
-    /// flag cleared). No command is left in the channel while the loop sleeps.
+    /// flag cleared). No command is left in the queue while the loop sleeps.
     notified: AtomicBool,
     /// Connection state per address, for health snapshots.
     pub(crate) states: Mutex<HashMap<Arc<str>, ConnectionState>>,
 }
 
+/// The commands queued for a loop (see [`LoopShared`]).
+#[derive(Debug, Default)]
+struct CommandQueue {
+    queued: VecDeque<Command>,
+    /// The loop has stopped: nothing more is taken.
+    closed: bool,
+}
+
+/// The capacity a drained command deque keeps (commands); a larger one is shrunk to it.
+pub(crate) const KEPT_COMMAND_CAPACITY: usize = 4096;
+
 impl LoopShared {
-    /// The handle of a loop that receives on `tx`'s channel and polls with `waker`.
-    pub(crate) fn new(tx: Sender<Command>, waker: Waker) -> Self {
+    /// The handle of a loop that polls with `waker`.
+    pub(crate) fn new(waker: Waker) -> Self {
         LoopShared {
-            tx,
+            commands: Mutex::new(CommandQueue::default()),
             waker,
             notified: AtomicBool::new(false),
             states: Mutex::new(HashMap::new()),
@@ -151,8 +182,15 @@ impl LoopShared {
     }
 
     /// Queues a command and wakes the loop. Gives the command back if the loop has stopped.
+    /// Never waits for room (see [`LoopShared`]).
     pub(crate) fn send(&self, cmd: Command) -> std::result::Result<(), Command> {
-        self.tx.send(cmd).map_err(|e| e.into_inner())?;
+        {
+            let mut q = self.commands.lock();
+            if q.closed {
+                return Err(cmd);
+            }
+            q.queued.push_back(cmd);
+        }
         if !self.notified.swap(true, Ordering::SeqCst) {
             if let Err(e) = self.waker.wake() {
                 log::error!("cannot wake an event loop: {e}");
@@ -161,22 +199,44 @@ impl LoopShared {
         Ok(())
     }
 
+    /// Called by the loop, with `into` empty: moves every queued command into `into`, in
+    /// order, by swapping the deques (no copy, no allocation).
+    pub(crate) fn take_commands(&self, into: &mut VecDeque<Command>) {
+        debug_assert!(into.is_empty());
+        if into.capacity() > KEPT_COMMAND_CAPACITY {
+            // A burst grew it: give the memory back (off the senders' lock).
+            into.shrink_to(KEPT_COMMAND_CAPACITY);
+        }
+        let mut q = self.commands.lock();
+        if !q.queued.is_empty() {
+            std::mem::swap(&mut q.queued, into);
+        }
+    }
+
+    /// Called by the loop when it stops: closes the queue (later sends get their command
+    /// back) and moves what is queued into `into`.
+    pub(crate) fn close_commands(&self, into: &mut VecDeque<Command>) {
+        let mut q = self.commands.lock();
+        q.closed = true;
+        into.append(&mut q.queued);
+    }
+
     /// Called by the loop when it is about to block in a poll: from now on senders wake it.
     /// Returns whether a command is already waiting (then the loop must not block: it polls
-    /// without waiting and drains the channel again, and senders need not wake it).
-    pub(crate) fn going_to_sleep(&self, rx: &crossbeam_channel::Receiver<Command>) -> bool {
+    /// without waiting and drains the queue again, and senders need not wake it).
+    pub(crate) fn going_to_sleep(&self) -> bool {
         self.notified.store(false, Ordering::SeqCst);
-        // Pairs with the sender's `swap` (after its `send`): either this look sees the
+        // Pairs with the sender's `swap` (after its push): either this look sees the
         // command, or the sender sees the flag cleared and wakes the loop.
         fence(Ordering::SeqCst);
-        if rx.is_empty() {
+        if self.commands.lock().queued.is_empty() {
             return false;
         }
         self.notified.store(true, Ordering::Relaxed);
         true
     }
 
-    /// Called by the loop when a poll returns: it drains the channel before it blocks
+    /// Called by the loop when a poll returns: it drains the queue before it blocks
     /// again, so senders need not wake it until [`LoopShared::going_to_sleep`].
     pub(crate) fn awake(&self) {
         self.notified.store(true, Ordering::Relaxed);
@@ -191,6 +251,161 @@ pub(crate) enum Task {
     Respond(Box<dyn OnResponse>, Result<RemotingCommand>),
     /// A request a peer sent us.
     Serve(ServerRequest),
+    /// Work that carries its own state (no allocation to queue it).
+    Job(Box<dyn PoolJob>),
+}
+
+/// Work that carries its own state to a callback thread: the task is the box it already
+/// lives in (a recycled one, say), so queueing it allocates nothing.
+pub(crate) trait PoolJob: Send + 'static {
+    /// Runs the job on a callback thread (a panic is caught and logged).
+    fn run(self: Box<Self>);
+}
+
+/// Creates the callback pool's task queue: any number of senders (the loops, the client,
+/// pending callbacks) and receivers (the workers).
+///
+/// Tasks wait in a `VecDeque` behind a mutex; an idle worker waits on a condition variable.
+/// The deque keeps its capacity, so once it has grown to the largest backlog seen, queueing
+/// a task allocates nothing (a crossbeam list channel allocated a block every 31 tasks); one
+/// grown past [`KEPT_TASK_CAPACITY`] by a burst is shrunk back when a worker empties it.
+/// Unbounded, as before: a sender (an I/O thread) never waits for room.
+///
+/// It behaves as the channel it replaces: [`PoolSender::send`] gives the task back once every
+/// receiver is gone, and [`PoolReceiver::recv`] returns `None` once the queue is empty and
+/// every sender is gone, so workers run every task queued before they stop.
+pub(crate) fn pool_queue() -> (PoolSender, PoolReceiver) {
+    let queue = Arc::new(PoolQueue {
+        state: Mutex::new(PoolState {
+            tasks: VecDeque::new(),
+            receivers: 1,
+        }),
+        senders: AtomicUsize::new(1),
+        ready: Condvar::new(),
+    });
+    (
+        PoolSender {
+            queue: queue.clone(),
+        },
+        PoolReceiver { queue },
+    )
+}
+
+/// The capacity an emptied task deque keeps (tasks); a larger one is shrunk to it.
+pub(crate) const KEPT_TASK_CAPACITY: usize = 4096;
+
+struct PoolQueue {
+    state: Mutex<PoolState>,
+    /// Senders alive. Changed outside the lock; the last one to go notifies under it.
+    senders: AtomicUsize,
+    /// Signalled when a task is queued, and when the last sender goes.
+    ready: Condvar,
+}
+
+struct PoolState {
+    tasks: VecDeque<Task>,
+    receivers: usize,
+}
+
+/// The sending side of the callback pool's queue (see [`pool_queue`]).
+pub(crate) struct PoolSender {
+    queue: Arc<PoolQueue>,
+}
+
+impl PoolSender {
+    /// Queues `task` for a worker. Gives it back when no worker is left to run it.
+    #[allow(clippy::result_large_err)] // the task is handed back, not an error
+    pub(crate) fn send(&self, task: Task) -> std::result::Result<(), Task> {
+        let mut state = self.queue.state.lock();
+        if state.receivers == 0 {
+            return Err(task);
+        }
+        state.tasks.push_back(task);
+        drop(state);
+        // Nothing to do (an atomic load) when no worker waits.
+        self.queue.ready.notify_one();
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for PoolSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolSender").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PoolReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolReceiver").finish_non_exhaustive()
+    }
+}
+
+impl Clone for PoolSender {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::Relaxed);
+        PoolSender {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for PoolSender {
+    fn drop(&mut self) {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock: a worker checks the count and starts waiting under it, so it
+            // either sees the count at zero or gets this wake-up.
+            let _state = self.queue.state.lock();
+            self.queue.ready.notify_all();
+        }
+    }
+}
+
+/// The receiving side of the callback pool's queue (see [`pool_queue`]).
+pub(crate) struct PoolReceiver {
+    queue: Arc<PoolQueue>,
+}
+
+impl PoolReceiver {
+    /// The next task, waiting for one; `None` once the queue is empty and every sender is
+    /// gone.
+    pub(crate) fn recv(&self) -> Option<Task> {
+        let mut state = self.queue.state.lock();
+        loop {
+            if let Some(task) = state.tasks.pop_front() {
+                if state.tasks.is_empty() && state.tasks.capacity() > KEPT_TASK_CAPACITY {
+                    state.tasks.shrink_to(KEPT_TASK_CAPACITY);
+                }
+                return Some(task);
+            }
+            if self.queue.senders.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            self.queue.ready.wait(&mut state);
+        }
+    }
+}
+
+impl Clone for PoolReceiver {
+    fn clone(&self) -> Self {
+        self.queue.state.lock().receivers += 1;
+        PoolReceiver {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl Drop for PoolReceiver {
+    fn drop(&mut self) {
+        let mut state = self.queue.state.lock();
+        state.receivers -= 1;
+        if state.receivers == 0 {
+            // No one will run them: dropped here, as a channel with no receiver drops its
+            // messages (a dropped reply or job ends its request with `Shutdown`).
+            let tasks = std::mem::take(&mut state.tasks);
+            drop(state);
+            drop(tasks);
+        }
+    }
 }
 
 /// A request from a peer, and how to answer it on the same connection.
@@ -208,11 +423,11 @@ pub(crate) struct ServerRequest {
 /// crate's inline continuations).
 pub(crate) struct CallbackReply {
     callback: Option<Box<dyn OnResponse>>,
-    pool: Option<Sender<Task>>,
+    pool: Option<PoolSender>,
 }
 
 impl CallbackReply {
-    pub(crate) fn new(callback: Box<dyn OnResponse>, pool: Option<Sender<Task>>) -> Self {
+    pub(crate) fn new(callback: Box<dyn OnResponse>, pool: Option<PoolSender>) -> Self {
         CallbackReply {
             callback: Some(callback),
             pool,
@@ -238,7 +453,7 @@ impl CallbackReply {
         let task = match self.pool.take() {
             Some(pool) => match pool.send(task) {
                 Ok(()) => return,
-                Err(e) => e.into_inner(),
+                Err(task) => task,
             },
             None => task,
         };
@@ -254,5 +469,204 @@ impl Drop for CallbackReply {
         if self.callback.is_some() {
             self.dispatch(Err(Error::Shutdown));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn shared() -> (mio::Poll, LoopShared) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        (poll, LoopShared::new(waker))
+    }
+
+    fn close(addr: &str) -> Command {
+        Command::Close(Arc::from(addr))
+    }
+
+    fn addr_of(cmd: &Command) -> &str {
+        match cmd {
+            Command::Close(a) => a,
+            _ => panic!("not a Close: {cmd:?}"),
+        }
+    }
+
+    /// Every sender's commands come out in the order it queued them, none lost, none twice,
+    /// while the loop takes them concurrently.
+    #[test]
+    fn commands_keep_each_senders_order() {
+        let (_poll, shared) = shared();
+        let shared = Arc::new(shared);
+        const SENDERS: usize = 4;
+        const EACH: usize = 5_000;
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|s| {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    for i in 0..EACH {
+                        shared.send(close(&format!("{s}:{i}"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0usize; SENDERS];
+        let mut inbox = VecDeque::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while next.iter().sum::<usize>() < SENDERS * EACH {
+            assert!(Instant::now() < deadline, "commands missing: {next:?}");
+            shared.take_commands(&mut inbox);
+            for cmd in inbox.drain(..) {
+                let (s, i) = addr_of(&cmd).split_once(':').unwrap();
+                let (s, i): (usize, usize) = (s.parse().unwrap(), i.parse().unwrap());
+                assert_eq!(i, next[s], "sender {s} out of order");
+                next[s] += 1;
+            }
+        }
+        for t in senders {
+            t.join().unwrap();
+        }
+        shared.take_commands(&mut inbox);
+        assert!(inbox.is_empty(), "a command came twice");
+    }
+
+    /// Closing takes what is queued (in order, after what the loop holds) and refuses later
+    /// commands, giving them back.
+    #[test]
+    fn closed_queue_gives_commands_back() {
+        let (_poll, shared) = shared();
+        shared.send(close("a")).unwrap();
+        shared.send(close("b")).unwrap();
+        let mut inbox = VecDeque::new();
+        inbox.push_back(close("held"));
+        shared.close_commands(&mut inbox);
+        let got: Vec<String> = inbox.iter().map(|c| addr_of(c).to_owned()).collect();
+        assert_eq!(got, ["held", "a", "b"]);
+        let back = shared.send(close("late")).unwrap_err();
+        assert_eq!(addr_of(&back), "late");
+        assert!(!shared.going_to_sleep());
+    }
+
+    /// The waker protocol: a command queued before the loop's last look makes
+    /// `going_to_sleep` say so; an empty queue lets it sleep.
+    #[test]
+    fn going_to_sleep_sees_a_queued_command() {
+        let (_poll, shared) = shared();
+        assert!(!shared.going_to_sleep());
+        shared.send(close("a")).unwrap();
+        assert!(shared.going_to_sleep());
+        let mut inbox = VecDeque::new();
+        shared.take_commands(&mut inbox);
+        assert_eq!(inbox.len(), 1);
+        inbox.clear();
+        assert!(!shared.going_to_sleep());
+    }
+
+    /// A burst's capacity is given back once the loop has emptied its deque.
+    #[test]
+    fn burst_capacity_is_shrunk() {
+        let (_poll, shared) = shared();
+        let mut inbox = VecDeque::new();
+        for i in 0..3 * KEPT_COMMAND_CAPACITY {
+            shared.send(close(&i.to_string())).unwrap();
+        }
+        shared.take_commands(&mut inbox);
+        assert_eq!(inbox.len(), 3 * KEPT_COMMAND_CAPACITY);
+        inbox.clear();
+        shared.take_commands(&mut inbox);
+        shared.send(close("x")).unwrap();
+        shared.take_commands(&mut inbox);
+        assert_eq!(inbox.len(), 1);
+        inbox.clear();
+        shared.take_commands(&mut inbox);
+        assert!(inbox.capacity() <= KEPT_COMMAND_CAPACITY);
+        assert!(shared.commands.lock().queued.capacity() <= KEPT_COMMAND_CAPACITY);
+    }
+
+    fn counting_task(ran: &Arc<AtomicUsize>) -> Task {
+        let ran = ran.clone();
+        Task::Run(Box::new(move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        }))
+    }
+
+    /// Workers run every task queued before the last sender went, then stop.
+    #[test]
+    fn pool_runs_everything_queued_then_stops() {
+        let (tx, rx) = pool_queue();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done_rx) = mpsc::channel();
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    while let Some(task) = rx.recv() {
+                        if let Task::Run(f) = task {
+                            f();
+                        }
+                    }
+                    done_tx.send(()).unwrap();
+                })
+            })
+            .collect();
+        drop(rx);
+        let senders: Vec<_> = (0..4)
+            .map(|_| {
+                let tx = tx.clone();
+                let ran = ran.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2_000 {
+                        assert!(tx.send(counting_task(&ran)).is_ok());
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        drop(tx);
+        for _ in 0..3 {
+            done_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a worker did not stop");
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 8_000);
+    }
+
+    /// With no worker left, a task is given back, unrun.
+    #[test]
+    fn pool_without_workers_gives_tasks_back() {
+        let (tx, rx) = pool_queue();
+        let ran = Arc::new(AtomicUsize::new(0));
+        drop(rx);
+        let back = tx.send(counting_task(&ran)).unwrap_err();
+        assert!(matches!(back, Task::Run(_)));
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+
+    /// A worker waiting on an empty queue wakes when the last sender goes.
+    #[test]
+    fn idle_worker_stops_when_senders_go() {
+        let (tx, rx) = pool_queue();
+        let tx2 = tx.clone();
+        let (done_tx, done_rx) = mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            done_tx.send(rx.recv().is_none()).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        drop(tx);
+        assert!(done_rx.try_recv().is_err(), "stopped with a sender left");
+        drop(tx2);
+        assert!(done_rx.recv_timeout(Duration::from_secs(60)).unwrap());
+        worker.join().unwrap();
     }
 }
