@@ -317,21 +317,38 @@ impl EventLoop {
         if read == Read::No {
             return;
         }
-        let mut frames = std::mem::take(&mut self.frames);
-        let result = conn.read(&mut frames, read == Read::ToEnd);
-        // TLS: reading may leave records to send (alerts, key updates).
-        if conn.has_output() && !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(idx);
-        }
         let conn_id = conn.id;
         let addr = conn.addr.clone();
-        for frame in frames.drain(..) {
-            self.on_frame(idx, conn_id, &addr, frame);
-        }
-        self.frames = frames;
-        if let Err(failure) = result {
-            self.close(idx, failure);
+        // Read by read: the frames of each read are handled before the next one, so their
+        // header maps go back to the decode pool (sized for a read) and are reused.
+        loop {
+            let Some(conn) = self
+                .conns
+                .get_mut(idx)
+                .and_then(Option::as_mut)
+                .filter(|c| c.id == conn_id)
+            else {
+                return;
+            };
+            let mut frames = std::mem::take(&mut self.frames);
+            let result = conn.read_some(&mut frames, read == Read::ToEnd);
+            // TLS: reading may leave records to send (alerts, key updates).
+            if conn.has_output() && !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+            for frame in frames.drain(..) {
+                self.on_frame(idx, conn_id, &addr, frame);
+            }
+            self.frames = frames;
+            match result {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(failure) => {
+                    self.close(idx, failure);
+                    return;
+                }
+            }
         }
     }
 
