@@ -192,9 +192,13 @@ impl ReadyCallback {
 
 /// Whether this thread is an I/O thread (of any client).
 fn on_io_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|n| n.starts_with("rocketmq-io"))
+    thread_local! {
+        // A thread's name never changes: looked up once per thread.
+        static IO_THREAD: bool = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("rocketmq-io"));
+    }
+    IO_THREAD.with(|io| *io)
 }
 
 impl Inner {
@@ -463,7 +467,7 @@ impl AsyncSend {
                 return self.defer();
             }
         }
-        self.finish_after(result, after);
+        self.finish_after_at(result, after, ended);
     }
 
     fn finish(self: Box<Self>, result: Result<SendResult>) {
@@ -472,8 +476,19 @@ impl AsyncSend {
 
     /// Ends the send; `after`: the last attempt's `after_send`, queued on the callback pool
     /// (a user callback runs right after it, in the same task).
-    fn finish_after(mut self: Box<Self>, result: Result<SendResult>, after: Option<AfterTask>) {
-        self.op.record(&result);
+    fn finish_after(self: Box<Self>, result: Result<SendResult>, after: Option<AfterTask>) {
+        self.finish_after_at(result, after, Instant::now());
+    }
+
+    /// [`AsyncSend::finish_after`] for a send that ended at `now` (the end of its last
+    /// attempt: one clock read for the attempt's and the send's statistics).
+    fn finish_after_at(
+        mut self: Box<Self>,
+        result: Result<SendResult>,
+        after: Option<AfterTask>,
+        now: Instant,
+    ) {
+        self.op.record_at(&result, now);
         let hold = match self.permit.take() {
             Some(p) => Hold::Permit(p),
             None => Hold::Nothing,

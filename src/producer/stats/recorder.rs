@@ -336,6 +336,11 @@ impl Op {
 
     /// Records `result`; later calls do nothing.
     pub(crate) fn record(&mut self, result: &Result<SendResult>) {
+        self.record_at(result, Instant::now());
+    }
+
+    /// [`Op::record`] for a send that ended at `now` (a clock read its caller already made).
+    pub(crate) fn record_at(&mut self, result: &Result<SendResult>, now: Instant) {
         match result {
             Ok(r) => {
                 if r.status != SendStatus::SendOk {
@@ -343,9 +348,9 @@ impl Op {
                         s.topic.status_not_ok.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                self.finish(None)
+                self.finish_at(None, now)
             }
-            Err(e) => self.finish(Some(e.kind())),
+            Err(e) => self.finish_at(Some(e.kind()), now),
         }
     }
 
@@ -355,11 +360,16 @@ impl Op {
     }
 
     fn finish(&mut self, failed: Option<ErrorKind>) {
+        if self.0.is_some() {
+            self.finish_at(failed, Instant::now());
+        }
+    }
+
+    fn finish_at(&mut self, failed: Option<ErrorKind>, now: Instant) {
         let Some(s) = self.0.take() else {
             return;
         };
         let t = &s.topic;
-        let now = Instant::now();
         match failed {
             None => {
                 if let Some(started) = s.started {
