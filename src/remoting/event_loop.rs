@@ -791,7 +791,21 @@ impl EventLoop {
                 self.close(idx, Failure::RequestTimedOut(after));
             }
         }
-        // Keep the heap in proportion to the pending requests.
+        // Keep the heap in proportion to the pending requests: first drop the entries of
+        // ended requests at the front (responses mostly come in the order of their requests,
+        // so that is usually all of them, without a sort), then rebuild if still needed.
+        if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
+            while let Some((deadline, opaque)) = self.deadlines.peek() {
+                if self
+                    .pending
+                    .get(&opaque)
+                    .is_some_and(|p| p.deadline == deadline)
+                {
+                    break;
+                }
+                self.deadlines.pop();
+            }
+        }
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
             self.deadlines
                 .rebuild(self.pending.iter().map(|(&opaque, p)| (p.deadline, opaque)));
