@@ -30,6 +30,7 @@ use super::executor::Job;
 use super::hooks::AfterTask;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
 use super::prepare::Prepared;
+use super::route::AddrMemo;
 use super::stats;
 use super::submit::Target;
 use crate::client::broker;
@@ -264,6 +265,9 @@ pub(super) struct AsyncSend {
     current: Option<Current>,
     /// The ended send's callback, on its way to the callback pool in this box.
     ready: Option<ReadyCallback>,
+    /// The last broker address and target this box sent to (kept across the sends it is
+    /// recycled for: most go to the same broker).
+    addr_memo: AddrMemo,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -298,7 +302,10 @@ impl AsyncSend {
             Ok(None) => return self.defer(),
             Err(e) => return self.finish(Err(e)),
         };
-        let addr = match self.inner.broker_addr(queue.broker_name()) {
+        let addr = match self
+            .inner
+            .broker_addr_memo(queue.broker_name_arc(), &mut self.addr_memo)
+        {
             Some(a) => a,
             None if !may_block => return self.defer(),
             None => match self.inner.broker_addr_or_refresh(
@@ -318,10 +325,11 @@ impl AsyncSend {
             },
         };
         let born = now_ms();
-        let encoded = self
-            .inner
-            .remoting
-            .encode_request(&addr, false, |spec, out| {
+        let encoded = self.inner.remoting.encode_request_memo(
+            &addr,
+            &mut self.addr_memo.target,
+            false,
+            |spec, out| {
                 broker::encode_send_frame(
                     &self.prepared,
                     &queue,
@@ -330,7 +338,8 @@ impl AsyncSend {
                     spec,
                     out,
                 )
-            });
+            },
+        );
         let request = match encoded {
             Ok(r) => r,
             Err(e) => {
@@ -534,6 +543,7 @@ impl AsyncSend {
             attempt_no: 0,
             current: None,
             ready: None,
+            addr_memo: AddrMemo::default(),
         }
     }
 }
