@@ -354,10 +354,11 @@ impl AsyncSend {
                 return self.finish_after(Err(e), after);
             }
         };
-        let attempt = self.inner.stats.attempt(
+        let attempt = self.inner.stats.attempt_memo(
             &self.prepared,
-            queue.broker_name(),
+            queue.broker_name_arc(),
             self.last_broker.is_some(),
+            &mut self.addr_memo.stats,
         );
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.

@@ -161,6 +161,8 @@ pub(super) struct AddrMemo {
     last: Option<(Arc<str>, Arc<str>)>,
     /// The target of the last address encoded for.
     pub(super) target: crate::remoting::TargetMemo,
+    /// The statistics recorder of the last broker an attempt was counted on.
+    pub(super) stats: crate::producer::stats::BrokerMemo,
 }
 
 impl AddrMemo {

@@ -126,9 +126,12 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 continue;
             };
-            let attempt = self
-                .stats
-                .attempt(prepared, queue.broker_name(), last_broker.is_some());
+            let attempt = self.stats.attempt_memo(
+                prepared,
+                queue.broker_name_arc(),
+                last_broker.is_some(),
+                &mut memo.stats,
+            );
             let started = Instant::now();
             let timeout = self.attempt_timeout(deadline, started);
             let born = now_ms();
