@@ -39,7 +39,7 @@ use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
 
 /// A user's send callback.
-pub(super) type UserCallback = super::callback::InlineFnOnce<Result<SendResult>>;
+pub(super) type UserCallback = super::callback::PooledFnOnce<Result<SendResult>>;
 
 /// A library continuation of a send: gets the result and what the send holds.
 pub(super) type Continuation = Box<dyn FnOnce(Result<SendResult>, Hold) + Send + 'static>;
@@ -49,7 +49,7 @@ pub(super) enum Done {
     /// Complete a handle, wherever the result is known (the completer also ends the send's
     /// flush ticket).
     Handle(super::flush::TrackedCompleter),
-    /// Run a user callback on the callback pool (held inline when small: see
+    /// Run a user callback on the callback pool (in a box reused per closure type: see
     /// [`super::callback`]).
     Callback(UserCallback),
     /// Run a library continuation wherever the result is known (an I/O thread too): it must
@@ -133,7 +133,7 @@ pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>,
         Done::Internal(continuation) => continuation(result, hold),
         Done::Callback(callback) => {
             let mut ready = ReadyCallback::new(callback, result, hold, None);
-            inner.run_user(Box::new(move || ready.run()));
+            inner.run_user(Box::new(move || ready.run(None)));
         }
     }
 }
@@ -165,8 +165,9 @@ impl ReadyCallback {
     }
 
     /// Runs the hooks and the callback as the holder (a panic is caught and logged), then
-    /// releases the hold. Does nothing the second time.
-    fn run(&mut self) {
+    /// releases the hold; the callback's empty box goes back to `slots`, if given. Does
+    /// nothing the second time.
+    fn run(&mut self, slots: Option<&super::callback::SlotPool>) {
         let ReadyCallback {
             callback,
             result,
@@ -181,7 +182,7 @@ impl ReadyCallback {
                 if let (Some(after), Some(r)) = (after.take(), result.as_ref()) {
                     after.run(r.as_ref().map(Some));
                 }
-                callback.call_from(result);
+                callback.call_from(result, slots);
             };
             if catch_unwind(AssertUnwindSafe(run)).is_err() {
                 log::error!("a send callback panicked");
@@ -559,7 +560,7 @@ impl crate::remoting::OnResponse for AsyncSend {
 impl crate::remoting::PoolJob for AsyncSend {
     fn run(mut self: Box<Self>) {
         if let Some(ready) = self.ready.as_mut() {
-            ready.run();
+            ready.run(Some(&self.inner.callback_slots));
         }
         self.ready = None;
         let inner = self.inner.clone();
@@ -595,7 +596,7 @@ impl AsyncSend {
         }
         if let Some(mut ready) = self.ready.take().filter(|r| r.callback.is_some()) {
             // Its pool job was dropped unrun: the callback still runs, once.
-            self.inner.run_user(Box::new(move || ready.run()));
+            self.inner.run_user(Box::new(move || ready.run(None)));
         }
     }
 
