@@ -30,6 +30,7 @@ use super::executor::Job;
 use super::hooks::AfterTask;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
 use super::prepare::Prepared;
+use super::route::AddrMemo;
 use super::stats;
 use super::submit::Target;
 use crate::client::broker;
@@ -265,6 +266,9 @@ pub(super) struct AsyncSend {
     current: Option<Current>,
     /// The ended send's callback, on its way to the callback pool in this box.
     ready: Option<ReadyCallback>,
+    /// The last broker address and target this box sent to (kept across the sends it is
+    /// recycled for: most go to the same broker).
+    addr_memo: AddrMemo,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -299,7 +303,10 @@ impl AsyncSend {
             Ok(None) => return self.defer(),
             Err(e) => return self.finish(Err(e)),
         };
-        let addr = match self.inner.broker_addr(queue.broker_name()) {
+        let addr = match self
+            .inner
+            .broker_addr_memo(queue.broker_name_arc(), &mut self.addr_memo)
+        {
             Some(a) => a,
             None if !may_block => return self.defer(),
             None => match self.inner.broker_addr_or_refresh(
@@ -319,10 +326,11 @@ impl AsyncSend {
             },
         };
         let born = now_ms();
-        let encoded = self
-            .inner
-            .remoting
-            .encode_request(&addr, false, |spec, out| {
+        let encoded = self.inner.remoting.encode_request_memo(
+            &addr,
+            &mut self.addr_memo.target,
+            false,
+            |spec, out| {
                 broker::encode_send_frame(
                     &self.prepared,
                     &queue,
@@ -331,7 +339,8 @@ impl AsyncSend {
                     spec,
                     out,
                 )
-            });
+            },
+        );
         let request = match encoded {
             Ok(r) => r,
             Err(e) => {
@@ -346,10 +355,11 @@ impl AsyncSend {
                 return self.finish_after(Err(e), after);
             }
         };
-        let attempt = self.inner.stats.attempt(
+        let attempt = self.inner.stats.attempt_memo(
             &self.prepared,
-            queue.broker_name(),
+            queue.broker_name_arc(),
             self.last_broker.is_some(),
+            &mut self.addr_memo.stats,
         );
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.
@@ -535,6 +545,7 @@ impl AsyncSend {
             attempt_no: 0,
             current: None,
             ready: None,
+            addr_memo: AddrMemo::default(),
         }
     }
 }
