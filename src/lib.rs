@@ -252,9 +252,7 @@
 //!
 //! [mio]: https://docs.rs/mio
 #![doc(test(attr(deny(warnings))))]
-// Denied everywhere but in `producer::callback` (a send callback held inline, without a box:
-// its module docs give the invariants that make it sound, and its tests are Miri's).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod message;

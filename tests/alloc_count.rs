@@ -25,11 +25,11 @@
 //! - the command to the event loop: nothing; its queue is a pair of deques that trade places
 //!   and keep their capacity (a crossbeam list channel allocated a block every 31 commands:
 //!   0.03 per send in every mode);
-//! - callbacks: nothing; the user's callback is held inline in the recycled send state (up
-//!   to 64 bytes of captures; larger ones are boxed), and the callback pool's task is that
-//!   same box (with the result and the in-flight hold in it), queued on a deque that keeps
-//!   its capacity. They were 2 (the boxed callback and the boxed pool task) and 0.03 (the
-//!   pool's channel blocks);
+//! - callbacks: nothing; the user's callback is held in a box reused for the next callback of
+//!   its closure type (a per-producer pool keyed by type), carried in the recycled send
+//!   state, and the callback pool's task is that same box (with the result and the in-flight
+//!   hold in it), queued on a deque that keeps its capacity. They were 2 (the boxed callback
+//!   and the boxed pool task) and 0.03 (the pool's channel blocks);
 //! - oneway sends: nothing, while the socket keeps up (see `oneway_send`: unpaced, frames
 //!   pile up and the frame pool runs dry).
 //!

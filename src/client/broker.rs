@@ -26,6 +26,9 @@ pub(crate) struct SendDefaults {
     json_create_topic: Vec<u8>,
     /// `,"language":<this client's>,"opaque":` (the opaque follows).
     json_language: Vec<u8>,
+    /// `},"flag":0` and then [`SendDefaults::json_language`]: the end of the ext fields to
+    /// the opaque of a request with no flag (every send but oneway), in one copy.
+    json_flag0_language: Vec<u8>,
     /// `,"serializeTypeCurrentRPC":"JSON","version":<this client's>}`: the header's end.
     json_end: Vec<u8>,
 }
@@ -47,6 +50,8 @@ impl SendDefaults {
         let mut json_language = b",\"language\":".to_vec();
         write_json_str(&mut json_language, CLIENT_LANGUAGE.name());
         json_language.extend_from_slice(b",\"opaque\":");
+        let mut json_flag0_language = b"},\"flag\":0".to_vec();
+        json_flag0_language.extend_from_slice(&json_language);
         let mut json_end = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":".to_vec();
         write_int(&mut json_end, CLIENT_VERSION.into());
         json_end.push(b'}');
@@ -57,6 +62,7 @@ impl SendDefaults {
             json_group,
             json_create_topic,
             json_language,
+            json_flag0_language,
             json_end,
         }
     }
@@ -123,11 +129,24 @@ pub(crate) fn encode_send_frame(
             + queue.broker_name().len()
             + body.len(),
     );
-    out.extend_from_slice(&[0u8; 8]);
-    // The keys in the order RemotingCommand's JSON header writes them (sorted, as fastjson).
-    out.extend_from_slice(b"{\"code\":");
-    write_int(out, code.into());
-    out.extend_from_slice(b",\"extFields\":{");
+    // The frame's two lengths (set below), then the keys in the order RemotingCommand's JSON
+    // header writes them (sorted, as fastjson); the codes of our sends with their text.
+    match code {
+        RequestCode::SEND_MESSAGE_V2 => {
+            out.extend_from_slice(b"\0\0\0\0\0\0\0\0{\"code\":310,\"extFields\":{")
+        }
+        RequestCode::SEND_BATCH_MESSAGE => {
+            out.extend_from_slice(b"\0\0\0\0\0\0\0\0{\"code\":320,\"extFields\":{")
+        }
+        RequestCode::SEND_REPLY_MESSAGE_V2 => {
+            out.extend_from_slice(b"\0\0\0\0\0\0\0\0{\"code\":325,\"extFields\":{")
+        }
+        _ => {
+            out.extend_from_slice(b"\0\0\0\0\0\0\0\0{\"code\":");
+            write_int(out, code.into());
+            out.extend_from_slice(b",\"extFields\":{");
+        }
+    }
     if let Some(credentials) = spec.credentials {
         let signature = send_signature(credentials, prepared, queue, defaults, born_timestamp);
         out.extend_from_slice(b"\"AccessKey\":");
@@ -153,18 +172,24 @@ pub(crate) fn encode_send_frame(
     write_int(out, prepared.flag.into());
     out.extend_from_slice(b"\",\"i\":");
     prepared.properties.write_json(out);
-    out.extend_from_slice(if prepared.batch {
-        b",\"j\":\"0\",\"k\":\"false\",\"m\":\"true\""
-    } else {
-        b",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\""
+    // j, k, m and the key of n in one copy.
+    let broker_name = queue.broker_name();
+    out.extend_from_slice(match (prepared.batch, broker_name.is_empty()) {
+        (true, false) => b",\"j\":\"0\",\"k\":\"false\",\"m\":\"true\",\"n\":".as_slice(),
+        (false, false) => b",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\",\"n\":",
+        (true, true) => b",\"j\":\"0\",\"k\":\"false\",\"m\":\"true\"",
+        (false, true) => b",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"",
     });
-    if !queue.broker_name().is_empty() {
-        out.extend_from_slice(b",\"n\":");
-        write_json_str(out, queue.broker_name());
+    if !broker_name.is_empty() {
+        write_json_str(out, broker_name);
     }
-    out.extend_from_slice(b"},\"flag\":");
-    write_int(out, spec.flag.into());
-    out.extend_from_slice(&defaults.json_language);
+    if spec.flag == 0 {
+        out.extend_from_slice(&defaults.json_flag0_language);
+    } else {
+        out.extend_from_slice(b"},\"flag\":");
+        write_int(out, spec.flag.into());
+        out.extend_from_slice(&defaults.json_language);
+    }
     write_int(out, spec.opaque.into());
     out.extend_from_slice(&defaults.json_end);
     let header_len = out.len() - start - 8;
@@ -734,7 +759,7 @@ mod tests {
         ];
         for p in &prepared {
             for q in &queues {
-                for (opaque, flag) in [(0, 0), (-7, FLAG_ONEWAY), (i32::MAX, 0)] {
+                for (opaque, flag) in [(0, 0), (-7, FLAG_ONEWAY), (i32::MAX, 0), (5, 12)] {
                     for c in &creds {
                         let born = 1_795_468_920_976;
                         let mut expected = send_request(p, q, &defaults(), born);
@@ -915,7 +940,9 @@ mod tests {
             let queue = MessageQueue::new(prepared.wire_topic(), broker, queue_id);
             let born = [1_795_468_920_976, 0, -5, i64::MAX, i64::MIN][rng.gen_range(0..5)];
             let opaque = rng.gen_range(i32::MIN..=i32::MAX);
-            let flag = [0, FLAG_ONEWAY][rng.gen_range(0..2)];
+            // 0 and oneway are what sends use (0 has its own constant text); others must
+            // still come out as the command writes them.
+            let flag = [0, FLAG_ONEWAY, 0, 1, -1, i32::MIN][rng.gen_range(0..6)];
             let d = &all_defaults[rng.gen_range(0..all_defaults.len())];
             let c = &creds[rng.gen_range(0..creds.len())];
             let mut expected = send_request(&prepared, &queue, d, born);

@@ -30,6 +30,7 @@ use super::executor::Job;
 use super::hooks::AfterTask;
 use super::inner::{now_ms, Inner, RUNNING, STOPPED};
 use super::prepare::Prepared;
+use super::route::AddrMemo;
 use super::stats;
 use super::submit::Target;
 use crate::client::broker;
@@ -38,7 +39,7 @@ use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
 
 /// A user's send callback.
-pub(super) type UserCallback = super::callback::InlineFnOnce<Result<SendResult>>;
+pub(super) type UserCallback = super::callback::PooledFnOnce<Result<SendResult>>;
 
 /// A library continuation of a send: gets the result and what the send holds.
 pub(super) type Continuation = Box<dyn FnOnce(Result<SendResult>, Hold) + Send + 'static>;
@@ -48,7 +49,7 @@ pub(super) enum Done {
     /// Complete a handle, wherever the result is known (the completer also ends the send's
     /// flush ticket).
     Handle(super::flush::TrackedCompleter),
-    /// Run a user callback on the callback pool (held inline when small: see
+    /// Run a user callback on the callback pool (in a box reused per closure type: see
     /// [`super::callback`]).
     Callback(UserCallback),
     /// Run a library continuation wherever the result is known (an I/O thread too): it must
@@ -132,7 +133,7 @@ pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>,
         Done::Internal(continuation) => continuation(result, hold),
         Done::Callback(callback) => {
             let mut ready = ReadyCallback::new(callback, result, hold, None);
-            inner.run_user(Box::new(move || ready.run()));
+            inner.run_user(Box::new(move || ready.run(None)));
         }
     }
 }
@@ -164,8 +165,9 @@ impl ReadyCallback {
     }
 
     /// Runs the hooks and the callback as the holder (a panic is caught and logged), then
-    /// releases the hold. Does nothing the second time.
-    fn run(&mut self) {
+    /// releases the hold; the callback's empty box goes back to `slots`, if given. Does
+    /// nothing the second time.
+    fn run(&mut self, slots: Option<&super::callback::SlotPool>) {
         let ReadyCallback {
             callback,
             result,
@@ -180,7 +182,7 @@ impl ReadyCallback {
                 if let (Some(after), Some(r)) = (after.take(), result.as_ref()) {
                     after.run(r.as_ref().map(Some));
                 }
-                callback.call_from(result);
+                callback.call_from(result, slots);
             };
             if catch_unwind(AssertUnwindSafe(run)).is_err() {
                 log::error!("a send callback panicked");
@@ -268,6 +270,9 @@ pub(super) struct AsyncSend {
     current: Option<Current>,
     /// The ended send's callback, on its way to the callback pool in this box.
     ready: Option<ReadyCallback>,
+    /// The last broker address and target this box sent to (kept across the sends it is
+    /// recycled for: most go to the same broker).
+    addr_memo: AddrMemo,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -302,7 +307,10 @@ impl AsyncSend {
             Ok(None) => return self.defer(),
             Err(e) => return self.finish(Err(e)),
         };
-        let addr = match self.inner.broker_addr(queue.broker_name()) {
+        let addr = match self
+            .inner
+            .broker_addr_memo(queue.broker_name_arc(), &mut self.addr_memo)
+        {
             Some(a) => a,
             None if !may_block => return self.defer(),
             None => match self.inner.broker_addr_or_refresh(
@@ -322,10 +330,11 @@ impl AsyncSend {
             },
         };
         let born = now_ms();
-        let encoded = self
-            .inner
-            .remoting
-            .encode_request(&addr, false, |spec, out| {
+        let encoded = self.inner.remoting.encode_request_memo(
+            &addr,
+            &mut self.addr_memo.target,
+            false,
+            |spec, out| {
                 broker::encode_send_frame(
                     &self.prepared,
                     &queue,
@@ -334,7 +343,8 @@ impl AsyncSend {
                     spec,
                     out,
                 )
-            });
+            },
+        );
         let request = match encoded {
             Ok(r) => r,
             Err(e) => {
@@ -349,10 +359,11 @@ impl AsyncSend {
                 return self.finish_after(Err(e), after);
             }
         };
-        let attempt = self.inner.stats.attempt(
+        let attempt = self.inner.stats.attempt_memo(
             &self.prepared,
-            queue.broker_name(),
+            queue.broker_name_arc(),
             self.last_broker.is_some(),
+            &mut self.addr_memo.stats,
         );
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.
@@ -550,6 +561,7 @@ impl AsyncSend {
             attempt_no: 0,
             current: None,
             ready: None,
+            addr_memo: AddrMemo::default(),
         }
     }
 }
@@ -564,7 +576,7 @@ impl crate::remoting::OnResponse for AsyncSend {
 impl crate::remoting::PoolJob for AsyncSend {
     fn run(mut self: Box<Self>) {
         if let Some(ready) = self.ready.as_mut() {
-            ready.run();
+            ready.run(Some(&self.inner.callback_slots));
         }
         self.ready = None;
         let inner = self.inner.clone();
@@ -600,7 +612,7 @@ impl AsyncSend {
         }
         if let Some(mut ready) = self.ready.take().filter(|r| r.callback.is_some()) {
             // Its pool job was dropped unrun: the callback still runs, once.
-            self.inner.run_user(Box::new(move || ready.run()));
+            self.inner.run_user(Box::new(move || ready.run(None)));
         }
     }
 

@@ -565,7 +565,7 @@ fn resolve_one(
             completer.complete(result);
         }
         (None, Done::Callback(callback)) => {
-            if catch_unwind(AssertUnwindSafe(|| callback.call(result))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| callback.call(result, None))).is_err() {
                 log::error!("a send callback panicked");
             }
         }

@@ -150,6 +150,8 @@ impl Inner {
             requests: Default::default(),
             spent,
             free_sends: Mutex::new(Some(Vec::with_capacity(super::async_send::FREE_SENDS))),
+            sync_memos: Mutex::new(Vec::new()),
+            callback_slots: Default::default(),
             config,
         });
         inner

@@ -245,10 +245,13 @@ impl Producer {
         self.inner().send_async(
             Prep::Single(msg),
             Target::Auto,
-            Done::Callback(async_send::UserCallback::new(move |result| {
-                callback(result);
-                drop(ticket);
-            })),
+            Done::Callback(async_send::UserCallback::new(
+                move |result| {
+                    callback(result);
+                    drop(ticket);
+                },
+                &self.inner().callback_slots,
+            )),
         );
     }
 

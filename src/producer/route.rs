@@ -8,7 +8,7 @@ use super::inner::Inner;
 use crate::error::{Error, Result};
 use crate::message::MessageQueue;
 use crate::protocol::ResponseCode;
-use crate::routing::mapping::TopicPublishInfo;
+use crate::routing::mapping::{TopicBrokerMapping, TopicPublishInfo};
 
 impl Inner {
     /// The publish info of `wire_topic`, fetched from the name servers if it is not cached.
@@ -109,14 +109,30 @@ impl Inner {
     /// Shared: an attempt clones an `Arc`, it copies no string (unless the VIP channel is on).
     pub(super) fn broker_addr(&self, broker_name: &str) -> Option<Arc<str>> {
         let addr = self.mapping.master_addr_shared(broker_name)?;
+        Some(self.channel_addr(addr))
+    }
+
+    /// [`Inner::broker_addr`] remembered in `memo`: while the broker address table is at the
+    /// version the remembered address was read at, the address of the same broker is the
+    /// remembered one (no lookup, no VIP address built again).
+    pub(super) fn broker_addr_memo(
+        &self,
+        broker_name: &Arc<str>,
+        memo: &mut AddrMemo,
+    ) -> Option<Arc<str>> {
+        memo.lookup(&self.mapping, broker_name, |addr| self.channel_addr(addr))
+    }
+
+    /// The address requests to the broker at `addr` go to (its VIP channel if configured).
+    fn channel_addr(&self, addr: Arc<str>) -> Arc<str> {
         if self.config.vip_channel() {
             if let Some((host, port)) = addr.rsplit_once(':') {
                 if let Ok(port) = port.parse::<u16>() {
-                    return Some(format!("{host}:{}", port.saturating_sub(2)).into());
+                    return format!("{host}:{}", port.saturating_sub(2)).into();
                 }
             }
         }
-        Some(addr)
+        addr
     }
 
     /// The broker's address; refreshes the topic's route once if it is unknown.
@@ -131,5 +147,131 @@ impl Inner {
         }
         let _ = self.refresh_route(wire_topic, deadline);
         self.broker_addr(queue.broker_name())
+    }
+}
+
+/// A send's memory of the last broker address it looked up ([`Inner::broker_addr_memo`]) and
+/// of that address's event-loop target: a send to the same broker as the last one, with no
+/// change to the address table since, skips both lookups.
+#[derive(Default)]
+pub(super) struct AddrMemo {
+    /// The address table's version when `last` was read.
+    version: u64,
+    /// The broker name and its address (as requests go to it).
+    last: Option<(Arc<str>, Arc<str>)>,
+    /// The target of the last address encoded for.
+    pub(super) target: crate::remoting::TargetMemo,
+    /// The statistics recorder of the last broker an attempt was counted on.
+    pub(super) stats: crate::producer::stats::BrokerMemo,
+}
+
+impl AddrMemo {
+    /// The master address of `broker_name` in `mapping` as `channel` makes it: the
+    /// remembered one while it is the same broker and the address table has not changed since.
+    fn lookup(
+        &mut self,
+        mapping: &TopicBrokerMapping,
+        broker_name: &Arc<str>,
+        channel: impl FnOnce(Arc<str>) -> Arc<str>,
+    ) -> Option<Arc<str>> {
+        if let Some((broker, addr)) = &self.last {
+            if (Arc::ptr_eq(broker, broker_name) || **broker == **broker_name)
+                && self.version == mapping.brokers_version()
+            {
+                return Some(addr.clone());
+            }
+        }
+        let (version, addr) = mapping.master_addr_versioned(broker_name);
+        let Some(addr) = addr else {
+            self.last = None;
+            return None;
+        };
+        let addr = channel(addr);
+        self.version = version;
+        self.last = Some((broker_name.clone(), addr.clone()));
+        Some(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::AddrMemo;
+    use crate::protocol::route::{BrokerData, QueueData, TopicRouteData};
+    use crate::routing::mapping::TopicBrokerMapping;
+
+    fn route(brokers: &[(&str, Option<&str>)]) -> TopicRouteData {
+        let mut r = TopicRouteData::default();
+        for (name, master) in brokers {
+            let mut addrs = BTreeMap::new();
+            if let Some(m) = master {
+                addrs.insert(0, m.to_string());
+            }
+            addrs.insert(1, format!("{name}-slave:10911"));
+            r.broker_datas.push(BrokerData {
+                broker_name: name.to_string(),
+                broker_addrs: addrs,
+                ..Default::default()
+            });
+            r.queue_datas.push(QueueData {
+                broker_name: name.to_string(),
+                read_queue_nums: 2,
+                write_queue_nums: 2,
+                perm: 6,
+                ..Default::default()
+            });
+        }
+        r
+    }
+
+    /// The remembered address is the table's at every step: a changed master, a broker gone
+    /// from the table, another broker, and back.
+    #[test]
+    fn memo_follows_the_address_table() {
+        let m = TopicBrokerMapping::new();
+        let now = Instant::now();
+        let a: Arc<str> = Arc::from("broker-a");
+        let b: Arc<str> = Arc::from("broker-b");
+        let mut memo = AddrMemo::default();
+        let look = |memo: &mut AddrMemo, name: &Arc<str>| {
+            memo.lookup(&m, name, |addr| addr).map(|a| a.to_string())
+        };
+        assert_eq!(look(&mut memo, &a), None);
+        m.update_route("T", &route(&[("broker-a", Some("10.0.0.1:10911"))]), now);
+        for _ in 0..3 {
+            assert_eq!(look(&mut memo, &a).as_deref(), Some("10.0.0.1:10911"));
+        }
+        // The same name in another string is the same broker.
+        assert_eq!(
+            look(&mut memo, &Arc::from("broker-a")).as_deref(),
+            Some("10.0.0.1:10911")
+        );
+        // The master moves (another topic's route says so).
+        m.update_route("U", &route(&[("broker-a", Some("10.0.0.2:10911"))]), now);
+        assert_eq!(look(&mut memo, &a).as_deref(), Some("10.0.0.2:10911"));
+        // No master any more.
+        m.update_route("U", &route(&[("broker-a", None)]), now);
+        assert_eq!(look(&mut memo, &a), None);
+        m.update_route(
+            "U",
+            &route(&[
+                ("broker-a", Some("10.0.0.3:10911")),
+                ("broker-b", Some("10.0.0.4:10911")),
+            ]),
+            now,
+        );
+        assert_eq!(look(&mut memo, &a).as_deref(), Some("10.0.0.3:10911"));
+        assert_eq!(look(&mut memo, &b).as_deref(), Some("10.0.0.4:10911"));
+        assert_eq!(look(&mut memo, &a).as_deref(), Some("10.0.0.3:10911"));
+        // Gone from every route: cleaned from the table.
+        m.remove("T");
+        m.update_route("U", &route(&[("broker-b", Some("10.0.0.4:10911"))]), now);
+        assert_eq!(look(&mut memo, &a).as_deref(), Some("10.0.0.3:10911"));
+        assert_eq!(m.clean_offline_brokers(), ["broker-a"]);
+        assert_eq!(look(&mut memo, &a), None);
+        assert_eq!(look(&mut memo, &b).as_deref(), Some("10.0.0.4:10911"));
     }
 }

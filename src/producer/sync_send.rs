@@ -8,11 +8,15 @@ use super::attempt::Failures;
 use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
+use super::route::AddrMemo;
 use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
 use crate::protocol::RemotingCommand;
 use crate::routing::selector::QueueSelector;
+
+/// The most broker address memories kept for synchronous sends (one per concurrent caller).
+pub(super) const SYNC_MEMOS: usize = 64;
 
 /// What a synchronous send goes to (the selector borrowed from the caller).
 pub(super) enum SyncTarget<'a> {
@@ -67,6 +71,26 @@ impl Inner {
         } else {
             1 + self.config.retries()
         };
+        let mut memo = self.sync_memos.lock().pop().unwrap_or_default();
+        let result =
+            self.send_attempts_sync(prepared, fixed_queue, deadline, strict, attempts, &mut memo);
+        let mut memos = self.sync_memos.lock();
+        if memos.len() < SYNC_MEMOS {
+            memos.push(memo);
+        }
+        result
+    }
+
+    /// The attempts of [`Inner::send_prepared_sync`], with the broker address memory `memo`.
+    fn send_attempts_sync(
+        &self,
+        prepared: &Prepared,
+        fixed_queue: Option<MessageQueue>,
+        deadline: Instant,
+        strict: bool,
+        attempts: u32,
+        memo: &mut AddrMemo,
+    ) -> Result<SendResult> {
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
         let mut attempt_no = 0;
@@ -89,8 +113,11 @@ impl Inner {
                     self.select_auto(&info, prepared, last_broker.as_deref(), now)?
                 }
             };
-            let Some(addr) = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline)
-            else {
+            let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
+                Some(addr) => Some(addr),
+                None => self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline),
+            };
+            let Some(addr) = addr else {
                 failures.push(Error::NoRoute {
                     topic: prepared.topic.clone(),
                     reason: format!("no master address for broker {}", queue.broker_name()),
@@ -99,13 +126,21 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 continue;
             };
-            let attempt = self
-                .stats
-                .attempt(prepared, queue.broker_name(), last_broker.is_some());
+            let attempt = self.stats.attempt_memo(
+                prepared,
+                queue.broker_name_arc(),
+                last_broker.is_some(),
+                &mut memo.stats,
+            );
             let started = Instant::now();
             let timeout = self.attempt_timeout(deadline, started);
+            let born = now_ms();
             let result = self
-                .send_frame_sync(prepared, &queue, &addr, timeout)
+                .remoting
+                .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
+                    broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
+                })
+                .and_then(|request| self.remoting.send_encoded_sync(request, timeout))
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             // One clock read for the attempt's end: its latency in the statistics, the fault
             // table and the hooks.

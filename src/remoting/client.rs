@@ -365,6 +365,34 @@ impl RemotingClient {
         })
     }
 
+    /// [`RemotingClient::encode_request`] with the target of `addr` remembered in `memo`:
+    /// the same address again (the same shared string) skips the look-up of its target.
+    pub(crate) fn encode_request_memo(
+        &self,
+        addr: &Arc<str>,
+        memo: &mut TargetMemo,
+        oneway: bool,
+        encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<EncodedRequest> {
+        let (target, frame, opaque) = self.prepare_encoded_with(
+            || match &memo.0 {
+                Some((a, t)) if Arc::ptr_eq(a, addr) => Ok(t.clone()),
+                _ => {
+                    let t = self.target(addr)?;
+                    memo.0 = Some((addr.clone(), t.clone()));
+                    Ok(t)
+                }
+            },
+            oneway,
+            encode,
+        )?;
+        Ok(EncodedRequest {
+            target,
+            frame,
+            opaque,
+        })
+    }
+
     /// [`RemotingClient::invoke_sync`] for an encoded request.
     pub(crate) fn send_encoded_sync(
         &self,
@@ -585,10 +613,21 @@ impl RemotingClient {
         oneway: bool,
         encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
     ) -> Result<(Arc<Target>, Vec<u8>, i32)> {
+        self.prepare_encoded_with(|| self.target(addr), oneway, encode)
+    }
+
+    /// [`RemotingClient::prepare_encoded`] with the target from `target` (asked only while
+    /// the client is open).
+    fn prepare_encoded_with(
+        &self,
+        target: impl FnOnce() -> Result<Arc<Target>>,
+        oneway: bool,
+        encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<(Arc<Target>, Vec<u8>, i32)> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Shutdown);
         }
-        let target = self.target(addr)?;
+        let target = target()?;
         let opaque = NEXT_OPAQUE.fetch_add(1, Ordering::Relaxed);
         let spec = FrameSpec {
             opaque,
@@ -662,6 +701,12 @@ impl RemotingClient {
         Ok(targets.entry(addr.to_owned()).or_insert(target).clone())
     }
 }
+
+/// A caller's memory of the target of the last address it sent to
+/// ([`RemotingClient::encode_request_memo`]). Targets are never removed from the client's
+/// table, so the target remembered for an address stays that address's.
+#[derive(Debug, Default)]
+pub(crate) struct TargetMemo(Option<(Arc<str>, Arc<Target>)>);
 
 /// A request frame encoded for its address, not sent yet.
 #[derive(Debug)]
@@ -786,5 +831,42 @@ impl fmt::Debug for RemotingClient {
             .field("shut_down", &self.is_shutdown())
             .field("pending", &self.pending_count())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{RemotingClient, RemotingConfig, TargetMemo};
+
+    /// The remembered target is the address's: a memo asked for other addresses (other
+    /// strings with the same text too) gives each its own target, the one the client's table
+    /// holds.
+    #[test]
+    fn target_memo_gives_each_address_its_target() {
+        let client = RemotingClient::new(RemotingConfig::default()).unwrap();
+        let addrs: Vec<Arc<str>> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "[::1]:3"]
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        let mut memo = TargetMemo::default();
+        for round in 0..3 {
+            for addr in addrs.iter().chain(addrs.iter().rev()) {
+                let encoded = client
+                    .encode_request_memo(addr, &mut memo, false, |_, out| {
+                        out.push(round);
+                        Ok(())
+                    })
+                    .unwrap();
+                assert_eq!(&*encoded.target.addr, &**addr);
+                assert!(Arc::ptr_eq(&encoded.target, &client.target(addr).unwrap()));
+                assert_eq!(encoded.frame, [round]);
+            }
+        }
+        client.shutdown();
+        assert!(client
+            .encode_request_memo(&addrs[0], &mut memo, false, |_, _| Ok(()))
+            .is_err());
     }
 }

@@ -82,7 +82,7 @@ use crate::error::Result;
 use crate::protocol::acl::Credentials;
 use crate::protocol::{RemotingCommand, SerializeType};
 
-pub(crate) use client::FrameSpec;
+pub(crate) use client::{FrameSpec, TargetMemo};
 pub use client::{RemotingClient, MAX_BUSY_POLL};
 pub use completion::{pair, Completer, Handle};
 pub(crate) use guard::guarded;

@@ -230,6 +230,9 @@ pub struct TopicBrokerMapping {
     base: Instant,
     topics: RwLock<FxHashMap<String, Entry>>,
     brokers: RwLock<FxHashMap<String, BrokerAddrs>>,
+    /// Bumped (under the write lock of `brokers`) whenever the address table changes: an
+    /// address looked up at one version is still the table's while the version is the same.
+    brokers_version: AtomicU64,
 }
 
 /// The addresses of one broker name, and its master's shared (handed out per attempt without
@@ -270,6 +273,7 @@ impl TopicBrokerMapping {
             base: Instant::now(),
             topics: RwLock::new(FxHashMap::default()),
             brokers: RwLock::new(FxHashMap::default()),
+            brokers_version: AtomicU64::new(0),
         }
     }
 
@@ -384,6 +388,7 @@ impl TopicBrokerMapping {
                     bd.broker_name.clone(),
                     BrokerAddrs::new(bd.broker_addrs.clone()),
                 );
+                self.brokers_version.fetch_add(1, Ordering::Release);
             }
         }
     }
@@ -453,6 +458,23 @@ impl TopicBrokerMapping {
         self.brokers.read().get(broker_name)?.master.clone()
     }
 
+    /// The version of the broker address table: it changes whenever the table does, so an
+    /// address read at a version (see [`TopicBrokerMapping::master_addr_versioned`]) may be
+    /// used again, without a lookup, while this returns the same.
+    pub(crate) fn brokers_version(&self) -> u64 {
+        self.brokers_version.load(Ordering::Acquire)
+    }
+
+    /// [`TopicBrokerMapping::master_addr_shared`] with the version of the table it was read
+    /// from.
+    pub(crate) fn master_addr_versioned(&self, broker_name: &str) -> (u64, Option<Arc<str>>) {
+        let brokers = self.brokers.read();
+        // Changed only under the write lock: this is the version of what is read here.
+        let version = self.brokers_version.load(Ordering::Acquire);
+        let addr = brokers.get(broker_name).and_then(|b| b.master.clone());
+        (version, addr)
+    }
+
     /// The name of the broker that has `addr` (master or slave).
     pub fn broker_name_of(&self, addr: &str) -> Option<String> {
         self.brokers
@@ -505,13 +527,18 @@ impl TopicBrokerMapping {
             .map(|bd| bd.broker_name.clone())
             .collect();
         let mut removed = Vec::new();
-        self.brokers.write().retain(|name, _| {
+        let mut brokers = self.brokers.write();
+        brokers.retain(|name, _| {
             let keep = live.contains(name);
             if !keep {
                 removed.push(name.clone());
             }
             keep
         });
+        if !removed.is_empty() {
+            self.brokers_version.fetch_add(1, Ordering::Release);
+        }
+        drop(brokers);
         removed.sort();
         removed
     }

@@ -285,7 +285,33 @@ impl StatsRecorder {
         if !self.enabled {
             return Attempt(None);
         }
-        let b = self.broker(broker);
+        self.attempt_on(prepared, self.broker(broker), retry)
+    }
+
+    /// [`StatsRecorder::attempt`] with the broker's recorder remembered in `memo`: the same
+    /// broker as the last one skips the look-up of its recorder.
+    pub(crate) fn attempt_memo(
+        &self,
+        prepared: &Prepared,
+        broker: &Arc<str>,
+        retry: bool,
+        memo: &mut BrokerMemo,
+    ) -> Attempt {
+        if !self.enabled {
+            return Attempt(None);
+        }
+        let b = match &memo.0 {
+            Some((name, b)) if Arc::ptr_eq(name, broker) || **name == **broker => b.clone(),
+            _ => {
+                let b = self.broker(broker);
+                memo.0 = Some((broker.clone(), b.clone()));
+                b
+            }
+        };
+        self.attempt_on(prepared, b, retry)
+    }
+
+    fn attempt_on(&self, prepared: &Prepared, b: Arc<BrokerRecorder>, retry: bool) -> Attempt {
         b.attempts.fetch_add(1, Ordering::Relaxed);
         b.bytes.fetch_add(prepared.size as u64, Ordering::Relaxed);
         if retry {
@@ -297,6 +323,12 @@ impl StatsRecorder {
         Attempt(Some(b))
     }
 }
+
+/// A caller's memory of the recorder of the last broker it counted an attempt on
+/// ([`StatsRecorder::attempt_memo`]). Broker recorders are never removed, so the one
+/// remembered for a name stays that name's.
+#[derive(Default)]
+pub(crate) struct BrokerMemo(Option<(Arc<str>, Arc<BrokerRecorder>)>);
 
 fn second_of(epoch: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(epoch).as_secs()
@@ -506,6 +538,46 @@ mod tests {
 
     fn shutdown_result() -> Result<SendResult> {
         Err(Error::Shutdown)
+    }
+
+    /// Attempts counted through a memo land on their own broker's recorder, whatever the
+    /// order of brokers.
+    #[test]
+    fn attempt_memo_counts_each_broker_on_its_own_recorder() {
+        let s = StatsRecorder::new(true);
+        let config = crate::producer::ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let prepared =
+            crate::producer::prepare::prepare_single(Message::new("T", "12345"), &config, || {
+                "ID".into()
+            })
+            .unwrap();
+        let names: Vec<Arc<str>> = ["a", "b", "a", "c"].into_iter().map(Arc::from).collect();
+        let mut memo = BrokerMemo::default();
+        let mut expected = std::collections::BTreeMap::new();
+        for (i, name) in names.iter().chain(names.iter().rev()).enumerate() {
+            // A name in another string is the same broker.
+            let name: Arc<str> = if i % 3 == 0 {
+                Arc::from(&**name)
+            } else {
+                name.clone()
+            };
+            let attempt = s.attempt_memo(&prepared, &name, i % 2 == 1, &mut memo);
+            let now = Instant::now();
+            attempt.end(now, now, &Err(Error::Shutdown));
+            *expected.entry(name.to_string()).or_insert(0u64) += 1;
+        }
+        for (name, n) in expected {
+            let b = s.broker_recorder(&name).unwrap();
+            assert_eq!(b.attempts.load(Ordering::Relaxed), n, "broker {name}");
+        }
+        let off = StatsRecorder::new(false);
+        assert!(off
+            .attempt_memo(&prepared, &names[0], false, &mut memo)
+            .0
+            .is_none());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Send callbacks of every shape through the real send path (issue 15: a callback is held
-//! inline in the recycled send state when small, boxed otherwise): zero-sized, small, at and
-//! over the inline size, over-aligned, panicking, and callbacks dropped unrun at shutdown.
+//! Send callbacks of every shape through the real send path (issue 15: a callback is held in
+//! a box reused for the next callback of its closure type, carried in the recycled send
+//! state): zero-sized, small, medium, large, over-aligned, panicking, and callbacks dropped
+//! unrun at shutdown, each shape sent many times (so its boxes are reused).
 //! Each runs exactly once with its result, and drops its captures exactly once.
 //!
 //! Everything that could hang runs under a deadline (`recv_timeout`), so a regression fails
@@ -73,20 +74,20 @@ fn callbacks_of_every_size_and_alignment_run_once_and_drop_once() {
             let _keep = &c;
             t.send((0, r.is_ok())).unwrap();
         });
-        // Near the inline limit (48 bytes of captures besides the sender).
+        // Medium (48 bytes of captures besides the sender).
         let (t, c, pad) = (tx.clone(), Counted(drops.clone()), [round as u8; 32]);
         p.send_with_callback(msg(round), move |r| {
             let _keep = &c;
             t.send((1, r.is_ok() && pad[31] == round as u8)).unwrap();
         });
-        // Far over it: boxed.
+        // Large (512 bytes of captures).
         let (t, c, big) = (tx.clone(), Counted(drops.clone()), [round as u64; 64]);
         p.send_with_callback(msg(round), move |r| {
             let _keep = &c;
             t.send((2, r.is_ok() && big.iter().all(|&x| x == round as u64)))
                 .unwrap();
         });
-        // Over-aligned captures: boxed, and still aligned when the callback runs.
+        // Over-aligned captures: still aligned when the callback runs.
         #[repr(align(64))]
         struct Wide(u64, Counted);
         let (t, w) = (tx.clone(), Wide(round as u64, Counted(drops.clone())));
@@ -96,7 +97,7 @@ fn callbacks_of_every_size_and_alignment_run_once_and_drop_once() {
             t.send((3, r.is_ok() && aligned && w.0 == round as u64))
                 .unwrap();
         });
-        // 16-aligned (the inline buffer's alignment): inline, and aligned.
+        // 16-aligned: aligned when the callback runs.
         #[repr(align(16))]
         struct Sixteen(u128, Counted);
         let (t, s) = (tx.clone(), Sixteen(round as u128, Counted(drops.clone())));
@@ -148,7 +149,7 @@ fn panicking_callbacks_are_contained_and_drop_their_captures() {
             p.send_with_callback(msg(i), move |r| {
                 let _keep = (&c, big);
                 t.send((i, r.is_ok())).unwrap();
-                panic!("boxed callback {i} panics after reporting");
+                panic!("large callback {i} panics after reporting");
             });
         }
     }
@@ -206,4 +207,46 @@ fn shutdown_runs_every_accepted_callback_once() {
     assert!(rx.try_recv().is_err(), "a callback ran twice");
     wait_until(PROMPTLY, || drops.load(Ordering::SeqCst) == n);
     assert_eq!(drops.load(Ordering::SeqCst), n);
+}
+
+/// Sends one callback that, from inside itself, sends the next of the same closure type (its
+/// box is taken from the pool while callbacks of its type are running) and blocks on a sync
+/// send, `depth` deep.
+fn chain(p: Producer, depth: usize, tx: mpsc::Sender<(usize, bool)>, drops: Arc<AtomicUsize>) {
+    let c = Counted(drops.clone());
+    let p2 = p.clone();
+    p.send_with_callback(msg(depth), move |r| {
+        let _keep = &c;
+        let blocked = p2.send(msg(depth)).is_ok();
+        tx.send((depth, r.is_ok() && blocked)).unwrap();
+        if depth > 0 {
+            chain(p2, depth - 1, tx, drops);
+        }
+    });
+}
+
+#[test]
+fn callbacks_send_callbacks_of_their_own_type_and_block_on_sends() {
+    let broker = MockBroker::start().unwrap();
+    let p = producer(&broker, "GID_INLINE_NESTED");
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel::<(usize, bool)>();
+    let depth = 30;
+    for _ in 0..3 {
+        chain(p.clone(), depth, tx.clone(), drops.clone());
+    }
+    let got = results(&rx, 3 * (depth + 1));
+    assert!(got.iter().all(|&(_, ok)| ok), "{got:?}");
+    let want = 3 * (depth + 1);
+    wait_until(PROMPTLY, || drops.load(Ordering::SeqCst) == want);
+    assert_eq!(drops.load(Ordering::SeqCst), want);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(p.shutdown(Duration::from_secs(10)));
+    });
+    done_rx
+        .recv_timeout(PROMPTLY)
+        .expect("shutdown hung")
+        .expect("shutdown");
+    assert!(rx.try_recv().is_err(), "a callback ran twice");
 }
