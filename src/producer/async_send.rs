@@ -194,9 +194,13 @@ impl ReadyCallback {
 
 /// Whether this thread is an I/O thread (of any client).
 fn on_io_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|n| n.starts_with("rocketmq-io"))
+    thread_local! {
+        // A thread's name never changes: looked up once per thread.
+        static IO_THREAD: bool = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("rocketmq-io"));
+    }
+    IO_THREAD.with(|io| *io)
 }
 
 impl Inner {
@@ -438,11 +442,12 @@ impl AsyncSend {
             return self.finish(response.and(Err(Error::Shutdown)));
         };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
-        let ended = Instant::now();
-        let latency = ended.saturating_duration_since(started);
-        attempt.end(started, ended, &result);
+        // One clock read and one latency for the attempt's and the send's records.
+        let ended = stats::Ended::new(started, Instant::now());
+        let latency = ended.latency();
+        attempt.end_as(&ended, &result);
         self.inner
-            .record_attempt(queue.broker_name(), latency, ended, &result);
+            .record_attempt(queue.broker_name(), latency, ended.now(), &result);
         // Hooks run on the callback pool; nothing here waits for them.
         let after = self
             .inner
@@ -474,7 +479,7 @@ impl AsyncSend {
                 return self.defer();
             }
         }
-        self.finish_after(result, after);
+        self.finish_after_at(result, after, &ended);
     }
 
     fn finish(self: Box<Self>, result: Result<SendResult>) {
@@ -483,8 +488,19 @@ impl AsyncSend {
 
     /// Ends the send; `after`: the last attempt's `after_send`, queued on the callback pool
     /// (a user callback runs right after it, in the same task).
-    fn finish_after(mut self: Box<Self>, result: Result<SendResult>, after: Option<AfterTask>) {
-        self.op.record(&result);
+    fn finish_after(self: Box<Self>, result: Result<SendResult>, after: Option<AfterTask>) {
+        self.finish_after_at(result, after, &stats::Ended::at(Instant::now()));
+    }
+
+    /// [`AsyncSend::finish_after`] for a send that ended with its last attempt (`ended`: one
+    /// clock read for the attempt's and the send's statistics).
+    fn finish_after_at(
+        mut self: Box<Self>,
+        result: Result<SendResult>,
+        after: Option<AfterTask>,
+        ended: &stats::Ended,
+    ) {
+        self.op.record_ended(&result, ended);
         let hold = match self.permit.take() {
             Some(p) => Hold::Permit(p),
             None => Hold::Nothing,

@@ -356,7 +356,10 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads until the socket would block, pushing every whole frame onto `frames`. Frames
+    /// Reads, pushing every whole frame onto `frames`; called until it returns `Ok(false)`,
+    /// it reads until the socket would block. Each call makes one read (TLS: every read until
+    /// the socket would block) and returns `Ok(true)` when another is due: the caller handles
+    /// the frames first, so their header maps go back to the decode pool between reads. Frames
     /// decoded before an error are pushed too: the caller handles them, then closes.
     ///
     /// Unless `to_end`, a read that fills less than the room it was given ends the reading
@@ -366,18 +369,18 @@ impl Conn {
     /// "would block" is saved (one syscall per response of a request-response exchange).
     /// With `to_end` (the peer closed its side, or an error), it reads until the socket would
     /// block or ends: no later event would report the end.
-    pub(crate) fn read(
+    pub(crate) fn read_some(
         &mut self,
         frames: &mut Vec<RemotingCommand>,
         to_end: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<bool, Failure> {
         let Some(stream) = self.stream.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         if let Some(tls) = self.tls.as_mut() {
             tls.read(stream, &mut self.input, frames)?;
             self.input.shrink_if_idle();
-            return Ok(());
+            return Ok(false);
         }
         loop {
             let spare = self.input.spare();
@@ -391,6 +394,7 @@ impl Conn {
                     if n < room && !to_end && cfg!(unix) {
                         break;
                     }
+                    return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -398,7 +402,7 @@ impl Conn {
             }
         }
         self.input.shrink_if_idle();
-        Ok(())
+        Ok(false)
     }
 
     /// Registers the stream (read and write: the connect completes with a writable event).

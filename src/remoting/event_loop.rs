@@ -317,21 +317,38 @@ impl EventLoop {
         if read == Read::No {
             return;
         }
-        let mut frames = std::mem::take(&mut self.frames);
-        let result = conn.read(&mut frames, read == Read::ToEnd);
-        // TLS: reading may leave records to send (alerts, key updates).
-        if conn.has_output() && !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(idx);
-        }
         let conn_id = conn.id;
         let addr = conn.addr.clone();
-        for frame in frames.drain(..) {
-            self.on_frame(idx, conn_id, &addr, frame);
-        }
-        self.frames = frames;
-        if let Err(failure) = result {
-            self.close(idx, failure);
+        // Read by read: the frames of each read are handled before the next one, so their
+        // header maps go back to the decode pool (sized for a read) and are reused.
+        loop {
+            let Some(conn) = self
+                .conns
+                .get_mut(idx)
+                .and_then(Option::as_mut)
+                .filter(|c| c.id == conn_id)
+            else {
+                return;
+            };
+            let mut frames = std::mem::take(&mut self.frames);
+            let result = conn.read_some(&mut frames, read == Read::ToEnd);
+            // TLS: reading may leave records to send (alerts, key updates).
+            if conn.has_output() && !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(idx);
+            }
+            for frame in frames.drain(..) {
+                self.on_frame(idx, conn_id, &addr, frame);
+            }
+            self.frames = frames;
+            match result {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(failure) => {
+                    self.close(idx, failure);
+                    return;
+                }
+            }
         }
     }
 
@@ -774,7 +791,21 @@ impl EventLoop {
                 self.close(idx, Failure::RequestTimedOut(after));
             }
         }
-        // Keep the heap in proportion to the pending requests.
+        // Keep the heap in proportion to the pending requests: first drop the entries of
+        // ended requests at the front (responses mostly come in the order of their requests,
+        // so that is usually all of them, without a sort), then rebuild if still needed.
+        if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
+            while let Some((deadline, opaque)) = self.deadlines.peek() {
+                if self
+                    .pending
+                    .get(&opaque)
+                    .is_some_and(|p| p.deadline == deadline)
+                {
+                    break;
+                }
+                self.deadlines.pop();
+            }
+        }
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
             self.deadlines
                 .rebuild(self.pending.iter().map(|(&opaque, p)| (p.deadline, opaque)));

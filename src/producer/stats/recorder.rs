@@ -2,10 +2,11 @@
 //! [`Op`] and [`Attempt`] guards that end each send and each attempt exactly once.
 
 use crate::hash::FxHashMap;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
@@ -333,6 +334,57 @@ fn second_of(epoch: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(epoch).as_secs()
 }
 
+/// When an attempt ended, with what the statistics derive from it computed once for both the
+/// attempt's and its send's records: the attempt's latency and the second (since an epoch)
+/// its rates count in.
+pub(crate) struct Ended {
+    now: Instant,
+    latency: Duration,
+    /// The last epoch asked for and `now`'s second since it.
+    second: Cell<Option<(Instant, u64)>>,
+}
+
+impl Ended {
+    /// An attempt that started at `started` and ended at `now`.
+    pub(crate) fn new(started: Instant, now: Instant) -> Self {
+        Ended {
+            now,
+            latency: now.saturating_duration_since(started),
+            second: Cell::new(None),
+        }
+    }
+
+    /// An end at `now` with no attempt's latency (zero): a send's end.
+    pub(crate) fn at(now: Instant) -> Self {
+        Ended {
+            now,
+            latency: Duration::ZERO,
+            second: Cell::new(None),
+        }
+    }
+
+    /// When the attempt ended.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// How long the attempt took.
+    pub(crate) fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    fn second(&self, epoch: Instant) -> u64 {
+        if let Some((e, s)) = self.second.get() {
+            if e == epoch {
+                return s;
+            }
+        }
+        let s = second_of(epoch, self.now);
+        self.second.set(Some((epoch, s)));
+        s
+    }
+}
+
 struct OpState {
     topic: Arc<TopicRecorder>,
     started: Option<Instant>,
@@ -368,6 +420,11 @@ impl Op {
 
     /// Records `result`; later calls do nothing.
     pub(crate) fn record(&mut self, result: &Result<SendResult>) {
+        self.record_ended(result, &Ended::at(Instant::now()));
+    }
+
+    /// [`Op::record`] for a send whose last attempt ended as `ended` says.
+    pub(crate) fn record_ended(&mut self, result: &Result<SendResult>, ended: &Ended) {
         match result {
             Ok(r) => {
                 if r.status != SendStatus::SendOk {
@@ -375,9 +432,9 @@ impl Op {
                         s.topic.status_not_ok.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                self.finish(None)
+                self.finish_at(None, ended)
             }
-            Err(e) => self.finish(Some(e.kind())),
+            Err(e) => self.finish_at(Some(e.kind()), ended),
         }
     }
 
@@ -387,24 +444,30 @@ impl Op {
     }
 
     fn finish(&mut self, failed: Option<ErrorKind>) {
+        if self.0.is_some() {
+            self.finish_at(failed, &Ended::at(Instant::now()));
+        }
+    }
+
+    fn finish_at(&mut self, failed: Option<ErrorKind>, ended: &Ended) {
         let Some(s) = self.0.take() else {
             return;
         };
         let t = &s.topic;
-        let now = Instant::now();
         match failed {
             None => {
                 if let Some(started) = s.started {
-                    t.latency.record(now.saturating_duration_since(started));
+                    t.latency
+                        .record(ended.now.saturating_duration_since(started));
                 }
                 t.succeeded.fetch_add(1, Ordering::Release);
-                t.rates.add(second_of(t.epoch, now), OK);
+                t.rates.add(ended.second(t.epoch), OK);
             }
             Some(kind) => {
                 if let Some(cell) = t.failed.get(kind.index()) {
                     cell.fetch_add(1, Ordering::Release);
                 }
-                t.rates.add(second_of(t.epoch, now), FAILED);
+                t.rates.add(ended.second(t.epoch), FAILED);
             }
         }
         t.in_flight_bytes
@@ -426,24 +489,30 @@ pub(crate) struct Attempt(Option<Arc<BrokerRecorder>>);
 impl Attempt {
     /// Records the attempt's result; `started` is when its request was handed to the client,
     /// `now` when its result came back (one clock read, shared with the fault table's record).
-    pub(crate) fn end(mut self, started: Instant, now: Instant, result: &Result<SendResult>) {
+    pub(crate) fn end(self, started: Instant, now: Instant, result: &Result<SendResult>) {
+        self.end_as(&Ended::new(started, now), result);
+    }
+
+    /// [`Attempt::end`] with the attempt's end already read (its latency and second are
+    /// computed once, for the send's record too).
+    pub(crate) fn end_as(mut self, ended: &Ended, result: &Result<SendResult>) {
         let Some(b) = self.0.take() else {
             return;
         };
         match result {
             Ok(r) => {
-                b.latency.record(now.saturating_duration_since(started));
+                b.latency.record(ended.latency);
                 if r.status != SendStatus::SendOk {
                     b.status_not_ok.fetch_add(1, Ordering::Relaxed);
                 }
                 b.succeeded.fetch_add(1, Ordering::Release);
-                b.rates.add(second_of(b.epoch, now), OK);
+                b.rates.add(ended.second(b.epoch), OK);
             }
             Err(e) => {
                 if let Some(cell) = b.failed.get(e.kind().index()) {
                     cell.fetch_add(1, Ordering::Release);
                 }
-                b.rates.add(second_of(b.epoch, now), FAILED);
+                b.rates.add(ended.second(b.epoch), FAILED);
             }
         }
     }
