@@ -113,6 +113,31 @@ impl std::str::FromStr for SerializeType {
 }
 
 /// The route request of the golden-frame tests (JSON and binary).
+/// Test helper: one to three random edits of a header (a byte replaced, removed or inserted
+/// from JSON-ish bytes and invalid UTF-8, or a piece copied elsewhere), for the readers'
+/// differential tests.
+#[cfg(test)]
+fn mutate_header(h: &mut Vec<u8>, rng: &mut impl rand::Rng) {
+    let alphabet: &[u8] = b"{}[]\",:\\/ \t\n-+.0123456789eEtrueflsnu\xc3\xa9\xff\x01abAF";
+    for _ in 0..rng.gen_range(1..4) {
+        let at = rng.gen_range(0..h.len());
+        let pick = alphabet[rng.gen_range(0..alphabet.len())];
+        match rng.gen_range(0..4) {
+            0 => h[at] = pick,
+            1 => {
+                h.remove(at);
+            }
+            2 => h.insert(at, pick),
+            _ => {
+                let end = (at + rng.gen_range(1..12)).min(h.len());
+                let piece = h[at..end].to_vec();
+                let to = rng.gen_range(0..h.len());
+                h.splice(to..to, piece);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 fn route_request() -> RemotingCommand {
     let mut cmd = RemotingCommand::request(105);
