@@ -123,6 +123,9 @@ impl Hold {
 
 /// Ends an asynchronous send: completes its handle or runs its continuation here, or hands
 /// its callback to the callback pool. `hold` is released once the caller has the result.
+// Inlined, like the completers below it: the ~350-byte result is then moved once into the
+// completion instead of being copied at every call.
+#[inline(always)]
 pub(super) fn finish_done(inner: &Inner, done: Done, result: Result<SendResult>, hold: Hold) {
     match done {
         Done::Handle(completer) => {
