@@ -37,6 +37,7 @@ use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
+use crate::routing::fault::FaultMemo;
 
 /// A user's send callback.
 pub(super) type UserCallback = super::callback::PooledFnOnce<Result<SendResult>>;
@@ -276,6 +277,9 @@ pub(super) struct AsyncSend {
     /// The last broker address and target this box sent to (kept across the sends it is
     /// recycled for: most go to the same broker).
     addr_memo: AddrMemo,
+    /// The fault-table entry of the broker this box last reported an attempt on (kept across
+    /// the sends it is recycled for, as `addr_memo`).
+    fault_memo: FaultMemo,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -449,8 +453,13 @@ impl AsyncSend {
         let ended = stats::Ended::new(started, Instant::now());
         let latency = ended.latency();
         attempt.end_as(&ended, &result);
-        self.inner
-            .record_attempt(queue.broker_name(), latency, ended.now(), &result);
+        self.inner.record_attempt_memo(
+            queue.broker_name_arc(),
+            &mut self.fault_memo,
+            latency,
+            ended.now(),
+            &result,
+        );
         // Hooks run on the callback pool; nothing here waits for them.
         let after = self
             .inner
@@ -565,6 +574,7 @@ impl AsyncSend {
             current: None,
             ready: None,
             addr_memo: AddrMemo::default(),
+            fault_memo: FaultMemo::default(),
         }
     }
 }
