@@ -517,22 +517,35 @@ impl AsyncSend {
             Some(p) => Hold::Permit(p),
             None => Hold::Nothing,
         };
-        if let Some(Done::Callback(callback)) =
-            self.done.take_if(|d| matches!(d, Done::Callback(_)))
-        {
-            // The callback, its result and its hold go to the pool in this box (nothing to
-            // allocate); the pool thread runs them and recycles the box.
-            self.ready = Some(ReadyCallback::new(callback, result, hold, after));
-            let inner = self.inner.clone();
-            return inner.run_user_job(self);
-        }
-        if let Some(done) = self.done.take() {
-            if let Some(after) = after {
-                after.spawn(&self.inner, result.as_ref());
+        // Each arm moves the result once, to where it is consumed.
+        match self.done.take() {
+            Some(Done::Callback(callback)) => {
+                // The callback, its result and its hold go to the pool in this box (nothing
+                // to allocate); the pool thread runs them and recycles the box.
+                self.ready = Some(ReadyCallback::new(callback, result, hold, after));
+                let inner = self.inner.clone();
+                return inner.run_user_job(self);
             }
-            finish_done(&self.inner, done, result, hold);
-        } else if let Some(after) = after {
-            after.spawn(&self.inner, result.as_ref());
+            Some(Done::Handle(completer)) => {
+                if let Some(after) = after {
+                    after.spawn(&self.inner, result.as_ref());
+                }
+                // Released first: a caller that has the result finds the send no longer
+                // counted (as `finish_done` does).
+                drop(hold);
+                completer.complete(result);
+            }
+            Some(done) => {
+                if let Some(after) = after {
+                    after.spawn(&self.inner, result.as_ref());
+                }
+                finish_done(&self.inner, done, result, hold);
+            }
+            None => {
+                if let Some(after) = after {
+                    after.spawn(&self.inner, result.as_ref());
+                }
+            }
         }
         let inner = self.inner.clone();
         if on_io_thread() {
