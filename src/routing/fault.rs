@@ -129,6 +129,14 @@ impl FaultTables {
     /// How long a broker is avoided after an attempt with this latency: the duration of the
     /// largest threshold that `latency` reaches, or zero below the first.
     pub fn not_available_for(&self, latency: Duration) -> Duration {
+        // Below the first (smallest) threshold: none is reached (the common case, one compare).
+        if self
+            .latency_max
+            .first()
+            .map_or(true, |first| latency < *first)
+        {
+            return Duration::ZERO;
+        }
         self.latency_max
             .iter()
             .rposition(|max| latency >= *max)
@@ -329,7 +337,11 @@ impl LatencyFaultTolerance {
         } else {
             latency
         });
-        let available_at = now.checked_add(duration).unwrap_or(now);
+        let available_at = if duration.is_zero() {
+            now
+        } else {
+            now.checked_add(duration).unwrap_or(now)
+        };
         let failed = isolation || !reachable;
         item.available_at = Some(available_at);
         item.reachable = reachable;
@@ -535,6 +547,44 @@ mod tests {
                 MS * expected,
                 "latency {latency}"
             );
+        }
+    }
+
+    /// The shortcut below the first threshold gives what the full scan gives, on random
+    /// tables (equal thresholds, zero and non-zero durations first) at and around every
+    /// threshold.
+    #[test]
+    fn not_available_for_matches_the_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..500 {
+            let n = rng.gen_range(1..8);
+            let mut max: Vec<Duration> = (0..n).map(|_| MS * rng.gen_range(0..20_000)).collect();
+            max.sort_unstable();
+            let durations: Vec<Duration> = (0..n)
+                .map(|_| MS * rng.gen_range(0..3) * rng.gen_range(0..30_000))
+                .collect();
+            let t = FaultTables::new(max.clone(), durations.clone()).unwrap();
+            let scan = |latency: Duration| {
+                max.iter()
+                    .rposition(|m| latency >= *m)
+                    .map_or(Duration::ZERO, |i| durations[i])
+            };
+            for m in &max {
+                for latency in [
+                    m.saturating_sub(MS),
+                    *m,
+                    *m + MS,
+                    Duration::ZERO,
+                    Duration::MAX,
+                ] {
+                    assert_eq!(
+                        t.not_available_for(latency),
+                        scan(latency),
+                        "{max:?} {latency:?}"
+                    );
+                }
+            }
         }
     }
 
