@@ -309,16 +309,26 @@ impl<'a> Flat<'a> {
             self.pos += 1;
             return Some(fields);
         }
+        // The object's text between its braces is copied into the map in one piece at the
+        // end; each value is a range of it (the keys and punctuation between are never read).
+        let text_start = self.pos;
+        let base = fields.value_text_len();
+        let mut replaced = false;
         loop {
             let key = self.ext_key()?;
             let value = self.string()?;
-            fields.push_decoded(key, |buf| {
-                buf.push_str(value);
-                Some(())
-            })?;
+            // `string` consumed the closing quote.
+            let end = self.pos - 1 - text_start + base;
+            replaced |= fields.push_range(key, end - value.len(), end);
             match self.next_byte()? {
                 b',' => continue,
-                b'}' => return Some(fields),
+                b'}' => {
+                    fields.push_value_text(self.text.get(text_start..self.pos - 1)?);
+                    if replaced {
+                        fields.compact_if_wasteful();
+                    }
+                    return Some(fields);
+                }
                 _ => return None,
             }
         }
