@@ -15,7 +15,7 @@
 //!
 //! The table is pure: every call that needs the time takes `now`, so tests inject time instead of
 //! sleeping. It is `Send + Sync`: a `parking_lot::RwLock` over the map of brokers, and a mutex
-//! per broker's entry. A sender that remembers a broker's entry (a [`FaultMemo`]) reports its
+//! per broker's entry. A sender that remembers a broker's entry (a `FaultMemo`) reports its
 //! attempts on it under the entry's lock alone: no map lookup, no write lock on the map.
 //!
 //! ```
