@@ -273,6 +273,10 @@ pub(super) struct AsyncSend {
     /// The last broker address and target this box sent to (kept across the sends it is
     /// recycled for: most go to the same broker).
     addr_memo: AddrMemo,
+    /// The wall clock (epoch ms) read when the send was prepared, for the born timestamp of
+    /// its first attempt when nothing waited in between (one wall-clock read per send: the
+    /// `UNIQ_KEY`'s and the first attempt's); later attempts read the clock again.
+    pub(super) born_hint: Option<i64>,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -329,7 +333,12 @@ impl AsyncSend {
                 }
             },
         };
-        let born = now_ms();
+        // The wall clock read when the send was prepared, if this is its first attempt on
+        // the caller's thread (nothing blocked since); otherwise read now.
+        let born = match self.born_hint.take() {
+            Some(ms) if !may_block => ms,
+            _ => now_ms(),
+        };
         let encoded = self.inner.remoting.encode_request_memo(
             &addr,
             &mut self.addr_memo.target,
@@ -380,7 +389,7 @@ impl AsyncSend {
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
         // code. The send's own box is the request's callback (no closure to allocate).
-        remoting.send_encoded_inline(request, timeout, self);
+        remoting.send_encoded_inline(request, started, timeout, self);
     }
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
@@ -562,6 +571,7 @@ impl AsyncSend {
             current: None,
             ready: None,
             addr_memo: AddrMemo::default(),
+            born_hint: None,
         }
     }
 }
@@ -628,6 +638,7 @@ impl AsyncSend {
         self.attempt_no = 0;
         self.current = None;
         self.ready = None;
+        self.born_hint = None;
     }
 }
 
@@ -701,11 +712,12 @@ impl Inner {
     ) {
         let mut job = self.vacant_send(budget.deadline);
         job.prepared = prepared;
-        self.start_prepared(job, permit, target, done, op, budget);
+        self.start_prepared(job, permit, target, done, op, budget, Instant::now());
     }
 
     /// Starts `job`, a vacant send whose message is prepared in it, and makes its first
-    /// attempt.
+    /// attempt at `now` (a clock read of the caller's, taken after any wait for room).
+    #[allow(clippy::too_many_arguments)] // the parts of one send, each moved in once
     pub(super) fn start_prepared(
         self: &Arc<Self>,
         mut job: Box<AsyncSend>,
@@ -714,6 +726,7 @@ impl Inner {
         done: Done,
         op: stats::Op,
         budget: Budget,
+        now: Instant,
     ) {
         job.attempts_left = match target {
             // Strict order: a keyed message-hash send is never retried on another queue.
@@ -726,7 +739,7 @@ impl Inner {
         job.done = Some(done);
         job.permit = Some(permit);
         job.op = op;
-        job.attempt(false);
+        job.attempt_at(false, now);
     }
 }
 

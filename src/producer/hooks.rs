@@ -801,7 +801,20 @@ impl Inner {
         mode: SendMode,
         out: &mut Prepared,
     ) -> crate::error::Result<()> {
-        let ids = || self.new_msg_id();
+        self.prepare_msg_into_at(msg, for_selector, mode, out, super::inner::now_ms())
+    }
+
+    /// [`Inner::prepare_msg_into`] with the wall clock (epoch ms) the caller read: a new
+    /// `UNIQ_KEY` is made for that time.
+    pub(crate) fn prepare_msg_into_at(
+        &self,
+        msg: Message,
+        for_selector: bool,
+        mode: SendMode,
+        out: &mut Prepared,
+        wall_ms: i64,
+    ) -> crate::error::Result<()> {
+        let ids = || self.new_msg_id_at(wall_ms);
         match &self.hooks {
             None => prepare::prepare_one_into(msg, &self.config, ids, for_selector, out),
             Some(_) => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::async_send::{finish_done, Budget, Done, Hold};
 use super::backpressure::Permit;
 use super::hooks::SendMode;
-use super::inner::Inner;
+use super::inner::{now_ms, Inner};
 use super::prepare::Prepared;
 use super::stats;
 use crate::error::Result;
@@ -80,8 +80,10 @@ impl Inner {
 
     pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
         self.free_spent();
-        // The send begins now: its statistics, its wait for room and its time budget.
+        // The send begins now: its statistics, its wait for room and its time budget (one
+        // monotonic clock read), its id and its first born timestamp (one wall-clock read).
         let now = Instant::now();
+        let wall_ms = now_ms();
         let mut op = self.stats.begin_prep(&prep, now);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
@@ -106,13 +108,15 @@ impl Inner {
         };
         // Prepared right in the send that carries it (no move of the prepared message).
         let mut job = self.vacant_send(now);
-        match self.prepare_async_into(prep, &target, now, &mut job.prepared) {
+        match self.prepare_async_into(prep, &target, now, wall_ms, &mut job.prepared) {
             Ok((permit, admitted)) => {
                 let budget = Budget {
                     deadline: admitted + self.config.send_timeout(),
                     retries: self.config.async_retries(),
                 };
-                self.start_prepared(job, permit, target, done, op, budget)
+                // Nothing waited: the first attempt is born when the id was made.
+                job.born_hint = (admitted == now).then_some(wall_ms);
+                self.start_prepared(job, permit, target, done, op, budget, admitted)
             }
             Err(e) => {
                 self.recycle(job);
@@ -151,14 +155,15 @@ impl Inner {
         }
     }
 
-    /// Prepares a send that began at `now` into `prepared` (vacant) and takes its in-flight
-    /// room; also returns when the room was taken (`now`, unless it had to wait), where its
-    /// time budget begins.
+    /// Prepares a send that began at `now` (`wall_ms` on the wall clock) into `prepared`
+    /// (vacant) and takes its in-flight room; also returns when the room was taken (`now`,
+    /// unless it had to wait), where its time budget begins.
     pub(super) fn prepare_async_into(
         &self,
         prep: Prep,
         target: &Target,
         now: Instant,
+        wall_ms: i64,
         prepared: &mut Prepared,
     ) -> Result<(Permit, Instant)> {
         self.check_running()?;
@@ -167,7 +172,7 @@ impl Inner {
             // message as the caller built it.
             Prep::Single(msg) => {
                 let for_selector = matches!(target, Target::Selector(..));
-                self.prepare_msg_into(msg, for_selector, SendMode::Async, prepared)?
+                self.prepare_msg_into_at(msg, for_selector, SendMode::Async, prepared, wall_ms)?
             }
             Prep::Batch(msgs) => *prepared = self.prepare_msgs(msgs, SendMode::Async)?,
         }
