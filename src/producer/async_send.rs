@@ -277,6 +277,10 @@ pub(super) struct AsyncSend {
     /// its first attempt when nothing waited in between (one wall-clock read per send: the
     /// `UNIQ_KEY`'s and the first attempt's); later attempts read the clock again.
     pub(super) born_hint: Option<i64>,
+    /// The last topic this box sent to: its publish info, and its statistics recorder (kept
+    /// across the sends it is recycled for: most go to the same topic).
+    route_memo: crate::routing::mapping::TopicMemo,
+    pub(super) stats_memo: stats::TopicMemo,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -398,7 +402,10 @@ impl AsyncSend {
         let wire_topic = self.prepared.wire_topic();
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
-            _ => match self.inner.cached_publish_info(wire_topic, now) {
+            _ => match self
+                .inner
+                .cached_publish_info_memo(wire_topic, now, &mut self.route_memo)
+            {
                 Some(info) => info,
                 None if !may_block => return Ok(None),
                 None => {
@@ -572,6 +579,8 @@ impl AsyncSend {
             ready: None,
             addr_memo: AddrMemo::default(),
             born_hint: None,
+            route_memo: Default::default(),
+            stats_memo: Default::default(),
         }
     }
 }
@@ -749,6 +758,45 @@ mod tests {
 
     use crate::testing::MockBroker;
     use crate::{Message, Producer};
+
+    /// A send box remembers its last topic (its route and statistics recorder, and that the
+    /// name passed the topic check): a message for another topic, valid or not, is still
+    /// checked and routed on its own, whatever the box sent before.
+    #[test]
+    fn a_box_remembering_a_topic_still_checks_and_routes_others() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_MEMO")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        let long = "a".repeat(128);
+        let bad = [
+            "bad topic",
+            "",
+            long.as_str(),
+            "SCHEDULE_TOPIC_XXXX",
+            "Good\u{e9}",
+        ];
+        for round in 0..3 {
+            for good in ["MemoA", "MemoB", "MemoA"] {
+                let r = p.send_async(Message::new(good, "x")).wait().unwrap();
+                assert_eq!(r.queue.topic(), good);
+            }
+            for topic in bad {
+                let e = p.send_async(Message::new(topic, "x")).wait().unwrap_err();
+                assert_eq!(
+                    e.kind(),
+                    crate::ErrorKind::InvalidMessage,
+                    "{round} {topic:?}"
+                );
+            }
+        }
+        let stats = p.stats();
+        assert_eq!(stats.topics["MemoA"].succeeded, 6);
+        assert_eq!(stats.topics["MemoB"].succeeded, 3);
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
 
     /// Item 10 of issue 12: a burst of asynchronous sends followed by idleness leaves no
     /// finished send (and its body) waiting to be freed.

@@ -475,6 +475,11 @@ fn check_properties(msg: &Message) -> Result<()> {
 /// Checks one message against the config (protocol.md 7.7).
 pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()> {
     check_topic(msg.topic())?;
+    check_message_but_topic(msg, config)
+}
+
+/// [`check_message`] but for its topic.
+fn check_message_but_topic(msg: &Message, config: &ProducerConfig) -> Result<()> {
     if msg.body().is_empty() {
         return Err(Error::InvalidMessage("the body is empty".into()));
     }
@@ -583,22 +588,28 @@ fn prepare_one(
     keep_message: bool,
 ) -> Result<Prepared> {
     let mut prepared = Prepared::vacant();
-    prepare_one_into(msg, config, new_id, keep_message, &mut prepared)?;
+    prepare_one_into(msg, config, new_id, keep_message, false, &mut prepared)?;
     Ok(prepared)
 }
 
 /// Validates and prepares a single message into `out`, which must be vacant
 /// ([`Prepared::vacant`], or [`Prepared::clear`]ed): the asynchronous path prepares right in
 /// the send that carries it, so the prepared message is never moved. On an error, `out` is
-/// left part filled (clear it before another use).
+/// left part filled (clear it before another use). `topic_checked`: the message's topic is
+/// one that passed [`check_topic`] before (a string equal to it did), so it is not checked
+/// again; everything else about the message is.
 pub(crate) fn prepare_one_into(
     msg: Message,
     config: &ProducerConfig,
     new_id: impl FnOnce() -> IdStr,
     keep_message: bool,
+    topic_checked: bool,
     out: &mut Prepared,
 ) -> Result<()> {
-    check_message(&msg, config)?;
+    if !topic_checked {
+        check_topic(msg.topic())?;
+    }
+    check_message_but_topic(&msg, config)?;
     let add_id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
         Some(existing) => {
             out.msg_id = IdStr::new(existing);

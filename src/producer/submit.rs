@@ -84,7 +84,9 @@ impl Inner {
         // monotonic clock read), its id and its first born timestamp (one wall-clock read).
         let now = Instant::now();
         let wall_ms = now_ms();
-        let mut op = self.stats.begin_prep(&prep, now);
+        // The send's box first: it remembers the last topic's statistics recorder.
+        let mut job = self.vacant_send(now);
+        let mut op = self.stats.begin_prep_memo(&prep, now, &mut job.stats_memo);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
                 Prep::Single(msg) => {
@@ -94,6 +96,7 @@ impl Inner {
                 Prep::Batch(msgs) => self.hook_before(msgs, SendMode::Async, true),
             };
             if let Err(e) = hooked {
+                self.recycle(job);
                 op.fail(&e);
                 return finish_done(self, done, Err(e), Hold::Nothing);
             }
@@ -102,13 +105,19 @@ impl Inner {
             (Prep::Single(msg), Some(acc))
                 if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
             {
+                self.recycle(job);
                 return acc.add(self, msg, target, done, op, None);
             }
             (prep, _) => prep,
         };
-        // Prepared right in the send that carries it (no move of the prepared message).
-        let mut job = self.vacant_send(now);
-        match self.prepare_async_into(prep, &target, now, wall_ms, &mut job.prepared) {
+        // Prepared right in the send that carries it (no move of the prepared message). A
+        // topic the box's statistics recorder was made for has passed the topic check.
+        let topic_checked = match &prep {
+            Prep::Single(msg) => job.stats_memo.is_checked(msg.topic()),
+            Prep::Batch(_) => false,
+        };
+        let prepared = &mut job.prepared;
+        match self.prepare_async_into(prep, &target, now, wall_ms, topic_checked, prepared) {
             Ok((permit, admitted)) => {
                 let budget = Budget {
                     deadline: admitted + self.config.send_timeout(),
@@ -156,7 +165,8 @@ impl Inner {
     }
 
     /// Prepares a send that began at `now` (`wall_ms` on the wall clock) into `prepared`
-    /// (vacant) and takes its in-flight room; also returns when the room was taken (`now`,
+    /// (vacant; `topic_checked`: its topic is known to pass the topic check) and takes its
+    /// in-flight room; also returns when the room was taken (`now`,
     /// unless it had to wait), where its time budget begins.
     pub(super) fn prepare_async_into(
         &self,
@@ -164,6 +174,7 @@ impl Inner {
         target: &Target,
         now: Instant,
         wall_ms: i64,
+        topic_checked: bool,
         prepared: &mut Prepared,
     ) -> Result<(Permit, Instant)> {
         self.check_running()?;
@@ -172,7 +183,8 @@ impl Inner {
             // message as the caller built it.
             Prep::Single(msg) => {
                 let for_selector = matches!(target, Target::Selector(..));
-                self.prepare_msg_into_at(msg, for_selector, SendMode::Async, prepared, wall_ms)?
+                let mode = SendMode::Async;
+                self.prepare_msg_into_at(msg, for_selector, mode, prepared, wall_ms, topic_checked)?
             }
             Prep::Batch(msgs) => *prepared = self.prepare_msgs(msgs, SendMode::Async)?,
         }
