@@ -798,6 +798,45 @@ mod tests {
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 
+    /// One wall-clock read per send serves its id and its first attempt's born timestamp:
+    /// each stored message's born timestamp lies within its send call (first attempts never
+    /// wait here), and ids stay unique.
+    #[test]
+    fn first_attempts_are_born_within_their_send() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_BORN")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        p.send(Message::new("BornTopic", "warm")).unwrap();
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let mut windows = Vec::new();
+        for i in 0..200 {
+            let before = wall();
+            let h = p.send_async(Message::new("BornTopic", format!("m{i}")));
+            windows.push((format!("m{i}"), before, wall(), h));
+        }
+        let mut ids = std::collections::HashSet::new();
+        let stored = broker.wait_messages("BornTopic", 201, Duration::from_secs(20));
+        for (body, before, after, h) in windows {
+            let r = h.wait().unwrap();
+            assert!(ids.insert(r.msg_id.to_string()), "id {} twice", r.msg_id);
+            let m = stored.iter().find(|m| m.body == body.as_bytes()).unwrap();
+            assert!(
+                (before..=after).contains(&m.born_timestamp),
+                "{body} born {} outside {before}..={after}",
+                m.born_timestamp
+            );
+        }
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
     /// Item 10 of issue 12: a burst of asynchronous sends followed by idleness leaves no
     /// finished send (and its body) waiting to be freed.
     #[test]

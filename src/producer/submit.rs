@@ -33,9 +33,13 @@ pub(super) enum Prep {
 
 /// Whether the current thread is one of the callback pool's.
 fn on_callback_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|n| n.starts_with("rocketmq-callback"))
+    thread_local! {
+        // A thread's name never changes: looked up once per thread, not per send.
+        static CALLBACK_THREAD: bool = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("rocketmq-callback"));
+    }
+    CALLBACK_THREAD.with(|on| *on)
 }
 
 impl Inner {
