@@ -273,14 +273,23 @@ pub(super) struct AsyncSend {
     /// The last broker address and target this box sent to (kept across the sends it is
     /// recycled for: most go to the same broker).
     addr_memo: AddrMemo,
-    /// The wall clock (epoch ms) read when the send was prepared, for the born timestamp of
-    /// its first attempt when nothing waited in between (one wall-clock read per send: the
-    /// `UNIQ_KEY`'s and the first attempt's); later attempts read the clock again.
-    pub(super) born_hint: Option<i64>,
+    /// What the send's first attempt on the caller's thread knows without reading a clock,
+    /// when nothing waited since the send began; later attempts read the clocks again.
+    pub(super) first: Option<FirstAttempt>,
     /// The last topic this box sent to: its publish info, and its statistics recorder (kept
     /// across the sends it is recycled for: most go to the same topic).
     route_memo: crate::routing::mapping::TopicMemo,
     pub(super) stats_memo: stats::TopicMemo,
+}
+
+/// What a send's first attempt knows from when the send began ([`AsyncSend::first`]).
+pub(super) struct FirstAttempt {
+    /// The wall clock (epoch ms) read for the send's `UNIQ_KEY`: the born timestamp (one
+    /// wall-clock read per send).
+    pub(super) born_ms: i64,
+    /// The time left when the attempt starts (its deadline minus its start: the send
+    /// timeout, as the send's budget began at the attempt's start).
+    pub(super) left: Duration,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -337,12 +346,10 @@ impl AsyncSend {
                 }
             },
         };
-        // The wall clock read when the send was prepared, if this is its first attempt on
-        // the caller's thread (nothing blocked since); otherwise read now.
-        let born = match self.born_hint.take() {
-            Some(ms) if !may_block => ms,
-            _ => now_ms(),
-        };
+        // The first attempt on the caller's thread (nothing blocked since the send began)
+        // knows its born timestamp and time left; any other reads the clock.
+        let first = self.first.take().filter(|_| !may_block);
+        let born = first.as_ref().map_or_else(now_ms, |f| f.born_ms);
         let encoded = self.inner.remoting.encode_request_memo(
             &addr,
             &mut self.addr_memo.target,
@@ -381,7 +388,10 @@ impl AsyncSend {
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.
         let started = if may_block { Instant::now() } else { now };
-        let timeout = self.inner.attempt_timeout(self.deadline, started);
+        let timeout = match first {
+            Some(f) => self.inner.attempt_timeout_left(f.left),
+            None => self.inner.attempt_timeout(self.deadline, started),
+        };
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
         self.current = Some(Current {
@@ -578,7 +588,7 @@ impl AsyncSend {
             current: None,
             ready: None,
             addr_memo: AddrMemo::default(),
-            born_hint: None,
+            first: None,
             route_memo: Default::default(),
             stats_memo: Default::default(),
         }
@@ -647,7 +657,7 @@ impl AsyncSend {
         self.attempt_no = 0;
         self.current = None;
         self.ready = None;
-        self.born_hint = None;
+        self.first = None;
     }
 }
 
@@ -834,6 +844,37 @@ mod tests {
                 m.born_timestamp
             );
         }
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// The first attempt, which knows its time left without a clock read, is still capped by
+    /// the per-attempt timeout: a broker that does not answer fails it after the cap, long
+    /// before the send timeout.
+    #[test]
+    fn first_attempt_is_capped_by_the_per_attempt_timeout() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_CAP")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(60))
+            .per_attempt_timeout(Duration::from_millis(300))
+            .retries(0)
+            .start()
+            .unwrap();
+        p.send(Message::new("CapTopic", "warm")).unwrap();
+        broker.set_delay(
+            crate::protocol::RequestCode::SEND_MESSAGE_V2,
+            Duration::from_secs(120),
+        );
+        let h = p.send_async(Message::new("CapTopic", "x"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(h.wait());
+        });
+        // Watchdog: far below the send timeout, far above the cap.
+        let result = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the first attempt was not capped by the per-attempt timeout");
+        assert!(result.unwrap_err().is_timeout());
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 

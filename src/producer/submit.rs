@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::async_send::{finish_done, Budget, Done, Hold};
+use super::async_send::{finish_done, Budget, Done, FirstAttempt, Hold};
 use super::backpressure::Permit;
 use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
@@ -122,13 +122,17 @@ impl Inner {
         };
         let prepared = &mut job.prepared;
         match self.prepare_async_into(prep, &target, now, wall_ms, topic_checked, prepared) {
-            Ok((permit, admitted)) => {
+            Ok((permit, admitted, deadline)) => {
                 let budget = Budget {
-                    deadline: admitted + self.config.send_timeout(),
+                    deadline,
                     retries: self.config.async_retries(),
                 };
-                // Nothing waited: the first attempt is born when the id was made.
-                job.born_hint = (admitted == now).then_some(wall_ms);
+                // Nothing waited: the first attempt is born when the id was made, with the
+                // whole send timeout left.
+                job.first = (admitted == now).then_some(FirstAttempt {
+                    born_ms: wall_ms,
+                    left: self.config.send_timeout(),
+                });
                 self.start_prepared(job, permit, target, done, op, budget, admitted)
             }
             Err(e) => {
@@ -171,7 +175,8 @@ impl Inner {
     /// Prepares a send that began at `now` (`wall_ms` on the wall clock) into `prepared`
     /// (vacant; `topic_checked`: its topic is known to pass the topic check) and takes its
     /// in-flight room; also returns when the room was taken (`now`,
-    /// unless it had to wait), where its time budget begins.
+    /// unless it had to wait), where its time budget begins, and its deadline (the send
+    /// timeout from then).
     pub(super) fn prepare_async_into(
         &self,
         prep: Prep,
@@ -180,7 +185,7 @@ impl Inner {
         wall_ms: i64,
         topic_checked: bool,
         prepared: &mut Prepared,
-    ) -> Result<(Permit, Instant)> {
+    ) -> Result<(Permit, Instant, Instant)> {
         self.check_running()?;
         match prep {
             // The selector runs later (maybe once the route is fetched): it must see the
@@ -192,18 +197,21 @@ impl Inner {
             }
             Prep::Batch(msgs) => *prepared = self.prepare_msgs(msgs, SendMode::Async)?,
         }
-        let (permit, admitted) = if on_callback_thread() {
+        let deadline = now + self.config.send_timeout();
+        if on_callback_thread() {
             // A callback that sends must not wait for room: room is made by the callbacks
             // queued behind it, which only callback threads can run. It takes room if there
             // is some, else the bounded callback allowance, else fails at once.
-            (self.in_flight.acquire_now(prepared.size)?, now)
-        } else {
-            let deadline = now + self.config.send_timeout();
+            return Ok((self.in_flight.acquire_now(prepared.size)?, now, deadline));
+        }
+        Ok(
             match self.in_flight.acquire_waited(prepared.size, deadline)? {
-                (permit, false) => (permit, now),
-                (permit, true) => (permit, Instant::now()),
-            }
-        };
-        Ok((permit, admitted))
+                (permit, false) => (permit, now, deadline),
+                (permit, true) => {
+                    let admitted = Instant::now();
+                    (permit, admitted, admitted + self.config.send_timeout())
+                }
+            },
+        )
     }
 }
