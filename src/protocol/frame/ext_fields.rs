@@ -242,6 +242,7 @@ impl ExtFields {
     /// `response_key` is the key's [`ResponseKey`] when it is one (never `None` for a key of
     /// that name): [`ExtFields::response_values`] then knows its place while the keys come
     /// in order. A decoder starts that table with [`ExtFields::start_response_slots`].
+    #[inline]
     pub(super) fn push_range_of(
         &mut self,
         key: Cow<'static, str>,
@@ -263,8 +264,16 @@ impl ExtFields {
             self.entries.push((key, start, end));
             false
         } else {
-            self.place(key, start, end)
+            self.place_out_of_order(key, start, end)
         }
+    }
+
+    /// [`ExtFields::place`] for a decoder's key out of order (rare: kept out of line, so the
+    /// in-order push stays small).
+    #[cold]
+    #[inline(never)]
+    fn place_out_of_order(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
+        self.place(key, start, end)
     }
 
     /// Starts the table of [`ExtFields::response_values`] for an empty map a decoder fills

@@ -176,6 +176,7 @@ impl<'a> Flat<'a> {
     }
 
     /// A string without escapes at the cursor: its bytes, valid UTF-8 (the quotes consumed).
+    #[inline]
     fn string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let start = self.pos;
@@ -209,6 +210,7 @@ impl<'a> Flat<'a> {
 
     /// Consumes `"name":` when the cursor is on exactly that: one masked compare of the
     /// next 16 or 32 bytes (no scan for the closing quote, no `memcmp` call).
+    #[inline]
     fn literal_key(&mut self, lit: &Lit) -> bool {
         let found = match self.buf.get(self.pos..self.pos + 32) {
             Some(window) => lit.matches(window),
