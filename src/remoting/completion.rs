@@ -166,6 +166,7 @@ pub struct Completer<T> {
 
 impl<T> Completer<T> {
     /// Completes the handle with `value`. Returns `false` if it was already complete.
+    #[inline(always)] // a large value is moved once, into the slot (no copy per call)
     pub fn complete(mut self, value: Result<T>) -> bool {
         match self.shared.take() {
             Some(shared) => finish(&shared, value),
@@ -181,6 +182,7 @@ impl<T> Completer<T> {
     }
 }
 
+#[inline(always)]
 fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
     let waker = {
         let mut slot = shared.slot.lock();
