@@ -9,6 +9,7 @@ use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
 use super::route::AddrMemo;
+use super::stats::{Ended, Op};
 use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
@@ -18,6 +19,18 @@ use crate::routing::selector::QueueSelector;
 /// The most broker address memories kept for synchronous sends (one per concurrent caller).
 pub(super) const SYNC_MEMOS: usize = 64;
 
+/// How a synchronous send's attempts run (see [`Inner::send_prepared_sync`]).
+struct Plan {
+    /// The queue of a send to one queue (no retry elsewhere).
+    fixed_queue: Option<MessageQueue>,
+    /// The end of the send's time budget.
+    deadline: Instant,
+    /// A keyed message-hash send: never retried on another queue.
+    strict: bool,
+    /// The most attempts.
+    attempts: u32,
+}
+
 /// What a synchronous send goes to (the selector borrowed from the caller).
 pub(super) enum SyncTarget<'a> {
     Auto,
@@ -26,35 +39,85 @@ pub(super) enum SyncTarget<'a> {
 }
 
 impl Inner {
-    pub(super) fn send_sync(&self, msg: Message, target: SyncTarget<'_>) -> Result<SendResult> {
-        let deadline = Instant::now() + self.config.send_timeout();
-        self.send_sync_until(msg, target, deadline)
+    /// A synchronous send counted by `op`, both begun at `started` (one clock read): its
+    /// time budget runs from there, and the end of its last attempt ends `op` (no further
+    /// clock read).
+    pub(super) fn send_sync_counted(
+        &self,
+        msg: Message,
+        target: SyncTarget<'_>,
+        started: Instant,
+        mut op: Op,
+    ) -> Result<SendResult> {
+        // Send hooks ran since `started`: the budget starts after them, as before.
+        let now = if self.hooks.is_some() {
+            Instant::now()
+        } else {
+            started
+        };
+        let deadline = now + self.config.send_timeout();
+        let (result, ended) = self.send_sync_at(msg, target, deadline, now);
+        match ended {
+            Some(ended) => op.record_ended(&result, &ended),
+            None => op.record(&result),
+        }
+        result
     }
 
-    /// [`Inner::send_sync`] within `deadline` (a request's, for request-reply).
+    /// [`Inner::send_sync_counted`] within `deadline` (a request's, for request-reply).
     pub(super) fn send_sync_until(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.check_running()?;
+        self.send_sync_at(msg, target, deadline, Instant::now()).0
+    }
+
+    /// [`Inner::send_sync_until`] with the clock read at `now` (just before): the result and,
+    /// when an attempt ran last, when it ended.
+    fn send_sync_at(
+        &self,
+        msg: Message,
+        target: SyncTarget<'_>,
+        deadline: Instant,
+        now: Instant,
+    ) -> (Result<SendResult>, Option<Ended>) {
+        if let Err(e) = self.check_running() {
+            return (Err(e), None);
+        }
         // Preparing checks the message; a selector must not see a bad one first.
-        let queue = match target {
-            SyncTarget::Auto => None,
-            SyncTarget::Queue(q) => Some(q),
+        let (queue, now) = match target {
+            SyncTarget::Auto => (None, now),
+            SyncTarget::Queue(q) => (Some(q), now),
             SyncTarget::Selector(selector, arg) => {
-                prepare::check_message(&msg, &self.config)?;
-                let info =
-                    self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
-                Some(self.run_selector(selector, &info, &msg, arg)?)
+                match self.select_for_sync(&msg, selector, arg, deadline) {
+                    // The selector (user code, maybe after a route lookup) took time.
+                    Ok(q) => (Some(q), Instant::now()),
+                    Err(e) => return (Err(e), None),
+                }
             }
         };
         // Prepared where it stays (not moved out of the preparing functions).
         let mut prepared = Prepared::vacant();
-        self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
+        if let Err(e) = self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared) {
+            return (Err(e), None);
+        }
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
-        self.send_prepared_sync(&prepared, queue, deadline)
+        self.send_prepared_sync_at(&prepared, queue, deadline, now)
+    }
+
+    /// The queue `selector` picks for `msg` and `arg` (the message checked first).
+    fn select_for_sync(
+        &self,
+        msg: &Message,
+        selector: &dyn QueueSelector,
+        arg: &str,
+        deadline: Instant,
+    ) -> Result<MessageQueue> {
+        prepare::check_message(msg, &self.config)?;
+        let info = self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
+        self.run_selector(selector, &info, msg, arg)
     }
 
     /// The synchronous attempt loop: all attempts and route lookups share `deadline`.
@@ -64,6 +127,19 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
+        self.send_prepared_sync_at(prepared, fixed_queue, deadline, Instant::now())
+            .0
+    }
+
+    /// [`Inner::send_prepared_sync`] with the clock read at `now` (just before): the result
+    /// and, when an attempt ran last, when it ended.
+    fn send_prepared_sync_at(
+        &self,
+        prepared: &Prepared,
+        fixed_queue: Option<MessageQueue>,
+        deadline: Instant,
+        now: Instant,
+    ) -> (Result<SendResult>, Option<Ended>) {
         // Strict order: a keyed message-hash send is never retried on another queue.
         let strict = self.strict_hash_key(prepared).is_some();
         let attempts = if fixed_queue.is_some() || strict {
@@ -72,8 +148,13 @@ impl Inner {
             1 + self.config.retries()
         };
         let mut memo = self.sync_memos.lock().pop().unwrap_or_default();
-        let result =
-            self.send_attempts_sync(prepared, fixed_queue, deadline, strict, attempts, &mut memo);
+        let plan = Plan {
+            fixed_queue,
+            deadline,
+            strict,
+            attempts,
+        };
+        let result = self.send_attempts_sync(prepared, &plan, now, &mut memo);
         let mut memos = self.sync_memos.lock();
         if memos.len() < SYNC_MEMOS {
             memos.push(memo);
@@ -81,41 +162,61 @@ impl Inner {
         result
     }
 
-    /// The attempts of [`Inner::send_prepared_sync`], with the broker address memory `memo`.
+    /// The attempts of [`Inner::send_prepared_sync_at`], with the broker address memory
+    /// `memo`. The clock is read once per attempt before it (`now` stands for the first
+    /// read) and once after it: the start serves the deadline check, the queue choice, the
+    /// request's deadline and the latency; the end serves the statistics, the fault table,
+    /// the hooks and the send's record.
     fn send_attempts_sync(
         &self,
         prepared: &Prepared,
-        fixed_queue: Option<MessageQueue>,
-        deadline: Instant,
-        strict: bool,
-        attempts: u32,
+        plan: &Plan,
+        now: Instant,
         memo: &mut AddrMemo,
-    ) -> Result<SendResult> {
+    ) -> (Result<SendResult>, Option<Ended>) {
+        let Plan {
+            fixed_queue,
+            deadline,
+            strict,
+            attempts,
+        } = plan;
+        let (deadline, strict) = (*deadline, *strict);
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
         let mut attempt_no = 0;
-        for _ in 0..attempts {
-            let mut now = Instant::now();
+        let mut first_now = Some(now);
+        for _ in 0..*attempts {
+            let mut now = first_now.take().unwrap_or_else(Instant::now);
             if now >= deadline {
                 break;
             }
-            let queue = match &fixed_queue {
+            let queue = match fixed_queue {
                 Some(q) => q.clone(),
                 None => {
                     let info = match self.cached_publish_info(prepared.wire_topic(), now) {
                         Some(info) => info,
                         None => {
-                            let info = self.publish_info(prepared.wire_topic(), deadline)?;
+                            let info = match self.publish_info(prepared.wire_topic(), deadline) {
+                                Ok(info) => info,
+                                Err(e) => return (Err(e), None),
+                            };
                             now = Instant::now(); // after a lookup
                             info
                         }
                     };
-                    self.select_auto(&info, prepared, last_broker.as_deref(), now)?
+                    match self.select_auto(&info, prepared, last_broker.as_deref(), now) {
+                        Ok(q) => q,
+                        Err(e) => return (Err(e), None),
+                    }
                 }
             };
             let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
                 Some(addr) => Some(addr),
-                None => self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline),
+                None => {
+                    let addr = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline);
+                    now = Instant::now(); // after a possible lookup
+                    addr
+                }
             };
             let Some(addr) = addr else {
                 failures.push(Error::NoRoute {
@@ -132,7 +233,7 @@ impl Inner {
                 last_broker.is_some(),
                 &mut memo.stats,
             );
-            let started = Instant::now();
+            let started = now;
             let timeout = self.attempt_timeout(deadline, started);
             let born = now_ms();
             let result = self
@@ -140,14 +241,17 @@ impl Inner {
                 .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
                     broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
                 })
-                .and_then(|request| self.remoting.send_encoded_sync(request, timeout))
+                .and_then(|request| {
+                    self.remoting
+                        .send_encoded_sync_from(request, started, timeout)
+                })
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             // One clock read for the attempt's end: its latency in the statistics, the fault
-            // table and the hooks.
-            let ended = Instant::now();
-            let latency = ended.saturating_duration_since(started);
-            attempt.end(started, ended, &result);
-            self.record_attempt(queue.broker_name(), latency, ended, &result);
+            // table, the hooks and the send's record.
+            let ended = Ended::new(started, Instant::now());
+            let latency = ended.latency();
+            attempt.end_as(&ended, &result);
+            self.record_attempt(queue.broker_name(), latency, ended.now(), &result);
             attempt_no += 1;
             self.hook_after(
                 prepared,
@@ -165,15 +269,16 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 match result {
                     Ok(r) => {
-                        return self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no)
+                        let r = self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no);
+                        return (r, None);
                     }
                     Err(e) => failures.push(e),
                 }
                 continue;
             }
-            return result;
+            return (result, Some(ended));
         }
-        Err(self.attempts_failed(deadline, failures))
+        (Err(self.attempts_failed(deadline, failures)), None)
     }
 
     /// `retryAnotherBrokerWhenNotStoreOK`: the message is stored but not flushed/replicated;

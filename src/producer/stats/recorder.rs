@@ -240,6 +240,15 @@ impl StatsRecorder {
         self.start(Some(msg.topic()), 1, msg.body().len() as u64, oneway)
     }
 
+    /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
+    /// (a clock read the caller shares with the send's time budget).
+    pub(crate) fn begin_at(&self, msg: &Message, now: Instant) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
+        self.start_at(Some(msg.topic()), 1, msg.body().len() as u64, Some(now))
+    }
+
     /// Starts counting a batch send.
     pub(crate) fn begin_batch(&self, msgs: &[Message]) -> Op {
         self.begin_batch_as(msgs, false)
