@@ -60,7 +60,11 @@ impl Failures {
 
 impl Inner {
     pub(super) fn attempt_timeout(&self, deadline: Instant, now: Instant) -> Duration {
-        let left = deadline.saturating_duration_since(now);
+        self.cap_attempt(deadline.saturating_duration_since(now))
+    }
+
+    /// An attempt's timeout when `left` of the send's time budget is left.
+    pub(super) fn cap_attempt(&self, left: Duration) -> Duration {
         match self.config.per_attempt_timeout() {
             Some(cap) => left.min(cap),
             None => left,

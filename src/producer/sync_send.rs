@@ -19,12 +19,52 @@ use crate::routing::selector::QueueSelector;
 /// The most broker address memories kept for synchronous sends (one per concurrent caller).
 pub(super) const SYNC_MEMOS: usize = 64;
 
+/// A synchronous send's time budget, with the clock read that the send's first attempt
+/// starts with (no read of its own).
+#[derive(Clone, Copy)]
+struct Budget {
+    /// The end of the send's time budget.
+    deadline: Instant,
+    /// A clock read taken just before (when preparing the send began).
+    now: Instant,
+    /// `deadline` is this long after `now`: an attempt that starts at `now` gets all of it
+    /// with no subtraction. `None` when the budget started earlier.
+    whole: Option<Duration>,
+}
+
+impl Budget {
+    /// A budget that ends at `deadline`, with the clock read now.
+    fn until(deadline: Instant) -> Self {
+        Budget {
+            deadline,
+            now: Instant::now(),
+            whole: None,
+        }
+    }
+
+    /// The budget with a later clock read `now`.
+    fn at(self, now: Instant) -> Self {
+        Budget {
+            now,
+            whole: None,
+            ..self
+        }
+    }
+
+    /// What is left of the budget at `now`.
+    fn left(&self, now: Instant) -> Duration {
+        match self.whole {
+            Some(whole) if now == self.now => whole,
+            _ => self.deadline.saturating_duration_since(now),
+        }
+    }
+}
+
 /// How a synchronous send's attempts run (see [`Inner::send_prepared_sync`]).
 struct Plan {
     /// The queue of a send to one queue (no retry elsewhere).
     fixed_queue: Option<MessageQueue>,
-    /// The end of the send's time budget.
-    deadline: Instant,
+    budget: Budget,
     /// A keyed message-hash send: never retried on another queue.
     strict: bool,
     /// The most attempts.
@@ -55,10 +95,16 @@ impl Inner {
         } else {
             started
         };
-        let deadline = now + self.config.send_timeout();
-        let (result, ended) = self.send_sync_at(msg, target, deadline, now);
-        match ended {
-            Some(ended) => op.record_ended(&result, &ended),
+        let whole = self.config.send_timeout();
+        let budget = Budget {
+            deadline: now + whole,
+            now,
+            whole: Some(whole),
+        };
+        let mut ended = None;
+        let result = self.send_sync_at(msg, target, budget, &mut ended);
+        match &ended {
+            Some(ended) => op.record_ended(&result, ended),
             None => op.record(&result),
         }
         result
@@ -71,40 +117,36 @@ impl Inner {
         target: SyncTarget<'_>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.send_sync_at(msg, target, deadline, Instant::now()).0
+        self.send_sync_at(msg, target, Budget::until(deadline), &mut None)
     }
 
-    /// [`Inner::send_sync_until`] with the clock read at `now` (just before): the result and,
-    /// when an attempt ran last, when it ended.
+    /// [`Inner::send_sync_until`] within `budget`; `ended` gets when the last attempt ended,
+    /// if one ran last.
     fn send_sync_at(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
-        deadline: Instant,
-        now: Instant,
-    ) -> (Result<SendResult>, Option<Ended>) {
-        if let Err(e) = self.check_running() {
-            return (Err(e), None);
-        }
+        budget: Budget,
+        ended: &mut Option<Ended>,
+    ) -> Result<SendResult> {
+        self.check_running()?;
         // Preparing checks the message; a selector must not see a bad one first.
-        let (queue, now) = match target {
-            SyncTarget::Auto => (None, now),
-            SyncTarget::Queue(q) => (Some(q), now),
+        let (queue, budget) = match target {
+            SyncTarget::Auto => (None, budget),
+            SyncTarget::Queue(q) => (Some(q), budget),
             SyncTarget::Selector(selector, arg) => {
-                match self.select_for_sync(&msg, selector, arg, deadline) {
+                match self.select_for_sync(&msg, selector, arg, budget.deadline) {
                     // The selector (user code, maybe after a route lookup) took time.
-                    Ok(q) => (Some(q), Instant::now()),
-                    Err(e) => return (Err(e), None),
+                    Ok(q) => (Some(q), budget.at(Instant::now())),
+                    Err(e) => return Err(e),
                 }
             }
         };
         // Prepared where it stays (not moved out of the preparing functions).
         let mut prepared = Prepared::vacant();
-        if let Err(e) = self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared) {
-            return (Err(e), None);
-        }
+        self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
-        self.send_prepared_sync_at(&prepared, queue, deadline, now)
+        self.send_prepared_sync_at(&prepared, queue, budget, ended)
     }
 
     /// The queue `selector` picks for `msg` and `arg` (the message checked first).
@@ -127,19 +169,18 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.send_prepared_sync_at(prepared, fixed_queue, deadline, Instant::now())
-            .0
+        self.send_prepared_sync_at(prepared, fixed_queue, Budget::until(deadline), &mut None)
     }
 
-    /// [`Inner::send_prepared_sync`] with the clock read at `now` (just before): the result
-    /// and, when an attempt ran last, when it ended.
+    /// [`Inner::send_prepared_sync`] within `budget`; `ended` gets when the last attempt
+    /// ended, if one ran last.
     fn send_prepared_sync_at(
         &self,
         prepared: &Prepared,
         fixed_queue: Option<MessageQueue>,
-        deadline: Instant,
-        now: Instant,
-    ) -> (Result<SendResult>, Option<Ended>) {
+        budget: Budget,
+        ended: &mut Option<Ended>,
+    ) -> Result<SendResult> {
         // Strict order: a keyed message-hash send is never retried on another queue.
         let strict = self.strict_hash_key(prepared).is_some();
         let attempts = if fixed_queue.is_some() || strict {
@@ -150,11 +191,11 @@ impl Inner {
         let mut memo = self.sync_memos.lock().pop().unwrap_or_default();
         let plan = Plan {
             fixed_queue,
-            deadline,
+            budget,
             strict,
             attempts,
         };
-        let result = self.send_attempts_sync(prepared, &plan, now, &mut memo);
+        let result = self.send_attempts_sync(prepared, &plan, &mut memo, ended);
         let mut memos = self.sync_memos.lock();
         if memos.len() < SYNC_MEMOS {
             memos.push(memo);
@@ -163,28 +204,28 @@ impl Inner {
     }
 
     /// The attempts of [`Inner::send_prepared_sync_at`], with the broker address memory
-    /// `memo`. The clock is read once per attempt before it (`now` stands for the first
-    /// read) and once after it: the start serves the deadline check, the queue choice, the
-    /// request's deadline and the latency; the end serves the statistics, the fault table,
-    /// the hooks and the send's record.
+    /// `memo`. The clock is read once per attempt before it (the budget's read stands for
+    /// the first) and once after it: the start serves the deadline check, the queue choice,
+    /// the request's deadline and the latency; the end serves the statistics, the fault
+    /// table, the hooks and the send's record.
     fn send_attempts_sync(
         &self,
         prepared: &Prepared,
         plan: &Plan,
-        now: Instant,
         memo: &mut AddrMemo,
-    ) -> (Result<SendResult>, Option<Ended>) {
+        last_end: &mut Option<Ended>,
+    ) -> Result<SendResult> {
         let Plan {
             fixed_queue,
-            deadline,
+            budget,
             strict,
             attempts,
         } = plan;
-        let (deadline, strict) = (*deadline, *strict);
+        let (deadline, strict) = (budget.deadline, *strict);
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
         let mut attempt_no = 0;
-        let mut first_now = Some(now);
+        let mut first_now = Some(budget.now);
         for _ in 0..*attempts {
             let mut now = first_now.take().unwrap_or_else(Instant::now);
             if now >= deadline {
@@ -196,18 +237,12 @@ impl Inner {
                     let info = match self.cached_publish_info(prepared.wire_topic(), now) {
                         Some(info) => info,
                         None => {
-                            let info = match self.publish_info(prepared.wire_topic(), deadline) {
-                                Ok(info) => info,
-                                Err(e) => return (Err(e), None),
-                            };
+                            let info = self.publish_info(prepared.wire_topic(), deadline)?;
                             now = Instant::now(); // after a lookup
                             info
                         }
                     };
-                    match self.select_auto(&info, prepared, last_broker.as_deref(), now) {
-                        Ok(q) => q,
-                        Err(e) => return (Err(e), None),
-                    }
+                    self.select_auto(&info, prepared, last_broker.as_deref(), now)?
                 }
             };
             let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
@@ -234,7 +269,7 @@ impl Inner {
                 &mut memo.stats,
             );
             let started = now;
-            let timeout = self.attempt_timeout(deadline, started);
+            let timeout = self.cap_attempt(budget.left(started));
             let born = now_ms();
             let result = self
                 .remoting
@@ -269,16 +304,16 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 match result {
                     Ok(r) => {
-                        let r = self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no);
-                        return (r, None);
+                        return self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no)
                     }
                     Err(e) => failures.push(e),
                 }
                 continue;
             }
-            return (result, Some(ended));
+            *last_end = Some(ended);
+            return result;
         }
-        (Err(self.attempts_failed(deadline, failures)), None)
+        Err(self.attempts_failed(deadline, failures))
     }
 
     /// `retryAnotherBrokerWhenNotStoreOK`: the message is stored but not flushed/replicated;
@@ -387,5 +422,53 @@ impl Inner {
             broker::encode_send_frame(prepared, queue, &self.defaults, born, spec, out)
         })?;
         self.remoting.send_encoded_sync(request, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what
+    /// the subtraction gives, at the start and at any later or earlier read.
+    #[test]
+    fn budget_left_matches_the_subtraction() {
+        let base = Instant::now();
+        let lengths = [0, 1, 999, 1_000_000, 3_000_000_000, 86_400_000_000_000u64];
+        for (i, &whole_ns) in lengths.iter().enumerate() {
+            let whole = Duration::from_nanos(whole_ns);
+            let now = base + Duration::from_nanos(i as u64 * 7);
+            let budget = Budget {
+                deadline: now + whole,
+                now,
+                whole: Some(whole),
+            };
+            for offset in [
+                0,
+                1,
+                500,
+                whole_ns / 2,
+                whole_ns,
+                whole_ns + 1,
+                whole_ns * 2,
+            ] {
+                let t = now + Duration::from_nanos(offset);
+                assert_eq!(
+                    budget.left(t),
+                    budget.deadline.saturating_duration_since(t),
+                    "whole {whole_ns} ns, read {offset} ns after"
+                );
+            }
+            let later = budget.at(now + Duration::from_nanos(3));
+            assert_eq!(
+                later.left(later.now),
+                later.deadline.saturating_duration_since(later.now)
+            );
+            let until = Budget::until(budget.deadline);
+            assert_eq!(
+                until.left(until.now),
+                until.deadline.saturating_duration_since(until.now)
+            );
+        }
     }
 }
