@@ -138,7 +138,9 @@ pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
 /// Puts a handle's completion into this thread's pool, if it completed: a pending one stays
 /// unshared, so that its completer sees it abandoned ([`Completer::is_abandoned`]).
 fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
-    if matches!(shared.slot.lock().state, State::Pending) {
+    // `ready` is set (under the lock) with the value, so it says whether the state has left
+    // `Pending` without taking the lock.
+    if !shared.ready.load(Ordering::Acquire) {
         return;
     }
     T::with_pool(|pool| {
