@@ -9,6 +9,7 @@ use super::inner::Inner;
 use super::prepare::Prepared;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
+use crate::routing::fault::FaultMemo;
 use crate::routing::mapping::TopicPublishInfo;
 use crate::routing::selector::QueueSelector;
 
@@ -96,16 +97,31 @@ impl Inner {
         result: &Result<SendResult>,
     ) {
         let now = self.routing_at(ended);
-        match result {
-            Ok(_) => self
-                .router
-                .update_fault(broker_name, latency, false, true, now),
-            Err(e) => {
-                let reachable = !matches!(e, Error::Broker { .. } | Error::NoPermission { .. });
-                self.router
-                    .update_fault(broker_name, latency, true, reachable, now);
-                self.router.record_error(broker_name, e.to_string());
-            }
+        let (isolation, reachable) = fault_of(result);
+        self.router
+            .update_fault(broker_name, latency, isolation, reachable, now);
+        if let Err(e) = result {
+            self.router.record_error(broker_name, e.to_string());
+        }
+    }
+
+    /// [`Inner::record_attempt`] through `memo`, the fault-table entry of the broker last
+    /// reported on (see [`crate::routing::fault::FaultMemo`]).
+    pub(super) fn record_attempt_memo(
+        &self,
+        broker_name: &Arc<str>,
+        memo: &mut FaultMemo,
+        latency: Duration,
+        ended: Instant,
+        result: &Result<SendResult>,
+    ) {
+        let now = self.routing_at(ended);
+        let (isolation, reachable) = fault_of(result);
+        self.router
+            .fault()
+            .update_memo(broker_name, memo, latency, isolation, reachable, now);
+        if let Err(e) = result {
+            self.router.record_error(broker_name, e.to_string());
         }
     }
 
@@ -169,5 +185,16 @@ impl Inner {
         }
         let picked = select(queues)?;
         Ok(queues[picked % queues.len()].clone())
+    }
+}
+
+/// How an attempt's result counts in the fault table: (isolates the broker, reached it).
+fn fault_of(result: &Result<SendResult>) -> (bool, bool) {
+    match result {
+        Ok(_) => (false, true),
+        Err(e) => (
+            true,
+            !matches!(e, Error::Broker { .. } | Error::NoPermission { .. }),
+        ),
     }
 }

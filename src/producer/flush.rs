@@ -146,6 +146,7 @@ impl TrackedCompleter {
 
     /// Completes the handle, then ends the ticket (so a flush that returns sees the handle
     /// done). Returns `false` if it was complete already.
+    #[inline(always)] // the result is large: no copy per call (see `finish_done`)
     pub(crate) fn complete(mut self, value: Result<SendResult>) -> bool {
         let ticket = self.ticket.take();
         let done = self.completer.complete(value);

@@ -179,6 +179,7 @@ pub struct Completer<T> {
 
 impl<T> Completer<T> {
     /// Completes the handle with `value`. Returns `false` if it was already complete.
+    #[inline(always)] // a large value is moved once, into the slot (no copy per call)
     pub fn complete(mut self, value: Result<T>) -> bool {
         match self.shared.take() {
             Some(shared) => finish(&shared, value),
@@ -194,6 +195,7 @@ impl<T> Completer<T> {
     }
 }
 
+#[inline(always)]
 fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
     let (waker, thread) = {
         let mut slot = shared.slot.lock();

@@ -8,7 +8,6 @@
 //! requests and connects.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
@@ -110,7 +109,7 @@ pub(crate) fn spawn(
         conns: Vec::new(),
         free: Vec::new(),
         by_addr: HashMap::new(),
-        pending: HashMap::default(),
+        pending: PendingTable::default(),
         deadlines: Deadlines::default(),
         dirty: Vec::new(),
         frames: Vec::new(),
@@ -156,7 +155,139 @@ impl Hasher for OpaqueHasher {
     }
 }
 
-type PendingMap = HashMap<i32, Pending, BuildHasherDefault<OpaqueHasher>>;
+/// Requests waiting for their responses, by opaque (see [`OpaqueTable`]).
+type PendingTable = OpaqueTable<Pending>;
+
+/// Slots an [`OpaqueTable`] starts with, and the most it grows to.
+const MIN_SLOTS: usize = 256;
+const MAX_SLOTS: usize = 8 * 1024;
+
+/// Values by opaque, as a map would keep them, found without hashing: a ring of slots indexed
+/// by the opaque's low bits (opaques are handed out in sequence, so the requests in flight at
+/// once mostly fall in distinct slots), and a map for an opaque whose slot another one holds
+/// (a request left pending long enough for the counter to come round to its slot). The ring
+/// doubles, up to [`MAX_SLOTS`], when it gets crowded.
+struct OpaqueTable<V> {
+    slots: Vec<Option<(i32, V)>>,
+    /// Values whose slot was taken when they came.
+    overflow: HashMap<i32, V, BuildHasherDefault<OpaqueHasher>>,
+    /// Values in `slots`.
+    in_slots: usize,
+}
+
+impl<V> Default for OpaqueTable<V> {
+    fn default() -> Self {
+        OpaqueTable {
+            slots: Vec::new(),
+            overflow: HashMap::default(),
+            in_slots: 0,
+        }
+    }
+}
+
+impl<V> OpaqueTable<V> {
+    fn slot_of(&self, opaque: i32) -> usize {
+        // `slots.len()` is a power of two (or zero: then nothing is looked up in it).
+        (opaque as u32 as usize) & self.slots.len().wrapping_sub(1)
+    }
+
+    fn len(&self) -> usize {
+        self.in_slots + self.overflow.len()
+    }
+
+    fn get(&self, opaque: i32) -> Option<&V> {
+        if let Some(Some((o, v))) = self.slots.get(self.slot_of(opaque)) {
+            if *o == opaque {
+                return Some(v);
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.get(&opaque)
+    }
+
+    /// Adds `value` under `opaque`; gives it back if the opaque is in use.
+    fn insert(&mut self, opaque: i32, value: V) -> std::result::Result<(), V> {
+        if self.get(opaque).is_some() {
+            return Err(value);
+        }
+        if self.slots.len() < MAX_SLOTS && 2 * (self.len() + 1) > self.slots.len() {
+            self.grow();
+        }
+        let i = self.slot_of(opaque);
+        match self.slots.get_mut(i) {
+            Some(slot @ None) => {
+                *slot = Some((opaque, value));
+                self.in_slots += 1;
+            }
+            _ => {
+                self.overflow.insert(opaque, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the value of `opaque` if `keep` says no to it (`keep` sees it first).
+    fn remove_unless(&mut self, opaque: i32, keep: impl FnOnce(&V) -> bool) -> Option<V> {
+        let i = self.slot_of(opaque);
+        if let Some(slot) = self.slots.get_mut(i) {
+            if matches!(slot, Some((o, _)) if *o == opaque) {
+                if slot.as_ref().is_some_and(|(_, v)| keep(v)) {
+                    return None;
+                }
+                self.in_slots -= 1;
+                return slot.take().map(|(_, v)| v);
+            }
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        match self.overflow.entry(opaque) {
+            std::collections::hash_map::Entry::Occupied(e) if !keep(e.get()) => Some(e.remove()),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, opaque: i32) -> Option<V> {
+        self.remove_unless(opaque, |_| false)
+    }
+
+    /// Every opaque and value, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = (i32, &V)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.as_ref().map(|(o, v)| (*o, v)))
+            .chain(self.overflow.iter().map(|(&o, v)| (o, v)))
+    }
+
+    /// Takes every value out.
+    fn drain(&mut self) -> Vec<(i32, V)> {
+        let mut out: Vec<(i32, V)> = self.slots.iter_mut().filter_map(Option::take).collect();
+        out.extend(self.overflow.drain());
+        self.in_slots = 0;
+        out
+    }
+
+    /// Doubles the ring (to [`MIN_SLOTS`] at first) and puts every value where it now belongs.
+    fn grow(&mut self) {
+        let size = (2 * self.slots.len()).clamp(MIN_SLOTS, MAX_SLOTS);
+        let all = self.drain();
+        self.slots = std::iter::repeat_with(|| None).take(size).collect();
+        for (opaque, value) in all {
+            let i = self.slot_of(opaque);
+            match self.slots.get_mut(i) {
+                Some(slot @ None) => {
+                    *slot = Some((opaque, value));
+                    self.in_slots += 1;
+                }
+                _ => {
+                    self.overflow.insert(opaque, value);
+                }
+            }
+        }
+    }
+}
 
 struct EventLoop {
     poll: Poll,
@@ -169,7 +300,7 @@ struct EventLoop {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     by_addr: HashMap<Arc<str>, usize>,
-    pending: PendingMap,
+    pending: PendingTable,
     /// Deadlines (in ticks) of pending requests, nearest first. Entries of requests that
     /// ended are dropped lazily (when they reach the top, or when the heap is rebuilt).
     deadlines: Deadlines,
@@ -262,7 +393,7 @@ impl EventLoop {
         while let Some((deadline, opaque)) = self.deadlines.peek() {
             if self
                 .pending
-                .get(&opaque)
+                .get(opaque)
                 .is_some_and(|p| p.deadline == deadline)
             {
                 next = Some(deadline);
@@ -370,11 +501,11 @@ impl EventLoop {
             return;
         }
         let opaque = cmd.opaque;
-        let ours = self
+        // A response on another connection than its request's is not its response.
+        match self
             .pending
-            .get(&opaque)
-            .is_some_and(|p| p.token == idx && p.conn_id == conn_id);
-        match ours.then(|| self.pending.remove(&opaque)).flatten() {
+            .remove_unless(opaque, |p| p.token != idx || p.conn_id != conn_id)
+        {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
                 p.reply.complete(Ok(cmd));
@@ -548,24 +679,21 @@ impl EventLoop {
             return;
         }
         if let Some(reply) = r.reply {
-            match self.pending.entry(r.opaque) {
-                Entry::Occupied(_) => {
-                    reply.complete(Err(Error::Protocol(CodecError::Malformed(format!(
+            let pending = Pending {
+                deadline,
+                timeout: r.timeout,
+                token: idx,
+                conn_id: conn.id,
+                reply,
+                keep_connection_on_timeout: r.keep_connection_on_timeout,
+            };
+            if let Err(p) = self.pending.insert(r.opaque, pending) {
+                p.reply
+                    .complete(Err(Error::Protocol(CodecError::Malformed(format!(
                         "opaque {} is still in use by a pending request",
                         r.opaque
                     )))));
-                    return;
-                }
-                Entry::Vacant(v) => {
-                    v.insert(Pending {
-                        deadline,
-                        timeout: r.timeout,
-                        token: idx,
-                        conn_id: conn.id,
-                        reply,
-                        keep_connection_on_timeout: r.keep_connection_on_timeout,
-                    });
-                }
+                return;
             }
             self.deadlines.push(deadline, r.opaque);
             self.pending_count.fetch_add(1, Ordering::Relaxed);
@@ -756,12 +884,12 @@ impl EventLoop {
             self.deadlines.pop();
             if !self
                 .pending
-                .get(&opaque)
+                .get(opaque)
                 .is_some_and(|p| p.deadline == deadline)
             {
                 continue; // ended already
             }
-            if let Some(p) = self.pending.remove(&opaque) {
+            if let Some(p) = self.pending.remove(opaque) {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
                 let conn = self.conns.get(p.token).and_then(Option::as_ref);
                 let addr = conn.map(|c| c.addr.to_string()).unwrap_or_default();
@@ -798,7 +926,7 @@ impl EventLoop {
             while let Some((deadline, opaque)) = self.deadlines.peek() {
                 if self
                     .pending
-                    .get(&opaque)
+                    .get(opaque)
                     .is_some_and(|p| p.deadline == deadline)
                 {
                     break;
@@ -808,7 +936,7 @@ impl EventLoop {
         }
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
             self.deadlines
-                .rebuild(self.pending.iter().map(|(&opaque, p)| (p.deadline, opaque)));
+                .rebuild(self.pending.iter().map(|(opaque, p)| (p.deadline, opaque)));
         }
         let mut overdue = std::mem::take(&mut self.scratch);
         overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
@@ -878,7 +1006,7 @@ impl EventLoop {
             .pending
             .iter()
             .filter(|(_, p)| p.token == idx && p.conn_id == conn.id)
-            .map(|(&opaque, _)| opaque)
+            .map(|(opaque, _)| opaque)
             .collect();
         self.pending_count
             .fetch_sub(failed.len(), Ordering::Relaxed);
@@ -890,7 +1018,7 @@ impl EventLoop {
         );
         drop(conn);
         for opaque in failed {
-            if let Some(p) = self.pending.remove(&opaque) {
+            if let Some(p) = self.pending.remove(opaque) {
                 p.reply.complete(Err(error.duplicate()));
             }
         }
@@ -1014,6 +1142,77 @@ pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// The opaque table keeps exactly what a map would, whatever the opaques: sequential ones,
+    /// ones that share a slot (equal low bits, at every ring size), negative and extreme ones,
+    /// duplicates (refused, the value handed back), removals that the predicate refuses, while
+    /// the ring grows and after a drain.
+    #[test]
+    fn opaque_table_keeps_what_a_map_keeps() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for round in 0..300 {
+            let mut table: OpaqueTable<u64> = OpaqueTable::default();
+            let mut model: HashMap<i32, u64> = HashMap::new();
+            let mut next: i32 = rng.gen_range(-2..3) * 1_000_000_000;
+            let mut used: Vec<i32> = Vec::new();
+            for step in 0..rng.gen_range(1..3000u64) {
+                let pick = |rng: &mut rand::rngs::StdRng, used: &[i32], next: i32| -> i32 {
+                    match rng.gen_range(0..8) {
+                        0 if !used.is_empty() => used[rng.gen_range(0..used.len())],
+                        1 if !used.is_empty() => {
+                            // Same low bits as one in use, at some ring size.
+                            let base = used[rng.gen_range(0..used.len())];
+                            let ring =
+                                [MIN_SLOTS, 2 * MIN_SLOTS, 4096, MAX_SLOTS][rng.gen_range(0..4)];
+                            base.wrapping_add(ring as i32 * rng.gen_range(-3..4))
+                        }
+                        2 => [i32::MIN, i32::MAX, -1, 0, 1][rng.gen_range(0..5)],
+                        _ => next,
+                    }
+                };
+                let opaque = pick(&mut rng, &used, next);
+                match rng.gen_range(0..10) {
+                    0..=4 => {
+                        next = next.wrapping_add(1);
+                        let got = table.insert(opaque, step);
+                        let expected = match model.entry(opaque) {
+                            std::collections::hash_map::Entry::Occupied(_) => Err(step),
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(step);
+                                used.push(opaque);
+                                Ok(())
+                            }
+                        };
+                        assert_eq!(got, expected, "round {round} insert {opaque}");
+                    }
+                    5 | 6 => {
+                        let refuse = rng.gen_bool(0.3);
+                        let got = table.remove_unless(opaque, |_| refuse);
+                        let expected = if refuse { None } else { model.remove(&opaque) };
+                        assert_eq!(got, expected, "round {round} remove {opaque}");
+                    }
+                    7 => assert_eq!(table.remove(opaque), model.remove(&opaque)),
+                    8 if rng.gen_range(0..200) == 0 => {
+                        let mut got = table.drain();
+                        let mut expected: Vec<(i32, u64)> = model.drain().collect();
+                        got.sort_unstable();
+                        expected.sort_unstable();
+                        assert_eq!(got, expected, "round {round} drain");
+                    }
+                    _ => assert_eq!(table.get(opaque), model.get(&opaque), "round {round}"),
+                }
+                assert_eq!(table.len(), model.len(), "round {round}");
+            }
+            let mut got: Vec<(i32, u64)> = table.iter().map(|(o, v)| (o, *v)).collect();
+            let mut expected: Vec<(i32, u64)> = model.iter().map(|(&o, &v)| (o, v)).collect();
+            got.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(got, expected, "round {round}");
+            for (o, v) in &expected {
+                assert_eq!(table.get(*o), Some(v));
+            }
+        }
+    }
 
     /// Deadlines pushed in order, out of order and mixed, with pops in between, come out
     /// nearest first, as a sorted list says; a rebuild keeps exactly the live ones.

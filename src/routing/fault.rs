@@ -14,7 +14,9 @@
 //! the default tables), as in Java 5.1.4+.
 //!
 //! The table is pure: every call that needs the time takes `now`, so tests inject time instead of
-//! sleeping. It is `Send + Sync`, with interior mutability behind a `parking_lot::RwLock`.
+//! sleeping. It is `Send + Sync`: a `parking_lot::RwLock` over the map of brokers, and a mutex
+//! per broker's entry. A sender that remembers a broker's entry (a `FaultMemo`) reports its
+//! attempts on it under the entry's lock alone: no map lookup, no write lock on the map.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -29,9 +31,10 @@
 //! ```
 
 use crate::hash::FxHashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 
@@ -126,6 +129,14 @@ impl FaultTables {
     /// How long a broker is avoided after an attempt with this latency: the duration of the
     /// largest threshold that `latency` reaches, or zero below the first.
     pub fn not_available_for(&self, latency: Duration) -> Duration {
+        // Below the first (smallest) threshold: none is reached (the common case, one compare).
+        if self
+            .latency_max
+            .first()
+            .map_or(true, |first| latency < *first)
+        {
+            return Duration::ZERO;
+        }
         self.latency_max
             .iter()
             .rposition(|max| latency >= *max)
@@ -185,6 +196,9 @@ struct FaultItem {
     consecutive_failures: u32,
     total_failures: u64,
     last_error: Option<String>,
+    /// Taken out of the table ([`LatencyFaultTolerance::remove`], `retain`): a memo that still
+    /// holds it must look its broker up again.
+    removed: bool,
 }
 
 impl Default for FaultItem {
@@ -200,6 +214,7 @@ impl Default for FaultItem {
             consecutive_failures: 0,
             total_failures: 0,
             last_error: None,
+            removed: false,
         }
     }
 }
@@ -215,8 +230,14 @@ impl FaultItem {
 #[derive(Debug)]
 pub struct LatencyFaultTolerance {
     tables: FaultTables,
-    items: RwLock<FxHashMap<String, FaultItem>>,
+    items: RwLock<FxHashMap<String, Arc<Mutex<FaultItem>>>>,
 }
+
+/// A sender's memory of the table entry of the broker it last reported on (see
+/// [`LatencyFaultTolerance::update_memo`]): the next report on the same broker goes straight to
+/// the entry. An entry taken out of the table is marked so, and the memo then looks again.
+#[derive(Default)]
+pub(crate) struct FaultMemo(Option<(Arc<str>, Arc<Mutex<FaultItem>>)>);
 
 impl Default for LatencyFaultTolerance {
     /// With the Java 5.1.4+ tables.
@@ -259,18 +280,69 @@ impl LatencyFaultTolerance {
         reachable: bool,
         now: Instant,
     ) {
+        let items = self.items.read();
+        if let Some(entry) = items.get(broker) {
+            self.apply(&mut entry.lock(), latency, isolation, reachable, now);
+            return;
+        }
+        drop(items);
+        let mut items = self.items.write();
+        let entry = items.entry(broker.to_owned()).or_default();
+        self.apply(&mut entry.lock(), latency, isolation, reachable, now);
+    }
+
+    /// [`LatencyFaultTolerance::update`] through `memo`: on the broker the memo holds, the
+    /// report takes the entry's lock only (no lookup, no lock on the map); on another broker
+    /// (or one taken out of the table since), it looks the broker up and remembers it.
+    pub(crate) fn update_memo(
+        &self,
+        broker: &Arc<str>,
+        memo: &mut FaultMemo,
+        latency: Duration,
+        isolation: bool,
+        reachable: bool,
+        now: Instant,
+    ) {
+        if let Some((name, entry)) = &memo.0 {
+            if Arc::ptr_eq(name, broker) || **name == **broker {
+                let mut item = entry.lock();
+                if !item.removed {
+                    self.apply(&mut item, latency, isolation, reachable, now);
+                    return;
+                }
+            }
+        }
+        // Under the map's lock: a removal cannot slip in between the look-up and the report.
+        let mut items = self.items.write();
+        let entry = match items.get(&**broker) {
+            Some(entry) => entry.clone(),
+            None => items.entry(broker.to_string()).or_default().clone(),
+        };
+        self.apply(&mut entry.lock(), latency, isolation, reachable, now);
+        drop(items);
+        memo.0 = Some((broker.clone(), entry));
+    }
+
+    /// The report of [`LatencyFaultTolerance::update`] on one broker's entry.
+    fn apply(
+        &self,
+        item: &mut FaultItem,
+        latency: Duration,
+        isolation: bool,
+        reachable: bool,
+        now: Instant,
+    ) {
         let duration = self.tables.not_available_for(if isolation {
             ISOLATION_LATENCY
         } else {
             latency
         });
-        let available_at = now.checked_add(duration).unwrap_or(now);
-        let failed = isolation || !reachable;
-        let mut items = self.items.write();
-        let item = match items.get_mut(broker) {
-            Some(item) => item,
-            None => items.entry(broker.to_owned()).or_default(),
+        let available_at = if duration.is_zero() {
+            now
+        } else {
+            now.checked_add(duration).unwrap_or(now)
         };
+        let failed = isolation || !reachable;
         item.available_at = Some(available_at);
         item.reachable = reachable;
         item.last_latency = Some(latency);
@@ -296,11 +368,11 @@ impl LatencyFaultTolerance {
     pub fn record_error(&self, broker: &str, error: impl Into<String>) {
         let error = error.into();
         let mut items = self.items.write();
-        let item = match items.get_mut(broker) {
-            Some(item) => item,
+        let entry = match items.get(broker) {
+            Some(entry) => entry,
             None => items.entry(broker.to_owned()).or_default(),
         };
-        item.last_error = Some(error);
+        entry.lock().last_error = Some(error);
     }
 
     /// Whether `broker` may be chosen at `now`: true unless an isolation is running. Brokers
@@ -309,7 +381,7 @@ impl LatencyFaultTolerance {
         self.items
             .read()
             .get(broker)
-            .map_or(true, |item| item.is_available(now))
+            .map_or(true, |item| item.lock().is_available(now))
     }
 
     /// Whether the last attempt on `broker` reached it. Brokers never reported are reachable.
@@ -317,14 +389,14 @@ impl LatencyFaultTolerance {
         self.items
             .read()
             .get(broker)
-            .map_or(true, |item| item.reachable)
+            .map_or(true, |item| item.lock().reachable)
     }
 
     /// Marks `broker` reachable again (for example after a successful probe), without changing
     /// its isolation.
     pub fn mark_reachable(&self, broker: &str) {
-        if let Some(item) = self.items.write().get_mut(broker) {
-            item.reachable = true;
+        if let Some(item) = self.items.read().get(broker) {
+            item.lock().reachable = true;
         }
     }
 
@@ -333,18 +405,26 @@ impl LatencyFaultTolerance {
         self.items
             .read()
             .get(broker)
-            .and_then(|item| item.ewma_secs)
+            .and_then(|item| item.lock().ewma_secs)
             .map(secs_to_duration)
     }
 
     /// Forgets `broker`.
     pub fn remove(&self, broker: &str) {
-        self.items.write().remove(broker);
+        if let Some(entry) = self.items.write().remove(broker) {
+            entry.lock().removed = true;
+        }
     }
 
     /// Keeps only the brokers for which `keep` is true.
     pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
-        self.items.write().retain(|name, _| keep(name));
+        self.items.write().retain(|name, entry| {
+            let kept = keep(name);
+            if !kept {
+                entry.lock().removed = true;
+            }
+            kept
+        });
     }
 
     /// How many brokers have data.
@@ -362,7 +442,8 @@ impl LatencyFaultTolerance {
         let items = self.items.read();
         let mut out: Vec<BrokerFaultInfo> = items
             .iter()
-            .map(|(name, item)| {
+            .map(|(name, entry)| {
+                let item = entry.lock();
                 let isolated_until = item.available_at.filter(|at| *at > now);
                 BrokerFaultInfo {
                     broker_name: name.clone(),
@@ -395,7 +476,7 @@ impl LatencyFaultTolerance {
 
 /// A read-only view of the table, valid while its read lock is held.
 pub(crate) struct FaultView<'a> {
-    items: &'a FxHashMap<String, FaultItem>,
+    items: &'a FxHashMap<String, Arc<Mutex<FaultItem>>>,
 }
 
 impl FaultView<'_> {
@@ -407,11 +488,13 @@ impl FaultView<'_> {
     pub(crate) fn is_available(&self, broker: &str, now: Instant) -> bool {
         self.items
             .get(broker)
-            .map_or(true, |item| item.is_available(now))
+            .map_or(true, |item| item.lock().is_available(now))
     }
 
     pub(crate) fn is_reachable(&self, broker: &str) -> bool {
-        self.items.get(broker).map_or(true, |item| item.reachable)
+        self.items
+            .get(broker)
+            .map_or(true, |item| item.lock().reachable)
     }
 
     /// The EWMA in seconds, if its last sample is no older than `max_age` at `now`.
@@ -421,7 +504,7 @@ impl FaultView<'_> {
         now: Instant,
         max_age: Duration,
     ) -> Option<f64> {
-        let item = self.items.get(broker)?;
+        let item = self.items.get(broker)?.lock();
         let at = item.ewma_at?;
         if now.saturating_duration_since(at) > max_age {
             return None;
@@ -464,6 +547,44 @@ mod tests {
                 MS * expected,
                 "latency {latency}"
             );
+        }
+    }
+
+    /// The shortcut below the first threshold gives what the full scan gives, on random
+    /// tables (equal thresholds, zero and non-zero durations first) at and around every
+    /// threshold.
+    #[test]
+    fn not_available_for_matches_the_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..500 {
+            let n = rng.gen_range(1..8);
+            let mut max: Vec<Duration> = (0..n).map(|_| MS * rng.gen_range(0..20_000)).collect();
+            max.sort_unstable();
+            let durations: Vec<Duration> = (0..n)
+                .map(|_| MS * rng.gen_range(0..3) * rng.gen_range(0..30_000))
+                .collect();
+            let t = FaultTables::new(max.clone(), durations.clone()).unwrap();
+            let scan = |latency: Duration| {
+                max.iter()
+                    .rposition(|m| latency >= *m)
+                    .map_or(Duration::ZERO, |i| durations[i])
+            };
+            for m in &max {
+                for latency in [
+                    m.saturating_sub(MS),
+                    *m,
+                    *m + MS,
+                    Duration::ZERO,
+                    Duration::MAX,
+                ] {
+                    assert_eq!(
+                        t.not_available_for(latency),
+                        scan(latency),
+                        "{max:?} {latency:?}"
+                    );
+                }
+            }
         }
     }
 
@@ -568,6 +689,55 @@ mod tests {
             assert_eq!(v.fresh_ewma_secs("a", t0 + MS * 1001, MS * 1000), None);
             assert_eq!(v.fresh_ewma_secs("zz", t0, MS * 1000), None);
         });
+    }
+
+    /// Reports through a memo leave the table exactly as reports by name do, whatever the
+    /// order of brokers (a name in another string is the same broker), outcomes, removals and
+    /// retains in between (a memo whose entry was taken out looks the broker up again).
+    #[test]
+    fn memo_updates_match_updates_by_name() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let names: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
+        for round in 0..200 {
+            let by_name = LatencyFaultTolerance::default();
+            let by_memo = LatencyFaultTolerance::default();
+            let mut memos: Vec<FaultMemo> = (0..2).map(|_| FaultMemo::default()).collect();
+            let t0 = Instant::now();
+            for step in 0..rng.gen_range(1..200u32) {
+                let now = t0 + MS * step * 100;
+                let name = &names[rng.gen_range(0..names.len())];
+                let name: Arc<str> = if rng.gen_bool(0.3) {
+                    Arc::from(&**name)
+                } else {
+                    name.clone()
+                };
+                match rng.gen_range(0..20) {
+                    0 => {
+                        by_name.remove(&name);
+                        by_memo.remove(&name);
+                    }
+                    1 => {
+                        by_name.retain(|n| n != &*name);
+                        by_memo.retain(|n| n != &*name);
+                    }
+                    2 => {
+                        by_name.record_error(&name, "e");
+                        by_memo.record_error(&name, "e");
+                    }
+                    _ => {
+                        let latency = MS * rng.gen_range(0..20_000);
+                        let isolation = rng.gen_bool(0.2);
+                        let reachable = rng.gen_bool(0.8);
+                        by_name.update(&name, latency, isolation, reachable, now);
+                        let memo = &mut memos[rng.gen_range(0..2)];
+                        by_memo.update_memo(&name, memo, latency, isolation, reachable, now);
+                    }
+                }
+                let at = now + MS * 50;
+                assert_eq!(by_memo.snapshot(at), by_name.snapshot(at), "round {round}");
+            }
+        }
     }
 
     #[test]

@@ -170,6 +170,34 @@ impl ExtFields {
         Some(())
     }
 
+    /// Appends `key` with its value at `values[start..end]`, a range of text the caller
+    /// appends with [`ExtFields::push_value_text`] before anything reads the map (a decoded
+    /// header's values, copied in one piece with what lies between them). Returns whether an
+    /// earlier entry of the key was replaced: then call [`ExtFields::compact_if_wasteful`]
+    /// once the text is in.
+    pub(super) fn push_range(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
+        let in_order = match self.entries.last() {
+            None => true,
+            Some((last, ..)) => key_less(last, &key),
+        };
+        if in_order {
+            self.entries.push((key, start, end));
+            false
+        } else {
+            self.place(key, start, end)
+        }
+    }
+
+    /// The length of the value buffer: where text appended next starts.
+    pub(super) fn value_text_len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Appends text that ranges given to [`ExtFields::push_range`] point into.
+    pub(super) fn push_value_text(&mut self, text: &str) {
+        self.values.push_str(text);
+    }
+
     /// Removes `key` without handing its value back.
     pub(super) fn remove_entry(&mut self, key: &str) -> bool {
         match self.position(key) {
@@ -237,7 +265,7 @@ impl ExtFields {
     }
 
     /// Drops the bytes of replaced and removed values once they are most of the buffer.
-    fn compact_if_wasteful(&mut self) {
+    pub(super) fn compact_if_wasteful(&mut self) {
         let live: usize = self.entries.iter().map(|(_, s, e)| e - s).sum();
         if self.values.len() > 256 && self.values.len() > 2 * live {
             self.compact();

@@ -20,8 +20,6 @@
 use std::borrow::Cow;
 
 use super::ext_fields::{intern_key, known_key};
-use super::json_fast::same_bytes;
-use super::json_write::next_special;
 use super::{ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
@@ -66,6 +64,9 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
             Top::Flag => cmd.flag = r.int_or_null(0)?,
             Top::Language => {
                 cmd.language = match r.string_or_null()? {
+                    // The two languages brokers are written in, without a search of the names.
+                    Some("JAVA") => LanguageCode::JAVA,
+                    Some("RUST") => LanguageCode::RUST,
                     Some(name) => LanguageCode::from_name(name).unwrap_or(LanguageCode::OTHER),
                     None => LanguageCode::JAVA,
                 }
@@ -119,6 +120,22 @@ impl Top {
         })
     }
 
+    /// The key that starts with `first`, as the literal `"name":` it is written as; Java's
+    /// `serializeTypeCurrentRPC` too (skipped as [`Top::Other`]).
+    fn literal(first: u8) -> Option<(Top, &'static Lit)> {
+        Some(match first {
+            b'c' => (Top::Code, &LIT_CODE),
+            b'e' => (Top::ExtFields, &LIT_EXT_FIELDS),
+            b'f' => (Top::Flag, &LIT_FLAG),
+            b'l' => (Top::Language, &LIT_LANGUAGE),
+            b'o' => (Top::Opaque, &LIT_OPAQUE),
+            b'r' => (Top::Remark, &LIT_REMARK),
+            b'v' => (Top::Version, &LIT_VERSION),
+            b's' => (Top::Other, &LIT_SERIALIZE_TYPE),
+            _ => return None,
+        })
+    }
+
     fn of(key: &[u8]) -> Top {
         match Top::by_first(key.first().copied().unwrap_or(0)) {
             Some((top, name)) if name.as_bytes() == key => top,
@@ -159,7 +176,7 @@ impl<'a> Flat<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.pos;
-        let end = next_special(self.buf, start);
+        let end = string_end(self.buf, start);
         // A backslash, a control character or the end of the input: not flat.
         if *self.buf.get(end)? != b'"' {
             return None;
@@ -182,20 +199,16 @@ impl<'a> Flat<'a> {
         Some(key.as_bytes())
     }
 
-    /// Consumes `"name":` when the cursor is on exactly that (eight bytes at a time, no
-    /// scan for the closing quote).
-    fn literal_key(&mut self, name: &str) -> bool {
-        let n = name.len();
-        let found = match self.buf.get(self.pos..self.pos + n + 3) {
-            Some(rest) => {
-                rest[0] == b'"'
-                    && same_bytes(&rest[1..=n], name.as_bytes())
-                    && rest[n + 1..] == *b"\":"
-            }
-            None => false,
+    /// Consumes `"name":` when the cursor is on exactly that: one masked compare of the
+    /// next 16 or 32 bytes (no scan for the closing quote, no `memcmp` call).
+    fn literal_key(&mut self, lit: &Lit) -> bool {
+        let found = match self.buf.get(self.pos..self.pos + 32) {
+            Some(window) => lit.matches(window),
+            // Near the end of the header: byte by byte.
+            None => self.buf.get(self.pos..self.pos + lit.len) == Some(lit.bytes()),
         };
         if found {
-            self.pos += n + 3;
+            self.pos += lit.len;
         }
         found
     }
@@ -203,8 +216,8 @@ impl<'a> Flat<'a> {
     /// A top-level key and its colon: told by its first byte and confirmed in place when it
     /// is one of the header's own, read as any string otherwise.
     fn top_key(&mut self) -> Option<Top> {
-        if let Some((top, name)) = self.buf.get(self.pos + 1).and_then(|&b| Top::by_first(b)) {
-            if self.literal_key(name) {
+        if let Some((top, lit)) = self.buf.get(self.pos + 1).and_then(|&b| Top::literal(b)) {
+            if self.literal_key(lit) {
                 return Some(top);
             }
         }
@@ -215,20 +228,20 @@ impl<'a> Flat<'a> {
     /// byte and confirmed in place; any other is read as a string and interned.
     fn ext_key(&mut self) -> Option<Cow<'static, str>> {
         let predicted = match self.buf.get(self.pos + 1) {
-            Some(b'M') => Some("MSG_REGION"),
-            Some(b'T') => Some("TRACE_ON"),
-            Some(b'm') => Some("msgId"),
+            Some(b'M') => Some(&LIT_MSG_REGION),
+            Some(b'T') => Some(&LIT_TRACE_ON),
+            Some(b'm') => Some(&LIT_MSG_ID),
             Some(b'q') => match self.buf.get(self.pos + 6) {
-                Some(b'I') => Some("queueId"),
-                _ => Some("queueOffset"),
+                Some(b'I') => Some(&LIT_QUEUE_ID),
+                _ => Some(&LIT_QUEUE_OFFSET),
             },
-            Some(b't') => Some("transactionId"),
-            Some(b'b') => Some("batchUniqId"),
+            Some(b't') => Some(&LIT_TRANSACTION_ID),
+            Some(b'b') => Some(&LIT_BATCH_UNIQ_ID),
             _ => None,
         };
-        if let Some(name) = predicted {
-            if self.literal_key(name) {
-                return Some(Cow::Borrowed(name));
+        if let Some(lit) = predicted {
+            if self.literal_key(lit) {
+                return Some(Cow::Borrowed(lit.name));
             }
         }
         let key = self.key()?;
@@ -296,19 +309,145 @@ impl<'a> Flat<'a> {
             self.pos += 1;
             return Some(fields);
         }
+        // The object's text between its braces is copied into the map in one piece at the
+        // end; each value is a range of it (the keys and punctuation between are never read).
+        let text_start = self.pos;
+        let base = fields.value_text_len();
+        let mut replaced = false;
         loop {
             let key = self.ext_key()?;
             let value = self.string()?;
-            fields.push_decoded(key, |buf| {
-                buf.push_str(value);
-                Some(())
-            })?;
+            // `string` consumed the closing quote.
+            let end = self.pos - 1 - text_start + base;
+            replaced |= fields.push_range(key, end - value.len(), end);
             match self.next_byte()? {
                 b',' => continue,
-                b'}' => return Some(fields),
+                b'}' => {
+                    fields.push_value_text(self.text.get(text_start..self.pos - 1)?);
+                    if replaced {
+                        fields.compact_if_wasteful();
+                    }
+                    return Some(fields);
+                }
                 _ => return None,
             }
         }
+    }
+}
+
+/// A key as written, `"name":` (at most 32 bytes), for one masked compare.
+struct Lit {
+    name: &'static str,
+    /// The `"name":` bytes, zero-padded to 32.
+    text: [u8; 32],
+    /// 0xff over the `len` bytes of `text`.
+    mask: [u8; 32],
+    len: usize,
+}
+
+impl Lit {
+    const fn new(name: &'static str) -> Lit {
+        let b = name.as_bytes();
+        let len = b.len() + 3;
+        assert!(len <= 32);
+        let mut text = [0u8; 32];
+        let mut mask = [0u8; 32];
+        text[0] = b'"';
+        let mut i = 0;
+        while i < b.len() {
+            text[i + 1] = b[i];
+            i += 1;
+        }
+        text[b.len() + 1] = b'"';
+        text[b.len() + 2] = b':';
+        let mut i = 0;
+        while i < len {
+            mask[i] = 0xff;
+            i += 1;
+        }
+        Lit {
+            name,
+            text,
+            mask,
+            len,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+
+    /// Whether `window` (32 bytes) starts with the literal.
+    fn matches(&self, window: &[u8]) -> bool {
+        let word = |bytes: &[u8], i: usize| {
+            let mut w = [0u8; 16];
+            w.copy_from_slice(&bytes[i..i + 16]);
+            u128::from_le_bytes(w)
+        };
+        let first = word(window, 0) & word(&self.mask, 0) == word(&self.text, 0);
+        first && (self.len <= 16 || word(window, 16) & word(&self.mask, 16) == word(&self.text, 16))
+    }
+}
+
+const LIT_CODE: Lit = Lit::new("code");
+const LIT_EXT_FIELDS: Lit = Lit::new("extFields");
+const LIT_FLAG: Lit = Lit::new("flag");
+const LIT_LANGUAGE: Lit = Lit::new("language");
+const LIT_OPAQUE: Lit = Lit::new("opaque");
+const LIT_REMARK: Lit = Lit::new("remark");
+const LIT_VERSION: Lit = Lit::new("version");
+const LIT_SERIALIZE_TYPE: Lit = Lit::new("serializeTypeCurrentRPC");
+const LIT_MSG_REGION: Lit = Lit::new("MSG_REGION");
+const LIT_TRACE_ON: Lit = Lit::new("TRACE_ON");
+const LIT_MSG_ID: Lit = Lit::new("msgId");
+const LIT_QUEUE_ID: Lit = Lit::new("queueId");
+const LIT_QUEUE_OFFSET: Lit = Lit::new("queueOffset");
+const LIT_TRANSACTION_ID: Lit = Lit::new("transactionId");
+const LIT_BATCH_UNIQ_ID: Lit = Lit::new("batchUniqId");
+
+/// `json_write::next_special` for a string inside a header: the index of the first quote, backslash or
+/// control character at or after `from`, or `bytes.len()`. Eight bytes at a time to the end:
+/// the last 1..=7 bytes as a word padded with a plain byte.
+fn string_end(bytes: &[u8], from: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let flagged = |w: u64| {
+        let quote = w ^ (LO * u64::from(b'"'));
+        let backslash = w ^ (LO * u64::from(b'\\'));
+        // The lowest flagged byte is exactly the first special one (borrows run upwards).
+        ((quote.wrapping_sub(LO) & !quote)
+            | (backslash.wrapping_sub(LO) & !backslash)
+            | (w.wrapping_sub(LO * 0x20) & !w))
+            & HI
+    };
+    let mut i = from;
+    loop {
+        let w = match bytes.get(i..i + 8) {
+            Some(chunk) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            }
+            None => {
+                let rest = bytes.get(i..).unwrap_or(&[]);
+                if rest.is_empty() {
+                    return bytes.len();
+                }
+                let mut word = [b'a'; 8];
+                word[..rest.len()].copy_from_slice(rest);
+                let special = flagged(u64::from_le_bytes(word));
+                return if special != 0 {
+                    i + (special.trailing_zeros() / 8) as usize
+                } else {
+                    bytes.len()
+                };
+            }
+        };
+        let special = flagged(w);
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
     }
 }
 
@@ -349,6 +488,48 @@ mod tests {
             );
         }
         flat.is_some()
+    }
+
+    /// `string_end` finds what `next_special` finds, from every start, with every byte value
+    /// at every position near the end.
+    #[test]
+    fn string_end_is_next_special() {
+        use super::super::json_write::next_special;
+        let cases: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"abcdefg\"",
+            b"abcdefgh",
+            b"abcdefghijklmnop\"",
+            b"\\",
+            b"\x7f\x80\xff\x1f",
+            "grün ✓ 𝄞\u{1}".as_bytes(),
+            b"aaaaaaa\"aaaaaaa\\",
+            b"\"#\"\x01",
+        ];
+        for bytes in cases {
+            for from in 0..=bytes.len() + 1 {
+                assert_eq!(
+                    string_end(bytes, from),
+                    next_special(bytes, from).min(bytes.len())
+                );
+            }
+        }
+        for b in 0..=255u8 {
+            for len in 1..=17 {
+                for at in 0..len {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = b;
+                    for from in 0..=len {
+                        assert_eq!(
+                            string_end(&bytes, from),
+                            next_special(&bytes, from),
+                            "{b} at {at} of {len} from {from}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn header_of(frame: &[u8]) -> Vec<u8> {
