@@ -114,7 +114,10 @@ impl Inner {
 
     /// [`Inner::routing_now`] at `now` (an `Instant::now()` the caller already read).
     pub(crate) fn routing_at(&self, now: Instant) -> Instant {
-        now + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
+        match self.routing_clock_skew_ms.load(Ordering::Relaxed) {
+            0 => now, // no skew set (the rule): no clock addition
+            skew => now + Duration::from_millis(skew),
+        }
     }
 
     pub(super) fn check_running(&self) -> Result<()> {
