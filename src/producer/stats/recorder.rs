@@ -338,6 +338,8 @@ fn second_of(epoch: Instant, now: Instant) -> u64 {
 /// attempt's and its send's records: the attempt's latency and the second (since an epoch)
 /// its rates count in.
 pub(crate) struct Ended {
+    /// When the attempt started (`now` for an end with no attempt).
+    started: Instant,
     now: Instant,
     latency: Duration,
     /// The last epoch asked for and `now`'s second since it.
@@ -348,6 +350,7 @@ impl Ended {
     /// An attempt that started at `started` and ended at `now`.
     pub(crate) fn new(started: Instant, now: Instant) -> Self {
         Ended {
+            started,
             now,
             latency: now.saturating_duration_since(started),
             second: Cell::new(None),
@@ -357,6 +360,7 @@ impl Ended {
     /// An end at `now` with no attempt's latency (zero): a send's end.
     pub(crate) fn at(now: Instant) -> Self {
         Ended {
+            started: now,
             now,
             latency: Duration::ZERO,
             second: Cell::new(None),
@@ -371,6 +375,17 @@ impl Ended {
     /// How long the attempt took.
     pub(crate) fn latency(&self) -> Duration {
         self.latency
+    }
+
+    /// The time from `started` to the end: the attempt's latency, known already when the
+    /// send started with its attempt (a send's first attempt on the caller's thread starts at
+    /// the send's instant), else one subtraction.
+    fn since(&self, started: Instant) -> Duration {
+        if started == self.started {
+            self.latency
+        } else {
+            self.now.saturating_duration_since(started)
+        }
     }
 
     fn second(&self, epoch: Instant) -> u64 {
@@ -457,8 +472,7 @@ impl Op {
         match failed {
             None => {
                 if let Some(started) = s.started {
-                    t.latency
-                        .record(ended.now.saturating_duration_since(started));
+                    t.latency.record(ended.since(started));
                 }
                 t.succeeded.fetch_add(1, Ordering::Release);
                 t.rates.add(ended.second(t.epoch), OK);
@@ -535,6 +549,40 @@ mod tests {
     use super::*;
     use crate::producer::stats::snapshot::BackpressureView;
     use crate::producer::stats::STATS_SCHEMA;
+
+    /// `Ended::since` (a send's latency from its end) is the full subtraction for every
+    /// start: the attempt's own (reused), earlier and later ones, and ends with no attempt.
+    #[test]
+    fn ended_since_is_the_subtraction() {
+        let base = Instant::now();
+        let offsets = [
+            0u64,
+            1,
+            999,
+            1_000,
+            1_000_000,
+            999_999_999,
+            1_000_000_000,
+            3_600_000_000_123,
+        ];
+        for &a in &offsets {
+            for &n in &offsets {
+                let started = base + Duration::from_nanos(a);
+                let now = base + Duration::from_nanos(n);
+                for ended in [Ended::new(started, now), Ended::at(now)] {
+                    for &o in &offsets {
+                        for op_started in [base + Duration::from_nanos(o), started, now] {
+                            assert_eq!(
+                                ended.since(op_started),
+                                now.saturating_duration_since(op_started),
+                                "attempt from {a}, end at {n}, send from {o}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     fn shutdown_result() -> Result<SendResult> {
         Err(Error::Shutdown)
