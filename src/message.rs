@@ -261,9 +261,10 @@ impl Message {
 
     /// The business keys.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
+        // No split at all when the message has no keys (most have none).
         self.property(property::KEYS)
-            .unwrap_or("")
-            .split(' ')
+            .into_iter()
+            .flat_map(|keys| keys.split(' '))
             .filter(|k| !k.is_empty())
     }
 
@@ -778,9 +779,10 @@ impl MessageExt {
 
     /// The business keys.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
+        // No split at all when the message has no keys (most have none).
         self.property(property::KEYS)
-            .unwrap_or("")
-            .split(' ')
+            .into_iter()
+            .flat_map(|keys| keys.split(' '))
             .filter(|k| !k.is_empty())
     }
 

@@ -161,7 +161,13 @@ pub(crate) fn encode_send_frame(
     }
     // a, b, c, d, and the key of e: written once per producer but for the topic.
     out.extend_from_slice(&defaults.json_group);
-    write_json_str(out, prepared.wire_topic());
+    if prepared.wire_topic_plain {
+        out.push(b'"');
+        out.extend_from_slice(prepared.wire_topic().as_bytes());
+        out.push(b'"');
+    } else {
+        write_json_str(out, prepared.wire_topic());
+    }
     out.extend_from_slice(&defaults.json_create_topic);
     write_int(out, queue.queue_id().into());
     out.extend_from_slice(b"\",\"f\":\"");

@@ -280,6 +280,23 @@ pub(super) struct AsyncSend {
     /// The fault-table entry of the broker this box last reported an attempt on (kept across
     /// the sends it is recycled for, as `addr_memo`).
     fault_memo: FaultMemo,
+    /// What the send's first attempt on the caller's thread knows without reading a clock,
+    /// when nothing waited since the send began; later attempts read the clocks again.
+    pub(super) first: Option<FirstAttempt>,
+    /// The last topic this box sent to: its publish info, and its statistics recorder (kept
+    /// across the sends it is recycled for: most go to the same topic).
+    route_memo: crate::routing::mapping::TopicMemo,
+    pub(super) stats_memo: stats::TopicMemo,
+}
+
+/// What a send's first attempt knows from when the send began ([`AsyncSend::first`]).
+pub(super) struct FirstAttempt {
+    /// The wall clock (epoch ms) read for the send's `UNIQ_KEY`: the born timestamp (one
+    /// wall-clock read per send).
+    pub(super) born_ms: i64,
+    /// The time left when the attempt starts (its deadline minus its start: the send
+    /// timeout, as the send's budget began at the attempt's start).
+    pub(super) left: Duration,
 }
 
 /// What an attempt whose request is out needs when it ends.
@@ -336,7 +353,10 @@ impl AsyncSend {
                 }
             },
         };
-        let born = now_ms();
+        // The first attempt on the caller's thread (nothing blocked since the send began)
+        // knows its born timestamp and time left; any other reads the clock.
+        let first = self.first.take().filter(|_| !may_block);
+        let born = first.as_ref().map_or_else(now_ms, |f| f.born_ms);
         let encoded = self.inner.remoting.encode_request_memo(
             &addr,
             &mut self.addr_memo.target,
@@ -375,7 +395,10 @@ impl AsyncSend {
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.
         let started = if may_block { Instant::now() } else { now };
-        let timeout = self.inner.attempt_timeout(self.deadline, started);
+        let timeout = match first {
+            Some(f) => self.inner.attempt_timeout_left(f.left),
+            None => self.inner.attempt_timeout(self.deadline, started),
+        };
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
         self.current = Some(Current {
@@ -387,7 +410,7 @@ impl AsyncSend {
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
         // code. The send's own box is the request's callback (no closure to allocate).
-        remoting.send_encoded_inline(request, timeout, self);
+        remoting.send_encoded_inline(request, started, timeout, self);
     }
 
     /// The queue for this attempt; `Ok(None)` when the route must be fetched first and this
@@ -396,7 +419,10 @@ impl AsyncSend {
         let wire_topic = self.prepared.wire_topic();
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
-            _ => match self.inner.cached_publish_info(wire_topic, now) {
+            _ => match self
+                .inner
+                .cached_publish_info_memo(wire_topic, now, &mut self.route_memo)
+            {
                 Some(info) => info,
                 None if !may_block => return Ok(None),
                 None => {
@@ -589,6 +615,9 @@ impl AsyncSend {
             ready: None,
             addr_memo: AddrMemo::default(),
             fault_memo: FaultMemo::default(),
+            first: None,
+            route_memo: Default::default(),
+            stats_memo: Default::default(),
         }
     }
 }
@@ -705,6 +734,7 @@ impl AsyncSend {
         self.attempt_no = 0;
         self.current = None;
         self.ready = None;
+        self.first = None;
     }
 }
 
@@ -778,11 +808,12 @@ impl Inner {
     ) {
         let mut job = self.vacant_send(budget.deadline);
         job.prepared = prepared;
-        self.start_prepared(job, permit, target, done, op, budget);
+        self.start_prepared(job, permit, target, done, op, budget, Instant::now());
     }
 
     /// Starts `job`, a vacant send whose message is prepared in it, and makes its first
-    /// attempt.
+    /// attempt at `now` (a clock read of the caller's, taken after any wait for room).
+    #[allow(clippy::too_many_arguments)] // the parts of one send, each moved in once
     pub(super) fn start_prepared(
         self: &Arc<Self>,
         mut job: Box<AsyncSend>,
@@ -791,6 +822,7 @@ impl Inner {
         done: Done,
         op: stats::Op,
         budget: Budget,
+        now: Instant,
     ) {
         job.attempts_left = match target {
             // Strict order: a keyed message-hash send is never retried on another queue.
@@ -803,7 +835,7 @@ impl Inner {
         job.done = Some(done);
         job.permit = Some(permit);
         job.op = op;
-        job.attempt(false);
+        job.attempt_at(false, now);
     }
 }
 
@@ -813,6 +845,115 @@ mod tests {
 
     use crate::testing::MockBroker;
     use crate::{Message, Producer};
+
+    /// A send box remembers its last topic (its route and statistics recorder, and that the
+    /// name passed the topic check): a message for another topic, valid or not, is still
+    /// checked and routed on its own, whatever the box sent before.
+    #[test]
+    fn a_box_remembering_a_topic_still_checks_and_routes_others() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_MEMO")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        let long = "a".repeat(128);
+        let bad = [
+            "bad topic",
+            "",
+            long.as_str(),
+            "SCHEDULE_TOPIC_XXXX",
+            "Good\u{e9}",
+        ];
+        for round in 0..3 {
+            for good in ["MemoA", "MemoB", "MemoA"] {
+                let r = p.send_async(Message::new(good, "x")).wait().unwrap();
+                assert_eq!(r.queue.topic(), good);
+            }
+            for topic in bad {
+                let e = p.send_async(Message::new(topic, "x")).wait().unwrap_err();
+                assert_eq!(
+                    e.kind(),
+                    crate::ErrorKind::InvalidMessage,
+                    "{round} {topic:?}"
+                );
+            }
+        }
+        let stats = p.stats();
+        assert_eq!(stats.topics["MemoA"].succeeded, 6);
+        assert_eq!(stats.topics["MemoB"].succeeded, 3);
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// One wall-clock read per send serves its id and its first attempt's born timestamp:
+    /// each stored message's born timestamp lies within its send call (first attempts never
+    /// wait here), and ids stay unique.
+    #[test]
+    fn first_attempts_are_born_within_their_send() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_BORN")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        p.send(Message::new("BornTopic", "warm")).unwrap();
+        let wall = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let mut windows = Vec::new();
+        for i in 0..200 {
+            let before = wall();
+            let h = p.send_async(Message::new("BornTopic", format!("m{i}")));
+            windows.push((format!("m{i}"), before, wall(), h));
+        }
+        let mut ids = std::collections::HashSet::new();
+        let stored = broker.wait_messages("BornTopic", 201, Duration::from_secs(20));
+        for (body, before, after, h) in windows {
+            let r = h.wait().unwrap();
+            assert!(ids.insert(r.msg_id.to_string()), "id {} twice", r.msg_id);
+            let m = stored.iter().find(|m| m.body == body.as_bytes()).unwrap();
+            assert!(
+                (before..=after).contains(&m.born_timestamp),
+                "{body} born {} outside {before}..={after}",
+                m.born_timestamp
+            );
+        }
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// The first attempt, which knows its time left without a clock read, is still capped by
+    /// the per-attempt timeout: a broker that does not answer fails it after the cap, long
+    /// before the send timeout.
+    #[test]
+    fn first_attempt_is_capped_by_the_per_attempt_timeout() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_CAP")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(60))
+            .per_attempt_timeout(Duration::from_millis(300))
+            .retries(0)
+            .start()
+            .unwrap();
+        p.send(Message::new("CapTopic", "warm")).unwrap();
+        broker.set_delay(
+            crate::protocol::RequestCode::SEND_MESSAGE_V2,
+            Duration::from_secs(120),
+        );
+        let h = p.send_async(Message::new("CapTopic", "x"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(h.wait());
+        });
+        // Watchdog: far below the send timeout, far above the cap.
+        let result = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the first attempt was not capped by the per-attempt timeout");
+        assert!(result.unwrap_err().is_timeout());
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
 
     /// Item 10 of issue 12: a burst of asynchronous sends followed by idleness leaves no
     /// finished send (and its body) waiting to be freed.

@@ -61,7 +61,11 @@ impl Failures {
 
 impl Inner {
     pub(super) fn attempt_timeout(&self, deadline: Instant, now: Instant) -> Duration {
-        let left = deadline.saturating_duration_since(now);
+        self.attempt_timeout_left(deadline.saturating_duration_since(now))
+    }
+
+    /// [`Inner::attempt_timeout`] of an attempt with `left` until the send's deadline.
+    pub(super) fn attempt_timeout_left(&self, left: Duration) -> Duration {
         match self.config.per_attempt_timeout() {
             Some(cap) => left.min(cap),
             None => left,

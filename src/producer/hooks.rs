@@ -801,9 +801,27 @@ impl Inner {
         mode: SendMode,
         out: &mut Prepared,
     ) -> crate::error::Result<()> {
-        let ids = || self.new_msg_id();
+        self.prepare_msg_into_at(msg, for_selector, mode, out, super::inner::now_ms(), false)
+    }
+
+    /// [`Inner::prepare_msg_into`] with the wall clock (epoch ms) the caller read: a new
+    /// `UNIQ_KEY` is made for that time. `topic_checked`: the message's topic is known to
+    /// pass the topic check (the same name passed it before).
+    pub(crate) fn prepare_msg_into_at(
+        &self,
+        msg: Message,
+        for_selector: bool,
+        mode: SendMode,
+        out: &mut Prepared,
+        wall_ms: i64,
+        topic_checked: bool,
+    ) -> crate::error::Result<()> {
+        let ids = || self.new_msg_id_at(wall_ms);
         match &self.hooks {
-            None => prepare::prepare_one_into(msg, &self.config, ids, for_selector, out),
+            None => {
+                let checked = topic_checked;
+                prepare::prepare_one_into(msg, &self.config, ids, for_selector, checked, out)
+            }
             Some(_) => {
                 *out = prepare::prepare_single_hooked(msg, &self.config, ids, mode)?;
                 Ok(())

@@ -130,7 +130,12 @@ impl Inner {
 
     /// A fresh `UNIQ_KEY` (inline: no allocation).
     pub(crate) fn new_msg_id(&self) -> IdStr {
-        let suffix = self.ids.next_suffix(now_ms());
+        self.new_msg_id_at(now_ms())
+    }
+
+    /// [`Inner::new_msg_id`] at `wall_ms`, the wall clock (epoch ms) the caller read.
+    pub(crate) fn new_msg_id_at(&self, wall_ms: i64) -> IdStr {
+        let suffix = self.ids.next_suffix(wall_ms);
         // `next_suffix` writes upper-case hex digits only.
         IdStr::from_ascii_parts(self.ids.prefix(), &suffix)
     }

@@ -47,6 +47,8 @@ pub(crate) struct Properties {
     defaults_at: usize,
     /// The id's length when the defaults hold a `UNIQ_KEY` (it comes first).
     default_id_len: Option<usize>,
+    /// Whether that id is plain JSON text (no byte to escape), so it is copied as it is.
+    default_id_plain: bool,
     /// Whether the defaults hold `WAIT=true` (after the id).
     default_wait: bool,
     /// Where the defaults end (everything after is escaped in general).
@@ -66,6 +68,7 @@ impl Properties {
             heap: None,
             defaults_at: 0,
             default_id_len: None,
+            default_id_plain: false,
             default_wait: false,
             defaults_end: 0,
         }
@@ -77,6 +80,7 @@ impl Properties {
         self.heap = None;
         self.defaults_at = 0;
         self.default_id_len = None;
+        self.default_id_plain = false;
         self.default_wait = false;
         self.defaults_end = 0;
     }
@@ -117,8 +121,11 @@ impl Properties {
     /// Appends the defaults a send adds when the caller has not set them: `UNIQ_KEY=id`
     /// (when `id` is given) and `WAIT=true` (when `wait`), in that order, as [`Properties::encode`]
     /// would. The first call is remembered for [`Properties::write_json`]; a second one is
-    /// encoded as any other property.
-    pub(crate) fn push_defaults(&mut self, id: Option<&IdStr>, wait: bool) {
+    /// encoded as any other property. `id_plain`: the id is one this client made (hex digits:
+    /// [`message_codec::UniqIdGenerator`]; any `new_id` of [`prepare_single`] makes ids of
+    /// plain JSON text), whose JSON text is itself; any other id (the caller's own) is
+    /// escaped as JSON needs.
+    pub(crate) fn push_defaults(&mut self, id: Option<&IdStr>, id_plain: bool, wait: bool) {
         if self.defaults_end != 0 {
             let id = id.map(|id| id.as_str());
             let props = id.map(|id| (property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id));
@@ -147,6 +154,13 @@ impl Properties {
                 }
             }
             self.default_id_len = Some(id.len());
+            debug_assert!(
+                !id_plain
+                    || id
+                        .iter()
+                        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            );
+            self.default_id_plain = id_plain;
         }
         if wait {
             let at = self.len;
@@ -180,7 +194,12 @@ impl Properties {
             if let Some(id_len) = self.default_id_len {
                 out.extend_from_slice(b"UNIQ_KEY\\u0001");
                 let at = UNIQ_KEY_NAME.len();
-                write_json_text(out, rest.get(at..at + id_len).unwrap_or_default());
+                let id = rest.get(at..at + id_len).unwrap_or_default();
+                if self.default_id_plain {
+                    out.extend_from_slice(id);
+                } else {
+                    write_json_text(out, id);
+                }
                 out.extend_from_slice(b"\\u0002");
             }
             if self.default_wait {
@@ -230,6 +249,9 @@ pub(crate) struct Prepared {
     /// The topic on the wire when a namespace makes it differ from `topic` (read it with
     /// [`Prepared::wire_topic`]; without a namespace nothing is copied).
     pub(crate) namespaced_topic: Option<String>,
+    /// Whether the wire topic is plain JSON text (nothing to escape): a checked topic
+    /// ([`check_topic`] allows only `[%|a-zA-Z0-9_-]`) without a namespace.
+    pub(crate) wire_topic_plain: bool,
     /// The body on the wire (compressed, or a batch body); empty while the body to send is
     /// still in `message` (read it with [`Prepared::wire_body`]).
     pub(crate) body: Vec<u8>,
@@ -260,6 +282,7 @@ impl Prepared {
         Prepared {
             topic: String::new(),
             namespaced_topic: None,
+            wire_topic_plain: false,
             body: Vec::new(),
             properties: Properties::new(),
             sys_flag: 0,
@@ -279,6 +302,7 @@ impl Prepared {
     pub(crate) fn clear(&mut self) {
         self.topic = String::new();
         self.namespaced_topic = None;
+        self.wire_topic_plain = false;
         self.body = Vec::new();
         self.properties.clear();
         self.sys_flag = 0;
@@ -451,6 +475,11 @@ fn check_properties(msg: &Message) -> Result<()> {
 /// Checks one message against the config (protocol.md 7.7).
 pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()> {
     check_topic(msg.topic())?;
+    check_message_but_topic(msg, config)
+}
+
+/// [`check_message`] but for its topic.
+fn check_message_but_topic(msg: &Message, config: &ProducerConfig) -> Result<()> {
     if msg.body().is_empty() {
         return Err(Error::InvalidMessage("the body is empty".into()));
     }
@@ -530,7 +559,8 @@ fn check_properties_len(properties: &Properties) -> Result<()> {
     Ok(())
 }
 
-/// Validates and prepares a single message. `new_id` makes a fresh `UNIQ_KEY`.
+/// Validates and prepares a single message. `new_id` makes a fresh `UNIQ_KEY` (printable
+/// ASCII without `"` or `\\`, which JSON carries as it is: this client's are hex digits).
 pub(crate) fn prepare_single(
     msg: Message,
     config: &ProducerConfig,
@@ -558,22 +588,28 @@ fn prepare_one(
     keep_message: bool,
 ) -> Result<Prepared> {
     let mut prepared = Prepared::vacant();
-    prepare_one_into(msg, config, new_id, keep_message, &mut prepared)?;
+    prepare_one_into(msg, config, new_id, keep_message, false, &mut prepared)?;
     Ok(prepared)
 }
 
 /// Validates and prepares a single message into `out`, which must be vacant
 /// ([`Prepared::vacant`], or [`Prepared::clear`]ed): the asynchronous path prepares right in
 /// the send that carries it, so the prepared message is never moved. On an error, `out` is
-/// left part filled (clear it before another use).
+/// left part filled (clear it before another use). `topic_checked`: the message's topic is
+/// one that passed [`check_topic`] before (a string equal to it did), so it is not checked
+/// again; everything else about the message is.
 pub(crate) fn prepare_one_into(
     msg: Message,
     config: &ProducerConfig,
     new_id: impl FnOnce() -> IdStr,
     keep_message: bool,
+    topic_checked: bool,
     out: &mut Prepared,
 ) -> Result<()> {
-    check_message(&msg, config)?;
+    if !topic_checked {
+        check_topic(msg.topic())?;
+    }
+    check_message_but_topic(&msg, config)?;
     let add_id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
         Some(existing) => {
             out.msg_id = IdStr::new(existing);
@@ -595,8 +631,9 @@ pub(crate) fn prepare_one_into(
     // The defaults go at the end, as `ensure_defaults` would append them, without copying
     // them into the message first.
     out.properties.encode(msg.properties());
+    // An id made here is hex (`new_id` makes `UNIQ_KEY`s: [`Inner::new_msg_id`]).
     out.properties
-        .push_defaults(add_id.then_some(&out.msg_id), add_wait);
+        .push_defaults(add_id.then_some(&out.msg_id), add_id, add_wait);
     check_properties_len(&out.properties)?;
     out.first_key = msg.keys().next().map(str::to_string);
     out.flag = msg.flag();
@@ -621,6 +658,8 @@ pub(crate) fn prepare_one_into(
         topic
     };
     (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
+    // Checked above (`check_message`): only bytes JSON carries as they are.
+    out.wire_topic_plain = out.namespaced_topic.is_none();
     let wire_len = match &out.message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
         _ => out.body.len(),
@@ -759,6 +798,8 @@ fn prepare_batch_keeping(
     let size = body.len() + properties.len() + wire_topic_len;
     let batch = Prepared {
         topic,
+        // Every message's topic is this one, checked (`check_message`).
+        wire_topic_plain: namespaced_topic.is_none(),
         namespaced_topic,
         body,
         properties,
@@ -844,11 +885,16 @@ mod tests {
                             }
                             let uniq = property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX;
                             let wait_key = property::WAIT_STORE_MSG_OK;
-                            p.push_defaults(id, wait);
+                            // A plain id (ours, hex) may be copied as it is; any other
+                            // is escaped.
+                            let plain = id.is_some_and(|id| {
+                                id.bytes().all(|b| b.is_ascii_hexdigit()) && n % 2 == 0
+                            });
+                            p.push_defaults(id, plain, wait);
                             raw.encode(id.map(|id| (uniq, id.as_str())));
                             raw.encode(wait.then_some((wait_key, "true")));
                             if twice {
-                                p.push_defaults(id, !wait);
+                                p.push_defaults(id, plain, !wait);
                                 raw.encode(id.map(|id| (uniq, id.as_str())));
                                 raw.encode((!wait).then_some((wait_key, "true")));
                             }

@@ -59,6 +59,19 @@ impl Inner {
             .filter(|info| !info.queues().is_empty())
     }
 
+    /// [`Inner::cached_publish_info`] remembered in `memo` (see
+    /// [`TopicBrokerMapping::get_memo`]).
+    pub(super) fn cached_publish_info_memo(
+        &self,
+        wire_topic: &str,
+        now: Instant,
+        memo: &mut crate::routing::mapping::TopicMemo,
+    ) -> Option<Arc<TopicPublishInfo>> {
+        self.mapping
+            .get_memo(wire_topic, now, memo)
+            .filter(|info| !info.queues().is_empty())
+    }
+
     /// Fetches the route of `wire_topic` and updates the cache; falls back to the create-topic
     /// key's route (TBW102) when the topic does not exist yet.
     pub(super) fn refresh_route(&self, wire_topic: &str, deadline: Instant) -> Result<()> {

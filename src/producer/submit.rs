@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::async_send::{finish_done, Budget, Done, Hold};
+use super::async_send::{finish_done, Budget, Done, FirstAttempt, Hold};
 use super::backpressure::Permit;
 use super::hooks::SendMode;
-use super::inner::Inner;
+use super::inner::{now_ms, Inner};
 use super::prepare::Prepared;
 use super::stats;
 use crate::error::Result;
@@ -33,9 +33,13 @@ pub(super) enum Prep {
 
 /// Whether the current thread is one of the callback pool's.
 fn on_callback_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|n| n.starts_with("rocketmq-callback"))
+    thread_local! {
+        // A thread's name never changes: looked up once per thread, not per send.
+        static CALLBACK_THREAD: bool = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("rocketmq-callback"));
+    }
+    CALLBACK_THREAD.with(|on| *on)
 }
 
 impl Inner {
@@ -80,9 +84,13 @@ impl Inner {
 
     pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
         self.free_spent();
-        // The send begins now: its statistics, its wait for room and its time budget.
+        // The send begins now: its statistics, its wait for room and its time budget (one
+        // monotonic clock read), its id and its first born timestamp (one wall-clock read).
         let now = Instant::now();
-        let mut op = self.stats.begin_prep(&prep, now);
+        let wall_ms = now_ms();
+        // The send's box first: it remembers the last topic's statistics recorder.
+        let mut job = self.vacant_send(now);
+        let mut op = self.stats.begin_prep_memo(&prep, now, &mut job.stats_memo);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
                 Prep::Single(msg) => {
@@ -92,6 +100,7 @@ impl Inner {
                 Prep::Batch(msgs) => self.hook_before(msgs, SendMode::Async, true),
             };
             if let Err(e) = hooked {
+                self.recycle(job);
                 op.fail(&e);
                 return finish_done(self, done, Err(e), Hold::Nothing);
             }
@@ -100,19 +109,31 @@ impl Inner {
             (Prep::Single(msg), Some(acc))
                 if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
             {
+                self.recycle(job);
                 return acc.add(self, msg, target, done, op, None);
             }
             (prep, _) => prep,
         };
-        // Prepared right in the send that carries it (no move of the prepared message).
-        let mut job = self.vacant_send(now);
-        match self.prepare_async_into(prep, &target, now, &mut job.prepared) {
-            Ok((permit, admitted)) => {
+        // Prepared right in the send that carries it (no move of the prepared message). A
+        // topic the box's statistics recorder was made for has passed the topic check.
+        let topic_checked = match &prep {
+            Prep::Single(msg) => job.stats_memo.is_checked(msg.topic()),
+            Prep::Batch(_) => false,
+        };
+        let prepared = &mut job.prepared;
+        match self.prepare_async_into(prep, &target, now, wall_ms, topic_checked, prepared) {
+            Ok((permit, admitted, deadline)) => {
                 let budget = Budget {
-                    deadline: admitted + self.config.send_timeout(),
+                    deadline,
                     retries: self.config.async_retries(),
                 };
-                self.start_prepared(job, permit, target, done, op, budget)
+                // Nothing waited: the first attempt is born when the id was made, with the
+                // whole send timeout left.
+                job.first = (admitted == now).then_some(FirstAttempt {
+                    born_ms: wall_ms,
+                    left: self.config.send_timeout(),
+                });
+                self.start_prepared(job, permit, target, done, op, budget, admitted)
             }
             Err(e) => {
                 self.recycle(job);
@@ -151,38 +172,46 @@ impl Inner {
         }
     }
 
-    /// Prepares a send that began at `now` into `prepared` (vacant) and takes its in-flight
-    /// room; also returns when the room was taken (`now`, unless it had to wait), where its
-    /// time budget begins.
+    /// Prepares a send that began at `now` (`wall_ms` on the wall clock) into `prepared`
+    /// (vacant; `topic_checked`: its topic is known to pass the topic check) and takes its
+    /// in-flight room; also returns when the room was taken (`now`,
+    /// unless it had to wait), where its time budget begins, and its deadline (the send
+    /// timeout from then).
     pub(super) fn prepare_async_into(
         &self,
         prep: Prep,
         target: &Target,
         now: Instant,
+        wall_ms: i64,
+        topic_checked: bool,
         prepared: &mut Prepared,
-    ) -> Result<(Permit, Instant)> {
+    ) -> Result<(Permit, Instant, Instant)> {
         self.check_running()?;
         match prep {
             // The selector runs later (maybe once the route is fetched): it must see the
             // message as the caller built it.
             Prep::Single(msg) => {
                 let for_selector = matches!(target, Target::Selector(..));
-                self.prepare_msg_into(msg, for_selector, SendMode::Async, prepared)?
+                let mode = SendMode::Async;
+                self.prepare_msg_into_at(msg, for_selector, mode, prepared, wall_ms, topic_checked)?
             }
             Prep::Batch(msgs) => *prepared = self.prepare_msgs(msgs, SendMode::Async)?,
         }
-        let (permit, admitted) = if on_callback_thread() {
+        let deadline = now + self.config.send_timeout();
+        if on_callback_thread() {
             // A callback that sends must not wait for room: room is made by the callbacks
             // queued behind it, which only callback threads can run. It takes room if there
             // is some, else the bounded callback allowance, else fails at once.
-            (self.in_flight.acquire_now(prepared.size)?, now)
-        } else {
-            let deadline = now + self.config.send_timeout();
+            return Ok((self.in_flight.acquire_now(prepared.size)?, now, deadline));
+        }
+        Ok(
             match self.in_flight.acquire_waited(prepared.size, deadline)? {
-                (permit, false) => (permit, now),
-                (permit, true) => (permit, Instant::now()),
-            }
-        };
-        Ok((permit, admitted))
+                (permit, false) => (permit, now, deadline),
+                (permit, true) => {
+                    let admitted = Instant::now();
+                    (permit, admitted, admitted + self.config.send_timeout())
+                }
+            },
+        )
     }
 }

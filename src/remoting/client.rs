@@ -415,20 +415,26 @@ impl RemotingClient {
     /// shut down already. Never on the callback pool, so it never waits behind user callbacks.
     /// For the crate's own continuations only: the callback must be quick, must not block and
     /// must run no user code; it may hand work to other threads ([`RemotingClient::execute`]).
+    ///
+    /// `timeout` runs from `started`, a clock read of the caller's (the deadline is
+    /// `started + timeout`: no clock read here).
     pub(crate) fn send_encoded_inline(
         &self,
         request: EncodedRequest,
+        started: Instant,
         timeout: Duration,
         callback: Box<dyn super::OnResponse>,
     ) {
         let reply = Reply::Inline(CallbackReply::new(callback, None));
         // A failed push has completed the reply with `Shutdown`.
-        let _ = self.push(
+        let _ = self.push_at(
             request.target,
             request.frame,
             request.opaque,
+            started,
             timeout,
             Some(reply),
+            false,
         );
     }
 
@@ -666,7 +672,31 @@ impl RemotingClient {
         reply: Option<Reply>,
         keep_connection_on_timeout: bool,
     ) -> Result<()> {
-        let deadline = deadline_after(Instant::now(), timeout);
+        let now = Instant::now();
+        self.push_at(
+            target,
+            frame,
+            opaque,
+            now,
+            timeout,
+            reply,
+            keep_connection_on_timeout,
+        )
+    }
+
+    /// [`RemotingClient::push_with`] for a request whose `timeout` runs from `started`.
+    #[allow(clippy::too_many_arguments)] // the parts of one request, each moved in once
+    fn push_at(
+        &self,
+        target: Arc<Target>,
+        frame: Vec<u8>,
+        opaque: i32,
+        started: Instant,
+        timeout: Duration,
+        reply: Option<Reply>,
+        keep_connection_on_timeout: bool,
+    ) -> Result<()> {
+        let deadline = deadline_after(started, timeout);
         let Some(lp) = self.inner.loops.get(target.lp) else {
             return Err(Error::Shutdown); // targets only name existing loops
         };

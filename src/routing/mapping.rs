@@ -219,8 +219,18 @@ impl fmt::Debug for TopicPublishInfo {
 
 struct Entry {
     info: Arc<TopicPublishInfo>,
-    /// Milliseconds since the mapping's base instant, of the last `get`.
-    last_used_ms: AtomicU64,
+    /// Milliseconds since the mapping's base instant, of the last `get` (shared with the
+    /// memos of [`TopicBrokerMapping::get_memo`], which record their uses in it).
+    last_used_ms: Arc<AtomicU64>,
+}
+
+/// A caller's memory of the last topic it looked up ([`TopicBrokerMapping::get_memo`]): its
+/// publish info and its last-use time, at the version of the topic table they were read at.
+#[derive(Default)]
+pub(crate) struct TopicMemo {
+    /// The topic table's version when `entry` was read.
+    version: u64,
+    entry: Option<(Arc<TopicPublishInfo>, Arc<AtomicU64>)>,
 }
 
 /// The route cache of a client: topic -> [`TopicPublishInfo`], and broker name -> {id -> address}.
@@ -233,6 +243,10 @@ pub struct TopicBrokerMapping {
     /// Bumped (under the write lock of `brokers`) whenever the address table changes: an
     /// address looked up at one version is still the table's while the version is the same.
     brokers_version: AtomicU64,
+    /// Bumped (under the write lock of `topics`) whenever a topic's publish info is replaced
+    /// or a topic removed: an entry read at one version is still the table's while the
+    /// version is the same.
+    topics_version: AtomicU64,
 }
 
 /// The addresses of one broker name, and its master's shared (handed out per attempt without
@@ -274,6 +288,7 @@ impl TopicBrokerMapping {
             topics: RwLock::new(FxHashMap::default()),
             brokers: RwLock::new(FxHashMap::default()),
             brokers_version: AtomicU64::new(0),
+            topics_version: AtomicU64::new(0),
         }
     }
 
@@ -288,6 +303,34 @@ impl TopicBrokerMapping {
         entry
             .last_used_ms
             .fetch_max(self.millis(now), Ordering::Relaxed);
+        Some(entry.info.clone())
+    }
+
+    /// [`TopicBrokerMapping::get`] remembered in `memo`: while no topic's publish info has
+    /// been replaced or removed since `memo` read it, the same topic is answered from `memo`
+    /// (its use recorded all the same), without the table's lock or a hash of the name.
+    pub(crate) fn get_memo(
+        &self,
+        topic: &str,
+        now: Instant,
+        memo: &mut TopicMemo,
+    ) -> Option<Arc<TopicPublishInfo>> {
+        if let Some((info, used)) = &memo.entry {
+            if memo.version == self.topics_version.load(Ordering::Acquire) && info.topic() == topic
+            {
+                used.fetch_max(self.millis(now), Ordering::Relaxed);
+                return Some(info.clone());
+            }
+        }
+        let topics = self.topics.read();
+        // Read under the lock: the version bumps only under the write lock.
+        let version = self.topics_version.load(Ordering::Acquire);
+        let entry = topics.get(topic)?;
+        entry
+            .last_used_ms
+            .fetch_max(self.millis(now), Ordering::Relaxed);
+        memo.version = version;
+        memo.entry = Some((entry.info.clone(), entry.last_used_ms.clone()));
         Some(entry.info.clone())
     }
 
@@ -369,11 +412,12 @@ impl TopicBrokerMapping {
                     topic.to_owned(),
                     Entry {
                         info,
-                        last_used_ms: AtomicU64::new(now_ms),
+                        last_used_ms: Arc::new(AtomicU64::new(now_ms)),
                     },
                 );
             }
         }
+        self.topics_version.fetch_add(1, Ordering::Release);
         true
     }
 
@@ -395,7 +439,12 @@ impl TopicBrokerMapping {
 
     /// Removes `topic`, returning its publish info.
     pub fn remove(&self, topic: &str) -> Option<Arc<TopicPublishInfo>> {
-        self.topics.write().remove(topic).map(|e| e.info)
+        let mut topics = self.topics.write();
+        let removed = topics.remove(topic).map(|e| e.info);
+        if removed.is_some() {
+            self.topics_version.fetch_add(1, Ordering::Release);
+        }
+        removed
     }
 
     /// The cached topics, sorted.
@@ -427,13 +476,18 @@ impl TopicBrokerMapping {
             return Vec::new();
         }
         let mut removed = Vec::new();
-        self.topics.write().retain(|name, e| {
+        let mut topics = self.topics.write();
+        topics.retain(|name, e| {
             let idle = is_idle(e);
             if idle {
                 removed.push(name.clone());
             }
             !idle
         });
+        if !removed.is_empty() {
+            self.topics_version.fetch_add(1, Ordering::Release);
+        }
+        drop(topics);
         removed.sort();
         removed
     }
@@ -641,6 +695,50 @@ mod tests {
         r.order_topic_conf = Some("broker-a:1".into());
         let info = TopicPublishInfo::from_route("t", &r, Instant::now());
         assert!(!info.is_static_topic() && info.is_ok());
+    }
+
+    /// A memo answers what `get` answers, through route changes, removals, expiry and
+    /// other topics, and records its uses for expiry as `get` does.
+    #[test]
+    fn get_memo_agrees_with_get() {
+        let m = TopicBrokerMapping::new();
+        let t0 = m.base;
+        let mut memo = TopicMemo::default();
+        let mut other = route();
+        other.queue_datas.retain(|q| q.broker_name == "broker-a");
+        let same = |memo: &mut TopicMemo, topic: &str, at: Instant| {
+            let memoed = m.get_memo(topic, at, memo);
+            let got = m.get(topic, at);
+            match (memoed, got) {
+                (Some(a), Some(b)) => assert!(Arc::ptr_eq(&a, &b), "{topic}"),
+                (None, None) => {}
+                (a, b) => panic!("{topic}: memo {a:?}, get {b:?}"),
+            }
+        };
+        same(&mut memo, "T", t0);
+        assert!(m.update_route("T", &route(), t0));
+        same(&mut memo, "T", t0);
+        same(&mut memo, "T", t0);
+        assert!(m.update_route("T", &other, t0)); // replaced: the memo sees the new one
+        same(&mut memo, "T", t0);
+        assert!(m.update_route("U", &route(), t0));
+        same(&mut memo, "U", t0);
+        same(&mut memo, "T", t0);
+        same(&mut memo, "T", t0);
+        m.remove("T");
+        same(&mut memo, "T", t0);
+        assert!(m.update_route("T", &route(), t0));
+        same(&mut memo, "T", t0);
+        // Uses through the memo alone keep the topic from expiring.
+        let minute = Duration::from_secs(60);
+        for i in 1..=3 {
+            assert!(m.get_memo("T", t0 + minute * i, &mut memo).is_some());
+        }
+        assert_eq!(m.expire_unused(t0 + minute * 3, minute * 2), vec!["U"]);
+        same(&mut memo, "U", t0);
+        assert!(m.get_memo("T", t0, &mut memo).is_some());
+        assert_eq!(m.expire_unused(t0 + minute * 6, minute * 2), vec!["T"]);
+        same(&mut memo, "T", t0);
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub use super::transaction::TransactionStats;
 pub use histogram::{LatencyHistogram, LatencyStats, SUB_BUCKET_BITS};
 pub use json::STATS_SCHEMA;
 pub use rates::{RateWindows, Rates};
-pub(crate) use recorder::{Attempt, BrokerMemo, Ended, Op, StatsRecorder};
+pub(crate) use recorder::{Attempt, BrokerMemo, Ended, Op, StatsRecorder, TopicMemo};
 pub(crate) use snapshot::unix_ms;
 pub use snapshot::{BackpressureStats, BrokerStats, HookStats, ProducerStats, SendStats};
 

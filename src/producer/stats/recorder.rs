@@ -24,6 +24,8 @@ fn atomic_kinds() -> [AtomicU64; KINDS] {
 
 /// The live counters of one topic (or of the sends no topic tracks).
 pub(crate) struct TopicRecorder {
+    /// The topic it counts (empty for the untracked sends' recorder).
+    name: Box<str>,
     pub(super) epoch: Instant,
     // Touched when a send starts.
     pub(super) sent: AtomicU64,
@@ -42,8 +44,9 @@ pub(crate) struct TopicRecorder {
 }
 
 impl TopicRecorder {
-    fn new(epoch: Instant) -> Self {
+    fn new(name: &str, epoch: Instant) -> Self {
         TopicRecorder {
+            name: name.into(),
             epoch,
             sent: AtomicU64::new(0),
             messages: AtomicU64::new(0),
@@ -144,7 +147,7 @@ impl StatsRecorder {
             enabled,
             epoch,
             topics: RwLock::new(FxHashMap::default()),
-            untracked: Arc::new(TopicRecorder::new(epoch)),
+            untracked: Arc::new(TopicRecorder::new("", epoch)),
             brokers: RwLock::new(FxHashMap::default()),
             transactions: TransactionCounters::default(),
         }
@@ -174,7 +177,7 @@ impl StatsRecorder {
         if topics.len() >= MAX_TRACKED_TOPICS {
             return self.untracked.clone();
         }
-        let t = Arc::new(TopicRecorder::new(self.epoch));
+        let t = Arc::new(TopicRecorder::new(name, self.epoch));
         topics.insert(name.to_string(), t.clone());
         t
     }
@@ -218,6 +221,17 @@ impl StatsRecorder {
             Some(name) => self.topic(name),
             None => self.untracked.clone(),
         };
+        self.start_on(t, messages, bytes, started)
+    }
+
+    /// [`StatsRecorder::start_at`] on the recorder `t`.
+    fn start_on(
+        &self,
+        t: Arc<TopicRecorder>,
+        messages: u64,
+        bytes: u64,
+        started: Option<Instant>,
+    ) -> Op {
         t.sent.fetch_add(1, Ordering::Relaxed);
         t.messages.fetch_add(messages, Ordering::Relaxed);
         t.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -263,13 +277,32 @@ impl StatsRecorder {
         )
     }
 
-    /// Starts counting an asynchronous send of a message or batch that began at `now`.
-    pub(in crate::producer) fn begin_prep(&self, prep: &Prep, now: Instant) -> Op {
+    /// Starts counting an asynchronous send of a message or batch that began at `now`, with
+    /// the recorder of the last topic remembered in `memo`: a message for the same topic
+    /// skips the look-up of its recorder.
+    pub(in crate::producer) fn begin_prep_memo(
+        &self,
+        prep: &Prep,
+        now: Instant,
+        memo: &mut TopicMemo,
+    ) -> Op {
         if !self.enabled {
             return Op(None);
         }
         match prep {
-            Prep::Single(m) => self.start_at(Some(m.topic()), 1, m.body().len() as u64, Some(now)),
+            Prep::Single(m) => {
+                let t = match &memo.0 {
+                    Some(t) if *t.name == *m.topic() => t.clone(),
+                    _ => {
+                        let t = self.topic(m.topic());
+                        // Only a topic's own recorder (never the untracked one) is
+                        // remembered: its name is a checked topic.
+                        memo.0 = (!t.name.is_empty()).then(|| t.clone());
+                        t
+                    }
+                };
+                self.start_on(t, 1, m.body().len() as u64, Some(now))
+            }
             Prep::Batch(ms) => self.start_at(
                 ms.first().map(Message::topic),
                 ms.len() as u64,
@@ -321,6 +354,22 @@ impl StatsRecorder {
                 .fetch_add(1, Ordering::Relaxed);
         }
         Attempt(Some(b))
+    }
+}
+
+/// A caller's memory of the recorder of the last topic it counted a send of
+/// ([`StatsRecorder::begin_prep_memo`]). Topic recorders are never removed, and only a tracked
+/// topic's recorder is remembered, so the one remembered for a name stays that name's; it is
+/// known to be a checked topic name ([`TopicMemo::is_checked`]).
+#[derive(Default)]
+pub(crate) struct TopicMemo(Option<Arc<TopicRecorder>>);
+
+impl TopicMemo {
+    /// Whether `topic` is the remembered topic: one that passed
+    /// [`prepare::check_topic`] (only such topics get their own recorder), so it needs no
+    /// second check.
+    pub(crate) fn is_checked(&self, topic: &str) -> bool {
+        self.0.as_ref().is_some_and(|t| *t.name == *topic)
     }
 }
 
@@ -692,6 +741,57 @@ mod tests {
         let snap = s.snapshot("c", "g", BackpressureView::default());
         assert_eq!(snap.topics.len(), MAX_TRACKED_TOPICS);
         assert_eq!(snap.totals.sent, MAX_TRACKED_TOPICS as u64 + 3);
+    }
+
+    /// Sends counted through a topic memo land on their own topic's recorder, whatever the
+    /// order of topics; only tracked topics (checked names) are remembered as checked, never
+    /// an invalid name or one beyond the tracking limit.
+    #[test]
+    fn begin_prep_memo_counts_each_topic_on_its_own_recorder() {
+        let s = StatsRecorder::new(true);
+        let mut memo = TopicMemo::default();
+        let topics = ["A", "B", "A", "A", "bad topic", "A", "", "C", "C", "B"];
+        let mut expected = std::collections::BTreeMap::new();
+        let mut untracked = 0;
+        for t in topics {
+            let prep = Prep::Single(Message::new(t, "12345"));
+            let _ = s
+                .begin_prep_memo(&prep, Instant::now(), &mut memo)
+                .end(shutdown_result());
+            if prepare::check_topic(t).is_ok() {
+                *expected.entry(t.to_string()).or_insert(0u64) += 1;
+                assert!(memo.is_checked(t), "{t:?}");
+            } else {
+                untracked += 1;
+                assert!(!memo.is_checked(t), "{t:?}");
+            }
+        }
+        let snap = s.snapshot("c", "g", BackpressureView::default());
+        for (name, n) in &expected {
+            assert_eq!(snap.topics[name].sent, *n, "topic {name}");
+        }
+        assert_eq!(snap.topics.len(), expected.len());
+        assert_eq!(snap.totals.sent, topics.len() as u64);
+        assert_eq!(s.untracked.sent.load(Ordering::Relaxed), untracked);
+        // Beyond the tracking limit: counted in the totals only, and never remembered.
+        for i in 0..MAX_TRACKED_TOPICS + 3 {
+            let t = format!("T{i}");
+            let prep = Prep::Single(Message::new(t.as_str(), "x"));
+            let _ = s
+                .begin_prep_memo(&prep, Instant::now(), &mut memo)
+                .end(shutdown_result());
+            if i + expected.len() >= MAX_TRACKED_TOPICS {
+                assert!(!memo.is_checked(&t), "{t}");
+            }
+        }
+        let off = StatsRecorder::new(false);
+        let mut memo = TopicMemo::default();
+        let prep = Prep::Single(Message::new("A", "x"));
+        assert!(off
+            .begin_prep_memo(&prep, Instant::now(), &mut memo)
+            .0
+            .is_none());
+        assert!(!memo.is_checked("A"));
     }
 
     #[test]
