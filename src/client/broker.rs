@@ -7,7 +7,7 @@ use crate::message::{IdStr, MessageQueue, SendResult, SendStatus};
 use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
-use crate::protocol::frame::{int_digits, write_int, write_json_str, MAX_HEADER_LEN};
+use crate::protocol::frame::{int_digits, write_int, write_json_str, ResponseKey, MAX_HEADER_LEN};
 use crate::protocol::header::{CommandHeader, UnregisterClientRequestHeader};
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::{CodecError, ExtFields, RemotingCommand, RequestCode, SerializeType};
@@ -397,6 +397,19 @@ struct ResponseFields<'a> {
 
 impl<'a> ResponseFields<'a> {
     fn of(fields: &'a ExtFields) -> Self {
+        // A decoded map knows where these are: no key comparisons.
+        if let Some(values) = fields.response_values() {
+            let at = |k: ResponseKey| values[k as usize];
+            return ResponseFields {
+                msg_id: at(ResponseKey::MsgId),
+                queue_id: at(ResponseKey::QueueId),
+                queue_offset: at(ResponseKey::QueueOffset),
+                batch_uniq_id: at(ResponseKey::BatchUniqId),
+                transaction_id: at(ResponseKey::TransactionId),
+                region: at(ResponseKey::MsgRegion),
+                trace_on: at(ResponseKey::TraceOn),
+            };
+        }
         let mut found = ResponseFields::default();
         for (key, value) in fields.iter() {
             // Comparisons with constants: a length check, then a few inline loads (no
@@ -643,6 +656,135 @@ mod tests {
             }
         }
         assert!(ok > 5_000 && err > 5_000, "ok {ok}, errors {err}");
+    }
+
+    /// `send_result` on raw JSON send responses as brokers could write them: the
+    /// send-response keys (read through the decoder's slot table) in any order, repeated,
+    /// missing, beside unknown and near-miss keys, with escapes, unicode and odd numbers;
+    /// plus truncated frames. Same result or same error as the lookup-per-field reference,
+    /// and both the slot table and the lookups are exercised.
+    #[test]
+    fn send_result_matches_the_reference_on_raw_json_responses() {
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let config = ProducerConfig::builder("GID_R")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let single =
+            prepare::prepare_single(Message::new("T", "x"), &config, || "UNIQ1".into()).unwrap();
+        let batch = prepare::prepare_batch(
+            vec![Message::new("T", "a"), Message::new("T", "b")],
+            &config,
+            || "UNIQ2".into(),
+        )
+        .unwrap();
+        let queue = MessageQueue::new("T", "broker-a", 1);
+        const KEYS: &[&str] = &[
+            "msgId",
+            "queueId",
+            "queueOffset",
+            "batchUniqId",
+            "transactionId",
+            "MSG_REGION",
+            "TRACE_ON",
+            "offsetMsgId",
+            "msgid",
+            "queueIdX",
+            "a",
+            "zz",
+            "ключ",
+            "msg\\u0049d",
+        ];
+        const VALUES: &[&str] = &[
+            "7F000001000051E10000000000000000",
+            "",
+            "1",
+            "42",
+            "-3",
+            "+5",
+            " 7",
+            "2147483648",
+            "9223372036854775807",
+            "9223372036854775808",
+            "true",
+            "TRUE",
+            "grün ✓ 𝄞",
+            "q\\\"uote",
+            "\\u0031",
+            "a,b",
+        ];
+        let frame = |header: &[u8]| {
+            let mut f = ((4 + header.len()) as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(&(header.len() as u32).to_be_bytes());
+            f.extend_from_slice(header);
+            f
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5107);
+        let (mut slotted, mut looked_up, mut ok, mut err) = (0, 0, 0, 0);
+        for round in 0..6000 {
+            let mut fields: Vec<String> = Vec::new();
+            // Usually the three required keys, in order, as brokers write them.
+            for key in ["MSG_REGION", "TRACE_ON", "msgId", "queueId", "queueOffset"] {
+                if rng.gen_bool(0.9) {
+                    let v = if key.starts_with('q') && rng.gen_bool(0.7) {
+                        rng.gen_range(0..100_000).to_string()
+                    } else {
+                        VALUES.choose(&mut rng).unwrap().to_string()
+                    };
+                    fields.push(format!("\"{key}\":\"{v}\""));
+                }
+            }
+            for _ in 0..rng.gen_range(0..4) {
+                let key = KEYS.choose(&mut rng).unwrap();
+                let v = VALUES.choose(&mut rng).unwrap();
+                fields.push(format!("\"{key}\":\"{v}\""));
+            }
+            match rng.gen_range(0..3) {
+                0 => fields.sort(),
+                1 => fields.shuffle(&mut rng),
+                _ => {}
+            }
+            let code = *[0, 0, 0, 10, 11, 12, 1, 17].choose(&mut rng).unwrap();
+            let header = format!(
+                r#"{{"code":{code},"extFields":{{{}}},"flag":1,"language":"JAVA","opaque":{round},"serializeTypeCurrentRPC":"JSON","version":401}}"#,
+                fields.join(",")
+            );
+            let mut bytes = frame(header.as_bytes());
+            if rng.gen_bool(0.05) {
+                // Truncated: the frame's own length still matches, the header is cut.
+                let cut = rng.gen_range(10..header.len());
+                bytes = frame(&header.as_bytes()[..cut]);
+            }
+            let Ok(cmd) = RemotingCommand::decode(&bytes) else {
+                continue;
+            };
+            if cmd.ext_fields.response_values().is_some() {
+                slotted += 1;
+            } else {
+                looked_up += 1;
+            }
+            for prepared in [&single, &batch] {
+                let fast = send_result(cmd.clone(), prepared, &queue, "b:1");
+                let reference = send_result_reference(cmd.clone(), prepared, &queue, "b:1");
+                match (&fast, &reference) {
+                    (Ok(f), Ok(r)) => {
+                        assert_eq!(f, r, "{header}");
+                        ok += 1;
+                    }
+                    (Err(f), Err(r)) => {
+                        assert_eq!(f.to_string(), r.to_string(), "{header}");
+                        assert_eq!(f.kind(), r.kind());
+                        err += 1;
+                    }
+                    _ => panic!("{fast:?} vs {reference:?} for {header}"),
+                }
+            }
+        }
+        assert!(
+            slotted > 500 && looked_up > 1000 && ok > 1000 && err > 1000,
+            "slotted {slotted}, looked up {looked_up}, ok {ok}, errors {err}"
+        );
     }
 
     /// The frame a golden send must be, built field by field from the layout (Java's

@@ -584,20 +584,21 @@ impl AsyncSend {
         }
         let inner = self.inner.clone();
         if on_io_thread() {
-            // Its memory was allocated on the sending side: an internal thread frees it soon
-            // (one job per burst), which keeps the allocator's cross-thread work off the I/O
-            // thread.
-            match inner.spent.0.try_send(self) {
-                Ok(()) => {
+            // Its memory was allocated on the sending side: the next sender or an internal
+            // thread frees it soon (one job per burst: scheduled when the list was empty),
+            // which keeps the allocator's cross-thread work off the I/O thread.
+            match inner.spent.put(self) {
+                Ok(false) => {}
+                Ok(true) => {
                     if !inner.executor.schedule_free() {
                         // Shut down: free what is there now.
-                        while let Ok(spent) = inner.spent.1.try_recv() {
+                        while let Some(spent) = inner.spent.take_one() {
                             inner.recycle(spent);
                         }
                     }
                 }
-                // Full (or closed): freed here.
-                Err(e) => inner.recycle(e.into_inner()),
+                // Full: freed here.
+                Err(send) => inner.recycle(send),
             }
         } else {
             inner.recycle(self);
@@ -654,6 +655,56 @@ pub(super) const FREE_SENDS: usize = 1024;
 
 /// Most finished sends waiting for an internal thread to free them.
 pub(super) const SPENT_CAPACITY: usize = 4096;
+
+/// Finished sends an I/O thread leaves for another thread to free ([`Inner::spent`]): the
+/// next sender takes a couple per send, an internal thread the rest (a job scheduled when an
+/// I/O thread finds the list empty: every finished send left here is then taken by a job
+/// that has not run yet, or by a later one). One short lock per finished send, and no
+/// allocation: the list is made with room for [`SPENT_CAPACITY`] and never grows.
+pub(super) struct SpentSends {
+    #[allow(clippy::vec_box)] // the boxes are what is handed over
+    list: parking_lot::Mutex<Vec<Box<AsyncSend>>>,
+}
+
+impl SpentSends {
+    /// An empty list with room for [`SPENT_CAPACITY`] sends.
+    pub(super) fn new() -> Self {
+        SpentSends {
+            list: parking_lot::Mutex::new(Vec::with_capacity(SPENT_CAPACITY)),
+        }
+    }
+
+    /// Leaves `send` to be freed: `Ok(true)` if the list was empty (the caller makes sure a
+    /// free is scheduled), `Err(send)` when the list is full (the caller frees it).
+    #[allow(clippy::result_large_err)] // the send is handed back, not an error
+    pub(super) fn put(&self, send: Box<AsyncSend>) -> std::result::Result<bool, Box<AsyncSend>> {
+        let mut list = self.list.lock();
+        if list.len() >= SPENT_CAPACITY {
+            return Err(send);
+        }
+        let was_empty = list.is_empty();
+        list.push(send);
+        Ok(was_empty)
+    }
+
+    /// Takes one finished send, if any.
+    pub(super) fn take_one(&self) -> Option<Box<AsyncSend>> {
+        self.list.lock().pop()
+    }
+
+    /// Moves every finished send into `into` (reused: it grows to the most ever taken at
+    /// once, then allocates no more).
+    #[allow(clippy::vec_box)]
+    pub(super) fn take_all(&self, into: &mut Vec<Box<AsyncSend>>) {
+        into.append(&mut *self.list.lock());
+    }
+
+    /// Finished sends waiting.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.list.lock().len()
+    }
+}
 
 impl AsyncSend {
     /// Frees a finished send (see [`Inner::recycle`]).
@@ -931,9 +982,9 @@ mod tests {
         for h in handles {
             h.wait().unwrap();
         }
-        let spent = &p.inner().spent.1;
+        let spent = &p.inner().spent;
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !spent.is_empty() && std::time::Instant::now() < deadline {
+        while spent.len() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
         assert_eq!(spent.len(), 0, "finished sends still held after idling");

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use super::async_send::AsyncSend;
+use super::async_send::{AsyncSend, SpentSends};
 use crate::error::{Error, Result};
 
 /// Work for an internal thread.
@@ -53,7 +53,7 @@ impl std::fmt::Debug for Executor {
 impl Executor {
     /// Starts `n` threads (at least one); `spent` is where the I/O threads leave finished
     /// sends.
-    pub(super) fn start(n: usize, spent: &Receiver<Box<AsyncSend>>) -> Result<Executor> {
+    pub(super) fn start(n: usize, spent: &Arc<SpentSends>) -> Result<Executor> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let free_queued = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -122,11 +122,14 @@ impl Executor {
 /// else frees it.
 pub(super) const FREE_DELAY: Duration = Duration::from_millis(2);
 
-fn run(jobs: &Receiver<Job>, spent: &Receiver<Box<AsyncSend>>, free_queued: &AtomicBool) {
-    let free = || {
+fn run(jobs: &Receiver<Job>, spent: &SpentSends, free_queued: &AtomicBool) {
+    // Reused: no allocation per free once it has room for a burst.
+    let mut taken = Vec::new();
+    let mut free = || {
         // Cleared first: a send finished after this point queues a new job.
         free_queued.store(false, Ordering::Release);
-        while let Ok(send) = spent.try_recv() {
+        spent.take_all(&mut taken);
+        for send in taken.drain(..) {
             send.recycle();
         }
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
 use super::async_send::AsyncSend;
@@ -73,7 +73,7 @@ pub(crate) struct Inner {
     /// a burst schedules one job) rather than by the I/O thread that finished them: their
     /// memory was allocated on the sending side, and freeing it elsewhere keeps the
     /// allocator's cross-thread locking off the I/O thread.
-    pub(super) spent: (Sender<Box<AsyncSend>>, Receiver<Box<AsyncSend>>),
+    pub(super) spent: Arc<super::async_send::SpentSends>,
     /// Boxes of finished asynchronous sends, emptied, for the next ones (no allocation per
     /// send); `None` once shutdown has emptied it for good (each holds this `Inner`).
     #[allow(clippy::vec_box)] // the boxes are what is reused
@@ -114,7 +114,10 @@ impl Inner {
 
     /// [`Inner::routing_now`] at `now` (an `Instant::now()` the caller already read).
     pub(crate) fn routing_at(&self, now: Instant) -> Instant {
-        now + Duration::from_millis(self.routing_clock_skew_ms.load(Ordering::Relaxed))
+        match self.routing_clock_skew_ms.load(Ordering::Relaxed) {
+            0 => now, // no skew set (the rule): no clock addition
+            skew => now + Duration::from_millis(skew),
+        }
     }
 
     pub(super) fn check_running(&self) -> Result<()> {

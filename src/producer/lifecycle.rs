@@ -107,8 +107,8 @@ impl Inner {
         };
         let router = MessageRouter::from_config(&config);
         // Bounded: no block to allocate as sends pass (a full one frees on the I/O thread).
-        let spent = crossbeam_channel::bounded(super::async_send::SPENT_CAPACITY);
-        let executor = Executor::start(config.callback_threads(), &spent.1)?;
+        let spent = Arc::new(super::async_send::SpentSends::new());
+        let executor = Executor::start(config.callback_threads(), &spent)?;
         let trace = if config.trace() {
             Some(super::trace::Tracer::start(&config)?)
         } else {
@@ -228,9 +228,9 @@ impl Inner {
             trace.shutdown(deadline);
         }
         // No I/O thread is left to finish a send: free what they left (it holds this producer).
-        while let Ok(spent) = self.spent.1.try_recv() {
-            drop(spent);
-        }
+        let mut spent = Vec::new();
+        self.spent.take_all(&mut spent);
+        drop(spent);
         self.state.store(STOPPED, Ordering::Release);
         // The free list too, for good: each box in it holds this producer.
         let free = self.free_sends.lock().take();

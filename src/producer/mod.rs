@@ -147,30 +147,33 @@ impl Producer {
     /// [`Error::Shutdown`].
     pub fn send(&self, mut msg: Message) -> Result<SendResult> {
         let _ticket = self.inner().flush.ticket();
-        let op = self.inner().stats.begin(&msg, false);
+        // One clock read starts the send's statistics and its time budget.
+        let started = Instant::now();
+        let op = self.inner().stats.begin_at(&msg, started);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
-        op.end(match self.inner().send_batched(msg, Target::Auto) {
-            Ok(handle) => handle.wait(),
-            Err(msg) => self.inner().send_sync(msg, SyncTarget::Auto),
-        })
+        match self.inner().send_batched(msg, Target::Auto) {
+            Ok(handle) => op.end(handle.wait()),
+            Err(msg) => self
+                .inner()
+                .send_sync_counted(msg, SyncTarget::Auto, started, op),
+        }
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, mut msg: Message, queue: &MessageQueue) -> Result<SendResult> {
         let _ticket = self.inner().flush.ticket();
-        let op = self.inner().stats.begin(&msg, false);
+        let started = Instant::now();
+        let op = self.inner().stats.begin_at(&msg, started);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
         let inner = self.inner();
-        op.end(
-            match inner.send_batched(msg, Target::Queue(queue.clone())) {
-                Ok(handle) => handle.wait(),
-                Err(msg) => inner.send_sync(msg, SyncTarget::Queue(queue.clone())),
-            },
-        )
+        match inner.send_batched(msg, Target::Queue(queue.clone())) {
+            Ok(handle) => op.end(handle.wait()),
+            Err(msg) => inner.send_sync_counted(msg, SyncTarget::Queue(queue.clone()), started, op),
+        }
     }
 
     /// Sends `msg` to the queue `selector` picks for `arg` (for ordered messages: the same
@@ -183,14 +186,13 @@ impl Producer {
         arg: &str,
     ) -> Result<SendResult> {
         let _ticket = self.inner().flush.ticket();
-        let op = self.inner().stats.begin(&msg, false);
+        let started = Instant::now();
+        let op = self.inner().stats.begin_at(&msg, started);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
-        op.end(
-            self.inner()
-                .send_sync(msg, SyncTarget::Selector(selector, arg)),
-        )
+        self.inner()
+            .send_sync_counted(msg, SyncTarget::Selector(selector, arg), started, op)
     }
 
     /// Sends several messages of one topic as one batch (never compressed). The result's

@@ -75,9 +75,9 @@ impl Inner {
     /// rest goes at shutdown).
     pub(super) fn free_spent(&self) {
         for _ in 0..2 {
-            match self.spent.1.try_recv() {
-                Ok(spent) => self.recycle(spent),
-                Err(_) => break,
+            match self.spent.take_one() {
+                Some(spent) => self.recycle(spent),
+                None => break,
             }
         }
     }

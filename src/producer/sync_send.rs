@@ -9,6 +9,7 @@ use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
 use super::route::AddrMemo;
+use super::stats::{Ended, Op};
 use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
@@ -18,6 +19,58 @@ use crate::routing::selector::QueueSelector;
 /// The most broker address memories kept for synchronous sends (one per concurrent caller).
 pub(super) const SYNC_MEMOS: usize = 64;
 
+/// A synchronous send's time budget, with the clock read that the send's first attempt
+/// starts with (no read of its own).
+#[derive(Clone, Copy)]
+struct Budget {
+    /// The end of the send's time budget.
+    deadline: Instant,
+    /// A clock read taken just before (when preparing the send began).
+    now: Instant,
+    /// `deadline` is this long after `now`: an attempt that starts at `now` gets all of it
+    /// with no subtraction. `None` when the budget started earlier.
+    whole: Option<Duration>,
+}
+
+impl Budget {
+    /// A budget that ends at `deadline`, with the clock read now.
+    fn until(deadline: Instant) -> Self {
+        Budget {
+            deadline,
+            now: Instant::now(),
+            whole: None,
+        }
+    }
+
+    /// The budget with a later clock read `now`.
+    fn at(self, now: Instant) -> Self {
+        Budget {
+            now,
+            whole: None,
+            ..self
+        }
+    }
+
+    /// What is left of the budget at `now`.
+    fn left(&self, now: Instant) -> Duration {
+        match self.whole {
+            Some(whole) if now == self.now => whole,
+            _ => self.deadline.saturating_duration_since(now),
+        }
+    }
+}
+
+/// How a synchronous send's attempts run (see [`Inner::send_prepared_sync`]).
+struct Plan {
+    /// The queue of a send to one queue (no retry elsewhere).
+    fixed_queue: Option<MessageQueue>,
+    budget: Budget,
+    /// A keyed message-hash send: never retried on another queue.
+    strict: bool,
+    /// The most attempts.
+    attempts: u32,
+}
+
 /// What a synchronous send goes to (the selector borrowed from the caller).
 pub(super) enum SyncTarget<'a> {
     Auto,
@@ -26,35 +79,87 @@ pub(super) enum SyncTarget<'a> {
 }
 
 impl Inner {
-    pub(super) fn send_sync(&self, msg: Message, target: SyncTarget<'_>) -> Result<SendResult> {
-        let deadline = Instant::now() + self.config.send_timeout();
-        self.send_sync_until(msg, target, deadline)
+    /// A synchronous send counted by `op`, both begun at `started` (one clock read): its
+    /// time budget runs from there, and the end of its last attempt ends `op` (no further
+    /// clock read).
+    pub(super) fn send_sync_counted(
+        &self,
+        msg: Message,
+        target: SyncTarget<'_>,
+        started: Instant,
+        mut op: Op,
+    ) -> Result<SendResult> {
+        // Send hooks ran since `started`: the budget starts after them, as before.
+        let now = if self.hooks.is_some() {
+            Instant::now()
+        } else {
+            started
+        };
+        let whole = self.config.send_timeout();
+        let budget = Budget {
+            deadline: now + whole,
+            now,
+            whole: Some(whole),
+        };
+        let mut ended = None;
+        let result = self.send_sync_at(msg, target, budget, &mut ended);
+        match &ended {
+            Some(ended) => op.record_ended(&result, ended),
+            None => op.record(&result),
+        }
+        result
     }
 
-    /// [`Inner::send_sync`] within `deadline` (a request's, for request-reply).
+    /// [`Inner::send_sync_counted`] within `deadline` (a request's, for request-reply).
     pub(super) fn send_sync_until(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         deadline: Instant,
     ) -> Result<SendResult> {
+        self.send_sync_at(msg, target, Budget::until(deadline), &mut None)
+    }
+
+    /// [`Inner::send_sync_until`] within `budget`; `ended` gets when the last attempt ended,
+    /// if one ran last.
+    fn send_sync_at(
+        &self,
+        msg: Message,
+        target: SyncTarget<'_>,
+        budget: Budget,
+        ended: &mut Option<Ended>,
+    ) -> Result<SendResult> {
         self.check_running()?;
         // Preparing checks the message; a selector must not see a bad one first.
-        let queue = match target {
-            SyncTarget::Auto => None,
-            SyncTarget::Queue(q) => Some(q),
+        let (queue, budget) = match target {
+            SyncTarget::Auto => (None, budget),
+            SyncTarget::Queue(q) => (Some(q), budget),
             SyncTarget::Selector(selector, arg) => {
-                prepare::check_message(&msg, &self.config)?;
-                let info =
-                    self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
-                Some(self.run_selector(selector, &info, &msg, arg)?)
+                match self.select_for_sync(&msg, selector, arg, budget.deadline) {
+                    // The selector (user code, maybe after a route lookup) took time.
+                    Ok(q) => (Some(q), budget.at(Instant::now())),
+                    Err(e) => return Err(e),
+                }
             }
         };
         // Prepared where it stays (not moved out of the preparing functions).
         let mut prepared = Prepared::vacant();
         self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
-        self.send_prepared_sync(&prepared, queue, deadline)
+        self.send_prepared_sync_at(&prepared, queue, budget, ended)
+    }
+
+    /// The queue `selector` picks for `msg` and `arg` (the message checked first).
+    fn select_for_sync(
+        &self,
+        msg: &Message,
+        selector: &dyn QueueSelector,
+        arg: &str,
+        deadline: Instant,
+    ) -> Result<MessageQueue> {
+        prepare::check_message(msg, &self.config)?;
+        let info = self.publish_info(&prepare::wire_topic(msg.topic(), &self.config), deadline)?;
+        self.run_selector(selector, &info, msg, arg)
     }
 
     /// The synchronous attempt loop: all attempts and route lookups share `deadline`.
@@ -64,6 +169,18 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
+        self.send_prepared_sync_at(prepared, fixed_queue, Budget::until(deadline), &mut None)
+    }
+
+    /// [`Inner::send_prepared_sync`] within `budget`; `ended` gets when the last attempt
+    /// ended, if one ran last.
+    fn send_prepared_sync_at(
+        &self,
+        prepared: &Prepared,
+        fixed_queue: Option<MessageQueue>,
+        budget: Budget,
+        ended: &mut Option<Ended>,
+    ) -> Result<SendResult> {
         // Strict order: a keyed message-hash send is never retried on another queue.
         let strict = self.strict_hash_key(prepared).is_some();
         let attempts = if fixed_queue.is_some() || strict {
@@ -72,8 +189,13 @@ impl Inner {
             1 + self.config.retries()
         };
         let mut memo = self.sync_memos.lock().pop().unwrap_or_default();
-        let result =
-            self.send_attempts_sync(prepared, fixed_queue, deadline, strict, attempts, &mut memo);
+        let plan = Plan {
+            fixed_queue,
+            budget,
+            strict,
+            attempts,
+        };
+        let result = self.send_attempts_sync(prepared, &plan, &mut memo, ended);
         let mut memos = self.sync_memos.lock();
         if memos.len() < SYNC_MEMOS {
             memos.push(memo);
@@ -81,25 +203,35 @@ impl Inner {
         result
     }
 
-    /// The attempts of [`Inner::send_prepared_sync`], with the broker address memory `memo`.
+    /// The attempts of [`Inner::send_prepared_sync_at`], with the broker address memory
+    /// `memo`. The clock is read once per attempt before it (the budget's read stands for
+    /// the first) and once after it: the start serves the deadline check, the queue choice,
+    /// the request's deadline and the latency; the end serves the statistics, the fault
+    /// table, the hooks and the send's record.
     fn send_attempts_sync(
         &self,
         prepared: &Prepared,
-        fixed_queue: Option<MessageQueue>,
-        deadline: Instant,
-        strict: bool,
-        attempts: u32,
+        plan: &Plan,
         memo: &mut AddrMemo,
+        last_end: &mut Option<Ended>,
     ) -> Result<SendResult> {
+        let Plan {
+            fixed_queue,
+            budget,
+            strict,
+            attempts,
+        } = plan;
+        let (deadline, strict) = (budget.deadline, *strict);
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
         let mut attempt_no = 0;
-        for _ in 0..attempts {
-            let mut now = Instant::now();
+        let mut first_now = Some(budget.now);
+        for _ in 0..*attempts {
+            let mut now = first_now.take().unwrap_or_else(Instant::now);
             if now >= deadline {
                 break;
             }
-            let queue = match &fixed_queue {
+            let queue = match fixed_queue {
                 Some(q) => q.clone(),
                 None => {
                     let info = match self.cached_publish_info(prepared.wire_topic(), now) {
@@ -115,7 +247,11 @@ impl Inner {
             };
             let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
                 Some(addr) => Some(addr),
-                None => self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline),
+                None => {
+                    let addr = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline);
+                    now = Instant::now(); // after a possible lookup
+                    addr
+                }
             };
             let Some(addr) = addr else {
                 failures.push(Error::NoRoute {
@@ -132,22 +268,25 @@ impl Inner {
                 last_broker.is_some(),
                 &mut memo.stats,
             );
-            let started = Instant::now();
-            let timeout = self.attempt_timeout(deadline, started);
+            let started = now;
+            let timeout = self.attempt_timeout_left(budget.left(started));
             let born = now_ms();
             let result = self
                 .remoting
                 .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
                     broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
                 })
-                .and_then(|request| self.remoting.send_encoded_sync(request, timeout))
+                .and_then(|request| {
+                    self.remoting
+                        .send_encoded_sync_from(request, started, timeout)
+                })
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             // One clock read for the attempt's end: its latency in the statistics, the fault
-            // table and the hooks.
-            let ended = Instant::now();
-            let latency = ended.saturating_duration_since(started);
-            attempt.end(started, ended, &result);
-            self.record_attempt(queue.broker_name(), latency, ended, &result);
+            // table, the hooks and the send's record.
+            let ended = Ended::new(started, Instant::now());
+            let latency = ended.latency();
+            attempt.end_as(&ended, &result);
+            self.record_attempt(queue.broker_name(), latency, ended.now(), &result);
             attempt_no += 1;
             self.hook_after(
                 prepared,
@@ -171,6 +310,7 @@ impl Inner {
                 }
                 continue;
             }
+            *last_end = Some(ended);
             return result;
         }
         Err(self.attempts_failed(deadline, failures))
@@ -282,5 +422,53 @@ impl Inner {
             broker::encode_send_frame(prepared, queue, &self.defaults, born, spec, out)
         })?;
         self.remoting.send_encoded_sync(request, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what
+    /// the subtraction gives, at the start and at any later or earlier read.
+    #[test]
+    fn budget_left_matches_the_subtraction() {
+        let base = Instant::now();
+        let lengths = [0, 1, 999, 1_000_000, 3_000_000_000, 86_400_000_000_000u64];
+        for (i, &whole_ns) in lengths.iter().enumerate() {
+            let whole = Duration::from_nanos(whole_ns);
+            let now = base + Duration::from_nanos(i as u64 * 7);
+            let budget = Budget {
+                deadline: now + whole,
+                now,
+                whole: Some(whole),
+            };
+            for offset in [
+                0,
+                1,
+                500,
+                whole_ns / 2,
+                whole_ns,
+                whole_ns + 1,
+                whole_ns * 2,
+            ] {
+                let t = now + Duration::from_nanos(offset);
+                assert_eq!(
+                    budget.left(t),
+                    budget.deadline.saturating_duration_since(t),
+                    "whole {whole_ns} ns, read {offset} ns after"
+                );
+            }
+            let later = budget.at(now + Duration::from_nanos(3));
+            assert_eq!(
+                later.left(later.now),
+                later.deadline.saturating_duration_since(later.now)
+            );
+            let until = Budget::until(budget.deadline);
+            assert_eq!(
+                until.left(until.now),
+                until.deadline.saturating_duration_since(until.now)
+            );
+        }
     }
 }

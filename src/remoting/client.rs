@@ -399,12 +399,24 @@ impl RemotingClient {
         request: EncodedRequest,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
+        self.send_encoded_sync_from(request, Instant::now(), timeout)
+    }
+
+    /// [`RemotingClient::send_encoded_sync`] for a caller that read the clock at `now`
+    /// (just before): the request's deadline is `timeout` after it, with no clock read here.
+    pub(crate) fn send_encoded_sync_from(
+        &self,
+        request: EncodedRequest,
+        now: Instant,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
         let (completer, handle) = pooled_pair();
-        self.push(
+        self.push_until(
             request.target,
             request.frame,
             request.opaque,
             timeout,
+            deadline_after(now, timeout),
             Some(Reply::Handle(completer)),
         )?;
         handle.wait_spinning(self.inner.config.busy_poll)
@@ -697,10 +709,7 @@ impl RemotingClient {
         keep_connection_on_timeout: bool,
     ) -> Result<()> {
         let deadline = deadline_after(started, timeout);
-        let Some(lp) = self.inner.loops.get(target.lp) else {
-            return Err(Error::Shutdown); // targets only name existing loops
-        };
-        let cmd = Command::Request(Request {
+        self.push_request(Request {
             target,
             frame,
             opaque,
@@ -708,8 +717,39 @@ impl RemotingClient {
             deadline,
             reply,
             keep_connection_on_timeout,
-        });
-        lp.shared.send(cmd).map_err(|_| Error::Shutdown)
+        })
+    }
+
+    /// [`RemotingClient::push`] with the request's deadline given (`timeout` is what its
+    /// timeout error reports).
+    fn push_until(
+        &self,
+        target: Arc<Target>,
+        frame: Vec<u8>,
+        opaque: i32,
+        timeout: Duration,
+        deadline: Instant,
+        reply: Option<Reply>,
+    ) -> Result<()> {
+        self.push_request(Request {
+            target,
+            frame,
+            opaque,
+            timeout,
+            deadline,
+            reply,
+            keep_connection_on_timeout: false,
+        })
+    }
+
+    /// Queues `request` on its target's loop.
+    fn push_request(&self, request: Request) -> Result<()> {
+        let Some(lp) = self.inner.loops.get(request.target.lp) else {
+            return Err(Error::Shutdown); // targets only name existing loops
+        };
+        lp.shared
+            .send(Command::Request(request))
+            .map_err(|_| Error::Shutdown)
     }
 
     /// The target for `addr`. Only its syntax is checked here (a bad address fails at once);

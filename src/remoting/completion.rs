@@ -1,9 +1,17 @@
 //! A one-shot completion: a thread can wait on it, a task can await it.
 //!
 //! [`pair`] makes a [`Completer`] (the side that finishes a request) and a [`Handle`] (the side
-//! that waits). The completer stores the value, wakes a blocked thread through a condition
-//! variable and a task through its [`Waker`], whichever waits. Dropping a completer without
-//! completing it ends the request with [`Error::Shutdown`], so no handle can hang.
+//! that waits). The completer stores the value, wakes a blocked thread by unparking it and a
+//! task through its [`Waker`], whichever waits. Dropping a completer without completing it
+//! ends the request with [`Error::Shutdown`], so no handle can hang.
+//!
+//! A blocked thread waits with [`std::thread::park`], not on a condition variable: the waiter
+//! leaves its [`Thread`] in the slot (under the lock) before it parks, the completer takes it
+//! (under the same lock, as it stores the value) and unparks it after unlocking. One atomic
+//! swap and one futex wake on the completing side, one futex wait on the waiting side, and no
+//! re-locking of a mutex on wake-up (a condition variable's wait re-takes its mutex). A park
+//! may return early (spuriously, or on an unpark meant for an earlier wait of the thread), so
+//! the waiter parks until the `ready` flag says the value is there.
 //!
 //! The send path uses `pooled_pair`: the shared state of a completion whose handle is gone
 //! after it completed goes to a small pool of the thread that dropped the handle (usually the
@@ -19,9 +27,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::message::SendResult;
@@ -46,8 +55,8 @@ fn new_shared<T>() -> Arc<Shared<T>> {
         slot: Mutex::new(Slot {
             state: State::Pending,
             waker: None,
+            thread: None,
         }),
-        cond: Condvar::new(),
         ready: AtomicBool::new(false),
     })
 }
@@ -103,6 +112,7 @@ pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
                 // Drops a result nobody took (a handle dropped unread).
                 slot.state = State::Pending;
                 slot.waker = None;
+                slot.thread = None;
                 *unique.ready.get_mut() = false;
                 Some(shared)
             }
@@ -128,7 +138,9 @@ pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
 /// Puts a handle's completion into this thread's pool, if it completed: a pending one stays
 /// unshared, so that its completer sees it abandoned ([`Completer::is_abandoned`]).
 fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
-    if matches!(shared.slot.lock().state, State::Pending) {
+    // `ready` is set (under the lock) with the value, so it says whether the state has left
+    // `Pending` without taking the lock.
+    if !shared.ready.load(Ordering::Acquire) {
         return;
     }
     T::with_pool(|pool| {
@@ -141,15 +153,16 @@ fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
 /// The state a completer and its handle share.
 pub(crate) struct Shared<T> {
     slot: Mutex<Slot<T>>,
-    cond: Condvar,
-    /// Set (under the lock) once the value is there: what a spinning waiter watches
-    /// ([`Handle::wait_spinning`]) without taking the lock.
+    /// Set (under the lock) once the value is there: what a spinning or parked waiter
+    /// watches ([`Handle::wait_spinning`], [`Handle::block_until`]) without taking the lock.
     ready: AtomicBool,
 }
 
 struct Slot<T> {
     state: State<T>,
     waker: Option<Waker>,
+    /// The thread parked (or about to park) on the value; the completer unparks it.
+    thread: Option<Thread>,
 }
 
 enum State<T> {
@@ -184,19 +197,21 @@ impl<T> Completer<T> {
 
 #[inline(always)]
 fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
-    let waker = {
+    let (waker, thread) = {
         let mut slot = shared.slot.lock();
         if !matches!(slot.state, State::Pending) {
             return false;
         }
         slot.state = State::Done(value);
         shared.ready.store(true, Ordering::Release);
-        slot.waker.take()
+        (slot.waker.take(), slot.thread.take())
     };
-    // Outside the lock: the woken thread does not then block on it at once. Only the handle
+    // Outside the lock: the woken thread then takes it at once, uncontended. Only the handle
     // waits (it is not `Clone`, and waiting takes it by value or `&mut`), so one thread at
-    // most; with nobody parked (a spinning waiter, a task) this is a load, no syscall.
-    shared.cond.notify_one();
+    // most; with nobody parked (a spinning waiter, a task) there is nothing to do.
+    if let Some(t) = thread {
+        t.unpark();
+    }
     // Wake the task outside the lock: its poll takes the same lock.
     if let Some(w) = waker {
         w.wake();
@@ -244,18 +259,8 @@ impl<T> Handle<T> {
     }
 
     /// Blocks until the result is there.
-    pub fn wait(self) -> Result<T> {
-        let mut slot = self.shared.slot.lock();
-        loop {
-            match std::mem::replace(&mut slot.state, State::Taken) {
-                State::Done(v) => return v,
-                State::Taken => return Err(already_taken()),
-                State::Pending => {
-                    slot.state = State::Pending;
-                    self.shared.cond.wait(&mut slot);
-                }
-            }
-        }
+    pub fn wait(mut self) -> Result<T> {
+        self.wait_deadline_forever()
     }
 
     /// [`Handle::wait`], spinning up to `spin` on the result before parking the thread: on
@@ -289,19 +294,47 @@ impl<T> Handle<T> {
 
     /// Blocks until `deadline`. `None` if the result is not there yet; the handle stays usable.
     pub fn wait_deadline(&mut self, deadline: Instant) -> Option<Result<T>> {
-        let mut slot = self.shared.slot.lock();
+        self.block_until(Some(deadline))
+    }
+
+    /// Takes the result, parking this thread until it is there or `deadline` (`None`: no
+    /// deadline) has passed; `None` if it is not there by then.
+    fn block_until(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
+        // Whether this thread cannot be unparked (see `this_thread`): it then looks every
+        // `POLL`.
+        let mut polling;
         loop {
-            match std::mem::replace(&mut slot.state, State::Taken) {
-                State::Done(v) => return Some(v),
-                State::Taken => return Some(Err(already_taken())),
-                State::Pending => {
-                    slot.state = State::Pending;
-                    if self.shared.cond.wait_until(&mut slot, deadline).timed_out() {
-                        // One last look: the value may have arrived with the timeout.
-                        if let State::Done(_) = slot.state {
-                            continue;
+            {
+                let mut slot = self.shared.slot.lock();
+                match std::mem::replace(&mut slot.state, State::Taken) {
+                    State::Done(v) => return Some(v),
+                    State::Taken => return Some(Err(already_taken())),
+                    State::Pending => slot.state = State::Pending,
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    // Gone before the value came: nobody is to be unparked.
+                    slot.thread = None;
+                    return None;
+                }
+                // Left under the lock while pending: the completer, which stores the value
+                // under the same lock, finds it and unparks this thread.
+                slot.thread = this_thread();
+                polling = slot.thread.is_none();
+            }
+            // Parked until the value is there (an early return from `park` is looked at and
+            // parked again) or the deadline has passed; then the lock is taken again above.
+            while !self.shared.ready.load(Ordering::Acquire) {
+                let limit = if polling { Some(POLL) } else { None };
+                match (deadline, limit) {
+                    (None, None) => std::thread::park(),
+                    (None, Some(poll)) => std::thread::park_timeout(poll),
+                    (Some(d), limit) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            break;
                         }
-                        return None;
+                        let left = d - now;
+                        std::thread::park_timeout(limit.map_or(left, |poll| poll.min(left)));
                     }
                 }
             }
@@ -386,18 +419,23 @@ impl<T, U, F: FnOnce(Result<T>) -> Result<U>> Mapped<T, F> {
 
 impl<T> Handle<T> {
     fn wait_deadline_forever(&mut self) -> Result<T> {
-        let mut slot = self.shared.slot.lock();
         loop {
-            match std::mem::replace(&mut slot.state, State::Taken) {
-                State::Done(v) => return v,
-                State::Taken => return Err(already_taken()),
-                State::Pending => {
-                    slot.state = State::Pending;
-                    self.shared.cond.wait(&mut slot);
-                }
+            // `None` only past a deadline, and there is none.
+            if let Some(v) = self.block_until(None) {
+                return v;
             }
         }
     }
+}
+
+/// How often a thread that cannot be unparked looks at the value (see `this_thread`).
+const POLL: Duration = Duration::from_millis(1);
+
+/// This thread's handle, to be unparked by a completer. `None` only on a thread whose
+/// runtime data is gone (`std::thread::current` panics then: code run by a thread-local's
+/// destructor late in the thread's exit); its waits then poll every [`POLL`].
+fn this_thread() -> Option<Thread> {
+    std::panic::catch_unwind(std::thread::current).ok()
 }
 
 impl<T, U, F: FnOnce(Result<T>) -> Result<U> + Unpin> Future for Mapped<T, F> {
@@ -536,6 +574,85 @@ mod tests {
         let (_c2, h2) = pooled_pair::<RemotingCommand>();
         assert!(!Arc::ptr_eq(&h2.shared, &held));
         drop(held);
+    }
+
+    /// Runs `f` on a thread and gives its value, failing (not hanging) after 10 s.
+    fn watchdog<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a waiter hung")
+    }
+
+    /// Waits until a thread is parked (or about to park) on `shared`'s value.
+    fn until_parked<T>(shared: &Shared<T>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while shared.slot.lock().thread.is_none() {
+            assert!(Instant::now() < deadline, "the waiter never parked");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A waiter parked on the value is woken by the completer on another thread, in every
+    /// blocking form; an early unpark (spurious, or meant for an earlier wait) does not end a
+    /// wait without the value.
+    #[test]
+    fn parked_waiters_are_woken_and_early_unparks_are_ignored() {
+        for (form, early_unparks) in [(0, false), (1, false), (0, true), (1, true), (2, false)] {
+            let (c, mut h) = pooled_pair::<RemotingCommand>();
+            let shared = h.shared.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let waiter = std::thread::spawn(move || {
+                let _ = tx.send(std::thread::current());
+                match form {
+                    0 => h.wait(),
+                    1 => h.wait_timeout(Duration::from_secs(60)).unwrap(),
+                    _ => futures_lite::future::block_on(h.map(|r| r)),
+                }
+            });
+            let waiter_thread = rx.recv().unwrap();
+            if form != 2 {
+                until_parked(&shared);
+            }
+            if early_unparks {
+                for _ in 0..100 {
+                    waiter_thread.unpark();
+                }
+                // Still parked on the value, not gone with a wrong one.
+                until_parked(&shared);
+                assert!(!waiter.is_finished());
+            }
+            drop(shared);
+            c.complete(Ok(RemotingCommand::response(form, 0)));
+            let code = watchdog(move || waiter.join().unwrap().unwrap().code);
+            assert_eq!(code, form);
+        }
+    }
+
+    /// A wait that times out leaves nobody to unpark; the handle then waits again and gets
+    /// the value, and the next completion of the same thread is not ended by a stale unpark.
+    #[test]
+    fn timed_out_waits_unregister_and_later_waits_get_the_value() {
+        watchdog(|| {
+            let (c, mut h) = pair::<u32>();
+            assert!(h.wait_timeout(Duration::from_millis(5)).is_none());
+            assert!(h.shared.slot.lock().thread.is_none(), "unregistered");
+            let t = std::thread::spawn(move || c.complete(Ok(3)));
+            assert_eq!(h.wait().unwrap(), 3);
+            t.join().unwrap();
+            // Many rounds through one thread's pool, completed on another thread: each
+            // waiter gets its own value, whatever unparks were left over from the last.
+            for code in 0..2_000 {
+                let (c, h) = pooled_pair::<RemotingCommand>();
+                let t = std::thread::spawn(move || {
+                    c.complete(Ok(RemotingCommand::response(code, 0)));
+                });
+                assert_eq!(h.wait().unwrap().code, code);
+                t.join().unwrap();
+            }
+        });
     }
 
     #[test]

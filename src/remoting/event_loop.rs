@@ -33,6 +33,10 @@ const WAKER: Token = Token(0);
 /// Commands taken from the queue in one turn, so that I/O is not starved by a flood.
 const COMMANDS_PER_TURN: usize = 4096;
 
+/// Most request buffers an event loop holds before giving them back to the pool (it gives
+/// back what it holds at the end of each command drain too): senders find buffers free.
+const RETURN_BATCH: usize = 64;
+
 /// Settings an event loop needs.
 #[derive(Debug, Clone)]
 pub(crate) struct LoopConfig {
@@ -77,6 +81,23 @@ impl FramePool {
         self.free.lock().pop().unwrap_or_default()
     }
 
+    /// Whether a buffer is worth keeping.
+    fn keeps(frame: &Vec<u8>) -> bool {
+        frame.capacity() != 0 && frame.capacity() <= POOLED_FRAME_CAPACITY
+    }
+
+    /// Gives back the buffers in `frames` (kept ones only: see [`EventLoop::give_back`])
+    /// under one lock, emptying `frames`.
+    fn put_all(&self, frames: &mut Vec<Vec<u8>>) {
+        let mut free = self.free.lock();
+        for mut frame in frames.drain(..) {
+            if free.len() < POOLED_FRAMES {
+                frame.clear();
+                free.push(frame);
+            }
+        }
+    }
+
     /// Gives a buffer back.
     pub(crate) fn put(&self, mut frame: Vec<u8>) {
         if frame.capacity() == 0 || frame.capacity() > POOLED_FRAME_CAPACITY {
@@ -113,6 +134,7 @@ pub(crate) fn spawn(
         deadlines: Deadlines::default(),
         dirty: Vec::new(),
         frames: Vec::new(),
+        returned: Vec::with_capacity(RETURN_BATCH),
         scratch: Vec::new(),
         next_conn_id: 0,
         pending_count,
@@ -309,6 +331,9 @@ struct EventLoop {
     /// Reused buffers.
     frames: Vec<RemotingCommand>,
     scratch: Vec<usize>,
+    /// Request frame buffers queued on their connections, given back to the pool together
+    /// (one lock per [`RETURN_BATCH`] and per turn, not per request).
+    returned: Vec<Vec<u8>>,
     next_conn_id: u64,
     pending_count: Arc<AtomicUsize>,
     /// Lookup threads running.
@@ -375,7 +400,11 @@ impl EventLoop {
                 };
                 self.on_event(event.token().0 - 1, read);
             }
-            match self.drain_commands() {
+            let drained = self.drain_commands();
+            if !self.returned.is_empty() {
+                self.config.frames.put_all(&mut self.returned);
+            }
+            match drained {
                 Drained::Idle => busy = false,
                 Drained::Busy => busy = true,
                 Drained::Stop => break,
@@ -675,7 +704,7 @@ impl EventLoop {
                 Some(reply) => reply.complete(Err(error)),
                 None => log::warn!("oneway request dropped: {error}"),
             }
-            self.config.frames.put(r.frame);
+            self.give_back(r.frame);
             return;
         }
         if let Some(reply) = r.reply {
@@ -703,7 +732,18 @@ impl EventLoop {
             conn.dirty = true;
             self.dirty.push(idx);
         }
-        self.config.frames.put(r.frame);
+        self.give_back(r.frame);
+    }
+
+    /// Gives a request's frame buffer back to the pool, in a batch (see [`RETURN_BATCH`]).
+    fn give_back(&mut self, frame: Vec<u8>) {
+        if !FramePool::keeps(&frame) {
+            return;
+        }
+        self.returned.push(frame);
+        if self.returned.len() >= RETURN_BATCH {
+            self.config.frames.put_all(&mut self.returned);
+        }
     }
 
     /// Starts a non-blocking connect to `target`: at once for an IP address; for a host name,

@@ -294,6 +294,8 @@ impl LatencyFaultTolerance {
     /// [`LatencyFaultTolerance::update`] through `memo`: on the broker the memo holds, the
     /// report takes the entry's lock only (no lookup, no lock on the map); on another broker
     /// (or one taken out of the table since), it looks the broker up and remembers it.
+    // Inlined: the memo's broker is the common case; the look-up is out of line.
+    #[inline]
     pub(crate) fn update_memo(
         &self,
         broker: &Arc<str>,
@@ -312,6 +314,22 @@ impl LatencyFaultTolerance {
                 }
             }
         }
+        self.update_looked_up(broker, memo, latency, isolation, reachable, now);
+    }
+
+    /// [`LatencyFaultTolerance::update_memo`] on a broker the memo does not hold: looks it
+    /// up and remembers it.
+    #[cold]
+    #[inline(never)]
+    fn update_looked_up(
+        &self,
+        broker: &Arc<str>,
+        memo: &mut FaultMemo,
+        latency: Duration,
+        isolation: bool,
+        reachable: bool,
+        now: Instant,
+    ) {
         // Under the map's lock: a removal cannot slip in between the look-up and the report.
         let mut items = self.items.write();
         let entry = match items.get(&**broker) {
@@ -324,6 +342,7 @@ impl LatencyFaultTolerance {
     }
 
     /// The report of [`LatencyFaultTolerance::update`] on one broker's entry.
+    #[inline]
     fn apply(
         &self,
         item: &mut FaultItem,

@@ -254,6 +254,15 @@ impl StatsRecorder {
         self.start(Some(msg.topic()), 1, msg.body().len() as u64, oneway)
     }
 
+    /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
+    /// (a clock read the caller shares with the send's time budget).
+    pub(crate) fn begin_at(&self, msg: &Message, now: Instant) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
+        self.start_at(Some(msg.topic()), 1, msg.body().len() as u64, Some(now))
+    }
+
     /// Starts counting a batch send.
     pub(crate) fn begin_batch(&self, msgs: &[Message]) -> Op {
         self.begin_batch_as(msgs, false)
@@ -387,6 +396,8 @@ fn second_of(epoch: Instant, now: Instant) -> u64 {
 /// attempt's and its send's records: the attempt's latency and the second (since an epoch)
 /// its rates count in.
 pub(crate) struct Ended {
+    /// When the attempt started (`now` for an end with no attempt).
+    started: Instant,
     now: Instant,
     latency: Duration,
     /// The last epoch asked for and `now`'s second since it.
@@ -397,6 +408,7 @@ impl Ended {
     /// An attempt that started at `started` and ended at `now`.
     pub(crate) fn new(started: Instant, now: Instant) -> Self {
         Ended {
+            started,
             now,
             latency: now.saturating_duration_since(started),
             second: Cell::new(None),
@@ -406,6 +418,7 @@ impl Ended {
     /// An end at `now` with no attempt's latency (zero): a send's end.
     pub(crate) fn at(now: Instant) -> Self {
         Ended {
+            started: now,
             now,
             latency: Duration::ZERO,
             second: Cell::new(None),
@@ -420,6 +433,16 @@ impl Ended {
     /// How long the attempt took.
     pub(crate) fn latency(&self) -> Duration {
         self.latency
+    }
+
+    /// How long since `started`: the attempt's latency when that is when it started (a send
+    /// whose one attempt began with it), without a second subtraction.
+    fn latency_since(&self, started: Instant) -> Duration {
+        if started == self.started {
+            self.latency
+        } else {
+            self.now.saturating_duration_since(started)
+        }
     }
 
     fn second(&self, epoch: Instant) -> u64 {
@@ -506,8 +529,7 @@ impl Op {
         match failed {
             None => {
                 if let Some(started) = s.started {
-                    t.latency
-                        .record(ended.now.saturating_duration_since(started));
+                    t.latency.record(ended.latency_since(started));
                 }
                 t.succeeded.fetch_add(1, Ordering::Release);
                 t.rates.add(ended.second(t.epoch), OK);
@@ -627,6 +649,33 @@ mod tests {
             .attempt_memo(&prepared, &names[0], false, &mut memo)
             .0
             .is_none());
+    }
+
+    /// An end's latency since a start gives the subtraction's figure, whether the start is
+    /// its attempt's (the shortcut) or another.
+    #[test]
+    fn ended_latency_since_matches_the_subtraction() {
+        let base = Instant::now();
+        for started_ns in [0u64, 1, 1_000, 5_000_000] {
+            for took_ns in [0u64, 1, 999, 2_000_000_000] {
+                let started = base + Duration::from_nanos(started_ns);
+                let now = started + Duration::from_nanos(took_ns);
+                let ended = Ended::new(started, now);
+                for other in [base, started, now, now + Duration::from_nanos(1)] {
+                    assert_eq!(
+                        ended.latency_since(other),
+                        now.saturating_duration_since(other),
+                        "attempt {started_ns}+{took_ns} ns"
+                    );
+                }
+                let at = Ended::at(now);
+                assert_eq!(at.latency_since(now), Duration::ZERO);
+                assert_eq!(
+                    at.latency_since(started),
+                    now.saturating_duration_since(started)
+                );
+            }
+        }
     }
 
     #[test]

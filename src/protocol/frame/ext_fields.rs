@@ -18,6 +18,59 @@ pub struct ExtFields {
     entries: Vec<(Cow<'static, str>, usize, usize)>,
     /// Every value, back to back (replaced values leave garbage until [`ExtFields::compact`]).
     values: String,
+    /// Where a decoded send response's fields are: for each [`ResponseKey`], 1 + the index of
+    /// its entry, or 0 when absent. Only a decoder sets it (while the keys arrive in order, so
+    /// each key has one entry); every other change to the map clears `slots_valid`. Eight
+    /// bytes in all: a command is moved several times between decoder and reader.
+    slots: [u8; RESPONSE_KEYS],
+    slots_valid: bool,
+}
+
+/// The `extFields` keys of a send response (`SendMessageResponseHeader`, plus what brokers
+/// add), which a decoder records the places of (see [`ExtFields::response_values`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResponseKey {
+    MsgId,
+    QueueId,
+    QueueOffset,
+    BatchUniqId,
+    TransactionId,
+    MsgRegion,
+    TraceOn,
+}
+
+/// How many [`ResponseKey`]s there are.
+pub(crate) const RESPONSE_KEYS: usize = 7;
+
+impl ResponseKey {
+    /// The key's name.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            ResponseKey::MsgId => "msgId",
+            ResponseKey::QueueId => "queueId",
+            ResponseKey::QueueOffset => "queueOffset",
+            ResponseKey::BatchUniqId => "batchUniqId",
+            ResponseKey::TransactionId => "transactionId",
+            ResponseKey::MsgRegion => "MSG_REGION",
+            ResponseKey::TraceOn => "TRACE_ON",
+        }
+    }
+
+    /// The response key named `key`, told apart by length and first byte before one
+    /// comparison.
+    pub(super) fn of(key: &[u8]) -> Option<ResponseKey> {
+        let k = match (key.len(), key.first()?) {
+            (5, b'm') => ResponseKey::MsgId,
+            (7, b'q') => ResponseKey::QueueId,
+            (8, b'T') => ResponseKey::TraceOn,
+            (10, b'M') => ResponseKey::MsgRegion,
+            (11, b'q') => ResponseKey::QueueOffset,
+            (11, b'b') => ResponseKey::BatchUniqId,
+            (13, b't') => ResponseKey::TransactionId,
+            _ => return None,
+        };
+        (k.name().as_bytes() == key).then_some(k)
+    }
 }
 
 impl ExtFields {
@@ -31,6 +84,7 @@ impl ExtFields {
         ExtFields {
             entries: Vec::with_capacity(n),
             values: String::with_capacity(n * 16),
+            ..ExtFields::default()
         }
     }
 
@@ -63,6 +117,7 @@ impl ExtFields {
         key: Cow<'static, str>,
         write: impl FnOnce(&mut String) -> Option<()>,
     ) -> Option<()> {
+        self.slots_valid = false;
         let start = self.values.len();
         if write(&mut self.values).is_none() {
             self.values.truncate(start);
@@ -78,6 +133,7 @@ impl ExtFields {
     /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key (then
     /// returns true). Never compacts: the caller may still hold ranges into `values`.
     fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
+        self.slots_valid = false;
         // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
         let append = match self.entries.last() {
             None => true,
@@ -111,11 +167,13 @@ impl ExtFields {
             return ExtFields {
                 entries: ranges,
                 values,
+                ..ExtFields::default()
             };
         }
         let mut fields = ExtFields {
             entries: Vec::with_capacity(ranges.len()),
             values,
+            ..ExtFields::default()
         };
         let mut replaced = false;
         for (key, start, end) in ranges {
@@ -134,7 +192,11 @@ impl ExtFields {
     pub(super) fn for_decoding(value_bytes: usize) -> Self {
         let recycled = RECYCLED.try_lock().and_then(|mut free| free.pop());
         let mut fields = match recycled {
-            Some((entries, values)) => ExtFields { entries, values },
+            Some((entries, values)) => ExtFields {
+                entries,
+                values,
+                ..ExtFields::default()
+            },
             None => ExtFields::new(),
         };
         fields.entries.reserve(RECYCLED_MIN_ENTRIES);
@@ -154,6 +216,7 @@ impl ExtFields {
         key: Cow<'static, str>,
         write: impl FnOnce(&mut String) -> Option<()>,
     ) -> Option<()> {
+        self.slots_valid = false;
         let in_order = match self.entries.last() {
             None => true,
             Some((last, ..)) => key_less(last, &key),
@@ -175,17 +238,65 @@ impl ExtFields {
     /// header's values, copied in one piece with what lies between them). Returns whether an
     /// earlier entry of the key was replaced: then call [`ExtFields::compact_if_wasteful`]
     /// once the text is in.
-    pub(super) fn push_range(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
+    ///
+    /// `response_key` is the key's [`ResponseKey`] when it is one (never `None` for a key of
+    /// that name): [`ExtFields::response_values`] then knows its place while the keys come
+    /// in order. A decoder starts that table with [`ExtFields::start_response_slots`].
+    #[inline]
+    pub(super) fn push_range_of(
+        &mut self,
+        key: Cow<'static, str>,
+        response_key: Option<ResponseKey>,
+        start: usize,
+        end: usize,
+    ) -> bool {
         let in_order = match self.entries.last() {
             None => true,
             Some((last, ..)) => key_less(last, &key),
         };
         if in_order {
+            if let Some(k) = response_key {
+                match u8::try_from(self.entries.len() + 1) {
+                    Ok(slot) => self.slots[k as usize] = slot,
+                    Err(_) => self.slots_valid = false,
+                }
+            }
             self.entries.push((key, start, end));
             false
         } else {
-            self.place(key, start, end)
+            self.place_out_of_order(key, start, end)
         }
+    }
+
+    /// [`ExtFields::place`] for a decoder's key out of order (rare: kept out of line, so the
+    /// in-order push stays small).
+    #[cold]
+    #[inline(never)]
+    fn place_out_of_order(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
+        self.place(key, start, end)
+    }
+
+    /// Starts the table of [`ExtFields::response_values`] for an empty map a decoder fills
+    /// with [`ExtFields::push_range_of`].
+    pub(super) fn start_response_slots(&mut self) {
+        self.slots = [0; RESPONSE_KEYS];
+        self.slots_valid = self.entries.is_empty();
+    }
+
+    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent), read from
+    /// the table a decoder kept: no key comparisons. `None` when there is no table (a map not
+    /// straight from a decoder, or whose keys came out of order): then look them up.
+    pub(crate) fn response_values(&self) -> Option<[Option<&str>; RESPONSE_KEYS]> {
+        if !self.slots_valid {
+            return None;
+        }
+        let mut found = [None; RESPONSE_KEYS];
+        for (value, &slot) in found.iter_mut().zip(&self.slots) {
+            if let Some(&(_, start, end)) = self.entries.get(usize::from(slot).wrapping_sub(1)) {
+                *value = self.values.get(start..end);
+            }
+        }
+        Some(found)
     }
 
     /// The length of the value buffer: where text appended next starts.
@@ -193,13 +304,14 @@ impl ExtFields {
         self.values.len()
     }
 
-    /// Appends text that ranges given to [`ExtFields::push_range`] point into.
+    /// Appends text that ranges given to [`ExtFields::push_range_of`] point into.
     pub(super) fn push_value_text(&mut self, text: &str) {
         self.values.push_str(text);
     }
 
     /// Removes `key` without handing its value back.
     pub(super) fn remove_entry(&mut self, key: &str) -> bool {
+        self.slots_valid = false;
         match self.position(key) {
             Ok(i) => {
                 self.entries.remove(i);
@@ -235,6 +347,7 @@ impl ExtFields {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.slots_valid = false;
         let i = self.position(key).ok()?;
         let value = self.value(i).to_owned();
         self.entries.remove(i);
@@ -260,6 +373,7 @@ impl ExtFields {
 
     /// Removes every field, keeping the allocation.
     pub fn clear(&mut self) {
+        self.slots_valid = false;
         self.entries.clear();
         self.values.clear();
     }

@@ -19,17 +19,15 @@
 
 use std::borrow::Cow;
 
-use super::ext_fields::{intern_key, known_key};
+use super::ext_fields::{intern_key, known_key, ResponseKey};
 use super::{ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
 /// Reads a flat header, or `None` when it is not one (see the module docs).
 pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
-    // One check of the whole header: every string below is then sliced out of `text` at
-    // ASCII quotes (always character boundaries) without a check of its own.
-    let text = std::str::from_utf8(header).ok()?;
+    // No UTF-8 check of the whole header: outside strings only ASCII punctuation, digits and
+    // literals are taken, and each string is checked as it is scanned (see `Flat::string`).
     let mut r = Flat {
-        text,
         buf: header,
         pos: 0,
     };
@@ -65,14 +63,20 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
             Top::Language => {
                 cmd.language = match r.string_or_null()? {
                     // The two languages brokers are written in, without a search of the names.
-                    Some("JAVA") => LanguageCode::JAVA,
-                    Some("RUST") => LanguageCode::RUST,
-                    Some(name) => LanguageCode::from_name(name).unwrap_or(LanguageCode::OTHER),
+                    Some(b"JAVA") => LanguageCode::JAVA,
+                    Some(b"RUST") => LanguageCode::RUST,
+                    Some(name) => LanguageCode::from_name(std::str::from_utf8(name).ok()?)
+                        .unwrap_or(LanguageCode::OTHER),
                     None => LanguageCode::JAVA,
                 }
             }
             Top::Opaque => cmd.opaque = r.int_or_null(0)?,
-            Top::Remark => cmd.remark = r.string_or_null()?.map(str::to_owned),
+            Top::Remark => {
+                cmd.remark = match r.string_or_null()? {
+                    Some(remark) => Some(std::str::from_utf8(remark).ok()?.to_owned()),
+                    None => None,
+                }
+            }
             Top::Version => cmd.version = r.int_or_null(0)?,
             Top::Other => r.skip_scalar()?,
         }
@@ -145,8 +149,7 @@ impl Top {
 }
 
 struct Flat<'a> {
-    /// The whole header, valid UTF-8.
-    text: &'a str,
+    /// The whole header (its strings are valid UTF-8 once read).
     buf: &'a [u8],
     pos: usize,
 }
@@ -172,20 +175,26 @@ impl<'a> Flat<'a> {
         }
     }
 
-    /// A string without escapes at the cursor: its text (the quotes consumed).
-    fn string(&mut self) -> Option<&'a str> {
+    /// A string without escapes at the cursor: its bytes, valid UTF-8 (the quotes consumed).
+    #[inline]
+    fn string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let start = self.pos;
-        let end = string_end(self.buf, start);
+        let mut end = string_end(self.buf, start);
+        if *self.buf.get(end)? >= 0x80 {
+            // Not ASCII: found the end without stopping at such bytes, then checked.
+            end = string_end_utf8(self.buf, end);
+            std::str::from_utf8(self.buf.get(start..end)?).ok()?;
+        }
         // A backslash, a control character or the end of the input: not flat.
         if *self.buf.get(end)? != b'"' {
             return None;
         }
         self.pos = end + 1;
-        self.text.get(start..end)
+        self.buf.get(start..end)
     }
 
-    fn string_or_null(&mut self) -> Option<Option<&'a str>> {
+    fn string_or_null(&mut self) -> Option<Option<&'a [u8]>> {
         if self.null() {
             return Some(None);
         }
@@ -196,11 +205,12 @@ impl<'a> Flat<'a> {
     fn key(&mut self) -> Option<&'a [u8]> {
         let key = self.string()?;
         self.expect(b':')?;
-        Some(key.as_bytes())
+        Some(key)
     }
 
     /// Consumes `"name":` when the cursor is on exactly that: one masked compare of the
     /// next 16 or 32 bytes (no scan for the closing quote, no `memcmp` call).
+    #[inline]
     fn literal_key(&mut self, lit: &Lit) -> bool {
         let found = match self.buf.get(self.pos..self.pos + 32) {
             Some(window) => lit.matches(window),
@@ -226,30 +236,36 @@ impl<'a> Flat<'a> {
 
     /// An `extFields` key and its colon: a send response's keys are told by their first
     /// byte and confirmed in place; any other is read as a string and interned.
-    fn ext_key(&mut self) -> Option<Cow<'static, str>> {
+    fn ext_key(&mut self) -> Option<(Cow<'static, str>, Option<ResponseKey>)> {
         let predicted = match self.buf.get(self.pos + 1) {
-            Some(b'M') => Some(&LIT_MSG_REGION),
-            Some(b'T') => Some(&LIT_TRACE_ON),
-            Some(b'm') => Some(&LIT_MSG_ID),
+            Some(b'M') => Some((&LIT_MSG_REGION, ResponseKey::MsgRegion)),
+            Some(b'T') => Some((&LIT_TRACE_ON, ResponseKey::TraceOn)),
+            Some(b'm') => Some((&LIT_MSG_ID, ResponseKey::MsgId)),
             Some(b'q') => match self.buf.get(self.pos + 6) {
-                Some(b'I') => Some(&LIT_QUEUE_ID),
-                _ => Some(&LIT_QUEUE_OFFSET),
+                Some(b'I') => Some((&LIT_QUEUE_ID, ResponseKey::QueueId)),
+                _ => Some((&LIT_QUEUE_OFFSET, ResponseKey::QueueOffset)),
             },
-            Some(b't') => Some(&LIT_TRANSACTION_ID),
-            Some(b'b') => Some(&LIT_BATCH_UNIQ_ID),
+            Some(b't') => Some((&LIT_TRANSACTION_ID, ResponseKey::TransactionId)),
+            Some(b'b') => Some((&LIT_BATCH_UNIQ_ID, ResponseKey::BatchUniqId)),
             _ => None,
         };
-        if let Some(lit) = predicted {
+        if let Some((lit, response_key)) = predicted {
             if self.literal_key(lit) {
-                return Some(Cow::Borrowed(lit.name));
+                return Some((Cow::Borrowed(lit.name), Some(response_key)));
             }
         }
         let key = self.key()?;
-        Some(match response_key(key).or_else(|| known_key(key)) {
-            Some(known) => Cow::Borrowed(known),
-            // Valid UTF-8: sliced from the checked text at quotes.
-            None => intern_key(std::str::from_utf8(key).ok()?),
-        })
+        if let Some(response_key) = ResponseKey::of(key) {
+            return Some((Cow::Borrowed(response_key.name()), Some(response_key)));
+        }
+        Some((
+            match known_key(key) {
+                Some(known) => Cow::Borrowed(known),
+                // Valid UTF-8: sliced from the checked text at quotes.
+                None => intern_key(std::str::from_utf8(key).ok()?),
+            },
+            None,
+        ))
     }
 
     fn int_or_null(&mut self, default: i32) -> Option<i32> {
@@ -305,6 +321,7 @@ impl<'a> Flat<'a> {
     fn ext_fields(&mut self) -> Option<ExtFields> {
         self.expect(b'{')?;
         let mut fields = ExtFields::for_decoding(self.buf.len() - self.pos);
+        fields.start_response_slots();
         if self.buf.get(self.pos) == Some(&b'}') {
             self.pos += 1;
             return Some(fields);
@@ -315,15 +332,17 @@ impl<'a> Flat<'a> {
         let base = fields.value_text_len();
         let mut replaced = false;
         loop {
-            let key = self.ext_key()?;
+            let (key, response_key) = self.ext_key()?;
             let value = self.string()?;
             // `string` consumed the closing quote.
             let end = self.pos - 1 - text_start + base;
-            replaced |= fields.push_range(key, end - value.len(), end);
+            replaced |= fields.push_range_of(key, response_key, end - value.len(), end);
             match self.next_byte()? {
                 b',' => continue,
                 b'}' => {
-                    fields.push_value_text(self.text.get(text_start..self.pos - 1)?);
+                    // The only UTF-8 check of the values: as one piece (ASCII runs fast).
+                    let text = self.buf.get(text_start..self.pos - 1)?;
+                    fields.push_value_text(std::str::from_utf8(text).ok()?);
                     if replaced {
                         fields.compact_if_wasteful();
                     }
@@ -405,19 +424,34 @@ const LIT_QUEUE_OFFSET: Lit = Lit::new("queueOffset");
 const LIT_TRANSACTION_ID: Lit = Lit::new("transactionId");
 const LIT_BATCH_UNIQ_ID: Lit = Lit::new("batchUniqId");
 
-/// `json_write::next_special` for a string inside a header: the index of the first quote, backslash or
-/// control character at or after `from`, or `bytes.len()`. Eight bytes at a time to the end:
-/// the last 1..=7 bytes as a word padded with a plain byte.
+/// `json_write::next_special` for a string inside a header, stopping at bytes >= 0x80 too:
+/// the index of the first quote, backslash, control character or non-ASCII byte at or after
+/// `from`, or `bytes.len()`. Eight bytes at a time to the end: the last 1..=7 bytes as a word
+/// padded with a plain byte.
 fn string_end(bytes: &[u8], from: usize) -> usize {
+    scan(bytes, from, true)
+}
+
+/// [`string_end`], not stopping at bytes >= 0x80 (`next_special` exactly).
+fn string_end_utf8(bytes: &[u8], from: usize) -> usize {
+    scan(bytes, from, false)
+}
+
+/// The first quote, backslash or control character (and, if `stop_non_ascii`, byte >= 0x80)
+/// at or after `from`, or `bytes.len()`.
+#[inline(always)]
+fn scan(bytes: &[u8], from: usize, stop_non_ascii: bool) -> usize {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let flagged = |w: u64| {
         let quote = w ^ (LO * u64::from(b'"'));
         let backslash = w ^ (LO * u64::from(b'\\'));
         // The lowest flagged byte is exactly the first special one (borrows run upwards).
+        let high = if stop_non_ascii { w } else { 0 };
         ((quote.wrapping_sub(LO) & !quote)
             | (backslash.wrapping_sub(LO) & !backslash)
-            | (w.wrapping_sub(LO * 0x20) & !w))
+            | (w.wrapping_sub(LO * 0x20) & !w)
+            | high)
             & HI
     };
     let mut i = from;
@@ -451,22 +485,6 @@ fn string_end(bytes: &[u8], from: usize) -> usize {
     }
 }
 
-/// The `extFields` keys of send responses (`SendMessageResponseHeader`, plus what brokers
-/// add), told apart by length and first byte before one comparison.
-fn response_key(key: &[u8]) -> Option<&'static str> {
-    let name = match (key.len(), key.first()?) {
-        (5, b'm') => "msgId",
-        (7, b'q') => "queueId",
-        (8, b'T') => "TRACE_ON",
-        (10, b'M') => "MSG_REGION",
-        (11, b'q') => "queueOffset",
-        (11, b'b') => "batchUniqId",
-        (13, b't') => "transactionId",
-        _ => return None,
-    };
-    (name.as_bytes() == key).then_some(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,11 +508,18 @@ mod tests {
         flat.is_some()
     }
 
-    /// `string_end` finds what `next_special` finds, from every start, with every byte value
-    /// at every position near the end.
+    /// `string_end_utf8` finds what `next_special` finds, and `string_end` that or the first
+    /// byte >= 0x80 if earlier, from every start, with every byte value at every position
+    /// near the end.
     #[test]
     fn string_end_is_next_special() {
         use super::super::json_write::next_special;
+        let ascii_end = |bytes: &[u8], from: usize| {
+            let special = next_special(bytes, from).min(bytes.len());
+            (from..special)
+                .find(|&i| bytes[i] >= 0x80)
+                .unwrap_or(special)
+        };
         let cases: &[&[u8]] = &[
             b"",
             b"a",
@@ -510,9 +535,10 @@ mod tests {
         for bytes in cases {
             for from in 0..=bytes.len() + 1 {
                 assert_eq!(
-                    string_end(bytes, from),
+                    string_end_utf8(bytes, from),
                     next_special(bytes, from).min(bytes.len())
                 );
+                assert_eq!(string_end(bytes, from), ascii_end(bytes, from));
             }
         }
         for b in 0..=255u8 {
@@ -522,8 +548,13 @@ mod tests {
                     bytes[at] = b;
                     for from in 0..=len {
                         assert_eq!(
-                            string_end(&bytes, from),
+                            string_end_utf8(&bytes, from),
                             next_special(&bytes, from),
+                            "{b} at {at} of {len} from {from}"
+                        );
+                        assert_eq!(
+                            string_end(&bytes, from),
+                            ascii_end(&bytes, from),
                             "{b} at {at} of {len} from {from}"
                         );
                     }
