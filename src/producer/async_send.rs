@@ -37,7 +37,7 @@ use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
-use crate::routing::fault::FaultMemo;
+use crate::routing::fault::{FaultHandles, FaultMemo};
 
 /// A user's send callback.
 pub(super) type UserCallback = super::callback::PooledFnOnce<Result<SendResult>>;
@@ -280,6 +280,9 @@ pub(super) struct AsyncSend {
     /// The fault-table entry of the broker this box last reported an attempt on (kept across
     /// the sends it is recycled for, as `addr_memo`).
     fault_memo: FaultMemo,
+    /// The fault-table entries the queue scan of this box's attempts read (kept across the
+    /// sends it is recycled for, as `fault_memo`).
+    fault_handles: FaultHandles,
     /// What the send's first attempt on the caller's thread knows without reading a clock,
     /// when nothing waited since the send began; later attempts read the clocks again.
     pub(super) first: Option<FirstAttempt>,
@@ -447,7 +450,13 @@ impl AsyncSend {
             }
             _ => self
                 .inner
-                .select_auto(&info, &self.prepared, self.last_broker.as_deref(), now)
+                .select_auto_with(
+                    &info,
+                    &self.prepared,
+                    self.last_broker.as_deref(),
+                    now,
+                    Some(&mut self.fault_handles),
+                )
                 .map(Some),
         }
     }
@@ -615,6 +624,7 @@ impl AsyncSend {
             ready: None,
             addr_memo: AddrMemo::default(),
             fault_memo: FaultMemo::default(),
+            fault_handles: FaultHandles::default(),
             first: None,
             route_memo: Default::default(),
             stats_memo: Default::default(),

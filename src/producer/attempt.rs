@@ -9,7 +9,7 @@ use super::inner::Inner;
 use super::prepare::Prepared;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
-use crate::routing::fault::FaultMemo;
+use crate::routing::fault::{FaultHandles, FaultMemo};
 use crate::routing::mapping::TopicPublishInfo;
 use crate::routing::selector::QueueSelector;
 
@@ -144,21 +144,36 @@ impl Inner {
         last_broker: Option<&str>,
         now: Instant,
     ) -> Result<MessageQueue> {
+        self.select_auto_with(info, prepared, last_broker, now, None)
+    }
+
+    /// [`Inner::select_auto`], reading the fault table through a sender's remembered entries
+    /// when it has them (see [`crate::routing::fault::FaultHandles`]): the same choice.
+    pub(super) fn select_auto_with(
+        &self,
+        info: &Arc<TopicPublishInfo>,
+        prepared: &Prepared,
+        last_broker: Option<&str>,
+        now: Instant,
+        handles: Option<&mut FaultHandles>,
+    ) -> Result<MessageQueue> {
         if let Some(key) = self.strict_hash_key(prepared) {
             return self.strict_hash_pick(info, key);
         }
-        self.router
-            .select_queue(
-                info,
-                prepared.first_key.as_deref(),
-                last_broker,
-                self.routing_at(now),
-            )
-            .ok_or_else(|| Error::NoRoute {
-                topic: prepared.topic.clone(),
-                reason: "the route has no queue".into(),
-                source: None,
-            })
+        let hash_key = prepared.first_key.as_deref();
+        let now = self.routing_at(now);
+        match handles {
+            Some(handles) => {
+                self.router
+                    .select_queue_with(info, hash_key, last_broker, now, handles)
+            }
+            None => self.router.select_queue(info, hash_key, last_broker, now),
+        }
+        .ok_or_else(|| Error::NoRoute {
+            topic: prepared.topic.clone(),
+            reason: "the route has no queue".into(),
+            source: None,
+        })
     }
 
     pub(super) fn run_selector(

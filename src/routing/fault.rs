@@ -494,6 +494,7 @@ impl LatencyFaultTolerance {
 }
 
 /// A read-only view of the table, valid while its read lock is held.
+#[derive(Clone, Copy)]
 pub(crate) struct FaultView<'a> {
     items: &'a FxHashMap<String, Arc<Mutex<FaultItem>>>,
 }
@@ -529,6 +530,117 @@ impl FaultView<'_> {
             return None;
         }
         item.ewma_secs
+    }
+}
+
+/// What the router's queue scan asks of the fault table about one broker (see
+/// [`crate::routing::router`]): implemented by a [`FaultView`] (look-ups by name under the map's
+/// read lock) and by [`HandleLookup`] (a sender's remembered entries). Both answer alike.
+pub(crate) trait FaultLookup {
+    /// Whether the table surely has no data at all (nothing to avoid); `false` is always safe.
+    fn is_empty(&mut self) -> bool;
+    fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool;
+    fn is_reachable(&mut self, broker: &Arc<str>) -> bool;
+    /// The EWMA in seconds, if its last sample is no older than `max_age` at `now`.
+    fn fresh_ewma_secs(
+        &mut self,
+        broker: &Arc<str>,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<f64>;
+}
+
+impl FaultLookup for FaultView<'_> {
+    fn is_empty(&mut self) -> bool {
+        FaultView::is_empty(self)
+    }
+    fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
+        FaultView::is_available(self, broker, now)
+    }
+    fn is_reachable(&mut self, broker: &Arc<str>) -> bool {
+        FaultView::is_reachable(self, broker)
+    }
+    fn fresh_ewma_secs(
+        &mut self,
+        broker: &Arc<str>,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<f64> {
+        FaultView::fresh_ewma_secs(self, broker, now, max_age)
+    }
+}
+
+/// How many entries [`FaultHandles`] keeps before it starts over (a sender's topics rarely
+/// span more brokers; the bound keeps a long-lived sender's memory small).
+const MAX_HANDLES: usize = 32;
+
+/// A sender's remembered fault-table entries, by broker name, for the router's queue scan: a
+/// broker found here is read under its entry's lock alone (no map lock, no string hash). An
+/// entry taken out of the table since is dropped and the broker looked up again; a broker with
+/// no entry (never reported) is looked up each time, as it may be reported at any moment.
+#[derive(Default)]
+pub(crate) struct FaultHandles(Vec<(Arc<str>, Arc<Mutex<FaultItem>>)>);
+
+/// [`FaultLookup`] through a sender's [`FaultHandles`] on a table.
+pub(crate) struct HandleLookup<'a> {
+    pub(crate) fault: &'a LatencyFaultTolerance,
+    pub(crate) handles: &'a mut FaultHandles,
+}
+
+impl HandleLookup<'_> {
+    /// `f` of `broker`'s entry, or `None` when the table has no entry for it.
+    fn with_item<R>(&mut self, broker: &Arc<str>, f: impl FnOnce(&FaultItem) -> R) -> Option<R> {
+        let found = (self.handles.0.iter())
+            .position(|(name, _)| Arc::ptr_eq(name, broker))
+            .or_else(|| (self.handles.0.iter()).position(|(name, _)| **name == **broker));
+        if let Some(i) = found {
+            let item = self.handles.0[i].1.lock();
+            if !item.removed {
+                return Some(f(&item));
+            }
+            drop(item);
+            self.handles.0.swap_remove(i);
+        }
+        // Under the map's read lock, as a view reads it: no removal slips in between.
+        let items = self.fault.items.read();
+        let entry = items.get(&**broker)?;
+        let answer = f(&entry.lock());
+        let entry = entry.clone();
+        drop(items);
+        if self.handles.0.len() >= MAX_HANDLES {
+            self.handles.0.clear();
+        }
+        self.handles.0.push((broker.clone(), entry));
+        Some(answer)
+    }
+}
+
+impl FaultLookup for HandleLookup<'_> {
+    fn is_empty(&mut self) -> bool {
+        self.handles.0.is_empty() && self.fault.is_empty()
+    }
+    fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
+        self.with_item(broker, |item| item.is_available(now))
+            .unwrap_or(true)
+    }
+    fn is_reachable(&mut self, broker: &Arc<str>) -> bool {
+        self.with_item(broker, |item| item.reachable)
+            .unwrap_or(true)
+    }
+    fn fresh_ewma_secs(
+        &mut self,
+        broker: &Arc<str>,
+        now: Instant,
+        max_age: Duration,
+    ) -> Option<f64> {
+        self.with_item(broker, |item| {
+            let at = item.ewma_at?;
+            if now.saturating_duration_since(at) > max_age {
+                return None;
+            }
+            item.ewma_secs
+        })
+        .flatten()
     }
 }
 

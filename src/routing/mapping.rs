@@ -197,6 +197,11 @@ impl TopicPublishInfo {
         self.brokers.iter().map(|b| &**b)
     }
 
+    /// The distinct brokers of the queues, in queue order (the queues share these names).
+    pub(crate) fn broker_arcs(&self) -> &[Arc<str>] {
+        &self.brokers
+    }
+
     /// The next value of this topic's round-robin counter (it starts at a random value, as
     /// Java's `sendWhichQueue`).
     pub fn next_queue_index(&self) -> usize {

@@ -35,7 +35,9 @@ use rand::Rng;
 
 use crate::error::Error;
 use crate::message::MessageQueue;
-use crate::routing::fault::{BrokerFaultInfo, FaultView, LatencyFaultTolerance};
+use crate::routing::fault::{
+    BrokerFaultInfo, FaultHandles, FaultLookup, HandleLookup, LatencyFaultTolerance,
+};
 use crate::routing::mapping::TopicPublishInfo;
 use crate::routing::selector::MessageHashSelector;
 
@@ -202,14 +204,61 @@ impl MessageRouter {
         last_broker: Option<&str>,
         now: Instant,
     ) -> Option<MessageQueue> {
-        let queues = info.queues();
-        let n = queues.len();
+        let (start, hashed) = self.start(info, hash_key, last_broker)?;
+        let chosen = if self.fault_tolerance {
+            self.fault.with_view(|view| {
+                let mut view = *view;
+                self.choose(info, start, hashed, last_broker, now, &mut view)
+            })
+        } else {
+            scan(info.queues(), start, |q| {
+                last_broker != Some(q.broker_name())
+            })
+        };
+        Some(chosen.unwrap_or_else(|| info.queues()[start].clone()))
+    }
+
+    /// [`MessageRouter::select_queue`] reading the fault table through a sender's remembered
+    /// entries (`handles`, kept across its sends): the same choice, without a look-up by name
+    /// per broker checked.
+    pub(crate) fn select_queue_with(
+        &self,
+        info: &TopicPublishInfo,
+        hash_key: Option<&str>,
+        last_broker: Option<&str>,
+        now: Instant,
+        handles: &mut FaultHandles,
+    ) -> Option<MessageQueue> {
+        let (start, hashed) = self.start(info, hash_key, last_broker)?;
+        let chosen = if self.fault_tolerance {
+            let mut lookup = HandleLookup {
+                fault: &self.fault,
+                handles,
+            };
+            self.choose(info, start, hashed, last_broker, now, &mut lookup)
+        } else {
+            scan(info.queues(), start, |q| {
+                last_broker != Some(q.broker_name())
+            })
+        };
+        Some(chosen.unwrap_or_else(|| info.queues()[start].clone()))
+    }
+
+    /// Where the scan starts, and whether that is the message key's queue; `None` when the
+    /// topic has no queues.
+    fn start(
+        &self,
+        info: &TopicPublishInfo,
+        hash_key: Option<&str>,
+        last_broker: Option<&str>,
+    ) -> Option<(usize, bool)> {
+        let n = info.queues().len();
         if n == 0 {
             return None;
         }
         let retry = last_broker.is_some();
         let random = || rand::thread_rng().gen_range(0..n);
-        let (start, hashed) = match self.strategy {
+        Some(match self.strategy {
             RoutingStrategy::RoundRobin if retry => (random(), false),
             RoutingStrategy::RoundRobin => (info.next_queue_index() % n, false),
             RoutingStrategy::Random => (random(), false),
@@ -218,63 +267,87 @@ impl MessageRouter {
                 None if retry => (random(), false),
                 None => (info.next_queue_index() % n, false),
             },
-        };
-        let not_last = |q: &MessageQueue| last_broker != Some(q.broker_name());
-        let scan = |accept: &dyn Fn(&MessageQueue) -> bool| -> Option<MessageQueue> {
-            (0..n)
-                .map(|i| &queues[(start + i) % n])
-                .find(|q| accept(q))
-                .cloned()
-        };
-        let chosen = if self.fault_tolerance {
-            self.fault.with_view(|view| {
-                if view.is_empty() {
-                    return scan(&not_last);
-                }
-                if self.latency_aware && !hashed {
-                    if let Some(limit) = slow_limit(view, info, last_broker, now) {
-                        let fast = |q: &MessageQueue| {
-                            not_last(q)
-                                && view.is_available(q.broker_name(), now)
-                                && view
-                                    .fresh_ewma_secs(q.broker_name(), now, SLOW_MEMORY)
-                                    .map_or(true, |e| e <= limit)
-                        };
-                        if let Some(q) = scan(&fast) {
-                            return Some(q);
-                        }
-                    }
-                }
-                scan(&|q| not_last(q) && view.is_available(q.broker_name(), now))
-                    .or_else(|| scan(&|q| not_last(q) && view.is_reachable(q.broker_name())))
-                    .or_else(|| scan(&not_last))
-            })
-        } else {
-            scan(&not_last)
-        };
-        Some(chosen.unwrap_or_else(|| queues[start].clone()))
+        })
     }
+
+    /// The fault-aware scan from `start` (fault tolerance on; see the module docs), or `None`
+    /// when only the queue at `start` is left.
+    fn choose(
+        &self,
+        info: &TopicPublishInfo,
+        start: usize,
+        hashed: bool,
+        last_broker: Option<&str>,
+        now: Instant,
+        faults: &mut impl FaultLookup,
+    ) -> Option<MessageQueue> {
+        let queues = info.queues();
+        let not_last = |q: &MessageQueue| last_broker != Some(q.broker_name());
+        if faults.is_empty() {
+            return scan(queues, start, not_last);
+        }
+        if self.latency_aware && !hashed {
+            if let Some(limit) = slow_limit(faults, info, last_broker, now) {
+                let fast = |q: &MessageQueue| {
+                    let b = q.broker_name_arc();
+                    not_last(q)
+                        && faults.is_available(b, now)
+                        && faults
+                            .fresh_ewma_secs(b, now, SLOW_MEMORY)
+                            .map_or(true, |e| e <= limit)
+                };
+                if let Some(q) = scan(queues, start, fast) {
+                    return Some(q);
+                }
+            }
+        }
+        if let Some(q) = scan(queues, start, |q| {
+            not_last(q) && faults.is_available(q.broker_name_arc(), now)
+        }) {
+            return Some(q);
+        }
+        if let Some(q) = scan(queues, start, |q| {
+            not_last(q) && faults.is_reachable(q.broker_name_arc())
+        }) {
+            return Some(q);
+        }
+        scan(queues, start, not_last)
+    }
+}
+
+/// The first queue from `start` (wrapping around) that `accept` takes.
+fn scan(
+    queues: &[MessageQueue],
+    start: usize,
+    mut accept: impl FnMut(&MessageQueue) -> bool,
+) -> Option<MessageQueue> {
+    let n = queues.len();
+    (0..n)
+        .map(|i| &queues[(start + i) % n])
+        .find(|q| accept(q))
+        .cloned()
 }
 
 /// The EWMA (seconds) above which a broker of `info` counts as slow now, or `None` when no
 /// broker is slow by that rule (fewer than two measured candidates).
 fn slow_limit(
-    view: &FaultView<'_>,
+    faults: &mut impl FaultLookup,
     info: &TopicPublishInfo,
     last_broker: Option<&str>,
     now: Instant,
 ) -> Option<f64> {
-    if info.broker_names().len() < 2 {
+    let brokers = info.broker_arcs();
+    if brokers.len() < 2 {
         return None; // fewer than two candidates, measured or not: no look-up needed
     }
     let mut min = f64::INFINITY;
     let mut max = 0.0f64;
     let mut measured = 0;
-    for broker in info.broker_names() {
-        if Some(broker) == last_broker || !view.is_available(broker, now) {
+    for broker in brokers {
+        if Some(&**broker) == last_broker || !faults.is_available(broker, now) {
             continue;
         }
-        if let Some(e) = view.fresh_ewma_secs(broker, now, SLOW_MEMORY) {
+        if let Some(e) = faults.fresh_ewma_secs(broker, now, SLOW_MEMORY) {
             min = min.min(e);
             max = max.max(e);
             measured += 1;
@@ -531,6 +604,68 @@ mod tests {
         ] {
             assert_eq!(s.to_string().parse::<RoutingStrategy>().unwrap(), s);
         }
+    }
+
+    /// The scan through a sender's remembered entries chooses as the scan by name, on random
+    /// tables that change between choices (updates of every kind, removals, retains, brokers
+    /// never reported), for every start, strategy flag, last broker and time.
+    #[test]
+    fn handles_choose_as_the_view() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let names = ["a", "b", "c", "d"];
+        let mut compared = 0u32;
+        for round in 0..60 {
+            let r = MessageRouter::new(
+                RoutingStrategy::RoundRobin,
+                LatencyFaultTolerance::default(),
+                true,
+            )
+            .with_latency_awareness(round % 3 != 0);
+            let t0 = Instant::now();
+            let brokers = &names[..rng.gen_range(1..=names.len())];
+            let i = info(brokers, rng.gen_range(1..4));
+            let mut handles = FaultHandles::default();
+            for _ in 0..40 {
+                // Change the table.
+                for _ in 0..rng.gen_range(0..4) {
+                    let b = names[rng.gen_range(0..names.len())];
+                    match rng.gen_range(0..10) {
+                        0 => r.fault().remove(b),
+                        1 => r.fault().retain(|n| n != b),
+                        2 => r.fault().mark_reachable(b),
+                        _ => {
+                            let latency = MS * [5, 40, 90, 300, 700, 2000][rng.gen_range(0..6)];
+                            let at = t0 + MS * rng.gen_range(0..20_000);
+                            let isolation = rng.gen_bool(0.2);
+                            let reachable = rng.gen_bool(0.7);
+                            r.update_fault(b, latency, isolation, reachable, at);
+                        }
+                    }
+                }
+                let now = t0 + MS * rng.gen_range(0..40_000);
+                let lasts: Vec<Option<&str>> = std::iter::once(None)
+                    .chain(brokers.iter().map(|b| Some(*b)))
+                    .collect();
+                for start in 0..i.queues().len() {
+                    for hashed in [false, true] {
+                        for last in &lasts {
+                            let by_name = r.fault.with_view(|view| {
+                                r.choose(&i, start, hashed, *last, now, &mut { *view })
+                            });
+                            let mut lookup = HandleLookup {
+                                fault: &r.fault,
+                                handles: &mut handles,
+                            };
+                            let by_handle = r.choose(&i, start, hashed, *last, now, &mut lookup);
+                            assert_eq!(by_name, by_handle, "round {round} start {start}");
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 10_000, "{compared}");
     }
 
     #[test]
