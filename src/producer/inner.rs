@@ -78,9 +78,9 @@ pub(crate) struct Inner {
     /// send); `None` once shutdown has emptied it for good (each holds this `Inner`).
     #[allow(clippy::vec_box)] // the boxes are what is reused
     pub(super) free_sends: Mutex<Option<Vec<Box<AsyncSend>>>>,
-    /// Broker address memories of synchronous sends (one taken per send, put back after it:
-    /// as many as there are concurrent callers, at most [`super::sync_send::SYNC_MEMOS`]).
-    pub(super) sync_memos: Mutex<Vec<super::route::AddrMemo>>,
+    /// Broker address memories and completions of synchronous sends, one per calling thread
+    /// ([`super::sync_send::SyncMemos`]).
+    pub(super) sync_memos: super::sync_send::SyncMemos,
     /// Empty boxes of called send callbacks, by closure type, for the next ones (no
     /// allocation per callback send; see [`super::callback`]).
     pub(super) callback_slots: super::callback::SlotPool,

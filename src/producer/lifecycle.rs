@@ -150,7 +150,7 @@ impl Inner {
             requests: Default::default(),
             spent,
             free_sends: Mutex::new(Some(Vec::with_capacity(super::async_send::FREE_SENDS))),
-            sync_memos: Mutex::new(Vec::new()),
+            sync_memos: super::sync_send::SyncMemos::new(),
             callback_slots: Default::default(),
             config,
         });

@@ -1,8 +1,12 @@
 //! Sends that run on the caller's thread: the synchronous attempt loop with its retries
 //! (one time budget for every attempt and route lookup), and oneway sends.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use super::attempt::Failures;
 use super::hooks::SendMode;
@@ -14,10 +18,55 @@ use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
 use crate::protocol::RemotingCommand;
+use crate::remoting::completion::Reusable;
 use crate::routing::selector::QueueSelector;
 
-/// The most broker address memories kept for synchronous sends (one per concurrent caller).
+/// How many memories a producer keeps for synchronous sends ([`SyncMemos`]).
 pub(super) const SYNC_MEMOS: usize = 64;
+
+/// What a synchronous sender keeps from one send to the next: its broker address memory and
+/// the completion its responses come in.
+#[derive(Default)]
+pub(super) struct SyncMemo {
+    memo: AddrMemo,
+    completion: Reusable<RemotingCommand>,
+}
+
+/// A producer's memories of synchronous sends: [`SYNC_MEMOS`] slots, each calling thread
+/// using its own (by a number given to the thread once, modulo the slots). A send holds its
+/// slot's lock for the whole send (one lock per send, no taking out and putting back); a
+/// slot in use (two threads of the same number, or a send made from a hook of a send) is
+/// not waited for: that send starts with a fresh memory.
+pub(super) struct SyncMemos(Box<[Mutex<SyncMemo>]>);
+
+impl SyncMemos {
+    pub(super) fn new() -> Self {
+        SyncMemos((0..SYNC_MEMOS).map(|_| Mutex::default()).collect())
+    }
+
+    /// This thread's slot, if no other send is using it.
+    fn slot(&self) -> Option<MutexGuard<'_, SyncMemo>> {
+        self.0.get(thread_number() % self.0.len())?.try_lock()
+    }
+}
+
+/// The number of this thread for [`SyncMemos`] (given on first use).
+fn thread_number() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    NUMBER
+        .try_with(|n| {
+            let mut v = n.get();
+            if v == usize::MAX {
+                v = NEXT.fetch_add(1, Ordering::Relaxed) % SYNC_MEMOS;
+                n.set(v);
+            }
+            v
+        })
+        .unwrap_or(0)
+}
 
 /// A synchronous send's time budget, with the clock read that the send's first attempt
 /// starts with (no read of its own).
@@ -188,19 +237,16 @@ impl Inner {
         } else {
             1 + self.config.retries()
         };
-        let mut memo = self.sync_memos.lock().pop().unwrap_or_default();
         let plan = Plan {
             fixed_queue,
             budget,
             strict,
             attempts,
         };
-        let result = self.send_attempts_sync(prepared, &plan, &mut memo, ended);
-        let mut memos = self.sync_memos.lock();
-        if memos.len() < SYNC_MEMOS {
-            memos.push(memo);
+        match self.sync_memos.slot() {
+            Some(mut memo) => self.send_attempts_sync(prepared, &plan, &mut memo, ended),
+            None => self.send_attempts_sync(prepared, &plan, &mut SyncMemo::default(), ended),
         }
-        result
     }
 
     /// The attempts of [`Inner::send_prepared_sync_at`], with the broker address memory
@@ -212,9 +258,10 @@ impl Inner {
         &self,
         prepared: &Prepared,
         plan: &Plan,
-        memo: &mut AddrMemo,
+        sync_memo: &mut SyncMemo,
         last_end: &mut Option<Ended>,
     ) -> Result<SendResult> {
+        let SyncMemo { memo, completion } = sync_memo;
         let Plan {
             fixed_queue,
             budget,
@@ -278,7 +325,7 @@ impl Inner {
                 })
                 .and_then(|request| {
                     self.remoting
-                        .send_encoded_sync_from(request, started, timeout)
+                        .send_encoded_sync_reusing(request, started, timeout, completion)
                 })
                 .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
             // One clock read for the attempt's end: its latency in the statistics, the fault
@@ -428,6 +475,25 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A thread's slot is its own while a send holds it: a second send of the same thread
+    /// (from a hook) finds it in use and goes on with a fresh memory, not a deadlock; the
+    /// slot is free again after.
+    #[test]
+    fn a_slot_in_use_is_not_waited_for() {
+        let memos = SyncMemos::new();
+        let held = memos.slot();
+        assert!(held.is_some());
+        assert!(memos.slot().is_none());
+        drop(held);
+        assert!(memos.slot().is_some());
+        // Another thread has a number of its own (a different slot, for fewer threads than
+        // slots).
+        let here = thread_number();
+        assert_eq!(thread_number(), here);
+        let there = std::thread::spawn(thread_number).join().unwrap();
+        assert_ne!(there, here);
+    }
 
     /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what
     /// the subtraction gives, at the start and at any later or earlier read.

@@ -422,6 +422,26 @@ impl RemotingClient {
         handle.wait_spinning(self.inner.config.busy_poll)
     }
 
+    /// [`RemotingClient::send_encoded_sync_from`] on the caller's kept completion `reuse`
+    /// (no pool round trip per request).
+    pub(crate) fn send_encoded_sync_reusing(
+        &self,
+        request: EncodedRequest,
+        now: Instant,
+        timeout: Duration,
+        reuse: &mut super::completion::Reusable<RemotingCommand>,
+    ) -> Result<RemotingCommand> {
+        self.push_until(
+            request.target,
+            request.frame,
+            request.opaque,
+            timeout,
+            deadline_after(now, timeout),
+            Some(Reply::Handle(reuse.completer())),
+        )?;
+        reuse.wait_spinning(self.inner.config.busy_poll)
+    }
+
     /// Sends an encoded request; `callback` runs on the thread that ends it: the I/O thread
     /// for a response, a timeout, a connection error or shutdown, this thread if the client is
     /// shut down already. Never on the callback pool, so it never waits behind user callbacks.

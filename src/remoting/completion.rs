@@ -102,28 +102,7 @@ impl Pooled for RemotingCommand {
 /// [`pair`], reusing a spent completion of this thread's pool when one is free (see the
 /// module docs); the handle returns its completion to the pool of the thread that drops it.
 pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
-    let reused = T::with_pool(|pool| {
-        // The oldest first: its completer is long gone. One that is still shared (its
-        // completer not dropped yet) goes back to the end.
-        let mut shared = pool.pop_front()?;
-        match Arc::get_mut(&mut shared) {
-            Some(unique) => {
-                let slot = unique.slot.get_mut();
-                // Drops a result nobody took (a handle dropped unread).
-                slot.state = State::Pending;
-                slot.waker = None;
-                slot.thread = None;
-                *unique.ready.get_mut() = false;
-                Some(shared)
-            }
-            None => {
-                pool.push_back(shared);
-                None
-            }
-        }
-    })
-    .flatten();
-    let shared = reused.unwrap_or_else(new_shared);
+    let shared = from_pool();
     (
         Completer {
             shared: Some(shared.clone()),
@@ -133,6 +112,85 @@ pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
             recycle: Some(recycle::<T>),
         },
     )
+}
+
+/// A spent completion of this thread's pool, reset, or a new one.
+fn from_pool<T: Pooled>() -> Arc<Shared<T>> {
+    let reused = T::with_pool(|pool| {
+        // The oldest first: its completer is long gone. One that is still shared (its
+        // completer not dropped yet) goes back to the end.
+        let mut shared = pool.pop_front()?;
+        match Arc::get_mut(&mut shared) {
+            Some(unique) => {
+                unique.reset();
+                Some(shared)
+            }
+            None => {
+                pool.push_back(shared);
+                None
+            }
+        }
+    })
+    .flatten();
+    reused.unwrap_or_else(new_shared)
+}
+
+/// A completion that one waiter reuses wait after wait, kept by the waiter (a synchronous
+/// sender's, with its broker address memory): no pool round trip and no thread-local access
+/// per wait. Its completer drops its reference before it wakes the waiter, so the completion
+/// is unshared (reusable) once the waiter has its value; one still shared when the next
+/// completer is asked for (a spinning waiter was quicker than the completer's drop) goes to
+/// this thread's pool ([`pooled_pair`]) and a pooled one is taken instead.
+pub(crate) struct Reusable<T> {
+    shared: Option<Arc<Shared<T>>>,
+}
+
+impl<T> Default for Reusable<T> {
+    fn default() -> Self {
+        Reusable { shared: None }
+    }
+}
+
+impl<T> fmt::Debug for Reusable<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reusable").finish_non_exhaustive()
+    }
+}
+
+impl<T: Pooled> Reusable<T> {
+    /// The completer of the next wait ([`Reusable::wait_spinning`]): the kept completion,
+    /// reset, when nobody else holds it.
+    pub(crate) fn completer(&mut self) -> Completer<T> {
+        if let Some(shared) = &mut self.shared {
+            if let Some(unique) = Arc::get_mut(shared) {
+                unique.reset();
+                return Completer {
+                    shared: Some(shared.clone()),
+                };
+            }
+        }
+        if let Some(old) = self.shared.take() {
+            recycle(&old);
+        }
+        let shared = from_pool();
+        self.shared = Some(shared.clone());
+        Completer {
+            shared: Some(shared),
+        }
+    }
+
+    /// Blocks until the value of the last completer's completion is there, spinning up to
+    /// `spin` first ([`Handle::wait_spinning`]). Its value taken already (or no completer
+    /// asked for): an error, as [`Handle::wait`] gives for a taken value.
+    pub(crate) fn wait_spinning(&mut self, spin: Duration) -> Result<T> {
+        match &self.shared {
+            Some(shared) => {
+                shared.spin(spin);
+                shared.wait_forever()
+            }
+            None => Err(already_taken()),
+        }
+    }
 }
 
 /// Puts a handle's completion into this thread's pool, if it completed: a pending one stays
@@ -156,6 +214,91 @@ pub(crate) struct Shared<T> {
     /// Set (under the lock) once the value is there: what a spinning or parked waiter
     /// watches ([`Handle::wait_spinning`], [`Handle::block_until`]) without taking the lock.
     ready: AtomicBool,
+}
+
+impl<T> Shared<T> {
+    /// Back to a new completion's state (drops a result nobody took: a handle dropped
+    /// unread).
+    fn reset(&mut self) {
+        let slot = self.slot.get_mut();
+        slot.state = State::Pending;
+        slot.waker = None;
+        slot.thread = None;
+        *self.ready.get_mut() = false;
+    }
+
+    /// Spins up to `spin` on the `ready` flag (see [`Handle::wait_spinning`]).
+    fn spin(&self, spin: Duration) {
+        if !spin.is_zero() && !self.ready.load(Ordering::Acquire) {
+            let start = Instant::now();
+            'spin: loop {
+                // The clock is read once per 64 looks.
+                for _ in 0..64 {
+                    if self.ready.load(Ordering::Acquire) {
+                        break 'spin;
+                    }
+                    std::hint::spin_loop();
+                }
+                if start.elapsed() >= spin {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Takes the value, parking until it is there.
+    fn wait_forever(&self) -> Result<T> {
+        loop {
+            // `None` only past a deadline, and there is none.
+            if let Some(v) = self.block_until(None) {
+                return v;
+            }
+        }
+    }
+
+    /// Takes the result, parking this thread until it is there or `deadline` (`None`: no
+    /// deadline) has passed; `None` if it is not there by then.
+    fn block_until(&self, deadline: Option<Instant>) -> Option<Result<T>> {
+        // Whether this thread cannot be unparked (see `this_thread`): it then looks every
+        // `POLL`.
+        let mut polling;
+        loop {
+            {
+                let mut slot = self.slot.lock();
+                match std::mem::replace(&mut slot.state, State::Taken) {
+                    State::Done(v) => return Some(v),
+                    State::Taken => return Some(Err(already_taken())),
+                    State::Pending => slot.state = State::Pending,
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    // Gone before the value came: nobody is to be unparked.
+                    slot.thread = None;
+                    return None;
+                }
+                // Left under the lock while pending: the completer, which stores the value
+                // under the same lock, finds it and unparks this thread.
+                slot.thread = this_thread();
+                polling = slot.thread.is_none();
+            }
+            // Parked until the value is there (an early return from `park` is looked at and
+            // parked again) or the deadline has passed; then the lock is taken again above.
+            while !self.ready.load(Ordering::Acquire) {
+                let limit = if polling { Some(POLL) } else { None };
+                match (deadline, limit) {
+                    (None, None) => std::thread::park(),
+                    (None, Some(poll)) => std::thread::park_timeout(poll),
+                    (Some(d), limit) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            break;
+                        }
+                        let left = d - now;
+                        std::thread::park_timeout(limit.map_or(left, |poll| poll.min(left)));
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct Slot<T> {
@@ -182,7 +325,7 @@ impl<T> Completer<T> {
     #[inline(always)] // a large value is moved once, into the slot (no copy per call)
     pub fn complete(mut self, value: Result<T>) -> bool {
         match self.shared.take() {
-            Some(shared) => finish(&shared, value),
+            Some(shared) => finish(shared, value),
             None => false,
         }
     }
@@ -196,7 +339,7 @@ impl<T> Completer<T> {
 }
 
 #[inline(always)]
-fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
+fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
     let (waker, thread) = {
         let mut slot = shared.slot.lock();
         if !matches!(slot.state, State::Pending) {
@@ -206,6 +349,9 @@ fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
         shared.ready.store(true, Ordering::Release);
         (slot.waker.take(), slot.thread.take())
     };
+    // This side's reference goes before the waiter is woken: a woken waiter then holds the
+    // only one, and can reuse the completion at once ([`Reusable`]).
+    drop(shared);
     // Outside the lock: the woken thread then takes it at once, uncontended. Only the handle
     // waits (it is not `Clone`, and waiting takes it by value or `&mut`), so one thread at
     // most; with nobody parked (a spinning waiter, a task) there is nothing to do.
@@ -222,7 +368,7 @@ fn finish<T>(shared: &Shared<T>, value: Result<T>) -> bool {
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            finish(&shared, Err(Error::Shutdown));
+            finish(shared, Err(Error::Shutdown));
         }
     }
 }
@@ -269,21 +415,7 @@ impl<T> Handle<T> {
     /// `wait`. The spin only watches a flag; the result, the error and the wait are
     /// `wait`'s.
     pub fn wait_spinning(self, spin: Duration) -> Result<T> {
-        if !spin.is_zero() && !self.shared.ready.load(Ordering::Acquire) {
-            let start = Instant::now();
-            'spin: loop {
-                // The clock is read once per 64 looks.
-                for _ in 0..64 {
-                    if self.shared.ready.load(Ordering::Acquire) {
-                        break 'spin;
-                    }
-                    std::hint::spin_loop();
-                }
-                if start.elapsed() >= spin {
-                    break;
-                }
-            }
-        }
+        self.shared.spin(spin);
         self.wait()
     }
 
@@ -297,48 +429,9 @@ impl<T> Handle<T> {
         self.block_until(Some(deadline))
     }
 
-    /// Takes the result, parking this thread until it is there or `deadline` (`None`: no
-    /// deadline) has passed; `None` if it is not there by then.
+    /// [`Shared::block_until`].
     fn block_until(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
-        // Whether this thread cannot be unparked (see `this_thread`): it then looks every
-        // `POLL`.
-        let mut polling;
-        loop {
-            {
-                let mut slot = self.shared.slot.lock();
-                match std::mem::replace(&mut slot.state, State::Taken) {
-                    State::Done(v) => return Some(v),
-                    State::Taken => return Some(Err(already_taken())),
-                    State::Pending => slot.state = State::Pending,
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    // Gone before the value came: nobody is to be unparked.
-                    slot.thread = None;
-                    return None;
-                }
-                // Left under the lock while pending: the completer, which stores the value
-                // under the same lock, finds it and unparks this thread.
-                slot.thread = this_thread();
-                polling = slot.thread.is_none();
-            }
-            // Parked until the value is there (an early return from `park` is looked at and
-            // parked again) or the deadline has passed; then the lock is taken again above.
-            while !self.shared.ready.load(Ordering::Acquire) {
-                let limit = if polling { Some(POLL) } else { None };
-                match (deadline, limit) {
-                    (None, None) => std::thread::park(),
-                    (None, Some(poll)) => std::thread::park_timeout(poll),
-                    (Some(d), limit) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            break;
-                        }
-                        let left = d - now;
-                        std::thread::park_timeout(limit.map_or(left, |poll| poll.min(left)));
-                    }
-                }
-            }
-        }
+        self.shared.block_until(deadline)
     }
 
     /// Whether the result is there (or was taken).
@@ -419,12 +512,7 @@ impl<T, U, F: FnOnce(Result<T>) -> Result<U>> Mapped<T, F> {
 
 impl<T> Handle<T> {
     fn wait_deadline_forever(&mut self) -> Result<T> {
-        loop {
-            // `None` only past a deadline, and there is none.
-            if let Some(v) = self.block_until(None) {
-                return v;
-            }
-        }
+        self.shared.wait_forever()
     }
 }
 
@@ -652,6 +740,85 @@ mod tests {
                 assert_eq!(h.wait().unwrap().code, code);
                 t.join().unwrap();
             }
+        });
+    }
+
+    /// The completer's reference is gone when it wakes the waiter: a woken waiter holds the
+    /// only one (so a [`Reusable`] completion can be reused at once).
+    #[test]
+    fn completers_let_go_before_waking() {
+        struct Counting(Mutex<Option<std::sync::Weak<Shared<u32>>>>, AtomicUsize);
+        impl Wake for Counting {
+            fn wake(self: Arc<Self>) {
+                let count = self.0.lock().as_ref().map_or(0, |w| w.strong_count());
+                self.1.store(count, Ordering::SeqCst);
+            }
+        }
+        for complete in [true, false] {
+            let counting = Arc::new(Counting(Mutex::new(None), AtomicUsize::new(99)));
+            let waker = Waker::from(counting.clone());
+            let (c, mut h) = pair::<u32>();
+            *counting.0.lock() = Some(Arc::downgrade(&h.shared));
+            assert!(Pin::new(&mut h)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+            if complete {
+                c.complete(Ok(1));
+            } else {
+                drop(c);
+            }
+            assert_eq!(
+                counting.1.load(Ordering::SeqCst),
+                1,
+                "only the handle's left"
+            );
+        }
+    }
+
+    /// A kept completion is reused wait after wait (the same one while nobody else holds
+    /// it), each wait getting its own value from another thread; one still shared goes to the
+    /// pool and another is used; a wait with no completer is an error, not a hang.
+    #[test]
+    fn reusable_completions_are_reused_and_each_wait_gets_its_value() {
+        watchdog(|| {
+            let mut reuse = Reusable::<RemotingCommand>::default();
+            assert!(reuse.wait_spinning(Duration::ZERO).is_err());
+            let c = reuse.completer();
+            c.complete(Ok(RemotingCommand::response(0, 0)));
+            assert_eq!(reuse.wait_spinning(Duration::ZERO).unwrap().code, 0);
+            assert!(reuse.wait_spinning(Duration::ZERO).is_err(), "taken");
+            let first = Arc::as_ptr(reuse.shared.as_ref().unwrap());
+            // A spare in this thread's pool: the kept completion is reused without it.
+            RemotingCommand::with_pool(VecDeque::clear);
+            let spare = new_shared::<RemotingCommand>();
+            RemotingCommand::with_pool(|p| p.push_back(spare.clone()));
+            drop(spare);
+            for code in 1..2_000 {
+                let c = reuse.completer();
+                assert!(!c.is_abandoned());
+                let t = std::thread::spawn(move || {
+                    c.complete(Ok(RemotingCommand::response(code, 0)));
+                });
+                let spin = Duration::from_micros(u64::from(code % 2 == 0) * 50);
+                assert_eq!(reuse.wait_spinning(spin).unwrap().code, code);
+                t.join().unwrap();
+                // The completer is gone (joined): the same completion again, reset.
+                assert_eq!(Arc::as_ptr(reuse.shared.as_ref().unwrap()), first);
+            }
+            assert_eq!(pooled_len(), 1, "the pool untouched");
+            // Still shared when the next completer is asked for: another one, pending.
+            let c = reuse.completer();
+            let held = Arc::clone(c.shared.as_ref().unwrap());
+            c.complete(Ok(RemotingCommand::response(7, 0)));
+            assert_eq!(reuse.wait_spinning(Duration::ZERO).unwrap().code, 7);
+            let c = reuse.completer();
+            assert!(!Arc::ptr_eq(c.shared.as_ref().unwrap(), &held));
+            assert!(!reuse.shared.as_ref().unwrap().ready.load(Ordering::Acquire));
+            drop(c);
+            assert!(reuse
+                .wait_spinning(Duration::ZERO)
+                .unwrap_err()
+                .is_shutdown());
         });
     }
 
