@@ -484,6 +484,24 @@ mod tests {
         SendDefaults::new("GID_\"quoted\"_✓".into(), "TBW102".into(), 4)
     }
 
+    /// A prepared single message ("UNIQ1") and a prepared batch of two ("UNIQ2") on topic
+    /// `T`: the requests the send-result tests answer.
+    fn single_and_batch() -> (prepare::Prepared, prepare::Prepared) {
+        let config = ProducerConfig::builder("GID_R")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let single =
+            prepare::prepare_single(Message::new("T", "x"), &config, || "UNIQ1".into()).unwrap();
+        let batch = prepare::prepare_batch(
+            vec![Message::new("T", "a"), Message::new("T", "b")],
+            &config,
+            || "UNIQ2".into(),
+        )
+        .unwrap();
+        (single, batch)
+    }
+
     /// `send_result` as it read the fields before the one-pass reader: a lookup per field,
     /// `str::parse` for the numbers. The reference the fast reader is compared with.
     fn send_result_reference(
@@ -533,18 +551,7 @@ mod tests {
     fn send_result_matches_the_reference_on_varied_responses() {
         use rand::seq::SliceRandom;
         use rand::{Rng, SeedableRng};
-        let config = ProducerConfig::builder("GID_R")
-            .name_server("127.0.0.1:9876")
-            .build()
-            .unwrap();
-        let single =
-            prepare::prepare_single(Message::new("T", "x"), &config, || "UNIQ1".into()).unwrap();
-        let batch = prepare::prepare_batch(
-            vec![Message::new("T", "a"), Message::new("T", "b")],
-            &config,
-            || "UNIQ2".into(),
-        )
-        .unwrap();
+        let (single, batch) = single_and_batch();
         let queues = [
             MessageQueue::new("T", "broker-a", 1),
             MessageQueue::new("Other", "broker-a", 1),
@@ -667,18 +674,7 @@ mod tests {
     fn send_result_matches_the_reference_on_raw_json_responses() {
         use rand::seq::SliceRandom;
         use rand::{Rng, SeedableRng};
-        let config = ProducerConfig::builder("GID_R")
-            .name_server("127.0.0.1:9876")
-            .build()
-            .unwrap();
-        let single =
-            prepare::prepare_single(Message::new("T", "x"), &config, || "UNIQ1".into()).unwrap();
-        let batch = prepare::prepare_batch(
-            vec![Message::new("T", "a"), Message::new("T", "b")],
-            &config,
-            || "UNIQ2".into(),
-        )
-        .unwrap();
+        let (single, batch) = single_and_batch();
         let queue = MessageQueue::new("T", "broker-a", 1);
         const KEYS: &[&str] = &[
             "msgId",

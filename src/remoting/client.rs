@@ -399,31 +399,23 @@ impl RemotingClient {
         request: EncodedRequest,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
-        self.send_encoded_sync_from(request, Instant::now(), timeout)
-    }
-
-    /// [`RemotingClient::send_encoded_sync`] for a caller that read the clock at `now`
-    /// (just before): the request's deadline is `timeout` after it, with no clock read here.
-    pub(crate) fn send_encoded_sync_from(
-        &self,
-        request: EncodedRequest,
-        now: Instant,
-        timeout: Duration,
-    ) -> Result<RemotingCommand> {
+        let now = Instant::now();
         let (completer, handle) = pooled_pair();
-        self.push_until(
+        self.push_at(
             request.target,
             request.frame,
             request.opaque,
+            now,
             timeout,
-            deadline_after(now, timeout),
             Some(Reply::Handle(completer)),
+            false,
         )?;
         handle.wait_spinning(self.inner.config.busy_poll)
     }
 
-    /// [`RemotingClient::send_encoded_sync_from`] on the caller's kept completion `reuse`
-    /// (no pool round trip per request).
+    /// [`RemotingClient::send_encoded_sync`] on the caller's kept completion `reuse` (no pool
+    /// round trip per request), for a caller that read the clock at `now` (just before): the
+    /// request's deadline is `timeout` after it, with no clock read here.
     pub(crate) fn send_encoded_sync_reusing(
         &self,
         request: EncodedRequest,
@@ -431,13 +423,14 @@ impl RemotingClient {
         timeout: Duration,
         reuse: &mut super::completion::Reusable<RemotingCommand>,
     ) -> Result<RemotingCommand> {
-        self.push_until(
+        self.push_at(
             request.target,
             request.frame,
             request.opaque,
+            now,
             timeout,
-            deadline_after(now, timeout),
             Some(Reply::Handle(reuse.completer())),
+            false,
         )?;
         reuse.wait_spinning(self.inner.config.busy_poll)
     }
@@ -737,28 +730,6 @@ impl RemotingClient {
             deadline,
             reply,
             keep_connection_on_timeout,
-        })
-    }
-
-    /// [`RemotingClient::push`] with the request's deadline given (`timeout` is what its
-    /// timeout error reports).
-    fn push_until(
-        &self,
-        target: Arc<Target>,
-        frame: Vec<u8>,
-        opaque: i32,
-        timeout: Duration,
-        deadline: Instant,
-        reply: Option<Reply>,
-    ) -> Result<()> {
-        self.push_request(Request {
-            target,
-            frame,
-            opaque,
-            timeout,
-            deadline,
-            reply,
-            keep_connection_on_timeout: false,
         })
     }
 

@@ -237,16 +237,7 @@ impl<V> OpaqueTable<V> {
         if self.slots.len() < MAX_SLOTS && 2 * (self.len() + 1) > self.slots.len() {
             self.grow();
         }
-        let i = self.slot_of(opaque);
-        match self.slots.get_mut(i) {
-            Some(slot @ None) => {
-                *slot = Some((opaque, value));
-                self.in_slots += 1;
-            }
-            _ => {
-                self.overflow.insert(opaque, value);
-            }
-        }
+        self.place(opaque, value);
         Ok(())
     }
 
@@ -291,22 +282,27 @@ impl<V> OpaqueTable<V> {
         out
     }
 
+    /// Puts `value` in its opaque's slot, or in the overflow map when that slot is taken.
+    fn place(&mut self, opaque: i32, value: V) {
+        let i = self.slot_of(opaque);
+        match self.slots.get_mut(i) {
+            Some(slot @ None) => {
+                *slot = Some((opaque, value));
+                self.in_slots += 1;
+            }
+            _ => {
+                self.overflow.insert(opaque, value);
+            }
+        }
+    }
+
     /// Doubles the ring (to [`MIN_SLOTS`] at first) and puts every value where it now belongs.
     fn grow(&mut self) {
         let size = (2 * self.slots.len()).clamp(MIN_SLOTS, MAX_SLOTS);
         let all = self.drain();
         self.slots = std::iter::repeat_with(|| None).take(size).collect();
         for (opaque, value) in all {
-            let i = self.slot_of(opaque);
-            match self.slots.get_mut(i) {
-                Some(slot @ None) => {
-                    *slot = Some((opaque, value));
-                    self.in_slots += 1;
-                }
-                _ => {
-                    self.overflow.insert(opaque, value);
-                }
-            }
+            self.place(opaque, value);
         }
     }
 }
