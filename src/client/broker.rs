@@ -422,7 +422,7 @@ impl<'a> ResponseFields<'a> {
     /// An id holding `value`, one of [`ResponseFields::values`].
     fn id(&self, value: &[u8]) -> IdStr {
         if self.ascii {
-            IdStr::from_ascii_parts("", value)
+            IdStr::from_ascii(value)
         } else {
             // Always valid (the bytes of a `&str`): borrowed, no copy.
             IdStr::new(&String::from_utf8_lossy(value))

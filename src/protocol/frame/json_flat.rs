@@ -279,36 +279,40 @@ impl<'a> Flat<'a> {
         Some((start, end, ascii))
     }
 
+    #[inline]
     fn int_or_null(&mut self, default: i32) -> Option<i32> {
-        if self.null() {
-            return Some(default);
+        if self.buf.get(self.pos) == Some(&b'n') {
+            return self.null().then_some(default);
         }
         i32::try_from(self.integer()?).ok()
     }
 
     /// A JSON integer of at most 18 digits, not `-0`, no leading zero, not followed by a
     /// fraction or an exponent (the same integers [`super::json_fast`] takes).
+    #[inline]
     fn integer(&mut self) -> Option<i64> {
-        let negative = self.buf.get(self.pos) == Some(&b'-');
-        if negative {
-            self.pos += 1;
-        }
-        let start = self.pos;
+        let buf = self.buf;
+        let negative = buf.get(self.pos) == Some(&b'-');
+        let start = self.pos + usize::from(negative);
+        let mut end = start;
         let mut n: i64 = 0;
-        while let Some(&d @ b'0'..=b'9') = self.buf.get(self.pos) {
-            if self.pos - start == 18 {
-                return None;
-            }
-            n = n * 10 + i64::from(d - b'0');
-            self.pos += 1;
+        while let Some(&d @ b'0'..=b'9') = buf.get(end) {
+            // Wraps only past 18 digits, which are refused below.
+            n = n.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+            end += 1;
         }
-        let digits = self.pos - start;
-        if digits == 0 || (digits > 1 && self.buf[start] == b'0') || (negative && n == 0) {
+        let digits = end - start;
+        if digits == 0
+            || digits > 18
+            || (digits > 1 && buf.get(start) == Some(&b'0'))
+            || (negative && n == 0)
+        {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.buf.get(self.pos) {
+        if let Some(b'.' | b'e' | b'E') = buf.get(end) {
             return None;
         }
+        self.pos = end;
         Some(if negative { -n } else { n })
     }
 
