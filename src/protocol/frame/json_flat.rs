@@ -16,6 +16,10 @@
 //! null or a number inside `extFields`, a nested value, a syntax error, invalid UTF-8, trailing
 //! bytes) gives up with `None`, and the general readers decide ([`super::json_fast`], then the
 //! `serde_json::Value` reader): whatever this reader answers is what they answer.
+//!
+//! `extFields` is checked in the same pass but not built into a map: its text is kept raw
+//! (see [`ExtFields`]), with where the send-response values are, which is all a send
+//! response's reader needs. Only strings with a byte >= 0x80 are checked as UTF-8.
 
 use super::ext_fields::{RawBuilder, ResponseKey};
 use super::{ExtFields, RemotingCommand, SerializeType};
