@@ -477,6 +477,23 @@ impl IdStr {
         }
     }
 
+    /// An id holding `bytes`, which must be ASCII (a decoded response's checked value): one
+    /// copy, no UTF-8 check. Any other byte is replaced when the id is longer than the inline
+    /// capacity; an inline one reads as empty.
+    pub(crate) fn from_ascii(bytes: &[u8]) -> IdStr {
+        if bytes.len() <= Self::INLINE_CAPACITY {
+            let mut buf = [0; Self::INLINE_CAPACITY];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            IdStr(IdRepr::Inline {
+                // Fits: at most INLINE_CAPACITY (62).
+                len: bytes.len() as u8,
+                buf,
+            })
+        } else {
+            IdStr::from(String::from_utf8_lossy(bytes).into_owned())
+        }
+    }
+
     /// An id of `prefix` and `suffix`, which must be ASCII (a generated id: hex digits). Any
     /// other byte in `suffix` is replaced when the id is longer than the inline capacity; an
     /// inline one reads as empty.

@@ -7,7 +7,9 @@ use crate::message::{IdStr, MessageQueue, SendResult, SendStatus};
 use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
-use crate::protocol::frame::{int_digits, write_int, write_json_str, ResponseKey, MAX_HEADER_LEN};
+use crate::protocol::frame::{
+    int_digits, write_int, write_json_str, ResponseKey, MAX_HEADER_LEN, RESPONSE_KEYS,
+};
 use crate::protocol::header::{CommandHeader, UnregisterClientRequestHeader};
 use crate::protocol::heartbeat::HeartbeatData;
 use crate::protocol::{CodecError, ExtFields, RemotingCommand, RequestCode, SerializeType};
@@ -346,15 +348,21 @@ pub(crate) fn send_result(
     let Some(status) = SendStatus::from_response_code(response.code) else {
         return Err(Error::from_response(response.code, response.remark, addr));
     };
-    // The fields of a `SendMessageResponseHeader`, found in one pass over the map and read in
-    // place: the ids go straight into inline `IdStr`s, so building the result allocates
-    // nothing.
+    // The fields of a `SendMessageResponseHeader`, where the decoder found them in the raw
+    // header (or looked up in the map): the ids go straight into inline `IdStr`s, the numbers
+    // are read from the bytes, so building the result allocates nothing.
     let fields = ResponseFields::of(&response.ext_fields);
-    let offset_msg_id = IdStr::new(fields.msg_id.ok_or(CodecError::MissingField("msgId"))?);
-    let queue_id = required_int(fields.queue_id, "queueId", i32::try_from)?;
-    let queue_offset = required_int(fields.queue_offset, "queueOffset", Ok::<i64, Infallible>)?;
-    let present = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(IdStr::new);
-    let msg_id = match present(fields.batch_uniq_id) {
+    let get = |k: ResponseKey| fields.values[k as usize];
+    let offset_msg_id =
+        fields.id(get(ResponseKey::MsgId).ok_or(CodecError::MissingField("msgId"))?);
+    let queue_id = required_int(get(ResponseKey::QueueId), "queueId", i32::try_from)?;
+    let queue_offset = required_int(
+        get(ResponseKey::QueueOffset),
+        "queueOffset",
+        Ok::<i64, Infallible>,
+    )?;
+    let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
+    let msg_id = match present(ResponseKey::BatchUniqId) {
         Some(id) if prepared.batch => id,
         _ => prepared.msg_id.clone(),
     };
@@ -374,59 +382,51 @@ pub(crate) fn send_result(
             )
         },
         queue_offset,
-        transaction_id: present(fields.transaction_id),
-        region_id: present(fields.region),
+        transaction_id: present(ResponseKey::TransactionId),
+        region_id: present(ResponseKey::MsgRegion),
         // Java's `Boolean.parseBoolean`: "true" in any case; absent is true.
-        trace_on: fields
-            .trace_on
-            .map_or(true, |v| v.eq_ignore_ascii_case("true")),
+        trace_on: get(ResponseKey::TraceOn).map_or(true, |v| v.eq_ignore_ascii_case(b"true")),
     })
 }
 
-/// The fields of a send response that [`send_result`] reads, found in one pass.
-#[derive(Default)]
+/// The values of a send response's fields that [`send_result`] reads, by [`ResponseKey`].
 struct ResponseFields<'a> {
-    msg_id: Option<&'a str>,
-    queue_id: Option<&'a str>,
-    queue_offset: Option<&'a str>,
-    batch_uniq_id: Option<&'a str>,
-    transaction_id: Option<&'a str>,
-    region: Option<&'a str>,
-    trace_on: Option<&'a str>,
+    values: [Option<&'a [u8]>; RESPONSE_KEYS],
+    /// Whether every value is ASCII (else each is valid UTF-8: a `&str` of the map).
+    ascii: bool,
 }
 
 impl<'a> ResponseFields<'a> {
     fn of(fields: &'a ExtFields) -> Self {
-        // A decoded map knows where these are: no key comparisons.
+        // A decoded header knows where these are: no map, no key comparisons.
         if let Some(values) = fields.response_values() {
-            let at = |k: ResponseKey| values[k as usize];
             return ResponseFields {
-                msg_id: at(ResponseKey::MsgId),
-                queue_id: at(ResponseKey::QueueId),
-                queue_offset: at(ResponseKey::QueueOffset),
-                batch_uniq_id: at(ResponseKey::BatchUniqId),
-                transaction_id: at(ResponseKey::TransactionId),
-                region: at(ResponseKey::MsgRegion),
-                trace_on: at(ResponseKey::TraceOn),
+                values,
+                ascii: true,
             };
         }
-        let mut found = ResponseFields::default();
+        // Anything else (a map built by hand, or a repeated send key, a non-ASCII value):
+        // looked up in the map.
+        let mut values = [None; RESPONSE_KEYS];
         for (key, value) in fields.iter() {
-            // Comparisons with constants: a length check, then a few inline loads (no
-            // `memcmp` call).
-            let slot = match key {
-                "msgId" => &mut found.msg_id,
-                "queueId" => &mut found.queue_id,
-                "queueOffset" => &mut found.queue_offset,
-                "MSG_REGION" => &mut found.region,
-                "TRACE_ON" => &mut found.trace_on,
-                "transactionId" => &mut found.transaction_id,
-                "batchUniqId" => &mut found.batch_uniq_id,
-                _ => continue,
-            };
-            *slot = Some(value);
+            if let Some(k) = ResponseKey::of(key.as_bytes()) {
+                values[k as usize] = Some(value.as_bytes());
+            }
         }
-        found
+        ResponseFields {
+            values,
+            ascii: false,
+        }
+    }
+
+    /// An id holding `value`, one of [`ResponseFields::values`].
+    fn id(&self, value: &[u8]) -> IdStr {
+        if self.ascii {
+            IdStr::from_ascii(value)
+        } else {
+            // Always valid (the bytes of a `&str`): borrowed, no copy.
+            IdStr::new(&String::from_utf8_lossy(value))
+        }
     }
 }
 
@@ -434,7 +434,7 @@ impl<'a> ResponseFields<'a> {
 /// decimal digits directly, anything else (signs, blanks, too many digits) through
 /// `str::parse`, which decides.
 fn required_int<T, E>(
-    value: Option<&str>,
+    value: Option<&[u8]>,
     key: &'static str,
     narrow: impl FnOnce(i64) -> std::result::Result<T, E>,
 ) -> std::result::Result<T, CodecError>
@@ -442,12 +442,15 @@ where
     T: std::str::FromStr,
 {
     let v = value.ok_or(CodecError::MissingField(key))?;
-    let invalid = || CodecError::invalid(key, v);
-    if !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()) {
-        let n = v.bytes().fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-        return narrow(n).map_err(|_| invalid());
+    if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
+        let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+        return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
     }
-    v.trim().parse().map_err(|_| invalid())
+    // Always valid (ASCII, or the bytes of a `&str`): borrowed, no copy.
+    let text = String::from_utf8_lossy(v);
+    text.trim()
+        .parse()
+        .map_err(|_| CodecError::invalid(key, &text))
 }
 
 /// The HEART_BEAT request for `client_id` with these producer groups.
@@ -641,8 +644,14 @@ mod tests {
                 commands.push(decoded);
             }
         }
-        let (mut ok, mut err) = (0, 0);
+        let (mut ok, mut err, mut raw, mut looked_up) = (0, 0, 0, 0);
         for cmd in commands {
+            // Read where the decoder noted the values, or looked up in the map.
+            if cmd.ext_fields.response_values().is_some() {
+                raw += 1;
+            } else {
+                looked_up += 1;
+            }
             for prepared in [&single, &batch] {
                 for queue in &queues {
                     let fast = send_result(cmd.clone(), prepared, queue, "b:1");
@@ -662,14 +671,17 @@ mod tests {
                 }
             }
         }
-        assert!(ok > 5_000 && err > 5_000, "ok {ok}, errors {err}");
+        assert!(
+            ok > 5_000 && err > 5_000 && raw > 2_000 && looked_up > 1_000,
+            "ok {ok}, errors {err}, raw {raw}, looked up {looked_up}"
+        );
     }
 
     /// `send_result` on raw JSON send responses as brokers could write them: the
-    /// send-response keys (read through the decoder's slot table) in any order, repeated,
-    /// missing, beside unknown and near-miss keys, with escapes, unicode and odd numbers;
-    /// plus truncated frames. Same result or same error as the lookup-per-field reference,
-    /// and both the slot table and the lookups are exercised.
+    /// send-response keys (read where the decoder noted them in the raw header) in any
+    /// order, repeated, missing, beside unknown and near-miss keys, with escapes, unicode and
+    /// odd numbers; plus truncated frames. Same result or same error as the lookup-per-field
+    /// reference, and both the raw reading and the lookups in the map are exercised.
     #[test]
     fn send_result_matches_the_reference_on_raw_json_responses() {
         use rand::seq::SliceRandom;

@@ -1,12 +1,10 @@
 //! The binary ROCKETMQ header layout (serialize type 1), written and read: fixed-width
 //! big-endian fields, then the length-prefixed `extFields` map.
 
-use std::borrow::Cow;
-
 use byteorder::{BigEndian, ByteOrder};
 
-use super::ext_fields::known_key;
-use super::{CodecError, ExtFields, RemotingCommand, SerializeType};
+use super::ext_fields::{known_key, RawBuilder, ResponseKey};
+use super::{CodecError, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
 impl RemotingCommand {
@@ -63,13 +61,10 @@ impl RemotingCommand {
         };
         let map_len = r.len_i32("extFields length")?;
         let map = r.take(map_len, "extFields")?;
-        // Values are gathered as bytes and checked as UTF-8 once.
-        let mut ranges = Vec::new();
-        let mut raw = Vec::new();
-        if !map.is_empty() {
-            ranges.reserve(16);
-            raw.reserve(map.len());
-        }
+        // Checked in one pass and kept as raw bytes (see `ExtFields`): no map is built, no
+        // value copied but in one piece; where the send-response values are is noted.
+        let mut raw = RawBuilder::new();
+        let mut bad_value = false;
         let mut m = Reader { buf: map, pos: 0 };
         while m.pos < map.len() {
             let key_len = m.i16("extFields key length")?;
@@ -78,23 +73,27 @@ impl RemotingCommand {
             }
             let key = m.take(key_len as usize, "extFields key")?;
             // Known keys (every key of a send response) need no UTF-8 check.
-            let key = match known_key(key) {
-                Some(known) => Cow::Borrowed(known),
-                None => Cow::Owned(
-                    std::str::from_utf8(key)
-                        .map_err(|_| CodecError::BinaryHeader("extFields key"))?
-                        .to_owned(),
-                ),
-            };
+            let response_key = ResponseKey::of(key);
+            if response_key.is_none()
+                && known_key(key).is_none()
+                && std::str::from_utf8(key).is_err()
+            {
+                return Err(CodecError::BinaryHeader("extFields key"));
+            }
             let val_len = m.len_i32("extFields value length")?;
+            let start = m.pos;
             let val = m.take(val_len, "extFields value")?;
-            let start = raw.len();
-            raw.extend_from_slice(val);
-            ranges.push((key, start, raw.len()));
+            let ascii = val.is_ascii();
+            // Reported once the whole map is read, as one check of every value would.
+            bad_value |= !ascii && std::str::from_utf8(val).is_err();
+            if let Some(key) = response_key {
+                raw.send_value(key, start, m.pos, ascii);
+            }
         }
-        let values =
-            String::from_utf8(raw).map_err(|_| CodecError::BinaryHeader("extFields value"))?;
-        let ext_fields = ExtFields::from_ranges(ranges, values);
+        if bad_value {
+            return Err(CodecError::BinaryHeader("extFields value"));
+        }
+        let ext_fields = raw.finish_binary(map);
         if r.pos != header.len() {
             return Err(CodecError::BinaryHeader("trailing bytes after extFields"));
         }
@@ -211,6 +210,152 @@ mod tests {
             let cmd = RemotingCommand::decode(&frame_with_key(key.as_bytes())).unwrap();
             assert_eq!(cmd.ext_fields.iter().collect::<Vec<_>>(), [(key, "v")]);
         }
+    }
+
+    /// The binary reader as it was before the raw fields: every value copied and the map
+    /// built while reading (a later duplicate wins). The reference for the raw reader.
+    fn read_binary_header_eager(header: &[u8]) -> Result<RemotingCommand, CodecError> {
+        let mut r = Reader {
+            buf: header,
+            pos: 0,
+        };
+        let code = r.i16("code")? as i32;
+        let language = LanguageCode(r.u8("language")?);
+        let version = r.i16("version")? as i32;
+        let opaque = r.i32("opaque")?;
+        let flag = r.i32("flag")?;
+        let remark_len = r.len_i32("remark length")?;
+        let remark = if remark_len > 0 {
+            Some(r.string(remark_len, "remark")?)
+        } else {
+            None
+        };
+        let map_len = r.len_i32("extFields length")?;
+        let map = r.take(map_len, "extFields")?;
+        let mut pairs = Vec::new();
+        let mut m = Reader { buf: map, pos: 0 };
+        while m.pos < map.len() {
+            let key_len = m.i16("extFields key length")?;
+            if key_len < 0 {
+                return Err(CodecError::BinaryHeader("negative extFields key length"));
+            }
+            let key = m.str(key_len as usize, "extFields key")?.to_owned();
+            let val_len = m.len_i32("extFields value length")?;
+            pairs.push((key, m.take(val_len, "extFields value")?.to_vec()));
+        }
+        let mut ext_fields = super::super::ExtFields::new();
+        for (key, value) in pairs {
+            let value = String::from_utf8(value)
+                .map_err(|_| CodecError::BinaryHeader("extFields value"))?;
+            ext_fields.insert(key, value);
+        }
+        if r.pos != header.len() {
+            return Err(CodecError::BinaryHeader("trailing bytes after extFields"));
+        }
+        Ok(RemotingCommand {
+            code,
+            language,
+            version,
+            opaque,
+            flag,
+            remark,
+            ext_fields,
+            body: Vec::new(),
+            serialize_type: SerializeType::RocketMq,
+        })
+    }
+
+    /// Thousands of generated binary headers (send keys and others, repeated, empty, unicode,
+    /// invalid UTF-8, long values; then cut, with lengths broken, bytes flipped): the raw
+    /// reader gives what the eager one gives, map and error alike; where it noted the send
+    /// values, they are the map's, and both ways of reading them ran.
+    #[test]
+    fn raw_fields_match_the_eager_reader_on_generated_headers() {
+        use super::super::ResponseKey;
+        use rand::rngs::StdRng;
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        const KEYS: &[&[u8]] = &[
+            b"msgId",
+            b"queueId",
+            b"queueOffset",
+            b"batchUniqId",
+            b"transactionId",
+            b"MSG_REGION",
+            b"TRACE_ON",
+            b"offsetMsgId",
+            b"msgid",
+            b"a",
+            "ключ".as_bytes(),
+            b"bad\xff",
+            b"",
+        ];
+        const VALUES: &[&[u8]] = &[
+            b"7F000001000051E10000000000000000",
+            b"",
+            b"1",
+            b"-3",
+            b"true",
+            "grün ✓ 𝄞".as_bytes(),
+            b"\xc3",
+            b"q\"uote\\",
+        ];
+        let mut rng = StdRng::seed_from_u64(0xB1A);
+        let (mut noted, mut looked_up, mut errors) = (0, 0, 0);
+        for _ in 0..20_000 {
+            let mut map = Vec::new();
+            for _ in 0..rng.gen_range(0..9) {
+                let key = *KEYS.choose(&mut rng).unwrap();
+                let long = [b'x'; 300];
+                let value: &[u8] = if rng.gen_bool(0.05) {
+                    &long[..rng.gen_range(0..300)]
+                } else {
+                    VALUES.choose(&mut rng).unwrap()
+                };
+                map.extend_from_slice(&(key.len() as u16).to_be_bytes());
+                map.extend_from_slice(key);
+                map.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                map.extend_from_slice(value);
+            }
+            let mut header = vec![0, 0, 12, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
+            header.extend_from_slice(&(map.len() as u32).to_be_bytes());
+            header.extend_from_slice(&map);
+            match rng.gen_range(0..10) {
+                0 => header.truncate(rng.gen_range(0..header.len())),
+                1 => {
+                    let at = rng.gen_range(0..header.len());
+                    header[at] = rng.gen();
+                }
+                2 => header.push(rng.gen()),
+                _ => {}
+            }
+            let raw = RemotingCommand::read_binary_header(&header);
+            let eager = read_binary_header_eager(&header);
+            let (Ok(raw), Ok(eager)) = (&raw, &eager) else {
+                assert_eq!(raw, eager, "{header:?}");
+                errors += 1;
+                continue;
+            };
+            let (lazy, map) = (&raw.ext_fields, &eager.ext_fields);
+            match lazy.response_values() {
+                Some(values) => {
+                    noted += 1;
+                    for key in ResponseKey::ALL {
+                        let expected = map.get(key.name()).map(str::as_bytes);
+                        assert_eq!(values[key as usize], expected, "{key:?} {header:?}");
+                    }
+                }
+                None => looked_up += usize::from(lazy.is_raw()),
+            }
+            for (key, value) in map.iter() {
+                assert_eq!(lazy.clone().get(key), Some(value));
+            }
+            assert_eq!(raw, eager, "{header:?}");
+        }
+        assert!(
+            noted > 2_000 && looked_up > 1_000 && errors > 1_000,
+            "noted {noted}, looked up {looked_up}, errors {errors}"
+        );
     }
 
     #[test]

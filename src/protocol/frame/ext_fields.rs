@@ -1,29 +1,74 @@
 //! [`ExtFields`]: the custom-header map of a command (sorted keys, values in one shared
-//! buffer), and the key names it interns so that decoded keys cost no allocation.
+//! buffer), the raw state a decoded header's map starts in, and the key names it interns so
+//! that decoded keys cost no allocation.
+//!
+//! A decoder does not build the map: it validates the header's `extFields` and keeps their
+//! raw text (JSON: the object between its braces; binary: the length-prefixed map), noting
+//! where the values of the send-response keys ([`ResponseKey`]) are. The map is built from
+//! that text the first time anything reads it through the general API (`get`, `iter`, `len`,
+//! `insert`, equality, ...), so every reader sees exactly what an eager parse gave; a send
+//! response, read only through [`ExtFields::response_values`], never builds it.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 use super::json_write::push_int;
 use super::CodecError;
+
+/// A key and the range of its value in the value buffer.
+type Entry = (Cow<'static, str>, usize, usize);
 
 /// The custom-header fields of a command: string keys to string values, kept sorted by key
 /// (the order fastjson writes them in).
 ///
 /// Values live in one shared buffer, so a header of a dozen fields costs two allocations, not a
-/// dozen; keys this crate knows are static strings.
+/// dozen; keys this crate knows are static strings. A decoded header's map is built on first
+/// use from the raw text the decoder kept (see the module docs).
 #[derive(Clone, Default)]
 pub struct ExtFields {
+    /// The map: built on first read when `raw` holds a decoded header's fields (which it then
+    /// mirrors), set by every change (which clears `raw`).
+    map: OnceLock<Map>,
+    /// A decoded header's fields as they came, or nothing.
+    raw: Raw,
+}
+
+/// The map itself: sorted entries, values back to back in one buffer.
+#[derive(Clone, Default)]
+pub(super) struct Map {
     /// Sorted by key: the key and the range of its value in `values`.
-    entries: Vec<(Cow<'static, str>, usize, usize)>,
-    /// Every value, back to back (replaced values leave garbage until [`ExtFields::compact`]).
+    entries: Vec<Entry>,
+    /// Every value, back to back (replaced values leave garbage until [`Map::compact`]).
     values: String,
-    /// Where a decoded send response's fields are: for each [`ResponseKey`], 1 + the index of
-    /// its entry, or 0 when absent. Only a decoder sets it (while the keys arrive in order, so
-    /// each key has one entry); every other change to the map clears `slots_valid`. Eight
-    /// bytes in all: a command is moved several times between decoder and reader.
-    slots: [u8; RESPONSE_KEYS],
-    slots_valid: bool,
+}
+
+/// The layout of a decoded header's raw fields.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Layout {
+    /// No raw fields: the map is all there is (empty if never set).
+    #[default]
+    None,
+    /// The text between the braces of a flat JSON object of string values, checked by the
+    /// decoder: `"key":"value"` pairs separated by commas, no escapes, no control characters,
+    /// valid UTF-8.
+    Json,
+    /// A binary header's map, checked by the decoder: (i16 key length, key, i32 value length,
+    /// value)*, keys and values valid UTF-8.
+    Binary,
+}
+
+/// A decoded header's fields as they came, and where the send-response values are in them.
+#[derive(Clone, Default)]
+struct Raw {
+    layout: Layout,
+    /// Whether `send` can be read: each send key at most once, with an ASCII value, and the
+    /// text short enough for 16-bit offsets.
+    send_ok: bool,
+    /// For each [`ResponseKey`], the range of its value in `text`; (0, 0) when absent (a value
+    /// never starts at 0: its key comes first).
+    send: [(u16, u16); RESPONSE_KEYS],
+    text: Vec<u8>,
 }
 
 /// The `extFields` keys of a send response (`SendMessageResponseHeader`, plus what brokers
@@ -43,6 +88,18 @@ pub(crate) enum ResponseKey {
 pub(crate) const RESPONSE_KEYS: usize = 7;
 
 impl ResponseKey {
+    /// Every key.
+    #[cfg(test)]
+    pub(crate) const ALL: [ResponseKey; RESPONSE_KEYS] = [
+        ResponseKey::MsgId,
+        ResponseKey::QueueId,
+        ResponseKey::QueueOffset,
+        ResponseKey::BatchUniqId,
+        ResponseKey::TransactionId,
+        ResponseKey::MsgRegion,
+        ResponseKey::TraceOn,
+    ];
+
     /// The key's name.
     pub(crate) const fn name(self) -> &'static str {
         match self {
@@ -58,7 +115,7 @@ impl ResponseKey {
 
     /// The response key named `key`, told apart by length and first byte before one
     /// comparison.
-    pub(super) fn of(key: &[u8]) -> Option<ResponseKey> {
+    pub(crate) fn of(key: &[u8]) -> Option<ResponseKey> {
         let k = match (key.len(), key.first()?) {
             (5, b'm') => ResponseKey::MsgId,
             (7, b'q') => ResponseKey::QueueId,
@@ -73,6 +130,153 @@ impl ResponseKey {
     }
 }
 
+/// What a decoder learns while it checks a header's raw fields: where the send-response
+/// values are. [`RawBuilder::finish`] then keeps the text.
+pub(super) struct RawBuilder {
+    send: [(u16, u16); RESPONSE_KEYS],
+    send_ok: bool,
+    /// The [`ResponseKey`]s seen, one bit each.
+    seen: u8,
+}
+
+impl RawBuilder {
+    pub(super) fn new() -> Self {
+        RawBuilder {
+            send: [(0, 0); RESPONSE_KEYS],
+            send_ok: true,
+            seen: 0,
+        }
+    }
+
+    /// The value of `key` is `text[start..end]`; `ascii` says whether it is all ASCII.
+    #[inline]
+    pub(super) fn send_value(&mut self, key: ResponseKey, start: usize, end: usize, ascii: bool) {
+        let bit = 1u8 << key as u8;
+        match (u16::try_from(start), u16::try_from(end)) {
+            (Ok(s), Ok(e)) if ascii && self.seen & bit == 0 => self.send[key as usize] = (s, e),
+            // A repeated key (the map keeps the last), a non-ASCII value or a long text: the
+            // map decides.
+            _ => self.send_ok = false,
+        }
+        self.seen |= bit;
+    }
+
+    /// The fields of a flat JSON object whose text between the braces is `text` (checked:
+    /// see [`Layout::Json`]).
+    pub(super) fn finish_json(self, text: &[u8]) -> ExtFields {
+        self.finish(Layout::Json, text)
+    }
+
+    /// The fields of a binary header's map `text` (checked: see [`Layout::Binary`]).
+    pub(super) fn finish_binary(self, text: &[u8]) -> ExtFields {
+        self.finish(Layout::Binary, text)
+    }
+
+    fn finish(self, layout: Layout, text: &[u8]) -> ExtFields {
+        if text.is_empty() {
+            return ExtFields::new();
+        }
+        let mut buf = recycled_buffer(text.len());
+        buf.extend_from_slice(text);
+        ExtFields {
+            map: OnceLock::new(),
+            raw: Raw {
+                layout,
+                send_ok: self.send_ok,
+                send: self.send,
+                text: buf,
+            },
+        }
+    }
+}
+
+impl Raw {
+    /// The map these fields make, the text left as it is.
+    fn build(&self) -> Map {
+        match self.layout {
+            Layout::None => Map::default(),
+            Layout::Json => json_map(self.text.clone()),
+            Layout::Binary => binary_map(&self.text),
+        }
+    }
+
+    /// The map these fields make, taking the text (a JSON text becomes the value buffer).
+    fn into_map(mut self) -> Map {
+        match self.layout {
+            Layout::None => Map::default(),
+            Layout::Json => json_map(std::mem::take(&mut self.text)),
+            Layout::Binary => binary_map(&self.text),
+        }
+    }
+}
+
+/// The map of a checked flat JSON object's text (see [`Layout::Json`]); the text becomes the
+/// value buffer, each value a range of it. A later duplicate key wins.
+fn json_map(text: Vec<u8>) -> Map {
+    // Checked by the decoder: always valid.
+    let values = String::from_utf8(text)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    let bytes = values.as_bytes();
+    let quote = |from: usize| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'"'))
+            .map(|i| from + i)
+    };
+    let mut ranges: Vec<Entry> = Vec::with_capacity(16);
+    // `"key":"value"` pairs, separated by commas.
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(key_end) = quote(pos + 1) else { break };
+        let value_start = key_end + 3;
+        let Some(value_end) = quote(value_start) else {
+            break;
+        };
+        let Some(key) = values.get(pos + 1..key_end) else {
+            break;
+        };
+        ranges.push((intern_key(key), value_start, value_end));
+        pos = value_end + 2;
+    }
+    Map::from_ranges(ranges, values)
+}
+
+/// The map of a checked binary header's map (see [`Layout::Binary`]): values copied into one
+/// buffer. A later duplicate key wins.
+fn binary_map(text: &[u8]) -> Map {
+    let mut ranges = Vec::with_capacity(16);
+    let mut raw = Vec::with_capacity(text.len());
+    let mut pos = 0;
+    let take = |pos: &mut usize, n: usize| -> Option<&[u8]> {
+        let s = text.get(*pos..pos.checked_add(n)?)?;
+        *pos += n;
+        Some(s)
+    };
+    while let Some(len) = take(&mut pos, 2) {
+        let key_len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let Some(key) = take(&mut pos, key_len) else {
+            break;
+        };
+        // Checked by the decoder: always valid.
+        let key = match known_key(key) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(String::from_utf8_lossy(key).into_owned()),
+        };
+        let Some(len) = take(&mut pos, 4) else { break };
+        let value_len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let Some(value) = take(&mut pos, value_len) else {
+            break;
+        };
+        let start = raw.len();
+        raw.extend_from_slice(value);
+        ranges.push((key, start, raw.len()));
+    }
+    // Checked by the decoder: always valid.
+    let values = String::from_utf8(raw)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    Map::from_ranges(ranges, values)
+}
+
 impl ExtFields {
     /// An empty map.
     pub fn new() -> Self {
@@ -81,11 +285,37 @@ impl ExtFields {
 
     /// An empty map with room for `n` fields.
     pub fn with_capacity(n: usize) -> Self {
-        ExtFields {
+        ExtFields::from_map(Map {
             entries: Vec::with_capacity(n),
             values: String::with_capacity(n * 16),
-            ..ExtFields::default()
+        })
+    }
+
+    fn from_map(map: Map) -> Self {
+        ExtFields {
+            map: OnceLock::from(map),
+            raw: Raw::default(),
         }
+    }
+
+    /// The map, built from the raw fields on first use.
+    fn map(&self) -> &Map {
+        self.map.get_or_init(|| self.raw.build())
+    }
+
+    /// Changes the map (built from the raw fields first, which are then let go).
+    fn with_map<R>(&mut self, change: impl FnOnce(&mut Map) -> R) -> R {
+        let raw = std::mem::take(&mut self.raw);
+        let mut map = match self.map.take() {
+            Some(map) => {
+                raw.recycle();
+                map
+            }
+            None => raw.into_map(),
+        };
+        let result = change(&mut map);
+        self.map = OnceLock::from(map);
+        result
     }
 
     /// Sets `key` to `value`, replacing an earlier value.
@@ -117,95 +347,16 @@ impl ExtFields {
         key: Cow<'static, str>,
         write: impl FnOnce(&mut String) -> Option<()>,
     ) -> Option<()> {
-        self.slots_valid = false;
-        let start = self.values.len();
-        if write(&mut self.values).is_none() {
-            self.values.truncate(start);
-            return None;
-        }
-        let end = self.values.len();
-        if self.place(key, start, end) {
-            self.compact_if_wasteful();
-        }
-        Some(())
-    }
-
-    /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key (then
-    /// returns true). Never compacts: the caller may still hold ranges into `values`.
-    fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
-        self.slots_valid = false;
-        // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
-        let append = match self.entries.last() {
-            None => true,
-            Some((last, ..)) => key_less(last, &key),
-        };
-        if append {
-            self.entries.push((key, start, end));
-            return false;
-        }
-        match self.position(&key) {
-            Ok(i) => {
-                self.entries[i].1 = start;
-                self.entries[i].2 = end;
-                true
-            }
-            Err(i) => {
-                self.entries.insert(i, (key, start, end));
-                false
-            }
-        }
-    }
-
-    /// Fields from `(key, start, end)` ranges into `values`, in any order; a later duplicate
-    /// wins.
-    pub(super) fn from_ranges(
-        ranges: Vec<(Cow<'static, str>, usize, usize)>,
-        values: String,
-    ) -> Self {
-        let sorted = ranges.windows(2).all(|w| key_less(&w[0].0, &w[1].0));
-        if sorted {
-            return ExtFields {
-                entries: ranges,
-                values,
-                ..ExtFields::default()
-            };
-        }
-        let mut fields = ExtFields {
-            entries: Vec::with_capacity(ranges.len()),
-            values,
-            ..ExtFields::default()
-        };
-        let mut replaced = false;
-        for (key, start, end) in ranges {
-            replaced |= fields.place(key, start, end);
-        }
-        // Only now: compacting moves values, and the ranges not yet placed point into them.
-        if replaced {
-            fields.compact_if_wasteful();
-        }
-        fields
+        self.with_map(|m| m.insert_with(key, write))
     }
 
     /// An empty map for a decoded header's fields, with room for a dozen entries and
-    /// `value_bytes` of values: the buffers of a dropped map when one is recycled (the common
-    /// case once warm: no allocation), new ones otherwise.
+    /// `value_bytes` of values.
     pub(super) fn for_decoding(value_bytes: usize) -> Self {
-        let recycled = RECYCLED.try_lock().and_then(|mut free| free.pop());
-        let mut fields = match recycled {
-            Some((entries, values)) => ExtFields {
-                entries,
-                values,
-                ..ExtFields::default()
-            },
-            None => ExtFields::new(),
-        };
-        fields.entries.reserve(RECYCLED_MIN_ENTRIES);
-        if fields.values.capacity() < value_bytes {
-            fields
-                .values
-                .reserve(value_bytes.max(RECYCLED_MIN_VALUE_BYTES));
-        }
-        fields
+        ExtFields::from_map(Map {
+            entries: Vec::with_capacity(16),
+            values: String::with_capacity(value_bytes),
+        })
     }
 
     /// Appends `key` with the value `write` appends to the value buffer, as
@@ -216,185 +367,73 @@ impl ExtFields {
         key: Cow<'static, str>,
         write: impl FnOnce(&mut String) -> Option<()>,
     ) -> Option<()> {
-        self.slots_valid = false;
-        let in_order = match self.entries.last() {
-            None => true,
-            Some((last, ..)) => key_less(last, &key),
-        };
-        if !in_order {
-            return self.insert_with(key, write);
-        }
-        let start = self.values.len();
-        if write(&mut self.values).is_none() {
-            self.values.truncate(start);
-            return None;
-        }
-        self.entries.push((key, start, self.values.len()));
-        Some(())
+        self.with_map(|m| m.push_decoded(key, write))
     }
 
-    /// Appends `key` with its value at `values[start..end]`, a range of text the caller
-    /// appends with [`ExtFields::push_value_text`] before anything reads the map (a decoded
-    /// header's values, copied in one piece with what lies between them). Returns whether an
-    /// earlier entry of the key was replaced: then call [`ExtFields::compact_if_wasteful`]
-    /// once the text is in.
-    ///
-    /// `response_key` is the key's [`ResponseKey`] when it is one (never `None` for a key of
-    /// that name): [`ExtFields::response_values`] then knows its place while the keys come
-    /// in order. A decoder starts that table with [`ExtFields::start_response_slots`].
-    #[inline]
-    pub(super) fn push_range_of(
-        &mut self,
-        key: Cow<'static, str>,
-        response_key: Option<ResponseKey>,
-        start: usize,
-        end: usize,
-    ) -> bool {
-        let in_order = match self.entries.last() {
-            None => true,
-            Some((last, ..)) => key_less(last, &key),
-        };
-        if in_order {
-            if let Some(k) = response_key {
-                match u8::try_from(self.entries.len() + 1) {
-                    Ok(slot) => self.slots[k as usize] = slot,
-                    Err(_) => self.slots_valid = false,
-                }
-            }
-            self.entries.push((key, start, end));
-            false
-        } else {
-            self.place_out_of_order(key, start, end)
-        }
-    }
-
-    /// [`ExtFields::place`] for a decoder's key out of order (rare: kept out of line, so the
-    /// in-order push stays small).
-    #[cold]
-    #[inline(never)]
-    fn place_out_of_order(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
-        self.place(key, start, end)
-    }
-
-    /// Starts the table of [`ExtFields::response_values`] for an empty map a decoder fills
-    /// with [`ExtFields::push_range_of`].
-    pub(super) fn start_response_slots(&mut self) {
-        self.slots = [0; RESPONSE_KEYS];
-        self.slots_valid = self.entries.is_empty();
-    }
-
-    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent), read from
-    /// the table a decoder kept: no key comparisons. `None` when there is no table (a map not
-    /// straight from a decoder, or whose keys came out of order): then look them up.
-    pub(crate) fn response_values(&self) -> Option<[Option<&str>; RESPONSE_KEYS]> {
-        if !self.slots_valid {
+    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent), from where
+    /// the decoder found them in the raw fields: no map, no key comparisons. Each is ASCII.
+    /// `None` when that is not known (a map not straight from a decoder, changed since, or
+    /// whose send keys are repeated or not ASCII): then look them up.
+    pub(crate) fn response_values(&self) -> Option<[Option<&[u8]>; RESPONSE_KEYS]> {
+        let raw = &self.raw;
+        if raw.layout == Layout::None || !raw.send_ok {
             return None;
         }
         let mut found = [None; RESPONSE_KEYS];
-        for (value, &slot) in found.iter_mut().zip(&self.slots) {
-            if let Some(&(_, start, end)) = self.entries.get(usize::from(slot).wrapping_sub(1)) {
-                *value = self.values.get(start..end);
+        for (value, &(start, end)) in found.iter_mut().zip(&raw.send) {
+            if start != 0 {
+                *value = raw.text.get(usize::from(start)..usize::from(end));
             }
         }
         Some(found)
     }
 
-    /// The length of the value buffer: where text appended next starts.
-    pub(super) fn value_text_len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// Appends text that ranges given to [`ExtFields::push_range_of`] point into.
-    pub(super) fn push_value_text(&mut self, text: &str) {
-        self.values.push_str(text);
+    /// Whether the map is still only the raw fields of a decoded header (not built yet).
+    #[cfg(test)]
+    pub(crate) fn is_raw(&self) -> bool {
+        self.raw.layout != Layout::None && self.map.get().is_none()
     }
 
     /// Removes `key` without handing its value back.
     pub(super) fn remove_entry(&mut self, key: &str) -> bool {
-        self.slots_valid = false;
-        match self.position(key) {
-            Ok(i) => {
-                self.entries.remove(i);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn position(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, ..)| key_cmp(k, key))
-    }
-
-    fn value(&self, i: usize) -> &str {
-        let (_, start, end) = self.entries[i];
-        &self.values[start..end]
+        self.with_map(|m| m.remove_entry(key))
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
-        let found = if self.entries.len() <= 16 {
-            // Length and first byte rule out nearly every other key without a `memcmp` call.
-            let (len, first) = (key.len(), key.as_bytes().first());
-            self.entries
-                .iter()
-                .position(|(k, ..)| k.len() == len && k.as_bytes().first() == first && k == key)
-        } else {
-            self.position(key).ok()
-        };
-        found.map(|i| self.value(i))
+        self.map().get(key)
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.slots_valid = false;
-        let i = self.position(key).ok()?;
-        let value = self.value(i).to_owned();
-        self.entries.remove(i);
-        Some(value)
+        self.with_map(|m| m.remove(key))
     }
 
     /// The fields in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries
-            .iter()
-            .map(|(k, start, end)| (k.as_ref(), &self.values[*start..*end]))
+        self.map().iter()
     }
 
     /// Number of fields.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.map().entries.len()
     }
 
     /// Whether there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Removes every field, keeping the allocation.
     pub fn clear(&mut self) {
-        self.slots_valid = false;
-        self.entries.clear();
-        self.values.clear();
-    }
-
-    /// Drops the bytes of replaced and removed values once they are most of the buffer.
-    pub(super) fn compact_if_wasteful(&mut self) {
-        let live: usize = self.entries.iter().map(|(_, s, e)| e - s).sum();
-        if self.values.len() > 256 && self.values.len() > 2 * live {
-            self.compact();
+        std::mem::take(&mut self.raw).recycle();
+        match self.map.get_mut() {
+            Some(map) => {
+                map.entries.clear();
+                map.values.clear();
+            }
+            None => self.map = OnceLock::new(),
         }
-    }
-
-    fn compact(&mut self) {
-        let mut values = String::with_capacity(self.values.len());
-        for (_, start, end) in &mut self.entries {
-            let new_start = values.len();
-            values.push_str(&self.values[*start..*end]);
-            *start = new_start;
-            *end = values.len();
-        }
-        self.values = values;
     }
 
     /// The value of a required field.
@@ -435,46 +474,216 @@ impl ExtFields {
     }
 }
 
-/// Buffers of dropped maps, for the decoder to reuse: a response is decoded on an I/O thread
-/// and dropped on the caller's, so without this every response costs two allocations on one
-/// thread and two frees on another (the slow, cross-thread path of the allocator). Bounded in
-/// count and size; only ever `try_lock`ed, so nobody waits for it (a busy pool means an
-/// allocation or a free, as without it).
-static RECYCLED: parking_lot::Mutex<Vec<Recycled>> = parking_lot::const_mutex(Vec::new());
+impl Map {
+    /// Sets `key` to whatever `write` appends to the value buffer; if `write` fails, nothing
+    /// changes.
+    fn insert_with(
+        &mut self,
+        key: Cow<'static, str>,
+        write: impl FnOnce(&mut String) -> Option<()>,
+    ) -> Option<()> {
+        let start = self.values.len();
+        if write(&mut self.values).is_none() {
+            self.values.truncate(start);
+            return None;
+        }
+        let end = self.values.len();
+        if self.place(key, start, end) {
+            self.compact_if_wasteful();
+        }
+        Some(())
+    }
 
-type Recycled = (Vec<(Cow<'static, str>, usize, usize)>, String);
+    /// Points `key` at `values[start..end]`, replacing an earlier entry of the same key (then
+    /// returns true). Never compacts: the caller may still hold ranges into `values`.
+    fn place(&mut self, key: Cow<'static, str>, start: usize, end: usize) -> bool {
+        // Keys usually arrive in order (fastjson writes them sorted; headers write them so).
+        let append = match self.entries.last() {
+            None => true,
+            Some((last, ..)) => key_less(last, &key),
+        };
+        if append {
+            self.entries.push((key, start, end));
+            return false;
+        }
+        match self.position(&key) {
+            Ok(i) => {
+                self.entries[i].1 = start;
+                self.entries[i].2 = end;
+                true
+            }
+            Err(i) => {
+                self.entries.insert(i, (key, start, end));
+                false
+            }
+        }
+    }
+
+    /// Fields from `(key, start, end)` ranges into `values`, in any order; a later duplicate
+    /// wins.
+    fn from_ranges(ranges: Vec<Entry>, values: String) -> Self {
+        let sorted = ranges.windows(2).all(|w| key_less(&w[0].0, &w[1].0));
+        if sorted {
+            return Map {
+                entries: ranges,
+                values,
+            };
+        }
+        let mut map = Map {
+            entries: Vec::with_capacity(ranges.len()),
+            values,
+        };
+        let mut replaced = false;
+        for (key, start, end) in ranges {
+            replaced |= map.place(key, start, end);
+        }
+        // Only now: compacting moves values, and the ranges not yet placed point into them.
+        if replaced {
+            map.compact_if_wasteful();
+        }
+        map
+    }
+
+    /// Appends `key` with the value `write` appends, quicker for keys in order.
+    fn push_decoded(
+        &mut self,
+        key: Cow<'static, str>,
+        write: impl FnOnce(&mut String) -> Option<()>,
+    ) -> Option<()> {
+        let in_order = match self.entries.last() {
+            None => true,
+            Some((last, ..)) => key_less(last, &key),
+        };
+        if !in_order {
+            return self.insert_with(key, write);
+        }
+        let start = self.values.len();
+        if write(&mut self.values).is_none() {
+            self.values.truncate(start);
+            return None;
+        }
+        self.entries.push((key, start, self.values.len()));
+        Some(())
+    }
+
+    fn remove_entry(&mut self, key: &str) -> bool {
+        match self.position(key) {
+            Ok(i) => {
+                self.entries.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, ..)| key_cmp(k, key))
+    }
+
+    fn value(&self, i: usize) -> &str {
+        let (_, start, end) = self.entries[i];
+        &self.values[start..end]
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        // A header has a dozen fields: comparing lengths first beats a binary search of memcmps.
+        let found = if self.entries.len() <= 16 {
+            // Length and first byte rule out nearly every other key without a `memcmp` call.
+            let (len, first) = (key.len(), key.as_bytes().first());
+            self.entries
+                .iter()
+                .position(|(k, ..)| k.len() == len && k.as_bytes().first() == first && k == key)
+        } else {
+            self.position(key).ok()
+        };
+        found.map(|i| self.value(i))
+    }
+
+    fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.position(key).ok()?;
+        let value = self.value(i).to_owned();
+        self.entries.remove(i);
+        Some(value)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .iter()
+            .map(|(k, start, end)| (k.as_ref(), &self.values[*start..*end]))
+    }
+
+    /// Drops the bytes of replaced and removed values once they are most of the buffer.
+    fn compact_if_wasteful(&mut self) {
+        let live: usize = self.entries.iter().map(|(_, s, e)| e - s).sum();
+        if self.values.len() > 256 && self.values.len() > 2 * live {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        let mut values = String::with_capacity(self.values.len());
+        for (_, start, end) in &mut self.entries {
+            let new_start = values.len();
+            values.push_str(&self.values[*start..*end]);
+            *start = new_start;
+            *end = values.len();
+        }
+        self.values = values;
+    }
+}
+
+/// Raw-field buffers of dropped maps, for the decoders to reuse: a response is decoded on an
+/// I/O thread and dropped on the caller's, so without this every response costs an
+/// allocation on one thread and a free on another (the slow, cross-thread path of the
+/// allocator). Bounded in count and size; only ever `try_lock`ed, so nobody waits for it (a
+/// busy pool means an allocation or a free, as without it).
+static RECYCLED: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::const_mutex(Vec::new());
 
 /// Buffers kept at most, and the largest ones kept. An event loop decodes every frame of a
 /// read (up to 64 KiB: ~300 send responses of the real brokers' size) before their maps are
 /// dropped, so the pool holds a read's worth. It only grows to the largest burst seen:
-/// 512 maps of a send response are ~600 KiB; the bound is 512 x 3.3 KiB.
+/// at most 512 x 2 KiB.
 const RECYCLED_MAX: usize = 512;
-const RECYCLED_MAX_ENTRIES: usize = 32;
-const RECYCLED_MAX_VALUE_BYTES: usize = 2048;
-/// The smallest buffers kept, and the room a decoded map starts with: a recycled buffer then
-/// holds a response's values without growing (a small one, from a map built field by field,
-/// would be reallocated by the next decode: freed instead).
-const RECYCLED_MIN_ENTRIES: usize = 16;
-const RECYCLED_MIN_VALUE_BYTES: usize = 512;
+const RECYCLED_MAX_BYTES: usize = 2048;
+/// The smallest buffers kept, and the room a raw text starts with: a recycled buffer then
+/// holds a response's fields without growing.
+const RECYCLED_MIN_BYTES: usize = 512;
 
-impl Drop for ExtFields {
-    fn drop(&mut self) {
-        if !(RECYCLED_MIN_VALUE_BYTES..=RECYCLED_MAX_VALUE_BYTES).contains(&self.values.capacity())
-            || !(RECYCLED_MIN_ENTRIES..=RECYCLED_MAX_ENTRIES).contains(&self.entries.capacity())
-        {
+/// An empty buffer with room for `len` bytes: a recycled one when there is one.
+fn recycled_buffer(len: usize) -> Vec<u8> {
+    let mut buf = RECYCLED
+        .try_lock()
+        .and_then(|mut free| free.pop())
+        .unwrap_or_default();
+    if buf.capacity() < len {
+        buf.reserve(len.max(RECYCLED_MIN_BYTES));
+    }
+    buf
+}
+
+impl Raw {
+    /// Gives the text's buffer back to the pool.
+    fn recycle(self) {
+        let mut text = self.text;
+        if !(RECYCLED_MIN_BYTES..=RECYCLED_MAX_BYTES).contains(&text.capacity()) {
             return;
         }
-        let mut entries = std::mem::take(&mut self.entries);
-        entries.clear();
-        let mut values = std::mem::take(&mut self.values);
-        values.clear();
+        text.clear();
         if let Some(mut free) = RECYCLED.try_lock() {
             if free.len() < RECYCLED_MAX {
                 if free.capacity() == 0 {
                     free.reserve_exact(RECYCLED_MAX);
                 }
-                free.push((entries, values));
+                free.push(text);
             }
+        }
+    }
+}
+
+impl Drop for ExtFields {
+    fn drop(&mut self) {
+        if self.raw.text.capacity() != 0 {
+            std::mem::take(&mut self.raw).recycle();
         }
     }
 }
@@ -495,11 +704,15 @@ impl fmt::Debug for ExtFields {
 
 impl<K: Into<Cow<'static, str>>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        let mut m = ExtFields::new();
+        let mut m = Map::default();
         for (k, v) in iter {
-            m.insert(k, v);
+            let v = v.as_ref();
+            m.insert_with(k.into(), |buf| {
+                buf.push_str(v);
+                Some(())
+            });
         }
-        m
+        ExtFields::from_map(m)
     }
 }
 
@@ -588,6 +801,14 @@ pub(super) fn known_key(key: &[u8]) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    /// A decoded command crosses threads (I/O thread to caller) and may be shared.
+    #[test]
+    fn ext_fields_and_commands_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ExtFields>();
+        send_sync::<super::super::RemotingCommand>();
+    }
+
     #[test]
     fn known_keys_are_interned() {
         let known = [
@@ -640,7 +861,7 @@ mod tests {
             f.insert("b", format!("value-{i}"));
         }
         assert_eq!(f.get("b"), Some("value-9999"));
-        assert!(f.values.len() < 1024, "{}", f.values.len());
+        assert!(f.map().values.len() < 1024, "{}", f.map().values.len());
         assert_eq!(f.remove("b").as_deref(), Some("value-9999"));
         assert_eq!(f.remove("b"), None);
         assert_eq!(f.len(), 2);
@@ -653,7 +874,7 @@ mod tests {
         assert_eq!(f.get("a"), None);
         // Ranges in any order, duplicates: the later one wins.
         let values = String::from("xyz");
-        let f = ExtFields::from_ranges(
+        let f = Map::from_ranges(
             vec![
                 (Cow::Borrowed("z"), 0, 1),
                 (Cow::Borrowed("a"), 1, 2),

@@ -16,10 +16,12 @@
 //! null or a number inside `extFields`, a nested value, a syntax error, invalid UTF-8, trailing
 //! bytes) gives up with `None`, and the general readers decide ([`super::json_fast`], then the
 //! `serde_json::Value` reader): whatever this reader answers is what they answer.
+//!
+//! `extFields` is checked in the same pass but not built into a map: its text is kept raw
+//! (see [`ExtFields`]), with where the send-response values are, which is all a send
+//! response's reader needs. Only strings with a byte >= 0x80 are checked as UTF-8.
 
-use std::borrow::Cow;
-
-use super::ext_fields::{intern_key, known_key, ResponseKey};
+use super::ext_fields::{RawBuilder, ResponseKey};
 use super::{ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
@@ -234,9 +236,11 @@ impl<'a> Flat<'a> {
         self.key().map(Top::of)
     }
 
-    /// An `extFields` key and its colon: a send response's keys are told by their first
-    /// byte and confirmed in place; any other is read as a string and interned.
-    fn ext_key(&mut self) -> Option<(Cow<'static, str>, Option<ResponseKey>)> {
+    /// An `extFields` key and its colon, checked: the [`ResponseKey`] it is, if any. A send
+    /// response's keys are told by their first byte and confirmed in place; any other is
+    /// scanned as a string.
+    #[inline]
+    fn ext_key(&mut self) -> Option<Option<ResponseKey>> {
         let predicted = match self.buf.get(self.pos + 1) {
             Some(b'M') => Some((&LIT_MSG_REGION, ResponseKey::MsgRegion)),
             Some(b'T') => Some((&LIT_TRACE_ON, ResponseKey::TraceOn)),
@@ -251,53 +255,68 @@ impl<'a> Flat<'a> {
         };
         if let Some((lit, response_key)) = predicted {
             if self.literal_key(lit) {
-                return Some((Cow::Borrowed(lit.name), Some(response_key)));
+                return Some(Some(response_key));
             }
         }
-        let key = self.key()?;
-        if let Some(response_key) = ResponseKey::of(key) {
-            return Some((Cow::Borrowed(response_key.name()), Some(response_key)));
-        }
-        Some((
-            match known_key(key) {
-                Some(known) => Cow::Borrowed(known),
-                // Valid UTF-8: sliced from the checked text at quotes.
-                None => intern_key(std::str::from_utf8(key).ok()?),
-            },
-            None,
-        ))
+        Some(ResponseKey::of(self.key()?))
     }
 
+    /// A string value without escapes at the cursor, checked as [`Flat::string`] does: its
+    /// range, and whether it is all ASCII (the quotes consumed).
+    #[inline]
+    fn value(&mut self) -> Option<(usize, usize, bool)> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let mut end = string_end(self.buf, start);
+        let ascii = *self.buf.get(end)? < 0x80;
+        if !ascii {
+            // Not ASCII: found the end without stopping at such bytes, then checked (only
+            // this string).
+            end = string_end_utf8(self.buf, end);
+            std::str::from_utf8(self.buf.get(start..end)?).ok()?;
+        }
+        // A backslash, a control character or the end of the input: not flat.
+        if *self.buf.get(end)? != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some((start, end, ascii))
+    }
+
+    #[inline]
     fn int_or_null(&mut self, default: i32) -> Option<i32> {
-        if self.null() {
-            return Some(default);
+        if self.buf.get(self.pos) == Some(&b'n') {
+            return self.null().then_some(default);
         }
         i32::try_from(self.integer()?).ok()
     }
 
     /// A JSON integer of at most 18 digits, not `-0`, no leading zero, not followed by a
     /// fraction or an exponent (the same integers [`super::json_fast`] takes).
+    #[inline]
     fn integer(&mut self) -> Option<i64> {
-        let negative = self.buf.get(self.pos) == Some(&b'-');
-        if negative {
-            self.pos += 1;
-        }
-        let start = self.pos;
+        let buf = self.buf;
+        let negative = buf.get(self.pos) == Some(&b'-');
+        let start = self.pos + usize::from(negative);
+        let mut end = start;
         let mut n: i64 = 0;
-        while let Some(&d @ b'0'..=b'9') = self.buf.get(self.pos) {
-            if self.pos - start == 18 {
-                return None;
-            }
-            n = n * 10 + i64::from(d - b'0');
-            self.pos += 1;
+        while let Some(&d @ b'0'..=b'9') = buf.get(end) {
+            // Wraps only past 18 digits, which are refused below.
+            n = n.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+            end += 1;
         }
-        let digits = self.pos - start;
-        if digits == 0 || (digits > 1 && self.buf[start] == b'0') || (negative && n == 0) {
+        let digits = end - start;
+        if digits == 0
+            || digits > 18
+            || (digits > 1 && buf.get(start) == Some(&b'0'))
+            || (negative && n == 0)
+        {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.buf.get(self.pos) {
+        if let Some(b'.' | b'e' | b'E') = buf.get(end) {
             return None;
         }
+        self.pos = end;
         Some(if negative { -n } else { n })
     }
 
@@ -316,38 +335,26 @@ impl<'a> Flat<'a> {
         }
     }
 
-    /// `extFields`: an object of string values. Its map reuses recycled buffers (see
-    /// [`ExtFields::for_decoding`]); the values are copied once, into it.
+    /// `extFields`: an object of string values, checked in one pass and kept as its raw
+    /// text (one copy, into a recycled buffer): no map is built (see [`ExtFields`]); where
+    /// the send-response values are is noted on the way.
     fn ext_fields(&mut self) -> Option<ExtFields> {
         self.expect(b'{')?;
-        let mut fields = ExtFields::for_decoding(self.buf.len() - self.pos);
-        fields.start_response_slots();
         if self.buf.get(self.pos) == Some(&b'}') {
             self.pos += 1;
-            return Some(fields);
+            return Some(ExtFields::new());
         }
-        // The object's text between its braces is copied into the map in one piece at the
-        // end; each value is a range of it (the keys and punctuation between are never read).
         let text_start = self.pos;
-        let base = fields.value_text_len();
-        let mut replaced = false;
+        let mut raw = RawBuilder::new();
         loop {
-            let (key, response_key) = self.ext_key()?;
-            let value = self.string()?;
-            // `string` consumed the closing quote.
-            let end = self.pos - 1 - text_start + base;
-            replaced |= fields.push_range_of(key, response_key, end - value.len(), end);
+            let response_key = self.ext_key()?;
+            let (start, end, ascii) = self.value()?;
+            if let Some(key) = response_key {
+                raw.send_value(key, start - text_start, end - text_start, ascii);
+            }
             match self.next_byte()? {
                 b',' => continue,
-                b'}' => {
-                    // The only UTF-8 check of the values: as one piece (ASCII runs fast).
-                    let text = self.buf.get(text_start..self.pos - 1)?;
-                    fields.push_value_text(std::str::from_utf8(text).ok()?);
-                    if replaced {
-                        fields.compact_if_wasteful();
-                    }
-                    return Some(fields);
-                }
+                b'}' => return Some(raw.finish_json(self.buf.get(text_start..self.pos - 1)?)),
                 _ => return None,
             }
         }
@@ -356,7 +363,6 @@ impl<'a> Flat<'a> {
 
 /// A key as written, `"name":` (at most 32 bytes), for one masked compare.
 struct Lit {
-    name: &'static str,
     /// The `"name":` bytes, zero-padded to 32.
     text: [u8; 32],
     /// 0xff over the `len` bytes of `text`.
@@ -384,12 +390,7 @@ impl Lit {
             mask[i] = 0xff;
             i += 1;
         }
-        Lit {
-            name,
-            text,
-            mask,
-            len,
-        }
+        Lit { text, mask, len }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -496,14 +497,51 @@ mod tests {
     /// The flat reader's answer, when it gives one, is the general reader's; returns whether
     /// it answered.
     fn agree(header: &[u8]) -> bool {
+        agree_counting(header, &mut [0; 2])
+    }
+
+    /// [`agree`], and the raw fields the flat reader kept against the map the general reader
+    /// built eagerly: the send-response values where the decoder noted them (counted in
+    /// `send_table[0]`, the headers it could not note them for in `send_table[1]`), lookups
+    /// before anything else built the map, length, a clone, a change to the unread map.
+    fn agree_counting(header: &[u8], send_table: &mut [usize; 2]) -> bool {
+        let text = String::from_utf8_lossy(header);
         let flat = parse_flat(header);
         if let Some(flat) = &flat {
-            assert_eq!(
-                RemotingCommand::read_json_header_value(header).as_ref(),
-                Ok(flat),
-                "{}",
-                String::from_utf8_lossy(header)
-            );
+            let Ok(reference) = RemotingCommand::read_json_header_value(header) else {
+                panic!("flat answered, the reference failed: {text}");
+            };
+            let (lazy, eager) = (&flat.ext_fields, &reference.ext_fields);
+            // No map built by the decoder: only the raw text (when there are fields).
+            assert_eq!(lazy.is_raw(), !eager.is_empty(), "{text}");
+            match lazy.response_values() {
+                Some(values) => {
+                    send_table[0] += 1;
+                    for key in ResponseKey::ALL {
+                        assert_eq!(
+                            values[key as usize],
+                            eager.get(key.name()).map(str::as_bytes),
+                            "{key:?} in {text}"
+                        );
+                    }
+                }
+                None => send_table[1] += usize::from(lazy.is_raw()),
+            }
+            let unread = lazy.clone();
+            for (key, value) in eager.iter() {
+                assert_eq!(unread.get(key), Some(value), "{key} in {text}");
+            }
+            assert_eq!(unread.get("no such key"), None);
+            assert_eq!(lazy.clone().len(), eager.len(), "{text}");
+            let (mut changed, mut expected) = (lazy.clone(), eager.clone());
+            changed.insert("msgId", "changed");
+            expected.insert("msgId", "changed");
+            assert_eq!(changed, expected, "{text}");
+            assert!(changed.response_values().is_none(), "{text}");
+            let (mut changed, mut expected) = (lazy.clone(), eager.clone());
+            assert_eq!(changed.remove("queueId"), expected.remove("queueId"));
+            assert_eq!(changed, expected, "{text}");
+            assert_eq!(&reference, flat, "{text}");
         }
         flat.is_some()
     }
@@ -578,6 +616,8 @@ mod tests {
             include_bytes!("../../../tests/data/route_response_tbw102.bin"),
             include_bytes!("../../../tests/data/route_response_missing_topic.bin"),
             include_bytes!("../../../tests/data/view_message_response.bin"),
+            // A broker's request (transaction check-back): the same reader.
+            include_bytes!("../../../tests/data/check_transaction_request.bin"),
         ]
         .iter()
         .map(|f| header_of(f))
@@ -810,9 +850,10 @@ mod tests {
     fn generated_headers_agree() {
         let mut rng = StdRng::seed_from_u64(0xF1A7);
         let (mut flat, mut other) = (0, 0);
+        let mut send_table = [0; 2];
         for _ in 0..20_000 {
             let g = generate(&mut rng);
-            let answered = agree(g.text.as_bytes());
+            let answered = agree_counting(g.text.as_bytes(), &mut send_table);
             assert_eq!(answered, g.flat, "{}", g.text);
             if g.flat {
                 flat += 1;
@@ -821,6 +862,12 @@ mod tests {
             }
         }
         assert!(flat > 2_000 && other > 2_000, "flat {flat}, other {other}");
+        // Both ways of reading the send values ran: where the decoder noted them, and the
+        // map (a repeated send key, a non-ASCII value).
+        assert!(
+            send_table[0] > 2_000 && send_table[1] > 500,
+            "send table {send_table:?}"
+        );
     }
 
     /// Random byte-level mutations of the real responses (JSON punctuation, escapes, digits,

@@ -11,10 +11,12 @@
 
 // One file per piece:
 // - command: `RemotingCommand`, its builders, and the frame around the header.
-// - ext_fields: `ExtFields`, the custom-header map, and the key names it interns.
+// - ext_fields: `ExtFields`, the custom-header map (a decoded header's starts as its raw
+//   fields, built into a map on first use), and the key names it interns.
 // - json_write: the JSON header writer, and the JSON string and integer writers under it.
 // - json_read: the JSON header reader through `serde_json::Value` (the reference).
-// - json_flat: the reader of the flat layout brokers write responses in (tried first).
+// - json_flat: the reader of the flat layout brokers write responses in (tried first; keeps
+//   `extFields` raw).
 // - json_fast: the hand-rolled fast JSON header reader that the common case takes.
 // - binary: the binary ROCKETMQ header, both ways.
 // - decoder: the incremental `FrameDecoder`.
@@ -34,7 +36,7 @@ pub use command::RemotingCommand;
 pub use decoder::FrameDecoder;
 pub use error::CodecError;
 pub use ext_fields::ExtFields;
-pub(crate) use ext_fields::ResponseKey;
+pub(crate) use ext_fields::{ResponseKey, RESPONSE_KEYS};
 #[doc(hidden)]
 pub use json_read::json_header_differential;
 pub use json_write::write_json_str;
