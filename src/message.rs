@@ -457,24 +457,15 @@ impl IdStr {
         }
     }
 
-    /// `a` followed by `b` (inline when it fits).
-    pub(crate) fn concat(a: &str, b: &str) -> IdStr {
-        let len = a.len() + b.len();
-        if len <= Self::INLINE_CAPACITY {
-            let mut buf = [0; Self::INLINE_CAPACITY];
-            buf[..a.len()].copy_from_slice(a.as_bytes());
-            buf[a.len()..len].copy_from_slice(b.as_bytes());
-            IdStr(IdRepr::Inline {
-                // Fits: at most INLINE_CAPACITY (62).
-                len: len as u8,
-                buf,
-            })
-        } else {
-            let mut s = String::with_capacity(len);
-            s.push_str(a);
-            s.push_str(b);
-            IdStr::from(s)
-        }
+    /// An inline id of the first `len` bytes of `buf`, which must be ASCII (a generated
+    /// id). A longer `len` than the capacity makes an empty id (not for generated ids).
+    pub(crate) fn inline_ascii(buf: [u8; Self::INLINE_CAPACITY], len: usize) -> IdStr {
+        let len = if len <= Self::INLINE_CAPACITY { len } else { 0 };
+        IdStr(IdRepr::Inline {
+            // Fits: at most INLINE_CAPACITY (62).
+            len: len as u8,
+            buf,
+        })
     }
 
     /// An id holding `bytes`, which must be ASCII (a decoded response's checked value): one
@@ -494,23 +485,10 @@ impl IdStr {
         }
     }
 
-    /// An id of `prefix` and `suffix`, which must be ASCII (a generated id: hex digits). Any
-    /// other byte in `suffix` is replaced when the id is longer than the inline capacity; an
-    /// inline one reads as empty.
-    pub(crate) fn from_ascii_parts(prefix: &str, suffix: &[u8]) -> IdStr {
-        let len = prefix.len() + suffix.len();
-        if len <= Self::INLINE_CAPACITY {
-            let mut buf = [0; Self::INLINE_CAPACITY];
-            buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
-            buf[prefix.len()..len].copy_from_slice(suffix);
-            IdStr(IdRepr::Inline {
-                // Fits: at most INLINE_CAPACITY (62).
-                len: len as u8,
-                buf,
-            })
-        } else {
-            IdStr::concat(prefix, &String::from_utf8_lossy(suffix))
-        }
+    /// Whether the id is held inline (tests).
+    #[cfg(test)]
+    pub(crate) fn is_inline(&self) -> bool {
+        matches!(self.0, IdRepr::Inline { .. })
     }
 
     /// The id's bytes (no UTF-8 check: for writers that copy them).

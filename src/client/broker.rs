@@ -1,6 +1,9 @@
 //! Broker requests: send, heartbeat, unregister; and the mapping of send responses.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::message::{IdStr, MessageQueue, SendResult, SendStatus};
@@ -19,6 +22,9 @@ use crate::remoting::FrameSpec;
 /// they make in every send frame written once.
 #[derive(Debug, Clone)]
 pub(crate) struct SendDefaults {
+    /// Which defaults these are (unique per [`SendDefaults::new`], kept by a clone, which is
+    /// equal): the key of the text a thread's [`FrameMemo`] made from them.
+    id: u64,
     pub(crate) group: String,
     pub(crate) create_topic_key: String,
     pub(crate) default_topic_queue_nums: i32,
@@ -57,7 +63,9 @@ impl SendDefaults {
         let mut json_end = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":".to_vec();
         write_int(&mut json_end, CLIENT_VERSION.into());
         json_end.push(b'}');
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         SendDefaults {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             group,
             create_topic_key,
             default_topic_queue_nums,
@@ -119,6 +127,209 @@ pub(crate) fn encode_send_frame(
     if spec.serialize_type == SerializeType::RocketMq {
         return encode_send_frame_binary(prepared, queue, defaults, born_timestamp, spec, out);
     }
+    // The usual send (no signature, flag 0): from this thread's memo of the text that does
+    // not change from message to message.
+    if spec.credentials.is_none() && spec.flag == 0 {
+        let memo = FRAME_MEMO.try_with(|memo| {
+            let mut memo = memo.try_borrow_mut().ok()?;
+            Some(encode_send_frame_memo(
+                &mut memo,
+                prepared,
+                queue,
+                defaults,
+                born_timestamp,
+                spec.opaque,
+                out,
+            ))
+        });
+        // Only while this thread is torn down is there no memo (then the general way).
+        if let Ok(Some(done)) = memo {
+            return done;
+        }
+    }
+    encode_send_frame_json(prepared, queue, defaults, born_timestamp, spec, out)
+}
+
+/// The text of the send frames this thread wrote last that depends only on the producer's
+/// [`SendDefaults`], the request code, the topic and the broker name: written again only when
+/// one of them changes, and copied whole into each frame (no escaping, no numbers to format).
+/// Also the last born timestamp's digits (the same for every send in one millisecond).
+struct FrameMemo {
+    /// [`SendDefaults::id`] of the text below (0: none yet).
+    defaults: u64,
+    code: i32,
+    /// The wire topic.
+    topic: String,
+    /// The frame's lengths (zeros, set per frame), then `{"code":<code>,"extFields":{"a":
+    /// <group>,"b":<topic>,"c":<create topic key>,"d":"<queue nums>","e":"`.
+    prefix: Vec<u8>,
+    /// The broker name of `broker_text` (held: the same pointer is the same name).
+    broker: Option<Arc<str>>,
+    /// `,"n":<broker name>},"flag":0,"language":<ours>,"opaque":` (no `n` for an empty name).
+    broker_text: Vec<u8>,
+    /// The last born timestamp and its text (sign and digits) in `born_text[..born_len]`.
+    born: i64,
+    born_text: [u8; 20],
+    born_len: usize,
+}
+
+impl FrameMemo {
+    const EMPTY: FrameMemo = FrameMemo {
+        defaults: 0,
+        code: 0,
+        topic: String::new(),
+        prefix: Vec::new(),
+        broker: None,
+        broker_text: Vec::new(),
+        born: 0,
+        born_text: [b'0'; 20],
+        born_len: 1,
+    };
+
+    fn set_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
+        if self.defaults != defaults.id {
+            self.broker = None; // its text holds the defaults' language
+        }
+        self.defaults = defaults.id;
+        self.code = code;
+        self.topic.clear();
+        self.topic.push_str(topic);
+        let out = &mut self.prefix;
+        out.clear();
+        out.extend_from_slice(b"\0\0\0\0\0\0\0\0{\"code\":");
+        write_int(out, code.into());
+        out.extend_from_slice(b",\"extFields\":{");
+        out.extend_from_slice(&defaults.json_group);
+        write_json_str(out, topic);
+        out.extend_from_slice(&defaults.json_create_topic);
+    }
+
+    fn set_broker(&mut self, defaults: &SendDefaults, broker: &Arc<str>) {
+        self.broker = Some(broker.clone());
+        let out = &mut self.broker_text;
+        out.clear();
+        if !broker.is_empty() {
+            out.extend_from_slice(b",\"n\":");
+            write_json_str(out, broker);
+        }
+        out.extend_from_slice(&defaults.json_flag0_language);
+    }
+
+    fn set_born(&mut self, born: i64) {
+        let mut buf = [0u8; 20];
+        let digits = int_digits(&mut buf, born);
+        let sign = usize::from(born < 0);
+        self.born_text[0] = b'-';
+        self.born_text[sign..sign + digits.len()].copy_from_slice(digits);
+        self.born_len = sign + digits.len();
+        self.born = born;
+    }
+}
+
+thread_local! {
+    static FRAME_MEMO: RefCell<FrameMemo> = const { RefCell::new(FrameMemo::EMPTY) };
+}
+
+/// [`encode_send_frame`] of a request with no signature and flag 0 in the JSON layout, with
+/// the text that does not change from message to message taken from `memo` (brought up to
+/// date first): the same bytes as [`encode_send_frame_json`].
+fn encode_send_frame_memo(
+    memo: &mut FrameMemo,
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    opaque: i32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let code = prepared.request_code();
+    let topic = prepared.wire_topic();
+    if memo.defaults != defaults.id || memo.code != code || memo.topic != topic {
+        memo.set_prefix(defaults, code, topic);
+    }
+    let broker = queue.broker_name_arc();
+    if !memo.broker.as_ref().is_some_and(|b| Arc::ptr_eq(b, broker)) {
+        memo.set_broker(defaults, broker);
+    }
+    if memo.born != born_timestamp {
+        memo.set_born(born_timestamp);
+    }
+    let start = out.len();
+    let body = prepared.wire_body();
+    // One growth at most: the memo's parts, the properties with their separators escaped,
+    // the numbers and the constants.
+    out.reserve(
+        memo.prefix.len()
+            + memo.broker_text.len()
+            + defaults.json_end.len()
+            + 2 * prepared.properties.len()
+            + 160
+            + body.len(),
+    );
+    out.extend_from_slice(&memo.prefix);
+    write_int(out, queue.queue_id().into());
+    if prepared.sys_flag == 0 {
+        out.extend_from_slice(b"\",\"f\":\"0\",\"g\":\"");
+    } else {
+        out.extend_from_slice(b"\",\"f\":\"");
+        write_int(out, prepared.sys_flag.into());
+        out.extend_from_slice(b"\",\"g\":\"");
+    }
+    out.extend_from_slice(&memo.born_text[..memo.born_len]);
+    match prepared.properties.only_plain_defaults() {
+        // The usual message (flag 0, only the defaults, an id of ours): its properties'
+        // JSON text is constants around the id.
+        Some(id) if prepared.flag == 0 && !prepared.batch => {
+            out.extend_from_slice(b"\",\"h\":\"0\",\"i\":\"UNIQ_KEY\\u0001");
+            out.extend_from_slice(id);
+            out.extend_from_slice(
+                b"\\u0002WAIT\\u0001true\\u0002\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"",
+            );
+        }
+        _ => {
+            out.extend_from_slice(b"\",\"h\":\"");
+            write_int(out, prepared.flag.into());
+            out.extend_from_slice(b"\",\"i\":");
+            prepared.properties.write_json(out);
+            out.extend_from_slice(if prepared.batch {
+                b",\"j\":\"0\",\"k\":\"false\",\"m\":\"true\"".as_slice()
+            } else {
+                b",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\""
+            });
+        }
+    }
+    out.extend_from_slice(&memo.broker_text);
+    write_int(out, opaque.into());
+    out.extend_from_slice(&defaults.json_end);
+    finish_frame(out, start, body)
+}
+
+/// Checks the header written from `start` (after the two lengths), appends the body and sets
+/// the lengths of a JSON frame.
+#[inline]
+fn finish_frame(out: &mut Vec<u8>, start: usize, body: &[u8]) -> Result<()> {
+    let header_len = out.len() - start - 8;
+    if header_len > MAX_HEADER_LEN {
+        out.truncate(start);
+        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
+    }
+    out.extend_from_slice(body);
+    let total = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// [`encode_send_frame`] in the JSON layout, every part written here: the general way (a
+/// signature, a flag, or no memo), and the reference of [`encode_send_frame_memo`].
+fn encode_send_frame_json(
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    spec: FrameSpec<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let code = prepared.request_code();
     let start = out.len();
     let body = prepared.wire_body();
@@ -200,16 +411,7 @@ pub(crate) fn encode_send_frame(
     }
     write_int(out, spec.opaque.into());
     out.extend_from_slice(&defaults.json_end);
-    let header_len = out.len() - start - 8;
-    if header_len > MAX_HEADER_LEN {
-        out.truncate(start);
-        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
-    }
-    out.extend_from_slice(body);
-    let total = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
-    out[start + 4..start + 8].copy_from_slice(&(header_len as u32).to_be_bytes());
-    Ok(())
+    finish_frame(out, start, body)
 }
 
 /// [`encode_send_frame`] in the binary ROCKETMQ layout: the fixed fields (code i16, language
@@ -743,7 +945,7 @@ mod tests {
                     fields.push(format!("\"{key}\":\"{v}\""));
                 }
             }
-            for _ in 0..rng.gen_range(0..4) {
+            for _ in 0..[0, 0, 1, 2, 3][rng.gen_range(0..5)] {
                 let key = KEYS.choose(&mut rng).unwrap();
                 let v = VALUES.choose(&mut rng).unwrap();
                 fields.push(format!("\"{key}\":\"{v}\""));
@@ -1031,7 +1233,14 @@ mod tests {
             Some(Credentials::new("ak", "sk").with_security_token("t\"ok")),
         ];
         let long_topic = "t".repeat(100);
+        let kept_queues: Vec<MessageQueue> = ["broker-a", "", "b\"\\x\u{1f}✓", "broker-b"]
+            .iter()
+            .zip([3, 0, 15, -2])
+            .map(|(b, q)| MessageQueue::new("T", *b, q))
+            .collect();
         let mut compared = 0;
+        let mut memo_frames = 0;
+        let mut usual_frames = 0; // no properties of the caller's, flag 0: constants
         let mut with_user_props = 0;
         for round in 0..3000 {
             let topic = ["T", "Topic_1-%|x", &long_topic][rng.gen_range(0..3)];
@@ -1071,6 +1280,10 @@ mod tests {
             if rng.gen_bool(0.3) {
                 msg = msg.with_flag(rng.gen_range(i32::MIN..=i32::MAX));
             }
+            if rng.gen_bool(0.15) {
+                // The usual send: no properties of the caller's, flag 0.
+                msg = Message::new(topic, msg.body().to_vec());
+            }
             let config = &configs[rng.gen_range(0..configs.len())];
             let mut n = 0;
             let mut ids = || {
@@ -1092,9 +1305,25 @@ mod tests {
             }
             prepared.reply = rng.gen_bool(0.1);
             let broker = ["broker-a", "", "b\"\\x\u{1f}✓"][rng.gen_range(0..3)];
-            let queue_id = [0, 7, -1, i32::MAX, i32::MIN][rng.gen_range(0..5)];
-            let queue = MessageQueue::new(prepared.wire_topic(), broker, queue_id);
-            let born = [1_795_468_920_976, 0, -5, i64::MAX, i64::MIN][rng.gen_range(0..5)];
+            let queue_id = [0, 7, -1, i32::MAX, i32::MIN, 12, 100][rng.gen_range(0..7)];
+            // Mostly a queue of a few kept ones (their broker names are the same shared
+            // strings, as a route's are: what the thread's frame memo remembers), sometimes
+            // a new one with an equal name.
+            let queue = if rng.gen_bool(0.7) {
+                kept_queues[rng.gen_range(0..kept_queues.len())].clone()
+            } else {
+                MessageQueue::new(prepared.wire_topic(), broker, queue_id)
+            };
+            // Often the same millisecond as the frame before (the memo's digits reused).
+            let born = [
+                1_795_468_920_976,
+                1_795_468_920_976,
+                1_795_468_920_977,
+                0,
+                -5,
+                i64::MAX,
+                i64::MIN,
+            ][rng.gen_range(0..7)];
             let opaque = rng.gen_range(i32::MIN..=i32::MAX);
             // 0 and oneway are what sends use (0 has its own constant text); others must
             // still come out as the command writes them.
@@ -1126,9 +1355,17 @@ mod tests {
                     "round {round}"
                 );
                 compared += 1;
+                if c.is_none() && flag == 0 && serialize_type == SerializeType::Json {
+                    memo_frames += 1;
+                    if prepared.properties.only_plain_defaults().is_some() && prepared.flag == 0 {
+                        usual_frames += 1;
+                    }
+                }
             }
         }
         assert!(compared > 4000, "only {compared} frames compared");
+        assert!(memo_frames > 350, "only {memo_frames} frames from the memo");
+        assert!(usual_frames > 20, "only {usual_frames} usual frames");
         assert!(
             with_user_props > 500,
             "only {with_user_props} with the caller's properties"

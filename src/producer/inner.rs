@@ -135,8 +135,6 @@ impl Inner {
 
     /// [`Inner::new_msg_id`] at `wall_ms`, the wall clock (epoch ms) the caller read.
     pub(crate) fn new_msg_id_at(&self, wall_ms: i64) -> IdStr {
-        let suffix = self.ids.next_suffix(wall_ms);
-        // `next_suffix` writes upper-case hex digits only.
-        IdStr::from_ascii_parts(self.ids.prefix(), &suffix)
+        self.ids.next_id_str(wall_ms)
     }
 }

@@ -213,6 +213,25 @@ impl Properties {
         out.push(b'"');
     }
 
+    /// The id of a properties string that is only the defaults `UNIQ_KEY=<id>` and
+    /// `WAIT=true` with an id of plain JSON text (a message with no properties of its own, the
+    /// usual send): its JSON text is `UNIQ_KEY\u0001<id>\u0002WAIT\u0001true\u0002`, written
+    /// around the id from constants. `None` for any other string.
+    #[inline]
+    pub(crate) fn only_plain_defaults(&self) -> Option<&[u8]> {
+        let id_len = self.default_id_len?;
+        if self.defaults_at != 0
+            || !self.default_id_plain
+            || !self.default_wait
+            || self.heap.is_some()
+            || self.defaults_end != self.len
+        {
+            return None;
+        }
+        self.inline
+            .get(UNIQ_KEY_NAME.len()..UNIQ_KEY_NAME.len() + id_len)
+    }
+
     /// The encoded string.
     pub(crate) fn as_str(&self) -> &str {
         // Always valid: whole `&str`s (or ASCII pieces) were copied in, never cut.

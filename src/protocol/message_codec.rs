@@ -11,7 +11,7 @@ use byteorder::{BigEndian, ByteOrder};
 use flate2::read::ZlibDecoder;
 
 use super::frame::CodecError;
-use crate::message::{Message, MessageExt};
+use crate::message::{IdStr, Message, MessageExt};
 
 /// The sysFlag bits of a message (`MessageSysFlag.java`, protocol.md 7.4).
 pub mod sys_flag {
@@ -522,6 +522,9 @@ pub struct UniqIdGenerator {
     /// day (days since the epoch, as `i32` bits) above 8 bits, its length in days below (0:
     /// none yet).
     month: AtomicU64,
+    /// An inline id's buffer with `prefix` in place ([`UniqIdGenerator::next_id_str`] writes
+    /// the suffix after it).
+    template: [u8; IdStr::INLINE_CAPACITY],
 }
 
 impl UniqIdGenerator {
@@ -540,10 +543,15 @@ impl UniqIdGenerator {
         }
         push_hex(&mut prefix, &(pid as u16).to_be_bytes());
         push_hex(&mut prefix, &hash.to_be_bytes());
+        let mut template = [0u8; IdStr::INLINE_CAPACITY];
+        if let Some(dst) = template.get_mut(..prefix.len()) {
+            dst.copy_from_slice(prefix.as_bytes());
+        }
         UniqIdGenerator {
             prefix,
             counter: AtomicU16::new(0),
             month: AtomicU64::new(0),
+            template,
         }
     }
 
@@ -561,15 +569,29 @@ impl UniqIdGenerator {
         push_hex(out, &counter.to_be_bytes());
     }
 
-    /// The variable part of the next id (time and counter: 12 upper-case hex digits), for the
-    /// current time `now_ms`: the id is [`prefix`](Self::prefix) followed by it. Allocates
-    /// nothing.
-    pub(crate) fn next_suffix(&self, now_ms: i64) -> [u8; 12] {
+    /// The next id as an inline [`IdStr`], for the current time `now_ms`: the same id as
+    /// [`UniqIdGenerator::next_id`] would make, its suffix's hex written straight into a copy
+    /// of the buffer that holds the prefix (no intermediate suffix, no separate copies).
+    /// Allocates nothing.
+    pub(crate) fn next_id_str(&self, now_ms: i64) -> IdStr {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut out = [0u8; 12];
-        hex_into(&mut out[..8], &self.month_delta(now_ms).to_be_bytes());
-        hex_into(&mut out[8..], &counter.to_be_bytes());
-        out
+        let at = self.prefix.len();
+        let mut buf = self.template;
+        let Some(dst) = buf.get_mut(at..at + 12) else {
+            // Not for an IP address's prefix (44 hex digits at most): kept for safety.
+            let mut s = String::with_capacity(at + 12);
+            s.push_str(&self.prefix);
+            push_hex(&mut s, &self.month_delta(now_ms).to_be_bytes());
+            push_hex(&mut s, &counter.to_be_bytes());
+            return IdStr::from(s);
+        };
+        let time = self.month_delta(now_ms).to_be_bytes();
+        let counter = counter.to_be_bytes();
+        let bytes = [time[0], time[1], time[2], time[3], counter[0], counter[1]];
+        for (pair, &b) in dst.chunks_exact_mut(2).zip(&bytes) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+        IdStr::inline_ascii(buf, at + 12)
     }
 
     /// [`month_delta`], with the month's bounds remembered from the last call.
@@ -639,14 +661,17 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Upper-case hex of `bytes` into `out` (twice as long).
-fn hex_into(out: &mut [u8], bytes: &[u8]) {
+/// The upper-case hex digits of every byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[(b >> 4) as usize];
-        pair[1] = HEX[(b & 0xF) as usize];
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX[b >> 4], HEX[b & 0xF]];
+        b += 1;
     }
-}
+    t
+};
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -745,20 +770,21 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
 
+    /// The inline id is the id `next_id` makes (the same counter and time fields), for IPv4
+    /// and IPv6 prefixes, across counter wrap-around and times before the epoch.
     #[test]
-    fn suffix_is_the_variable_part_of_an_id() {
-        let g = UniqIdGenerator::with_hash("10.0.0.1".parse().unwrap(), 7, 42);
-        let now = 1_700_000_000_123;
-        let id = g.next_id(now);
-        let suffix = g.next_suffix(now);
-        let suffix = std::str::from_utf8(&suffix).unwrap();
-        assert_eq!(id.len(), g.prefix().len() + suffix.len());
-        assert_eq!(
-            &id[..id.len() - 4],
-            format!("{}{}", g.prefix(), &suffix[..8])
-        );
-        let counter = u16::from_str_radix(&id[id.len() - 4..], 16).unwrap();
-        assert_eq!(u16::from_str_radix(&suffix[8..], 16).unwrap(), counter + 1);
+    fn id_str_is_the_next_id() {
+        for ip in ["10.0.0.1", "fe80::1:2:3:4"] {
+            let a = UniqIdGenerator::with_hash(ip.parse().unwrap(), 7, -42);
+            let b = UniqIdGenerator::with_hash(ip.parse().unwrap(), 7, -42);
+            for i in 0..70_000i64 {
+                let now =
+                    1_700_000_000_123 + i * 997 - if i % 3 == 0 { 2_000_000_000_000 } else { 0 };
+                let id = a.next_id_str(now);
+                assert_eq!(id.as_str(), b.next_id(now), "{i}");
+                assert!(id.is_inline());
+            }
+        }
     }
 
     /// The remembered month gives what the calendar gives: across month and year ends, leap
