@@ -420,18 +420,20 @@ impl AsyncSend {
     /// thread must not block.
     fn pick_queue(&mut self, may_block: bool, mut now: Instant) -> Result<Option<MessageQueue>> {
         let wire_topic = self.prepared.wire_topic();
+        let fetched;
         let info = match &self.target {
             Target::Queue(q) => return Ok(Some(q.clone())),
+            // Lent by the box's memo: no count taken on the publish info per send.
             _ => match self
                 .inner
-                .cached_publish_info_memo(wire_topic, now, &mut self.route_memo)
+                .cached_publish_info_memo(wire_topic, &mut self.route_memo)
             {
                 Some(info) => info,
                 None if !may_block => return Ok(None),
                 None => {
-                    let info = self.inner.publish_info(wire_topic, self.deadline)?;
+                    fetched = self.inner.publish_info(wire_topic, self.deadline)?;
                     now = Instant::now(); // after a lookup
-                    info
+                    &fetched
                 }
             },
         };
@@ -444,14 +446,14 @@ impl AsyncSend {
                         "the message for the queue selector is gone".into(),
                     ));
                 };
-                let picked = self.inner.run_selector(selector.as_ref(), &info, msg, arg);
+                let picked = self.inner.run_selector(selector.as_ref(), info, msg, arg);
                 self.prepared.release_message();
                 picked.map(Some)
             }
             _ => self
                 .inner
                 .select_auto_with(
-                    &info,
+                    info,
                     &self.prepared,
                     self.last_broker.as_deref(),
                     now,
