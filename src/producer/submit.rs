@@ -83,13 +83,13 @@ impl Inner {
     }
 
     pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
-        self.free_spent();
         // The send begins now: its statistics, its wait for room and its time budget (one
         // monotonic clock read), its id and its first born timestamp (one wall-clock read).
         let now = Instant::now();
         let wall_ms = now_ms();
-        // The send's box first: it remembers the last topic's statistics recorder.
-        let mut job = self.vacant_send(now);
+        // The send's box first (a finished send's, reused in place; finished sends are freed
+        // here too): it remembers the last topic's statistics recorder.
+        let mut job = self.send_box(now);
         let (mut op, stats_checked) = self.stats.begin_prep_memo(&prep, now, &mut job.stats_memo);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
