@@ -483,9 +483,10 @@ impl TopicBrokerMapping {
 
     /// Removes the topics not used for more than `max_idle` before `now`; returns their names,
     /// sorted. A topic counts as used when its route was first installed, at each
-    /// [`TopicBrokerMapping::get`], and (to the precision of these sweeps) at each
-    /// [`TopicBrokerMapping::get_memo`]: a topic used through a memo since the last sweep
-    /// counts as used at this one's `now`. So a topic sent to only through memos expires at
+    /// [`TopicBrokerMapping::get`], and (to the precision of these sweeps) at each look-up
+    /// through a sender's memo (the producer's sending path): a topic used through a memo
+    /// since the last sweep counts as used at this one's `now`. So a topic sent to only
+    /// through memos expires at
     /// the first sweep that finds it unused for more than `max_idle` since the first sweep
     /// after its last use: at most one sweep interval later than its exact last use would
     /// say, never earlier.
