@@ -149,6 +149,7 @@ impl Inner {
 
     /// [`Inner::select_auto`], reading the fault table through a sender's remembered entries
     /// when it has them (see [`crate::routing::fault::FaultHandles`]): the same choice.
+    #[inline]
     pub(super) fn select_auto_with(
         &self,
         info: &Arc<TopicPublishInfo>,

@@ -61,14 +61,13 @@ impl Inner {
 
     /// [`Inner::cached_publish_info`] remembered in `memo` (see
     /// [`TopicBrokerMapping::get_memo`]).
-    pub(super) fn cached_publish_info_memo(
+    pub(super) fn cached_publish_info_memo<'m>(
         &self,
         wire_topic: &str,
-        now: Instant,
-        memo: &mut crate::routing::mapping::TopicMemo,
-    ) -> Option<Arc<TopicPublishInfo>> {
+        memo: &'m mut crate::routing::mapping::TopicMemo,
+    ) -> Option<&'m Arc<TopicPublishInfo>> {
         self.mapping
-            .get_memo(wire_topic, now, memo)
+            .get_memo(wire_topic, memo)
             .filter(|info| !info.queues().is_empty())
     }
 

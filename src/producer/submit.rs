@@ -83,14 +83,14 @@ impl Inner {
     }
 
     pub(super) fn send_async(self: &Arc<Self>, mut prep: Prep, target: Target, done: Done) {
-        self.free_spent();
         // The send begins now: its statistics, its wait for room and its time budget (one
         // monotonic clock read), its id and its first born timestamp (one wall-clock read).
         let now = Instant::now();
         let wall_ms = now_ms();
-        // The send's box first: it remembers the last topic's statistics recorder.
-        let mut job = self.vacant_send(now);
-        let mut op = self.stats.begin_prep_memo(&prep, now, &mut job.stats_memo);
+        // The send's box first (a finished send's, reused in place; finished sends are freed
+        // here too): it remembers the last topic's statistics recorder.
+        let mut job = self.send_box(now);
+        let (mut op, stats_checked) = self.stats.begin_prep_memo(&prep, now, &mut job.stats_memo);
         if self.hooks.is_some() {
             let hooked = match &mut prep {
                 Prep::Single(msg) => {
@@ -116,7 +116,9 @@ impl Inner {
         };
         // Prepared right in the send that carries it (no move of the prepared message). A
         // topic the box's statistics recorder was made for has passed the topic check.
+        // Known from the recorder's look-up unless a hook may have changed the topic since.
         let topic_checked = match &prep {
+            Prep::Single(_) if self.hooks.is_none() => stats_checked,
             Prep::Single(msg) => job.stats_memo.is_checked(msg.topic()),
             Prep::Batch(_) => false,
         };

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hash::FxHashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -224,18 +224,22 @@ impl fmt::Debug for TopicPublishInfo {
 
 struct Entry {
     info: Arc<TopicPublishInfo>,
-    /// Milliseconds since the mapping's base instant, of the last `get` (shared with the
-    /// memos of [`TopicBrokerMapping::get_memo`], which record their uses in it).
-    last_used_ms: Arc<AtomicU64>,
+    /// Milliseconds since the mapping's base instant, of the last `get`, or of the last
+    /// expiry sweep that found `used` set.
+    last_used_ms: AtomicU64,
+    /// Set by uses through [`TopicBrokerMapping::get_memo`] (shared with the memos): such a
+    /// use reads no clock; the next [`TopicBrokerMapping::expire_unused`] counts it as made
+    /// then (and clears the flag).
+    used: Arc<AtomicBool>,
 }
 
 /// A caller's memory of the last topic it looked up ([`TopicBrokerMapping::get_memo`]): its
-/// publish info and its last-use time, at the version of the topic table they were read at.
+/// publish info and its use flag, at the version of the topic table they were read at.
 #[derive(Default)]
 pub(crate) struct TopicMemo {
     /// The topic table's version when `entry` was read.
     version: u64,
-    entry: Option<(Arc<TopicPublishInfo>, Arc<AtomicU64>)>,
+    entry: Option<(Arc<TopicPublishInfo>, Arc<AtomicBool>)>,
 }
 
 /// The route cache of a client: topic -> [`TopicPublishInfo`], and broker name -> {id -> address}.
@@ -313,30 +317,37 @@ impl TopicBrokerMapping {
 
     /// [`TopicBrokerMapping::get`] remembered in `memo`: while no topic's publish info has
     /// been replaced or removed since `memo` read it, the same topic is answered from `memo`
-    /// (its use recorded all the same), without the table's lock or a hash of the name.
-    pub(crate) fn get_memo(
+    /// (lent, not cloned), without the table's lock or a hash of the name. The use is
+    /// recorded without a clock: it sets the topic's use flag (when not set: one read
+    /// otherwise), which the next [`TopicBrokerMapping::expire_unused`] counts as a use at
+    /// its own `now`.
+    pub(crate) fn get_memo<'m>(
         &self,
         topic: &str,
-        now: Instant,
-        memo: &mut TopicMemo,
-    ) -> Option<Arc<TopicPublishInfo>> {
-        if let Some((info, used)) = &memo.entry {
-            if memo.version == self.topics_version.load(Ordering::Acquire) && info.topic() == topic
-            {
-                used.fetch_max(self.millis(now), Ordering::Relaxed);
-                return Some(info.clone());
+        memo: &'m mut TopicMemo,
+    ) -> Option<&'m Arc<TopicPublishInfo>> {
+        let hit = match &memo.entry {
+            Some((info, _)) => {
+                memo.version == self.topics_version.load(Ordering::Acquire) && info.topic() == topic
             }
+            None => false,
+        };
+        if !hit {
+            let topics = self.topics.read();
+            // Read under the lock: the version bumps only under the write lock.
+            let version = self.topics_version.load(Ordering::Acquire);
+            let Some(entry) = topics.get(topic) else {
+                memo.entry = None;
+                return None;
+            };
+            memo.version = version;
+            memo.entry = Some((entry.info.clone(), entry.used.clone()));
         }
-        let topics = self.topics.read();
-        // Read under the lock: the version bumps only under the write lock.
-        let version = self.topics_version.load(Ordering::Acquire);
-        let entry = topics.get(topic)?;
-        entry
-            .last_used_ms
-            .fetch_max(self.millis(now), Ordering::Relaxed);
-        memo.version = version;
-        memo.entry = Some((entry.info.clone(), entry.last_used_ms.clone()));
-        Some(entry.info.clone())
+        let (info, used) = memo.entry.as_ref()?;
+        if !used.load(Ordering::Relaxed) {
+            used.store(true, Ordering::Relaxed);
+        }
+        Some(info)
     }
 
     /// The publish info of `topic`, without recording a use (for the refresh service).
@@ -417,7 +428,8 @@ impl TopicBrokerMapping {
                     topic.to_owned(),
                     Entry {
                         info,
-                        last_used_ms: Arc::new(AtomicU64::new(now_ms)),
+                        last_used_ms: AtomicU64::new(now_ms),
+                        used: Arc::new(AtomicBool::new(false)),
                     },
                 );
             }
@@ -469,14 +481,24 @@ impl TopicBrokerMapping {
         self.topics.read().is_empty()
     }
 
-    /// Removes the topics not used (by [`TopicBrokerMapping::get`]) for more than `max_idle`
-    /// before `now`; returns their names, sorted. A topic counts as used when its route was first
-    /// installed.
+    /// Removes the topics not used for more than `max_idle` before `now`; returns their names,
+    /// sorted. A topic counts as used when its route was first installed, at each
+    /// [`TopicBrokerMapping::get`], and (to the precision of these sweeps) at each look-up
+    /// through a sender's memo (the producer's sending path): a topic used through a memo
+    /// since the last sweep counts as used at this one's `now`. So a topic sent to only
+    /// through memos expires at
+    /// the first sweep that finds it unused for more than `max_idle` since the first sweep
+    /// after its last use: at most one sweep interval later than its exact last use would
+    /// say, never earlier.
     pub fn expire_unused(&self, now: Instant, max_idle: Duration) -> Vec<String> {
         let now_ms = self.millis(now);
         let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
-        let is_idle =
-            |e: &Entry| now_ms.saturating_sub(e.last_used_ms.load(Ordering::Relaxed)) > max_idle_ms;
+        let is_idle = |e: &Entry| {
+            if e.used.swap(false, Ordering::Relaxed) {
+                e.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+            }
+            now_ms.saturating_sub(e.last_used_ms.load(Ordering::Relaxed)) > max_idle_ms
+        };
         if !self.topics.read().values().any(is_idle) {
             return Vec::new();
         }
@@ -712,10 +734,10 @@ mod tests {
         let mut other = route();
         other.queue_datas.retain(|q| q.broker_name == "broker-a");
         let same = |memo: &mut TopicMemo, topic: &str, at: Instant| {
-            let memoed = m.get_memo(topic, at, memo);
+            let memoed = m.get_memo(topic, memo);
             let got = m.get(topic, at);
             match (memoed, got) {
-                (Some(a), Some(b)) => assert!(Arc::ptr_eq(&a, &b), "{topic}"),
+                (Some(a), Some(b)) => assert!(Arc::ptr_eq(a, &b), "{topic}"),
                 (None, None) => {}
                 (a, b) => panic!("{topic}: memo {a:?}, get {b:?}"),
             }
@@ -737,13 +759,72 @@ mod tests {
         // Uses through the memo alone keep the topic from expiring.
         let minute = Duration::from_secs(60);
         for i in 1..=3 {
-            assert!(m.get_memo("T", t0 + minute * i, &mut memo).is_some());
+            assert!(m.get_memo("T", &mut memo).is_some());
+            let gone = m.expire_unused(t0 + minute * i, minute * 2);
+            assert!(!gone.contains(&"T".to_string()));
         }
-        assert_eq!(m.expire_unused(t0 + minute * 3, minute * 2), vec!["U"]);
+        // Both used (U through `same`) since the last sweep: both count as used at the
+        // next one, and go at the first sweep more than the idle time after it.
         same(&mut memo, "U", t0);
-        assert!(m.get_memo("T", t0, &mut memo).is_some());
-        assert_eq!(m.expire_unused(t0 + minute * 6, minute * 2), vec!["T"]);
+        assert!(m.get_memo("T", &mut memo).is_some());
+        assert!(m.expire_unused(t0 + minute * 6, minute * 2).is_empty());
+        assert!(m.expire_unused(t0 + minute * 8, minute * 2).is_empty());
+        assert_eq!(m.expire_unused(t0 + minute * 9, minute * 2), vec!["T", "U"]);
         same(&mut memo, "T", t0);
+        same(&mut memo, "U", t0);
+    }
+
+    /// A use through a memo reads no clock: the next expiry sweep counts it as made at its
+    /// own `now`. A topic used through memos between every two sweeps never expires, even
+    /// at the shortest expiry (1 s); once its uses stop it goes at the first sweep more than
+    /// the expiry after the last sweep that saw a use, never earlier.
+    #[test]
+    fn memo_uses_count_at_the_next_sweep() {
+        let m = TopicBrokerMapping::new();
+        let t0 = m.base;
+        let ms = Duration::from_millis(1);
+        let expiry = Duration::from_secs(1);
+        let sweep_every = ms * 20;
+        assert!(m.update_route("T", &route(), t0));
+        assert!(m.update_route("Idle", &route(), t0));
+        let mut memo = TopicMemo::default();
+        // Used through the memo between every two sweeps for 5 s: never expires.
+        let mut t = t0;
+        let mut memo_uses = 0;
+        while t < t0 + Duration::from_secs(5) {
+            for _ in 0..3 {
+                assert!(m.get_memo("T", &mut memo).is_some());
+                memo_uses += 1;
+            }
+            t += sweep_every;
+            let gone = m.expire_unused(t, expiry);
+            assert!(
+                !gone.contains(&"T".to_string()),
+                "T expired at {:?}",
+                t - t0
+            );
+        }
+        assert!(memo_uses > 100);
+        // The idle one went after its expiry, not before.
+        assert!(!m.contains("Idle"));
+        let last_sweep_with_use = t;
+        // No more uses: kept through the expiry after that sweep, gone at the first after it.
+        let mut at = last_sweep_with_use;
+        loop {
+            at += sweep_every;
+            let gone = m.expire_unused(at, expiry);
+            if gone == ["T"] {
+                break;
+            }
+            assert!(gone.is_empty());
+            assert!(at <= last_sweep_with_use + expiry, "T kept too long");
+        }
+        assert!(at > last_sweep_with_use + expiry, "T expired early");
+        assert!(at <= last_sweep_with_use + expiry + sweep_every);
+        // The memo sees it gone; a new route is found again.
+        assert!(m.get_memo("T", &mut memo).is_none());
+        assert!(m.update_route("T", &route(), at));
+        assert!(m.get_memo("T", &mut memo).is_some());
     }
 
     #[test]

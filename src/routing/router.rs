@@ -221,6 +221,8 @@ impl MessageRouter {
     /// [`MessageRouter::select_queue`] reading the fault table through a sender's remembered
     /// entries (`handles`, kept across its sends): the same choice, without a look-up by name
     /// per broker checked.
+    // Inlined into its one sending-path caller: one call layer less per send.
+    #[inline]
     pub(crate) fn select_queue_with(
         &self,
         info: &TopicPublishInfo,
@@ -246,6 +248,7 @@ impl MessageRouter {
 
     /// Where the scan starts, and whether that is the message key's queue; `None` when the
     /// topic has no queues.
+    #[inline]
     fn start(
         &self,
         info: &TopicPublishInfo,

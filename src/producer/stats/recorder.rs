@@ -288,36 +288,42 @@ impl StatsRecorder {
 
     /// Starts counting an asynchronous send of a message or batch that began at `now`, with
     /// the recorder of the last topic remembered in `memo`: a message for the same topic
-    /// skips the look-up of its recorder.
+    /// skips the look-up of its recorder. Also tells whether `memo` now remembers the
+    /// message's topic ([`TopicMemo::is_checked`] of it, known without comparing again).
     pub(in crate::producer) fn begin_prep_memo(
         &self,
         prep: &Prep,
         now: Instant,
         memo: &mut TopicMemo,
-    ) -> Op {
+    ) -> (Op, bool) {
         if !self.enabled {
-            return Op(None);
+            return (Op(None), false);
         }
         match prep {
             Prep::Single(m) => {
-                let t = match &memo.0 {
-                    Some(t) if *t.name == *m.topic() => t.clone(),
+                let (t, checked) = match &memo.0 {
+                    Some(t) if *t.name == *m.topic() => (t.clone(), true),
                     _ => {
                         let t = self.topic(m.topic());
                         // Only a topic's own recorder (never the untracked one) is
                         // remembered: its name is a checked topic.
-                        memo.0 = (!t.name.is_empty()).then(|| t.clone());
-                        t
+                        let tracked = !t.name.is_empty();
+                        memo.0 = tracked.then(|| t.clone());
+                        (t, tracked)
                     }
                 };
-                self.start_on(t, 1, m.body().len() as u64, Some(now))
+                let op = self.start_on(t, 1, m.body().len() as u64, Some(now));
+                (op, checked)
             }
-            Prep::Batch(ms) => self.start_at(
-                ms.first().map(Message::topic),
-                ms.len() as u64,
-                ms.iter().map(|m| m.body().len() as u64).sum(),
-                Some(now),
-            ),
+            Prep::Batch(ms) => {
+                let op = self.start_at(
+                    ms.first().map(Message::topic),
+                    ms.len() as u64,
+                    ms.iter().map(|m| m.body().len() as u64).sum(),
+                    Some(now),
+                );
+                (op, false)
+            }
         }
     }
 
@@ -756,9 +762,10 @@ mod tests {
         let mut untracked = 0;
         for t in topics {
             let prep = Prep::Single(Message::new(t, "12345"));
-            let _ = s
-                .begin_prep_memo(&prep, Instant::now(), &mut memo)
-                .end(shutdown_result());
+            let (op, checked) = s.begin_prep_memo(&prep, Instant::now(), &mut memo);
+            let _ = op.end(shutdown_result());
+            // What it tells is what the memo says.
+            assert_eq!(checked, memo.is_checked(t), "{t:?}");
             if prepare::check_topic(t).is_ok() {
                 *expected.entry(t.to_string()).or_insert(0u64) += 1;
                 assert!(memo.is_checked(t), "{t:?}");
@@ -778,9 +785,9 @@ mod tests {
         for i in 0..MAX_TRACKED_TOPICS + 3 {
             let t = format!("T{i}");
             let prep = Prep::Single(Message::new(t.as_str(), "x"));
-            let _ = s
-                .begin_prep_memo(&prep, Instant::now(), &mut memo)
-                .end(shutdown_result());
+            let (op, checked) = s.begin_prep_memo(&prep, Instant::now(), &mut memo);
+            let _ = op.end(shutdown_result());
+            assert_eq!(checked, memo.is_checked(&t), "{t}");
             if i + expected.len() >= MAX_TRACKED_TOPICS {
                 assert!(!memo.is_checked(&t), "{t}");
             }
@@ -788,10 +795,8 @@ mod tests {
         let off = StatsRecorder::new(false);
         let mut memo = TopicMemo::default();
         let prep = Prep::Single(Message::new("A", "x"));
-        assert!(off
-            .begin_prep_memo(&prep, Instant::now(), &mut memo)
-            .0
-            .is_none());
+        let (op, checked) = off.begin_prep_memo(&prep, Instant::now(), &mut memo);
+        assert!(op.0.is_none() && !checked);
         assert!(!memo.is_checked("A"));
     }
 
