@@ -548,15 +548,12 @@ impl AsyncSend {
         ended: &stats::Ended,
     ) {
         self.op.record_ended(&result, ended);
-        let hold = match self.permit.take() {
-            Some(p) => Hold::Permit(p),
-            None => Hold::Nothing,
-        };
         // Each arm moves the result once, to where it is consumed.
         match self.done.take() {
             Some(Done::Callback(callback)) => {
                 // The callback, its result and its hold go to the pool in this box (nothing
                 // to allocate); the pool thread runs them and recycles the box.
+                let hold = self.hold();
                 self.ready = Some(ReadyCallback::new(callback, result, hold, after));
                 let inner = self.inner.clone();
                 return inner.run_user_job(self);
@@ -566,20 +563,22 @@ impl AsyncSend {
                     after.spawn(&self.inner, result.as_ref());
                 }
                 // Released first: a caller that has the result finds the send no longer
-                // counted (as `finish_done` does).
-                drop(hold);
+                // counted (as `finish_done` does). The permit itself: no `Hold` around it.
+                drop(self.permit.take());
                 completer.complete(result);
             }
             Some(done) => {
                 if let Some(after) = after {
                     after.spawn(&self.inner, result.as_ref());
                 }
+                let hold = self.hold();
                 finish_done(&self.inner, done, result, hold);
             }
             None => {
                 if let Some(after) = after {
                     after.spawn(&self.inner, result.as_ref());
                 }
+                drop(self.permit.take());
             }
         }
         let inner = self.inner.clone();
@@ -602,6 +601,14 @@ impl AsyncSend {
             }
         } else {
             inner.recycle(self);
+        }
+    }
+
+    /// What the send holds until its caller has the result (its permit, taken out).
+    fn hold(&mut self) -> Hold {
+        match self.permit.take() {
+            Some(p) => Hold::Permit(p),
+            None => Hold::Nothing,
         }
     }
 

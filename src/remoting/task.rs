@@ -440,7 +440,12 @@ impl CallbackReply {
 
     /// Runs the callback on this thread (a panic is caught and logged).
     pub(crate) fn run_here(mut self, result: Result<RemotingCommand>) {
-        if let Some(callback) = self.callback.take() {
+        let callback = self.callback.take();
+        let pool = self.pool.take();
+        // Emptied: its `Drop` would have nothing to do (forgetting it spares the call).
+        std::mem::forget(self);
+        drop(pool);
+        if let Some(callback) = callback {
             run_callback(callback, result);
         }
     }
