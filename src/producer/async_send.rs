@@ -472,7 +472,17 @@ impl AsyncSend {
 
     /// The request of an attempt ended (on the thread that ended it: usually an I/O thread).
     /// Never blocks: a retry moves to the internal threads.
-    fn attempt_ended(mut self: Box<Self>, response: Result<RemotingCommand>) {
+    fn attempt_ended(self: Box<Self>, response: Result<RemotingCommand>) {
+        self.attempt_ended_at(response, None);
+    }
+
+    /// [`AsyncSend::attempt_ended`]; `arrival`: when a response arrived (read by its I/O
+    /// thread once for every response of the read), else the clock is read here.
+    fn attempt_ended_at(
+        mut self: Box<Self>,
+        response: Result<RemotingCommand>,
+        arrival: Option<&crate::remoting::Arrival>,
+    ) {
         let Some(Current {
             queue,
             addr,
@@ -484,10 +494,18 @@ impl AsyncSend {
             return self.finish(response.and(Err(Error::Shutdown)));
         };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
-        // One clock read and one latency for the attempt's and the send's records.
-        let ended = stats::Ended::new(started, Instant::now());
+        // One clock read (per read of the I/O thread, for a response) and one latency for the
+        // attempt's, the send's and the fault table's records; the second their rates count
+        // in is computed once per read too.
+        let ended = match arrival {
+            Some(a) => stats::Ended::noted(started, a.at, a.second.get()),
+            None => stats::Ended::new(started, Instant::now()),
+        };
         let latency = ended.latency();
         attempt.end_as(&ended, &result);
+        if let Some(a) = arrival {
+            a.second.set(ended.second_note());
+        }
         self.inner.record_attempt_memo(
             queue.broker_name_arc(),
             &mut self.fault_memo,
@@ -642,6 +660,14 @@ impl AsyncSend {
 impl crate::remoting::OnResponse for AsyncSend {
     fn on_response(self: Box<Self>, result: Result<RemotingCommand>) {
         self.attempt_ended(result);
+    }
+
+    fn on_response_at(
+        self: Box<Self>,
+        result: Result<RemotingCommand>,
+        arrival: &crate::remoting::Arrival,
+    ) {
+        self.attempt_ended_at(result, Some(arrival));
     }
 }
 

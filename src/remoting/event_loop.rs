@@ -24,7 +24,7 @@ use super::connection::{configure_socket, Conn, Failure, Phase};
 use super::resolve::{check_syntax, host_of, Resolver};
 use super::task::{Command, LoopShared, PoolSender, Reply, Request, ServerRequest, Target, Task};
 use super::tls::TlsConnector;
-use super::ConnectionState;
+use super::{Arrival, ConnectionState};
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
 
@@ -501,13 +501,18 @@ impl EventLoop {
             };
             let mut frames = std::mem::take(&mut self.frames);
             let result = conn.read_some(&mut frames, read == Read::ToEnd);
+
             // TLS: reading may leave records to send (alerts, key updates).
             if conn.has_output() && !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(idx);
             }
-            for frame in frames.drain(..) {
-                self.on_frame(idx, conn_id, &addr, frame);
+            if !frames.is_empty() {
+                // One clock read for the responses of this read (not one per response).
+                let arrival = Arrival::new(Instant::now());
+                for frame in frames.drain(..) {
+                    self.on_frame(idx, conn_id, &addr, frame, &arrival);
+                }
             }
             self.frames = frames;
             match result {
@@ -521,7 +526,14 @@ impl EventLoop {
         }
     }
 
-    fn on_frame(&mut self, idx: usize, conn_id: u64, addr: &Arc<str>, cmd: RemotingCommand) {
+    fn on_frame(
+        &mut self,
+        idx: usize,
+        conn_id: u64,
+        addr: &Arc<str>,
+        cmd: RemotingCommand,
+        arrival: &Arrival,
+    ) {
         if !cmd.is_response() {
             if let Some(handler) = self.config.inline.get(cmd.code) {
                 return self.serve_inline(idx, conn_id, addr, cmd, &handler);
@@ -546,7 +558,7 @@ impl EventLoop {
         {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
-                p.reply.complete(Ok(cmd));
+                p.reply.complete_at(Ok(cmd), arrival);
             }
             None => log::debug!(
                 "response with opaque {opaque} from {addr} matches no pending request \
