@@ -474,7 +474,17 @@ impl AsyncSend {
 
     /// The request of an attempt ended (on the thread that ended it: usually an I/O thread).
     /// Never blocks: a retry moves to the internal threads.
-    fn attempt_ended(mut self: Box<Self>, response: Result<RemotingCommand>) {
+    fn attempt_ended(self: Box<Self>, response: Result<RemotingCommand>) {
+        self.attempt_ended_at(response, None);
+    }
+
+    /// [`AsyncSend::attempt_ended`]; `arrival`: when a response arrived (read by its I/O
+    /// thread once for every response of the read), else the clock is read here.
+    fn attempt_ended_at(
+        mut self: Box<Self>,
+        response: Result<RemotingCommand>,
+        arrival: Option<&crate::remoting::Arrival>,
+    ) {
         let Some(Current {
             queue,
             addr,
@@ -486,10 +496,18 @@ impl AsyncSend {
             return self.finish(response.and(Err(Error::Shutdown)));
         };
         let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
-        // One clock read and one latency for the attempt's and the send's records.
-        let ended = stats::Ended::new(started, Instant::now());
+        // One clock read (per read of the I/O thread, for a response) and one latency for the
+        // attempt's, the send's and the fault table's records; the second their rates count
+        // in is computed once per read too.
+        let ended = match arrival {
+            Some(a) => stats::Ended::noted(started, a.at, a.second.get()),
+            None => stats::Ended::new(started, Instant::now()),
+        };
         let latency = ended.latency();
         attempt.end_as(&ended, &result);
+        if let Some(a) = arrival {
+            a.second.set(ended.second_note());
+        }
         self.inner.record_attempt_memo(
             queue.broker_name_arc(),
             &mut self.fault_memo,
@@ -550,15 +568,12 @@ impl AsyncSend {
         ended: &stats::Ended,
     ) {
         self.op.record_ended(&result, ended);
-        let hold = match self.permit.take() {
-            Some(p) => Hold::Permit(p),
-            None => Hold::Nothing,
-        };
         // Each arm moves the result once, to where it is consumed.
         match self.done.take() {
             Some(Done::Callback(callback)) => {
                 // The callback, its result and its hold go to the pool in this box (nothing
                 // to allocate); the pool thread runs them and recycles the box.
+                let hold = self.hold();
                 self.ready = Some(ReadyCallback::new(callback, result, hold, after));
                 let inner = self.inner.clone();
                 return inner.run_user_job(self);
@@ -568,20 +583,22 @@ impl AsyncSend {
                     after.spawn(&self.inner, result.as_ref());
                 }
                 // Released first: a caller that has the result finds the send no longer
-                // counted (as `finish_done` does).
-                drop(hold);
+                // counted (as `finish_done` does). The permit itself: no `Hold` around it.
+                drop(self.permit.take());
                 completer.complete(result);
             }
             Some(done) => {
                 if let Some(after) = after {
                     after.spawn(&self.inner, result.as_ref());
                 }
+                let hold = self.hold();
                 finish_done(&self.inner, done, result, hold);
             }
             None => {
                 if let Some(after) = after {
                     after.spawn(&self.inner, result.as_ref());
                 }
+                drop(self.permit.take());
             }
         }
         let inner = self.inner.clone();
@@ -604,6 +621,14 @@ impl AsyncSend {
             }
         } else {
             inner.recycle(self);
+        }
+    }
+
+    /// What the send holds until its caller has the result (its permit, taken out).
+    fn hold(&mut self) -> Hold {
+        match self.permit.take() {
+            Some(p) => Hold::Permit(p),
+            None => Hold::Nothing,
         }
     }
 
@@ -637,6 +662,14 @@ impl AsyncSend {
 impl crate::remoting::OnResponse for AsyncSend {
     fn on_response(self: Box<Self>, result: Result<RemotingCommand>) {
         self.attempt_ended(result);
+    }
+
+    fn on_response_at(
+        self: Box<Self>,
+        result: Result<RemotingCommand>,
+        arrival: &crate::remoting::Arrival,
+    ) {
+        self.attempt_ended_at(result, Some(arrival));
     }
 }
 

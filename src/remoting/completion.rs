@@ -324,7 +324,10 @@ impl<T> Completer<T> {
     /// Completes the handle with `value`. Returns `false` if it was already complete.
     #[inline(always)] // a large value is moved once, into the slot (no copy per call)
     pub fn complete(mut self, value: Result<T>) -> bool {
-        match self.shared.take() {
+        let shared = self.shared.take();
+        // Emptied: its `Drop` would have nothing to do (forgetting it spares the call).
+        std::mem::forget(self);
+        match shared {
             Some(shared) => finish(shared, value),
             None => false,
         }

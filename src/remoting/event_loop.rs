@@ -24,7 +24,7 @@ use super::connection::{configure_socket, Conn, Failure, Phase};
 use super::resolve::{check_syntax, host_of, Resolver};
 use super::task::{Command, LoopShared, PoolSender, Reply, Request, ServerRequest, Target, Task};
 use super::tls::TlsConnector;
-use super::ConnectionState;
+use super::{Arrival, ConnectionState};
 use crate::error::Error;
 use crate::protocol::{CodecError, RemotingCommand};
 
@@ -48,7 +48,7 @@ pub(crate) struct LoopConfig {
     pub(crate) tcp_keepalive: Option<Duration>,
     /// [`RemotingConfig::max_connection_output_bytes`](super::RemotingConfig::max_connection_output_bytes).
     pub(crate) max_output: usize,
-    /// Where request frame buffers go back once copied to their connection's output.
+    /// Where request frame buffers go back once written (TLS: once copied to the session).
     pub(crate) frames: Arc<FramePool>,
     /// Looks host names up (on lookup threads).
     pub(crate) resolver: Resolver,
@@ -108,6 +108,18 @@ impl FramePool {
         if free.len() < POOLED_FRAMES {
             free.push(frame);
         }
+    }
+}
+
+/// Gives a frame buffer back to `pool` through `returned`, one lock per [`RETURN_BATCH`]
+/// buffers (the loop gives back what is left in `returned` at the end of each turn).
+fn give_back(pool: &FramePool, returned: &mut Vec<Vec<u8>>, frame: Vec<u8>) {
+    if !FramePool::keeps(&frame) {
+        return;
+    }
+    returned.push(frame);
+    if returned.len() >= RETURN_BATCH {
+        pool.put_all(returned);
     }
 }
 
@@ -327,7 +339,7 @@ struct EventLoop {
     /// Reused buffers.
     frames: Vec<RemotingCommand>,
     scratch: Vec<usize>,
-    /// Request frame buffers queued on their connections, given back to the pool together
+    /// Request frame buffers written (or copied, or refused), given back to the pool together
     /// (one lock per [`RETURN_BATCH`] and per turn, not per request).
     returned: Vec<Vec<u8>>,
     next_conn_id: u64,
@@ -397,15 +409,16 @@ impl EventLoop {
                 self.on_event(event.token().0 - 1, read);
             }
             let drained = self.drain_commands();
-            if !self.returned.is_empty() {
-                self.config.frames.put_all(&mut self.returned);
-            }
             match drained {
                 Drained::Idle => busy = false,
                 Drained::Busy => busy = true,
                 Drained::Stop => break,
             }
             self.flush_dirty();
+            // The buffers of the frames written (and of any refused) go back together.
+            if !self.returned.is_empty() {
+                self.config.frames.put_all(&mut self.returned);
+            }
             now = Instant::now();
             self.expire(now);
         }
@@ -488,13 +501,18 @@ impl EventLoop {
             };
             let mut frames = std::mem::take(&mut self.frames);
             let result = conn.read_some(&mut frames, read == Read::ToEnd);
+
             // TLS: reading may leave records to send (alerts, key updates).
             if conn.has_output() && !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(idx);
             }
-            for frame in frames.drain(..) {
-                self.on_frame(idx, conn_id, &addr, frame);
+            if !frames.is_empty() {
+                // One clock read for the responses of this read (not one per response).
+                let arrival = Arrival::new(Instant::now());
+                for frame in frames.drain(..) {
+                    self.on_frame(idx, conn_id, &addr, frame, &arrival);
+                }
             }
             self.frames = frames;
             match result {
@@ -508,7 +526,14 @@ impl EventLoop {
         }
     }
 
-    fn on_frame(&mut self, idx: usize, conn_id: u64, addr: &Arc<str>, cmd: RemotingCommand) {
+    fn on_frame(
+        &mut self,
+        idx: usize,
+        conn_id: u64,
+        addr: &Arc<str>,
+        cmd: RemotingCommand,
+        arrival: &Arrival,
+    ) {
         if !cmd.is_response() {
             if let Some(handler) = self.config.inline.get(cmd.code) {
                 return self.serve_inline(idx, conn_id, addr, cmd, &handler);
@@ -533,7 +558,7 @@ impl EventLoop {
         {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
-                p.reply.complete(Ok(cmd));
+                p.reply.complete_at(Ok(cmd), arrival);
             }
             None => log::debug!(
                 "response with opaque {opaque} from {addr} matches no pending request \
@@ -592,10 +617,13 @@ impl EventLoop {
         };
         match self.conns.get_mut(idx).and_then(Option::as_mut) {
             Some(conn) if conn.id == conn_id => {
-                conn.queue(&frame);
+                let back = conn.queue(frame);
                 if !conn.dirty {
                     conn.dirty = true;
                     self.dirty.push(idx);
+                }
+                if let Some(frame) = back {
+                    self.give_back(frame);
                 }
             }
             _ => log::debug!("connection gone: dropping the answer to request code {code}"),
@@ -615,10 +643,13 @@ impl EventLoop {
                     frame,
                 }) => match self.conns.get_mut(token).and_then(Option::as_mut) {
                     Some(conn) if conn.id == conn_id => {
-                        conn.queue(&frame);
+                        let back = conn.queue(frame);
                         if !conn.dirty {
                             conn.dirty = true;
                             self.dirty.push(token);
+                        }
+                        if let Some(frame) = back {
+                            self.give_back(frame);
                         }
                     }
                     _ => log::debug!("connection gone: dropping a reply to a server request"),
@@ -723,23 +754,20 @@ impl EventLoop {
             self.deadlines.push(deadline, r.opaque);
             self.pending_count.fetch_add(1, Ordering::Relaxed);
         }
-        conn.queue(&r.frame);
+        // Plain TCP keeps the buffer until it is written (no copy); TLS copies it.
+        let back = conn.queue(r.frame);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(idx);
         }
-        self.give_back(r.frame);
+        if let Some(frame) = back {
+            self.give_back(frame);
+        }
     }
 
     /// Gives a request's frame buffer back to the pool, in a batch (see [`RETURN_BATCH`]).
     fn give_back(&mut self, frame: Vec<u8>) {
-        if !FramePool::keeps(&frame) {
-            return;
-        }
-        self.returned.push(frame);
-        if self.returned.len() >= RETURN_BATCH {
-            self.config.frames.put_all(&mut self.returned);
-        }
+        give_back(&self.config.frames, &mut self.returned, frame);
     }
 
     /// Starts a non-blocking connect to `target`: at once for an IP address; for a host name,
@@ -895,10 +923,13 @@ impl EventLoop {
             if !conn.is_connected() {
                 continue; // flushed once connected
             }
-            let result = conn.flush().and_then(|()| {
-                conn.update_interest(self.poll.registry(), Token(idx + 1))
-                    .map_err(Failure::Io)
-            });
+            let (pool, returned) = (&self.config.frames, &mut self.returned);
+            let result = conn
+                .flush(|frame| give_back(pool, returned, frame))
+                .and_then(|()| {
+                    conn.update_interest(self.poll.registry(), Token(idx + 1))
+                        .map_err(Failure::Io)
+                });
             if let Err(failure) = result {
                 self.close(idx, failure);
             }
@@ -1079,7 +1110,7 @@ impl EventLoop {
         for conn in self.conns.iter_mut().flatten() {
             if conn.is_connected() {
                 if conn.has_output() {
-                    let _ = conn.flush();
+                    let _ = conn.flush(drop);
                 }
                 conn.close_notify();
             }

@@ -13,6 +13,17 @@ pub(crate) fn run_callback(callback: Box<dyn OnResponse>, result: Result<Remotin
     guarded("response callback", move || callback.on_response(result));
 }
 
+/// [`run_callback`] for a response that arrived with a read at `arrival`.
+pub(crate) fn run_callback_at(
+    callback: Box<dyn OnResponse>,
+    result: Result<RemotingCommand>,
+    arrival: &super::Arrival,
+) {
+    guarded("response callback", move || {
+        callback.on_response_at(result, arrival)
+    });
+}
+
 /// Runs `f`, catching (and logging) a panic; `what` names it in the log.
 pub(crate) fn guarded<F: FnOnce()>(what: &str, f: F) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {

@@ -98,6 +98,37 @@ pub type ResponseCallback = Box<dyn FnOnce(Result<RemotingCommand>) + Send + 'st
 pub(crate) trait OnResponse: Send + 'static {
     /// Takes the request's end.
     fn on_response(self: Box<Self>, result: Result<RemotingCommand>);
+
+    /// Takes a response that arrived with a read of its I/O thread: `arrival` says when (one
+    /// clock read per read, shared by the responses it brought). A continuation that times
+    /// its request overrides this to use that time instead of reading the clock again.
+    fn on_response_at(self: Box<Self>, result: Result<RemotingCommand>, arrival: &Arrival) {
+        let _ = arrival;
+        self.on_response(result);
+    }
+}
+
+/// When the frames of one read of an event loop arrived: the clock is read once per read, not
+/// once per response, and the responses of the read share it (their latencies end there).
+/// It also carries what their continuations derive from that time and can hand on to the
+/// next one (the second since a statistics epoch it falls in), so that is computed once
+/// per read too.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    /// When the read returned.
+    pub(crate) at: std::time::Instant,
+    /// A continuation's note for the next: (epoch, whole seconds from it to `at`).
+    pub(crate) second: std::cell::Cell<Option<(std::time::Instant, u64)>>,
+}
+
+impl Arrival {
+    /// Frames that arrived at `at`.
+    pub(crate) fn new(at: std::time::Instant) -> Self {
+        Arrival {
+            at,
+            second: std::cell::Cell::new(None),
+        }
+    }
 }
 
 impl<F: FnOnce(Result<RemotingCommand>) + Send + 'static> OnResponse for F {

@@ -69,6 +69,15 @@ impl Reply {
             Reply::Inline(c) => c.run_here(result),
         }
     }
+
+    /// [`Reply::complete`] with a response that arrived with a read at `arrival`: an inline
+    /// continuation gets that time (a handle or a pooled callback has no use for it).
+    pub(crate) fn complete_at(self, result: Result<RemotingCommand>, arrival: &super::Arrival) {
+        match self {
+            Reply::Inline(c) => c.run_here_at(result, arrival),
+            other => other.complete(result),
+        }
+    }
 }
 
 /// A request on its way to the socket.
@@ -440,8 +449,25 @@ impl CallbackReply {
 
     /// Runs the callback on this thread (a panic is caught and logged).
     pub(crate) fn run_here(mut self, result: Result<RemotingCommand>) {
-        if let Some(callback) = self.callback.take() {
+        let callback = self.callback.take();
+        let pool = self.pool.take();
+        // Emptied: its `Drop` would have nothing to do (forgetting it spares the call).
+        std::mem::forget(self);
+        drop(pool);
+        if let Some(callback) = callback {
             run_callback(callback, result);
+        }
+    }
+
+    /// [`CallbackReply::run_here`] for a response that arrived with a read at `arrival`.
+    pub(crate) fn run_here_at(mut self, result: Result<RemotingCommand>, arrival: &super::Arrival) {
+        let callback = self.callback.take();
+        let pool = self.pool.take();
+        // Emptied: as in `run_here`.
+        std::mem::forget(self);
+        drop(pool);
+        if let Some(callback) = callback {
+            super::guard::run_callback_at(callback, result, arrival);
         }
     }
 

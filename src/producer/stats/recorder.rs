@@ -431,6 +431,20 @@ impl Ended {
         }
     }
 
+    /// [`Ended::new`], knowing `now`'s second since an epoch already (`second`: a note of
+    /// an earlier end at the same `now`, see [`Ended::second_note`]).
+    pub(crate) fn noted(started: Instant, now: Instant, second: Option<(Instant, u64)>) -> Self {
+        let ended = Ended::new(started, now);
+        ended.second.set(second);
+        ended
+    }
+
+    /// The second since an epoch this end computed (or was given), for the next end at the
+    /// same `now` ([`Ended::noted`]).
+    pub(crate) fn second_note(&self) -> Option<(Instant, u64)> {
+        self.second.get()
+    }
+
     /// When the attempt ended.
     pub(crate) fn now(&self) -> Instant {
         self.now
@@ -680,6 +694,35 @@ mod tests {
                     at.latency_since(started),
                     now.saturating_duration_since(started)
                 );
+            }
+        }
+    }
+
+    /// An end noted with an earlier end's second (same time) counts in the same second as
+    /// one that subtracts, for that epoch and for any other.
+    #[test]
+    fn noted_second_matches_the_subtraction() {
+        let base = Instant::now();
+        let epochs = [
+            base,
+            base + Duration::from_millis(700),
+            base + Duration::from_secs(3),
+        ];
+        for offset_ms in [0u64, 1, 699, 700, 999, 1_000, 2_999, 3_000, 3_001, 61_000] {
+            let now = base + Duration::from_millis(offset_ms);
+            for first in epochs {
+                let earlier = Ended::new(base, now);
+                let _ = earlier.second(first);
+                let started = base + Duration::from_millis(offset_ms / 2);
+                let ended = Ended::noted(started, now, earlier.second_note());
+                assert_eq!(ended.latency(), now.saturating_duration_since(started));
+                for epoch in epochs {
+                    assert_eq!(
+                        ended.second(epoch),
+                        now.saturating_duration_since(epoch).as_secs(),
+                        "{offset_ms} ms, noted for {first:?}, asked for {epoch:?}"
+                    );
+                }
             }
         }
     }
