@@ -19,16 +19,23 @@ use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
 use crate::protocol::RemotingCommand;
 use crate::remoting::completion::Reusable;
+use crate::routing::fault::{FaultHandles, FaultMemo};
+use crate::routing::mapping::TopicMemo;
 use crate::routing::selector::QueueSelector;
 
 /// How many memories a producer keeps for synchronous sends ([`SyncMemos`]).
 pub(super) const SYNC_MEMOS: usize = 64;
 
-/// What a synchronous sender keeps from one send to the next: its broker address memory and
-/// the completion its responses come in.
+/// What a synchronous sender keeps from one send to the next: the same memories an
+/// asynchronous send box keeps (its broker address and target, its topic's publish info, the
+/// fault-table entries its queue scans read and the one its attempts report to), and the
+/// completion its responses come in.
 #[derive(Default)]
 pub(super) struct SyncMemo {
     memo: AddrMemo,
+    route: TopicMemo,
+    fault: FaultMemo,
+    fault_handles: FaultHandles,
     completion: Reusable<RemotingCommand>,
 }
 
@@ -118,6 +125,10 @@ struct Plan {
     strict: bool,
     /// The most attempts.
     attempts: u32,
+    /// The wall clock (epoch ms) read for the message's `UNIQ_KEY` just before the budget's
+    /// clock read: the first attempt's born timestamp when nothing blocked before it (one
+    /// wall-clock read per send); `None`: the first attempt reads the wall clock.
+    born_ms: Option<i64>,
 }
 
 /// What a synchronous send goes to (the selector borrowed from the caller).
@@ -193,9 +204,10 @@ impl Inner {
         };
         // Prepared where it stays (not moved out of the preparing functions).
         let mut prepared = Prepared::vacant();
-        self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
+        let wall_ms = now_ms();
+        self.prepare_msg_into_at(msg, false, SendMode::Sync, &mut prepared, wall_ms, false)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
-        self.send_prepared_sync_at(&prepared, queue, budget, ended)
+        self.send_prepared_sync_at(&prepared, queue, budget, Some(wall_ms), ended)
     }
 
     /// The queue `selector` picks for `msg` and `arg` (the message checked first).
@@ -218,7 +230,8 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.send_prepared_sync_at(prepared, fixed_queue, Budget::until(deadline), &mut None)
+        let budget = Budget::until(deadline);
+        self.send_prepared_sync_at(prepared, fixed_queue, budget, None, &mut None)
     }
 
     /// [`Inner::send_prepared_sync`] within `budget`; `ended` gets when the last attempt
@@ -228,6 +241,7 @@ impl Inner {
         prepared: &Prepared,
         fixed_queue: Option<MessageQueue>,
         budget: Budget,
+        born_ms: Option<i64>,
         ended: &mut Option<Ended>,
     ) -> Result<SendResult> {
         // Strict order: a keyed message-hash send is never retried on another queue.
@@ -242,6 +256,7 @@ impl Inner {
             budget,
             strict,
             attempts,
+            born_ms,
         };
         match self.sync_memos.slot() {
             Some(mut memo) => self.send_attempts_sync(prepared, &plan, &mut memo, ended),
@@ -261,13 +276,22 @@ impl Inner {
         sync_memo: &mut SyncMemo,
         last_end: &mut Option<Ended>,
     ) -> Result<SendResult> {
-        let SyncMemo { memo, completion } = sync_memo;
+        let SyncMemo {
+            memo,
+            route,
+            fault,
+            fault_handles,
+            completion,
+        } = sync_memo;
         let Plan {
             fixed_queue,
             budget,
             strict,
             attempts,
+            born_ms,
         } = plan;
+        // The first attempt's born timestamp, while nothing has blocked since it was read.
+        let mut first_born = *born_ms;
         let (deadline, strict) = (budget.deadline, *strict);
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
@@ -281,15 +305,18 @@ impl Inner {
             let queue = match fixed_queue {
                 Some(q) => q.clone(),
                 None => {
-                    let info = match self.cached_publish_info(prepared.wire_topic(), now) {
+                    let wire_topic = prepared.wire_topic();
+                    let info = match self.cached_publish_info_memo(wire_topic, now, route) {
                         Some(info) => info,
                         None => {
-                            let info = self.publish_info(prepared.wire_topic(), deadline)?;
+                            let info = self.publish_info(wire_topic, deadline)?;
                             now = Instant::now(); // after a lookup
+                            first_born = None;
                             info
                         }
                     };
-                    self.select_auto(&info, prepared, last_broker.as_deref(), now)?
+                    let last = last_broker.as_deref();
+                    self.select_auto_with(&info, prepared, last, now, Some(fault_handles))?
                 }
             };
             let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
@@ -297,6 +324,7 @@ impl Inner {
                 None => {
                     let addr = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline);
                     now = Instant::now(); // after a possible lookup
+                    first_born = None;
                     addr
                 }
             };
@@ -317,7 +345,7 @@ impl Inner {
             );
             let started = now;
             let timeout = self.attempt_timeout_left(budget.left(started));
-            let born = now_ms();
+            let born = first_born.take().unwrap_or_else(now_ms);
             let result = self
                 .remoting
                 .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
@@ -333,7 +361,8 @@ impl Inner {
             let ended = Ended::new(started, Instant::now());
             let latency = ended.latency();
             attempt.end_as(&ended, &result);
-            self.record_attempt(queue.broker_name(), latency, ended.now(), &result);
+            let broker_name = queue.broker_name_arc();
+            self.record_attempt_memo(broker_name, fault, latency, ended.now(), &result);
             attempt_no += 1;
             self.hook_after(
                 prepared,
@@ -493,6 +522,73 @@ mod tests {
         assert_eq!(thread_number(), here);
         let there = std::thread::spawn(thread_number).join().unwrap();
         assert_ne!(there, here);
+    }
+
+    fn wall_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    /// One wall-clock read per synchronous send serves its id and its first attempt's born
+    /// timestamp: each stored message's born timestamp lies within its send call, and ids
+    /// stay unique.
+    #[test]
+    fn sync_first_attempts_are_born_within_their_send() {
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_BORN_SYNC")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        let mut ids = std::collections::HashSet::new();
+        let mut windows = Vec::new();
+        for i in 0..100 {
+            let before = wall_ms();
+            let r = p.send(Message::new("BornSync", format!("m{i}"))).unwrap();
+            windows.push((format!("m{i}"), before, wall_ms()));
+            assert!(ids.insert(r.msg_id.to_string()), "id {} twice", r.msg_id);
+        }
+        let stored = broker.wait_messages("BornSync", 100, Duration::from_secs(20));
+        for (body, before, after) in windows {
+            let m = stored.iter().find(|m| m.body == body.as_bytes()).unwrap();
+            assert!(
+                (before..=after).contains(&m.born_timestamp),
+                "{body} born {} outside {before}..={after}",
+                m.born_timestamp
+            );
+        }
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// A first attempt that waited for its route is born when it is sent (after the lookup),
+    /// not when the send's id was made.
+    #[test]
+    fn sync_first_attempt_after_a_route_lookup_is_born_after_it() {
+        use crate::protocol::codes::RequestCode;
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_BORN_LOOKUP")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        let delay = Duration::from_millis(400);
+        broker.delay_next(RequestCode::GET_ROUTEINFO_BY_TOPIC, delay, 1);
+        let before = wall_ms();
+        p.send(Message::new("BornLookup", "late")).unwrap();
+        let stored = broker.wait_messages("BornLookup", 1, Duration::from_secs(20));
+        let born = stored[0].born_timestamp;
+        assert!(
+            born >= before + delay.as_millis() as i64,
+            "born {born}, {} ms after the send began: before its route came",
+            born - before
+        );
+        p.shutdown(Duration::from_secs(5)).unwrap();
     }
 
     /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what

@@ -286,6 +286,30 @@ impl StatsRecorder {
         )
     }
 
+    /// [`StatsRecorder::begin_at`] with the recorder of the last topic remembered in `memo`:
+    /// a message for the same topic skips the look-up of its recorder.
+    pub(in crate::producer) fn begin_memo(
+        &self,
+        m: &Message,
+        now: Instant,
+        memo: &mut TopicMemo,
+    ) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
+        let t = match &memo.0 {
+            Some(t) if *t.name == *m.topic() => t.clone(),
+            _ => {
+                let t = self.topic(m.topic());
+                // Only a topic's own recorder (never the untracked one) is remembered: its
+                // name is a checked topic.
+                memo.0 = (!t.name.is_empty()).then(|| t.clone());
+                t
+            }
+        };
+        self.start_on(t, 1, m.body().len() as u64, Some(now))
+    }
+
     /// Starts counting an asynchronous send of a message or batch that began at `now`, with
     /// the recorder of the last topic remembered in `memo`: a message for the same topic
     /// skips the look-up of its recorder.
@@ -299,19 +323,7 @@ impl StatsRecorder {
             return Op(None);
         }
         match prep {
-            Prep::Single(m) => {
-                let t = match &memo.0 {
-                    Some(t) if *t.name == *m.topic() => t.clone(),
-                    _ => {
-                        let t = self.topic(m.topic());
-                        // Only a topic's own recorder (never the untracked one) is
-                        // remembered: its name is a checked topic.
-                        memo.0 = (!t.name.is_empty()).then(|| t.clone());
-                        t
-                    }
-                };
-                self.start_on(t, 1, m.body().len() as u64, Some(now))
-            }
+            Prep::Single(m) => self.begin_memo(m, now, memo),
             Prep::Batch(ms) => self.start_at(
                 ms.first().map(Message::topic),
                 ms.len() as u64,
