@@ -13,7 +13,7 @@ use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
 use super::route::AddrMemo;
-use super::stats::{Ended, Op};
+use super::stats::{self, Ended, Op};
 use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
@@ -36,7 +36,36 @@ pub(super) struct SyncMemo {
     route: TopicMemo,
     fault: FaultMemo,
     fault_handles: FaultHandles,
+    /// The statistics recorder of the last topic: a send to the same topic skips its look-up
+    /// and its topic check (only a checked topic gets a recorder).
+    stats: stats::TopicMemo,
     completion: Reusable<RemotingCommand>,
+}
+
+/// A synchronous send's memory: this thread's slot of [`SyncMemos`], or a fresh memory when
+/// the slot is in use (never waited for).
+pub(super) enum SyncSlot<'a> {
+    Kept(MutexGuard<'a, SyncMemo>),
+    Fresh(SyncMemo),
+}
+
+impl std::ops::Deref for SyncSlot<'_> {
+    type Target = SyncMemo;
+    fn deref(&self) -> &SyncMemo {
+        match self {
+            SyncSlot::Kept(memo) => memo,
+            SyncSlot::Fresh(memo) => memo,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SyncSlot<'_> {
+    fn deref_mut(&mut self) -> &mut SyncMemo {
+        match self {
+            SyncSlot::Kept(memo) => memo,
+            SyncSlot::Fresh(memo) => memo,
+        }
+    }
 }
 
 /// A producer's memories of synchronous sends: [`SYNC_MEMOS`] slots, each calling thread
@@ -54,6 +83,14 @@ impl SyncMemos {
     /// This thread's slot, if no other send is using it.
     fn slot(&self) -> Option<MutexGuard<'_, SyncMemo>> {
         self.0.get(thread_number() % self.0.len())?.try_lock()
+    }
+
+    /// This thread's slot, or a fresh memory when another send is using it.
+    pub(super) fn take(&self) -> SyncSlot<'_> {
+        match self.slot() {
+            Some(memo) => SyncSlot::Kept(memo),
+            None => SyncSlot::Fresh(SyncMemo::default()),
+        }
     }
 }
 
@@ -139,15 +176,22 @@ pub(super) enum SyncTarget<'a> {
 }
 
 impl Inner {
+    /// Starts counting a synchronous send of `msg` begun at `started`, with the statistics
+    /// recorder remembered in `slot`.
+    pub(super) fn begin_sync(&self, msg: &Message, started: Instant, slot: &mut SyncMemo) -> Op {
+        self.stats.begin_memo(msg, started, &mut slot.stats)
+    }
+
     /// A synchronous send counted by `op`, both begun at `started` (one clock read): its
     /// time budget runs from there, and the end of its last attempt ends `op` (no further
-    /// clock read).
+    /// clock read). `slot`: the memory the send was begun with.
     pub(super) fn send_sync_counted(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         started: Instant,
         mut op: Op,
+        mut slot: SyncSlot<'_>,
     ) -> Result<SendResult> {
         // Send hooks ran since `started`: the budget starts after them, as before.
         let now = if self.hooks.is_some() {
@@ -162,7 +206,7 @@ impl Inner {
             whole: Some(whole),
         };
         let mut ended = None;
-        let result = self.send_sync_at(msg, target, budget, &mut ended);
+        let result = self.send_sync_at(msg, target, budget, &mut slot, &mut ended);
         match &ended {
             Some(ended) => op.record_ended(&result, ended),
             None => op.record(&result),
@@ -177,7 +221,8 @@ impl Inner {
         target: SyncTarget<'_>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.send_sync_at(msg, target, Budget::until(deadline), &mut None)
+        let mut slot = self.sync_memos.take();
+        self.send_sync_at(msg, target, Budget::until(deadline), &mut slot, &mut None)
     }
 
     /// [`Inner::send_sync_until`] within `budget`; `ended` gets when the last attempt ended,
@@ -187,6 +232,7 @@ impl Inner {
         msg: Message,
         target: SyncTarget<'_>,
         budget: Budget,
+        slot: &mut SyncMemo,
         ended: &mut Option<Ended>,
     ) -> Result<SendResult> {
         self.check_running()?;
@@ -205,9 +251,13 @@ impl Inner {
         // Prepared where it stays (not moved out of the preparing functions).
         let mut prepared = Prepared::vacant();
         let wall_ms = now_ms();
-        self.prepare_msg_into_at(msg, false, SendMode::Sync, &mut prepared, wall_ms, false)?;
+        // A topic the slot's statistics recorder was made for has passed the topic check.
+        let checked = slot.stats.is_checked(msg.topic());
+        let mode = SendMode::Sync;
+        self.prepare_msg_into_at(msg, false, mode, &mut prepared, wall_ms, checked)?;
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
-        self.send_prepared_sync_at(&prepared, queue, budget, Some(wall_ms), ended)
+        let plan = self.plan(queue, &prepared, budget, Some(wall_ms));
+        self.send_attempts_sync(&prepared, &plan, slot, ended)
     }
 
     /// The queue `selector` picks for `msg` and `arg` (the message checked first).
@@ -230,20 +280,19 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        let budget = Budget::until(deadline);
-        self.send_prepared_sync_at(prepared, fixed_queue, budget, None, &mut None)
+        let plan = self.plan(fixed_queue, prepared, Budget::until(deadline), None);
+        let mut slot = self.sync_memos.take();
+        self.send_attempts_sync(prepared, &plan, &mut slot, &mut None)
     }
 
-    /// [`Inner::send_prepared_sync`] within `budget`; `ended` gets when the last attempt
-    /// ended, if one ran last.
-    fn send_prepared_sync_at(
+    /// How the attempts of `prepared` run, within `budget` (`born_ms`: see [`Plan`]).
+    fn plan(
         &self,
-        prepared: &Prepared,
         fixed_queue: Option<MessageQueue>,
+        prepared: &Prepared,
         budget: Budget,
         born_ms: Option<i64>,
-        ended: &mut Option<Ended>,
-    ) -> Result<SendResult> {
+    ) -> Plan {
         // Strict order: a keyed message-hash send is never retried on another queue.
         let strict = self.strict_hash_key(prepared).is_some();
         let attempts = if fixed_queue.is_some() || strict {
@@ -251,21 +300,17 @@ impl Inner {
         } else {
             1 + self.config.retries()
         };
-        let plan = Plan {
+        Plan {
             fixed_queue,
             budget,
             strict,
             attempts,
             born_ms,
-        };
-        match self.sync_memos.slot() {
-            Some(mut memo) => self.send_attempts_sync(prepared, &plan, &mut memo, ended),
-            None => self.send_attempts_sync(prepared, &plan, &mut SyncMemo::default(), ended),
         }
     }
 
-    /// The attempts of [`Inner::send_prepared_sync_at`], with the broker address memory
-    /// `memo`. The clock is read once per attempt before it (the budget's read stands for
+    /// The attempts of a synchronous send, with the memories of `sync_memo`; `last_end` gets
+    /// when the last attempt ended, if one ran last. The clock is read once per attempt before it (the budget's read stands for
     /// the first) and once after it: the start serves the deadline check, the queue choice,
     /// the request's deadline and the latency; the end serves the statistics, the fault
     /// table, the hooks and the send's record.
@@ -281,6 +326,7 @@ impl Inner {
             route,
             fault,
             fault_handles,
+            stats: _,
             completion,
         } = sync_memo;
         let Plan {

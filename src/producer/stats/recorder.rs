@@ -254,15 +254,6 @@ impl StatsRecorder {
         self.start(Some(msg.topic()), 1, msg.body().len() as u64, oneway)
     }
 
-    /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
-    /// (a clock read the caller shares with the send's time budget).
-    pub(crate) fn begin_at(&self, msg: &Message, now: Instant) -> Op {
-        if !self.enabled {
-            return Op(None);
-        }
-        self.start_at(Some(msg.topic()), 1, msg.body().len() as u64, Some(now))
-    }
-
     /// Starts counting a batch send.
     pub(crate) fn begin_batch(&self, msgs: &[Message]) -> Op {
         self.begin_batch_as(msgs, false)
@@ -286,8 +277,10 @@ impl StatsRecorder {
         )
     }
 
-    /// [`StatsRecorder::begin_at`] with the recorder of the last topic remembered in `memo`:
-    /// a message for the same topic skips the look-up of its recorder.
+    /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
+    /// (a clock read the caller shares with the send's time budget), with the recorder of
+    /// the last topic remembered in `memo`: a message for the same topic skips the look-up
+    /// of its recorder.
     pub(in crate::producer) fn begin_memo(
         &self,
         m: &Message,
