@@ -156,10 +156,15 @@ impl Producer {
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
-        match inner.send_batched(msg, Target::Auto) {
-            Ok(handle) => op.end(handle.wait()),
-            Err(msg) => inner.send_sync_counted(msg, SyncTarget::Auto, started, op, slot),
+        // Without auto-batching, the message is not moved into the accumulator's check and
+        // back.
+        if inner.batcher.is_some() {
+            match inner.send_batched(msg, Target::Auto) {
+                Ok(handle) => return op.end(handle.wait()),
+                Err(back) => msg = back,
+            }
         }
+        inner.send_sync_counted(msg, SyncTarget::Auto, started, op, slot)
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.

@@ -168,6 +168,12 @@ struct Plan {
     born_ms: Option<i64>,
 }
 
+/// Records `e` as the end of `op` and hands it back.
+fn failed(op: &mut Op, e: Error) -> Result<SendResult> {
+    op.fail(&e);
+    Err(e)
+}
+
 /// What a synchronous send goes to (the selector borrowed from the caller).
 pub(super) enum SyncTarget<'a> {
     Auto,
@@ -205,13 +211,8 @@ impl Inner {
             now,
             whole: Some(whole),
         };
-        let mut ended = None;
-        let result = self.send_sync_at(msg, target, budget, &mut slot, &mut ended);
-        match &ended {
-            Some(ended) => op.record_ended(&result, ended),
-            None => op.record(&result),
-        }
-        result
+        // `op` is recorded where the send ends (the result handed straight back, not copied).
+        self.send_sync_at(msg, target, budget, &mut slot, &mut op)
     }
 
     /// [`Inner::send_sync_counted`] within `deadline` (a request's, for request-reply).
@@ -222,20 +223,23 @@ impl Inner {
         deadline: Instant,
     ) -> Result<SendResult> {
         let mut slot = self.sync_memos.take();
-        self.send_sync_at(msg, target, Budget::until(deadline), &mut slot, &mut None)
+        let budget = Budget::until(deadline);
+        self.send_sync_at(msg, target, budget, &mut slot, &mut Op::none())
     }
 
-    /// [`Inner::send_sync_until`] within `budget`; `ended` gets when the last attempt ended,
-    /// if one ran last.
+    /// [`Inner::send_sync_until`] within `budget`, recorded in `op` (when the last attempt
+    /// ended, if one ran last).
     fn send_sync_at(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         budget: Budget,
         slot: &mut SyncMemo,
-        ended: &mut Option<Ended>,
+        op: &mut Op,
     ) -> Result<SendResult> {
-        self.check_running()?;
+        if let Err(e) = self.check_running() {
+            return failed(op, e);
+        }
         // Preparing checks the message; a selector must not see a bad one first.
         let (queue, budget) = match target {
             SyncTarget::Auto => (None, budget),
@@ -244,7 +248,7 @@ impl Inner {
                 match self.select_for_sync(&msg, selector, arg, budget.deadline) {
                     // The selector (user code, maybe after a route lookup) took time.
                     Ok(q) => (Some(q), budget.at(Instant::now())),
-                    Err(e) => return Err(e),
+                    Err(e) => return failed(op, e),
                 }
             }
         };
@@ -254,10 +258,13 @@ impl Inner {
         // A topic the slot's statistics recorder was made for has passed the topic check.
         let checked = slot.stats.is_checked(msg.topic());
         let mode = SendMode::Sync;
-        self.prepare_msg_into_at(msg, false, mode, &mut prepared, wall_ms, checked)?;
+        if let Err(e) = self.prepare_msg_into_at(msg, false, mode, &mut prepared, wall_ms, checked)
+        {
+            return failed(op, e);
+        }
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
         let plan = self.plan(queue, &prepared, budget, Some(wall_ms));
-        self.send_attempts_sync(&prepared, &plan, slot, ended)
+        self.send_attempts_sync(&prepared, &plan, slot, op)
     }
 
     /// The queue `selector` picks for `msg` and `arg` (the message checked first).
@@ -282,7 +289,7 @@ impl Inner {
     ) -> Result<SendResult> {
         let plan = self.plan(fixed_queue, prepared, Budget::until(deadline), None);
         let mut slot = self.sync_memos.take();
-        self.send_attempts_sync(prepared, &plan, &mut slot, &mut None)
+        self.send_attempts_sync(prepared, &plan, &mut slot, &mut Op::none())
     }
 
     /// How the attempts of `prepared` run, within `budget` (`born_ms`: see [`Plan`]).
@@ -309,17 +316,18 @@ impl Inner {
         }
     }
 
-    /// The attempts of a synchronous send, with the memories of `sync_memo`; `last_end` gets
-    /// when the last attempt ended, if one ran last. The clock is read once per attempt before it (the budget's read stands for
-    /// the first) and once after it: the start serves the deadline check, the queue choice,
-    /// the request's deadline and the latency; the end serves the statistics, the fault
-    /// table, the hooks and the send's record.
+    /// The attempts of a synchronous send, with the memories of `sync_memo`, recorded in `op`
+    /// (with the end of the last attempt, if one ran last: no clock read of its own). The
+    /// clock is read once per attempt before it (the budget's read stands for the first) and
+    /// once after it: the start serves the deadline check, the queue choice, the request's
+    /// deadline and the latency; the end serves the statistics, the fault table, the hooks
+    /// and the send's record.
     fn send_attempts_sync(
         &self,
         prepared: &Prepared,
         plan: &Plan,
         sync_memo: &mut SyncMemo,
-        last_end: &mut Option<Ended>,
+        op: &mut Op,
     ) -> Result<SendResult> {
         let SyncMemo {
             memo,
@@ -355,14 +363,20 @@ impl Inner {
                     let info = match self.cached_publish_info_memo(wire_topic, now, route) {
                         Some(info) => info,
                         None => {
-                            let info = self.publish_info(wire_topic, deadline)?;
+                            let info = match self.publish_info(wire_topic, deadline) {
+                                Ok(info) => info,
+                                Err(e) => return failed(op, e),
+                            };
                             now = Instant::now(); // after a lookup
                             first_born = None;
                             info
                         }
                     };
                     let last = last_broker.as_deref();
-                    self.select_auto_with(&info, prepared, last, now, Some(fault_handles))?
+                    match self.select_auto_with(&info, prepared, last, now, Some(fault_handles)) {
+                        Ok(queue) => queue,
+                        Err(e) => return failed(op, e),
+                    }
                 }
             };
             let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
@@ -426,16 +440,19 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 match result {
                     Ok(r) => {
-                        return self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no)
+                        let result =
+                            self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no);
+                        op.record(&result);
+                        return result;
                     }
                     Err(e) => failures.push(e),
                 }
                 continue;
             }
-            *last_end = Some(ended);
+            op.record_ended(&result, &ended);
             return result;
         }
-        Err(self.attempts_failed(deadline, failures))
+        failed(op, self.attempts_failed(deadline, failures))
     }
 
     /// `retryAnotherBrokerWhenNotStoreOK`: the message is stored but not flushed/replicated;
