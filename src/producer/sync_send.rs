@@ -654,6 +654,41 @@ mod tests {
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 
+    /// A synchronous send's statistics are recorded on every way it ends: an invalid message
+    /// (found while preparing) counts as failed of its kind, a not-store-OK result retried on
+    /// another broker counts as one succeeded send; nothing is left to count as a shutdown.
+    #[test]
+    fn sync_sends_are_counted_on_every_way_they_end() {
+        use crate::error::ErrorKind;
+        use crate::protocol::codes::{RequestCode, ResponseCode};
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_SYNC_COUNTED")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .retry_another_broker_when_not_store_ok(true)
+            .start()
+            .unwrap();
+        p.send(Message::new("Counted", "warm")).unwrap();
+        // Invalid: too large a body, found while preparing.
+        let big = vec![b'x'; 5 * 1024 * 1024];
+        let e = p.send(Message::new("Counted", big)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidMessage, "{e}");
+        // Not stored OK, retried (the retry's result, or the first one, is the send's).
+        broker.store_with_status_next(
+            RequestCode::SEND_MESSAGE_V2,
+            ResponseCode::FLUSH_DISK_TIMEOUT,
+            1,
+        );
+        p.send(Message::new("Counted", "not ok")).unwrap();
+        let t = p.stats().topics["Counted"].clone();
+        assert_eq!(t.failed_of(ErrorKind::InvalidMessage), 1, "{t:?}");
+        assert_eq!(t.failed_of(ErrorKind::Shutdown), 0, "{t:?}");
+        assert_eq!((t.sent, t.succeeded, t.failed), (3, 2, 1), "{t:?}");
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
     /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what
     /// the subtraction gives, at the start and at any later or earlier read.
     #[test]
