@@ -1144,3 +1144,67 @@ fn bodies_sent_from_the_hooked_message_arrive_intact_in_both_layouts() {
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 }
+
+/// A hook that makes a synchronous send of its own (to another topic) from `before_send`
+/// and from `after_send` of a synchronous send: the inner sends run on the same thread while
+/// the outer send holds its thread's memory, so they must go on with a fresh one, never wait
+/// for it.
+struct Nested {
+    producer: Mutex<Option<Producer>>,
+    inner_sends: AtomicUsize,
+}
+
+impl Nested {
+    fn send_inner(&self, topic: &str) {
+        if topic == "NestedInner" {
+            return;
+        }
+        let p = self.producer.lock().unwrap().clone();
+        if let Some(p) = p {
+            p.send(Message::new("NestedInner", "inner")).unwrap();
+            self.inner_sends.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl SendHook for Nested {
+    fn name(&self) -> &str {
+        "nested"
+    }
+
+    fn before_send(&self, ctx: &mut BeforeSendContext<'_>) {
+        let topic = ctx.message().topic().to_string();
+        self.send_inner(&topic);
+    }
+
+    fn after_send(&self, ctx: &AfterSendContext<'_>) {
+        let topic = ctx.message().topic().to_string();
+        self.send_inner(&topic);
+    }
+}
+
+#[test]
+fn a_sync_send_from_a_hook_of_a_sync_send_does_not_wait_for_it() {
+    let broker = MockBroker::start().unwrap();
+    let hook = Arc::new(Nested {
+        producer: Mutex::new(None),
+        inner_sends: AtomicUsize::new(0),
+    });
+    let p = Producer::builder("GID_NESTED")
+        .name_server(broker.namesrv_addr())
+        .send_timeout(Duration::from_secs(10))
+        .send_hook(hook.clone())
+        .start()
+        .unwrap();
+    *hook.producer.lock().unwrap() = Some(p.clone());
+    let sender = p.clone();
+    within(Duration::from_secs(60), move || {
+        for i in 0..3 {
+            let r = sender.send(Message::new("NestedOuter", format!("m{i}")));
+            assert_eq!(r.unwrap().status, SendStatus::SendOk);
+        }
+    });
+    assert_eq!(hook.inner_sends.load(Ordering::SeqCst), 6);
+    hook.producer.lock().unwrap().take();
+    p.shutdown(Duration::from_secs(5)).unwrap();
+}

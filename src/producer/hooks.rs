@@ -793,20 +793,9 @@ impl Inner {
     }
 
     /// [`Inner::prepare_msg`] into `out`, which must be vacant (the send that carries it:
-    /// without hooks, the message is prepared right there, not moved).
-    pub(crate) fn prepare_msg_into(
-        &self,
-        msg: Message,
-        for_selector: bool,
-        mode: SendMode,
-        out: &mut Prepared,
-    ) -> crate::error::Result<()> {
-        self.prepare_msg_into_at(msg, for_selector, mode, out, super::inner::now_ms(), false)
-    }
-
-    /// [`Inner::prepare_msg_into`] with the wall clock (epoch ms) the caller read: a new
-    /// `UNIQ_KEY` is made for that time. `topic_checked`: the message's topic is known to
-    /// pass the topic check (the same name passed it before).
+    /// without hooks, the message is prepared right there, not moved), with the wall clock
+    /// (epoch ms) the caller read: a new `UNIQ_KEY` is made for that time. `topic_checked`:
+    /// the message's topic is known to pass the topic check (the same name passed it before).
     pub(crate) fn prepare_msg_into_at(
         &self,
         msg: Message,

@@ -146,33 +146,43 @@ impl Producer {
     /// [`Error::Io`]/[`Error::ConnectionClosed`] from the last attempt; [`Error::NoRoute`];
     /// [`Error::Shutdown`].
     pub fn send(&self, mut msg: Message) -> Result<SendResult> {
-        let _ticket = self.inner().flush.ticket();
-        // One clock read starts the send's statistics and its time budget.
+        let inner = self.inner();
+        let _ticket = inner.flush.ticket();
+        // One clock read starts the send's statistics and its time budget; the thread's
+        // sync memory serves both from the start.
         let started = Instant::now();
-        let op = self.inner().stats.begin_at(&msg, started);
+        let mut slot = inner.sync_memos.take();
+        let op = inner.begin_sync(&msg, started, &mut slot);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
-        match self.inner().send_batched(msg, Target::Auto) {
-            Ok(handle) => op.end(handle.wait()),
-            Err(msg) => self
-                .inner()
-                .send_sync_counted(msg, SyncTarget::Auto, started, op),
+        // Without auto-batching, the message is not moved into the accumulator's check and
+        // back.
+        if inner.batcher.is_some() {
+            match inner.send_batched(msg, Target::Auto) {
+                Ok(handle) => return op.end(handle.wait()),
+                Err(back) => msg = back,
+            }
         }
+        inner.send_sync_counted(msg, SyncTarget::Auto, started, op, slot)
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
     pub fn send_to_queue(&self, mut msg: Message, queue: &MessageQueue) -> Result<SendResult> {
-        let _ticket = self.inner().flush.ticket();
+        let inner = self.inner();
+        let _ticket = inner.flush.ticket();
         let started = Instant::now();
-        let op = self.inner().stats.begin_at(&msg, started);
+        let mut slot = inner.sync_memos.take();
+        let op = inner.begin_sync(&msg, started, &mut slot);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
-        let inner = self.inner();
         match inner.send_batched(msg, Target::Queue(queue.clone())) {
             Ok(handle) => op.end(handle.wait()),
-            Err(msg) => inner.send_sync_counted(msg, SyncTarget::Queue(queue.clone()), started, op),
+            Err(msg) => {
+                let target = SyncTarget::Queue(queue.clone());
+                inner.send_sync_counted(msg, target, started, op, slot)
+            }
         }
     }
 
@@ -185,14 +195,16 @@ impl Producer {
         selector: &dyn QueueSelector,
         arg: &str,
     ) -> Result<SendResult> {
-        let _ticket = self.inner().flush.ticket();
+        let inner = self.inner();
+        let _ticket = inner.flush.ticket();
         let started = Instant::now();
-        let op = self.inner().stats.begin_at(&msg, started);
+        let mut slot = inner.sync_memos.take();
+        let op = inner.begin_sync(&msg, started, &mut slot);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
-        self.inner()
-            .send_sync_counted(msg, SyncTarget::Selector(selector, arg), started, op)
+        let target = SyncTarget::Selector(selector, arg);
+        inner.send_sync_counted(msg, target, started, op, slot)
     }
 
     /// Sends several messages of one topic as one batch (never compressed). The result's

@@ -13,23 +13,59 @@ use super::hooks::SendMode;
 use super::inner::{now_ms, Inner};
 use super::prepare::{self, Prepared};
 use super::route::AddrMemo;
-use super::stats::{Ended, Op};
+use super::stats::{self, Ended, Op};
 use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{Message, MessageQueue, SendResult, SendStatus};
 use crate::protocol::RemotingCommand;
 use crate::remoting::completion::Reusable;
+use crate::routing::fault::{FaultHandles, FaultMemo};
+use crate::routing::mapping::TopicMemo;
 use crate::routing::selector::QueueSelector;
 
 /// How many memories a producer keeps for synchronous sends ([`SyncMemos`]).
 pub(super) const SYNC_MEMOS: usize = 64;
 
-/// What a synchronous sender keeps from one send to the next: its broker address memory and
-/// the completion its responses come in.
+/// What a synchronous sender keeps from one send to the next: the same memories an
+/// asynchronous send box keeps (its broker address and target, its topic's publish info, the
+/// fault-table entries its queue scans read and the one its attempts report to), and the
+/// completion its responses come in.
 #[derive(Default)]
 pub(super) struct SyncMemo {
     memo: AddrMemo,
+    route: TopicMemo,
+    fault: FaultMemo,
+    fault_handles: FaultHandles,
+    /// The statistics recorder of the last topic: a send to the same topic skips its look-up
+    /// and its topic check (only a checked topic gets a recorder).
+    stats: stats::TopicMemo,
     completion: Reusable<RemotingCommand>,
+}
+
+/// A synchronous send's memory: this thread's slot of [`SyncMemos`], or a fresh memory when
+/// the slot is in use (never waited for).
+pub(super) enum SyncSlot<'a> {
+    Kept(MutexGuard<'a, SyncMemo>),
+    Fresh(SyncMemo),
+}
+
+impl std::ops::Deref for SyncSlot<'_> {
+    type Target = SyncMemo;
+    fn deref(&self) -> &SyncMemo {
+        match self {
+            SyncSlot::Kept(memo) => memo,
+            SyncSlot::Fresh(memo) => memo,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SyncSlot<'_> {
+    fn deref_mut(&mut self) -> &mut SyncMemo {
+        match self {
+            SyncSlot::Kept(memo) => memo,
+            SyncSlot::Fresh(memo) => memo,
+        }
+    }
 }
 
 /// A producer's memories of synchronous sends: [`SYNC_MEMOS`] slots, each calling thread
@@ -47,6 +83,14 @@ impl SyncMemos {
     /// This thread's slot, if no other send is using it.
     fn slot(&self) -> Option<MutexGuard<'_, SyncMemo>> {
         self.0.get(thread_number() % self.0.len())?.try_lock()
+    }
+
+    /// This thread's slot, or a fresh memory when another send is using it.
+    pub(super) fn take(&self) -> SyncSlot<'_> {
+        match self.slot() {
+            Some(memo) => SyncSlot::Kept(memo),
+            None => SyncSlot::Fresh(SyncMemo::default()),
+        }
     }
 }
 
@@ -118,6 +162,16 @@ struct Plan {
     strict: bool,
     /// The most attempts.
     attempts: u32,
+    /// The wall clock (epoch ms) read for the message's `UNIQ_KEY` just before the budget's
+    /// clock read: the first attempt's born timestamp when nothing blocked before it (one
+    /// wall-clock read per send); `None`: the first attempt reads the wall clock.
+    born_ms: Option<i64>,
+}
+
+/// Records `e` as the end of `op` and hands it back.
+fn failed(op: &mut Op, e: Error) -> Result<SendResult> {
+    op.fail(&e);
+    Err(e)
 }
 
 /// What a synchronous send goes to (the selector borrowed from the caller).
@@ -128,15 +182,22 @@ pub(super) enum SyncTarget<'a> {
 }
 
 impl Inner {
+    /// Starts counting a synchronous send of `msg` begun at `started`, with the statistics
+    /// recorder remembered in `slot`.
+    pub(super) fn begin_sync(&self, msg: &Message, started: Instant, slot: &mut SyncMemo) -> Op {
+        self.stats.begin_memo(msg, started, &mut slot.stats)
+    }
+
     /// A synchronous send counted by `op`, both begun at `started` (one clock read): its
     /// time budget runs from there, and the end of its last attempt ends `op` (no further
-    /// clock read).
+    /// clock read). `slot`: the memory the send was begun with.
     pub(super) fn send_sync_counted(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         started: Instant,
         mut op: Op,
+        mut slot: SyncSlot<'_>,
     ) -> Result<SendResult> {
         // Send hooks ran since `started`: the budget starts after them, as before.
         let now = if self.hooks.is_some() {
@@ -150,13 +211,8 @@ impl Inner {
             now,
             whole: Some(whole),
         };
-        let mut ended = None;
-        let result = self.send_sync_at(msg, target, budget, &mut ended);
-        match &ended {
-            Some(ended) => op.record_ended(&result, ended),
-            None => op.record(&result),
-        }
-        result
+        // `op` is recorded where the send ends (the result handed straight back, not copied).
+        self.send_sync_at(msg, target, budget, &mut slot, &mut op)
     }
 
     /// [`Inner::send_sync_counted`] within `deadline` (a request's, for request-reply).
@@ -166,19 +222,24 @@ impl Inner {
         target: SyncTarget<'_>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.send_sync_at(msg, target, Budget::until(deadline), &mut None)
+        let mut slot = self.sync_memos.take();
+        let budget = Budget::until(deadline);
+        self.send_sync_at(msg, target, budget, &mut slot, &mut Op::none())
     }
 
-    /// [`Inner::send_sync_until`] within `budget`; `ended` gets when the last attempt ended,
-    /// if one ran last.
+    /// [`Inner::send_sync_until`] within `budget`, recorded in `op` (when the last attempt
+    /// ended, if one ran last).
     fn send_sync_at(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         budget: Budget,
-        ended: &mut Option<Ended>,
+        slot: &mut SyncMemo,
+        op: &mut Op,
     ) -> Result<SendResult> {
-        self.check_running()?;
+        if let Err(e) = self.check_running() {
+            return failed(op, e);
+        }
         // Preparing checks the message; a selector must not see a bad one first.
         let (queue, budget) = match target {
             SyncTarget::Auto => (None, budget),
@@ -187,15 +248,23 @@ impl Inner {
                 match self.select_for_sync(&msg, selector, arg, budget.deadline) {
                     // The selector (user code, maybe after a route lookup) took time.
                     Ok(q) => (Some(q), budget.at(Instant::now())),
-                    Err(e) => return Err(e),
+                    Err(e) => return failed(op, e),
                 }
             }
         };
         // Prepared where it stays (not moved out of the preparing functions).
         let mut prepared = Prepared::vacant();
-        self.prepare_msg_into(msg, false, SendMode::Sync, &mut prepared)?;
+        let wall_ms = now_ms();
+        // A topic the slot's statistics recorder was made for has passed the topic check.
+        let checked = slot.stats.is_checked(msg.topic());
+        let mode = SendMode::Sync;
+        if let Err(e) = self.prepare_msg_into_at(msg, false, mode, &mut prepared, wall_ms, checked)
+        {
+            return failed(op, e);
+        }
         let _permit = self.sync_in_flight.acquire_unbounded(prepared.size);
-        self.send_prepared_sync_at(&prepared, queue, budget, ended)
+        let plan = self.plan(queue, &prepared, budget, Some(wall_ms));
+        self.send_attempts_sync(&prepared, &plan, slot, op)
     }
 
     /// The queue `selector` picks for `msg` and `arg` (the message checked first).
@@ -218,18 +287,19 @@ impl Inner {
         fixed_queue: Option<MessageQueue>,
         deadline: Instant,
     ) -> Result<SendResult> {
-        self.send_prepared_sync_at(prepared, fixed_queue, Budget::until(deadline), &mut None)
+        let plan = self.plan(fixed_queue, prepared, Budget::until(deadline), None);
+        let mut slot = self.sync_memos.take();
+        self.send_attempts_sync(prepared, &plan, &mut slot, &mut Op::none())
     }
 
-    /// [`Inner::send_prepared_sync`] within `budget`; `ended` gets when the last attempt
-    /// ended, if one ran last.
-    fn send_prepared_sync_at(
+    /// How the attempts of `prepared` run, within `budget` (`born_ms`: see [`Plan`]).
+    fn plan(
         &self,
-        prepared: &Prepared,
         fixed_queue: Option<MessageQueue>,
+        prepared: &Prepared,
         budget: Budget,
-        ended: &mut Option<Ended>,
-    ) -> Result<SendResult> {
+        born_ms: Option<i64>,
+    ) -> Plan {
         // Strict order: a keyed message-hash send is never retried on another queue.
         let strict = self.strict_hash_key(prepared).is_some();
         let attempts = if fixed_queue.is_some() || strict {
@@ -237,37 +307,45 @@ impl Inner {
         } else {
             1 + self.config.retries()
         };
-        let plan = Plan {
+        Plan {
             fixed_queue,
             budget,
             strict,
             attempts,
-        };
-        match self.sync_memos.slot() {
-            Some(mut memo) => self.send_attempts_sync(prepared, &plan, &mut memo, ended),
-            None => self.send_attempts_sync(prepared, &plan, &mut SyncMemo::default(), ended),
+            born_ms,
         }
     }
 
-    /// The attempts of [`Inner::send_prepared_sync_at`], with the broker address memory
-    /// `memo`. The clock is read once per attempt before it (the budget's read stands for
-    /// the first) and once after it: the start serves the deadline check, the queue choice,
-    /// the request's deadline and the latency; the end serves the statistics, the fault
-    /// table, the hooks and the send's record.
+    /// The attempts of a synchronous send, with the memories of `sync_memo`, recorded in `op`
+    /// (with the end of the last attempt, if one ran last: no clock read of its own). The
+    /// clock is read once per attempt before it (the budget's read stands for the first) and
+    /// once after it: the start serves the deadline check, the queue choice, the request's
+    /// deadline and the latency; the end serves the statistics, the fault table, the hooks
+    /// and the send's record.
     fn send_attempts_sync(
         &self,
         prepared: &Prepared,
         plan: &Plan,
         sync_memo: &mut SyncMemo,
-        last_end: &mut Option<Ended>,
+        op: &mut Op,
     ) -> Result<SendResult> {
-        let SyncMemo { memo, completion } = sync_memo;
+        let SyncMemo {
+            memo,
+            route,
+            fault,
+            fault_handles,
+            stats: _,
+            completion,
+        } = sync_memo;
         let Plan {
             fixed_queue,
             budget,
             strict,
             attempts,
+            born_ms,
         } = plan;
+        // The first attempt's born timestamp, while nothing has blocked since it was read.
+        let mut first_born = *born_ms;
         let (deadline, strict) = (budget.deadline, *strict);
         let mut last_broker: Option<Arc<str>> = None;
         let mut failures = Failures::default();
@@ -281,15 +359,25 @@ impl Inner {
             let queue = match fixed_queue {
                 Some(q) => q.clone(),
                 None => {
-                    let info = match self.cached_publish_info(prepared.wire_topic(), now) {
+                    let wire_topic = prepared.wire_topic();
+                    let looked_up;
+                    let info = match self.cached_publish_info_memo(wire_topic, route) {
                         Some(info) => info,
                         None => {
-                            let info = self.publish_info(prepared.wire_topic(), deadline)?;
+                            looked_up = match self.publish_info(wire_topic, deadline) {
+                                Ok(info) => info,
+                                Err(e) => return failed(op, e),
+                            };
                             now = Instant::now(); // after a lookup
-                            info
+                            first_born = None;
+                            &looked_up
                         }
                     };
-                    self.select_auto(&info, prepared, last_broker.as_deref(), now)?
+                    let last = last_broker.as_deref();
+                    match self.select_auto_with(&info, prepared, last, now, Some(fault_handles)) {
+                        Ok(queue) => queue,
+                        Err(e) => return failed(op, e),
+                    }
                 }
             };
             let addr = match self.broker_addr_memo(queue.broker_name_arc(), memo) {
@@ -297,6 +385,7 @@ impl Inner {
                 None => {
                     let addr = self.broker_addr_or_refresh(prepared.wire_topic(), &queue, deadline);
                     now = Instant::now(); // after a possible lookup
+                    first_born = None;
                     addr
                 }
             };
@@ -317,7 +406,7 @@ impl Inner {
             );
             let started = now;
             let timeout = self.attempt_timeout_left(budget.left(started));
-            let born = now_ms();
+            let born = first_born.take().unwrap_or_else(now_ms);
             let result = self
                 .remoting
                 .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
@@ -333,7 +422,8 @@ impl Inner {
             let ended = Ended::new(started, Instant::now());
             let latency = ended.latency();
             attempt.end_as(&ended, &result);
-            self.record_attempt(queue.broker_name(), latency, ended.now(), &result);
+            let broker_name = queue.broker_name_arc();
+            self.record_attempt_memo(broker_name, fault, latency, ended.now(), &result);
             attempt_no += 1;
             self.hook_after(
                 prepared,
@@ -351,16 +441,19 @@ impl Inner {
                 last_broker = Some(queue.broker_name_arc().clone());
                 match result {
                     Ok(r) => {
-                        return self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no)
+                        let result =
+                            self.retry_not_ok(prepared, r, deadline, &last_broker, attempt_no);
+                        op.record(&result);
+                        return result;
                     }
                     Err(e) => failures.push(e),
                 }
                 continue;
             }
-            *last_end = Some(ended);
+            op.record_ended(&result, &ended);
             return result;
         }
-        Err(self.attempts_failed(deadline, failures))
+        failed(op, self.attempts_failed(deadline, failures))
     }
 
     /// `retryAnotherBrokerWhenNotStoreOK`: the message is stored but not flushed/replicated;
@@ -493,6 +586,108 @@ mod tests {
         assert_eq!(thread_number(), here);
         let there = std::thread::spawn(thread_number).join().unwrap();
         assert_ne!(there, here);
+    }
+
+    fn wall_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    /// One wall-clock read per synchronous send serves its id and its first attempt's born
+    /// timestamp: each stored message's born timestamp lies within its send call, and ids
+    /// stay unique.
+    #[test]
+    fn sync_first_attempts_are_born_within_their_send() {
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_BORN_SYNC")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        let mut ids = std::collections::HashSet::new();
+        let mut windows = Vec::new();
+        for i in 0..100 {
+            let before = wall_ms();
+            let r = p.send(Message::new("BornSync", format!("m{i}"))).unwrap();
+            windows.push((format!("m{i}"), before, wall_ms()));
+            assert!(ids.insert(r.msg_id.to_string()), "id {} twice", r.msg_id);
+        }
+        let stored = broker.wait_messages("BornSync", 100, Duration::from_secs(20));
+        for (body, before, after) in windows {
+            let m = stored.iter().find(|m| m.body == body.as_bytes()).unwrap();
+            assert!(
+                (before..=after).contains(&m.born_timestamp),
+                "{body} born {} outside {before}..={after}",
+                m.born_timestamp
+            );
+        }
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// A first attempt that waited for its route is born when it is sent (after the lookup),
+    /// not when the send's id was made.
+    #[test]
+    fn sync_first_attempt_after_a_route_lookup_is_born_after_it() {
+        use crate::protocol::codes::RequestCode;
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_BORN_LOOKUP")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        let delay = Duration::from_millis(400);
+        broker.delay_next(RequestCode::GET_ROUTEINFO_BY_TOPIC, delay, 1);
+        let before = wall_ms();
+        p.send(Message::new("BornLookup", "late")).unwrap();
+        let stored = broker.wait_messages("BornLookup", 1, Duration::from_secs(20));
+        let born = stored[0].born_timestamp;
+        assert!(
+            born >= before + delay.as_millis() as i64,
+            "born {born}, {} ms after the send began: before its route came",
+            born - before
+        );
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// A synchronous send's statistics are recorded on every way it ends: an invalid message
+    /// (found while preparing) counts as failed of its kind, a not-store-OK result retried on
+    /// another broker counts as one succeeded send; nothing is left to count as a shutdown.
+    #[test]
+    fn sync_sends_are_counted_on_every_way_they_end() {
+        use crate::error::ErrorKind;
+        use crate::protocol::codes::{RequestCode, ResponseCode};
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_SYNC_COUNTED")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .retry_another_broker_when_not_store_ok(true)
+            .start()
+            .unwrap();
+        p.send(Message::new("Counted", "warm")).unwrap();
+        // Invalid: too large a body, found while preparing.
+        let big = vec![b'x'; 5 * 1024 * 1024];
+        let e = p.send(Message::new("Counted", big)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidMessage, "{e}");
+        // Not stored OK, retried (the retry's result, or the first one, is the send's).
+        broker.store_with_status_next(
+            RequestCode::SEND_MESSAGE_V2,
+            ResponseCode::FLUSH_DISK_TIMEOUT,
+            1,
+        );
+        p.send(Message::new("Counted", "not ok")).unwrap();
+        let t = p.stats().topics["Counted"].clone();
+        assert_eq!(t.failed_of(ErrorKind::InvalidMessage), 1, "{t:?}");
+        assert_eq!(t.failed_of(ErrorKind::Shutdown), 0, "{t:?}");
+        assert_eq!((t.sent, t.succeeded, t.failed), (3, 2, 1), "{t:?}");
+        p.shutdown(Duration::from_secs(5)).unwrap();
     }
 
     /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what

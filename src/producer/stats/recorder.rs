@@ -254,15 +254,6 @@ impl StatsRecorder {
         self.start(Some(msg.topic()), 1, msg.body().len() as u64, oneway)
     }
 
-    /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
-    /// (a clock read the caller shares with the send's time budget).
-    pub(crate) fn begin_at(&self, msg: &Message, now: Instant) -> Op {
-        if !self.enabled {
-            return Op(None);
-        }
-        self.start_at(Some(msg.topic()), 1, msg.body().len() as u64, Some(now))
-    }
-
     /// Starts counting a batch send.
     pub(crate) fn begin_batch(&self, msgs: &[Message]) -> Op {
         self.begin_batch_as(msgs, false)
@@ -284,6 +275,32 @@ impl StatsRecorder {
             bytes,
             oneway,
         )
+    }
+
+    /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
+    /// (a clock read the caller shares with the send's time budget), with the recorder of
+    /// the last topic remembered in `memo`: a message for the same topic skips the look-up
+    /// of its recorder.
+    pub(in crate::producer) fn begin_memo(
+        &self,
+        m: &Message,
+        now: Instant,
+        memo: &mut TopicMemo,
+    ) -> Op {
+        if !self.enabled {
+            return Op(None);
+        }
+        let t = match &memo.0 {
+            Some(t) if *t.name == *m.topic() => t.clone(),
+            _ => {
+                let t = self.topic(m.topic());
+                // Only a topic's own recorder (never the untracked one) is remembered: its
+                // name is a checked topic.
+                memo.0 = (!t.name.is_empty()).then(|| t.clone());
+                t
+            }
+        };
+        self.start_on(t, 1, m.body().len() as u64, Some(now))
     }
 
     /// Starts counting an asynchronous send of a message or batch that began at `now`, with
