@@ -374,7 +374,7 @@ impl Inner {
                         }
                     };
                     let last = last_broker.as_deref();
-                    match self.select_auto_with(&info, prepared, last, now, Some(fault_handles)) {
+                    match self.select_auto_with(info, prepared, last, now, Some(fault_handles)) {
                         Ok(queue) => queue,
                         Err(e) => return failed(op, e),
                     }
