@@ -690,6 +690,40 @@ mod tests {
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 
+    /// Synchronous sends whose answers race the caller's wait on its kept completion: spins
+    /// swept from none through a few microseconds, so that answers land before the caller
+    /// looks, while it spins, between its look and its park, and while it is parked. Every
+    /// send gets its own result (a lost wake-up hangs: the deadline fails the test instead).
+    #[test]
+    fn sync_sends_racing_their_wait_all_complete() {
+        use crate::testing::MockBroker;
+        use crate::Producer;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let broker = MockBroker::start().unwrap();
+            for spin_us in [0u64, 2, 7, 20] {
+                let p = Producer::builder("GID_SYNC_RACE")
+                    .name_server(broker.namesrv_addr())
+                    .send_timeout(Duration::from_secs(60))
+                    .busy_poll(Duration::from_micros(spin_us))
+                    .start()
+                    .unwrap();
+                let mut ids = std::collections::HashSet::new();
+                for i in 0..500 {
+                    let r = p
+                        .send(Message::new("SyncRace", format!("{spin_us}-{i}")))
+                        .unwrap_or_else(|e| panic!("spin {spin_us} µs, send {i}: {e}"));
+                    assert_eq!(r.status, SendStatus::SendOk);
+                    assert!(ids.insert(r.msg_id.to_string()), "id {} twice", r.msg_id);
+                }
+                p.shutdown(Duration::from_secs(5)).unwrap();
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("a synchronous send hung (or failed: see its panic)");
+    }
+
     /// A budget's shortcut (the whole budget for an attempt that starts with it) gives what
     /// the subtraction gives, at the start and at any later or earlier read.
     #[test]

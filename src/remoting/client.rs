@@ -416,6 +416,7 @@ impl RemotingClient {
     /// [`RemotingClient::send_encoded_sync`] on the caller's kept completion `reuse` (no pool
     /// round trip per request), for a caller that read the clock at `now` (just before): the
     /// request's deadline is `timeout` after it, with no clock read here.
+    #[inline]
     pub(crate) fn send_encoded_sync_reusing(
         &self,
         request: EncodedRequest,

@@ -182,11 +182,12 @@ impl<T: Pooled> Reusable<T> {
     /// Blocks until the value of the last completer's completion is there, spinning up to
     /// `spin` first ([`Handle::wait_spinning`]). Its value taken already (or no completer
     /// asked for): an error, as [`Handle::wait`] gives for a taken value.
+    #[inline]
     pub(crate) fn wait_spinning(&mut self, spin: Duration) -> Result<T> {
         match &self.shared {
             Some(shared) => {
                 shared.spin(spin);
-                shared.wait_forever()
+                shared.wait_parked()
             }
             None => Err(already_taken()),
         }
@@ -242,6 +243,46 @@ impl<T> Shared<T> {
                 if start.elapsed() >= spin {
                     break;
                 }
+            }
+        }
+    }
+
+    /// Takes the value, parking until it is there: [`Shared::wait_forever`] for a waiter
+    /// that has just spun (a synchronous sender's, [`Reusable::wait_spinning`]). The flag is
+    /// looked at first (a value there already is taken with one lock), a pending state is
+    /// only looked at under the lock (not moved out and back), and the thread is registered
+    /// under that lock as in [`Shared::block_until`]: the completer stores the value and
+    /// takes the thread under the same lock, so either this look sees the value or the
+    /// completer sees the thread and unparks it (no lost wake-up). A park that returns early
+    /// is looked at and parked again, as in `block_until`.
+    #[inline]
+    fn wait_parked(&self) -> Result<T> {
+        if !self.ready.load(Ordering::Acquire) {
+            let mut slot = self.slot.lock();
+            if matches!(slot.state, State::Pending) {
+                slot.thread = this_thread();
+                // A thread that cannot be unparked (see `this_thread`) looks every `POLL`.
+                let polling = slot.thread.is_none();
+                drop(slot);
+                while !self.ready.load(Ordering::Acquire) {
+                    if polling {
+                        std::thread::park_timeout(POLL);
+                    } else {
+                        std::thread::park();
+                    }
+                }
+            }
+        }
+        let mut slot = self.slot.lock();
+        match std::mem::replace(&mut slot.state, State::Taken) {
+            State::Done(v) => v,
+            State::Taken => Err(already_taken()),
+            State::Pending => {
+                // Not reached: `ready` is only set with the value, and only cleared by a
+                // reset, which needs the completion unshared. Waited for as before.
+                slot.state = State::Pending;
+                drop(slot);
+                self.wait_forever()
             }
         }
     }
@@ -818,6 +859,52 @@ mod tests {
             assert!(!Arc::ptr_eq(c.shared.as_ref().unwrap(), &held));
             assert!(!reuse.shared.as_ref().unwrap().ready.load(Ordering::Acquire));
             drop(c);
+            assert!(reuse
+                .wait_spinning(Duration::ZERO)
+                .unwrap_err()
+                .is_shutdown());
+        });
+    }
+
+    /// A synchronous sender's wait ([`Reusable::wait_spinning`], [`Shared::wait_parked`])
+    /// against a completer on another thread that completes as the waiter arrives: before
+    /// its first look, between its look and its park, or while it is parked, round after
+    /// round on the same kept completion. Every wait gets its own value, none hangs (the
+    /// watchdog fails the test instead); a value there already is taken without parking,
+    /// and a taken one is an error.
+    #[test]
+    fn sync_waits_racing_their_completion_get_their_value() {
+        watchdog(|| {
+            let mut reuse = Reusable::<RemotingCommand>::default();
+            // There before the wait: taken at once; a second wait finds it taken.
+            reuse
+                .completer()
+                .complete(Ok(RemotingCommand::response(1, 0)));
+            assert_eq!(reuse.wait_spinning(Duration::ZERO).unwrap().code, 1);
+            assert!(reuse.wait_spinning(Duration::ZERO).is_err(), "taken");
+            // One completing thread, handed each completer as the waiter starts its wait.
+            let (tx, rx) = std::sync::mpsc::channel::<(Completer<RemotingCommand>, i32, u32)>();
+            let completing = std::thread::spawn(move || {
+                for (c, code, delay) in rx {
+                    for _ in 0..delay {
+                        std::hint::spin_loop();
+                    }
+                    c.complete(Ok(RemotingCommand::response(code, 0)));
+                }
+            });
+            for round in 0..20_000i32 {
+                let c = reuse.completer();
+                // From no delay (completed before the waiter looks) to a few thousand spins
+                // (completed after it parked), and everything in between.
+                let delay = (round as u32 * 37) % 4_000;
+                tx.send((c, round, delay)).unwrap();
+                let spin = Duration::from_micros(u64::from(round % 3 == 0) * 5);
+                assert_eq!(reuse.wait_spinning(spin).unwrap().code, round);
+            }
+            drop(tx);
+            completing.join().unwrap();
+            // A dropped completer still ends the wait (with `Shutdown`).
+            drop(reuse.completer());
             assert!(reuse
                 .wait_spinning(Duration::ZERO)
                 .unwrap_err()

@@ -75,6 +75,11 @@ impl Reply {
     pub(crate) fn complete_at(self, result: Result<RemotingCommand>, arrival: &super::Arrival) {
         match self {
             Reply::Inline(c) => c.run_here_at(result, arrival),
+            // Completed here, not through `complete`: the response is moved once, into the
+            // completion (a synchronous sender's wait).
+            Reply::Handle(c) => {
+                c.complete(result);
+            }
             other => other.complete(result),
         }
     }
