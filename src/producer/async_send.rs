@@ -404,12 +404,15 @@ impl AsyncSend {
         };
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
-        self.current = Some(Current {
+        // No attempt is out here (the last one's was taken when it ended): nothing to drop.
+        if let Some(old) = self.current.replace(Current {
             queue,
             addr,
             started,
             attempt,
-        });
+        }) {
+            drop(old);
+        }
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
         // code. The send's own box is the request's callback (no closure to allocate).
@@ -761,12 +764,15 @@ impl AsyncSend {
     /// recycled).
     fn abandon(&mut self) {
         self.op.fail(&Error::Shutdown);
-        let hold = match self.permit.take() {
-            Some(p) => Hold::Permit(p),
-            None => Hold::Nothing,
-        };
         if let Some(done) = self.done.take() {
+            let hold = match self.permit.take() {
+                Some(p) => Hold::Permit(p),
+                None => Hold::Nothing,
+            };
             finish_done(&self.inner, done, Err(Error::Shutdown), hold);
+        } else if let Some(permit) = self.permit.take() {
+            // Released here (a finished send holds none: nothing to drop, no drop call).
+            drop(permit);
         }
         if let Some(mut ready) = self.ready.take().filter(|r| r.callback.is_some()) {
             // Its pool job was dropped unrun: the callback still runs, once.
@@ -779,12 +785,18 @@ impl AsyncSend {
     fn clear(&mut self) {
         self.abandon();
         self.prepared.clear();
-        self.target = Target::Auto;
+        // What a finished send usually holds (automatic routing, no attempt out) is not
+        // dropped again: no drop of a target or an attempt that holds nothing.
+        if !matches!(self.target, Target::Auto) {
+            self.target = Target::Auto;
+        }
         self.attempts_left = 0;
         self.last_broker = None;
         self.failures = Failures::default();
         self.attempt_no = 0;
-        self.current = None;
+        if self.current.is_some() {
+            self.current = None;
+        }
         self.ready = None;
         self.first = None;
     }
@@ -883,7 +895,10 @@ impl Inner {
 
     /// Starts `job`, a vacant send whose message is prepared in it, and makes its first
     /// attempt at `now` (a clock read of the caller's, taken after any wait for room).
-    #[allow(clippy::too_many_arguments)] // the parts of one send, each moved in once
+    #[allow(clippy::too_many_arguments)]
+    // the parts of one send, each moved in once
+    // Inlined into the send path: its arguments go straight into the box, not through a call.
+    #[inline]
     pub(super) fn start_prepared(
         self: &Arc<Self>,
         mut job: Box<AsyncSend>,
@@ -901,7 +916,11 @@ impl Inner {
             _ => 0,
         };
         job.deadline = budget.deadline;
-        job.target = target;
+        // A vacant box's target is `Auto` (nothing to drop).
+        match std::mem::replace(&mut job.target, target) {
+            Target::Auto => {}
+            old => drop(old),
+        }
         job.done = Some(done);
         job.permit = Some(permit);
         job.op = op;

@@ -441,6 +441,9 @@ fn check_topic_slowly(topic: &str) -> Result<()> {
 }
 
 fn check_properties(msg: &Message) -> Result<()> {
+    if msg.properties().next().is_none() {
+        return Ok(()); // nothing to check (most messages), and no property to look up
+    }
     for (k, v) in msg.properties() {
         if k.is_empty() || v.is_empty() {
             return Err(Error::InvalidMessage(format!(
@@ -498,6 +501,7 @@ pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()
 }
 
 /// [`check_message`] but for its topic.
+#[inline]
 fn check_message_but_topic(msg: &Message, config: &ProducerConfig) -> Result<()> {
     if msg.body().is_empty() {
         return Err(Error::InvalidMessage("the body is empty".into()));
@@ -676,9 +680,17 @@ pub(crate) fn prepare_one_into(
         out.body = compressed.unwrap_or(body);
         topic
     };
-    (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
-    // Checked above (`check_message`): only bytes JSON carries as they are.
-    out.wire_topic_plain = out.namespaced_topic.is_none();
+    if config.namespace().is_none() {
+        // The usual case, without the general path's moves of the pair of names: the topic
+        // is sent as the user named it, and was checked above (`check_topic`, here or when
+        // the caller's memo remembered it): only bytes JSON carries as they are.
+        out.topic = topic;
+        out.namespaced_topic = None;
+        out.wire_topic_plain = true;
+    } else {
+        (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
+        out.wire_topic_plain = out.namespaced_topic.is_none();
+    }
     let wire_len = match &out.message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
         _ => out.body.len(),
