@@ -694,8 +694,13 @@ pub(super) const FREE_SENDS: usize = 1024;
 /// Most finished sends waiting for an internal thread to free them.
 pub(super) const SPENT_CAPACITY: usize = 4096;
 
+/// Finished sends a sender leaves waiting: above this many, it takes in two per send
+/// ([`SpentSends::take_for_send`]), so a backlog drains; at or below, one (the one it reuses).
+pub(super) const SPENT_BACKLOG: usize = 256;
+
 /// Finished sends an I/O thread leaves for another thread to free ([`Inner::spent`]): the
-/// next sender takes a couple per send, an internal thread the rest (a job scheduled when an
+/// next sender takes one per send (two while more than [`SPENT_BACKLOG`] wait), an internal
+/// thread the rest (a job scheduled when an
 /// I/O thread finds the list empty: every finished send left here is then taken by a job
 /// that has not run yet, or by a later one). One short lock per finished send, and no
 /// allocation: the list is made with room for [`SPENT_CAPACITY`] and never grows.
@@ -730,11 +735,17 @@ impl SpentSends {
         self.list.lock().pop()
     }
 
-    /// Takes up to two finished sends under one lock (the last one left first).
-    pub(super) fn take_two(&self) -> (Option<Box<AsyncSend>>, Option<Box<AsyncSend>>) {
+    /// Takes a finished send for a sender to reuse (the last one left), and a second one to
+    /// free while more than [`SPENT_BACKLOG`] would still wait (one lock for both).
+    pub(super) fn take_for_send(&self) -> (Option<Box<AsyncSend>>, Option<Box<AsyncSend>>) {
         let mut list = self.list.lock();
         let first = list.pop();
-        (first, list.pop())
+        let second = if list.len() > SPENT_BACKLOG {
+            list.pop()
+        } else {
+            None
+        };
+        (first, second)
     }
 
     /// Moves every finished send into `into` (reused: it grows to the most ever taken at
@@ -818,11 +829,14 @@ impl Inner {
     }
 
     /// The box for a new send begun at `now`: a finished send's, emptied here and used
-    /// straight away (no trip through the free list), else [`Inner::vacant_send`]'s. Takes in
-    /// one more finished send, so they are freed at two per send, as
-    /// [`Inner::free_spent`] does (one lock for both; the free list's only for the second).
+    /// straight away (no trip through the free list), else [`Inner::vacant_send`]'s. While
+    /// more than [`SPENT_BACKLOG`] finished sends wait, takes in one more (one lock for
+    /// both; the free list's only for the second), so a backlog drains at two per send, as
+    /// [`Inner::free_spent`] frees. At or below it, finished sends stay for the next senders
+    /// to reuse in place: one per send keeps up with one per send, and a sender seldom
+    /// finds the list empty (then it would take a box from the free list, a second lock).
     pub(super) fn send_box(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
-        let (first, second) = self.spent.take_two();
+        let (first, second) = self.spent.take_for_send();
         if let Some(spent) = second {
             self.recycle(spent);
         }
@@ -1073,8 +1087,15 @@ mod tests {
             &*job as *const _, ptrs[2],
             "the last finished box, reused in place"
         );
-        assert_eq!(inner.spent.len(), 1, "one more taken in");
-        assert_eq!(free_len(), free_before + 1, "and put on the free list");
+        assert_eq!(
+            inner.spent.len(),
+            2,
+            "no backlog: the others stay for the next sends"
+        );
+        assert_eq!(free_len(), free_before, "and none goes to the free list");
+        inner.recycle(job);
+        let job = inner.send_box(now);
+        assert_eq!(&*job as *const _, ptrs[1]);
         inner.recycle(job);
         let job = inner.send_box(now);
         assert_eq!(&*job as *const _, ptrs[0]);
@@ -1084,6 +1105,31 @@ mod tests {
         let job = inner.send_box(now);
         assert!(ptrs.contains(&(&*job as *const _)));
         inner.recycle(job);
+        // A backlog: drained at two per send (one reused, one freed) down to the bound.
+        let free_before = free_len();
+        for _ in 0..super::SPENT_BACKLOG + 4 {
+            let b = Box::new(super::AsyncSend::vacant(inner.clone(), now));
+            assert!(inner.spent.put(b).is_ok());
+        }
+        let mut taken = Vec::new();
+        let lefts = [
+            super::SPENT_BACKLOG + 2,
+            super::SPENT_BACKLOG,
+            super::SPENT_BACKLOG - 1,
+        ];
+        for left in lefts {
+            taken.push(inner.send_box(now));
+            assert_eq!(inner.spent.len(), left);
+        }
+        assert_eq!(free_len(), free_before + 2, "two more taken in, freed");
+        for job in taken {
+            inner.recycle(job);
+        }
+        let mut rest = Vec::new();
+        inner.spent.take_all(&mut rest);
+        for job in rest {
+            inner.recycle(job);
+        }
         // The sends still go.
         for i in 0..50 {
             let r = p.send_async(Message::new("ReuseTopic", format!("m{i}")));
