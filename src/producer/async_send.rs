@@ -404,12 +404,15 @@ impl AsyncSend {
         };
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
-        self.current = Some(Current {
+        // No attempt is out here (the last one's was taken when it ended): nothing to drop.
+        if let Some(old) = self.current.replace(Current {
             queue,
             addr,
             started,
             attempt,
-        });
+        }) {
+            drop(old);
+        }
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
         // code. The send's own box is the request's callback (no closure to allocate).
@@ -691,8 +694,13 @@ pub(super) const FREE_SENDS: usize = 1024;
 /// Most finished sends waiting for an internal thread to free them.
 pub(super) const SPENT_CAPACITY: usize = 4096;
 
+/// Finished sends a sender leaves waiting: above this many, it takes in two per send
+/// ([`SpentSends::take_for_send`]), so a backlog drains; at or below, one (the one it reuses).
+pub(super) const SPENT_BACKLOG: usize = 256;
+
 /// Finished sends an I/O thread leaves for another thread to free ([`Inner::spent`]): the
-/// next sender takes a couple per send, an internal thread the rest (a job scheduled when an
+/// next sender takes one per send (two while more than [`SPENT_BACKLOG`] wait), an internal
+/// thread the rest (a job scheduled when an
 /// I/O thread finds the list empty: every finished send left here is then taken by a job
 /// that has not run yet, or by a later one). One short lock per finished send, and no
 /// allocation: the list is made with room for [`SPENT_CAPACITY`] and never grows.
@@ -727,11 +735,17 @@ impl SpentSends {
         self.list.lock().pop()
     }
 
-    /// Takes up to two finished sends under one lock (the last one left first).
-    pub(super) fn take_two(&self) -> (Option<Box<AsyncSend>>, Option<Box<AsyncSend>>) {
+    /// Takes a finished send for a sender to reuse (the last one left), and a second one to
+    /// free while more than [`SPENT_BACKLOG`] would still wait (one lock for both).
+    pub(super) fn take_for_send(&self) -> (Option<Box<AsyncSend>>, Option<Box<AsyncSend>>) {
         let mut list = self.list.lock();
         let first = list.pop();
-        (first, list.pop())
+        let second = if list.len() > SPENT_BACKLOG {
+            list.pop()
+        } else {
+            None
+        };
+        (first, second)
     }
 
     /// Moves every finished send into `into` (reused: it grows to the most ever taken at
@@ -761,12 +775,15 @@ impl AsyncSend {
     /// recycled).
     fn abandon(&mut self) {
         self.op.fail(&Error::Shutdown);
-        let hold = match self.permit.take() {
-            Some(p) => Hold::Permit(p),
-            None => Hold::Nothing,
-        };
         if let Some(done) = self.done.take() {
+            let hold = match self.permit.take() {
+                Some(p) => Hold::Permit(p),
+                None => Hold::Nothing,
+            };
             finish_done(&self.inner, done, Err(Error::Shutdown), hold);
+        } else if let Some(permit) = self.permit.take() {
+            // Released here (a finished send holds none: nothing to drop, no drop call).
+            drop(permit);
         }
         if let Some(mut ready) = self.ready.take().filter(|r| r.callback.is_some()) {
             // Its pool job was dropped unrun: the callback still runs, once.
@@ -779,12 +796,18 @@ impl AsyncSend {
     fn clear(&mut self) {
         self.abandon();
         self.prepared.clear();
-        self.target = Target::Auto;
+        // What a finished send usually holds (automatic routing, no attempt out) is not
+        // dropped again: no drop of a target or an attempt that holds nothing.
+        if !matches!(self.target, Target::Auto) {
+            self.target = Target::Auto;
+        }
         self.attempts_left = 0;
         self.last_broker = None;
         self.failures = Failures::default();
         self.attempt_no = 0;
-        self.current = None;
+        if self.current.is_some() {
+            self.current = None;
+        }
         self.ready = None;
         self.first = None;
     }
@@ -806,11 +829,14 @@ impl Inner {
     }
 
     /// The box for a new send begun at `now`: a finished send's, emptied here and used
-    /// straight away (no trip through the free list), else [`Inner::vacant_send`]'s. Takes in
-    /// one more finished send, so they are freed at two per send, as
-    /// [`Inner::free_spent`] does (one lock for both; the free list's only for the second).
+    /// straight away (no trip through the free list), else [`Inner::vacant_send`]'s. While
+    /// more than [`SPENT_BACKLOG`] finished sends wait, takes in one more (one lock for
+    /// both; the free list's only for the second), so a backlog drains at two per send, as
+    /// [`Inner::free_spent`] frees. At or below it, finished sends stay for the next senders
+    /// to reuse in place: one per send keeps up with one per send, and a sender seldom
+    /// finds the list empty (then it would take a box from the free list, a second lock).
     pub(super) fn send_box(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
-        let (first, second) = self.spent.take_two();
+        let (first, second) = self.spent.take_for_send();
         if let Some(spent) = second {
             self.recycle(spent);
         }
@@ -883,7 +909,10 @@ impl Inner {
 
     /// Starts `job`, a vacant send whose message is prepared in it, and makes its first
     /// attempt at `now` (a clock read of the caller's, taken after any wait for room).
-    #[allow(clippy::too_many_arguments)] // the parts of one send, each moved in once
+    #[allow(clippy::too_many_arguments)]
+    // the parts of one send, each moved in once
+    // Inlined into the send path: its arguments go straight into the box, not through a call.
+    #[inline]
     pub(super) fn start_prepared(
         self: &Arc<Self>,
         mut job: Box<AsyncSend>,
@@ -901,7 +930,11 @@ impl Inner {
             _ => 0,
         };
         job.deadline = budget.deadline;
-        job.target = target;
+        // A vacant box's target is `Auto` (nothing to drop).
+        match std::mem::replace(&mut job.target, target) {
+            Target::Auto => {}
+            old => drop(old),
+        }
         job.done = Some(done);
         job.permit = Some(permit);
         job.op = op;
@@ -1054,8 +1087,15 @@ mod tests {
             &*job as *const _, ptrs[2],
             "the last finished box, reused in place"
         );
-        assert_eq!(inner.spent.len(), 1, "one more taken in");
-        assert_eq!(free_len(), free_before + 1, "and put on the free list");
+        assert_eq!(
+            inner.spent.len(),
+            2,
+            "no backlog: the others stay for the next sends"
+        );
+        assert_eq!(free_len(), free_before, "and none goes to the free list");
+        inner.recycle(job);
+        let job = inner.send_box(now);
+        assert_eq!(&*job as *const _, ptrs[1]);
         inner.recycle(job);
         let job = inner.send_box(now);
         assert_eq!(&*job as *const _, ptrs[0]);
@@ -1065,6 +1105,31 @@ mod tests {
         let job = inner.send_box(now);
         assert!(ptrs.contains(&(&*job as *const _)));
         inner.recycle(job);
+        // A backlog: drained at two per send (one reused, one freed) down to the bound.
+        let free_before = free_len();
+        for _ in 0..super::SPENT_BACKLOG + 4 {
+            let b = Box::new(super::AsyncSend::vacant(inner.clone(), now));
+            assert!(inner.spent.put(b).is_ok());
+        }
+        let mut taken = Vec::new();
+        let lefts = [
+            super::SPENT_BACKLOG + 2,
+            super::SPENT_BACKLOG,
+            super::SPENT_BACKLOG - 1,
+        ];
+        for left in lefts {
+            taken.push(inner.send_box(now));
+            assert_eq!(inner.spent.len(), left);
+        }
+        assert_eq!(free_len(), free_before + 2, "two more taken in, freed");
+        for job in taken {
+            inner.recycle(job);
+        }
+        let mut rest = Vec::new();
+        inner.spent.take_all(&mut rest);
+        for job in rest {
+            inner.recycle(job);
+        }
         // The sends still go.
         for i in 0..50 {
             let r = p.send_async(Message::new("ReuseTopic", format!("m{i}")));

@@ -60,6 +60,28 @@ const UNIQ_KEY_NAME: &[u8] = b"UNIQ_KEY\x01";
 /// `WAIT=true` with its separators.
 const WAIT_TRUE: &[u8] = b"WAIT\x01true\x02";
 
+/// The length of the ids this client makes ([`message_codec::UniqIdGenerator`]: 32 hex digits).
+const ID_LEN: usize = 32;
+/// The defaults with an id of [`ID_LEN`] bytes: `UNIQ_KEY`, its separator, the id, the
+/// property separator, then [`WAIT_TRUE`].
+const DEFAULTS_BLOCK_LEN: usize = UNIQ_KEY_NAME.len() + ID_LEN + 1 + WAIT_TRUE.len();
+/// [`DEFAULTS_BLOCK_LEN`] bytes of defaults, the id's place filled with zeros.
+const DEFAULTS_BLOCK: [u8; DEFAULTS_BLOCK_LEN] = {
+    let mut b = [0u8; DEFAULTS_BLOCK_LEN];
+    let mut i = 0;
+    while i < UNIQ_KEY_NAME.len() {
+        b[i] = UNIQ_KEY_NAME[i];
+        i += 1;
+    }
+    b[UNIQ_KEY_NAME.len() + ID_LEN] = 0x02;
+    let mut j = 0;
+    while j < WAIT_TRUE.len() {
+        b[UNIQ_KEY_NAME.len() + ID_LEN + 1 + j] = WAIT_TRUE[j];
+        j += 1;
+    }
+    b
+};
+
 impl Properties {
     pub(crate) fn new() -> Self {
         Properties {
@@ -133,6 +155,33 @@ impl Properties {
             return self.encode(props.into_iter().chain(waits));
         }
         self.defaults_at = self.len();
+        if let (Some(id), true) = (id, wait) {
+            // The usual send: an id of this client's length and `WAIT=true`, written inline
+            // as one fixed-size block (constants around the id; no copy of a variable length).
+            let id = id.as_bytes();
+            let at = self.len;
+            if let (Some(dst), Ok(id32), None) = (
+                self.inline.get_mut(at..at + DEFAULTS_BLOCK_LEN),
+                <&[u8; ID_LEN]>::try_from(id),
+                &self.heap,
+            ) {
+                let mut block = DEFAULTS_BLOCK;
+                block[UNIQ_KEY_NAME.len()..UNIQ_KEY_NAME.len() + ID_LEN].copy_from_slice(id32);
+                dst.copy_from_slice(&block);
+                self.len = at + DEFAULTS_BLOCK_LEN;
+                self.default_id_len = Some(ID_LEN);
+                debug_assert!(
+                    !id_plain
+                        || id
+                            .iter()
+                            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+                );
+                self.default_id_plain = id_plain;
+                self.default_wait = true;
+                self.defaults_end = self.len;
+                return;
+            }
+        }
         if let Some(id) = id {
             let id = id.as_bytes();
             let at = self.len;
@@ -441,6 +490,9 @@ fn check_topic_slowly(topic: &str) -> Result<()> {
 }
 
 fn check_properties(msg: &Message) -> Result<()> {
+    if msg.properties().next().is_none() {
+        return Ok(()); // nothing to check (most messages), and no property to look up
+    }
     for (k, v) in msg.properties() {
         if k.is_empty() || v.is_empty() {
             return Err(Error::InvalidMessage(format!(
@@ -498,6 +550,7 @@ pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()
 }
 
 /// [`check_message`] but for its topic.
+#[inline]
 fn check_message_but_topic(msg: &Message, config: &ProducerConfig) -> Result<()> {
     if msg.body().is_empty() {
         return Err(Error::InvalidMessage("the body is empty".into()));
@@ -676,9 +729,17 @@ pub(crate) fn prepare_one_into(
         out.body = compressed.unwrap_or(body);
         topic
     };
-    (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
-    // Checked above (`check_message`): only bytes JSON carries as they are.
-    out.wire_topic_plain = out.namespaced_topic.is_none();
+    if config.namespace().is_none() {
+        // The usual case, without the general path's moves of the pair of names: the topic
+        // is sent as the user named it, and was checked above (`check_topic`, here or when
+        // the caller's memo remembered it): only bytes JSON carries as they are.
+        out.topic = topic;
+        out.namespaced_topic = None;
+        out.wire_topic_plain = true;
+    } else {
+        (out.topic, out.namespaced_topic) = shown_and_wire_topic(topic, config);
+        out.wire_topic_plain = out.namespaced_topic.is_none();
+    }
     let wire_len = match &out.message {
         Some(m) if sys & sys_flag::COMPRESSED == 0 => m.body().len(),
         _ => out.body.len(),
@@ -882,12 +943,15 @@ mod tests {
             IdStr::from("7F0000010001ABCD"),
             IdStr::from("id\"\\\u{3}✓"),
             IdStr::EMPTY,
+            // This client's length: written as one block with `WAIT` when it fits inline.
+            IdStr::from("7F00000100014E2A8B1C2D3E4F5A6B7C"),
+            IdStr::from("\"\\\u{3}\u{1f}abcdefghijklmnopqrstuvwxyz01"),
         ];
         let mut cases = 0;
         let crossing = "c".repeat(170); // the defaults cross the end of the inline buffer
         for before in 0..4 {
             for after in 0..2 {
-                for id in [None, Some(&ids[0]), Some(&ids[1]), Some(&ids[2])] {
+                for id in [None].into_iter().chain(ids.iter().map(Some)) {
                     for wait in [false, true] {
                         for twice in [false, true] {
                             let mut p = Properties::new();
@@ -937,7 +1001,67 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 4 * 2 * 4 * 2 * 2);
+        assert_eq!(cases, 4 * 2 * 6 * 2 * 2);
+    }
+
+    /// The defaults of a usual send (this client's 32-digit id and `WAIT=true`), written as
+    /// one block, are what the piecewise path writes, with the same record of where they
+    /// are: the id is found for the constant JSON text, alone or after the caller's own
+    /// properties (then not, as before), inline or past the inline buffer.
+    #[test]
+    fn default_block_matches_the_piecewise_defaults() {
+        let id = IdStr::from("7F00000100014E2A8B1C2D3E4F5A6B7C");
+        assert_eq!(id.as_bytes().len(), ID_LEN);
+        for before in [0, 1, 3, 20] {
+            let mut block = Properties::new();
+            let mut pieces = Properties::new();
+            for i in 0..before {
+                let (k, v) = (format!("k{i}"), "v".repeat(7));
+                block.encode([(k.as_str(), v.as_str())]);
+                pieces.encode([(k.as_str(), v.as_str())]);
+            }
+            block.push_defaults(Some(&id), true, true);
+            // The piecewise path: the id first, then `WAIT` (the block's own fields by hand).
+            pieces.defaults_at = pieces.len();
+            pieces.push_bytes(UNIQ_KEY_NAME);
+            pieces.push_bytes(id.as_bytes());
+            pieces.push_bytes(b"\x02");
+            pieces.push_bytes(WAIT_TRUE);
+            pieces.default_id_len = Some(ID_LEN);
+            pieces.default_id_plain = true;
+            pieces.default_wait = true;
+            pieces.defaults_end = pieces.len();
+            assert_eq!(block.as_str(), pieces.as_str(), "{before}");
+            assert_eq!(
+                (block.defaults_at, block.default_id_len, block.defaults_end),
+                (
+                    pieces.defaults_at,
+                    pieces.default_id_len,
+                    pieces.defaults_end
+                )
+            );
+            assert_eq!(block.heap.is_some(), pieces.heap.is_some());
+            let mut raw = String::new();
+            message_codec::encode_properties(
+                (0..before)
+                    .map(|i| (format!("k{i}"), "v".repeat(7)))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .chain([
+                        (property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id.as_str()),
+                        (property::WAIT_STORE_MSG_OK, "true"),
+                    ]),
+                &mut raw,
+            );
+            assert_eq!(block.as_str(), raw);
+            let only = block.only_plain_defaults();
+            assert_eq!(only, (before == 0).then_some(id.as_bytes()), "{before}");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            block.write_json(&mut a);
+            pieces.write_json(&mut b);
+            assert_eq!(a, b);
+        }
     }
 
     /// The one-pass check agrees with the rule-by-rule one on every byte at every place,

@@ -105,15 +105,15 @@ impl Inner {
                 return finish_done(self, done, Err(e), Hold::Nothing);
             }
         }
-        let prep = match (prep, &self.batcher) {
-            (Prep::Single(msg), Some(acc))
-                if self.check_running().is_ok() && acc.accepts(&msg, &target) =>
-            {
-                self.recycle(job);
-                return acc.add(self, msg, target, done, op, None);
+        // Looked at in place: a message the accumulator does not take is not moved here.
+        if let (Prep::Single(msg), Some(acc)) = (&prep, &self.batcher) {
+            if self.check_running().is_ok() && acc.accepts(msg, &target) {
+                if let Prep::Single(msg) = prep {
+                    self.recycle(job);
+                    return acc.add(self, msg, target, done, op, None);
+                }
             }
-            (prep, _) => prep,
-        };
+        }
         // Prepared right in the send that carries it (no move of the prepared message). A
         // topic the box's statistics recorder was made for has passed the topic check.
         // Known from the recorder's look-up unless a hook may have changed the topic since.

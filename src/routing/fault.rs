@@ -620,6 +620,16 @@ impl FaultLookup for HandleLookup<'_> {
         self.handles.0.is_empty() && self.fault.is_empty()
     }
     fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
+        // The sender's usual case: its first remembered entry is this very broker's (one
+        // broker, or the one it found first), still in the table. Otherwise the general way.
+        if let Some((name, entry)) = self.handles.0.first() {
+            if Arc::ptr_eq(name, broker) {
+                let item = entry.lock();
+                if !item.removed {
+                    return item.is_available(now);
+                }
+            }
+        }
         self.with_item(broker, |item| item.is_available(now))
             .unwrap_or(true)
     }
