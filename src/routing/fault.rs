@@ -356,13 +356,16 @@ impl LatencyFaultTolerance {
         } else {
             latency
         });
+        // A zero duration ends any isolation outright rather than "from `now`": senders pick
+        // queues with a clock read when their send began, which may be earlier than the end
+        // time reported here, and must not see a healthy broker as not yet available.
         let available_at = if duration.is_zero() {
-            now
+            None
         } else {
-            now.checked_add(duration).unwrap_or(now)
+            Some(now.checked_add(duration).unwrap_or(now))
         };
         let failed = isolation || !reachable;
-        item.available_at = Some(available_at);
+        item.available_at = available_at;
         item.reachable = reachable;
         item.last_latency = Some(latency);
         if duration.is_zero() && !isolation {
@@ -903,5 +906,23 @@ mod tests {
         }
         let total: u64 = f.snapshot(t0).iter().map(|i| i.attempts).sum();
         assert_eq!(total, 400);
+    }
+
+    /// A good attempt ends an isolation outright: a sender whose clock was read before the
+    /// I/O thread's end time still sees the broker available (an `available_at` of the end
+    /// time made it look isolated for that moment).
+    #[test]
+    fn a_good_report_makes_the_broker_available_to_an_earlier_clock() {
+        let table = LatencyFaultTolerance::default();
+        let began = Instant::now();
+        let ended = began + 5 * MS;
+        table.update("b", 2 * MS, true, true, began);
+        assert!(!table.is_available("b", began + MS));
+        table.update("b", 2 * MS, false, true, ended);
+        assert!(table.is_available("b", began + MS));
+        assert!(table.is_available("b", ended));
+        // A slow attempt still isolates from its end.
+        table.update("b", 600 * MS, false, true, ended);
+        assert!(!table.is_available("b", ended + MS));
     }
 }
