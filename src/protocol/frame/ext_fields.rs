@@ -388,6 +388,18 @@ impl ExtFields {
         Some(found)
     }
 
+    /// The raw fields as kept: whether there are any and their layout's name, whether the
+    /// send values' places can be read, those places, the text.
+    #[cfg(test)]
+    pub(crate) fn raw_parts(&self) -> (&'static str, bool, [(u16, u16); RESPONSE_KEYS], &[u8]) {
+        let layout = match self.raw.layout {
+            Layout::None => "none",
+            Layout::Json => "json",
+            Layout::Binary => "binary",
+        };
+        (layout, self.raw.send_ok, self.raw.send, &self.raw.text)
+    }
+
     /// Whether the map is still only the raw fields of a decoded header (not built yet).
     #[cfg(test)]
     pub(crate) fn is_raw(&self) -> bool {
