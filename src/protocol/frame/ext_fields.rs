@@ -84,13 +84,31 @@ pub(crate) enum ResponseKey {
     TraceOn,
 }
 
+/// Where a decoded header's send-response values are (see [`ExtFields::response_places`]).
+#[derive(Clone, Copy)]
+pub(crate) struct ResponsePlaces<'a> {
+    text: &'a [u8],
+    send: &'a [(u16, u16); RESPONSE_KEYS],
+}
+
+impl<'a> ResponsePlaces<'a> {
+    /// The value of `key` (ASCII), `None` when absent.
+    #[inline]
+    pub(crate) fn get(self, key: ResponseKey) -> Option<&'a [u8]> {
+        let (start, end) = self.send[key as usize];
+        if start == 0 {
+            return None;
+        }
+        self.text.get(usize::from(start)..usize::from(end))
+    }
+}
+
 /// How many [`ResponseKey`]s there are.
 pub(crate) const RESPONSE_KEYS: usize = 7;
 
 impl ResponseKey {
-    /// Every key.
-    #[cfg(test)]
-    pub(crate) const ALL: [ResponseKey; RESPONSE_KEYS] = [
+    /// Every key, in order.
+    const ALL_KEYS: [ResponseKey; RESPONSE_KEYS] = [
         ResponseKey::MsgId,
         ResponseKey::QueueId,
         ResponseKey::QueueOffset,
@@ -99,6 +117,10 @@ impl ResponseKey {
         ResponseKey::MsgRegion,
         ResponseKey::TraceOn,
     ];
+
+    /// Every key.
+    #[cfg(test)]
+    pub(crate) const ALL: [ResponseKey; RESPONSE_KEYS] = ResponseKey::ALL_KEYS;
 
     /// The key's name.
     pub(crate) const fn name(self) -> &'static str {
@@ -375,17 +397,22 @@ impl ExtFields {
     /// `None` when that is not known (a map not straight from a decoder, changed since, or
     /// whose send keys are repeated or not ASCII): then look them up.
     pub(crate) fn response_values(&self) -> Option<[Option<&[u8]>; RESPONSE_KEYS]> {
+        let places = self.response_places()?;
+        Some(ResponseKey::ALL_KEYS.map(|key| places.get(key)))
+    }
+
+    /// [`ExtFields::response_values`] without building the array: each value found when
+    /// asked for ([`ResponsePlaces::get`]).
+    #[inline]
+    pub(crate) fn response_places(&self) -> Option<ResponsePlaces<'_>> {
         let raw = &self.raw;
         if raw.layout == Layout::None || !raw.send_ok {
             return None;
         }
-        let mut found = [None; RESPONSE_KEYS];
-        for (value, &(start, end)) in found.iter_mut().zip(&raw.send) {
-            if start != 0 {
-                *value = raw.text.get(usize::from(start)..usize::from(end));
-            }
-        }
-        Some(found)
+        Some(ResponsePlaces {
+            text: &raw.text,
+            send: &raw.send,
+        })
     }
 
     /// The raw fields as kept: whether there are any and their layout's name, whether the

@@ -39,7 +39,7 @@ pub use command::RemotingCommand;
 pub use decoder::FrameDecoder;
 pub use error::CodecError;
 pub use ext_fields::ExtFields;
-pub(crate) use ext_fields::{ResponseKey, RESPONSE_KEYS};
+pub(crate) use ext_fields::{ResponseKey, ResponsePlaces, RESPONSE_KEYS};
 #[doc(hidden)]
 pub use json_read::json_header_differential;
 pub use json_write::write_json_str;
