@@ -7,7 +7,7 @@
 //! where the values of the send-response keys ([`ResponseKey`]) are. The map is built from
 //! that text the first time anything reads it through the general API (`get`, `iter`, `len`,
 //! `insert`, equality, ...), so every reader sees exactly what an eager parse gave; a send
-//! response, read only through [`ExtFields::response_values`], never builds it.
+//! response, read only through [`ExtFields::response_places`], never builds it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -72,7 +72,7 @@ struct Raw {
 }
 
 /// The `extFields` keys of a send response (`SendMessageResponseHeader`, plus what brokers
-/// add), which a decoder records the places of (see [`ExtFields::response_values`]).
+/// add), which a decoder records the places of (see [`ExtFields::response_places`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ResponseKey {
     MsgId,
@@ -107,8 +107,9 @@ impl<'a> ResponsePlaces<'a> {
 pub(crate) const RESPONSE_KEYS: usize = 7;
 
 impl ResponseKey {
-    /// Every key, in order.
-    const ALL_KEYS: [ResponseKey; RESPONSE_KEYS] = [
+    /// Every key.
+    #[cfg(test)]
+    pub(crate) const ALL: [ResponseKey; RESPONSE_KEYS] = [
         ResponseKey::MsgId,
         ResponseKey::QueueId,
         ResponseKey::QueueOffset,
@@ -117,10 +118,6 @@ impl ResponseKey {
         ResponseKey::MsgRegion,
         ResponseKey::TraceOn,
     ];
-
-    /// Every key.
-    #[cfg(test)]
-    pub(crate) const ALL: [ResponseKey; RESPONSE_KEYS] = ResponseKey::ALL_KEYS;
 
     /// The key's name.
     pub(crate) const fn name(self) -> &'static str {
@@ -392,17 +389,18 @@ impl ExtFields {
         self.with_map(|m| m.push_decoded(key, write))
     }
 
-    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent), from where
-    /// the decoder found them in the raw fields: no map, no key comparisons. Each is ASCII.
-    /// `None` when that is not known (a map not straight from a decoder, changed since, or
-    /// whose send keys are repeated or not ASCII): then look them up.
+    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent): a test's
+    /// view of [`ExtFields::response_places`].
+    #[cfg(test)]
     pub(crate) fn response_values(&self) -> Option<[Option<&[u8]>; RESPONSE_KEYS]> {
         let places = self.response_places()?;
-        Some(ResponseKey::ALL_KEYS.map(|key| places.get(key)))
+        Some(ResponseKey::ALL.map(|key| places.get(key)))
     }
 
-    /// [`ExtFields::response_values`] without building the array: each value found when
-    /// asked for ([`ResponsePlaces::get`]).
+    /// Where the decoder found the values of the send-response keys in the raw fields (each
+    /// read by [`ResponsePlaces::get`]): no map, no key comparisons. Each is ASCII. `None`
+    /// when that is not known (a map not straight from a decoder, changed since, or whose
+    /// send keys are repeated or not ASCII): then look them up.
     #[inline]
     pub(crate) fn response_places(&self) -> Option<ResponsePlaces<'_>> {
         let raw = &self.raw;
