@@ -11,7 +11,8 @@ use crate::producer::prepare::Prepared;
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{
-    int_digits, write_int, write_json_str, ResponseKey, MAX_HEADER_LEN, RESPONSE_KEYS,
+    int_digits, write_int, write_json_str, ResponseKey, ResponsePlaces, MAX_HEADER_LEN,
+    RESPONSE_KEYS,
 };
 use crate::protocol::header::{CommandHeader, UnregisterClientRequestHeader};
 use crate::protocol::heartbeat::HeartbeatData;
@@ -554,7 +555,7 @@ pub(crate) fn send_result(
     // header (or looked up in the map): the ids go straight into inline `IdStr`s, the numbers
     // are read from the bytes, so building the result allocates nothing.
     let fields = ResponseFields::of(&response.ext_fields);
-    let get = |k: ResponseKey| fields.values[k as usize];
+    let get = |k: ResponseKey| fields.get(k);
     let offset_msg_id =
         fields.id(get(ResponseKey::MsgId).ok_or(CodecError::MissingField("msgId"))?);
     let queue_id = required_int(get(ResponseKey::QueueId), "queueId", i32::try_from)?;
@@ -564,10 +565,13 @@ pub(crate) fn send_result(
         Ok::<i64, Infallible>,
     )?;
     let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
-    let msg_id = match present(ResponseKey::BatchUniqId) {
-        Some(id) if prepared.batch => id,
-        _ => prepared.msg_id.clone(),
+    // A batch's id is the broker's `batchUniqId` when it sends one (only looked at then).
+    let batch_id = if prepared.batch {
+        present(ResponseKey::BatchUniqId)
+    } else {
+        None
     };
+    let msg_id = batch_id.unwrap_or_else(|| prepared.msg_id.clone());
     Ok(SendResult {
         status,
         msg_id,
@@ -592,20 +596,18 @@ pub(crate) fn send_result(
 }
 
 /// The values of a send response's fields that [`send_result`] reads, by [`ResponseKey`].
-struct ResponseFields<'a> {
-    values: [Option<&'a [u8]>; RESPONSE_KEYS],
-    /// Whether every value is ASCII (else each is valid UTF-8: a `&str` of the map).
-    ascii: bool,
+enum ResponseFields<'a> {
+    /// Where the decoder found them (each ASCII).
+    Places(ResponsePlaces<'a>),
+    /// Looked up in the map (each valid UTF-8: a `&str` of the map).
+    Looked([Option<&'a [u8]>; RESPONSE_KEYS]),
 }
 
 impl<'a> ResponseFields<'a> {
     fn of(fields: &'a ExtFields) -> Self {
         // A decoded header knows where these are: no map, no key comparisons.
-        if let Some(values) = fields.response_values() {
-            return ResponseFields {
-                values,
-                ascii: true,
-            };
+        if let Some(places) = fields.response_places() {
+            return ResponseFields::Places(places);
         }
         // Anything else (a map built by hand, or a repeated send key, a non-ASCII value):
         // looked up in the map.
@@ -615,19 +617,24 @@ impl<'a> ResponseFields<'a> {
                 values[k as usize] = Some(value.as_bytes());
             }
         }
-        ResponseFields {
-            values,
-            ascii: false,
+        ResponseFields::Looked(values)
+    }
+
+    /// The value of `key`, `None` when absent.
+    #[inline]
+    fn get(&self, key: ResponseKey) -> Option<&'a [u8]> {
+        match self {
+            ResponseFields::Places(places) => places.get(key),
+            ResponseFields::Looked(values) => values[key as usize],
         }
     }
 
-    /// An id holding `value`, one of [`ResponseFields::values`].
+    /// An id holding `value`, one of this response's values.
     fn id(&self, value: &[u8]) -> IdStr {
-        if self.ascii {
-            IdStr::from_ascii(value)
-        } else {
+        match self {
+            ResponseFields::Places(_) => IdStr::from_ascii(value),
             // Always valid (the bytes of a `&str`): borrowed, no copy.
-            IdStr::new(&String::from_utf8_lossy(value))
+            ResponseFields::Looked(_) => IdStr::new(&String::from_utf8_lossy(value)),
         }
     }
 }

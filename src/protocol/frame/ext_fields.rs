@@ -7,7 +7,7 @@
 //! where the values of the send-response keys ([`ResponseKey`]) are. The map is built from
 //! that text the first time anything reads it through the general API (`get`, `iter`, `len`,
 //! `insert`, equality, ...), so every reader sees exactly what an eager parse gave; a send
-//! response, read only through [`ExtFields::response_values`], never builds it.
+//! response, read only through [`ExtFields::response_places`], never builds it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -72,7 +72,7 @@ struct Raw {
 }
 
 /// The `extFields` keys of a send response (`SendMessageResponseHeader`, plus what brokers
-/// add), which a decoder records the places of (see [`ExtFields::response_values`]).
+/// add), which a decoder records the places of (see [`ExtFields::response_places`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ResponseKey {
     MsgId,
@@ -82,6 +82,25 @@ pub(crate) enum ResponseKey {
     TransactionId,
     MsgRegion,
     TraceOn,
+}
+
+/// Where a decoded header's send-response values are (see [`ExtFields::response_places`]).
+#[derive(Clone, Copy)]
+pub(crate) struct ResponsePlaces<'a> {
+    text: &'a [u8],
+    send: &'a [(u16, u16); RESPONSE_KEYS],
+}
+
+impl<'a> ResponsePlaces<'a> {
+    /// The value of `key` (ASCII), `None` when absent.
+    #[inline]
+    pub(crate) fn get(self, key: ResponseKey) -> Option<&'a [u8]> {
+        let (start, end) = self.send[key as usize];
+        if start == 0 {
+            return None;
+        }
+        self.text.get(usize::from(start)..usize::from(end))
+    }
 }
 
 /// How many [`ResponseKey`]s there are.
@@ -370,22 +389,40 @@ impl ExtFields {
         self.with_map(|m| m.push_decoded(key, write))
     }
 
-    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent), from where
-    /// the decoder found them in the raw fields: no map, no key comparisons. Each is ASCII.
-    /// `None` when that is not known (a map not straight from a decoder, changed since, or
-    /// whose send keys are repeated or not ASCII): then look them up.
+    /// The values of the send-response keys, by [`ResponseKey`] (`None`: absent): a test's
+    /// view of [`ExtFields::response_places`].
+    #[cfg(test)]
     pub(crate) fn response_values(&self) -> Option<[Option<&[u8]>; RESPONSE_KEYS]> {
+        let places = self.response_places()?;
+        Some(ResponseKey::ALL.map(|key| places.get(key)))
+    }
+
+    /// Where the decoder found the values of the send-response keys in the raw fields (each
+    /// read by [`ResponsePlaces::get`]): no map, no key comparisons. Each is ASCII. `None`
+    /// when that is not known (a map not straight from a decoder, changed since, or whose
+    /// send keys are repeated or not ASCII): then look them up.
+    #[inline]
+    pub(crate) fn response_places(&self) -> Option<ResponsePlaces<'_>> {
         let raw = &self.raw;
         if raw.layout == Layout::None || !raw.send_ok {
             return None;
         }
-        let mut found = [None; RESPONSE_KEYS];
-        for (value, &(start, end)) in found.iter_mut().zip(&raw.send) {
-            if start != 0 {
-                *value = raw.text.get(usize::from(start)..usize::from(end));
-            }
-        }
-        Some(found)
+        Some(ResponsePlaces {
+            text: &raw.text,
+            send: &raw.send,
+        })
+    }
+
+    /// The raw fields as kept: whether there are any and their layout's name, whether the
+    /// send values' places can be read, those places, the text.
+    #[cfg(test)]
+    pub(crate) fn raw_parts(&self) -> (&'static str, bool, [(u16, u16); RESPONSE_KEYS], &[u8]) {
+        let layout = match self.raw.layout {
+            Layout::None => "none",
+            Layout::Json => "json",
+            Layout::Binary => "binary",
+        };
+        (layout, self.raw.send_ok, self.raw.send, &self.raw.text)
     }
 
     /// Whether the map is still only the raw fields of a decoded header (not built yet).

@@ -27,6 +27,45 @@ use crate::protocol::codes::LanguageCode;
 
 /// Reads a flat header, or `None` when it is not one (see the module docs).
 pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
+    parse_flat_noting::<false>(header, &mut Places::default())
+}
+
+/// Where a flat header's variable values are, as [`parse_flat_noting`] notes them for the
+/// layout memo ([`super::json_memo`]).
+#[derive(Default)]
+pub(super) struct Places {
+    /// The variable values in header order.
+    pub(super) slots: Vec<Slot>,
+    /// The `extFields` text (between its braces) when there is one: its range in the header.
+    pub(super) text: Option<(usize, usize)>,
+}
+
+/// A variable value of a header: `header[start..end]`, read as `kind` says.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) kind: SlotKind,
+}
+
+/// How a [`Slot`] is read: exactly as [`parse_flat`] reads the value there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SlotKind {
+    /// The top-level `opaque`: [`Flat::int_or_null`].
+    Opaque,
+    /// An `extFields` value, quotes included: [`Flat::value`], noted for the send key if it
+    /// is one.
+    Value(Option<ResponseKey>),
+}
+
+/// [`parse_flat`], noting in `places` (when `NOTE`) where the variable values are: the
+/// top-level `opaque` and every `extFields` value. Everything else in the header is read
+/// the same way whatever surrounds it, so a header equal to this one outside those values
+/// reads the same outside them (see [`super::json_memo`]).
+pub(super) fn parse_flat_noting<const NOTE: bool>(
+    header: &[u8],
+    places: &mut Places,
+) -> Option<RemotingCommand> {
     // No UTF-8 check of the whole header: outside strings only ASCII punctuation, digits and
     // literals are taken, and each string is checked as it is scanned (see `Flat::string`).
     let mut r = Flat {
@@ -58,7 +97,7 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
                 ext_fields = Some(if r.null() {
                     ExtFields::new()
                 } else {
-                    r.ext_fields()?
+                    r.ext_fields::<NOTE>(places)?
                 });
             }
             Top::Flag => cmd.flag = r.int_or_null(0)?,
@@ -72,7 +111,17 @@ pub(super) fn parse_flat(header: &[u8]) -> Option<RemotingCommand> {
                     None => LanguageCode::JAVA,
                 }
             }
-            Top::Opaque => cmd.opaque = r.int_or_null(0)?,
+            Top::Opaque => {
+                let start = r.pos;
+                cmd.opaque = r.int_or_null(0)?;
+                if NOTE {
+                    places.slots.push(Slot {
+                        start,
+                        end: r.pos,
+                        kind: SlotKind::Opaque,
+                    });
+                }
+            }
             Top::Remark => {
                 cmd.remark = match r.string_or_null()? {
                     Some(remark) => Some(std::str::from_utf8(remark).ok()?.to_owned()),
@@ -150,10 +199,10 @@ impl Top {
     }
 }
 
-struct Flat<'a> {
+pub(super) struct Flat<'a> {
     /// The whole header (its strings are valid UTF-8 once read).
-    buf: &'a [u8],
-    pos: usize,
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Flat<'a> {
@@ -264,7 +313,7 @@ impl<'a> Flat<'a> {
     /// A string value without escapes at the cursor, checked as [`Flat::string`] does: its
     /// range, and whether it is all ASCII (the quotes consumed).
     #[inline]
-    fn value(&mut self) -> Option<(usize, usize, bool)> {
+    pub(super) fn value(&mut self) -> Option<(usize, usize, bool)> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut end = string_end(self.buf, start);
@@ -284,7 +333,7 @@ impl<'a> Flat<'a> {
     }
 
     #[inline]
-    fn int_or_null(&mut self, default: i32) -> Option<i32> {
+    pub(super) fn int_or_null(&mut self, default: i32) -> Option<i32> {
         if self.buf.get(self.pos) == Some(&b'n') {
             return self.null().then_some(default);
         }
@@ -338,7 +387,8 @@ impl<'a> Flat<'a> {
     /// `extFields`: an object of string values, checked in one pass and kept as its raw
     /// text (one copy, into a recycled buffer): no map is built (see [`ExtFields`]); where
     /// the send-response values are is noted on the way.
-    fn ext_fields(&mut self) -> Option<ExtFields> {
+    /// With `NOTE`, each value is noted in `places` as a [`SlotKind::Value`], and the text.
+    fn ext_fields<const NOTE: bool>(&mut self, places: &mut Places) -> Option<ExtFields> {
         self.expect(b'{')?;
         if self.buf.get(self.pos) == Some(&b'}') {
             self.pos += 1;
@@ -348,13 +398,27 @@ impl<'a> Flat<'a> {
         let mut raw = RawBuilder::new();
         loop {
             let response_key = self.ext_key()?;
+            let quote = self.pos;
             let (start, end, ascii) = self.value()?;
+            if NOTE {
+                places.slots.push(Slot {
+                    start: quote,
+                    end: self.pos,
+                    kind: SlotKind::Value(response_key),
+                });
+            }
             if let Some(key) = response_key {
                 raw.send_value(key, start - text_start, end - text_start, ascii);
             }
             match self.next_byte()? {
                 b',' => continue,
-                b'}' => return Some(raw.finish_json(self.buf.get(text_start..self.pos - 1)?)),
+                b'}' => {
+                    let text_end = self.pos - 1;
+                    if NOTE {
+                        places.text = Some((text_start, text_end));
+                    }
+                    return Some(raw.finish_json(self.buf.get(text_start..text_end)?));
+                }
                 _ => return None,
             }
         }

@@ -5,12 +5,14 @@
 use serde_json::Value;
 
 use super::ext_fields::intern_key;
-use super::{json_fast, json_flat, CodecError, ExtFields, RemotingCommand, SerializeType};
+use super::{
+    json_fast, json_flat, json_memo, CodecError, ExtFields, RemotingCommand, SerializeType,
+};
 use crate::protocol::codes::LanguageCode;
 
 impl RemotingCommand {
     pub(super) fn read_json_header(header: &[u8]) -> Result<Self, CodecError> {
-        if let Some(cmd) = json_flat::parse_flat(header) {
+        if let Some(cmd) = json_memo::parse_flat_memo(header) {
             return Ok(cmd);
         }
         match json_fast::parse_header(header) {
@@ -96,7 +98,12 @@ impl RemotingCommand {
 /// replays saved inputs through it on stable.
 #[doc(hidden)]
 pub fn json_header_differential(header: &[u8]) {
-    if let Some(flat) = json_flat::parse_flat(header) {
+    let flat = json_flat::parse_flat(header);
+    // The layout memo answers what the flat reader answers (twice: the second time through
+    // the memo this header left).
+    assert_eq!(json_memo::parse_flat_memo(header), flat);
+    assert_eq!(json_memo::parse_flat_memo(header), flat);
+    if let Some(flat) = flat {
         assert_eq!(RemotingCommand::read_json_header_value(header), Ok(flat));
     }
     if let Some(fast) = json_fast::parse_header(header) {

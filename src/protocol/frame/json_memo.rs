@@ -1,0 +1,631 @@
+//! The layout memo: a broker answers every send with a header of the same shape (the same
+//! keys in the same order, the same `code`, `flag`, `language`, `version`, `remark` and
+//! `serializeTypeCurrentRPC`); only `opaque` and the `extFields` values change. An I/O thread
+//! remembers the last flat header it read ([`Memo`]): its bytes, where its variable values
+//! are ([`Slot`]s: the top-level `opaque` and every `extFields` value) and what the rest read
+//! as. The next header is read by comparing the bytes between the variable values with the
+//! remembered ones, in bulk, and reading only the variable values, each with the very
+//! function [`parse_flat`] reads it with.
+//!
+//! Why that is [`parse_flat`]'s answer: the flat reader reads left to right, and what it makes
+//! of each piece outside the variable values (a key, a constant value, a comma or brace)
+//! depends only on that piece's bytes (its look-aheads never decide anything past the piece;
+//! a key's prediction only picks which literal to try). A header whose constant runs equal
+//! the remembered header's byte for byte, and whose variable values each read as the reader
+//! reads them, therefore takes exactly the path the full read takes: the same keys in the
+//! same order, the same constant values (remembered), the variable values read by the same
+//! functions, the same end. Anything else (a key added, removed or moved, a constant changed
+//! in one byte, a variable value of another kind, an escape, a trailing byte) misses, and the
+//! full read decides; its header, when flat, becomes the memo.
+
+use std::cell::RefCell;
+
+use super::ext_fields::RawBuilder;
+use super::json_flat::{parse_flat, parse_flat_noting, Flat, Places, Slot, SlotKind};
+use super::{ExtFields, RemotingCommand, SerializeType};
+use crate::protocol::codes::LanguageCode;
+
+/// Headers longer than this are not remembered (the memo keeps a copy): send responses are
+/// 200-400 bytes.
+const MEMO_MAX_HEADER: usize = 1024;
+
+thread_local! {
+    /// The memo of this thread (an I/O thread reads the responses of its connections).
+    static MEMO: RefCell<Memo> = const { RefCell::new(Memo::new()) };
+}
+
+/// Reads a flat header as [`parse_flat`] does, through this thread's [`Memo`].
+pub(super) fn parse_flat_memo(header: &[u8]) -> Option<RemotingCommand> {
+    MEMO.with(|memo| match memo.try_borrow_mut() {
+        Ok(mut memo) => memo.read(header),
+        // Not reentrant; never happens, but the full read is always right.
+        Err(_) => parse_flat(header),
+    })
+}
+
+/// The last flat header read, for reading the next one of the same layout (see the module
+/// docs).
+pub(super) struct Memo {
+    /// Whether the fields below describe a header.
+    valid: bool,
+    /// The header's bytes.
+    template: Vec<u8>,
+    /// Its variable values, in order.
+    slots: Vec<Slot>,
+    /// Where the next full read notes its places (swapped with `slots` when it is kept).
+    scratch: Places,
+    /// The `extFields` text's range in `template`, if the header has one; and the index of
+    /// the slot each end comes before (`slots.len()`: after the last; `usize::MAX` without a
+    /// text), so that it is found in the constant run it sits in.
+    text: Option<(usize, usize)>,
+    text_start_run: usize,
+    text_end_run: usize,
+    /// What the header's constant parts read as (`opaque` too, when it has none, or null).
+    code: i32,
+    language: LanguageCode,
+    version: i32,
+    opaque: i32,
+    flag: i32,
+    remark: Option<String>,
+}
+
+impl Memo {
+    pub(super) const fn new() -> Self {
+        Memo {
+            valid: false,
+            template: Vec::new(),
+            slots: Vec::new(),
+            scratch: Places {
+                slots: Vec::new(),
+                text: None,
+            },
+            text: None,
+            text_start_run: usize::MAX,
+            text_end_run: usize::MAX,
+            code: 0,
+            language: LanguageCode::JAVA,
+            version: 0,
+            opaque: 0,
+            flag: 0,
+            remark: None,
+        }
+    }
+
+    /// [`parse_flat`]'s answer for `header`: from the memo when the header has its layout,
+    /// else by the full read (whose header, when flat, is remembered instead).
+    pub(super) fn read(&mut self, header: &[u8]) -> Option<RemotingCommand> {
+        if let Some(cmd) = self.hit(header) {
+            return Some(cmd);
+        }
+        self.full(header)
+    }
+
+    /// The full read, remembering the header when it is flat (and not too long).
+    fn full(&mut self, header: &[u8]) -> Option<RemotingCommand> {
+        if header.len() > MEMO_MAX_HEADER {
+            return parse_flat(header);
+        }
+        self.scratch.slots.clear();
+        self.scratch.text = None;
+        let Some(cmd) = parse_flat_noting::<true>(header, &mut self.scratch) else {
+            // Not flat: the memo stays (the next send response most likely still has it).
+            return None;
+        };
+        self.valid = true;
+        self.template.clear();
+        self.template.extend_from_slice(header);
+        std::mem::swap(&mut self.slots, &mut self.scratch.slots);
+        self.text = self.scratch.text;
+        // The slot each end of the text comes before: the first slot starting at or after it.
+        let run_of = |at: usize| {
+            self.slots
+                .iter()
+                .position(|slot| slot.start >= at)
+                .unwrap_or(self.slots.len())
+        };
+        (self.text_start_run, self.text_end_run) = match self.text {
+            Some((start, end)) => (run_of(start), run_of(end)),
+            // No run holds them.
+            None => (usize::MAX, usize::MAX),
+        };
+        self.code = cmd.code;
+        self.language = cmd.language;
+        self.version = cmd.version;
+        self.opaque = cmd.opaque;
+        self.flag = cmd.flag;
+        self.remark.clone_from(&cmd.remark);
+        Some(cmd)
+    }
+
+    /// The header read through the memo, or `None` when it does not have the memo's layout
+    /// (or a variable value does not read).
+    #[inline]
+    pub(super) fn hit(&self, header: &[u8]) -> Option<RemotingCommand> {
+        if !self.valid {
+            return None;
+        }
+        let template = self.template.as_slice();
+        let mut r = Flat {
+            buf: header,
+            pos: 0,
+        };
+        // Where the current constant run starts, in the template.
+        let mut from = 0;
+        let mut opaque = self.opaque;
+        let mut raw = RawBuilder::new();
+        let (tpl_text_start, tpl_text_end) = self.text.unwrap_or((0, 0));
+        let (mut text_start, mut text_end) = (0, 0);
+        for (i, slot) in self.slots.iter().enumerate() {
+            let run = template.get(from..slot.start)?;
+            if !same(header.get(r.pos..r.pos + run.len())?, run) {
+                return None;
+            }
+            // The text's ends sit in constant runs: at the same distance from the run's start.
+            if i == self.text_start_run {
+                text_start = r.pos + tpl_text_start.checked_sub(from)?;
+            }
+            if i == self.text_end_run {
+                text_end = r.pos + tpl_text_end.checked_sub(from)?;
+            }
+            r.pos += run.len();
+            match slot.kind {
+                SlotKind::Opaque => opaque = r.int_or_null(0)?,
+                SlotKind::Value(key) => {
+                    let (start, end, ascii) = r.value()?;
+                    if let Some(key) = key {
+                        // The text starts before its values (checked: never `None`).
+                        let at = start.checked_sub(text_start)?;
+                        raw.send_value(key, at, at + (end - start), ascii);
+                    }
+                }
+            }
+            from = slot.end;
+        }
+        let run = template.get(from..)?;
+        let rest = header.get(r.pos..)?;
+        if rest.len() != run.len() || !same(rest, run) {
+            return None;
+        }
+        if self.text_end_run == self.slots.len() {
+            text_end = r.pos + tpl_text_end.checked_sub(from)?;
+        }
+        let ext_fields = match self.text {
+            Some(_) => raw.finish_json(header.get(text_start..text_end)?),
+            None => ExtFields::new(),
+        };
+        Some(RemotingCommand {
+            code: self.code,
+            language: self.language,
+            version: self.version,
+            opaque,
+            flag: self.flag,
+            remark: self.remark.clone(),
+            ext_fields,
+            body: Vec::new(),
+            serialize_type: SerializeType::Json,
+        })
+    }
+}
+
+/// `a == b`: a constant run and its place in a header, compared in bulk (one `memcmp`,
+/// which beats a word loop on runs of 10-50 bytes).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byteorder::{BigEndian, ByteOrder};
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// Everything two answers hold: every field, the raw `extFields` as kept (text, where the
+    /// send values are), then the maps they build.
+    fn assert_same(memo: &RemotingCommand, full: &RemotingCommand, text: &str) {
+        assert_eq!(memo.code, full.code, "{text}");
+        assert_eq!(memo.language, full.language, "{text}");
+        assert_eq!(memo.version, full.version, "{text}");
+        assert_eq!(memo.opaque, full.opaque, "{text}");
+        assert_eq!(memo.flag, full.flag, "{text}");
+        assert_eq!(memo.remark, full.remark, "{text}");
+        assert_eq!(memo.serialize_type, full.serialize_type, "{text}");
+        assert_eq!(memo.body, full.body, "{text}");
+        assert_eq!(
+            memo.ext_fields.raw_parts(),
+            full.ext_fields.raw_parts(),
+            "{text}"
+        );
+        assert_eq!(
+            memo.ext_fields.response_values(),
+            full.ext_fields.response_values(),
+            "{text}"
+        );
+        assert_eq!(memo, full, "{text}");
+    }
+
+    /// Reads `header` through `memo` (the hit alone, then as the decoder does) and fully:
+    /// the answers agree in everything. Returns whether the memo hit.
+    fn check(memo: &mut Memo, header: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(header);
+        let full = parse_flat(header);
+        let hit = memo.hit(header);
+        if let Some(hit) = &hit {
+            let Some(full) = &full else {
+                panic!("the memo answered, the full read did not: {text}");
+            };
+            assert_same(hit, full, &text);
+        }
+        let read = memo.read(header);
+        match (&read, &full) {
+            (Some(read), Some(full)) => assert_same(read, full, &text),
+            (None, None) => {}
+            _ => panic!("memo read {read:?}, full read {full:?}: {text}"),
+        }
+        hit.is_some()
+    }
+
+    fn header_of(frame: &[u8]) -> Vec<u8> {
+        let header_len = BigEndian::read_u32(&frame[4..8]) as usize;
+        frame[8..8 + header_len].to_vec()
+    }
+
+    /// A header as members: top-level keys with their value text; `extFields` (its place
+    /// among them) rendered from `ext` (or `null` when `ext` is `None`).
+    #[derive(Clone)]
+    struct Shape {
+        top: Vec<(String, String)>,
+        ext: Option<Vec<(String, String)>>,
+    }
+
+    impl Shape {
+        fn render(&self) -> Vec<u8> {
+            let members: Vec<String> = self
+                .top
+                .iter()
+                .map(|(k, v)| {
+                    if k == "extFields" {
+                        let ext = match &self.ext {
+                            Some(fields) => {
+                                let pairs: Vec<String> =
+                                    fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                                format!("{{{}}}", pairs.join(","))
+                            }
+                            None => "null".into(),
+                        };
+                        format!("\"extFields\":{ext}")
+                    } else {
+                        format!("\"{k}\":{v}")
+                    }
+                })
+                .collect();
+            format!("{{{}}}", members.join(",")).into_bytes()
+        }
+
+        /// The layouts brokers write: the real RocketMQ-Rust broker's (tests/data),
+        /// MockBroker's (Java's sorted keys), a Java broker's error.
+        fn bases() -> Vec<Shape> {
+            let real = |tx: bool| {
+                let mut ext = vec![
+                    ("MSG_REGION".into(), "\"DefaultRegion\"".into()),
+                    ("TRACE_ON".into(), "\"true\"".into()),
+                    (
+                        "msgId".into(),
+                        "\"7F000001000051E10000000000000000\"".into(),
+                    ),
+                    ("queueId".into(), "\"1\"".into()),
+                    ("queueOffset".into(), "\"0\"".into()),
+                ];
+                if tx {
+                    ext.push((
+                        "transactionId".into(),
+                        "\"7F0000010001FIXTURE0000000001\"".into(),
+                    ));
+                }
+                Shape {
+                    top: [
+                        ("code", "0"),
+                        ("language", "\"RUST\""),
+                        ("version", "474"),
+                        ("opaque", "1002"),
+                        ("flag", "1"),
+                        ("remark", "null"),
+                        ("extFields", ""),
+                        ("serializeTypeCurrentRPC", "\"JSON\""),
+                    ]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                    ext: Some(ext),
+                }
+            };
+            let mock = |tx: bool| {
+                let mut shape = real(tx);
+                shape.top = [
+                    ("code", "0"),
+                    ("extFields", ""),
+                    ("flag", "1"),
+                    ("language", "\"RUST\""),
+                    ("opaque", "-7"),
+                    ("serializeTypeCurrentRPC", "\"JSON\""),
+                    ("version", "401"),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                shape
+            };
+            let mut error = real(false);
+            error.top[0].1 = "1".into();
+            error.top[5].1 = "\"The specified topic contains illegal characters\"".into();
+            error.ext.as_mut().unwrap().truncate(2);
+            let mut java = mock(false);
+            java.top[3].1 = "\"JAVA\"".into();
+            java.top[6].1 = "483".into();
+            java.ext
+                .as_mut()
+                .unwrap()
+                .push(("batchUniqId".into(), "\"\"".into()));
+            vec![
+                real(false),
+                real(true),
+                mock(false),
+                mock(true),
+                error,
+                java,
+            ]
+        }
+    }
+
+    /// A new value for the opaque: mostly an i32, sometimes what does not read as one.
+    fn opaque_value(rng: &mut StdRng) -> String {
+        match rng.gen_range(0..40) {
+            0 => "null".into(),
+            1 => "2147483648".into(),
+            2 => "-0".into(),
+            3 => "01".into(),
+            4 => "1.5".into(),
+            5 => "\"5\"".into(),
+            6 => "-2147483648".into(),
+            7 => "2147483647".into(),
+            8 => "1e3".into(),
+            _ => rng.gen_range(-100_000..100_000_000).to_string(),
+        }
+    }
+
+    /// A new `extFields` value: mostly a plain string of some length, sometimes unicode, an
+    /// escape, a control character, or not a string.
+    fn ext_value(rng: &mut StdRng) -> String {
+        const ODD: &[&str] = &[
+            "\"grün ✓ 𝄞\"",
+            "\"a\\\"b\"",
+            "\"\\u0041\"",
+            "\"ctl\u{1}\"",
+            "\"\"",
+            "7",
+            "null",
+            "\"é\"",
+            "\"a,b\"",
+            "\"x}\"",
+        ];
+        if rng.gen_range(0..25) == 0 {
+            return ODD[rng.gen_range(0..ODD.len())].into();
+        }
+        let len = rng.gen_range(0..48);
+        let alphabet = b"0123456789ABCDEF,abcxyz_-";
+        let s: String = (0..len)
+            .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+            .collect();
+        format!("\"{s}\"")
+    }
+
+    /// The next header of a sequence: mostly `shape` with new variable values; sometimes a
+    /// constant changed, keys moved, added or removed, another layout.
+    fn next_shape(rng: &mut StdRng, shape: &mut Shape, bases: &[Shape]) {
+        for (k, v) in &mut shape.top {
+            if k == "opaque" {
+                *v = opaque_value(rng);
+            }
+        }
+        if let Some(ext) = &mut shape.ext {
+            for (_, v) in ext.iter_mut() {
+                if rng.gen_bool(0.7) {
+                    *v = ext_value(rng);
+                }
+            }
+        }
+        match rng.gen_range(0..40) {
+            0 => *shape = bases.choose(rng).unwrap().clone(),
+            1 => {
+                // A constant changed (maybe in one byte, maybe to what it was).
+                let i = rng.gen_range(0..shape.top.len());
+                let (k, v) = &mut shape.top[i];
+                if k != "extFields" {
+                    *v = [
+                        "0",
+                        "1",
+                        "3",
+                        "474",
+                        "475",
+                        "null",
+                        "\"JAVA\"",
+                        "\"JAVB\"",
+                        "\"RUST\"",
+                        "\"JSON\"",
+                        "\"ROCKETMQ\"",
+                        "\"x\"",
+                        "true",
+                    ]
+                    .choose(rng)
+                    .unwrap()
+                    .to_string();
+                }
+            }
+            2 => shape.top.shuffle(rng),
+            3 => {
+                if let Some(ext) = &mut shape.ext {
+                    ext.shuffle(rng);
+                }
+            }
+            4 => {
+                let key = [
+                    "offsetMsgId",
+                    "batchUniqId",
+                    "msgId",
+                    "unknown",
+                    "ключ",
+                    "q",
+                ]
+                .choose(rng)
+                .unwrap();
+                let v = ext_value(rng);
+                match &mut shape.ext {
+                    Some(ext) => {
+                        let at = rng.gen_range(0..=ext.len());
+                        ext.insert(at, (key.to_string(), v));
+                    }
+                    None => shape.ext = Some(vec![(key.to_string(), v)]),
+                }
+            }
+            5 => {
+                if let Some(ext) = &mut shape.ext {
+                    if !ext.is_empty() {
+                        let at = rng.gen_range(0..ext.len());
+                        ext.remove(at);
+                    }
+                }
+            }
+            6 => shape.ext = None,
+            7 => {
+                let at = rng.gen_range(0..shape.top.len());
+                if shape.top[at].0 != "extFields" {
+                    shape.top.remove(at);
+                }
+            }
+            8 => {
+                let at = rng.gen_range(0..=shape.top.len());
+                let member = [("remark", "\"busy\""), ("x", "1"), ("opaque", "5")]
+                    .choose(rng)
+                    .unwrap();
+                shape.top.insert(at, (member.0.into(), member.1.into()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Sequences of headers, each mostly the previous one's layout with new values, and now
+    /// and then anything else (see [`next_shape`]), some mutated byte by byte or cut short:
+    /// the memo answers exactly what the full read answers, every time, and mostly hits.
+    #[test]
+    fn memo_agrees_with_the_full_read_on_header_sequences() {
+        let bases = Shape::bases();
+        let mut rng = StdRng::seed_from_u64(0x3e30);
+        let (mut hits, mut misses, mut mutated) = (0, 0, 0);
+        for _ in 0..300 {
+            let mut memo = Memo::new();
+            let mut shape = bases.choose(&mut rng).unwrap().clone();
+            for _ in 0..100 {
+                next_shape(&mut rng, &mut shape, &bases);
+                let mut header = shape.render();
+                match rng.gen_range(0..30) {
+                    0 | 1 => {
+                        super::super::mutate_header(&mut header, &mut rng);
+                        mutated += 1;
+                    }
+                    2 => {
+                        header.truncate(rng.gen_range(0..header.len()));
+                        mutated += 1;
+                    }
+                    3 => header.push(b' '),
+                    _ => {}
+                }
+                if check(&mut memo, &header) {
+                    hits += 1;
+                } else {
+                    misses += 1;
+                }
+            }
+        }
+        assert!(
+            hits > 10_000 && misses > 3_000 && mutated > 1_000,
+            "hits {hits}, misses {misses}, mutated {mutated}"
+        );
+    }
+
+    /// The real broker's responses (tests/data) and MockBroker's, in turns and mutated: the
+    /// memo agrees; one layout with new values hits.
+    #[test]
+    fn memo_agrees_on_real_and_mock_responses() {
+        let mut headers: Vec<Vec<u8>> = [
+            &include_bytes!("../../../tests/data/send_v2_response.bin")[..],
+            include_bytes!("../../../tests/data/send_batch_response.bin"),
+            include_bytes!("../../../tests/data/send_error_response.bin"),
+            include_bytes!("../../../tests/data/send_half_response.bin"),
+            include_bytes!("../../../tests/data/heartbeat_response.bin"),
+            include_bytes!("../../../tests/data/route_response_tbw102.bin"),
+            include_bytes!("../../../tests/data/route_response_missing_topic.bin"),
+            include_bytes!("../../../tests/data/view_message_response.bin"),
+            include_bytes!("../../../tests/data/check_transaction_request.bin"),
+        ]
+        .iter()
+        .map(|f| header_of(f))
+        .collect();
+        for (opaque, offset, tx) in [
+            (-7, "0", ""),
+            (12345, "9223372036854775807", ""),
+            (
+                1,
+                "42",
+                r#","transactionId":"7F0000010001FIXTURE0000000001""#,
+            ),
+        ] {
+            headers.push(format!(
+                r#"{{"code":0,"extFields":{{"MSG_REGION":"DefaultRegion","TRACE_ON":"true","msgId":"7F000001000051E10000000000000000","queueId":"3","queueOffset":"{offset}"{tx}}},"flag":1,"language":"RUST","opaque":{opaque},"serializeTypeCurrentRPC":"JSON","version":401}}"#
+            ).into_bytes());
+        }
+        let mut memo = Memo::new();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut hits = 0;
+        for round in 0..20_000 {
+            let mut h = headers.choose(&mut rng).unwrap().clone();
+            if round % 3 == 0 {
+                super::super::mutate_header(&mut h, &mut rng);
+            }
+            hits += usize::from(check(&mut memo, &h));
+        }
+        assert!(hits > 1_000, "hits {hits}");
+        // The same layout, new values: hits (after the first read).
+        let mut memo = Memo::new();
+        let v2 = String::from_utf8(headers[0].clone()).unwrap();
+        assert!(!check(&mut memo, v2.as_bytes()));
+        for (from, to) in [
+            ("1002", "-2147483648"),
+            ("\"queueId\":\"1\"", "\"queueId\":\"15\""),
+            ("\"queueOffset\":\"0\"", "\"queueOffset\":\"123456789\""),
+            ("7F000001000051E10000000000000000", "7F0000"),
+            ("\"remark\":null", "\"remark\":null"),
+        ] {
+            let h = v2.replace(from, to);
+            assert!(check(&mut memo, h.as_bytes()), "{h}");
+        }
+        // A constant changed in one byte, a key moved: misses (and agrees).
+        for (from, to) in [
+            ("\"RUST\"", "\"RUSU\""),
+            ("474", "475"),
+            ("\"flag\":1", "\"flag\":3"),
+            ("\"code\":0", "\"code\":1"),
+            ("\"JSON\"", "\"JSOM\""),
+            ("\"TRACE_ON\"", "\"TRACE_OM\""),
+            ("\"queueId\":\"1\"", "\"queueId\":1"),
+            ("\"queueId\":\"1\"", "\"queueId\":\"\\u0031\""),
+        ] {
+            let h = v2.replace(from, to);
+            assert_ne!(h, v2);
+            let mut memo = Memo::new();
+            check(&mut memo, v2.as_bytes());
+            assert!(!check(&mut memo, h.as_bytes()), "{h}");
+        }
+    }
+}
