@@ -191,6 +191,13 @@ struct FrameMemo {
     born: i64,
     born_text: [u8; 20],
     born_len: usize,
+    /// The usual message's text from the end of `e` to the start of its id:
+    /// `","f":"0","g":"<born>","h":"0","i":"UNIQ_KEY\u0001` in `usual_mid[..usual_mid_len]`.
+    usual_mid: [u8; 64],
+    usual_mid_len: usize,
+    /// The usual message's text from the end of its id to the opaque:
+    /// `\u0002WAIT\u0001true\u0002","j":"0","k":"false","m":"false"` and `broker_text`.
+    usual_tail: Vec<u8>,
     /// The binary layout's fields `f` (0), `g` (the born timestamp) and `h` (0) in
     /// `bin_fgh[..bin_fgh_len]`: what a message with sysFlag 0 and flag 0 has there.
     bin_fgh: [u8; 48],
@@ -223,6 +230,9 @@ impl FrameMemo {
         born: 0,
         born_text: [b'0'; 20],
         born_len: 1,
+        usual_mid: [0; 64],
+        usual_mid_len: 0,
+        usual_tail: Vec::new(),
         bin_fgh: [0; 48],
         bin_fgh_len: 0,
         bin_defaults: 0,
@@ -267,6 +277,9 @@ impl FrameMemo {
             write_int(out, flag.into());
             out.extend_from_slice(&defaults.json_language);
         }
+        self.usual_tail.clear();
+        self.usual_tail.extend_from_slice(USUAL_AFTER_ID);
+        self.usual_tail.extend_from_slice(&self.broker_text);
     }
 
     fn set_born(&mut self, born: i64) {
@@ -278,6 +291,13 @@ impl FrameMemo {
         self.born_len = sign + digits.len();
         self.born = born;
         let born_text = &self.born_text[..self.born_len];
+        let mid = &mut self.usual_mid;
+        mid[..USUAL_BEFORE_BORN.len()].copy_from_slice(USUAL_BEFORE_BORN);
+        let at = USUAL_BEFORE_BORN.len();
+        mid[at..at + born_text.len()].copy_from_slice(born_text);
+        let at = at + born_text.len();
+        mid[at..at + USUAL_BEFORE_ID.len()].copy_from_slice(USUAL_BEFORE_ID);
+        self.usual_mid_len = at + USUAL_BEFORE_ID.len();
         let fgh = &mut self.bin_fgh;
         fgh[..8].copy_from_slice(b"\0\x01f\0\0\0\x01\x30");
         fgh[8..15].copy_from_slice(&[0, 1, b'g', 0, 0, 0, born_text.len() as u8]);
@@ -315,6 +335,14 @@ impl FrameMemo {
     }
 }
 
+/// The usual message's JSON text from the end of `e`'s value to the born timestamp.
+const USUAL_BEFORE_BORN: &[u8] = b"\",\"f\":\"0\",\"g\":\"";
+/// The usual message's JSON text from the born timestamp to its id.
+const USUAL_BEFORE_ID: &[u8] = b"\",\"h\":\"0\",\"i\":\"UNIQ_KEY\\u0001";
+/// The usual message's JSON text from its id to `n`.
+const USUAL_AFTER_ID: &[u8] =
+    b"\\u0002WAIT\\u0001true\\u0002\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"";
+
 /// The binary layout's fields `j` (0), `k` (false) and `m` (false) of a single message.
 const BINARY_JKM_SINGLE: &[u8] =
     b"\0\x01j\0\0\0\x01\x30\0\x01k\0\0\0\x05false\0\x01m\0\0\0\x05false";
@@ -346,7 +374,7 @@ fn encode_send_frame_memo(
     if memo.flag != spec.flag || !memo.broker.as_ref().is_some_and(|b| Arc::ptr_eq(b, broker)) {
         memo.set_broker(defaults, broker, spec.flag);
     }
-    if memo.born != born_timestamp {
+    if memo.born != born_timestamp || memo.usual_mid_len == 0 {
         memo.set_born(born_timestamp);
     }
     let start = out.len();
@@ -363,6 +391,18 @@ fn encode_send_frame_memo(
     );
     out.extend_from_slice(&memo.prefix);
     write_int(out, queue.queue_id().into());
+    match prepared.properties.only_plain_defaults() {
+        // The usual message (sysFlag 0, flag 0, only the defaults, an id of ours): `f` to
+        // the id's start in one copy, the id, then the rest to the opaque in one copy.
+        Some(id) if prepared.sys_flag == 0 && prepared.flag == 0 && !prepared.batch => {
+            out.extend_from_slice(&memo.usual_mid[..memo.usual_mid_len]);
+            out.extend_from_slice(id);
+            out.extend_from_slice(&memo.usual_tail);
+            write_opaque_end(out, spec.opaque);
+            return finish_frame(out, start, body);
+        }
+        _ => {}
+    }
     if prepared.sys_flag == 0 {
         out.extend_from_slice(b"\",\"f\":\"0\",\"g\":\"");
     } else {
@@ -394,9 +434,30 @@ fn encode_send_frame_memo(
         }
     }
     out.extend_from_slice(&memo.broker_text);
-    write_int(out, spec.opaque.into());
-    out.extend_from_slice(&defaults.json_end);
+    write_opaque_end(out, spec.opaque);
     finish_frame(out, start, body)
+}
+
+/// The end of every JSON request header this crate writes:
+/// `,"serializeTypeCurrentRPC":"JSON","version":<CLIENT_VERSION>}` ([`SendDefaults`]' text,
+/// as a constant of known length: a test checks they are the same).
+const JSON_END: &[u8; 48] = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":401}";
+
+/// Appends `opaque`'s decimal text and [`JSON_END`] in one copy.
+#[inline]
+fn write_opaque_end(out: &mut Vec<u8>, opaque: i32) {
+    let mut buf = [0u8; 20 + JSON_END.len()];
+    let (digits, end) = buf.split_at_mut(20);
+    end.copy_from_slice(JSON_END);
+    let mut from = 20;
+    if let Ok(digits) = <&mut [u8; 20]>::try_from(digits) {
+        from -= int_digits(digits, opaque.into()).len();
+        if opaque < 0 {
+            from -= 1; // an i32 has 10 digits at most: room for the sign
+            digits[from] = b'-';
+        }
+    }
+    out.extend_from_slice(&buf[from..]);
 }
 
 /// Checks the header written from `start` (after the two lengths), appends the body and sets
@@ -1567,6 +1628,20 @@ mod tests {
             with_user_props > 500,
             "only {with_user_props} with the caller's properties"
         );
+    }
+
+    /// The constant end of JSON headers is the defaults' (the client version's text).
+    #[test]
+    fn json_end_is_the_defaults_end() {
+        assert_eq!(&defaults().json_end[..], &JSON_END[..]);
+        for opaque in [0, 7, 10, -1, i32::MIN, i32::MAX, 123_456] {
+            let mut out = vec![1];
+            write_opaque_end(&mut out, opaque);
+            assert_eq!(
+                out,
+                [&[1][..], opaque.to_string().as_bytes(), JSON_END].concat()
+            );
+        }
     }
 
     /// Runs of sends that mostly repeat the one before, as a producer's do (same group,
