@@ -198,6 +198,12 @@ struct FrameMemo {
     /// The usual message's text from the end of its id to the opaque:
     /// `\u0002WAIT\u0001true\u0002","j":"0","k":"false","m":"false"` and `broker_text`.
     usual_tail: Vec<u8>,
+    /// The last opaque written and its text with [`JSON_END`] in
+    /// `opaque_end[opaque_from..]` (`opaque_from` 0: none yet): the next opaque is mostly
+    /// the last one's plus one, its text the last one's with the units digit raised.
+    opaque: i32,
+    opaque_end: [u8; OPAQUE_END_LEN],
+    opaque_from: usize,
     /// The binary layout's fields `f` (0), `g` (the born timestamp) and `h` (0) in
     /// `bin_fgh[..bin_fgh_len]`: what a message with sysFlag 0 and flag 0 has there.
     bin_fgh: [u8; 48],
@@ -233,6 +239,9 @@ impl FrameMemo {
         usual_mid: [0; 64],
         usual_mid_len: 0,
         usual_tail: Vec::new(),
+        opaque: 0,
+        opaque_end: [0; OPAQUE_END_LEN],
+        opaque_from: 0,
         bin_fgh: [0; 48],
         bin_fgh_len: 0,
         bin_defaults: 0,
@@ -305,6 +314,24 @@ impl FrameMemo {
         fgh[15..h_at].copy_from_slice(born_text);
         fgh[h_at..h_at + 8].copy_from_slice(b"\0\x01h\0\0\0\x01\x30");
         self.bin_fgh_len = h_at + 8;
+    }
+
+    /// Appends `opaque`'s decimal text and [`JSON_END`] in one copy.
+    #[inline]
+    fn write_opaque_end(&mut self, out: &mut Vec<u8>, opaque: i32) {
+        let units = &mut self.opaque_end[19];
+        if self.opaque_from != 0
+            && opaque > 0
+            && self.opaque.wrapping_add(1) == opaque
+            && *units != b'9'
+        {
+            // The last one (not negative: its units digit is last) plus one, no carry.
+            *units += 1;
+        } else if self.opaque_from == 0 || opaque != self.opaque {
+            self.opaque_from = opaque_end_text(&mut self.opaque_end, opaque);
+        }
+        self.opaque = opaque;
+        out.extend_from_slice(&self.opaque_end[self.opaque_from..]);
     }
 
     fn set_bin_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
@@ -398,7 +425,7 @@ fn encode_send_frame_memo(
             out.extend_from_slice(&memo.usual_mid[..memo.usual_mid_len]);
             out.extend_from_slice(id);
             out.extend_from_slice(&memo.usual_tail);
-            write_opaque_end(out, spec.opaque);
+            memo.write_opaque_end(out, spec.opaque);
             return finish_frame(out, start, body);
         }
         _ => {}
@@ -434,7 +461,7 @@ fn encode_send_frame_memo(
         }
     }
     out.extend_from_slice(&memo.broker_text);
-    write_opaque_end(out, spec.opaque);
+    memo.write_opaque_end(out, spec.opaque);
     finish_frame(out, start, body)
 }
 
@@ -443,10 +470,9 @@ fn encode_send_frame_memo(
 /// as a constant of known length: a test checks they are the same).
 const JSON_END: &[u8; 48] = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":401}";
 
-/// Appends `opaque`'s decimal text and [`JSON_END`] in one copy.
-#[inline]
-fn write_opaque_end(out: &mut Vec<u8>, opaque: i32) {
-    let mut buf = [0u8; 20 + JSON_END.len()];
+/// `opaque`'s decimal text and [`JSON_END`] written to the end of `buf`: they start at the
+/// index returned.
+fn opaque_end_text(buf: &mut [u8; OPAQUE_END_LEN], opaque: i32) -> usize {
     let (digits, end) = buf.split_at_mut(20);
     end.copy_from_slice(JSON_END);
     let mut from = 20;
@@ -457,6 +483,17 @@ fn write_opaque_end(out: &mut Vec<u8>, opaque: i32) {
             digits[from] = b'-';
         }
     }
+    from
+}
+
+/// The room for an opaque's text (20 bytes) and [`JSON_END`].
+const OPAQUE_END_LEN: usize = 20 + JSON_END.len();
+
+/// Appends `opaque`'s decimal text and [`JSON_END`] in one copy.
+#[cfg(test)]
+fn write_opaque_end(out: &mut Vec<u8>, opaque: i32) {
+    let mut buf = [0u8; OPAQUE_END_LEN];
+    let from = opaque_end_text(&mut buf, opaque);
     out.extend_from_slice(&buf[from..]);
 }
 
@@ -1640,6 +1677,32 @@ mod tests {
             assert_eq!(
                 out,
                 [&[1][..], opaque.to_string().as_bytes(), JSON_END].concat()
+            );
+        }
+        // The memo's text of the next opaque (raised in place) across carries, signs, wraps,
+        // repeats and jumps.
+        let mut memo = FrameMemo::EMPTY;
+        let mut opaques: Vec<i32> = (-12..120).chain(995..1012).collect();
+        opaques.extend([
+            5,
+            5,
+            6,
+            i32::MAX - 1,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            0,
+            1,
+            0,
+        ]);
+        opaques.extend((0..300).map(|i| (i * 7919) % 1000 - 200));
+        for opaque in opaques {
+            let mut out = vec![2];
+            memo.write_opaque_end(&mut out, opaque);
+            assert_eq!(
+                out,
+                [&[2][..], opaque.to_string().as_bytes(), JSON_END].concat(),
+                "{opaque}"
             );
         }
     }
