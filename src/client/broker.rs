@@ -126,11 +126,28 @@ pub(crate) fn encode_send_frame(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     if spec.serialize_type == SerializeType::RocketMq {
+        if spec.credentials.is_none() {
+            let memo = FRAME_MEMO.try_with(|memo| {
+                let mut memo = memo.try_borrow_mut().ok()?;
+                Some(encode_send_frame_binary_memo(
+                    &mut memo,
+                    prepared,
+                    queue,
+                    defaults,
+                    born_timestamp,
+                    spec,
+                    out,
+                ))
+            });
+            if let Ok(Some(done)) = memo {
+                return done;
+            }
+        }
         return encode_send_frame_binary(prepared, queue, defaults, born_timestamp, spec, out);
     }
-    // The usual send (no signature, flag 0): from this thread's memo of the text that does
-    // not change from message to message.
-    if spec.credentials.is_none() && spec.flag == 0 {
+    // The usual send (no signature; flag 0, or oneway): from this thread's memo of the text
+    // that does not change from message to message.
+    if spec.credentials.is_none() {
         let memo = FRAME_MEMO.try_with(|memo| {
             let mut memo = memo.try_borrow_mut().ok()?;
             Some(encode_send_frame_memo(
@@ -139,7 +156,7 @@ pub(crate) fn encode_send_frame(
                 queue,
                 defaults,
                 born_timestamp,
-                spec.opaque,
+                spec,
                 out,
             ))
         });
@@ -166,12 +183,46 @@ struct FrameMemo {
     prefix: Vec<u8>,
     /// The broker name of `broker_text` (held: the same pointer is the same name).
     broker: Option<Arc<str>>,
-    /// `,"n":<broker name>},"flag":0,"language":<ours>,"opaque":` (no `n` for an empty name).
+    /// The request flag of `broker_text`.
+    flag: i32,
+    /// `,"n":<broker name>},"flag":<flag>,"language":<ours>,"opaque":` (no `n` for an empty
+    /// name).
     broker_text: Vec<u8>,
     /// The last born timestamp and its text (sign and digits) in `born_text[..born_len]`.
     born: i64,
     born_text: [u8; 20],
     born_len: usize,
+    /// The usual message's text from the end of `e` to the start of its id:
+    /// `","f":"0","g":"<born>","h":"0","i":"UNIQ_KEY\u0001` in `usual_mid[..usual_mid_len]`.
+    usual_mid: [u8; 64],
+    usual_mid_len: usize,
+    /// The usual message's text from the end of its id to the opaque:
+    /// `\u0002WAIT\u0001true\u0002","j":"0","k":"false","m":"false"` and `broker_text`.
+    usual_tail: Vec<u8>,
+    /// The last opaque written and its text with [`JSON_END`] in
+    /// `opaque_end[opaque_from..]` (`opaque_from` 0: none yet): the next opaque is mostly
+    /// the last one's plus one, its text the last one's with the units digit raised.
+    opaque: i32,
+    opaque_end: [u8; OPAQUE_END_LEN],
+    opaque_from: usize,
+    /// The binary layout's fields `f` (0), `g` (the born timestamp) and `h` (0) in
+    /// `bin_fgh[..bin_fgh_len]`: what a message with sysFlag 0 and flag 0 has there.
+    bin_fgh: [u8; 48],
+    bin_fgh_len: usize,
+    /// [`SendDefaults::id`], request code and wire topic of `bin_prefix` (0: none yet).
+    bin_defaults: u64,
+    bin_code: i32,
+    bin_topic: String,
+    /// A binary frame up to the queue id: zeros for the frame's two lengths, the code,
+    /// language and version, zeros for the opaque, the flag, the remark length and the ext
+    /// fields length (all but the remark's set per frame), the fields `a` to `d`, then the
+    /// key of `e` and the first three bytes of its value length (a queue id's digits are
+    /// fewer than 256).
+    bin_prefix: Vec<u8>,
+    /// The broker name of `bin_tail`.
+    bin_broker: Option<Arc<str>>,
+    /// The fields `j`, `k`, `m` (false: not a batch) and `n` (left out for an empty name).
+    bin_tail: Vec<u8>,
 }
 
 impl FrameMemo {
@@ -181,10 +232,25 @@ impl FrameMemo {
         topic: String::new(),
         prefix: Vec::new(),
         broker: None,
+        flag: 0,
         broker_text: Vec::new(),
         born: 0,
         born_text: [b'0'; 20],
         born_len: 1,
+        usual_mid: [0; 64],
+        usual_mid_len: 0,
+        usual_tail: Vec::new(),
+        opaque: 0,
+        opaque_end: [0; OPAQUE_END_LEN],
+        opaque_from: 0,
+        bin_fgh: [0; 48],
+        bin_fgh_len: 0,
+        bin_defaults: 0,
+        bin_code: 0,
+        bin_topic: String::new(),
+        bin_prefix: Vec::new(),
+        bin_broker: None,
+        bin_tail: Vec::new(),
     };
 
     fn set_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
@@ -205,15 +271,25 @@ impl FrameMemo {
         out.extend_from_slice(&defaults.json_create_topic);
     }
 
-    fn set_broker(&mut self, defaults: &SendDefaults, broker: &Arc<str>) {
+    fn set_broker(&mut self, defaults: &SendDefaults, broker: &Arc<str>, flag: i32) {
         self.broker = Some(broker.clone());
+        self.flag = flag;
         let out = &mut self.broker_text;
         out.clear();
         if !broker.is_empty() {
             out.extend_from_slice(b",\"n\":");
             write_json_str(out, broker);
         }
-        out.extend_from_slice(&defaults.json_flag0_language);
+        if flag == 0 {
+            out.extend_from_slice(&defaults.json_flag0_language);
+        } else {
+            out.extend_from_slice(b"},\"flag\":");
+            write_int(out, flag.into());
+            out.extend_from_slice(&defaults.json_language);
+        }
+        self.usual_tail.clear();
+        self.usual_tail.extend_from_slice(USUAL_AFTER_ID);
+        self.usual_tail.extend_from_slice(&self.broker_text);
     }
 
     fn set_born(&mut self, born: i64) {
@@ -224,23 +300,97 @@ impl FrameMemo {
         self.born_text[sign..sign + digits.len()].copy_from_slice(digits);
         self.born_len = sign + digits.len();
         self.born = born;
+        let born_text = &self.born_text[..self.born_len];
+        let mid = &mut self.usual_mid;
+        mid[..USUAL_BEFORE_BORN.len()].copy_from_slice(USUAL_BEFORE_BORN);
+        let at = USUAL_BEFORE_BORN.len();
+        mid[at..at + born_text.len()].copy_from_slice(born_text);
+        let at = at + born_text.len();
+        mid[at..at + USUAL_BEFORE_ID.len()].copy_from_slice(USUAL_BEFORE_ID);
+        self.usual_mid_len = at + USUAL_BEFORE_ID.len();
+        let fgh = &mut self.bin_fgh;
+        fgh[..8].copy_from_slice(b"\0\x01f\0\0\0\x01\x30");
+        fgh[8..15].copy_from_slice(&[0, 1, b'g', 0, 0, 0, born_text.len() as u8]);
+        let h_at = 15 + born_text.len();
+        fgh[15..h_at].copy_from_slice(born_text);
+        fgh[h_at..h_at + 8].copy_from_slice(b"\0\x01h\0\0\0\x01\x30");
+        self.bin_fgh_len = h_at + 8;
+    }
+
+    /// Appends `opaque`'s decimal text and [`JSON_END`] in one copy.
+    #[inline]
+    fn write_opaque_end(&mut self, out: &mut Vec<u8>, opaque: i32) {
+        let units = &mut self.opaque_end[19];
+        if self.opaque_from != 0
+            && opaque > 0
+            && self.opaque.wrapping_add(1) == opaque
+            && *units != b'9'
+        {
+            // The last one (not negative: its units digit is last) plus one, no carry.
+            *units += 1;
+        } else if self.opaque_from == 0 || opaque != self.opaque {
+            self.opaque_from = opaque_end_text(&mut self.opaque_end, opaque);
+        }
+        self.opaque = opaque;
+        out.extend_from_slice(&self.opaque_end[self.opaque_from..]);
+    }
+
+    fn set_bin_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
+        self.bin_defaults = defaults.id;
+        self.bin_code = code;
+        self.bin_topic.clear();
+        self.bin_topic.push_str(topic);
+        let out = &mut self.bin_prefix;
+        out.clear();
+        out.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(&(code as i16).to_be_bytes());
+        out.push(CLIENT_LANGUAGE.0);
+        out.extend_from_slice(&(CLIENT_VERSION as i16).to_be_bytes());
+        out.extend_from_slice(&[0u8; 16]); // opaque, flag, remark length 0, fields length
+        binary_field(out, b"a", defaults.group.as_bytes());
+        binary_field(out, b"b", topic.as_bytes());
+        binary_field(out, b"c", defaults.create_topic_key.as_bytes());
+        binary_int(out, b'd', defaults.default_topic_queue_nums.into());
+        out.extend_from_slice(&[0, 1, b'e', 0, 0, 0]);
+    }
+
+    fn set_bin_broker(&mut self, broker: &Arc<str>) {
+        self.bin_broker = Some(broker.clone());
+        let out = &mut self.bin_tail;
+        out.clear();
+        out.extend_from_slice(BINARY_JKM_SINGLE);
+        binary_field(out, b"n", broker.as_bytes());
     }
 }
+
+/// The usual message's JSON text from the end of `e`'s value to the born timestamp.
+const USUAL_BEFORE_BORN: &[u8] = b"\",\"f\":\"0\",\"g\":\"";
+/// The usual message's JSON text from the born timestamp to its id.
+const USUAL_BEFORE_ID: &[u8] = b"\",\"h\":\"0\",\"i\":\"UNIQ_KEY\\u0001";
+/// The usual message's JSON text from its id to `n`.
+const USUAL_AFTER_ID: &[u8] =
+    b"\\u0002WAIT\\u0001true\\u0002\",\"j\":\"0\",\"k\":\"false\",\"m\":\"false\"";
+
+/// The binary layout's fields `j` (0), `k` (false) and `m` (false) of a single message.
+const BINARY_JKM_SINGLE: &[u8] =
+    b"\0\x01j\0\0\0\x01\x30\0\x01k\0\0\0\x05false\0\x01m\0\0\0\x05false";
+/// The binary layout's fields `j` (0), `k` (false) and `m` (true) of a batch.
+const BINARY_JKM_BATCH: &[u8] = b"\0\x01j\0\0\0\x01\x30\0\x01k\0\0\0\x05false\0\x01m\0\0\0\x04true";
 
 thread_local! {
     static FRAME_MEMO: RefCell<FrameMemo> = const { RefCell::new(FrameMemo::EMPTY) };
 }
 
-/// [`encode_send_frame`] of a request with no signature and flag 0 in the JSON layout, with
-/// the text that does not change from message to message taken from `memo` (brought up to
-/// date first): the same bytes as [`encode_send_frame_json`].
+/// [`encode_send_frame`] of a request with no signature in the JSON layout, with the text
+/// that does not change from message to message taken from `memo` (brought up to date
+/// first): the same bytes as [`encode_send_frame_json`].
 fn encode_send_frame_memo(
     memo: &mut FrameMemo,
     prepared: &Prepared,
     queue: &MessageQueue,
     defaults: &SendDefaults,
     born_timestamp: i64,
-    opaque: i32,
+    spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let code = prepared.request_code();
@@ -249,10 +399,10 @@ fn encode_send_frame_memo(
         memo.set_prefix(defaults, code, topic);
     }
     let broker = queue.broker_name_arc();
-    if !memo.broker.as_ref().is_some_and(|b| Arc::ptr_eq(b, broker)) {
-        memo.set_broker(defaults, broker);
+    if memo.flag != spec.flag || !memo.broker.as_ref().is_some_and(|b| Arc::ptr_eq(b, broker)) {
+        memo.set_broker(defaults, broker, spec.flag);
     }
-    if memo.born != born_timestamp {
+    if memo.born != born_timestamp || memo.usual_mid_len == 0 {
         memo.set_born(born_timestamp);
     }
     let start = out.len();
@@ -269,6 +419,18 @@ fn encode_send_frame_memo(
     );
     out.extend_from_slice(&memo.prefix);
     write_int(out, queue.queue_id().into());
+    match prepared.properties.only_plain_defaults() {
+        // The usual message (sysFlag 0, flag 0, only the defaults, an id of ours): `f` to
+        // the id's start in one copy, the id, then the rest to the opaque in one copy.
+        Some(id) if prepared.sys_flag == 0 && prepared.flag == 0 && !prepared.batch => {
+            out.extend_from_slice(&memo.usual_mid[..memo.usual_mid_len]);
+            out.extend_from_slice(id);
+            out.extend_from_slice(&memo.usual_tail);
+            memo.write_opaque_end(out, spec.opaque);
+            return finish_frame(out, start, body);
+        }
+        _ => {}
+    }
     if prepared.sys_flag == 0 {
         out.extend_from_slice(b"\",\"f\":\"0\",\"g\":\"");
     } else {
@@ -300,9 +462,40 @@ fn encode_send_frame_memo(
         }
     }
     out.extend_from_slice(&memo.broker_text);
-    write_int(out, opaque.into());
-    out.extend_from_slice(&defaults.json_end);
+    memo.write_opaque_end(out, spec.opaque);
     finish_frame(out, start, body)
+}
+
+/// The end of every JSON request header this crate writes:
+/// `,"serializeTypeCurrentRPC":"JSON","version":<CLIENT_VERSION>}` ([`SendDefaults`]' text,
+/// as a constant of known length: a test checks they are the same).
+const JSON_END: &[u8; 48] = b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":401}";
+
+/// `opaque`'s decimal text and [`JSON_END`] written to the end of `buf`: they start at the
+/// index returned.
+fn opaque_end_text(buf: &mut [u8; OPAQUE_END_LEN], opaque: i32) -> usize {
+    let (digits, end) = buf.split_at_mut(20);
+    end.copy_from_slice(JSON_END);
+    let mut from = 20;
+    if let Ok(digits) = <&mut [u8; 20]>::try_from(digits) {
+        from -= int_digits(digits, opaque.into()).len();
+        if opaque < 0 {
+            from -= 1; // an i32 has 10 digits at most: room for the sign
+            digits[from] = b'-';
+        }
+    }
+    from
+}
+
+/// The room for an opaque's text (20 bytes) and [`JSON_END`].
+const OPAQUE_END_LEN: usize = 20 + JSON_END.len();
+
+/// Appends `opaque`'s decimal text and [`JSON_END`] in one copy.
+#[cfg(test)]
+fn write_opaque_end(out: &mut Vec<u8>, opaque: i32) {
+    let mut buf = [0u8; OPAQUE_END_LEN];
+    let from = opaque_end_text(&mut buf, opaque);
+    out.extend_from_slice(&buf[from..]);
 }
 
 /// Checks the header written from `start` (after the two lengths), appends the body and sets
@@ -415,6 +608,113 @@ fn encode_send_frame_json(
     finish_frame(out, start, body)
 }
 
+/// [`encode_send_frame`] of a request with no signature in the binary ROCKETMQ layout, with
+/// the bytes that do not change from message to message taken from `memo` (brought up to
+/// date first) and the opaque, the flag and the lengths set in place: the same bytes as
+/// [`encode_send_frame_binary`].
+fn encode_send_frame_binary_memo(
+    memo: &mut FrameMemo,
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    spec: FrameSpec<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let code = prepared.request_code();
+    let topic = prepared.wire_topic();
+    if memo.bin_defaults != defaults.id || memo.bin_code != code || memo.bin_topic != topic {
+        memo.set_bin_prefix(defaults, code, topic);
+    }
+    let broker = queue.broker_name_arc();
+    if !memo
+        .bin_broker
+        .as_ref()
+        .is_some_and(|b| Arc::ptr_eq(b, broker))
+    {
+        memo.set_bin_broker(broker);
+    }
+    if memo.born != born_timestamp || memo.bin_fgh_len == 0 {
+        memo.set_born(born_timestamp);
+    }
+    let start = out.len();
+    let body = prepared.wire_body();
+    let props = prepared.properties.as_bytes();
+    // One growth at most: the memo's parts, the numbers, the properties, the body.
+    out.reserve(
+        memo.bin_prefix.len() + memo.bin_tail.len() + props.len() + 3 * 28 + 80 + body.len(),
+    );
+    out.extend_from_slice(&memo.bin_prefix);
+    // The opaque and the flag in their places (the memo's prefix is longer than 21 bytes).
+    let mut fixed = [0u8; 8];
+    fixed[..4].copy_from_slice(&spec.opaque.to_be_bytes());
+    fixed[4..].copy_from_slice(&spec.flag.to_be_bytes());
+    if let Some(at) = out.get_mut(start + 13..start + 21) {
+        at.copy_from_slice(&fixed);
+    }
+    // e: the rest of its value length, then the digits (one byte's worth at most).
+    let queue_id = queue.queue_id();
+    if (0..10).contains(&queue_id) {
+        out.extend_from_slice(&[1, b'0' + queue_id as u8]);
+    } else {
+        let mut buf = [0u8; 20];
+        let digits = int_digits(&mut buf, queue_id.into());
+        let negative = queue_id < 0;
+        out.push((digits.len() + usize::from(negative)) as u8);
+        if negative {
+            out.push(b'-');
+        }
+        out.extend_from_slice(digits);
+    }
+    if prepared.sys_flag == 0 && prepared.flag == 0 {
+        out.extend_from_slice(&memo.bin_fgh[..memo.bin_fgh_len]);
+    } else {
+        binary_int(out, b'f', prepared.sys_flag.into());
+        out.extend_from_slice(&memo.bin_fgh[8..memo.bin_fgh_len - 8]);
+        binary_int(out, b'h', prepared.flag.into());
+    }
+    binary_field(out, b"i", props);
+    if prepared.batch {
+        out.extend_from_slice(BINARY_JKM_BATCH);
+        binary_field(out, b"n", broker.as_bytes());
+    } else {
+        out.extend_from_slice(&memo.bin_tail);
+    }
+    finish_binary_frame(out, start, start + 29, body)
+}
+
+/// One ext field of a binary header whose value is the decimal text of `v` (a one-byte key).
+fn binary_int(out: &mut Vec<u8>, key: u8, v: i64) {
+    let mut buf = [0u8; 20];
+    let digits = int_digits(&mut buf, v);
+    let len = digits.len() + usize::from(v < 0);
+    out.extend_from_slice(&[0, 1, key, 0, 0, 0, len as u8]);
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(digits);
+}
+
+/// Checks the binary header written from `start` (after the two lengths), sets the ext fields
+/// length (the fields start at `map_at`), appends the body and sets the frame's lengths.
+#[inline]
+fn finish_binary_frame(out: &mut Vec<u8>, start: usize, map_at: usize, body: &[u8]) -> Result<()> {
+    let header_len = out.len() - start - 8;
+    if header_len > MAX_HEADER_LEN {
+        out.truncate(start);
+        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
+    }
+    // Below MAX_HEADER_LEN (24 bits), so every length here fits its field.
+    let map_len = (out.len() - map_at) as u32;
+    out[map_at - 4..map_at].copy_from_slice(&map_len.to_be_bytes());
+    out.extend_from_slice(body);
+    let total = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
+    let proto = (u32::from(SerializeType::RocketMq.code()) << 24) | header_len as u32;
+    out[start + 4..start + 8].copy_from_slice(&proto.to_be_bytes());
+    Ok(())
+}
+
 /// [`encode_send_frame`] in the binary ROCKETMQ layout: the fixed fields (code i16, language
 /// u8, version i16, opaque i32, flag i32, an empty remark), then the ext fields in key order,
 /// each as key length i16, key, value length i32, value. Empty values are left out, as
@@ -457,34 +757,14 @@ fn encode_send_frame_binary(
         (b'g', born_timestamp),
         (b'h', prepared.flag.into()),
     ] {
-        let mut buf = [0u8; 20];
-        let digits = int_digits(&mut buf, v);
-        let len = digits.len() + usize::from(v < 0);
-        out.extend_from_slice(&[0, 1, key, 0, 0, 0, len as u8]);
-        if v < 0 {
-            out.push(b'-');
-        }
-        out.extend_from_slice(digits);
+        binary_int(out, key, v);
     }
     binary_field(out, b"i", prepared.properties.as_bytes());
     binary_field(out, b"j", b"0");
     binary_field(out, b"k", b"false");
     binary_field(out, b"m", if prepared.batch { b"true" } else { b"false" });
     binary_field(out, b"n", queue.broker_name().as_bytes());
-    let header_len = out.len() - start - 8;
-    if header_len > MAX_HEADER_LEN {
-        out.truncate(start);
-        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
-    }
-    // Below MAX_HEADER_LEN (24 bits), so every length here fits its field.
-    let map_len = (out.len() - map_at) as u32;
-    out[map_at - 4..map_at].copy_from_slice(&map_len.to_be_bytes());
-    out.extend_from_slice(prepared.wire_body());
-    let total = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&total.to_be_bytes());
-    let proto = (u32::from(SerializeType::RocketMq.code()) << 24) | header_len as u32;
-    out[start + 4..start + 8].copy_from_slice(&proto.to_be_bytes());
-    Ok(())
+    finish_binary_frame(out, start, map_at, prepared.wire_body())
 }
 
 /// One ext field of a binary header (a key of our own, under 32 768 bytes); nothing for an
@@ -1247,6 +1527,8 @@ mod tests {
             .collect();
         let mut compared = 0;
         let mut memo_frames = 0;
+        let mut oneway_memo_frames = 0;
+        let mut binary_memo_frames = 0;
         let mut usual_frames = 0; // no properties of the caller's, flag 0: constants
         let mut with_user_props = 0;
         for round in 0..3000 {
@@ -1362,8 +1644,10 @@ mod tests {
                     "round {round}"
                 );
                 compared += 1;
-                if c.is_none() && flag == 0 && serialize_type == SerializeType::Json {
+                if c.is_none() {
                     memo_frames += 1;
+                    oneway_memo_frames += usize::from(flag == FLAG_ONEWAY);
+                    binary_memo_frames += usize::from(serialize_type == SerializeType::RocketMq);
                     if prepared.properties.only_plain_defaults().is_some() && prepared.flag == 0 {
                         usual_frames += 1;
                     }
@@ -1371,11 +1655,180 @@ mod tests {
             }
         }
         assert!(compared > 4000, "only {compared} frames compared");
-        assert!(memo_frames > 350, "only {memo_frames} frames from the memo");
+        assert!(
+            memo_frames > 2000,
+            "only {memo_frames} frames from the memo"
+        );
+        assert!(
+            oneway_memo_frames > 300,
+            "only {oneway_memo_frames} oneway frames from the memo"
+        );
+        assert!(
+            binary_memo_frames > 1000,
+            "only {binary_memo_frames} binary frames from the memo"
+        );
         assert!(usual_frames > 20, "only {usual_frames} usual frames");
         assert!(
             with_user_props > 500,
             "only {with_user_props} with the caller's properties"
         );
+    }
+
+    /// The constant end of JSON headers is the defaults' (the client version's text).
+    #[test]
+    fn json_end_is_the_defaults_end() {
+        assert_eq!(&defaults().json_end[..], &JSON_END[..]);
+        for opaque in [0, 7, 10, -1, i32::MIN, i32::MAX, 123_456] {
+            let mut out = vec![1];
+            write_opaque_end(&mut out, opaque);
+            assert_eq!(
+                out,
+                [&[1][..], opaque.to_string().as_bytes(), JSON_END].concat()
+            );
+        }
+        // The memo's text of the next opaque (raised in place) across carries, signs, wraps,
+        // repeats and jumps.
+        let mut memo = FrameMemo::EMPTY;
+        let mut opaques: Vec<i32> = (-12..120).chain(995..1012).collect();
+        opaques.extend([
+            5,
+            5,
+            6,
+            i32::MAX - 1,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            0,
+            1,
+            0,
+        ]);
+        opaques.extend((0..300).map(|i| (i * 7919) % 1000 - 200));
+        for opaque in opaques {
+            let mut out = vec![2];
+            memo.write_opaque_end(&mut out, opaque);
+            assert_eq!(
+                out,
+                [&[2][..], opaque.to_string().as_bytes(), JSON_END].concat(),
+                "{opaque}"
+            );
+        }
+    }
+
+    /// Runs of sends that mostly repeat the one before, as a producer's do (same group,
+    /// topic, broker, flag; the next opaque; the same or the next millisecond), with one
+    /// thing changed now and then: the frames the thread's memo writes are the reference's
+    /// bytes, in both layouts, whatever changed (queue ids of other lengths,
+    /// opaques crossing a power of ten or negative, born timestamps of other lengths, ids of
+    /// other lengths, the caller's properties, tags, a transaction, a batch, a reply, a
+    /// namespace, oneway, another group or broker).
+    #[test]
+    fn memo_frames_of_repeating_sends_equal_the_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(909);
+        let configs = [
+            ProducerConfig::builder("g")
+                .name_server("127.0.0.1:9876")
+                .build()
+                .unwrap(),
+            ProducerConfig::builder("g")
+                .name_server("127.0.0.1:9876")
+                .namespace("ns_1")
+                .build()
+                .unwrap(),
+        ];
+        let all_defaults = [
+            SendDefaults::new("GID_plain".into(), "TBW102".into(), 4),
+            defaults(),
+        ];
+        // Broker names shared as a route shares them (what the thread's memo remembers).
+        let brokers: Vec<Arc<str>> = ["broker-a", "broker-b", "b\"✓", ""]
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        let queues: Vec<(Arc<str>, i32)> = brokers
+            .iter()
+            .flat_map(|b| [0, 3, 9, 10, 15, 123, -1].map(|q| (b.clone(), q)))
+            .collect();
+        let (mut config, mut d, mut topic, mut queue) = (0, 0, "T", 1);
+        let (mut flag, mut born, mut opaque) = (0, 1_795_468_920_976i64, 1i32);
+        let (mut kind, mut id_len) = (0, 32);
+        let mut compared = 0;
+        for round in 0..6000 {
+            // Mostly what a producer does from one send to the next.
+            opaque = opaque.wrapping_add(1);
+            born += i64::from(rng.gen_bool(0.3));
+            kind = if rng.gen_bool(0.9) { 0 } else { kind };
+            match rng.gen_range(0..40) {
+                0 => config = rng.gen_range(0..configs.len()),
+                1 => d = rng.gen_range(0..all_defaults.len()),
+                2 => topic = ["T", "Topic_1-%|x", "TopicTest"][rng.gen_range(0..3)],
+                3..=6 => queue = rng.gen_range(0..queues.len()),
+                7 => flag = [0, FLAG_ONEWAY][rng.gen_range(0..2)],
+                8 => born = [0, -5, 9, 1_795_468_920_976, i64::MIN][rng.gen_range(0..5)],
+                9 => opaque = [9, 99, 999_999, -3, i32::MAX, 0][rng.gen_range(0..6)],
+                10..=13 => kind = rng.gen_range(1..8),
+                14 => id_len = [32, 20, 44, 1][rng.gen_range(0..4)],
+                _ => {}
+            }
+            let body: Vec<u8> = (0..[0, 1, 128, 5000][rng.gen_range(0..4)])
+                .map(|i| (i % 251) as u8)
+                .collect();
+            let mut msg = Message::new(topic, body);
+            match kind {
+                1 => msg = msg.with_tags("TagA"),
+                2 => msg = msg.with_keys(["k1", "k\"2"]),
+                3 => msg.set_property("p", "grün ✓ \u{7}\n"),
+                4 => msg.set_property(crate::message::property::TRANSACTION_PREPARED, "true"),
+                5 => msg = msg.with_flag(7),
+                6 => msg = msg.with_wait_store_msg_ok(false),
+                _ => {}
+            }
+            let config = &configs[config];
+            let mut n = 0u64;
+            let mut ids = || {
+                n += 1;
+                let id = format!(
+                    "{:0>width$X}",
+                    u64::from(round as u32) << 8 | n,
+                    width = id_len
+                );
+                crate::message::IdStr::from(id)
+            };
+            let prepared = if kind == 7 {
+                prepare::prepare_batch(vec![msg.clone(), msg], config, &mut ids)
+            } else {
+                prepare::prepare_single(msg, config, &mut ids)
+            };
+            let Ok(mut prepared) = prepared else {
+                continue;
+            };
+            prepared.reply = kind == 6 && rng.gen_bool(0.5);
+            let (broker, queue_id) = &queues[queue];
+            let q = MessageQueue::new(prepared.wire_topic(), broker.clone(), *queue_id);
+            let defaults = &all_defaults[d];
+            let mut expected = send_request(&prepared, &q, defaults, born);
+            expected.opaque = opaque;
+            expected.flag = flag;
+            for serialize_type in [SerializeType::Json, SerializeType::RocketMq] {
+                let mut cmd = expected.clone();
+                cmd.serialize_type = serialize_type;
+                let spec = FrameSpec {
+                    opaque,
+                    flag,
+                    serialize_type,
+                    credentials: None,
+                };
+                let mut got = vec![3u8; rng.gen_range(0..2)];
+                let at = got.len();
+                encode_send_frame(&prepared, &q, defaults, born, spec, &mut got).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&got[at..]),
+                    String::from_utf8_lossy(&cmd.to_frame().unwrap()),
+                    "round {round} {serialize_type:?}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 8000, "only {compared} frames compared");
     }
 }

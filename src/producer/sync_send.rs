@@ -533,7 +533,7 @@ impl Inner {
         let born = now_ms();
         let sent = self
             .remoting
-            .encode_request(&addr, true, |spec, out| {
+            .encode_request_shared(&addr, true, |spec, out| {
                 broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
             })
             .and_then(|request| self.remoting.send_encoded_oneway(request));

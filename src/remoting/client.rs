@@ -3,7 +3,7 @@
 use crate::hash::FxHashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -101,7 +101,24 @@ struct Inner {
     own_threads: Vec<ThreadId>,
     pending: Arc<AtomicUsize>,
     frames: Arc<FramePool>,
+    /// This client among every client of the process (the key of a thread's
+    /// [`LAST_TARGET`]).
+    id: u64,
 }
+
+/// Numbers the clients ([`Inner::id`]).
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The target of the last address this thread encoded a request for with
+    /// [`RemotingClient::encode_request_shared`], with the id of its client and the address
+    /// (held: the same pointer is the same address string).
+    static LAST_TARGET: std::cell::RefCell<Option<LastTarget>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A client's id, an address and its target ([`LAST_TARGET`]).
+type LastTarget = (u64, Arc<str>, Arc<Target>);
 
 struct LoopHandle {
     shared: Arc<LoopShared>,
@@ -238,6 +255,7 @@ impl RemotingClient {
                 own_threads,
                 pending,
                 frames,
+                id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             }),
         })
     }
@@ -358,6 +376,50 @@ impl RemotingClient {
         encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
     ) -> Result<EncodedRequest> {
         let (target, frame, opaque) = self.prepare_encoded(addr, oneway, encode)?;
+        Ok(EncodedRequest {
+            target,
+            frame,
+            opaque,
+        })
+    }
+
+    /// [`RemotingClient::encode_request`] for a shared address string, with the target of the
+    /// last one this thread encoded for remembered per thread: the same address again (the
+    /// same shared string, to the same client) skips the look-up of its target. For callers
+    /// with no memo of their own (oneway sends).
+    pub(crate) fn encode_request_shared(
+        &self,
+        addr: &Arc<str>,
+        oneway: bool,
+        encode: impl FnOnce(FrameSpec<'_>, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<EncodedRequest> {
+        let id = self.inner.id;
+        let remembered = || {
+            LAST_TARGET
+                .try_with(|last| match &*last.try_borrow().ok()? {
+                    Some((i, a, t)) if *i == id && Arc::ptr_eq(a, addr) => Some(t.clone()),
+                    _ => None,
+                })
+                .ok()
+                .flatten()
+        };
+        let (target, frame, opaque) = self.prepare_encoded_with(
+            || match remembered() {
+                Some(t) => Ok(t),
+                None => {
+                    let t = self.target(addr)?;
+                    // Only while this thread is torn down is there no slot (then no memory).
+                    let _ = LAST_TARGET.try_with(|last| {
+                        if let Ok(mut last) = last.try_borrow_mut() {
+                            *last = Some((id, addr.clone(), t.clone()));
+                        }
+                    });
+                    Ok(t)
+                }
+            },
+            oneway,
+            encode,
+        )?;
         Ok(EncodedRequest {
             target,
             frame,
@@ -930,5 +992,41 @@ mod tests {
         assert!(client
             .encode_request_memo(&addrs[0], &mut memo, false, |_, _| Ok(()))
             .is_err());
+    }
+
+    /// The thread's remembered target is the address's and the client's: two clients sent
+    /// the same shared address strings in turn each get the target their own table holds.
+    #[test]
+    fn thread_target_memory_gives_each_client_and_address_its_target() {
+        let clients = [
+            RemotingClient::new(RemotingConfig::default()).unwrap(),
+            RemotingClient::new(RemotingConfig::default()).unwrap(),
+        ];
+        let addrs: Vec<Arc<str>> = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "[::1]:3"]
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        for round in 0..3u8 {
+            for (i, addr) in addrs.iter().chain(addrs.iter().rev()).enumerate() {
+                for client in [&clients[i % 2], &clients[(i + usize::from(round)) % 2]] {
+                    let encoded = client
+                        .encode_request_shared(addr, true, |spec, out| {
+                            assert_eq!(spec.flag, crate::protocol::frame::FLAG_ONEWAY);
+                            out.push(round);
+                            Ok(())
+                        })
+                        .unwrap();
+                    assert_eq!(&*encoded.target.addr, &**addr);
+                    assert!(Arc::ptr_eq(&encoded.target, &client.target(addr).unwrap()));
+                    assert_eq!(encoded.frame, [round]);
+                }
+            }
+        }
+        for client in &clients {
+            client.shutdown();
+            assert!(client
+                .encode_request_shared(&addrs[0], true, |_, _| Ok(()))
+                .is_err());
+        }
     }
 }
