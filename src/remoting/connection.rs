@@ -660,8 +660,13 @@ mod tests {
             .collect();
         let expected: Vec<u8> = frames.concat();
         let total = expected.len();
+        // The reader starts once the first flush has returned: until then the peer reads
+        // nothing, so the socket takes at most its buffers (well under the frames of each round)
+        // and the first write stops inside a frame whatever the machine's load.
+        let (started, start) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut peer = peer;
+            let _ = start.recv();
             let mut got = Vec::new();
             let mut chunk = vec![0u8; 70_001];
             let mut step = 1;
@@ -692,6 +697,7 @@ mod tests {
         while conn.has_output() {
             assert!(Instant::now() < deadline, "output never drained");
             conn.flush(|f| back.push(f)).unwrap();
+            let _ = started.send(());
             let returned: usize = back.iter().map(Vec::len).sum();
             assert_eq!(conn.queued_bytes(), total - returned - conn.front_pos);
             partial |= conn.front_pos > 0;
