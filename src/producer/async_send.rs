@@ -546,6 +546,23 @@ impl AsyncSend {
                 return self.defer();
             }
         }
+        if let Some(Done::Handle(_)) = self.done {
+            // The usual end, as `finish_after_at` makes it, written out here: every call the
+            // ~312-byte result is passed down copies it, so it goes from `send_result` to the
+            // handle's slot through one call only (`Completer::complete`, inlined).
+            self.op.record_ended(&result, &ended);
+            if let Some(Done::Handle(tracked)) = self.done.take() {
+                if let Some(after) = after {
+                    after.spawn(&self.inner, result.as_ref());
+                }
+                // Released first, as `finish_after_at` does.
+                drop(self.permit.take());
+                let (completer, ticket) = tracked.into_parts();
+                completer.complete(result);
+                drop(ticket);
+            }
+            return self.retire();
+        }
         self.finish_after_at(result, after, &ended);
     }
 
@@ -601,6 +618,11 @@ impl AsyncSend {
                 drop(self.permit.take());
             }
         }
+        self.retire();
+    }
+
+    /// Leaves an ended send's box to be freed (see [`Inner::recycle`]).
+    fn retire(self: Box<Self>) {
         let inner = self.inner.clone();
         if on_io_thread() {
             // Its memory was allocated on the sending side: the next sender or an internal

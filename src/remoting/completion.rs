@@ -322,15 +322,31 @@ pub struct Completer<T> {
 
 impl<T> Completer<T> {
     /// Completes the handle with `value`. Returns `false` if it was already complete.
-    #[inline(always)] // a large value is moved once, into the slot (no copy per call)
+    // Inlined, and the value stored right here rather than handed to `finish`: every call a
+    // large value is passed down is a copy of it, so it goes from the caller's hands straight
+    // into the slot.
+    #[inline(always)]
     pub fn complete(mut self, value: Result<T>) -> bool {
         let shared = self.shared.take();
         // Emptied: its `Drop` would have nothing to do (forgetting it spares the call).
         std::mem::forget(self);
-        match shared {
-            Some(shared) => finish(shared, value),
-            None => false,
-        }
+        let Some(shared) = shared else {
+            return false;
+        };
+        let (waker, thread) = {
+            let mut slot = shared.slot.lock();
+            if !matches!(slot.state, State::Pending) {
+                return false;
+            }
+            // Pending has nothing to drop: replacing it without a drop in between lets the
+            // value be copied straight into the slot (an assignment builds it aside first,
+            // for the drop of the old state).
+            std::mem::forget(std::mem::replace(&mut slot.state, State::Done(value)));
+            shared.ready.store(true, Ordering::Release);
+            (slot.waker.take(), slot.thread.take())
+        };
+        wake(shared, waker, thread);
+        true
     }
 
     /// Whether the handle was dropped, so nobody will look at the value.
@@ -341,7 +357,8 @@ impl<T> Completer<T> {
     }
 }
 
-#[inline(always)]
+/// Stores `value` unless the completion has one, and wakes the waiter ([`Completer::complete`]
+/// does the same inline).
 fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
     let (waker, thread) = {
         let mut slot = shared.slot.lock();
@@ -352,6 +369,14 @@ fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
         shared.ready.store(true, Ordering::Release);
         (slot.waker.take(), slot.thread.take())
     };
+    wake(shared, waker, thread);
+    true
+}
+
+/// Wakes whoever waits on a completion just completed (`waker`, `thread`: taken from its slot
+/// with the value stored), after dropping the completing side's reference.
+#[inline(always)]
+fn wake<T>(shared: Arc<Shared<T>>, waker: Option<Waker>, thread: Option<Thread>) {
     // This side's reference goes before the waiter is woken: a woken waiter then holds the
     // only one, and can reuse the completion at once ([`Reusable`]).
     drop(shared);
@@ -365,7 +390,6 @@ fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
     if let Some(w) = waker {
         w.wake();
     }
-    true
 }
 
 impl<T> Drop for Completer<T> {

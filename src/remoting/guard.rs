@@ -14,6 +14,7 @@ pub(crate) fn run_callback(callback: Box<dyn OnResponse>, result: Result<Remotin
 }
 
 /// [`run_callback`] for a response that arrived with a read at `arrival`.
+#[inline(always)] // the response is moved once, not copied per call
 pub(crate) fn run_callback_at(
     callback: Box<dyn OnResponse>,
     result: Result<RemotingCommand>,
