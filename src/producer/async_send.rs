@@ -546,22 +546,36 @@ impl AsyncSend {
                 return self.defer();
             }
         }
-        if let Some(Done::Handle(_)) = self.done {
-            // The usual end, as `finish_after_at` makes it, written out here: every call the
-            // ~312-byte result is passed down copies it, so it goes from `send_result` to the
-            // handle's slot through one call only (`Completer::complete`, inlined).
-            self.op.record_ended(&result, &ended);
-            if let Some(Done::Handle(tracked)) = self.done.take() {
+        // The usual ends, as `finish_after_at` makes them, written out here: every call the
+        // ~312-byte result is passed down copies it, so it goes from `send_result` to where
+        // its caller takes it through as few calls as can be.
+        match self.done.take() {
+            Some(Done::Handle(tracked)) => {
+                self.op.record_ended(&result, &ended);
                 if let Some(after) = after {
                     after.spawn(&self.inner, result.as_ref());
                 }
                 // Released first, as `finish_after_at` does.
                 drop(self.permit.take());
+                // One call (`Completer::complete`, inlined) to the handle's slot.
                 let (completer, ticket) = tracked.into_parts();
                 completer.complete(result);
                 drop(ticket);
+                return self.retire();
             }
-            return self.retire();
+            Some(Done::Callback(callback)) => {
+                self.op.record_ended(&result, &ended);
+                let hold = self.hold();
+                self.set_ready(ReadyCallback {
+                    callback: Some(callback),
+                    result: Some(result),
+                    hold,
+                    after,
+                });
+                let inner = self.inner.clone();
+                return inner.run_user_job(self);
+            }
+            done => self.done = done,
         }
         self.finish_after_at(result, after, &ended);
     }
@@ -591,7 +605,7 @@ impl AsyncSend {
                 // The callback, its result and its hold go to the pool in this box (nothing
                 // to allocate); the pool thread runs them and recycles the box.
                 let hold = self.hold();
-                self.ready = Some(ReadyCallback::new(callback, result, hold, after));
+                self.set_ready(ReadyCallback::new(callback, result, hold, after));
                 let inner = self.inner.clone();
                 return inner.run_user_job(self);
             }
@@ -643,6 +657,19 @@ impl AsyncSend {
             }
         } else {
             inner.recycle(self);
+        }
+    }
+
+    /// Puts `ready` in this box, for the callback pool. An assignment would drop what was
+    /// there first and so build the large value aside before copying it in; a box whose send
+    /// ends holds none (`clear` emptied it), so there is nothing to drop.
+    #[inline(always)]
+    fn set_ready(&mut self, ready: ReadyCallback) {
+        if self.ready.is_none() {
+            // `None` has nothing to drop.
+            std::mem::forget(std::mem::replace(&mut self.ready, Some(ready)));
+        } else {
+            self.ready = Some(ready);
         }
     }
 
