@@ -557,9 +557,19 @@ impl AsyncSend {
                 }
                 // Released first, as `finish_after_at` does.
                 drop(self.permit.take());
-                // One call (`Completer::complete`, inlined) to the handle's slot.
+                // Stored once the slot is locked: copied from here straight into it.
                 let (completer, ticket) = tracked.into_parts();
-                completer.complete(result);
+                if let Some(shared) = completer.into_shared() {
+                    // Not `map`: a closure would take the result in, a copy more.
+                    #[allow(clippy::manual_map)]
+                    let waiters = match shared.lock_pending() {
+                        Some(slot) => Some(slot.store(result)),
+                        None => None, // complete already (cannot happen: one end per send)
+                    };
+                    if let Some(waiters) = waiters {
+                        crate::remoting::completion::wake(shared, waiters);
+                    }
+                }
                 drop(ticket);
                 return self.retire();
             }
