@@ -549,6 +549,47 @@ impl AsyncSend {
                 return self.defer();
             }
         }
+        // The usual ends, as `finish_after_at` makes them, written out here: every call the
+        // ~312-byte result is passed down copies it, so it goes from `send_result` to where
+        // its caller takes it through as few calls as can be.
+        match self.done.take() {
+            Some(Done::Handle(tracked)) => {
+                self.op.record_ended(&result, &ended);
+                if let Some(after) = after {
+                    after.spawn(&self.inner, result.as_ref());
+                }
+                // Released first, as `finish_after_at` does.
+                drop(self.permit.take());
+                // Stored once the slot is locked: copied from here straight into it.
+                let (completer, ticket) = tracked.into_parts();
+                if let Some(shared) = completer.into_shared() {
+                    // Not `map`: a closure would take the result in, a copy more.
+                    #[allow(clippy::manual_map)]
+                    let waiters = match shared.lock_pending() {
+                        Some(slot) => Some(slot.store(result)),
+                        None => None, // complete already (cannot happen: one end per send)
+                    };
+                    if let Some(waiters) = waiters {
+                        crate::remoting::completion::wake(shared, waiters);
+                    }
+                }
+                drop(ticket);
+                return self.retire();
+            }
+            Some(Done::Callback(callback)) => {
+                self.op.record_ended(&result, &ended);
+                let hold = self.hold();
+                self.set_ready(ReadyCallback {
+                    callback: Some(callback),
+                    result: Some(result),
+                    hold,
+                    after,
+                });
+                let inner = self.inner.clone();
+                return inner.run_user_job(self);
+            }
+            done => self.done = done,
+        }
         self.finish_after_at(result, after, &ended);
     }
 
@@ -577,7 +618,7 @@ impl AsyncSend {
                 // The callback, its result and its hold go to the pool in this box (nothing
                 // to allocate); the pool thread runs them and recycles the box.
                 let hold = self.hold();
-                self.ready = Some(ReadyCallback::new(callback, result, hold, after));
+                self.set_ready(ReadyCallback::new(callback, result, hold, after));
                 let inner = self.inner.clone();
                 return inner.run_user_job(self);
             }
@@ -604,6 +645,11 @@ impl AsyncSend {
                 drop(self.permit.take());
             }
         }
+        self.retire();
+    }
+
+    /// Leaves an ended send's box to be freed (see [`Inner::recycle`]).
+    fn retire(self: Box<Self>) {
         let inner = self.inner.clone();
         if on_io_thread() {
             // Its memory was allocated on the sending side: the next sender or an internal
@@ -624,6 +670,20 @@ impl AsyncSend {
             }
         } else {
             inner.recycle(self);
+        }
+    }
+
+    /// Puts `ready` in this box, for the callback pool. An assignment would drop what was
+    /// there first and so build the large value aside before copying it in; a box whose send
+    /// ends holds none (`clear` emptied it), so there is nothing to drop.
+    #[inline(always)]
+    fn set_ready(&mut self, ready: ReadyCallback) {
+        if self.ready.is_none() {
+            // `None` has nothing to drop.
+            #[allow(clippy::mem_replace_option_with_some)] // the same, measured: kept
+            std::mem::forget(std::mem::replace(&mut self.ready, Some(ready)));
+        } else {
+            self.ready = Some(ready);
         }
     }
 

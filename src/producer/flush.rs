@@ -147,11 +147,19 @@ impl TrackedCompleter {
     /// Completes the handle, then ends the ticket (so a flush that returns sees the handle
     /// done). Returns `false` if it was complete already.
     #[inline(always)] // the result is large: no copy per call (see `finish_done`)
-    pub(crate) fn complete(mut self, value: Result<SendResult>) -> bool {
-        let ticket = self.ticket.take();
-        let done = self.completer.complete(value);
+    pub(crate) fn complete(self, value: Result<SendResult>) -> bool {
+        let (completer, ticket) = self.into_parts();
+        let done = completer.complete(value);
         drop(ticket);
         done
+    }
+
+    /// The completer and the ticket, for a caller that completes the handle itself (one call
+    /// fewer for the large result to be passed through) and then drops the ticket, as
+    /// [`TrackedCompleter::complete`] does.
+    #[inline(always)]
+    pub(crate) fn into_parts(self) -> (Completer<SendResult>, Option<Ticket>) {
+        (self.completer, self.ticket)
     }
 }
 

@@ -342,6 +342,35 @@ impl<T> Shared<T> {
     }
 }
 
+/// A completion locked while pending ([`Shared::lock_pending`]).
+pub(crate) struct PendingSlot<'a, T> {
+    shared: &'a Shared<T>,
+    slot: parking_lot::MutexGuard<'a, Slot<T>>,
+}
+
+/// Who waits on a completion just completed, to wake once its lock is released ([`wake`]).
+pub(crate) struct Waiters(Option<Waker>, Option<Thread>);
+
+impl<T> Shared<T> {
+    /// Locks the completion if it is pending (`None`: it has its value already).
+    #[inline(always)]
+    pub(crate) fn lock_pending(&self) -> Option<PendingSlot<'_, T>> {
+        let slot = self.slot.lock();
+        matches!(slot.state, State::Pending).then_some(PendingSlot { shared: self, slot })
+    }
+}
+
+impl<T> PendingSlot<'_, T> {
+    /// Stores the value and unlocks; the waiters are to be woken with [`wake`].
+    #[inline(always)]
+    pub(crate) fn store(mut self, value: Result<T>) -> Waiters {
+        // Pending, so nothing to drop (see `Completer::complete`).
+        std::mem::forget(std::mem::replace(&mut self.slot.state, State::Done(value)));
+        self.shared.ready.store(true, Ordering::Release);
+        Waiters(self.slot.waker.take(), self.slot.thread.take())
+    }
+}
+
 struct Slot<T> {
     state: State<T>,
     waker: Option<Waker>,
@@ -363,15 +392,45 @@ pub struct Completer<T> {
 
 impl<T> Completer<T> {
     /// Completes the handle with `value`. Returns `false` if it was already complete.
-    #[inline(always)] // a large value is moved once, into the slot (no copy per call)
+    // Inlined, and the value stored right here rather than handed to `finish`: every call a
+    // large value is passed down is a copy of it, so it goes from the caller's hands straight
+    // into the slot.
+    #[inline(always)]
     pub fn complete(mut self, value: Result<T>) -> bool {
         let shared = self.shared.take();
         // Emptied: its `Drop` would have nothing to do (forgetting it spares the call).
         std::mem::forget(self);
-        match shared {
-            Some(shared) => finish(shared, value),
-            None => false,
-        }
+        let Some(shared) = shared else {
+            return false;
+        };
+        let (waker, thread) = {
+            let mut slot = shared.slot.lock();
+            if !matches!(slot.state, State::Pending) {
+                return false;
+            }
+            // Pending has nothing to drop: replacing it without a drop in between lets the
+            // value be copied straight into the slot (an assignment builds it aside first,
+            // for the drop of the old state).
+            std::mem::forget(std::mem::replace(&mut slot.state, State::Done(value)));
+            shared.ready.store(true, Ordering::Release);
+            (slot.waker.take(), slot.thread.take())
+        };
+        wake(shared, Waiters(waker, thread));
+        true
+    }
+
+    /// The shared completion, for a caller that locks it and stores the value itself
+    /// ([`Shared::lock_pending`], [`PendingSlot::store`], then [`wake`]): a large value is
+    /// then copied from the caller's hands straight into the slot once the lock is held,
+    /// with no call in between to make the compiler copy it aside first. `None` if the
+    /// completer is spent. Whoever takes it must complete it: a completion dropped pending
+    /// is not ended with `Shutdown` as a dropped completer is.
+    #[inline(always)]
+    pub(crate) fn into_shared(mut self) -> Option<Arc<Shared<T>>> {
+        let shared = self.shared.take();
+        // Emptied: its `Drop` would have nothing to do.
+        std::mem::forget(self);
+        shared
     }
 
     /// Whether the handle was dropped, so nobody will look at the value.
@@ -382,7 +441,8 @@ impl<T> Completer<T> {
     }
 }
 
-#[inline(always)]
+/// Stores `value` unless the completion has one, and wakes the waiter ([`Completer::complete`]
+/// does the same inline).
 fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
     let (waker, thread) = {
         let mut slot = shared.slot.lock();
@@ -393,6 +453,15 @@ fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
         shared.ready.store(true, Ordering::Release);
         (slot.waker.take(), slot.thread.take())
     };
+    wake(shared, Waiters(waker, thread));
+    true
+}
+
+/// Wakes whoever waits on a completion just completed ([`PendingSlot::store`]), after
+/// dropping the completing side's reference.
+#[inline(always)]
+pub(crate) fn wake<T>(shared: Arc<Shared<T>>, waiters: Waiters) {
+    let Waiters(waker, thread) = waiters;
     // This side's reference goes before the waiter is woken: a woken waiter then holds the
     // only one, and can reuse the completion at once ([`Reusable`]).
     drop(shared);
@@ -406,7 +475,6 @@ fn finish<T>(shared: Arc<Shared<T>>, value: Result<T>) -> bool {
     if let Some(w) = waker {
         w.wake();
     }
-    true
 }
 
 impl<T> Drop for Completer<T> {
@@ -608,6 +676,39 @@ mod tests {
         let t = std::thread::spawn(move || c.complete(Ok(7)));
         assert_eq!(h.wait().unwrap(), 7);
         assert!(t.join().unwrap());
+    }
+
+    /// Completing by hand (lock, store, wake: the asynchronous send's way) ends the handle
+    /// as `complete` does: a parked waiter and a task are woken, the value is there once, and
+    /// a completion that has its value is not locked as pending again.
+    #[test]
+    fn a_value_stored_by_hand_ends_the_handle_as_complete_does() {
+        let (c, h) = pair::<u32>();
+        let waiter = std::thread::spawn(move || h.wait());
+        // Let the waiter park (it does not matter if it has not yet: it finds the value).
+        std::thread::sleep(Duration::from_millis(20));
+        let shared = c.into_shared().unwrap();
+        let waiters = shared.lock_pending().map(|slot| slot.store(Ok(5))).unwrap();
+        assert!(
+            shared.lock_pending().is_none(),
+            "has its value: not pending"
+        );
+        wake(shared, waiters);
+        assert_eq!(waiter.join().unwrap().unwrap(), 5);
+
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let (c, mut h) = pair::<u32>();
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
+        let shared = c.into_shared().unwrap();
+        let waiters = shared.lock_pending().map(|slot| slot.store(Ok(6))).unwrap();
+        wake(shared, waiters);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        match Pin::new(&mut h).poll(&mut cx) {
+            Poll::Ready(v) => assert_eq!(v.unwrap(), 6),
+            Poll::Pending => panic!("stored value not seen"),
+        }
     }
 
     #[test]

@@ -451,7 +451,7 @@ impl Conn {
     /// block or ends: no later event would report the end.
     pub(crate) fn read_some(
         &mut self,
-        frames: &mut Vec<RemotingCommand>,
+        frames: &mut impl FrameSink,
         to_end: bool,
     ) -> Result<bool, Failure> {
         let Some(stream) = self.stream.as_mut() else {
@@ -501,6 +501,22 @@ impl Conn {
             Some(stream) => registry.deregister(stream),
             None => Ok(()),
         }
+    }
+}
+
+/// Where a connection's reads hand their frames, one by one as they are decoded (so that the
+/// event loop completes a response right there, without moving it through a list first).
+pub(crate) trait FrameSink {
+    /// Takes a frame as the decoder returned it (so the command is not moved out of the
+    /// result on the way); a decoding error is handed back, and fails the read.
+    fn frame(&mut self, decoded: Result<RemotingCommand, CodecError>) -> Result<(), CodecError>;
+}
+
+/// Frames kept in order.
+impl FrameSink for Vec<RemotingCommand> {
+    fn frame(&mut self, decoded: Result<RemotingCommand, CodecError>) -> Result<(), CodecError> {
+        self.push(decoded?);
+        Ok(())
     }
 }
 
@@ -555,7 +571,7 @@ impl ReadBuf {
     pub(crate) fn filled(
         &mut self,
         n: usize,
-        frames: &mut Vec<RemotingCommand>,
+        frames: &mut impl FrameSink,
     ) -> Result<(), CodecError> {
         self.end += n;
         loop {
@@ -582,10 +598,12 @@ impl ReadBuf {
                 break;
             }
             let frame = &self.buf[self.start + 4..self.start + len];
-            let cmd = RemotingCommand::decode_unprefixed(frame)?;
+            // Handed on as the decoder returns it, the command in it: every move of it is a
+            // copy. A frame that does not decode fails the read (the connection is closed).
+            let handed = frames.frame(RemotingCommand::decode_unprefixed(frame));
             self.start += len;
             self.need = 0;
-            frames.push(cmd);
+            handed?;
         }
         if self.start == self.end {
             self.start = 0;

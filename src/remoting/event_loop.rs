@@ -299,7 +299,10 @@ impl<V> OpaqueTable<V> {
         let i = self.slot_of(opaque);
         match self.slots.get_mut(i) {
             Some(slot @ None) => {
-                *slot = Some((opaque, value));
+                // `None` has nothing to drop: replaced without a drop, the value is written
+                // straight into the slot (an assignment builds it aside first, for the drop).
+                #[allow(clippy::mem_replace_option_with_some)] // the same, measured: kept
+                std::mem::forget(std::mem::replace(slot, Some((opaque, value))));
                 self.in_slots += 1;
             }
             _ => {
@@ -316,6 +319,60 @@ impl<V> OpaqueTable<V> {
         for (opaque, value) in all {
             self.place(opaque, value);
         }
+    }
+}
+
+/// Where the frames of one read of connection `idx` go as they are decoded: a response
+/// completes its request at once (the command is moved once, from the decoder's result into
+/// the request's end, instead of through a list and the calls between); the first frame that
+/// is not a response, and every frame after it, goes to `others`, for
+/// [`EventLoop::on_frame`] after the read. The clock is read once per read, for the first
+/// frame.
+struct Responses<'a> {
+    pending: &'a mut PendingTable,
+    pending_count: &'a AtomicUsize,
+    idx: usize,
+    conn_id: u64,
+    addr: &'a Arc<str>,
+    arrival: Option<Arrival>,
+    others: &'a mut Vec<RemotingCommand>,
+}
+
+impl super::connection::FrameSink for Responses<'_> {
+    #[inline(always)]
+    fn frame(
+        &mut self,
+        decoded: std::result::Result<RemotingCommand, CodecError>,
+    ) -> std::result::Result<(), CodecError> {
+        let Ok(cmd) = &decoded else {
+            return decoded.map(drop); // fails the read
+        };
+        if !self.others.is_empty() || !cmd.is_response() {
+            return self.others.frame(decoded);
+        }
+        let opaque = cmd.opaque;
+        let arrival = self
+            .arrival
+            .get_or_insert_with(|| Arrival::new(Instant::now()));
+        // As `EventLoop::on_frame` does: a response on another connection than its
+        // request's is not its response.
+        let (idx, conn_id) = (self.idx, self.conn_id);
+        match self
+            .pending
+            .remove_unless(opaque, |p| p.token != idx || p.conn_id != conn_id)
+        {
+            Some(p) => {
+                self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                p.reply
+                    .complete_at(decoded.map_err(Error::Protocol), arrival);
+            }
+            None => log::debug!(
+                "response with opaque {opaque} from {} matches no pending request \
+                 (it timed out, or the peer is confused): dropped",
+                self.addr
+            ),
+        }
+        Ok(())
     }
 }
 
@@ -500,7 +557,20 @@ impl EventLoop {
                 return;
             };
             let mut frames = std::mem::take(&mut self.frames);
-            let result = conn.read_some(&mut frames, read == Read::ToEnd);
+            // Responses complete their requests as they are decoded; anything else (a
+            // server's request) is kept in `frames`, with every frame after it, and handled
+            // after the read, in order.
+            let mut sink = Responses {
+                pending: &mut self.pending,
+                pending_count: &self.pending_count,
+                idx,
+                conn_id,
+                addr: &addr,
+                arrival: None,
+                others: &mut frames,
+            };
+            let result = conn.read_some(&mut sink, read == Read::ToEnd);
+            let arrival = sink.arrival.take();
 
             // TLS: reading may leave records to send (alerts, key updates).
             if conn.has_output() && !conn.dirty {
@@ -508,8 +578,8 @@ impl EventLoop {
                 self.dirty.push(idx);
             }
             if !frames.is_empty() {
-                // One clock read for the responses of this read (not one per response).
-                let arrival = Arrival::new(Instant::now());
+                // One clock read for the frames of this read (not one per frame).
+                let arrival = arrival.unwrap_or_else(|| Arrival::new(Instant::now()));
                 for frame in frames.drain(..) {
                     self.on_frame(idx, conn_id, &addr, frame, &arrival);
                 }
@@ -526,6 +596,7 @@ impl EventLoop {
         }
     }
 
+    /// A frame of a read handled after it (see [`Responses`]).
     fn on_frame(
         &mut self,
         idx: usize,
@@ -1322,5 +1393,76 @@ mod tests {
             }
             assert_eq!(d.peek(), None);
         }
+    }
+
+    /// A read's frames through [`Responses`]: each response completes its request as it is
+    /// decoded (with the read's one arrival time); the first frame that is not a response and
+    /// every frame after it are kept, in order, for after the read; a response from another
+    /// connection than its request's leaves the request pending; a frame that does not
+    /// decode fails the read, after the frames before it were handled.
+    #[test]
+    fn responses_complete_as_decoded_and_the_rest_keeps_its_order() {
+        use super::super::completion::{pair, Handle};
+        use super::super::connection::ReadBuf;
+        let (idx, conn_id) = (3, 7);
+        let mut pending = PendingTable::default();
+        let mut handles: HashMap<i32, Handle<RemotingCommand>> = HashMap::new();
+        let now = Instant::now();
+        for (opaque, token, conn) in [(1, idx, conn_id), (2, idx, conn_id), (3, idx, conn_id + 1)] {
+            let (completer, handle) = pair();
+            let p = Pending {
+                deadline: now + Duration::from_secs(60),
+                timeout: Duration::from_secs(60),
+                token,
+                conn_id: conn,
+                reply: Reply::Handle(completer),
+                keep_connection_on_timeout: false,
+            };
+            assert!(pending.insert(opaque, p).is_ok());
+            handles.insert(opaque, handle);
+        }
+        let count = AtomicUsize::new(3);
+        let addr: Arc<str> = Arc::from("127.0.0.1:10911");
+        let frames: Vec<RemotingCommand> = vec![
+            RemotingCommand::response(0, 1).with_remark("one"),
+            RemotingCommand::response(0, 3), // its request went out on another connection
+            RemotingCommand::request(39),    // a server's request
+            RemotingCommand::response(0, 2), // after it: kept, in order
+            RemotingCommand::response(0, 99), // matches nothing
+        ];
+        let mut bytes = Vec::new();
+        for f in &frames {
+            f.encode(&mut bytes).unwrap();
+        }
+        // Then a frame that does not decode (serialize type 7).
+        bytes.extend_from_slice(&8u32.to_be_bytes());
+        bytes.extend_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
+        let mut rb = ReadBuf::new(1 << 20);
+        rb.spare()[..bytes.len()].copy_from_slice(&bytes);
+        let mut others = Vec::new();
+        let mut sink = Responses {
+            pending: &mut pending,
+            pending_count: &count,
+            idx,
+            conn_id,
+            addr: &addr,
+            arrival: None,
+            others: &mut others,
+        };
+        let err = rb.filled(bytes.len(), &mut sink).unwrap_err();
+        assert_eq!(err, CodecError::UnknownSerializeType(7));
+        assert!(sink.arrival.is_some(), "the read's arrival was taken");
+        // Opaque 1 ended with its response; 3 (another connection) and 2 (after the server
+        // request) are still pending.
+        let one = handles.remove(&1).unwrap().wait().unwrap();
+        assert_eq!(one.remark.as_deref(), Some("one"));
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+        assert!(pending.get(2).is_some() && pending.get(3).is_some());
+        assert!(!handles[&2].is_done() && !handles[&3].is_done());
+        let kept: Vec<(i32, i32, bool)> = others
+            .iter()
+            .map(|c| (c.code, c.opaque, c.is_response()))
+            .collect();
+        assert_eq!(kept, vec![(39, 0, false), (0, 2, true), (0, 99, true)]);
     }
 }

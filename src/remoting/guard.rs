@@ -14,6 +14,7 @@ pub(crate) fn run_callback(callback: Box<dyn OnResponse>, result: Result<Remotin
 }
 
 /// [`run_callback`] for a response that arrived with a read at `arrival`.
+#[inline(always)] // the response is moved once, not copied per call
 pub(crate) fn run_callback_at(
     callback: Box<dyn OnResponse>,
     result: Result<RemotingCommand>,
@@ -25,6 +26,7 @@ pub(crate) fn run_callback_at(
 }
 
 /// Runs `f`, catching (and logging) a panic; `what` names it in the log.
+#[inline(always)] // `f` may hold a response: not copied into one more call
 pub(crate) fn guarded<F: FnOnce()>(what: &str, f: F) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
         log::error!("a {what} panicked: {}", panic_message(&panic));

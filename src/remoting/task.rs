@@ -72,6 +72,8 @@ impl Reply {
 
     /// [`Reply::complete`] with a response that arrived with a read at `arrival`: an inline
     /// continuation gets that time (a handle or a pooled callback has no use for it).
+    // Inlined, as the calls below it: the response is moved once, not copied per call.
+    #[inline(always)]
     pub(crate) fn complete_at(self, result: Result<RemotingCommand>, arrival: &super::Arrival) {
         match self {
             Reply::Inline(c) => c.run_here_at(result, arrival),
@@ -465,6 +467,7 @@ impl CallbackReply {
     }
 
     /// [`CallbackReply::run_here`] for a response that arrived with a read at `arrival`.
+    #[inline(always)]
     pub(crate) fn run_here_at(mut self, result: Result<RemotingCommand>, arrival: &super::Arrival) {
         let callback = self.callback.take();
         let pool = self.pool.take();

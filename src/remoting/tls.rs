@@ -113,8 +113,7 @@ mod without_tls {
 
     use super::TlsConfig;
     use crate::error::{Error, Result};
-    use crate::protocol::RemotingCommand;
-    use crate::remoting::connection::{Failure, ReadBuf};
+    use crate::remoting::connection::{Failure, FrameSink, ReadBuf};
 
     /// Never built: without the `tls` feature [`TlsConnector::new`] is always an error.
     #[derive(Debug)]
@@ -146,7 +145,7 @@ mod without_tls {
             &mut self,
             _stream: &mut TcpStream,
             _input: &mut ReadBuf,
-            _frames: &mut Vec<RemotingCommand>,
+            _frames: &mut impl FrameSink,
         ) -> Result<(), Failure> {
             match *self {}
         }
@@ -185,8 +184,7 @@ mod with_tls {
 
     use super::{TlsConfig, TlsTrust};
     use crate::error::{Error, Result};
-    use crate::protocol::RemotingCommand;
-    use crate::remoting::connection::{Failure, ReadBuf};
+    use crate::remoting::connection::{Failure, FrameSink, ReadBuf};
 
     /// The client side of TLS, built once per client: the rustls configuration (roots, client
     /// certificate) and the server name override.
@@ -417,7 +415,7 @@ mod with_tls {
             &mut self,
             stream: &mut TcpStream,
             input: &mut ReadBuf,
-            frames: &mut Vec<RemotingCommand>,
+            frames: &mut impl FrameSink,
         ) -> Result<(), Failure> {
             loop {
                 // Plaintext rustls holds already (from the handshake, or the last record).
