@@ -10,6 +10,7 @@
 //! response, read only through [`ExtFields::response_places`], never builds it.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -686,12 +687,25 @@ const RECYCLED_MAX_BYTES: usize = 2048;
 /// holds a response's fields without growing.
 const RECYCLED_MIN_BYTES: usize = 512;
 
-/// An empty buffer with room for `len` bytes: a recycled one when there is one.
+thread_local! {
+    /// One recycled buffer of this thread's, taken and given back without a lock: an I/O
+    /// thread completes a response as it decodes it, so the buffer it takes for one response
+    /// comes back before the next is decoded. Only when the slot is taken (or full) does the
+    /// shared pool serve.
+    static RECYCLED_HERE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for `len` bytes: a recycled one when there is one (this
+/// thread's first).
 fn recycled_buffer(len: usize) -> Vec<u8> {
-    let mut buf = RECYCLED
-        .try_lock()
-        .and_then(|mut free| free.pop())
-        .unwrap_or_default();
+    // A thread being torn down has no slot: the shared pool, as for an empty slot.
+    let mut buf = RECYCLED_HERE.try_with(Cell::take).unwrap_or_default();
+    if buf.capacity() == 0 {
+        buf = RECYCLED
+            .try_lock()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default();
+    }
     if buf.capacity() < len {
         buf.reserve(len.max(RECYCLED_MIN_BYTES));
     }
@@ -706,6 +720,21 @@ impl Raw {
             return;
         }
         text.clear();
+        // Into this thread's slot when it is empty; otherwise (or while the thread is torn
+        // down, when the closure is dropped unrun and frees the buffer) the shared pool.
+        let spare = RECYCLED_HERE.try_with(move |slot| {
+            let held = slot.take();
+            if held.capacity() == 0 {
+                slot.set(text);
+                None
+            } else {
+                slot.set(held);
+                Some(text)
+            }
+        });
+        let Ok(Some(text)) = spare else {
+            return;
+        };
         if let Some(mut free) = RECYCLED.try_lock() {
             if free.len() < RECYCLED_MAX {
                 if free.capacity() == 0 {
@@ -844,6 +873,34 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<ExtFields>();
         send_sync::<super::super::RemotingCommand>();
+    }
+
+    /// A response's raw-field buffer, dropped on the thread that decoded it, is the buffer
+    /// the thread's next decode takes (this thread's slot: no lock, no allocation), and the
+    /// next response reads the same.
+    #[test]
+    fn a_dropped_responses_buffer_is_the_threads_next() {
+        let frame = include_bytes!("../../../tests/data/send_v2_response.bin");
+        let first = super::super::RemotingCommand::decode(frame).unwrap();
+        let expected: Vec<(String, String)> = first
+            .ext_fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(!expected.is_empty());
+        let at = first.ext_fields.raw.text.as_ptr();
+        assert!(first.ext_fields.raw.text.capacity() >= RECYCLED_MIN_BYTES);
+        drop(first);
+        for _ in 0..3 {
+            let next = super::super::RemotingCommand::decode(frame).unwrap();
+            assert_eq!(next.ext_fields.raw.text.as_ptr(), at);
+            let got: Vec<(String, String)> = next
+                .ext_fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, expected);
+        }
     }
 
     #[test]
