@@ -31,6 +31,7 @@
 //! ```
 
 use crate::hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -225,19 +226,60 @@ impl FaultItem {
     }
 }
 
+/// One broker's entry in the table: its data under a lock, and beside it a flag that a
+/// sender's queue scan reads without the lock.
+#[derive(Debug)]
+struct FaultEntry {
+    item: Mutex<FaultItem>,
+    /// `true` while the item has no isolation (`available_at` is `None`) and is still in the
+    /// table: the broker is available at any time. Written under the item's lock whenever
+    /// `available_at` or `removed` changes ([`FaultEntry::publish`]); a reader that finds it
+    /// `false` takes the lock and reads the item. A reader racing a writer sees the state
+    /// before or after the write, as it would taking the lock before or after it.
+    plain: AtomicBool,
+}
+
+impl Default for FaultEntry {
+    /// A broker never reported: available, in the table.
+    fn default() -> Self {
+        FaultEntry {
+            item: Mutex::new(FaultItem::default()),
+            plain: AtomicBool::new(true),
+        }
+    }
+}
+
+impl FaultEntry {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, FaultItem> {
+        self.item.lock()
+    }
+
+    /// Sets the flag from `item` (this entry's item, its lock held by the caller).
+    fn publish(&self, item: &FaultItem) {
+        let plain = item.available_at.is_none() && !item.removed;
+        self.plain.store(plain, Ordering::Release);
+    }
+
+    /// Whether the item surely has no isolation and is in the table (`false`: look at it).
+    #[inline]
+    fn is_plain(&self) -> bool {
+        self.plain.load(Ordering::Acquire)
+    }
+}
+
 /// Per-broker latency fault tolerance and health data. `Send + Sync`; share it by reference or in
 /// an `Arc`.
 #[derive(Debug)]
 pub struct LatencyFaultTolerance {
     tables: FaultTables,
-    items: RwLock<FxHashMap<String, Arc<Mutex<FaultItem>>>>,
+    items: RwLock<FxHashMap<String, Arc<FaultEntry>>>,
 }
 
 /// A sender's memory of the table entry of the broker it last reported on (see
 /// [`LatencyFaultTolerance::update_memo`]): the next report on the same broker goes straight to
 /// the entry. An entry taken out of the table is marked so, and the memo then looks again.
 #[derive(Default)]
-pub(crate) struct FaultMemo(Option<(Arc<str>, Arc<Mutex<FaultItem>>)>);
+pub(crate) struct FaultMemo(Option<(Arc<str>, Arc<FaultEntry>)>);
 
 impl Default for LatencyFaultTolerance {
     /// With the Java 5.1.4+ tables.
@@ -282,13 +324,13 @@ impl LatencyFaultTolerance {
     ) {
         let items = self.items.read();
         if let Some(entry) = items.get(broker) {
-            self.apply(&mut entry.lock(), latency, isolation, reachable, now);
+            self.apply(entry, &mut entry.lock(), latency, isolation, reachable, now);
             return;
         }
         drop(items);
         let mut items = self.items.write();
         let entry = items.entry(broker.to_owned()).or_default();
-        self.apply(&mut entry.lock(), latency, isolation, reachable, now);
+        self.apply(entry, &mut entry.lock(), latency, isolation, reachable, now);
     }
 
     /// [`LatencyFaultTolerance::update`] through `memo`: on the broker the memo holds, the
@@ -309,7 +351,7 @@ impl LatencyFaultTolerance {
             if Arc::ptr_eq(name, broker) || **name == **broker {
                 let mut item = entry.lock();
                 if !item.removed {
-                    self.apply(&mut item, latency, isolation, reachable, now);
+                    self.apply(entry, &mut item, latency, isolation, reachable, now);
                     return;
                 }
             }
@@ -336,7 +378,14 @@ impl LatencyFaultTolerance {
             Some(entry) => entry.clone(),
             None => items.entry(broker.to_string()).or_default().clone(),
         };
-        self.apply(&mut entry.lock(), latency, isolation, reachable, now);
+        self.apply(
+            &entry,
+            &mut entry.lock(),
+            latency,
+            isolation,
+            reachable,
+            now,
+        );
         drop(items);
         memo.0 = Some((broker.clone(), entry));
     }
@@ -345,6 +394,7 @@ impl LatencyFaultTolerance {
     #[inline]
     fn apply(
         &self,
+        entry: &FaultEntry,
         item: &mut FaultItem,
         latency: Duration,
         isolation: bool,
@@ -366,6 +416,7 @@ impl LatencyFaultTolerance {
         };
         let failed = isolation || !reachable;
         item.available_at = available_at;
+        entry.publish(item);
         item.reachable = reachable;
         item.last_latency = Some(latency);
         if duration.is_zero() && !isolation {
@@ -434,7 +485,9 @@ impl LatencyFaultTolerance {
     /// Forgets `broker`.
     pub fn remove(&self, broker: &str) {
         if let Some(entry) = self.items.write().remove(broker) {
-            entry.lock().removed = true;
+            let mut item = entry.lock();
+            item.removed = true;
+            entry.publish(&item);
         }
     }
 
@@ -443,7 +496,9 @@ impl LatencyFaultTolerance {
         self.items.write().retain(|name, entry| {
             let kept = keep(name);
             if !kept {
-                entry.lock().removed = true;
+                let mut item = entry.lock();
+                item.removed = true;
+                entry.publish(&item);
             }
             kept
         });
@@ -499,7 +554,7 @@ impl LatencyFaultTolerance {
 /// A read-only view of the table, valid while its read lock is held.
 #[derive(Clone, Copy)]
 pub(crate) struct FaultView<'a> {
-    items: &'a FxHashMap<String, Arc<Mutex<FaultItem>>>,
+    items: &'a FxHashMap<String, Arc<FaultEntry>>,
 }
 
 impl FaultView<'_> {
@@ -582,7 +637,7 @@ const MAX_HANDLES: usize = 32;
 /// entry taken out of the table since is dropped and the broker looked up again; a broker with
 /// no entry (never reported) is looked up each time, as it may be reported at any moment.
 #[derive(Default)]
-pub(crate) struct FaultHandles(Vec<(Arc<str>, Arc<Mutex<FaultItem>>)>);
+pub(crate) struct FaultHandles(Vec<(Arc<str>, Arc<FaultEntry>)>);
 
 /// [`FaultLookup`] through a sender's [`FaultHandles`] on a table.
 pub(crate) struct HandleLookup<'a> {
@@ -618,13 +673,12 @@ impl HandleLookup<'_> {
     }
 }
 
-impl FaultLookup for HandleLookup<'_> {
-    fn is_empty(&mut self) -> bool {
-        self.handles.0.is_empty() && self.fault.is_empty()
-    }
-    fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
-        // The sender's usual case: its first remembered entry is this very broker's (one
-        // broker, or the one it found first), still in the table. Otherwise the general way.
+impl HandleLookup<'_> {
+    /// [`FaultLookup::is_available`] beyond the flag: the entry read under its lock.
+    #[inline(never)]
+    fn is_available_looked_at(&mut self, broker: &Arc<str>, now: Instant) -> bool {
+        // The first remembered entry is this very broker's (one broker, or the one it found
+        // first), still in the table. Otherwise the general way.
         if let Some((name, entry)) = self.handles.0.first() {
             if Arc::ptr_eq(name, broker) {
                 let item = entry.lock();
@@ -635,6 +689,25 @@ impl FaultLookup for HandleLookup<'_> {
         }
         self.with_item(broker, |item| item.is_available(now))
             .unwrap_or(true)
+    }
+}
+
+impl FaultLookup for HandleLookup<'_> {
+    fn is_empty(&mut self) -> bool {
+        self.handles.0.is_empty() && self.fault.is_empty()
+    }
+    // Inlined into the queue scan: the usual answer takes a few instructions, the rest is out
+    // of line.
+    #[inline]
+    fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
+        // The sender's usual case: its first remembered entry is this very broker's, with no
+        // isolation and still in the table (the flag read without the entry's lock).
+        if let Some((name, entry)) = self.handles.0.first() {
+            if Arc::ptr_eq(name, broker) && entry.is_plain() {
+                return true;
+            }
+        }
+        self.is_available_looked_at(broker, now)
     }
     fn is_reachable(&mut self, broker: &Arc<str>) -> bool {
         self.with_item(broker, |item| item.reachable)
@@ -882,6 +955,66 @@ mod tests {
                 assert_eq!(by_memo.snapshot(at), by_name.snapshot(at), "round {round}");
             }
         }
+    }
+
+    /// A sender's remembered entries (the lock-free flag, then the entry under its lock, then
+    /// the look-up) answer availability as the table's look-up by name does, through random
+    /// reports (isolating or not, through a memo or by name), removals, retains and re-adds,
+    /// read at times before, inside and after isolations. Reading an entry's flag that missed
+    /// an isolation or a removal would answer `true` where the table says `false`.
+    #[test]
+    fn handle_lookups_match_the_table_through_reports_and_removals() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let names: Vec<Arc<str>> = ["a", "b", "c"].into_iter().map(Arc::from).collect();
+        let mut flag_answers = 0;
+        for round in 0..200 {
+            let table = LatencyFaultTolerance::default();
+            let mut handles: Vec<FaultHandles> = (0..2).map(|_| FaultHandles::default()).collect();
+            let mut memo = FaultMemo::default();
+            let t0 = Instant::now();
+            for step in 0..rng.gen_range(1..200u32) {
+                let now = t0 + MS * step * 100;
+                let name = names[rng.gen_range(0..names.len())].clone();
+                match rng.gen_range(0..12) {
+                    0 => table.remove(&name),
+                    1 => table.retain(|n| n != &*name),
+                    2 => table.record_error(&name, "e"),
+                    3 => table.mark_reachable(&name),
+                    _ => {
+                        let latency = MS * rng.gen_range(0..8_000);
+                        let isolation = rng.gen_bool(0.2);
+                        let reachable = rng.gen_bool(0.8);
+                        if rng.gen_bool(0.5) {
+                            table.update(&name, latency, isolation, reachable, now);
+                        } else {
+                            table.update_memo(&name, &mut memo, latency, isolation, reachable, now);
+                        }
+                    }
+                }
+                for _ in 0..4 {
+                    let asked = &names[rng.gen_range(0..names.len())];
+                    let at = now + MS * rng.gen_range(0..12_000);
+                    let h = &mut handles[rng.gen_range(0..2)];
+                    let plain =
+                        (h.0.first()).is_some_and(|(n, e)| Arc::ptr_eq(n, asked) && e.is_plain());
+                    flag_answers += usize::from(plain);
+                    let mut lookup = HandleLookup {
+                        fault: &table,
+                        handles: h,
+                    };
+                    assert_eq!(
+                        FaultLookup::is_available(&mut lookup, asked, at),
+                        table.is_available(asked, at),
+                        "round {round} step {step} broker {asked}"
+                    );
+                }
+            }
+        }
+        assert!(
+            flag_answers > 1000,
+            "the flag answered {flag_answers} times"
+        );
     }
 
     #[test]
