@@ -677,10 +677,10 @@ impl Map {
 /// busy pool means an allocation or a free, as without it).
 static RECYCLED: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::const_mutex(Vec::new());
 
-/// Buffers kept at most, and the largest ones kept. An event loop decodes every frame of a
-/// read (up to 64 KiB: ~300 send responses of the real brokers' size) before their maps are
-/// dropped, so the pool holds a read's worth. It only grows to the largest burst seen:
-/// at most 512 x 2 KiB.
+/// Buffers kept at most, and the largest ones kept. An event loop completes each response
+/// as it decodes it, but a response handed to another thread (a sync caller, the callback
+/// pool) drops its map there, later: the pool holds what such threads give back in a burst.
+/// It only grows to the largest burst seen: at most 512 x 2 KiB.
 const RECYCLED_MAX: usize = 512;
 const RECYCLED_MAX_BYTES: usize = 2048;
 /// The smallest buffers kept, and the room a raw text starts with: a recycled buffer then
