@@ -312,7 +312,7 @@ impl<'a> Flat<'a> {
 
     /// A string value without escapes at the cursor, checked as [`Flat::string`] does: its
     /// range, and whether it is all ASCII (the quotes consumed).
-    #[inline]
+    #[inline(always)]
     pub(super) fn value(&mut self) -> Option<(usize, usize, bool)> {
         self.expect(b'"')?;
         let start = self.pos;
