@@ -848,8 +848,26 @@ impl Inner {
     }
 
     /// `after_send` of an asynchronous attempt, to run on the callback pool.
-    #[inline]
+    // Inlined: with no hook registered (the rule) this is one test, with no call and no
+    // arguments to pass; the task is built out of line.
+    #[inline(always)]
     pub(crate) fn after_task(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        addr: &str,
+        attempt: u32,
+        latency: Duration,
+    ) -> Option<AfterTask> {
+        if self.hooks.is_none() {
+            return None;
+        }
+        self.after_task_hooked(prepared, queue, addr, attempt, latency)
+    }
+
+    /// [`Inner::after_task`] with hooks registered.
+    #[inline(never)]
+    fn after_task_hooked(
         &self,
         prepared: &Prepared,
         queue: &MessageQueue,
