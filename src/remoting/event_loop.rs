@@ -149,6 +149,7 @@ pub(crate) fn spawn(
         returned: Vec::with_capacity(RETURN_BATCH),
         scratch: Vec::new(),
         next_conn_id: 0,
+        read_clock: None,
         pending_count,
         lookups: Arc::new(AtomicUsize::new(0)),
     };
@@ -400,6 +401,8 @@ struct EventLoop {
     /// (one lock per [`RETURN_BATCH`] and per turn, not per request).
     returned: Vec<Vec<u8>>,
     next_conn_id: u64,
+    /// The clock read for the last read of this turn that had frames (see [`Arrival`]).
+    read_clock: Option<Instant>,
     pending_count: Arc<AtomicUsize>,
     /// Lookup threads running.
     lookups: Arc<AtomicUsize>,
@@ -419,7 +422,9 @@ enum Read {
 }
 
 enum Drained {
-    /// The queue is empty.
+    /// The queue was empty: no command was taken.
+    Empty,
+    /// The queue is empty now.
     Idle,
     /// More commands are waiting.
     Busy,
@@ -467,7 +472,7 @@ impl EventLoop {
             }
             let drained = self.drain_commands();
             match drained {
-                Drained::Idle => busy = false,
+                Drained::Empty | Drained::Idle => busy = false,
                 Drained::Busy => busy = true,
                 Drained::Stop => break,
             }
@@ -476,7 +481,14 @@ impl EventLoop {
             if !self.returned.is_empty() {
                 self.config.frames.put_all(&mut self.returned);
             }
-            now = Instant::now();
+            // A turn that only read (a response woke the loop: no command came) ends a
+            // moment after its last read's clock read, which serves as the turn's: a
+            // deadline is then seen at most that moment late, and a synchronous send's
+            // response costs one clock read on this thread instead of two.
+            now = match self.read_clock.take() {
+                Some(at) if matches!(drained, Drained::Empty) => at,
+                _ => Instant::now(),
+            };
             self.expire(now);
         }
         self.stop();
@@ -571,6 +583,9 @@ impl EventLoop {
             };
             let result = conn.read_some(&mut sink, read == Read::ToEnd);
             let arrival = sink.arrival.take();
+            if let Some(a) = &arrival {
+                self.read_clock = Some(a.at);
+            }
 
             // TLS: reading may leave records to send (alerts, key updates).
             if conn.has_output() && !conn.dirty {
@@ -580,6 +595,7 @@ impl EventLoop {
             if !frames.is_empty() {
                 // One clock read for the frames of this read (not one per frame).
                 let arrival = arrival.unwrap_or_else(|| Arrival::new(Instant::now()));
+                self.read_clock = Some(arrival.at);
                 for frame in frames.drain(..) {
                     self.on_frame(idx, conn_id, &addr, frame, &arrival);
                 }
@@ -702,7 +718,7 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
-        for _ in 0..COMMANDS_PER_TURN {
+        for taken in 0..COMMANDS_PER_TURN {
             if self.inbox.is_empty() {
                 self.shared.take_commands(&mut self.inbox);
             }
@@ -736,6 +752,7 @@ impl EventLoop {
                     result,
                 }) => self.on_resolved(token, conn_id, result),
                 Some(Command::Shutdown) => return Drained::Stop,
+                None if taken == 0 => return Drained::Empty,
                 None => return Drained::Idle,
             }
         }
