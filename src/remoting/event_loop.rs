@@ -331,6 +331,7 @@ impl<V> OpaqueTable<V> {
 /// frame.
 struct Responses<'a> {
     pending: &'a mut PendingTable,
+    deadlines: &'a mut Deadlines,
     pending_count: &'a AtomicUsize,
     idx: usize,
     conn_id: u64,
@@ -364,6 +365,7 @@ impl super::connection::FrameSink for Responses<'_> {
         {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                self.deadlines.forget(p.deadline, opaque);
                 p.reply
                     .complete_at(decoded.map_err(Error::Protocol), arrival);
             }
@@ -574,6 +576,7 @@ impl EventLoop {
             // after the read, in order.
             let mut sink = Responses {
                 pending: &mut self.pending,
+                deadlines: &mut self.deadlines,
                 pending_count: &self.pending_count,
                 idx,
                 conn_id,
@@ -645,6 +648,7 @@ impl EventLoop {
         {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                self.deadlines.forget(p.deadline, opaque);
                 p.reply.complete_at(Ok(cmd), arrival);
             }
             None => log::debug!(
@@ -1249,6 +1253,21 @@ impl Deadlines {
         }
     }
 
+    /// Drops the entry of a request that ended (`deadline`, `opaque`) when it is first or last
+    /// in the queue (the usual case: responses come in the order of their requests, and a
+    /// synchronous sender's is the only one), so the loop need not look it up when it reaches
+    /// the front; one elsewhere stays until then, as any other. An entry equal to it is no
+    /// pending request's: opaques of pending requests are unique.
+    #[inline]
+    fn forget(&mut self, deadline: Instant, opaque: i32) {
+        let entry = (deadline, opaque);
+        if self.in_order.front() == Some(&entry) {
+            self.in_order.pop_front();
+        } else if self.in_order.back() == Some(&entry) {
+            self.in_order.pop_back();
+        }
+    }
+
     /// Drops the entry [`Deadlines::peek`] returns.
     fn pop(&mut self) {
         let queued = self.in_order.front().copied();
@@ -1396,6 +1415,17 @@ mod tests {
                     d.pop();
                     reference.remove(0);
                 }
+                if !reference.is_empty() && rng.gen_range(0..4) == 0 {
+                    // A request ends: its entry goes if first or last, else stays (then it
+                    // comes out in its turn, as the loop would skip it).
+                    let ended = reference[rng.gen_range(0..reference.len())];
+                    let before = d.len();
+                    d.forget(ended.0, ended.1);
+                    if d.len() < before {
+                        let at = reference.iter().position(|e| *e == ended).unwrap();
+                        reference.remove(at);
+                    }
+                }
             }
             reference.sort_unstable();
             if round % 2 == 0 {
@@ -1457,8 +1487,13 @@ mod tests {
         let mut rb = ReadBuf::new(1 << 20);
         rb.spare()[..bytes.len()].copy_from_slice(&bytes);
         let mut others = Vec::new();
+        let mut deadlines = Deadlines::default();
+        for opaque in [1, 2, 3] {
+            deadlines.push(pending.get(opaque).unwrap().deadline, opaque);
+        }
         let mut sink = Responses {
             pending: &mut pending,
+            deadlines: &mut deadlines,
             pending_count: &count,
             idx,
             conn_id,
@@ -1481,5 +1516,8 @@ mod tests {
             .map(|c| (c.code, c.opaque, c.is_response()))
             .collect();
         assert_eq!(kept, vec![(39, 0, false), (0, 2, true), (0, 99, true)]);
+        // The ended request's deadline went with it (it was first); the others' stay.
+        assert_eq!(deadlines.len(), 2);
+        assert_eq!(deadlines.peek().map(|(_, o)| o), Some(2));
     }
 }
