@@ -859,32 +859,28 @@ impl Inner {
         attempt: u32,
         latency: Duration,
     ) -> Option<AfterTask> {
-        if self.hooks.is_none() {
-            return None;
-        }
-        self.after_task_hooked(prepared, queue, addr, attempt, latency)
+        let runner = self.hooks.as_ref()?;
+        after_task_hooked(runner, prepared, queue, addr, attempt, latency)
     }
+}
 
-    /// [`Inner::after_task`] with hooks registered.
-    #[inline(never)]
-    fn after_task_hooked(
-        &self,
-        prepared: &Prepared,
-        queue: &MessageQueue,
-        addr: &str,
-        attempt: u32,
-        latency: Duration,
-    ) -> Option<AfterTask> {
-        match (&self.hooks, &prepared.hooked) {
-            (Some(runner), Some(hooked)) => Some(AfterTask {
-                runner: runner.clone(),
-                hooked: hooked.clone(),
-                queue: queue.clone(),
-                addr: addr.to_string(),
-                attempt,
-                latency,
-            }),
-            _ => None,
-        }
-    }
+/// [`Inner::after_task`] with hooks registered.
+#[inline(never)]
+fn after_task_hooked(
+    runner: &Arc<HookRunner>,
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    addr: &str,
+    attempt: u32,
+    latency: Duration,
+) -> Option<AfterTask> {
+    let hooked = prepared.hooked.as_ref()?;
+    Some(AfterTask {
+        runner: runner.clone(),
+        hooked: hooked.clone(),
+        queue: queue.clone(),
+        addr: addr.to_string(),
+        attempt,
+        latency,
+    })
 }
