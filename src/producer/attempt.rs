@@ -107,6 +107,9 @@ impl Inner {
 
     /// [`Inner::record_attempt`] through `memo`, the fault-table entry of the broker last
     /// reported on (see [`crate::routing::fault::FaultMemo`]).
+    // Inlined into the attempts' ends: the report is a few loads and stores under the
+    // entry's lock, less than the calls around it.
+    #[inline(always)]
     pub(super) fn record_attempt_memo(
         &self,
         broker_name: &Arc<str>,

@@ -149,6 +149,7 @@ pub(crate) fn spawn(
         returned: Vec::with_capacity(RETURN_BATCH),
         scratch: Vec::new(),
         next_conn_id: 0,
+        read_clock: None,
         pending_count,
         lookups: Arc::new(AtomicUsize::new(0)),
     };
@@ -330,6 +331,7 @@ impl<V> OpaqueTable<V> {
 /// frame.
 struct Responses<'a> {
     pending: &'a mut PendingTable,
+    deadlines: &'a mut Deadlines,
     pending_count: &'a AtomicUsize,
     idx: usize,
     conn_id: u64,
@@ -363,6 +365,7 @@ impl super::connection::FrameSink for Responses<'_> {
         {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                self.deadlines.forget(p.deadline, opaque);
                 p.reply
                     .complete_at(decoded.map_err(Error::Protocol), arrival);
             }
@@ -400,6 +403,8 @@ struct EventLoop {
     /// (one lock per [`RETURN_BATCH`] and per turn, not per request).
     returned: Vec<Vec<u8>>,
     next_conn_id: u64,
+    /// The clock read for the last read of this turn that had frames (see [`Arrival`]).
+    read_clock: Option<Instant>,
     pending_count: Arc<AtomicUsize>,
     /// Lookup threads running.
     lookups: Arc<AtomicUsize>,
@@ -419,7 +424,9 @@ enum Read {
 }
 
 enum Drained {
-    /// The queue is empty.
+    /// The queue was empty: no command was taken.
+    Empty,
+    /// The queue is empty now.
     Idle,
     /// More commands are waiting.
     Busy,
@@ -467,7 +474,7 @@ impl EventLoop {
             }
             let drained = self.drain_commands();
             match drained {
-                Drained::Idle => busy = false,
+                Drained::Empty | Drained::Idle => busy = false,
                 Drained::Busy => busy = true,
                 Drained::Stop => break,
             }
@@ -476,7 +483,14 @@ impl EventLoop {
             if !self.returned.is_empty() {
                 self.config.frames.put_all(&mut self.returned);
             }
-            now = Instant::now();
+            // A turn that only read (a response woke the loop: no command came) ends a
+            // moment after its last read's clock read, which serves as the turn's: a
+            // deadline is then seen at most that moment late, and a synchronous send's
+            // response costs one clock read on this thread instead of two.
+            now = match self.read_clock.take() {
+                Some(at) if matches!(drained, Drained::Empty) => at,
+                _ => Instant::now(),
+            };
             self.expire(now);
         }
         self.stop();
@@ -562,6 +576,7 @@ impl EventLoop {
             // after the read, in order.
             let mut sink = Responses {
                 pending: &mut self.pending,
+                deadlines: &mut self.deadlines,
                 pending_count: &self.pending_count,
                 idx,
                 conn_id,
@@ -571,6 +586,9 @@ impl EventLoop {
             };
             let result = conn.read_some(&mut sink, read == Read::ToEnd);
             let arrival = sink.arrival.take();
+            if let Some(a) = &arrival {
+                self.read_clock = Some(a.at);
+            }
 
             // TLS: reading may leave records to send (alerts, key updates).
             if conn.has_output() && !conn.dirty {
@@ -580,6 +598,7 @@ impl EventLoop {
             if !frames.is_empty() {
                 // One clock read for the frames of this read (not one per frame).
                 let arrival = arrival.unwrap_or_else(|| Arrival::new(Instant::now()));
+                self.read_clock = Some(arrival.at);
                 for frame in frames.drain(..) {
                     self.on_frame(idx, conn_id, &addr, frame, &arrival);
                 }
@@ -629,6 +648,7 @@ impl EventLoop {
         {
             Some(p) => {
                 self.pending_count.fetch_sub(1, Ordering::Relaxed);
+                self.deadlines.forget(p.deadline, opaque);
                 p.reply.complete_at(Ok(cmd), arrival);
             }
             None => log::debug!(
@@ -702,7 +722,7 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
-        for _ in 0..COMMANDS_PER_TURN {
+        for taken in 0..COMMANDS_PER_TURN {
             if self.inbox.is_empty() {
                 self.shared.take_commands(&mut self.inbox);
             }
@@ -736,6 +756,7 @@ impl EventLoop {
                     result,
                 }) => self.on_resolved(token, conn_id, result),
                 Some(Command::Shutdown) => return Drained::Stop,
+                None if taken == 0 => return Drained::Empty,
                 None => return Drained::Idle,
             }
         }
@@ -1232,6 +1253,21 @@ impl Deadlines {
         }
     }
 
+    /// Drops the entry of a request that ended (`deadline`, `opaque`) when it is first or last
+    /// in the queue (the usual case: responses come in the order of their requests, and a
+    /// synchronous sender's is the only one), so the loop need not look it up when it reaches
+    /// the front; one elsewhere stays until then, as any other. An entry equal to it is no
+    /// pending request's: opaques of pending requests are unique.
+    #[inline]
+    fn forget(&mut self, deadline: Instant, opaque: i32) {
+        let entry = (deadline, opaque);
+        if self.in_order.front() == Some(&entry) {
+            self.in_order.pop_front();
+        } else if self.in_order.back() == Some(&entry) {
+            self.in_order.pop_back();
+        }
+    }
+
     /// Drops the entry [`Deadlines::peek`] returns.
     fn pop(&mut self) {
         let queued = self.in_order.front().copied();
@@ -1379,6 +1415,17 @@ mod tests {
                     d.pop();
                     reference.remove(0);
                 }
+                if !reference.is_empty() && rng.gen_range(0..4) == 0 {
+                    // A request ends: its entry goes if first or last, else stays (then it
+                    // comes out in its turn, as the loop would skip it).
+                    let ended = reference[rng.gen_range(0..reference.len())];
+                    let before = d.len();
+                    d.forget(ended.0, ended.1);
+                    if d.len() < before {
+                        let at = reference.iter().position(|e| *e == ended).unwrap();
+                        reference.remove(at);
+                    }
+                }
             }
             reference.sort_unstable();
             if round % 2 == 0 {
@@ -1440,8 +1487,13 @@ mod tests {
         let mut rb = ReadBuf::new(1 << 20);
         rb.spare()[..bytes.len()].copy_from_slice(&bytes);
         let mut others = Vec::new();
+        let mut deadlines = Deadlines::default();
+        for opaque in [1, 2, 3] {
+            deadlines.push(pending.get(opaque).unwrap().deadline, opaque);
+        }
         let mut sink = Responses {
             pending: &mut pending,
+            deadlines: &mut deadlines,
             pending_count: &count,
             idx,
             conn_id,
@@ -1464,5 +1516,8 @@ mod tests {
             .map(|c| (c.code, c.opaque, c.is_response()))
             .collect();
         assert_eq!(kept, vec![(39, 0, false), (0, 2, true), (0, 99, true)]);
+        // The ended request's deadline went with it (it was first); the others' stay.
+        assert_eq!(deadlines.len(), 2);
+        assert_eq!(deadlines.peek().map(|(_, o)| o), Some(2));
     }
 }

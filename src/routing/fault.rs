@@ -337,7 +337,7 @@ impl LatencyFaultTolerance {
     /// report takes the entry's lock only (no lookup, no lock on the map); on another broker
     /// (or one taken out of the table since), it looks the broker up and remembers it.
     // Inlined: the memo's broker is the common case; the look-up is out of line.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn update_memo(
         &self,
         broker: &Arc<str>,

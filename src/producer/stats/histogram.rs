@@ -83,8 +83,14 @@ fn bucket_high(i: usize) -> u64 {
     ((SUB as u64 + sub) << shift) + (1u64 << shift) - 1
 }
 
+/// `d` in whole microseconds, `u64::MAX` past it (what `as_micros` gives, without its
+/// 128-bit arithmetic).
+#[inline]
 pub(super) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(u64::from(d.subsec_micros())))
+        .unwrap_or(u64::MAX)
 }
 
 /// A histogram's raw contents, summed across histograms for totals.
@@ -219,6 +225,27 @@ pub struct LatencyStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `micros` is `as_micros`, saturated at `u64::MAX`.
+    #[test]
+    fn micros_is_as_micros_saturated() {
+        let max_secs = u64::MAX / 1_000_000;
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999),
+            Duration::from_nanos(1_000),
+            Duration::from_nanos(1_999_999_999),
+            Duration::from_secs(max_secs),
+            Duration::new(max_secs, 551_615_999),
+            Duration::new(max_secs, 551_616_000),
+            Duration::new(max_secs, 999_999_999),
+            Duration::new(max_secs + 1, 0),
+            Duration::MAX,
+        ] {
+            let expected = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            assert_eq!(micros(d), expected, "{d:?}");
+        }
+    }
 
     #[test]
     fn buckets_cover_every_value_in_order() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
-use super::histogram::LatencyHistogram;
+use super::histogram::{micros, LatencyHistogram};
 use super::rates::{RateRing, FAILED, OK};
 use super::{TransactionStats, KINDS, MAX_TRACKED_TOPICS};
 use crate::error::{Error, ErrorKind, Result};
@@ -423,6 +423,9 @@ pub(crate) struct Ended {
     started: Instant,
     now: Instant,
     latency: Duration,
+    /// `latency` in whole microseconds (the histograms' unit), converted once for the
+    /// attempt's and the send's records.
+    latency_us: u64,
     /// The last epoch asked for and `now`'s second since it.
     second: Cell<Option<(Instant, u64)>>,
 }
@@ -430,10 +433,12 @@ pub(crate) struct Ended {
 impl Ended {
     /// An attempt that started at `started` and ended at `now`.
     pub(crate) fn new(started: Instant, now: Instant) -> Self {
+        let latency = now.saturating_duration_since(started);
         Ended {
             started,
             now,
-            latency: now.saturating_duration_since(started),
+            latency,
+            latency_us: micros(latency),
             second: Cell::new(None),
         }
     }
@@ -444,6 +449,7 @@ impl Ended {
             started: now,
             now,
             latency: Duration::ZERO,
+            latency_us: 0,
             second: Cell::new(None),
         }
     }
@@ -472,13 +478,14 @@ impl Ended {
         self.latency
     }
 
-    /// How long since `started`: the attempt's latency when that is when it started (a send
-    /// whose one attempt began with it), without a second subtraction.
-    fn latency_since(&self, started: Instant) -> Duration {
+    /// How long since `started`, in whole microseconds: the attempt's latency when that is
+    /// when it started (a send whose one attempt began with it), without a second
+    /// subtraction.
+    fn latency_us_since(&self, started: Instant) -> u64 {
         if started == self.started {
-            self.latency
+            self.latency_us
         } else {
-            self.now.saturating_duration_since(started)
+            micros(self.now.saturating_duration_since(started))
         }
     }
 
@@ -566,7 +573,7 @@ impl Op {
         match failed {
             None => {
                 if let Some(started) = s.started {
-                    t.latency.record(ended.latency_since(started));
+                    t.latency.record_us(ended.latency_us_since(started));
                 }
                 t.succeeded.fetch_add(1, Ordering::Release);
                 t.rates.add(ended.second(t.epoch), OK);
@@ -609,7 +616,7 @@ impl Attempt {
         };
         match result {
             Ok(r) => {
-                b.latency.record(ended.latency);
+                b.latency.record_us(ended.latency_us);
                 if r.status != SendStatus::SendOk {
                     b.status_not_ok.fetch_add(1, Ordering::Relaxed);
                 }
@@ -688,7 +695,7 @@ mod tests {
             .is_none());
     }
 
-    /// An end's latency since a start gives the subtraction's figure, whether the start is
+    /// An end's latency (in microseconds) since a start gives the subtraction's figure, whether the start is
     /// its attempt's (the shortcut) or another.
     #[test]
     fn ended_latency_since_matches_the_subtraction() {
@@ -700,16 +707,16 @@ mod tests {
                 let ended = Ended::new(started, now);
                 for other in [base, started, now, now + Duration::from_nanos(1)] {
                     assert_eq!(
-                        ended.latency_since(other),
-                        now.saturating_duration_since(other),
+                        ended.latency_us_since(other),
+                        micros(now.saturating_duration_since(other)),
                         "attempt {started_ns}+{took_ns} ns"
                     );
                 }
                 let at = Ended::at(now);
-                assert_eq!(at.latency_since(now), Duration::ZERO);
+                assert_eq!(at.latency_us_since(now), 0);
                 assert_eq!(
-                    at.latency_since(started),
-                    now.saturating_duration_since(started)
+                    at.latency_us_since(started),
+                    micros(now.saturating_duration_since(started))
                 );
             }
         }
