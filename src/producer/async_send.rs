@@ -990,10 +990,11 @@ impl Inner {
             _ => 0,
         };
         job.deadline = budget.deadline;
-        // A vacant box's target is `Auto` (nothing to drop).
-        match std::mem::replace(&mut job.target, target) {
-            Target::Auto => {}
-            old => drop(old),
+        // A vacant box's target is `Auto` ([`AsyncSend::vacant`], [`AsyncSend::clear`]):
+        // nothing to drop, and nothing to write for an `Auto` send.
+        debug_assert!(matches!(job.target, Target::Auto));
+        if !matches!(target, Target::Auto) {
+            job.target = target;
         }
         job.done = Some(done);
         job.permit = Some(permit);
