@@ -404,15 +404,17 @@ impl AsyncSend {
         };
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
-        // No attempt is out here (the last one's was taken when it ended): nothing to drop.
-        if let Some(old) = self.current.replace(Current {
+        // No attempt is out here (the last one's was taken when it ended): nothing to drop
+        // (the branch never runs), and the attempt is written in place.
+        if self.current.is_some() {
+            self.current = None;
+        }
+        self.current.get_or_insert(Current {
             queue,
             addr,
             started,
             attempt,
-        }) {
-            drop(old);
-        }
+        });
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
         // code. The send's own box is the request's callback (no closure to allocate).
@@ -971,8 +973,9 @@ impl Inner {
     /// attempt at `now` (a clock read of the caller's, taken after any wait for room).
     #[allow(clippy::too_many_arguments)]
     // the parts of one send, each moved in once
-    // Inlined into the send path: its arguments go straight into the box, not through a call.
-    #[inline]
+    // Always inlined into the send path (its two callers): its arguments go straight into the
+    // box, not through a call.
+    #[inline(always)]
     pub(super) fn start_prepared(
         self: &Arc<Self>,
         mut job: Box<AsyncSend>,
