@@ -920,7 +920,14 @@ impl AsyncSend {
     /// Empties it in place, as [`AsyncSend::vacant`] makes one (what it held is dropped
     /// here), but for its producer and deadline.
     fn clear(&mut self) {
-        self.abandon();
+        // A finished send holds nothing to end (the usual case here): no call.
+        let ended = self.done.is_none()
+            && self.permit.is_none()
+            && self.ready.is_none()
+            && self.op.is_none();
+        if !ended {
+            self.abandon();
+        }
         self.prepared.clear();
         // What a finished send usually holds (automatic routing, no attempt out) is not
         // dropped again: no drop of a target or an attempt that holds nothing.

@@ -512,6 +512,12 @@ impl Op {
         Op(None)
     }
 
+    /// Whether it counts nothing (ended, or [`Op::none`]).
+    #[inline]
+    pub(crate) fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Records `result` and hands it back.
     pub(crate) fn end(mut self, result: Result<SendResult>) -> Result<SendResult> {
         self.record(&result);
