@@ -1069,9 +1069,12 @@ impl Inner {
         };
         job.deadline = budget.deadline;
         // A vacant box's target is `Auto` ([`AsyncSend::vacant`], [`AsyncSend::clear`]):
-        // nothing to drop, and nothing to write for an `Auto` send.
+        // nothing to drop, and nothing to write for an `Auto` send. `Auto` holds nothing:
+        // forgetting it frees nothing (and spares a drop call after the attempt).
         debug_assert!(matches!(job.target, Target::Auto));
-        if !matches!(target, Target::Auto) {
+        if matches!(target, Target::Auto) {
+            std::mem::forget(target);
+        } else {
             job.target = target;
         }
         job.done = Some(done);
