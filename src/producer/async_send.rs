@@ -20,7 +20,7 @@
 //!   callback has returned, so queued callbacks count against backpressure.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -404,15 +404,18 @@ impl AsyncSend {
         };
         self.attempt_no += 1;
         let remoting = self.inner.remoting.clone();
-        // No attempt is out here (the last one's was taken when it ended): nothing to drop.
-        if let Some(old) = self.current.replace(Current {
+        // No attempt is out here (the last one's was taken when it ended): nothing to drop
+        // (the branch never runs), and the attempt is written in place.
+        if self.current.is_some() {
+            self.current = None;
+        }
+        self.current.get_or_insert(Current {
             queue,
             addr,
             started,
             attempt,
-        }) {
-            drop(old);
-        }
+        });
+        self.inner.spent.offer_seed(&self);
         // The request ends on the I/O thread (response, timeout, connection error, shutdown),
         // or here if the client is shut down: `on_response` never blocks and runs no user
         // code. The send's own box is the request's callback (no closure to allocate).
@@ -767,6 +770,46 @@ pub(super) const SPENT_BACKLOG: usize = 256;
 pub(super) struct SpentSends {
     #[allow(clippy::vec_box)] // the boxes are what is handed over
     list: parking_lot::Mutex<Vec<Box<AsyncSend>>>,
+    /// The memos a new box starts with (see [`MemoSeed`]).
+    seed: parking_lot::Mutex<Option<MemoSeed>>,
+    /// Whether the next attempt is to leave its memos in `seed`: at first, and after each
+    /// new box took them (so the seed follows what sends use now).
+    seed_wanted: AtomicBool,
+}
+
+/// The memos of a send's box (its broker address and target, fault-table entries, route
+/// and statistics recorders), as an attempt left them, for a new box to start with: while
+/// the in-flight window grows, each new box would otherwise look everything up again on its
+/// first send (the tables' locks, hashes of the names). Every memo checks what it
+/// remembers on each use (the name it is for, the table's version, an entry's removal), so
+/// one made by another box answers as the box's own would: it only saves look-ups.
+#[derive(Clone)]
+struct MemoSeed {
+    addr_memo: AddrMemo,
+    fault_memo: FaultMemo,
+    fault_handles: FaultHandles,
+    route_memo: crate::routing::mapping::TopicMemo,
+    stats_memo: stats::TopicMemo,
+}
+
+impl MemoSeed {
+    fn of(send: &AsyncSend) -> MemoSeed {
+        MemoSeed {
+            addr_memo: send.addr_memo.clone(),
+            fault_memo: send.fault_memo.clone(),
+            fault_handles: send.fault_handles.clone(),
+            route_memo: send.route_memo.clone(),
+            stats_memo: send.stats_memo.clone(),
+        }
+    }
+
+    fn into_send(self, send: &mut AsyncSend) {
+        send.addr_memo = self.addr_memo;
+        send.fault_memo = self.fault_memo;
+        send.fault_handles = self.fault_handles;
+        send.route_memo = self.route_memo;
+        send.stats_memo = self.stats_memo;
+    }
 }
 
 impl SpentSends {
@@ -774,7 +817,30 @@ impl SpentSends {
     pub(super) fn new() -> Self {
         SpentSends {
             list: parking_lot::Mutex::new(Vec::with_capacity(SPENT_CAPACITY)),
+            seed: parking_lot::Mutex::new(None),
+            seed_wanted: AtomicBool::new(true),
         }
+    }
+
+    /// Leaves the memos of `send` (after its attempt's look-ups) for new boxes, if wanted.
+    /// One flag read otherwise.
+    #[inline]
+    fn offer_seed(&self, send: &AsyncSend) {
+        if self.seed_wanted.load(Ordering::Relaxed)
+            && self.seed_wanted.swap(false, Ordering::Relaxed)
+        {
+            *self.seed.lock() = Some(MemoSeed::of(send));
+        }
+    }
+
+    /// Gives a new box the memos an attempt left (none before the first attempt), and asks
+    /// the next attempt for fresh ones.
+    fn seed_new(&self, send: &mut AsyncSend) {
+        let seed = self.seed.lock().clone();
+        if let Some(seed) = seed {
+            seed.into_send(send);
+        }
+        self.seed_wanted.store(true, Ordering::Relaxed);
     }
 
     /// Leaves `send` to be freed: `Ok(true)` if the list was empty (the caller makes sure a
@@ -854,7 +920,14 @@ impl AsyncSend {
     /// Empties it in place, as [`AsyncSend::vacant`] makes one (what it held is dropped
     /// here), but for its producer and deadline.
     fn clear(&mut self) {
-        self.abandon();
+        // A finished send holds nothing to end (the usual case here): no call.
+        let ended = self.done.is_none()
+            && self.permit.is_none()
+            && self.ready.is_none()
+            && self.op.is_none();
+        if !ended {
+            self.abandon();
+        }
         self.prepared.clear();
         // What a finished send usually holds (automatic routing, no attempt out) is not
         // dropped again: no drop of a target or an attempt that holds nothing.
@@ -913,7 +986,11 @@ impl Inner {
     /// placeholder deadline, set when the send starts).
     pub(super) fn vacant_send(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
         let recycled = self.free_sends.lock().as_mut().and_then(Vec::pop);
-        recycled.unwrap_or_else(|| Box::new(AsyncSend::vacant(self.clone(), now)))
+        recycled.unwrap_or_else(|| {
+            let mut send = Box::new(AsyncSend::vacant(self.clone(), now));
+            self.spent.seed_new(&mut send);
+            send
+        })
     }
 }
 
@@ -971,8 +1048,9 @@ impl Inner {
     /// attempt at `now` (a clock read of the caller's, taken after any wait for room).
     #[allow(clippy::too_many_arguments)]
     // the parts of one send, each moved in once
-    // Inlined into the send path: its arguments go straight into the box, not through a call.
-    #[inline]
+    // Always inlined into the send path (its two callers): its arguments go straight into the
+    // box, not through a call.
+    #[inline(always)]
     pub(super) fn start_prepared(
         self: &Arc<Self>,
         mut job: Box<AsyncSend>,
@@ -990,10 +1068,14 @@ impl Inner {
             _ => 0,
         };
         job.deadline = budget.deadline;
-        // A vacant box's target is `Auto` (nothing to drop).
-        match std::mem::replace(&mut job.target, target) {
-            Target::Auto => {}
-            old => drop(old),
+        // A vacant box's target is `Auto` ([`AsyncSend::vacant`], [`AsyncSend::clear`]):
+        // nothing to drop, and nothing to write for an `Auto` send. `Auto` holds nothing:
+        // forgetting it frees nothing (and spares a drop call after the attempt).
+        debug_assert!(matches!(job.target, Target::Auto));
+        if matches!(target, Target::Auto) {
+            std::mem::forget(target);
+        } else {
+            job.target = target;
         }
         job.done = Some(done);
         job.permit = Some(permit);
@@ -1115,6 +1197,46 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("the first attempt was not capped by the per-attempt timeout");
         assert!(result.unwrap_err().is_timeout());
+        p.shutdown(Duration::from_secs(5)).unwrap();
+    }
+
+    /// A new box starts with the memos an attempt left (its topic's route and statistics
+    /// recorder, its broker's address, target and fault entries), and sends in new boxes go
+    /// where sends with their own look-ups go: many topics in a window of new boxes each
+    /// reach their own topic and are counted on it.
+    #[test]
+    fn new_boxes_start_with_the_memos_an_attempt_left() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_SEED")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        p.send_async(Message::new("SeedA", "warm")).wait().unwrap();
+        let inner = p.inner();
+        // No send is in flight: with the free list empty, the next box is a new one.
+        if let Some(free) = inner.free_sends.lock().as_mut() {
+            free.clear();
+        }
+        let job = inner.vacant_send(std::time::Instant::now());
+        assert!(job.stats_memo.is_checked("SeedA"), "seeded by the attempt");
+        assert!(!job.stats_memo.is_checked("SeedB"));
+        assert!(job.addr_memo.remembers_a_broker(), "seeded by the attempt");
+        drop(job);
+        let topics = ["SeedA", "SeedB", "SeedC"];
+        let handles: Vec<_> = (0..300)
+            .map(|i| {
+                let topic = topics[i % 3];
+                (topic, p.send_async(Message::new(topic, format!("m{i}"))))
+            })
+            .collect();
+        for (topic, h) in handles {
+            assert_eq!(h.wait().unwrap().queue.topic(), topic);
+        }
+        let stats = p.stats();
+        assert_eq!(stats.topics["SeedA"].succeeded, 101);
+        assert_eq!(stats.topics["SeedB"].succeeded, 100);
+        assert_eq!(stats.topics["SeedC"].succeeded, 100);
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 

@@ -664,6 +664,47 @@ fn prepare_one(
     Ok(prepared)
 }
 
+/// What preparing a single message reads of its properties, found in one pass over them
+/// (none for a message without properties, the usual case), each as [`Message::property`]
+/// and [`Message::keys`] find it: the first property of its name.
+struct ReadProperties<'a> {
+    /// `UNIQ_KEY`.
+    id: Option<&'a str>,
+    /// Whether `WAIT` is set.
+    wait: bool,
+    /// `TRAN_MSG`.
+    transaction: Option<&'a str>,
+    /// The first business key (the first non-empty word of `KEYS`).
+    first_key: Option<&'a str>,
+}
+
+impl<'a> ReadProperties<'a> {
+    fn of(msg: &'a Message) -> Self {
+        let mut read = ReadProperties {
+            id: None,
+            wait: false,
+            transaction: None,
+            first_key: None,
+        };
+        let mut keys = None;
+        for (name, value) in msg.properties() {
+            match name {
+                property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX if read.id.is_none() => {
+                    read.id = Some(value);
+                }
+                property::WAIT_STORE_MSG_OK => read.wait = true,
+                property::TRANSACTION_PREPARED if read.transaction.is_none() => {
+                    read.transaction = Some(value);
+                }
+                property::KEYS if keys.is_none() => keys = Some(value),
+                _ => {}
+            }
+        }
+        read.first_key = keys.and_then(|k| k.split(' ').find(|k| !k.is_empty()));
+        read
+    }
+}
+
 /// Validates and prepares a single message into `out`, which must be vacant
 /// ([`Prepared::vacant`], or [`Prepared::clear`]ed): the asynchronous path prepares right in
 /// the send that carries it, so the prepared message is never moved. On an error, `out` is
@@ -682,7 +723,8 @@ pub(crate) fn prepare_one_into(
         check_topic(msg.topic())?;
     }
     check_message_but_topic(&msg, config)?;
-    let add_id = match msg.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+    let read = ReadProperties::of(&msg);
+    let add_id = match read.id {
         Some(existing) => {
             out.msg_id = IdStr::new(existing);
             false
@@ -692,10 +734,10 @@ pub(crate) fn prepare_one_into(
             true
         }
     };
-    let add_wait = msg.property(property::WAIT_STORE_MSG_OK).is_none();
+    let add_wait = !read.wait;
     let mut sys = 0;
-    if msg
-        .property(property::TRANSACTION_PREPARED)
+    if read
+        .transaction
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         sys |= sys_flag::TRANSACTION_PREPARED;
@@ -707,7 +749,7 @@ pub(crate) fn prepare_one_into(
     out.properties
         .push_defaults(add_id.then_some(&out.msg_id), add_id, add_wait);
     check_properties_len(&out.properties)?;
-    out.first_key = msg.keys().next().map(str::to_string);
+    out.first_key = read.first_key.map(str::to_string);
     out.flag = msg.flag();
     let mut compressed = None;
     if msg.body().len() >= config.compress_threshold() {
@@ -908,6 +950,54 @@ fn zlib(body: &[u8], level: u32) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one pass over a message's properties reads what the look-ups by name read
+    /// (`Message::property`, `Message::keys`), on random messages: with and without each
+    /// property preparing reads, mixed with others, in any order, with keys lists of any
+    /// spacing.
+    #[test]
+    fn read_properties_matches_the_lookups_by_name() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5e11);
+        let names = [
+            property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+            property::WAIT_STORE_MSG_OK,
+            property::TRANSACTION_PREPARED,
+            property::KEYS,
+            property::TAGS,
+            "UNIQ",
+            "KEYSX",
+            "a",
+        ];
+        let values = [
+            "",
+            " ",
+            "true",
+            "TRUE",
+            "false",
+            "k1",
+            " k1",
+            "k1 k2",
+            "  k2  k3 ",
+            "x",
+        ];
+        for _ in 0..5_000 {
+            let mut msg = Message::new("T", "b");
+            for _ in 0..rng.gen_range(0..7) {
+                let name = names[rng.gen_range(0..names.len())];
+                let value = values[rng.gen_range(0..values.len())];
+                msg.set_property(name, value);
+            }
+            let read = ReadProperties::of(&msg);
+            let uniq = property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX;
+            assert_eq!(read.id, msg.property(uniq), "{msg:?}");
+            let wait = msg.property(property::WAIT_STORE_MSG_OK).is_some();
+            assert_eq!(read.wait, wait, "{msg:?}");
+            let transaction = msg.property(property::TRANSACTION_PREPARED);
+            assert_eq!(read.transaction, transaction, "{msg:?}");
+            assert_eq!(read.first_key, msg.keys().next(), "{msg:?}");
+        }
+    }
 
     /// Inline or spilled to the heap, the properties string is what `encode_properties`
     /// makes.

@@ -165,7 +165,7 @@ impl Inner {
 /// A send's memory of the last broker address it looked up ([`Inner::broker_addr_memo`]) and
 /// of that address's event-loop target: a send to the same broker as the last one, with no
 /// change to the address table since, skips both lookups.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct AddrMemo {
     /// The address table's version when `last` was read.
     version: u64,
@@ -178,6 +178,12 @@ pub(super) struct AddrMemo {
 }
 
 impl AddrMemo {
+    /// Whether it remembers a broker's address.
+    #[cfg(test)]
+    pub(super) fn remembers_a_broker(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// The master address of `broker_name` in `mapping` as `channel` makes it: the
     /// remembered one while it is the same broker and the address table has not changed since.
     fn lookup(

@@ -829,7 +829,7 @@ impl RemotingClient {
 /// A caller's memory of the target of the last address it sent to
 /// ([`RemotingClient::encode_request_memo`]). Targets are never removed from the client's
 /// table, so the target remembered for an address stays that address's.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct TargetMemo(Option<(Arc<str>, Arc<Target>)>);
 
 /// A request frame encoded for its address, not sent yet.

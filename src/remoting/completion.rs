@@ -78,6 +78,9 @@ pub(crate) trait Pooled: Sized + 'static {
     fn with_pool<R>(f: impl FnOnce(&mut VecDeque<Arc<Shared<Self>>>) -> R) -> Option<R>;
 }
 
+// Always inlined: with `pool` a constant at each use, the thread-local is reached directly,
+// not through a call to its accessor.
+#[inline(always)]
 fn with<T, R>(
     pool: &'static std::thread::LocalKey<Pool<T>>,
     f: impl FnOnce(&mut VecDeque<Arc<Shared<T>>>) -> R,

@@ -278,7 +278,7 @@ pub struct LatencyFaultTolerance {
 /// A sender's memory of the table entry of the broker it last reported on (see
 /// [`LatencyFaultTolerance::update_memo`]): the next report on the same broker goes straight to
 /// the entry. An entry taken out of the table is marked so, and the memo then looks again.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FaultMemo(Option<(Arc<str>, Arc<FaultEntry>)>);
 
 impl Default for LatencyFaultTolerance {
@@ -636,7 +636,7 @@ const MAX_HANDLES: usize = 32;
 /// broker found here is read under its entry's lock alone (no map lock, no string hash). An
 /// entry taken out of the table since is dropped and the broker looked up again; a broker with
 /// no entry (never reported) is looked up each time, as it may be reported at any moment.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FaultHandles(Vec<(Arc<str>, Arc<FaultEntry>)>);
 
 /// [`FaultLookup`] through a sender's [`FaultHandles`] on a table.

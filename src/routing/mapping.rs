@@ -235,7 +235,7 @@ struct Entry {
 
 /// A caller's memory of the last topic it looked up ([`TopicBrokerMapping::get_memo`]): its
 /// publish info and its use flag, at the version of the topic table they were read at.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct TopicMemo {
     /// The topic table's version when `entry` was read.
     version: u64,

@@ -393,7 +393,7 @@ impl StatsRecorder {
 /// ([`StatsRecorder::begin_prep_memo`]). Topic recorders are never removed, and only a tracked
 /// topic's recorder is remembered, so the one remembered for a name stays that name's; it is
 /// known to be a checked topic name ([`TopicMemo::is_checked`]).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct TopicMemo(Option<Arc<TopicRecorder>>);
 
 impl TopicMemo {
@@ -408,7 +408,7 @@ impl TopicMemo {
 /// A caller's memory of the recorder of the last broker it counted an attempt on
 /// ([`StatsRecorder::attempt_memo`]). Broker recorders are never removed, so the one
 /// remembered for a name stays that name's.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct BrokerMemo(Option<(Arc<str>, Arc<BrokerRecorder>)>);
 
 fn second_of(epoch: Instant, now: Instant) -> u64 {
@@ -517,6 +517,12 @@ impl Op {
     /// batch an auto-batch accumulator sends for them).
     pub(crate) fn none() -> Op {
         Op(None)
+    }
+
+    /// Whether it counts nothing (ended, or [`Op::none`]).
+    #[inline]
+    pub(crate) fn is_none(&self) -> bool {
+        self.0.is_none()
     }
 
     /// Records `result` and hands it back.
