@@ -837,7 +837,7 @@ pub(crate) fn send_result(
     let fields = ResponseFields::of(&response.ext_fields);
     let get = |k: ResponseKey| fields.get(k);
     let offset_msg_id =
-        fields.id(get(ResponseKey::MsgId).ok_or(CodecError::MissingField("msgId"))?);
+        fields.id(get(ResponseKey::MsgId).ok_or_else(|| CodecError::MissingField("msgId"))?);
     let queue_id = required_int(get(ResponseKey::QueueId), "queueId", i32::try_from)?;
     let queue_offset = required_int(
         get(ResponseKey::QueueOffset),
@@ -930,7 +930,7 @@ fn required_int<T, E>(
 where
     T: std::str::FromStr,
 {
-    let v = value.ok_or(CodecError::MissingField(key))?;
+    let v = value.ok_or_else(|| CodecError::MissingField(key))?;
     if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
         let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
