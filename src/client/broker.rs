@@ -910,6 +910,7 @@ impl<'a> ResponseFields<'a> {
     }
 
     /// An id holding `value`, one of this response's values.
+    #[inline]
     fn id(&self, value: &[u8]) -> IdStr {
         match self {
             ResponseFields::Places(_) => IdStr::from_ascii(value),
