@@ -215,6 +215,17 @@ impl RawBuilder {
         self.seen |= bit;
     }
 
+    /// [`RawBuilder::send_value`] for a key not given before and a place below 65 536 (the
+    /// caller knows both): no checks of either.
+    #[inline]
+    pub(super) fn send_value_once(&mut self, key: ResponseKey, start: u16, end: u16, ascii: bool) {
+        if ascii {
+            self.send[key as usize] = (start, end);
+        } else {
+            self.send_ok = false;
+        }
+    }
+
     /// The fields of a flat JSON object whose text between the braces is `text` (checked:
     /// see [`Layout::Json`]).
     pub(super) fn finish_json(self, text: &[u8]) -> ExtFields {

@@ -69,6 +69,9 @@ pub(super) struct Memo {
     /// (`steps.len()`: the last run) and its distance from that run's start; `None` without a
     /// text.
     text: Option<(RunAt, RunAt)>,
+    /// Whether no send key comes twice in the layout: then each is noted without the checks
+    /// a repeated one needs.
+    send_once: bool,
     /// Whether `MSG_REGION` and `TRACE_ON` values change on this thread (seen once): then
     /// they are variable values like the others; until then they are held constant.
     constants_vary: bool,
@@ -128,6 +131,7 @@ impl Memo {
                 text: None,
             },
             text: None,
+            send_once: false,
             constants_vary: false,
             code: 0,
             language: LanguageCode::JAVA,
@@ -204,6 +208,16 @@ impl Memo {
             from = slot.end;
         }
         self.last_run = from;
+        let mut seen = 0u8;
+        self.send_once = self.scratch.slots.iter().all(|slot| match slot.kind {
+            SlotKind::Value(Some(key)) => {
+                let bit = 1u8 << key as u8;
+                let first = seen & bit == 0;
+                seen |= bit;
+                first
+            }
+            _ => true,
+        });
         // Each end of the text in the run it sits in: the last run starting at or before it
         // (run `i` starts at step `i`'s `run_start`, the last one at `last_run`).
         let steps = &self.steps;
@@ -243,10 +257,24 @@ impl Memo {
     /// (or a variable value does not read).
     #[inline]
     pub(super) fn hit(&self, header: &[u8]) -> Option<RemotingCommand> {
-        if !self.valid {
+        // Longer headers are read by the full read (the memo never holds one): every place
+        // below fits in 16 bits.
+        if !self.valid || header.len() > usize::from(u16::MAX) {
             return None;
         }
         let template = self.template.as_slice();
+        // Notes the value of `key` at `start..end` of the header (after the text's start).
+        let note = |raw: &mut RawBuilder, key, start: usize, end: usize, ascii, text_start| {
+            let at = usize::checked_sub(start, text_start)?;
+            let end = at + (end - start);
+            if self.send_once {
+                // Within the header: below 65 536 (checked above).
+                raw.send_value_once(key, at as u16, end as u16, ascii);
+            } else {
+                raw.send_value(key, at, end, ascii);
+            }
+            Some(())
+        };
         let mut r = Flat {
             buf: header,
             pos: 0,
@@ -279,8 +307,8 @@ impl Memo {
             }
             while let Some(f) = fixed.next_if(|f| f.at.run == i) {
                 // After the text's start (in this run or an earlier one).
-                let at = (r.pos + f.at.offset).checked_sub(text_start)?;
-                raw.send_value(f.key, at, at + f.len, f.ascii);
+                let start = r.pos + f.at.offset;
+                note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
             }
             r.pos += run.len();
             match step.kind {
@@ -289,8 +317,7 @@ impl Memo {
                     let (start, end, ascii) = r.value()?;
                     if let Some(key) = key {
                         // The text starts before its values (checked: never `None`).
-                        let at = start.checked_sub(text_start)?;
-                        raw.send_value(key, at, at + (end - start), ascii);
+                        note(&mut raw, key, start, end, ascii, text_start)?;
                     }
                 }
             }
@@ -308,8 +335,8 @@ impl Memo {
             text_end = r.pos + text_end_at.offset;
         }
         for f in fixed {
-            let at = (r.pos + f.at.offset).checked_sub(text_start)?;
-            raw.send_value(f.key, at, at + f.len, f.ascii);
+            let start = r.pos + f.at.offset;
+            note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
         }
         let ext_fields = match self.text {
             Some(_) => raw.finish_json(header.get(text_start..text_end)?),
