@@ -805,7 +805,10 @@ mod tests {
             let mut memo = Memo::new();
             assert!(!check(&mut memo, v2.as_bytes()));
             assert!(!memo.fixed.is_empty() && !memo.constants_vary);
-            assert!(check(&mut memo, with("DefaultRegion", "true", "7").as_bytes()));
+            assert!(check(
+                &mut memo,
+                with("DefaultRegion", "true", "7").as_bytes()
+            ));
             // Changed: a miss, and they vary from now on.
             assert!(!check(&mut memo, with(region, trace, "8").as_bytes()));
             assert!(memo.constants_vary && memo.fixed.is_empty());
