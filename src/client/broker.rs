@@ -836,8 +836,11 @@ pub(crate) fn send_result(
     // are read from the bytes, so building the result allocates nothing.
     let fields = ResponseFields::of(&response.ext_fields);
     let get = |k: ResponseKey| fields.get(k);
-    let offset_msg_id =
-        fields.id(get(ResponseKey::MsgId).ok_or_else(|| CodecError::MissingField("msgId"))?);
+    // Not `ok_or`: that builds the error (and drops it) for every response.
+    let Some(msg_id) = get(ResponseKey::MsgId) else {
+        return Err(CodecError::MissingField("msgId").into());
+    };
+    let offset_msg_id = fields.id(msg_id);
     let queue_id = required_int(get(ResponseKey::QueueId), "queueId", i32::try_from)?;
     let queue_offset = required_int(
         get(ResponseKey::QueueOffset),
@@ -931,7 +934,9 @@ fn required_int<T, E>(
 where
     T: std::str::FromStr,
 {
-    let v = value.ok_or_else(|| CodecError::MissingField(key))?;
+    let Some(v) = value else {
+        return Err(CodecError::MissingField(key));
+    };
     if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
         let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
@@ -1319,10 +1324,7 @@ mod tests {
         let set_int = |header: &str, key: &str, value: &str| -> String {
             let pat = format!("\"{key}\":");
             let start = header.find(&pat).unwrap() + pat.len();
-            let end = start
-                + header[start..]
-                    .find(|c: char| c == ',' || c == '}')
-                    .unwrap();
+            let end = start + header[start..].find([',', '}']).unwrap();
             format!("{}{value}{}", &header[..start], &header[end..])
         };
         // The header read by `serde_json` into a map: no raw places, no memo.
