@@ -470,6 +470,7 @@ impl IdStr {
     /// An id holding `bytes`, which must be ASCII (a decoded response's checked value): one
     /// copy, no UTF-8 check. Any other byte is replaced when the id is longer than the inline
     /// capacity; an inline one reads as empty.
+    #[inline]
     pub(crate) fn from_ascii(bytes: &[u8]) -> IdStr {
         if bytes.len() <= Self::INLINE_CAPACITY {
             let buf = Self::inline_buf(bytes);

@@ -836,8 +836,11 @@ pub(crate) fn send_result(
     // are read from the bytes, so building the result allocates nothing.
     let fields = ResponseFields::of(&response.ext_fields);
     let get = |k: ResponseKey| fields.get(k);
-    let offset_msg_id =
-        fields.id(get(ResponseKey::MsgId).ok_or(CodecError::MissingField("msgId"))?);
+    // Not `ok_or`: that builds the error (and drops it) for every response.
+    let Some(msg_id) = get(ResponseKey::MsgId) else {
+        return Err(CodecError::MissingField("msgId").into());
+    };
+    let offset_msg_id = fields.id(msg_id);
     let queue_id = required_int(get(ResponseKey::QueueId), "queueId", i32::try_from)?;
     let queue_offset = required_int(
         get(ResponseKey::QueueOffset),
@@ -910,6 +913,7 @@ impl<'a> ResponseFields<'a> {
     }
 
     /// An id holding `value`, one of this response's values.
+    #[inline]
     fn id(&self, value: &[u8]) -> IdStr {
         match self {
             ResponseFields::Places(_) => IdStr::from_ascii(value),
@@ -930,7 +934,9 @@ fn required_int<T, E>(
 where
     T: std::str::FromStr,
 {
-    let v = value.ok_or(CodecError::MissingField(key))?;
+    let Some(v) = value else {
+        return Err(CodecError::MissingField(key));
+    };
     if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
         let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
@@ -1281,6 +1287,166 @@ mod tests {
         assert!(
             slotted > 500 && looked_up > 1000 && ok > 1000 && err > 1000,
             "slotted {slotted}, looked up {looked_up}, ok {ok}, errors {err}"
+        );
+    }
+
+    /// `send_result` on send responses read through the I/O thread's layout memo (sequences
+    /// of the real broker's responses, tests/data, with new values each time: the memo hits)
+    /// gives what it gives on the same header read independently (`serde_json`, into a map,
+    /// its fields looked up): same result or same error, over ids, odd numbers, escapes,
+    /// unicode, a region or trace flag that changes, a code that is an error.
+    #[test]
+    fn send_result_through_the_memo_matches_an_independent_read() {
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        let (single, batch) = single_and_batch();
+        let queue = MessageQueue::new("T", "broker-a", 1);
+        let header_of = |frame: &[u8]| {
+            let len = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize;
+            String::from_utf8(frame[8..8 + (len & 0xff_ffff)].to_vec()).unwrap()
+        };
+        let bases = [
+            header_of(include_bytes!("../../tests/data/send_v2_response.bin")),
+            header_of(include_bytes!("../../tests/data/send_half_response.bin")),
+            header_of(include_bytes!("../../tests/data/send_batch_response.bin")),
+            r#"{"code":0,"extFields":{"MSG_REGION":"DefaultRegion","TRACE_ON":"true","msgId":"7F000001000051E10000000000000000","queueId":"3","queueOffset":"0","transactionId":"7F0000010001FIXTURE0000000001"},"flag":1,"language":"RUST","opaque":-7,"serializeTypeCurrentRPC":"JSON","version":401}"#.to_string(),
+        ];
+        // `"key":"value"` with the value replaced (the key is there once, its value plain).
+        let set = |header: &str, key: &str, value: &str| -> String {
+            let pat = format!("\"{key}\":\"");
+            let Some(at) = header.find(&pat) else {
+                return header.to_string();
+            };
+            let start = at + pat.len();
+            let end = start + header[start..].find('"').unwrap();
+            format!("{}{value}{}", &header[..start], &header[end..])
+        };
+        let set_int = |header: &str, key: &str, value: &str| -> String {
+            let pat = format!("\"{key}\":");
+            let start = header.find(&pat).unwrap() + pat.len();
+            let end = start + header[start..].find([',', '}']).unwrap();
+            format!("{}{value}{}", &header[..start], &header[end..])
+        };
+        // The header read by `serde_json` into a map: no raw places, no memo.
+        let independent = |header: &str| -> Option<RemotingCommand> {
+            let v: serde_json::Value = serde_json::from_str(header).ok()?;
+            let mut cmd = RemotingCommand::response(i32::try_from(v["code"].as_i64()?).ok()?, 0);
+            cmd.remark = v["remark"].as_str().map(str::to_string);
+            let mut ext = ExtFields::new();
+            for (k, v) in v["extFields"].as_object()? {
+                ext.insert(k.clone(), v.as_str()?);
+            }
+            cmd.ext_fields = ext;
+            Some(cmd)
+        };
+        let frame = |header: &[u8]| {
+            let mut f = ((4 + header.len()) as u32).to_be_bytes().to_vec();
+            f.extend_from_slice(&(header.len() as u32).to_be_bytes());
+            f.extend_from_slice(header);
+            f
+        };
+        let hex = |rng: &mut rand::rngs::StdRng, n: usize| -> String {
+            (0..n)
+                .map(|_| char::from(b"0123456789ABCDEF"[rng.gen_range(0..16)]))
+                .collect()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x3e31);
+        let (mut placed, mut ok, mut err) = (0, 0, 0);
+        let mut base = bases[0].clone();
+        for round in 0..8000 {
+            if rng.gen_range(0..200) == 0 {
+                base = bases.choose(&mut rng).unwrap().clone();
+            }
+            let odd = |rng: &mut rand::rngs::StdRng| -> &'static str {
+                [
+                    "",
+                    "-1",
+                    "+5",
+                    " 7",
+                    "x",
+                    "2147483648",
+                    "9223372036854775808",
+                    "grün ✓",
+                    "\\u0031",
+                    "q\\\"",
+                    "1.5",
+                    "007",
+                ]
+                .choose(rng)
+                .unwrap()
+            };
+            let mut h = set_int(&base, "opaque", &rng.gen_range(-5..i32::MAX).to_string());
+            let msg_id = match rng.gen_range(0..30) {
+                0 => odd(&mut rng).to_string(),
+                1 => format!("{},{}", hex(&mut rng, 32), hex(&mut rng, 32)),
+                2 => hex(&mut rng, 70),
+                _ => hex(&mut rng, 32),
+            };
+            h = set(&h, "msgId", &msg_id);
+            let queue_id = match rng.gen_range(0..30) {
+                0 => odd(&mut rng).to_string(),
+                _ => rng.gen_range(0..16).to_string(),
+            };
+            h = set(&h, "queueId", &queue_id);
+            let offset = match rng.gen_range(0..30) {
+                0 => odd(&mut rng).to_string(),
+                _ => {
+                    let shift = rng.gen_range(0..63);
+                    rng.gen_range(0..i64::MAX >> shift).to_string()
+                }
+            };
+            h = set(&h, "queueOffset", &offset);
+            if rng.gen_range(0..10) == 0 {
+                let tx = if rng.gen_bool(0.5) {
+                    hex(&mut rng, 32)
+                } else {
+                    odd(&mut rng).into()
+                };
+                h = set(&h, "transactionId", &tx);
+            }
+            if rng.gen_range(0..300) == 0 {
+                let region = ["RegionB", "DefaultRegion", "", "grün"]
+                    .choose(&mut rng)
+                    .unwrap();
+                h = set(&h, "MSG_REGION", region);
+            }
+            if rng.gen_range(0..300) == 0 {
+                let trace = ["false", "true", "TRUE", "x"].choose(&mut rng).unwrap();
+                h = set(&h, "TRACE_ON", trace);
+            }
+            if rng.gen_range(0..50) == 0 {
+                h = set_int(
+                    &h,
+                    "code",
+                    ["1", "10", "11", "12", "17"].choose(&mut rng).unwrap(),
+                );
+            }
+            let decoded = RemotingCommand::decode(&frame(h.as_bytes()));
+            let reference = independent(&h);
+            let (Ok(cmd), Some(reference)) = (decoded, reference) else {
+                panic!("round {round}: not read: {h}");
+            };
+            placed += usize::from(cmd.ext_fields.response_values().is_some());
+            for prepared in [&single, &batch] {
+                let fast = send_result(cmd.clone(), prepared, &queue, "b:1");
+                let slow = send_result(reference.clone(), prepared, &queue, "b:1");
+                match (&fast, &slow) {
+                    (Ok(f), Ok(s)) => {
+                        assert_eq!(f, s, "{h}");
+                        ok += 1;
+                    }
+                    (Err(f), Err(s)) => {
+                        assert_eq!(f.to_string(), s.to_string(), "{h}");
+                        assert_eq!(f.kind(), s.kind(), "{h}");
+                        err += 1;
+                    }
+                    _ => panic!("{h}: {fast:?} vs {slow:?}"),
+                }
+            }
+        }
+        assert!(
+            placed > 6000 && ok > 10_000 && err > 500,
+            "{placed} {ok} {err}"
         );
     }
 

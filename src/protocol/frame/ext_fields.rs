@@ -29,8 +29,10 @@ type Entry = (Cow<'static, str>, usize, usize);
 #[derive(Clone, Default)]
 pub struct ExtFields {
     /// The map: built on first read when `raw` holds a decoded header's fields (which it then
-    /// mirrors), set by every change (which clears `raw`).
-    map: OnceLock<Map>,
+    /// mirrors), set by every change (which clears `raw`). Boxed: a command is moved several
+    /// times on its way from the decoder to its reader, and a decoded response never builds
+    /// its map (this keeps `RemotingCommand` small enough to move without a `memcpy` call).
+    map: OnceLock<Box<Map>>,
     /// A decoded header's fields as they came, or nothing.
     raw: Raw,
 }
@@ -63,13 +65,30 @@ enum Layout {
 #[derive(Clone, Default)]
 struct Raw {
     layout: Layout,
-    /// Whether `send` can be read: each send key at most once, with an ASCII value, and the
-    /// text short enough for 16-bit offsets.
+    /// Whether the send places can be read: each send key at most once, with an ASCII value,
+    /// and the text short enough for 16-bit offsets.
     send_ok: bool,
-    /// For each [`ResponseKey`], the range of its value in `text`; (0, 0) when absent (a value
-    /// never starts at 0: its key comes first).
-    send: [(u16, u16); RESPONSE_KEYS],
+    /// The text, then (unless `layout` is `None`) the send places: for each [`ResponseKey`],
+    /// the range of its value in the text as two little-endian `u16`s; (0, 0) when absent (a
+    /// value never starts at 0: its key comes first). In one buffer, so that `Raw` is small.
     text: Vec<u8>,
+}
+
+/// The bytes of the send places at the end of [`Raw::text`].
+const PLACES_BYTES: usize = 4 * RESPONSE_KEYS;
+
+impl Raw {
+    /// The text itself (without the send places).
+    fn text(&self) -> &[u8] {
+        let len = self.text.len().saturating_sub(PLACES_BYTES);
+        self.text.get(..len).unwrap_or(&[])
+    }
+
+    /// The send places (zeros when there are none).
+    fn places(&self) -> &[u8] {
+        let len = self.text.len().saturating_sub(PLACES_BYTES);
+        self.text.get(len..).unwrap_or(&[])
+    }
 }
 
 /// The `extFields` keys of a send response (`SendMessageResponseHeader`, plus what brokers
@@ -89,18 +108,33 @@ pub(crate) enum ResponseKey {
 #[derive(Clone, Copy)]
 pub(crate) struct ResponsePlaces<'a> {
     text: &'a [u8],
-    send: &'a [(u16, u16); RESPONSE_KEYS],
+    /// The send places as [`Raw::text`] ends with them.
+    send: &'a [u8],
 }
 
 impl<'a> ResponsePlaces<'a> {
     /// The value of `key` (ASCII), `None` when absent.
     #[inline]
     pub(crate) fn get(self, key: ResponseKey) -> Option<&'a [u8]> {
-        let (start, end) = self.send[key as usize];
+        let (start, end) = place(self.send, key);
         if start == 0 {
             return None;
         }
         self.text.get(usize::from(start)..usize::from(end))
+    }
+}
+
+/// The range of `key`'s value in send places `send` (as [`Raw::text`] ends with them); (0, 0)
+/// when not there.
+#[inline]
+fn place(send: &[u8], key: ResponseKey) -> (u16, u16) {
+    let at = key as usize * 4;
+    match send.get(at..at + 4) {
+        Some(b) => (
+            u16::from_le_bytes([b[0], b[1]]),
+            u16::from_le_bytes([b[2], b[3]]),
+        ),
+        None => (0, 0),
     }
 }
 
@@ -181,6 +215,17 @@ impl RawBuilder {
         self.seen |= bit;
     }
 
+    /// [`RawBuilder::send_value`] for a key not given before and a place below 65 536 (the
+    /// caller knows both): no checks of either.
+    #[inline]
+    pub(super) fn send_value_once(&mut self, key: ResponseKey, start: u16, end: u16, ascii: bool) {
+        if ascii {
+            self.send[key as usize] = (start, end);
+        } else {
+            self.send_ok = false;
+        }
+    }
+
     /// The fields of a flat JSON object whose text between the braces is `text` (checked:
     /// see [`Layout::Json`]).
     pub(super) fn finish_json(self, text: &[u8]) -> ExtFields {
@@ -196,14 +241,19 @@ impl RawBuilder {
         if text.is_empty() {
             return ExtFields::new();
         }
-        let mut buf = recycled_buffer(text.len());
+        let mut buf = recycled_buffer(text.len() + PLACES_BYTES);
         buf.extend_from_slice(text);
+        let mut places = [0u8; PLACES_BYTES];
+        for (i, (start, end)) in self.send.iter().enumerate() {
+            places[i * 4..i * 4 + 2].copy_from_slice(&start.to_le_bytes());
+            places[i * 4 + 2..i * 4 + 4].copy_from_slice(&end.to_le_bytes());
+        }
+        buf.extend_from_slice(&places);
         ExtFields {
             map: OnceLock::new(),
             raw: Raw {
                 layout,
                 send_ok: self.send_ok,
-                send: self.send,
                 text: buf,
             },
         }
@@ -215,8 +265,8 @@ impl Raw {
     fn build(&self) -> Map {
         match self.layout {
             Layout::None => Map::default(),
-            Layout::Json => json_map(self.text.clone()),
-            Layout::Binary => binary_map(&self.text),
+            Layout::Json => json_map(self.text().to_vec()),
+            Layout::Binary => binary_map(self.text()),
         }
     }
 
@@ -224,8 +274,12 @@ impl Raw {
     fn into_map(mut self) -> Map {
         match self.layout {
             Layout::None => Map::default(),
-            Layout::Json => json_map(std::mem::take(&mut self.text)),
-            Layout::Binary => binary_map(&self.text),
+            Layout::Json => {
+                let mut text = std::mem::take(&mut self.text);
+                text.truncate(text.len().saturating_sub(PLACES_BYTES));
+                json_map(text)
+            }
+            Layout::Binary => binary_map(self.text()),
         }
     }
 }
@@ -313,14 +367,14 @@ impl ExtFields {
 
     fn from_map(map: Map) -> Self {
         ExtFields {
-            map: OnceLock::from(map),
+            map: OnceLock::from(Box::new(map)),
             raw: Raw::default(),
         }
     }
 
     /// The map, built from the raw fields on first use.
     fn map(&self) -> &Map {
-        self.map.get_or_init(|| self.raw.build())
+        self.map.get_or_init(|| Box::new(self.raw.build()))
     }
 
     /// Changes the map (built from the raw fields first, which are then let go).
@@ -331,7 +385,7 @@ impl ExtFields {
                 raw.recycle();
                 map
             }
-            None => raw.into_map(),
+            None => Box::new(raw.into_map()),
         };
         let result = change(&mut map);
         self.map = OnceLock::from(map);
@@ -409,8 +463,8 @@ impl ExtFields {
             return None;
         }
         Some(ResponsePlaces {
-            text: &raw.text,
-            send: &raw.send,
+            text: raw.text(),
+            send: raw.places(),
         })
     }
 
@@ -423,7 +477,9 @@ impl ExtFields {
             Layout::Json => "json",
             Layout::Binary => "binary",
         };
-        (layout, self.raw.send_ok, self.raw.send, &self.raw.text)
+        let places = self.raw.places();
+        let send = ResponseKey::ALL.map(|key| place(places, key));
+        (layout, self.raw.send_ok, send, self.raw.text())
     }
 
     /// Whether the map is still only the raw fields of a decoded header (not built yet).

@@ -17,11 +17,18 @@
 //! functions, the same end. Anything else (a key added, removed or moved, a constant changed
 //! in one byte, a variable value of another kind, an escape, a trailing byte) misses, and the
 //! full read decides; its header, when flat, becomes the memo.
+//!
+//! Two send values are the same in every response of a broker: `MSG_REGION` (its region) and
+//! `TRACE_ON`. The memo holds them constant: their bytes are part of the constant run around
+//! them, compared with it (a value the full read read is read the same wherever its bytes
+//! are equal), and their places are noted as the full read notes them. When one changes (an
+//! I/O thread talking to brokers of two regions), that header misses, and from then on the
+//! thread's memo reads them as variable values like the others.
 
 use std::cell::RefCell;
 
-use super::ext_fields::RawBuilder;
-use super::json_flat::{parse_flat, parse_flat_noting, Flat, Places, Slot, SlotKind};
+use super::ext_fields::{RawBuilder, ResponseKey};
+use super::json_flat::{parse_flat, parse_flat_noting, Flat, Places, SlotKind};
 use super::{ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
@@ -50,16 +57,24 @@ pub(super) struct Memo {
     valid: bool,
     /// The header's bytes.
     template: Vec<u8>,
-    /// Its variable values, in order.
-    slots: Vec<Slot>,
-    /// Where the next full read notes its places (swapped with `slots` when it is kept).
+    /// Its variable values, in order, each with the constant run before it.
+    steps: Vec<Step>,
+    /// Where the constant run after the last variable value starts in `template`.
+    last_run: usize,
+    /// The send values held constant (inside constant runs), in header order.
+    fixed: Vec<Fixed>,
+    /// Where the next full read notes its places (its slots become `steps`).
     scratch: Places,
-    /// The `extFields` text's range in `template`, if the header has one; and the index of
-    /// the slot each end comes before (`slots.len()`: after the last; `usize::MAX` without a
-    /// text), so that it is found in the constant run it sits in.
-    text: Option<(usize, usize)>,
-    text_start_run: usize,
-    text_end_run: usize,
+    /// The `extFields` text's ends, each as the index of the constant run it sits in
+    /// (`steps.len()`: the last run) and its distance from that run's start; `None` without a
+    /// text.
+    text: Option<(RunAt, RunAt)>,
+    /// Whether no send key comes twice in the layout: then each is noted without the checks
+    /// a repeated one needs.
+    send_once: bool,
+    /// Whether `MSG_REGION` and `TRACE_ON` values change on this thread (seen once): then
+    /// they are variable values like the others; until then they are held constant.
+    constants_vary: bool,
     /// What the header's constant parts read as (`opaque` too, when it has none, or null).
     code: i32,
     language: LanguageCode,
@@ -69,19 +84,55 @@ pub(super) struct Memo {
     remark: Option<String>,
 }
 
+/// A place in a constant run of the template: the run's index and the distance from its
+/// start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RunAt {
+    run: usize,
+    offset: usize,
+}
+
+/// A variable value and the constant run before it: `template[run_start..run_end]`, then a
+/// value read as `kind` says.
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    run_start: usize,
+    run_end: usize,
+    kind: SlotKind,
+}
+
+/// A send value held constant (`MSG_REGION`, `TRACE_ON`: the same in every response of a
+/// broker): its bytes (quotes left out) are part of a constant run, compared with it, and
+/// its place is noted as the full read notes it.
+#[derive(Clone, Copy, Debug)]
+struct Fixed {
+    key: ResponseKey,
+    /// Where its bytes are in run `at.run`.
+    at: RunAt,
+    len: usize,
+    ascii: bool,
+}
+
+/// Whether `key`'s value is held constant in a constant run (see [`Fixed`]).
+fn held_constant(key: Option<ResponseKey>) -> bool {
+    matches!(key, Some(ResponseKey::MsgRegion | ResponseKey::TraceOn))
+}
+
 impl Memo {
     pub(super) const fn new() -> Self {
         Memo {
             valid: false,
             template: Vec::new(),
-            slots: Vec::new(),
+            steps: Vec::new(),
+            last_run: 0,
+            fixed: Vec::new(),
             scratch: Places {
                 slots: Vec::new(),
                 text: None,
             },
             text: None,
-            text_start_run: usize::MAX,
-            text_end_run: usize::MAX,
+            send_once: false,
+            constants_vary: false,
             code: 0,
             language: LanguageCode::JAVA,
             version: 0,
@@ -111,23 +162,78 @@ impl Memo {
             // Not flat: the memo stays (the next send response most likely still has it).
             return None;
         };
+        // A value held constant that changed since the last header: they vary here.
+        if self.valid && !self.constants_vary {
+            let changed = |f: &Fixed| {
+                let new = self.scratch.slots.iter().find_map(|slot| match slot.kind {
+                    SlotKind::Value(Some(key)) if key == f.key => {
+                        header.get(slot.start + 1..slot.end.saturating_sub(1))
+                    }
+                    _ => None,
+                });
+                new.is_some_and(|new| Some(new) != self.fixed_value(f))
+            };
+            self.constants_vary = self.fixed.iter().any(changed);
+        }
         self.valid = true;
         self.template.clear();
         self.template.extend_from_slice(header);
-        std::mem::swap(&mut self.slots, &mut self.scratch.slots);
-        self.text = self.scratch.text;
-        // The slot each end of the text comes before: the first slot starting at or after it.
-        let run_of = |at: usize| {
-            self.slots
-                .iter()
-                .position(|slot| slot.start >= at)
-                .unwrap_or(self.slots.len())
+        self.steps.clear();
+        self.fixed.clear();
+        let mut from = 0;
+        for slot in &self.scratch.slots {
+            if let SlotKind::Value(key) = slot.kind {
+                if let (Some(key), false) = (key, self.constants_vary) {
+                    if held_constant(Some(key)) {
+                        // In the run; the quotes left out.
+                        let value = header.get(slot.start + 1..slot.end - 1).unwrap_or(&[]);
+                        self.fixed.push(Fixed {
+                            key,
+                            at: RunAt {
+                                run: self.steps.len(),
+                                offset: slot.start + 1 - from,
+                            },
+                            len: value.len(),
+                            ascii: value.is_ascii(),
+                        });
+                        continue;
+                    }
+                }
+            }
+            self.steps.push(Step {
+                run_start: from,
+                run_end: slot.start,
+                kind: slot.kind,
+            });
+            from = slot.end;
+        }
+        self.last_run = from;
+        let mut seen = 0u8;
+        self.send_once = self.scratch.slots.iter().all(|slot| match slot.kind {
+            SlotKind::Value(Some(key)) => {
+                let bit = 1u8 << key as u8;
+                let first = seen & bit == 0;
+                seen |= bit;
+                first
+            }
+            _ => true,
+        });
+        // Each end of the text in the run it sits in: the last run starting at or before it
+        // (run `i` starts at step `i`'s `run_start`, the last one at `last_run`).
+        let steps = &self.steps;
+        let run_at = |at: usize| {
+            let starts = steps.iter().map(|step| step.run_start).chain([from]);
+            let run = starts.clone().filter(|&start| start <= at).count() - 1;
+            let start = starts.take(run + 1).last().unwrap_or(0);
+            RunAt {
+                run,
+                offset: at - start,
+            }
         };
-        (self.text_start_run, self.text_end_run) = match self.text {
-            Some((start, end)) => (run_of(start), run_of(end)),
-            // No run holds them.
-            None => (usize::MAX, usize::MAX),
-        };
+        self.text = self
+            .scratch
+            .text
+            .map(|(start, end)| (run_at(start), run_at(end)));
         self.code = cmd.code;
         self.language = cmd.language;
         self.version = cmd.version;
@@ -137,57 +243,100 @@ impl Memo {
         Some(cmd)
     }
 
+    /// The bytes of a value held constant, in the template.
+    fn fixed_value(&self, f: &Fixed) -> Option<&[u8]> {
+        let start = self
+            .steps
+            .get(f.at.run)
+            .map_or(self.last_run, |step| step.run_start)
+            + f.at.offset;
+        self.template.get(start..start + f.len)
+    }
+
     /// The header read through the memo, or `None` when it does not have the memo's layout
     /// (or a variable value does not read).
     #[inline]
     pub(super) fn hit(&self, header: &[u8]) -> Option<RemotingCommand> {
-        if !self.valid {
+        // Longer headers are read by the full read (the memo never holds one): every place
+        // below fits in 16 bits.
+        if !self.valid || header.len() > usize::from(u16::MAX) {
             return None;
         }
         let template = self.template.as_slice();
+        // Notes the value of `key` at `start..end` of the header (after the text's start).
+        let note = |raw: &mut RawBuilder, key, start: usize, end: usize, ascii, text_start| {
+            let at = usize::checked_sub(start, text_start)?;
+            let end = at + (end - start);
+            if self.send_once {
+                // Within the header: below 65 536 (checked above).
+                raw.send_value_once(key, at as u16, end as u16, ascii);
+            } else {
+                raw.send_value(key, at, end, ascii);
+            }
+            Some(())
+        };
         let mut r = Flat {
             buf: header,
             pos: 0,
         };
-        // Where the current constant run starts, in the template.
-        let mut from = 0;
         let mut opaque = self.opaque;
         let mut raw = RawBuilder::new();
-        let (tpl_text_start, tpl_text_end) = self.text.unwrap_or((0, 0));
+        let (text_start_at, text_end_at) = self.text.unwrap_or((
+            RunAt {
+                run: usize::MAX,
+                offset: 0,
+            },
+            RunAt {
+                run: usize::MAX,
+                offset: 0,
+            },
+        ));
         let (mut text_start, mut text_end) = (0, 0);
-        for (i, slot) in self.slots.iter().enumerate() {
-            let run = template.get(from..slot.start)?;
+        let mut fixed = self.fixed.iter().peekable();
+        // The constant runs, each followed by a variable value.
+        for (i, step) in self.steps.iter().enumerate() {
+            let run = template.get(step.run_start..step.run_end)?;
             if !same(header.get(r.pos..r.pos + run.len())?, run) {
                 return None;
             }
-            // The text's ends sit in constant runs: at the same distance from the run's start.
-            if i == self.text_start_run {
-                text_start = r.pos + tpl_text_start.checked_sub(from)?;
+            if i == text_start_at.run {
+                text_start = r.pos + text_start_at.offset;
             }
-            if i == self.text_end_run {
-                text_end = r.pos + tpl_text_end.checked_sub(from)?;
+            if i == text_end_at.run {
+                text_end = r.pos + text_end_at.offset;
+            }
+            while let Some(f) = fixed.next_if(|f| f.at.run == i) {
+                // After the text's start (in this run or an earlier one).
+                let start = r.pos + f.at.offset;
+                note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
             }
             r.pos += run.len();
-            match slot.kind {
+            match step.kind {
                 SlotKind::Opaque => opaque = r.int_or_null(0)?,
                 SlotKind::Value(key) => {
                     let (start, end, ascii) = r.value()?;
                     if let Some(key) = key {
                         // The text starts before its values (checked: never `None`).
-                        let at = start.checked_sub(text_start)?;
-                        raw.send_value(key, at, at + (end - start), ascii);
+                        note(&mut raw, key, start, end, ascii, text_start)?;
                     }
                 }
             }
-            from = slot.end;
         }
-        let run = template.get(from..)?;
+        let run = template.get(self.last_run..)?;
         let rest = header.get(r.pos..)?;
         if rest.len() != run.len() || !same(rest, run) {
             return None;
         }
-        if self.text_end_run == self.slots.len() {
-            text_end = r.pos + tpl_text_end.checked_sub(from)?;
+        let last = self.steps.len();
+        if text_start_at.run == last {
+            text_start = r.pos + text_start_at.offset;
+        }
+        if text_end_at.run == last {
+            text_end = r.pos + text_end_at.offset;
+        }
+        for f in fixed {
+            let start = r.pos + f.at.offset;
+            note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
         }
         let ext_fields = match self.text {
             Some(_) => raw.finish_json(header.get(text_start..text_end)?),
@@ -430,8 +579,14 @@ mod tests {
             }
         }
         if let Some(ext) = &mut shape.ext {
-            for (_, v) in ext.iter_mut() {
-                if rng.gen_bool(0.7) {
+            for (k, v) in ext.iter_mut() {
+                // The values held constant change seldom (as between two brokers).
+                let p = if k == "MSG_REGION" || k == "TRACE_ON" {
+                    0.02
+                } else {
+                    0.7
+                };
+                if rng.gen_bool(p) {
                     *v = ext_value(rng);
                 }
             }
@@ -626,6 +781,65 @@ mod tests {
             let mut memo = Memo::new();
             check(&mut memo, v2.as_bytes());
             assert!(!check(&mut memo, h.as_bytes()), "{h}");
+        }
+    }
+
+    /// `MSG_REGION` and `TRACE_ON` are held constant (compared in their runs, not read) until
+    /// one changes: that header misses (the full read decides), and from then on they are
+    /// read as variable values, so two brokers' responses in turns hit. The answers agree
+    /// throughout, their send places included.
+    #[test]
+    fn constant_send_values_miss_when_changed_then_vary() {
+        let v2 = String::from_utf8(header_of(include_bytes!(
+            "../../../tests/data/send_v2_response.bin"
+        )))
+        .unwrap();
+        assert!(v2.contains(r#""MSG_REGION":"DefaultRegion""#), "{v2}");
+        assert!(v2.contains(r#""TRACE_ON":"true""#), "{v2}");
+        let with = |region: &str, trace: &str, opaque: &str| {
+            v2.replace("DefaultRegion", region)
+                .replace(r#""TRACE_ON":"true""#, &format!(r#""TRACE_ON":"{trace}""#))
+                .replace("1002", opaque)
+        };
+        for (region, trace) in [("RegionB", "true"), ("DefaultRegion", "false")] {
+            let mut memo = Memo::new();
+            assert!(!check(&mut memo, v2.as_bytes()));
+            assert!(!memo.fixed.is_empty() && !memo.constants_vary);
+            assert!(check(
+                &mut memo,
+                with("DefaultRegion", "true", "7").as_bytes()
+            ));
+            // Changed: a miss, and they vary from now on.
+            assert!(!check(&mut memo, with(region, trace, "8").as_bytes()));
+            assert!(memo.constants_vary && memo.fixed.is_empty());
+            for round in 0..6 {
+                let h = if round % 2 == 0 {
+                    v2.replace("1002", &round.to_string())
+                } else {
+                    with(region, trace, "-1")
+                };
+                assert!(check(&mut memo, h.as_bytes()), "{h}");
+            }
+            // A value of another kind in their place still misses.
+            let escaped = v2.replace("DefaultRegion", "Default\\u0052egion");
+            assert!(!check(&mut memo, escaped.as_bytes()));
+        }
+        // Held constant in a non-ASCII value, in the last run (after every variable value),
+        // and repeated: the places agree with the full read.
+        let mut memo = Memo::new();
+        for (i, h) in [
+            r#"{"code":0,"extFields":{"msgId":"A1","queueId":"1","queueOffset":"2","MSG_REGION":"Région","TRACE_ON":"true"},"opaque":1}"#,
+            r#"{"code":0,"extFields":{"msgId":"A12","queueId":"13","queueOffset":"24","MSG_REGION":"Région","TRACE_ON":"true"},"opaque":12}"#,
+            r#"{"code":0,"extFields":{"TRACE_ON":"x","msgId":"A1","TRACE_ON":"true"},"opaque":1}"#,
+            r#"{"code":0,"extFields":{"TRACE_ON":"x","msgId":"A1234","TRACE_ON":"true"},"opaque":-5}"#,
+            r#"{"code":0,"extFields":{"TRACE_ON":"true"},"opaque":1}"#,
+            r#"{"code":0,"extFields":{"TRACE_ON":"true"},"opaque":2}"#,
+        ]
+        .iter()
+        .enumerate()
+        {
+            // Each second header has the first one's layout.
+            assert_eq!(check(&mut memo, h.as_bytes()), i % 2 == 1, "{h}");
         }
     }
 }
