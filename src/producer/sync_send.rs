@@ -376,7 +376,14 @@ impl Inner {
                         }
                     };
                     let last = last_broker.as_deref();
-                    match self.select_auto_with(info, prepared, last, now, Some(fault_handles)) {
+                    // `strict`: the plan found the key (a key only under strict order).
+                    let key = if strict {
+                        self.strict_hash_key(prepared)
+                    } else {
+                        None
+                    };
+                    let handles = Some(&mut *fault_handles);
+                    match self.select_auto_inline(info, prepared, key, last, now, handles) {
                         Ok(queue) => queue,
                         Err(e) => return failed(op, e),
                     }
