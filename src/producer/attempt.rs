@@ -161,7 +161,24 @@ impl Inner {
         now: Instant,
         handles: Option<&mut FaultHandles>,
     ) -> Result<MessageQueue> {
-        if let Some(key) = self.strict_hash_key(prepared) {
+        let strict_key = self.strict_hash_key(prepared);
+        self.select_auto_inline(info, prepared, strict_key, last_broker, now, handles)
+    }
+
+    /// [`Inner::select_auto_with`] built into its caller (a synchronous send's attempt loop:
+    /// no call, and the queue is not moved through a returned `Result`), with the caller's
+    /// [`Inner::strict_hash_key`] of `prepared` (found once per send, not per attempt).
+    #[inline(always)]
+    pub(super) fn select_auto_inline(
+        &self,
+        info: &Arc<TopicPublishInfo>,
+        prepared: &Prepared,
+        strict_key: Option<&str>,
+        last_broker: Option<&str>,
+        now: Instant,
+        handles: Option<&mut FaultHandles>,
+    ) -> Result<MessageQueue> {
+        if let Some(key) = strict_key {
             return self.strict_hash_pick(info, key);
         }
         let hash_key = prepared.first_key.as_deref();

@@ -152,7 +152,7 @@ impl Producer {
         // sync memory serves both from the start.
         let started = Instant::now();
         let mut slot = inner.sync_memos.take();
-        let op = inner.begin_sync(&msg, started, &mut slot);
+        let mut op = inner.begin_sync(&msg, started, &mut slot);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
@@ -164,7 +164,7 @@ impl Producer {
                 Err(back) => msg = back,
             }
         }
-        inner.send_sync_counted(msg, SyncTarget::Auto, started, op, slot)
+        inner.send_sync_counted(msg, SyncTarget::Auto, started, &mut op, &mut slot)
     }
 
     /// Sends `msg` to `queue`, with no retry to another queue.
@@ -173,7 +173,7 @@ impl Producer {
         let _ticket = inner.flush.ticket();
         let started = Instant::now();
         let mut slot = inner.sync_memos.take();
-        let op = inner.begin_sync(&msg, started, &mut slot);
+        let mut op = inner.begin_sync(&msg, started, &mut slot);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
@@ -181,7 +181,7 @@ impl Producer {
             Ok(handle) => op.end(handle.wait()),
             Err(msg) => {
                 let target = SyncTarget::Queue(queue.clone());
-                inner.send_sync_counted(msg, target, started, op, slot)
+                inner.send_sync_counted(msg, target, started, &mut op, &mut slot)
             }
         }
     }
@@ -199,12 +199,12 @@ impl Producer {
         let _ticket = inner.flush.ticket();
         let started = Instant::now();
         let mut slot = inner.sync_memos.take();
-        let op = inner.begin_sync(&msg, started, &mut slot);
+        let mut op = inner.begin_sync(&msg, started, &mut slot);
         if let Err(e) = self.hook_before_one(&mut msg, SendMode::Sync) {
             return op.end(Err(e));
         }
         let target = SyncTarget::Selector(selector, arg);
-        inner.send_sync_counted(msg, target, started, op, slot)
+        inner.send_sync_counted(msg, target, started, &mut op, &mut slot)
     }
 
     /// Sends several messages of one topic as one batch (never compressed). The result's

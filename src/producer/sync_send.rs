@@ -190,14 +190,16 @@ impl Inner {
 
     /// A synchronous send counted by `op`, both begun at `started` (one clock read): its
     /// time budget runs from there, and the end of its last attempt ends `op` (no further
-    /// clock read). `slot`: the memory the send was begun with.
+    /// clock read). `slot`: the memory the send was begun with (lent, not moved: it is
+    /// large).
+    #[inline]
     pub(super) fn send_sync_counted(
         &self,
         msg: Message,
         target: SyncTarget<'_>,
         started: Instant,
-        mut op: Op,
-        mut slot: SyncSlot<'_>,
+        op: &mut Op,
+        slot: &mut SyncMemo,
     ) -> Result<SendResult> {
         // Send hooks ran since `started`: the budget starts after them, as before.
         let now = if self.hooks.is_some() {
@@ -212,7 +214,7 @@ impl Inner {
             whole: Some(whole),
         };
         // `op` is recorded where the send ends (the result handed straight back, not copied).
-        self.send_sync_at(msg, target, budget, &mut slot, &mut op)
+        self.send_sync_at(msg, target, budget, slot, op)
     }
 
     /// [`Inner::send_sync_counted`] within `deadline` (a request's, for request-reply).
@@ -374,7 +376,14 @@ impl Inner {
                         }
                     };
                     let last = last_broker.as_deref();
-                    match self.select_auto_with(info, prepared, last, now, Some(fault_handles)) {
+                    // `strict`: the plan found the key (a key only under strict order).
+                    let key = if strict {
+                        self.strict_hash_key(prepared)
+                    } else {
+                        None
+                    };
+                    let handles = Some(&mut *fault_handles);
+                    match self.select_auto_inline(info, prepared, key, last, now, handles) {
                         Ok(queue) => queue,
                         Err(e) => return failed(op, e),
                     }
@@ -407,19 +416,34 @@ impl Inner {
             let started = now;
             let timeout = self.attempt_timeout_left(budget.left(started));
             let born = first_born.take().unwrap_or_else(now_ms);
-            let result = self
-                .remoting
-                .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
-                    broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
-                })
-                .and_then(|request| {
-                    self.remoting
-                        .send_encoded_sync_reusing(request, started, timeout, completion)
-                })
-                .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
-            // One clock read for the attempt's end: its latency in the statistics, the fault
-            // table, the hooks and the send's record.
-            let ended = Ended::new(started, Instant::now());
+            // When the response arrived: its I/O thread's read.
+            let mut arrived = None;
+            let encoded =
+                self.remoting
+                    .encode_request_memo(&addr, &mut memo.target, false, |spec, out| {
+                        broker::encode_send_frame(prepared, &queue, &self.defaults, born, spec, out)
+                    });
+            // Matched, not chained through closures: a closure's argument is a copy of the
+            // (large) response.
+            let response = match encoded {
+                Ok(request) => self.remoting.send_encoded_sync_reusing(
+                    request,
+                    started,
+                    timeout,
+                    completion,
+                    &mut arrived,
+                ),
+                Err(e) => Err(e),
+            };
+            let result = match response {
+                Ok(response) => broker::send_result(response, prepared, &queue, &addr),
+                Err(e) => Err(e),
+            };
+            // The attempt's end, read once: the response's arrival (read by its I/O thread
+            // for every response of the read, as an asynchronous send's end), else the clock
+            // now (a timeout, a connection error). Its latency serves the statistics, the
+            // fault table, the hooks and the send's record.
+            let ended = Ended::new(started, arrived.unwrap_or_else(Instant::now));
             let latency = ended.latency();
             attempt.end_as(&ended, &result);
             let broker_name = queue.broker_name_arc();

@@ -477,7 +477,8 @@ impl RemotingClient {
 
     /// [`RemotingClient::send_encoded_sync`] on the caller's kept completion `reuse` (no pool
     /// round trip per request), for a caller that read the clock at `now` (just before): the
-    /// request's deadline is `timeout` after it, with no clock read here.
+    /// request's deadline is `timeout` after it, with no clock read here. `arrived`: set to
+    /// when the response arrived (its I/O thread's read), if it did.
     #[inline]
     pub(crate) fn send_encoded_sync_reusing(
         &self,
@@ -485,6 +486,7 @@ impl RemotingClient {
         now: Instant,
         timeout: Duration,
         reuse: &mut super::completion::Reusable<RemotingCommand>,
+        arrived: &mut Option<Instant>,
     ) -> Result<RemotingCommand> {
         self.push_at(
             request.target,
@@ -495,7 +497,7 @@ impl RemotingClient {
             Some(Reply::Handle(reuse.completer())),
             false,
         )?;
-        reuse.wait_spinning(self.inner.config.busy_poll)
+        reuse.wait_spinning_at(self.inner.config.busy_poll, arrived)
     }
 
     /// Sends an encoded request; `callback` runs on the thread that ends it: the I/O thread

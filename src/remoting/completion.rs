@@ -56,6 +56,7 @@ fn new_shared<T>() -> Arc<Shared<T>> {
             state: State::Pending,
             waker: None,
             thread: None,
+            arrived: None,
         }),
         ready: AtomicBool::new(false),
     })
@@ -185,12 +186,24 @@ impl<T: Pooled> Reusable<T> {
     /// Blocks until the value of the last completer's completion is there, spinning up to
     /// `spin` first ([`Handle::wait_spinning`]). Its value taken already (or no completer
     /// asked for): an error, as [`Handle::wait`] gives for a taken value.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn wait_spinning(&mut self, spin: Duration) -> Result<T> {
+        self.wait_spinning_at(spin, &mut None)
+    }
+
+    /// [`Reusable::wait_spinning`], also telling when the value arrived if its completer
+    /// said ([`Completer::complete_at`]: a response's read on its I/O thread); `arrived` is
+    /// left as it is otherwise.
+    #[inline]
+    pub(crate) fn wait_spinning_at(
+        &mut self,
+        spin: Duration,
+        arrived: &mut Option<Instant>,
+    ) -> Result<T> {
         match &self.shared {
             Some(shared) => {
                 shared.spin(spin);
-                shared.wait_parked()
+                shared.wait_parked(arrived)
             }
             None => Err(already_taken()),
         }
@@ -228,6 +241,7 @@ impl<T> Shared<T> {
         slot.state = State::Pending;
         slot.waker = None;
         slot.thread = None;
+        slot.arrived = None;
         *self.ready.get_mut() = false;
     }
 
@@ -257,9 +271,10 @@ impl<T> Shared<T> {
     /// under that lock as in [`Shared::block_until`]: the completer stores the value and
     /// takes the thread under the same lock, so either this look sees the value or the
     /// completer sees the thread and unparks it (no lost wake-up). A park that returns early
-    /// is looked at and parked again, as in `block_until`.
+    /// is looked at and parked again, as in `block_until`. `arrived`: when the value arrived,
+    /// if its completer said ([`Completer::complete_at`]).
     #[inline]
-    fn wait_parked(&self) -> Result<T> {
+    fn wait_parked(&self, arrived: &mut Option<Instant>) -> Result<T> {
         if !self.ready.load(Ordering::Acquire) {
             let mut slot = self.slot.lock();
             if matches!(slot.state, State::Pending) {
@@ -277,6 +292,9 @@ impl<T> Shared<T> {
             }
         }
         let mut slot = self.slot.lock();
+        if slot.arrived.is_some() {
+            *arrived = slot.arrived;
+        }
         match std::mem::replace(&mut slot.state, State::Taken) {
             State::Done(v) => v,
             State::Taken => Err(already_taken()),
@@ -379,6 +397,8 @@ struct Slot<T> {
     waker: Option<Waker>,
     /// The thread parked (or about to park) on the value; the completer unparks it.
     thread: Option<Thread>,
+    /// When the value arrived, if its completer said ([`Completer::complete_at`]).
+    arrived: Option<Instant>,
 }
 
 enum State<T> {
@@ -399,7 +419,20 @@ impl<T> Completer<T> {
     // large value is passed down is a copy of it, so it goes from the caller's hands straight
     // into the slot.
     #[inline(always)]
-    pub fn complete(mut self, value: Result<T>) -> bool {
+    pub fn complete(self, value: Result<T>) -> bool {
+        self.complete_arrived(value, None)
+    }
+
+    /// [`Completer::complete`] with a value that arrived at `at` (a response's read on its
+    /// I/O thread): a synchronous sender's wait hands that time on, for its attempt's end
+    /// (no clock read of its own; see `Reusable::wait_spinning_at`).
+    #[inline(always)]
+    pub(crate) fn complete_at(self, value: Result<T>, at: Instant) -> bool {
+        self.complete_arrived(value, Some(at))
+    }
+
+    #[inline(always)]
+    fn complete_arrived(mut self, value: Result<T>, at: Option<Instant>) -> bool {
         let shared = self.shared.take();
         // Emptied: its `Drop` would have nothing to do (forgetting it spares the call).
         std::mem::forget(self);
@@ -415,6 +448,9 @@ impl<T> Completer<T> {
             // value be copied straight into the slot (an assignment builds it aside first,
             // for the drop of the old state).
             std::mem::forget(std::mem::replace(&mut slot.state, State::Done(value)));
+            if at.is_some() {
+                slot.arrived = at;
+            }
             shared.ready.store(true, Ordering::Release);
             (slot.waker.take(), slot.thread.take())
         };
@@ -1013,6 +1049,47 @@ mod tests {
                 .wait_spinning(Duration::ZERO)
                 .unwrap_err()
                 .is_shutdown());
+        });
+    }
+
+    /// A value completed with its arrival time hands that time to the kept completion's
+    /// wait; one completed without (or a wait on the reused completion after it) leaves the
+    /// caller's `arrived` as it was: a time is never carried over to the next wait.
+    #[test]
+    fn arrival_times_reach_the_sync_wait_and_do_not_outlive_it() {
+        watchdog(|| {
+            let mut reuse = Reusable::<RemotingCommand>::default();
+            let at = Instant::now();
+            let c = reuse.completer();
+            let t =
+                std::thread::spawn(move || c.complete_at(Ok(RemotingCommand::response(1, 0)), at));
+            let mut arrived = None;
+            let v = reuse.wait_spinning_at(Duration::ZERO, &mut arrived);
+            assert_eq!(v.unwrap().code, 1);
+            assert_eq!(arrived, Some(at));
+            assert!(t.join().unwrap());
+            // The same completion again, completed without a time: none comes out.
+            let first = Arc::as_ptr(reuse.shared.as_ref().unwrap());
+            let c = reuse.completer();
+            assert_eq!(Arc::as_ptr(reuse.shared.as_ref().unwrap()), first, "reused");
+            c.complete(Ok(RemotingCommand::response(2, 0)));
+            let mut arrived = None;
+            assert_eq!(
+                reuse
+                    .wait_spinning_at(Duration::ZERO, &mut arrived)
+                    .unwrap()
+                    .code,
+                2
+            );
+            assert_eq!(arrived, None);
+            // A dropped completer (shutdown) has no arrival either.
+            drop(reuse.completer());
+            let mut arrived = None;
+            assert!(reuse
+                .wait_spinning_at(Duration::ZERO, &mut arrived)
+                .unwrap_err()
+                .is_shutdown());
+            assert_eq!(arrived, None);
         });
     }
 

@@ -71,16 +71,17 @@ impl Reply {
     }
 
     /// [`Reply::complete`] with a response that arrived with a read at `arrival`: an inline
-    /// continuation gets that time (a handle or a pooled callback has no use for it).
+    /// continuation and a handle get that time (a pooled callback has no use for it).
     // Inlined, as the calls below it: the response is moved once, not copied per call.
     #[inline(always)]
     pub(crate) fn complete_at(self, result: Result<RemotingCommand>, arrival: &super::Arrival) {
         match self {
             Reply::Inline(c) => c.run_here_at(result, arrival),
             // Completed here, not through `complete`: the response is moved once, into the
-            // completion (a synchronous sender's wait).
+            // completion (a synchronous sender's wait, which takes the arrival as its
+            // attempt's end).
             Reply::Handle(c) => {
-                c.complete(result);
+                c.complete_at(result, arrival.at);
             }
             other => other.complete(result),
         }
