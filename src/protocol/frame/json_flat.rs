@@ -493,6 +493,7 @@ const LIT_BATCH_UNIQ_ID: Lit = Lit::new("batchUniqId");
 /// the index of the first quote, backslash, control character or non-ASCII byte at or after
 /// `from`, or `bytes.len()`. Eight bytes at a time to the end: the last 1..=7 bytes as a word
 /// padded with a plain byte.
+#[inline(always)]
 fn string_end(bytes: &[u8], from: usize) -> usize {
     scan(bytes, from, true)
 }
