@@ -2110,8 +2110,8 @@ mod tests {
             if tagged {
                 msg = msg.with_tags("TagA");
             }
-            let mut ids = || crate::message::IdStr::from(format!("7F0000010000{round:020X}"));
-            let prepared = prepare::prepare_single(msg, &config, &mut ids).unwrap();
+            let ids = || crate::message::IdStr::from(format!("7F0000010000{round:020X}"));
+            let prepared = prepare::prepare_single(msg, &config, ids).unwrap();
             usual += usize::from(prepared.properties.usual_id().is_some());
             let q = MessageQueue::new(prepared.wire_topic(), brokers[broker].clone(), queue_id);
             let defaults = &all_defaults[d];
@@ -2151,9 +2151,9 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let mut ids = || crate::message::IdStr::from(format!("7F00000100000000{round:016X}"));
+            let ids = || crate::message::IdStr::from(format!("7F00000100000000{round:016X}"));
             let prepared =
-                prepare::prepare_single(Message::new("T", vec![1; 10]), &config, &mut ids).unwrap();
+                prepare::prepare_single(Message::new("T", vec![1; 10]), &config, ids).unwrap();
             assert!(prepared.properties.usual_id().is_some());
             for credentials in [None, Some(Credentials::new("ak", "sk"))] {
                 let spec = FrameSpec {
