@@ -125,6 +125,30 @@ pub(crate) fn encode_send_frame(
     spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
+    // The usual message (the most frequent send by far): the thread's template of its whole
+    // head, when it is up to date, in a function of its own (no other path's work).
+    if spec.serialize_type == SerializeType::Json && spec.credentials.is_none() {
+        let done = with_frame_memo(|memo| {
+            memo.write_usual(prepared, queue, defaults, born_timestamp, spec, out)
+        });
+        if let Some(Some(done)) = done {
+            return Ok(done?);
+        }
+    }
+    encode_send_frame_other(prepared, queue, defaults, born_timestamp, spec, out)
+}
+
+/// [`encode_send_frame`] of every send but a usual message whose template is up to date
+/// ([`FrameMemo::write_usual`]): out of line, so that the usual message's path stays small.
+#[inline(never)]
+fn encode_send_frame_other(
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    spec: FrameSpec<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let binary = spec.serialize_type == SerializeType::RocketMq;
     // The usual send (no signature): from this thread's memo of the text that does not
     // change from message to message. Only while this thread is torn down is there no memo
@@ -365,8 +389,12 @@ impl UsualFrame {
         let total = (self.text.len() - 4 + body.len()) as u32;
         self.text[..4].copy_from_slice(&total.to_be_bytes());
         self.text[4..8].copy_from_slice(&(header_len as u32).to_be_bytes());
-        // With room for a longer opaque or queue id next time (no growth of a reused buffer).
-        out.reserve(self.text.len() + body.len() + 32);
+        let len = self.text.len() + body.len();
+        if out.capacity() - out.len() < len {
+            // With room for a longer opaque or queue id later: a reused buffer is not grown
+            // again for one more digit.
+            out.reserve(len + 64);
+        }
         out.extend_from_slice(&self.text);
         out.extend_from_slice(body);
         Ok(())
@@ -513,6 +541,47 @@ impl FrameMemo {
         out.extend_from_slice(&self.opaque_end[self.opaque_from..]);
     }
 
+    /// The frame of a usual message (sysFlag 0, flag 0, not a batch, only the default
+    /// properties with an id of this client's length) from [`FrameMemo::usual`], when its
+    /// text is that of these defaults, request code, topic, broker and request flag; `None`
+    /// (nothing written) for any other send or when the memo must be brought up to date
+    /// first ([`encode_send_frame_memo`] does).
+    #[inline(always)]
+    fn write_usual(
+        &mut self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        defaults: &SendDefaults,
+        born_timestamp: i64,
+        spec: FrameSpec<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Written> {
+        if prepared.sys_flag != 0 || prepared.flag != 0 || prepared.batch || !self.usual.valid {
+            return None;
+        }
+        let id = prepared.properties.usual_id()?;
+        if self.defaults != defaults.id
+            || self.code != prepared.request_code()
+            || self.flag != spec.flag
+            || !self
+                .broker
+                .as_ref()
+                .is_some_and(|b| Arc::ptr_eq(b, queue.broker_name_arc()))
+            || self.topic != prepared.wire_topic()
+        {
+            return None;
+        }
+        Some(self.usual.write(
+            (&self.prefix, &self.usual_tail),
+            queue.queue_id(),
+            born_timestamp,
+            id,
+            spec.opaque,
+            prepared.wire_body(),
+            out,
+        ))
+    }
+
     fn set_bin_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
         self.bin_defaults = defaults.id;
         self.bin_code = code;
@@ -562,7 +631,7 @@ thread_local! {
 /// Runs `f` on this thread's [`FrameMemo`]; `None` (`f` not run) while the thread is torn
 /// down or the memo is in use (never, as nothing in `f` encodes another frame).
 #[inline(always)]
-fn with_frame_memo(f: impl FnOnce(&mut FrameMemo) -> Written) -> Option<Written> {
+fn with_frame_memo<R>(f: impl FnOnce(&mut FrameMemo) -> R) -> Option<R> {
     FRAME_MEMO
         .try_with(|memo| Some(f(&mut *memo.try_borrow_mut().ok()?)))
         .ok()
@@ -2180,6 +2249,44 @@ mod tests {
                     assert_eq!(got[1..], expected.to_frame().unwrap()[..]);
                 }
             }
+        }
+    }
+
+    /// A buffer that held a usual frame is not grown again for the next one with a longer
+    /// opaque or queue id (a frame pool's buffers are reused: one more digit must not make
+    /// every one of them grow).
+    #[test]
+    fn usual_frame_buffer_has_room_for_longer_numbers() {
+        let config = ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let d = defaults();
+        let mut out = Vec::new();
+        let mut capacity = 0;
+        for (round, (opaque, queue_id)) in [(9, 9), (10, 10), (99_999, 10), (100_000, 11)]
+            .into_iter()
+            .enumerate()
+        {
+            let ids = || crate::message::IdStr::from(format!("7F00000100000000{round:016X}"));
+            let prepared =
+                prepare::prepare_single(Message::new("T", vec![1; 128]), &config, ids).unwrap();
+            let q = MessageQueue::new("T", "broker-a", queue_id);
+            let spec = FrameSpec {
+                opaque,
+                flag: 0,
+                serialize_type: SerializeType::Json,
+                credentials: None,
+            };
+            out.clear();
+            encode_send_frame(&prepared, &q, &d, 5, spec, &mut out).unwrap();
+            let mut expected = send_request(&prepared, &q, &d, 5);
+            expected.opaque = opaque;
+            assert_eq!(out, expected.to_frame().unwrap());
+            if round == 0 {
+                capacity = out.capacity();
+            }
+            assert_eq!(out.capacity(), capacity, "round {round}");
         }
     }
 }
