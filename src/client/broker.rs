@@ -306,7 +306,7 @@ impl UsualFrame {
     }
 
     /// Puts `queue_id`'s text in place.
-    #[inline]
+    #[inline(always)]
     fn set_queue_id(&mut self, queue_id: i32) {
         if self.qid_len == 1 && (0..10).contains(&queue_id) {
             // One digit for another (a text of one byte is a digit: a sign comes with one).
@@ -332,7 +332,7 @@ impl UsualFrame {
 
     /// Puts `opaque`'s text in place: the last one plus one (the usual next opaque) by
     /// raising its units digit when that does not carry.
-    #[inline]
+    #[inline(always)]
     fn set_opaque(&mut self, opaque: i32) {
         let units = self.text.len() - JSON_END.len() - 1;
         if opaque > 0 && self.opaque.wrapping_add(1) == opaque && self.text[units] != b'9' {
@@ -354,7 +354,7 @@ impl UsualFrame {
 
     /// Appends the frame of a usual send with these values (the memo's prefix and tail are
     /// `prefix` and `tail`) and `body`, as [`encode_send_frame_json`] writes it.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)] // the values of one frame
     fn write(
         &mut self,
