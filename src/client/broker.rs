@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::message::{IdStr, MessageQueue, SendResult, SendStatus};
-use crate::producer::prepare::Prepared;
+use crate::producer::prepare::{Prepared, ID_LEN};
 use crate::protocol::acl::{Credentials, SignatureText};
 use crate::protocol::codes::{CLIENT_LANGUAGE, CLIENT_VERSION};
 use crate::protocol::frame::{
@@ -125,45 +125,56 @@ pub(crate) fn encode_send_frame(
     spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    if spec.serialize_type == SerializeType::RocketMq {
-        if spec.credentials.is_none() {
-            let memo = FRAME_MEMO.try_with(|memo| {
-                let mut memo = memo.try_borrow_mut().ok()?;
-                Some(encode_send_frame_binary_memo(
-                    &mut memo,
+    // The usual message (the most frequent send by far): the thread's template of its whole
+    // head, when it is up to date, in a function of its own (no other path's work).
+    if spec.serialize_type == SerializeType::Json && spec.credentials.is_none() {
+        let done = with_frame_memo(|memo| {
+            memo.write_usual(prepared, queue, defaults, born_timestamp, spec, out)
+        });
+        if let Some(Some(done)) = done {
+            return Ok(done?);
+        }
+    }
+    encode_send_frame_other(prepared, queue, defaults, born_timestamp, spec, out)
+}
+
+/// [`encode_send_frame`] of every send but a usual message whose template is up to date
+/// ([`FrameMemo::write_usual`]): out of line, so that the usual message's path stays small.
+#[inline(never)]
+fn encode_send_frame_other(
+    prepared: &Prepared,
+    queue: &MessageQueue,
+    defaults: &SendDefaults,
+    born_timestamp: i64,
+    spec: FrameSpec<'_>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let binary = spec.serialize_type == SerializeType::RocketMq;
+    // The usual send (no signature): from this thread's memo of the text that does not
+    // change from message to message. Only while this thread is torn down is there no memo
+    // (then the general way).
+    if spec.credentials.is_none() {
+        let done = with_frame_memo(|memo| {
+            if binary {
+                encode_send_frame_binary_memo(
+                    memo,
                     prepared,
                     queue,
                     defaults,
                     born_timestamp,
                     spec,
                     out,
-                ))
-            });
-            if let Ok(Some(done)) = memo {
-                return done;
+                )
+            } else {
+                encode_send_frame_memo(memo, prepared, queue, defaults, born_timestamp, spec, out)
             }
-        }
-        return encode_send_frame_binary(prepared, queue, defaults, born_timestamp, spec, out);
-    }
-    // The usual send (no signature; flag 0, or oneway): from this thread's memo of the text
-    // that does not change from message to message.
-    if spec.credentials.is_none() {
-        let memo = FRAME_MEMO.try_with(|memo| {
-            let mut memo = memo.try_borrow_mut().ok()?;
-            Some(encode_send_frame_memo(
-                &mut memo,
-                prepared,
-                queue,
-                defaults,
-                born_timestamp,
-                spec,
-                out,
-            ))
         });
-        // Only while this thread is torn down is there no memo (then the general way).
-        if let Ok(Some(done)) = memo {
-            return done;
+        if let Some(done) = done {
+            return Ok(done?);
         }
+    }
+    if binary {
+        return encode_send_frame_binary(prepared, queue, defaults, born_timestamp, spec, out);
     }
     encode_send_frame_json(prepared, queue, defaults, born_timestamp, spec, out)
 }
@@ -223,6 +234,198 @@ struct FrameMemo {
     bin_broker: Option<Arc<str>>,
     /// The fields `j`, `k`, `m` (false: not a batch) and `n` (left out for an empty name).
     bin_tail: Vec<u8>,
+    /// The whole JSON frame head of the last usual send (see [`UsualFrame`]).
+    usual: UsualFrame,
+}
+
+/// The whole head (the two lengths and the header) of the last usual JSON send frame this
+/// thread wrote (sysFlag 0, flag 0, not a batch, only the default properties with an id of
+/// this client's length: [`Properties::usual_id`]): the memo's `prefix`, the queue id,
+/// [`USUAL_BEFORE_BORN`], the born timestamp, [`USUAL_BEFORE_ID`], the id, the memo's
+/// `usual_tail`, the opaque and [`JSON_END`]. The next usual frame puts its own values in
+/// place (the id always, the others when they changed: a single-digit queue id is one byte,
+/// the next opaque mostly its units digit) and its lengths, and is copied in one piece.
+///
+/// [`Properties::usual_id`]: crate::producer::prepare::Properties::usual_id
+struct UsualFrame {
+    /// Whether `text` is built from the memo's current `prefix` and `usual_tail` (cleared
+    /// when either is written again).
+    valid: bool,
+    text: Vec<u8>,
+    /// Where the queue id's text starts (the length of the memo's prefix).
+    qid_at: usize,
+    /// The values in `text` and the lengths of their text (sign and digits).
+    queue_id: i32,
+    qid_len: usize,
+    born: i64,
+    born_len: usize,
+    opaque: i32,
+    opaque_len: usize,
+}
+
+impl UsualFrame {
+    const EMPTY: UsualFrame = UsualFrame {
+        valid: false,
+        text: Vec::new(),
+        qid_at: 0,
+        queue_id: 0,
+        qid_len: 0,
+        born: 0,
+        born_len: 0,
+        opaque: 0,
+        opaque_len: 0,
+    };
+
+    /// Writes `text` whole from the memo's `prefix` and `usual_tail` and these values (the
+    /// id's place left to fill).
+    #[cold]
+    fn build(&mut self, prefix: &[u8], tail: &[u8], queue_id: i32, born: i64, opaque: i32) {
+        let mut buf = [0u8; 21];
+        let text = &mut self.text;
+        text.clear();
+        text.extend_from_slice(prefix);
+        self.qid_at = text.len();
+        let t = signed_text(&mut buf, queue_id.into());
+        text.extend_from_slice(t);
+        self.qid_len = t.len();
+        text.extend_from_slice(USUAL_BEFORE_BORN);
+        let t = signed_text(&mut buf, born);
+        text.extend_from_slice(t);
+        self.born_len = t.len();
+        text.extend_from_slice(USUAL_BEFORE_ID);
+        text.extend_from_slice(&[0; ID_LEN]);
+        text.extend_from_slice(tail);
+        let t = signed_text(&mut buf, opaque.into());
+        text.extend_from_slice(t);
+        self.opaque_len = t.len();
+        text.extend_from_slice(JSON_END);
+        self.queue_id = queue_id;
+        self.born = born;
+        self.opaque = opaque;
+        self.valid = true;
+    }
+
+    /// Puts `queue_id`'s text in place.
+    #[inline(always)]
+    fn set_queue_id(&mut self, queue_id: i32) {
+        if self.qid_len == 1 && (0..10).contains(&queue_id) {
+            // One digit for another (a text of one byte is a digit: a sign comes with one).
+            self.text[self.qid_at] = b'0' + queue_id as u8;
+        } else {
+            let mut buf = [0u8; 21];
+            let t = signed_text(&mut buf, queue_id.into());
+            replace(&mut self.text, self.qid_at, self.qid_len, t);
+            self.qid_len = t.len();
+        }
+        self.queue_id = queue_id;
+    }
+
+    /// Puts `born`'s text in place (a new millisecond).
+    fn set_born(&mut self, born: i64) {
+        let mut buf = [0u8; 21];
+        let t = signed_text(&mut buf, born);
+        let at = self.qid_at + self.qid_len + USUAL_BEFORE_BORN.len();
+        replace(&mut self.text, at, self.born_len, t);
+        self.born_len = t.len();
+        self.born = born;
+    }
+
+    /// Puts `opaque`'s text in place: the last one plus one (the usual next opaque) by
+    /// raising its units digit when that does not carry.
+    #[inline(always)]
+    fn set_opaque(&mut self, opaque: i32) {
+        let units = self.text.len() - JSON_END.len() - 1;
+        if opaque > 0 && self.opaque.wrapping_add(1) == opaque && self.text[units] != b'9' {
+            // The last one (not negative: its units digit is last) plus one, no carry.
+            self.text[units] += 1;
+        } else if opaque != self.opaque {
+            let mut buf = [0u8; 21];
+            let t = signed_text(&mut buf, opaque.into());
+            replace(
+                &mut self.text,
+                units + 1 - self.opaque_len,
+                self.opaque_len,
+                t,
+            );
+            self.opaque_len = t.len();
+        }
+        self.opaque = opaque;
+    }
+
+    /// Appends the frame of a usual send with these values (the memo's prefix and tail are
+    /// `prefix` and `tail`) and `body`, as [`encode_send_frame_json`] writes it.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // the values of one frame
+    fn write(
+        &mut self,
+        (prefix, tail): (&[u8], &[u8]),
+        queue_id: i32,
+        born: i64,
+        id: &[u8; ID_LEN],
+        opaque: i32,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Written {
+        if !self.valid {
+            self.build(prefix, tail, queue_id, born, opaque);
+        }
+        if self.queue_id != queue_id {
+            self.set_queue_id(queue_id);
+        }
+        if self.born != born {
+            self.set_born(born);
+        }
+        self.set_opaque(opaque);
+        let id_at = self.qid_at
+            + self.qid_len
+            + USUAL_BEFORE_BORN.len()
+            + self.born_len
+            + USUAL_BEFORE_ID.len();
+        self.text[id_at..id_at + ID_LEN].copy_from_slice(id);
+        let header_len = self.text.len() - 8;
+        if header_len > MAX_HEADER_LEN {
+            return Err(HeaderTooLarge(header_len));
+        }
+        let total = (self.text.len() - 4 + body.len()) as u32;
+        self.text[..4].copy_from_slice(&total.to_be_bytes());
+        self.text[4..8].copy_from_slice(&(header_len as u32).to_be_bytes());
+        let len = self.text.len() + body.len();
+        if out.capacity() - out.len() < len {
+            // With room for a longer opaque or queue id later: a reused buffer is not grown
+            // again for one more digit.
+            out.reserve(len + 64);
+        }
+        out.extend_from_slice(&self.text);
+        out.extend_from_slice(body);
+        Ok(())
+    }
+}
+
+/// `v`'s decimal text (sign and digits), at the end of `buf`.
+fn signed_text(buf: &mut [u8; 21], v: i64) -> &[u8] {
+    let mut digits = [0u8; 20];
+    let d = int_digits(&mut digits, v);
+    let from = buf.len() - d.len();
+    buf[from..].copy_from_slice(d);
+    if v < 0 {
+        buf[from - 1] = b'-'; // 19 digits at most: room for the sign
+        return &buf[from - 1..];
+    }
+    &buf[from..]
+}
+
+/// Replaces the `len` bytes of `text` at `at` with `new`, moving what follows when the
+/// lengths differ (no allocation once `text` has grown to its largest).
+fn replace(text: &mut Vec<u8>, at: usize, len: usize, new: &[u8]) {
+    let end = text.len();
+    if new.len() > len {
+        text.resize(end + new.len() - len, 0);
+        text.copy_within(at + len..end, at + new.len());
+    } else if new.len() < len {
+        text.copy_within(at + len..end, at + new.len());
+        text.truncate(end - (len - new.len()));
+    }
+    text[at..at + new.len()].copy_from_slice(new);
 }
 
 impl FrameMemo {
@@ -251,12 +454,14 @@ impl FrameMemo {
         bin_prefix: Vec::new(),
         bin_broker: None,
         bin_tail: Vec::new(),
+        usual: UsualFrame::EMPTY,
     };
 
     fn set_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
         if self.defaults != defaults.id {
             self.broker = None; // its text holds the defaults' language
         }
+        self.usual.valid = false; // its text holds the prefix
         self.defaults = defaults.id;
         self.code = code;
         self.topic.clear();
@@ -290,6 +495,7 @@ impl FrameMemo {
         self.usual_tail.clear();
         self.usual_tail.extend_from_slice(USUAL_AFTER_ID);
         self.usual_tail.extend_from_slice(&self.broker_text);
+        self.usual.valid = false; // its text holds the tail
     }
 
     fn set_born(&mut self, born: i64) {
@@ -333,6 +539,47 @@ impl FrameMemo {
         }
         self.opaque = opaque;
         out.extend_from_slice(&self.opaque_end[self.opaque_from..]);
+    }
+
+    /// The frame of a usual message (sysFlag 0, flag 0, not a batch, only the default
+    /// properties with an id of this client's length) from [`FrameMemo::usual`], when its
+    /// text is that of these defaults, request code, topic, broker and request flag; `None`
+    /// (nothing written) for any other send or when the memo must be brought up to date
+    /// first ([`encode_send_frame_memo`] does).
+    #[inline(always)]
+    fn write_usual(
+        &mut self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        defaults: &SendDefaults,
+        born_timestamp: i64,
+        spec: FrameSpec<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Written> {
+        if prepared.sys_flag != 0 || prepared.flag != 0 || prepared.batch || !self.usual.valid {
+            return None;
+        }
+        let id = prepared.properties.usual_id()?;
+        if self.defaults != defaults.id
+            || self.code != prepared.request_code()
+            || self.flag != spec.flag
+            || !self
+                .broker
+                .as_ref()
+                .is_some_and(|b| Arc::ptr_eq(b, queue.broker_name_arc()))
+            || self.topic != prepared.wire_topic()
+        {
+            return None;
+        }
+        Some(self.usual.write(
+            (&self.prefix, &self.usual_tail),
+            queue.queue_id(),
+            born_timestamp,
+            id,
+            spec.opaque,
+            prepared.wire_body(),
+            out,
+        ))
     }
 
     fn set_bin_prefix(&mut self, defaults: &SendDefaults, code: i32, topic: &str) {
@@ -381,6 +628,16 @@ thread_local! {
     static FRAME_MEMO: RefCell<FrameMemo> = const { RefCell::new(FrameMemo::EMPTY) };
 }
 
+/// Runs `f` on this thread's [`FrameMemo`]; `None` (`f` not run) while the thread is torn
+/// down or the memo is in use (never, as nothing in `f` encodes another frame).
+#[inline(always)]
+fn with_frame_memo<R>(f: impl FnOnce(&mut FrameMemo) -> R) -> Option<R> {
+    FRAME_MEMO
+        .try_with(|memo| Some(f(&mut *memo.try_borrow_mut().ok()?)))
+        .ok()
+        .flatten()
+}
+
 /// [`encode_send_frame`] of a request with no signature in the JSON layout, with the text
 /// that does not change from message to message taken from `memo` (brought up to date
 /// first): the same bytes as [`encode_send_frame_json`].
@@ -392,7 +649,7 @@ fn encode_send_frame_memo(
     born_timestamp: i64,
     spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
-) -> Result<()> {
+) -> Written {
     let code = prepared.request_code();
     let topic = prepared.wire_topic();
     if memo.defaults != defaults.id || memo.code != code || memo.topic != topic {
@@ -402,11 +659,25 @@ fn encode_send_frame_memo(
     if memo.flag != spec.flag || !memo.broker.as_ref().is_some_and(|b| Arc::ptr_eq(b, broker)) {
         memo.set_broker(defaults, broker, spec.flag);
     }
+    let body = prepared.wire_body();
+    if prepared.sys_flag == 0 && prepared.flag == 0 && !prepared.batch {
+        if let Some(id) = prepared.properties.usual_id() {
+            // The usual message: the whole head from the template, its values put in place.
+            return memo.usual.write(
+                (&memo.prefix, &memo.usual_tail),
+                queue.queue_id(),
+                born_timestamp,
+                id,
+                spec.opaque,
+                body,
+                out,
+            );
+        }
+    }
     if memo.born != born_timestamp || memo.usual_mid_len == 0 {
         memo.set_born(born_timestamp);
     }
     let start = out.len();
-    let body = prepared.wire_body();
     // One growth at most: the memo's parts, the properties with their separators escaped,
     // the numbers and the constants.
     out.reserve(
@@ -466,6 +737,21 @@ fn encode_send_frame_memo(
     finish_frame(out, start, body)
 }
 
+/// How writing a frame ends: written, or not (nothing appended) as its header is longer than
+/// [`MAX_HEADER_LEN`]: a small value, returned in registers by the per-frame functions (an
+/// [`Error`] is made from it only at the end).
+type Written = std::result::Result<(), HeaderTooLarge>;
+
+/// A header of this many bytes, longer than [`MAX_HEADER_LEN`].
+#[derive(Debug)]
+struct HeaderTooLarge(usize);
+
+impl From<HeaderTooLarge> for Error {
+    fn from(e: HeaderTooLarge) -> Self {
+        Error::Protocol(CodecError::HeaderTooLarge(e.0))
+    }
+}
+
 /// The end of every JSON request header this crate writes:
 /// `,"serializeTypeCurrentRPC":"JSON","version":<CLIENT_VERSION>}` ([`SendDefaults`]' text,
 /// as a constant of known length: a test checks they are the same).
@@ -501,11 +787,11 @@ fn write_opaque_end(out: &mut Vec<u8>, opaque: i32) {
 /// Checks the header written from `start` (after the two lengths), appends the body and sets
 /// the lengths of a JSON frame.
 #[inline]
-fn finish_frame(out: &mut Vec<u8>, start: usize, body: &[u8]) -> Result<()> {
+fn finish_frame(out: &mut Vec<u8>, start: usize, body: &[u8]) -> Written {
     let header_len = out.len() - start - 8;
     if header_len > MAX_HEADER_LEN {
         out.truncate(start);
-        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
+        return Err(HeaderTooLarge(header_len));
     }
     out.extend_from_slice(body);
     let total = (out.len() - start - 4) as u32;
@@ -605,7 +891,7 @@ fn encode_send_frame_json(
     }
     write_int(out, spec.opaque.into());
     out.extend_from_slice(&defaults.json_end);
-    finish_frame(out, start, body)
+    Ok(finish_frame(out, start, body)?)
 }
 
 /// [`encode_send_frame`] of a request with no signature in the binary ROCKETMQ layout, with
@@ -620,7 +906,7 @@ fn encode_send_frame_binary_memo(
     born_timestamp: i64,
     spec: FrameSpec<'_>,
     out: &mut Vec<u8>,
-) -> Result<()> {
+) -> Written {
     let code = prepared.request_code();
     let topic = prepared.wire_topic();
     if memo.bin_defaults != defaults.id || memo.bin_code != code || memo.bin_topic != topic {
@@ -698,11 +984,11 @@ fn binary_int(out: &mut Vec<u8>, key: u8, v: i64) {
 /// Checks the binary header written from `start` (after the two lengths), sets the ext fields
 /// length (the fields start at `map_at`), appends the body and sets the frame's lengths.
 #[inline]
-fn finish_binary_frame(out: &mut Vec<u8>, start: usize, map_at: usize, body: &[u8]) -> Result<()> {
+fn finish_binary_frame(out: &mut Vec<u8>, start: usize, map_at: usize, body: &[u8]) -> Written {
     let header_len = out.len() - start - 8;
     if header_len > MAX_HEADER_LEN {
         out.truncate(start);
-        return Err(Error::Protocol(CodecError::HeaderTooLarge(header_len)));
+        return Err(HeaderTooLarge(header_len));
     }
     // Below MAX_HEADER_LEN (24 bits), so every length here fits its field.
     let map_len = (out.len() - map_at) as u32;
@@ -764,7 +1050,12 @@ fn encode_send_frame_binary(
     binary_field(out, b"k", b"false");
     binary_field(out, b"m", if prepared.batch { b"true" } else { b"false" });
     binary_field(out, b"n", queue.broker_name().as_bytes());
-    finish_binary_frame(out, start, map_at, prepared.wire_body())
+    Ok(finish_binary_frame(
+        out,
+        start,
+        map_at,
+        prepared.wire_body(),
+    )?)
 }
 
 /// One ext field of a binary header (a key of our own, under 32 768 bytes); nothing for an
@@ -1996,5 +2287,172 @@ mod tests {
             }
         }
         assert!(compared > 8000, "only {compared} frames compared");
+    }
+
+    /// The usual frame's template ([`UsualFrame`]): runs of usual sends (no properties of
+    /// the caller's, an id of this client's length, flag 0) whose queue id, born timestamp
+    /// and opaque change as a producer's do (queue ids round robin over one and two digits,
+    /// the next opaque, the same or the next millisecond) and also by jumps to other lengths
+    /// and signs, with another kind of send, topic, broker, group or oneway now and then:
+    /// every frame is the reference's bytes.
+    #[test]
+    fn usual_frames_equal_the_reference_whatever_changes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1111);
+        let config = ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let all_defaults = [
+            defaults(),
+            SendDefaults::new("GID_x".into(), "TBW102".into(), 8),
+        ];
+        let brokers: Vec<Arc<str>> = ["broker-a", "b\"✓", ""]
+            .into_iter()
+            .map(Arc::from)
+            .collect();
+        let (mut d, mut topic, mut broker, mut flag) = (0, "T", 0, 0);
+        let (mut queues, mut next_queue) = (4, 0);
+        let (mut born, mut opaque) = (1_795_468_920_976i64, 1i32);
+        let mut usual = 0;
+        for round in 0..20_000u64 {
+            opaque = opaque.wrapping_add(1);
+            born += i64::from(rng.gen_bool(0.05));
+            next_queue = (next_queue + 1) % queues;
+            let mut queue_id = next_queue;
+            let mut tagged = false;
+            match rng.gen_range(0..100) {
+                0 => d = rng.gen_range(0..all_defaults.len()),
+                1 => topic = ["T", "Topic_1-%|x", "TopicTest"][rng.gen_range(0..3)],
+                2 => broker = rng.gen_range(0..brokers.len()),
+                3 => flag = [0, FLAG_ONEWAY][rng.gen_range(0..2)],
+                4 => queues = [1, 4, 8, 10, 11, 16, 200][rng.gen_range(0..7)],
+                5 => {
+                    born =
+                        [0, -5, 9, 99, 1_795_468_920_976, i64::MIN, i64::MAX][rng.gen_range(0..7)]
+                }
+                6 => {
+                    opaque = [8, 9, 99, 999_999, -3, -1, i32::MAX, i32::MIN, 0][rng.gen_range(0..9)]
+                }
+                7 => queue_id = [-1, i32::MIN, i32::MAX, 1000][rng.gen_range(0..4)],
+                8 => tagged = true,
+                _ => {}
+            }
+            let body: Vec<u8> = (0..[1, 128, 3000][rng.gen_range(0..3)])
+                .map(|i| (i % 251) as u8)
+                .collect();
+            let mut msg = Message::new(topic, body);
+            if tagged {
+                msg = msg.with_tags("TagA");
+            }
+            let ids = || crate::message::IdStr::from(format!("7F0000010000{round:020X}"));
+            let prepared = prepare::prepare_single(msg, &config, ids).unwrap();
+            usual += usize::from(prepared.properties.usual_id().is_some());
+            let q = MessageQueue::new(prepared.wire_topic(), brokers[broker].clone(), queue_id);
+            let defaults = &all_defaults[d];
+            let mut expected = send_request(&prepared, &q, defaults, born);
+            expected.opaque = opaque;
+            expected.flag = flag;
+            let spec = FrameSpec {
+                opaque,
+                flag,
+                serialize_type: SerializeType::Json,
+                credentials: None,
+            };
+            let mut got = vec![5u8; rng.gen_range(0..2)];
+            let at = got.len();
+            encode_send_frame(&prepared, &q, defaults, born, spec, &mut got).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&got[at..]),
+                String::from_utf8_lossy(&expected.to_frame().unwrap()),
+                "round {round}"
+            );
+        }
+        assert!(usual > 18_000, "only {usual} usual frames");
+    }
+
+    /// A usual frame whose header is too long (a huge group) is refused as the general
+    /// encoder refuses it, with nothing appended; the next frames are written as before.
+    #[test]
+    fn usual_frame_with_a_header_too_large_is_refused() {
+        let config = ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let huge = SendDefaults::new("g".repeat(MAX_HEADER_LEN), "TBW102".into(), 4);
+        let small = defaults();
+        let q = MessageQueue::new("T", "broker-a", 1);
+        for (round, d) in [&small, &huge, &small, &huge, &huge, &small]
+            .into_iter()
+            .enumerate()
+        {
+            let ids = || crate::message::IdStr::from(format!("7F00000100000000{round:016X}"));
+            let prepared =
+                prepare::prepare_single(Message::new("T", vec![1; 10]), &config, ids).unwrap();
+            assert!(prepared.properties.usual_id().is_some());
+            for credentials in [None, Some(Credentials::new("ak", "sk"))] {
+                let spec = FrameSpec {
+                    opaque: round as i32,
+                    flag: 0,
+                    serialize_type: SerializeType::Json,
+                    credentials: credentials.as_ref(),
+                };
+                let mut got = vec![7u8];
+                let result = encode_send_frame(&prepared, &q, d, 5, spec, &mut got);
+                if std::ptr::eq(d, &huge) {
+                    assert!(
+                        matches!(
+                            result,
+                            Err(Error::Protocol(CodecError::HeaderTooLarge(n))) if n > MAX_HEADER_LEN
+                        ),
+                        "{result:?}"
+                    );
+                    assert_eq!(got, [7]);
+                } else if credentials.is_none() {
+                    result.unwrap();
+                    let mut expected = send_request(&prepared, &q, d, 5);
+                    expected.opaque = round as i32;
+                    assert_eq!(got[1..], expected.to_frame().unwrap()[..]);
+                }
+            }
+        }
+    }
+
+    /// A buffer that held a usual frame is not grown again for the next one with a longer
+    /// opaque or queue id (a frame pool's buffers are reused: one more digit must not make
+    /// every one of them grow).
+    #[test]
+    fn usual_frame_buffer_has_room_for_longer_numbers() {
+        let config = ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let d = defaults();
+        let mut out = Vec::new();
+        let mut capacity = 0;
+        for (round, (opaque, queue_id)) in [(9, 9), (10, 10), (99_999, 10), (100_000, 11)]
+            .into_iter()
+            .enumerate()
+        {
+            let ids = || crate::message::IdStr::from(format!("7F00000100000000{round:016X}"));
+            let prepared =
+                prepare::prepare_single(Message::new("T", vec![1; 128]), &config, ids).unwrap();
+            let q = MessageQueue::new("T", "broker-a", queue_id);
+            let spec = FrameSpec {
+                opaque,
+                flag: 0,
+                serialize_type: SerializeType::Json,
+                credentials: None,
+            };
+            out.clear();
+            encode_send_frame(&prepared, &q, &d, 5, spec, &mut out).unwrap();
+            let mut expected = send_request(&prepared, &q, &d, 5);
+            expected.opaque = opaque;
+            assert_eq!(out, expected.to_frame().unwrap());
+            if round == 0 {
+                capacity = out.capacity();
+            }
+            assert_eq!(out.capacity(), capacity, "round {round}");
+        }
     }
 }

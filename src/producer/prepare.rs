@@ -61,7 +61,7 @@ const UNIQ_KEY_NAME: &[u8] = b"UNIQ_KEY\x01";
 const WAIT_TRUE: &[u8] = b"WAIT\x01true\x02";
 
 /// The length of the ids this client makes ([`message_codec::UniqIdGenerator`]: 32 hex digits).
-const ID_LEN: usize = 32;
+pub(crate) const ID_LEN: usize = 32;
 /// The defaults with an id of [`ID_LEN`] bytes: `UNIQ_KEY`, its separator, the id, the
 /// property separator, then [`WAIT_TRUE`].
 const DEFAULTS_BLOCK_LEN: usize = UNIQ_KEY_NAME.len() + ID_LEN + 1 + WAIT_TRUE.len();
@@ -279,6 +279,18 @@ impl Properties {
         }
         self.inline
             .get(UNIQ_KEY_NAME.len()..UNIQ_KEY_NAME.len() + id_len)
+    }
+
+    /// [`Properties::only_plain_defaults`]' id when it has this client's length
+    /// ([`ID_LEN`]), as an array: the usual send, whose frame text is copied from a template
+    /// with the id put in place.
+    #[inline]
+    pub(crate) fn usual_id(&self) -> Option<&[u8; ID_LEN]> {
+        if self.default_id_len != Some(ID_LEN) {
+            return None;
+        }
+        self.only_plain_defaults()
+            .and_then(|id| <&[u8; ID_LEN]>::try_from(id).ok())
     }
 
     /// The encoded string.

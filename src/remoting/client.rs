@@ -787,24 +787,20 @@ impl RemotingClient {
         keep_connection_on_timeout: bool,
     ) -> Result<()> {
         let deadline = deadline_after(started, timeout);
-        self.push_request(Request {
-            target,
-            frame,
-            opaque,
-            timeout,
-            deadline,
-            reply,
-            keep_connection_on_timeout,
-        })
-    }
-
-    /// Queues `request` on its target's loop.
-    fn push_request(&self, request: Request) -> Result<()> {
-        let Some(lp) = self.inner.loops.get(request.target.lp) else {
+        let Some(lp) = self.inner.loops.get(target.lp) else {
             return Err(Error::Shutdown); // targets only name existing loops
         };
+        // The command built in place, as the argument (one move fewer of the ~100 bytes).
         lp.shared
-            .send(Command::Request(request))
+            .send(Command::Request(Request {
+                target,
+                frame,
+                opaque,
+                timeout,
+                deadline,
+                reply,
+                keep_connection_on_timeout,
+            }))
             .map_err(|_| Error::Shutdown)
     }
 

@@ -200,6 +200,7 @@ impl LoopShared {
 
     /// Queues a command and wakes the loop. Gives the command back if the loop has stopped.
     /// Never waits for room (see [`LoopShared`]).
+    #[inline(always)]
     pub(crate) fn send(&self, cmd: Command) -> std::result::Result<(), Command> {
         {
             let mut q = self.commands.lock();
