@@ -312,7 +312,26 @@ pause-broker | resume-broker)
   dir=${2:?usage: $cmd DIR NAME}
   pidfile=$dir/${3:?name}.pid
   alive "$pidfile" || { echo "$3 is not running" >&2; exit 1; }
-  if [[ $cmd == pause-broker ]]; then kill -STOP "$(cat "$pidfile")"; else kill -CONT "$(cat "$pidfile")"; fi
+  pid=$(cat "$pidfile")
+  if [[ $cmd == pause-broker ]]; then
+    kill -STOP "$pid"
+    # kill returns once the signal is queued; each thread stops when it next checks for it.
+    # Return only when every thread of the broker shows state T (stopped), so that nothing a
+    # test sends after this is handled (up to 10 s; a broker that does not stop fails here).
+    stopped=
+    for _ in $(seq 1 1000); do
+      if ! grep -qv '^T' < <(for t in /proc/"$pid"/task/*/stat; do
+        sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "$t" 2>/dev/null
+      done); then
+        stopped=1
+        break
+      fi
+      sleep 0.01
+    done
+    [[ -n $stopped ]] || { echo "$3 (pid $pid) did not stop" >&2; exit 1; }
+  else
+    kill -CONT "$pid"
+  fi
   ;;
 status)
   dir=${2:?usage: status DIR}
