@@ -273,7 +273,9 @@ impl<T> Shared<T> {
     /// completer sees the thread and unparks it (no lost wake-up). A park that returns early
     /// is looked at and parked again, as in `block_until`. `arrived`: when the value arrived,
     /// if its completer said ([`Completer::complete_at`]).
-    #[inline]
+    // Always inlined: called from two waits (a handle's and a synchronous sender's), LLVM
+    // would otherwise call it out of line, with the value copied through its return.
+    #[inline(always)]
     fn wait_parked(&self, arrived: &mut Option<Instant>) -> Result<T> {
         if !self.ready.load(Ordering::Acquire) {
             let mut slot = self.slot.lock();
