@@ -1114,13 +1114,18 @@ fn send_signature(
 /// Maps a send response: the four "stored" codes become a [`SendResult`], anything else a
 /// [`Error::Broker`].
 pub(crate) fn send_result(
-    response: RemotingCommand,
+    response: &RemotingCommand,
     prepared: &Prepared,
     queue: &MessageQueue,
     addr: &str,
 ) -> Result<SendResult> {
     let Some(status) = SendStatus::from_response_code(response.code) else {
-        return Err(Error::from_response(response.code, response.remark, addr));
+        // The remark copied: only an error response pays for it.
+        return Err(Error::from_response(
+            response.code,
+            response.remark.clone(),
+            addr,
+        ));
     };
     // The fields of a `SendMessageResponseHeader`, where the decoder found them in the raw
     // header (or looked up in the map): the ids go straight into inline `IdStr`s, the numbers
@@ -1440,7 +1445,7 @@ mod tests {
             }
             for prepared in [&single, &batch] {
                 for queue in &queues {
-                    let fast = send_result(cmd.clone(), prepared, queue, "b:1");
+                    let fast = send_result(&cmd, prepared, queue, "b:1");
                     let reference = send_result_reference(cmd.clone(), prepared, queue, "b:1");
                     match (&fast, &reference) {
                         (Ok(f), Ok(r)) => {
@@ -1559,7 +1564,7 @@ mod tests {
                 looked_up += 1;
             }
             for prepared in [&single, &batch] {
-                let fast = send_result(cmd.clone(), prepared, &queue, "b:1");
+                let fast = send_result(&cmd, prepared, &queue, "b:1");
                 let reference = send_result_reference(cmd.clone(), prepared, &queue, "b:1");
                 match (&fast, &reference) {
                     (Ok(f), Ok(r)) => {
@@ -1719,8 +1724,8 @@ mod tests {
             };
             placed += usize::from(cmd.ext_fields.response_values().is_some());
             for prepared in [&single, &batch] {
-                let fast = send_result(cmd.clone(), prepared, &queue, "b:1");
-                let slow = send_result(reference.clone(), prepared, &queue, "b:1");
+                let fast = send_result(&cmd, prepared, &queue, "b:1");
+                let slow = send_result(&reference, prepared, &queue, "b:1");
                 match (&fast, &slow) {
                     (Ok(f), Ok(s)) => {
                         assert_eq!(f, s, "{h}");

@@ -501,7 +501,12 @@ impl AsyncSend {
             // Every request is sent with its attempt recorded first.
             return self.finish(response.and(Err(Error::Shutdown)));
         };
-        let result = response.and_then(|r| broker::send_result(r, &self.prepared, &queue, &addr));
+        // Matched, not chained through a closure (whose argument is a copy of the response);
+        // the response by reference.
+        let result = match response {
+            Ok(r) => broker::send_result(&r, &self.prepared, &queue, &addr),
+            Err(e) => Err(e),
+        };
         // One clock read (per read of the I/O thread, for a response) and one latency for the
         // attempt's, the send's and the fault table's records; the second their rates count
         // in is computed once per read too.

@@ -435,8 +435,9 @@ impl Inner {
                 ),
                 Err(e) => Err(e),
             };
+            // The response by reference: no copy of it into `send_result`'s arguments.
             let result = match response {
-                Ok(response) => broker::send_result(response, prepared, &queue, &addr),
+                Ok(response) => broker::send_result(&response, prepared, &queue, &addr),
                 Err(e) => Err(e),
             };
             // The attempt's end, read once: the response's arrival (read by its I/O thread
@@ -509,7 +510,7 @@ impl Inner {
                 &addr,
                 self.attempt_timeout(deadline, started),
             )
-            .and_then(|response| broker::send_result(response, prepared, &queue, &addr));
+            .and_then(|response| broker::send_result(&response, prepared, &queue, &addr));
         let ended = Instant::now();
         let latency = ended.saturating_duration_since(started);
         attempt.end(started, ended, &result);

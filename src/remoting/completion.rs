@@ -273,7 +273,9 @@ impl<T> Shared<T> {
     /// completer sees the thread and unparks it (no lost wake-up). A park that returns early
     /// is looked at and parked again, as in `block_until`. `arrived`: when the value arrived,
     /// if its completer said ([`Completer::complete_at`]).
-    #[inline]
+    // Always inlined: called from two waits (a handle's and a synchronous sender's), LLVM
+    // would otherwise call it out of line, with the value copied through its return.
+    #[inline(always)]
     fn wait_parked(&self, arrived: &mut Option<Instant>) -> Result<T> {
         if !self.ready.load(Ordering::Acquire) {
             let mut slot = self.slot.lock();
@@ -662,8 +664,12 @@ impl<T, U, F: FnOnce(Result<T>) -> Result<U>> Mapped<T, F> {
 }
 
 impl<T> Handle<T> {
+    /// Takes the value, parking until it is there ([`Shared::wait_parked`]: the thread is
+    /// registered once and the value moved out of the slot straight into the return value,
+    /// not through `block_until`'s `Option` and loop).
+    #[inline]
     fn wait_deadline_forever(&mut self) -> Result<T> {
-        self.shared.wait_forever()
+        self.shared.wait_parked(&mut None)
     }
 }
 
@@ -1049,6 +1055,57 @@ mod tests {
                 .wait_spinning(Duration::ZERO)
                 .unwrap_err()
                 .is_shutdown());
+        });
+    }
+
+    /// A handle's `wait` (and a mapped handle's) racing its completion on another thread
+    /// gets its value every time, whether it was there before the wait, came while the
+    /// waiter registered, or came after it parked; a dropped completer ends it with
+    /// `Shutdown`, a completion through the slot's lock (`lock_pending`) wakes it too.
+    #[test]
+    fn handle_waits_racing_their_completion_get_their_value() {
+        fn err(round: u32) -> Error {
+            Error::Broker {
+                code: round as i32,
+                remark: String::new(),
+                addr: String::new(),
+            }
+        }
+        watchdog(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<(Completer<SendResult>, u32, u32)>();
+            let completing = std::thread::spawn(move || {
+                for (c, round, delay) in rx {
+                    for _ in 0..delay {
+                        std::hint::spin_loop();
+                    }
+                    match round % 4 {
+                        0 => drop(c),
+                        1 => {
+                            let shared = c.into_shared().unwrap();
+                            let waiters = shared.lock_pending().unwrap().store(Err(err(round)));
+                            wake(shared, waiters);
+                        }
+                        _ => assert!(c.complete(Err(err(round)))),
+                    }
+                }
+            });
+            for round in 0..8_000u32 {
+                let (c, h) = pooled_pair::<SendResult>();
+                let delay = (round * 37) % 4_000;
+                tx.send((c, round, delay)).unwrap();
+                let v = if round % 3 == 0 {
+                    h.map(|r| r).wait()
+                } else {
+                    h.wait()
+                };
+                match v {
+                    Err(e) if round % 4 == 0 => assert!(e.is_shutdown()),
+                    Err(Error::Broker { code, .. }) => assert_eq!(code, round as i32),
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+            drop(tx);
+            completing.join().unwrap();
         });
     }
 
