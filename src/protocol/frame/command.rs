@@ -3,7 +3,9 @@
 
 use byteorder::{BigEndian, ByteOrder};
 
-use super::{CodecError, ExtFields, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE, MAX_HEADER_LEN};
+use super::{
+    json_memo, CodecError, ExtFields, SerializeType, FLAG_ONEWAY, FLAG_RESPONSE, MAX_HEADER_LEN,
+};
 use crate::protocol::codes::{LanguageCode, CLIENT_LANGUAGE, CLIENT_VERSION};
 
 /// One request or response of the remoting protocol.
@@ -170,13 +172,16 @@ impl RemotingCommand {
             });
         }
         let (header, body) = rest.split_at(header_len);
-        let mut cmd = match serialize_type {
-            SerializeType::Json => Self::read_json_header(header)?,
-            SerializeType::RocketMq => Self::read_binary_header(header)?,
-        };
-        cmd.serialize_type = serialize_type;
-        cmd.body = body.to_vec();
-        Ok(cmd)
+        match serialize_type {
+            // Returned as built (the JSON reads build the command where it ends).
+            SerializeType::Json => json_memo::decode_json(header, body),
+            SerializeType::RocketMq => {
+                let mut cmd = Self::read_binary_header(header)?;
+                cmd.serialize_type = serialize_type;
+                cmd.body = body.to_vec();
+                Ok(cmd)
+            }
+        }
     }
 
     /// Decodes one whole frame, length prefix included; the prefix must match the slice.

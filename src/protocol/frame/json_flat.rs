@@ -315,6 +315,12 @@ impl<'a> Flat<'a> {
     #[inline(always)]
     pub(super) fn value(&mut self) -> Option<(usize, usize, bool)> {
         self.expect(b'"')?;
+        self.value_rest()
+    }
+
+    /// [`Flat::value`] with its opening quote already read (the cursor just after it).
+    #[inline(always)]
+    pub(super) fn value_rest(&mut self) -> Option<(usize, usize, bool)> {
         let start = self.pos;
         let mut end = string_end(self.buf, start);
         let ascii = *self.buf.get(end)? < 0x80;

@@ -29,7 +29,7 @@ use std::cell::RefCell;
 
 use super::ext_fields::{RawBuilder, ResponseKey};
 use super::json_flat::{parse_flat, parse_flat_noting, Flat, Places, SlotKind};
-use super::{ExtFields, RemotingCommand, SerializeType};
+use super::{json_fast, CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
 
 /// Headers longer than this are not remembered (the memo keeps a copy): send responses are
@@ -48,6 +48,39 @@ pub(super) fn parse_flat_memo(header: &[u8]) -> Option<RemotingCommand> {
         // Not reentrant; never happens, but the full read is always right.
         Err(_) => parse_flat(header),
     })
+}
+
+/// Decodes a JSON frame's `header` and `body` as the full read does ([`parse_flat`], then the
+/// fast reader, then the general one), through this thread's [`Memo`]. On a memo hit the
+/// command is built once, in the place the caller returns it from (no moves between result
+/// types on the way out).
+pub(super) fn decode_json(header: &[u8], body: &[u8]) -> Result<RemotingCommand, CodecError> {
+    MEMO.with(|memo| match memo.try_borrow_mut() {
+        Ok(mut memo) => memo.decode(header, body),
+        // Not reentrant; never happens, but the full read is always right.
+        Err(_) => decode_read(parse_flat(header), header, body),
+    })
+}
+
+/// The rest of [`decode_json`] after the flat read answered `flat`: the fast reader, then the
+/// general one, and the body.
+#[cold]
+#[inline(never)]
+fn decode_read(
+    flat: Option<RemotingCommand>,
+    header: &[u8],
+    body: &[u8],
+) -> Result<RemotingCommand, CodecError> {
+    let mut cmd = match flat {
+        Some(cmd) => cmd,
+        None => match json_fast::parse_header(header) {
+            Some(cmd) => cmd,
+            None => RemotingCommand::read_json_header_value(header)?,
+        },
+    };
+    cmd.serialize_type = SerializeType::Json;
+    cmd.body = body.to_vec();
+    Ok(cmd)
 }
 
 /// The last flat header read, for reading the next one of the same layout (see the module
@@ -93,13 +126,24 @@ struct RunAt {
 }
 
 /// A variable value and the constant run before it: `template[run_start..run_end]`, then a
-/// value read as `kind` says.
+/// value read as `kind` says. For a [`SlotKind::Value`] the run ends with the value's opening
+/// quote (compared with the run), and the value is read from just after it.
 #[derive(Clone, Copy, Debug)]
 struct Step {
     run_start: usize,
     run_end: usize,
     kind: SlotKind,
+    /// What else sits in this run ([`MARK_TEXT_START`], [`MARK_TEXT_END`], [`MARK_FIXED`]):
+    /// one test per step when nothing does.
+    marks: u8,
 }
+
+/// The `extFields` text starts in this run.
+const MARK_TEXT_START: u8 = 1;
+/// The `extFields` text ends in this run.
+const MARK_TEXT_END: u8 = 2;
+/// A value held constant sits in this run.
+const MARK_FIXED: u8 = 4;
 
 /// A send value held constant (`MSG_REGION`, `TRACE_ON`: the same in every response of a
 /// broker): its bytes (quotes left out) are part of a constant run, compared with it, and
@@ -151,6 +195,49 @@ impl Memo {
         self.full(header)
     }
 
+    /// [`decode_json`]'s answer: the command built where it is returned on a hit, the full
+    /// reads (out of line) on a miss.
+    #[inline]
+    fn decode(&mut self, header: &[u8], body: &[u8]) -> Result<RemotingCommand, CodecError> {
+        match self.hit_parts(header) {
+            Some((opaque, ext_fields)) => {
+                // A send response has no body: no call into the allocator for it.
+                let body = if body.is_empty() {
+                    Vec::new()
+                } else {
+                    body.to_vec()
+                };
+                Ok(self.command(opaque, ext_fields, body))
+            }
+            None => self.decode_miss(header, body),
+        }
+    }
+
+    /// A miss of [`Memo::decode`]: the full read (remembered when flat), then the others.
+    #[cold]
+    #[inline(never)]
+    fn decode_miss(&mut self, header: &[u8], body: &[u8]) -> Result<RemotingCommand, CodecError> {
+        let flat = self.full(header);
+        decode_read(flat, header, body)
+    }
+
+    /// The command of a hit: the remembered constant parts, the header's `opaque` and
+    /// `extFields`, and `body`.
+    #[inline(always)]
+    fn command(&self, opaque: i32, ext_fields: ExtFields, body: Vec<u8>) -> RemotingCommand {
+        RemotingCommand {
+            code: self.code,
+            language: self.language,
+            version: self.version,
+            opaque,
+            flag: self.flag,
+            remark: self.remark.clone(),
+            ext_fields,
+            body,
+            serialize_type: SerializeType::Json,
+        }
+    }
+
     /// The full read, remembering the header when it is flat (and not too long).
     fn full(&mut self, header: &[u8]) -> Option<RemotingCommand> {
         if header.len() > MEMO_MAX_HEADER {
@@ -200,10 +287,13 @@ impl Memo {
                     }
                 }
             }
+            // A value's opening quote ends the run (compared with it).
+            let quote = usize::from(matches!(slot.kind, SlotKind::Value(_)));
             self.steps.push(Step {
                 run_start: from,
-                run_end: slot.start,
+                run_end: slot.start + quote,
                 kind: slot.kind,
+                marks: 0,
             });
             from = slot.end;
         }
@@ -234,6 +324,19 @@ impl Memo {
             .scratch
             .text
             .map(|(start, end)| (run_at(start), run_at(end)));
+        if let Some((start, end)) = self.text {
+            if let Some(step) = self.steps.get_mut(start.run) {
+                step.marks |= MARK_TEXT_START;
+            }
+            if let Some(step) = self.steps.get_mut(end.run) {
+                step.marks |= MARK_TEXT_END;
+            }
+        }
+        for f in &self.fixed {
+            if let Some(step) = self.steps.get_mut(f.at.run) {
+                step.marks |= MARK_FIXED;
+            }
+        }
         self.code = cmd.code;
         self.language = cmd.language;
         self.version = cmd.version;
@@ -257,6 +360,14 @@ impl Memo {
     /// (or a variable value does not read).
     #[inline]
     pub(super) fn hit(&self, header: &[u8]) -> Option<RemotingCommand> {
+        let (opaque, ext_fields) = self.hit_parts(header)?;
+        Some(self.command(opaque, ext_fields, Vec::new()))
+    }
+
+    /// What varies in a header of the memo's layout: its `opaque` and `extFields` (see
+    /// [`Memo::hit`]).
+    #[inline(always)]
+    fn hit_parts(&self, header: &[u8]) -> Option<(i32, ExtFields)> {
         // Longer headers are read by the full read (the memo never holds one): every place
         // below fits in 16 bits.
         if !self.valid || header.len() > usize::from(u16::MAX) {
@@ -299,22 +410,25 @@ impl Memo {
             if !same(header.get(r.pos..r.pos + run.len())?, run) {
                 return None;
             }
-            if i == text_start_at.run {
-                text_start = r.pos + text_start_at.offset;
-            }
-            if i == text_end_at.run {
-                text_end = r.pos + text_end_at.offset;
-            }
-            while let Some(f) = fixed.next_if(|f| f.at.run == i) {
-                // After the text's start (in this run or an earlier one).
-                let start = r.pos + f.at.offset;
-                note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
+            if step.marks != 0 {
+                if step.marks & MARK_TEXT_START != 0 {
+                    text_start = r.pos + text_start_at.offset;
+                }
+                if step.marks & MARK_TEXT_END != 0 {
+                    text_end = r.pos + text_end_at.offset;
+                }
+                while let Some(f) = fixed.next_if(|f| f.at.run == i) {
+                    // After the text's start (in this run or an earlier one).
+                    let start = r.pos + f.at.offset;
+                    note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
+                }
             }
             r.pos += run.len();
             match step.kind {
                 SlotKind::Opaque => opaque = r.int_or_null(0)?,
                 SlotKind::Value(key) => {
-                    let (start, end, ascii) = r.value()?;
+                    // The opening quote was compared with the run.
+                    let (start, end, ascii) = r.value_rest()?;
                     if let Some(key) = key {
                         // The text starts before its values (checked: never `None`).
                         note(&mut raw, key, start, end, ascii, text_start)?;
@@ -342,17 +456,7 @@ impl Memo {
             Some(_) => raw.finish_json(header.get(text_start..text_end)?),
             None => ExtFields::new(),
         };
-        Some(RemotingCommand {
-            code: self.code,
-            language: self.language,
-            version: self.version,
-            opaque,
-            flag: self.flag,
-            remark: self.remark.clone(),
-            ext_fields,
-            body: Vec::new(),
-            serialize_type: SerializeType::Json,
-        })
+        Some((opaque, ext_fields))
     }
 }
 
@@ -406,6 +510,33 @@ mod tests {
                 panic!("the memo answered, the full read did not: {text}");
             };
             assert_same(hit, full, &text);
+        }
+        if header.len() % 2 == 1 {
+            // Half the headers as the frame decoder reads them (with a body, or none), the
+            // other half through `read`: both remember the header on a miss.
+            let body: &[u8] = if header.len() % 4 == 1 {
+                b""
+            } else {
+                b"\0body"
+            };
+            let decoded = memo.decode(header, body);
+            let reference = match full {
+                Some(full) => Ok(full),
+                None => match json_fast::parse_header(header) {
+                    Some(fast) => Ok(fast),
+                    None => RemotingCommand::read_json_header_value(header),
+                },
+            }
+            .map(|mut cmd| {
+                cmd.body = body.to_vec();
+                cmd
+            });
+            match (&decoded, &reference) {
+                (Ok(decoded), Ok(reference)) => assert_same(decoded, reference, &text),
+                (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+                _ => panic!("decoded {decoded:?}, full read {reference:?}: {text}"),
+            }
+            return hit.is_some();
         }
         let read = memo.read(header);
         match (&read, &full) {

@@ -11,14 +11,11 @@ use super::{
 use crate::protocol::codes::LanguageCode;
 
 impl RemotingCommand {
+    /// The JSON header reader (through this thread's layout memo), as the decoder reads a
+    /// header (with an empty body).
+    #[cfg(test)]
     pub(super) fn read_json_header(header: &[u8]) -> Result<Self, CodecError> {
-        if let Some(cmd) = json_memo::parse_flat_memo(header) {
-            return Ok(cmd);
-        }
-        match json_fast::parse_header(header) {
-            Some(cmd) => Ok(cmd),
-            None => Self::read_json_header_value(header),
-        }
+        json_memo::decode_json(header, &[])
     }
 
     /// The general JSON header reader, through `serde_json::Value`: the reference semantics, and
