@@ -390,8 +390,9 @@ mod tests {
                 })
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
         for round in 0..ROUNDS {
+            // Generous: a lost wake-up would show as a flush waiting to its deadline.
+            let deadline = Instant::now() + Duration::from_secs(30);
             // A ticket held across the flush must be counted, then released by another
             // thread while the flush waits.
             let mine = t.ticket();
@@ -402,6 +403,10 @@ mod tests {
             let releaser = std::thread::spawn(move || drop(mine));
             let left = t.wait(target, deadline);
             assert_eq!(left, 0, "round {round}: flush did not see its sends end");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the flush was not woken"
+            );
             releaser.join().unwrap();
         }
         stop.store(true, Ordering::SeqCst);
