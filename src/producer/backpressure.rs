@@ -546,6 +546,8 @@ mod tests {
                 let p = f2
                     .acquire(1, deadline)
                     .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                // Room came only from a release: it must have woken this thread.
+                assert!(Instant::now() < deadline, "round {round}: not woken");
                 tx.send(p).unwrap();
             }
         });
