@@ -391,8 +391,9 @@ struct EventLoop {
     free: Vec<usize>,
     by_addr: HashMap<Arc<str>, usize>,
     pending: PendingTable,
-    /// Deadlines (in ticks) of pending requests, nearest first. Entries of requests that
-    /// ended are dropped lazily (when they reach the top, or when the heap is rebuilt).
+    /// Deadlines of pending requests, nearest first (see [`Deadlines`]: a response removes
+    /// its entry at once when it is first or last in order; other ended entries are dropped
+    /// when they reach the front, or when the deadlines are rebuilt).
     deadlines: Deadlines,
     /// Connections with output queued in this turn.
     dirty: Vec<usize>,
