@@ -170,12 +170,7 @@ impl Properties {
                 dst.copy_from_slice(&block);
                 self.len = at + DEFAULTS_BLOCK_LEN;
                 self.default_id_len = Some(ID_LEN);
-                debug_assert!(
-                    !id_plain
-                        || id
-                            .iter()
-                            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-                );
+                debug_assert!(!id_plain || json_plain(id));
                 self.default_id_plain = id_plain;
                 self.default_wait = true;
                 self.defaults_end = self.len;
@@ -203,12 +198,7 @@ impl Properties {
                 }
             }
             self.default_id_len = Some(id.len());
-            debug_assert!(
-                !id_plain
-                    || id
-                        .iter()
-                        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-            );
+            debug_assert!(!id_plain || json_plain(id));
             self.default_id_plain = id_plain;
         }
         if wait {
@@ -459,6 +449,13 @@ const TOPIC_BYTES: [bool; 256] = {
     }
     t
 };
+
+/// Whether `id` needs no escaping inside a JSON string (printable ASCII, no quote or
+/// backslash): what `push_defaults` is told of the ids this client makes.
+fn json_plain(id: &[u8]) -> bool {
+    id.iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
 
 /// Checks a topic name (protocol.md 7.7).
 pub(crate) fn check_topic(topic: &str) -> Result<()> {
