@@ -558,7 +558,7 @@ fn scan(bytes: &[u8], from: usize, stop_non_ascii: bool) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use byteorder::{BigEndian, ByteOrder};
     use rand::rngs::StdRng;
@@ -672,12 +672,14 @@ mod tests {
         }
     }
 
-    fn header_of(frame: &[u8]) -> Vec<u8> {
+    /// The header of a whole frame (length prefix included).
+    pub(in crate::protocol::frame) fn header_of(frame: &[u8]) -> Vec<u8> {
         let header_len = BigEndian::read_u32(&frame[4..8]) as usize;
         frame[8..8 + header_len].to_vec()
     }
 
-    fn real_responses() -> Vec<Vec<u8>> {
+    /// The headers of every frame the real broker sent (tests/data).
+    pub(in crate::protocol::frame) fn real_responses() -> Vec<Vec<u8>> {
         [
             &include_bytes!("../../../tests/data/send_v2_response.bin")[..],
             include_bytes!("../../../tests/data/send_batch_response.bin"),

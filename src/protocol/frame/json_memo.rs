@@ -470,7 +470,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byteorder::{BigEndian, ByteOrder};
+    use crate::protocol::frame::json_flat::tests::{header_of, real_responses};
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
@@ -545,11 +545,6 @@ mod tests {
             _ => panic!("memo read {read:?}, full read {full:?}: {text}"),
         }
         hit.is_some()
-    }
-
-    fn header_of(frame: &[u8]) -> Vec<u8> {
-        let header_len = BigEndian::read_u32(&frame[4..8]) as usize;
-        frame[8..8 + header_len].to_vec()
     }
 
     /// A header as members: top-level keys with their value text; `extFields` (its place
@@ -844,20 +839,7 @@ mod tests {
     /// memo agrees; one layout with new values hits.
     #[test]
     fn memo_agrees_on_real_and_mock_responses() {
-        let mut headers: Vec<Vec<u8>> = [
-            &include_bytes!("../../../tests/data/send_v2_response.bin")[..],
-            include_bytes!("../../../tests/data/send_batch_response.bin"),
-            include_bytes!("../../../tests/data/send_error_response.bin"),
-            include_bytes!("../../../tests/data/send_half_response.bin"),
-            include_bytes!("../../../tests/data/heartbeat_response.bin"),
-            include_bytes!("../../../tests/data/route_response_tbw102.bin"),
-            include_bytes!("../../../tests/data/route_response_missing_topic.bin"),
-            include_bytes!("../../../tests/data/view_message_response.bin"),
-            include_bytes!("../../../tests/data/check_transaction_request.bin"),
-        ]
-        .iter()
-        .map(|f| header_of(f))
-        .collect();
+        let mut headers = real_responses();
         for (opaque, offset, tx) in [
             (-7, "0", ""),
             (12345, "9223372036854775807", ""),
