@@ -264,6 +264,7 @@ pub mod testing;
 mod client;
 pub mod config;
 mod hash;
+mod padded;
 mod producer;
 
 pub use config::{ProducerConfig, ProducerConfigBuilder};
