@@ -1119,7 +1119,76 @@ pub(crate) fn send_result(
     queue: &MessageQueue,
     addr: &str,
 ) -> Result<SendResult> {
+    send_result_with(response, prepared, queue, addr, &mut None)
+}
+
+/// [`send_result`] for a caller that owns the queue sent to (an asynchronous send's ended
+/// attempt, on its I/O thread): the queue is moved into the result when it is the queue stored
+/// in (the usual case), so no count is taken on its names here and none dropped; it comes back
+/// in `kept` with an error, or when the broker stored in another queue (then the result has a
+/// new one, as `send_result` makes it).
+// Not inlined into its caller (the attempt's end is large): its field reads stay inlined here,
+// and the result is built in the caller's place (no tuple around it to copy it out of).
+#[inline(never)]
+pub(crate) fn send_result_owned(
+    response: &RemotingCommand,
+    prepared: &Prepared,
+    queue: MessageQueue,
+    addr: &str,
+    kept: &mut Option<MessageQueue>,
+) -> Result<SendResult> {
+    send_result_with(response, prepared, queue, addr, kept)
+}
+
+/// The queue a send went to, lent or owned ([`send_result`], [`send_result_owned`]).
+trait SentQueue: Sized {
+    fn queue(&self) -> &MessageQueue;
+    /// This queue, for a result stored in it (a lent one is cloned, an owned one moved).
+    fn stored(self) -> MessageQueue;
+    /// This queue back to its owner, in `kept` (a lent one: nothing to give back).
+    fn back(self, kept: &mut Option<MessageQueue>);
+}
+
+impl SentQueue for &MessageQueue {
+    #[inline(always)]
+    fn queue(&self) -> &MessageQueue {
+        self
+    }
+    #[inline(always)]
+    fn stored(self) -> MessageQueue {
+        self.clone()
+    }
+    #[inline(always)]
+    fn back(self, _: &mut Option<MessageQueue>) {}
+}
+
+impl SentQueue for MessageQueue {
+    #[inline(always)]
+    fn queue(&self) -> &MessageQueue {
+        self
+    }
+    #[inline(always)]
+    fn stored(self) -> MessageQueue {
+        self
+    }
+    #[inline(always)]
+    fn back(self, kept: &mut Option<MessageQueue>) {
+        *kept = Some(self);
+    }
+}
+
+/// [`send_result`] with the queue lent or owned; an owned queue not moved into the result is
+/// given back in `kept`.
+#[inline(always)]
+fn send_result_with<Q: SentQueue>(
+    response: &RemotingCommand,
+    prepared: &Prepared,
+    queue: Q,
+    addr: &str,
+    kept: &mut Option<MessageQueue>,
+) -> Result<SendResult> {
     let Some(status) = SendStatus::from_response_code(response.code) else {
+        queue.back(kept);
         // The remark copied: only an error response pays for it.
         return Err(Error::from_response(
             response.code,
@@ -1134,15 +1203,28 @@ pub(crate) fn send_result(
     let get = |k: ResponseKey| fields.get(k);
     // Not `ok_or`: that builds the error (and drops it) for every response.
     let Some(msg_id) = get(ResponseKey::MsgId) else {
+        queue.back(kept);
         return Err(CodecError::MissingField("msgId").into());
     };
     let offset_msg_id = fields.id(msg_id);
-    let queue_id = required_int(get(ResponseKey::QueueId), "queueId", i32::try_from)?;
-    let queue_offset = required_int(
+    let queue_id = match required_int(get(ResponseKey::QueueId), "queueId", i32::try_from) {
+        Ok(id) => id,
+        Err(e) => {
+            queue.back(kept);
+            return Err(e.into());
+        }
+    };
+    let queue_offset = match required_int(
         get(ResponseKey::QueueOffset),
         "queueOffset",
         Ok::<i64, Infallible>,
-    )?;
+    ) {
+        Ok(offset) => offset,
+        Err(e) => {
+            queue.back(kept);
+            return Err(e.into());
+        }
+    };
     let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
     // A batch's id is the broker's `batchUniqId` when it sends one (only looked at then).
     let batch_id = if prepared.batch {
@@ -1151,21 +1233,25 @@ pub(crate) fn send_result(
         None
     };
     let msg_id = batch_id.unwrap_or_else(|| prepared.msg_id.clone());
+    // The queue sent to is the queue stored in, unless the broker picked another one (or a
+    // namespace makes the names differ): then a new one.
+    let sent = queue.queue();
+    let stored = if sent.queue_id() == queue_id && sent.topic() == prepared.topic {
+        queue.stored()
+    } else {
+        let other = MessageQueue::new(
+            prepared.topic.as_str(),
+            sent.broker_name_arc().clone(),
+            queue_id,
+        );
+        queue.back(kept);
+        other
+    };
     Ok(SendResult {
         status,
         msg_id,
         offset_msg_id,
-        // The queue sent to is the queue stored in, unless the broker picked another one (or
-        // a namespace makes the names differ): then a new one.
-        queue: if queue.queue_id() == queue_id && queue.topic() == prepared.topic {
-            queue.clone()
-        } else {
-            MessageQueue::new(
-                prepared.topic.as_str(),
-                queue.broker_name_arc().clone(),
-                queue_id,
-            )
-        },
+        queue: stored,
         queue_offset,
         transaction_id: present(ResponseKey::TransactionId),
         region_id: present(ResponseKey::MsgRegion),
@@ -1183,6 +1269,8 @@ enum ResponseFields<'a> {
 }
 
 impl<'a> ResponseFields<'a> {
+    // Always inlined (as when `send_result` was its only caller): one branch on the send path.
+    #[inline(always)]
     fn of(fields: &'a ExtFields) -> Self {
         // A decoded header knows where these are: no map, no key comparisons.
         if let Some(places) = fields.response_places() {
@@ -1222,6 +1310,9 @@ impl<'a> ResponseFields<'a> {
 /// A required integer field, as [`ExtFields::required_i64`] (or `_i32`) reads it: plain
 /// decimal digits directly, anything else (signs, blanks, too many digits) through
 /// `str::parse`, which decides.
+// Always inlined (as when `send_result` was its only caller): its digits loop is the send
+// path's.
+#[inline(always)]
 fn required_int<T, E>(
     value: Option<&[u8]>,
     key: &'static str,
@@ -1237,6 +1328,15 @@ where
         let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
     }
+    parsed_int(v, key)
+}
+
+/// [`required_int`] for a value that is not plain digits: `str::parse` decides.
+#[cold]
+fn parsed_int<T: std::str::FromStr>(
+    v: &[u8],
+    key: &'static str,
+) -> std::result::Result<T, CodecError> {
     // Always valid (ASCII, or the bytes of a `&str`): borrowed, no copy.
     let text = String::from_utf8_lossy(v);
     text.trim()
@@ -1294,6 +1394,39 @@ mod tests {
         )
         .unwrap();
         (single, batch)
+    }
+
+    /// `send_result_owned` (the queue moved in) gives what `send_result` (the queue lent)
+    /// gave, `fast`; the queue is moved into the result (not cloned: its names are the same
+    /// allocations) exactly when the result is stored in it, and given back otherwise.
+    fn owned_matches(
+        cmd: &RemotingCommand,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+        fast: &Result<SendResult>,
+    ) {
+        let mut kept = None;
+        let owned = send_result_owned(cmd, prepared, queue.clone(), "b:1", &mut kept);
+        match (&owned, fast) {
+            (Ok(o), Ok(f)) => {
+                assert_eq!(o, f, "{cmd:?}");
+                if o.queue == *queue {
+                    assert!(kept.is_none(), "moved, not kept: {cmd:?}");
+                    assert!(Arc::ptr_eq(
+                        o.queue.broker_name_arc(),
+                        queue.broker_name_arc()
+                    ));
+                } else {
+                    assert_eq!(kept.as_ref(), Some(queue), "given back: {cmd:?}");
+                }
+            }
+            (Err(o), Err(f)) => {
+                assert_eq!(o.to_string(), f.to_string(), "{cmd:?}");
+                assert_eq!(o.kind(), f.kind());
+                assert_eq!(kept.as_ref(), Some(queue), "given back: {cmd:?}");
+            }
+            _ => panic!("{owned:?} vs {fast:?} for {cmd:?}"),
+        }
     }
 
     /// `send_result` as it read the fields before the one-pass reader: a lookup per field,
@@ -1446,6 +1579,7 @@ mod tests {
             for prepared in [&single, &batch] {
                 for queue in &queues {
                     let fast = send_result(&cmd, prepared, queue, "b:1");
+                    owned_matches(&cmd, prepared, queue, &fast);
                     let reference = send_result_reference(cmd.clone(), prepared, queue, "b:1");
                     match (&fast, &reference) {
                         (Ok(f), Ok(r)) => {
@@ -1566,6 +1700,7 @@ mod tests {
             for prepared in [&single, &batch] {
                 let fast = send_result(&cmd, prepared, &queue, "b:1");
                 let reference = send_result_reference(cmd.clone(), prepared, &queue, "b:1");
+                owned_matches(&cmd, prepared, &queue, &fast);
                 match (&fast, &reference) {
                     (Ok(f), Ok(r)) => {
                         assert_eq!(f, r, "{header}");
@@ -1726,6 +1861,7 @@ mod tests {
             for prepared in [&single, &batch] {
                 let fast = send_result(&cmd, prepared, &queue, "b:1");
                 let slow = send_result(&reference, prepared, &queue, "b:1");
+                owned_matches(&cmd, prepared, &queue, &fast);
                 match (&fast, &slow) {
                     (Ok(f), Ok(s)) => {
                         assert_eq!(f, s, "{h}");

@@ -502,10 +502,24 @@ impl AsyncSend {
             return self.finish(response.and(Err(Error::Shutdown)));
         };
         // Matched, not chained through a closure (whose argument is a copy of the response);
-        // the response by reference.
+        // the response by reference. The queue is moved into the result when stored in (no
+        // count taken on its names here, none dropped: its counts are the sending side's
+        // alone); `kept` has it otherwise (an error, another queue stored in).
+        let mut kept = None;
         let result = match response {
-            Ok(r) => broker::send_result(&r, &self.prepared, &queue, &addr),
-            Err(e) => Err(e),
+            Ok(r) => broker::send_result_owned(&r, &self.prepared, queue, &addr, &mut kept),
+            Err(e) => {
+                kept = Some(queue);
+                Err(e)
+            }
+        };
+        // The queue sent to, for the fault table, the hooks and a retry: the result's when it
+        // was moved there (the same queue).
+        let queue = match (&kept, &result) {
+            (Some(q), _) => q,
+            (None, Ok(r)) => &r.queue,
+            // Not reached: `send_result_owned` gives the queue back with every error.
+            (None, Err(_)) => return self.finish(result),
         };
         // One clock read (per read of the I/O thread, for a response) and one latency for the
         // attempt's, the send's and the fault table's records; the second their rates count
@@ -529,15 +543,17 @@ impl AsyncSend {
         // Hooks run on the callback pool; nothing here waits for them.
         let after = self
             .inner
-            .after_task(&self.prepared, &queue, &addr, self.attempt_no, latency);
+            .after_task(&self.prepared, queue, &addr, self.attempt_no, latency);
         let retriable = matches!(self.target, Target::Auto)
             && result.is_err()
             && self.inner.should_retry(&result);
         if retriable {
+            let retry = self.attempts_left > 0
+                && Instant::now() < self.deadline
+                && self.inner.state.load(Ordering::Acquire) == RUNNING;
+            // Taken before the result (which `queue` may borrow) is moved apart below.
+            let last_broker = retry.then(|| queue.broker_name_arc().clone());
             if let Err(e) = result {
-                let retry = self.attempts_left > 0
-                    && Instant::now() < self.deadline
-                    && self.inner.state.load(Ordering::Acquire) == RUNNING;
                 if retry {
                     log::debug!("async send to {addr} will be retried: {e}");
                 }
@@ -552,7 +568,7 @@ impl AsyncSend {
                     return self.finish(Err(e));
                 }
                 self.attempts_left -= 1;
-                self.last_broker = Some(queue.broker_name_arc().clone());
+                self.last_broker = last_broker;
                 // Route lookups may block: on an internal thread, not here.
                 return self.defer();
             }

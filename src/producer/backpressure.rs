@@ -252,7 +252,8 @@ impl InFlight {
 
     /// [`InFlight::acquire`], and whether it waited for room (so a caller that read the clock
     /// before knows whether it must read it again).
-    #[inline]
+    // Always inlined: the send path's fast case is a few instructions around one CAS.
+    #[inline(always)]
     pub(crate) fn acquire_waited(
         self: &Arc<Self>,
         bytes: usize,

@@ -44,7 +44,7 @@ pub fn pair<T>() -> (Completer<T>, Handle<T>) {
             shared: Some(shared.clone()),
         },
         Handle {
-            shared,
+            shared: Some(shared),
             recycle: None,
         },
     )
@@ -112,7 +112,7 @@ pub(crate) fn pooled_pair<T: Pooled>() -> (Completer<T>, Handle<T>) {
             shared: Some(shared.clone()),
         },
         Handle {
-            shared,
+            shared: Some(shared),
             recycle: Some(recycle::<T>),
         },
     )
@@ -174,7 +174,7 @@ impl<T: Pooled> Reusable<T> {
             }
         }
         if let Some(old) = self.shared.take() {
-            recycle(&old);
+            recycle(old);
         }
         let shared = from_pool();
         self.shared = Some(shared.clone());
@@ -210,9 +210,10 @@ impl<T: Pooled> Reusable<T> {
     }
 }
 
-/// Puts a handle's completion into this thread's pool, if it completed: a pending one stays
-/// unshared, so that its completer sees it abandoned ([`Completer::is_abandoned`]).
-fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
+/// Puts a handle's completion into this thread's pool, if it completed: a pending one is
+/// dropped (no longer shared by the handle), so that its completer sees it abandoned
+/// ([`Completer::is_abandoned`]). Moved in, not cloned: no count taken and none dropped.
+fn recycle<T: Pooled>(shared: Arc<Shared<T>>) {
     // `ready` is set (under the lock) with the value, so it says whether the state has left
     // `Pending` without taking the lock.
     if !shared.ready.load(Ordering::Acquire) {
@@ -220,7 +221,7 @@ fn recycle<T: Pooled>(shared: &Arc<Shared<T>>) {
     }
     T::with_pool(|pool| {
         if pool.len() < POOL_CAP {
-            pool.push_back(shared.clone());
+            pool.push_back(shared);
         }
     });
 }
@@ -536,20 +537,34 @@ impl<T> fmt::Debug for Completer<T> {
 /// on any executor.
 #[must_use = "dropping the handle discards the result"]
 pub struct Handle<T> {
-    shared: Arc<Shared<T>>,
+    /// `Some` until the handle is dropped: its drop moves it to the pool (no count taken on
+    /// it there and none dropped; see [`Handle::shared`]).
+    shared: Option<Arc<Shared<T>>>,
     /// Where the completion goes when the handle is dropped ([`pooled_pair`]).
-    recycle: Option<fn(&Arc<Shared<T>>)>,
+    recycle: Option<fn(Arc<Shared<T>>)>,
 }
 
 impl<T> Drop for Handle<T> {
     fn drop(&mut self) {
         if let Some(recycle) = self.recycle {
-            recycle(&self.shared);
+            if let Some(shared) = self.shared.take() {
+                recycle(shared);
+            }
         }
     }
 }
 
 impl<T> Handle<T> {
+    /// The completion. Always there: only the handle's drop takes it out, and nothing
+    /// looks at it after that.
+    #[inline(always)]
+    fn shared(&self) -> &Arc<Shared<T>> {
+        match &self.shared {
+            Some(shared) => shared,
+            None => unreachable!("a handle's completion is taken out only by its drop"),
+        }
+    }
+
     /// A handle that is already complete.
     pub fn ready(value: Result<T>) -> Self {
         let (c, h) = pair();
@@ -568,7 +583,7 @@ impl<T> Handle<T> {
     /// `wait`. The spin only watches a flag; the result, the error and the wait are
     /// `wait`'s.
     pub fn wait_spinning(self, spin: Duration) -> Result<T> {
-        self.shared.spin(spin);
+        self.shared().spin(spin);
         self.wait()
     }
 
@@ -584,12 +599,12 @@ impl<T> Handle<T> {
 
     /// [`Shared::block_until`].
     fn block_until(&mut self, deadline: Option<Instant>) -> Option<Result<T>> {
-        self.shared.block_until(deadline)
+        self.shared().block_until(deadline)
     }
 
     /// Whether the result is there (or was taken).
     pub fn is_done(&self) -> bool {
-        !matches!(self.shared.slot.lock().state, State::Pending)
+        !matches!(self.shared().slot.lock().state, State::Pending)
     }
 
     /// Takes the result if it is there, without blocking.
@@ -617,7 +632,7 @@ impl<T> Future for Handle<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        let mut slot = self.shared.slot.lock();
+        let mut slot = self.shared().slot.lock();
         match std::mem::replace(&mut slot.state, State::Taken) {
             State::Done(v) => Poll::Ready(v),
             State::Taken => Poll::Ready(Err(already_taken())),
@@ -669,7 +684,7 @@ impl<T> Handle<T> {
     /// not through `block_until`'s `Option` and loop).
     #[inline]
     fn wait_deadline_forever(&mut self) -> Result<T> {
-        self.shared.wait_parked(&mut None)
+        self.shared().wait_parked(&mut None)
     }
 }
 
@@ -808,13 +823,13 @@ mod tests {
     fn pooled_pairs_reuse_spent_completions() {
         RemotingCommand::with_pool(VecDeque::clear);
         let (c, h) = pooled_pair::<RemotingCommand>();
-        let first = Arc::as_ptr(&h.shared);
+        let first = Arc::as_ptr(h.shared());
         c.complete(Ok(RemotingCommand::response(0, 0)));
         assert_eq!(h.wait().unwrap().code, 0);
         assert_eq!(pooled_len(), 1);
         for code in 1..5 {
             let (c, h) = pooled_pair::<RemotingCommand>();
-            assert_eq!(Arc::as_ptr(&h.shared), first, "reused");
+            assert_eq!(Arc::as_ptr(h.shared()), first, "reused");
             assert!(!h.is_done());
             let t = std::thread::spawn(move || c.complete(Ok(RemotingCommand::response(code, 0))));
             assert_eq!(h.wait().unwrap().code, code);
@@ -825,7 +840,7 @@ mod tests {
         c.complete(Ok(RemotingCommand::response(9, 0)));
         drop(h);
         let (c, mut h) = pooled_pair::<RemotingCommand>();
-        assert_eq!(Arc::as_ptr(&h.shared), first);
+        assert_eq!(Arc::as_ptr(h.shared()), first);
         assert!(h.try_take().is_none(), "no stale value");
         drop(c);
         assert!(h
@@ -850,7 +865,7 @@ mod tests {
         c.complete(Ok(RemotingCommand::response(1, 0)));
         h.wait().unwrap();
         let (_c2, h2) = pooled_pair::<RemotingCommand>();
-        assert!(!Arc::ptr_eq(&h2.shared, &held));
+        assert!(!Arc::ptr_eq(h2.shared(), &held));
         drop(held);
     }
 
@@ -880,7 +895,7 @@ mod tests {
     fn parked_waiters_are_woken_and_early_unparks_are_ignored() {
         for (form, early_unparks) in [(0, false), (1, false), (0, true), (1, true), (2, false)] {
             let (c, mut h) = pooled_pair::<RemotingCommand>();
-            let shared = h.shared.clone();
+            let shared = h.shared().clone();
             let (tx, rx) = std::sync::mpsc::channel();
             let waiter = std::thread::spawn(move || {
                 let _ = tx.send(std::thread::current());
@@ -916,7 +931,7 @@ mod tests {
         watchdog(|| {
             let (c, mut h) = pair::<u32>();
             assert!(h.wait_timeout(Duration::from_millis(5)).is_none());
-            assert!(h.shared.slot.lock().thread.is_none(), "unregistered");
+            assert!(h.shared().slot.lock().thread.is_none(), "unregistered");
             let t = std::thread::spawn(move || c.complete(Ok(3)));
             assert_eq!(h.wait().unwrap(), 3);
             t.join().unwrap();
@@ -948,7 +963,7 @@ mod tests {
             let counting = Arc::new(Counting(Mutex::new(None), AtomicUsize::new(99)));
             let waker = Waker::from(counting.clone());
             let (c, mut h) = pair::<u32>();
-            *counting.0.lock() = Some(Arc::downgrade(&h.shared));
+            *counting.0.lock() = Some(Arc::downgrade(h.shared()));
             assert!(Pin::new(&mut h)
                 .poll(&mut Context::from_waker(&waker))
                 .is_pending());
