@@ -394,6 +394,7 @@ impl AsyncSend {
             queue.broker_name_arc(),
             self.last_broker.is_some(),
             &mut self.addr_memo.stats,
+            &mut self.stats_memo,
         );
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.
@@ -515,7 +516,7 @@ impl AsyncSend {
             None => stats::Ended::new(started, Instant::now()),
         };
         let latency = ended.latency();
-        attempt.end_as_memo(&ended, &result, &mut self.addr_memo.stats);
+        attempt.end_as_memo(&ended, &result, &mut self.stats_memo);
         if let Some(a) = arrival {
             a.second.set(ended.second_note());
         }

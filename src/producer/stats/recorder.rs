@@ -382,19 +382,21 @@ impl StatsRecorder {
     }
 
     /// [`StatsRecorder::attempt`] with the broker's recorder remembered in `memo`: the same
-    /// broker as the last one skips the look-up of its recorder. End the attempt with
-    /// [`Attempt::end_as_memo`] on the same `memo`.
+    /// broker as the last one skips the look-up of its recorder, and takes the count
+    /// `spares` keeps on it (see [`TopicMemo`]). End the attempt with
+    /// [`Attempt::end_as_memo`] on the same `spares`.
     pub(crate) fn attempt_memo(
         &self,
         prepared: &Prepared,
         broker: &Arc<str>,
         retry: bool,
         memo: &mut BrokerMemo,
+        spares: &mut TopicMemo,
     ) -> Attempt {
         if !self.enabled {
             return Attempt(None);
         }
-        let b = match memo.lend(broker) {
+        let b = match memo.lend(broker, spares) {
             Some(b) => b,
             None => {
                 let b = self.broker(broker);
@@ -429,12 +431,18 @@ impl StatsRecorder {
 /// back when the send ends ([`Op::record_ended_memo`]): a send to the remembered topic takes
 /// no count of its own on the recorder (an atomic add on the sending thread and a subtract
 /// where the send ends, usually another thread: the count's line would cross cores twice per
-/// send). A clone remembers the same recorder, without a count to lend.
+/// send). It keeps the count lent to the send's attempts on their broker's recorder too
+/// ([`StatsRecorder::attempt_memo`], [`Attempt::end_as_memo`]): here, not in the
+/// [`BrokerMemo`], an attempt's end writes only where its send's end writes anyway, and the
+/// broker memo is only read per attempt. A clone remembers the same recorder, without
+/// counts to lend.
 #[derive(Default)]
 pub(crate) struct TopicMemo {
     recorder: Option<Arc<TopicRecorder>>,
     /// A count on `recorder` to lend (none while lent).
     spare: Option<Arc<TopicRecorder>>,
+    /// A count on the recorder of the broker last attempted on, to lend (none while lent).
+    broker_spare: Option<Arc<BrokerRecorder>>,
 }
 
 impl Clone for TopicMemo {
@@ -442,6 +450,7 @@ impl Clone for TopicMemo {
         TopicMemo {
             recorder: self.recorder.clone(),
             spare: None,
+            broker_spare: None,
         }
     }
 }
@@ -481,51 +490,29 @@ impl TopicMemo {
 
 /// A caller's memory of the recorder of the last broker it counted an attempt on
 /// ([`StatsRecorder::attempt_memo`]). Broker recorders are never removed, so the one
-/// remembered for a name stays that name's. Like [`TopicMemo`], it keeps a count on the
-/// recorder to lend to the attempt counted on it, given back when the attempt ends
-/// ([`Attempt::end_as_memo`]); a clone has none to lend.
-#[derive(Default)]
-pub(crate) struct BrokerMemo {
-    last: Option<(Arc<str>, Arc<BrokerRecorder>)>,
-    /// A count on the remembered recorder to lend (none while lent).
-    spare: Option<Arc<BrokerRecorder>>,
-}
-
-impl Clone for BrokerMemo {
-    fn clone(&self) -> Self {
-        BrokerMemo {
-            last: self.last.clone(),
-            spare: None,
-        }
-    }
-}
+/// remembered for a name stays that name's. The count lent to an attempt is kept in the
+/// caller's [`TopicMemo`].
+#[derive(Clone, Default)]
+pub(crate) struct BrokerMemo(Option<(Arc<str>, Arc<BrokerRecorder>)>);
 
 impl BrokerMemo {
-    /// A count on the remembered recorder if it is `broker`'s: the spare one, else a new one.
+    /// A count on the remembered recorder if it is `broker`'s: the one `spares` keeps if it
+    /// is on that recorder, else a new one.
     #[inline]
-    fn lend(&mut self, broker: &Arc<str>) -> Option<Arc<BrokerRecorder>> {
-        let (name, b) = self.last.as_ref()?;
+    fn lend(&mut self, broker: &Arc<str>, spares: &mut TopicMemo) -> Option<Arc<BrokerRecorder>> {
+        let (name, b) = self.0.as_ref()?;
         if !(Arc::ptr_eq(name, broker) || **name == **broker) {
             return None;
         }
-        Some(match self.spare.take() {
-            Some(spare) => spare,
-            None => b.clone(),
+        Some(match spares.broker_spare.take() {
+            Some(spare) if Arc::ptr_eq(&spare, b) => spare,
+            _ => b.clone(),
         })
     }
 
     /// Remembers `b`, the recorder of `broker`.
     fn remember(&mut self, broker: &Arc<str>, b: &Arc<BrokerRecorder>) {
-        self.spare = None;
-        self.last = Some((broker.clone(), b.clone()));
-    }
-
-    /// Takes back `b`, a count lent (or any other count, dropped then).
-    #[inline]
-    fn give_back(&mut self, b: Arc<BrokerRecorder>) {
-        if self.spare.is_none() && self.last.as_ref().is_some_and(|(_, r)| Arc::ptr_eq(r, &b)) {
-            self.spare = Some(b);
-        }
+        self.0 = Some((broker.clone(), b.clone()));
     }
 }
 
@@ -769,17 +756,19 @@ impl Attempt {
         drop(self.end_taking(ended, result));
     }
 
-    /// [`Attempt::end_as`] for an attempt begun with `memo` ([`StatsRecorder::attempt_memo`]):
-    /// the count it took on its recorder goes back to `memo` for the next attempt.
+    /// [`Attempt::end_as`] for an attempt begun with `spares` ([`StatsRecorder::attempt_memo`]):
+    /// the count it took on its recorder goes back to `spares` for the next attempt.
     #[inline]
     pub(crate) fn end_as_memo(
         self,
         ended: &Ended,
         result: &Result<SendResult>,
-        memo: &mut BrokerMemo,
+        spares: &mut TopicMemo,
     ) {
         if let Some(b) = self.end_taking(ended, result) {
-            memo.give_back(b);
+            if spares.broker_spare.is_none() {
+                spares.broker_spare = Some(b);
+            }
         }
     }
 
@@ -906,14 +895,14 @@ mod tests {
             let now = Instant::now();
             let (mut op, checked) = s.begin_prep_memo(&prep, now, &mut topics);
             assert!(checked);
-            let attempt = s.attempt_memo(&prepared, &broker, false, &mut brokers);
+            let attempt = s.attempt_memo(&prepared, &broker, false, &mut brokers, &mut topics);
             let result = if i % 3 == 0 {
                 shutdown_result()
             } else {
                 Ok(sent_ok(SendStatus::SendOk))
             };
             let ended = Ended::new(now, Instant::now());
-            attempt.end_as_memo(&ended, &result, &mut brokers);
+            attempt.end_as_memo(&ended, &result, &mut topics);
             op.record_ended_memo(&result, &ended, &mut topics);
             let now_counts = (
                 Arc::strong_count(&s.topic("T")),
@@ -997,7 +986,8 @@ mod tests {
             .unwrap();
             let broker = &brokers[rng.gen_range(0..brokers.len())];
             let retry = rng.gen_ratio(1, 4);
-            let attempt = memo_side.attempt_memo(&prepared, broker, retry, &mut memos[m].1);
+            let (topic_memo, broker_memo) = &mut memos[m];
+            let attempt = memo_side.attempt_memo(&prepared, broker, retry, broker_memo, topic_memo);
             let plain_attempt = plain.attempt(&prepared, broker, retry);
             open.push((op, plain_op, attempt, plain_attempt, prepared, m));
             if rng.gen_ratio(1, 50) {
@@ -1024,7 +1014,7 @@ mod tests {
                     drop((plain_op, plain_attempt));
                     continue;
                 }
-                attempt.end_as_memo(&ended, &result, &mut memos[m].1);
+                attempt.end_as_memo(&ended, &result, &mut memos[m].0);
                 plain_attempt.end_as(&ended, &result);
                 op.record_ended_memo(&result, &ended, &mut memos[m].0);
                 plain_op.record_ended(&result, &ended);
@@ -1080,6 +1070,7 @@ mod tests {
             .unwrap();
         let names: Vec<Arc<str>> = ["a", "b", "a", "c"].into_iter().map(Arc::from).collect();
         let mut memo = BrokerMemo::default();
+        let mut spares = TopicMemo::default();
         let mut expected = std::collections::BTreeMap::new();
         for (i, name) in names.iter().chain(names.iter().rev()).enumerate() {
             // A name in another string is the same broker.
@@ -1088,7 +1079,7 @@ mod tests {
             } else {
                 name.clone()
             };
-            let attempt = s.attempt_memo(&prepared, &name, i % 2 == 1, &mut memo);
+            let attempt = s.attempt_memo(&prepared, &name, i % 2 == 1, &mut memo, &mut spares);
             let now = Instant::now();
             attempt.end(now, now, &Err(Error::Shutdown));
             *expected.entry(name.to_string()).or_insert(0u64) += 1;
@@ -1099,7 +1090,7 @@ mod tests {
         }
         let off = StatsRecorder::new(false);
         assert!(off
-            .attempt_memo(&prepared, &names[0], false, &mut memo)
+            .attempt_memo(&prepared, &names[0], false, &mut memo, &mut spares)
             .0
             .is_none());
     }
