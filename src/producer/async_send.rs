@@ -394,6 +394,7 @@ impl AsyncSend {
             queue.broker_name_arc(),
             self.last_broker.is_some(),
             &mut self.addr_memo.stats,
+            &mut self.stats_memo,
         );
         // On the caller's thread nothing above blocks: the attempt starts at `now`. Here,
         // a route lookup may have taken time.
@@ -529,7 +530,7 @@ impl AsyncSend {
             None => stats::Ended::new(started, Instant::now()),
         };
         let latency = ended.latency();
-        attempt.end_as(&ended, &result);
+        attempt.end_as_memo(&ended, &result, &mut self.stats_memo);
         if let Some(a) = arrival {
             a.second.set(ended.second_note());
         }
@@ -578,7 +579,8 @@ impl AsyncSend {
         // its caller takes it through as few calls as can be.
         match self.done.take() {
             Some(Done::Handle(tracked)) => {
-                self.op.record_ended(&result, &ended);
+                self.op
+                    .record_ended_memo(&result, &ended, &mut self.stats_memo);
                 if let Some(after) = after {
                     after.spawn(&self.inner, result.as_ref());
                 }
@@ -601,7 +603,8 @@ impl AsyncSend {
                 return self.retire();
             }
             Some(Done::Callback(callback)) => {
-                self.op.record_ended(&result, &ended);
+                self.op
+                    .record_ended_memo(&result, &ended, &mut self.stats_memo);
                 let hold = self.hold();
                 self.set_ready(ReadyCallback {
                     callback: Some(callback),
@@ -635,7 +638,8 @@ impl AsyncSend {
         after: Option<AfterTask>,
         ended: &stats::Ended,
     ) {
-        self.op.record_ended(&result, ended);
+        self.op
+            .record_ended_memo(&result, ended, &mut self.stats_memo);
         // Each arm moves the result once, to where it is consumed.
         match self.done.take() {
             Some(Done::Callback(callback)) => {

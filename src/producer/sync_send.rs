@@ -336,7 +336,7 @@ impl Inner {
             route,
             fault,
             fault_handles,
-            stats: _,
+            stats,
             completion,
         } = sync_memo;
         let Plan {
@@ -412,6 +412,7 @@ impl Inner {
                 queue.broker_name_arc(),
                 last_broker.is_some(),
                 &mut memo.stats,
+                stats,
             );
             let started = now;
             let timeout = self.attempt_timeout_left(budget.left(started));
@@ -446,7 +447,7 @@ impl Inner {
             // fault table, the hooks and the send's record.
             let ended = Ended::new(started, arrived.unwrap_or_else(Instant::now));
             let latency = ended.latency();
-            attempt.end_as(&ended, &result);
+            attempt.end_as_memo(&ended, &result, stats);
             let broker_name = queue.broker_name_arc();
             self.record_attempt_memo(broker_name, fault, latency, ended.now(), &result);
             attempt_no += 1;
@@ -475,7 +476,7 @@ impl Inner {
                 }
                 continue;
             }
-            op.record_ended(&result, &ended);
+            op.record_ended_memo(&result, &ended, stats);
             return result;
         }
         failed(op, self.attempts_failed(deadline, failures))

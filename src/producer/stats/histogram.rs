@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::padded::Padded;
+
 /// Bits of linear sub-buckets per power of two.
 pub const SUB_BUCKET_BITS: u32 = 5;
 const SUB: usize = 1 << SUB_BUCKET_BITS;
@@ -39,7 +41,9 @@ const BUCKETS: usize = SUB + (MAX_EXPONENT - SUB_BUCKET_BITS + 1) as usize * SUB
 /// assert!(s.p50 >= Duration::from_millis(50) && s.p50 <= Duration::from_micros(51_563));
 /// ```
 pub struct LatencyHistogram {
-    buckets: Box<[AtomicU64]>,
+    /// On lines of their own: recording writes them, on whichever thread records, and no
+    /// other data of another thread's may share their first or last line.
+    buckets: Box<Padded<[AtomicU64; BUCKETS]>>,
     sum_us: AtomicU64,
     max_us: AtomicU64,
 }
@@ -157,7 +161,7 @@ impl LatencyHistogram {
     /// An empty histogram (about 8.7 KiB).
     pub fn new() -> Self {
         LatencyHistogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Box::new(Padded::new(std::array::from_fn(|_| AtomicU64::new(0)))),
             sum_us: AtomicU64::new(0),
             max_us: AtomicU64::new(0),
         }
@@ -179,6 +183,12 @@ impl LatencyHistogram {
         if let Some(b) = self.buckets.get(bucket_of(us)) {
             b.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Where its buckets start (for the layout tests).
+    #[cfg(test)]
+    pub(super) fn buckets_address(&self) -> usize {
+        &*self.buckets as *const _ as usize
     }
 
     pub(super) fn raw(&self) -> RawHistogram {

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::padded::Padded;
+
 const RATE_SLOTS: usize = 64;
 const RATE_WINDOWS: [u64; 3] = [1, 10, 60];
 pub(super) const OK: usize = 0;
@@ -12,15 +14,17 @@ pub(super) const FAILED: usize = 1;
 /// Per-second counts of successes and failures: each cell holds `second << 32 | count`, so a
 /// cell is reset and counted in one compare-and-swap.
 pub(super) struct RateRing {
-    slots: Box<[[AtomicU64; 2]]>,
+    /// On lines of their own (1 KiB, 128-byte aligned): no other data shares their first or
+    /// last line.
+    slots: Box<Padded<[[AtomicU64; 2]; RATE_SLOTS]>>,
 }
 
 impl RateRing {
     pub(super) fn new() -> Self {
         RateRing {
-            slots: (0..RATE_SLOTS)
-                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
-                .collect(),
+            slots: Box::new(Padded::new(std::array::from_fn(|_| {
+                [AtomicU64::new(0), AtomicU64::new(0)]
+            }))),
         }
     }
 
@@ -51,6 +55,12 @@ impl RateRing {
                 Err(seen) => cur = seen,
             }
         }
+    }
+
+    /// Where its cells start (for the layout tests).
+    #[cfg(test)]
+    pub(super) fn cells_address(&self) -> usize {
+        &*self.slots as *const _ as usize
     }
 
     /// Counts per window (1 s, 10 s, 60 s) of successes and failures, as of second `cur`.

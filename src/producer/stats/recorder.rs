@@ -4,7 +4,7 @@
 use crate::hash::FxHashMap;
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use super::rates::{RateRing, FAILED, OK};
 use super::{TransactionStats, KINDS, MAX_TRACKED_TOPICS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{Message, SendResult, SendStatus};
+use crate::padded::Padded;
 use crate::producer::prepare::{self, Prepared};
 use crate::producer::Prep;
 
@@ -22,25 +23,45 @@ fn atomic_kinds() -> [AtomicU64; KINDS] {
     std::array::from_fn(|_| AtomicU64::new(0))
 }
 
-/// The live counters of one topic (or of the sends no topic tracks).
-pub(crate) struct TopicRecorder {
-    /// The topic it counts (empty for the untracked sends' recorder).
-    name: Box<str>,
-    pub(super) epoch: Instant,
-    // Touched when a send starts.
+/// What a send's start writes: on the sending thread, on lines of their own (see
+/// [`TopicRecorder`]).
+#[derive(Default)]
+pub(super) struct TopicStarts {
     pub(super) sent: AtomicU64,
     pub(super) messages: AtomicU64,
+    /// Every send's bytes, counted when it starts; `in_flight_bytes` is these less
+    /// [`TopicEnds::ended_bytes`].
     pub(super) bytes: AtomicU64,
     pub(super) oneway: AtomicU64,
-    pub(super) in_flight_bytes: AtomicI64,
-    // Touched when it ends.
+    /// Touched on retries (by the thread that retries).
+    pub(super) retried: AtomicU64,
+}
+
+/// What a send's end writes: usually on an I/O thread, on lines of their own (see
+/// [`TopicRecorder`]).
+pub(super) struct TopicEnds {
     pub(super) succeeded: AtomicU64,
     pub(super) failed: [AtomicU64; KINDS],
     pub(super) status_not_ok: AtomicU64,
-    // Touched on retries.
-    pub(super) retried: AtomicU64,
+    /// The bytes of the sends that ended (see [`TopicStarts::bytes`]).
+    pub(super) ended_bytes: AtomicU64,
     pub(super) latency: LatencyHistogram,
     pub(super) rates: RateRing,
+}
+
+/// The live counters of one topic (or of the sends no topic tracks).
+///
+/// A send's start (on the sending thread) and its end (usually on an I/O thread) write
+/// counters on separate lines ([`Padded`]): a counter one thread bumps never shares a line
+/// with one the other bumps, so neither takes the line from the other per send. Nothing is
+/// written by both: in-flight figures are derived when a snapshot is read (sends started
+/// less sends ended, bytes started less bytes ended).
+pub(crate) struct TopicRecorder {
+    /// The topic it counts (empty for the untracked sends' recorder). Read-only, as `epoch`.
+    name: Box<str>,
+    pub(super) epoch: Instant,
+    pub(super) start: Padded<TopicStarts>,
+    pub(super) end: Padded<TopicEnds>,
 }
 
 impl TopicRecorder {
@@ -48,27 +69,29 @@ impl TopicRecorder {
         TopicRecorder {
             name: name.into(),
             epoch,
-            sent: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            oneway: AtomicU64::new(0),
-            in_flight_bytes: AtomicI64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: atomic_kinds(),
-            status_not_ok: AtomicU64::new(0),
-            retried: AtomicU64::new(0),
-            latency: LatencyHistogram::new(),
-            rates: RateRing::new(),
+            start: Padded::new(TopicStarts::default()),
+            end: Padded::new(TopicEnds {
+                succeeded: AtomicU64::new(0),
+                failed: atomic_kinds(),
+                status_not_ok: AtomicU64::new(0),
+                ended_bytes: AtomicU64::new(0),
+                latency: LatencyHistogram::new(),
+                rates: RateRing::new(),
+            }),
         }
     }
 }
 
-/// The live counters of one broker (attempts).
-pub(crate) struct BrokerRecorder {
-    pub(super) epoch: Instant,
+/// What an attempt's start writes (the sending or retrying thread), on lines of its own.
+#[derive(Default)]
+pub(super) struct BrokerStarts {
     pub(super) attempts: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) retried: AtomicU64,
+}
+
+/// What an attempt's end writes (usually an I/O thread), on lines of its own.
+pub(super) struct BrokerEnds {
     pub(super) succeeded: AtomicU64,
     pub(super) failed: [AtomicU64; KINDS],
     pub(super) status_not_ok: AtomicU64,
@@ -76,18 +99,25 @@ pub(crate) struct BrokerRecorder {
     pub(super) rates: RateRing,
 }
 
+/// The live counters of one broker (attempts), split as [`TopicRecorder`]'s are.
+pub(crate) struct BrokerRecorder {
+    pub(super) epoch: Instant,
+    pub(super) start: Padded<BrokerStarts>,
+    pub(super) end: Padded<BrokerEnds>,
+}
+
 impl BrokerRecorder {
     fn new(epoch: Instant) -> Self {
         BrokerRecorder {
             epoch,
-            attempts: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            retried: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: atomic_kinds(),
-            status_not_ok: AtomicU64::new(0),
-            latency: LatencyHistogram::new(),
-            rates: RateRing::new(),
+            start: Padded::new(BrokerStarts::default()),
+            end: Padded::new(BrokerEnds {
+                succeeded: AtomicU64::new(0),
+                failed: atomic_kinds(),
+                status_not_ok: AtomicU64::new(0),
+                latency: LatencyHistogram::new(),
+                rates: RateRing::new(),
+            }),
         }
     }
 }
@@ -232,12 +262,12 @@ impl StatsRecorder {
         bytes: u64,
         started: Option<Instant>,
     ) -> Op {
-        t.sent.fetch_add(1, Ordering::Relaxed);
-        t.messages.fetch_add(messages, Ordering::Relaxed);
-        t.bytes.fetch_add(bytes, Ordering::Relaxed);
-        t.in_flight_bytes.fetch_add(bytes as i64, Ordering::Relaxed);
+        let s = &t.start;
+        s.sent.fetch_add(1, Ordering::Relaxed);
+        s.messages.fetch_add(messages, Ordering::Relaxed);
+        s.bytes.fetch_add(bytes, Ordering::Relaxed);
         if started.is_none() {
-            t.oneway.fetch_add(1, Ordering::Relaxed);
+            s.oneway.fetch_add(1, Ordering::Relaxed);
         }
         Op(Some(OpState {
             topic: t,
@@ -277,10 +307,26 @@ impl StatsRecorder {
         )
     }
 
+    /// The recorder of `topic` for a send counted through `memo`, and whether `memo` now
+    /// remembers it: the remembered one (its count lent by `memo`, see [`TopicMemo`]) for
+    /// the same topic, else the one looked up, which `memo` remembers from then on if it is
+    /// a tracked topic's.
+    fn topic_memo(&self, topic: &str, memo: &mut TopicMemo) -> (Arc<TopicRecorder>, bool) {
+        if let Some(t) = memo.lend(topic) {
+            return (t, true);
+        }
+        let t = self.topic(topic);
+        // Only a topic's own recorder (never the untracked one) is remembered: its name is
+        // a checked topic.
+        let tracked = !t.name.is_empty();
+        memo.remember(tracked.then(|| t.clone()));
+        (t, tracked)
+    }
+
     /// [`StatsRecorder::begin`] for a synchronous or asynchronous send that began at `now`
     /// (a clock read the caller shares with the send's time budget), with the recorder of
     /// the last topic remembered in `memo`: a message for the same topic skips the look-up
-    /// of its recorder.
+    /// of its recorder. End the send with [`Op::record_ended_memo`] on the same `memo`.
     pub(in crate::producer) fn begin_memo(
         &self,
         m: &Message,
@@ -290,16 +336,7 @@ impl StatsRecorder {
         if !self.enabled {
             return Op(None);
         }
-        let t = match &memo.0 {
-            Some(t) if *t.name == *m.topic() => t.clone(),
-            _ => {
-                let t = self.topic(m.topic());
-                // Only a topic's own recorder (never the untracked one) is remembered: its
-                // name is a checked topic.
-                memo.0 = (!t.name.is_empty()).then(|| t.clone());
-                t
-            }
-        };
+        let (t, _) = self.topic_memo(m.topic(), memo);
         self.start_on(t, 1, m.body().len() as u64, Some(now))
     }
 
@@ -307,6 +344,7 @@ impl StatsRecorder {
     /// the recorder of the last topic remembered in `memo`: a message for the same topic
     /// skips the look-up of its recorder. Also tells whether `memo` now remembers the
     /// message's topic ([`TopicMemo::is_checked`] of it, known without comparing again).
+    /// End the send with [`Op::record_ended_memo`] on the same `memo`.
     pub(in crate::producer) fn begin_prep_memo(
         &self,
         prep: &Prep,
@@ -318,17 +356,7 @@ impl StatsRecorder {
         }
         match prep {
             Prep::Single(m) => {
-                let (t, checked) = match &memo.0 {
-                    Some(t) if *t.name == *m.topic() => (t.clone(), true),
-                    _ => {
-                        let t = self.topic(m.topic());
-                        // Only a topic's own recorder (never the untracked one) is
-                        // remembered: its name is a checked topic.
-                        let tracked = !t.name.is_empty();
-                        memo.0 = tracked.then(|| t.clone());
-                        (t, tracked)
-                    }
-                };
+                let (t, checked) = self.topic_memo(m.topic(), memo);
                 let op = self.start_on(t, 1, m.body().len() as u64, Some(now));
                 (op, checked)
             }
@@ -354,22 +382,25 @@ impl StatsRecorder {
     }
 
     /// [`StatsRecorder::attempt`] with the broker's recorder remembered in `memo`: the same
-    /// broker as the last one skips the look-up of its recorder.
+    /// broker as the last one skips the look-up of its recorder, and takes the count
+    /// `spares` keeps on it (see [`TopicMemo`]). End the attempt with
+    /// [`Attempt::end_as_memo`] on the same `spares`.
     pub(crate) fn attempt_memo(
         &self,
         prepared: &Prepared,
         broker: &Arc<str>,
         retry: bool,
         memo: &mut BrokerMemo,
+        spares: &mut TopicMemo,
     ) -> Attempt {
         if !self.enabled {
             return Attempt(None);
         }
-        let b = match &memo.0 {
-            Some((name, b)) if Arc::ptr_eq(name, broker) || **name == **broker => b.clone(),
-            _ => {
+        let b = match memo.lend(broker, spares) {
+            Some(b) => b,
+            None => {
                 let b = self.broker(broker);
-                memo.0 = Some((broker.clone(), b.clone()));
+                memo.remember(broker, &b);
                 b
             }
         };
@@ -377,11 +408,13 @@ impl StatsRecorder {
     }
 
     fn attempt_on(&self, prepared: &Prepared, b: Arc<BrokerRecorder>, retry: bool) -> Attempt {
-        b.attempts.fetch_add(1, Ordering::Relaxed);
-        b.bytes.fetch_add(prepared.size as u64, Ordering::Relaxed);
+        let s = &b.start;
+        s.attempts.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(prepared.size as u64, Ordering::Relaxed);
         if retry {
-            b.retried.fetch_add(1, Ordering::Relaxed);
+            s.retried.fetch_add(1, Ordering::Relaxed);
             self.topic(&prepared.topic)
+                .start
                 .retried
                 .fetch_add(1, Ordering::Relaxed);
         }
@@ -393,23 +426,95 @@ impl StatsRecorder {
 /// ([`StatsRecorder::begin_prep_memo`]). Topic recorders are never removed, and only a tracked
 /// topic's recorder is remembered, so the one remembered for a name stays that name's; it is
 /// known to be a checked topic name ([`TopicMemo::is_checked`]).
-#[derive(Clone, Default)]
-pub(crate) struct TopicMemo(Option<Arc<TopicRecorder>>);
+///
+/// It also keeps a second count on that recorder, lent to the send counted on it and given
+/// back when the send ends ([`Op::record_ended_memo`]): a send to the remembered topic takes
+/// no count of its own on the recorder (an atomic add on the sending thread and a subtract
+/// where the send ends, usually another thread: the count's line would cross cores twice per
+/// send). It keeps the count lent to the send's attempts on their broker's recorder too
+/// ([`StatsRecorder::attempt_memo`], [`Attempt::end_as_memo`]): here, not in the
+/// [`BrokerMemo`], an attempt's end writes only where its send's end writes anyway, and the
+/// broker memo is only read per attempt. A clone remembers the same recorder, without
+/// counts to lend.
+#[derive(Default)]
+pub(crate) struct TopicMemo {
+    recorder: Option<Arc<TopicRecorder>>,
+    /// A count on `recorder` to lend (none while lent).
+    spare: Option<Arc<TopicRecorder>>,
+    /// A count on the recorder of the broker last attempted on, to lend (none while lent).
+    broker_spare: Option<Arc<BrokerRecorder>>,
+}
+
+impl Clone for TopicMemo {
+    fn clone(&self) -> Self {
+        TopicMemo {
+            recorder: self.recorder.clone(),
+            spare: None,
+            broker_spare: None,
+        }
+    }
+}
 
 impl TopicMemo {
     /// Whether `topic` is the remembered topic: one that passed
     /// [`prepare::check_topic`] (only such topics get their own recorder), so it needs no
     /// second check.
     pub(crate) fn is_checked(&self, topic: &str) -> bool {
-        self.0.as_ref().is_some_and(|t| *t.name == *topic)
+        self.recorder.as_ref().is_some_and(|t| *t.name == *topic)
+    }
+
+    /// A count on the remembered recorder if it is `topic`'s: the spare one, else a new one.
+    #[inline]
+    fn lend(&mut self, topic: &str) -> Option<Arc<TopicRecorder>> {
+        let t = self.recorder.as_ref().filter(|t| *t.name == *topic)?;
+        Some(match self.spare.take() {
+            Some(spare) => spare,
+            None => t.clone(),
+        })
+    }
+
+    /// Remembers `recorder` (a tracked topic's) or nothing.
+    fn remember(&mut self, recorder: Option<Arc<TopicRecorder>>) {
+        self.spare = None;
+        self.recorder = recorder;
+    }
+
+    /// Takes back `t`, a count lent (or any other count, dropped then).
+    #[inline]
+    fn give_back(&mut self, t: Arc<TopicRecorder>) {
+        if self.spare.is_none() && self.recorder.as_ref().is_some_and(|r| Arc::ptr_eq(r, &t)) {
+            self.spare = Some(t);
+        }
     }
 }
 
 /// A caller's memory of the recorder of the last broker it counted an attempt on
 /// ([`StatsRecorder::attempt_memo`]). Broker recorders are never removed, so the one
-/// remembered for a name stays that name's.
+/// remembered for a name stays that name's. The count lent to an attempt is kept in the
+/// caller's [`TopicMemo`].
 #[derive(Clone, Default)]
 pub(crate) struct BrokerMemo(Option<(Arc<str>, Arc<BrokerRecorder>)>);
+
+impl BrokerMemo {
+    /// A count on the remembered recorder if it is `broker`'s: the one `spares` keeps if it
+    /// is on that recorder, else a new one.
+    #[inline]
+    fn lend(&mut self, broker: &Arc<str>, spares: &mut TopicMemo) -> Option<Arc<BrokerRecorder>> {
+        let (name, b) = self.0.as_ref()?;
+        if !(Arc::ptr_eq(name, broker) || **name == **broker) {
+            return None;
+        }
+        Some(match spares.broker_spare.take() {
+            Some(spare) if Arc::ptr_eq(&spare, b) => spare,
+            _ => b.clone(),
+        })
+    }
+
+    /// Remembers `b`, the recorder of `broker`.
+    fn remember(&mut self, broker: &Arc<str>, b: &Arc<BrokerRecorder>) {
+        self.0 = Some((broker.clone(), b.clone()));
+    }
+}
 
 fn second_of(epoch: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(epoch).as_secs()
@@ -547,11 +652,36 @@ impl Op {
 
     /// [`Op::record`] for a send whose last attempt ended as `ended` says.
     pub(crate) fn record_ended(&mut self, result: &Result<SendResult>, ended: &Ended) {
+        drop(self.record_ended_taking(result, ended));
+    }
+
+    /// [`Op::record_ended`] for a send begun with `memo` ([`StatsRecorder::begin_prep_memo`],
+    /// [`StatsRecorder::begin_memo`]): the count it took on its recorder goes back to `memo`
+    /// for the next send (no count taken or dropped per send).
+    #[inline]
+    pub(crate) fn record_ended_memo(
+        &mut self,
+        result: &Result<SendResult>,
+        ended: &Ended,
+        memo: &mut TopicMemo,
+    ) {
+        if let Some(t) = self.record_ended_taking(result, ended) {
+            memo.give_back(t);
+        }
+    }
+
+    /// [`Op::record_ended`], handing back the count it held on its recorder (if it counted).
+    #[inline]
+    fn record_ended_taking(
+        &mut self,
+        result: &Result<SendResult>,
+        ended: &Ended,
+    ) -> Option<Arc<TopicRecorder>> {
         match result {
             Ok(r) => {
                 if r.status != SendStatus::SendOk {
                     if let Some(s) = &self.0 {
-                        s.topic.status_not_ok.fetch_add(1, Ordering::Relaxed);
+                        s.topic.end.status_not_ok.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 self.finish_at(None, ended)
@@ -567,32 +697,38 @@ impl Op {
 
     fn finish(&mut self, failed: Option<ErrorKind>) {
         if self.0.is_some() {
-            self.finish_at(failed, &Ended::at(Instant::now()));
+            drop(self.finish_at(failed, &Ended::at(Instant::now())));
         }
     }
 
-    fn finish_at(&mut self, failed: Option<ErrorKind>, ended: &Ended) {
-        let Some(s) = self.0.take() else {
-            return;
-        };
+    /// Counts the end (only the end's counters, on their own lines: see [`TopicRecorder`]);
+    /// hands back the count held on the recorder.
+    fn finish_at(
+        &mut self,
+        failed: Option<ErrorKind>,
+        ended: &Ended,
+    ) -> Option<Arc<TopicRecorder>> {
+        let s = self.0.take()?;
         let t = &s.topic;
+        let e = &t.end;
         match failed {
             None => {
                 if let Some(started) = s.started {
-                    t.latency.record_us(ended.latency_us_since(started));
+                    e.latency.record_us(ended.latency_us_since(started));
                 }
-                t.succeeded.fetch_add(1, Ordering::Release);
-                t.rates.add(ended.second(t.epoch), OK);
+                e.succeeded.fetch_add(1, Ordering::Release);
+                e.rates.add(ended.second(t.epoch), OK);
             }
             Some(kind) => {
-                if let Some(cell) = t.failed.get(kind.index()) {
+                if let Some(cell) = e.failed.get(kind.index()) {
                     cell.fetch_add(1, Ordering::Release);
                 }
-                t.rates.add(ended.second(t.epoch), FAILED);
+                e.rates.add(ended.second(t.epoch), FAILED);
             }
         }
-        t.in_flight_bytes
-            .fetch_sub(s.bytes as i64, Ordering::Release);
+        // Last, with release: a snapshot that sees these bytes ended sees them started.
+        e.ended_bytes.fetch_add(s.bytes, Ordering::Release);
+        Some(s.topic)
     }
 }
 
@@ -616,33 +752,60 @@ impl Attempt {
 
     /// [`Attempt::end`] with the attempt's end already read (its latency and second are
     /// computed once, for the send's record too).
-    pub(crate) fn end_as(mut self, ended: &Ended, result: &Result<SendResult>) {
-        let Some(b) = self.0.take() else {
-            return;
-        };
-        match result {
-            Ok(r) => {
-                b.latency.record_us(ended.latency_us);
-                if r.status != SendStatus::SendOk {
-                    b.status_not_ok.fetch_add(1, Ordering::Relaxed);
-                }
-                b.succeeded.fetch_add(1, Ordering::Release);
-                b.rates.add(ended.second(b.epoch), OK);
-            }
-            Err(e) => {
-                if let Some(cell) = b.failed.get(e.kind().index()) {
-                    cell.fetch_add(1, Ordering::Release);
-                }
-                b.rates.add(ended.second(b.epoch), FAILED);
+    pub(crate) fn end_as(self, ended: &Ended, result: &Result<SendResult>) {
+        drop(self.end_taking(ended, result));
+    }
+
+    /// [`Attempt::end_as`] for an attempt begun with `spares` ([`StatsRecorder::attempt_memo`]):
+    /// the count it took on its recorder goes back to `spares` for the next attempt.
+    #[inline]
+    pub(crate) fn end_as_memo(
+        self,
+        ended: &Ended,
+        result: &Result<SendResult>,
+        spares: &mut TopicMemo,
+    ) {
+        if let Some(b) = self.end_taking(ended, result) {
+            if spares.broker_spare.is_none() {
+                spares.broker_spare = Some(b);
             }
         }
+    }
+
+    /// Counts the end (only the end's counters, on their own lines: see [`TopicRecorder`]);
+    /// hands back the count held on the recorder.
+    #[inline]
+    fn end_taking(
+        mut self,
+        ended: &Ended,
+        result: &Result<SendResult>,
+    ) -> Option<Arc<BrokerRecorder>> {
+        let b = self.0.take()?;
+        let e = &b.end;
+        match result {
+            Ok(r) => {
+                e.latency.record_us(ended.latency_us);
+                if r.status != SendStatus::SendOk {
+                    e.status_not_ok.fetch_add(1, Ordering::Relaxed);
+                }
+                e.succeeded.fetch_add(1, Ordering::Release);
+                e.rates.add(ended.second(b.epoch), OK);
+            }
+            Err(err) => {
+                if let Some(cell) = e.failed.get(err.kind().index()) {
+                    cell.fetch_add(1, Ordering::Release);
+                }
+                e.rates.add(ended.second(b.epoch), FAILED);
+            }
+        }
+        Some(b)
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         if let Some(b) = self.0.take() {
-            if let Some(cell) = b.failed.get(ErrorKind::Shutdown.index()) {
+            if let Some(cell) = b.end.failed.get(ErrorKind::Shutdown.index()) {
                 cell.fetch_add(1, Ordering::Release);
             }
         }
@@ -661,6 +824,236 @@ mod tests {
         Err(Error::Shutdown)
     }
 
+    /// A line-aligned address range of `v`: the 128-byte lines it touches.
+    fn sent_ok(status: SendStatus) -> SendResult {
+        SendResult {
+            status,
+            msg_id: "ID".into(),
+            offset_msg_id: "X".into(),
+            queue: crate::message::MessageQueue::new("T", "b", 0),
+            queue_offset: 0,
+            transaction_id: None,
+            region_id: None,
+            trace_on: false,
+        }
+    }
+
+    fn lines_of<T>(v: &T) -> std::ops::Range<usize> {
+        let start = v as *const T as usize;
+        start / 128..(start + std::mem::size_of::<T>()).div_ceil(128)
+    }
+
+    fn disjoint(a: &std::ops::Range<usize>, b: &std::ops::Range<usize>) -> bool {
+        a.end <= b.start || b.end <= a.start
+    }
+
+    /// What a start writes and what an end writes never share a 128-byte line, nor with the
+    /// read-only fields (name, epoch) the other side reads; the histograms' and rates'
+    /// cells sit on lines of their own.
+    #[test]
+    fn starts_and_ends_write_separate_lines() {
+        let s = StatsRecorder::new(true);
+        let t = s.topic("T");
+        let (start, end) = (lines_of(&*t.start), lines_of(&*t.end));
+        assert!(disjoint(&start, &end), "{start:?} {end:?}");
+        for read_only in [lines_of(&t.name), lines_of(&t.epoch)] {
+            assert!(disjoint(&read_only, &start) && disjoint(&read_only, &end));
+        }
+        let b = s.broker("b");
+        let (start, end) = (lines_of(&*b.start), lines_of(&*b.end));
+        assert!(disjoint(&start, &end), "{start:?} {end:?}");
+        assert!(disjoint(&lines_of(&b.epoch), &start) && disjoint(&lines_of(&b.epoch), &end));
+        for r in [&t.end.rates, &b.end.rates] {
+            assert_eq!(r.cells_address() % 128, 0);
+        }
+        for h in [&t.end.latency, &b.end.latency] {
+            assert_eq!(h.buckets_address() % 128, 0);
+        }
+    }
+
+    /// Sends counted through a topic memo and attempts through a broker memo, ended through
+    /// it, take no count of their own on the recorders once the memo lends one: the counts
+    /// on the recorders stay what they were after the first send, whatever the outcome.
+    #[test]
+    fn memo_sends_take_no_count_on_their_recorders() {
+        let s = StatsRecorder::new(true);
+        let config = crate::producer::ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        let prepared =
+            crate::producer::prepare::prepare_single(Message::new("T", "12345"), &config, || {
+                "ID".into()
+            })
+            .unwrap();
+        let broker: Arc<str> = Arc::from("b");
+        let mut topics = TopicMemo::default();
+        let mut brokers = BrokerMemo::default();
+        let mut counts = None;
+        for i in 0..100 {
+            let prep = Prep::Single(Message::new("T", "12345"));
+            let now = Instant::now();
+            let (mut op, checked) = s.begin_prep_memo(&prep, now, &mut topics);
+            assert!(checked);
+            let attempt = s.attempt_memo(&prepared, &broker, false, &mut brokers, &mut topics);
+            let result = if i % 3 == 0 {
+                shutdown_result()
+            } else {
+                Ok(sent_ok(SendStatus::SendOk))
+            };
+            let ended = Ended::new(now, Instant::now());
+            attempt.end_as_memo(&ended, &result, &mut topics);
+            op.record_ended_memo(&result, &ended, &mut topics);
+            let now_counts = (
+                Arc::strong_count(&s.topic("T")),
+                Arc::strong_count(&s.broker("b")),
+            );
+            match counts {
+                None => counts = Some(now_counts),
+                Some(c) => assert_eq!(c, now_counts, "send {i}"),
+            }
+        }
+        let snap = s.snapshot("c", "g", BackpressureView::default());
+        let t = &snap.topics["T"];
+        assert_eq!((t.sent, t.succeeded, t.failed), (100, 66, 34));
+        assert_eq!((t.in_flight, t.in_flight_bytes, t.bytes), (0, 0, 500));
+        assert_eq!(t.latency.count, 66);
+        let b = &snap.brokers["b"];
+        assert_eq!(
+            (b.attempts, b.succeeded, b.failed, b.in_flight),
+            (100, 66, 34, 0)
+        );
+        assert_eq!(b.latency.count, 66);
+    }
+
+    /// The memo path counts what the general path counts: a random mix of topics (tracked,
+    /// invalid, one beyond the tracking limit), batches, brokers, outcomes, sends ended
+    /// through another memo or dropped, memos cloned (a clone has no count to lend), on two
+    /// recorders, one through memos and one through `begin`/`attempt`: their snapshots
+    /// match, latencies too, but for rates (per elapsed second).
+    #[test]
+    fn memo_counts_match_the_general_path() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x57a7);
+        let memo_side = StatsRecorder::new(true);
+        let plain = StatsRecorder::new(true);
+        let config = crate::producer::ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap();
+        // Fill the tracking limit but for one topic, on both sides alike.
+        for i in 0..MAX_TRACKED_TOPICS - 5 {
+            for r in [&memo_side, &plain] {
+                let _ = r
+                    .begin(&Message::new(format!("F{i}"), "x"), false)
+                    .end(shutdown_result());
+            }
+        }
+        let topics = ["A", "B", "bad topic", "C", "Z1", "Z2"];
+        let brokers: Vec<Arc<str>> = ["b1", "b2", "b3"].into_iter().map(Arc::from).collect();
+        let mut memos = vec![(TopicMemo::default(), BrokerMemo::default()); 3];
+        let mut open = Vec::new();
+        for i in 0..3_000 {
+            let m = rng.gen_range(0..memos.len());
+            let topic = topics[rng.gen_range(0..topics.len())];
+            let body = "x".repeat(rng.gen_range(0..20));
+            let batch = rng.gen_ratio(1, 10);
+            let prep = if batch {
+                Prep::Batch(vec![
+                    Message::new(topic, body.as_str()),
+                    Message::new(topic, "yy"),
+                ])
+            } else {
+                Prep::Single(Message::new(topic, body.as_str()))
+            };
+            let now = Instant::now();
+            let (op, _) = memo_side.begin_prep_memo(&prep, now, &mut memos[m].0);
+            // `begin`/`begin_batch` at the same start (its latency compared too).
+            let plain_op = match &prep {
+                Prep::Single(msg) => {
+                    plain.start_at(Some(msg.topic()), 1, msg.body().len() as u64, Some(now))
+                }
+                Prep::Batch(msgs) => {
+                    let bytes = msgs.iter().map(|m| m.body().len() as u64).sum();
+                    plain.start_at(Some(topic), msgs.len() as u64, bytes, Some(now))
+                }
+            };
+            let prepared = crate::producer::prepare::prepare_single(
+                Message::new("T", format!("p{body}")),
+                &config,
+                || "ID".into(),
+            )
+            .unwrap();
+            let broker = &brokers[rng.gen_range(0..brokers.len())];
+            let retry = rng.gen_ratio(1, 4);
+            let (topic_memo, broker_memo) = &mut memos[m];
+            let attempt = memo_side.attempt_memo(&prepared, broker, retry, broker_memo, topic_memo);
+            let plain_attempt = plain.attempt(&prepared, broker, retry);
+            open.push((op, plain_op, attempt, plain_attempt, prepared, m));
+            if rng.gen_ratio(1, 50) {
+                memos.push(memos[m].clone());
+            }
+            // End some of the open sends, in any order, through any memo.
+            while !open.is_empty() && (open.len() > 8 || rng.gen_bool(0.5)) {
+                let k = rng.gen_range(0..open.len());
+                let (mut op, mut plain_op, attempt, plain_attempt, _, m) = open.swap_remove(k);
+                let m = if rng.gen_ratio(1, 10) {
+                    rng.gen_range(0..memos.len())
+                } else {
+                    m
+                };
+                let result = match rng.gen_range(0..4) {
+                    0 => shutdown_result(),
+                    1 => Err(Error::InvalidMessage("x".into())),
+                    2 => Ok(sent_ok(SendStatus::FlushDiskTimeout)),
+                    _ => Ok(sent_ok(SendStatus::SendOk)),
+                };
+                let ended = Ended::new(now, Instant::now());
+                if rng.gen_ratio(1, 20) {
+                    drop((op, attempt));
+                    drop((plain_op, plain_attempt));
+                    continue;
+                }
+                attempt.end_as_memo(&ended, &result, &mut memos[m].0);
+                plain_attempt.end_as(&ended, &result);
+                op.record_ended_memo(&result, &ended, &mut memos[m].0);
+                plain_op.record_ended(&result, &ended);
+            }
+            if i % 500 == 0 {
+                assert_same(&memo_side, &plain);
+            }
+        }
+        drop(open);
+        assert_same(&memo_side, &plain);
+    }
+
+    /// The snapshots of `a` and `b` match, but for the times they were taken at and rates
+    /// (per elapsed second): the first difference is reported by its path.
+    fn assert_same(a: &StatsRecorder, b: &StatsRecorder) {
+        fn diff(path: &str, a: &Value, b: &Value) -> Option<String> {
+            match (a, b) {
+                (Value::Object(x), Value::Object(y)) => {
+                    if x.len() != y.len() {
+                        return Some(format!("{path}: {} vs {} keys", x.len(), y.len()));
+                    }
+                    x.iter().find_map(|(k, v)| match k.as_str() {
+                        "rates" | "uptime_ms" | "timestamp_ms" => None,
+                        _ => match y.get(k) {
+                            Some(w) => diff(&format!("{path}.{k}"), v, w),
+                            None => Some(format!("{path}.{k} missing")),
+                        },
+                    })
+                }
+                _ if a == b => None,
+                _ => Some(format!("{path}: {a} vs {b}")),
+            }
+        }
+        let snap = |s: &StatsRecorder| s.snapshot("c", "g", BackpressureView::default()).to_json();
+        if let Some(d) = diff("", &snap(a), &snap(b)) {
+            panic!("memo path vs general path: {d}");
+        }
+    }
+
     /// Attempts counted through a memo land on their own broker's recorder, whatever the
     /// order of brokers.
     #[test]
@@ -677,6 +1070,7 @@ mod tests {
             .unwrap();
         let names: Vec<Arc<str>> = ["a", "b", "a", "c"].into_iter().map(Arc::from).collect();
         let mut memo = BrokerMemo::default();
+        let mut spares = TopicMemo::default();
         let mut expected = std::collections::BTreeMap::new();
         for (i, name) in names.iter().chain(names.iter().rev()).enumerate() {
             // A name in another string is the same broker.
@@ -685,18 +1079,18 @@ mod tests {
             } else {
                 name.clone()
             };
-            let attempt = s.attempt_memo(&prepared, &name, i % 2 == 1, &mut memo);
+            let attempt = s.attempt_memo(&prepared, &name, i % 2 == 1, &mut memo, &mut spares);
             let now = Instant::now();
             attempt.end(now, now, &Err(Error::Shutdown));
             *expected.entry(name.to_string()).or_insert(0u64) += 1;
         }
         for (name, n) in expected {
             let b = s.broker_recorder(&name).unwrap();
-            assert_eq!(b.attempts.load(Ordering::Relaxed), n, "broker {name}");
+            assert_eq!(b.start.attempts.load(Ordering::Relaxed), n, "broker {name}");
         }
         let off = StatsRecorder::new(false);
         assert!(off
-            .attempt_memo(&prepared, &names[0], false, &mut memo)
+            .attempt_memo(&prepared, &names[0], false, &mut memo, &mut spares)
             .0
             .is_none());
     }
@@ -853,7 +1247,7 @@ mod tests {
         }
         assert_eq!(snap.topics.len(), expected.len());
         assert_eq!(snap.totals.sent, topics.len() as u64);
-        assert_eq!(s.untracked.sent.load(Ordering::Relaxed), untracked);
+        assert_eq!(s.untracked.start.sent.load(Ordering::Relaxed), untracked);
         // Beyond the tracking limit: counted in the totals only, and never remembered.
         for i in 0..MAX_TRACKED_TOPICS + 3 {
             let t = format!("T{i}");

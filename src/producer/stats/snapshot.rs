@@ -15,54 +15,61 @@ use crate::error::ErrorKind;
 
 impl TopicRecorder {
     fn raw(&self, cur_sec: u64) -> RawSend {
-        // Completions first (acquire), `sent` after: every completion seen has its start seen.
-        let succeeded = self.succeeded.load(Ordering::Acquire);
-        let failed = std::array::from_fn(|i| self.failed[i].load(Ordering::Acquire));
-        let in_flight_bytes = self.in_flight_bytes.load(Ordering::Acquire);
+        // Completions first (acquire), starts after: every completion seen has its start
+        // seen (its `sent` and its bytes).
+        let e = &self.end;
+        let succeeded = e.succeeded.load(Ordering::Acquire);
+        let failed = std::array::from_fn(|i| e.failed[i].load(Ordering::Acquire));
+        let ended_bytes = e.ended_bytes.load(Ordering::Acquire);
+        let s = &self.start;
+        let sent = s.sent.load(Ordering::Acquire);
+        let bytes = s.bytes.load(Ordering::Acquire);
         RawSend {
-            sent: self.sent.load(Ordering::Acquire),
+            sent,
             succeeded,
             failed,
-            messages: self.messages.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            oneway: self.oneway.load(Ordering::Relaxed),
-            in_flight_bytes,
-            status_not_ok: self.status_not_ok.load(Ordering::Relaxed),
-            retried: self.retried.load(Ordering::Relaxed),
-            latency: self.latency.raw(),
-            rates: self.rates.windows(cur_sec),
+            messages: s.messages.load(Ordering::Relaxed),
+            bytes,
+            oneway: s.oneway.load(Ordering::Relaxed),
+            in_flight_bytes: bytes as i64 - ended_bytes as i64,
+            status_not_ok: e.status_not_ok.load(Ordering::Relaxed),
+            retried: s.retried.load(Ordering::Relaxed),
+            latency: e.latency.raw(),
+            rates: e.rates.windows(cur_sec),
         }
     }
 }
 
 impl BrokerRecorder {
     fn stats(&self, cur_sec: u64, elapsed: Duration) -> BrokerStats {
-        let succeeded = self.succeeded.load(Ordering::Acquire);
-        let failed: [u64; KINDS] = std::array::from_fn(|i| self.failed[i].load(Ordering::Acquire));
-        let attempts = self.attempts.load(Ordering::Acquire);
+        let e = &self.end;
+        let succeeded = e.succeeded.load(Ordering::Acquire);
+        let failed: [u64; KINDS] = std::array::from_fn(|i| e.failed[i].load(Ordering::Acquire));
+        let attempts = self.start.attempts.load(Ordering::Acquire);
         let failed_total: u64 = failed.iter().sum();
         BrokerStats {
             attempts,
             succeeded,
             failed: failed_total,
             failed_by_kind: kinds_map(&failed),
-            retried: self.retried.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            status_not_ok: self.status_not_ok.load(Ordering::Relaxed),
+            retried: self.start.retried.load(Ordering::Relaxed),
+            bytes: self.start.bytes.load(Ordering::Relaxed),
+            status_not_ok: e.status_not_ok.load(Ordering::Relaxed),
             in_flight: attempts as i64 - succeeded as i64 - failed_total as i64,
-            latency: self.latency.snapshot(),
-            rates: self.rates.windows(cur_sec).rates(elapsed),
+            latency: e.latency.snapshot(),
+            rates: e.rates.windows(cur_sec).rates(elapsed),
         }
     }
 
     /// In-flight attempts and latency percentiles, for the health report.
     pub(crate) fn in_flight_and_latency(&self) -> (i64, LatencyStats) {
-        let succeeded = self.succeeded.load(Ordering::Acquire);
-        let failed: u64 = self.failed.iter().map(|f| f.load(Ordering::Acquire)).sum();
-        let attempts = self.attempts.load(Ordering::Acquire);
+        let e = &self.end;
+        let succeeded = e.succeeded.load(Ordering::Acquire);
+        let failed: u64 = e.failed.iter().map(|f| f.load(Ordering::Acquire)).sum();
+        let attempts = self.start.attempts.load(Ordering::Acquire);
         (
             attempts as i64 - succeeded as i64 - failed as i64,
-            self.latency.snapshot(),
+            e.latency.snapshot(),
         )
     }
 }
