@@ -733,7 +733,27 @@ const MAX_HANDLES: usize = 32;
 /// entry taken out of the table since is dropped and the broker looked up again; a broker with
 /// no entry (never reported) is looked up each time, as it may be reported at any moment.
 #[derive(Clone, Default)]
-pub(crate) struct FaultHandles(Vec<(Arc<str>, Arc<FaultEntry>)>);
+pub(crate) struct FaultHandles {
+    /// A copy of `all`'s first entry (the one the usual send asks about), inline where the
+    /// handles are kept (a send box): the queue scan's usual answer reads no line of `all`'s
+    /// buffer, a small heap block whose neighbours other threads may write.
+    first: Option<(Arc<str>, Arc<FaultEntry>)>,
+    all: Vec<(Arc<str>, Arc<FaultEntry>)>,
+}
+
+impl FaultHandles {
+    /// Makes `first` a copy of `all`'s first entry again (after `all` changed).
+    fn sync_first(&mut self) {
+        let same = match (&self.first, self.all.first()) {
+            (Some((_, a)), Some((_, b))) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.first = self.all.first().cloned();
+        }
+    }
+}
 
 /// [`FaultLookup`] through a sender's [`FaultHandles`] on a table.
 pub(crate) struct HandleLookup<'a> {
@@ -744,16 +764,17 @@ pub(crate) struct HandleLookup<'a> {
 impl HandleLookup<'_> {
     /// `f` of `broker`'s entry, or `None` when the table has no entry for it.
     fn with_item<R>(&mut self, broker: &Arc<str>, f: impl FnOnce(&FaultItem) -> R) -> Option<R> {
-        let found = (self.handles.0.iter())
+        let found = (self.handles.all.iter())
             .position(|(name, _)| Arc::ptr_eq(name, broker))
-            .or_else(|| (self.handles.0.iter()).position(|(name, _)| **name == **broker));
+            .or_else(|| (self.handles.all.iter()).position(|(name, _)| **name == **broker));
         if let Some(i) = found {
-            let item = self.handles.0[i].1.lock();
+            let item = self.handles.all[i].1.lock();
             if !item.removed {
                 return Some(f(&item));
             }
             drop(item);
-            self.handles.0.swap_remove(i);
+            self.handles.all.swap_remove(i);
+            self.handles.sync_first();
         }
         // Under the map's read lock, as a view reads it: no removal slips in between.
         let items = self.fault.items.read();
@@ -761,10 +782,11 @@ impl HandleLookup<'_> {
         let answer = f(&entry.lock());
         let entry = entry.clone();
         drop(items);
-        if self.handles.0.len() >= MAX_HANDLES {
-            self.handles.0.clear();
+        if self.handles.all.len() >= MAX_HANDLES {
+            self.handles.all.clear();
         }
-        self.handles.0.push((broker.clone(), entry));
+        self.handles.all.push((broker.clone(), entry));
+        self.handles.sync_first();
         Some(answer)
     }
 }
@@ -774,15 +796,16 @@ impl HandleLookup<'_> {
     /// dropped and the broker looked up again, as [`HandleLookup::with_item`] does), or
     /// `None` when the table has no entry for it.
     fn with_entry<R>(&mut self, broker: &Arc<str>, f: impl FnOnce(&FaultEntry) -> R) -> Option<R> {
-        let found = (self.handles.0.iter())
+        let found = (self.handles.all.iter())
             .position(|(name, _)| Arc::ptr_eq(name, broker))
-            .or_else(|| (self.handles.0.iter()).position(|(name, _)| **name == **broker));
+            .or_else(|| (self.handles.all.iter()).position(|(name, _)| **name == **broker));
         if let Some(i) = found {
-            let entry = &self.handles.0[i].1;
+            let entry = &self.handles.all[i].1;
             if !entry.is_removed() {
                 return Some(f(entry));
             }
-            self.handles.0.swap_remove(i);
+            self.handles.all.swap_remove(i);
+            self.handles.sync_first();
         }
         // Under the map's read lock, as a view reads it: no removal slips in between.
         let items = self.fault.items.read();
@@ -790,10 +813,11 @@ impl HandleLookup<'_> {
         let answer = f(entry);
         let entry = entry.clone();
         drop(items);
-        if self.handles.0.len() >= MAX_HANDLES {
-            self.handles.0.clear();
+        if self.handles.all.len() >= MAX_HANDLES {
+            self.handles.all.clear();
         }
-        self.handles.0.push((broker.clone(), entry));
+        self.handles.all.push((broker.clone(), entry));
+        self.handles.sync_first();
         Some(answer)
     }
 
@@ -802,7 +826,7 @@ impl HandleLookup<'_> {
     fn is_available_looked_at(&mut self, broker: &Arc<str>, now: Instant) -> bool {
         // The first remembered entry is this very broker's (one broker, or the one it found
         // first), still in the table. Otherwise the general way.
-        if let Some((name, entry)) = self.handles.0.first() {
+        if let Some((name, entry)) = &self.handles.first {
             if Arc::ptr_eq(name, broker) {
                 let item = entry.lock();
                 if !item.removed {
@@ -817,7 +841,7 @@ impl HandleLookup<'_> {
 
 impl FaultLookup for HandleLookup<'_> {
     fn is_empty(&mut self) -> bool {
-        self.handles.0.is_empty() && self.fault.is_empty()
+        self.handles.all.is_empty() && self.fault.is_empty()
     }
     // Inlined into the queue scan: the usual answer takes a few instructions, the rest is out
     // of line.
@@ -825,7 +849,7 @@ impl FaultLookup for HandleLookup<'_> {
     fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
         // The sender's usual case: its first remembered entry is this very broker's, with no
         // isolation and still in the table (the flag read without the entry's lock).
-        if let Some((name, entry)) = self.handles.0.first() {
+        if let Some((name, entry)) = &self.handles.first {
             if Arc::ptr_eq(name, broker) && entry.is_plain() {
                 return true;
             }
@@ -1114,8 +1138,8 @@ mod tests {
                     let asked = &names[rng.gen_range(0..names.len())];
                     let at = now + MS * rng.gen_range(0..12_000);
                     let h = &mut handles[rng.gen_range(0..2)];
-                    let plain =
-                        (h.0.first()).is_some_and(|(n, e)| Arc::ptr_eq(n, asked) && e.is_plain());
+                    let plain = (h.first.as_ref())
+                        .is_some_and(|(n, e)| Arc::ptr_eq(n, asked) && e.is_plain());
                     flag_answers += usize::from(plain);
                     let mut lookup = HandleLookup {
                         fault: &table,
@@ -1126,6 +1150,10 @@ mod tests {
                         table.is_available(asked, at),
                         "round {round} step {step} broker {asked}"
                     );
+                    // The inline copy is the list's first entry.
+                    let first = h.first.as_ref().map(|(n, e)| (n.clone(), Arc::as_ptr(e)));
+                    let listed = h.all.first().map(|(n, e)| (n.clone(), Arc::as_ptr(e)));
+                    assert_eq!(first, listed, "round {round} step {step}");
                 }
             }
         }
