@@ -255,6 +255,11 @@ struct ReadSide {
     /// The item was taken out of the table (set under the item's lock, with `removed`; never
     /// cleared): lock-free readers of the EWMA look the broker up again, as locked ones do.
     removed: AtomicBool,
+    /// A sender's latency-aware scan read the EWMA (set once, never cleared): from then on
+    /// reports mirror it in the write side's atomics. Until then they skip that work (a
+    /// conversion of the time that costs as much as the rest of the report): a topic with
+    /// one broker never reads it.
+    ewma_wanted: AtomicBool,
 }
 
 /// The part of a [`FaultEntry`] that reporters write on every attempt.
@@ -294,6 +299,7 @@ impl Default for FaultEntry {
             read: Padded::new(ReadSide {
                 plain: AtomicBool::new(true),
                 removed: AtomicBool::new(false),
+                ewma_wanted: AtomicBool::new(false),
             }),
             write: Padded::new(WriteSide {
                 item: Mutex::new(FaultItem::default()),
@@ -324,9 +330,17 @@ impl FaultEntry {
         }
     }
 
-    /// Mirrors `item`'s EWMA in the lock-free fields (its lock held by the caller).
+    /// Mirrors `item`'s EWMA in the lock-free fields (its lock held by the caller), if a
+    /// sender reads them.
     #[inline]
     fn publish_ewma(&self, item: &FaultItem) {
+        if self.read.ewma_wanted.load(Ordering::Relaxed) {
+            self.mirror_ewma(item);
+        }
+    }
+
+    /// Mirrors `item`'s EWMA in the lock-free fields (its lock held by the caller).
+    fn mirror_ewma(&self, item: &FaultItem) {
         if let (Some(secs), Some(at)) = (item.ewma_secs, item.ewma_at) {
             self.write.ewma_at.store(nanos_of(at), Ordering::Relaxed);
             self.write
@@ -341,6 +355,17 @@ impl FaultEntry {
         self.read.plain.load(Ordering::Acquire)
     }
 
+    /// Asks reports to mirror the EWMA from now on, and mirrors the current one. Both under
+    /// the item's lock: a report before this one's lock left an EWMA that this mirrors, a
+    /// report after it sees the flag (the lock orders the flag's store before its load).
+    #[cold]
+    #[inline(never)]
+    fn want_ewma(&self) {
+        let item = self.lock();
+        self.read.ewma_wanted.store(true, Ordering::Release);
+        self.mirror_ewma(&item);
+    }
+
     /// Whether the item was taken out of the table.
     #[inline]
     fn is_removed(&self) -> bool {
@@ -352,6 +377,9 @@ impl FaultEntry {
     /// the EWMA of one report with the time of the next: both are of reports made by then.
     #[inline]
     fn fresh_ewma_secs(&self, now: Instant, max_age: Duration) -> Option<f64> {
+        if !self.read.ewma_wanted.load(Ordering::Acquire) {
+            self.want_ewma();
+        }
         let bits = self.write.ewma_bits.load(Ordering::Acquire);
         if bits == NO_EWMA {
             return None;
