@@ -542,8 +542,15 @@ impl LatencyFaultTolerance {
             Some(now.checked_add(duration).unwrap_or(now))
         };
         let failed = isolation || !reachable;
+        // The flag is `available_at.is_none()` of an item in the table (reports go to items
+        // in the table, under their lock): it changes only when that does. The usual report
+        // (no isolation before or after) neither stores nor loads it.
+        debug_assert!(!item.removed, "reports go to items in the table");
+        let flag_changes = item.available_at.is_none() != available_at.is_none();
         item.available_at = available_at;
-        entry.publish(item);
+        if flag_changes {
+            entry.publish(item);
+        }
         item.reachable = reachable;
         item.last_latency = Some(latency);
         if duration.is_zero() && !isolation {
