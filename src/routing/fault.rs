@@ -17,6 +17,9 @@
 //! sleeping. It is `Send + Sync`: a `parking_lot::RwLock` over the map of brokers, and a mutex
 //! per broker's entry. A sender that remembers a broker's entry (a `FaultMemo`) reports its
 //! attempts on it under the entry's lock alone: no map lookup, no write lock on the map.
+//! Senders choosing a queue read an entry's flags (and, for latency awareness, its EWMA)
+//! without the lock, from a cache line that reports write only when a broker's isolation
+//! starts or ends: the usual good report writes only the reporting thread's own line.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
