@@ -17,6 +17,9 @@
 //! sleeping. It is `Send + Sync`: a `parking_lot::RwLock` over the map of brokers, and a mutex
 //! per broker's entry. A sender that remembers a broker's entry (a `FaultMemo`) reports its
 //! attempts on it under the entry's lock alone: no map lookup, no write lock on the map.
+//! Senders choosing a queue read an entry's flags (and, for latency awareness, its EWMA)
+//! without the lock, from a cache line that reports write only when a broker's isolation
+//! starts or ends: the usual good report writes only the reporting thread's own line.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -31,13 +34,14 @@
 //! ```
 
 use crate::hash::FxHashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
+use crate::padded::Padded;
 
 /// Java 5.1.4+ `latencyMax`: latency thresholds.
 pub const DEFAULT_LATENCY_MAX: [Duration; 7] = [
@@ -226,44 +230,170 @@ impl FaultItem {
     }
 }
 
-/// One broker's entry in the table: its data under a lock, and beside it a flag that a
-/// sender's queue scan reads without the lock.
+/// One broker's entry in the table, in two parts on separate cache lines, so that reports
+/// (on an I/O thread, per response) and queue scans (on the sending threads, per send) do not
+/// move each other's lines between cores:
+///
+/// - what the senders read (`plain`, `removed`): written only when it changes, so a line that
+///   stays shared in every core's cache while brokers are healthy;
+/// - what the reporters write on every attempt (the item under its lock, and the latency EWMA
+///   mirrored in atomics for the senders' latency-aware scans): a line only the reporting
+///   thread touches in the usual case.
 #[derive(Debug)]
 struct FaultEntry {
-    item: Mutex<FaultItem>,
+    read: Padded<ReadSide>,
+    write: Padded<WriteSide>,
+}
+
+/// The part of a [`FaultEntry`] that senders read on every send.
+#[derive(Debug)]
+struct ReadSide {
     /// `true` while the item has no isolation (`available_at` is `None`) and is still in the
-    /// table: the broker is available at any time. Written under the item's lock whenever
-    /// `available_at` or `removed` changes ([`FaultEntry::publish`]); a reader that finds it
-    /// `false` takes the lock and reads the item. A reader racing a writer sees the state
-    /// before or after the write, as it would taking the lock before or after it.
+    /// table: the broker is available at any time. Stored under the item's lock when that
+    /// changes ([`FaultEntry::publish`]), and only then: a report that leaves it as it is (the
+    /// usual good attempt) writes nothing here. A reader that finds it `false` takes the lock
+    /// and reads the item. A reader racing a writer sees the state before or after the write,
+    /// as it would taking the lock before or after it.
     plain: AtomicBool,
+    /// The item was taken out of the table (set under the item's lock, with `removed`; never
+    /// cleared): lock-free readers of the EWMA look the broker up again, as locked ones do.
+    removed: AtomicBool,
+    /// A sender's latency-aware scan read the EWMA (set once, never cleared): from then on
+    /// reports mirror it in the write side's atomics. Until then they skip that work (a
+    /// conversion of the time that costs as much as the rest of the report): a topic with
+    /// one broker never reads it.
+    ewma_wanted: AtomicBool,
+}
+
+/// The part of a [`FaultEntry`] that reporters write on every attempt.
+#[derive(Debug)]
+struct WriteSide {
+    item: Mutex<FaultItem>,
+    /// `item.ewma_secs` as `f64` bits ([`NO_EWMA`] for none), stored under the lock with it:
+    /// the senders' latency-aware scans read it without the lock.
+    ewma_bits: AtomicU64,
+    /// `item.ewma_at` as signed nanoseconds from [`epoch`], stored under the lock before
+    /// `ewma_bits`.
+    ewma_at: AtomicI64,
+}
+
+/// `ewma_bits` of an entry without an EWMA (a NaN: an EWMA of latencies never is one).
+const NO_EWMA: u64 = u64::MAX;
+
+/// The origin of the entries' lock-free EWMA times (the first time one is needed).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `at` as signed nanoseconds from [`epoch`] (saturated at about 292 years either way).
+fn nanos_of(at: Instant) -> i64 {
+    let origin = epoch();
+    match at.checked_duration_since(origin) {
+        Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        None => i64::try_from((origin - at).as_nanos()).map_or(i64::MIN, |n| -n),
+    }
 }
 
 impl Default for FaultEntry {
     /// A broker never reported: available, in the table.
     fn default() -> Self {
         FaultEntry {
-            item: Mutex::new(FaultItem::default()),
-            plain: AtomicBool::new(true),
+            read: Padded::new(ReadSide {
+                plain: AtomicBool::new(true),
+                removed: AtomicBool::new(false),
+                ewma_wanted: AtomicBool::new(false),
+            }),
+            write: Padded::new(WriteSide {
+                item: Mutex::new(FaultItem::default()),
+                ewma_bits: AtomicU64::new(NO_EWMA),
+                ewma_at: AtomicI64::new(0),
+            }),
         }
     }
 }
 
 impl FaultEntry {
     fn lock(&self) -> parking_lot::MutexGuard<'_, FaultItem> {
-        self.item.lock()
+        self.write.item.lock()
     }
 
-    /// Sets the flag from `item` (this entry's item, its lock held by the caller).
+    /// Sets the flags from `item` (this entry's item, its lock held by the caller), storing
+    /// only what changes: the usual report (no isolation before or after) reads the flag and
+    /// leaves the senders' line alone.
+    #[inline]
     fn publish(&self, item: &FaultItem) {
         let plain = item.available_at.is_none() && !item.removed;
-        self.plain.store(plain, Ordering::Release);
+        // Under the item's lock: no other writer, so the load sees the last store.
+        if self.read.plain.load(Ordering::Relaxed) != plain {
+            self.read.plain.store(plain, Ordering::Release);
+        }
+        if item.removed && !self.read.removed.load(Ordering::Relaxed) {
+            self.read.removed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Mirrors `item`'s EWMA in the lock-free fields (its lock held by the caller), if a
+    /// sender reads them.
+    #[inline]
+    fn publish_ewma(&self, item: &FaultItem) {
+        if self.read.ewma_wanted.load(Ordering::Relaxed) {
+            self.mirror_ewma(item);
+        }
+    }
+
+    /// Mirrors `item`'s EWMA in the lock-free fields (its lock held by the caller).
+    fn mirror_ewma(&self, item: &FaultItem) {
+        if let (Some(secs), Some(at)) = (item.ewma_secs, item.ewma_at) {
+            self.write.ewma_at.store(nanos_of(at), Ordering::Relaxed);
+            self.write
+                .ewma_bits
+                .store(secs.to_bits(), Ordering::Release);
+        }
     }
 
     /// Whether the item surely has no isolation and is in the table (`false`: look at it).
     #[inline]
     fn is_plain(&self) -> bool {
-        self.plain.load(Ordering::Acquire)
+        self.read.plain.load(Ordering::Acquire)
+    }
+
+    /// Asks reports to mirror the EWMA from now on, and mirrors the current one. Both under
+    /// the item's lock: a report before this one's lock left an EWMA that this mirrors, a
+    /// report after it sees the flag (the lock orders the flag's store before its load).
+    #[cold]
+    #[inline(never)]
+    fn want_ewma(&self) {
+        let item = self.lock();
+        self.read.ewma_wanted.store(true, Ordering::Release);
+        self.mirror_ewma(&item);
+    }
+
+    /// Whether the item was taken out of the table.
+    #[inline]
+    fn is_removed(&self) -> bool {
+        self.read.removed.load(Ordering::Acquire)
+    }
+
+    /// The EWMA in seconds if its last sample is no older than `max_age` at `now`, read
+    /// without the lock (see [`FaultView::fresh_ewma_secs`]). Racing a report, it may pair
+    /// the EWMA of one report with the time of the next: both are of reports made by then.
+    #[inline]
+    fn fresh_ewma_secs(&self, now: Instant, max_age: Duration) -> Option<f64> {
+        if !self.read.ewma_wanted.load(Ordering::Acquire) {
+            self.want_ewma();
+        }
+        let bits = self.write.ewma_bits.load(Ordering::Acquire);
+        if bits == NO_EWMA {
+            return None;
+        }
+        let at = self.write.ewma_at.load(Ordering::Relaxed);
+        // `now.saturating_duration_since(at) > max_age`, in nanoseconds from the epoch.
+        let age = (i128::from(nanos_of(now)) - i128::from(at)).max(0);
+        if age > i128::try_from(max_age.as_nanos()).unwrap_or(i128::MAX) {
+            return None;
+        }
+        Some(f64::from_bits(bits))
     }
 }
 
@@ -415,8 +545,15 @@ impl LatencyFaultTolerance {
             Some(now.checked_add(duration).unwrap_or(now))
         };
         let failed = isolation || !reachable;
+        // The flag is `available_at.is_none()` of an item in the table (reports go to items
+        // in the table, under their lock): it changes only when that does. The usual report
+        // (no isolation before or after) neither stores nor loads it.
+        debug_assert!(!item.removed, "reports go to items in the table");
+        let flag_changes = item.available_at.is_none() != available_at.is_none();
         item.available_at = available_at;
-        entry.publish(item);
+        if flag_changes {
+            entry.publish(item);
+        }
         item.reachable = reachable;
         item.last_latency = Some(latency);
         if duration.is_zero() && !isolation {
@@ -426,6 +563,7 @@ impl LatencyFaultTolerance {
                 Some(old) => old + LATENCY_EWMA_WEIGHT * (sample - old),
             });
             item.ewma_at = Some(now);
+            entry.publish_ewma(item);
         }
         item.attempts += 1;
         if failed {
@@ -582,12 +720,8 @@ impl FaultView<'_> {
         now: Instant,
         max_age: Duration,
     ) -> Option<f64> {
-        let item = self.items.get(broker)?.lock();
-        let at = item.ewma_at?;
-        if now.saturating_duration_since(at) > max_age {
-            return None;
-        }
-        item.ewma_secs
+        // Without the entry's lock: see `FaultEntry::fresh_ewma_secs`.
+        self.items.get(broker)?.fresh_ewma_secs(now, max_age)
     }
 }
 
@@ -637,7 +771,27 @@ const MAX_HANDLES: usize = 32;
 /// entry taken out of the table since is dropped and the broker looked up again; a broker with
 /// no entry (never reported) is looked up each time, as it may be reported at any moment.
 #[derive(Clone, Default)]
-pub(crate) struct FaultHandles(Vec<(Arc<str>, Arc<FaultEntry>)>);
+pub(crate) struct FaultHandles {
+    /// A copy of `all`'s first entry (the one the usual send asks about), inline where the
+    /// handles are kept (a send box): the queue scan's usual answer reads no line of `all`'s
+    /// buffer, a small heap block whose neighbours other threads may write.
+    first: Option<(Arc<str>, Arc<FaultEntry>)>,
+    all: Vec<(Arc<str>, Arc<FaultEntry>)>,
+}
+
+impl FaultHandles {
+    /// Makes `first` a copy of `all`'s first entry again (after `all` changed).
+    fn sync_first(&mut self) {
+        let same = match (&self.first, self.all.first()) {
+            (Some((_, a)), Some((_, b))) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.first = self.all.first().cloned();
+        }
+    }
+}
 
 /// [`FaultLookup`] through a sender's [`FaultHandles`] on a table.
 pub(crate) struct HandleLookup<'a> {
@@ -648,16 +802,17 @@ pub(crate) struct HandleLookup<'a> {
 impl HandleLookup<'_> {
     /// `f` of `broker`'s entry, or `None` when the table has no entry for it.
     fn with_item<R>(&mut self, broker: &Arc<str>, f: impl FnOnce(&FaultItem) -> R) -> Option<R> {
-        let found = (self.handles.0.iter())
+        let found = (self.handles.all.iter())
             .position(|(name, _)| Arc::ptr_eq(name, broker))
-            .or_else(|| (self.handles.0.iter()).position(|(name, _)| **name == **broker));
+            .or_else(|| (self.handles.all.iter()).position(|(name, _)| **name == **broker));
         if let Some(i) = found {
-            let item = self.handles.0[i].1.lock();
+            let item = self.handles.all[i].1.lock();
             if !item.removed {
                 return Some(f(&item));
             }
             drop(item);
-            self.handles.0.swap_remove(i);
+            self.handles.all.swap_remove(i);
+            self.handles.sync_first();
         }
         // Under the map's read lock, as a view reads it: no removal slips in between.
         let items = self.fault.items.read();
@@ -665,21 +820,51 @@ impl HandleLookup<'_> {
         let answer = f(&entry.lock());
         let entry = entry.clone();
         drop(items);
-        if self.handles.0.len() >= MAX_HANDLES {
-            self.handles.0.clear();
+        if self.handles.all.len() >= MAX_HANDLES {
+            self.handles.all.clear();
         }
-        self.handles.0.push((broker.clone(), entry));
+        self.handles.all.push((broker.clone(), entry));
+        self.handles.sync_first();
         Some(answer)
     }
 }
 
 impl HandleLookup<'_> {
+    /// `f` of `broker`'s entry, read without its lock (an entry taken out of the table is
+    /// dropped and the broker looked up again, as [`HandleLookup::with_item`] does), or
+    /// `None` when the table has no entry for it.
+    fn with_entry<R>(&mut self, broker: &Arc<str>, f: impl FnOnce(&FaultEntry) -> R) -> Option<R> {
+        let found = (self.handles.all.iter())
+            .position(|(name, _)| Arc::ptr_eq(name, broker))
+            .or_else(|| (self.handles.all.iter()).position(|(name, _)| **name == **broker));
+        if let Some(i) = found {
+            let entry = &self.handles.all[i].1;
+            if !entry.is_removed() {
+                return Some(f(entry));
+            }
+            self.handles.all.swap_remove(i);
+            self.handles.sync_first();
+        }
+        // Under the map's read lock, as a view reads it: no removal slips in between.
+        let items = self.fault.items.read();
+        let entry = items.get(&**broker)?;
+        let answer = f(entry);
+        let entry = entry.clone();
+        drop(items);
+        if self.handles.all.len() >= MAX_HANDLES {
+            self.handles.all.clear();
+        }
+        self.handles.all.push((broker.clone(), entry));
+        self.handles.sync_first();
+        Some(answer)
+    }
+
     /// [`FaultLookup::is_available`] beyond the flag: the entry read under its lock.
     #[inline(never)]
     fn is_available_looked_at(&mut self, broker: &Arc<str>, now: Instant) -> bool {
         // The first remembered entry is this very broker's (one broker, or the one it found
         // first), still in the table. Otherwise the general way.
-        if let Some((name, entry)) = self.handles.0.first() {
+        if let Some((name, entry)) = &self.handles.first {
             if Arc::ptr_eq(name, broker) {
                 let item = entry.lock();
                 if !item.removed {
@@ -694,7 +879,7 @@ impl HandleLookup<'_> {
 
 impl FaultLookup for HandleLookup<'_> {
     fn is_empty(&mut self) -> bool {
-        self.handles.0.is_empty() && self.fault.is_empty()
+        self.handles.all.is_empty() && self.fault.is_empty()
     }
     // Inlined into the queue scan: the usual answer takes a few instructions, the rest is out
     // of line.
@@ -702,7 +887,7 @@ impl FaultLookup for HandleLookup<'_> {
     fn is_available(&mut self, broker: &Arc<str>, now: Instant) -> bool {
         // The sender's usual case: its first remembered entry is this very broker's, with no
         // isolation and still in the table (the flag read without the entry's lock).
-        if let Some((name, entry)) = self.handles.0.first() {
+        if let Some((name, entry)) = &self.handles.first {
             if Arc::ptr_eq(name, broker) && entry.is_plain() {
                 return true;
             }
@@ -719,14 +904,9 @@ impl FaultLookup for HandleLookup<'_> {
         now: Instant,
         max_age: Duration,
     ) -> Option<f64> {
-        self.with_item(broker, |item| {
-            let at = item.ewma_at?;
-            if now.saturating_duration_since(at) > max_age {
-                return None;
-            }
-            item.ewma_secs
-        })
-        .flatten()
+        // Without the entry's lock: see `FaultEntry::fresh_ewma_secs`.
+        self.with_entry(broker, |entry| entry.fresh_ewma_secs(now, max_age))
+            .flatten()
     }
 }
 
@@ -996,8 +1176,8 @@ mod tests {
                     let asked = &names[rng.gen_range(0..names.len())];
                     let at = now + MS * rng.gen_range(0..12_000);
                     let h = &mut handles[rng.gen_range(0..2)];
-                    let plain =
-                        (h.0.first()).is_some_and(|(n, e)| Arc::ptr_eq(n, asked) && e.is_plain());
+                    let plain = (h.first.as_ref())
+                        .is_some_and(|(n, e)| Arc::ptr_eq(n, asked) && e.is_plain());
                     flag_answers += usize::from(plain);
                     let mut lookup = HandleLookup {
                         fault: &table,
@@ -1008,6 +1188,10 @@ mod tests {
                         table.is_available(asked, at),
                         "round {round} step {step} broker {asked}"
                     );
+                    // The inline copy is the list's first entry.
+                    let first = h.first.as_ref().map(|(n, e)| (n.clone(), Arc::as_ptr(e)));
+                    let listed = h.all.first().map(|(n, e)| (n.clone(), Arc::as_ptr(e)));
+                    assert_eq!(first, listed, "round {round} step {step}");
                 }
             }
         }
@@ -1015,6 +1199,193 @@ mod tests {
             flag_answers > 1000,
             "the flag answered {flag_answers} times"
         );
+    }
+
+    /// The table as it was before reports left the senders' line alone when nothing changes
+    /// (every report stored the flag, and all data was read under the entry's lock): the
+    /// reference for the differential test below.
+    #[derive(Default, Clone)]
+    struct Reference {
+        available_at: Option<Instant>,
+        reachable: bool,
+        ewma_secs: Option<f64>,
+        ewma_at: Option<Instant>,
+        attempts: u64,
+        consecutive_failures: u32,
+    }
+
+    impl Reference {
+        fn new() -> Self {
+            Reference {
+                reachable: true,
+                ..Reference::default()
+            }
+        }
+
+        fn update(
+            &mut self,
+            t: &FaultTables,
+            latency: Duration,
+            isolation: bool,
+            reachable: bool,
+            now: Instant,
+        ) {
+            let d = t.not_available_for(if isolation {
+                ISOLATION_LATENCY
+            } else {
+                latency
+            });
+            self.available_at = (!d.is_zero()).then(|| now.checked_add(d).unwrap_or(now));
+            self.reachable = reachable;
+            if d.is_zero() && !isolation {
+                let sample = latency.as_secs_f64();
+                self.ewma_secs = Some(match self.ewma_secs {
+                    None => sample,
+                    Some(old) => old + LATENCY_EWMA_WEIGHT * (sample - old),
+                });
+                self.ewma_at = Some(now);
+            }
+            self.attempts += 1;
+            if isolation || !reachable {
+                self.consecutive_failures += 1;
+            } else {
+                self.consecutive_failures = 0;
+            }
+        }
+
+        fn is_available(&self, now: Instant) -> bool {
+            self.available_at.map_or(true, |at| now >= at)
+        }
+
+        fn fresh_ewma_secs(&self, now: Instant, max_age: Duration) -> Option<f64> {
+            let at = self.ewma_at?;
+            if now.saturating_duration_since(at) > max_age {
+                return None;
+            }
+            self.ewma_secs
+        }
+    }
+
+    /// Random runs of mostly usual reports (good, under the first threshold: they leave the
+    /// senders' line alone) with failures, slow attempts in every bucket, removals and
+    /// re-adds in between, through two memos: after every report the isolation decisions (by
+    /// name, through the lock-free flag, through a sender's handles), the flag itself, the
+    /// lock-free EWMA and the health data are those of the reference, the locked update that
+    /// stored everything on every report.
+    #[test]
+    fn reports_that_skip_unchanged_stores_match_the_locked_update() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        let names: Vec<Arc<str>> = ["a", "b"].into_iter().map(Arc::from).collect();
+        let thresholds = [0u32, 49, 50, 99, 100, 549, 550, 1800, 3000, 5000, 15000];
+        let (mut plain_true, mut plain_false) = (0usize, 0usize);
+        for round in 0..300 {
+            let table = LatencyFaultTolerance::default();
+            let mut reference: Vec<Option<Reference>> = vec![None; names.len()];
+            let mut memos: Vec<FaultMemo> = (0..2).map(|_| FaultMemo::default()).collect();
+            let mut handles = FaultHandles::default();
+            let t0 = Instant::now();
+            let mut now = t0;
+            for step in 0..rng.gen_range(1..300u32) {
+                now += MS * rng.gen_range(0..3_000);
+                let b = rng.gen_range(0..names.len());
+                let name = &names[b];
+                match rng.gen_range(0..100) {
+                    0 => {
+                        table.remove(name);
+                        reference[b] = None;
+                    }
+                    1..=10 => {
+                        let latency = MS * thresholds[rng.gen_range(0..thresholds.len())];
+                        let isolation = rng.gen_bool(0.5);
+                        let reachable = rng.gen_bool(0.5);
+                        let memo = &mut memos[rng.gen_range(0..2)];
+                        table.update_memo(name, memo, latency, isolation, reachable, now);
+                        (reference[b].get_or_insert_with(Reference::new)).update(
+                            table.tables(),
+                            latency,
+                            isolation,
+                            reachable,
+                            now,
+                        );
+                    }
+                    _ => {
+                        let latency = MS * rng.gen_range(0..50);
+                        let memo = &mut memos[rng.gen_range(0..2)];
+                        table.update_memo(name, memo, latency, false, true, now);
+                        (reference[b].get_or_insert_with(Reference::new)).update(
+                            table.tables(),
+                            latency,
+                            false,
+                            true,
+                            now,
+                        );
+                    }
+                }
+                for (b, name) in names.iter().enumerate() {
+                    let want = reference[b].as_ref();
+                    let ctx = format!("round {round} step {step} broker {name}");
+                    // The flag: set exactly while the broker has no isolation.
+                    if let Some(entry) = table.items.read().get(&**name) {
+                        let plain = want.is_some_and(|r| r.available_at.is_none());
+                        assert_eq!(entry.is_plain(), plain, "{ctx}");
+                        if plain {
+                            plain_true += 1
+                        } else {
+                            plain_false += 1
+                        }
+                    }
+                    for at in [now, now + MS * rng.gen_range(0..31_000)] {
+                        let available = want.map_or(true, |r| r.is_available(at));
+                        assert_eq!(table.is_available(name, at), available, "{ctx}");
+                        let mut lookup = HandleLookup {
+                            fault: &table,
+                            handles: &mut handles,
+                        };
+                        assert_eq!(
+                            FaultLookup::is_available(&mut lookup, name, at),
+                            available,
+                            "{ctx}"
+                        );
+                        let ewma = want.and_then(|r| r.fresh_ewma_secs(at, SLOW));
+                        assert_eq!(lookup.fresh_ewma_secs(name, at, SLOW), ewma, "{ctx}");
+                        let by_view = table.with_view(|v| v.fresh_ewma_secs(name, at, SLOW));
+                        assert_eq!(by_view, ewma, "{ctx}");
+                    }
+                    let info = table
+                        .snapshot(now)
+                        .into_iter()
+                        .find(|i| *i.broker_name == **name);
+                    match (info, want) {
+                        (None, None) => {}
+                        (Some(i), Some(r)) => {
+                            assert_eq!(i.available, r.is_available(now), "{ctx}");
+                            assert_eq!(i.reachable, r.reachable, "{ctx}");
+                            assert_eq!(i.attempts, r.attempts, "{ctx}");
+                            assert_eq!(i.consecutive_failures, r.consecutive_failures, "{ctx}");
+                            assert_eq!(i.latency_ewma, r.ewma_secs.map(secs_to_duration), "{ctx}");
+                        }
+                        (i, r) => panic!("{ctx}: {i:?} vs {}", r.is_some()),
+                    }
+                }
+            }
+        }
+        assert!(
+            plain_true > 10_000 && plain_false > 1_000,
+            "{plain_true} {plain_false}"
+        );
+    }
+
+    const SLOW: Duration = Duration::from_secs(10);
+
+    /// The part senders read and the part reporters write are on separate 128-byte lines.
+    #[test]
+    fn the_senders_line_is_apart_from_the_reporters() {
+        let entry = FaultEntry::default();
+        let read = &*entry.read as *const ReadSide as usize;
+        let write = &*entry.write as *const WriteSide as usize;
+        assert_eq!((read % 128, write % 128), (0, 0));
+        assert!(read.abs_diff(write) >= 128);
     }
 
     #[test]
