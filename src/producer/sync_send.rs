@@ -43,10 +43,10 @@ pub(super) struct SyncMemo {
 }
 
 /// A synchronous send's memory: this thread's slot of [`SyncMemos`], or a fresh memory when
-/// the slot is in use (never waited for).
+/// the slot is in use (never waited for; rare, so boxed: the usual slot stays two words).
 pub(super) enum SyncSlot<'a> {
     Kept(MutexGuard<'a, SyncMemo>),
-    Fresh(SyncMemo),
+    Fresh(Box<SyncMemo>),
 }
 
 impl std::ops::Deref for SyncSlot<'_> {
@@ -89,7 +89,7 @@ impl SyncMemos {
     pub(super) fn take(&self) -> SyncSlot<'_> {
         match self.slot() {
             Some(memo) => SyncSlot::Kept(memo),
-            None => SyncSlot::Fresh(SyncMemo::default()),
+            None => SyncSlot::Fresh(Box::default()),
         }
     }
 }
