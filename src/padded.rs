@@ -5,9 +5,6 @@
 //! VM each transfer costs ~100 ns. 128 bytes, as `crossbeam_utils::CachePadded` uses on x86-64
 //! and aarch64: the adjacent-line prefetcher pulls lines in pairs.
 
-// Until its first users land (this session's hand-off and stats branches); removed then.
-#![allow(dead_code)]
-
 use std::ops::{Deref, DerefMut};
 
 /// `T` aligned (and so padded) to 128 bytes.
