@@ -974,6 +974,9 @@ impl SpentSends {
     /// threads have stopped.
     #[allow(clippy::vec_box)]
     fn hand_over(&self, staged: &mut Vec<Box<AsyncSend>>) {
+        if staged.is_empty() {
+            return;
+        }
         let schedule = {
             let mut list = self.list.lock();
             let fit = staged
