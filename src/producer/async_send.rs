@@ -826,9 +826,6 @@ fn thread_slot() -> usize {
 
 /// The finished sends a thread staged, not yet handed over ([`AsyncSend::retire`]).
 struct Staging {
-    /// Whether this thread ends its turns with [`hand_over_retired`] (it has called it once):
-    /// then sends are staged; else each is handed over at once.
-    turns: bool,
     /// The list the staged sends go to (their producer's): this thread's own count on it,
     /// so a retiring send takes none.
     home: Option<Arc<SpentSends>>,
@@ -840,7 +837,6 @@ struct Staging {
 thread_local! {
     static STAGING: std::cell::RefCell<Staging> = const {
         std::cell::RefCell::new(Staging {
-            turns: false,
             home: None,
             staged: Vec::new(),
         })
@@ -864,8 +860,10 @@ impl Staging {
             self.staged.reserve_exact(BATCH);
         }
         self.staged.push(send);
-        if !self.turns || self.staged.len() >= BATCH {
+        if TURNS.get() == NO_TURNS || self.staged.len() >= BATCH {
             self.hand_over();
+        } else if self.staged.len() == 1 {
+            TURNS.set(STAGED);
         }
     }
 
@@ -873,6 +871,9 @@ impl Staging {
     fn hand_over(&mut self) {
         if let Some(home) = &self.home {
             home.hand_over(&mut self.staged);
+        }
+        if TURNS.get() == STAGED {
+            TURNS.set(EMPTY);
         }
         debug_assert!(self.staged.is_empty());
     }
@@ -884,14 +885,32 @@ impl Staging {
 /// calls it at the end of every turn of its event loop (and after its last), so nothing stays
 /// staged while it sleeps.
 pub(crate) fn hand_over_retired() {
-    let _ = STAGING.try_with(|cell| {
-        if let Ok(mut staging) = cell.try_borrow_mut() {
-            staging.turns = true;
-            if !staging.staged.is_empty() {
-                staging.hand_over();
-            }
+    // A flag of its own (no destructor: read with no check), so a turn that staged nothing
+    // costs one load.
+    match TURNS.get() {
+        EMPTY => {}
+        NO_TURNS => TURNS.set(EMPTY),
+        _ => {
+            let _ = STAGING.try_with(|cell| {
+                if let Ok(mut staging) = cell.try_borrow_mut() {
+                    staging.hand_over();
+                }
+            });
         }
-    });
+    }
+}
+
+/// [`TURNS`]: this thread does not end turns with [`hand_over_retired`] (never called it).
+const NO_TURNS: u8 = 0;
+/// [`TURNS`]: it ends turns, and nothing is staged.
+const EMPTY: u8 = 1;
+/// [`TURNS`]: it ends turns, and sends are staged.
+const STAGED: u8 = 2;
+
+thread_local! {
+    /// Whether this thread ends its turns with [`hand_over_retired`] (then its finished sends
+    /// are staged; else each is handed over at once), and whether it has sends staged.
+    static TURNS: std::cell::Cell<u8> = const { std::cell::Cell::new(NO_TURNS) };
 }
 
 /// The memos of a send's box (its broker address and target, fault-table entries, route
