@@ -196,17 +196,6 @@ impl ReadyCallback {
     }
 }
 
-/// Whether this thread is an I/O thread (of any client).
-fn on_io_thread() -> bool {
-    thread_local! {
-        // A thread's name never changes: looked up once per thread.
-        static IO_THREAD: bool = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("rocketmq-io"));
-    }
-    IO_THREAD.with(|io| *io)
-}
-
 impl Inner {
     /// Runs user code (a callback) on the callback pool. Once the pool has stopped (late in
     /// a shutdown), on the thread calling shutdown; once shutdown has ended, here. Never on
@@ -676,28 +665,29 @@ impl AsyncSend {
         self.retire();
     }
 
-    /// Leaves an ended send's box to be freed (see [`Inner::recycle`]).
+    /// Leaves an ended send's box to be freed or reused (see [`SpentSends`]): staged on this
+    /// thread when it ends its turns with [`hand_over_retired`] (an I/O thread: handed over
+    /// at the end of the turn, or once [`BATCH`] are staged), else handed over at once. Its
+    /// producer's list is reached through the thread's own count on it, not a count taken per
+    /// send: no `Arc` clone here but on the rare paths (a free to schedule, a full list).
     fn retire(self: Box<Self>) {
-        let inner = self.inner.clone();
-        if on_io_thread() {
-            // Its memory was allocated on the sending side: the next sender or an internal
-            // thread frees it soon (one job per burst: scheduled when the list was empty),
-            // which keeps the allocator's cross-thread work off the I/O thread.
-            match inner.spent.put(self) {
-                Ok(false) => {}
-                Ok(true) => {
-                    if !inner.executor.schedule_free() {
-                        // Shut down: free what is there now.
-                        while let Some(spent) = inner.spent.take_one() {
-                            inner.recycle(spent);
-                        }
-                    }
-                }
-                // Full: freed here.
-                Err(send) => inner.recycle(send),
+        let mut send = Some(self);
+        let staged = STAGING.try_with(|cell| {
+            // Busy only if freeing a send re-entered here: then the send goes the plain way.
+            let Ok(mut staging) = cell.try_borrow_mut() else {
+                return;
+            };
+            if let Some(send) = send.take() {
+                staging.stage(send);
             }
-        } else {
-            inner.recycle(self);
+        });
+        if staged.is_err() || send.is_some() {
+            // This thread's staging is gone (the thread is ending) or busy.
+            if let Some(send) = send {
+                let spent = send.inner.spent.clone();
+                let mut one = vec![send];
+                spent.hand_over(&mut one);
+            }
         }
     }
 
@@ -771,35 +761,176 @@ impl crate::remoting::PoolJob for AsyncSend {
             ready.run(Some(&self.inner.callback_slots));
         }
         self.ready = None;
-        let inner = self.inner.clone();
-        inner.recycle(self);
+        self.retire();
     }
 }
 
 /// Most finished sends' boxes kept for reuse.
 pub(super) const FREE_SENDS: usize = 1024;
 
-/// Most finished sends waiting for an internal thread to free them.
+/// Most finished sends waiting for a sender to reuse them or an internal thread to free them.
 pub(super) const SPENT_CAPACITY: usize = 4096;
 
-/// Finished sends a sender leaves waiting: above this many, it takes in two per send
-/// ([`SpentSends::take_for_send`]), so a backlog drains; at or below, one (the one it reuses).
-pub(super) const SPENT_BACKLOG: usize = 256;
+/// Boxes handed over at once: an I/O thread hands its finished sends over at the end of each
+/// turn or once this many are staged; a sender takes up to this many at once into its own
+/// spare list. So the list both sides lock is locked once per batch, not once per send.
+pub(super) const BATCH: usize = 32;
 
-/// Finished sends an I/O thread leaves for another thread to free ([`Inner::spent`]): the
-/// next sender takes one per send (two while more than [`SPENT_BACKLOG`] wait), an internal
-/// thread the rest (a job scheduled when an
-/// I/O thread finds the list empty: every finished send left here is then taken by a job
-/// that has not run yet, or by a later one). One short lock per finished send, and no
-/// allocation: the list is made with room for [`SPENT_CAPACITY`] and never grows.
+/// Spare lists of one producer, one per sending thread (threads beyond this many share them:
+/// a slot is a lock of its own, so sharing is correct, only slower).
+const SLOTS: usize = 8;
+
+/// Finished sends left for another thread to reuse or free ([`Inner::spent`]), and the
+/// senders' spare boxes.
+///
+/// - An I/O thread stages the sends it ends on itself (no lock: see [`STAGING`]) and hands
+///   them over here at the end of its turn ([`hand_over_retired`]) or once [`BATCH`] are
+///   staged: one lock per batch. Other threads hand each over at once.
+/// - A sender takes its box from its own spare list ([`SpentSends::slots`], a lock no other
+///   thread takes while it sends), and refills that list with up to [`BATCH`] finished
+///   sends at once (one lock on `list`), emptied right then; else from the free list.
+/// - An internal thread frees what is left (a job scheduled when a hand-over finds none
+///   pending: every finished send left here is then taken by a job that has not run yet, or
+///   by a later one).
+///
+/// No allocation: the list is made with room for [`SPENT_CAPACITY`] and never grows, a spare
+/// list has room for [`BATCH`]; what does not fit is freed where it is.
 pub(super) struct SpentSends {
     #[allow(clippy::vec_box)] // the boxes are what is handed over
-    list: parking_lot::Mutex<Vec<Box<AsyncSend>>>,
+    list: crate::padded::Padded<parking_lot::Mutex<Vec<Box<AsyncSend>>>>,
+    /// A free job ([`super::executor::Job::FreeSpent`]) is queued and has not started yet.
+    /// Read under `list`'s lock by a hand-over (see [`SpentSends::hand_over`]).
+    pub(super) free_queued: AtomicBool,
+    /// The senders' spare boxes, by thread slot ([`thread_slot`]); `None` once shutdown has
+    /// emptied them for good (each box holds its producer).
+    slots: Box<[crate::padded::Padded<parking_lot::Mutex<Option<Spare>>>]>,
     /// The memos a new box starts with (see [`MemoSeed`]).
     seed: parking_lot::Mutex<Option<MemoSeed>>,
     /// Whether the next attempt is to leave its memos in `seed`: at first, and after each
     /// new box took them (so the seed follows what sends use now).
     seed_wanted: AtomicBool,
+}
+
+/// A sending thread's spare boxes (at most [`BATCH`] of each kind: made with that room).
+struct Spare {
+    /// Emptied boxes (given back, or from the free list).
+    #[allow(clippy::vec_box)]
+    clean: Vec<Box<AsyncSend>>,
+    /// Finished sends taken from the list at once, emptied one at a time as they are used:
+    /// each frees its message's memory just before the next message is allocated, so the
+    /// allocator's thread cache serves both (emptying a whole batch at once would overflow
+    /// it). A free job takes what is left here (with the list), so a sender that stops
+    /// leaves no message behind.
+    #[allow(clippy::vec_box)]
+    dirty: Vec<Box<AsyncSend>>,
+}
+
+impl Spare {
+    fn new() -> Spare {
+        Spare {
+            clean: Vec::with_capacity(BATCH),
+            dirty: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+/// This thread's slot among a producer's spare lists: threads are numbered as they first
+/// send, and share a slot only beyond [`SLOTS`] threads.
+fn thread_slot() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    }
+    SLOT.try_with(|s| *s).unwrap_or(0)
+}
+
+/// The finished sends a thread staged, not yet handed over ([`AsyncSend::retire`]).
+struct Staging {
+    /// The list the staged sends go to (their producer's): this thread's own count on it,
+    /// so a retiring send takes none.
+    home: Option<Arc<SpentSends>>,
+    /// At most [`BATCH`], all of `home`'s producer.
+    #[allow(clippy::vec_box)]
+    staged: Vec<Box<AsyncSend>>,
+}
+
+thread_local! {
+    static STAGING: std::cell::RefCell<Staging> = const {
+        std::cell::RefCell::new(Staging {
+            home: None,
+            staged: Vec::new(),
+        })
+    };
+}
+
+impl Staging {
+    /// Stages `send`, handing the staged ones over when the batch is full, when `send` is of
+    /// another producer, or when this thread does not end turns.
+    fn stage(&mut self, send: Box<AsyncSend>) {
+        let home_of_send = self
+            .home
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, &send.inner.spent));
+        if !home_of_send {
+            // Another producer's (or the first): what is staged goes to its own list first.
+            self.hand_over();
+            self.home = Some(send.inner.spent.clone());
+        }
+        if self.staged.capacity() == 0 {
+            self.staged.reserve_exact(BATCH);
+        }
+        self.staged.push(send);
+        if TURNS.get() == NO_TURNS || self.staged.len() >= BATCH {
+            self.hand_over();
+        } else if self.staged.len() == 1 {
+            TURNS.set(STAGED);
+        }
+    }
+
+    /// Hands what is staged over (one lock).
+    fn hand_over(&mut self) {
+        if let Some(home) = &self.home {
+            home.hand_over(&mut self.staged);
+        }
+        if TURNS.get() == STAGED {
+            TURNS.set(EMPTY);
+        }
+        debug_assert!(self.staged.is_empty());
+    }
+}
+
+/// Hands the finished sends this thread staged over to their producer (one lock for all of
+/// them), and marks the thread as one that calls this at the end of each turn, so that from
+/// now on its finished sends are staged rather than handed over one by one. An I/O thread
+/// calls it at the end of every turn of its event loop (and after its last), so nothing stays
+/// staged while it sleeps.
+pub(crate) fn hand_over_retired() {
+    // A flag of its own (no destructor: read with no check), so a turn that staged nothing
+    // costs one load.
+    match TURNS.get() {
+        EMPTY => {}
+        NO_TURNS => TURNS.set(EMPTY),
+        _ => {
+            let _ = STAGING.try_with(|cell| {
+                if let Ok(mut staging) = cell.try_borrow_mut() {
+                    staging.hand_over();
+                }
+            });
+        }
+    }
+}
+
+/// [`TURNS`]: this thread does not end turns with [`hand_over_retired`] (never called it).
+const NO_TURNS: u8 = 0;
+/// [`TURNS`]: it ends turns, and nothing is staged.
+const EMPTY: u8 = 1;
+/// [`TURNS`]: it ends turns, and sends are staged.
+const STAGED: u8 = 2;
+
+thread_local! {
+    /// Whether this thread ends its turns with [`hand_over_retired`] (then its finished sends
+    /// are staged; else each is handed over at once), and whether it has sends staged.
+    static TURNS: std::cell::Cell<u8> = const { std::cell::Cell::new(NO_TURNS) };
 }
 
 /// The memos of a send's box (its broker address and target, fault-table entries, route
@@ -838,10 +969,17 @@ impl MemoSeed {
 }
 
 impl SpentSends {
-    /// An empty list with room for [`SPENT_CAPACITY`] sends.
+    /// An empty list with room for [`SPENT_CAPACITY`] sends, and empty spare lists with room
+    /// for [`BATCH`] each.
     pub(super) fn new() -> Self {
         SpentSends {
-            list: parking_lot::Mutex::new(Vec::with_capacity(SPENT_CAPACITY)),
+            list: crate::padded::Padded::new(parking_lot::Mutex::new(Vec::with_capacity(
+                SPENT_CAPACITY,
+            ))),
+            free_queued: AtomicBool::new(false),
+            slots: (0..SLOTS)
+                .map(|_| crate::padded::Padded::new(parking_lot::Mutex::new(Some(Spare::new()))))
+                .collect(),
             seed: parking_lot::Mutex::new(None),
             seed_wanted: AtomicBool::new(true),
         }
@@ -868,17 +1006,42 @@ impl SpentSends {
         self.seed_wanted.store(true, Ordering::Relaxed);
     }
 
-    /// Leaves `send` to be freed: `Ok(true)` if the list was empty (the caller makes sure a
-    /// free is scheduled), `Err(send)` when the list is full (the caller frees it).
-    #[allow(clippy::result_large_err)] // the send is handed back, not an error
-    pub(super) fn put(&self, send: Box<AsyncSend>) -> std::result::Result<bool, Box<AsyncSend>> {
-        let mut list = self.list.lock();
-        if list.len() >= SPENT_CAPACITY {
-            return Err(send);
+    /// Moves the finished sends in `staged` (all of this producer's) here with one lock;
+    /// what does not fit is freed here. Schedules a free job unless one is pending (read
+    /// under the lock: a job clears its flag before it takes the list, so either it takes
+    /// these or this sees the flag cleared); frees everything at once if the internal
+    /// threads have stopped.
+    #[allow(clippy::vec_box)]
+    fn hand_over(&self, staged: &mut Vec<Box<AsyncSend>>) {
+        if staged.is_empty() {
+            return;
         }
-        let was_empty = list.is_empty();
-        list.push(send);
-        Ok(was_empty)
+        let schedule = {
+            let mut list = self.list.lock();
+            let fit = staged
+                .len()
+                .min(SPENT_CAPACITY - list.len().min(SPENT_CAPACITY));
+            let rest = staged.len() - fit;
+            list.extend(staged.drain(rest..));
+            // The producer, to reach its internal threads: a count taken only here (at most
+            // once per free job).
+            match list.last() {
+                Some(last) if !self.free_queued.load(Ordering::Acquire) => Some(last.inner.clone()),
+                _ => None,
+            }
+        };
+        // Full: freed here.
+        for send in staged.drain(..) {
+            send.recycle();
+        }
+        if let Some(inner) = schedule {
+            if !inner.executor.schedule_free() {
+                // Shut down: free what is there now.
+                while let Some(spent) = self.take_one() {
+                    inner.recycle(spent);
+                }
+            }
+        }
     }
 
     /// Takes one finished send, if any.
@@ -886,30 +1049,68 @@ impl SpentSends {
         self.list.lock().pop()
     }
 
-    /// Takes a finished send for a sender to reuse (the last one left), and a second one to
-    /// free while more than [`SPENT_BACKLOG`] would still wait (one lock for both).
-    pub(super) fn take_for_send(&self) -> (Option<Box<AsyncSend>>, Option<Box<AsyncSend>>) {
+    /// Moves up to [`BATCH`] finished sends into `into`, short of its room (one lock).
+    #[allow(clippy::vec_box)]
+    fn take_batch(&self, into: &mut Vec<Box<AsyncSend>>) {
+        let want = BATCH.min(into.capacity()).saturating_sub(into.len());
+        if want == 0 {
+            return;
+        }
         let mut list = self.list.lock();
-        let first = list.pop();
-        let second = if list.len() > SPENT_BACKLOG {
-            list.pop()
-        } else {
-            None
-        };
-        (first, second)
+        let from = list.len() - want.min(list.len());
+        into.extend(list.drain(from..));
     }
 
-    /// Moves every finished send into `into` (reused: it grows to the most ever taken at
-    /// once, then allocates no more).
+    /// Moves every finished send into `into`, those the senders took and have not used
+    /// too (reused: it grows to the most ever taken at once, then allocates no more).
     #[allow(clippy::vec_box)]
     pub(super) fn take_all(&self, into: &mut Vec<Box<AsyncSend>>) {
         into.append(&mut *self.list.lock());
+        for slot in self.slots.iter() {
+            if let Some(spare) = slot.lock().as_mut() {
+                into.append(&mut spare.dirty);
+            }
+        }
     }
 
-    /// Finished sends waiting.
+    /// This thread's spare list.
+    fn slot(&self) -> &parking_lot::Mutex<Option<Spare>> {
+        &self.slots[thread_slot() % self.slots.len()]
+    }
+
+    /// Frees every spare box and finished send, for good: spare lists refuse boxes from now
+    /// on (each holds its producer). At shutdown, once no I/O or internal thread is left.
+    pub(super) fn close(&self) {
+        for slot in self.slots.iter() {
+            let spare = slot.lock().take();
+            drop(spare);
+        }
+        let mut spent = Vec::new();
+        self.take_all(&mut spent);
+        drop(spent);
+    }
+
+    /// Finished sends waiting (in the list, or taken by a sender and not used yet).
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
+        let taken: usize = (self.slots.iter())
+            .map(|slot| slot.lock().as_ref().map_or(0, |s| s.dirty.len()))
+            .sum();
+        self.list.lock().len() + taken
+    }
+
+    /// Finished sends in the list.
+    #[cfg(test)]
+    pub(super) fn list_len(&self) -> usize {
         self.list.lock().len()
+    }
+
+    /// This thread's spare boxes: (emptied, finished sends not emptied yet).
+    #[cfg(test)]
+    pub(super) fn spare_len(&self) -> (usize, usize) {
+        let slot = self.slot().lock();
+        slot.as_ref()
+            .map_or((0, 0), |s| (s.clean.len(), s.dirty.len()))
     }
 }
 
@@ -940,6 +1141,15 @@ impl AsyncSend {
             // Its pool job was dropped unrun: the callback still runs, once.
             self.inner.run_user(Box::new(move || ready.run(None)));
         }
+    }
+
+    /// Reads what [`AsyncSend::clear`] reads first (what ending the send wrote), for
+    /// nothing but to bring it into this thread's cache (see [`Inner::send_box`]).
+    #[inline]
+    fn touch(&self) {
+        std::hint::black_box(
+            self.done.is_none() & self.permit.is_none() & self.ready.is_none() & self.op.is_none(),
+        );
     }
 
     /// Empties it in place, as [`AsyncSend::vacant`] makes one (what it held is dropped
@@ -986,29 +1196,84 @@ impl Inner {
         }
     }
 
-    /// The box for a new send begun at `now`: a finished send's, emptied here and used
-    /// straight away (no trip through the free list), else [`Inner::vacant_send`]'s. While
-    /// more than [`SPENT_BACKLOG`] finished sends wait, takes in one more (one lock for
-    /// both; the free list's only for the second), so a backlog drains at two per send, as
-    /// [`Inner::free_spent`] frees. At or below it, finished sends stay for the next senders
-    /// to reuse in place: one per send keeps up with one per send, and a sender seldom
-    /// finds the list empty (then it would take a box from the free list, a second lock).
+    /// The box for a new send begun at `now`, emptied: from this thread's spare list (its
+    /// own lock: no other thread takes it while this one sends). An empty spare list is
+    /// refilled with up to [`BATCH`] finished sends at once (one lock on the shared list),
+    /// each emptied here when it is used; else with boxes from the free list (one lock);
+    /// else a new box is made.
     pub(super) fn send_box(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
-        let (first, second) = self.spent.take_for_send();
-        if let Some(spent) = second {
-            self.recycle(spent);
-        }
-        match first {
-            Some(mut job) => {
-                job.clear();
-                job
+        let (job, took) = {
+            let mut slot = self.spent.slot().lock();
+            let Some(spare) = slot.as_mut() else {
+                // Closed: shut down.
+                drop(slot);
+                return self.vacant_send(now);
+            };
+            if let Some(job) = spare.clean.pop() {
+                return job;
             }
-            None => self.vacant_send(now),
+            match spare.dirty.pop() {
+                Some(job) => (job, false),
+                None => {
+                    self.spent.take_batch(&mut spare.dirty);
+                    // What the threads that ended them wrote last, read together: the line
+                    // transfers overlap here rather than each stalling the send that
+                    // empties its box.
+                    for job in spare.dirty.iter() {
+                        job.touch();
+                    }
+                    match spare.dirty.pop() {
+                        Some(job) => (job, true),
+                        None => {
+                            if let Some(free) = self.free_sends.lock().as_mut() {
+                                let want = BATCH.min(spare.clean.capacity());
+                                let from = free.len() - want.min(free.len());
+                                spare.clean.extend(free.drain(from..));
+                            }
+                            match spare.clean.pop() {
+                                Some(job) => return job,
+                                None => {
+                                    drop(slot);
+                                    return self.vacant_send(now);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        // Those taken wait in this thread's list: a free job takes them if it stops sending
+        // (read after the lock: a job clears its flag before it takes the lists, so either
+        // it takes them or this sees the flag cleared).
+        if took && !self.spent.free_queued.load(Ordering::Acquire) {
+            self.executor.schedule_free();
         }
+        // Emptied with no lock held: emptying may end what it held.
+        let mut job = job;
+        job.clear();
+        job
     }
 
-    /// A vacant send for a new one: a recycled box (no allocation), or a new one (`now`: a
-    /// placeholder deadline, set when the send starts).
+    /// Gives back a box [`Inner::send_box`] gave this thread but that carried no send (its
+    /// message went another way, or failed before it was sent): emptied, to this thread's
+    /// spare list if it has room, else to [`Inner::recycle`].
+    pub(super) fn give_back(&self, mut job: Box<AsyncSend>) {
+        job.clear();
+        let job = {
+            let mut slot = self.spent.slot().lock();
+            match slot.as_mut() {
+                Some(spare) if spare.clean.len() < spare.clean.capacity() => {
+                    spare.clean.push(job);
+                    return;
+                }
+                _ => job,
+            }
+        };
+        self.recycle(job);
+    }
+
+    /// A vacant send for a new one: a box from the free list (no allocation), or a new one
+    /// (`now`: a placeholder deadline, set when the send starts).
     pub(super) fn vacant_send(self: &Arc<Self>, now: Instant) -> Box<AsyncSend> {
         let recycled = self.free_sends.lock().as_mut().and_then(Vec::pop);
         recycled.unwrap_or_else(|| {
@@ -1265,11 +1530,23 @@ mod tests {
         p.shutdown(Duration::from_secs(5)).unwrap();
     }
 
-    /// A new send takes a finished send's box straight from the finished list (emptied in
-    /// place, its memos kept) and takes in one more, to the free list: finished sends are
-    /// still freed at two per send, with no box left behind.
+    /// Waits until no free job is pending, then marks one as pending, so that no free job
+    /// takes the finished list while a test looks at it (nothing schedules one meanwhile).
+    fn hold_off_free_jobs(inner: &crate::producer::Inner) {
+        let flag = &inner.spent.free_queued;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while flag.load(std::sync::atomic::Ordering::Acquire) {
+            assert!(std::time::Instant::now() < deadline, "a free job never ran");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        flag.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A sender takes finished sends from the shared list a batch at a time (one lock) into
+    /// its own spare list, empties each as it uses it, and takes the free list's boxes only
+    /// when none is finished; a box it gives back is its next one.
     #[test]
-    fn a_new_send_reuses_a_finished_send_box_in_place() {
+    fn a_sender_takes_finished_sends_a_batch_at_a_time() {
         let broker = MockBroker::start().unwrap();
         let p = Producer::builder("GID_REUSE")
             .name_server(broker.namesrv_addr())
@@ -1278,71 +1555,157 @@ mod tests {
             .unwrap();
         p.send(Message::new("ReuseTopic", "warm")).unwrap();
         let inner = p.inner();
+        hold_off_free_jobs(inner);
         let now = std::time::Instant::now();
         // No send is in flight: nothing else touches the lists.
+        let spent = &inner.spent;
         let free_len = || inner.free_sends.lock().as_ref().map_or(0, Vec::len);
         let free_before = free_len();
-        let boxes: Vec<_> = (0..3)
+        let (clean_before, dirty_before) = spent.spare_len();
+        assert_eq!(dirty_before, 0);
+        let mut boxes: Vec<_> = (0..super::BATCH + 3)
             .map(|_| Box::new(super::AsyncSend::vacant(inner.clone(), now)))
             .collect();
+        for b in &mut boxes {
+            // A finished send still holds its message: emptied when it is used.
+            b.prepared.topic = "ReuseTopic".into();
+        }
         let ptrs: Vec<*const super::AsyncSend> = boxes.iter().map(|b| &**b as *const _).collect();
-        for b in boxes {
-            assert!(inner.spent.put(b).is_ok());
+        spent.hand_over(&mut boxes);
+        assert_eq!(spent.list_len(), super::BATCH + 3);
+        // Emptied boxes first.
+        let mut earlier = Vec::new();
+        for _ in 0..clean_before {
+            let job = inner.send_box(now);
+            assert!(!ptrs.contains(&(&*job as *const _)));
+            earlier.push(job);
         }
         let job = inner.send_box(now);
         assert_eq!(
-            &*job as *const _, ptrs[2],
-            "the last finished box, reused in place"
+            &*job as *const _,
+            ptrs[super::BATCH + 2],
+            "the last finished"
         );
+        assert!(job.prepared.topic.is_empty(), "emptied when taken");
+        assert_eq!(spent.list_len(), 3, "a batch taken at once");
+        assert_eq!(spent.spare_len(), (0, super::BATCH - 1));
+        assert_eq!(spent.len(), super::BATCH + 2, "the taken ones still count");
+        // A box given back is the next one.
+        let given = &*job as *const _;
+        inner.give_back(job);
+        assert_eq!(spent.spare_len(), (1, super::BATCH - 1));
+        let job = inner.send_box(now);
+        assert_eq!(&*job as *const _, given);
+        let mut taken = vec![job];
+        for i in (3..super::BATCH + 2).rev() {
+            let job = inner.send_box(now);
+            assert_eq!(&*job as *const _, ptrs[i]);
+            taken.push(job);
+        }
+        assert_eq!(spent.spare_len(), (0, 0));
         assert_eq!(
-            inner.spent.len(),
-            2,
-            "no backlog: the others stay for the next sends"
+            spent.list_len(),
+            3,
+            "not touched while the spare list lasts"
         );
-        assert_eq!(free_len(), free_before, "and none goes to the free list");
-        inner.recycle(job);
-        let job = inner.send_box(now);
-        assert_eq!(&*job as *const _, ptrs[1]);
-        inner.recycle(job);
-        let job = inner.send_box(now);
-        assert_eq!(&*job as *const _, ptrs[0]);
-        assert_eq!(inner.spent.len(), 0);
-        inner.recycle(job);
-        // Nothing finished: a box from the free list.
-        let job = inner.send_box(now);
-        assert!(ptrs.contains(&(&*job as *const _)));
-        inner.recycle(job);
-        // A backlog: drained at two per send (one reused, one freed) down to the bound.
-        let free_before = free_len();
-        for _ in 0..super::SPENT_BACKLOG + 4 {
-            let b = Box::new(super::AsyncSend::vacant(inner.clone(), now));
-            assert!(inner.spent.put(b).is_ok());
+        for i in (0..3).rev() {
+            let job = inner.send_box(now);
+            assert_eq!(&*job as *const _, ptrs[i]);
+            taken.push(job);
         }
-        let mut taken = Vec::new();
-        let lefts = [
-            super::SPENT_BACKLOG + 2,
-            super::SPENT_BACKLOG,
-            super::SPENT_BACKLOG - 1,
-        ];
-        for left in lefts {
-            taken.push(inner.send_box(now));
-            assert_eq!(inner.spent.len(), left);
-        }
-        assert_eq!(free_len(), free_before + 2, "two more taken in, freed");
+        assert_eq!(spent.len(), 0);
+        assert_eq!(free_len(), free_before, "the free list is left alone");
+        // Nothing finished: a batch from the free list.
         for job in taken {
             inner.recycle(job);
         }
-        let mut rest = Vec::new();
-        inner.spent.take_all(&mut rest);
-        for job in rest {
-            inner.recycle(job);
-        }
+        let free_full = free_len();
+        assert!(free_full > super::BATCH);
+        let job = inner.send_box(now);
+        assert_eq!(free_len(), free_full - super::BATCH);
+        assert_eq!(spent.spare_len(), (super::BATCH - 1, 0));
+        inner.give_back(job);
+        drop(earlier);
+        spent
+            .free_queued
+            .store(false, std::sync::atomic::Ordering::Release);
         // The sends still go.
         for i in 0..50 {
             let r = p.send_async(Message::new("ReuseTopic", format!("m{i}")));
             assert_eq!(r.wait().unwrap().queue.topic(), "ReuseTopic");
         }
         p.shutdown(Duration::from_secs(5)).unwrap();
+        assert_eq!(spent.len(), 0);
+        assert_eq!(spent.spare_len(), (0, 0), "spare boxes freed at shutdown");
+        // A box given back after shutdown is freed, not kept.
+        let job = Box::new(super::AsyncSend::vacant(inner.clone(), now));
+        inner.give_back(job);
+        assert_eq!(spent.spare_len(), (0, 0));
+    }
+
+    /// A thread that ends its turns with `hand_over_retired` (an I/O thread) stages the sends
+    /// it finishes and hands them over at the end of the turn, or once a batch is staged;
+    /// any other thread hands each over at once.
+    #[test]
+    fn finished_sends_are_handed_over_per_turn() {
+        let broker = MockBroker::start().unwrap();
+        let p = Producer::builder("GID_TURN")
+            .name_server(broker.namesrv_addr())
+            .send_timeout(Duration::from_secs(20))
+            .start()
+            .unwrap();
+        p.send(Message::new("TurnTopic", "warm")).unwrap();
+        let inner = p.inner().clone();
+        hold_off_free_jobs(&inner);
+        let spent = &inner.spent;
+        let before = spent.list_len();
+        let now = std::time::Instant::now();
+        let vacant = || Box::new(super::AsyncSend::vacant(inner.clone(), now));
+        // A thread of its own (its staging starts empty).
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // Not ending turns: at once.
+                    vacant().retire();
+                    assert_eq!(spent.list_len(), before + 1);
+                    super::hand_over_retired();
+                    assert_eq!(spent.list_len(), before + 1);
+                    // Ending turns: staged until the turn ends.
+                    for _ in 0..3 {
+                        vacant().retire();
+                    }
+                    assert_eq!(spent.list_len(), before + 1);
+                    super::hand_over_retired();
+                    assert_eq!(spent.list_len(), before + 4);
+                    // Or a batch is full.
+                    for _ in 0..super::BATCH - 1 {
+                        vacant().retire();
+                    }
+                    assert_eq!(spent.list_len(), before + 4);
+                    vacant().retire();
+                    assert_eq!(spent.list_len(), before + 4 + super::BATCH);
+                    // Another producer's send: what is staged goes to its own list first.
+                    vacant().retire();
+                    let other = Producer::builder("GID_TURN2")
+                        .name_server(broker.namesrv_addr())
+                        .start()
+                        .unwrap();
+                    let other_before = other.inner().spent.list_len();
+                    Box::new(super::AsyncSend::vacant(other.inner().clone(), now)).retire();
+                    assert_eq!(spent.list_len(), before + 5 + super::BATCH);
+                    assert_eq!(other.inner().spent.list_len(), other_before);
+                    super::hand_over_retired();
+                    assert_eq!(other.inner().spent.list_len(), other_before + 1);
+                    other.shutdown(Duration::from_secs(5)).unwrap();
+                })
+                .join()
+                .unwrap();
+        });
+        spent
+            .free_queued
+            .store(false, std::sync::atomic::Ordering::Release);
+        p.shutdown(Duration::from_secs(5)).unwrap();
+        assert_eq!(spent.len(), 0, "freed at shutdown");
     }
 
     /// Item 10 of issue 12: a burst of asynchronous sends followed by idleness leaves no

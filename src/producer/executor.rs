@@ -11,7 +11,7 @@
 //! Jobs accepted are always run: [`Executor::shutdown`] closes the queue and the threads run
 //! what is in it before they end.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -38,8 +38,9 @@ pub(super) enum Job {
 pub(crate) struct Executor {
     tx: RwLock<Option<Sender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// A [`Job::FreeSpent`] is queued and has not started yet.
-    free_queued: Arc<AtomicBool>,
+    /// Where the I/O threads leave finished sends (its flag says whether a
+    /// [`Job::FreeSpent`] is queued and has not started yet).
+    spent: Arc<SpentSends>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -55,15 +56,13 @@ impl Executor {
     /// sends.
     pub(super) fn start(n: usize, spent: &Arc<SpentSends>) -> Result<Executor> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let free_queued = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let rx = rx.clone();
             let spent = spent.clone();
-            let free_queued = free_queued.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("rocketmq-async-{i}"))
-                .spawn(move || run(&rx, &spent, &free_queued));
+                .spawn(move || run(&rx, &spent));
             match spawned {
                 Ok(t) => threads.push(t),
                 // The threads started so far end when `tx` drops.
@@ -73,7 +72,7 @@ impl Executor {
         Ok(Executor {
             tx: RwLock::new(Some(tx)),
             threads: Mutex::new(threads),
-            free_queued,
+            spent: spent.clone(),
         })
     }
 
@@ -89,11 +88,12 @@ impl Executor {
     /// takes to be free): queues a [`Job::FreeSpent`] unless one is pending already (so a
     /// burst costs one job, not one per send). Returns `false` once the executor is shut down.
     pub(super) fn schedule_free(&self) -> bool {
-        if self.free_queued.swap(true, Ordering::AcqRel) {
+        let free_queued = &self.spent.free_queued;
+        if free_queued.swap(true, Ordering::AcqRel) {
             return true;
         }
         if self.submit(Job::FreeSpent).is_err() {
-            self.free_queued.store(false, Ordering::Release);
+            free_queued.store(false, Ordering::Release);
             return false;
         }
         true
@@ -122,7 +122,8 @@ impl Executor {
 /// else frees it.
 pub(super) const FREE_DELAY: Duration = Duration::from_millis(2);
 
-fn run(jobs: &Receiver<Job>, spent: &SpentSends, free_queued: &AtomicBool) {
+fn run(jobs: &Receiver<Job>, spent: &SpentSends) {
+    let free_queued = &spent.free_queued;
     // Reused: no allocation per free once it has room for a burst.
     let mut taken = Vec::new();
     let mut free = || {

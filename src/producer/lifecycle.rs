@@ -227,10 +227,9 @@ impl Inner {
         if let Some(trace) = &self.trace {
             trace.shutdown(deadline);
         }
-        // No I/O thread is left to finish a send: free what they left (it holds this producer).
-        let mut spent = Vec::new();
-        self.spent.take_all(&mut spent);
-        drop(spent);
+        // No I/O thread is left to finish a send: free what they left and the senders' spare
+        // boxes, for good (each holds this producer).
+        self.spent.close();
         self.state.store(STOPPED, Ordering::Release);
         // The free list too, for good: each box in it holds this producer.
         let free = self.free_sends.lock().take();

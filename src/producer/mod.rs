@@ -60,6 +60,7 @@ use hooks::SendMode;
 
 // The producer's parts, by the names its other modules (batch, health, stats, transaction)
 // use for them.
+pub(crate) use async_send::hand_over_retired;
 use async_send::{finish_done, Budget, Done, Hold, SharedHold};
 use flush::TrackedCompleter;
 pub use handle::SendHandle;

@@ -100,7 +100,7 @@ impl Inner {
                 Prep::Batch(msgs) => self.hook_before(msgs, SendMode::Async, true),
             };
             if let Err(e) = hooked {
-                self.recycle(job);
+                self.give_back(job);
                 op.fail(&e);
                 return finish_done(self, done, Err(e), Hold::Nothing);
             }
@@ -109,7 +109,7 @@ impl Inner {
         if let (Prep::Single(msg), Some(acc)) = (&prep, &self.batcher) {
             if self.check_running().is_ok() && acc.accepts(msg, &target) {
                 if let Prep::Single(msg) = prep {
-                    self.recycle(job);
+                    self.give_back(job);
                     return acc.add(self, msg, target, done, op, None);
                 }
             }
@@ -138,7 +138,7 @@ impl Inner {
                 self.start_prepared(job, permit, target, done, op, budget, admitted)
             }
             Err(e) => {
-                self.recycle(job);
+                self.give_back(job);
                 op.fail(&e);
                 finish_done(self, done, Err(e), Hold::Nothing)
             }

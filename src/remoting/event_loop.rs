@@ -493,8 +493,11 @@ impl EventLoop {
                 _ => Instant::now(),
             };
             self.expire(now);
+            // The sends this turn finished go to their producers together (one lock each).
+            crate::producer::hand_over_retired();
         }
         self.stop();
+        crate::producer::hand_over_retired();
     }
 
     /// The time from `now` until the nearest request or connect deadline.
