@@ -843,6 +843,21 @@ mod tests {
         start / 128..(start + std::mem::size_of::<T>()).div_ceil(128)
     }
 
+    fn test_config() -> crate::producer::ProducerConfig {
+        crate::producer::ProducerConfig::builder("g")
+            .name_server("127.0.0.1:9876")
+            .build()
+            .unwrap()
+    }
+
+    /// A prepared 5-byte message to topic `T` (id `ID`).
+    fn prepared_t() -> Prepared {
+        crate::producer::prepare::prepare_single(Message::new("T", "12345"), &test_config(), || {
+            "ID".into()
+        })
+        .unwrap()
+    }
+
     fn disjoint(a: &std::ops::Range<usize>, b: &std::ops::Range<usize>) -> bool {
         a.end <= b.start || b.end <= a.start
     }
@@ -877,15 +892,7 @@ mod tests {
     #[test]
     fn memo_sends_take_no_count_on_their_recorders() {
         let s = StatsRecorder::new(true);
-        let config = crate::producer::ProducerConfig::builder("g")
-            .name_server("127.0.0.1:9876")
-            .build()
-            .unwrap();
-        let prepared =
-            crate::producer::prepare::prepare_single(Message::new("T", "12345"), &config, || {
-                "ID".into()
-            })
-            .unwrap();
+        let prepared = prepared_t();
         let broker: Arc<str> = Arc::from("b");
         let mut topics = TopicMemo::default();
         let mut brokers = BrokerMemo::default();
@@ -937,10 +944,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x57a7);
         let memo_side = StatsRecorder::new(true);
         let plain = StatsRecorder::new(true);
-        let config = crate::producer::ProducerConfig::builder("g")
-            .name_server("127.0.0.1:9876")
-            .build()
-            .unwrap();
+        let config = test_config();
         // Fill the tracking limit but for one topic, on both sides alike.
         for i in 0..MAX_TRACKED_TOPICS - 5 {
             for r in [&memo_side, &plain] {
@@ -1059,15 +1063,7 @@ mod tests {
     #[test]
     fn attempt_memo_counts_each_broker_on_its_own_recorder() {
         let s = StatsRecorder::new(true);
-        let config = crate::producer::ProducerConfig::builder("g")
-            .name_server("127.0.0.1:9876")
-            .build()
-            .unwrap();
-        let prepared =
-            crate::producer::prepare::prepare_single(Message::new("T", "12345"), &config, || {
-                "ID".into()
-            })
-            .unwrap();
+        let prepared = prepared_t();
         let names: Vec<Arc<str>> = ["a", "b", "a", "c"].into_iter().map(Arc::from).collect();
         let mut memo = BrokerMemo::default();
         let mut spares = TopicMemo::default();
