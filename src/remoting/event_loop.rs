@@ -90,7 +90,7 @@ impl FramePool {
     /// under one lock, emptying `frames`.
     fn put_all(&self, frames: &mut Vec<Vec<u8>>) {
         let mut free = self.free.lock();
-        for mut frame in frames.drain(..) {
+        while let Some(mut frame) = frames.pop() {
             if free.len() < POOLED_FRAMES {
                 frame.clear();
                 free.push(frame);
@@ -149,6 +149,7 @@ pub(crate) fn spawn(
         returned: Vec::with_capacity(RETURN_BATCH),
         scratch: Vec::new(),
         next_conn_id: 0,
+        unconnected: 0,
         read_clock: None,
         pending_count,
         lookups: Arc::new(AtomicUsize::new(0)),
@@ -404,6 +405,10 @@ struct EventLoop {
     /// (one lock per [`RETURN_BATCH`] and per turn, not per request).
     returned: Vec<Vec<u8>>,
     next_conn_id: u64,
+    /// Connections in `conns` not connected yet (resolving, connecting, handshaking): the
+    /// only ones with a connect deadline. While none is, a turn skips the scans for connect
+    /// deadlines.
+    unconnected: usize,
     /// The clock read for the last read of this turn that had frames (see [`Arrival`]).
     read_clock: Option<Instant>,
     pending_count: Arc<AtomicUsize>,
@@ -514,9 +519,11 @@ impl EventLoop {
             }
             self.deadlines.pop();
         }
-        for conn in self.conns.iter().flatten() {
-            if let Some(deadline) = conn.connect_deadline() {
-                next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+        if self.unconnected > 0 {
+            for conn in self.conns.iter().flatten() {
+                if let Some(deadline) = conn.connect_deadline() {
+                    next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+                }
             }
         }
         next.map(|d| d.saturating_duration_since(now))
@@ -529,6 +536,7 @@ impl EventLoop {
         if !conn.is_connected() {
             match conn.finish_connect() {
                 Ok(true) => {
+                    self.unconnected -= 1;
                     let tls = if conn.is_tls() { " (TLS)" } else { "" };
                     log::debug!("connected to {}{tls}", conn.addr);
                     // A TLS handshake may have read past its end (this event's readiness
@@ -574,7 +582,6 @@ impl EventLoop {
             else {
                 return;
             };
-            let mut frames = std::mem::take(&mut self.frames);
             // Responses complete their requests as they are decoded; anything else (a
             // server's request) is kept in `frames`, with every frame after it, and handled
             // after the read, in order.
@@ -586,7 +593,7 @@ impl EventLoop {
                 conn_id,
                 addr: &addr,
                 arrival: None,
-                others: &mut frames,
+                others: &mut self.frames,
             };
             let result = conn.read_some(&mut sink, read == Read::ToEnd);
             let arrival = sink.arrival.take();
@@ -599,15 +606,16 @@ impl EventLoop {
                 conn.dirty = true;
                 self.dirty.push(idx);
             }
-            if !frames.is_empty() {
+            if !self.frames.is_empty() {
                 // One clock read for the frames of this read (not one per frame).
                 let arrival = arrival.unwrap_or_else(|| Arrival::new(Instant::now()));
                 self.read_clock = Some(arrival.at);
+                let mut frames = std::mem::take(&mut self.frames);
                 for frame in frames.drain(..) {
                     self.on_frame(idx, conn_id, &addr, frame, &arrival);
                 }
+                self.frames = frames;
             }
-            self.frames = frames;
             match result {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -932,6 +940,7 @@ impl EventLoop {
         self.next_conn_id = conn_id;
         target.conn_hint.store(idx, Ordering::Relaxed);
         self.conns[idx] = Some(conn);
+        self.unconnected += 1;
         self.by_addr.insert(target.addr.clone(), idx);
         self.set_state(target.addr.clone(), ConnectionState::Connecting);
         Ok(idx)
@@ -1010,8 +1019,8 @@ impl EventLoop {
     /// Writes the output queued on every dirty connection, and sets write interest from
     /// what is left.
     fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &idx in &dirty {
+        // Nothing below adds to the list (a close does not).
+        while let Some(idx) = self.dirty.pop() {
             let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
@@ -1029,10 +1038,6 @@ impl EventLoop {
             if let Err(failure) = result {
                 self.close(idx, failure);
             }
-        }
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
         }
     }
 
@@ -1101,6 +1106,13 @@ impl EventLoop {
             self.deadlines
                 .rebuild(self.pending.iter().map(|(opaque, p)| (p.deadline, opaque)));
         }
+        debug_assert_eq!(
+            self.unconnected,
+            self.conns.iter().flatten().filter(|c| !c.is_connected()).count()
+        );
+        if self.unconnected == 0 {
+            return; // no connect under way: none is overdue
+        }
         let mut overdue = std::mem::take(&mut self.scratch);
         overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
             c.as_ref()
@@ -1147,6 +1159,9 @@ impl EventLoop {
             return;
         };
         self.free.push(idx);
+        if !conn.is_connected() {
+            self.unconnected -= 1;
+        }
         if matches!(failure, Failure::Local(_)) && conn.is_connected() {
             conn.close_notify();
         }
@@ -1217,6 +1232,7 @@ impl EventLoop {
             p.reply.complete(Err(Error::Shutdown));
         }
         self.deadlines.clear();
+        self.unconnected = 0;
         for conn in self.conns.iter_mut().filter_map(Option::take) {
             self.shared.states.lock().insert(
                 conn.addr.clone(),
