@@ -98,6 +98,16 @@ impl FramePool {
         }
     }
 
+    /// Gives back a buffer that [`FramePool::keeps`] said yes to.
+    #[inline]
+    fn put_kept(&self, mut frame: Vec<u8>) {
+        frame.clear();
+        let mut free = self.free.lock();
+        if free.len() < POOLED_FRAMES {
+            free.push(frame);
+        }
+    }
+
     /// Gives a buffer back.
     pub(crate) fn put(&self, mut frame: Vec<u8>) {
         if frame.capacity() == 0 || frame.capacity() > POOLED_FRAME_CAPACITY {
@@ -336,9 +346,12 @@ struct Responses<'a> {
     pending_count: &'a AtomicUsize,
     idx: usize,
     conn_id: u64,
-    addr: &'a Arc<str>,
     arrival: Option<Arrival>,
     others: &'a mut Vec<RemotingCommand>,
+    /// Responses that matched no pending request, and the opaque of the last one (logged
+    /// after the read, with the connection's address).
+    unmatched: usize,
+    last_unmatched: i32,
 }
 
 impl super::connection::FrameSink for Responses<'_> {
@@ -370,13 +383,29 @@ impl super::connection::FrameSink for Responses<'_> {
                 p.reply
                     .complete_at(decoded.map_err(Error::Protocol), arrival);
             }
-            None => log::debug!(
-                "response with opaque {opaque} from {} matches no pending request \
-                 (it timed out, or the peer is confused): dropped",
-                self.addr
-            ),
+            None => {
+                self.unmatched += 1;
+                self.last_unmatched = opaque;
+            }
         }
         Ok(())
+    }
+}
+
+/// Logs responses from `addr` that matched no pending request: `count` of them, the last
+/// with opaque `last`.
+#[cold]
+fn log_unmatched(addr: &str, count: usize, last: i32) {
+    if count == 1 {
+        log::debug!(
+            "response with opaque {last} from {addr} matches no pending request \
+             (it timed out, or the peer is confused): dropped"
+        );
+    } else {
+        log::debug!(
+            "{count} responses from {addr} (the last with opaque {last}) match no pending \
+             request (they timed out, or the peer is confused): dropped"
+        );
     }
 }
 
@@ -486,8 +515,15 @@ impl EventLoop {
             }
             self.flush_dirty();
             // The buffers of the frames written (and of any refused) go back together.
-            if !self.returned.is_empty() {
-                self.config.frames.put_all(&mut self.returned);
+            match self.returned.len() {
+                0 => {}
+                // A synchronous sender's request: one buffer.
+                1 => {
+                    if let Some(frame) = self.returned.pop() {
+                        self.config.frames.put_kept(frame);
+                    }
+                }
+                _ => self.config.frames.put_all(&mut self.returned),
             }
             // A turn that only read (a response woke the loop: no command came) ends a
             // moment after its last read's clock read, which serves as the turn's: a
@@ -570,7 +606,6 @@ impl EventLoop {
             return;
         }
         let conn_id = conn.id;
-        let addr = conn.addr.clone();
         // Read by read: the frames of each read are handled before the next one, so their
         // header maps go back to the decode pool (sized for a read) and are reused.
         loop {
@@ -591,14 +626,19 @@ impl EventLoop {
                 pending_count: &self.pending_count,
                 idx,
                 conn_id,
-                addr: &addr,
                 arrival: None,
                 others: &mut self.frames,
+                unmatched: 0,
+                last_unmatched: 0,
             };
             let result = conn.read_some(&mut sink, read == Read::ToEnd);
             let arrival = sink.arrival.take();
+            let (unmatched, last_unmatched) = (sink.unmatched, sink.last_unmatched);
             if let Some(a) = &arrival {
                 self.read_clock = Some(a.at);
+            }
+            if unmatched > 0 {
+                log_unmatched(&conn.addr, unmatched, last_unmatched);
             }
 
             // TLS: reading may leave records to send (alerts, key updates).
@@ -610,6 +650,7 @@ impl EventLoop {
                 // One clock read for the frames of this read (not one per frame).
                 let arrival = arrival.unwrap_or_else(|| Arrival::new(Instant::now()));
                 self.read_clock = Some(arrival.at);
+                let addr = conn.addr.clone();
                 let mut frames = std::mem::take(&mut self.frames);
                 for frame in frames.drain(..) {
                     self.on_frame(idx, conn_id, &addr, frame, &arrival);
@@ -663,10 +704,7 @@ impl EventLoop {
                 self.deadlines.forget(p.deadline, opaque);
                 p.reply.complete_at(Ok(cmd), arrival);
             }
-            None => log::debug!(
-                "response with opaque {opaque} from {addr} matches no pending request \
-                 (it timed out, or the peer is confused): dropped"
-            ),
+            None => log_unmatched(addr, 1, opaque),
         }
     }
 
@@ -734,9 +772,19 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
+        // Commands in the last batch taken from the queue.
+        let mut batch = 0;
         for taken in 0..COMMANDS_PER_TURN {
             if self.inbox.is_empty() {
+                if batch == 1 {
+                    // A batch of one (a synchronous sender's request: its sender waits for
+                    // the response now) is rarely followed at once by another: the turn
+                    // ends without a second look at the queue. `going_to_sleep` looks
+                    // before the loop sleeps, so a command that did come is not left.
+                    return Drained::Idle;
+                }
                 self.shared.take_commands(&mut self.inbox);
+                batch = self.inbox.len();
             }
             match self.inbox.pop_front() {
                 Some(Command::Request(r)) => self.on_request(r),
@@ -1044,6 +1092,25 @@ impl EventLoop {
     /// Ends overdue requests with `Timeout` (closing their connections when configured to)
     /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
+        debug_assert_eq!(
+            self.unconnected,
+            self.conns.iter().flatten().filter(|c| !c.is_connected()).count()
+        );
+        // Nothing due (the usual turn): only the upkeep below.
+        if self.deadlines.peek().is_some_and(|(deadline, _)| deadline <= now) {
+            self.expire_requests(now);
+        }
+        if self.deadlines.len() > 1024 {
+            self.trim_deadlines();
+        }
+        if self.unconnected > 0 {
+            self.expire_connects(now);
+        }
+    }
+
+    /// Ends the overdue requests with `Timeout` (see [`EventLoop::expire`]).
+    #[cold]
+    fn expire_requests(&mut self, now: Instant) {
         let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
         while let Some((deadline, opaque)) = self.deadlines.peek() {
             if deadline > now {
@@ -1087,9 +1154,13 @@ impl EventLoop {
                 self.close(idx, Failure::RequestTimedOut(after));
             }
         }
-        // Keep the heap in proportion to the pending requests: first drop the entries of
-        // ended requests at the front (responses mostly come in the order of their requests,
-        // so that is usually all of them, without a sort), then rebuild if still needed.
+    }
+
+    /// Keeps the deadlines in proportion to the pending requests: first drops the entries of
+    /// ended requests at the front (responses mostly come in the order of their requests, so
+    /// that is usually all of them, without a sort), then rebuilds if still needed.
+    #[cold]
+    fn trim_deadlines(&mut self) {
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
             while let Some((deadline, opaque)) = self.deadlines.peek() {
                 if self
@@ -1106,13 +1177,12 @@ impl EventLoop {
             self.deadlines
                 .rebuild(self.pending.iter().map(|(opaque, p)| (p.deadline, opaque)));
         }
-        debug_assert_eq!(
-            self.unconnected,
-            self.conns.iter().flatten().filter(|c| !c.is_connected()).count()
-        );
-        if self.unconnected == 0 {
-            return; // no connect under way: none is overdue
-        }
+    }
+
+    /// Fails the connects (lookups, TLS handshakes) past their deadline. Only called while
+    /// some connection is not connected yet (see [`EventLoop::unconnected`]).
+    #[cold]
+    fn expire_connects(&mut self, now: Instant) {
         let mut overdue = std::mem::take(&mut self.scratch);
         overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
             c.as_ref()
@@ -1489,7 +1559,6 @@ mod tests {
             handles.insert(opaque, handle);
         }
         let count = AtomicUsize::new(3);
-        let addr: Arc<str> = Arc::from("127.0.0.1:10911");
         let frames: Vec<RemotingCommand> = vec![
             RemotingCommand::response(0, 1).with_remark("one"),
             RemotingCommand::response(0, 3), // its request went out on another connection
@@ -1517,13 +1586,16 @@ mod tests {
             pending_count: &count,
             idx,
             conn_id,
-            addr: &addr,
             arrival: None,
             others: &mut others,
+            unmatched: 0,
+            last_unmatched: 0,
         };
         let err = rb.filled(bytes.len(), &mut sink).unwrap_err();
         assert_eq!(err, CodecError::UnknownSerializeType(7));
         assert!(sink.arrival.is_some(), "the read's arrival was taken");
+        // The response on another connection matched nothing (logged after the read).
+        assert_eq!((sink.unmatched, sink.last_unmatched), (1, 3));
         // Opaque 1 ended with its response; 3 (another connection) and 2 (after the server
         // request) are still pending.
         let one = handles.remove(&1).unwrap().wait().unwrap();
