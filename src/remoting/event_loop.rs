@@ -214,11 +214,25 @@ const MAX_SLOTS: usize = 8 * 1024;
 /// (a request left pending long enough for the counter to come round to its slot). The ring
 /// doubles, up to [`MAX_SLOTS`], when it gets crowded.
 struct OpaqueTable<V> {
-    slots: Vec<Option<(i32, V)>>,
+    slots: Vec<Slot<V>>,
     /// Values whose slot was taken when they came.
     overflow: HashMap<i32, V, BuildHasherDefault<OpaqueHasher>>,
     /// Values in `slots`.
     in_slots: usize,
+}
+
+/// A slot of an [`OpaqueTable`]: the opaque beside the value (not in a tuple with it), so that
+/// a value goes in and out with one move, not through a temporary of another layout.
+struct Slot<V> {
+    /// Meaningful only while `value` is `Some`.
+    opaque: i32,
+    value: Option<V>,
+}
+
+impl<V> Slot<V> {
+    fn holds(&self, opaque: i32) -> bool {
+        self.value.is_some() && self.opaque == opaque
+    }
 }
 
 impl<V> Default for OpaqueTable<V> {
@@ -242,9 +256,11 @@ impl<V> OpaqueTable<V> {
     }
 
     fn get(&self, opaque: i32) -> Option<&V> {
-        if let Some(Some((o, v))) = self.slots.get(self.slot_of(opaque)) {
-            if *o == opaque {
-                return Some(v);
+        if let Some(slot) = self.slots.get(self.slot_of(opaque)) {
+            if slot.opaque == opaque {
+                if let Some(v) = &slot.value {
+                    return Some(v);
+                }
             }
         }
         if self.overflow.is_empty() {
@@ -255,26 +271,48 @@ impl<V> OpaqueTable<V> {
 
     /// Adds `value` under `opaque`; gives it back if the opaque is in use.
     fn insert(&mut self, opaque: i32, value: V) -> std::result::Result<(), V> {
-        if self.get(opaque).is_some() {
-            return Err(value);
-        }
         if self.slots.len() < MAX_SLOTS && 2 * (self.len() + 1) > self.slots.len() {
+            // (Before the check below: growing moves values, never adds or drops one.)
             self.grow();
         }
-        self.place(opaque, value);
-        Ok(())
+        let i = self.slot_of(opaque);
+        match self.slots.get_mut(i) {
+            // The usual case: a free slot, and no value in the map under this opaque.
+            Some(slot)
+                if slot.value.is_none()
+                    && (self.overflow.is_empty() || !self.overflow.contains_key(&opaque)) =>
+            {
+                slot.opaque = opaque;
+                // `None` has nothing to drop: replaced without a drop, the value is written
+                // straight into the slot (an assignment builds it aside first, for the drop).
+                #[allow(clippy::mem_replace_option_with_some)] // the same, measured: kept
+                std::mem::forget(std::mem::replace(&mut slot.value, Some(value)));
+                self.in_slots += 1;
+                Ok(())
+            }
+            Some(slot) if slot.holds(opaque) => Err(value),
+            _ => match self.overflow.entry(opaque) {
+                std::collections::hash_map::Entry::Occupied(_) => Err(value),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(value);
+                    Ok(())
+                }
+            },
+        }
     }
 
     /// Removes the value of `opaque` if `keep` says no to it (`keep` sees it first).
     fn remove_unless(&mut self, opaque: i32, keep: impl FnOnce(&V) -> bool) -> Option<V> {
         let i = self.slot_of(opaque);
         if let Some(slot) = self.slots.get_mut(i) {
-            if matches!(slot, Some((o, _)) if *o == opaque) {
-                if slot.as_ref().is_some_and(|(_, v)| keep(v)) {
-                    return None;
+            if slot.opaque == opaque {
+                if let Some(v) = &slot.value {
+                    if keep(v) {
+                        return None;
+                    }
+                    self.in_slots -= 1;
+                    return slot.value.take();
                 }
-                self.in_slots -= 1;
-                return slot.take().map(|(_, v)| v);
             }
         }
         if self.overflow.is_empty() {
@@ -294,27 +332,30 @@ impl<V> OpaqueTable<V> {
     fn iter(&self) -> impl Iterator<Item = (i32, &V)> {
         self.slots
             .iter()
-            .filter_map(|s| s.as_ref().map(|(o, v)| (*o, v)))
+            .filter_map(|s| s.value.as_ref().map(|v| (s.opaque, v)))
             .chain(self.overflow.iter().map(|(&o, v)| (o, v)))
     }
 
     /// Takes every value out.
     fn drain(&mut self) -> Vec<(i32, V)> {
-        let mut out: Vec<(i32, V)> = self.slots.iter_mut().filter_map(Option::take).collect();
+        let mut out: Vec<(i32, V)> = self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.value.take().map(|v| (s.opaque, v)))
+            .collect();
         out.extend(self.overflow.drain());
         self.in_slots = 0;
         out
     }
 
-    /// Puts `value` in its opaque's slot, or in the overflow map when that slot is taken.
+    /// Puts `value` in its opaque's slot, or in the overflow map when that slot is taken (the
+    /// opaque is in neither).
     fn place(&mut self, opaque: i32, value: V) {
         let i = self.slot_of(opaque);
         match self.slots.get_mut(i) {
-            Some(slot @ None) => {
-                // `None` has nothing to drop: replaced without a drop, the value is written
-                // straight into the slot (an assignment builds it aside first, for the drop).
-                #[allow(clippy::mem_replace_option_with_some)] // the same, measured: kept
-                std::mem::forget(std::mem::replace(slot, Some((opaque, value))));
+            Some(slot) if slot.value.is_none() => {
+                slot.opaque = opaque;
+                slot.value = Some(value);
                 self.in_slots += 1;
             }
             _ => {
@@ -327,7 +368,12 @@ impl<V> OpaqueTable<V> {
     fn grow(&mut self) {
         let size = (2 * self.slots.len()).clamp(MIN_SLOTS, MAX_SLOTS);
         let all = self.drain();
-        self.slots = std::iter::repeat_with(|| None).take(size).collect();
+        self.slots = std::iter::repeat_with(|| Slot {
+            opaque: 0,
+            value: None,
+        })
+        .take(size)
+        .collect();
         for (opaque, value) in all {
             self.place(opaque, value);
         }
@@ -1094,10 +1140,18 @@ impl EventLoop {
     fn expire(&mut self, now: Instant) {
         debug_assert_eq!(
             self.unconnected,
-            self.conns.iter().flatten().filter(|c| !c.is_connected()).count()
+            self.conns
+                .iter()
+                .flatten()
+                .filter(|c| !c.is_connected())
+                .count()
         );
         // Nothing due (the usual turn): only the upkeep below.
-        if self.deadlines.peek().is_some_and(|(deadline, _)| deadline <= now) {
+        if self
+            .deadlines
+            .peek()
+            .is_some_and(|(deadline, _)| deadline <= now)
+        {
             self.expire_requests(now);
         }
         if self.deadlines.len() > 1024 {
