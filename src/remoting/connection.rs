@@ -365,7 +365,11 @@ impl Conn {
         };
         while !self.frames.is_empty() {
             // A turn usually queues a few frames: a small array then (it is filled in full).
-            let wrote = if self.frames.len() <= FEW_IOV {
+            let wrote = if self.frames.len() == 1 {
+                // One frame (a synchronous sender's request): a plain write.
+                let frame = self.frames.front().map_or(&[][..], |f| &f[..]);
+                stream.write(frame.get(self.front_pos..).unwrap_or_default())
+            } else if self.frames.len() <= FEW_IOV {
                 write_frames::<FEW_IOV>(stream, &self.frames, self.front_pos)
             } else {
                 write_frames::<MAX_IOV>(stream, &self.frames, self.front_pos)

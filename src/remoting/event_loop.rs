@@ -90,11 +90,21 @@ impl FramePool {
     /// under one lock, emptying `frames`.
     fn put_all(&self, frames: &mut Vec<Vec<u8>>) {
         let mut free = self.free.lock();
-        for mut frame in frames.drain(..) {
+        while let Some(mut frame) = frames.pop() {
             if free.len() < POOLED_FRAMES {
                 frame.clear();
                 free.push(frame);
             }
+        }
+    }
+
+    /// Gives back a buffer that [`FramePool::keeps`] said yes to.
+    #[inline]
+    fn put_kept(&self, mut frame: Vec<u8>) {
+        frame.clear();
+        let mut free = self.free.lock();
+        if free.len() < POOLED_FRAMES {
+            free.push(frame);
         }
     }
 
@@ -149,6 +159,7 @@ pub(crate) fn spawn(
         returned: Vec::with_capacity(RETURN_BATCH),
         scratch: Vec::new(),
         next_conn_id: 0,
+        unconnected: 0,
         read_clock: None,
         pending_count,
         lookups: Arc::new(AtomicUsize::new(0)),
@@ -203,11 +214,25 @@ const MAX_SLOTS: usize = 8 * 1024;
 /// (a request left pending long enough for the counter to come round to its slot). The ring
 /// doubles, up to [`MAX_SLOTS`], when it gets crowded.
 struct OpaqueTable<V> {
-    slots: Vec<Option<(i32, V)>>,
+    slots: Vec<Slot<V>>,
     /// Values whose slot was taken when they came.
     overflow: HashMap<i32, V, BuildHasherDefault<OpaqueHasher>>,
     /// Values in `slots`.
     in_slots: usize,
+}
+
+/// A slot of an [`OpaqueTable`]: the opaque beside the value (not in a tuple with it), so that
+/// a value goes in and out with one move, not through a temporary of another layout.
+struct Slot<V> {
+    /// Meaningful only while `value` is `Some`.
+    opaque: i32,
+    value: Option<V>,
+}
+
+impl<V> Slot<V> {
+    fn holds(&self, opaque: i32) -> bool {
+        self.value.is_some() && self.opaque == opaque
+    }
 }
 
 impl<V> Default for OpaqueTable<V> {
@@ -231,9 +256,11 @@ impl<V> OpaqueTable<V> {
     }
 
     fn get(&self, opaque: i32) -> Option<&V> {
-        if let Some(Some((o, v))) = self.slots.get(self.slot_of(opaque)) {
-            if *o == opaque {
-                return Some(v);
+        if let Some(slot) = self.slots.get(self.slot_of(opaque)) {
+            if slot.opaque == opaque {
+                if let Some(v) = &slot.value {
+                    return Some(v);
+                }
             }
         }
         if self.overflow.is_empty() {
@@ -244,26 +271,48 @@ impl<V> OpaqueTable<V> {
 
     /// Adds `value` under `opaque`; gives it back if the opaque is in use.
     fn insert(&mut self, opaque: i32, value: V) -> std::result::Result<(), V> {
-        if self.get(opaque).is_some() {
-            return Err(value);
-        }
         if self.slots.len() < MAX_SLOTS && 2 * (self.len() + 1) > self.slots.len() {
+            // (Before the check below: growing moves values, never adds or drops one.)
             self.grow();
         }
-        self.place(opaque, value);
-        Ok(())
+        let i = self.slot_of(opaque);
+        match self.slots.get_mut(i) {
+            // The usual case: a free slot, and no value in the map under this opaque.
+            Some(slot)
+                if slot.value.is_none()
+                    && (self.overflow.is_empty() || !self.overflow.contains_key(&opaque)) =>
+            {
+                slot.opaque = opaque;
+                // `None` has nothing to drop: replaced without a drop, the value is written
+                // straight into the slot (an assignment builds it aside first, for the drop).
+                #[allow(clippy::mem_replace_option_with_some)] // the same, measured: kept
+                std::mem::forget(std::mem::replace(&mut slot.value, Some(value)));
+                self.in_slots += 1;
+                Ok(())
+            }
+            Some(slot) if slot.holds(opaque) => Err(value),
+            _ => match self.overflow.entry(opaque) {
+                std::collections::hash_map::Entry::Occupied(_) => Err(value),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(value);
+                    Ok(())
+                }
+            },
+        }
     }
 
     /// Removes the value of `opaque` if `keep` says no to it (`keep` sees it first).
     fn remove_unless(&mut self, opaque: i32, keep: impl FnOnce(&V) -> bool) -> Option<V> {
         let i = self.slot_of(opaque);
         if let Some(slot) = self.slots.get_mut(i) {
-            if matches!(slot, Some((o, _)) if *o == opaque) {
-                if slot.as_ref().is_some_and(|(_, v)| keep(v)) {
-                    return None;
+            if slot.opaque == opaque {
+                if let Some(v) = &slot.value {
+                    if keep(v) {
+                        return None;
+                    }
+                    self.in_slots -= 1;
+                    return slot.value.take();
                 }
-                self.in_slots -= 1;
-                return slot.take().map(|(_, v)| v);
             }
         }
         if self.overflow.is_empty() {
@@ -283,27 +332,30 @@ impl<V> OpaqueTable<V> {
     fn iter(&self) -> impl Iterator<Item = (i32, &V)> {
         self.slots
             .iter()
-            .filter_map(|s| s.as_ref().map(|(o, v)| (*o, v)))
+            .filter_map(|s| s.value.as_ref().map(|v| (s.opaque, v)))
             .chain(self.overflow.iter().map(|(&o, v)| (o, v)))
     }
 
     /// Takes every value out.
     fn drain(&mut self) -> Vec<(i32, V)> {
-        let mut out: Vec<(i32, V)> = self.slots.iter_mut().filter_map(Option::take).collect();
+        let mut out: Vec<(i32, V)> = self
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.value.take().map(|v| (s.opaque, v)))
+            .collect();
         out.extend(self.overflow.drain());
         self.in_slots = 0;
         out
     }
 
-    /// Puts `value` in its opaque's slot, or in the overflow map when that slot is taken.
+    /// Puts `value` in its opaque's slot, or in the overflow map when that slot is taken (the
+    /// opaque is in neither).
     fn place(&mut self, opaque: i32, value: V) {
         let i = self.slot_of(opaque);
         match self.slots.get_mut(i) {
-            Some(slot @ None) => {
-                // `None` has nothing to drop: replaced without a drop, the value is written
-                // straight into the slot (an assignment builds it aside first, for the drop).
-                #[allow(clippy::mem_replace_option_with_some)] // the same, measured: kept
-                std::mem::forget(std::mem::replace(slot, Some((opaque, value))));
+            Some(slot) if slot.value.is_none() => {
+                slot.opaque = opaque;
+                slot.value = Some(value);
                 self.in_slots += 1;
             }
             _ => {
@@ -316,7 +368,12 @@ impl<V> OpaqueTable<V> {
     fn grow(&mut self) {
         let size = (2 * self.slots.len()).clamp(MIN_SLOTS, MAX_SLOTS);
         let all = self.drain();
-        self.slots = std::iter::repeat_with(|| None).take(size).collect();
+        self.slots = std::iter::repeat_with(|| Slot {
+            opaque: 0,
+            value: None,
+        })
+        .take(size)
+        .collect();
         for (opaque, value) in all {
             self.place(opaque, value);
         }
@@ -335,9 +392,12 @@ struct Responses<'a> {
     pending_count: &'a AtomicUsize,
     idx: usize,
     conn_id: u64,
-    addr: &'a Arc<str>,
     arrival: Option<Arrival>,
     others: &'a mut Vec<RemotingCommand>,
+    /// Responses that matched no pending request, and the opaque of the last one (logged
+    /// after the read, with the connection's address).
+    unmatched: usize,
+    last_unmatched: i32,
 }
 
 impl super::connection::FrameSink for Responses<'_> {
@@ -369,13 +429,29 @@ impl super::connection::FrameSink for Responses<'_> {
                 p.reply
                     .complete_at(decoded.map_err(Error::Protocol), arrival);
             }
-            None => log::debug!(
-                "response with opaque {opaque} from {} matches no pending request \
-                 (it timed out, or the peer is confused): dropped",
-                self.addr
-            ),
+            None => {
+                self.unmatched += 1;
+                self.last_unmatched = opaque;
+            }
         }
         Ok(())
+    }
+}
+
+/// Logs responses from `addr` that matched no pending request: `count` of them, the last
+/// with opaque `last`.
+#[cold]
+fn log_unmatched(addr: &str, count: usize, last: i32) {
+    if count == 1 {
+        log::debug!(
+            "response with opaque {last} from {addr} matches no pending request \
+             (it timed out, or the peer is confused): dropped"
+        );
+    } else {
+        log::debug!(
+            "{count} responses from {addr} (the last with opaque {last}) match no pending \
+             request (they timed out, or the peer is confused): dropped"
+        );
     }
 }
 
@@ -404,6 +480,10 @@ struct EventLoop {
     /// (one lock per [`RETURN_BATCH`] and per turn, not per request).
     returned: Vec<Vec<u8>>,
     next_conn_id: u64,
+    /// Connections in `conns` not connected yet (resolving, connecting, handshaking): the
+    /// only ones with a connect deadline. While none is, a turn skips the scans for connect
+    /// deadlines.
+    unconnected: usize,
     /// The clock read for the last read of this turn that had frames (see [`Arrival`]).
     read_clock: Option<Instant>,
     pending_count: Arc<AtomicUsize>,
@@ -481,8 +561,15 @@ impl EventLoop {
             }
             self.flush_dirty();
             // The buffers of the frames written (and of any refused) go back together.
-            if !self.returned.is_empty() {
-                self.config.frames.put_all(&mut self.returned);
+            match self.returned.len() {
+                0 => {}
+                // A synchronous sender's request: one buffer.
+                1 => {
+                    if let Some(frame) = self.returned.pop() {
+                        self.config.frames.put_kept(frame);
+                    }
+                }
+                _ => self.config.frames.put_all(&mut self.returned),
             }
             // A turn that only read (a response woke the loop: no command came) ends a
             // moment after its last read's clock read, which serves as the turn's: a
@@ -514,9 +601,11 @@ impl EventLoop {
             }
             self.deadlines.pop();
         }
-        for conn in self.conns.iter().flatten() {
-            if let Some(deadline) = conn.connect_deadline() {
-                next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+        if self.unconnected > 0 {
+            for conn in self.conns.iter().flatten() {
+                if let Some(deadline) = conn.connect_deadline() {
+                    next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+                }
             }
         }
         next.map(|d| d.saturating_duration_since(now))
@@ -529,6 +618,7 @@ impl EventLoop {
         if !conn.is_connected() {
             match conn.finish_connect() {
                 Ok(true) => {
+                    self.unconnected -= 1;
                     let tls = if conn.is_tls() { " (TLS)" } else { "" };
                     log::debug!("connected to {}{tls}", conn.addr);
                     // A TLS handshake may have read past its end (this event's readiness
@@ -562,7 +652,6 @@ impl EventLoop {
             return;
         }
         let conn_id = conn.id;
-        let addr = conn.addr.clone();
         // Read by read: the frames of each read are handled before the next one, so their
         // header maps go back to the decode pool (sized for a read) and are reused.
         loop {
@@ -574,7 +663,6 @@ impl EventLoop {
             else {
                 return;
             };
-            let mut frames = std::mem::take(&mut self.frames);
             // Responses complete their requests as they are decoded; anything else (a
             // server's request) is kept in `frames`, with every frame after it, and handled
             // after the read, in order.
@@ -584,14 +672,19 @@ impl EventLoop {
                 pending_count: &self.pending_count,
                 idx,
                 conn_id,
-                addr: &addr,
                 arrival: None,
-                others: &mut frames,
+                others: &mut self.frames,
+                unmatched: 0,
+                last_unmatched: 0,
             };
             let result = conn.read_some(&mut sink, read == Read::ToEnd);
             let arrival = sink.arrival.take();
+            let (unmatched, last_unmatched) = (sink.unmatched, sink.last_unmatched);
             if let Some(a) = &arrival {
                 self.read_clock = Some(a.at);
+            }
+            if unmatched > 0 {
+                log_unmatched(&conn.addr, unmatched, last_unmatched);
             }
 
             // TLS: reading may leave records to send (alerts, key updates).
@@ -599,15 +692,17 @@ impl EventLoop {
                 conn.dirty = true;
                 self.dirty.push(idx);
             }
-            if !frames.is_empty() {
+            if !self.frames.is_empty() {
                 // One clock read for the frames of this read (not one per frame).
                 let arrival = arrival.unwrap_or_else(|| Arrival::new(Instant::now()));
                 self.read_clock = Some(arrival.at);
+                let addr = conn.addr.clone();
+                let mut frames = std::mem::take(&mut self.frames);
                 for frame in frames.drain(..) {
                     self.on_frame(idx, conn_id, &addr, frame, &arrival);
                 }
+                self.frames = frames;
             }
-            self.frames = frames;
             match result {
                 Ok(true) => {}
                 Ok(false) => return,
@@ -655,10 +750,7 @@ impl EventLoop {
                 self.deadlines.forget(p.deadline, opaque);
                 p.reply.complete_at(Ok(cmd), arrival);
             }
-            None => log::debug!(
-                "response with opaque {opaque} from {addr} matches no pending request \
-                 (it timed out, or the peer is confused): dropped"
-            ),
+            None => log_unmatched(addr, 1, opaque),
         }
     }
 
@@ -726,9 +818,19 @@ impl EventLoop {
     }
 
     fn drain_commands(&mut self) -> Drained {
+        // Commands in the last batch taken from the queue.
+        let mut batch = 0;
         for taken in 0..COMMANDS_PER_TURN {
             if self.inbox.is_empty() {
+                if batch == 1 {
+                    // A batch of one (a synchronous sender's request: its sender waits for
+                    // the response now) is rarely followed at once by another: the turn
+                    // ends without a second look at the queue. `going_to_sleep` looks
+                    // before the loop sleeps, so a command that did come is not left.
+                    return Drained::Idle;
+                }
                 self.shared.take_commands(&mut self.inbox);
+                batch = self.inbox.len();
             }
             match self.inbox.pop_front() {
                 Some(Command::Request(r)) => self.on_request(r),
@@ -932,6 +1034,7 @@ impl EventLoop {
         self.next_conn_id = conn_id;
         target.conn_hint.store(idx, Ordering::Relaxed);
         self.conns[idx] = Some(conn);
+        self.unconnected += 1;
         self.by_addr.insert(target.addr.clone(), idx);
         self.set_state(target.addr.clone(), ConnectionState::Connecting);
         Ok(idx)
@@ -1010,8 +1113,8 @@ impl EventLoop {
     /// Writes the output queued on every dirty connection, and sets write interest from
     /// what is left.
     fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &idx in &dirty {
+        // Nothing below adds to the list (a close does not).
+        while let Some(idx) = self.dirty.pop() {
             let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
@@ -1030,15 +1133,38 @@ impl EventLoop {
                 self.close(idx, failure);
             }
         }
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
     }
 
     /// Ends overdue requests with `Timeout` (closing their connections when configured to)
     /// and overdue connects with an error.
     fn expire(&mut self, now: Instant) {
+        debug_assert_eq!(
+            self.unconnected,
+            self.conns
+                .iter()
+                .flatten()
+                .filter(|c| !c.is_connected())
+                .count()
+        );
+        // Nothing due (the usual turn): only the upkeep below.
+        if self
+            .deadlines
+            .peek()
+            .is_some_and(|(deadline, _)| deadline <= now)
+        {
+            self.expire_requests(now);
+        }
+        if self.deadlines.len() > 1024 {
+            self.trim_deadlines();
+        }
+        if self.unconnected > 0 {
+            self.expire_connects(now);
+        }
+    }
+
+    /// Ends the overdue requests with `Timeout` (see [`EventLoop::expire`]).
+    #[cold]
+    fn expire_requests(&mut self, now: Instant) {
         let mut to_close: Vec<(usize, u64, Duration)> = Vec::new();
         while let Some((deadline, opaque)) = self.deadlines.peek() {
             if deadline > now {
@@ -1082,9 +1208,13 @@ impl EventLoop {
                 self.close(idx, Failure::RequestTimedOut(after));
             }
         }
-        // Keep the heap in proportion to the pending requests: first drop the entries of
-        // ended requests at the front (responses mostly come in the order of their requests,
-        // so that is usually all of them, without a sort), then rebuild if still needed.
+    }
+
+    /// Keeps the deadlines in proportion to the pending requests: first drops the entries of
+    /// ended requests at the front (responses mostly come in the order of their requests, so
+    /// that is usually all of them, without a sort), then rebuilds if still needed.
+    #[cold]
+    fn trim_deadlines(&mut self) {
         if self.deadlines.len() > 1024 && self.deadlines.len() > 2 * self.pending.len() {
             while let Some((deadline, opaque)) = self.deadlines.peek() {
                 if self
@@ -1101,6 +1231,12 @@ impl EventLoop {
             self.deadlines
                 .rebuild(self.pending.iter().map(|(opaque, p)| (p.deadline, opaque)));
         }
+    }
+
+    /// Fails the connects (lookups, TLS handshakes) past their deadline. Only called while
+    /// some connection is not connected yet (see [`EventLoop::unconnected`]).
+    #[cold]
+    fn expire_connects(&mut self, now: Instant) {
         let mut overdue = std::mem::take(&mut self.scratch);
         overdue.extend(self.conns.iter().enumerate().filter_map(|(i, c)| {
             c.as_ref()
@@ -1147,6 +1283,9 @@ impl EventLoop {
             return;
         };
         self.free.push(idx);
+        if !conn.is_connected() {
+            self.unconnected -= 1;
+        }
         if matches!(failure, Failure::Local(_)) && conn.is_connected() {
             conn.close_notify();
         }
@@ -1217,6 +1356,7 @@ impl EventLoop {
             p.reply.complete(Err(Error::Shutdown));
         }
         self.deadlines.clear();
+        self.unconnected = 0;
         for conn in self.conns.iter_mut().filter_map(Option::take) {
             self.shared.states.lock().insert(
                 conn.addr.clone(),
@@ -1473,7 +1613,6 @@ mod tests {
             handles.insert(opaque, handle);
         }
         let count = AtomicUsize::new(3);
-        let addr: Arc<str> = Arc::from("127.0.0.1:10911");
         let frames: Vec<RemotingCommand> = vec![
             RemotingCommand::response(0, 1).with_remark("one"),
             RemotingCommand::response(0, 3), // its request went out on another connection
@@ -1501,13 +1640,16 @@ mod tests {
             pending_count: &count,
             idx,
             conn_id,
-            addr: &addr,
             arrival: None,
             others: &mut others,
+            unmatched: 0,
+            last_unmatched: 0,
         };
         let err = rb.filled(bytes.len(), &mut sink).unwrap_err();
         assert_eq!(err, CodecError::UnknownSerializeType(7));
         assert!(sink.arrival.is_some(), "the read's arrival was taken");
+        // The response on another connection matched nothing (logged after the read).
+        assert_eq!((sink.unmatched, sink.last_unmatched), (1, 3));
         // Opaque 1 ended with its response; 3 (another connection) and 2 (after the server
         // request) are still pending.
         let one = handles.remove(&1).unwrap().wait().unwrap();
