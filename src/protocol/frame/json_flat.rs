@@ -601,7 +601,7 @@ pub(super) fn plain_string_of_len(bytes: &[u8], from: usize, len: usize) -> bool
             Some(last) if len >= 8 => word(last),
             Some(last) => {
                 let keep = u64::MAX << (8 * (8 - len));
-                (word(last) & keep) | (LO * u64::from(b'a') & !keep)
+                (word(last) & keep) | ((LO * u64::from(b'a')) & !keep)
             }
             None => {
                 // Shorter than eight bytes here (an end of eight or more has a word before it).

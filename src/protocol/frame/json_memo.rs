@@ -869,7 +869,8 @@ mod tests {
         let a: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
         for n in 0..=a.len() {
             let x = &a[..n];
-            assert!(same(x, &x.to_vec()), "{n}");
+            let copy = x.to_vec();
+            assert!(same(x, &copy), "{n}");
             for i in 0..n {
                 for bit in [0x01, 0x80] {
                     let mut y = x.to_vec();
