@@ -186,19 +186,33 @@ impl ResponseKey {
 
 /// What a decoder learns while it checks a header's raw fields: where the send-response
 /// values are. [`RawBuilder::finish`] then keeps the text.
+#[derive(Clone, Copy)]
 pub(super) struct RawBuilder {
-    send: [(u16, u16); RESPONSE_KEYS],
+    /// The send places as [`Raw::text`] ends with them (written as noted: `finish` appends
+    /// them in one copy).
+    places: [u8; PLACES_BYTES],
     send_ok: bool,
     /// The [`ResponseKey`]s seen, one bit each.
     seen: u8,
 }
 
 impl RawBuilder {
-    pub(super) fn new() -> Self {
+    pub(super) const fn new() -> Self {
         RawBuilder {
-            send: [(0, 0); RESPONSE_KEYS],
+            places: [0; PLACES_BYTES],
             send_ok: true,
             seen: 0,
+        }
+    }
+
+    /// Notes `text[start..end]` as the place of `key`'s value.
+    #[inline(always)]
+    fn set(&mut self, key: ResponseKey, start: u16, end: u16) {
+        let at = key as usize * 4;
+        let [s0, s1] = start.to_le_bytes();
+        let [e0, e1] = end.to_le_bytes();
+        if let Some(place) = self.places.get_mut(at..at + 4) {
+            place.copy_from_slice(&[s0, s1, e0, e1]);
         }
     }
 
@@ -207,7 +221,7 @@ impl RawBuilder {
     pub(super) fn send_value(&mut self, key: ResponseKey, start: usize, end: usize, ascii: bool) {
         let bit = 1u8 << key as u8;
         match (u16::try_from(start), u16::try_from(end)) {
-            (Ok(s), Ok(e)) if ascii && self.seen & bit == 0 => self.send[key as usize] = (s, e),
+            (Ok(s), Ok(e)) if ascii && self.seen & bit == 0 => self.set(key, s, e),
             // A repeated key (the map keeps the last), a non-ASCII value or a long text: the
             // map decides.
             _ => self.send_ok = false,
@@ -220,7 +234,7 @@ impl RawBuilder {
     #[inline]
     pub(super) fn send_value_once(&mut self, key: ResponseKey, start: u16, end: u16, ascii: bool) {
         if ascii {
-            self.send[key as usize] = (start, end);
+            self.set(key, start, end);
         } else {
             self.send_ok = false;
         }
@@ -228,6 +242,7 @@ impl RawBuilder {
 
     /// The fields of a flat JSON object whose text between the braces is `text` (checked:
     /// see [`Layout::Json`]).
+    #[inline]
     pub(super) fn finish_json(self, text: &[u8]) -> ExtFields {
         self.finish(Layout::Json, text)
     }
@@ -237,18 +252,15 @@ impl RawBuilder {
         self.finish(Layout::Binary, text)
     }
 
+    // Inlined: a decoded response's one call of it (no call, no moves of the builder).
+    #[inline(always)]
     fn finish(self, layout: Layout, text: &[u8]) -> ExtFields {
         if text.is_empty() {
             return ExtFields::new();
         }
         let mut buf = recycled_buffer(text.len() + PLACES_BYTES);
         buf.extend_from_slice(text);
-        let mut places = [0u8; PLACES_BYTES];
-        for (i, (start, end)) in self.send.iter().enumerate() {
-            places[i * 4..i * 4 + 2].copy_from_slice(&start.to_le_bytes());
-            places[i * 4 + 2..i * 4 + 4].copy_from_slice(&end.to_le_bytes());
-        }
-        buf.extend_from_slice(&places);
+        buf.extend_from_slice(&self.places);
         ExtFields {
             map: OnceLock::new(),
             raw: Raw {

@@ -557,6 +557,68 @@ fn scan(bytes: &[u8], from: usize, stop_non_ascii: bool) -> usize {
     }
 }
 
+/// Whether `bytes[from..from + len]` is plain string content closed right after it: each
+/// byte printable ASCII (0x20..0x80) other than a quote or a backslash, and `bytes[from +
+/// len]` a quote. Then [`Flat::value_rest`] at `from` answers `(from, from + len, true)` (its
+/// first special byte is that quote): the check of a value whose length is predicted, eight
+/// bytes at a time with no branch per word (the last word overlapping, or padded).
+#[inline(always)]
+pub(super) fn plain_string_of_len(bytes: &[u8], from: usize, len: usize) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let Some(end) = from.checked_add(len) else {
+        return false;
+    };
+    if bytes.get(end) != Some(&b'"') {
+        return false;
+    }
+    let Some(content) = bytes.get(from..end) else {
+        return false;
+    };
+    // A word of the content (`chunks_exact` gives eight bytes: never the fallback, which
+    // would fail the check).
+    let word = |chunk: &[u8]| <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+    // In a word of bytes below 0x80 (no carry crosses a byte): the high bit of `b + 0x60`
+    // is set iff `b >= 0x20`, that of `(b ^ c) + 0x7f` iff `b != c`. A byte of 0x80 or more
+    // shows in `any`.
+    let good = |w: u64| {
+        w.wrapping_add(LO * 0x60)
+            & (w ^ (LO * u64::from(b'"'))).wrapping_add(LO * 0x7f)
+            & (w ^ (LO * u64::from(b'\\'))).wrapping_add(LO * 0x7f)
+    };
+    let (mut all, mut any) = (HI, 0u64);
+    let chunks = content.chunks_exact(8);
+    let rest = chunks.remainder().len();
+    for chunk in chunks {
+        let w = word(chunk);
+        all &= good(w);
+        any |= w;
+    }
+    if rest != 0 {
+        // The last bytes: the eight ending at `end` (overlapping the words read, or the
+        // bytes before `from`, then read as a plain byte), or padded near the start.
+        let w = match end.checked_sub(8).and_then(|at| bytes.get(at..end)) {
+            Some(last) if len >= 8 => word(last),
+            Some(last) => {
+                let keep = u64::MAX << (8 * (8 - len));
+                (word(last) & keep) | ((LO * u64::from(b'a')) & !keep)
+            }
+            None => {
+                // Shorter than eight bytes here (an end of eight or more has a word before it).
+                let mut w = [0u8; 8];
+                if let Some(head) = w.get_mut(..len) {
+                    head.copy_from_slice(content);
+                    w[len..].fill(b'a');
+                }
+                u64::from_le_bytes(w)
+            }
+        };
+        all &= good(w);
+        any |= w;
+    }
+    all & HI == HI && any & HI == 0
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -615,6 +677,42 @@ pub(super) mod tests {
             assert_eq!(&reference, flat, "{text}");
         }
         flat.is_some()
+    }
+
+    /// The bulk check of a value of predicted length answers what the scan answers (the
+    /// first special byte is a quote right after the value): every length up to 40, one byte
+    /// of every value at every place of it, special bytes before the value, predicted lengths
+    /// one off too.
+    #[test]
+    fn plain_string_of_len_agrees_with_the_scan() {
+        let before: &[u8] = b"\"\\\x01\xc3\x80\x1f\"\x7f\xff";
+        let mut checked = 0;
+        for len in 0..40 {
+            for prefix in [0, 1, 3, 9] {
+                for at in 0..len.max(1) {
+                    for b in 0..=255u8 {
+                        let mut buf: Vec<u8> =
+                            before.iter().cycle().take(prefix).copied().collect();
+                        buf.extend(std::iter::repeat(b'A').take(len));
+                        if len > 0 {
+                            buf[prefix + at] = b;
+                        }
+                        buf.extend_from_slice(b"\",\"x\":\"y\"");
+                        let end = string_end(&buf, prefix);
+                        for predicted in [len, len + 1, len.saturating_sub(1)] {
+                            let expect = end == prefix + predicted && buf[end] == b'"';
+                            assert_eq!(
+                                plain_string_of_len(&buf, prefix, predicted),
+                                expect,
+                                "{buf:?} from {prefix} len {predicted}"
+                            );
+                            checked += usize::from(expect);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
     }
 
     /// `string_end_utf8` finds what `next_special` finds, and `string_end` that or the first
