@@ -331,13 +331,16 @@ impl UsualFrame {
     }
 
     /// Puts `opaque`'s text in place: the last one plus one (the usual next opaque) by
-    /// raising its units digit when that does not carry.
+    /// raising its units digit when that does not carry, else by carrying into the digits
+    /// before it as long as the number keeps its length.
     #[inline(always)]
     fn set_opaque(&mut self, opaque: i32) {
         let units = self.text.len() - JSON_END.len() - 1;
         if opaque > 0 && self.opaque.wrapping_add(1) == opaque && self.text[units] != b'9' {
             // The last one (not negative: its units digit is last) plus one, no carry.
             self.text[units] += 1;
+        } else if opaque > 1 && self.opaque.wrapping_add(1) == opaque && self.carry_opaque(units) {
+            // The last one (positive) plus one, carried (9 -> 10 grows: not here).
         } else if opaque != self.opaque {
             let mut buf = [0u8; 21];
             let t = signed_text(&mut buf, opaque.into());
@@ -350,6 +353,26 @@ impl UsualFrame {
             self.opaque_len = t.len();
         }
         self.opaque = opaque;
+    }
+
+    /// Adds one to the opaque's text whose units digit is at `units` and is a `9` (the last
+    /// opaque, positive), carrying: the trailing `9`s become `0`s and the digit before them
+    /// goes up by one. `false`, with nothing changed, when every digit is a `9` (the text
+    /// grows by one digit: written whole by the caller).
+    #[inline]
+    fn carry_opaque(&mut self, units: usize) -> bool {
+        let from = units + 1 - self.opaque_len;
+        let Some(digits) = self.text.get_mut(from..=units) else {
+            return false;
+        };
+        match digits.iter().rposition(|&d| d != b'9') {
+            Some(at) if digits[at].is_ascii_digit() => {
+                digits[at] += 1;
+                digits[at + 1..].fill(b'0');
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Appends the frame of a usual send with these values (the memo's prefix and tail are

@@ -1075,7 +1075,8 @@ impl SpentSends {
 
     /// This thread's spare list.
     fn slot(&self) -> &parking_lot::Mutex<Option<Spare>> {
-        &self.slots[thread_slot() % self.slots.len()]
+        // `slots` has SLOTS entries (made so in `new`): a mask, not a division.
+        &self.slots[thread_slot() % SLOTS]
     }
 
     /// Frees every spare box and finished send, for good: spare lists refuse boxes from now

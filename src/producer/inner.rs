@@ -1,6 +1,7 @@
 //! The state a producer shares with its background tasks: [`Inner`], its run states and the
 //! clocks it reads.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -100,9 +101,37 @@ pub(crate) struct Inner {
 
 /// The clock used for born timestamps and ids.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    wall_ms(SystemTime::now())
+}
+
+/// Epoch milliseconds of `now` (0 before the epoch). The millisecond of the last time this
+/// thread converted is remembered as its bounds, `[from, until)`: a time within them is that
+/// millisecond, known with two comparisons instead of a subtraction and a division (the
+/// sends of one millisecond share it). Always the value the subtraction gives.
+fn wall_ms(now: SystemTime) -> i64 {
+    thread_local! {
+        static LAST: Cell<Option<(SystemTime, SystemTime, i64)>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| {
+        if let Some((from, until, ms)) = last.get() {
+            if from <= now && now < until {
+                return ms;
+            }
+        }
+        let ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let from = u64::try_from(ms)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms)));
+        if let Some(from) = from {
+            if let Some(until) = from.checked_add(Duration::from_millis(1)) {
+                last.set(Some((from, until, ms)));
+            }
+        }
+        ms
+    })
 }
 
 impl Inner {
@@ -136,5 +165,44 @@ impl Inner {
     /// [`Inner::new_msg_id`] at `wall_ms`, the wall clock (epoch ms) the caller read.
     pub(crate) fn new_msg_id_at(&self, wall_ms: i64) -> IdStr {
         self.ids.next_id_str(wall_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The remembered millisecond gives what the subtraction gives: for times within one
+    /// millisecond, at its bounds, in other milliseconds in any order, and before the epoch.
+    #[test]
+    fn wall_ms_is_the_subtraction() {
+        use rand::{Rng, SeedableRng};
+        let reference = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let base = UNIX_EPOCH + Duration::from_millis(1_795_468_920_976);
+        let mut t = base;
+        for i in 0..50_000 {
+            t = match rng.gen_range(0..8) {
+                0 => t + Duration::from_nanos(rng.gen_range(0..2_000_000)),
+                1 => t
+                    .checked_sub(Duration::from_nanos(rng.gen_range(0..2_000_000)))
+                    .unwrap(),
+                // A millisecond's bounds: its first nanosecond and the one before it.
+                2 => UNIX_EPOCH + Duration::from_millis(rng.gen_range(0..3_000_000_000_000)),
+                3 => (UNIX_EPOCH + Duration::from_millis(rng.gen_range(1..3_000_000_000_000)))
+                    .checked_sub(Duration::from_nanos(1))
+                    .unwrap(),
+                4 => UNIX_EPOCH - Duration::from_nanos(rng.gen_range(0..5_000_000)),
+                5 => UNIX_EPOCH + Duration::from_nanos(rng.gen_range(0..5_000_000)),
+                6 => base,
+                _ => t,
+            };
+            assert_eq!(wall_ms(t), reference(t), "{i}: {t:?}");
+        }
+        let now = SystemTime::now();
+        assert_eq!(wall_ms(now), reference(now));
     }
 }

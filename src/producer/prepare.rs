@@ -147,27 +147,26 @@ impl Properties {
     /// [`message_codec::UniqIdGenerator`]; any `new_id` of [`prepare_single`] makes ids of
     /// plain JSON text), whose JSON text is itself; any other id (the caller's own) is
     /// escaped as JSON needs.
+    // Always inlined: the usual send's defaults (an id of this client's length and `WAIT`,
+    // the first time, inline) are a fixed-size block written in place, where a call costs as
+    // much; any other case is out of line.
+    #[inline(always)]
     pub(crate) fn push_defaults(&mut self, id: Option<&IdStr>, id_plain: bool, wait: bool) {
-        if self.defaults_end != 0 {
-            let id = id.map(|id| id.as_str());
-            let props = id.map(|id| (property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id));
-            let waits = wait.then_some((property::WAIT_STORE_MSG_OK, "true"));
-            return self.encode(props.into_iter().chain(waits));
-        }
-        self.defaults_at = self.len();
-        if let (Some(id), true) = (id, wait) {
+        if let (0, Some(id), true, None) = (self.defaults_end, id, wait, &self.heap) {
             // The usual send: an id of this client's length and `WAIT=true`, written inline
             // as one fixed-size block (constants around the id; no copy of a variable length).
             let id = id.as_bytes();
             let at = self.len;
-            if let (Some(dst), Ok(id32), None) = (
+            if let (Some(dst), Ok(id32)) = (
                 self.inline.get_mut(at..at + DEFAULTS_BLOCK_LEN),
                 <&[u8; ID_LEN]>::try_from(id),
-                &self.heap,
             ) {
-                let mut block = DEFAULTS_BLOCK;
-                block[UNIQ_KEY_NAME.len()..UNIQ_KEY_NAME.len() + ID_LEN].copy_from_slice(id32);
-                dst.copy_from_slice(&block);
+                let (name, rest) = dst.split_at_mut(UNIQ_KEY_NAME.len());
+                let (value, tail) = rest.split_at_mut(ID_LEN);
+                name.copy_from_slice(&DEFAULTS_BLOCK[..UNIQ_KEY_NAME.len()]);
+                value.copy_from_slice(id32);
+                tail.copy_from_slice(&DEFAULTS_BLOCK[UNIQ_KEY_NAME.len() + ID_LEN..]);
+                self.defaults_at = at;
                 self.len = at + DEFAULTS_BLOCK_LEN;
                 self.default_id_len = Some(ID_LEN);
                 debug_assert!(!id_plain || json_plain(id));
@@ -177,6 +176,19 @@ impl Properties {
                 return;
             }
         }
+        self.push_defaults_other(id, id_plain, wait)
+    }
+
+    /// [`Properties::push_defaults`] but for the usual send's block.
+    #[inline(never)]
+    fn push_defaults_other(&mut self, id: Option<&IdStr>, id_plain: bool, wait: bool) {
+        if self.defaults_end != 0 {
+            let id = id.map(|id| id.as_str());
+            let props = id.map(|id| (property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX, id));
+            let waits = wait.then_some((property::WAIT_STORE_MSG_OK, "true"));
+            return self.encode(props.into_iter().chain(waits));
+        }
+        self.defaults_at = self.len();
         if let Some(id) = id {
             let id = id.as_bytes();
             let at = self.len;
@@ -559,7 +571,8 @@ pub(crate) fn check_message(msg: &Message, config: &ProducerConfig) -> Result<()
 }
 
 /// [`check_message`] but for its topic.
-#[inline]
+// Always inlined: a few checks, once per send, where a call costs as much.
+#[inline(always)]
 fn check_message_but_topic(msg: &Message, config: &ProducerConfig) -> Result<()> {
     if msg.body().is_empty() {
         return Err(Error::InvalidMessage("the body is empty".into()));
@@ -688,6 +701,8 @@ struct ReadProperties<'a> {
 }
 
 impl<'a> ReadProperties<'a> {
+    // Always inlined: for a message without properties (the rule) it is an empty loop.
+    #[inline(always)]
     fn of(msg: &'a Message) -> Self {
         let mut read = ReadProperties {
             id: None,

@@ -186,6 +186,9 @@ impl AddrMemo {
 
     /// The master address of `broker_name` in `mapping` as `channel` makes it: the
     /// remembered one while it is the same broker and the address table has not changed since.
+    // Always inlined: the remembered address (the rule, once per attempt) is a few
+    // comparisons, where a call costs as much; the look-up is out of line.
+    #[inline(always)]
     fn lookup(
         &mut self,
         mapping: &TopicBrokerMapping,
@@ -199,6 +202,18 @@ impl AddrMemo {
                 return Some(addr.clone());
             }
         }
+        self.look_up_again(mapping, broker_name, channel)
+    }
+
+    /// [`AddrMemo::lookup`] when the remembered address is not the answer: looked up in
+    /// `mapping` and remembered.
+    #[inline(never)]
+    fn look_up_again(
+        &mut self,
+        mapping: &TopicBrokerMapping,
+        broker_name: &Arc<str>,
+        channel: impl FnOnce(Arc<str>) -> Arc<str>,
+    ) -> Option<Arc<str>> {
         let (version, addr) = mapping.master_addr_versioned(broker_name);
         let Some(addr) = addr else {
             self.last = None;

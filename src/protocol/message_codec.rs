@@ -3,6 +3,7 @@
 //!
 //! Nothing here reads a clock: the id generator takes the current time as an argument.
 
+use std::cell::Cell;
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
@@ -585,13 +586,36 @@ impl UniqIdGenerator {
             push_hex(&mut s, &counter.to_be_bytes());
             return IdStr::from(s);
         };
-        let time = self.month_delta(now_ms).to_be_bytes();
+        let (time, count) = dst.split_at_mut(8);
+        time.copy_from_slice(&self.time_hex(now_ms));
         let counter = counter.to_be_bytes();
-        let bytes = [time[0], time[1], time[2], time[3], counter[0], counter[1]];
-        for (pair, &b) in dst.chunks_exact_mut(2).zip(&bytes) {
+        for (pair, &b) in count.chunks_exact_mut(2).zip(&counter) {
             pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
         IdStr::inline_ascii(buf, at + 12)
+    }
+
+    /// The hex of an id's time field for `now_ms` ([`UniqIdGenerator::month_delta`]): the
+    /// last one this thread made when it is for the same millisecond (the ids of one
+    /// millisecond share it; the field is a function of `now_ms` alone, whatever the
+    /// generator), else made and remembered.
+    #[inline]
+    fn time_hex(&self, now_ms: i64) -> [u8; 8] {
+        thread_local! {
+            static LAST: Cell<Option<(i64, [u8; 8])>> = const { Cell::new(None) };
+        }
+        LAST.with(|last| match last.get() {
+            Some((ms, hex)) if ms == now_ms => hex,
+            _ => {
+                let mut hex = [0u8; 8];
+                let time = self.month_delta(now_ms).to_be_bytes();
+                for (pair, &b) in hex.chunks_exact_mut(2).zip(&time) {
+                    pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+                }
+                last.set(Some((now_ms, hex)));
+                hex
+            }
+        })
     }
 
     /// [`month_delta`], with the month's bounds remembered from the last call.
@@ -784,6 +808,37 @@ mod tests {
                 assert_eq!(id.as_str(), b.next_id(now), "{i}");
                 assert!(id.is_inline());
             }
+        }
+    }
+
+    /// Ids of one millisecond (the time field's hex remembered on this thread), of other
+    /// milliseconds in any order, and of another generator in between are the ids `next_id`
+    /// makes.
+    #[test]
+    fn id_str_of_repeated_milliseconds_is_the_next_id() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let a = UniqIdGenerator::with_hash("10.0.0.1".parse().unwrap(), 7, -42);
+        let b = UniqIdGenerator::with_hash("10.0.0.1".parse().unwrap(), 7, -42);
+        let other = UniqIdGenerator::with_hash("fe80::1".parse().unwrap(), 9, 3);
+        let other_ref = UniqIdGenerator::with_hash("fe80::1".parse().unwrap(), 9, 3);
+        let mut now = 1_700_000_000_123i64;
+        for i in 0..20_000 {
+            match rng.gen_range(0..10) {
+                0 => now += 1,
+                1 => now -= rng.gen_range(0..3_000_000_000),
+                2 => now = start_of_month_utc(now) - rng.gen_range(0..2),
+                3 => now = -now,
+                _ => {}
+            }
+            if rng.gen_range(0..5) == 0 {
+                assert_eq!(
+                    other.next_id_str(now).as_str(),
+                    other_ref.next_id(now),
+                    "{i}"
+                );
+            }
+            assert_eq!(a.next_id_str(now).as_str(), b.next_id(now), "{i}");
         }
     }
 

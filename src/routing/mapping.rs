@@ -321,6 +321,9 @@ impl TopicBrokerMapping {
     /// recorded without a clock: it sets the topic's use flag (when not set: one read
     /// otherwise), which the next [`TopicBrokerMapping::expire_unused`] counts as a use at
     /// its own `now`.
+    // Always inlined: a hit (the rule, once per attempt) is a few comparisons, where a call
+    // costs as much; the table's look-up is out of line.
+    #[inline(always)]
     pub(crate) fn get_memo<'m>(
         &self,
         topic: &str,
@@ -333,21 +336,27 @@ impl TopicBrokerMapping {
             None => false,
         };
         if !hit {
-            let topics = self.topics.read();
-            // Read under the lock: the version bumps only under the write lock.
-            let version = self.topics_version.load(Ordering::Acquire);
-            let Some(entry) = topics.get(topic) else {
-                memo.entry = None;
-                return None;
-            };
-            memo.version = version;
-            memo.entry = Some((entry.info.clone(), entry.used.clone()));
+            self.fill_memo(topic, memo);
         }
         let (info, used) = memo.entry.as_ref()?;
         if !used.load(Ordering::Relaxed) {
             used.store(true, Ordering::Relaxed);
         }
         Some(info)
+    }
+
+    /// Fills `memo` for `topic` from the table (empties it when `topic` is not cached).
+    #[inline(never)]
+    fn fill_memo(&self, topic: &str, memo: &mut TopicMemo) {
+        let topics = self.topics.read();
+        // Read under the lock: the version bumps only under the write lock.
+        let version = self.topics_version.load(Ordering::Acquire);
+        let Some(entry) = topics.get(topic) else {
+            memo.entry = None;
+            return;
+        };
+        memo.version = version;
+        memo.entry = Some((entry.info.clone(), entry.used.clone()));
     }
 
     /// The publish info of `topic`, without recording a use (for the refresh service).

@@ -248,7 +248,8 @@ impl MessageRouter {
 
     /// Where the scan starts, and whether that is the message key's queue; `None` when the
     /// topic has no queues.
-    #[inline]
+    // Always inlined: a few instructions, once per attempt, where a call costs as much.
+    #[inline(always)]
     fn start(
         &self,
         info: &TopicPublishInfo,
