@@ -1206,7 +1206,6 @@ fn send_result_with<Q: SentQueue>(
         queue.back(kept);
         return Err(CodecError::MissingField("msgId").into());
     };
-    let offset_msg_id = fields.id(msg_id);
     let queue_id = match required_int(get(ResponseKey::QueueId), "queueId", i32::try_from) {
         Ok(id) => id,
         Err(e) => {
@@ -1225,14 +1224,6 @@ fn send_result_with<Q: SentQueue>(
             return Err(e.into());
         }
     };
-    let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
-    // A batch's id is the broker's `batchUniqId` when it sends one (only looked at then).
-    let batch_id = if prepared.batch {
-        present(ResponseKey::BatchUniqId)
-    } else {
-        None
-    };
-    let msg_id = batch_id.unwrap_or_else(|| prepared.msg_id.clone());
     // The queue sent to is the queue stored in, unless the broker picked another one (or a
     // namespace makes the names differ): then a new one.
     let sent = queue.queue();
@@ -1247,10 +1238,17 @@ fn send_result_with<Q: SentQueue>(
         queue.back(kept);
         other
     };
+    let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
+    // The ids are made here, past every check, in the result itself (no copies aside).
     Ok(SendResult {
         status,
-        msg_id,
-        offset_msg_id,
+        // A batch's id is the broker's `batchUniqId` when it sends one (only looked at then).
+        msg_id: if prepared.batch {
+            present(ResponseKey::BatchUniqId).unwrap_or_else(|| prepared.msg_id.clone())
+        } else {
+            prepared.msg_id.clone()
+        },
+        offset_msg_id: fields.id(msg_id),
         queue: stored,
         queue_offset,
         transaction_id: present(ResponseKey::TransactionId),
@@ -1324,9 +1322,19 @@ where
     let Some(v) = value else {
         return Err(CodecError::MissingField(key));
     };
-    if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
-        let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
-        return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
+    if !v.is_empty() && v.len() <= 18 {
+        // Checked and summed in one pass: a byte that is not a digit sends the value to
+        // `str::parse` (at most 18 digits: no overflow).
+        let mut n = 0i64;
+        let mut digits = true;
+        for &b in v {
+            let d = b.wrapping_sub(b'0');
+            digits &= d <= 9;
+            n = n.wrapping_mul(10).wrapping_add(i64::from(d));
+        }
+        if digits {
+            return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
+        }
     }
     parsed_int(v, key)
 }
