@@ -1254,8 +1254,17 @@ fn send_result_with<Q: SentQueue>(
         transaction_id: present(ResponseKey::TransactionId),
         region_id: present(ResponseKey::MsgRegion),
         // Java's `Boolean.parseBoolean`: "true" in any case; absent is true.
-        trace_on: get(ResponseKey::TraceOn).map_or(true, |v| v.eq_ignore_ascii_case(b"true")),
+        trace_on: get(ResponseKey::TraceOn).map_or(true, is_true),
     })
+}
+
+/// Whether `v` is "true" in any case (`eq_ignore_ascii_case(b"true")`), in one 4-byte
+/// compare: setting bit 5 makes an upper-case ASCII letter lower-case, and the only bytes it
+/// turns into `t`, `r`, `u` or `e` are those letters in either case.
+#[inline(always)]
+fn is_true(v: &[u8]) -> bool {
+    <[u8; 4]>::try_from(v)
+        .is_ok_and(|b| u32::from_le_bytes(b) | 0x2020_2020 == u32::from_le_bytes(*b"true"))
 }
 
 /// The values of a send response's fields that [`send_result`] reads, by [`ResponseKey`].
@@ -1435,6 +1444,33 @@ mod tests {
             }
             _ => panic!("{owned:?} vs {fast:?} for {cmd:?}"),
         }
+    }
+
+    /// `is_true` is `eq_ignore_ascii_case(b"true")` for every value of up to 4 bytes made
+    /// of the bytes that matter (the letters of "true" in both cases, their neighbours with
+    /// bit 5 flipped, other bytes).
+    #[test]
+    fn is_true_matches_eq_ignore_ascii_case() {
+        let bytes = b"tTrRuUeE\x14\x12\x15\x05\x34\x32\x35\x25\xf4\xd4\xe5 0x";
+        let mut values: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for v in values.iter().filter(|v| v.len() == len - 1) {
+                for &b in bytes {
+                    let mut w = v.clone();
+                    w.push(b);
+                    next.push(w);
+                }
+            }
+            values.extend(next);
+        }
+        values.push(b"truee".to_vec());
+        let mut trues = 0;
+        for v in &values {
+            assert_eq!(is_true(v), v.eq_ignore_ascii_case(b"true"), "{v:?}");
+            trues += usize::from(is_true(v));
+        }
+        assert_eq!(trues, 16);
     }
 
     /// `send_result` as it read the fields before the one-pass reader: a lookup per field,
