@@ -495,15 +495,17 @@ impl IdStr {
         let len = bytes.len().min(Self::INLINE_CAPACITY);
         let bytes = &bytes[..len];
         if len >= 16 {
-            let mut at = 0;
-            while at + 16 <= len {
-                copy_piece::<16>(&mut buf, bytes, at);
-                at += 16;
+            // Written out, not a loop: LLVM turns a loop of pieces into a `memcpy` call.
+            // The first piece, the ones that fit whole after it (at most 62 bytes: three
+            // more), and the last 16 bytes, overlapping (the same bytes again when it fits).
+            copy_piece::<16>(&mut buf, bytes, 0);
+            if len >= 32 {
+                copy_piece::<16>(&mut buf, bytes, 16);
+                if len >= 48 {
+                    copy_piece::<16>(&mut buf, bytes, 32);
+                }
             }
-            // The tail (when any): the last 16 bytes, overlapping.
-            if at < len {
-                copy_piece::<16>(&mut buf, bytes, len - 16);
-            }
+            copy_piece::<16>(&mut buf, bytes, len - 16);
         } else if len >= 8 {
             copy_piece::<8>(&mut buf, bytes, 0);
             copy_piece::<8>(&mut buf, bytes, len - 8);

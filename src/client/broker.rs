@@ -1229,7 +1229,6 @@ fn send_result_with<Q: SentQueue>(
         queue.back(kept);
         return Err(CodecError::MissingField("msgId").into());
     };
-    let offset_msg_id = fields.id(msg_id);
     let queue_id = match required_int(get(ResponseKey::QueueId), "queueId", i32::try_from) {
         Ok(id) => id,
         Err(e) => {
@@ -1248,14 +1247,6 @@ fn send_result_with<Q: SentQueue>(
             return Err(e.into());
         }
     };
-    let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
-    // A batch's id is the broker's `batchUniqId` when it sends one (only looked at then).
-    let batch_id = if prepared.batch {
-        present(ResponseKey::BatchUniqId)
-    } else {
-        None
-    };
-    let msg_id = batch_id.unwrap_or_else(|| prepared.msg_id.clone());
     // The queue sent to is the queue stored in, unless the broker picked another one (or a
     // namespace makes the names differ): then a new one.
     let sent = queue.queue();
@@ -1270,17 +1261,33 @@ fn send_result_with<Q: SentQueue>(
         queue.back(kept);
         other
     };
+    let present = |k: ResponseKey| get(k).filter(|v| !v.is_empty()).map(|v| fields.id(v));
+    // The ids are made here, past every check, in the result itself (no copies aside).
     Ok(SendResult {
         status,
-        msg_id,
-        offset_msg_id,
+        // A batch's id is the broker's `batchUniqId` when it sends one (only looked at then).
+        msg_id: if prepared.batch {
+            present(ResponseKey::BatchUniqId).unwrap_or_else(|| prepared.msg_id.clone())
+        } else {
+            prepared.msg_id.clone()
+        },
+        offset_msg_id: fields.id(msg_id),
         queue: stored,
         queue_offset,
         transaction_id: present(ResponseKey::TransactionId),
         region_id: present(ResponseKey::MsgRegion),
         // Java's `Boolean.parseBoolean`: "true" in any case; absent is true.
-        trace_on: get(ResponseKey::TraceOn).map_or(true, |v| v.eq_ignore_ascii_case(b"true")),
+        trace_on: get(ResponseKey::TraceOn).map_or(true, is_true),
     })
+}
+
+/// Whether `v` is "true" in any case (`eq_ignore_ascii_case(b"true")`), in one 4-byte
+/// compare: setting bit 5 makes an upper-case ASCII letter lower-case, and the only bytes it
+/// turns into `t`, `r`, `u` or `e` are those letters in either case.
+#[inline(always)]
+fn is_true(v: &[u8]) -> bool {
+    <[u8; 4]>::try_from(v)
+        .is_ok_and(|b| u32::from_le_bytes(b) | 0x2020_2020 == u32::from_le_bytes(*b"true"))
 }
 
 /// The values of a send response's fields that [`send_result`] reads, by [`ResponseKey`].
@@ -1347,9 +1354,19 @@ where
     let Some(v) = value else {
         return Err(CodecError::MissingField(key));
     };
-    if !v.is_empty() && v.len() <= 18 && v.iter().all(u8::is_ascii_digit) {
-        let n = v.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
-        return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
+    if !v.is_empty() && v.len() <= 18 {
+        // Checked and summed in one pass: a byte that is not a digit sends the value to
+        // `str::parse` (at most 18 digits: no overflow).
+        let mut n = 0i64;
+        let mut digits = true;
+        for &b in v {
+            let d = b.wrapping_sub(b'0');
+            digits &= d <= 9;
+            n = n.wrapping_mul(10).wrapping_add(i64::from(d));
+        }
+        if digits {
+            return narrow(n).map_err(|_| CodecError::invalid(key, &String::from_utf8_lossy(v)));
+        }
     }
     parsed_int(v, key)
 }
@@ -1450,6 +1467,33 @@ mod tests {
             }
             _ => panic!("{owned:?} vs {fast:?} for {cmd:?}"),
         }
+    }
+
+    /// `is_true` is `eq_ignore_ascii_case(b"true")` for every value of up to 4 bytes made
+    /// of the bytes that matter (the letters of "true" in both cases, their neighbours with
+    /// bit 5 flipped, other bytes).
+    #[test]
+    fn is_true_matches_eq_ignore_ascii_case() {
+        let bytes = b"tTrRuUeE\x14\x12\x15\x05\x34\x32\x35\x25\xf4\xd4\xe5 0x";
+        let mut values: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for v in values.iter().filter(|v| v.len() == len - 1) {
+                for &b in bytes {
+                    let mut w = v.clone();
+                    w.push(b);
+                    next.push(w);
+                }
+            }
+            values.extend(next);
+        }
+        values.push(b"truee".to_vec());
+        let mut trues = 0;
+        for v in &values {
+            assert_eq!(is_true(v), v.eq_ignore_ascii_case(b"true"), "{v:?}");
+            trues += usize::from(is_true(v));
+        }
+        assert_eq!(trues, 16);
     }
 
     /// `send_result` as it read the fields before the one-pass reader: a lookup per field,

@@ -92,6 +92,8 @@ fn with<T, R>(
 }
 
 impl Pooled for SendResult {
+    // Always inlined: a call per take and per put of a send's completion otherwise.
+    #[inline(always)]
     fn with_pool<R>(f: impl FnOnce(&mut VecDeque<Arc<Shared<Self>>>) -> R) -> Option<R> {
         with(&SEND_RESULTS, f)
     }
