@@ -37,6 +37,7 @@ use crate::client::broker;
 use crate::error::{Error, Result};
 use crate::message::{MessageQueue, SendResult};
 use crate::protocol::RemotingCommand;
+use crate::remoting::RemotingClient;
 use crate::routing::fault::{FaultHandles, FaultMemo};
 
 /// A user's send callback.
@@ -304,12 +305,16 @@ impl AsyncSend {
     /// routes, and a miss moves the attempt to the internal threads, where it runs with
     /// `may_block` true and lookups may block.
     pub(super) fn attempt(self: Box<Self>, may_block: bool) {
-        self.attempt_at(may_block, Instant::now());
+        // The box moves into the request: the client it is sent through is held apart.
+        let remoting = self.inner.remoting.clone();
+        self.attempt_at(may_block, Instant::now(), &remoting);
     }
 
     /// [`AsyncSend::attempt`] beginning at `now`: its deadline check, route, queue choice
-    /// and start (its latency and timeout) all read this one clock.
-    fn attempt_at(mut self: Box<Self>, may_block: bool, now: Instant) {
+    /// and start (its latency and timeout) all read this one clock. `remoting`: the send's
+    /// producer's client (lent by a caller that holds the producer: no count taken on it
+    /// per send).
+    fn attempt_at(mut self: Box<Self>, may_block: bool, now: Instant, remoting: &RemotingClient) {
         if now >= self.deadline {
             let failures = std::mem::take(&mut self.failures);
             let e = self.inner.attempts_failed(self.deadline, failures);
@@ -393,7 +398,6 @@ impl AsyncSend {
             None => self.inner.attempt_timeout(self.deadline, started),
         };
         self.attempt_no += 1;
-        let remoting = self.inner.remoting.clone();
         // No attempt is out here (the last one's was taken when it ended): nothing to drop
         // (the branch never runs), and the attempt is written in place.
         if self.current.is_some() {
@@ -1368,10 +1372,13 @@ impl Inner {
         } else {
             job.target = target;
         }
-        job.done = Some(done);
-        job.permit = Some(permit);
-        job.op = op;
-        job.attempt_at(false, now);
+        // A vacant box holds no callback, room or statistics ([`AsyncSend::clear`] ends what a
+        // box still holds): the old values are empty, nothing to drop (no drop call).
+        debug_assert!(job.done.is_none() && job.permit.is_none() && job.op.is_none());
+        std::mem::forget(job.done.replace(done));
+        std::mem::forget(job.permit.replace(permit));
+        std::mem::forget(std::mem::replace(&mut job.op, op));
+        job.attempt_at(false, now, &self.remoting);
     }
 }
 
