@@ -1373,11 +1373,13 @@ impl Inner {
             job.target = target;
         }
         // A vacant box holds no callback, room or statistics ([`AsyncSend::clear`] ends what a
-        // box still holds): the old values are empty, nothing to drop (no drop call).
+        // box still holds). Plain assignments all the same: should that ever break, the old
+        // permit is dropped (its room given back) rather than leaked, which would shrink the
+        // in-flight window for good.
         debug_assert!(job.done.is_none() && job.permit.is_none() && job.op.is_none());
-        std::mem::forget(job.done.replace(done));
-        std::mem::forget(job.permit.replace(permit));
-        std::mem::forget(std::mem::replace(&mut job.op, op));
+        job.done = Some(done);
+        job.permit = Some(permit);
+        job.op = op;
         job.attempt_at(false, now, &self.remoting);
     }
 }
