@@ -25,7 +25,7 @@
 //! I/O thread talking to brokers of two regions), that header misses, and from then on the
 //! thread's memo reads them as variable values like the others.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::ext_fields::{RawBuilder, ResponseKey};
 use super::json_flat::{
@@ -33,6 +33,11 @@ use super::json_flat::{
 };
 use super::{json_fast, CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
+
+/// After this many general hits in a row of a layout with a [`SameLen`] hit (its values
+/// have other lengths now: an opaque or a queue offset got a digit longer), the next header
+/// of the layout is read in full and remembered instead (see [`Memo::general_hits`]).
+const RELEARN_AFTER: u32 = 64;
 
 /// Headers longer than this are not remembered (the memo keeps a copy): send responses are
 /// 200-400 bytes.
@@ -119,6 +124,10 @@ pub(super) struct Memo {
     constants_vary: bool,
     /// The same-length hit, when the layout allows it (see [`SameLen`]).
     same_len: Option<SameLen>,
+    /// General hits since the last same-length hit (or full read) when there is a
+    /// [`SameLen`]: at [`RELEARN_AFTER`] the next header is a miss, so that its lengths
+    /// become the template's (the full read answers what the hit would).
+    general_hits: Cell<u32>,
     /// What the header's constant parts read as (`opaque` too, when it has none, or null).
     code: i32,
     language: LanguageCode,
@@ -211,6 +220,7 @@ impl Memo {
             prenoted: false,
             constants_vary: false,
             same_len: None,
+            general_hits: Cell::new(0),
             code: 0,
             language: LanguageCode::JAVA,
             version: 0,
@@ -401,6 +411,7 @@ impl Memo {
         self.remark.clone_from(&cmd.remark);
         self.same_len = None;
         self.same_len = self.same_len_of_template();
+        self.general_hits.set(0);
         Some(cmd)
     }
 
@@ -439,12 +450,14 @@ impl Memo {
     }
 
     /// What varies in a header of the memo's layout: its `opaque` and `extFields` (see
-    /// [`Memo::hit`]).
+    /// [`Memo::hit`]): by the same-length hit when it takes the header, else by the general
+    /// one (or `None` to relearn the lengths, see [`Memo::general_hits`]).
     #[inline(always)]
     fn hit_parts(&self, header: &[u8]) -> Option<(i32, ExtFields)> {
         if header.len() == self.template.len() {
             if let Some(same) = &self.same_len {
                 if let Some(opaque) = self.same_len_walk(header) {
+                    self.general_hits.set(0);
                     let ext_fields = match same.text {
                         Some((start, end)) => same.raw.finish_json(header.get(start..end)?),
                         None => ExtFields::new(),
@@ -452,6 +465,14 @@ impl Memo {
                     return Some((opaque, ext_fields));
                 }
             }
+        }
+        if self.same_len.is_some() {
+            let general = self.general_hits.get();
+            // A header the full read remembers (else it would miss again and again).
+            if general >= RELEARN_AFTER && header.len() <= MEMO_MAX_HEADER {
+                return None;
+            }
+            self.general_hits.set(general + 1);
         }
         let (opaque, raw, text) = self.hit_walk(header)?;
         let ext_fields = match text {
@@ -891,6 +912,45 @@ mod tests {
             assert!(memo.valid && memo.same_len.is_none(), "{base}");
             assert!(check(&mut memo, base.as_bytes()), "{base}");
         }
+    }
+
+    /// Values of new lengths: general hits, then after [`RELEARN_AFTER`] of them in a row
+    /// one miss (the full read, agreeing), and from then on same-length hits of the new
+    /// lengths; a same-length hit in between starts the count again.
+    #[test]
+    fn new_lengths_are_relearned() {
+        let v2 = String::from_utf8(header_of(include_bytes!(
+            "../../../tests/data/send_v2_response.bin"
+        )))
+        .unwrap();
+        let with = |opaque: u32| v2.replace("1002", &opaque.to_string());
+        let mut memo = Memo::new();
+        assert!(!check(&mut memo, v2.as_bytes()));
+        let mut opaque = 10_000;
+        for _ in 0..5 {
+            assert!(check(&mut memo, with(opaque).as_bytes()));
+            opaque += 1;
+        }
+        assert!(memo.general_hits.get() > 0);
+        assert!(check(&mut memo, with(2001).as_bytes()));
+        assert_eq!(memo.general_hits.get(), 0);
+        // Each `check` of a general hit counts two (the hit, then the decode or read).
+        for round in 0..RELEARN_AFTER / 2 {
+            let h = with(opaque);
+            opaque += 1;
+            assert!(!same_len_agrees(&memo, h.as_bytes()));
+            assert!(check(&mut memo, h.as_bytes()), "{round}");
+        }
+        let h = with(opaque);
+        assert!(!check(&mut memo, h.as_bytes()));
+        assert_eq!(memo.template, h.as_bytes());
+        for _ in 0..10 {
+            opaque += 7;
+            let h = with(opaque);
+            assert!(same_len_agrees(&memo, h.as_bytes()));
+            assert!(check(&mut memo, h.as_bytes()));
+        }
+        assert_eq!(memo.general_hits.get(), 0);
     }
 
     /// A header as members: top-level keys with their value text; `extFields` (its place
