@@ -25,7 +25,7 @@
 //! I/O thread talking to brokers of two regions), that header misses, and from then on the
 //! thread's memo reads them as variable values like the others.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use super::ext_fields::{RawBuilder, ResponseKey};
 use super::json_flat::{
@@ -33,6 +33,11 @@ use super::json_flat::{
 };
 use super::{json_fast, CodecError, ExtFields, RemotingCommand, SerializeType};
 use crate::protocol::codes::LanguageCode;
+
+/// After this many general hits in a row of a layout with a [`SameLen`] hit (its values
+/// have other lengths now: an opaque or a queue offset got a digit longer), the next header
+/// of the layout is read in full and remembered instead (see [`Memo::general_hits`]).
+const RELEARN_AFTER: u32 = 64;
 
 /// Headers longer than this are not remembered (the memo keeps a copy): send responses are
 /// 200-400 bytes.
@@ -117,6 +122,12 @@ pub(super) struct Memo {
     /// Whether `MSG_REGION` and `TRACE_ON` values change on this thread (seen once): then
     /// they are variable values like the others; until then they are held constant.
     constants_vary: bool,
+    /// The same-length hit, when the layout allows it (see [`SameLen`]).
+    same_len: Option<SameLen>,
+    /// General hits since the last same-length hit (or full read) when there is a
+    /// [`SameLen`]: at [`RELEARN_AFTER`] the next header is a miss, so that its lengths
+    /// become the template's (the full read answers what the hit would).
+    general_hits: Cell<u32>,
     /// What the header's constant parts read as (`opaque` too, when it has none, or null).
     code: i32,
     language: LanguageCode,
@@ -149,6 +160,22 @@ struct Step {
     /// What else sits in this run ([`MARK_TEXT_START`], [`MARK_TEXT_END`], [`MARK_FIXED`]):
     /// one test per step when nothing does.
     marks: u8,
+    /// Where the template's value ends (the next run starts).
+    value_end: usize,
+}
+
+/// A header as long as the template whose variable values each have the template value's
+/// length (the usual case: an opaque or a queue offset seldom changes its digit count) has
+/// every constant run, every value and the `extFields` text at the template's places: what a
+/// hit notes for it is what it notes for the template, computed once per layout. Its hit is
+/// then one walk comparing the runs at their places and checking each value at its place
+/// with its length (an `opaque` read with its digit count), nothing noted.
+#[derive(Clone, Copy)]
+struct SameLen {
+    /// What a hit notes: the send places.
+    raw: RawBuilder,
+    /// The `extFields` text's range in the template; `None` without a text.
+    text: Option<(usize, usize)>,
 }
 
 /// The `extFields` text starts in this run.
@@ -192,6 +219,8 @@ impl Memo {
             base: RawBuilder::new(),
             prenoted: false,
             constants_vary: false,
+            same_len: None,
+            general_hits: Cell::new(0),
             code: 0,
             language: LanguageCode::JAVA,
             version: 0,
@@ -310,6 +339,7 @@ impl Memo {
                 kind: slot.kind,
                 len: (slot.end - slot.start).saturating_sub(2),
                 marks: 0,
+                value_end: slot.end,
             });
             from = slot.end;
         }
@@ -379,7 +409,26 @@ impl Memo {
         self.opaque = cmd.opaque;
         self.flag = cmd.flag;
         self.remark.clone_from(&cmd.remark);
+        self.same_len = None;
+        self.same_len = self.same_len_of_template();
+        self.general_hits.set(0);
         Some(cmd)
+    }
+
+    /// The [`SameLen`] hit of the layout just remembered: what the general hit notes for
+    /// the template itself, when every variable value of the template is one the same-length
+    /// hit can take (a plain string, an integer `opaque`), else `None`.
+    fn same_len_of_template(&self) -> Option<SameLen> {
+        let template = self.template.as_slice();
+        let plain = self.steps.iter().all(|step| match step.kind {
+            SlotKind::Opaque => int_of_len(template, step.run_end, step.value_end).is_some(),
+            SlotKind::Value(_) => plain_string_of_len(template, step.run_end, step.len),
+        });
+        if !plain {
+            return None;
+        }
+        let (_, raw, text) = self.hit_walk(template)?;
+        Some(SameLen { raw, text })
     }
 
     /// The bytes of a value held constant, in the template.
@@ -401,9 +450,72 @@ impl Memo {
     }
 
     /// What varies in a header of the memo's layout: its `opaque` and `extFields` (see
-    /// [`Memo::hit`]).
+    /// [`Memo::hit`]): by the same-length hit when it takes the header, else by the general
+    /// one (or `None` to relearn the lengths, see [`Memo::general_hits`]).
     #[inline(always)]
     fn hit_parts(&self, header: &[u8]) -> Option<(i32, ExtFields)> {
+        if header.len() == self.template.len() {
+            if let Some(same) = &self.same_len {
+                if let Some(opaque) = self.same_len_walk(header) {
+                    self.general_hits.set(0);
+                    let ext_fields = match same.text {
+                        Some((start, end)) => same.raw.finish_json(header.get(start..end)?),
+                        None => ExtFields::new(),
+                    };
+                    return Some((opaque, ext_fields));
+                }
+            }
+        }
+        if self.same_len.is_some() {
+            let general = self.general_hits.get();
+            // A header the full read remembers (else it would miss again and again).
+            if general >= RELEARN_AFTER && header.len() <= MEMO_MAX_HEADER {
+                return None;
+            }
+            self.general_hits.set(general + 1);
+        }
+        let (opaque, raw, text) = self.hit_walk(header)?;
+        let ext_fields = match text {
+            Some((start, end)) => raw.finish_json(header.get(start..end)?),
+            None => ExtFields::new(),
+        };
+        Some((opaque, ext_fields))
+    }
+
+    /// The checks of a [`SameLen`] hit of `header` (as long as the template): every constant
+    /// run equal to the template's at the template's place, every value of the template
+    /// value's length and read as the general hit reads it. Its `opaque`, or `None` (then
+    /// the general hit decides).
+    #[inline(always)]
+    fn same_len_walk(&self, header: &[u8]) -> Option<i32> {
+        let template = self.template.as_slice();
+        let mut opaque = self.opaque;
+        for step in &self.steps {
+            let run = template.get(step.run_start..step.run_end)?;
+            if !same(header.get(step.run_start..step.run_end)?, run) {
+                return None;
+            }
+            match step.kind {
+                SlotKind::Opaque => opaque = int_of_len(header, step.run_end, step.value_end)?,
+                SlotKind::Value(_) => {
+                    if !plain_string_of_len(header, step.run_end, step.len) {
+                        return None;
+                    }
+                }
+            }
+        }
+        let run = template.get(self.last_run..)?;
+        if !same(header.get(self.last_run..)?, run) {
+            return None;
+        }
+        Some(opaque)
+    }
+
+    /// The general hit's walk (see [`Memo::hit_parts`]): the `opaque`, the send places noted
+    /// and the `extFields` text's range (`None` without a text).
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn hit_walk(&self, header: &[u8]) -> Option<(i32, RawBuilder, Option<(usize, usize)>)> {
         // Longer headers are read by the full read (the memo never holds one): every place
         // below fits in 16 bits.
         if !self.valid || header.len() > usize::from(u16::MAX) {
@@ -498,12 +610,40 @@ impl Memo {
             let start = r.pos + f.at.offset;
             note(&mut raw, f.key, start, start + f.len, f.ascii, text_start)?;
         }
-        let ext_fields = match self.text {
-            Some(_) => raw.finish_json(header.get(text_start..text_end)?),
-            None => ExtFields::new(),
-        };
-        Some((opaque, ext_fields))
+        let text = self.text.map(|_| (text_start, text_end));
+        Some((opaque, raw, text))
     }
+}
+
+/// [`Flat::int_or_null`] of the integer `header[start..end]` when the byte at `end` is
+/// known to end an integer (not a digit, `.`, `e` or `E`: a constant run's first byte after
+/// an integer of the template): an optional `-` and digits, no leading zero, not `-0`, an
+/// `i32`. `None` for anything else, which the general hit then reads.
+#[inline(always)]
+fn int_of_len(header: &[u8], start: usize, end: usize) -> Option<i32> {
+    let text = header.get(start..end)?;
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    // At most ten digits (an `i32`); a leading zero only alone.
+    match digits {
+        [] | [b'0', _, ..] => return None,
+        _ if digits.len() > 10 => return None,
+        _ => {}
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        let digit = d.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + i64::from(digit);
+    }
+    if negative && n == 0 {
+        return None;
+    }
+    i32::try_from(if negative { -n } else { n }).ok()
 }
 
 /// `a == b`: a constant run and its place in a header, compared in bulk: a run of 8 to 32
@@ -569,6 +709,7 @@ mod tests {
     /// the answers agree in everything. Returns whether the memo hit.
     fn check(memo: &mut Memo, header: &[u8]) -> bool {
         let text = String::from_utf8_lossy(header);
+        same_len_agrees(memo, header);
         let full = parse_flat(header);
         let hit = memo.hit(header);
         if let Some(hit) = &hit {
@@ -611,6 +752,205 @@ mod tests {
             _ => panic!("memo read {read:?}, full read {full:?}: {text}"),
         }
         hit.is_some()
+    }
+
+    /// Whether `header` takes the same-length hit ([`Memo::same_len_walk`]); when it does,
+    /// the general hit's walk answers the same (`opaque`, send places, text).
+    fn same_len_agrees(memo: &Memo, header: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(header);
+        let Some(same) = memo
+            .same_len
+            .filter(|_| header.len() == memo.template.len())
+        else {
+            return false;
+        };
+        let Some(opaque) = memo.same_len_walk(header) else {
+            return false;
+        };
+        let Some((general, raw, range)) = memo.hit_walk(header) else {
+            panic!("the same-length hit answered, the general one did not: {text}");
+        };
+        assert_eq!(opaque, general, "{text}");
+        assert_eq!(same.text, range, "{text}");
+        if let Some((start, end)) = range {
+            let a = same.raw.finish_json(&header[start..end]);
+            let b = raw.finish_json(&header[start..end]);
+            assert_eq!(a.raw_parts(), b.raw_parts(), "{text}");
+        }
+        true
+    }
+
+    /// [`int_of_len`] is [`Flat::int_or_null`] for an integer ending at `end` (followed by a
+    /// comma): every byte value at every place of integers of 1 to 12 characters.
+    #[test]
+    fn int_of_len_agrees_with_the_reader() {
+        let mut taken = 0;
+        for text in [
+            "0",
+            "7",
+            "-1",
+            "10",
+            "1002",
+            "-2147483648",
+            "2147483647",
+            "2147483648",
+            "-2147483649",
+            "9999999999",
+            "12345678901",
+            "-123456789012",
+        ] {
+            for i in 0..text.len() {
+                for b in 0..=255u8 {
+                    let mut buf = text.as_bytes().to_vec();
+                    buf[i] = b;
+                    buf.push(b',');
+                    let end = buf.len() - 1;
+                    let mut r = Flat { buf: &buf, pos: 0 };
+                    let reader = r.int_or_null(0).filter(|_| r.pos == end);
+                    let fixed = int_of_len(&buf, 0, end);
+                    // Where it answers, the reader answers the same.
+                    if fixed.is_some() {
+                        assert_eq!(fixed, reader, "{buf:?}");
+                        taken += 1;
+                    } else {
+                        assert_eq!(reader, None, "{buf:?}");
+                    }
+                }
+            }
+        }
+        assert!(taken > 50, "{taken}");
+    }
+
+    /// Headers as long as the template whose values moved (one longer, another shorter), a
+    /// non-digit in an opaque of the remembered length, quotes, backslashes and control
+    /// bytes in values of the remembered length: none takes the same-length hit wrongly (the
+    /// answers agree with the full read), the moved ones hit through the general one, and
+    /// same-length headers with new values take the same-length hit.
+    #[test]
+    fn same_length_hit_takes_only_same_places() {
+        let mock = r#"{"code":0,"extFields":{"MSG_REGION":"DefaultRegion","TRACE_ON":"true","msgId":"7F000001000051E10000000000001234","queueId":"3","queueOffset":"4567"},"flag":1,"language":"RUST","opaque":12345,"serializeTypeCurrentRPC":"JSON","version":401}"#;
+        let v2 = String::from_utf8(header_of(include_bytes!(
+            "../../../tests/data/send_v2_response.bin"
+        )))
+        .unwrap();
+        // (from, to, same-length hit, hit)
+        let mock_cases: &[(&str, &str, bool, bool)] = &[
+            ("12345", "54321", true, true),
+            ("12345", "-1234", true, true),
+            ("4567", "0000", true, true),
+            ("001234", "ABCDEF", true, true),
+            // Moved: one value longer, another shorter.
+            (
+                r#""4567"},"flag":1,"language":"RUST","opaque":12345"#,
+                r#""456"},"flag":1,"language":"RUST","opaque":123456"#,
+                false,
+                true,
+            ),
+            (
+                r#""queueId":"3","queueOffset":"4567""#,
+                r#""queueId":"31","queueOffset":"456""#,
+                false,
+                true,
+            ),
+            (
+                r#"1234","queueId":"3""#,
+                r#"123","queueId":"30""#,
+                false,
+                true,
+            ),
+            // Not a number of the remembered length.
+            ("12345", "12a45", false, false),
+            ("12345", "1234a", false, false),
+            ("12345", "01234", false, false),
+            ("12345", "-0000", false, false),
+            ("12345", "--123", false, false),
+            ("12345", "1.234", false, false),
+            ("12345", "1e345", false, false),
+            ("12345", "null ", false, false),
+            ("12345", " 1234", false, false),
+            // Special bytes in values of the remembered length.
+            ("4567", r#"45\""#, false, false),
+            ("4567", r#"45"7"#, false, false),
+            ("4567", r#"4\n7"#, false, false),
+            ("4567", "4\u{1}67", false, false),
+            ("4567", "4\u{1f}67", false, false),
+            ("4567", "4\u{7f}67", true, true),
+            ("4567", "4é7", false, true),
+            ("001234", "00123\"", false, false),
+            (r#""3""#, r#""\""#, false, false),
+            (r#""3""#, "\"\t\"", false, false),
+            // A constant byte changed, the length kept.
+            ("\"flag\":1", "\"flag\":2", false, false),
+            ("RUST", "RUSU", false, false),
+            ("401}", "402}", false, false),
+        ];
+        let v2_cases: &[(&str, &str, bool, bool)] = &[
+            ("1002", "2001", true, true),
+            ("1002", "-100", true, true),
+            ("1002", "10020", false, true),
+            ("1002", "1a02", false, false),
+            (r#""queueId":"1""#, r#""queueId":"\""#, false, false),
+        ];
+        for (base, cases) in [(mock, mock_cases), (v2.as_str(), v2_cases)] {
+            for &(from, to, same_len, hit) in cases {
+                assert!(base.contains(from), "{from}");
+                let h = base.replacen(from, to, 1);
+                let mut memo = Memo::new();
+                assert!(!check(&mut memo, base.as_bytes()));
+                assert!(memo.same_len.is_some());
+                assert!(same_len_agrees(&memo, base.as_bytes()));
+                assert_eq!(same_len_agrees(&memo, h.as_bytes()), same_len, "{h}");
+                assert_eq!(check(&mut memo, h.as_bytes()), hit, "{h}");
+            }
+        }
+        // A template the same-length hit cannot take (a null opaque, a non-ASCII variable
+        // value): none, and the general hit reads.
+        for (from, to) in [("12345", "null"), ("001234", "0é234"), ("4567", "45é")] {
+            let base = mock.replacen(from, to, 1);
+            let mut memo = Memo::new();
+            assert!(!check(&mut memo, base.as_bytes()));
+            assert!(memo.valid && memo.same_len.is_none(), "{base}");
+            assert!(check(&mut memo, base.as_bytes()), "{base}");
+        }
+    }
+
+    /// Values of new lengths: general hits, then after [`RELEARN_AFTER`] of them in a row
+    /// one miss (the full read, agreeing), and from then on same-length hits of the new
+    /// lengths; a same-length hit in between starts the count again.
+    #[test]
+    fn new_lengths_are_relearned() {
+        let v2 = String::from_utf8(header_of(include_bytes!(
+            "../../../tests/data/send_v2_response.bin"
+        )))
+        .unwrap();
+        let with = |opaque: u32| v2.replace("1002", &opaque.to_string());
+        let mut memo = Memo::new();
+        assert!(!check(&mut memo, v2.as_bytes()));
+        let mut opaque = 10_000;
+        for _ in 0..5 {
+            assert!(check(&mut memo, with(opaque).as_bytes()));
+            opaque += 1;
+        }
+        assert!(memo.general_hits.get() > 0);
+        assert!(check(&mut memo, with(2001).as_bytes()));
+        assert_eq!(memo.general_hits.get(), 0);
+        // Each `check` of a general hit counts two (the hit, then the decode or read).
+        for round in 0..RELEARN_AFTER / 2 {
+            let h = with(opaque);
+            opaque += 1;
+            assert!(!same_len_agrees(&memo, h.as_bytes()));
+            assert!(check(&mut memo, h.as_bytes()), "{round}");
+        }
+        let h = with(opaque);
+        assert!(!check(&mut memo, h.as_bytes()));
+        assert_eq!(memo.template, h.as_bytes());
+        for _ in 0..10 {
+            opaque += 7;
+            let h = with(opaque);
+            assert!(same_len_agrees(&memo, h.as_bytes()));
+            assert!(check(&mut memo, h.as_bytes()));
+        }
+        assert_eq!(memo.general_hits.get(), 0);
     }
 
     /// A header as members: top-level keys with their value text; `extFields` (its place
@@ -904,14 +1244,18 @@ mod tests {
             let start = text[..end].rfind('"').unwrap() + 1;
             places.extend(start..end);
         }
-        assert!(places.len() >= 34, "{places:?}");
-        let (mut hits, mut misses) = (0, 0);
+        // The opaque's digits too.
+        let at = text.find("\"opaque\":1002").unwrap() + "\"opaque\":".len();
+        places.extend(at..at + 4);
+        assert!(places.len() >= 38, "{places:?}");
+        let (mut hits, mut misses, mut same_len_hits) = (0, 0, 0);
         for &i in &places {
             for b in 0..=255u8 {
                 let mut memo = Memo::new();
                 assert!(!check(&mut memo, &v2));
                 let mut h = v2.clone();
                 h[i] = b;
+                same_len_hits += usize::from(same_len_agrees(&memo, &h));
                 if check(&mut memo, &h) {
                     hits += 1;
                 } else {
@@ -920,8 +1264,8 @@ mod tests {
             }
         }
         assert!(
-            hits > 1_000 && misses > 1_000,
-            "hits {hits}, misses {misses}"
+            hits > 1_000 && misses > 1_000 && same_len_hits > 1_000,
+            "hits {hits}, misses {misses}, same length {same_len_hits}"
         );
     }
 
