@@ -1221,8 +1221,26 @@ fn send_result_with<Q: SentQueue>(
     };
     // The fields of a `SendMessageResponseHeader`, where the decoder found them in the raw
     // header (or looked up in the map): the ids go straight into inline `IdStr`s, the numbers
-    // are read from the bytes, so building the result allocates nothing.
-    let fields = ResponseFields::of(&response.ext_fields);
+    // are read from the bytes, so building the result allocates nothing. One branch on where
+    // they are, then the result built for that kind (no branch per field or id, and each id
+    // made in place).
+    match ResponseFields::of(&response.ext_fields) {
+        ResponseFields::Places(places) => stored_result(status, places, prepared, queue, kept),
+        ResponseFields::Looked(values) => {
+            stored_result(status, LookedFields(values), prepared, queue, kept)
+        }
+    }
+}
+
+/// The rest of [`send_result_with`] once the status is known: the result from `fields`.
+#[inline(always)]
+fn stored_result<'a, F: FieldSource<'a>, Q: SentQueue>(
+    status: SendStatus,
+    fields: F,
+    prepared: &Prepared,
+    queue: Q,
+    kept: &mut Option<MessageQueue>,
+) -> Result<SendResult> {
     let get = |k: ResponseKey| fields.get(k);
     // Not `ok_or`: that builds the error (and drops it) for every response.
     let Some(msg_id) = get(ResponseKey::MsgId) else {
@@ -1290,6 +1308,42 @@ fn is_true(v: &[u8]) -> bool {
         .is_ok_and(|b| u32::from_le_bytes(b) | 0x2020_2020 == u32::from_le_bytes(*b"true"))
 }
 
+/// Where a send response's fields are read from ([`ResponsePlaces`], [`LookedFields`]).
+trait FieldSource<'a>: Copy {
+    /// The value of `key`, `None` when absent.
+    fn get(&self, key: ResponseKey) -> Option<&'a [u8]>;
+    /// An id holding `value`, one of this response's values.
+    fn id(&self, value: &[u8]) -> IdStr;
+}
+
+impl<'a> FieldSource<'a> for ResponsePlaces<'a> {
+    #[inline(always)]
+    fn get(&self, key: ResponseKey) -> Option<&'a [u8]> {
+        ResponsePlaces::get(*self, key)
+    }
+    #[inline(always)]
+    fn id(&self, value: &[u8]) -> IdStr {
+        // Each value ASCII (see `ResponseFields::Places`).
+        IdStr::from_ascii(value)
+    }
+}
+
+/// The fields looked up in the map (each valid UTF-8: a `&str` of the map).
+#[derive(Clone, Copy)]
+struct LookedFields<'a>([Option<&'a [u8]>; RESPONSE_KEYS]);
+
+impl<'a> FieldSource<'a> for LookedFields<'a> {
+    #[inline]
+    fn get(&self, key: ResponseKey) -> Option<&'a [u8]> {
+        self.0[key as usize]
+    }
+    #[inline]
+    fn id(&self, value: &[u8]) -> IdStr {
+        // Always valid (the bytes of a `&str`): borrowed, no copy.
+        IdStr::new(&String::from_utf8_lossy(value))
+    }
+}
+
 /// The values of a send response's fields that [`send_result`] reads, by [`ResponseKey`].
 enum ResponseFields<'a> {
     /// Where the decoder found them (each ASCII).
@@ -1315,25 +1369,6 @@ impl<'a> ResponseFields<'a> {
             }
         }
         ResponseFields::Looked(values)
-    }
-
-    /// The value of `key`, `None` when absent.
-    #[inline]
-    fn get(&self, key: ResponseKey) -> Option<&'a [u8]> {
-        match self {
-            ResponseFields::Places(places) => places.get(key),
-            ResponseFields::Looked(values) => values[key as usize],
-        }
-    }
-
-    /// An id holding `value`, one of this response's values.
-    #[inline]
-    fn id(&self, value: &[u8]) -> IdStr {
-        match self {
-            ResponseFields::Places(_) => IdStr::from_ascii(value),
-            // Always valid (the bytes of a `&str`): borrowed, no copy.
-            ResponseFields::Looked(_) => IdStr::new(&String::from_utf8_lossy(value)),
-        }
     }
 }
 
