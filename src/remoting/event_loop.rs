@@ -522,11 +522,15 @@ impl EventLoop {
         // The one clock read of a turn, taken after its work: it expires requests and sets
         // the next poll's timeout.
         let mut now = Instant::now();
+        // The nearest entry of the deadlines, as `expire` last saw it (kept equal to
+        // `self.deadlines.peek()` until the next turn: the poll's timeout starts from it
+        // instead of looking again).
+        let mut front = self.deadlines.peek();
         loop {
             let mut timeout = if busy {
                 Some(Duration::ZERO)
             } else {
-                self.poll_timeout(now)
+                self.poll_timeout(now, &mut front)
             };
             if timeout != Some(Duration::ZERO) && self.shared.going_to_sleep() {
                 // A command came while the turn ended: take it without sleeping.
@@ -579,7 +583,7 @@ impl EventLoop {
                 Some(at) if matches!(drained, Drained::Empty) => at,
                 _ => Instant::now(),
             };
-            self.expire(now);
+            front = self.expire(now);
             // The sends this turn finished go to their producers together (one lock each).
             crate::producer::hand_over_retired();
         }
@@ -587,10 +591,17 @@ impl EventLoop {
         crate::producer::hand_over_retired();
     }
 
-    /// The time from `now` until the nearest request or connect deadline.
-    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+    /// The time from `now` until the nearest request or connect deadline. `front` is
+    /// `self.deadlines.peek()` (what [`EventLoop::expire`] returned), and stays so: entries of
+    /// ended requests dropped from the front here are dropped from it too.
+    fn poll_timeout(
+        &mut self,
+        now: Instant,
+        front: &mut Option<(Instant, i32)>,
+    ) -> Option<Duration> {
+        debug_assert_eq!(*front, self.deadlines.peek());
         let mut next = None;
-        while let Some((deadline, opaque)) = self.deadlines.peek() {
+        while let Some((deadline, opaque)) = *front {
             if self
                 .pending
                 .get(opaque)
@@ -600,6 +611,7 @@ impl EventLoop {
                 break;
             }
             self.deadlines.pop();
+            *front = self.deadlines.peek();
         }
         if self.unconnected > 0 {
             for conn in self.conns.iter().flatten() {
@@ -1136,8 +1148,9 @@ impl EventLoop {
     }
 
     /// Ends overdue requests with `Timeout` (closing their connections when configured to)
-    /// and overdue connects with an error.
-    fn expire(&mut self, now: Instant) {
+    /// and overdue connects with an error. Returns the nearest entry of the deadlines left
+    /// (`self.deadlines.peek()`; it may be an ended request's).
+    fn expire(&mut self, now: Instant) -> Option<(Instant, i32)> {
         debug_assert_eq!(
             self.unconnected,
             self.conns
@@ -1147,19 +1160,21 @@ impl EventLoop {
                 .count()
         );
         // Nothing due (the usual turn): only the upkeep below.
-        if self
-            .deadlines
-            .peek()
-            .is_some_and(|(deadline, _)| deadline <= now)
-        {
+        let mut front = self.deadlines.peek();
+        if front.is_some_and(|(deadline, _)| deadline <= now) {
             self.expire_requests(now);
+            front = self.deadlines.peek();
         }
         if self.deadlines.len() > 1024 {
             self.trim_deadlines();
+            front = self.deadlines.peek();
         }
         if self.unconnected > 0 {
             self.expire_connects(now);
+            // (Closing a connection may change the deadlines.)
+            front = self.deadlines.peek();
         }
+        front
     }
 
     /// Ends the overdue requests with `Timeout` (see [`EventLoop::expire`]).
