@@ -6,7 +6,7 @@ mod remoting_peer;
 
 use std::time::{Duration, Instant};
 
-use remoting_peer::spawn_echo;
+use remoting_peer::{hanging_listener, spawn_echo};
 use rocketmq_mio::protocol::RemotingCommand;
 use rocketmq_mio::remoting::{ConnectionState, RemotingClient, RemotingConfig};
 use rocketmq_mio::Error;
@@ -15,18 +15,6 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn request(code: i32, body: &str) -> RemotingCommand {
     RemotingCommand::request(code).with_body(body.as_bytes().to_vec())
-}
-
-/// A listener whose accept queue is full: connects to it hang (the SYNs are dropped).
-fn hanging_listener() -> (std::net::TcpListener, Vec<std::net::TcpStream>, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut filler = Vec::new();
-    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
-        filler.push(s);
-        assert!(filler.len() < 10_000, "the accept queue never filled");
-    }
-    (listener, filler, addr.to_string())
 }
 
 /// An address nothing listens on: connects to it fail at once (refused).

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use remoting_peer::{echo_response, spawn_echo, wait_until, Peer, STUCK};
+use remoting_peer::{echo_response, hanging_listener, spawn_echo, wait_until, Peer, STUCK};
 use rocketmq_mio::protocol::frame::{FLAG_ONEWAY, FLAG_RESPONSE};
 use rocketmq_mio::protocol::{RemotingCommand, SerializeType};
 use rocketmq_mio::remoting::{
@@ -830,15 +830,7 @@ fn client_types_are_send_and_sync() {
 
 #[test]
 fn connect_timeout_fails_the_queued_requests() {
-    // A listener whose accept queue is full drops further SYNs: connects hang.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut filler = Vec::new();
-    while let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
-        filler.push(s);
-        assert!(filler.len() < 10_000, "the accept queue never filled");
-    }
-    let addr = addr.to_string();
+    let (_listener, filler, addr) = hanging_listener();
     let connect_timeout = Duration::from_millis(200);
     let client = RemotingClient::new(RemotingConfig {
         connect_timeout,

@@ -148,3 +148,17 @@ pub fn spawn_echo() -> String {
     });
     addr
 }
+
+/// A listener whose accept queue is full: connects to it hang (the kernel drops further SYNs).
+/// Keep the listener and the filler connections alive for as long as connects must hang;
+/// the address is the listener's.
+pub fn hanging_listener() -> (TcpListener, Vec<TcpStream>, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filler = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+        filler.push(s);
+        assert!(filler.len() < 10_000, "the accept queue never filled");
+    }
+    (listener, filler, addr.to_string())
+}
