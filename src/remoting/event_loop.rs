@@ -98,16 +98,6 @@ impl FramePool {
         }
     }
 
-    /// Gives back a buffer that [`FramePool::keeps`] said yes to.
-    #[inline]
-    fn put_kept(&self, mut frame: Vec<u8>) {
-        frame.clear();
-        let mut free = self.free.lock();
-        if free.len() < POOLED_FRAMES {
-            free.push(frame);
-        }
-    }
-
     /// Gives a buffer back.
     pub(crate) fn put(&self, mut frame: Vec<u8>) {
         if frame.capacity() == 0 || frame.capacity() > POOLED_FRAME_CAPACITY {
@@ -565,15 +555,8 @@ impl EventLoop {
             }
             self.flush_dirty();
             // The buffers of the frames written (and of any refused) go back together.
-            match self.returned.len() {
-                0 => {}
-                // A synchronous sender's request: one buffer.
-                1 => {
-                    if let Some(frame) = self.returned.pop() {
-                        self.config.frames.put_kept(frame);
-                    }
-                }
-                _ => self.config.frames.put_all(&mut self.returned),
+            if !self.returned.is_empty() {
+                self.config.frames.put_all(&mut self.returned);
             }
             // A turn that only read (a response woke the loop: no command came) ends a
             // moment after its last read's clock read, which serves as the turn's: a
