@@ -807,7 +807,7 @@ pub(super) struct SpentSends {
     pub(super) free_queued: AtomicBool,
     /// The senders' spare boxes, by thread slot ([`thread_slot`]); `None` once shutdown has
     /// emptied them for good (each box holds its producer).
-    slots: Box<[crate::padded::Padded<parking_lot::Mutex<Option<Spare>>>]>,
+    slots: Box<[crate::padded::Padded<parking_lot::Mutex<Option<Spare>>>; SLOTS]>,
     /// The memos a new box starts with (see [`MemoSeed`]).
     seed: parking_lot::Mutex<Option<MemoSeed>>,
     /// Whether the next attempt is to leave its memos in `seed`: at first, and after each
@@ -990,9 +990,9 @@ impl SpentSends {
                 SPENT_CAPACITY,
             ))),
             free_queued: AtomicBool::new(false),
-            slots: (0..SLOTS)
-                .map(|_| crate::padded::Padded::new(parking_lot::Mutex::new(Some(Spare::new()))))
-                .collect(),
+            slots: Box::new(std::array::from_fn(|_| {
+                crate::padded::Padded::new(parking_lot::Mutex::new(Some(Spare::new())))
+            })),
             seed: parking_lot::Mutex::new(None),
             seed_wanted: AtomicBool::new(true),
         }
@@ -1088,7 +1088,8 @@ impl SpentSends {
 
     /// This thread's spare list.
     fn slot(&self) -> &parking_lot::Mutex<Option<Spare>> {
-        // `slots` has SLOTS entries (made so in `new`): a mask, not a division.
+        // `thread_slot` is below SLOTS, the length of `slots`: the mask only lets the compiler
+        // see it (no bounds check).
         &self.slots[thread_slot() % SLOTS]
     }
 
